@@ -1,0 +1,262 @@
+//! The daemon's configuration: command-line flags (with INFERD_* environment
+//! fallbacks) over an optional TOML file, in one struct printed at start-up.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Parser;
+use serde::{Deserialize, Serialize};
+
+/// Command-line flags. Every flag overrides the same key of the config file.
+#[derive(Debug, Parser)]
+#[command(
+    name = "inferd",
+    version,
+    about = "inferd: a local inference daemon serving Hugging Face pipeline() tasks over gRPC",
+    after_help = "Examples:\n  \
+        inferd --listen 127.0.0.1:50051 --model text-classification=distilbert/distilbert-base-uncased-finetuned-sst-2-english\n  \
+        inferd --config inferd.toml --plugin-dir ./my-plugins\n\n\
+        Clients: grpcurl -plaintext 127.0.0.1:50051 list; inferctl --help"
+)]
+pub struct Args {
+    /// TOML configuration file (keys as in the flags, plus [[models]] tables).
+    #[arg(long, env = "INFERD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to serve gRPC on.
+    #[arg(long, env = "INFERD_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Extra directory to load plugins from (repeatable). The directory of the
+    /// inferd executable is always searched first.
+    #[arg(long = "plugin-dir", env = "INFERD_PLUGIN_DIRS", value_delimiter = ':')]
+    pub plugin_dirs: Vec<PathBuf>,
+    /// Do not search the directory of the inferd executable for plugins.
+    #[arg(long)]
+    pub no_default_plugin_dir: bool,
+    /// Model to load at start-up, as TASK=SOURCE or NAME:TASK=SOURCE
+    /// (SOURCE is a hub id or a local directory). Repeatable.
+    #[arg(long = "model", value_name = "[NAME:]TASK=SOURCE")]
+    pub models: Vec<String>,
+    /// Never contact the Hugging Face hub (also set by HF_HUB_OFFLINE=1).
+    #[arg(long)]
+    pub offline: bool,
+    /// Largest request message accepted, in bytes.
+    #[arg(long, env = "INFERD_MAX_REQUEST_BYTES")]
+    pub max_request_bytes: Option<usize>,
+    /// Default device for model instances: cpu, cuda or cuda:N (default: cpu).
+    #[arg(long, env = "INFERD_DEVICE")]
+    pub device: Option<String>,
+    /// Threads LibTorch may use for one operation (default: all cores).
+    #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
+    pub intra_op_threads: Option<usize>,
+    /// Log filter, e.g. info or inferd=debug (RUST_LOG also works).
+    #[arg(long, env = "INFERD_LOG")]
+    pub log: Option<String>,
+    /// Write the address actually bound (useful with port 0) to this file
+    /// once the daemon is listening.
+    #[arg(long, value_name = "PATH")]
+    pub address_file: Option<PathBuf>,
+}
+
+/// A model to load at start-up.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Name requests use; defaults to the source.
+    #[serde(default)]
+    pub name: String,
+    pub task: String,
+    /// Hub id or local directory (relative paths: relative to the config file).
+    #[serde(default)]
+    pub source: String,
+    /// Used when `source` is a hub id that is neither cached nor downloadable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_source: Option<String>,
+    #[serde(default)]
+    pub revision: Option<String>,
+    #[serde(default)]
+    pub devices: Vec<String>,
+    #[serde(default = "one")]
+    pub instances: u32,
+    /// Make it the default model of its task.
+    #[serde(default)]
+    pub default: bool,
+}
+
+fn one() -> u32 {
+    1
+}
+
+/// The effective configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub plugin_dirs: Vec<PathBuf>,
+    pub default_plugin_dir: bool,
+    pub offline: bool,
+    pub max_request_bytes: usize,
+    pub device: String,
+    pub intra_op_threads: Option<usize>,
+    /// Requests waiting per model before new ones are refused.
+    pub queue_size: usize,
+    /// Most requests a model instance runs in one batch.
+    pub max_batch_size: usize,
+    pub log: String,
+    pub models: Vec<ModelConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:50051".parse().expect("valid address"),
+            plugin_dirs: vec![],
+            default_plugin_dir: true,
+            offline: false,
+            max_request_bytes: 16 * 1024 * 1024,
+            device: "cpu".into(),
+            intra_op_threads: None,
+            queue_size: 256,
+            max_batch_size: 16,
+            log: "info".into(),
+            models: vec![],
+        }
+    }
+}
+
+impl Config {
+    /// Flags over file over defaults.
+    pub fn load(args: Args) -> anyhow::Result<Self> {
+        let mut config = match &args.config {
+            Some(path) => Self::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(listen) = args.listen {
+            config.listen = listen;
+        }
+        config.plugin_dirs.extend(args.plugin_dirs);
+        if args.no_default_plugin_dir {
+            config.default_plugin_dir = false;
+        }
+        if args.offline || hub_offline_from_env() {
+            config.offline = true;
+        }
+        if let Some(n) = args.max_request_bytes {
+            config.max_request_bytes = n;
+        }
+        if let Some(d) = args.device {
+            config.device = d;
+        }
+        if args.intra_op_threads.is_some() {
+            config.intra_op_threads = args.intra_op_threads;
+        }
+        if let Some(log) = args.log {
+            config.log = log;
+        }
+        for spec in &args.models {
+            config.models.push(parse_model_flag(spec)?);
+        }
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        let mut config: Config = toml::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        // Relative paths in the file are relative to the file, not to the cwd.
+        let base = path.parent().unwrap_or(Path::new("."));
+        for dir in &mut config.plugin_dirs {
+            if dir.is_relative() {
+                *dir = base.join(&*dir);
+            }
+        }
+        for model in &mut config.models {
+            for source in std::iter::once(&mut model.source).chain(model.fallback_source.as_mut()) {
+                if source.starts_with("./") || source.starts_with("../") {
+                    *source = base.join(&*source).display().to_string();
+                }
+            }
+        }
+        Ok(config)
+    }
+
+    /// The configuration as TOML, for the start-up log.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+    }
+}
+
+/// HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set to a true value.
+pub fn hub_offline_from_env() -> bool {
+    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"].iter().any(|var| {
+        std::env::var(var)
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false)
+    })
+}
+
+/// `[NAME:]TASK=SOURCE`
+fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
+    let (head, source) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--model {spec}: expected [NAME:]TASK=SOURCE"))?;
+    let (name, task) = match head.split_once(':') {
+        Some((name, task)) => (name.to_string(), task.to_string()),
+        None => (String::new(), head.to_string()),
+    };
+    if task.is_empty() {
+        anyhow::bail!("--model {spec}: the task is empty");
+    }
+    Ok(ModelConfig {
+        name,
+        task,
+        source: source.to_string(),
+        fallback_source: None,
+        revision: None,
+        devices: vec![],
+        instances: 1,
+        default: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn model_flags_parse_with_and_without_a_name() {
+        let m = parse_model_flag("text-classification=org/model").unwrap();
+        assert_eq!((m.name.as_str(), m.task.as_str(), m.source.as_str()), ("", "text-classification", "org/model"));
+        let m = parse_model_flag("sst2:sentiment-analysis=/models/sst2").unwrap();
+        assert_eq!((m.name.as_str(), m.task.as_str()), ("sst2", "sentiment-analysis"));
+        assert!(parse_model_flag("no-equals").is_err());
+    }
+
+    #[test]
+    fn file_paths_are_relative_to_the_file_and_flags_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("inferd.toml");
+        std::fs::write(
+            &path,
+            "listen = \"127.0.0.1:6000\"\nplugin_dirs = [\"plugins\"]\n\
+             [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\n",
+        )
+        .unwrap();
+        let args = Args::parse_from(["inferd", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:7000"]);
+        let config = Config::load(args).unwrap();
+        assert_eq!(config.listen.port(), 7000);
+        assert_eq!(config.plugin_dirs, vec![dir.path().join("plugins")]);
+        assert_eq!(config.models[0].source, dir.path().join("./m").display().to_string());
+        assert!(!config.to_toml().is_empty());
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "listn = \"x\"\n").unwrap();
+        let args = Args::parse_from(["inferd", "--config", path.to_str().unwrap()]);
+        let err = Config::load(args).unwrap_err().to_string();
+        assert!(err.contains("listn"), "{err}");
+    }
+}

@@ -1,0 +1,174 @@
+//! inferd: a local inference daemon. It loads task plugins, loads models on
+//! CPU or CUDA devices, and serves Hugging Face pipeline() tasks over gRPC.
+
+mod config;
+mod devices;
+mod error;
+mod plugins;
+mod registry;
+mod scheduler;
+mod server;
+mod sources;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Args, Config, ModelConfig};
+use crate::devices::DevicePool;
+use crate::plugins::PluginSet;
+use crate::registry::{LoadSpec, Registry};
+use crate::scheduler::QueueOptions;
+use crate::sources::Sources;
+
+fn main() -> ExitCode {
+    let mut args = Args::parse();
+    let address_file = args.address_file.take();
+    let config = match Config::load(args) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("inferd: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing::info!("inferd {} starting with configuration:\n{}", env!("CARGO_PKG_VERSION"), config.to_toml());
+    if let Some(threads) = config.intra_op_threads {
+        tch::set_num_threads(threads as i32);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config, address_file)) {
+        Ok(()) => {
+            tracing::info!("inferd stopped");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let listening = server::bind(config.listen).await?;
+
+    let mut plugin_dirs = Vec::new();
+    if config.default_plugin_dir {
+        if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)) {
+            plugin_dirs.push(dir);
+        }
+    }
+    plugin_dirs.extend(config.plugin_dirs.iter().cloned());
+    let plugins = tokio::task::spawn_blocking(move || PluginSet::discover(&plugin_dirs)).await?;
+    if plugins.plugins().is_empty() {
+        tracing::warn!("no plugins loaded: no task can be served (use --plugin-dir)");
+    }
+    let devices = DevicePool::discover(&config.device)?;
+    tracing::info!(devices = %devices.names().join(", "), "device pool");
+    let sources = Sources::new(config.offline);
+    tracing::info!(cache = %sources.cache_dir().display(), offline = config.offline, "model sources");
+    let options = QueueOptions {
+        queue_size: config.queue_size,
+        max_batch_size: config.max_batch_size,
+    };
+    let registry = Arc::new(Registry::new(plugins, devices, sources, options));
+
+    let (health_reporter, health_service) = server::health().await;
+    tokio::spawn(load_startup_models(registry.clone(), config.models.clone(), health_reporter));
+
+    tracing::info!(addr = %listening.addr, "inferd listening on {}", listening.addr);
+    if let Some(path) = address_file {
+        std::fs::write(&path, listening.addr.to_string())
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    server::serve(listening, registry.clone(), health_service, config.max_request_bytes, shutdown_signal()).await?;
+    tracing::info!("no longer accepting requests; in-flight requests are done; unloading models");
+    tokio::task::spawn_blocking(move || registry.unload_all()).await?;
+    Ok(())
+}
+
+/// Loads the model-less plugin tasks and the configured models, then
+/// reports the daemon healthy.
+async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, health: HealthReporter) {
+    let modelless: Vec<String> = registry
+        .plugins
+        .tasks()
+        .filter(|(_, spec)| !spec.needs_model)
+        .map(|(_, spec)| spec.name.clone())
+        .collect();
+    for task in modelless {
+        let spec = LoadSpec {
+            name: task.clone(),
+            task,
+            instances: 1,
+            ..Default::default()
+        };
+        let r = registry.clone();
+        let _ = tokio::task::spawn_blocking(move || r.load(spec)).await;
+    }
+    for model in models {
+        let r = registry.clone();
+        let _ = tokio::task::spawn_blocking(move || load_configured(&r, model)).await;
+    }
+    health.set_service_status("", ServingStatus::Serving).await;
+    tracing::info!("start-up models loaded; serving");
+}
+
+/// Loads a configured model, falling back to `fallback_source` when the
+/// primary source cannot be obtained, and says which one it used.
+fn load_configured(registry: &Registry, model: ModelConfig) {
+    let mut source = model.source.clone();
+    if let Some(fallback) = &model.fallback_source {
+        match registry.check_source(&model.source, model.revision.as_deref()) {
+            Ok(()) => tracing::info!(task = %model.task, "using {} for {}", model.source, model.task),
+            Err(e) => {
+                tracing::warn!(task = %model.task, "{} is not available ({e}); using the local fixture model {fallback} instead", model.source);
+                source = fallback.clone();
+            }
+        }
+    }
+    let spec = LoadSpec {
+        name: if model.name.is_empty() { model.source.clone() } else { model.name.clone() },
+        task: model.task,
+        source,
+        revision: model.revision,
+        devices: model.devices,
+        instances: model.instances,
+        make_default: model.default,
+    };
+    // Failures are logged by the registry and shown by GetModel.
+    let _ = registry.load(spec);
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("interrupted: shutting down"),
+        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+    }
+}

@@ -1,0 +1,373 @@
+//! The model registry: which models exist, their state, which one serves a
+//! task by default, and loading/unloading them. Requests find their model
+//! here and are handed to its queue.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, RwLock};
+
+use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelState};
+use inferd_sdk::proto::{LoadRequest, TaskRequest};
+use tokio::sync::oneshot;
+
+use crate::devices::DevicePool;
+use crate::error::{DaemonError, Result};
+use crate::plugins::PluginSet;
+use crate::scheduler::{ModelQueue, QueueOptions, Reply};
+use crate::sources::Sources;
+
+/// What to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadSpec {
+    pub name: String,
+    pub task: String,
+    pub source: String,
+    pub revision: Option<String>,
+    pub devices: Vec<String>,
+    pub instances: u32,
+    pub make_default: bool,
+}
+
+enum State {
+    Loading,
+    Ready(ModelQueue),
+    Failed(String),
+}
+
+pub struct Model {
+    pub name: String,
+    pub task: String,
+    pub source: String,
+    path: Mutex<String>,
+    architecture: Mutex<String>,
+    plugin: String,
+    state: RwLock<State>,
+}
+
+impl Model {
+    fn info(&self, is_default: bool) -> ModelInfo {
+        let state = self.state.read().expect("model state lock");
+        let mut info = ModelInfo {
+            name: self.name.clone(),
+            task: self.task.clone(),
+            source: self.source.clone(),
+            path: self.path.lock().expect("lock").clone(),
+            architecture: self.architecture.lock().expect("lock").clone(),
+            plugin: self.plugin.clone(),
+            is_default,
+            ..Default::default()
+        };
+        match &*state {
+            State::Loading => info.state = ModelState::Loading as i32,
+            State::Failed(e) => {
+                info.state = ModelState::Failed as i32;
+                info.error = e.clone();
+            }
+            State::Ready(queue) => {
+                info.state = ModelState::Ready as i32;
+                info.instances = queue.devices.iter().map(|d| InstanceInfo { device: d.clone() }).collect();
+                info.memory_bytes = queue.loaded.memory_bytes;
+                info.labels = queue.loaded.labels.clone();
+                info.max_batch_size = queue.options.max_batch_size as u32;
+            }
+        }
+        info
+    }
+
+    /// Queues a request for this model.
+    pub fn submit(&self, request: TaskRequest) -> Result<oneshot::Receiver<Reply>> {
+        match &*self.state.read().expect("model state lock") {
+            State::Ready(queue) => queue.submit(request),
+            State::Loading => Err(DaemonError::Unavailable(format!(
+                "model {} is still loading; retry in a moment",
+                self.name
+            ))),
+            State::Failed(e) => Err(DaemonError::FailedPrecondition(format!(
+                "model {} failed to load: {e}",
+                self.name
+            ))),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    models: BTreeMap<String, Arc<Model>>,
+    /// Task -> name of its default model.
+    defaults: BTreeMap<String, String>,
+}
+
+pub struct Registry {
+    inner: RwLock<Inner>,
+    pub plugins: PluginSet,
+    devices: DevicePool,
+    sources: Sources,
+    options: QueueOptions,
+}
+
+impl Registry {
+    pub fn new(plugins: PluginSet, devices: DevicePool, sources: Sources, options: QueueOptions) -> Self {
+        Registry {
+            inner: RwLock::new(Inner::default()),
+            plugins,
+            devices,
+            sources,
+            options,
+        }
+    }
+
+    fn canonical_task(&self, task: &str) -> Result<String> {
+        self.plugins.canonical_task(task).map(str::to_string).ok_or_else(|| {
+            DaemonError::InvalidArgument(format!(
+                "no plugin serves task `{task}` (tasks served: {})",
+                self.plugins.task_names().join(", ")
+            ))
+        })
+    }
+
+    /// The model a request for `task` should go to: `model` if named (it
+    /// must serve `task`), else the task's default.
+    pub fn model_for(&self, task: &str, model: &str) -> Result<Arc<Model>> {
+        let Some(canonical) = self.plugins.canonical_task(task) else {
+            return Err(DaemonError::Unimplemented(format!(
+                "no plugin serves task `{task}` (tasks served: {})",
+                self.plugins.task_names().join(", ")
+            )));
+        };
+        let inner = self.inner.read().expect("registry lock");
+        if model.is_empty() {
+            let name = inner.defaults.get(canonical).ok_or_else(|| {
+                let hint = self
+                    .plugins
+                    .task(canonical)
+                    .map(|(_, spec)| spec.default_model.clone())
+                    .filter(|m| !m.is_empty())
+                    .map(|m| format!(" (pipeline()'s default is {m})"))
+                    .unwrap_or_default();
+                DaemonError::FailedPrecondition(format!(
+                    "no model is loaded for task {canonical}; load one with Models/LoadModel{hint} or name one in `model`"
+                ))
+            })?;
+            return Ok(inner.models[name].clone());
+        }
+        let found = inner.models.get(model).ok_or_else(|| {
+            DaemonError::NotFound(format!(
+                "model `{model}` is not loaded (loaded: {})",
+                inner.models.keys().cloned().collect::<Vec<_>>().join(", ")
+            ))
+        })?;
+        if found.task != canonical {
+            return Err(DaemonError::FailedPrecondition(format!(
+                "model `{model}` serves task {}, not {canonical}",
+                found.task
+            )));
+        }
+        Ok(found.clone())
+    }
+
+    /// A model by name, whatever its task.
+    pub fn model(&self, name: &str) -> Result<Arc<Model>> {
+        let inner = self.inner.read().expect("registry lock");
+        inner
+            .models
+            .get(name)
+            .cloned()
+            .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))
+    }
+
+    pub fn info(&self, name: &str) -> Result<ModelInfo> {
+        let inner = self.inner.read().expect("registry lock");
+        let model = inner
+            .models
+            .get(name)
+            .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
+        Ok(model.info(inner.defaults.get(&model.task) == Some(&model.name)))
+    }
+
+    pub fn list(&self) -> Vec<ModelInfo> {
+        let inner = self.inner.read().expect("registry lock");
+        inner
+            .models
+            .values()
+            .map(|m| m.info(inner.defaults.get(&m.task) == Some(&m.name)))
+            .collect()
+    }
+
+    /// Loads a model; blocking (source download, weights): call it from a
+    /// blocking context. Returns once every instance is ready.
+    pub fn load(&self, spec: LoadSpec) -> Result<ModelInfo> {
+        let task = self.canonical_task(&spec.task)?;
+        let (plugin, task_spec) = self.plugins.task(&task).map(|(p, s)| (p.clone(), s.clone())).expect("canonical task");
+        let name = if spec.name.is_empty() { spec.source.clone() } else { spec.name.clone() };
+        if name.is_empty() {
+            return Err(DaemonError::InvalidArgument("give the model a `name` or a `source`".into()));
+        }
+        if task_spec.needs_model && spec.source.is_empty() {
+            return Err(DaemonError::InvalidArgument(format!(
+                "task {task} needs a model: give `source` (a hub id or a local directory)"
+            )));
+        }
+        let model = Arc::new(Model {
+            name: name.clone(),
+            task: task.clone(),
+            source: spec.source.clone(),
+            path: Mutex::new(String::new()),
+            architecture: Mutex::new(String::new()),
+            plugin: plugin.manifest.name.clone(),
+            state: RwLock::new(State::Loading),
+        });
+        {
+            let mut inner = self.inner.write().expect("registry lock");
+            if let Some(existing) = inner.models.get(&name) {
+                if !matches!(*existing.state.read().expect("lock"), State::Failed(_)) {
+                    return Err(DaemonError::AlreadyExists(format!(
+                        "a model named `{name}` is already loaded; unload it first or choose another name"
+                    )));
+                }
+            }
+            inner.models.insert(name.clone(), model.clone());
+        }
+        tracing::info!(model = %name, %task, source = %spec.source, "loading model");
+        match self.start(&model, &spec, &plugin, &task_spec) {
+            Ok(queue) => {
+                *model.state.write().expect("lock") = State::Ready(queue);
+                let mut inner = self.inner.write().expect("registry lock");
+                if spec.make_default || !inner.defaults.contains_key(&task) {
+                    inner.defaults.insert(task.clone(), name.clone());
+                }
+                drop(inner);
+                let info = self.info(&name)?;
+                tracing::info!(model = %name, %task, memory_mb = info.memory_bytes / (1 << 20), "model ready");
+                Ok(info)
+            }
+            Err(e) => {
+                tracing::error!(model = %name, %task, "model failed to load: {e}");
+                *model.state.write().expect("lock") = State::Failed(e.to_string());
+                Err(e)
+            }
+        }
+    }
+
+    fn start(
+        &self,
+        model: &Model,
+        spec: &LoadSpec,
+        plugin: &Arc<crate::plugins::Plugin>,
+        task_spec: &inferd_sdk::proto::TaskSpec,
+    ) -> Result<ModelQueue> {
+        let mut request = LoadRequest {
+            task: model.task.clone(),
+            model_name: model.name.clone(),
+            ..Default::default()
+        };
+        if !spec.source.is_empty() {
+            let dir = self.sources.resolve(&spec.source, spec.revision.as_deref())?;
+            let architecture = read_architecture(&dir)?;
+            if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
+                return Err(DaemonError::FailedPrecondition(format!(
+                    "model {} is a {architecture}, which no plugin supports for task {} (supported: {})",
+                    spec.source,
+                    model.task,
+                    task_spec.architectures.join(", ")
+                )));
+            }
+            *model.path.lock().expect("lock") = dir.display().to_string();
+            *model.architecture.lock().expect("lock") = architecture.clone();
+            request.model_dir = dir.display().to_string();
+            request.architecture = architecture;
+        }
+        let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
+        ModelQueue::start(plugin.clone(), request, devices.clone(), self.options).map_err(|e| {
+            self.devices.release(&devices);
+            DaemonError::from(e)
+        })
+    }
+
+    /// Whether a source can be obtained (cached, downloadable or local).
+    pub fn check_source(&self, source: &str, revision: Option<&str>) -> Result<()> {
+        self.sources.resolve(source, revision).map(|_| ())
+    }
+
+    /// Removes a model, lets its queued requests finish, and frees its
+    /// instances. Blocking.
+    pub fn unload(&self, name: &str) -> Result<()> {
+        let model = {
+            let mut inner = self.inner.write().expect("registry lock");
+            let model = inner
+                .models
+                .get(name)
+                .cloned()
+                .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
+            if matches!(*model.state.read().expect("lock"), State::Loading) {
+                return Err(DaemonError::FailedPrecondition(format!(
+                    "model `{name}` is still loading; unload it once it is ready"
+                )));
+            }
+            inner.models.remove(name);
+            if inner.defaults.get(&model.task).map(String::as_str) == Some(name) {
+                inner.defaults.remove(&model.task);
+                // Another ready model of the same task becomes the default.
+                let successor = inner
+                    .models
+                    .values()
+                    .find(|m| m.task == model.task && matches!(*m.state.read().expect("lock"), State::Ready(_)))
+                    .map(|m| m.name.clone());
+                if let Some(successor) = successor {
+                    inner.defaults.insert(model.task.clone(), successor);
+                }
+            }
+            model
+        };
+        let state = std::mem::replace(&mut *model.state.write().expect("lock"), State::Failed("unloaded".into()));
+        if let State::Ready(queue) = state {
+            let devices = queue.devices.clone();
+            queue.stop();
+            self.devices.release(&devices);
+        }
+        release_free_memory();
+        tracing::info!(model = %name, "model unloaded");
+        Ok(())
+    }
+
+    /// Stops every model (for shutdown). Blocking.
+    pub fn unload_all(&self) {
+        let names: Vec<String> = self.inner.read().expect("registry lock").models.keys().cloned().collect();
+        for name in names {
+            if let Err(e) = self.unload(&name) {
+                tracing::debug!(model = %name, "not unloaded at shutdown: {e}");
+            }
+        }
+    }
+}
+
+/// config.json's first `architectures` entry.
+fn read_architecture(dir: &std::path::Path) -> Result<String> {
+    let path = dir.join("config.json");
+    let text = std::fs::read_to_string(&path).map_err(|_| {
+        DaemonError::FailedPrecondition(format!(
+            "{} has no config.json: a model directory needs config.json, weights and tokenizer files",
+            dir.display()
+        ))
+    })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display())))?;
+    json.get("architectures")
+        .and_then(|a| a.get(0))
+        .and_then(|a| a.as_str())
+        .map(str::to_string)
+        .ok_or_else(|| {
+            DaemonError::FailedPrecondition(format!(
+                "{} has no `architectures` entry naming the model class",
+                path.display()
+            ))
+        })
+}
+
+/// Gives freed heap memory back to the system, so that unloading a model
+/// shows in the process's resident memory.
+fn release_free_memory() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

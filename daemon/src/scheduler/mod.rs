@@ -1,0 +1,203 @@
+//! Model queues and instance workers. Each loaded model has one bounded queue
+//! shared by its instances; each instance is a dedicated thread that loads
+//! the model, then takes the requests waiting in the queue (up to
+//! `max_batch_size` at a time), runs them as one batch and answers each.
+//! Nothing here knows about gRPC.
+
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskRequest};
+use inferd_sdk::Error;
+use tokio::sync::oneshot;
+
+use crate::error::DaemonError;
+use crate::plugins::Plugin;
+
+/// The answer to one request.
+pub type Reply = Result<task_response::Body, Error>;
+
+struct Job {
+    request: TaskRequest,
+    reply: oneshot::Sender<Reply>,
+}
+
+enum Message {
+    Job(Job),
+    Stop,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct QueueOptions {
+    pub queue_size: usize,
+    pub max_batch_size: usize,
+}
+
+/// The queue and workers of one model.
+pub struct ModelQueue {
+    name: String,
+    sender: Sender<Message>,
+    workers: Vec<JoinHandle<()>>,
+    pub devices: Vec<String>,
+    pub loaded: LoadedModel,
+    pub options: QueueOptions,
+}
+
+impl ModelQueue {
+    /// Starts one worker per device in `devices` and waits until every one
+    /// has loaded the model. Blocking: call it off the async runtime.
+    pub fn start(
+        plugin: Arc<Plugin>,
+        request: LoadRequest,
+        devices: Vec<String>,
+        options: QueueOptions,
+    ) -> Result<Self, Error> {
+        let (sender, receiver) = bounded::<Message>(options.queue_size.max(1));
+        let mut workers = Vec::new();
+        let mut ready = Vec::new();
+        for (i, device) in devices.iter().enumerate() {
+            let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+            let plugin = plugin.clone();
+            let receiver = receiver.clone();
+            let request = LoadRequest {
+                device: device.clone(),
+                ..request.clone()
+            };
+            let max_batch = options.max_batch_size.max(1);
+            let thread_name = format!("{}#{i}", request.model_name);
+            let handle = std::thread::Builder::new()
+                .name(thread_name)
+                .spawn(move || worker(plugin, request, receiver, ready_tx, max_batch))
+                .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
+            workers.push(handle);
+            ready.push(ready_rx);
+        }
+        let mut loaded = LoadedModel::default();
+        let mut failure = None;
+        for rx in ready {
+            match rx.recv() {
+                Ok(Ok(l)) => {
+                    loaded.memory_bytes += l.memory_bytes;
+                    loaded.labels = l.labels;
+                }
+                Ok(Err(e)) => failure = Some(e),
+                Err(_) => failure = Some(Error::internal("a worker thread died while loading")),
+            }
+        }
+        let queue = ModelQueue {
+            name: request.model_name.clone(),
+            sender,
+            workers,
+            devices,
+            loaded,
+            options,
+        };
+        match failure {
+            Some(e) => {
+                queue.stop();
+                Err(e)
+            }
+            None => Ok(queue),
+        }
+    }
+
+    /// Queues a request; fails at once when the queue is full.
+    pub fn submit(&self, request: TaskRequest) -> Result<oneshot::Receiver<Reply>, DaemonError> {
+        let (reply, rx) = oneshot::channel();
+        match self.sender.try_send(Message::Job(Job { request, reply })) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(DaemonError::ResourceExhausted(format!(
+                "model {} has {} requests waiting, its queue is full; retry later",
+                self.name, self.options.queue_size
+            ))),
+            Err(TrySendError::Disconnected(_)) => {
+                Err(DaemonError::Unavailable(format!("model {} is shutting down", self.name)))
+            }
+        }
+    }
+
+    /// Lets the workers finish what is queued, then stops them and frees
+    /// their instances. Blocking.
+    pub fn stop(self) {
+        for _ in &self.workers {
+            // A worker that already exited (failed load) does not need one.
+            let _ = self.sender.send(Message::Stop);
+        }
+        for worker in self.workers {
+            let _ = worker.join();
+        }
+    }
+}
+
+fn worker(
+    plugin: Arc<Plugin>,
+    request: LoadRequest,
+    receiver: Receiver<Message>,
+    ready: std::sync::mpsc::Sender<Result<LoadedModel, Error>>,
+    max_batch: usize,
+) {
+    let model = request.model_name.clone();
+    let device = request.device.clone();
+    let started = std::time::Instant::now();
+    let mut instance = match plugin.load(&request) {
+        Ok((instance, loaded)) => {
+            tracing::info!(%model, %device, elapsed_ms = started.elapsed().as_millis() as u64, "instance loaded");
+            let _ = ready.send(Ok(loaded));
+            instance
+        }
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let mut stopping = false;
+    while !stopping {
+        let first = match receiver.recv() {
+            Ok(Message::Job(job)) => job,
+            Ok(Message::Stop) | Err(_) => break,
+        };
+        let mut jobs = vec![first];
+        while jobs.len() < max_batch {
+            match receiver.try_recv() {
+                Ok(Message::Job(job)) => jobs.push(job),
+                Ok(Message::Stop) => {
+                    stopping = true;
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        // Requests whose client has gone away are not run.
+        jobs.retain(|job| !job.reply.is_closed());
+        if jobs.is_empty() {
+            continue;
+        }
+        let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
+        let _enter = span.enter();
+        let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let batch = Batch { requests };
+        let started = std::time::Instant::now();
+        match plugin.run(&mut instance, &batch) {
+            Ok(responses) => {
+                for (reply, response) in replies.into_iter().zip(responses) {
+                    let answer = match response.body {
+                        Some(task_response::Body::Error(e)) => Err(e.into()),
+                        Some(body) => Ok(body),
+                        None => Err(Error::internal("plugin returned an empty response")),
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(%model, "batch failed: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
+    }
+    plugin.unload(instance);
+    tracing::info!(%model, %device, "instance unloaded");
+}

@@ -1,0 +1,86 @@
+//! The gRPC transport: binds the address, serves the inferd services plus
+//! health and reflection (v1 and v1alpha), and shuts down gracefully. The
+//! handlers are thin: validate, hand over to the registry, convert back.
+
+mod inference;
+mod models;
+mod size_limit;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use inferd_proto::v1::inference_server::InferenceServer;
+use inferd_proto::v1::models_server::ModelsServer;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::registry::Registry;
+
+pub struct Listening {
+    pub addr: SocketAddr,
+    listener: TcpListener,
+}
+
+/// Binds the listening socket (so a taken port fails before anything loads).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<Listening> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {addr}: {e}"))?;
+    Ok(Listening {
+        addr: listener.local_addr()?,
+        listener,
+    })
+}
+
+/// The health service; the overall status ("") starts NOT_SERVING and turns
+/// SERVING once the start-up models are loaded.
+pub async fn health() -> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter
+        .set_serving::<InferenceServer<inference::InferenceService>>()
+        .await;
+    reporter.set_serving::<ModelsServer<models::ModelsService>>().await;
+    (reporter, service)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting connections and
+/// waits for in-flight requests to finish.
+pub async fn serve<S>(
+    listening: Listening,
+    registry: Arc<Registry>,
+    health_service: tonic_health::pb::health_server::HealthServer<S>,
+    max_request_bytes: usize,
+    shutdown: impl Future<Output = ()> + Send,
+) -> anyhow::Result<()>
+where
+    S: tonic_health::pb::health_server::Health,
+{
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()?;
+    let inference = InferenceServer::new(inference::InferenceService::new(registry.clone()))
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let models = ModelsServer::new(models::ModelsService::new(registry))
+        .max_decoding_message_size(max_request_bytes);
+    Server::builder()
+        .layer(size_limit::SizeLimitStatusLayer::new(max_request_bytes))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
+        .add_service(inference)
+        .add_service(models)
+        .serve_with_incoming_shutdown(TcpListenerStream::new(listening.listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,101 @@
+//! `inferd.v1.Models`: loading, unloading and listing models and plugins.
+
+use std::sync::Arc;
+
+use inferd_proto::v1::models_server::Models;
+use inferd_proto::v1::{
+    GetModelRequest, ListModelsRequest, ListModelsResponse, ListPluginsRequest, ListPluginsResponse,
+    LoadModelRequest, ModelInfo, PluginInfo, TaskInfo, UnloadModelRequest, UnloadModelResponse,
+};
+use inferd_sdk::abi::ABI_VERSION;
+use tonic::{Request, Response, Status};
+
+use crate::error::DaemonError;
+use crate::registry::{LoadSpec, Registry};
+
+pub struct ModelsService {
+    registry: Arc<Registry>,
+}
+
+impl ModelsService {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        ModelsService { registry }
+    }
+}
+
+/// Runs blocking registry work off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+        .map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl Models for ModelsService {
+    async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+        Ok(Response::new(ListModelsResponse {
+            models: self.registry.list(),
+        }))
+    }
+
+    async fn get_model(&self, request: Request<GetModelRequest>) -> Result<Response<ModelInfo>, Status> {
+        Ok(Response::new(self.registry.info(&request.into_inner().name)?))
+    }
+
+    async fn load_model(&self, request: Request<LoadModelRequest>) -> Result<Response<ModelInfo>, Status> {
+        let r = request.into_inner();
+        if r.task.is_empty() {
+            return Err(Status::invalid_argument(
+                "`task` is empty: name the pipeline() task, e.g. text-classification",
+            ));
+        }
+        let spec = LoadSpec {
+            name: r.name,
+            task: r.task,
+            source: r.source,
+            revision: (!r.revision.is_empty()).then_some(r.revision),
+            devices: r.devices,
+            instances: r.instances,
+            make_default: r.make_default,
+        };
+        let registry = self.registry.clone();
+        Ok(Response::new(blocking(move || registry.load(spec)).await?))
+    }
+
+    async fn unload_model(&self, request: Request<UnloadModelRequest>) -> Result<Response<UnloadModelResponse>, Status> {
+        let name = request.into_inner().name;
+        let registry = self.registry.clone();
+        blocking(move || registry.unload(&name)).await?;
+        Ok(Response::new(UnloadModelResponse {}))
+    }
+
+    async fn list_plugins(&self, _: Request<ListPluginsRequest>) -> Result<Response<ListPluginsResponse>, Status> {
+        let plugins = self
+            .registry
+            .plugins
+            .plugins()
+            .iter()
+            .map(|p| PluginInfo {
+                name: p.manifest.name.clone(),
+                version: p.manifest.version.clone(),
+                path: p.path.display().to_string(),
+                abi_version: ABI_VERSION,
+                description: p.manifest.description.clone(),
+                tasks: p
+                    .manifest
+                    .tasks
+                    .iter()
+                    .map(|t| TaskInfo {
+                        name: t.name.clone(),
+                        aliases: t.aliases.clone(),
+                        default_model: t.default_model.clone(),
+                        architectures: t.architectures.clone(),
+                        description: t.description.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok(Response::new(ListPluginsResponse { plugins }))
+    }
+}

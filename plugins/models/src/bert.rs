@@ -1,0 +1,187 @@
+//! BERT (Devlin et al.): embeddings, a stack of post-norm transformer
+//! encoder layers, the pooler, and task heads. Weight names follow
+//! transformers' `modeling_bert.py`.
+
+use serde::Deserialize;
+use tch::{nn::Path, Tensor};
+
+use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::tokenizer::EncodedBatch;
+
+fn default_vocab_size() -> i64 { 30522 }
+fn default_hidden_size() -> i64 { 768 }
+fn default_layers() -> i64 { 12 }
+fn default_heads() -> i64 { 12 }
+fn default_intermediate() -> i64 { 3072 }
+fn default_positions() -> i64 { 512 }
+fn default_type_vocab() -> i64 { 2 }
+fn default_eps() -> f64 { 1e-12 }
+
+/// `BertConfig`, with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: i64,
+    #[serde(default = "default_hidden_size")]
+    pub hidden_size: i64,
+    #[serde(default = "default_layers")]
+    pub num_hidden_layers: i64,
+    #[serde(default = "default_heads")]
+    pub num_attention_heads: i64,
+    #[serde(default = "default_intermediate")]
+    pub intermediate_size: i64,
+    #[serde(default)]
+    pub hidden_act: Activation,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: i64,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: i64,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default)]
+    pub pad_token_id: Option<i64>,
+    #[serde(default)]
+    pub position_embedding_type: Option<String>,
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    token_type: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn new(p: Path, cfg: &Config) -> Self {
+        Embeddings {
+            word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.hidden_size),
+            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, cfg.hidden_size),
+            token_type: Embedding::new(&p / "token_type_embeddings", cfg.type_vocab_size, cfg.hidden_size),
+            norm: LayerNorm::new(&p / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
+        }
+    }
+
+    fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor) -> Tensor {
+        let seq = input_ids.size()[1];
+        let positions = Tensor::arange(seq, (tch::Kind::Int64, input_ids.device())).unsqueeze(0);
+        let x = self.word.forward(input_ids)
+            + self.position.forward(&positions)
+            + self.token_type.forward(token_type_ids);
+        self.norm.forward(&x)
+    }
+}
+
+struct SelfAttention {
+    query: Linear,
+    key: Linear,
+    value: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    heads: i64,
+}
+
+impl SelfAttention {
+    fn new(p: Path, cfg: &Config) -> Self {
+        let h = cfg.hidden_size;
+        let s = &p / "self";
+        let o = &p / "output";
+        SelfAttention {
+            query: Linear::new(&s / "query", h, h),
+            key: Linear::new(&s / "key", h, h),
+            value: Linear::new(&s / "value", h, h),
+            output: Linear::new(&o / "dense", h, h),
+            norm: LayerNorm::new(&o / "LayerNorm", h, cfg.layer_norm_eps),
+            heads: cfg.num_attention_heads,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
+        let q = split_heads(&self.query.forward(x), self.heads);
+        let k = split_heads(&self.key.forward(x), self.heads);
+        let v = split_heads(&self.value.forward(x), self.heads);
+        let context = merge_heads(&attention(&q, &k, &v, Some(bias)));
+        self.norm.forward(&(self.output.forward(&context) + x))
+    }
+}
+
+struct Layer {
+    attention: SelfAttention,
+    intermediate: Linear,
+    output: Linear,
+    norm: LayerNorm,
+    act: Activation,
+}
+
+impl Layer {
+    fn new(p: Path, cfg: &Config) -> Self {
+        Layer {
+            attention: SelfAttention::new(&p / "attention", cfg),
+            intermediate: Linear::new(&p / "intermediate" / "dense", cfg.hidden_size, cfg.intermediate_size),
+            output: Linear::new(&p / "output" / "dense", cfg.intermediate_size, cfg.hidden_size),
+            norm: LayerNorm::new(&p / "output" / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
+            act: cfg.hidden_act,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
+        let x = self.attention.forward(x, bias);
+        let h = self.act.forward(&self.intermediate.forward(&x));
+        self.norm.forward(&(self.output.forward(&h) + x))
+    }
+}
+
+/// `BertModel`: returns the last hidden states and, when it has a pooler, the
+/// pooled [CLS] vector.
+pub struct BertModel {
+    embeddings: Embeddings,
+    layers: Vec<Layer>,
+    pooler: Option<Linear>,
+}
+
+impl BertModel {
+    pub fn new(p: Path, cfg: &Config, with_pooler: bool) -> Self {
+        let encoder = &p / "encoder" / "layer";
+        BertModel {
+            embeddings: Embeddings::new(&p / "embeddings", cfg),
+            layers: (0..cfg.num_hidden_layers).map(|i| Layer::new(&encoder / i, cfg)).collect(),
+            pooler: with_pooler.then(|| Linear::new(&p / "pooler" / "dense", cfg.hidden_size, cfg.hidden_size)),
+        }
+    }
+
+    /// Hidden states [batch, seq, hidden].
+    pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
+        let mut x = self.embeddings.forward(&batch.input_ids, &batch.token_type_ids);
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias);
+        }
+        x
+    }
+
+    /// tanh(W h_[CLS] + b); panics if built without a pooler.
+    pub fn pool(&self, hidden: &Tensor) -> Tensor {
+        let pooler = self.pooler.as_ref().expect("model built with a pooler");
+        pooler.forward(&hidden.select(1, 0)).tanh()
+    }
+}
+
+/// `BertForSequenceClassification`: pooled output -> linear classifier.
+pub struct BertForSequenceClassification {
+    bert: BertModel,
+    classifier: Linear,
+}
+
+impl BertForSequenceClassification {
+    pub fn new(p: Path, cfg: &Config, num_labels: i64) -> Self {
+        BertForSequenceClassification {
+            bert: BertModel::new(&p / "bert", cfg, true),
+            classifier: Linear::new(&p / "classifier", cfg.hidden_size, num_labels),
+        }
+    }
+
+    /// Logits [batch, num_labels].
+    pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        let hidden = self.bert.forward(batch);
+        self.classifier.forward(&self.bert.pool(&hidden))
+    }
+}

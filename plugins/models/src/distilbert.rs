@@ -1,0 +1,153 @@
+//! DistilBERT (Sanh et al.): BERT without token types and pooler, with
+//! `q_lin`/`k_lin`/`v_lin` attention and a two-layer classification head.
+//! Weight names follow transformers' `modeling_distilbert.py`.
+
+use serde::Deserialize;
+use tch::{nn::Path, Tensor};
+
+use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::tokenizer::EncodedBatch;
+
+/// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
+const LAYER_NORM_EPS: f64 = 1e-12;
+
+fn default_vocab_size() -> i64 { 30522 }
+fn default_dim() -> i64 { 768 }
+fn default_layers() -> i64 { 6 }
+fn default_heads() -> i64 { 12 }
+fn default_hidden_dim() -> i64 { 3072 }
+fn default_positions() -> i64 { 512 }
+
+/// `DistilBertConfig`, with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: i64,
+    #[serde(default = "default_dim")]
+    pub dim: i64,
+    #[serde(default = "default_layers")]
+    pub n_layers: i64,
+    #[serde(default = "default_heads")]
+    pub n_heads: i64,
+    #[serde(default = "default_hidden_dim")]
+    pub hidden_dim: i64,
+    #[serde(default)]
+    pub activation: Activation,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: i64,
+    #[serde(default)]
+    pub pad_token_id: Option<i64>,
+}
+
+struct Embeddings {
+    word: Embedding,
+    position: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embeddings {
+    fn new(p: Path, cfg: &Config) -> Self {
+        Embeddings {
+            word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.dim),
+            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, cfg.dim),
+            norm: LayerNorm::new(&p / "LayerNorm", cfg.dim, LAYER_NORM_EPS),
+        }
+    }
+
+    fn forward(&self, input_ids: &Tensor) -> Tensor {
+        let seq = input_ids.size()[1];
+        let positions = Tensor::arange(seq, (tch::Kind::Int64, input_ids.device())).unsqueeze(0);
+        self.norm.forward(&(self.word.forward(input_ids) + self.position.forward(&positions)))
+    }
+}
+
+struct Block {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    sa_norm: LayerNorm,
+    lin1: Linear,
+    lin2: Linear,
+    output_norm: LayerNorm,
+    heads: i64,
+    act: Activation,
+}
+
+impl Block {
+    fn new(p: Path, cfg: &Config) -> Self {
+        let a = &p / "attention";
+        let d = cfg.dim;
+        Block {
+            q: Linear::new(&a / "q_lin", d, d),
+            k: Linear::new(&a / "k_lin", d, d),
+            v: Linear::new(&a / "v_lin", d, d),
+            out: Linear::new(&a / "out_lin", d, d),
+            sa_norm: LayerNorm::new(&p / "sa_layer_norm", d, LAYER_NORM_EPS),
+            lin1: Linear::new(&p / "ffn" / "lin1", d, cfg.hidden_dim),
+            lin2: Linear::new(&p / "ffn" / "lin2", cfg.hidden_dim, d),
+            output_norm: LayerNorm::new(&p / "output_layer_norm", d, LAYER_NORM_EPS),
+            heads: cfg.n_heads,
+            act: cfg.activation,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
+        let q = split_heads(&self.q.forward(x), self.heads);
+        let k = split_heads(&self.k.forward(x), self.heads);
+        let v = split_heads(&self.v.forward(x), self.heads);
+        let context = merge_heads(&attention(&q, &k, &v, Some(bias)));
+        let x = self.sa_norm.forward(&(self.out.forward(&context) + x));
+        let h = self.lin2.forward(&self.act.forward(&self.lin1.forward(&x)));
+        self.output_norm.forward(&(h + x))
+    }
+}
+
+/// `DistilBertModel`: the last hidden states.
+pub struct DistilBertModel {
+    embeddings: Embeddings,
+    layers: Vec<Block>,
+}
+
+impl DistilBertModel {
+    pub fn new(p: Path, cfg: &Config) -> Self {
+        let layers = &p / "transformer" / "layer";
+        DistilBertModel {
+            embeddings: Embeddings::new(&p / "embeddings", cfg),
+            layers: (0..cfg.n_layers).map(|i| Block::new(&layers / i, cfg)).collect(),
+        }
+    }
+
+    /// Hidden states [batch, seq, dim].
+    pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
+        let mut x = self.embeddings.forward(&batch.input_ids);
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias);
+        }
+        x
+    }
+}
+
+/// `DistilBertForSequenceClassification`: h_[CLS] -> pre_classifier -> ReLU -> classifier.
+pub struct DistilBertForSequenceClassification {
+    distilbert: DistilBertModel,
+    pre_classifier: Linear,
+    classifier: Linear,
+}
+
+impl DistilBertForSequenceClassification {
+    pub fn new(p: Path, cfg: &Config, num_labels: i64) -> Self {
+        DistilBertForSequenceClassification {
+            distilbert: DistilBertModel::new(&p / "distilbert", cfg),
+            pre_classifier: Linear::new(&p / "pre_classifier", cfg.dim, cfg.dim),
+            classifier: Linear::new(&p / "classifier", cfg.dim, num_labels),
+        }
+    }
+
+    /// Logits [batch, num_labels].
+    pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        let hidden = self.distilbert.forward(batch).select(1, 0);
+        self.classifier.forward(&self.pre_classifier.forward(&hidden).relu())
+    }
+}

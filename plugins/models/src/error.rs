@@ -1,0 +1,73 @@
+//! The error type of model loading and running.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ModelError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path} is not valid: {message}")]
+    BadFile { path: PathBuf, message: String },
+    #[error("model directory {dir} has no {what}; expected {expected}")]
+    MissingFile {
+        dir: PathBuf,
+        what: String,
+        expected: String,
+    },
+    #[error("weight `{name}` is missing from {files}")]
+    MissingWeight { name: String, files: String },
+    #[error("weight `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}")]
+    WeightShape {
+        name: String,
+        found: Vec<i64>,
+        expected: Vec<i64>,
+    },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    #[error("tokenizer: {0}")]
+    Tokenizer(String),
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+}
+
+pub type Result<T, E = ModelError> = std::result::Result<T, E>;
+
+impl ModelError {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        ModelError::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub fn bad_file(path: impl Into<PathBuf>, message: impl ToString) -> Self {
+        ModelError::BadFile {
+            path: path.into(),
+            message: message.to_string(),
+        }
+    }
+}
+
+/// How a model error is reported to the client: problems with the model's
+/// files are the operator's to fix (FAILED_PRECONDITION), problems with the
+/// input are the caller's (INVALID_ARGUMENT), the rest are INTERNAL.
+impl From<ModelError> for inferd_sdk::Error {
+    fn from(e: ModelError) -> Self {
+        use inferd_sdk::Code;
+        let code = match &e {
+            ModelError::BadFile { .. }
+            | ModelError::MissingFile { .. }
+            | ModelError::MissingWeight { .. }
+            | ModelError::WeightShape { .. }
+            | ModelError::Unsupported(_) => Code::FailedPrecondition,
+            ModelError::InvalidInput(_) | ModelError::Tokenizer(_) => Code::InvalidArgument,
+            ModelError::Io { .. } | ModelError::Torch(_) => Code::Internal,
+        };
+        inferd_sdk::Error::new(code, e.to_string())
+    }
+}

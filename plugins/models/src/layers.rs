@@ -1,0 +1,176 @@
+//! Building blocks shared by the architectures: linear, layer norm and
+//! embedding layers whose weights are named as in PyTorch (`weight`, `bias`),
+//! activations by their transformers names, and multi-head attention maths.
+//!
+//! Variables are created as zeros without gradients; the checkpoint loader
+//! fills them (see `weights.rs`).
+
+use serde::Deserialize;
+use tch::{nn::Path, Kind, Tensor};
+
+/// `torch.nn.Linear`: y = x Wᵀ + b, W of shape [out, in].
+#[derive(Debug)]
+pub struct Linear {
+    weight: Tensor,
+    bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        Linear {
+            weight: p.zeros_no_train("weight", &[out_dim, in_dim]),
+            bias: Some(p.zeros_no_train("bias", &[out_dim])),
+        }
+    }
+
+    pub fn no_bias(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        Linear {
+            weight: p.zeros_no_train("weight", &[out_dim, in_dim]),
+            bias: None,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.linear(&self.weight, self.bias.as_ref())
+    }
+}
+
+/// `torch.nn.LayerNorm` over the last dimension.
+#[derive(Debug)]
+pub struct LayerNorm {
+    weight: Tensor,
+    bias: Tensor,
+    eps: f64,
+    size: i64,
+}
+
+impl LayerNorm {
+    pub fn new(p: Path, size: i64, eps: f64) -> Self {
+        LayerNorm {
+            weight: p.zeros_no_train("weight", &[size]),
+            bias: p.zeros_no_train("bias", &[size]),
+            eps,
+            size,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.layer_norm([self.size], Some(&self.weight), Some(&self.bias), self.eps, false)
+    }
+}
+
+/// `torch.nn.Embedding`.
+#[derive(Debug)]
+pub struct Embedding {
+    weight: Tensor,
+}
+
+impl Embedding {
+    pub fn new(p: Path, count: i64, dim: i64) -> Self {
+        Embedding {
+            weight: p.zeros_no_train("weight", &[count, dim]),
+        }
+    }
+
+    pub fn forward(&self, ids: &Tensor) -> Tensor {
+        Tensor::embedding(&self.weight, ids, -1, false, false)
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+/// Activation functions under the names transformers' `ACT2FN` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+pub enum Activation {
+    #[default]
+    #[serde(rename = "gelu")]
+    Gelu,
+    #[serde(alias = "gelu_pytorch_tanh", alias = "gelu_fast", rename = "gelu_new")]
+    GeluTanh,
+    #[serde(rename = "relu")]
+    Relu,
+    #[serde(alias = "swish", rename = "silu")]
+    Silu,
+    #[serde(rename = "tanh")]
+    Tanh,
+    #[serde(rename = "quick_gelu")]
+    QuickGelu,
+}
+
+impl Activation {
+    pub fn forward(self, x: &Tensor) -> Tensor {
+        match self {
+            Activation::Gelu => x.gelu("none"),
+            Activation::GeluTanh => x.gelu("tanh"),
+            Activation::Relu => x.relu(),
+            Activation::Silu => x.silu(),
+            Activation::Tanh => x.tanh(),
+            Activation::QuickGelu => x * (x * 1.702).sigmoid(),
+        }
+    }
+}
+
+/// [batch, seq, heads*head_dim] -> [batch, heads, seq, head_dim]
+pub fn split_heads(x: &Tensor, heads: i64) -> Tensor {
+    let (b, s, d) = x.size3().expect("3-d activations");
+    x.view([b, s, heads, d / heads]).transpose(1, 2)
+}
+
+/// [batch, heads, seq, head_dim] -> [batch, seq, heads*head_dim]
+pub fn merge_heads(x: &Tensor) -> Tensor {
+    let (b, h, s, d) = x.size4().expect("4-d activations");
+    x.transpose(1, 2).contiguous().view([b, s, h * d])
+}
+
+/// An additive attention bias from a padding mask: [batch, seq] with 1 for
+/// tokens to attend to becomes [batch, 1, 1, seq] with 0 there and the dtype's
+/// minimum elsewhere, as transformers builds it.
+pub fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
+    let (b, s) = attention_mask.size2().expect("2-d attention mask");
+    let keep = attention_mask.to_kind(kind).view([b, 1, 1, s]);
+    let min = match kind {
+        Kind::Half => -65504.0,
+        Kind::BFloat16 => -3.3895e38,
+        Kind::Double => f64::MIN,
+        _ => f32::MIN as f64,
+    };
+    (keep.ones_like() - keep) * min
+}
+
+/// softmax(q kᵀ / sqrt(d) + bias) v for [batch, heads, seq, head_dim] inputs.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    let head_dim = *q.size().last().expect("head dim") as f64;
+    let mut scores = q.matmul(&k.transpose(-1, -2)) / head_dim.sqrt();
+    if let Some(bias) = bias {
+        scores += bias;
+    }
+    scores.softmax(-1, scores.kind()).matmul(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    #[test]
+    fn activations_parse_from_transformers_names() {
+        let a: Activation = serde_json::from_str("\"gelu_pytorch_tanh\"").unwrap();
+        assert_eq!(a, Activation::GeluTanh);
+        let a: Activation = serde_json::from_str("\"swish\"").unwrap();
+        assert_eq!(a, Activation::Silu);
+    }
+
+    #[test]
+    fn masked_keys_get_no_attention() {
+        let q = Tensor::randn([1, 1, 3, 4], (Kind::Float, Device::Cpu));
+        let v = Tensor::randn([1, 1, 3, 4], (Kind::Float, Device::Cpu));
+        let mask = Tensor::from_slice(&[1i64, 1, 0]).view([1, 3]);
+        let bias = padding_bias(&mask, Kind::Float);
+        let out = attention(&q, &q, &v, Some(&bias));
+        // Same result as attending over the first two keys only.
+        let short = attention(&q, &q.narrow(2, 0, 2), &v.narrow(2, 0, 2), None);
+        assert!(out.allclose(&short, 1e-5, 1e-6, false));
+    }
+}

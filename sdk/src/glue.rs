@@ -1,0 +1,143 @@
+//! The `extern "C"` functions behind [`crate::export_plugin!`]: they decode
+//! the payloads, call the plugin's [`Task`], catch panics and encode results.
+//! Plugin authors do not call these directly.
+
+use std::ffi::c_void;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+
+use prost::Message;
+
+use crate::abi::{ByteSlice, EmitFn, OwnedBytes};
+use crate::proto::{
+    load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, TaskRequest,
+    TaskResponse,
+};
+use crate::{Error, LoadContext, Task};
+
+fn encode<M: Message>(message: &M) -> OwnedBytes {
+    OwnedBytes::from_vec(message.encode_to_vec())
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
+    Error::internal(format!("plugin panicked in {what}: {}", panic_message(payload)))
+}
+
+pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
+    let manifest = catch_unwind(T::manifest).unwrap_or_default();
+    encode(&manifest)
+}
+
+pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes {
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<_, Error> {
+        let request = LoadRequest::decode(request.as_slice())
+            .map_err(|e| Error::invalid_argument(format!("undecodable LoadRequest: {e}")))?;
+        let ctx = LoadContext {
+            model_dir: (!request.model_dir.is_empty()).then(|| PathBuf::from(&request.model_dir)),
+            task: request.task,
+            model_name: request.model_name,
+            device: request.device,
+            architecture: request.architecture,
+        };
+        let task = T::load(&ctx)?;
+        let loaded = task.describe();
+        Ok((Box::new(task), loaded))
+    }))
+    .unwrap_or_else(|payload| Err(panicked("load", payload)));
+    let result = match outcome {
+        Ok((task, loaded)) => {
+            *instance = Box::into_raw(task) as *mut c_void;
+            load_result::Result::Ok(loaded)
+        }
+        Err(error) => load_result::Result::Error(error.into()),
+    };
+    encode(&LoadResult {
+        result: Some(result),
+    })
+}
+
+pub unsafe extern "C" fn run<T: Task>(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes {
+    let task = &mut *(instance as *mut T);
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<TaskResponse>, Error> {
+        let batch = Batch::decode(batch.as_slice())
+            .map_err(|e| Error::invalid_argument(format!("undecodable Batch: {e}")))?;
+        let n = batch.requests.len();
+        let responses = task.run(batch.requests);
+        if responses.len() != n {
+            return Err(Error::internal(format!(
+                "plugin returned {} responses for {n} requests",
+                responses.len()
+            )));
+        }
+        Ok(responses.into_iter().map(into_response).collect())
+    }))
+    .unwrap_or_else(|payload| Err(panicked("run", payload)));
+    let result = match outcome {
+        Ok(responses) => BatchResult {
+            responses,
+            error: None,
+        },
+        Err(error) => BatchResult {
+            responses: vec![],
+            error: Some(error.into()),
+        },
+    };
+    encode(&result)
+}
+
+pub unsafe extern "C" fn run_stream<T: Task>(
+    instance: *mut c_void,
+    request: ByteSlice,
+    emit: EmitFn,
+    emit_ctx: *mut c_void,
+) -> OwnedBytes {
+    let task = &mut *(instance as *mut T);
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<TaskResponse, Error> {
+        let request = TaskRequest::decode(request.as_slice())
+            .map_err(|e| Error::invalid_argument(format!("undecodable TaskRequest: {e}")))?;
+        let mut sink = |chunk: task_response::Body| -> bool {
+            let bytes = TaskResponse { body: Some(chunk) }.encode_to_vec();
+            // SAFETY: the daemon keeps `emit_ctx` alive for the whole call.
+            unsafe { emit(emit_ctx, ByteSlice::new(&bytes)) }
+        };
+        let last = task.run_stream(request, &mut sink)?;
+        Ok(TaskResponse { body: Some(last) })
+    }))
+    .unwrap_or_else(|payload| Err(panicked("run_stream", payload)));
+    encode(&into_response(outcome.map(|r| r.body.unwrap_or(task_response::Body::Error(
+        Error::internal("plugin returned an empty response").into(),
+    )))))
+}
+
+pub unsafe extern "C" fn unload<T: Task>(instance: *mut c_void) {
+    if instance.is_null() {
+        return;
+    }
+    let task = Box::from_raw(instance as *mut T);
+    // A panic in a destructor must not unwind into the daemon.
+    let _ = catch_unwind(AssertUnwindSafe(move || drop(task)));
+}
+
+pub unsafe extern "C" fn free(bytes: OwnedBytes) {
+    if !bytes.ptr.is_null() {
+        drop(bytes.into_vec());
+    }
+}
+
+fn into_response(result: Result<task_response::Body, Error>) -> TaskResponse {
+    let body = match result {
+        Ok(body) => body,
+        Err(error) => task_response::Body::Error(error.into()),
+    };
+    TaskResponse { body: Some(body) }
+}

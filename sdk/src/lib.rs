@@ -1,0 +1,168 @@
+//! The inferd plugin SDK.
+//!
+//! A plugin is a shared library (`crate-type = ["cdylib"]`) that serves one or
+//! more tasks. Its author implements [`Task`] and calls [`export_plugin!`]:
+//!
+//! ```ignore
+//! use inferd_sdk::{export_plugin, proto, Error, LoadContext, Task};
+//!
+//! struct Shout;
+//!
+//! impl Task for Shout {
+//!     fn manifest() -> proto::Manifest { /* name, version, tasks */ }
+//!     fn load(_ctx: &LoadContext) -> Result<Self, Error> { Ok(Shout) }
+//!     fn run(&mut self, batch: Vec<proto::TaskRequest>) -> Vec<Result<proto::task_response::Body, Error>> {
+//!         /* one result per request */
+//!     }
+//! }
+//!
+//! export_plugin!(Shout);
+//! ```
+//!
+//! The macro exports the C entry point described in [`abi`]; panics inside the
+//! trait's functions are caught there and reported as INTERNAL errors.
+
+pub mod abi;
+pub mod values;
+#[doc(hidden)]
+pub mod glue;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use prost;
+
+/// The payload messages of `inferd.plugin.v1` and the public API `inferd.v1`.
+pub mod proto {
+    pub use inferd_proto::plugin::v1::*;
+    pub use inferd_proto::prost_types;
+    pub use inferd_proto::v1 as api;
+}
+
+pub use proto::error::Code;
+
+/// What the daemon tells an instance when it loads it.
+#[derive(Debug, Clone)]
+pub struct LoadContext {
+    /// The task this instance will serve (canonical name, not an alias).
+    pub task: String,
+    /// The name requests use for the model.
+    pub model_name: String,
+    /// The local directory with the model files; `None` for tasks that need none.
+    pub model_dir: Option<PathBuf>,
+    /// "cpu" or "cuda:N".
+    pub device: String,
+    /// config.json's architecture (e.g. "BertForSequenceClassification").
+    pub architecture: String,
+}
+
+/// An error with the gRPC-like code the daemon will answer with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Error {
+    pub code: Code,
+    pub message: String,
+}
+
+impl Error {
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Error {
+            code,
+            message: message.into(),
+        }
+    }
+    pub fn invalid_argument(message: impl Into<String>) -> Self {
+        Self::new(Code::InvalidArgument, message)
+    }
+    pub fn failed_precondition(message: impl Into<String>) -> Self {
+        Self::new(Code::FailedPrecondition, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(Code::NotFound, message)
+    }
+    pub fn unimplemented(message: impl Into<String>) -> Self {
+        Self::new(Code::Unimplemented, message)
+    }
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(Code::Internal, message)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.code.as_str_name(), self.message)
+    }
+}
+
+impl std::error::Error for Error {}
+
+impl From<Error> for proto::Error {
+    fn from(e: Error) -> Self {
+        proto::Error {
+            code: e.code as i32,
+            message: e.message,
+        }
+    }
+}
+
+impl From<proto::Error> for Error {
+    fn from(e: proto::Error) -> Self {
+        Error {
+            code: Code::try_from(e.code).unwrap_or(Code::Internal),
+            message: e.message,
+        }
+    }
+}
+
+/// A task implementation: one loaded instance of a model (or of a model-less
+/// task). The daemon never calls one instance from two threads at once.
+pub trait Task: Sized + 'static {
+    /// What this plugin serves. Called once when the daemon loads the library.
+    fn manifest() -> proto::Manifest;
+
+    /// Loads an instance for `ctx.task` from `ctx.model_dir` onto `ctx.device`.
+    fn load(ctx: &LoadContext) -> Result<Self, Error>;
+
+    /// Facts the daemon reports about the loaded instance (memory, labels).
+    fn describe(&self) -> proto::LoadedModel {
+        proto::LoadedModel::default()
+    }
+
+    /// Runs a batch of requests; returns exactly one result per request, in order.
+    fn run(
+        &mut self,
+        batch: Vec<proto::TaskRequest>,
+    ) -> Vec<Result<proto::task_response::Body, Error>>;
+
+    /// Runs one request, calling `emit` with each partial response as it is
+    /// produced, and returns the final one. `emit` returns false once the
+    /// client has gone away; the task should then stop early.
+    fn run_stream(
+        &mut self,
+        request: proto::TaskRequest,
+        emit: &mut dyn FnMut(proto::task_response::Body) -> bool,
+    ) -> Result<proto::task_response::Body, Error> {
+        let _ = (request, emit);
+        Err(Error::unimplemented("this task does not stream"))
+    }
+}
+
+/// Exports `$task` (a type implementing [`Task`]) as an inferd plugin.
+#[macro_export]
+macro_rules! export_plugin {
+    ($task:ty) => {
+        /// The inferd plugin entry point.
+        #[no_mangle]
+        pub extern "C" fn inferd_plugin_v1() -> *const $crate::abi::PluginTable {
+            static TABLE: $crate::abi::PluginTable = $crate::abi::PluginTable {
+                abi_version: $crate::abi::ABI_VERSION,
+                manifest: $crate::glue::manifest::<$task>,
+                load: $crate::glue::load::<$task>,
+                run: $crate::glue::run::<$task>,
+                run_stream: $crate::glue::run_stream::<$task>,
+                unload: $crate::glue::unload::<$task>,
+                free: $crate::glue::free,
+            };
+            &TABLE
+        }
+    };
+}
