@@ -42,5 +42,5 @@ fi
 
 if [[ "${INFERD_SKIP_BUILD:-0}" != 1 ]]; then
   log "building release binaries (cargo build --release)"
-  (cd "$ROOT" && cargo build --release --workspace)
+  (cd "$ROOT" && cargo build --release)
 fi

@@ -37,7 +37,12 @@ fn main() -> ExitCode {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .init();
     tracing::info!("inferd {} starting with configuration:\n{}", env!("CARGO_PKG_VERSION"), config.to_toml());
     if let Some(threads) = config.intra_op_threads {
         tch::set_num_threads(threads as i32);

@@ -1,1 +1,7 @@
+//! End-to-end tests: each starts the real `inferd` binary, loads fixture
+//! models and calls it over gRPC. Build first with scripts/test.sh.
 
+mod bad_input;
+mod classify;
+mod lifecycle;
+mod plugins;

@@ -1,1 +1,220 @@
-//! placeholder
+//! Support for the end-to-end tests: start the real `inferd` binary with the
+//! built plugins, wait until it serves, give tests gRPC clients, read its log
+//! and its memory, and stop it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use inferd_proto::v1::inference_client::InferenceClient;
+use inferd_proto::v1::models_client::ModelsClient;
+use inferd_proto::v1::{LoadModelRequest, ModelInfo};
+use tonic::transport::Channel;
+
+/// How long a daemon may take to start serving.
+const START_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The repository root (this crate lives in `<root>/tests`).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+/// The directory holding the release binaries and plugins.
+pub fn release_dir() -> PathBuf {
+    std::env::var_os("INFERD_RELEASE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release"))
+}
+
+/// The directory of the test-only plugins (built by scripts/test.sh).
+pub fn test_plugin_dir() -> PathBuf {
+    std::env::var_os("INFERD_TEST_PLUGIN_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/test-plugins/release"))
+}
+
+/// The fixture directory written by tests/fixtures/make_fixtures.py.
+pub fn fixtures_dir() -> PathBuf {
+    let dir = std::env::var_os("INFERD_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/fixtures"));
+    assert!(
+        dir.join("STAMP").is_file(),
+        "fixtures are missing at {}: run scripts/test.sh (or .venv/bin/python tests/fixtures/make_fixtures.py)",
+        dir.display()
+    );
+    dir
+}
+
+/// A fixture model directory, as a string for LoadModel.
+pub fn fixture_model(name: &str) -> String {
+    fixtures_dir().join("models").join(name).display().to_string()
+}
+
+/// Reads a reference JSON file of the fixtures.
+pub fn reference<T: serde::de::DeserializeOwned>(file: &str) -> T {
+    let path = fixtures_dir().join("references").join(file);
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// A running daemon, killed when dropped.
+pub struct Daemon {
+    child: Child,
+    pub addr: String,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts inferd on a free port with the default plugins (those beside
+    /// the binary) and `extra_args`, and waits until it reports SERVING.
+    pub async fn start(extra_args: &[&str]) -> Daemon {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let address_file = dir.path().join("address");
+        let log_path = dir.path().join("inferd.log");
+        let binary = release_dir().join("inferd");
+        assert!(binary.is_file(), "{} is missing: run scripts/test.sh (it builds it)", binary.display());
+        let log = std::fs::File::create(&log_path).expect("log file");
+        let child = Command::new(&binary)
+            .args(["--listen", "127.0.0.1:0", "--offline", "--log", "info,inferd=debug"])
+            .arg("--address-file")
+            .arg(&address_file)
+            .args(extra_args)
+            .env("NO_COLOR", "1")
+            .env("HF_HUB_CACHE", dir.path().join("hf-cache"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("start inferd");
+        let mut daemon = Daemon {
+            child,
+            addr: String::new(),
+            log_path,
+            _dir: dir,
+        };
+        let started = Instant::now();
+        while daemon.addr.is_empty() {
+            if let Ok(addr) = std::fs::read_to_string(&address_file) {
+                daemon.addr = addr.trim().to_string();
+            } else {
+                daemon.assert_running();
+                assert!(started.elapsed() < START_TIMEOUT, "inferd did not start:\n{}", daemon.log());
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+        daemon.wait_serving(started).await;
+        daemon
+    }
+
+    async fn wait_serving(&mut self, started: Instant) {
+        loop {
+            self.assert_running();
+            if is_serving(&self.url()).await {
+                return;
+            }
+            assert!(started.elapsed() < START_TIMEOUT, "inferd never became healthy:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn assert_running(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!("inferd exited with {status}:\n{}", self.log());
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect to inferd")
+    }
+
+    pub async fn inference(&self) -> InferenceClient<Channel> {
+        InferenceClient::new(self.channel().await).max_decoding_message_size(usize::MAX)
+    }
+
+    pub async fn models(&self) -> ModelsClient<Channel> {
+        ModelsClient::new(self.channel().await)
+    }
+
+    /// Loads a model and panics with the daemon's log if that fails.
+    pub async fn load(&self, name: &str, task: &str, source: &str) -> ModelInfo {
+        let request = LoadModelRequest {
+            name: name.into(),
+            task: task.into(),
+            source: source.into(),
+            ..Default::default()
+        };
+        match self.models().await.load_model(request).await {
+            Ok(r) => r.into_inner(),
+            Err(e) => panic!("LoadModel {name} failed: {e}\n{}", self.log()),
+        }
+    }
+
+    /// Everything the daemon logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+
+    /// Resident memory of the daemon process, in bytes.
+    pub fn rss_bytes(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        let kb: u64 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .expect("VmRSS line");
+        kb * 1024
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub async fn terminate(mut self) -> ExitStatus {
+        let pid = self.child.id() as i32;
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let started = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(60), "inferd did not stop after SIGTERM:\n{}", self.log());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The daemon's overall health status is SERVING.
+async fn is_serving(url: &str) -> bool {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let Ok(channel) = Channel::from_shared(url.to_string()).expect("url").connect().await else {
+        return false;
+    };
+    match HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await {
+        Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
+        Err(_) => false,
+    }
+}
+
+/// Asserts two scores agree within 1e-4 (relative for large magnitudes).
+pub fn assert_close(actual: f32, expected: f64, what: &str) {
+    let tolerance = 1e-4 * expected.abs().max(1.0);
+    assert!(
+        (actual as f64 - expected).abs() <= tolerance,
+        "{what}: got {actual}, expected {expected} (tolerance {tolerance})"
+    );
+}

@@ -1,1 +1,308 @@
-fn main() {}
+//! inferctl: the command-line client of inferd. One subcommand per task,
+//! plus model and plugin management; tables for people, `--json` for scripts.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use inferd_proto::prost_types::{value::Kind, Struct, Value};
+use inferd_proto::v1::inference_client::InferenceClient;
+use inferd_proto::v1::models_client::ModelsClient;
+use inferd_proto::v1::{
+    ClassifyRequest, GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState,
+    RunInput, RunRequest, TextInput, UnloadModelRequest,
+};
+use serde_json::{json, Value as Json};
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(name = "inferctl", version, about = "Command-line client for the inferd inference daemon")]
+struct Cli {
+    /// Address of the daemon.
+    #[arg(long, global = true, env = "INFERD_ADDR", default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Text classification / sentiment analysis.
+    Classify {
+        /// Texts to classify (each is one input).
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Second text of a pair; give one per text.
+        #[arg(long)]
+        pair: Vec<String>,
+        /// Labels to return per text (0 = all; default 1).
+        #[arg(long)]
+        top_k: Option<u32>,
+        /// softmax, sigmoid or none (default: as pipeline() picks).
+        #[arg(long = "function")]
+        function_to_apply: Option<String>,
+        /// Model name (default: the task's default model).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Run a custom plugin task, e.g. `inferctl run word-count "some text" --param top=2`.
+    Run {
+        task: String,
+        texts: Vec<String>,
+        /// Parameter as KEY=VALUE (VALUE parsed as JSON when it can be).
+        #[arg(long = "param")]
+        params: Vec<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Manage models.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
+    },
+    /// List loaded plugins and their tasks.
+    Plugins,
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// List loaded models.
+    List,
+    /// Show one model.
+    Get { name: String },
+    /// Load a model from a hub id or a local directory.
+    Load {
+        /// Hub id (org/name) or local directory.
+        source: String,
+        /// pipeline() task, e.g. text-classification.
+        #[arg(long)]
+        task: String,
+        /// Name for requests (default: the source).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        revision: Option<String>,
+        /// Device(s): cpu, cuda, cuda:N.
+        #[arg(long = "device")]
+        devices: Vec<String>,
+        #[arg(long, default_value_t = 1)]
+        instances: u32,
+        /// Make it the default model of its task.
+        #[arg(long)]
+        default: bool,
+    },
+    /// Unload a model and free its memory.
+    Unload { name: String },
+}
+
+#[tokio::main]
+async fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli).await {
+        eprintln!("inferctl: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn connect(addr: &str) -> Result<Channel> {
+    let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    Channel::from_shared(addr.clone())
+        .context("invalid --addr")?
+        .connect()
+        .await
+        .with_context(|| format!("cannot connect to inferd at {addr} (is it running?)"))
+}
+
+/// A gRPC error as the daemon phrased it.
+fn status(e: tonic::Status) -> anyhow::Error {
+    anyhow::anyhow!("{:?}: {}", e.code(), e.message())
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let channel = connect(&cli.addr).await?;
+    match cli.command {
+        Command::Classify { texts, pair, top_k, function_to_apply, model } => {
+            if !pair.is_empty() && pair.len() != texts.len() {
+                bail!("give one --pair per text ({} texts, {} pairs)", texts.len(), pair.len());
+            }
+            let inputs = texts
+                .iter()
+                .enumerate()
+                .map(|(i, text)| TextInput { text: text.clone(), text_pair: pair.get(i).cloned() })
+                .collect();
+            let request = ClassifyRequest {
+                model: model.unwrap_or_default(),
+                inputs,
+                top_k,
+                function_to_apply: function_to_apply.unwrap_or_default(),
+            };
+            let response = InferenceClient::new(channel).classify(request).await.map_err(status)?.into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| Json::Array(r.labels.iter().map(|l| json!({"label": l.label, "score": l.score})).collect()))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for (text, result) in texts.iter().zip(&response.results) {
+                    println!("{text}");
+                    for l in &result.labels {
+                        println!("  {:<24} {:.4}", l.label, l.score);
+                    }
+                }
+            }
+        }
+        Command::Run { task, texts, params, model } => {
+            let mut fields = std::collections::BTreeMap::new();
+            for p in params {
+                let (k, v) = p.split_once('=').with_context(|| format!("--param {p}: expected KEY=VALUE"))?;
+                let json: Json = serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
+                fields.insert(k.to_string(), to_value(&json));
+            }
+            let request = RunRequest {
+                model: model.unwrap_or_default(),
+                task,
+                parameters: Some(Struct { fields }),
+                inputs: texts.into_iter().map(|text| RunInput { text, data: vec![] }).collect(),
+            };
+            let response = InferenceClient::new(channel).run(request).await.map_err(status)?.into_inner();
+            let out: Vec<Json> = response
+                .results
+                .iter()
+                .map(|r| r.output.as_ref().map(struct_to_json).unwrap_or(Json::Null))
+                .collect();
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        }
+        Command::Models { command } => models(ModelsClient::new(channel), command, cli.json).await?,
+        Command::Plugins => {
+            let plugins = ModelsClient::new(channel)
+                .list_plugins(ListPluginsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .plugins;
+            if cli.json {
+                let out: Vec<Json> = plugins
+                    .iter()
+                    .map(|p| {
+                        json!({"name": p.name, "version": p.version, "path": p.path, "abi_version": p.abi_version,
+                            "tasks": p.tasks.iter().map(|t| json!({"name": t.name, "aliases": t.aliases,
+                                "default_model": t.default_model, "architectures": t.architectures})).collect::<Vec<_>>()})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                println!("{:<10} {:<8} {:<22} {:<20} DEFAULT MODEL", "PLUGIN", "VERSION", "TASK", "ALIASES");
+                for p in &plugins {
+                    for t in &p.tasks {
+                        println!("{:<10} {:<8} {:<22} {:<20} {}", p.name, p.version, t.name, t.aliases.join(","), t.default_model);
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_json: bool) -> Result<()> {
+    let print = |models: &[ModelInfo]| {
+        if as_json {
+            let out: Vec<Json> = models.iter().map(model_json).collect();
+            println!("{}", serde_json::to_string_pretty(&out).expect("json"));
+        } else {
+            println!("{:<28} {:<22} {:<8} {:<10} {:>9}  SOURCE", "NAME", "TASK", "STATE", "DEVICES", "MEMORY");
+            for m in models {
+                let default = if m.is_default { "*" } else { "" };
+                println!(
+                    "{:<28} {:<22} {:<8} {:<10} {:>7.1}MB  {}{}",
+                    format!("{}{default}", m.name),
+                    m.task,
+                    state_name(m.state),
+                    m.instances.iter().map(|i| i.device.as_str()).collect::<Vec<_>>().join(","),
+                    m.memory_bytes as f64 / 1e6,
+                    m.source,
+                    if m.error.is_empty() { String::new() } else { format!("  ({})", m.error) }
+                );
+            }
+        }
+    };
+    match command {
+        ModelsCommand::List => {
+            let models = client.list_models(ListModelsRequest {}).await.map_err(status)?.into_inner().models;
+            print(&models);
+        }
+        ModelsCommand::Get { name } => {
+            let model = client.get_model(GetModelRequest { name }).await.map_err(status)?.into_inner();
+            print(&[model]);
+        }
+        ModelsCommand::Load { source, task, name, revision, devices, instances, default } => {
+            let request = LoadModelRequest {
+                name: name.unwrap_or_default(),
+                source,
+                revision: revision.unwrap_or_default(),
+                task,
+                devices,
+                instances,
+                make_default: default,
+            };
+            let model = client.load_model(request).await.map_err(status)?.into_inner();
+            print(&[model]);
+        }
+        ModelsCommand::Unload { name } => {
+            client.unload_model(UnloadModelRequest { name: name.clone() }).await.map_err(status)?;
+            if !as_json {
+                println!("unloaded {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn state_name(state: i32) -> &'static str {
+    match ModelState::try_from(state) {
+        Ok(ModelState::Loading) => "loading",
+        Ok(ModelState::Ready) => "ready",
+        Ok(ModelState::Failed) => "failed",
+        _ => "unknown",
+    }
+}
+
+fn model_json(m: &ModelInfo) -> Json {
+    json!({
+        "name": m.name, "task": m.task, "source": m.source, "path": m.path,
+        "architecture": m.architecture, "plugin": m.plugin, "state": state_name(m.state),
+        "devices": m.instances.iter().map(|i| i.device.clone()).collect::<Vec<_>>(),
+        "memory_bytes": m.memory_bytes, "is_default": m.is_default, "labels": m.labels, "error": m.error,
+    })
+}
+
+fn to_value(json: &Json) -> Value {
+    let kind = match json {
+        Json::Null => Kind::NullValue(0),
+        Json::Bool(b) => Kind::BoolValue(*b),
+        Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Json::String(s) => Kind::StringValue(s.clone()),
+        Json::Array(a) => Kind::ListValue(inferd_proto::prost_types::ListValue { values: a.iter().map(to_value).collect() }),
+        Json::Object(o) => Kind::StructValue(Struct { fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect() }),
+    };
+    Value { kind: Some(kind) }
+}
+
+fn value_to_json(value: &Value) -> Json {
+    match &value.kind {
+        None | Some(Kind::NullValue(_)) => Json::Null,
+        Some(Kind::BoolValue(b)) => Json::Bool(*b),
+        // Struct numbers are doubles; show whole ones as integers.
+        Some(Kind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9.0e15 => json!(*n as i64),
+        Some(Kind::NumberValue(n)) => json!(n),
+        Some(Kind::StringValue(s)) => Json::String(s.clone()),
+        Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+    }
+}
+
+fn struct_to_json(s: &Struct) -> Json {
+    Json::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+}
