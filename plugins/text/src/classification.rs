@@ -170,12 +170,12 @@ mod tests {
 
     #[test]
     fn default_function_follows_pipeline_rules() {
-        use ScoreFunction::*;
-        assert_eq!(ScoreFunction::default_for(None, 2), Softmax);
-        assert_eq!(ScoreFunction::default_for(None, 1), Sigmoid);
-        assert_eq!(ScoreFunction::default_for(Some("multi_label_classification"), 4), Sigmoid);
-        assert_eq!(ScoreFunction::default_for(Some("regression"), 1), None);
-        assert_eq!(ScoreFunction::default_for(Some("single_label_classification"), 3), Softmax);
+        use ScoreFunction as F;
+        assert_eq!(F::default_for(None, 2), F::Softmax);
+        assert_eq!(F::default_for(None, 1), F::Sigmoid);
+        assert_eq!(F::default_for(Some("multi_label_classification"), 4), F::Sigmoid);
+        assert_eq!(F::default_for(Some("regression"), 1), F::None);
+        assert_eq!(F::default_for(Some("single_label_classification"), 3), F::Softmax);
     }
 
     #[test]
