@@ -188,11 +188,13 @@ impl Config {
 
 /// HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set to a true value.
 pub fn hub_offline_from_env() -> bool {
-    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"].iter().any(|var| {
-        std::env::var(var)
-            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-            .unwrap_or(false)
-    })
+    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
+        .iter()
+        .any(|var| {
+            std::env::var(var)
+                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+                .unwrap_or(false)
+        })
 }
 
 /// `[NAME:]TASK=SOURCE`
@@ -226,9 +228,15 @@ mod tests {
     #[test]
     fn model_flags_parse_with_and_without_a_name() {
         let m = parse_model_flag("text-classification=org/model").unwrap();
-        assert_eq!((m.name.as_str(), m.task.as_str(), m.source.as_str()), ("", "text-classification", "org/model"));
+        assert_eq!(
+            (m.name.as_str(), m.task.as_str(), m.source.as_str()),
+            ("", "text-classification", "org/model")
+        );
         let m = parse_model_flag("sst2:sentiment-analysis=/models/sst2").unwrap();
-        assert_eq!((m.name.as_str(), m.task.as_str()), ("sst2", "sentiment-analysis"));
+        assert_eq!(
+            (m.name.as_str(), m.task.as_str()),
+            ("sst2", "sentiment-analysis")
+        );
         assert!(parse_model_flag("no-equals").is_err());
     }
 
@@ -242,11 +250,20 @@ mod tests {
              [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\n",
         )
         .unwrap();
-        let args = Args::parse_from(["inferd", "--config", path.to_str().unwrap(), "--listen", "127.0.0.1:7000"]);
+        let args = Args::parse_from([
+            "inferd",
+            "--config",
+            path.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:7000",
+        ]);
         let config = Config::load(args).unwrap();
         assert_eq!(config.listen.port(), 7000);
         assert_eq!(config.plugin_dirs, vec![dir.path().join("plugins")]);
-        assert_eq!(config.models[0].source, dir.path().join("./m").display().to_string());
+        assert_eq!(
+            config.models[0].source,
+            dir.path().join("./m").display().to_string()
+        );
         assert!(!config.to_toml().is_empty());
     }
 

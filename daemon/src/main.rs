@@ -37,17 +37,25 @@ fn main() -> ExitCode {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(ansi)
         .init();
-    tracing::info!("inferd {} starting with configuration:\n{}", env!("CARGO_PKG_VERSION"), config.to_toml());
+    tracing::info!(
+        "inferd {} starting with configuration:\n{}",
+        env!("CARGO_PKG_VERSION"),
+        config.to_toml()
+    );
     if let Some(threads) = config.intra_op_threads {
         tch::set_num_threads(threads as i32);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -71,7 +79,10 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
     let mut plugin_dirs = Vec::new();
     if config.default_plugin_dir {
-        if let Some(dir) = std::env::current_exe().ok().and_then(|exe| exe.parent().map(PathBuf::from)) {
+        if let Some(dir) = std::env::current_exe()
+            .ok()
+            .and_then(|exe| exe.parent().map(PathBuf::from))
+        {
             plugin_dirs.push(dir);
         }
     }
@@ -91,14 +102,25 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let registry = Arc::new(Registry::new(plugins, devices, sources, options));
 
     let (health_reporter, health_service) = server::health().await;
-    tokio::spawn(load_startup_models(registry.clone(), config.models.clone(), health_reporter));
+    tokio::spawn(load_startup_models(
+        registry.clone(),
+        config.models.clone(),
+        health_reporter,
+    ));
 
     tracing::info!(addr = %listening.addr, "inferd listening on {}", listening.addr);
     if let Some(path) = address_file {
         std::fs::write(&path, listening.addr.to_string())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    server::serve(listening, registry.clone(), health_service, config.max_request_bytes, shutdown_signal()).await?;
+    server::serve(
+        listening,
+        registry.clone(),
+        health_service,
+        config.max_request_bytes,
+        shutdown_signal(),
+    )
+    .await?;
     tracing::info!("no longer accepting requests; in-flight requests are done; unloading models");
     tokio::task::spawn_blocking(move || registry.unload_all()).await?;
     Ok(())
@@ -106,7 +128,11 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
 /// Loads the model-less plugin tasks and the configured models, then
 /// reports the daemon healthy.
-async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, health: HealthReporter) {
+async fn load_startup_models(
+    registry: Arc<Registry>,
+    models: Vec<ModelConfig>,
+    health: HealthReporter,
+) {
     let modelless: Vec<String> = registry
         .plugins
         .tasks()
@@ -137,7 +163,9 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
     let mut source = model.source.clone();
     if let Some(fallback) = &model.fallback_source {
         match registry.check_source(&model.source, model.revision.as_deref()) {
-            Ok(()) => tracing::info!(task = %model.task, "using {} for {}", model.source, model.task),
+            Ok(()) => {
+                tracing::info!(task = %model.task, "using {} for {}", model.source, model.task)
+            }
             Err(e) => {
                 tracing::warn!(task = %model.task, "{} is not available ({e}); using the local fixture model {fallback} instead", model.source);
                 source = fallback.clone();
@@ -145,7 +173,11 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         }
     }
     let spec = LoadSpec {
-        name: if model.name.is_empty() { model.source.clone() } else { model.name.clone() },
+        name: if model.name.is_empty() {
+            model.source.clone()
+        } else {
+            model.name.clone()
+        },
         task: model.task,
         source,
         revision: model.revision,

@@ -64,7 +64,11 @@ impl Model {
             }
             State::Ready(queue) => {
                 info.state = ModelState::Ready as i32;
-                info.instances = queue.devices.iter().map(|d| InstanceInfo { device: d.clone() }).collect();
+                info.instances = queue
+                    .devices
+                    .iter()
+                    .map(|d| InstanceInfo { device: d.clone() })
+                    .collect();
                 info.memory_bytes = queue.loaded.memory_bytes;
                 info.labels = queue.loaded.labels.clone();
                 info.max_batch_size = queue.options.max_batch_size as u32;
@@ -105,7 +109,12 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(plugins: PluginSet, devices: DevicePool, sources: Sources, options: QueueOptions) -> Self {
+    pub fn new(
+        plugins: PluginSet,
+        devices: DevicePool,
+        sources: Sources,
+        options: QueueOptions,
+    ) -> Self {
         Registry {
             inner: RwLock::new(Inner::default()),
             plugins,
@@ -116,12 +125,15 @@ impl Registry {
     }
 
     fn canonical_task(&self, task: &str) -> Result<String> {
-        self.plugins.canonical_task(task).map(str::to_string).ok_or_else(|| {
-            DaemonError::InvalidArgument(format!(
-                "no plugin serves task `{task}` (tasks served: {})",
-                self.plugins.task_names().join(", ")
-            ))
-        })
+        self.plugins
+            .canonical_task(task)
+            .map(str::to_string)
+            .ok_or_else(|| {
+                DaemonError::InvalidArgument(format!(
+                    "no plugin serves task `{task}` (tasks served: {})",
+                    self.plugins.task_names().join(", ")
+                ))
+            })
     }
 
     /// The model a request for `task` should go to: `model` if named (it
@@ -196,10 +208,20 @@ impl Registry {
     /// blocking context. Returns once every instance is ready.
     pub fn load(&self, spec: LoadSpec) -> Result<ModelInfo> {
         let task = self.canonical_task(&spec.task)?;
-        let (plugin, task_spec) = self.plugins.task(&task).map(|(p, s)| (p.clone(), s.clone())).expect("canonical task");
-        let name = if spec.name.is_empty() { spec.source.clone() } else { spec.name.clone() };
+        let (plugin, task_spec) = self
+            .plugins
+            .task(&task)
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .expect("canonical task");
+        let name = if spec.name.is_empty() {
+            spec.source.clone()
+        } else {
+            spec.name.clone()
+        };
         if name.is_empty() {
-            return Err(DaemonError::InvalidArgument("give the model a `name` or a `source`".into()));
+            return Err(DaemonError::InvalidArgument(
+                "give the model a `name` or a `source`".into(),
+            ));
         }
         if task_spec.needs_model && spec.source.is_empty() {
             return Err(DaemonError::InvalidArgument(format!(
@@ -260,9 +282,13 @@ impl Registry {
             ..Default::default()
         };
         if !spec.source.is_empty() {
-            let dir = self.sources.resolve(&spec.source, spec.revision.as_deref())?;
+            let dir = self
+                .sources
+                .resolve(&spec.source, spec.revision.as_deref())?;
             let architecture = read_architecture(&dir)?;
-            if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
+            if !task_spec.architectures.is_empty()
+                && !task_spec.architectures.contains(&architecture)
+            {
                 return Err(DaemonError::FailedPrecondition(format!(
                     "model {} is a {architecture}, which no plugin supports for task {} (supported: {})",
                     spec.source,
@@ -275,7 +301,9 @@ impl Registry {
             request.model_dir = dir.display().to_string();
             request.architecture = architecture;
         }
-        let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
+        let devices = self
+            .devices
+            .place(&spec.devices, spec.instances.max(1) as usize)?;
         ModelQueue::start(plugin.clone(), request, devices.clone(), self.options).map_err(|e| {
             self.devices.release(&devices);
             DaemonError::from(e)
@@ -292,11 +320,10 @@ impl Registry {
     pub fn unload(&self, name: &str) -> Result<()> {
         let model = {
             let mut inner = self.inner.write().expect("registry lock");
-            let model = inner
-                .models
-                .get(name)
-                .cloned()
-                .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
+            let model =
+                inner.models.get(name).cloned().ok_or_else(|| {
+                    DaemonError::NotFound(format!("model `{name}` is not loaded"))
+                })?;
             if matches!(*model.state.read().expect("lock"), State::Loading) {
                 return Err(DaemonError::FailedPrecondition(format!(
                     "model `{name}` is still loading; unload it once it is ready"
@@ -309,7 +336,10 @@ impl Registry {
                 let successor = inner
                     .models
                     .values()
-                    .find(|m| m.task == model.task && matches!(*m.state.read().expect("lock"), State::Ready(_)))
+                    .find(|m| {
+                        m.task == model.task
+                            && matches!(*m.state.read().expect("lock"), State::Ready(_))
+                    })
                     .map(|m| m.name.clone());
                 if let Some(successor) = successor {
                     inner.defaults.insert(model.task.clone(), successor);
@@ -317,7 +347,10 @@ impl Registry {
             }
             model
         };
-        let state = std::mem::replace(&mut *model.state.write().expect("lock"), State::Failed("unloaded".into()));
+        let state = std::mem::replace(
+            &mut *model.state.write().expect("lock"),
+            State::Failed("unloaded".into()),
+        );
         if let State::Ready(queue) = state {
             let devices = queue.devices.clone();
             queue.stop();
@@ -330,7 +363,14 @@ impl Registry {
 
     /// Stops every model (for shutdown). Blocking.
     pub fn unload_all(&self) {
-        let names: Vec<String> = self.inner.read().expect("registry lock").models.keys().cloned().collect();
+        let names: Vec<String> = self
+            .inner
+            .read()
+            .expect("registry lock")
+            .models
+            .keys()
+            .cloned()
+            .collect();
         for name in names {
             if let Err(e) = self.unload(&name) {
                 tracing::debug!(model = %name, "not unloaded at shutdown: {e}");
@@ -348,8 +388,9 @@ fn read_architecture(dir: &std::path::Path) -> Result<String> {
             dir.display()
         ))
     })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display())))?;
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display()))
+    })?;
     json.get("architectures")
         .and_then(|a| a.get(0))
         .and_then(|a| a.as_str())

@@ -54,13 +54,19 @@ impl Sources {
             return if path.is_dir() {
                 Ok(path)
             } else {
-                Err(DaemonError::NotFound(format!("model directory {source} does not exist")))
+                Err(DaemonError::NotFound(format!(
+                    "model directory {source} does not exist"
+                )))
             };
         }
         let revision = revision.unwrap_or("main");
         let repo = Repo::with_revision(source.to_string(), RepoType::Model, revision.to_string());
         if let Some(config) = self.cache.repo(repo.clone()).get("config.json") {
-            tracing::info!(model = source, "using the Hugging Face cache: {}", config.parent().unwrap_or(Path::new("")).display());
+            tracing::info!(
+                model = source,
+                "using the Hugging Face cache: {}",
+                config.parent().unwrap_or(Path::new("")).display()
+            );
             return Ok(config.parent().expect("a file has a parent").to_path_buf());
         }
         let why_not = if self.offline {
@@ -93,7 +99,11 @@ impl Sources {
         let info = api_repo.info().map_err(unavailable)?;
         let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
         let wanted = files_to_download(&files);
-        tracing::info!(model = source, files = wanted.len(), "downloading from the hub");
+        tracing::info!(
+            model = source,
+            files = wanted.len(),
+            "downloading from the hub"
+        );
         let mut dir = None;
         for file in wanted {
             let path = api_repo.get(&file).map_err(unavailable)?;
@@ -101,20 +111,27 @@ impl Sources {
                 dir = path.parent().map(Path::to_path_buf);
             }
         }
-        dir.ok_or_else(|| DaemonError::FailedPrecondition(format!("hub repository {source} has no config.json")))
+        dir.ok_or_else(|| {
+            DaemonError::FailedPrecondition(format!("hub repository {source} has no config.json"))
+        })
     }
 }
 
 /// The files of a hub repository inferd needs: configs, tokenizer and
 /// processor files, and one format of weights (safetensors when present).
 fn files_to_download(files: &[String]) -> Vec<String> {
-    let has_safetensors = files.iter().any(|f| f.ends_with(".safetensors") && !f.contains('/'));
+    let has_safetensors = files
+        .iter()
+        .any(|f| f.ends_with(".safetensors") && !f.contains('/'));
     files
         .iter()
         .filter(|f| {
             let top_level = !f.contains('/');
             let pooling = f.starts_with("1_Pooling/") || f.starts_with("2_Normalize/");
-            let metadata = f.ends_with(".json") || f.ends_with(".txt") || f.ends_with(".model") || f.ends_with(".spm");
+            let metadata = f.ends_with(".json")
+                || f.ends_with(".txt")
+                || f.ends_with(".model")
+                || f.ends_with(".spm");
             let weights = if has_safetensors {
                 f.ends_with(".safetensors")
             } else {
@@ -140,8 +157,16 @@ fn hub_reachable() -> bool {
         .next()
         .unwrap_or_default()
         .to_string();
-    let port = if endpoint.starts_with("http://") { 80 } else { 443 };
-    let target = if host.contains(':') { host } else { format!("{host}:{port}") };
+    let port = if endpoint.starts_with("http://") {
+        80
+    } else {
+        443
+    };
+    let target = if host.contains(':') {
+        host
+    } else {
+        format!("{host}:{port}")
+    };
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let ok = target
@@ -161,15 +186,34 @@ mod tests {
     #[test]
     fn picks_safetensors_over_bin_and_skips_other_formats() {
         let files: Vec<String> = [
-            "config.json", "model.safetensors", "pytorch_model.bin", "tf_model.h5", "onnx/model.onnx",
-            "tokenizer.json", "vocab.txt", "1_Pooling/config.json", "README.md",
+            "config.json",
+            "model.safetensors",
+            "pytorch_model.bin",
+            "tf_model.h5",
+            "onnx/model.onnx",
+            "tokenizer.json",
+            "vocab.txt",
+            "1_Pooling/config.json",
+            "README.md",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
         let wanted = files_to_download(&files);
-        assert_eq!(wanted, vec!["config.json", "model.safetensors", "tokenizer.json", "vocab.txt", "1_Pooling/config.json"]);
-        let bin_only: Vec<String> = ["config.json", "pytorch_model.bin"].iter().map(|s| s.to_string()).collect();
+        assert_eq!(
+            wanted,
+            vec![
+                "config.json",
+                "model.safetensors",
+                "tokenizer.json",
+                "vocab.txt",
+                "1_Pooling/config.json"
+            ]
+        );
+        let bin_only: Vec<String> = ["config.json", "pytorch_model.bin"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
         assert_eq!(files_to_download(&bin_only), bin_only);
     }
 
@@ -181,9 +225,15 @@ mod tests {
             cache: Cache::new(cache.path().to_path_buf()),
         };
         let started = std::time::Instant::now();
-        let err = sources.resolve("someone/some-model", None).unwrap_err().to_string();
+        let err = sources
+            .resolve("someone/some-model", None)
+            .unwrap_err()
+            .to_string();
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(err.contains("someone/some-model") && err.contains("offline"), "{err}");
+        assert!(
+            err.contains("someone/some-model") && err.contains("offline"),
+            "{err}"
+        );
         let err = sources.resolve("/no/such/dir", None).unwrap_err();
         assert!(matches!(err, DaemonError::NotFound(_)));
     }

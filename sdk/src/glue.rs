@@ -30,7 +30,10 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
-    Error::internal(format!("plugin panicked in {what}: {}", panic_message(payload)))
+    Error::internal(format!(
+        "plugin panicked in {what}: {}",
+        panic_message(payload)
+    ))
 }
 
 pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
@@ -38,7 +41,10 @@ pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
     encode(&manifest)
 }
 
-pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes {
+pub unsafe extern "C" fn load<T: Task>(
+    request: ByteSlice,
+    instance: *mut *mut c_void,
+) -> OwnedBytes {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<_, Error> {
         let request = LoadRequest::decode(request.as_slice())
             .map_err(|e| Error::invalid_argument(format!("undecodable LoadRequest: {e}")))?;
@@ -114,9 +120,11 @@ pub unsafe extern "C" fn run_stream<T: Task>(
         Ok(TaskResponse { body: Some(last) })
     }))
     .unwrap_or_else(|payload| Err(panicked("run_stream", payload)));
-    encode(&into_response(outcome.map(|r| r.body.unwrap_or(task_response::Body::Error(
-        Error::internal("plugin returned an empty response").into(),
-    )))))
+    encode(&into_response(outcome.map(|r| {
+        r.body.unwrap_or(task_response::Body::Error(
+            Error::internal("plugin returned an empty response").into(),
+        ))
+    })))
 }
 
 pub unsafe extern "C" fn unload<T: Task>(instance: *mut c_void) {

@@ -23,9 +23,9 @@
 //! trait's functions are caught there and reported as INTERNAL errors.
 
 pub mod abi;
-pub mod values;
 #[doc(hidden)]
 pub mod glue;
+pub mod values;
 
 use std::fmt;
 use std::path::PathBuf;

@@ -118,7 +118,11 @@ mod tests {
 
     #[test]
     fn params_read_defaults_values_and_reject_wrong_types() {
-        let s = object([("top", number(2.0)), ("lowercase", boolean(false)), ("name", string("x"))]);
+        let s = object([
+            ("top", number(2.0)),
+            ("lowercase", boolean(false)),
+            ("name", string("x")),
+        ]);
         let p = Params::new(Some(&s));
         assert_eq!(p.uint("top", 5).unwrap(), 2);
         assert_eq!(p.uint("missing", 5).unwrap(), 5);

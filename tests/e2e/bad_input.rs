@@ -31,58 +31,107 @@ fn assert_status<T: std::fmt::Debug>(result: Result<T, tonic::Status>, code: Cod
 }
 
 async fn still_serves(daemon: &Daemon) {
-    let r = daemon.inference().await.classify(classify("bert", vec![text("still here")])).await;
+    let r = daemon
+        .inference()
+        .await
+        .classify(classify("bert", vec![text("still here")]))
+        .await;
     assert!(r.is_ok(), "daemon stopped serving: {r:?}\n{}", daemon.log());
 }
 
 #[tokio::test]
 async fn bad_classify_requests_are_invalid_arguments() {
     let daemon = Daemon::start(&[]).await;
-    daemon.load("bert", "text-classification", &fixture_model("bert-cls")).await;
+    daemon
+        .load("bert", "text-classification", &fixture_model("bert-cls"))
+        .await;
     let mut client = daemon.inference().await;
 
-    assert_status(client.classify(classify("bert", vec![])).await, Code::InvalidArgument, "`inputs` is empty");
     assert_status(
-        client.classify(classify("bert", vec![text("fine"), text("  ")])).await,
+        client.classify(classify("bert", vec![])).await,
+        Code::InvalidArgument,
+        "`inputs` is empty",
+    );
+    assert_status(
+        client
+            .classify(classify("bert", vec![text("fine"), text("  ")]))
+            .await,
         Code::InvalidArgument,
         "inputs[1].text is empty",
     );
     let mut bad_pair = text("fine");
     bad_pair.text_pair = Some(String::new());
-    assert_status(client.classify(classify("bert", vec![bad_pair])).await, Code::InvalidArgument, "text_pair");
+    assert_status(
+        client.classify(classify("bert", vec![bad_pair])).await,
+        Code::InvalidArgument,
+        "text_pair",
+    );
     let mut bad_function = classify("bert", vec![text("fine")]);
     bad_function.function_to_apply = "logits".into();
-    assert_status(client.classify(bad_function).await, Code::InvalidArgument, "function_to_apply");
+    assert_status(
+        client.classify(bad_function).await,
+        Code::InvalidArgument,
+        "function_to_apply",
+    );
     still_serves(&daemon).await;
 
     // Far longer than the model's 64 positions: truncated, never a crash.
     let long = "word ".repeat(5000);
-    let r = client.classify(classify("bert", vec![text(&long)])).await.expect("long text is truncated");
+    let r = client
+        .classify(classify("bert", vec![text(&long)]))
+        .await
+        .expect("long text is truncated");
     assert_eq!(r.into_inner().results.len(), 1);
 
-    assert_status(client.classify(classify("nope", vec![text("x")])).await, Code::NotFound, "nope");
+    assert_status(
+        client.classify(classify("nope", vec![text("x")])).await,
+        Code::NotFound,
+        "nope",
+    );
     // The wrong task for a model.
-    assert_status(client.classify(classify("word-count", vec![text("x")])).await, Code::FailedPrecondition, "word-count");
+    assert_status(
+        client
+            .classify(classify("word-count", vec![text("x")]))
+            .await,
+        Code::FailedPrecondition,
+        "word-count",
+    );
     let run_on_classifier = RunRequest {
         model: "bert".into(),
-        inputs: vec![RunInput { text: "x".into(), data: vec![] }],
+        inputs: vec![RunInput {
+            text: "x".into(),
+            data: vec![],
+        }],
         ..Default::default()
     };
-    assert_status(client.run(run_on_classifier).await, Code::FailedPrecondition, "Classify");
+    assert_status(
+        client.run(run_on_classifier).await,
+        Code::FailedPrecondition,
+        "Classify",
+    );
     // A task no plugin serves.
     let unknown_task = RunRequest {
         task: "summarization".into(),
-        inputs: vec![RunInput { text: "x".into(), data: vec![] }],
+        inputs: vec![RunInput {
+            text: "x".into(),
+            data: vec![],
+        }],
         ..Default::default()
     };
-    assert_status(client.run(unknown_task).await, Code::Unimplemented, "summarization");
+    assert_status(
+        client.run(unknown_task).await,
+        Code::Unimplemented,
+        "summarization",
+    );
     still_serves(&daemon).await;
 }
 
 #[tokio::test]
 async fn oversized_requests_are_resource_exhausted() {
     let daemon = Daemon::start(&["--max-request-bytes", "65536"]).await;
-    daemon.load("bert", "text-classification", &fixture_model("bert-cls")).await;
+    daemon
+        .load("bert", "text-classification", &fixture_model("bert-cls"))
+        .await;
     let mut client = daemon.inference().await;
     let huge = "a".repeat(200_000);
     assert_status(
@@ -96,7 +145,9 @@ async fn oversized_requests_are_resource_exhausted() {
 #[tokio::test]
 async fn bad_model_sources_are_refused_with_the_reason() {
     let daemon = Daemon::start(&[]).await;
-    daemon.load("bert", "text-classification", &fixture_model("bert-cls")).await;
+    daemon
+        .load("bert", "text-classification", &fixture_model("bert-cls"))
+        .await;
     let mut models = daemon.models().await;
     let load = |name: &str, task: &str, source: &str| LoadModelRequest {
         name: name.into(),
@@ -108,7 +159,13 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     let root = scratch.path();
 
     assert_status(
-        models.load_model(load("m1", "text-classification", &root.join("absent").display().to_string())).await,
+        models
+            .load_model(load(
+                "m1",
+                "text-classification",
+                &root.join("absent").display().to_string(),
+            ))
+            .await,
         Code::NotFound,
         "does not exist",
     );
@@ -116,7 +173,13 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     let empty = root.join("empty");
     std::fs::create_dir(&empty).unwrap();
     assert_status(
-        models.load_model(load("m2", "text-classification", &empty.display().to_string())).await,
+        models
+            .load_model(load(
+                "m2",
+                "text-classification",
+                &empty.display().to_string(),
+            ))
+            .await,
         Code::FailedPrecondition,
         "config.json",
     );
@@ -129,7 +192,13 @@ async fn bad_model_sources_are_refused_with_the_reason() {
         std::fs::copy(fixture.join(f), no_weights.join(f)).unwrap();
     }
     assert_status(
-        models.load_model(load("m3", "text-classification", &no_weights.display().to_string())).await,
+        models
+            .load_model(load(
+                "m3",
+                "text-classification",
+                &no_weights.display().to_string(),
+            ))
+            .await,
         Code::FailedPrecondition,
         "model.safetensors",
     );
@@ -137,16 +206,28 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     // An architecture no plugin supports for the task.
     let other_arch = root.join("other-arch");
     std::fs::create_dir(&other_arch).unwrap();
-    std::fs::write(other_arch.join("config.json"), r#"{"architectures": ["GPTNeoXForCausalLM"]}"#).unwrap();
+    std::fs::write(
+        other_arch.join("config.json"),
+        r#"{"architectures": ["GPTNeoXForCausalLM"]}"#,
+    )
+    .unwrap();
     assert_status(
-        models.load_model(load("m4", "text-classification", &other_arch.display().to_string())).await,
+        models
+            .load_model(load(
+                "m4",
+                "text-classification",
+                &other_arch.display().to_string(),
+            ))
+            .await,
         Code::FailedPrecondition,
         "GPTNeoXForCausalLM",
     );
 
     // A task no plugin serves.
     assert_status(
-        models.load_model(load("m5", "summarization", &fixture.display().to_string())).await,
+        models
+            .load_model(load("m5", "summarization", &fixture.display().to_string()))
+            .await,
         Code::InvalidArgument,
         "summarization",
     );
@@ -154,7 +235,9 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     // A hub id that is not cached, offline: fails at once, naming the model.
     let started = std::time::Instant::now();
     assert_status(
-        models.load_model(load("m6", "text-classification", "someone/not-cached")).await,
+        models
+            .load_model(load("m6", "text-classification", "someone/not-cached"))
+            .await,
         Code::NotFound,
         "someone/not-cached",
     );
@@ -162,7 +245,13 @@ async fn bad_model_sources_are_refused_with_the_reason() {
 
     // The same name twice.
     assert_status(
-        models.load_model(load("bert", "text-classification", &fixture.display().to_string())).await,
+        models
+            .load_model(load(
+                "bert",
+                "text-classification",
+                &fixture.display().to_string(),
+            ))
+            .await,
         Code::AlreadyExists,
         "bert",
     );

@@ -53,7 +53,9 @@ async fn classify_matches_pipeline_on_every_fixture_case() {
     let mut models: Vec<&str> = references.cases.iter().map(|c| c.model.as_str()).collect();
     models.dedup();
     for model in &models {
-        daemon.load(model, "text-classification", &fixture_model(model)).await;
+        daemon
+            .load(model, "text-classification", &fixture_model(model))
+            .await;
     }
     let mut client = daemon.inference().await;
     let mut checked = 0;
@@ -72,13 +74,21 @@ async fn classify_matches_pipeline_on_every_fixture_case() {
             .await
             .unwrap_or_else(|e| panic!("case {n} ({}): {e}", case.model))
             .into_inner();
-        assert_eq!(response.results.len(), case.expected.len(), "case {n}: one result per input");
+        assert_eq!(
+            response.results.len(),
+            case.expected.len(),
+            "case {n}: one result per input"
+        );
         for (i, (result, expected)) in response.results.iter().zip(&case.expected).enumerate() {
             let got: Vec<&str> = result.labels.iter().map(|l| l.label.as_str()).collect();
             let want: Vec<&str> = expected.iter().map(|l| l.label.as_str()).collect();
             assert_eq!(got, want, "case {n} ({}) input {i}: labels", case.model);
             for (g, w) in result.labels.iter().zip(expected) {
-                assert_close(g.score, w.score, &format!("case {n} ({}) input {i} label {}", case.model, w.label));
+                assert_close(
+                    g.score,
+                    w.score,
+                    &format!("case {n} ({}) input {i} label {}", case.model, w.label),
+                );
                 checked += 1;
             }
         }
@@ -101,7 +111,13 @@ async fn sentiment_analysis_alias_and_default_model() {
     let source = fixture_model("distilbert-cls");
     let flag = format!("sst:sentiment-analysis={source}");
     let daemon = Daemon::start(&["--model", &flag]).await;
-    let info = daemon.models().await.get_model(inferd_proto::v1::GetModelRequest { name: "sst".into() }).await.unwrap().into_inner();
+    let info = daemon
+        .models()
+        .await
+        .get_model(inferd_proto::v1::GetModelRequest { name: "sst".into() })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(info.task, "text-classification");
     assert!(info.is_default);
     assert_eq!(info.labels, vec!["NEGATIVE", "POSITIVE"]);
@@ -119,5 +135,9 @@ async fn sentiment_analysis_alias_and_default_model() {
         .await
         .expect("classify with the default model")
         .into_inner();
-    assert_eq!(response.results[0].labels.len(), 1, "top_k absent returns one label");
+    assert_eq!(
+        response.results[0].labels.len(),
+        1,
+        "top_k absent returns one label"
+    );
 }

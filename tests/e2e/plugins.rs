@@ -42,13 +42,30 @@ async fn example_plugin_answers_through_run() {
     let second = response.results[1].output.as_ref().unwrap();
     assert_eq!(number(second, "lines"), 2.0);
 
-    let plugins = daemon.models().await.list_plugins(ListPluginsRequest {}).await.unwrap().into_inner().plugins;
+    let plugins = daemon
+        .models()
+        .await
+        .list_plugins(ListPluginsRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .plugins;
     let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
-    assert!(names.contains(&"example") && names.contains(&"text"), "{names:?}");
+    assert!(
+        names.contains(&"example") && names.contains(&"text"),
+        "{names:?}"
+    );
     let text = plugins.iter().find(|p| p.name == "text").unwrap();
-    let classification = text.tasks.iter().find(|t| t.name == "text-classification").unwrap();
+    let classification = text
+        .tasks
+        .iter()
+        .find(|t| t.name == "text-classification")
+        .unwrap();
     assert_eq!(classification.aliases, vec!["sentiment-analysis"]);
-    assert!(classification.architectures.iter().any(|a| a == "DistilBertForSequenceClassification"));
+    assert!(classification
+        .architectures
+        .iter()
+        .any(|a| a == "DistilBertForSequenceClassification"));
 }
 
 fn test_plugins_arg() -> String {
@@ -71,13 +88,28 @@ async fn wrong_abi_is_refused_and_a_panic_fails_only_its_request() {
         "no refusal line for the ABI-mismatch plugin in:\n{log}"
     );
     let mut client = daemon.inference().await;
-    let status = client.run(run("panic", &["panic"])).await.expect_err("the plugin panics");
+    let status = client
+        .run(run("panic", &["panic"]))
+        .await
+        .expect_err("the plugin panics");
     assert_eq!(status.code(), Code::Internal, "{status:?}");
     assert!(status.message().contains("asked to panic"), "{status:?}");
     // The same instance keeps serving, and so do the other plugins.
-    let echo = client.run(run("panic", &["hello"])).await.expect("after a panic").into_inner();
-    assert!(echo.results[0].output.as_ref().unwrap().fields.contains_key("echo"));
-    client.run(run("word-count", &["still here"])).await.expect("other plugins serve");
+    let echo = client
+        .run(run("panic", &["hello"]))
+        .await
+        .expect("after a panic")
+        .into_inner();
+    assert!(echo.results[0]
+        .output
+        .as_ref()
+        .unwrap()
+        .fields
+        .contains_key("echo"));
+    client
+        .run(run("word-count", &["still here"]))
+        .await
+        .expect("other plugins serve");
 }
 
 #[tokio::test]
@@ -93,7 +125,16 @@ async fn writable_plugin_directories_are_refused() {
     .unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let daemon = Daemon::start(&["--plugin-dir", dir.to_str().unwrap()]).await;
-    assert!(daemon.log().contains("refusing plugin directory"), "{}", daemon.log());
-    let status = daemon.inference().await.run(run("panic", &["x"])).await.expect_err("not loaded");
+    assert!(
+        daemon.log().contains("refusing plugin directory"),
+        "{}",
+        daemon.log()
+    );
+    let status = daemon
+        .inference()
+        .await
+        .run(run("panic", &["x"]))
+        .await
+        .expect_err("not loaded");
     assert_eq!(status.code(), Code::Unimplemented);
 }

@@ -16,7 +16,10 @@ const START_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The repository root (this crate lives in `<root>/tests`).
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 /// The directory holding the release binaries and plugins.
@@ -48,7 +51,11 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A fixture model directory, as a string for LoadModel.
 pub fn fixture_model(name: &str) -> String {
-    fixtures_dir().join("models").join(name).display().to_string()
+    fixtures_dir()
+        .join("models")
+        .join(name)
+        .display()
+        .to_string()
 }
 
 /// Reads a reference JSON file of the fixtures.
@@ -74,10 +81,20 @@ impl Daemon {
         let address_file = dir.path().join("address");
         let log_path = dir.path().join("inferd.log");
         let binary = release_dir().join("inferd");
-        assert!(binary.is_file(), "{} is missing: run scripts/test.sh (it builds it)", binary.display());
+        assert!(
+            binary.is_file(),
+            "{} is missing: run scripts/test.sh (it builds it)",
+            binary.display()
+        );
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(&binary)
-            .args(["--listen", "127.0.0.1:0", "--offline", "--log", "info,inferd=debug"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--offline",
+                "--log",
+                "info,inferd=debug",
+            ])
             .arg("--address-file")
             .arg(&address_file)
             .args(extra_args)
@@ -100,7 +117,11 @@ impl Daemon {
                 daemon.addr = addr.trim().to_string();
             } else {
                 daemon.assert_running();
-                assert!(started.elapsed() < START_TIMEOUT, "inferd did not start:\n{}", daemon.log());
+                assert!(
+                    started.elapsed() < START_TIMEOUT,
+                    "inferd did not start:\n{}",
+                    daemon.log()
+                );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
@@ -114,7 +135,11 @@ impl Daemon {
             if is_serving(&self.url()).await {
                 return;
             }
-            assert!(started.elapsed() < START_TIMEOUT, "inferd never became healthy:\n{}", self.log());
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "inferd never became healthy:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -134,7 +159,11 @@ impl Daemon {
     }
 
     pub async fn channel(&self) -> Channel {
-        Channel::from_shared(self.url()).expect("url").connect().await.expect("connect to inferd")
+        Channel::from_shared(self.url())
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to inferd")
     }
 
     pub async fn inference(&self) -> InferenceClient<Channel> {
@@ -166,7 +195,8 @@ impl Daemon {
 
     /// Resident memory of the daemon process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -179,13 +209,19 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
-            assert!(started.elapsed() < Duration::from_secs(60), "inferd did not stop after SIGTERM:\n{}", self.log());
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "inferd did not stop after SIGTERM:\n{}",
+                self.log()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -200,11 +236,22 @@ impl Drop for Daemon {
 
 /// The daemon's overall health status is SERVING.
 async fn is_serving(url: &str) -> bool {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    let Ok(channel) = Channel::from_shared(url.to_string()).expect("url").connect().await else {
+    use tonic_health::pb::{
+        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
+    };
+    let Ok(channel) = Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
+        .await
+    else {
         return false;
     };
-    match HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await {
+    match HealthClient::new(channel)
+        .check(HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+    {
         Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
         Err(_) => false,
     }

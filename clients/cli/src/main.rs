@@ -7,17 +7,26 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    ClassifyRequest, GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState,
-    RunInput, RunRequest, TextInput, UnloadModelRequest,
+    ClassifyRequest, GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest,
+    ModelInfo, ModelState, RunInput, RunRequest, TextInput, UnloadModelRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
 
 #[derive(Parser)]
-#[command(name = "inferctl", version, about = "Command-line client for the inferd inference daemon")]
+#[command(
+    name = "inferctl",
+    version,
+    about = "Command-line client for the inferd inference daemon"
+)]
 struct Cli {
     /// Address of the daemon.
-    #[arg(long, global = true, env = "INFERD_ADDR", default_value = "http://127.0.0.1:50051")]
+    #[arg(
+        long,
+        global = true,
+        env = "INFERD_ADDR",
+        default_value = "http://127.0.0.1:50051"
+    )]
     addr: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -106,7 +115,11 @@ async fn main() {
 }
 
 async fn connect(addr: &str) -> Result<Channel> {
-    let addr = if addr.contains("://") { addr.to_string() } else { format!("http://{addr}") };
+    let addr = if addr.contains("://") {
+        addr.to_string()
+    } else {
+        format!("http://{addr}")
+    };
     Channel::from_shared(addr.clone())
         .context("invalid --addr")?
         .connect()
@@ -122,14 +135,27 @@ fn status(e: tonic::Status) -> anyhow::Error {
 async fn run(cli: Cli) -> Result<()> {
     let channel = connect(&cli.addr).await?;
     match cli.command {
-        Command::Classify { texts, pair, top_k, function_to_apply, model } => {
+        Command::Classify {
+            texts,
+            pair,
+            top_k,
+            function_to_apply,
+            model,
+        } => {
             if !pair.is_empty() && pair.len() != texts.len() {
-                bail!("give one --pair per text ({} texts, {} pairs)", texts.len(), pair.len());
+                bail!(
+                    "give one --pair per text ({} texts, {} pairs)",
+                    texts.len(),
+                    pair.len()
+                );
             }
             let inputs = texts
                 .iter()
                 .enumerate()
-                .map(|(i, text)| TextInput { text: text.clone(), text_pair: pair.get(i).cloned() })
+                .map(|(i, text)| TextInput {
+                    text: text.clone(),
+                    text_pair: pair.get(i).cloned(),
+                })
                 .collect();
             let request = ClassifyRequest {
                 model: model.unwrap_or_default(),
@@ -137,12 +163,23 @@ async fn run(cli: Cli) -> Result<()> {
                 top_k,
                 function_to_apply: function_to_apply.unwrap_or_default(),
             };
-            let response = InferenceClient::new(channel).classify(request).await.map_err(status)?.into_inner();
+            let response = InferenceClient::new(channel)
+                .classify(request)
+                .await
+                .map_err(status)?
+                .into_inner();
             if cli.json {
                 let out: Vec<Json> = response
                     .results
                     .iter()
-                    .map(|r| Json::Array(r.labels.iter().map(|l| json!({"label": l.label, "score": l.score})).collect()))
+                    .map(|r| {
+                        Json::Array(
+                            r.labels
+                                .iter()
+                                .map(|l| json!({"label": l.label, "score": l.score}))
+                                .collect(),
+                        )
+                    })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -154,20 +191,35 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
-        Command::Run { task, texts, params, model } => {
+        Command::Run {
+            task,
+            texts,
+            params,
+            model,
+        } => {
             let mut fields = std::collections::BTreeMap::new();
             for p in params {
-                let (k, v) = p.split_once('=').with_context(|| format!("--param {p}: expected KEY=VALUE"))?;
-                let json: Json = serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
+                let (k, v) = p
+                    .split_once('=')
+                    .with_context(|| format!("--param {p}: expected KEY=VALUE"))?;
+                let json: Json =
+                    serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
                 fields.insert(k.to_string(), to_value(&json));
             }
             let request = RunRequest {
                 model: model.unwrap_or_default(),
                 task,
                 parameters: Some(Struct { fields }),
-                inputs: texts.into_iter().map(|text| RunInput { text, data: vec![] }).collect(),
+                inputs: texts
+                    .into_iter()
+                    .map(|text| RunInput { text, data: vec![] })
+                    .collect(),
             };
-            let response = InferenceClient::new(channel).run(request).await.map_err(status)?.into_inner();
+            let response = InferenceClient::new(channel)
+                .run(request)
+                .await
+                .map_err(status)?
+                .into_inner();
             let out: Vec<Json> = response
                 .results
                 .iter()
@@ -175,7 +227,9 @@ async fn run(cli: Cli) -> Result<()> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Command::Models { command } => models(ModelsClient::new(channel), command, cli.json).await?,
+        Command::Models { command } => {
+            models(ModelsClient::new(channel), command, cli.json).await?
+        }
         Command::Plugins => {
             let plugins = ModelsClient::new(channel)
                 .list_plugins(ListPluginsRequest {})
@@ -194,10 +248,20 @@ async fn run(cli: Cli) -> Result<()> {
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
-                println!("{:<10} {:<8} {:<22} {:<20} DEFAULT MODEL", "PLUGIN", "VERSION", "TASK", "ALIASES");
+                println!(
+                    "{:<10} {:<8} {:<22} {:<20} DEFAULT MODEL",
+                    "PLUGIN", "VERSION", "TASK", "ALIASES"
+                );
                 for p in &plugins {
                     for t in &p.tasks {
-                        println!("{:<10} {:<8} {:<22} {:<20} {}", p.name, p.version, t.name, t.aliases.join(","), t.default_model);
+                        println!(
+                            "{:<10} {:<8} {:<22} {:<20} {}",
+                            p.name,
+                            p.version,
+                            t.name,
+                            t.aliases.join(","),
+                            t.default_model
+                        );
                     }
                 }
             }
@@ -206,13 +270,20 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_json: bool) -> Result<()> {
+async fn models(
+    mut client: ModelsClient<Channel>,
+    command: ModelsCommand,
+    as_json: bool,
+) -> Result<()> {
     let print = |models: &[ModelInfo]| {
         if as_json {
             let out: Vec<Json> = models.iter().map(model_json).collect();
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         } else {
-            println!("{:<28} {:<22} {:<8} {:<10} {:>9}  SOURCE", "NAME", "TASK", "STATE", "DEVICES", "MEMORY");
+            println!(
+                "{:<28} {:<22} {:<8} {:<10} {:>9}  SOURCE",
+                "NAME", "TASK", "STATE", "DEVICES", "MEMORY"
+            );
             for m in models {
                 let default = if m.is_default { "*" } else { "" };
                 println!(
@@ -220,24 +291,49 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
                     format!("{}{default}", m.name),
                     m.task,
                     state_name(m.state),
-                    m.instances.iter().map(|i| i.device.as_str()).collect::<Vec<_>>().join(","),
+                    m.instances
+                        .iter()
+                        .map(|i| i.device.as_str())
+                        .collect::<Vec<_>>()
+                        .join(","),
                     m.memory_bytes as f64 / 1e6,
                     m.source,
-                    if m.error.is_empty() { String::new() } else { format!("  ({})", m.error) }
+                    if m.error.is_empty() {
+                        String::new()
+                    } else {
+                        format!("  ({})", m.error)
+                    }
                 );
             }
         }
     };
     match command {
         ModelsCommand::List => {
-            let models = client.list_models(ListModelsRequest {}).await.map_err(status)?.into_inner().models;
+            let models = client
+                .list_models(ListModelsRequest {})
+                .await
+                .map_err(status)?
+                .into_inner()
+                .models;
             print(&models);
         }
         ModelsCommand::Get { name } => {
-            let model = client.get_model(GetModelRequest { name }).await.map_err(status)?.into_inner();
+            let model = client
+                .get_model(GetModelRequest { name })
+                .await
+                .map_err(status)?
+                .into_inner();
             print(&[model]);
         }
-        ModelsCommand::Load { source, task, name, revision, devices, instances, default } => {
+        ModelsCommand::Load {
+            source,
+            task,
+            name,
+            revision,
+            devices,
+            instances,
+            default,
+        } => {
             let request = LoadModelRequest {
                 name: name.unwrap_or_default(),
                 source,
@@ -247,11 +343,18 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
                 instances,
                 make_default: default,
             };
-            let model = client.load_model(request).await.map_err(status)?.into_inner();
+            let model = client
+                .load_model(request)
+                .await
+                .map_err(status)?
+                .into_inner();
             print(&[model]);
         }
         ModelsCommand::Unload { name } => {
-            client.unload_model(UnloadModelRequest { name: name.clone() }).await.map_err(status)?;
+            client
+                .unload_model(UnloadModelRequest { name: name.clone() })
+                .await
+                .map_err(status)?;
             if !as_json {
                 println!("unloaded {name}");
             }
@@ -284,8 +387,12 @@ fn to_value(json: &Json) -> Value {
         Json::Bool(b) => Kind::BoolValue(*b),
         Json::Number(n) => Kind::NumberValue(n.as_f64().unwrap_or(0.0)),
         Json::String(s) => Kind::StringValue(s.clone()),
-        Json::Array(a) => Kind::ListValue(inferd_proto::prost_types::ListValue { values: a.iter().map(to_value).collect() }),
-        Json::Object(o) => Kind::StructValue(Struct { fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect() }),
+        Json::Array(a) => Kind::ListValue(inferd_proto::prost_types::ListValue {
+            values: a.iter().map(to_value).collect(),
+        }),
+        Json::Object(o) => Kind::StructValue(Struct {
+            fields: o.iter().map(|(k, v)| (k.clone(), to_value(v))).collect(),
+        }),
     };
     Value { kind: Some(kind) }
 }
@@ -304,5 +411,10 @@ fn value_to_json(value: &Value) -> Json {
 }
 
 fn struct_to_json(s: &Struct) -> Json {
-    Json::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
+    Json::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
 }

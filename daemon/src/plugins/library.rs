@@ -5,7 +5,9 @@ use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 
 use inferd_sdk::abi::{ByteSlice, EntryPoint, OwnedBytes, PluginTable, ABI_VERSION, ENTRY_SYMBOL};
-use inferd_sdk::proto::{load_result, Batch, BatchResult, LoadRequest, LoadResult, LoadedModel, Manifest, TaskResponse};
+use inferd_sdk::proto::{
+    load_result, Batch, BatchResult, LoadRequest, LoadResult, LoadedModel, Manifest, TaskResponse,
+};
 use inferd_sdk::Error;
 use prost::Message;
 
@@ -31,7 +33,8 @@ impl Plugin {
     pub fn open(path: &Path) -> Result<Option<Plugin>, String> {
         // SAFETY: loading a library runs its initialisers; the directory and
         // file permissions were checked by the caller.
-        let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
+        let library =
+            unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
         // SAFETY: the symbol, if present, has the documented signature.
         let entry: EntryPoint = match unsafe { library.get::<EntryPoint>(ENTRY_SYMBOL) } {
             Ok(symbol) => *symbol,
@@ -56,7 +59,8 @@ impl Plugin {
         // SAFETY: the version matches, so the table has this layout.
         let table: &'static PluginTable = unsafe { &*table_ptr };
         let bytes = unsafe { take(table, (table.manifest)()) };
-        let manifest = Manifest::decode(bytes.as_slice()).map_err(|e| format!("undecodable manifest: {e}"))?;
+        let manifest =
+            Manifest::decode(bytes.as_slice()).map_err(|e| format!("undecodable manifest: {e}"))?;
         if manifest.name.is_empty() {
             return Err("its manifest has no name".into());
         }
@@ -73,24 +77,51 @@ impl Plugin {
         let bytes = request.encode_to_vec();
         let mut instance: *mut c_void = std::ptr::null_mut();
         // SAFETY: arguments follow the ABI; the returned bytes are given back.
-        let out = unsafe { take(self.table, (self.table.load)(ByteSlice::new(&bytes), &mut instance)) };
-        let result = LoadResult::decode(out.as_slice())
-            .map_err(|e| Error::internal(format!("plugin {}: undecodable LoadResult: {e}", self.manifest.name)))?;
+        let out = unsafe {
+            take(
+                self.table,
+                (self.table.load)(ByteSlice::new(&bytes), &mut instance),
+            )
+        };
+        let result = LoadResult::decode(out.as_slice()).map_err(|e| {
+            Error::internal(format!(
+                "plugin {}: undecodable LoadResult: {e}",
+                self.manifest.name
+            ))
+        })?;
         match result.result {
-            Some(load_result::Result::Ok(loaded)) if !instance.is_null() => Ok((InstanceHandle(instance), loaded)),
+            Some(load_result::Result::Ok(loaded)) if !instance.is_null() => {
+                Ok((InstanceHandle(instance), loaded))
+            }
             Some(load_result::Result::Error(e)) => Err(e.into()),
-            _ => Err(Error::internal(format!("plugin {} returned no instance", self.manifest.name))),
+            _ => Err(Error::internal(format!(
+                "plugin {} returned no instance",
+                self.manifest.name
+            ))),
         }
     }
 
     /// Runs a batch on an instance; one response per request, or an error
     /// for the whole batch.
-    pub fn run(&self, instance: &mut InstanceHandle, batch: &Batch) -> Result<Vec<TaskResponse>, Error> {
+    pub fn run(
+        &self,
+        instance: &mut InstanceHandle,
+        batch: &Batch,
+    ) -> Result<Vec<TaskResponse>, Error> {
         let bytes = batch.encode_to_vec();
         // SAFETY: `instance` came from this plugin's `load` and is not shared.
-        let out = unsafe { take(self.table, (self.table.run)(instance.0, ByteSlice::new(&bytes))) };
-        let result = BatchResult::decode(out.as_slice())
-            .map_err(|e| Error::internal(format!("plugin {}: undecodable BatchResult: {e}", self.manifest.name)))?;
+        let out = unsafe {
+            take(
+                self.table,
+                (self.table.run)(instance.0, ByteSlice::new(&bytes)),
+            )
+        };
+        let result = BatchResult::decode(out.as_slice()).map_err(|e| {
+            Error::internal(format!(
+                "plugin {}: undecodable BatchResult: {e}",
+                self.manifest.name
+            ))
+        })?;
         if let Some(error) = result.error {
             return Err(error.into());
         }

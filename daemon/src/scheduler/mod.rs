@@ -111,9 +111,10 @@ impl ModelQueue {
                 "model {} has {} requests waiting, its queue is full; retry later",
                 self.name, self.options.queue_size
             ))),
-            Err(TrySendError::Disconnected(_)) => {
-                Err(DaemonError::Unavailable(format!("model {} is shutting down", self.name)))
-            }
+            Err(TrySendError::Disconnected(_)) => Err(DaemonError::Unavailable(format!(
+                "model {} is shutting down",
+                self.name
+            ))),
         }
     }
 
@@ -175,7 +176,8 @@ fn worker(
         }
         let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
         let _enter = span.enter();
-        let (requests, replies): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let (requests, replies): (Vec<_>, Vec<_>) =
+            jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
         let batch = Batch { requests };
         let started = std::time::Instant::now();
         match plugin.run(&mut instance, &batch) {
@@ -196,7 +198,10 @@ fn worker(
                 }
             }
         }
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
+        tracing::debug!(
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "batch done"
+        );
     }
     plugin.unload(instance);
     tracing::info!(%model, %device, "instance unloaded");

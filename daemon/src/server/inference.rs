@@ -27,15 +27,20 @@ impl InferenceService {
     }
 
     /// Queues one request on `model` and waits for its answer.
-    async fn call(&self, rpc: &'static str, model: Arc<Model>, body: task_request::Body) -> Result<task_response::Body, Status> {
+    async fn call(
+        &self,
+        rpc: &'static str,
+        model: Arc<Model>,
+        body: task_request::Body,
+    ) -> Result<task_response::Body, Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, rpc, model = %model.name);
         async move {
             let started = std::time::Instant::now();
             let receiver = model.submit(TaskRequest { body: Some(body) })?;
-            let answer = receiver
-                .await
-                .map_err(|_| DaemonError::Internal(format!("model {} stopped before answering", model.name)))?;
+            let answer = receiver.await.map_err(|_| {
+                DaemonError::Internal(format!("model {} stopped before answering", model.name))
+            })?;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             match answer {
                 Ok(body) => {
@@ -43,7 +48,12 @@ impl InferenceService {
                     Ok(body)
                 }
                 Err(e) => {
-                    tracing::info!(elapsed_ms, code = e.code.as_str_name(), "failed: {}", e.message);
+                    tracing::info!(
+                        elapsed_ms,
+                        code = e.code.as_str_name(),
+                        "failed: {}",
+                        e.message
+                    );
                     Err(DaemonError::from(e).into())
                 }
             }
@@ -54,15 +64,25 @@ impl InferenceService {
 }
 
 fn unexpected(rpc: &str) -> Status {
-    Status::internal(format!("the plugin answered {rpc} with another task's response"))
+    Status::internal(format!(
+        "the plugin answered {rpc} with another task's response"
+    ))
 }
 
 #[tonic::async_trait]
 impl Inference for InferenceService {
-    async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {
+    async fn classify(
+        &self,
+        request: Request<ClassifyRequest>,
+    ) -> Result<Response<ClassifyResponse>, Status> {
         let request = request.into_inner();
-        let model = self.registry.model_for("text-classification", &request.model)?;
-        match self.call("Classify", model, task_request::Body::Classify(request)).await? {
+        let model = self
+            .registry
+            .model_for("text-classification", &request.model)?;
+        match self
+            .call("Classify", model, task_request::Body::Classify(request))
+            .await?
+        {
             task_response::Body::Classify(response) => Ok(Response::new(response)),
             _ => Err(unexpected("Classify")),
         }
@@ -79,7 +99,10 @@ impl Inference for InferenceService {
             ("", model) => self.registry.model(model)?,
             (task, model) => self.registry.model_for(task, model)?,
         };
-        match self.call("Run", model, task_request::Body::Run(request)).await? {
+        match self
+            .call("Run", model, task_request::Body::Run(request))
+            .await?
+        {
             task_response::Body::Run(response) => Ok(Response::new(response)),
             _ => Err(unexpected("Run")),
         }

@@ -38,13 +38,20 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<Listening> {
 
 /// The health service; the overall status ("") starts NOT_SERVING and turns
 /// SERVING once the start-up models are loaded.
-pub async fn health() -> (HealthReporter, tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>) {
+pub async fn health() -> (
+    HealthReporter,
+    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+) {
     let (reporter, service) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", ServingStatus::NotServing).await;
+    reporter
+        .set_service_status("", ServingStatus::NotServing)
+        .await;
     reporter
         .set_serving::<InferenceServer<inference::InferenceService>>()
         .await;
-    reporter.set_serving::<ModelsServer<models::ModelsService>>().await;
+    reporter
+        .set_serving::<ModelsServer<models::ModelsService>>()
+        .await;
     (reporter, service)
 }
 

@@ -4,8 +4,9 @@ use std::sync::Arc;
 
 use inferd_proto::v1::models_server::Models;
 use inferd_proto::v1::{
-    GetModelRequest, ListModelsRequest, ListModelsResponse, ListPluginsRequest, ListPluginsResponse,
-    LoadModelRequest, ModelInfo, PluginInfo, TaskInfo, UnloadModelRequest, UnloadModelResponse,
+    GetModelRequest, ListModelsRequest, ListModelsResponse, ListPluginsRequest,
+    ListPluginsResponse, LoadModelRequest, ModelInfo, PluginInfo, TaskInfo, UnloadModelRequest,
+    UnloadModelResponse,
 };
 use inferd_sdk::abi::ABI_VERSION;
 use tonic::{Request, Response, Status};
@@ -24,7 +25,9 @@ impl ModelsService {
 }
 
 /// Runs blocking registry work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
+) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("task failed: {e}")))?
@@ -33,17 +36,28 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DaemonError> 
 
 #[tonic::async_trait]
 impl Models for ModelsService {
-    async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
+    async fn list_models(
+        &self,
+        _: Request<ListModelsRequest>,
+    ) -> Result<Response<ListModelsResponse>, Status> {
         Ok(Response::new(ListModelsResponse {
             models: self.registry.list(),
         }))
     }
 
-    async fn get_model(&self, request: Request<GetModelRequest>) -> Result<Response<ModelInfo>, Status> {
-        Ok(Response::new(self.registry.info(&request.into_inner().name)?))
+    async fn get_model(
+        &self,
+        request: Request<GetModelRequest>,
+    ) -> Result<Response<ModelInfo>, Status> {
+        Ok(Response::new(
+            self.registry.info(&request.into_inner().name)?,
+        ))
     }
 
-    async fn load_model(&self, request: Request<LoadModelRequest>) -> Result<Response<ModelInfo>, Status> {
+    async fn load_model(
+        &self,
+        request: Request<LoadModelRequest>,
+    ) -> Result<Response<ModelInfo>, Status> {
         let r = request.into_inner();
         if r.task.is_empty() {
             return Err(Status::invalid_argument(
@@ -63,14 +77,20 @@ impl Models for ModelsService {
         Ok(Response::new(blocking(move || registry.load(spec)).await?))
     }
 
-    async fn unload_model(&self, request: Request<UnloadModelRequest>) -> Result<Response<UnloadModelResponse>, Status> {
+    async fn unload_model(
+        &self,
+        request: Request<UnloadModelRequest>,
+    ) -> Result<Response<UnloadModelResponse>, Status> {
         let name = request.into_inner().name;
         let registry = self.registry.clone();
         blocking(move || registry.unload(&name)).await?;
         Ok(Response::new(UnloadModelResponse {}))
     }
 
-    async fn list_plugins(&self, _: Request<ListPluginsRequest>) -> Result<Response<ListPluginsResponse>, Status> {
+    async fn list_plugins(
+        &self,
+        _: Request<ListPluginsRequest>,
+    ) -> Result<Response<ListPluginsResponse>, Status> {
         let plugins = self
             .registry
             .plugins

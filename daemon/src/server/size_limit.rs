@@ -43,7 +43,9 @@ where
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -59,7 +61,10 @@ where
                 && headers
                     .get("grpc-message")
                     .and_then(|m| m.to_str().ok())
-                    .is_some_and(|m| m.starts_with(TONIC_TOO_LARGE) || m.starts_with("Error,%20decoded%20message%20length%20too%20large"));
+                    .is_some_and(|m| {
+                        m.starts_with(TONIC_TOO_LARGE)
+                            || m.starts_with("Error,%20decoded%20message%20length%20too%20large")
+                    });
             if too_large {
                 headers.insert("grpc-status", HeaderValue::from_static("8"));
                 let message = format!(

@@ -38,7 +38,9 @@ impl Task for WordCount {
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
         match ctx.task.as_str() {
             "word-count" => Ok(WordCount),
-            other => Err(Error::unimplemented(format!("example plugin has no task {other}"))),
+            other => Err(Error::unimplemented(format!(
+                "example plugin has no task {other}"
+            ))),
         }
     }
 
@@ -46,8 +48,12 @@ impl Task for WordCount {
         batch
             .into_iter()
             .map(|request| match request.body {
-                Some(task_request::Body::Run(run)) => count_words(&run).map(task_response::Body::Run),
-                _ => Err(Error::invalid_argument("word-count is called through Inference/Run")),
+                Some(task_request::Body::Run(run)) => {
+                    count_words(&run).map(task_response::Body::Run)
+                }
+                _ => Err(Error::invalid_argument(
+                    "word-count is called through Inference/Run",
+                )),
             })
             .collect()
     }
@@ -67,7 +73,13 @@ fn count_words(request: &RunRequest) -> Result<RunResponse, Error> {
             let words: Vec<String> = text
                 .split(|c: char| !c.is_alphanumeric() && c != '\'')
                 .filter(|w| !w.is_empty())
-                .map(|w| if lowercase { w.to_lowercase() } else { w.to_string() })
+                .map(|w| {
+                    if lowercase {
+                        w.to_lowercase()
+                    } else {
+                        w.to_string()
+                    }
+                })
                 .collect();
             let mut counts: HashMap<&str, usize> = HashMap::new();
             for w in &words {
@@ -106,7 +118,10 @@ mod tests {
     use inferd_sdk::proto::prost_types::value::Kind;
 
     fn field<'a>(r: &'a RunResult, name: &str) -> &'a Kind {
-        r.output.as_ref().unwrap().fields[name].kind.as_ref().unwrap()
+        r.output.as_ref().unwrap().fields[name]
+            .kind
+            .as_ref()
+            .unwrap()
     }
 
     #[test]
@@ -123,7 +138,9 @@ mod tests {
         let r = &response.results[0];
         assert_eq!(field(r, "words"), &Kind::NumberValue(10.0));
         assert_eq!(field(r, "lines"), &Kind::NumberValue(2.0));
-        let Kind::ListValue(common) = field(r, "most_common") else { panic!() };
+        let Kind::ListValue(common) = field(r, "most_common") else {
+            panic!()
+        };
         assert_eq!(common.values.len(), 2);
     }
 
@@ -133,6 +150,9 @@ mod tests {
             parameters: Some(object([("topp", number(2.0))])),
             ..Default::default()
         };
-        assert_eq!(count_words(&request).unwrap_err().code, inferd_sdk::Code::InvalidArgument);
+        assert_eq!(
+            count_words(&request).unwrap_err().code,
+            inferd_sdk::Code::InvalidArgument
+        );
     }
 }

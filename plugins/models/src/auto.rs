@@ -47,7 +47,10 @@ impl SequenceClassifier {
 pub fn architecture_of(dir: &Path) -> Result<String> {
     let common = CommonConfig::from_dir(dir)?;
     common.architectures.first().cloned().ok_or_else(|| {
-        ModelError::bad_file(dir.join("config.json"), "no `architectures` entry names the model class")
+        ModelError::bad_file(
+            dir.join("config.json"),
+            "no `architectures` entry names the model class",
+        )
     })
 }
 
@@ -62,12 +65,21 @@ pub fn load_sequence_classifier(dir: &Path, device: Device) -> Result<SequenceCl
         "BertForSequenceClassification" => {
             let cfg: bert::Config = read_json(&config_file)?;
             let m = bert::BertForSequenceClassification::new(vs.root(), &cfg, num_labels);
-            (Classifier::Bert(m), cfg.max_position_embeddings, cfg.pad_token_id)
+            (
+                Classifier::Bert(m),
+                cfg.max_position_embeddings,
+                cfg.pad_token_id,
+            )
         }
         "DistilBertForSequenceClassification" => {
             let cfg: distilbert::Config = read_json(&config_file)?;
-            let m = distilbert::DistilBertForSequenceClassification::new(vs.root(), &cfg, num_labels);
-            (Classifier::DistilBert(m), cfg.max_position_embeddings, cfg.pad_token_id)
+            let m =
+                distilbert::DistilBertForSequenceClassification::new(vs.root(), &cfg, num_labels);
+            (
+                Classifier::DistilBert(m),
+                cfg.max_position_embeddings,
+                cfg.pad_token_id,
+            )
         }
         other => {
             return Err(ModelError::Unsupported(format!(

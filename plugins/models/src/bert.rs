@@ -5,17 +5,35 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::layers::{
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+};
 use crate::tokenizer::EncodedBatch;
 
-fn default_vocab_size() -> i64 { 30522 }
-fn default_hidden_size() -> i64 { 768 }
-fn default_layers() -> i64 { 12 }
-fn default_heads() -> i64 { 12 }
-fn default_intermediate() -> i64 { 3072 }
-fn default_positions() -> i64 { 512 }
-fn default_type_vocab() -> i64 { 2 }
-fn default_eps() -> f64 { 1e-12 }
+fn default_vocab_size() -> i64 {
+    30522
+}
+fn default_hidden_size() -> i64 {
+    768
+}
+fn default_layers() -> i64 {
+    12
+}
+fn default_heads() -> i64 {
+    12
+}
+fn default_intermediate() -> i64 {
+    3072
+}
+fn default_positions() -> i64 {
+    512
+}
+fn default_type_vocab() -> i64 {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
 
 /// `BertConfig`, with transformers' defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -55,8 +73,16 @@ impl Embeddings {
     fn new(p: Path, cfg: &Config) -> Self {
         Embeddings {
             word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.hidden_size),
-            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, cfg.hidden_size),
-            token_type: Embedding::new(&p / "token_type_embeddings", cfg.type_vocab_size, cfg.hidden_size),
+            position: Embedding::new(
+                &p / "position_embeddings",
+                cfg.max_position_embeddings,
+                cfg.hidden_size,
+            ),
+            token_type: Embedding::new(
+                &p / "token_type_embeddings",
+                cfg.type_vocab_size,
+                cfg.hidden_size,
+            ),
             norm: LayerNorm::new(&p / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
         }
     }
@@ -116,9 +142,21 @@ impl Layer {
     fn new(p: Path, cfg: &Config) -> Self {
         Layer {
             attention: SelfAttention::new(&p / "attention", cfg),
-            intermediate: Linear::new(&p / "intermediate" / "dense", cfg.hidden_size, cfg.intermediate_size),
-            output: Linear::new(&p / "output" / "dense", cfg.intermediate_size, cfg.hidden_size),
-            norm: LayerNorm::new(&p / "output" / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
+            intermediate: Linear::new(
+                &p / "intermediate" / "dense",
+                cfg.hidden_size,
+                cfg.intermediate_size,
+            ),
+            output: Linear::new(
+                &p / "output" / "dense",
+                cfg.intermediate_size,
+                cfg.hidden_size,
+            ),
+            norm: LayerNorm::new(
+                &p / "output" / "LayerNorm",
+                cfg.hidden_size,
+                cfg.layer_norm_eps,
+            ),
             act: cfg.hidden_act,
         }
     }
@@ -143,15 +181,20 @@ impl BertModel {
         let encoder = &p / "encoder" / "layer";
         BertModel {
             embeddings: Embeddings::new(&p / "embeddings", cfg),
-            layers: (0..cfg.num_hidden_layers).map(|i| Layer::new(&encoder / i, cfg)).collect(),
-            pooler: with_pooler.then(|| Linear::new(&p / "pooler" / "dense", cfg.hidden_size, cfg.hidden_size)),
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| Layer::new(&encoder / i, cfg))
+                .collect(),
+            pooler: with_pooler
+                .then(|| Linear::new(&p / "pooler" / "dense", cfg.hidden_size, cfg.hidden_size)),
         }
     }
 
     /// Hidden states [batch, seq, hidden].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
-        let mut x = self.embeddings.forward(&batch.input_ids, &batch.token_type_ids);
+        let mut x = self
+            .embeddings
+            .forward(&batch.input_ids, &batch.token_type_ids);
         for layer in &self.layers {
             x = layer.forward(&x, &bias);
         }

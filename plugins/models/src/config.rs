@@ -69,10 +69,9 @@ mod tests {
 
     #[test]
     fn labels_follow_numeric_index_order() {
-        let c: CommonConfig = serde_json::from_str(
-            r#"{"id2label": {"10": "k", "2": "c", "0": "a", "1": "b"}}"#,
-        )
-        .unwrap();
+        let c: CommonConfig =
+            serde_json::from_str(r#"{"id2label": {"10": "k", "2": "c", "0": "a", "1": "b"}}"#)
+                .unwrap();
         assert_eq!(c.labels(0), vec!["a", "b", "c", "k"]);
         let empty = CommonConfig::default();
         assert_eq!(empty.labels(2), vec!["LABEL_0", "LABEL_1"]);

@@ -5,18 +5,32 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::layers::{
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+};
 use crate::tokenizer::EncodedBatch;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
 const LAYER_NORM_EPS: f64 = 1e-12;
 
-fn default_vocab_size() -> i64 { 30522 }
-fn default_dim() -> i64 { 768 }
-fn default_layers() -> i64 { 6 }
-fn default_heads() -> i64 { 12 }
-fn default_hidden_dim() -> i64 { 3072 }
-fn default_positions() -> i64 { 512 }
+fn default_vocab_size() -> i64 {
+    30522
+}
+fn default_dim() -> i64 {
+    768
+}
+fn default_layers() -> i64 {
+    6
+}
+fn default_heads() -> i64 {
+    12
+}
+fn default_hidden_dim() -> i64 {
+    3072
+}
+fn default_positions() -> i64 {
+    512
+}
 
 /// `DistilBertConfig`, with transformers' defaults.
 #[derive(Debug, Clone, Deserialize)]
@@ -49,7 +63,11 @@ impl Embeddings {
     fn new(p: Path, cfg: &Config) -> Self {
         Embeddings {
             word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.dim),
-            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, cfg.dim),
+            position: Embedding::new(
+                &p / "position_embeddings",
+                cfg.max_position_embeddings,
+                cfg.dim,
+            ),
             norm: LayerNorm::new(&p / "LayerNorm", cfg.dim, LAYER_NORM_EPS),
         }
     }
@@ -57,7 +75,8 @@ impl Embeddings {
     fn forward(&self, input_ids: &Tensor) -> Tensor {
         let seq = input_ids.size()[1];
         let positions = Tensor::arange(seq, (tch::Kind::Int64, input_ids.device())).unsqueeze(0);
-        self.norm.forward(&(self.word.forward(input_ids) + self.position.forward(&positions)))
+        self.norm
+            .forward(&(self.word.forward(input_ids) + self.position.forward(&positions)))
     }
 }
 
@@ -114,7 +133,9 @@ impl DistilBertModel {
         let layers = &p / "transformer" / "layer";
         DistilBertModel {
             embeddings: Embeddings::new(&p / "embeddings", cfg),
-            layers: (0..cfg.n_layers).map(|i| Block::new(&layers / i, cfg)).collect(),
+            layers: (0..cfg.n_layers)
+                .map(|i| Block::new(&layers / i, cfg))
+                .collect(),
         }
     }
 
@@ -148,6 +169,7 @@ impl DistilBertForSequenceClassification {
     /// Logits [batch, num_labels].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let hidden = self.distilbert.forward(batch).select(1, 0);
-        self.classifier.forward(&self.pre_classifier.forward(&hidden).relu())
+        self.classifier
+            .forward(&self.pre_classifier.forward(&hidden).relu())
     }
 }

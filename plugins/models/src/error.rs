@@ -19,7 +19,9 @@ pub enum ModelError {
     },
     #[error("weight `{name}` is missing from {files}")]
     MissingWeight { name: String, files: String },
-    #[error("weight `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}")]
+    #[error(
+        "weight `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}"
+    )]
     WeightShape {
         name: String,
         found: Vec<i64>,

@@ -96,7 +96,11 @@ impl TextTokenizer {
     }
 
     /// Encodes texts (with optional pairs) and pads them to the longest.
-    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], device: Device) -> Result<EncodedBatch> {
+    pub fn encode_batch(
+        &self,
+        inputs: &[(&str, Option<&str>)],
+        device: Device,
+    ) -> Result<EncodedBatch> {
         let encodings = inputs
             .iter()
             .map(|(text, pair)| self.encode(text, *pair))

@@ -66,14 +66,22 @@ struct Plan<'a> {
 
 fn plan<'a>(request: &'a ClassifyRequest, model: &SequenceClassifier) -> Result<Plan<'a>, Error> {
     if request.inputs.is_empty() {
-        return Err(Error::invalid_argument("`inputs` is empty: send at least one text to classify"));
+        return Err(Error::invalid_argument(
+            "`inputs` is empty: send at least one text to classify",
+        ));
     }
     let mut texts = Vec::with_capacity(request.inputs.len());
     for (i, input) in request.inputs.iter().enumerate() {
         if input.text.trim().is_empty() {
-            return Err(Error::invalid_argument(format!("inputs[{i}].text is empty")));
+            return Err(Error::invalid_argument(format!(
+                "inputs[{i}].text is empty"
+            )));
         }
-        if input.text_pair.as_deref().is_some_and(|p| p.trim().is_empty()) {
+        if input
+            .text_pair
+            .as_deref()
+            .is_some_and(|p| p.trim().is_empty())
+        {
             return Err(Error::invalid_argument(format!(
                 "inputs[{i}].text_pair is empty (leave it unset for a single text)"
             )));
@@ -131,7 +139,10 @@ pub fn classify(
         .collect()
 }
 
-fn forward(model: &SequenceClassifier, texts: &[(&str, Option<&str>)]) -> Result<Vec<Vec<f32>>, Error> {
+fn forward(
+    model: &SequenceClassifier,
+    texts: &[(&str, Option<&str>)],
+) -> Result<Vec<Vec<f32>>, Error> {
     let mut rows = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(MAX_FORWARD_BATCH) {
         let batch = model.tokenizer.encode_batch(chunk, model.device)?;
@@ -140,7 +151,8 @@ fn forward(model: &SequenceClassifier, texts: &[(&str, Option<&str>)]) -> Result
             .to_kind(Kind::Float)
             .to_device(Device::Cpu);
         let (n, labels) = logits.size2().map_err(|e| Error::internal(e.to_string()))?;
-        let flat = Vec::<f32>::try_from(logits.flatten(0, -1)).map_err(|e| Error::internal(e.to_string()))?;
+        let flat = Vec::<f32>::try_from(logits.flatten(0, -1))
+            .map_err(|e| Error::internal(e.to_string()))?;
         for i in 0..n as usize {
             rows.push(flat[i * labels as usize..(i + 1) * labels as usize].to_vec());
         }
@@ -173,9 +185,15 @@ mod tests {
         use ScoreFunction as F;
         assert_eq!(F::default_for(None, 2), F::Softmax);
         assert_eq!(F::default_for(None, 1), F::Sigmoid);
-        assert_eq!(F::default_for(Some("multi_label_classification"), 4), F::Sigmoid);
+        assert_eq!(
+            F::default_for(Some("multi_label_classification"), 4),
+            F::Sigmoid
+        );
         assert_eq!(F::default_for(Some("regression"), 1), F::None);
-        assert_eq!(F::default_for(Some("single_label_classification"), 3), F::Softmax);
+        assert_eq!(
+            F::default_for(Some("single_label_classification"), 3),
+            F::Softmax
+        );
     }
 
     #[test]

@@ -3,9 +3,13 @@
 
 pub mod classification;
 
-use inferd_models::auto::{load_sequence_classifier, SequenceClassifier, SEQUENCE_CLASSIFICATION_ARCHITECTURES};
+use inferd_models::auto::{
+    load_sequence_classifier, SequenceClassifier, SEQUENCE_CLASSIFICATION_ARCHITECTURES,
+};
 use inferd_models::device::parse_device;
-use inferd_sdk::proto::{task_request, task_response, LoadedModel, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::proto::{
+    task_request, task_response, LoadedModel, Manifest, TaskRequest, TaskSpec,
+};
 use inferd_sdk::{export_plugin, Error, LoadContext, Task};
 
 /// One loaded model, serving one task.
@@ -36,13 +40,16 @@ impl Task for TextTask {
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
         let device = parse_device(&ctx.device)?;
-        let dir = ctx
-            .model_dir
-            .as_deref()
-            .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
+        let dir = ctx.model_dir.as_deref().ok_or_else(|| {
+            Error::invalid_argument(format!("task {} needs a model source", ctx.task))
+        })?;
         match ctx.task.as_str() {
-            "text-classification" => Ok(TextTask::Classification(load_sequence_classifier(dir, device)?)),
-            other => Err(Error::unimplemented(format!("the text plugin has no task {other}"))),
+            "text-classification" => Ok(TextTask::Classification(load_sequence_classifier(
+                dir, device,
+            )?)),
+            other => Err(Error::unimplemented(format!(
+                "the text plugin has no task {other}"
+            ))),
         }
     }
 
