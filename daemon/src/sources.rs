@@ -17,6 +17,8 @@ const HUB_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
 pub struct Sources {
     offline: bool,
     cache: Cache,
+    /// The hub probe's answer, asked once.
+    reachable: std::sync::OnceLock<bool>,
 }
 
 impl Sources {
@@ -25,7 +27,11 @@ impl Sources {
             Some(dir) => Cache::new(PathBuf::from(dir)),
             None => Cache::from_env(),
         };
-        Sources { offline, cache }
+        Sources {
+            offline,
+            cache,
+            reachable: std::sync::OnceLock::new(),
+        }
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -71,7 +77,7 @@ impl Sources {
         }
         let why_not = if self.offline {
             Some("offline mode is on (HF_HUB_OFFLINE=1 or --offline)".to_string())
-        } else if !hub_reachable() {
+        } else if !*self.reachable.get_or_init(hub_reachable) {
             Some(format!("the hub ({}) cannot be reached", hub_endpoint()))
         } else {
             None
@@ -223,6 +229,7 @@ mod tests {
         let sources = Sources {
             offline: true,
             cache: Cache::new(cache.path().to_path_buf()),
+            reachable: std::sync::OnceLock::new(),
         };
         let started = std::time::Instant::now();
         let err = sources

@@ -257,3 +257,148 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     );
     still_serves(&daemon).await;
 }
+
+#[tokio::test]
+async fn bad_text_task_requests_are_refused_clearly() {
+    use inferd_proto::v1::{
+        AnswerQuestionRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, QuestionInput,
+        ZeroShotClassifyRequest,
+    };
+    let daemon = Daemon::start(&[]).await;
+    daemon
+        .load("mlm", "fill-mask", &fixture_model("bert-mlm"))
+        .await;
+    daemon
+        .load(
+            "nli",
+            "zero-shot-classification",
+            &fixture_model("bert-nli"),
+        )
+        .await;
+    daemon
+        .load("qa", "question-answering", &fixture_model("bert-qa"))
+        .await;
+    daemon.load("ner", "ner", &fixture_model("bert-ner")).await;
+    daemon
+        .load("bert", "text-classification", &fixture_model("bert-cls"))
+        .await;
+    let mut client = daemon.inference().await;
+
+    let fill = |text: &str| FillMaskRequest {
+        model: "mlm".into(),
+        inputs: vec![text.into()],
+        ..Default::default()
+    };
+    assert_status(
+        client.fill_mask(fill("no mask here")).await,
+        Code::InvalidArgument,
+        "[MASK]",
+    );
+    let mut zero_top = fill("a [MASK] b");
+    zero_top.top_k = Some(0);
+    assert_status(
+        client.fill_mask(zero_top).await,
+        Code::InvalidArgument,
+        "top_k",
+    );
+
+    let zero_shot = |labels: &[&str], template: &str| ZeroShotClassifyRequest {
+        model: "nli".into(),
+        inputs: vec!["the match ended in a draw".into()],
+        candidate_labels: labels.iter().map(|s| s.to_string()).collect(),
+        hypothesis_template: template.into(),
+        multi_label: false,
+    };
+    assert_status(
+        client.zero_shot_classify(zero_shot(&[], "")).await,
+        Code::InvalidArgument,
+        "candidate_labels",
+    );
+    assert_status(
+        client
+            .zero_shot_classify(zero_shot(&["sports"], "no placeholder"))
+            .await,
+        Code::InvalidArgument,
+        "{}",
+    );
+
+    let qa = |question: &str, context: &str| AnswerQuestionRequest {
+        model: "qa".into(),
+        inputs: vec![QuestionInput {
+            question: question.into(),
+            context: context.into(),
+        }],
+        ..Default::default()
+    };
+    assert_status(
+        client.answer_question(qa("", "Paris is in France.")).await,
+        Code::InvalidArgument,
+        "question",
+    );
+    assert_status(
+        client.answer_question(qa("Where?", " ")).await,
+        Code::InvalidArgument,
+        "context",
+    );
+
+    let ner = ClassifyTokensRequest {
+        model: "ner".into(),
+        inputs: vec![String::new()],
+        ..Default::default()
+    };
+    assert_status(
+        client.classify_tokens(ner).await,
+        Code::InvalidArgument,
+        "empty",
+    );
+    let bad_strategy = ClassifyTokensRequest {
+        model: "ner".into(),
+        inputs: vec!["Paris".into()],
+        aggregation_strategy: "longest".into(),
+        ..Default::default()
+    };
+    assert_status(
+        client.classify_tokens(bad_strategy).await,
+        Code::InvalidArgument,
+        "aggregation_strategy",
+    );
+
+    // An RPC on a model of another task.
+    let embed_on_classifier = EmbedRequest {
+        model: "bert".into(),
+        inputs: vec!["x".into()],
+        ..Default::default()
+    };
+    assert_status(
+        client.embed(embed_on_classifier).await,
+        Code::FailedPrecondition,
+        "text-classification",
+    );
+    let fill_on_ner = FillMaskRequest {
+        model: "ner".into(),
+        inputs: vec!["a [MASK]".into()],
+        ..Default::default()
+    };
+    assert_status(
+        client.fill_mask(fill_on_ner).await,
+        Code::FailedPrecondition,
+        "token-classification",
+    );
+    // A model whose architecture has no head for the task.
+    let status = daemon
+        .models()
+        .await
+        .load_model(LoadModelRequest {
+            name: "cls-as-qa".into(),
+            task: "question-answering".into(),
+            source: fixture_model("bert-cls"),
+            ..Default::default()
+        })
+        .await;
+    assert_status(
+        status,
+        Code::FailedPrecondition,
+        "BertForSequenceClassification",
+    );
+    still_serves(&daemon).await;
+}

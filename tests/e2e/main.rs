@@ -5,3 +5,4 @@ mod bad_input;
 mod classify;
 mod lifecycle;
 mod plugins;
+mod text_tasks;

@@ -7,8 +7,10 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    ClassifyRequest, GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest,
-    ModelInfo, ModelState, RunInput, RunRequest, TextInput, UnloadModelRequest,
+    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
+    GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo,
+    ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
+    ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -52,6 +54,76 @@ enum Command {
         #[arg(long = "function")]
         function_to_apply: Option<String>,
         /// Model name (default: the task's default model).
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Zero-shot classification against candidate labels.
+    ZeroShot {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Candidate labels (repeat, or separate with commas).
+        #[arg(long = "labels", required = true, value_delimiter = ',')]
+        labels: Vec<String>,
+        /// Hypothesis template with {} for the label.
+        #[arg(long)]
+        template: Option<String>,
+        /// Score each label independently.
+        #[arg(long)]
+        multi_label: bool,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Fill the mask token ([MASK], <mask>, ...) in texts.
+    FillMask {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        #[arg(long)]
+        top_k: Option<u32>,
+        /// Only consider these words (repeatable).
+        #[arg(long = "target")]
+        targets: Vec<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Named entities (token classification).
+    Ner {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// none, simple, first, average or max.
+        #[arg(long, default_value = "none")]
+        aggregation: String,
+        /// Labels to leave out (default O); give --ignore-label "" to keep all.
+        #[arg(long = "ignore-label")]
+        ignore_labels: Option<Vec<String>>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Extractive question answering.
+    Qa {
+        #[arg(long)]
+        question: String,
+        #[arg(long)]
+        context: String,
+        #[arg(long)]
+        top_k: Option<u32>,
+        #[arg(long)]
+        handle_impossible_answer: bool,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Sentence embeddings (feature extraction).
+    Embed {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// mean, cls, max or none (default: the checkpoint's pooling).
+        #[arg(long)]
+        pooling: Option<String>,
+        /// L2-normalise (default: as the checkpoint says).
+        #[arg(long)]
+        normalize: Option<bool>,
+        /// Also print every token's vector.
+        #[arg(long)]
+        tokens: bool,
         #[arg(long)]
         model: Option<String>,
     },
@@ -188,6 +260,217 @@ async fn run(cli: Cli) -> Result<()> {
                     for l in &result.labels {
                         println!("  {:<24} {:.4}", l.label, l.score);
                     }
+                }
+            }
+        }
+        Command::ZeroShot {
+            texts,
+            labels,
+            template,
+            multi_label,
+            model,
+        } => {
+            let request = ZeroShotClassifyRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts,
+                candidate_labels: labels,
+                hypothesis_template: template.unwrap_or_default(),
+                multi_label,
+            };
+            let response = InferenceClient::new(channel)
+                .zero_shot_classify(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(
+                        |r| json!({"sequence": r.sequence, "labels": r.labels, "scores": r.scores}),
+                    )
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for r in &response.results {
+                    println!("{}", r.sequence);
+                    for (label, score) in r.labels.iter().zip(&r.scores) {
+                        println!("  {label:<24} {score:.4}");
+                    }
+                }
+            }
+        }
+        Command::FillMask {
+            texts,
+            top_k,
+            targets,
+            model,
+        } => {
+            let request = FillMaskRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts.clone(),
+                top_k,
+                targets,
+            };
+            let response = InferenceClient::new(channel)
+                .fill_mask(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| {
+                        let masks = r.masks.iter().map(|m| {
+                            let candidates = m.candidates.iter().map(|c| {
+                                json!({"score": c.score, "token": c.token, "token_str": c.token_str, "sequence": c.sequence})
+                            });
+                            Json::Array(candidates.collect())
+                        });
+                        Json::Array(masks.collect())
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for (text, r) in texts.iter().zip(&response.results) {
+                    println!("{text}");
+                    for (i, m) in r.masks.iter().enumerate() {
+                        if r.masks.len() > 1 {
+                            println!("  mask {}:", i + 1);
+                        }
+                        for c in &m.candidates {
+                            println!("  {:<16} {:.4}  {}", c.token_str, c.score, c.sequence);
+                        }
+                    }
+                }
+            }
+        }
+        Command::Ner {
+            texts,
+            aggregation,
+            ignore_labels,
+            model,
+        } => {
+            let request = ClassifyTokensRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts.clone(),
+                aggregation_strategy: aggregation,
+                ignore_labels: ignore_labels.map(|labels| StringList {
+                    values: labels.into_iter().filter(|l| !l.is_empty()).collect(),
+                }),
+            };
+            let response = InferenceClient::new(channel)
+                .classify_tokens(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| Json::Array(r.entities.iter().map(entity_json).collect()))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for (text, r) in texts.iter().zip(&response.results) {
+                    println!("{text}");
+                    println!(
+                        "  {:<10} {:<24} {:>6} {:>5} {:>5}",
+                        "ENTITY", "WORD", "SCORE", "START", "END"
+                    );
+                    for e in &r.entities {
+                        let label = if e.entity_group.is_empty() {
+                            &e.entity
+                        } else {
+                            &e.entity_group
+                        };
+                        println!(
+                            "  {:<10} {:<24} {:>6.4} {:>5} {:>5}",
+                            label, e.word, e.score, e.start, e.end
+                        );
+                    }
+                }
+            }
+        }
+        Command::Qa {
+            question,
+            context,
+            top_k,
+            handle_impossible_answer,
+            model,
+        } => {
+            let request = AnswerQuestionRequest {
+                model: model.unwrap_or_default(),
+                inputs: vec![QuestionInput { question, context }],
+                top_k,
+                handle_impossible_answer,
+                ..Default::default()
+            };
+            let response = InferenceClient::new(channel)
+                .answer_question(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let answers = &response.results[0].answers;
+            if cli.json {
+                let out: Vec<Json> = answers
+                    .iter()
+                    .map(|a| json!({"score": a.score, "start": a.start, "end": a.end, "answer": a.answer}))
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for a in answers {
+                    println!("{:.4}  [{}..{}]  {}", a.score, a.start, a.end, a.answer);
+                }
+            }
+        }
+        Command::Embed {
+            texts,
+            pooling,
+            normalize,
+            tokens,
+            model,
+        } => {
+            let request = EmbedRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts.clone(),
+                pooling: pooling.unwrap_or_default(),
+                normalize,
+                return_token_embeddings: tokens,
+            };
+            let response = InferenceClient::new(channel)
+                .embed(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json || tokens {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| {
+                        let tokens: Vec<Vec<f32>> = r
+                            .token_embeddings
+                            .iter()
+                            .map(|t| t.values.clone())
+                            .collect();
+                        json!({"embedding": r.embedding, "token_embeddings": tokens})
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for (text, r) in texts.iter().zip(&response.results) {
+                    let head: Vec<String> = r
+                        .embedding
+                        .iter()
+                        .take(6)
+                        .map(|v| format!("{v:.4}"))
+                        .collect();
+                    println!(
+                        "{text}\n  [{}, ...] ({} dimensions)",
+                        head.join(", "),
+                        r.embedding.len()
+                    );
                 }
             }
         }
@@ -361,6 +644,17 @@ async fn models(
         }
     }
     Ok(())
+}
+
+fn entity_json(e: &inferd_proto::v1::TokenEntity) -> Json {
+    let mut o = json!({"score": e.score, "word": e.word, "start": e.start, "end": e.end});
+    if e.entity_group.is_empty() {
+        o["entity"] = json!(e.entity);
+        o["index"] = json!(e.index);
+    } else {
+        o["entity_group"] = json!(e.entity_group);
+    }
+    o
 }
 
 fn state_name(state: i32) -> &'static str {

@@ -5,7 +5,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use inferd_proto::v1::inference_server::Inference;
-use inferd_proto::v1::{ClassifyRequest, ClassifyResponse, RunRequest, RunResponse};
+use inferd_proto::v1::{
+    AnswerQuestionRequest, AnswerQuestionResponse, ClassifyRequest, ClassifyResponse,
+    ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
+    FillMaskResponse, RunRequest, RunResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+};
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
@@ -69,23 +73,92 @@ fn unexpected(rpc: &str) -> Status {
     ))
 }
 
+/// One typed RPC: the model for the task (or the named one), the request in
+/// its `TaskRequest` variant, the answer from its `TaskResponse` variant.
+macro_rules! typed_rpc {
+    ($self:ident, $request:ident, $rpc:literal, $task:literal, $req_variant:ident, $resp_variant:ident) => {{
+        let request = $request.into_inner();
+        let model = $self.registry.model_for($task, &request.model)?;
+        match $self
+            .call($rpc, model, task_request::Body::$req_variant(request))
+            .await?
+        {
+            task_response::Body::$resp_variant(response) => Ok(Response::new(response)),
+            _ => Err(unexpected($rpc)),
+        }
+    }};
+}
+
 #[tonic::async_trait]
 impl Inference for InferenceService {
     async fn classify(
         &self,
         request: Request<ClassifyRequest>,
     ) -> Result<Response<ClassifyResponse>, Status> {
-        let request = request.into_inner();
-        let model = self
-            .registry
-            .model_for("text-classification", &request.model)?;
-        match self
-            .call("Classify", model, task_request::Body::Classify(request))
-            .await?
-        {
-            task_response::Body::Classify(response) => Ok(Response::new(response)),
-            _ => Err(unexpected("Classify")),
-        }
+        typed_rpc!(
+            self,
+            request,
+            "Classify",
+            "text-classification",
+            Classify,
+            Classify
+        )
+    }
+
+    async fn zero_shot_classify(
+        &self,
+        request: Request<ZeroShotClassifyRequest>,
+    ) -> Result<Response<ZeroShotClassifyResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "ZeroShotClassify",
+            "zero-shot-classification",
+            ZeroShot,
+            ZeroShot
+        )
+    }
+
+    async fn fill_mask(
+        &self,
+        request: Request<FillMaskRequest>,
+    ) -> Result<Response<FillMaskResponse>, Status> {
+        typed_rpc!(self, request, "FillMask", "fill-mask", FillMask, FillMask)
+    }
+
+    async fn classify_tokens(
+        &self,
+        request: Request<ClassifyTokensRequest>,
+    ) -> Result<Response<ClassifyTokensResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "ClassifyTokens",
+            "token-classification",
+            ClassifyTokens,
+            ClassifyTokens
+        )
+    }
+
+    async fn answer_question(
+        &self,
+        request: Request<AnswerQuestionRequest>,
+    ) -> Result<Response<AnswerQuestionResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "AnswerQuestion",
+            "question-answering",
+            AnswerQuestion,
+            AnswerQuestion
+        )
+    }
+
+    async fn embed(
+        &self,
+        request: Request<EmbedRequest>,
+    ) -> Result<Response<EmbedResponse>, Status> {
+        typed_rpc!(self, request, "Embed", "feature-extraction", Embed, Embed)
     }
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {

@@ -1,6 +1,9 @@
 //! BERT (Devlin et al.): embeddings, a stack of post-norm transformer
 //! encoder layers, the pooler, and task heads. Weight names follow
 //! transformers' `modeling_bert.py`.
+//!
+//! RoBERTa is the same network with position ids counted from the padding
+//! index (see `roberta.rs`), so it is built from this file's modules.
 
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
@@ -62,37 +65,56 @@ pub struct Config {
     pub position_embedding_type: Option<String>,
 }
 
+/// How position ids are numbered.
+#[derive(Debug, Clone, Copy)]
+pub enum Positions {
+    /// 0, 1, 2, ... (BERT).
+    Absolute,
+    /// padding_idx + 1, + 2, ... over non-padding tokens, padding_idx on
+    /// padding (RoBERTa's `create_position_ids_from_input_ids`); token type
+    /// ids are all zero, as RoBERTa's tokenizer does not return them.
+    AfterPadding(i64),
+}
+
 struct Embeddings {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
+    positions: Positions,
 }
 
 impl Embeddings {
-    fn new(p: Path, cfg: &Config) -> Self {
+    fn new(p: Path, cfg: &Config, positions: Positions) -> Self {
+        let h = cfg.hidden_size;
         Embeddings {
-            word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.hidden_size),
-            position: Embedding::new(
-                &p / "position_embeddings",
-                cfg.max_position_embeddings,
-                cfg.hidden_size,
-            ),
-            token_type: Embedding::new(
-                &p / "token_type_embeddings",
-                cfg.type_vocab_size,
-                cfg.hidden_size,
-            ),
-            norm: LayerNorm::new(&p / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
+            word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, h),
+            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, h),
+            token_type: Embedding::new(&p / "token_type_embeddings", cfg.type_vocab_size, h),
+            norm: LayerNorm::new(&p / "LayerNorm", h, cfg.layer_norm_eps),
+            positions,
         }
     }
 
     fn forward(&self, input_ids: &Tensor, token_type_ids: &Tensor) -> Tensor {
-        let seq = input_ids.size()[1];
-        let positions = Tensor::arange(seq, (tch::Kind::Int64, input_ids.device())).unsqueeze(0);
+        let positions = match self.positions {
+            Positions::Absolute => {
+                let seq = input_ids.size()[1];
+                Tensor::arange(seq, (tch::Kind::Int64, input_ids.device())).unsqueeze(0)
+            }
+            Positions::AfterPadding(pad) => {
+                let mask = input_ids.ne(pad).to_kind(tch::Kind::Int64);
+                mask.cumsum(1, tch::Kind::Int64) * &mask + pad
+            }
+        };
+        // RoBERTa's tokenizer returns no token types: the model sees zeros.
+        let token_types = match self.positions {
+            Positions::Absolute => token_type_ids.shallow_clone(),
+            Positions::AfterPadding(_) => token_type_ids.zeros_like(),
+        };
         let x = self.word.forward(input_ids)
             + self.position.forward(&positions)
-            + self.token_type.forward(token_type_ids);
+            + self.token_type.forward(&token_types);
         self.norm.forward(&x)
     }
 }
@@ -178,9 +200,13 @@ pub struct BertModel {
 
 impl BertModel {
     pub fn new(p: Path, cfg: &Config, with_pooler: bool) -> Self {
+        Self::with_positions(p, cfg, with_pooler, Positions::Absolute)
+    }
+
+    pub fn with_positions(p: Path, cfg: &Config, with_pooler: bool, positions: Positions) -> Self {
         let encoder = &p / "encoder" / "layer";
         BertModel {
-            embeddings: Embeddings::new(&p / "embeddings", cfg),
+            embeddings: Embeddings::new(&p / "embeddings", cfg, positions),
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::new(&encoder / i, cfg))
                 .collect(),
@@ -199,6 +225,11 @@ impl BertModel {
             x = layer.forward(&x, &bias);
         }
         x
+    }
+
+    /// The word embedding matrix (tied to masked-LM decoders).
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.embeddings.word.weight()
     }
 
     /// tanh(W h_[CLS] + b); panics if built without a pooler.
@@ -226,5 +257,36 @@ impl BertForSequenceClassification {
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let hidden = self.bert.forward(batch);
         self.classifier.forward(&self.bert.pool(&hidden))
+    }
+}
+
+/// `BertOnlyMLMHead` (`cls.predictions`): transform, then the decoder whose
+/// weight is the word embedding matrix (tied, as transformers saves it).
+pub struct MaskedLmHead {
+    dense: Linear,
+    norm: LayerNorm,
+    act: Activation,
+    decoder_weight: Tensor,
+    bias: Tensor,
+}
+
+impl MaskedLmHead {
+    pub fn new(p: Path, cfg: &Config, word_embeddings: &Tensor) -> Self {
+        let t = &p / "transform";
+        MaskedLmHead {
+            dense: Linear::new(&t / "dense", cfg.hidden_size, cfg.hidden_size),
+            norm: LayerNorm::new(&t / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
+            act: cfg.hidden_act,
+            decoder_weight: word_embeddings.shallow_clone(),
+            bias: p.zeros_no_train("bias", &[cfg.vocab_size]),
+        }
+    }
+
+    /// Vocabulary logits [batch, seq, vocab].
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        let h = self
+            .norm
+            .forward(&self.act.forward(&self.dense.forward(hidden)));
+        h.linear(&self.decoder_weight, Some(&self.bias))
     }
 }

@@ -150,6 +150,43 @@ impl DistilBertModel {
     }
 }
 
+impl DistilBertModel {
+    /// The word embedding matrix (tied to the masked-LM projector).
+    pub fn word_embeddings(&self) -> &Tensor {
+        self.embeddings.word.weight()
+    }
+}
+
+/// The masked-LM head of `DistilBertForMaskedLM`: vocab_transform,
+/// activation, vocab_layer_norm, vocab_projector (tied weight, own bias).
+pub struct MaskedLmHead {
+    transform: Linear,
+    norm: LayerNorm,
+    act: Activation,
+    projector_weight: Tensor,
+    projector_bias: Tensor,
+}
+
+impl MaskedLmHead {
+    /// `p` is the model's root (the head's weights are not under a prefix).
+    pub fn new(p: Path, cfg: &Config, word_embeddings: &Tensor) -> Self {
+        MaskedLmHead {
+            transform: Linear::new(&p / "vocab_transform", cfg.dim, cfg.dim),
+            norm: LayerNorm::new(&p / "vocab_layer_norm", cfg.dim, LAYER_NORM_EPS),
+            act: cfg.activation,
+            projector_weight: word_embeddings.shallow_clone(),
+            projector_bias: (&p / "vocab_projector").zeros_no_train("bias", &[cfg.vocab_size]),
+        }
+    }
+
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        let h = self
+            .norm
+            .forward(&self.act.forward(&self.transform.forward(hidden)));
+        h.linear(&self.projector_weight, Some(&self.projector_bias))
+    }
+}
+
 /// `DistilBertForSequenceClassification`: h_[CLS] -> pre_classifier -> ReLU -> classifier.
 pub struct DistilBertForSequenceClassification {
     distilbert: DistilBertModel,

@@ -6,12 +6,14 @@
 //! embeddings, layers, model, task heads.
 
 pub mod auto;
+pub mod bart;
 pub mod bert;
 pub mod config;
 pub mod device;
 pub mod distilbert;
 pub mod error;
 pub mod layers;
+pub mod roberta;
 pub mod tokenizer;
 pub mod weights;
 

@@ -5,16 +5,45 @@ use std::path::Path;
 
 use serde::Deserialize;
 use tch::{Device, Tensor};
-use tokenizers::{Encoding, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::Tokenizer;
+pub use tokenizers::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::config::read_json;
 use crate::{ModelError, Result};
 
-/// Values from tokenizer_config.json that change how text is encoded.
+/// A special token as tokenizer_config.json writes it: a string, or an
+/// AddedToken object with `content`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum TokenSpec {
+    Plain(String),
+    Added { content: String },
+}
+
+impl TokenSpec {
+    fn content(&self) -> &str {
+        match self {
+            TokenSpec::Plain(s) => s,
+            TokenSpec::Added { content } => content,
+        }
+    }
+}
+
+/// Values from tokenizer_config.json that change how text is encoded or decoded.
 #[derive(Debug, Default, Deserialize)]
 struct TokenizerConfig {
     #[serde(default)]
     model_max_length: Option<f64>,
+    #[serde(default)]
+    clean_up_tokenization_spaces: Option<bool>,
+    #[serde(default)]
+    tokenizer_class: Option<String>,
+    #[serde(default)]
+    mask_token: Option<TokenSpec>,
+    #[serde(default)]
+    unk_token: Option<TokenSpec>,
+    #[serde(default)]
+    cls_token: Option<TokenSpec>,
 }
 
 /// A tokenizer with the model's maximum length applied.
@@ -22,6 +51,11 @@ pub struct TextTokenizer {
     inner: Tokenizer,
     max_length: usize,
     pad_id: i64,
+    truncation: TruncationParams,
+    clean_up_spaces: bool,
+    mask_token: Option<(String, u32)>,
+    unk_id: Option<u32>,
+    cls_id: Option<u32>,
 }
 
 /// A padded batch of encoded texts, as tensors on the model's device.
@@ -62,20 +96,145 @@ impl TextTokenizer {
             Some(m) if m > 0.0 && m < 1e9 => (m as usize).min(model_limit),
             _ => model_limit,
         };
+        let truncation = TruncationParams {
+            max_length,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
         inner
-            .with_truncation(Some(TruncationParams {
-                max_length,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
+            .with_truncation(Some(truncation.clone()))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
+        let token = |spec: &Option<TokenSpec>| {
+            spec.as_ref().and_then(|t| {
+                inner
+                    .token_to_id(t.content())
+                    .map(|id| (t.content().to_string(), id))
+            })
+        };
+        let mask_token = token(&config.mask_token);
+        let unk_id = token(&config.unk_token).map(|(_, id)| id);
+        let cls_id = token(&config.cls_token).map(|(_, id)| id);
+        // transformers' default for the BERT family is to clean up; others default to false.
+        let clean_up_spaces = config.clean_up_tokenization_spaces.unwrap_or_else(|| {
+            config
+                .tokenizer_class
+                .as_deref()
+                .is_some_and(|c| c.starts_with("Bert") || c.starts_with("DistilBert"))
+        });
         Ok(TextTokenizer {
             inner,
             max_length,
             pad_id,
+            truncation,
+            clean_up_spaces,
+            mask_token,
+            unk_id,
+            cls_id,
         })
+    }
+
+    /// The mask token and its id, if the tokenizer has one.
+    pub fn mask_token(&self) -> Option<(&str, u32)> {
+        self.mask_token.as_ref().map(|(t, id)| (t.as_str(), *id))
+    }
+
+    pub fn unk_id(&self) -> Option<u32> {
+        self.unk_id
+    }
+
+    pub fn cls_id(&self) -> Option<u32> {
+        self.cls_id
+    }
+
+    pub fn pad_id(&self) -> i64 {
+        self.pad_id
+    }
+
+    /// Encodes with character (not byte) offsets, truncated to the model's
+    /// maximum, or with `truncation` when given (restoring the default
+    /// afterwards). Overflowing windows (with a stride) are in the result's
+    /// `get_overflowing()`.
+    pub fn encode_with(
+        &mut self,
+        text: &str,
+        pair: Option<&str>,
+        truncation: Option<TruncationParams>,
+    ) -> Result<Encoding> {
+        let custom = truncation.is_some();
+        if custom {
+            self.inner
+                .with_truncation(truncation)
+                .map_err(|e| ModelError::InvalidInput(e.to_string()))?;
+        }
+        let encoding = match pair {
+            Some(pair) => self.inner.encode_char_offsets((text, pair), true),
+            None => self.inner.encode_char_offsets(text, true),
+        };
+        if custom {
+            self.inner
+                .with_truncation(Some(self.truncation.clone()))
+                .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        }
+        encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))
+    }
+
+    /// Token ids of a text without special tokens and without truncation.
+    pub fn ids_without_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
+        let encoding = self
+            .inner
+            .encode(text, false)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(encoding.get_ids().to_vec())
+    }
+
+    /// `tokenizer.decode(ids, skip_special_tokens)` as transformers computes
+    /// it, including its `clean_up_tokenization_spaces` step.
+    pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        let text = self
+            .inner
+            .decode(ids, skip_special_tokens)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(if self.clean_up_spaces {
+            clean_up_tokenization(&text)
+        } else {
+            text
+        })
+    }
+
+    /// `convert_ids_to_tokens([id])`.
+    pub fn id_to_token(&self, id: u32) -> String {
+        self.inner.id_to_token(id).unwrap_or_default()
+    }
+
+    /// `convert_tokens_to_string(tokens)`: the decoder applied to tokens.
+    pub fn tokens_to_string(&self, tokens: &[String]) -> Result<String> {
+        match self.inner.get_decoder() {
+            Some(decoder) => {
+                use tokenizers::Decoder;
+                decoder
+                    .decode(tokens.to_vec())
+                    .map_err(|e| ModelError::Tokenizer(e.to_string()))
+            }
+            None => Ok(tokens.join(" ")),
+        }
+    }
+
+    /// The model's continuing-subword prefix ("##" for WordPiece), which
+    /// pipeline() uses to tell word pieces from words.
+    pub fn continuing_subword_prefix(&self) -> Option<String> {
+        use tokenizers::ModelWrapper;
+        let prefix = match self.inner.get_model() {
+            ModelWrapper::WordPiece(wp) => Some(wp.continuing_subword_prefix.clone()),
+            ModelWrapper::BPE(bpe) => bpe.continuing_subword_prefix.clone(),
+            _ => None,
+        };
+        prefix.filter(|p| !p.is_empty())
+    }
+
+    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
+        self.inner.get_vocab(true)
     }
 
     pub fn max_length(&self) -> usize {
@@ -109,6 +268,9 @@ impl TextTokenizer {
     }
 
     /// Pads encodings (on the right) into batch tensors.
+    ///
+    /// (Token type ids are kept as the tokenizer made them; models without
+    /// token types ignore them.)
     pub fn pad(&self, encodings: Vec<Encoding>, device: Device) -> EncodedBatch {
         let batch = encodings.len();
         let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
@@ -135,5 +297,34 @@ impl TextTokenizer {
             token_type_ids: Tensor::from_slice(&types).view(shape).to_device(device),
             encodings,
         }
+    }
+}
+
+/// transformers' `clean_up_tokenization`: removes the spaces a word-level
+/// decoder leaves before punctuation and English contractions.
+pub fn clean_up_tokenization(text: &str) -> String {
+    text.replace(" .", ".")
+        .replace(" ?", "?")
+        .replace(" !", "!")
+        .replace(" ,", ",")
+        .replace(" ' ", "'")
+        .replace(" n't", "n't")
+        .replace(" 'm", "'m")
+        .replace(" 's", "'s")
+        .replace(" 've", "'ve")
+        .replace(" 're", "'re")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_up_matches_transformers() {
+        assert_eq!(
+            clean_up_tokenization("hello , world ! it 's ok ."),
+            "hello, world! it's ok."
+        );
+        assert_eq!(clean_up_tokenization("do n't"), "don't");
     }
 }

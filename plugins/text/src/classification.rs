@@ -2,13 +2,12 @@
 //! `TextClassificationPipeline` computes it: truncated encoding, logits,
 //! `function_to_apply` (default from the model config), labels sorted by score.
 
-use inferd_models::auto::SequenceClassifier;
+use inferd_models::auto::TextModel;
 use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse, LabelScore};
 use inferd_sdk::Error;
 use tch::{Device, Kind};
 
-/// Inputs per forward pass; larger batches are split to bound memory.
-const MAX_FORWARD_BATCH: usize = 64;
+use crate::common::MAX_FORWARD_BATCH;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreFunction {
@@ -47,12 +46,7 @@ impl ScoreFunction {
         match self {
             ScoreFunction::None => logits.to_vec(),
             ScoreFunction::Sigmoid => logits.iter().map(|&x| 1.0 / (1.0 + (-x).exp())).collect(),
-            ScoreFunction::Softmax => {
-                let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
-                let sum: f32 = exps.iter().sum();
-                exps.into_iter().map(|e| e / sum).collect()
-            }
+            ScoreFunction::Softmax => crate::common::softmax(logits),
         }
     }
 }
@@ -64,7 +58,7 @@ struct Plan<'a> {
     top_k: usize,
 }
 
-fn plan<'a>(request: &'a ClassifyRequest, model: &SequenceClassifier) -> Result<Plan<'a>, Error> {
+fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
             "`inputs` is empty: send at least one text to classify",
@@ -106,7 +100,7 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &SequenceClassifier) -> Result<
 
 /// Classifies the inputs of several requests in shared forward passes.
 pub fn classify(
-    model: &SequenceClassifier,
+    model: &TextModel,
     requests: &[ClassifyRequest],
 ) -> Vec<Result<ClassifyResponse, Error>> {
     let plans: Vec<Result<Plan, Error>> = requests.iter().map(|r| plan(r, model)).collect();
@@ -139,15 +133,12 @@ pub fn classify(
         .collect()
 }
 
-fn forward(
-    model: &SequenceClassifier,
-    texts: &[(&str, Option<&str>)],
-) -> Result<Vec<Vec<f32>>, Error> {
+fn forward(model: &TextModel, texts: &[(&str, Option<&str>)]) -> Result<Vec<Vec<f32>>, Error> {
     let mut rows = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(MAX_FORWARD_BATCH) {
         let batch = model.tokenizer.encode_batch(chunk, model.device)?;
         let logits = model
-            .logits(&batch)
+            .forward(&batch)
             .to_kind(Kind::Float)
             .to_device(Device::Cpu);
         let (n, labels) = logits.size2().map_err(|e| Error::internal(e.to_string()))?;

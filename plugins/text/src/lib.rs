@@ -2,23 +2,105 @@
 //! pipeline() logic; the models come from `inferd-models`.
 
 pub mod classification;
+pub mod common;
+pub mod embeddings;
+pub mod fill_mask;
+pub mod question_answering;
+pub mod token_classification;
+pub mod zero_shot;
 
-use inferd_models::auto::{
-    load_sequence_classifier, SequenceClassifier, SEQUENCE_CLASSIFICATION_ARCHITECTURES,
-};
+use inferd_models::auto::{load_text_model, Head, TextModel};
 use inferd_models::device::parse_device;
-use inferd_sdk::proto::{
-    task_request, task_response, LoadedModel, Manifest, TaskRequest, TaskSpec,
-};
+use inferd_sdk::proto::task_request::Body as Request;
+use inferd_sdk::proto::task_response::Body as Response;
+use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::{export_plugin, Error, LoadContext, Task};
 
-/// One loaded model, serving one task.
-pub enum TextTask {
-    Classification(SequenceClassifier),
+use crate::embeddings::SentenceConfig;
+
+/// The tasks this plugin serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Classification,
+    ZeroShot,
+    FillMask,
+    Tokens,
+    QuestionAnswering,
+    FeatureExtraction,
 }
 
-fn strings(items: &[&str]) -> Vec<String> {
-    items.iter().map(|s| s.to_string()).collect()
+struct TaskDef {
+    kind: Kind,
+    name: &'static str,
+    aliases: &'static [&'static str],
+    default_model: &'static str,
+    head: Head,
+    rpc: &'static str,
+    description: &'static str,
+}
+
+const TASKS: &[TaskDef] = &[
+    TaskDef {
+        kind: Kind::Classification,
+        name: "text-classification",
+        aliases: &["sentiment-analysis"],
+        default_model: "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
+        head: Head::SequenceClassification,
+        rpc: "Inference/Classify",
+        description: "Classify a text or a text pair",
+    },
+    TaskDef {
+        kind: Kind::ZeroShot,
+        name: "zero-shot-classification",
+        aliases: &[],
+        default_model: "facebook/bart-large-mnli",
+        head: Head::SequenceClassification,
+        rpc: "Inference/ZeroShotClassify",
+        description: "Score candidate labels with an NLI model",
+    },
+    TaskDef {
+        kind: Kind::FillMask,
+        name: "fill-mask",
+        aliases: &[],
+        default_model: "distilbert/distilroberta-base",
+        head: Head::MaskedLm,
+        rpc: "Inference/FillMask",
+        description: "Predict the words behind mask tokens",
+    },
+    TaskDef {
+        kind: Kind::Tokens,
+        name: "token-classification",
+        aliases: &["ner"],
+        default_model: "dbmdz/bert-large-cased-finetuned-conll03-english",
+        head: Head::TokenClassification,
+        rpc: "Inference/ClassifyTokens",
+        description: "Tag tokens (named entities), with word aggregation",
+    },
+    TaskDef {
+        kind: Kind::QuestionAnswering,
+        name: "question-answering",
+        aliases: &[],
+        default_model: "distilbert/distilbert-base-cased-distilled-squad",
+        head: Head::QuestionAnswering,
+        rpc: "Inference/AnswerQuestion",
+        description: "Extract the answer to a question from a context",
+    },
+    TaskDef {
+        kind: Kind::FeatureExtraction,
+        name: "feature-extraction",
+        aliases: &[],
+        default_model: "distilbert/distilbert-base-cased",
+        head: Head::Features,
+        rpc: "Inference/Embed",
+        description: "Token embeddings and pooled sentence embeddings",
+    },
+];
+
+/// One loaded model, serving one task.
+pub struct TextTask {
+    def: &'static TaskDef,
+    model: TextModel,
+    sentence: SentenceConfig,
 }
 
 impl Task for TextTask {
@@ -26,74 +108,163 @@ impl Task for TextTask {
         Manifest {
             name: "text".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Text tasks on BERT-family models (LibTorch)".into(),
-            tasks: vec![TaskSpec {
-                name: "text-classification".into(),
-                aliases: strings(&["sentiment-analysis"]),
-                default_model: "distilbert/distilbert-base-uncased-finetuned-sst-2-english".into(),
-                architectures: strings(SEQUENCE_CLASSIFICATION_ARCHITECTURES),
-                needs_model: true,
-                description: "Classify a text or a text pair (Inference/Classify)".into(),
-            }],
+            description: "Text tasks on BERT, DistilBERT, RoBERTa and BART models (LibTorch)"
+                .into(),
+            tasks: TASKS
+                .iter()
+                .map(|t| TaskSpec {
+                    name: t.name.into(),
+                    aliases: t.aliases.iter().map(|a| a.to_string()).collect(),
+                    default_model: t.default_model.into(),
+                    architectures: t.head.architectures(),
+                    needs_model: true,
+                    description: format!("{} ({})", t.description, t.rpc),
+                })
+                .collect(),
         }
     }
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
+        let def = TASKS.iter().find(|t| t.name == ctx.task).ok_or_else(|| {
+            Error::unimplemented(format!("the text plugin has no task {}", ctx.task))
+        })?;
         let device = parse_device(&ctx.device)?;
         let dir = ctx.model_dir.as_deref().ok_or_else(|| {
             Error::invalid_argument(format!("task {} needs a model source", ctx.task))
         })?;
-        match ctx.task.as_str() {
-            "text-classification" => Ok(TextTask::Classification(load_sequence_classifier(
-                dir, device,
-            )?)),
-            other => Err(Error::unimplemented(format!(
-                "the text plugin has no task {other}"
-            ))),
+        let model = load_text_model(dir, device, def.head)?;
+        if def.kind == Kind::FillMask && model.tokenizer.mask_token().is_none() {
+            return Err(Error::failed_precondition(
+                "this tokenizer has no mask token (tokenizer_config.json `mask_token`)",
+            ));
         }
+        Ok(TextTask {
+            def,
+            sentence: SentenceConfig::from_dir(dir),
+            model,
+        })
     }
 
     fn describe(&self) -> LoadedModel {
-        match self {
-            TextTask::Classification(m) => LoadedModel {
-                memory_bytes: m.memory_bytes,
-                labels: m.labels.clone(),
+        LoadedModel {
+            memory_bytes: self.model.memory_bytes,
+            labels: match self.def.kind {
+                Kind::Classification | Kind::ZeroShot | Kind::Tokens => self.model.labels.clone(),
+                _ => vec![],
             },
         }
     }
 
-    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<task_response::Body, Error>> {
-        match self {
-            TextTask::Classification(model) => {
-                // Requests of another kind fail alone; the rest share forward passes.
-                let mut slots: Vec<Option<Result<task_response::Body, Error>>> = Vec::new();
-                let mut classify = Vec::new();
-                for request in batch {
-                    match request.body {
-                        Some(task_request::Body::Classify(r)) => {
-                            classify.push(r);
-                            slots.push(None);
-                        }
-                        _ => slots.push(Some(Err(Error::failed_precondition(
-                            "this model serves text-classification; call Inference/Classify",
-                        )))),
-                    }
-                }
-                let mut answers = classification::classify(model, &classify).into_iter();
-                slots
-                    .into_iter()
-                    .map(|slot| {
-                        slot.unwrap_or_else(|| {
-                            answers
-                                .next()
-                                .expect("one answer per classify request")
-                                .map(task_response::Body::Classify)
-                        })
-                    })
-                    .collect()
-            }
+    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
+        let def = self.def;
+        let model = &mut self.model;
+        let sentence = &self.sentence;
+        match def.kind {
+            Kind::Classification => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::Classify(r) => Some(r),
+                    _ => None,
+                },
+                |rs| wrap(classification::classify(model, &rs), Response::Classify),
+            ),
+            Kind::ZeroShot => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::ZeroShot(r) => Some(r),
+                    _ => None,
+                },
+                |rs| wrap(zero_shot::zero_shot(model, &rs), Response::ZeroShot),
+            ),
+            Kind::FillMask => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::FillMask(r) => Some(r),
+                    _ => None,
+                },
+                |rs| wrap(fill_mask::fill_mask(model, &rs), Response::FillMask),
+            ),
+            Kind::Tokens => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::ClassifyTokens(r) => Some(r),
+                    _ => None,
+                },
+                |rs| {
+                    wrap(
+                        token_classification::classify_tokens(model, &rs),
+                        Response::ClassifyTokens,
+                    )
+                },
+            ),
+            Kind::QuestionAnswering => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::AnswerQuestion(r) => Some(r),
+                    _ => None,
+                },
+                |rs| {
+                    wrap(
+                        question_answering::answer(model, &rs),
+                        Response::AnswerQuestion,
+                    )
+                },
+            ),
+            Kind::FeatureExtraction => dispatch(
+                def,
+                batch,
+                |b| match b {
+                    Request::Embed(r) => Some(r),
+                    _ => None,
+                },
+                |rs| wrap(embeddings::embed(model, sentence, &rs), Response::Embed),
+            ),
         }
     }
+}
+
+fn wrap<T>(
+    results: Vec<Result<T, Error>>,
+    into: fn(T) -> Response,
+) -> Vec<Result<Response, Error>> {
+    results.into_iter().map(|r| r.map(into)).collect()
+}
+
+/// Runs the requests this task understands together (so they share forward
+/// passes where the task allows); any other request fails alone, naming the
+/// RPC this model answers.
+fn dispatch<R>(
+    def: &TaskDef,
+    batch: Vec<TaskRequest>,
+    accept: impl Fn(Request) -> Option<R>,
+    run: impl FnOnce(Vec<R>) -> Vec<Result<Response, Error>>,
+) -> Vec<Result<Response, Error>> {
+    let mut slots: Vec<Option<Result<Response, Error>>> = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    for request in batch {
+        match request.body.and_then(&accept) {
+            Some(r) => {
+                accepted.push(r);
+                slots.push(None);
+            }
+            None => slots.push(Some(Err(Error::failed_precondition(format!(
+                "this model serves {}; call {}",
+                def.name, def.rpc
+            ))))),
+        }
+    }
+    let mut answers = run(accepted).into_iter();
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| answers.next().expect("one answer per accepted request"))
+        })
+        .collect()
 }
 
 export_plugin!(TextTask);

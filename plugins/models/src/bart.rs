@@ -1,0 +1,324 @@
+//! BART (Lewis et al.): a post-norm transformer encoder-decoder with learned
+//! positions offset by 2 and a layer norm on the embeddings. The same model
+//! serves zero-shot classification (`BartForSequenceClassification`, the head
+//! on the decoder state of the last </s>) and, through the generation module,
+//! summarization. Weight names follow transformers' `modeling_bart.py`.
+
+use serde::Deserialize;
+use tch::{nn::Path, Kind, Tensor};
+
+use crate::layers::{
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+};
+use crate::tokenizer::EncodedBatch;
+
+/// nn.LayerNorm's default epsilon, which BART uses everywhere.
+const LAYER_NORM_EPS: f64 = 1e-5;
+/// BartLearnedPositionalEmbedding's offset.
+const POSITION_OFFSET: i64 = 2;
+
+fn default_vocab_size() -> i64 {
+    50265
+}
+fn default_positions() -> i64 {
+    1024
+}
+fn default_layers() -> i64 {
+    12
+}
+fn default_ffn() -> i64 {
+    4096
+}
+fn default_heads() -> i64 {
+    16
+}
+fn default_d_model() -> i64 {
+    1024
+}
+fn default_pad() -> i64 {
+    1
+}
+fn default_eos() -> i64 {
+    2
+}
+
+/// `BartConfig`, with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: i64,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: i64,
+    #[serde(default = "default_layers")]
+    pub encoder_layers: i64,
+    #[serde(default = "default_ffn")]
+    pub encoder_ffn_dim: i64,
+    #[serde(default = "default_heads")]
+    pub encoder_attention_heads: i64,
+    #[serde(default = "default_layers")]
+    pub decoder_layers: i64,
+    #[serde(default = "default_ffn")]
+    pub decoder_ffn_dim: i64,
+    #[serde(default = "default_heads")]
+    pub decoder_attention_heads: i64,
+    #[serde(default)]
+    pub activation_function: Activation,
+    #[serde(default = "default_d_model")]
+    pub d_model: i64,
+    #[serde(default)]
+    pub scale_embedding: bool,
+    #[serde(default = "default_pad")]
+    pub pad_token_id: i64,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: i64,
+    #[serde(default = "default_eos")]
+    pub decoder_start_token_id: i64,
+}
+
+/// Multi-head attention with q/k/v/out projections (self- or cross-attention).
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    heads: i64,
+}
+
+impl Attention {
+    fn new(p: Path, dim: i64, heads: i64) -> Self {
+        Attention {
+            q: Linear::new(&p / "q_proj", dim, dim),
+            k: Linear::new(&p / "k_proj", dim, dim),
+            v: Linear::new(&p / "v_proj", dim, dim),
+            out: Linear::new(&p / "out_proj", dim, dim),
+            heads,
+        }
+    }
+
+    /// Attends from `x` to `memory` (x itself for self-attention).
+    fn forward(&self, x: &Tensor, memory: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        let q = split_heads(&self.q.forward(x), self.heads);
+        let k = split_heads(&self.k.forward(memory), self.heads);
+        let v = split_heads(&self.v.forward(memory), self.heads);
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
+    }
+}
+
+struct EncoderLayer {
+    self_attn: Attention,
+    self_attn_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: LayerNorm,
+    act: Activation,
+}
+
+impl EncoderLayer {
+    fn new(p: Path, cfg: &Config) -> Self {
+        let d = cfg.d_model;
+        EncoderLayer {
+            self_attn: Attention::new(&p / "self_attn", d, cfg.encoder_attention_heads),
+            self_attn_norm: LayerNorm::new(&p / "self_attn_layer_norm", d, LAYER_NORM_EPS),
+            fc1: Linear::new(&p / "fc1", d, cfg.encoder_ffn_dim),
+            fc2: Linear::new(&p / "fc2", cfg.encoder_ffn_dim, d),
+            final_norm: LayerNorm::new(&p / "final_layer_norm", d, LAYER_NORM_EPS),
+            act: cfg.activation_function,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
+        let x = self
+            .self_attn_norm
+            .forward(&(self.self_attn.forward(x, x, Some(bias)) + x));
+        let h = self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)));
+        self.final_norm.forward(&(h + x))
+    }
+}
+
+struct DecoderLayer {
+    self_attn: Attention,
+    self_attn_norm: LayerNorm,
+    cross_attn: Attention,
+    cross_attn_norm: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+    final_norm: LayerNorm,
+    act: Activation,
+}
+
+impl DecoderLayer {
+    fn new(p: Path, cfg: &Config) -> Self {
+        let d = cfg.d_model;
+        DecoderLayer {
+            self_attn: Attention::new(&p / "self_attn", d, cfg.decoder_attention_heads),
+            self_attn_norm: LayerNorm::new(&p / "self_attn_layer_norm", d, LAYER_NORM_EPS),
+            cross_attn: Attention::new(&p / "encoder_attn", d, cfg.decoder_attention_heads),
+            cross_attn_norm: LayerNorm::new(&p / "encoder_attn_layer_norm", d, LAYER_NORM_EPS),
+            fc1: Linear::new(&p / "fc1", d, cfg.decoder_ffn_dim),
+            fc2: Linear::new(&p / "fc2", cfg.decoder_ffn_dim, d),
+            final_norm: LayerNorm::new(&p / "final_layer_norm", d, LAYER_NORM_EPS),
+            act: cfg.activation_function,
+        }
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        self_bias: &Tensor,
+        memory: &Tensor,
+        memory_bias: &Tensor,
+    ) -> Tensor {
+        let x = self
+            .self_attn_norm
+            .forward(&(self.self_attn.forward(x, x, Some(self_bias)) + x));
+        let x = self
+            .cross_attn_norm
+            .forward(&(self.cross_attn.forward(&x, memory, Some(memory_bias)) + x));
+        let h = self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)));
+        self.final_norm.forward(&(h + x))
+    }
+}
+
+/// Token embeddings (shared, scaled) plus learned positions, then layer norm.
+struct Embed {
+    positions: Embedding,
+    norm: LayerNorm,
+}
+
+impl Embed {
+    fn new(p: &Path, cfg: &Config) -> Self {
+        Embed {
+            positions: Embedding::new(
+                p / "embed_positions",
+                cfg.max_position_embeddings + POSITION_OFFSET,
+                cfg.d_model,
+            ),
+            norm: LayerNorm::new(p / "layernorm_embedding", cfg.d_model, LAYER_NORM_EPS),
+        }
+    }
+
+    fn forward(&self, tokens: &Tensor, start: i64) -> Tensor {
+        let seq = tokens.size()[1];
+        let positions = Tensor::arange_start(
+            start + POSITION_OFFSET,
+            start + seq + POSITION_OFFSET,
+            (Kind::Int64, tokens.device()),
+        );
+        self.norm
+            .forward(&(tokens + self.positions.forward(&positions).unsqueeze(0)))
+    }
+}
+
+/// `BartModel`: encoder and decoder sharing one token embedding.
+pub struct BartModel {
+    shared: Embedding,
+    embed_scale: f64,
+    encoder_embed: Embed,
+    encoder_layers: Vec<EncoderLayer>,
+    decoder_embed: Embed,
+    decoder_layers: Vec<DecoderLayer>,
+    pub config: Config,
+}
+
+impl BartModel {
+    pub fn new(p: Path, cfg: &Config) -> Self {
+        let enc = &p / "encoder";
+        let dec = &p / "decoder";
+        BartModel {
+            shared: Embedding::new(&p / "shared", cfg.vocab_size, cfg.d_model),
+            embed_scale: if cfg.scale_embedding {
+                (cfg.d_model as f64).sqrt()
+            } else {
+                1.0
+            },
+            encoder_embed: Embed::new(&enc, cfg),
+            encoder_layers: (0..cfg.encoder_layers)
+                .map(|i| EncoderLayer::new(&enc / "layers" / i, cfg))
+                .collect(),
+            decoder_embed: Embed::new(&dec, cfg),
+            decoder_layers: (0..cfg.decoder_layers)
+                .map(|i| DecoderLayer::new(&dec / "layers" / i, cfg))
+                .collect(),
+            config: cfg.clone(),
+        }
+    }
+
+    /// Encoder states [batch, seq, d_model].
+    pub fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
+        let bias = padding_bias(attention_mask, Kind::Float);
+        let mut x = self
+            .encoder_embed
+            .forward(&(self.shared.forward(input_ids) * self.embed_scale), 0);
+        for layer in &self.encoder_layers {
+            x = layer.forward(&x, &bias);
+        }
+        x
+    }
+
+    /// Decoder states [batch, tgt, d_model] for decoder inputs attending
+    /// causally to themselves and to the (masked) encoder states.
+    pub fn decode(&self, decoder_ids: &Tensor, memory: &Tensor, memory_mask: &Tensor) -> Tensor {
+        let tgt = decoder_ids.size()[1];
+        let causal =
+            Tensor::ones([tgt, tgt], (Kind::Float, decoder_ids.device())).triu(1) * f32::MIN as f64;
+        let self_bias = causal.view([1, 1, tgt, tgt]);
+        let memory_bias = padding_bias(memory_mask, Kind::Float);
+        let mut x = self
+            .decoder_embed
+            .forward(&(self.shared.forward(decoder_ids) * self.embed_scale), 0);
+        for layer in &self.decoder_layers {
+            x = layer.forward(&x, &self_bias, memory, &memory_bias);
+        }
+        x
+    }
+
+    /// `shift_tokens_right`: the decoder inputs for teacher forcing.
+    pub fn shift_right(&self, input_ids: &Tensor) -> Tensor {
+        let (b, _) = input_ids.size2().expect("2-d ids");
+        let start = Tensor::full(
+            [b, 1],
+            self.config.decoder_start_token_id,
+            (Kind::Int64, input_ids.device()),
+        );
+        let shifted = Tensor::cat(&[start, input_ids.narrow(1, 0, input_ids.size()[1] - 1)], 1);
+        shifted.masked_fill(&shifted.eq(-100), self.config.pad_token_id)
+    }
+}
+
+/// `BartForSequenceClassification`: the decoder state at the last </s> of
+/// each input, through dense, tanh and out_proj.
+pub struct BartForSequenceClassification {
+    model: BartModel,
+    dense: Linear,
+    out_proj: Linear,
+}
+
+impl BartForSequenceClassification {
+    pub fn new(p: Path, cfg: &Config, num_labels: i64) -> Self {
+        let head = &p / "classification_head";
+        BartForSequenceClassification {
+            model: BartModel::new(&p / "model", cfg),
+            dense: Linear::new(&head / "dense", cfg.d_model, cfg.d_model),
+            out_proj: Linear::new(&head / "out_proj", cfg.d_model, num_labels),
+        }
+    }
+
+    /// Logits [batch, num_labels].
+    pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        let ids = &batch.input_ids;
+        let memory = self.model.encode(ids, &batch.attention_mask);
+        let hidden =
+            self.model
+                .decode(&self.model.shift_right(ids), &memory, &batch.attention_mask);
+        // Index of the last </s> in each row.
+        let seq = ids.size()[1];
+        let positions = Tensor::arange(seq, (Kind::Int64, ids.device())).unsqueeze(0);
+        let last_eos = positions
+            .masked_fill(&ids.ne(self.model.config.eos_token_id), -1)
+            .amax([1], false);
+        let d = self.model.config.d_model;
+        let index = last_eos.view([-1, 1, 1]).expand([-1, 1, d], false);
+        let sentence = hidden.gather(1, &index, false).squeeze_dim(1);
+        self.out_proj.forward(&self.dense.forward(&sentence).tanh())
+    }
+}

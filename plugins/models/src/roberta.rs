@@ -1,0 +1,64 @@
+//! RoBERTa (Liu et al.): BERT's network with byte-level BPE, position ids
+//! counted from the padding index, and its own task heads. Weight names
+//! follow transformers' `modeling_roberta.py`.
+
+use tch::{nn::Path, Tensor};
+
+use crate::bert::{self, BertModel, Positions};
+use crate::layers::{Activation, LayerNorm, Linear};
+
+/// RobertaConfig has BertConfig's fields (pad_token_id 1 by default).
+pub type Config = bert::Config;
+
+/// `RobertaModel`.
+pub fn model(p: Path, cfg: &Config, with_pooler: bool) -> BertModel {
+    let pad = cfg.pad_token_id.unwrap_or(1);
+    BertModel::with_positions(p, cfg, with_pooler, Positions::AfterPadding(pad))
+}
+
+/// `RobertaClassificationHead` (`classifier`): dense, tanh, out_proj on <s>.
+pub struct ClassificationHead {
+    dense: Linear,
+    out_proj: Linear,
+}
+
+impl ClassificationHead {
+    pub fn new(p: Path, cfg: &Config, num_labels: i64) -> Self {
+        ClassificationHead {
+            dense: Linear::new(&p / "dense", cfg.hidden_size, cfg.hidden_size),
+            out_proj: Linear::new(&p / "out_proj", cfg.hidden_size, num_labels),
+        }
+    }
+
+    /// Logits [batch, num_labels] from hidden states [batch, seq, hidden].
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        self.out_proj
+            .forward(&self.dense.forward(&hidden.select(1, 0)).tanh())
+    }
+}
+
+/// `RobertaLMHead` (`lm_head`): dense, GELU, layer norm, tied decoder + bias.
+pub struct MaskedLmHead {
+    dense: Linear,
+    norm: LayerNorm,
+    decoder_weight: Tensor,
+    bias: Tensor,
+}
+
+impl MaskedLmHead {
+    pub fn new(p: Path, cfg: &Config, word_embeddings: &Tensor) -> Self {
+        MaskedLmHead {
+            dense: Linear::new(&p / "dense", cfg.hidden_size, cfg.hidden_size),
+            norm: LayerNorm::new(&p / "layer_norm", cfg.hidden_size, cfg.layer_norm_eps),
+            decoder_weight: word_embeddings.shallow_clone(),
+            bias: p.zeros_no_train("bias", &[cfg.vocab_size]),
+        }
+    }
+
+    pub fn forward(&self, hidden: &Tensor) -> Tensor {
+        let h = self
+            .norm
+            .forward(&Activation::Gelu.forward(&self.dense.forward(hidden)));
+        h.linear(&self.decoder_weight, Some(&self.bias))
+    }
+}

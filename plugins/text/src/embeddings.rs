@@ -1,0 +1,178 @@
+//! `feature-extraction`: per-token hidden states like
+//! pipeline("feature-extraction"), and a pooled sentence embedding as
+//! sentence-transformers computes it, configured by the checkpoint's
+//! `1_Pooling/config.json`, `modules.json` (Normalize) and
+//! `sentence_bert_config.json` (max_seq_length) when present.
+
+use std::path::Path;
+
+use inferd_models::auto::TextModel;
+use inferd_sdk::proto::api::{EmbedRequest, EmbedResponse, Embedding, Vector};
+use inferd_sdk::Error;
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+use crate::common::{check_texts, forward_encodings, values};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Mean,
+    Cls,
+    Max,
+    None,
+}
+
+impl Pooling {
+    fn parse(name: &str) -> Result<Option<Self>, Error> {
+        Ok(Some(match name.to_ascii_lowercase().as_str() {
+            "" => return Ok(None),
+            "mean" => Pooling::Mean,
+            "cls" => Pooling::Cls,
+            "max" => Pooling::Max,
+            "none" => Pooling::None,
+            other => {
+                return Err(Error::invalid_argument(format!(
+                    "pooling `{other}` is not one of mean, cls, max, none"
+                )))
+            }
+        }))
+    }
+}
+
+/// The sentence-transformers settings of a checkpoint.
+#[derive(Debug, Clone)]
+pub struct SentenceConfig {
+    pub pooling: Pooling,
+    pub normalize: bool,
+    pub max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PoolingFile {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+    #[serde(default)]
+    pooling_mode_mean_tokens: bool,
+    #[serde(default)]
+    pooling_mode_max_tokens: bool,
+}
+
+#[derive(Deserialize)]
+struct Module {
+    #[serde(rename = "type", default)]
+    kind: String,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertFile {
+    max_seq_length: Option<usize>,
+}
+
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
+    let text = std::fs::read_to_string(path).ok()?;
+    match serde_json::from_str(&text) {
+        Ok(v) => Some(v),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), "ignoring unreadable sentence-transformers file: {e}");
+            None
+        }
+    }
+}
+
+impl SentenceConfig {
+    /// Reads the files if present; defaults: mean pooling, no normalisation.
+    pub fn from_dir(dir: &Path) -> Self {
+        let pooling = read::<PoolingFile>(&dir.join("1_Pooling/config.json"))
+            .map(|p| {
+                if p.pooling_mode_cls_token {
+                    Pooling::Cls
+                } else if p.pooling_mode_max_tokens && !p.pooling_mode_mean_tokens {
+                    Pooling::Max
+                } else {
+                    Pooling::Mean
+                }
+            })
+            .unwrap_or(Pooling::Mean);
+        let normalize = read::<Vec<Module>>(&dir.join("modules.json"))
+            .is_some_and(|modules| modules.iter().any(|m| m.kind.ends_with("Normalize")));
+        let max_seq_length = read::<SentenceBertFile>(&dir.join("sentence_bert_config.json"))
+            .and_then(|s| s.max_seq_length);
+        SentenceConfig {
+            pooling,
+            normalize,
+            max_seq_length,
+        }
+    }
+}
+
+pub fn embed(
+    model: &mut TextModel,
+    sentence: &SentenceConfig,
+    requests: &[EmbedRequest],
+) -> Vec<Result<EmbedResponse, Error>> {
+    requests
+        .iter()
+        .map(|r| embed_one(model, sentence, r))
+        .collect()
+}
+
+fn embed_one(
+    model: &mut TextModel,
+    sentence: &SentenceConfig,
+    request: &EmbedRequest,
+) -> Result<EmbedResponse, Error> {
+    check_texts(request.inputs.iter().map(String::as_str), "")?;
+    let pooling = Pooling::parse(&request.pooling)?.unwrap_or(sentence.pooling);
+    let normalize = request.normalize.unwrap_or(sentence.normalize);
+    let truncation =
+        sentence
+            .max_seq_length
+            .map(|max_length| inferd_models::tokenizer::TruncationParams {
+                max_length: max_length.min(model.tokenizer.max_length()),
+                ..Default::default()
+            });
+    let mut encodings = Vec::with_capacity(request.inputs.len());
+    for text in &request.inputs {
+        encodings.push(
+            model
+                .tokenizer
+                .encode_with(text, None, truncation.clone())?,
+        );
+    }
+    let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
+    let hidden = forward_encodings(model, encodings)?;
+    let results = hidden
+        .iter()
+        .zip(lengths)
+        .map(|(h, len)| {
+            let tokens = h.narrow(0, 0, len as i64);
+            let pooled = match pooling {
+                Pooling::None => None,
+                Pooling::Cls => Some(tokens.get(0)),
+                Pooling::Mean => Some(tokens.mean_dim(0, false, Kind::Float)),
+                Pooling::Max => Some(tokens.amax(0, false)),
+            };
+            let pooled = pooled.map(|p| if normalize { l2_normalise(&p) } else { p });
+            let token_embeddings = if request.return_token_embeddings || pooling == Pooling::None {
+                (0..len as i64)
+                    .map(|t| Vector {
+                        values: values(&tokens.get(t)),
+                    })
+                    .collect()
+            } else {
+                vec![]
+            };
+            Embedding {
+                embedding: pooled.as_ref().map(values).unwrap_or_default(),
+                token_embeddings,
+            }
+        })
+        .collect();
+    Ok(EmbedResponse { results })
+}
+
+/// x / max(||x||, 1e-12), like torch.nn.functional.normalize.
+fn l2_normalise(x: &Tensor) -> Tensor {
+    let norm = x.norm().clamp_min(1e-12);
+    x / norm
+}
