@@ -225,9 +225,9 @@ fn best_spans(
 ) -> Vec<(usize, usize, f32)> {
     let n = start.len();
     let mut candidates: Vec<(usize, usize, f32)> = Vec::new();
-    for s in 0..n {
-        for e in s..n.min(s + max_answer_len) {
-            candidates.push((s, e, start[s] * end[e]));
+    for (s, p_start) in start.iter().enumerate() {
+        for (e, p_end) in end.iter().enumerate().skip(s).take(max_answer_len) {
+            candidates.push((s, e, p_start * p_end));
         }
     }
     // pipeline() ranks every cell of the n x n matrix, zeros included; the
