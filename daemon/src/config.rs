@@ -161,8 +161,8 @@ impl Config {
     fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
-        let mut config: Config = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
+        let mut config: Config =
+            toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         // Relative paths in the file are relative to the file, not to the cwd.
         let base = path.parent().unwrap_or(Path::new("."));
         for dir in &mut config.plugin_dirs {
@@ -188,13 +188,11 @@ impl Config {
 
 /// HF_HUB_OFFLINE / TRANSFORMERS_OFFLINE set to a true value.
 pub fn hub_offline_from_env() -> bool {
-    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"]
-        .iter()
-        .any(|var| {
-            std::env::var(var)
-                .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
-                .unwrap_or(false)
-        })
+    ["HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"].iter().any(|var| {
+        std::env::var(var)
+            .map(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on"))
+            .unwrap_or(false)
+    })
 }
 
 /// `[NAME:]TASK=SOURCE`
@@ -233,10 +231,7 @@ mod tests {
             ("", "text-classification", "org/model")
         );
         let m = parse_model_flag("sst2:sentiment-analysis=/models/sst2").unwrap();
-        assert_eq!(
-            (m.name.as_str(), m.task.as_str()),
-            ("sst2", "sentiment-analysis")
-        );
+        assert_eq!((m.name.as_str(), m.task.as_str()), ("sst2", "sentiment-analysis"));
         assert!(parse_model_flag("no-equals").is_err());
     }
 
@@ -260,10 +255,7 @@ mod tests {
         let config = Config::load(args).unwrap();
         assert_eq!(config.listen.port(), 7000);
         assert_eq!(config.plugin_dirs, vec![dir.path().join("plugins")]);
-        assert_eq!(
-            config.models[0].source,
-            dir.path().join("./m").display().to_string()
-        );
+        assert_eq!(config.models[0].source, dir.path().join("./m").display().to_string());
         assert!(!config.to_toml().is_empty());
     }
 

@@ -47,12 +47,7 @@ impl DevicePool {
     fn expand(&self, name: &str) -> Result<Vec<String>> {
         let name = name.trim();
         let matches: Vec<String> = match name {
-            "cuda" | "gpu" => self
-                .names
-                .iter()
-                .filter(|n| n.starts_with("cuda:"))
-                .cloned()
-                .collect(),
+            "cuda" | "gpu" => self.names.iter().filter(|n| n.starts_with("cuda:")).cloned().collect(),
             _ => self.names.iter().filter(|n| *n == name).cloned().collect(),
         };
         if matches.is_empty() {
@@ -119,9 +114,6 @@ mod tests {
         pool.release(&placed);
         assert!(pool.place(&["cuda:7".into()], 1).is_err());
         assert!(DevicePool::new(0, "cuda").is_err());
-        assert_eq!(
-            DevicePool::new(0, "auto").unwrap().place(&[], 1).unwrap(),
-            vec!["cpu"]
-        );
+        assert_eq!(DevicePool::new(0, "auto").unwrap().place(&[], 1).unwrap(), vec!["cpu"]);
     }
 }

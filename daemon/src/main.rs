@@ -37,8 +37,7 @@ fn main() -> ExitCode {
         }
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.log));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
-        && std::env::var_os("NO_COLOR").is_none();
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -52,10 +51,7 @@ fn main() -> ExitCode {
     if let Some(threads) = config.intra_op_threads {
         tch::set_num_threads(threads as i32);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             tracing::error!("cannot start the async runtime: {e}");
@@ -128,11 +124,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
 /// Loads the model-less plugin tasks and the configured models, then
 /// reports the daemon healthy.
-async fn load_startup_models(
-    registry: Arc<Registry>,
-    models: Vec<ModelConfig>,
-    health: HealthReporter,
-) {
+async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, health: HealthReporter) {
     let modelless: Vec<String> = registry
         .plugins
         .tasks()

@@ -77,10 +77,15 @@ impl Model {
         info
     }
 
-    /// Queues a request for this model.
-    pub fn submit(&self, request: TaskRequest) -> Result<oneshot::Receiver<Reply>> {
+    /// Queues a request for this model; `partial` receives the partial
+    /// responses of a streaming request.
+    pub fn submit(
+        &self,
+        request: TaskRequest,
+        partial: Option<tokio::sync::mpsc::UnboundedSender<inferd_sdk::proto::task_response::Body>>,
+    ) -> Result<oneshot::Receiver<Reply>> {
         match &*self.state.read().expect("model state lock") {
-            State::Ready(queue) => queue.submit(request),
+            State::Ready(queue) => queue.submit(request, partial),
             State::Loading => Err(DaemonError::Unavailable(format!(
                 "model {} is still loading; retry in a moment",
                 self.name
@@ -109,12 +114,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn new(
-        plugins: PluginSet,
-        devices: DevicePool,
-        sources: Sources,
-        options: QueueOptions,
-    ) -> Self {
+    pub fn new(plugins: PluginSet, devices: DevicePool, sources: Sources, options: QueueOptions) -> Self {
         Registry {
             inner: RwLock::new(Inner::default()),
             plugins,
@@ -125,15 +125,12 @@ impl Registry {
     }
 
     fn canonical_task(&self, task: &str) -> Result<String> {
-        self.plugins
-            .canonical_task(task)
-            .map(str::to_string)
-            .ok_or_else(|| {
-                DaemonError::InvalidArgument(format!(
-                    "no plugin serves task `{task}` (tasks served: {})",
-                    self.plugins.task_names().join(", ")
-                ))
-            })
+        self.plugins.canonical_task(task).map(str::to_string).ok_or_else(|| {
+            DaemonError::InvalidArgument(format!(
+                "no plugin serves task `{task}` (tasks served: {})",
+                self.plugins.task_names().join(", ")
+            ))
+        })
     }
 
     /// The model a request for `task` should go to: `model` if named (it
@@ -282,13 +279,9 @@ impl Registry {
             ..Default::default()
         };
         if !spec.source.is_empty() {
-            let dir = self
-                .sources
-                .resolve(&spec.source, spec.revision.as_deref())?;
+            let dir = self.sources.resolve(&spec.source, spec.revision.as_deref())?;
             let architecture = read_architecture(&dir)?;
-            if !task_spec.architectures.is_empty()
-                && !task_spec.architectures.contains(&architecture)
-            {
+            if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
                 return Err(DaemonError::FailedPrecondition(format!(
                     "model {} is a {architecture}, which no plugin supports for task {} (supported: {})",
                     spec.source,
@@ -301,9 +294,7 @@ impl Registry {
             request.model_dir = dir.display().to_string();
             request.architecture = architecture;
         }
-        let devices = self
-            .devices
-            .place(&spec.devices, spec.instances.max(1) as usize)?;
+        let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
         ModelQueue::start(plugin.clone(), request, devices.clone(), self.options).map_err(|e| {
             self.devices.release(&devices);
             DaemonError::from(e)
@@ -320,10 +311,11 @@ impl Registry {
     pub fn unload(&self, name: &str) -> Result<()> {
         let model = {
             let mut inner = self.inner.write().expect("registry lock");
-            let model =
-                inner.models.get(name).cloned().ok_or_else(|| {
-                    DaemonError::NotFound(format!("model `{name}` is not loaded"))
-                })?;
+            let model = inner
+                .models
+                .get(name)
+                .cloned()
+                .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
             if matches!(*model.state.read().expect("lock"), State::Loading) {
                 return Err(DaemonError::FailedPrecondition(format!(
                     "model `{name}` is still loading; unload it once it is ready"
@@ -336,10 +328,7 @@ impl Registry {
                 let successor = inner
                     .models
                     .values()
-                    .find(|m| {
-                        m.task == model.task
-                            && matches!(*m.state.read().expect("lock"), State::Ready(_))
-                    })
+                    .find(|m| m.task == model.task && matches!(*m.state.read().expect("lock"), State::Ready(_)))
                     .map(|m| m.name.clone());
                 if let Some(successor) = successor {
                     inner.defaults.insert(model.task.clone(), successor);
@@ -388,9 +377,8 @@ fn read_architecture(dir: &std::path::Path) -> Result<String> {
             dir.display()
         ))
     })?;
-    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-        DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display()))
-    })?;
+    let json: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display())))?;
     json.get("architectures")
         .and_then(|a| a.get(0))
         .and_then(|a| a.as_str())

@@ -94,9 +94,8 @@ impl Sources {
     }
 
     fn download(&self, source: &str, repo: Repo) -> Result<PathBuf> {
-        let unavailable = |e: hf_hub::api::sync::ApiError| {
-            DaemonError::NotFound(format!("cannot fetch {source} from the hub: {e}"))
-        };
+        let unavailable =
+            |e: hf_hub::api::sync::ApiError| DaemonError::NotFound(format!("cannot fetch {source} from the hub: {e}"));
         let api = ApiBuilder::from_cache(Cache::new(self.cache.path().clone()))
             .with_progress(false)
             .build()
@@ -105,11 +104,7 @@ impl Sources {
         let info = api_repo.info().map_err(unavailable)?;
         let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
         let wanted = files_to_download(&files);
-        tracing::info!(
-            model = source,
-            files = wanted.len(),
-            "downloading from the hub"
-        );
+        tracing::info!(model = source, files = wanted.len(), "downloading from the hub");
         let mut dir = None;
         for file in wanted {
             let path = api_repo.get(&file).map_err(unavailable)?;
@@ -117,27 +112,20 @@ impl Sources {
                 dir = path.parent().map(Path::to_path_buf);
             }
         }
-        dir.ok_or_else(|| {
-            DaemonError::FailedPrecondition(format!("hub repository {source} has no config.json"))
-        })
+        dir.ok_or_else(|| DaemonError::FailedPrecondition(format!("hub repository {source} has no config.json")))
     }
 }
 
 /// The files of a hub repository inferd needs: configs, tokenizer and
 /// processor files, and one format of weights (safetensors when present).
 fn files_to_download(files: &[String]) -> Vec<String> {
-    let has_safetensors = files
-        .iter()
-        .any(|f| f.ends_with(".safetensors") && !f.contains('/'));
+    let has_safetensors = files.iter().any(|f| f.ends_with(".safetensors") && !f.contains('/'));
     files
         .iter()
         .filter(|f| {
             let top_level = !f.contains('/');
             let pooling = f.starts_with("1_Pooling/") || f.starts_with("2_Normalize/");
-            let metadata = f.ends_with(".json")
-                || f.ends_with(".txt")
-                || f.ends_with(".model")
-                || f.ends_with(".spm");
+            let metadata = f.ends_with(".json") || f.ends_with(".txt") || f.ends_with(".model") || f.ends_with(".spm");
             let weights = if has_safetensors {
                 f.ends_with(".safetensors")
             } else {
@@ -163,11 +151,7 @@ fn hub_reachable() -> bool {
         .next()
         .unwrap_or_default()
         .to_string();
-    let port = if endpoint.starts_with("http://") {
-        80
-    } else {
-        443
-    };
+    let port = if endpoint.starts_with("http://") { 80 } else { 443 };
     let target = if host.contains(':') {
         host
     } else {
@@ -232,15 +216,9 @@ mod tests {
             reachable: std::sync::OnceLock::new(),
         };
         let started = std::time::Instant::now();
-        let err = sources
-            .resolve("someone/some-model", None)
-            .unwrap_err()
-            .to_string();
+        let err = sources.resolve("someone/some-model", None).unwrap_err().to_string();
         assert!(started.elapsed() < Duration::from_secs(1));
-        assert!(
-            err.contains("someone/some-model") && err.contains("offline"),
-            "{err}"
-        );
+        assert!(err.contains("someone/some-model") && err.contains("offline"), "{err}");
         let err = sources.resolve("/no/such/dir", None).unwrap_err();
         assert!(matches!(err, DaemonError::NotFound(_)));
     }

@@ -12,8 +12,7 @@ pub mod plugin {
 }
 
 /// Encoded `FileDescriptorSet` of every inferd .proto, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    include_bytes!(concat!(env!("OUT_DIR"), "/inferd_descriptor.bin"));
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/inferd_descriptor.bin"));
 
 pub use prost;
 pub use prost_types;

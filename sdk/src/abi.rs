@@ -83,9 +83,11 @@ impl OwnedBytes {
     }
 }
 
-/// Called by a streaming plugin for each chunk (an encoded `TaskResponse`).
-/// Returns false when the consumer has gone away: the plugin should stop.
-pub type EmitFn = unsafe extern "C" fn(ctx: *mut c_void, chunk: ByteSlice) -> bool;
+/// Called by a plugin during `run_stream` with a partial response (an
+/// encoded `TaskResponse`) for request `index` of the batch, or with an
+/// empty chunk to ask whether that request is still wanted. Returns false
+/// when its client has gone away: the plugin should stop working on it.
+pub type EmitFn = unsafe extern "C" fn(ctx: *mut c_void, index: usize, chunk: ByteSlice) -> bool;
 
 /// The table a plugin exports. Field order is part of the ABI.
 #[repr(C)]
@@ -99,11 +101,11 @@ pub struct PluginTable {
     pub load: unsafe extern "C" fn(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes,
     /// Takes an encoded `Batch`, returns an encoded `BatchResult`.
     pub run: unsafe extern "C" fn(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes,
-    /// Takes one encoded `TaskRequest`, calls `emit` with each intermediate
-    /// `TaskResponse`, and returns the final encoded `TaskResponse`.
+    /// Like `run`, and may call `emit` with partial responses of the batch's
+    /// requests (and to check that their clients are still there).
     pub run_stream: unsafe extern "C" fn(
         instance: *mut c_void,
-        request: ByteSlice,
+        batch: ByteSlice,
         emit: EmitFn,
         emit_ctx: *mut c_void,
     ) -> OwnedBytes,

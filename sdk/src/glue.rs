@@ -10,8 +10,7 @@ use prost::Message;
 
 use crate::abi::{ByteSlice, EmitFn, OwnedBytes};
 use crate::proto::{
-    load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, TaskRequest,
-    TaskResponse,
+    load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, TaskRequest, TaskResponse,
 };
 use crate::{Error, LoadContext, Task};
 
@@ -30,10 +29,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
-    Error::internal(format!(
-        "plugin panicked in {what}: {}",
-        panic_message(payload)
-    ))
+    Error::internal(format!("plugin panicked in {what}: {}", panic_message(payload)))
 }
 
 pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
@@ -41,10 +37,7 @@ pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
     encode(&manifest)
 }
 
-pub unsafe extern "C" fn load<T: Task>(
-    request: ByteSlice,
-    instance: *mut *mut c_void,
-) -> OwnedBytes {
+pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<_, Error> {
         let request = LoadRequest::decode(request.as_slice())
             .map_err(|e| Error::invalid_argument(format!("undecodable LoadRequest: {e}")))?;
@@ -67,18 +60,42 @@ pub unsafe extern "C" fn load<T: Task>(
         }
         Err(error) => load_result::Result::Error(error.into()),
     };
-    encode(&LoadResult {
-        result: Some(result),
-    })
+    encode(&LoadResult { result: Some(result) })
 }
 
 pub unsafe extern "C" fn run<T: Task>(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes {
     let task = &mut *(instance as *mut T);
+    run_batch(batch, |requests| task.run(requests))
+}
+
+pub unsafe extern "C" fn run_stream<T: Task>(
+    instance: *mut c_void,
+    batch: ByteSlice,
+    emit: EmitFn,
+    emit_ctx: *mut c_void,
+) -> OwnedBytes {
+    let task = &mut *(instance as *mut T);
+    let mut sink = |index: usize, chunk: Option<task_response::Body>| -> bool {
+        let bytes = chunk
+            .map(|body| TaskResponse { body: Some(body) }.encode_to_vec())
+            .unwrap_or_default();
+        // SAFETY: the daemon keeps `emit_ctx` alive for the whole call.
+        unsafe { emit(emit_ctx, index, ByteSlice::new(&bytes)) }
+    };
+    run_batch(batch, |requests| task.run_stream(requests, &mut sink))
+}
+
+/// Decodes a batch, runs it, checks there is one answer per request, and
+/// encodes the result; a panic fails the whole batch with INTERNAL.
+unsafe fn run_batch(
+    batch: ByteSlice,
+    run: impl FnOnce(Vec<TaskRequest>) -> Vec<Result<task_response::Body, Error>>,
+) -> OwnedBytes {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<TaskResponse>, Error> {
-        let batch = Batch::decode(batch.as_slice())
-            .map_err(|e| Error::invalid_argument(format!("undecodable Batch: {e}")))?;
+        let batch =
+            Batch::decode(batch.as_slice()).map_err(|e| Error::invalid_argument(format!("undecodable Batch: {e}")))?;
         let n = batch.requests.len();
-        let responses = task.run(batch.requests);
+        let responses = run(batch.requests);
         if responses.len() != n {
             return Err(Error::internal(format!(
                 "plugin returned {} responses for {n} requests",
@@ -89,42 +106,13 @@ pub unsafe extern "C" fn run<T: Task>(instance: *mut c_void, batch: ByteSlice) -
     }))
     .unwrap_or_else(|payload| Err(panicked("run", payload)));
     let result = match outcome {
-        Ok(responses) => BatchResult {
-            responses,
-            error: None,
-        },
+        Ok(responses) => BatchResult { responses, error: None },
         Err(error) => BatchResult {
             responses: vec![],
             error: Some(error.into()),
         },
     };
     encode(&result)
-}
-
-pub unsafe extern "C" fn run_stream<T: Task>(
-    instance: *mut c_void,
-    request: ByteSlice,
-    emit: EmitFn,
-    emit_ctx: *mut c_void,
-) -> OwnedBytes {
-    let task = &mut *(instance as *mut T);
-    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<TaskResponse, Error> {
-        let request = TaskRequest::decode(request.as_slice())
-            .map_err(|e| Error::invalid_argument(format!("undecodable TaskRequest: {e}")))?;
-        let mut sink = |chunk: task_response::Body| -> bool {
-            let bytes = TaskResponse { body: Some(chunk) }.encode_to_vec();
-            // SAFETY: the daemon keeps `emit_ctx` alive for the whole call.
-            unsafe { emit(emit_ctx, ByteSlice::new(&bytes)) }
-        };
-        let last = task.run_stream(request, &mut sink)?;
-        Ok(TaskResponse { body: Some(last) })
-    }))
-    .unwrap_or_else(|payload| Err(panicked("run_stream", payload)));
-    encode(&into_response(outcome.map(|r| {
-        r.body.unwrap_or(task_response::Body::Error(
-            Error::internal("plugin returned an empty response").into(),
-        ))
-    })))
 }
 
 pub unsafe extern "C" fn unload<T: Task>(instance: *mut c_void) {

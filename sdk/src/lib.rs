@@ -128,21 +128,22 @@ pub trait Task: Sized + 'static {
     }
 
     /// Runs a batch of requests; returns exactly one result per request, in order.
-    fn run(
-        &mut self,
-        batch: Vec<proto::TaskRequest>,
-    ) -> Vec<Result<proto::task_response::Body, Error>>;
+    fn run(&mut self, batch: Vec<proto::TaskRequest>) -> Vec<Result<proto::task_response::Body, Error>>;
 
-    /// Runs one request, calling `emit` with each partial response as it is
-    /// produced, and returns the final one. `emit` returns false once the
-    /// client has gone away; the task should then stop early.
+    /// Runs a batch like [`Task::run`], and may send partial responses of
+    /// streaming requests (those with `stream` set) as they are produced:
+    /// `emit(i, Some(chunk))` for request `i`. `emit(i, None)` only asks
+    /// whether request `i` is still wanted. `emit` returns false once a
+    /// request's client has gone away; the task should then stop working on
+    /// it and may answer it with anything (the answer is dropped).
+    /// The default runs the batch without partial responses.
     fn run_stream(
         &mut self,
-        request: proto::TaskRequest,
-        emit: &mut dyn FnMut(proto::task_response::Body) -> bool,
-    ) -> Result<proto::task_response::Body, Error> {
-        let _ = (request, emit);
-        Err(Error::unimplemented("this task does not stream"))
+        batch: Vec<proto::TaskRequest>,
+        emit: &mut dyn FnMut(usize, Option<proto::task_response::Body>) -> bool,
+    ) -> Vec<Result<proto::task_response::Body, Error>> {
+        let _ = emit;
+        self.run(batch)
     }
 }
 

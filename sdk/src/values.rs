@@ -92,9 +92,7 @@ impl<'a> Params<'a> {
         match self.get(name) {
             None => Ok(None),
             Some(Kind::StringValue(s)) => Ok(Some(s.as_str())),
-            Some(_) => Err(Error::invalid_argument(format!(
-                "parameter `{name}` must be a string"
-            ))),
+            Some(_) => Err(Error::invalid_argument(format!("parameter `{name}` must be a string"))),
         }
     }
 

@@ -53,9 +53,7 @@ async fn bad_classify_requests_are_invalid_arguments() {
         "`inputs` is empty",
     );
     assert_status(
-        client
-            .classify(classify("bert", vec![text("fine"), text("  ")]))
-            .await,
+        client.classify(classify("bert", vec![text("fine"), text("  ")])).await,
         Code::InvalidArgument,
         "inputs[1].text is empty",
     );
@@ -90,9 +88,7 @@ async fn bad_classify_requests_are_invalid_arguments() {
     );
     // The wrong task for a model.
     assert_status(
-        client
-            .classify(classify("word-count", vec![text("x")]))
-            .await,
+        client.classify(classify("word-count", vec![text("x")])).await,
         Code::FailedPrecondition,
         "word-count",
     );
@@ -118,11 +114,7 @@ async fn bad_classify_requests_are_invalid_arguments() {
         }],
         ..Default::default()
     };
-    assert_status(
-        client.run(unknown_task).await,
-        Code::Unimplemented,
-        "summarization",
-    );
+    assert_status(client.run(unknown_task).await, Code::Unimplemented, "summarization");
     still_serves(&daemon).await;
 }
 
@@ -174,11 +166,7 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     std::fs::create_dir(&empty).unwrap();
     assert_status(
         models
-            .load_model(load(
-                "m2",
-                "text-classification",
-                &empty.display().to_string(),
-            ))
+            .load_model(load("m2", "text-classification", &empty.display().to_string()))
             .await,
         Code::FailedPrecondition,
         "config.json",
@@ -193,11 +181,7 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     }
     assert_status(
         models
-            .load_model(load(
-                "m3",
-                "text-classification",
-                &no_weights.display().to_string(),
-            ))
+            .load_model(load("m3", "text-classification", &no_weights.display().to_string()))
             .await,
         Code::FailedPrecondition,
         "model.safetensors",
@@ -213,11 +197,7 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     .unwrap();
     assert_status(
         models
-            .load_model(load(
-                "m4",
-                "text-classification",
-                &other_arch.display().to_string(),
-            ))
+            .load_model(load("m4", "text-classification", &other_arch.display().to_string()))
             .await,
         Code::FailedPrecondition,
         "GPTNeoXForCausalLM",
@@ -246,11 +226,7 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     // The same name twice.
     assert_status(
         models
-            .load_model(load(
-                "bert",
-                "text-classification",
-                &fixture.display().to_string(),
-            ))
+            .load_model(load("bert", "text-classification", &fixture.display().to_string()))
             .await,
         Code::AlreadyExists,
         "bert",
@@ -265,19 +241,11 @@ async fn bad_text_task_requests_are_refused_clearly() {
         ZeroShotClassifyRequest,
     };
     let daemon = Daemon::start(&[]).await;
+    daemon.load("mlm", "fill-mask", &fixture_model("bert-mlm")).await;
     daemon
-        .load("mlm", "fill-mask", &fixture_model("bert-mlm"))
+        .load("nli", "zero-shot-classification", &fixture_model("bert-nli"))
         .await;
-    daemon
-        .load(
-            "nli",
-            "zero-shot-classification",
-            &fixture_model("bert-nli"),
-        )
-        .await;
-    daemon
-        .load("qa", "question-answering", &fixture_model("bert-qa"))
-        .await;
+    daemon.load("qa", "question-answering", &fixture_model("bert-qa")).await;
     daemon.load("ner", "ner", &fixture_model("bert-ner")).await;
     daemon
         .load("bert", "text-classification", &fixture_model("bert-cls"))
@@ -296,11 +264,7 @@ async fn bad_text_task_requests_are_refused_clearly() {
     );
     let mut zero_top = fill("a [MASK] b");
     zero_top.top_k = Some(0);
-    assert_status(
-        client.fill_mask(zero_top).await,
-        Code::InvalidArgument,
-        "top_k",
-    );
+    assert_status(client.fill_mask(zero_top).await, Code::InvalidArgument, "top_k");
 
     let zero_shot = |labels: &[&str], template: &str| ZeroShotClassifyRequest {
         model: "nli".into(),
@@ -346,11 +310,7 @@ async fn bad_text_task_requests_are_refused_clearly() {
         inputs: vec![String::new()],
         ..Default::default()
     };
-    assert_status(
-        client.classify_tokens(ner).await,
-        Code::InvalidArgument,
-        "empty",
-    );
+    assert_status(client.classify_tokens(ner).await, Code::InvalidArgument, "empty");
     let bad_strategy = ClassifyTokensRequest {
         model: "ner".into(),
         inputs: vec!["Paris".into()],
@@ -395,10 +355,6 @@ async fn bad_text_task_requests_are_refused_clearly() {
             ..Default::default()
         })
         .await;
-    assert_status(
-        status,
-        Code::FailedPrecondition,
-        "BertForSequenceClassification",
-    );
+    assert_status(status, Code::FailedPrecondition, "BertForSequenceClassification");
     still_serves(&daemon).await;
 }

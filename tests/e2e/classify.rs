@@ -53,9 +53,7 @@ async fn classify_matches_pipeline_on_every_fixture_case() {
     let mut models: Vec<&str> = references.cases.iter().map(|c| c.model.as_str()).collect();
     models.dedup();
     for model in &models {
-        daemon
-            .load(model, "text-classification", &fixture_model(model))
-            .await;
+        daemon.load(model, "text-classification", &fixture_model(model)).await;
     }
     let mut client = daemon.inference().await;
     let mut checked = 0;
@@ -135,9 +133,5 @@ async fn sentiment_analysis_alias_and_default_model() {
         .await
         .expect("classify with the default model")
         .into_inner();
-    assert_eq!(
-        response.results[0].labels.len(),
-        1,
-        "top_k absent returns one label"
-    );
+    assert_eq!(response.results[0].labels.len(), 1, "top_k absent returns one label");
 }

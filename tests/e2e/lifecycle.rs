@@ -22,11 +22,7 @@ async fn load_list_get_unload() {
     assert!(info.memory_bytes > 0);
     assert!(info.is_default);
     daemon
-        .load(
-            "distil",
-            "sentiment-analysis",
-            &fixture_model("distilbert-cls"),
-        )
+        .load("distil", "sentiment-analysis", &fixture_model("distilbert-cls"))
         .await;
 
     let mut models = daemon.models().await;
@@ -43,31 +39,23 @@ async fn load_list_get_unload() {
     );
 
     models
-        .unload_model(UnloadModelRequest {
-            name: "bert".into(),
-        })
+        .unload_model(UnloadModelRequest { name: "bert".into() })
         .await
         .expect("unload");
     let status = models
-        .get_model(GetModelRequest {
-            name: "bert".into(),
-        })
+        .get_model(GetModelRequest { name: "bert".into() })
         .await
         .expect_err("gone");
     assert_eq!(status.code(), Code::NotFound);
     // The other model of the task became its default.
     let distil = models
-        .get_model(GetModelRequest {
-            name: "distil".into(),
-        })
+        .get_model(GetModelRequest { name: "distil".into() })
         .await
         .unwrap()
         .into_inner();
     assert!(distil.is_default);
     let status = models
-        .unload_model(UnloadModelRequest {
-            name: "bert".into(),
-        })
+        .unload_model(UnloadModelRequest { name: "bert".into() })
         .await
         .expect_err("twice");
     assert_eq!(status.code(), Code::NotFound);
@@ -78,11 +66,7 @@ async fn unload_gives_the_memory_back() {
     let daemon = Daemon::start(&[]).await;
     let baseline = daemon.rss_bytes();
     let info = daemon
-        .load(
-            "large",
-            "text-classification",
-            &fixture_model("bert-cls-large"),
-        )
+        .load("large", "text-classification", &fixture_model("bert-cls-large"))
         .await;
     assert!(
         info.memory_bytes > 100 << 20,
@@ -111,9 +95,7 @@ async fn unload_gives_the_memory_back() {
     daemon
         .models()
         .await
-        .unload_model(UnloadModelRequest {
-            name: "large".into(),
-        })
+        .unload_model(UnloadModelRequest { name: "large".into() })
         .await
         .expect("unload");
     let after = daemon.rss_bytes();
@@ -128,11 +110,7 @@ async fn unload_gives_the_memory_back() {
 async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     let daemon = Daemon::start(&[]).await;
     daemon
-        .load(
-            "large",
-            "text-classification",
-            &fixture_model("bert-cls-large"),
-        )
+        .load("large", "text-classification", &fixture_model("bert-cls-large"))
         .await;
     let mut client = daemon.inference().await;
     // A request that takes a while: many long inputs on the large model.
@@ -154,10 +132,7 @@ async fn sigterm_finishes_in_flight_requests_and_exits_zero() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let status = daemon.terminate().await;
     assert!(status.success(), "exit status {status}");
-    let response = in_flight
-        .await
-        .unwrap()
-        .expect("the in-flight request completes");
+    let response = in_flight.await.unwrap().expect("the in-flight request completes");
     assert_eq!(response.into_inner().results.len(), 48);
 }
 
@@ -177,11 +152,7 @@ async fn grpcurl_lists_and_describes_the_services() {
         .output()
         .expect("run grpcurl");
     let listed = String::from_utf8_lossy(&out.stdout);
-    for service in [
-        "inferd.v1.Inference",
-        "inferd.v1.Models",
-        "grpc.health.v1.Health",
-    ] {
+    for service in ["inferd.v1.Inference", "inferd.v1.Models", "grpc.health.v1.Health"] {
         assert!(
             listed.contains(service),
             "grpcurl list: {listed}\n{}",
@@ -189,12 +160,7 @@ async fn grpcurl_lists_and_describes_the_services() {
         );
     }
     let out = std::process::Command::new(&grpcurl)
-        .args([
-            "-plaintext",
-            &daemon.addr,
-            "describe",
-            "inferd.v1.ClassifyRequest",
-        ])
+        .args(["-plaintext", &daemon.addr, "describe", "inferd.v1.ClassifyRequest"])
         .output()
         .expect("run grpcurl");
     let described = String::from_utf8_lossy(&out.stdout);

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod classify;
+mod generation;
 mod lifecycle;
 mod plugins;
 mod text_tasks;

@@ -51,16 +51,9 @@ async fn example_plugin_answers_through_run() {
         .into_inner()
         .plugins;
     let names: Vec<&str> = plugins.iter().map(|p| p.name.as_str()).collect();
-    assert!(
-        names.contains(&"example") && names.contains(&"text"),
-        "{names:?}"
-    );
+    assert!(names.contains(&"example") && names.contains(&"text"), "{names:?}");
     let text = plugins.iter().find(|p| p.name == "text").unwrap();
-    let classification = text
-        .tasks
-        .iter()
-        .find(|t| t.name == "text-classification")
-        .unwrap();
+    let classification = text.tasks.iter().find(|t| t.name == "text-classification").unwrap();
     assert_eq!(classification.aliases, vec!["sentiment-analysis"]);
     assert!(classification
         .architectures
@@ -100,12 +93,7 @@ async fn wrong_abi_is_refused_and_a_panic_fails_only_its_request() {
         .await
         .expect("after a panic")
         .into_inner();
-    assert!(echo.results[0]
-        .output
-        .as_ref()
-        .unwrap()
-        .fields
-        .contains_key("echo"));
+    assert!(echo.results[0].output.as_ref().unwrap().fields.contains_key("echo"));
     client
         .run(run("word-count", &["still here"]))
         .await
@@ -125,11 +113,7 @@ async fn writable_plugin_directories_are_refused() {
     .unwrap();
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
     let daemon = Daemon::start(&["--plugin-dir", dir.to_str().unwrap()]).await;
-    assert!(
-        daemon.log().contains("refusing plugin directory"),
-        "{}",
-        daemon.log()
-    );
+    assert!(daemon.log().contains("refusing plugin directory"), "{}", daemon.log());
     let status = daemon
         .inference()
         .await

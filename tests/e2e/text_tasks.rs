@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, QuestionInput,
-    StringList, ZeroShotClassifyRequest,
+    AnswerQuestionRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, QuestionInput, StringList,
+    ZeroShotClassifyRequest,
 };
 use inferd_tests::{assert_close, fixture_model, reference, repo_root, Daemon};
 use serde_json::Value;
@@ -58,10 +58,7 @@ async fn zero_shot_matches_pipeline() {
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .into(),
-            multi_label: p
-                .get("multi_label")
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
+            multi_label: p.get("multi_label").and_then(Value::as_bool).unwrap_or(false),
         };
         let result = client
             .zero_shot_classify(request)
@@ -109,19 +106,11 @@ async fn fill_mask_matches_pipeline() {
         } else {
             vec![expected]
         };
-        assert_eq!(
-            masks.len(),
-            expected.len(),
-            "case {n}: one prediction list per mask"
-        );
+        assert_eq!(masks.len(), expected.len(), "case {n}: one prediction list per mask");
         for (m, (got, want)) in masks.iter().zip(expected).enumerate() {
             let got_tokens: Vec<i64> = got.candidates.iter().map(|c| c.token).collect();
             let want_tokens: Vec<i64> = want.iter().map(|c| c["token"].as_i64().unwrap()).collect();
-            assert_eq!(
-                got_tokens, want_tokens,
-                "case {n} ({}) mask {m}: tokens",
-                case["model"]
-            );
+            assert_eq!(got_tokens, want_tokens, "case {n} ({}) mask {m}: tokens", case["model"]);
             for (g, w) in got.candidates.iter().zip(want) {
                 assert_eq!(
                     g.token_str,
@@ -133,11 +122,7 @@ async fn fill_mask_matches_pipeline() {
                     w["sequence"].as_str().unwrap(),
                     "case {n} mask {m}: sequence"
                 );
-                assert_close(
-                    g.score,
-                    f64_of(&w["score"]),
-                    &format!("case {n} mask {m} score"),
-                );
+                assert_close(g.score, f64_of(&w["score"]), &format!("case {n} mask {m} score"));
             }
         }
     }
@@ -157,9 +142,7 @@ async fn token_classification_matches_pipeline_for_every_strategy() {
             model: case["model"].as_str().unwrap().into(),
             inputs: vec![case["text"].as_str().unwrap().into()],
             aggregation_strategy: strategy.into(),
-            ignore_labels: p
-                .get("ignore_labels")
-                .map(|l| StringList { values: strings(l) }),
+            ignore_labels: p.get("ignore_labels").map(|l| StringList { values: strings(l) }),
         };
         let result = client
             .classify_tokens(request)
@@ -191,26 +174,13 @@ async fn token_classification_matches_pipeline_for_every_strategy() {
                 }
             }
             assert_eq!(g.word, w["word"].as_str().unwrap(), "{}: word", describe(i));
-            assert_eq!(
-                g.start as u64,
-                w["start"].as_u64().unwrap(),
-                "{}: start",
-                describe(i)
-            );
-            assert_eq!(
-                g.end as u64,
-                w["end"].as_u64().unwrap(),
-                "{}: end",
-                describe(i)
-            );
+            assert_eq!(g.start as u64, w["start"].as_u64().unwrap(), "{}: start", describe(i));
+            assert_eq!(g.end as u64, w["end"].as_u64().unwrap(), "{}: end", describe(i));
             assert_close(g.score, f64_of(&w["score"]), &describe(i));
         }
     }
     for s in ["none", "simple", "first", "average", "max"] {
-        assert!(
-            strategies.contains(s),
-            "no fixture case for aggregation {s}"
-        );
+        assert!(strategies.contains(s), "no fixture case for aggregation {s}");
     }
 }
 
@@ -252,11 +222,7 @@ async fn question_answering_matches_pipeline() {
         for (i, (g, w)) in got.iter().zip(&want).enumerate() {
             let what = format!("case {n} ({}) answer {i}", case["model"]);
             assert_eq!(g.answer, w["answer"].as_str().unwrap(), "{what}");
-            assert_eq!(
-                g.start as u64,
-                w["start"].as_u64().unwrap(),
-                "{what}: start"
-            );
+            assert_eq!(g.start as u64, w["start"].as_u64().unwrap(), "{what}: start");
             assert_eq!(g.end as u64, w["end"].as_u64().unwrap(), "{what}: end");
             assert_close(g.score, f64_of(&w["score"]), &what);
         }
@@ -285,33 +251,17 @@ async fn feature_extraction_matches_pipeline_and_pooling() {
             .into_inner();
         let got = &result.results[0];
         let tokens = case["expected"][0].as_array().unwrap();
-        assert_eq!(
-            got.token_embeddings.len(),
-            tokens.len(),
-            "case {n}: token count"
-        );
+        assert_eq!(got.token_embeddings.len(), tokens.len(), "case {n}: token count");
         for (t, (g, w)) in got.token_embeddings.iter().zip(tokens).enumerate() {
             for (gv, wv) in g.values.iter().zip(w.as_array().unwrap()) {
                 assert_close(*gv, f64_of(wv), &format!("case {n} ({model}) token {t}"));
             }
         }
-        for (gv, wv) in got
-            .embedding
-            .iter()
-            .zip(case["mean_normalized"].as_array().unwrap())
-        {
+        for (gv, wv) in got.embedding.iter().zip(case["mean_normalized"].as_array().unwrap()) {
             assert_close(*gv, f64_of(wv), &format!("case {n} ({model}) mean pooled"));
         }
-        let cls = client
-            .embed(request("cls", Some(false)))
-            .await
-            .unwrap()
-            .into_inner();
-        for (gv, wv) in cls.results[0]
-            .embedding
-            .iter()
-            .zip(case["cls"].as_array().unwrap())
-        {
+        let cls = client.embed(request("cls", Some(false))).await.unwrap().into_inner();
+        for (gv, wv) in cls.results[0].embedding.iter().zip(case["cls"].as_array().unwrap()) {
             assert_close(*gv, f64_of(wv), &format!("case {n} ({model}) cls"));
         }
     }
@@ -324,9 +274,7 @@ async fn minilm_sentence_embeddings_match_transformers() {
     let refs: Value = reference("minilm.json");
     let dir = repo_root().join(refs["model_dir"].as_str().unwrap());
     let daemon = Daemon::start(&[]).await;
-    daemon
-        .load("minilm", "feature-extraction", dir.to_str().unwrap())
-        .await;
+    daemon.load("minilm", "feature-extraction", dir.to_str().unwrap()).await;
     let sentences = strings(&refs["sentences"]);
     assert!(sentences.len() >= 12);
     let result = daemon
@@ -348,18 +296,8 @@ async fn minilm_sentence_embeddings_match_transformers() {
     {
         let want: Vec<f64> = want.as_array().unwrap().iter().map(f64_of).collect();
         assert_eq!(got.embedding.len(), want.len());
-        let dot: f64 = got
-            .embedding
-            .iter()
-            .zip(&want)
-            .map(|(a, b)| *a as f64 * b)
-            .sum();
-        let norm_got: f64 = got
-            .embedding
-            .iter()
-            .map(|a| (*a as f64).powi(2))
-            .sum::<f64>()
-            .sqrt();
+        let dot: f64 = got.embedding.iter().zip(&want).map(|(a, b)| *a as f64 * b).sum();
+        let norm_got: f64 = got.embedding.iter().map(|a| (*a as f64).powi(2)).sum::<f64>().sqrt();
         let norm_want: f64 = want.iter().map(|b| b * b).sum::<f64>().sqrt();
         let cosine_distance = 1.0 - dot / (norm_got * norm_want);
         assert!(
@@ -367,9 +305,6 @@ async fn minilm_sentence_embeddings_match_transformers() {
             "sentence {i} {:?}: cosine distance {cosine_distance}",
             sentences[i]
         );
-        assert!(
-            (norm_got - 1.0).abs() < 1e-4,
-            "normalised by its Normalize module"
-        );
+        assert!((norm_got - 1.0).abs() < 1e-4, "normalised by its Normalize module");
     }
 }

@@ -51,11 +51,7 @@ pub fn fixtures_dir() -> PathBuf {
 
 /// A fixture model directory, as a string for LoadModel.
 pub fn fixture_model(name: &str) -> String {
-    fixtures_dir()
-        .join("models")
-        .join(name)
-        .display()
-        .to_string()
+    fixtures_dir().join("models").join(name).display().to_string()
 }
 
 /// Reads a reference JSON file of the fixtures.
@@ -88,13 +84,7 @@ impl Daemon {
         );
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(&binary)
-            .args([
-                "--listen",
-                "127.0.0.1:0",
-                "--offline",
-                "--log",
-                "info,inferd=debug",
-            ])
+            .args(["--listen", "127.0.0.1:0", "--offline", "--log", "info,inferd=debug"])
             .arg("--address-file")
             .arg(&address_file)
             .args(extra_args)
@@ -195,8 +185,7 @@ impl Daemon {
 
     /// Resident memory of the daemon process, in bytes.
     pub fn rss_bytes(&self) -> u64 {
-        let status =
-            std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).expect("/proc status");
         let kb: u64 = status
             .lines()
             .find_map(|l| l.strip_prefix("VmRSS:"))
@@ -209,9 +198,7 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id() as i32;
-        let _ = Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status();
+        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
@@ -236,20 +223,12 @@ impl Drop for Daemon {
 
 /// The daemon's overall health status is SERVING.
 async fn is_serving(url: &str) -> bool {
-    use tonic_health::pb::{
-        health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest,
-    };
-    let Ok(channel) = Channel::from_shared(url.to_string())
-        .expect("url")
-        .connect()
-        .await
-    else {
+    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+    let Ok(channel) = Channel::from_shared(url.to_string()).expect("url").connect().await else {
         return false;
     };
     match HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
+        .check(HealthCheckRequest { service: String::new() })
         .await
     {
         Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,

@@ -7,10 +7,9 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
-    GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo,
-    ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
-    ZeroShotClassifyRequest,
+    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GetModelRequest,
+    ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState, QuestionInput, RunInput,
+    RunRequest, StringList, TextInput, UnloadModelRequest, ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -23,12 +22,7 @@ use tonic::transport::Channel;
 )]
 struct Cli {
     /// Address of the daemon.
-    #[arg(
-        long,
-        global = true,
-        env = "INFERD_ADDR",
-        default_value = "http://127.0.0.1:50051"
-    )]
+    #[arg(long, global = true, env = "INFERD_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
@@ -215,11 +209,7 @@ async fn run(cli: Cli) -> Result<()> {
             model,
         } => {
             if !pair.is_empty() && pair.len() != texts.len() {
-                bail!(
-                    "give one --pair per text ({} texts, {} pairs)",
-                    texts.len(),
-                    pair.len()
-                );
+                bail!("give one --pair per text ({} texts, {} pairs)", texts.len(), pair.len());
             }
             let inputs = texts
                 .iter()
@@ -286,9 +276,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let out: Vec<Json> = response
                     .results
                     .iter()
-                    .map(
-                        |r| json!({"sequence": r.sequence, "labels": r.labels, "scores": r.scores}),
-                    )
+                    .map(|r| json!({"sequence": r.sequence, "labels": r.labels, "scores": r.scores}))
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
@@ -449,23 +437,14 @@ async fn run(cli: Cli) -> Result<()> {
                     .results
                     .iter()
                     .map(|r| {
-                        let tokens: Vec<Vec<f32>> = r
-                            .token_embeddings
-                            .iter()
-                            .map(|t| t.values.clone())
-                            .collect();
+                        let tokens: Vec<Vec<f32>> = r.token_embeddings.iter().map(|t| t.values.clone()).collect();
                         json!({"embedding": r.embedding, "token_embeddings": tokens})
                     })
                     .collect();
                 println!("{}", serde_json::to_string_pretty(&out)?);
             } else {
                 for (text, r) in texts.iter().zip(&response.results) {
-                    let head: Vec<String> = r
-                        .embedding
-                        .iter()
-                        .take(6)
-                        .map(|v| format!("{v:.4}"))
-                        .collect();
+                    let head: Vec<String> = r.embedding.iter().take(6).map(|v| format!("{v:.4}")).collect();
                     println!(
                         "{text}\n  [{}, ...] ({} dimensions)",
                         head.join(", "),
@@ -485,18 +464,14 @@ async fn run(cli: Cli) -> Result<()> {
                 let (k, v) = p
                     .split_once('=')
                     .with_context(|| format!("--param {p}: expected KEY=VALUE"))?;
-                let json: Json =
-                    serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
+                let json: Json = serde_json::from_str(v).unwrap_or_else(|_| Json::String(v.to_string()));
                 fields.insert(k.to_string(), to_value(&json));
             }
             let request = RunRequest {
                 model: model.unwrap_or_default(),
                 task,
                 parameters: Some(Struct { fields }),
-                inputs: texts
-                    .into_iter()
-                    .map(|text| RunInput { text, data: vec![] })
-                    .collect(),
+                inputs: texts.into_iter().map(|text| RunInput { text, data: vec![] }).collect(),
             };
             let response = InferenceClient::new(channel)
                 .run(request)
@@ -510,9 +485,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .collect();
             println!("{}", serde_json::to_string_pretty(&out)?);
         }
-        Command::Models { command } => {
-            models(ModelsClient::new(channel), command, cli.json).await?
-        }
+        Command::Models { command } => models(ModelsClient::new(channel), command, cli.json).await?,
         Command::Plugins => {
             let plugins = ModelsClient::new(channel)
                 .list_plugins(ListPluginsRequest {})
@@ -553,24 +526,20 @@ async fn run(cli: Cli) -> Result<()> {
     Ok(())
 }
 
-async fn models(
-    mut client: ModelsClient<Channel>,
-    command: ModelsCommand,
-    as_json: bool,
-) -> Result<()> {
+async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_json: bool) -> Result<()> {
     let print = |models: &[ModelInfo]| {
         if as_json {
             let out: Vec<Json> = models.iter().map(model_json).collect();
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         } else {
             println!(
-                "{:<28} {:<22} {:<8} {:<10} {:>9}  SOURCE",
+                "{:<28} {:<26} {:<8} {:<10} {:>9}  SOURCE",
                 "NAME", "TASK", "STATE", "DEVICES", "MEMORY"
             );
             for m in models {
                 let default = if m.is_default { "*" } else { "" };
                 println!(
-                    "{:<28} {:<22} {:<8} {:<10} {:>7.1}MB  {}{}",
+                    "{:<28} {:<26} {:<8} {:<10} {:>7.1}MB  {}{}",
                     format!("{}{default}", m.name),
                     m.task,
                     state_name(m.state),
@@ -626,11 +595,7 @@ async fn models(
                 instances,
                 make_default: default,
             };
-            let model = client
-                .load_model(request)
-                .await
-                .map_err(status)?
-                .into_inner();
+            let model = client.load_model(request).await.map_err(status)?.into_inner();
             print(&[model]);
         }
         ModelsCommand::Unload { name } => {
@@ -705,10 +670,5 @@ fn value_to_json(value: &Value) -> Json {
 }
 
 fn struct_to_json(s: &Struct) -> Json {
-    Json::Object(
-        s.fields
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect(),
-    )
+    Json::Object(s.fields.iter().map(|(k, v)| (k.clone(), value_to_json(v))).collect())
 }

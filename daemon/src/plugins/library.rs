@@ -33,8 +33,7 @@ impl Plugin {
     pub fn open(path: &Path) -> Result<Option<Plugin>, String> {
         // SAFETY: loading a library runs its initialisers; the directory and
         // file permissions were checked by the caller.
-        let library =
-            unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
+        let library = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
         // SAFETY: the symbol, if present, has the documented signature.
         let entry: EntryPoint = match unsafe { library.get::<EntryPoint>(ENTRY_SYMBOL) } {
             Ok(symbol) => *symbol,
@@ -59,8 +58,7 @@ impl Plugin {
         // SAFETY: the version matches, so the table has this layout.
         let table: &'static PluginTable = unsafe { &*table_ptr };
         let bytes = unsafe { take(table, (table.manifest)()) };
-        let manifest =
-            Manifest::decode(bytes.as_slice()).map_err(|e| format!("undecodable manifest: {e}"))?;
+        let manifest = Manifest::decode(bytes.as_slice()).map_err(|e| format!("undecodable manifest: {e}"))?;
         if manifest.name.is_empty() {
             return Err("its manifest has no name".into());
         }
@@ -77,22 +75,11 @@ impl Plugin {
         let bytes = request.encode_to_vec();
         let mut instance: *mut c_void = std::ptr::null_mut();
         // SAFETY: arguments follow the ABI; the returned bytes are given back.
-        let out = unsafe {
-            take(
-                self.table,
-                (self.table.load)(ByteSlice::new(&bytes), &mut instance),
-            )
-        };
-        let result = LoadResult::decode(out.as_slice()).map_err(|e| {
-            Error::internal(format!(
-                "plugin {}: undecodable LoadResult: {e}",
-                self.manifest.name
-            ))
-        })?;
+        let out = unsafe { take(self.table, (self.table.load)(ByteSlice::new(&bytes), &mut instance)) };
+        let result = LoadResult::decode(out.as_slice())
+            .map_err(|e| Error::internal(format!("plugin {}: undecodable LoadResult: {e}", self.manifest.name)))?;
         match result.result {
-            Some(load_result::Result::Ok(loaded)) if !instance.is_null() => {
-                Ok((InstanceHandle(instance), loaded))
-            }
+            Some(load_result::Result::Ok(loaded)) if !instance.is_null() => Ok((InstanceHandle(instance), loaded)),
             Some(load_result::Result::Error(e)) => Err(e.into()),
             _ => Err(Error::internal(format!(
                 "plugin {} returned no instance",
@@ -103,25 +90,40 @@ impl Plugin {
 
     /// Runs a batch on an instance; one response per request, or an error
     /// for the whole batch.
+    /// `emit(i, chunk)` receives partial responses of request `i` (`None`:
+    /// "is it still wanted?") and answers whether its client is still there.
     pub fn run(
         &self,
         instance: &mut InstanceHandle,
         batch: &Batch,
+        emit: &mut dyn FnMut(usize, Option<TaskResponse>) -> bool,
     ) -> Result<Vec<TaskResponse>, Error> {
+        type Emit<'a> = &'a mut dyn FnMut(usize, Option<TaskResponse>) -> bool;
+        unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize, chunk: ByteSlice) -> bool {
+            // SAFETY: `ctx` points to the `Emit` below, alive for the call.
+            let emit = unsafe { &mut *(ctx as *mut Emit) };
+            let bytes = unsafe { chunk.as_slice() };
+            if bytes.is_empty() {
+                return emit(index, None);
+            }
+            match TaskResponse::decode(bytes) {
+                Ok(response) => emit(index, Some(response)),
+                Err(_) => true,
+            }
+        }
         let bytes = batch.encode_to_vec();
-        // SAFETY: `instance` came from this plugin's `load` and is not shared.
+        let mut emit: Emit = emit;
+        let ctx = &mut emit as *mut Emit as *mut c_void;
+        // SAFETY: `instance` came from this plugin's `load` and is not shared;
+        // `ctx` outlives the call.
         let out = unsafe {
             take(
                 self.table,
-                (self.table.run)(instance.0, ByteSlice::new(&bytes)),
+                (self.table.run_stream)(instance.0, ByteSlice::new(&bytes), trampoline, ctx),
             )
         };
-        let result = BatchResult::decode(out.as_slice()).map_err(|e| {
-            Error::internal(format!(
-                "plugin {}: undecodable BatchResult: {e}",
-                self.manifest.name
-            ))
-        })?;
+        let result = BatchResult::decode(out.as_slice())
+            .map_err(|e| Error::internal(format!("plugin {}: undecodable BatchResult: {e}", self.manifest.name)))?;
         if let Some(error) = result.error {
             return Err(error.into());
         }

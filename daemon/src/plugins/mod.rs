@@ -42,9 +42,7 @@ impl PluginSet {
             };
             entries.sort();
             for path in entries {
-                if path.extension().and_then(|e| e.to_str())
-                    != Some(std::env::consts::DLL_EXTENSION)
-                {
+                if path.extension().and_then(|e| e.to_str()) != Some(std::env::consts::DLL_EXTENSION) {
                     continue;
                 }
                 set.try_add(&path);
@@ -58,11 +56,7 @@ impl PluginSet {
             tracing::error!(path = %path.display(), "refusing plugin: {reason}");
             return;
         }
-        if self
-            .plugins
-            .iter()
-            .any(|p| p.path.file_name() == path.file_name())
-        {
+        if self.plugins.iter().any(|p| p.path.file_name() == path.file_name()) {
             tracing::warn!(path = %path.display(), "skipping plugin: a library of the same name is already loaded");
             return;
         }
@@ -86,18 +80,12 @@ impl PluginSet {
                 );
                 continue;
             }
-            self.tasks
-                .insert(spec.name.clone(), (plugin.clone(), spec.clone()));
+            self.tasks.insert(spec.name.clone(), (plugin.clone(), spec.clone()));
             for alias in &spec.aliases {
                 self.aliases.insert(alias.clone(), spec.name.clone());
             }
         }
-        let tasks: Vec<&str> = plugin
-            .manifest
-            .tasks
-            .iter()
-            .map(|t| t.name.as_str())
-            .collect();
+        let tasks: Vec<&str> = plugin.manifest.tasks.iter().map(|t| t.name.as_str()).collect();
         tracing::info!(
             plugin = %plugin.manifest.name,
             version = %plugin.manifest.version,
@@ -142,11 +130,7 @@ fn check_permissions(path: &Path) -> Result<(), String> {
     if mode & 0o022 != 0 {
         return Err(format!(
             "it is writable by {} (mode {:o}); run `chmod go-w {}`",
-            if mode & 0o002 != 0 {
-                "everyone"
-            } else {
-                "its group"
-            },
+            if mode & 0o002 != 0 { "everyone" } else { "its group" },
             mode & 0o777,
             path.display()
         ));

@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskRequest};
 use inferd_sdk::Error;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::error::DaemonError;
 use crate::plugins::Plugin;
@@ -21,6 +21,15 @@ pub type Reply = Result<task_response::Body, Error>;
 struct Job {
     request: TaskRequest,
     reply: oneshot::Sender<Reply>,
+    /// Partial responses, for streaming requests.
+    partial: Option<mpsc::UnboundedSender<task_response::Body>>,
+}
+
+impl Job {
+    /// The client is still waiting for this job.
+    fn wanted(&self) -> bool {
+        !self.reply.is_closed() && !self.partial.as_ref().is_some_and(|p| p.is_closed())
+    }
 }
 
 enum Message {
@@ -102,10 +111,21 @@ impl ModelQueue {
         }
     }
 
-    /// Queues a request; fails at once when the queue is full.
-    pub fn submit(&self, request: TaskRequest) -> Result<oneshot::Receiver<Reply>, DaemonError> {
+    /// Queues a request; fails at once when the queue is full. With
+    /// `partial`, the request streams: partial responses go there as they
+    /// are produced.
+    pub fn submit(
+        &self,
+        mut request: TaskRequest,
+        partial: Option<mpsc::UnboundedSender<task_response::Body>>,
+    ) -> Result<oneshot::Receiver<Reply>, DaemonError> {
         let (reply, rx) = oneshot::channel();
-        match self.sender.try_send(Message::Job(Job { request, reply })) {
+        request.stream = partial.is_some();
+        match self.sender.try_send(Message::Job(Job {
+            request,
+            reply,
+            partial,
+        })) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(DaemonError::ResourceExhausted(format!(
                 "model {} has {} requests waiting, its queue is full; retry later",
@@ -170,17 +190,34 @@ fn worker(
             }
         }
         // Requests whose client has gone away are not run.
-        jobs.retain(|job| !job.reply.is_closed());
+        jobs.retain(Job::wanted);
         if jobs.is_empty() {
             continue;
         }
         let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
         let _enter = span.enter();
-        let (requests, replies): (Vec<_>, Vec<_>) =
-            jobs.into_iter().map(|j| (j.request, j.reply)).unzip();
+        let mut requests = Vec::with_capacity(jobs.len());
+        let mut replies = Vec::with_capacity(jobs.len());
+        let mut partials = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            requests.push(job.request);
+            replies.push(job.reply);
+            partials.push(job.partial);
+        }
         let batch = Batch { requests };
         let started = std::time::Instant::now();
-        match plugin.run(&mut instance, &batch) {
+        let mut emit = |index: usize, chunk: Option<inferd_sdk::proto::TaskResponse>| -> bool {
+            let Some(reply) = replies.get(index) else {
+                return false;
+            };
+            match (chunk.and_then(|c| c.body), partials.get(index).and_then(Option::as_ref)) {
+                (Some(body), Some(partial)) => partial.send(body).is_ok() && !reply.is_closed(),
+                (_, Some(partial)) => !partial.is_closed() && !reply.is_closed(),
+                (_, None) => !reply.is_closed(),
+            }
+        };
+        let outcome = plugin.run(&mut instance, &batch, &mut emit);
+        match outcome {
             Ok(responses) => {
                 for (reply, response) in replies.into_iter().zip(responses) {
                     let answer = match response.body {
@@ -198,10 +235,7 @@ fn worker(
                 }
             }
         }
-        tracing::debug!(
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "batch done"
-        );
+        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
     }
     plugin.unload(instance);
     tracing::info!(%model, %device, "instance unloaded");

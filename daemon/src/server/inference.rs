@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, AnswerQuestionResponse, ClassifyRequest, ClassifyResponse,
-    ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
-    FillMaskResponse, RunRequest, RunResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    AnswerQuestionRequest, AnswerQuestionResponse, ClassifyRequest, ClassifyResponse, ClassifyTokensRequest,
+    ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest, FillMaskResponse, GenerateRequest,
+    GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, ZeroShotClassifyRequest,
+    ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -41,10 +42,16 @@ impl InferenceService {
         let span = tracing::info_span!("request", id, rpc, model = %model.name);
         async move {
             let started = std::time::Instant::now();
-            let receiver = model.submit(TaskRequest { body: Some(body) })?;
-            let answer = receiver.await.map_err(|_| {
-                DaemonError::Internal(format!("model {} stopped before answering", model.name))
-            })?;
+            let receiver = model.submit(
+                TaskRequest {
+                    body: Some(body),
+                    stream: false,
+                },
+                None,
+            )?;
+            let answer = receiver
+                .await
+                .map_err(|_| DaemonError::Internal(format!("model {} stopped before answering", model.name)))?;
             let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             match answer {
                 Ok(body) => {
@@ -52,12 +59,7 @@ impl InferenceService {
                     Ok(body)
                 }
                 Err(e) => {
-                    tracing::info!(
-                        elapsed_ms,
-                        code = e.code.as_str_name(),
-                        "failed: {}",
-                        e.message
-                    );
+                    tracing::info!(elapsed_ms, code = e.code.as_str_name(), "failed: {}", e.message);
                     Err(DaemonError::from(e).into())
                 }
             }
@@ -68,9 +70,7 @@ impl InferenceService {
 }
 
 fn unexpected(rpc: &str) -> Status {
-    Status::internal(format!(
-        "the plugin answered {rpc} with another task's response"
-    ))
+    Status::internal(format!("the plugin answered {rpc} with another task's response"))
 }
 
 /// One typed RPC: the model for the task (or the named one), the request in
@@ -89,20 +89,99 @@ macro_rules! typed_rpc {
     }};
 }
 
+/// The last message of a stream, from the final response.
+fn final_chunk(body: task_response::Body) -> Result<GenerateStreamResponse, Status> {
+    let task_response::Body::Generate(response) = body else {
+        return Err(unexpected("GenerateStream"));
+    };
+    let sequence = response
+        .results
+        .into_iter()
+        .next()
+        .and_then(|r| r.sequences.into_iter().next())
+        .ok_or_else(|| Status::internal("the plugin returned no sequence"))?;
+    Ok(GenerateStreamResponse {
+        token_ids: vec![],
+        text: String::new(),
+        finish_reason: sequence.finish_reason,
+        prompt_tokens: sequence.prompt_tokens,
+        generated_tokens: sequence.generated_tokens,
+        generated_text: sequence.generated_text,
+    })
+}
+
+type ResponseStream =
+    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl Inference for InferenceService {
-    async fn classify(
-        &self,
-        request: Request<ClassifyRequest>,
-    ) -> Result<Response<ClassifyResponse>, Status> {
-        typed_rpc!(
-            self,
-            request,
-            "Classify",
-            "text-classification",
-            Classify,
-            Classify
-        )
+    type GenerateStreamStream = ResponseStream;
+
+    async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<GenerateResponse>, Status> {
+        typed_rpc!(self, request, "Generate", "text-generation", Generate, Generate)
+    }
+
+    async fn generate_stream(&self, request: Request<GenerateRequest>) -> Result<Response<ResponseStream>, Status> {
+        let request = request.into_inner();
+        if request.inputs.len() != 1 {
+            return Err(Status::invalid_argument(format!(
+                "GenerateStream takes exactly one prompt in `inputs` (got {}); use Generate for several",
+                request.inputs.len()
+            )));
+        }
+        if request.num_return_sequences.unwrap_or(1) != 1 {
+            return Err(Status::invalid_argument(
+                "GenerateStream returns one sequence: num_return_sequences must be 1",
+            ));
+        }
+        let model = self.registry.model_for("text-generation", &request.model)?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let span = tracing::info_span!("request", id, rpc = "GenerateStream", model = %model.name);
+        let (partial_tx, mut partial_rx) = tokio::sync::mpsc::unbounded_channel();
+        let task = TaskRequest {
+            body: Some(task_request::Body::Generate(request)),
+            stream: true,
+        };
+        let mut reply = model.submit(task, Some(partial_tx))?;
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<GenerateStreamResponse, Status>>(32);
+        // Forward partial responses, then the final one. When the client goes
+        // away, `out_tx` fails; dropping the receivers tells the worker to stop.
+        tokio::spawn(
+            async move {
+                loop {
+                    tokio::select! {
+                        chunk = partial_rx.recv() => match chunk {
+                            Some(task_response::Body::GenerateChunk(chunk)) => {
+                                if out_tx.send(Ok(chunk)).await.is_err() {
+                                    tracing::info!("client went away; generation cancelled");
+                                    return;
+                                }
+                            }
+                            Some(_) => {}
+                            None => break,
+                        },
+                        _ = out_tx.closed() => {
+                            tracing::info!("client went away; generation cancelled");
+                            return;
+                        }
+                    }
+                }
+                let last = match (&mut reply).await {
+                    Ok(Ok(body)) => final_chunk(body),
+                    Ok(Err(e)) => Err(DaemonError::from(e).into()),
+                    Err(_) => Err(Status::internal("the model stopped before answering")),
+                };
+                let _ = out_tx.send(last).await;
+            }
+            .instrument(span),
+        );
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
+            out_rx,
+        ))))
+    }
+
+    async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {
+        typed_rpc!(self, request, "Classify", "text-classification", Classify, Classify)
     }
 
     async fn zero_shot_classify(
@@ -119,10 +198,7 @@ impl Inference for InferenceService {
         )
     }
 
-    async fn fill_mask(
-        &self,
-        request: Request<FillMaskRequest>,
-    ) -> Result<Response<FillMaskResponse>, Status> {
+    async fn fill_mask(&self, request: Request<FillMaskRequest>) -> Result<Response<FillMaskResponse>, Status> {
         typed_rpc!(self, request, "FillMask", "fill-mask", FillMask, FillMask)
     }
 
@@ -154,10 +230,7 @@ impl Inference for InferenceService {
         )
     }
 
-    async fn embed(
-        &self,
-        request: Request<EmbedRequest>,
-    ) -> Result<Response<EmbedResponse>, Status> {
+    async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {
         typed_rpc!(self, request, "Embed", "feature-extraction", Embed, Embed)
     }
 
@@ -172,10 +245,7 @@ impl Inference for InferenceService {
             ("", model) => self.registry.model(model)?,
             (task, model) => self.registry.model_for(task, model)?,
         };
-        match self
-            .call("Run", model, task_request::Body::Run(request))
-            .await?
-        {
+        match self.call("Run", model, task_request::Body::Run(request)).await? {
             task_response::Body::Run(response) => Ok(Response::new(response)),
             _ => Err(unexpected("Run")),
         }

@@ -43,15 +43,11 @@ pub async fn health() -> (
     tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
 ) {
     let (reporter, service) = tonic_health::server::health_reporter();
-    reporter
-        .set_service_status("", ServingStatus::NotServing)
-        .await;
+    reporter.set_service_status("", ServingStatus::NotServing).await;
     reporter
         .set_serving::<InferenceServer<inference::InferenceService>>()
         .await;
-    reporter
-        .set_serving::<ModelsServer<models::ModelsService>>()
-        .await;
+    reporter.set_serving::<ModelsServer<models::ModelsService>>().await;
     (reporter, service)
 }
 
@@ -78,8 +74,7 @@ where
     let inference = InferenceServer::new(inference::InferenceService::new(registry.clone()))
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(usize::MAX);
-    let models = ModelsServer::new(models::ModelsService::new(registry))
-        .max_decoding_message_size(max_request_bytes);
+    let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
     Server::builder()
         .layer(size_limit::SizeLimitStatusLayer::new(max_request_bytes))
         .add_service(health_service)

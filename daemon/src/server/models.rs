@@ -4,9 +4,8 @@ use std::sync::Arc;
 
 use inferd_proto::v1::models_server::Models;
 use inferd_proto::v1::{
-    GetModelRequest, ListModelsRequest, ListModelsResponse, ListPluginsRequest,
-    ListPluginsResponse, LoadModelRequest, ModelInfo, PluginInfo, TaskInfo, UnloadModelRequest,
-    UnloadModelResponse,
+    GetModelRequest, ListModelsRequest, ListModelsResponse, ListPluginsRequest, ListPluginsResponse, LoadModelRequest,
+    ModelInfo, PluginInfo, TaskInfo, UnloadModelRequest, UnloadModelResponse,
 };
 use inferd_sdk::abi::ABI_VERSION;
 use tonic::{Request, Response, Status};
@@ -25,9 +24,7 @@ impl ModelsService {
 }
 
 /// Runs blocking registry work off the async runtime.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static,
-) -> Result<T, Status> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Status::internal(format!("task failed: {e}")))?
@@ -36,28 +33,17 @@ async fn blocking<T: Send + 'static>(
 
 #[tonic::async_trait]
 impl Models for ModelsService {
-    async fn list_models(
-        &self,
-        _: Request<ListModelsRequest>,
-    ) -> Result<Response<ListModelsResponse>, Status> {
+    async fn list_models(&self, _: Request<ListModelsRequest>) -> Result<Response<ListModelsResponse>, Status> {
         Ok(Response::new(ListModelsResponse {
             models: self.registry.list(),
         }))
     }
 
-    async fn get_model(
-        &self,
-        request: Request<GetModelRequest>,
-    ) -> Result<Response<ModelInfo>, Status> {
-        Ok(Response::new(
-            self.registry.info(&request.into_inner().name)?,
-        ))
+    async fn get_model(&self, request: Request<GetModelRequest>) -> Result<Response<ModelInfo>, Status> {
+        Ok(Response::new(self.registry.info(&request.into_inner().name)?))
     }
 
-    async fn load_model(
-        &self,
-        request: Request<LoadModelRequest>,
-    ) -> Result<Response<ModelInfo>, Status> {
+    async fn load_model(&self, request: Request<LoadModelRequest>) -> Result<Response<ModelInfo>, Status> {
         let r = request.into_inner();
         if r.task.is_empty() {
             return Err(Status::invalid_argument(
@@ -87,10 +73,7 @@ impl Models for ModelsService {
         Ok(Response::new(UnloadModelResponse {}))
     }
 
-    async fn list_plugins(
-        &self,
-        _: Request<ListPluginsRequest>,
-    ) -> Result<Response<ListPluginsResponse>, Status> {
+    async fn list_plugins(&self, _: Request<ListPluginsRequest>) -> Result<Response<ListPluginsResponse>, Status> {
         let plugins = self
             .registry
             .plugins

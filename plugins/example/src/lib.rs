@@ -38,9 +38,7 @@ impl Task for WordCount {
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
         match ctx.task.as_str() {
             "word-count" => Ok(WordCount),
-            other => Err(Error::unimplemented(format!(
-                "example plugin has no task {other}"
-            ))),
+            other => Err(Error::unimplemented(format!("example plugin has no task {other}"))),
         }
     }
 
@@ -48,12 +46,8 @@ impl Task for WordCount {
         batch
             .into_iter()
             .map(|request| match request.body {
-                Some(task_request::Body::Run(run)) => {
-                    count_words(&run).map(task_response::Body::Run)
-                }
-                _ => Err(Error::invalid_argument(
-                    "word-count is called through Inference/Run",
-                )),
+                Some(task_request::Body::Run(run)) => count_words(&run).map(task_response::Body::Run),
+                _ => Err(Error::invalid_argument("word-count is called through Inference/Run")),
             })
             .collect()
     }
@@ -73,13 +67,7 @@ fn count_words(request: &RunRequest) -> Result<RunResponse, Error> {
             let words: Vec<String> = text
                 .split(|c: char| !c.is_alphanumeric() && c != '\'')
                 .filter(|w| !w.is_empty())
-                .map(|w| {
-                    if lowercase {
-                        w.to_lowercase()
-                    } else {
-                        w.to_string()
-                    }
-                })
+                .map(|w| if lowercase { w.to_lowercase() } else { w.to_string() })
                 .collect();
             let mut counts: HashMap<&str, usize> = HashMap::new();
             for w in &words {
@@ -89,17 +77,18 @@ fn count_words(request: &RunRequest) -> Result<RunResponse, Error> {
             // Most frequent first; ties alphabetically, so answers are stable.
             common.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
             common.truncate(top);
-            let output = object([
-                ("words", number(words.len() as f64)),
-                ("characters", number(text.chars().count() as f64)),
-                ("lines", number(text.lines().count() as f64)),
-                (
-                    "most_common",
-                    list(common.into_iter().map(|(word, count)| {
-                        object_value([("word", string(word)), ("count", number(count as f64))])
-                    })),
-                ),
-            ]);
+            let output =
+                object([
+                    ("words", number(words.len() as f64)),
+                    ("characters", number(text.chars().count() as f64)),
+                    ("lines", number(text.lines().count() as f64)),
+                    (
+                        "most_common",
+                        list(common.into_iter().map(|(word, count)| {
+                            object_value([("word", string(word)), ("count", number(count as f64))])
+                        })),
+                    ),
+                ]);
             RunResult {
                 output: Some(output),
                 data: vec![],
@@ -118,10 +107,7 @@ mod tests {
     use inferd_sdk::proto::prost_types::value::Kind;
 
     fn field<'a>(r: &'a RunResult, name: &str) -> &'a Kind {
-        r.output.as_ref().unwrap().fields[name]
-            .kind
-            .as_ref()
-            .unwrap()
+        r.output.as_ref().unwrap().fields[name].kind.as_ref().unwrap()
     }
 
     #[test]

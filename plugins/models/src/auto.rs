@@ -46,10 +46,7 @@ impl Head {
             Head::SequenceClassification => &["Bert", "DistilBert", "Roberta", "Bart"],
             _ => &["Bert", "DistilBert", "Roberta"],
         };
-        let mut names: Vec<String> = families
-            .iter()
-            .map(|f| format!("{f}{}", self.suffix()))
-            .collect();
+        let mut names: Vec<String> = families.iter().map(|f| format!("{f}{}", self.suffix())).collect();
         if self == Head::Features {
             // Any task checkpoint of these families has the base model inside.
             for f in families {
@@ -234,9 +231,9 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
                 }
             };
             let net = match (head, is_roberta) {
-                (Head::SequenceClassification, false) => Net::BertClassifier(
-                    bert::BertForSequenceClassification::new(root.clone(), &cfg, num_labels),
-                ),
+                (Head::SequenceClassification, false) => {
+                    Net::BertClassifier(bert::BertForSequenceClassification::new(root.clone(), &cfg, num_labels))
+                }
                 (Head::SequenceClassification, true) => Net::RobertaClassifier(
                     encoder(false),
                     roberta::ClassificationHead::new(&root / "classifier", &cfg, num_labels),
@@ -251,17 +248,12 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
                 ),
                 (Head::MaskedLm, false) => {
                     let enc = encoder(false);
-                    let head = bert::MaskedLmHead::new(
-                        &root / "cls" / "predictions",
-                        &cfg,
-                        enc.word_embeddings(),
-                    );
+                    let head = bert::MaskedLmHead::new(&root / "cls" / "predictions", &cfg, enc.word_embeddings());
                     Net::BertMaskedLm(enc, head)
                 }
                 (Head::MaskedLm, true) => {
                     let enc = encoder(false);
-                    let head =
-                        roberta::MaskedLmHead::new(&root / "lm_head", &cfg, enc.word_embeddings());
+                    let head = roberta::MaskedLmHead::new(&root / "lm_head", &cfg, enc.word_embeddings());
                     Net::RobertaMaskedLm(enc, head)
                 }
                 (Head::Features, _) => Net::Features(Encoder::Bert(encoder(false))),
@@ -277,13 +269,9 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
         Family::DistilBert => {
             let cfg: distilbert::Config = read_json(&config_file)?;
             let net = match head {
-                Head::SequenceClassification => {
-                    Net::DistilBertClassifier(distilbert::DistilBertForSequenceClassification::new(
-                        root.clone(),
-                        &cfg,
-                        num_labels,
-                    ))
-                }
+                Head::SequenceClassification => Net::DistilBertClassifier(
+                    distilbert::DistilBertForSequenceClassification::new(root.clone(), &cfg, num_labels),
+                ),
                 Head::TokenClassification => Net::PerToken(
                     Encoder::DistilBert(DistilBertModel::new(base.clone(), &cfg)),
                     Linear::new(&root / "classifier", cfg.dim, num_labels),
@@ -294,28 +282,16 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
                 ),
                 Head::MaskedLm => {
                     let enc = DistilBertModel::new(base.clone(), &cfg);
-                    let head =
-                        distilbert::MaskedLmHead::new(root.clone(), &cfg, enc.word_embeddings());
+                    let head = distilbert::MaskedLmHead::new(root.clone(), &cfg, enc.word_embeddings());
                     Net::DistilBertMaskedLm(enc, head)
                 }
-                Head::Features => Net::Features(Encoder::DistilBert(DistilBertModel::new(
-                    base.clone(),
-                    &cfg,
-                ))),
+                Head::Features => Net::Features(Encoder::DistilBert(DistilBertModel::new(base.clone(), &cfg))),
             };
-            (
-                net,
-                cfg.max_position_embeddings,
-                cfg.pad_token_id.unwrap_or(0),
-            )
+            (net, cfg.max_position_embeddings, cfg.pad_token_id.unwrap_or(0))
         }
         Family::Bart => {
             let cfg: bart::Config = read_json(&config_file)?;
-            let net = Net::BartClassifier(bart::BartForSequenceClassification::new(
-                root.clone(),
-                &cfg,
-                num_labels,
-            ));
+            let net = Net::BartClassifier(bart::BartForSequenceClassification::new(root.clone(), &cfg, num_labels));
             (net, cfg.max_position_embeddings, cfg.pad_token_id)
         }
     };
@@ -331,5 +307,66 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
         architecture,
         device,
         dir: dir.to_path_buf(),
+    })
+}
+
+/// Architectures `load_causal_lm` accepts.
+pub const CAUSAL_LM_ARCHITECTURES: &[&str] = &["GPT2LMHeadModel"];
+
+/// A loaded decoder-only language model with its tokenizer and generation
+/// defaults.
+pub struct CausalModel {
+    pub model: crate::gpt2::Gpt2LmHeadModel,
+    _vs: VarStore,
+    pub tokenizer: TextTokenizer,
+    /// generation_config.json (absent fields: none).
+    pub generation: crate::generation::GenerationConfigFile,
+    /// config.json's task_specific_params["text-generation"].
+    pub task_params: crate::generation::GenerationConfigFile,
+    pub architecture: String,
+    pub memory_bytes: u64,
+}
+
+/// Loads a `*LMHeadModel` for text generation.
+pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
+    let config_file = config_path(dir)?;
+    let architecture = architecture_of(dir)?;
+    if !CAUSAL_LM_ARCHITECTURES.contains(&architecture.as_str()) {
+        return Err(ModelError::Unsupported(format!(
+            "architecture {architecture} for text generation (supported: {})",
+            CAUSAL_LM_ARCHITECTURES.join(", ")
+        )));
+    }
+    let cfg: crate::gpt2::Config = read_json(&config_file)?;
+    let mut vs = VarStore::new(device);
+    let model = crate::gpt2::Gpt2LmHeadModel::new(vs.root(), &cfg);
+    Checkpoint::open(dir)?.load_into(&mut vs, &[])?;
+    let generation_file = dir.join("generation_config.json");
+    let generation: crate::generation::GenerationConfigFile = if generation_file.is_file() {
+        read_json(&generation_file)?
+    } else {
+        Default::default()
+    };
+    #[derive(serde::Deserialize, Default)]
+    struct TaskParams {
+        #[serde(default)]
+        task_specific_params: Option<std::collections::HashMap<String, serde_json::Value>>,
+    }
+    let task_params: TaskParams = read_json(&config_file)?;
+    let task_params = task_params
+        .task_specific_params
+        .and_then(|mut m| m.remove("text-generation"))
+        .and_then(|v| serde_json::from_value(v).ok())
+        .unwrap_or_default();
+    let pad = generation.pad_token_id.unwrap_or(cfg.eos_token_id);
+    let tokenizer = TextTokenizer::from_dir(dir, cfg.n_positions as usize, pad)?;
+    Ok(CausalModel {
+        model,
+        memory_bytes: var_store_bytes(&vs),
+        _vs: vs,
+        tokenizer,
+        generation,
+        task_params,
+        architecture,
     })
 }

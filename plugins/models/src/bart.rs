@@ -7,9 +7,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
-};
+use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
 use crate::tokenizer::EncodedBatch;
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.
@@ -161,13 +159,7 @@ impl DecoderLayer {
         }
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        self_bias: &Tensor,
-        memory: &Tensor,
-        memory_bias: &Tensor,
-    ) -> Tensor {
+    fn forward(&self, x: &Tensor, self_bias: &Tensor, memory: &Tensor, memory_bias: &Tensor) -> Tensor {
         let x = self
             .self_attn_norm
             .forward(&(self.self_attn.forward(x, x, Some(self_bias)) + x));
@@ -259,8 +251,7 @@ impl BartModel {
     /// causally to themselves and to the (masked) encoder states.
     pub fn decode(&self, decoder_ids: &Tensor, memory: &Tensor, memory_mask: &Tensor) -> Tensor {
         let tgt = decoder_ids.size()[1];
-        let causal =
-            Tensor::ones([tgt, tgt], (Kind::Float, decoder_ids.device())).triu(1) * f32::MIN as f64;
+        let causal = Tensor::ones([tgt, tgt], (Kind::Float, decoder_ids.device())).triu(1) * f32::MIN as f64;
         let self_bias = causal.view([1, 1, tgt, tgt]);
         let memory_bias = padding_bias(memory_mask, Kind::Float);
         let mut x = self
@@ -307,9 +298,9 @@ impl BartForSequenceClassification {
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let ids = &batch.input_ids;
         let memory = self.model.encode(ids, &batch.attention_mask);
-        let hidden =
-            self.model
-                .decode(&self.model.shift_right(ids), &memory, &batch.attention_mask);
+        let hidden = self
+            .model
+            .decode(&self.model.shift_right(ids), &memory, &batch.attention_mask);
         // Index of the last </s> in each row.
         let seq = ids.size()[1];
         let positions = Tensor::arange(seq, (Kind::Int64, ids.device())).unsqueeze(0);

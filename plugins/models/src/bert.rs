@@ -8,9 +8,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
-};
+use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
 use crate::tokenizer::EncodedBatch;
 
 fn default_vocab_size() -> i64 {
@@ -112,9 +110,8 @@ impl Embeddings {
             Positions::Absolute => token_type_ids.shallow_clone(),
             Positions::AfterPadding(_) => token_type_ids.zeros_like(),
         };
-        let x = self.word.forward(input_ids)
-            + self.position.forward(&positions)
-            + self.token_type.forward(&token_types);
+        let x =
+            self.word.forward(input_ids) + self.position.forward(&positions) + self.token_type.forward(&token_types);
         self.norm.forward(&x)
     }
 }
@@ -164,21 +161,9 @@ impl Layer {
     fn new(p: Path, cfg: &Config) -> Self {
         Layer {
             attention: SelfAttention::new(&p / "attention", cfg),
-            intermediate: Linear::new(
-                &p / "intermediate" / "dense",
-                cfg.hidden_size,
-                cfg.intermediate_size,
-            ),
-            output: Linear::new(
-                &p / "output" / "dense",
-                cfg.intermediate_size,
-                cfg.hidden_size,
-            ),
-            norm: LayerNorm::new(
-                &p / "output" / "LayerNorm",
-                cfg.hidden_size,
-                cfg.layer_norm_eps,
-            ),
+            intermediate: Linear::new(&p / "intermediate" / "dense", cfg.hidden_size, cfg.intermediate_size),
+            output: Linear::new(&p / "output" / "dense", cfg.intermediate_size, cfg.hidden_size),
+            norm: LayerNorm::new(&p / "output" / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
             act: cfg.hidden_act,
         }
     }
@@ -210,17 +195,14 @@ impl BertModel {
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::new(&encoder / i, cfg))
                 .collect(),
-            pooler: with_pooler
-                .then(|| Linear::new(&p / "pooler" / "dense", cfg.hidden_size, cfg.hidden_size)),
+            pooler: with_pooler.then(|| Linear::new(&p / "pooler" / "dense", cfg.hidden_size, cfg.hidden_size)),
         }
     }
 
     /// Hidden states [batch, seq, hidden].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
-        let mut x = self
-            .embeddings
-            .forward(&batch.input_ids, &batch.token_type_ids);
+        let mut x = self.embeddings.forward(&batch.input_ids, &batch.token_type_ids);
         for layer in &self.layers {
             x = layer.forward(&x, &bias);
         }
@@ -284,9 +266,7 @@ impl MaskedLmHead {
 
     /// Vocabulary logits [batch, seq, vocab].
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        let h = self
-            .norm
-            .forward(&self.act.forward(&self.dense.forward(hidden)));
+        let h = self.norm.forward(&self.act.forward(&self.dense.forward(hidden)));
         h.linear(&self.decoder_weight, Some(&self.bias))
     }
 }

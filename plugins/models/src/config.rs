@@ -23,8 +23,7 @@ pub fn config_path(dir: &Path) -> Result<PathBuf> {
         Err(ModelError::MissingFile {
             dir: dir.to_path_buf(),
             what: "config.json".into(),
-            expected: "a Hugging Face model directory (config.json, weights, tokenizer files)"
-                .into(),
+            expected: "a Hugging Face model directory (config.json, weights, tokenizer files)".into(),
         })
     }
 }
@@ -70,8 +69,7 @@ mod tests {
     #[test]
     fn labels_follow_numeric_index_order() {
         let c: CommonConfig =
-            serde_json::from_str(r#"{"id2label": {"10": "k", "2": "c", "0": "a", "1": "b"}}"#)
-                .unwrap();
+            serde_json::from_str(r#"{"id2label": {"10": "k", "2": "c", "0": "a", "1": "b"}}"#).unwrap();
         assert_eq!(c.labels(0), vec!["a", "b", "c", "k"]);
         let empty = CommonConfig::default();
         assert_eq!(empty.labels(2), vec!["LABEL_0", "LABEL_1"]);

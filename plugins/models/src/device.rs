@@ -13,9 +13,7 @@ pub fn parse_device(name: &str) -> Result<Device> {
             .strip_prefix("cuda:")
             .and_then(|n| n.parse::<usize>().ok())
             .map(Device::Cuda)
-            .ok_or_else(|| {
-                ModelError::Unsupported(format!("device `{other}` (use cpu, cuda or cuda:N)"))
-            }),
+            .ok_or_else(|| ModelError::Unsupported(format!("device `{other}` (use cpu, cuda or cuda:N)"))),
     }
 }
 

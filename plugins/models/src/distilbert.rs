@@ -5,9 +5,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
-};
+use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
 use crate::tokenizer::EncodedBatch;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
@@ -63,11 +61,7 @@ impl Embeddings {
     fn new(p: Path, cfg: &Config) -> Self {
         Embeddings {
             word: Embedding::new(&p / "word_embeddings", cfg.vocab_size, cfg.dim),
-            position: Embedding::new(
-                &p / "position_embeddings",
-                cfg.max_position_embeddings,
-                cfg.dim,
-            ),
+            position: Embedding::new(&p / "position_embeddings", cfg.max_position_embeddings, cfg.dim),
             norm: LayerNorm::new(&p / "LayerNorm", cfg.dim, LAYER_NORM_EPS),
         }
     }
@@ -133,9 +127,7 @@ impl DistilBertModel {
         let layers = &p / "transformer" / "layer";
         DistilBertModel {
             embeddings: Embeddings::new(&p / "embeddings", cfg),
-            layers: (0..cfg.n_layers)
-                .map(|i| Block::new(&layers / i, cfg))
-                .collect(),
+            layers: (0..cfg.n_layers).map(|i| Block::new(&layers / i, cfg)).collect(),
         }
     }
 
@@ -180,9 +172,7 @@ impl MaskedLmHead {
     }
 
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        let h = self
-            .norm
-            .forward(&self.act.forward(&self.transform.forward(hidden)));
+        let h = self.norm.forward(&self.act.forward(&self.transform.forward(hidden)));
         h.linear(&self.projector_weight, Some(&self.projector_bias))
     }
 }
@@ -206,7 +196,6 @@ impl DistilBertForSequenceClassification {
     /// Logits [batch, num_labels].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let hidden = self.distilbert.forward(batch).select(1, 0);
-        self.classifier
-            .forward(&self.pre_classifier.forward(&hidden).relu())
+        self.classifier.forward(&self.pre_classifier.forward(&hidden).relu())
     }
 }

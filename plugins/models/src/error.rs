@@ -5,10 +5,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     BadFile { path: PathBuf, message: String },
     #[error("model directory {dir} has no {what}; expected {expected}")]
@@ -19,9 +16,7 @@ pub enum ModelError {
     },
     #[error("weight `{name}` is missing from {files}")]
     MissingWeight { name: String, files: String },
-    #[error(
-        "weight `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}"
-    )]
+    #[error("weight `{name}` has shape {found:?} in the checkpoint, the model expects {expected:?}")]
     WeightShape {
         name: String,
         found: Vec<i64>,

@@ -55,13 +55,7 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
-            [self.size],
-            Some(&self.weight),
-            Some(&self.bias),
-            self.eps,
-            false,
-        )
+        x.layer_norm([self.size], Some(&self.weight), Some(&self.bias), self.eps, false)
     }
 }
 
@@ -153,6 +147,43 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> T
         scores += bias;
     }
     scores.softmax(-1, scores.kind()).matmul(v)
+}
+
+/// Keys and values of one attention layer for the tokens seen so far,
+/// [batch, heads, seq, head_dim], so each decoding step only computes the
+/// new token's.
+#[derive(Debug, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Tokens cached so far.
+    pub fn len(&self) -> i64 {
+        self.kv.as_ref().map(|(k, _)| k.size()[2]).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends this step's keys and values; returns all of them.
+    pub fn append(&mut self, k: Tensor, v: Tensor) -> (Tensor, Tensor) {
+        let (k, v) = match self.kv.take() {
+            Some((pk, pv)) => (Tensor::cat(&[pk, k], 2), Tensor::cat(&[pv, v], 2)),
+            None => (k, v),
+        };
+        self.kv = Some((k.shallow_clone(), v.shallow_clone()));
+        (k, v)
+    }
+
+    /// Keeps the batch rows in `rows` (in that order): drops finished
+    /// sequences, or reorders beams.
+    pub fn select_rows(&mut self, rows: &Tensor) {
+        if let Some((k, v)) = self.kv.take() {
+            self.kv = Some((k.index_select(0, rows), v.index_select(0, rows)));
+        }
+    }
 }
 
 #[cfg(test)]

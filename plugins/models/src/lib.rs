@@ -12,6 +12,8 @@ pub mod config;
 pub mod device;
 pub mod distilbert;
 pub mod error;
+pub mod generation;
+pub mod gpt2;
 pub mod layers;
 pub mod roberta;
 pub mod tokenizer;

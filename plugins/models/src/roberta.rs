@@ -32,8 +32,7 @@ impl ClassificationHead {
 
     /// Logits [batch, num_labels] from hidden states [batch, seq, hidden].
     pub fn forward(&self, hidden: &Tensor) -> Tensor {
-        self.out_proj
-            .forward(&self.dense.forward(&hidden.select(1, 0)).tanh())
+        self.out_proj.forward(&self.dense.forward(&hidden.select(1, 0)).tanh())
     }
 }
 

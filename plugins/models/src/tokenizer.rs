@@ -80,8 +80,7 @@ impl TextTokenizer {
             return Err(ModelError::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "tokenizer.json".into(),
-                expected: "the tokenizer saved by a fast (Rust-backed) transformers tokenizer"
-                    .into(),
+                expected: "the tokenizer saved by a fast (Rust-backed) transformers tokenizer".into(),
             });
         }
         let mut inner = Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?;
@@ -107,11 +106,8 @@ impl TextTokenizer {
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         inner.with_padding(None);
         let token = |spec: &Option<TokenSpec>| {
-            spec.as_ref().and_then(|t| {
-                inner
-                    .token_to_id(t.content())
-                    .map(|id| (t.content().to_string(), id))
-            })
+            spec.as_ref()
+                .and_then(|t| inner.token_to_id(t.content()).map(|id| (t.content().to_string(), id)))
         };
         let mask_token = token(&config.mask_token);
         let unk_id = token(&config.unk_token).map(|(_, id)| id);
@@ -192,15 +188,31 @@ impl TextTokenizer {
     /// `tokenizer.decode(ids, skip_special_tokens)` as transformers computes
     /// it, including its `clean_up_tokenization_spaces` step.
     pub fn decode(&self, ids: &[u32], skip_special_tokens: bool) -> Result<String> {
+        self.decode_with(ids, skip_special_tokens, self.clean_up_spaces)
+    }
+
+    /// `decode` with an explicit `clean_up_tokenization_spaces`.
+    pub fn decode_with(&self, ids: &[u32], skip_special_tokens: bool, clean_up: bool) -> Result<String> {
         let text = self
             .inner
             .decode(ids, skip_special_tokens)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        Ok(if self.clean_up_spaces {
-            clean_up_tokenization(&text)
-        } else {
-            text
-        })
+        Ok(if clean_up { clean_up_tokenization(&text) } else { text })
+    }
+
+    /// Token ids of a text with special tokens, not truncated.
+    pub fn encode_untruncated(&mut self, text: &str) -> Result<Vec<u32>> {
+        self.inner
+            .with_truncation(None)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let encoding = self.inner.encode(text, true);
+        self.inner
+            .with_truncation(Some(self.truncation.clone()))
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(encoding
+            .map_err(|e| ModelError::InvalidInput(e.to_string()))?
+            .get_ids()
+            .to_vec())
     }
 
     /// `convert_ids_to_tokens([id])`.
@@ -255,11 +267,7 @@ impl TextTokenizer {
     }
 
     /// Encodes texts (with optional pairs) and pads them to the longest.
-    pub fn encode_batch(
-        &self,
-        inputs: &[(&str, Option<&str>)],
-        device: Device,
-    ) -> Result<EncodedBatch> {
+    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], device: Device) -> Result<EncodedBatch> {
         let encodings = inputs
             .iter()
             .map(|(text, pair)| self.encode(text, *pair))

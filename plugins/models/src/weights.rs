@@ -18,10 +18,7 @@ use crate::{ModelError, Result};
 
 /// The weight files of a model directory, in the order they should be read.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    for index in [
-        "model.safetensors.index.json",
-        "pytorch_model.bin.index.json",
-    ] {
+    for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
         let path = dir.join(index);
         if path.is_file() {
             #[derive(serde::Deserialize)]
@@ -76,8 +73,7 @@ impl Checkpoint {
                 let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
                 // SAFETY: the file is only read; a concurrent writer would be a
                 // user error that at worst yields wrong weights.
-                let mmap =
-                    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+                let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
                 let names = SafeTensors::deserialize(&mmap)
                     .map_err(|e| ModelError::bad_file(path, e))?
                     .names()
@@ -100,11 +96,7 @@ impl Checkpoint {
             };
             sources.push(source);
         }
-        Ok(Checkpoint {
-            files,
-            sources,
-            index,
-        })
+        Ok(Checkpoint { files, sources, index })
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -120,14 +112,10 @@ impl Checkpoint {
             Source::Pickle(tensors) => Ok(tensors.get(name).map(|t| t.shallow_clone())),
             Source::SafeTensors(mmap) => {
                 let path = &self.files[i];
-                let st =
-                    SafeTensors::deserialize(mmap).map_err(|e| ModelError::bad_file(path, e))?;
+                let st = SafeTensors::deserialize(mmap).map_err(|e| ModelError::bad_file(path, e))?;
                 let view = st.tensor(name).map_err(|e| ModelError::bad_file(path, e))?;
                 let kind = kind_of(view.dtype()).ok_or_else(|| {
-                    ModelError::bad_file(
-                        path,
-                        format!("{name}: dtype {:?} is not supported", view.dtype()),
-                    )
+                    ModelError::bad_file(path, format!("{name}: dtype {:?} is not supported", view.dtype()))
                 })?;
                 let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
                 Ok(Some(Tensor::f_from_data_size(view.data(), &shape, kind)?))
@@ -239,28 +227,16 @@ mod tests {
         write_checkpoint(
             dir.path(),
             &[
-                (
-                    "enc.dense.weight",
-                    Tensor::from_slice(&[1f32, 2., 3., 4.]).view([2, 2]),
-                ),
+                ("enc.dense.weight", Tensor::from_slice(&[1f32, 2., 3., 4.]).view([2, 2])),
                 ("enc.norm.gamma", Tensor::from_slice(&[5f32, 6.])),
             ],
         );
         let mut vs = VarStore::new(Device::Cpu);
         let root = vs.root();
-        let w = root
-            .sub("enc")
-            .sub("dense")
-            .zeros_no_train("weight", &[2, 2]);
+        let w = root.sub("enc").sub("dense").zeros_no_train("weight", &[2, 2]);
         let g = root.sub("enc").sub("norm").zeros_no_train("weight", &[2]);
-        Checkpoint::open(dir.path())
-            .unwrap()
-            .load_into(&mut vs, &[])
-            .unwrap();
-        assert_eq!(
-            Vec::<f32>::try_from(w.flatten(0, -1)).unwrap(),
-            vec![1., 2., 3., 4.]
-        );
+        Checkpoint::open(dir.path()).unwrap().load_into(&mut vs, &[]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(w.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4.]);
         assert_eq!(Vec::<f32>::try_from(g).unwrap(), vec![5., 6.]);
 
         let mut vs2 = VarStore::new(Device::Cpu);
@@ -275,10 +251,7 @@ mod tests {
     #[test]
     fn shape_mismatch_names_the_weight() {
         let dir = tempfile::tempdir().unwrap();
-        write_checkpoint(
-            dir.path(),
-            &[("w", Tensor::zeros([3], (Kind::Float, Device::Cpu)))],
-        );
+        write_checkpoint(dir.path(), &[("w", Tensor::zeros([3], (Kind::Float, Device::Cpu)))]);
         let mut vs = VarStore::new(Device::Cpu);
         let _ = vs.root().zeros_no_train("w", &[2]);
         let err = Checkpoint::open(dir.path())

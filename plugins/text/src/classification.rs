@@ -67,15 +67,9 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>,
     let mut texts = Vec::with_capacity(request.inputs.len());
     for (i, input) in request.inputs.iter().enumerate() {
         if input.text.trim().is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "inputs[{i}].text is empty"
-            )));
+            return Err(Error::invalid_argument(format!("inputs[{i}].text is empty")));
         }
-        if input
-            .text_pair
-            .as_deref()
-            .is_some_and(|p| p.trim().is_empty())
-        {
+        if input.text_pair.as_deref().is_some_and(|p| p.trim().is_empty()) {
             return Err(Error::invalid_argument(format!(
                 "inputs[{i}].text_pair is empty (leave it unset for a single text)"
             )));
@@ -83,26 +77,18 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>,
         texts.push((input.text.as_str(), input.text_pair.as_deref()));
     }
     let num_labels = model.labels.len();
-    let function = ScoreFunction::parse(&request.function_to_apply)?.unwrap_or_else(|| {
-        ScoreFunction::default_for(model.config.problem_type.as_deref(), num_labels)
-    });
+    let function = ScoreFunction::parse(&request.function_to_apply)?
+        .unwrap_or_else(|| ScoreFunction::default_for(model.config.problem_type.as_deref(), num_labels));
     let top_k = match request.top_k {
         None => 1,
         Some(0) => num_labels,
         Some(k) => (k as usize).min(num_labels),
     };
-    Ok(Plan {
-        texts,
-        function,
-        top_k,
-    })
+    Ok(Plan { texts, function, top_k })
 }
 
 /// Classifies the inputs of several requests in shared forward passes.
-pub fn classify(
-    model: &TextModel,
-    requests: &[ClassifyRequest],
-) -> Vec<Result<ClassifyResponse, Error>> {
+pub fn classify(model: &TextModel, requests: &[ClassifyRequest]) -> Vec<Result<ClassifyResponse, Error>> {
     let plans: Vec<Result<Plan, Error>> = requests.iter().map(|r| plan(r, model)).collect();
     let all_texts: Vec<(&str, Option<&str>)> = plans
         .iter()
@@ -137,13 +123,9 @@ fn forward(model: &TextModel, texts: &[(&str, Option<&str>)]) -> Result<Vec<Vec<
     let mut rows = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(MAX_FORWARD_BATCH) {
         let batch = model.tokenizer.encode_batch(chunk, model.device)?;
-        let logits = model
-            .forward(&batch)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
+        let logits = model.forward(&batch).to_kind(Kind::Float).to_device(Device::Cpu);
         let (n, labels) = logits.size2().map_err(|e| Error::internal(e.to_string()))?;
-        let flat = Vec::<f32>::try_from(logits.flatten(0, -1))
-            .map_err(|e| Error::internal(e.to_string()))?;
+        let flat = Vec::<f32>::try_from(logits.flatten(0, -1)).map_err(|e| Error::internal(e.to_string()))?;
         for i in 0..n as usize {
             rows.push(flat[i * labels as usize..(i + 1) * labels as usize].to_vec());
         }
@@ -176,15 +158,9 @@ mod tests {
         use ScoreFunction as F;
         assert_eq!(F::default_for(None, 2), F::Softmax);
         assert_eq!(F::default_for(None, 1), F::Sigmoid);
-        assert_eq!(
-            F::default_for(Some("multi_label_classification"), 4),
-            F::Sigmoid
-        );
+        assert_eq!(F::default_for(Some("multi_label_classification"), 4), F::Sigmoid);
         assert_eq!(F::default_for(Some("regression"), 1), F::None);
-        assert_eq!(
-            F::default_for(Some("single_label_classification"), 3),
-            F::Softmax
-        );
+        assert_eq!(F::default_for(Some("single_label_classification"), 3), F::Softmax);
     }
 
     #[test]

@@ -15,36 +15,26 @@ pub fn check_texts<'a>(texts: impl IntoIterator<Item = &'a str>, what: &str) -> 
     let mut count = 0;
     for (i, text) in texts.into_iter().enumerate() {
         if text.trim().is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "inputs[{i}]{what} is empty"
-            )));
+            return Err(Error::invalid_argument(format!("inputs[{i}]{what} is empty")));
         }
         count += 1;
     }
     if count == 0 {
-        return Err(Error::invalid_argument(
-            "`inputs` is empty: send at least one input",
-        ));
+        return Err(Error::invalid_argument("`inputs` is empty: send at least one input"));
     }
     Ok(())
 }
 
 /// Runs the model over encodings in chunks; returns the output of each
 /// encoding as a CPU f32 tensor (its padded length kept), in order.
-pub fn forward_encodings(
-    model: &TextModel,
-    encodings: Vec<Encoding>,
-) -> Result<Vec<Tensor>, Error> {
+pub fn forward_encodings(model: &TextModel, encodings: Vec<Encoding>) -> Result<Vec<Tensor>, Error> {
     let mut outputs = Vec::with_capacity(encodings.len());
     let mut rest = encodings;
     while !rest.is_empty() {
         let tail = rest.split_off(rest.len().min(MAX_FORWARD_BATCH));
         let chunk = std::mem::replace(&mut rest, tail);
         let batch: EncodedBatch = model.tokenizer.pad(chunk, model.device);
-        let out = model
-            .forward(&batch)
-            .to_kind(Kind::Float)
-            .to_device(Device::Cpu);
+        let out = model.forward(&batch).to_kind(Kind::Float).to_device(Device::Cpu);
         for i in 0..out.size()[0] {
             outputs.push(out.get(i));
         }
@@ -79,10 +69,7 @@ pub fn argmax(values: &[f32]) -> usize {
 /// The characters `start..end` of `text` (offsets count characters, as
 /// Python's do).
 pub fn char_slice(text: &str, start: usize, end: usize) -> String {
-    text.chars()
-        .skip(start)
-        .take(end.saturating_sub(start))
-        .collect()
+    text.chars().skip(start).take(end.saturating_sub(start)).collect()
 }
 
 #[cfg(test)]
@@ -95,10 +82,7 @@ mod tests {
         assert!((s.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         assert_eq!(argmax(&s), 1);
         assert_eq!(char_slice("Zoë is here", 0, 3), "Zoë");
-        assert!(check_texts(["a", " "], "")
-            .unwrap_err()
-            .message
-            .contains("inputs[1]"));
+        assert!(check_texts(["a", " "], "").unwrap_err().message.contains("inputs[1]"));
         assert!(check_texts(Vec::<&str>::new(), "").is_err());
     }
 }

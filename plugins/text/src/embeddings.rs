@@ -95,8 +95,8 @@ impl SentenceConfig {
             .unwrap_or(Pooling::Mean);
         let normalize = read::<Vec<Module>>(&dir.join("modules.json"))
             .is_some_and(|modules| modules.iter().any(|m| m.kind.ends_with("Normalize")));
-        let max_seq_length = read::<SentenceBertFile>(&dir.join("sentence_bert_config.json"))
-            .and_then(|s| s.max_seq_length);
+        let max_seq_length =
+            read::<SentenceBertFile>(&dir.join("sentence_bert_config.json")).and_then(|s| s.max_seq_length);
         SentenceConfig {
             pooling,
             normalize,
@@ -110,34 +110,22 @@ pub fn embed(
     sentence: &SentenceConfig,
     requests: &[EmbedRequest],
 ) -> Vec<Result<EmbedResponse, Error>> {
-    requests
-        .iter()
-        .map(|r| embed_one(model, sentence, r))
-        .collect()
+    requests.iter().map(|r| embed_one(model, sentence, r)).collect()
 }
 
-fn embed_one(
-    model: &mut TextModel,
-    sentence: &SentenceConfig,
-    request: &EmbedRequest,
-) -> Result<EmbedResponse, Error> {
+fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRequest) -> Result<EmbedResponse, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
     let pooling = Pooling::parse(&request.pooling)?.unwrap_or(sentence.pooling);
     let normalize = request.normalize.unwrap_or(sentence.normalize);
-    let truncation =
-        sentence
-            .max_seq_length
-            .map(|max_length| inferd_models::tokenizer::TruncationParams {
-                max_length: max_length.min(model.tokenizer.max_length()),
-                ..Default::default()
-            });
+    let truncation = sentence
+        .max_seq_length
+        .map(|max_length| inferd_models::tokenizer::TruncationParams {
+            max_length: max_length.min(model.tokenizer.max_length()),
+            ..Default::default()
+        });
     let mut encodings = Vec::with_capacity(request.inputs.len());
     for text in &request.inputs {
-        encodings.push(
-            model
-                .tokenizer
-                .encode_with(text, None, truncation.clone())?,
-        );
+        encodings.push(model.tokenizer.encode_with(text, None, truncation.clone())?);
     }
     let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
     let hidden = forward_encodings(model, encodings)?;

@@ -3,9 +3,7 @@
 //! the top k, and each candidate's token string and completed sequence.
 
 use inferd_models::auto::TextModel;
-use inferd_sdk::proto::api::{
-    FillMaskCandidate, FillMaskRequest, FillMaskResponse, FillMaskResult, MaskPredictions,
-};
+use inferd_sdk::proto::api::{FillMaskCandidate, FillMaskRequest, FillMaskResponse, FillMaskResult, MaskPredictions};
 use inferd_sdk::Error;
 use tch::{Kind, Tensor};
 
@@ -22,11 +20,7 @@ fn target_ids(model: &TextModel, targets: &[String]) -> Result<Vec<i64>, Error> 
         let id = match vocab.get(target) {
             Some(&id) => Some(id),
             None => {
-                let first = model
-                    .tokenizer
-                    .ids_without_special_tokens(target)?
-                    .first()
-                    .copied();
+                let first = model.tokenizer.ids_without_special_tokens(target)?.first().copied();
                 if let Some(id) = first {
                     tracing::debug!(target, token = %model.tokenizer.id_to_token(id), "target is not a vocabulary token; using its first token");
                 }
@@ -47,10 +41,7 @@ fn target_ids(model: &TextModel, targets: &[String]) -> Result<Vec<i64>, Error> 
     Ok(ids)
 }
 
-pub fn fill_mask(
-    model: &mut TextModel,
-    requests: &[FillMaskRequest],
-) -> Vec<Result<FillMaskResponse, Error>> {
+pub fn fill_mask(model: &mut TextModel, requests: &[FillMaskRequest]) -> Vec<Result<FillMaskResponse, Error>> {
     requests.iter().map(|r| fill_one(model, r)).collect()
 }
 
@@ -96,9 +87,7 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
     let pad = model.tokenizer.pad_id() as u32;
     let mut results = Vec::with_capacity(ids.len());
     for input_ids in &ids {
-        let positions: Vec<usize> = (0..input_ids.len())
-            .filter(|&i| input_ids[i] == mask_id)
-            .collect();
+        let positions: Vec<usize> = (0..input_ids.len()).filter(|&i| input_ids[i] == mask_id).collect();
         let single_mask = positions.len() == 1;
         let mut masks = Vec::with_capacity(positions.len());
         for &position in &positions {
@@ -110,10 +99,8 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
             }
             let k = (top_k as i64).min(probs.size()[0]);
             let (scores, indices) = probs.topk(k, -1, true, true);
-            let scores =
-                Vec::<f32>::try_from(scores).map_err(|e| Error::internal(e.to_string()))?;
-            let indices =
-                Vec::<i64>::try_from(indices).map_err(|e| Error::internal(e.to_string()))?;
+            let scores = Vec::<f32>::try_from(scores).map_err(|e| Error::internal(e.to_string()))?;
+            let indices = Vec::<i64>::try_from(indices).map_err(|e| Error::internal(e.to_string()))?;
             let mut candidates = Vec::with_capacity(scores.len());
             for (score, index) in scores.into_iter().zip(indices) {
                 let token = match &targets {

@@ -6,10 +6,11 @@ pub mod common;
 pub mod embeddings;
 pub mod fill_mask;
 pub mod question_answering;
+pub mod text_generation;
 pub mod token_classification;
 pub mod zero_shot;
 
-use inferd_models::auto::{load_text_model, Head, TextModel};
+use inferd_models::auto::{load_causal_lm, load_text_model, CausalModel, Head, TextModel, CAUSAL_LM_ARCHITECTURES};
 use inferd_models::device::parse_device;
 use inferd_sdk::proto::task_request::Body as Request;
 use inferd_sdk::proto::task_response::Body as Response;
@@ -27,6 +28,7 @@ enum Kind {
     Tokens,
     QuestionAnswering,
     FeatureExtraction,
+    Generation,
 }
 
 struct TaskDef {
@@ -34,7 +36,8 @@ struct TaskDef {
     name: &'static str,
     aliases: &'static [&'static str],
     default_model: &'static str,
-    head: Head,
+    /// The encoder head; `None` for decoder-only language models.
+    head: Option<Head>,
     rpc: &'static str,
     description: &'static str,
 }
@@ -45,7 +48,7 @@ const TASKS: &[TaskDef] = &[
         name: "text-classification",
         aliases: &["sentiment-analysis"],
         default_model: "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
-        head: Head::SequenceClassification,
+        head: Some(Head::SequenceClassification),
         rpc: "Inference/Classify",
         description: "Classify a text or a text pair",
     },
@@ -54,7 +57,7 @@ const TASKS: &[TaskDef] = &[
         name: "zero-shot-classification",
         aliases: &[],
         default_model: "facebook/bart-large-mnli",
-        head: Head::SequenceClassification,
+        head: Some(Head::SequenceClassification),
         rpc: "Inference/ZeroShotClassify",
         description: "Score candidate labels with an NLI model",
     },
@@ -63,7 +66,7 @@ const TASKS: &[TaskDef] = &[
         name: "fill-mask",
         aliases: &[],
         default_model: "distilbert/distilroberta-base",
-        head: Head::MaskedLm,
+        head: Some(Head::MaskedLm),
         rpc: "Inference/FillMask",
         description: "Predict the words behind mask tokens",
     },
@@ -72,7 +75,7 @@ const TASKS: &[TaskDef] = &[
         name: "token-classification",
         aliases: &["ner"],
         default_model: "dbmdz/bert-large-cased-finetuned-conll03-english",
-        head: Head::TokenClassification,
+        head: Some(Head::TokenClassification),
         rpc: "Inference/ClassifyTokens",
         description: "Tag tokens (named entities), with word aggregation",
     },
@@ -81,7 +84,7 @@ const TASKS: &[TaskDef] = &[
         name: "question-answering",
         aliases: &[],
         default_model: "distilbert/distilbert-base-cased-distilled-squad",
-        head: Head::QuestionAnswering,
+        head: Some(Head::QuestionAnswering),
         rpc: "Inference/AnswerQuestion",
         description: "Extract the answer to a question from a context",
     },
@@ -90,17 +93,39 @@ const TASKS: &[TaskDef] = &[
         name: "feature-extraction",
         aliases: &[],
         default_model: "distilbert/distilbert-base-cased",
-        head: Head::Features,
+        head: Some(Head::Features),
         rpc: "Inference/Embed",
         description: "Token embeddings and pooled sentence embeddings",
     },
+    TaskDef {
+        kind: Kind::Generation,
+        name: "text-generation",
+        aliases: &[],
+        default_model: "openai-community/gpt2",
+        head: None,
+        rpc: "Inference/Generate or Inference/GenerateStream",
+        description: "Continue a prompt, greedy or sampled, optionally streamed",
+    },
 ];
+
+impl TaskDef {
+    fn architectures(&self) -> Vec<String> {
+        match self.head {
+            Some(head) => head.architectures(),
+            None => CAUSAL_LM_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+        }
+    }
+}
+
+enum Loaded {
+    Encoder { model: TextModel, sentence: SentenceConfig },
+    Causal(CausalModel),
+}
 
 /// One loaded model, serving one task.
 pub struct TextTask {
     def: &'static TaskDef,
-    model: TextModel,
-    sentence: SentenceConfig,
+    loaded: Loaded,
 }
 
 impl Task for TextTask {
@@ -108,15 +133,14 @@ impl Task for TextTask {
         Manifest {
             name: "text".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Text tasks on BERT, DistilBERT, RoBERTa and BART models (LibTorch)"
-                .into(),
+            description: "Text tasks on BERT, DistilBERT, RoBERTa and BART models (LibTorch)".into(),
             tasks: TASKS
                 .iter()
                 .map(|t| TaskSpec {
                     name: t.name.into(),
                     aliases: t.aliases.iter().map(|a| a.to_string()).collect(),
                     default_model: t.default_model.into(),
-                    architectures: t.head.architectures(),
+                    architectures: t.architectures(),
                     needs_model: true,
                     description: format!("{} ({})", t.description, t.rpc),
                 })
@@ -125,41 +149,88 @@ impl Task for TextTask {
     }
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
-        let def = TASKS.iter().find(|t| t.name == ctx.task).ok_or_else(|| {
-            Error::unimplemented(format!("the text plugin has no task {}", ctx.task))
-        })?;
+        let def = TASKS
+            .iter()
+            .find(|t| t.name == ctx.task)
+            .ok_or_else(|| Error::unimplemented(format!("the text plugin has no task {}", ctx.task)))?;
         let device = parse_device(&ctx.device)?;
-        let dir = ctx.model_dir.as_deref().ok_or_else(|| {
-            Error::invalid_argument(format!("task {} needs a model source", ctx.task))
-        })?;
-        let model = load_text_model(dir, device, def.head)?;
-        if def.kind == Kind::FillMask && model.tokenizer.mask_token().is_none() {
-            return Err(Error::failed_precondition(
-                "this tokenizer has no mask token (tokenizer_config.json `mask_token`)",
-            ));
-        }
-        Ok(TextTask {
-            def,
-            sentence: SentenceConfig::from_dir(dir),
-            model,
-        })
+        let dir = ctx
+            .model_dir
+            .as_deref()
+            .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
+        let loaded = match def.head {
+            None => Loaded::Causal(load_causal_lm(dir, device)?),
+            Some(head) => {
+                let model = load_text_model(dir, device, head)?;
+                if def.kind == Kind::FillMask && model.tokenizer.mask_token().is_none() {
+                    return Err(Error::failed_precondition(
+                        "this tokenizer has no mask token (tokenizer_config.json `mask_token`)",
+                    ));
+                }
+                Loaded::Encoder {
+                    model,
+                    sentence: SentenceConfig::from_dir(dir),
+                }
+            }
+        };
+        Ok(TextTask { def, loaded })
     }
 
     fn describe(&self) -> LoadedModel {
-        LoadedModel {
-            memory_bytes: self.model.memory_bytes,
-            labels: match self.def.kind {
-                Kind::Classification | Kind::ZeroShot | Kind::Tokens => self.model.labels.clone(),
-                _ => vec![],
+        match &self.loaded {
+            Loaded::Causal(model) => LoadedModel {
+                memory_bytes: model.memory_bytes,
+                labels: vec![],
+            },
+            Loaded::Encoder { model, .. } => LoadedModel {
+                memory_bytes: model.memory_bytes,
+                labels: match self.def.kind {
+                    Kind::Classification | Kind::ZeroShot | Kind::Tokens => model.labels.clone(),
+                    _ => vec![],
+                },
             },
         }
     }
 
+    fn run_stream(
+        &mut self,
+        batch: Vec<TaskRequest>,
+        emit: &mut dyn FnMut(usize, Option<Response>) -> bool,
+    ) -> Vec<Result<Response, Error>> {
+        let def = self.def;
+        let Loaded::Causal(model) = &mut self.loaded else {
+            return self.run(batch);
+        };
+        // Keep each accepted request's index in the batch, for `emit`.
+        let mut slots: Vec<Option<Result<Response, Error>>> = Vec::with_capacity(batch.len());
+        let mut accepted = Vec::new();
+        let mut positions = Vec::new();
+        for (i, request) in batch.into_iter().enumerate() {
+            match request.body {
+                Some(Request::Generate(r)) => {
+                    accepted.push((r, request.stream));
+                    positions.push(i);
+                    slots.push(None);
+                }
+                _ => slots.push(Some(Err(wrong_rpc(def)))),
+            }
+        }
+        let mut emit_at = |k: usize, chunk: Option<Response>| emit(positions[k], chunk);
+        let mut answers = text_generation::generate(model, accepted, &mut emit_at).into_iter();
+        slots
+            .into_iter()
+            .map(|slot| slot.unwrap_or_else(|| answers.next().expect("one answer each").map(Response::Generate)))
+            .collect()
+    }
+
     fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
         let def = self.def;
-        let model = &mut self.model;
-        let sentence = &self.sentence;
+        let (model, sentence) = match &mut self.loaded {
+            Loaded::Encoder { model, sentence } => (model, &*sentence),
+            Loaded::Causal(_) => return self.run_stream(batch, &mut |_, _| true),
+        };
         match def.kind {
+            Kind::Generation => unreachable!("generation models are Loaded::Causal"),
             Kind::Classification => dispatch(
                 def,
                 batch,
@@ -208,12 +279,7 @@ impl Task for TextTask {
                     Request::AnswerQuestion(r) => Some(r),
                     _ => None,
                 },
-                |rs| {
-                    wrap(
-                        question_answering::answer(model, &rs),
-                        Response::AnswerQuestion,
-                    )
-                },
+                |rs| wrap(question_answering::answer(model, &rs), Response::AnswerQuestion),
             ),
             Kind::FeatureExtraction => dispatch(
                 def,
@@ -228,10 +294,7 @@ impl Task for TextTask {
     }
 }
 
-fn wrap<T>(
-    results: Vec<Result<T, Error>>,
-    into: fn(T) -> Response,
-) -> Vec<Result<Response, Error>> {
+fn wrap<T>(results: Vec<Result<T, Error>>, into: fn(T) -> Response) -> Vec<Result<Response, Error>> {
     results.into_iter().map(|r| r.map(into)).collect()
 }
 
@@ -252,19 +315,18 @@ fn dispatch<R>(
                 accepted.push(r);
                 slots.push(None);
             }
-            None => slots.push(Some(Err(Error::failed_precondition(format!(
-                "this model serves {}; call {}",
-                def.name, def.rpc
-            ))))),
+            None => slots.push(Some(Err(wrong_rpc(def)))),
         }
     }
     let mut answers = run(accepted).into_iter();
     slots
         .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| answers.next().expect("one answer per accepted request"))
-        })
+        .map(|slot| slot.unwrap_or_else(|| answers.next().expect("one answer per accepted request")))
         .collect()
+}
+
+fn wrong_rpc(def: &TaskDef) -> Error {
+    Error::failed_precondition(format!("this model serves {}; call {}", def.name, def.rpc))
 }
 
 export_plugin!(TextTask);

@@ -5,12 +5,8 @@
 //! snapped to words, merged across windows by their text.
 
 use inferd_models::auto::TextModel;
-use inferd_models::tokenizer::{
-    Encoding, TruncationDirection, TruncationParams, TruncationStrategy,
-};
-use inferd_sdk::proto::api::{
-    Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput,
-};
+use inferd_models::tokenizer::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
+use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 
 use crate::common::{char_slice, forward_encodings, values};
@@ -60,17 +56,11 @@ fn params(model: &TextModel, request: &AnswerQuestionRequest) -> Result<Params, 
     })
 }
 
-pub fn answer(
-    model: &mut TextModel,
-    requests: &[AnswerQuestionRequest],
-) -> Vec<Result<AnswerQuestionResponse, Error>> {
+pub fn answer(model: &mut TextModel, requests: &[AnswerQuestionRequest]) -> Vec<Result<AnswerQuestionResponse, Error>> {
     requests.iter().map(|r| answer_one(model, r)).collect()
 }
 
-fn answer_one(
-    model: &mut TextModel,
-    request: &AnswerQuestionRequest,
-) -> Result<AnswerQuestionResponse, Error> {
+fn answer_one(model: &mut TextModel, request: &AnswerQuestionRequest) -> Result<AnswerQuestionResponse, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
             "`inputs` is empty: send at least one question and context",
@@ -78,14 +68,10 @@ fn answer_one(
     }
     for (i, input) in request.inputs.iter().enumerate() {
         if input.question.trim().is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "inputs[{i}].question is empty"
-            )));
+            return Err(Error::invalid_argument(format!("inputs[{i}].question is empty")));
         }
         if input.context.trim().is_empty() {
-            return Err(Error::invalid_argument(format!(
-                "inputs[{i}].context is empty"
-            )));
+            return Err(Error::invalid_argument(format!("inputs[{i}].context is empty")));
         }
     }
     let params = params(model, request)?;
@@ -102,11 +88,7 @@ fn answer_one(
 
 /// The question first, the context second, truncated (only the context) into
 /// overlapping windows: the first window and its overflow.
-fn windows(
-    model: &mut TextModel,
-    input: &QuestionInput,
-    params: &Params,
-) -> Result<Vec<Encoding>, Error> {
+fn windows(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Result<Vec<Encoding>, Error> {
     let truncation = TruncationParams {
         max_length: params.max_seq_len,
         strategy: TruncationStrategy::OnlySecond,
@@ -128,11 +110,7 @@ fn windows(
     Ok(all)
 }
 
-fn answer_input(
-    model: &mut TextModel,
-    input: &QuestionInput,
-    params: &Params,
-) -> Result<Vec<Answer>, Error> {
+fn answer_input(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Result<Vec<Answer>, Error> {
     let spans = windows(model, input, params)?;
     let logits = forward_encodings(model, spans.clone())?;
     let cls = model.tokenizer.cls_id();
@@ -150,19 +128,11 @@ fn answer_input(
         // Only context tokens (and [CLS], for "no answer") may be picked.
         let sequence_ids = span.get_sequence_ids();
         let desired: Vec<bool> = (0..len)
-            .map(|t| {
-                sequence_ids[t] == Some(1) || (cls.is_some() && span.get_ids()[t] == cls.unwrap())
-            })
+            .map(|t| sequence_ids[t] == Some(1) || (cls.is_some() && span.get_ids()[t] == cls.unwrap()))
             .collect();
         let masked = |column: usize| -> Vec<f32> {
             (0..len)
-                .map(|t| {
-                    if desired[t] {
-                        flat[t * 2 + column]
-                    } else {
-                        MASKED_LOGIT
-                    }
-                })
+                .map(|t| if desired[t] { flat[t * 2 + column] } else { MASKED_LOGIT })
                 .collect()
         };
         let mut start = normalise(&masked(0));
@@ -172,13 +142,7 @@ fn answer_input(
         }
         start[0] = 0.0;
         end[0] = 0.0;
-        for (s, e, score) in best_spans(
-            &start,
-            &end,
-            candidates_wanted,
-            params.max_answer_len,
-            &desired,
-        ) {
+        for (s, e, score) in best_spans(&start, &end, candidates_wanted, params.max_answer_len, &desired) {
             let (start_char, end_char) = char_span(span, s, e, params.align_to_words);
             let text = char_slice(context, start_char, end_char);
             match answers
@@ -233,10 +197,7 @@ fn best_spans(
     // pipeline() ranks every cell of the n x n matrix, zeros included; the
     // zero cells outside the band can only matter when fewer than `top`
     // spans exist, and are then filtered by `desired` anyway.
-    candidates.sort_by(|a, b| {
-        b.2.total_cmp(&a.2)
-            .then((a.0 * n + a.1).cmp(&(b.0 * n + b.1)))
-    });
+    candidates.sort_by(|a, b| b.2.total_cmp(&a.2).then((a.0 * n + a.1).cmp(&(b.0 * n + b.1))));
     candidates.truncate(top);
     candidates.retain(|(s, e, _)| desired[*s] && desired[*e]);
     candidates

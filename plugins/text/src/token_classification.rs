@@ -5,9 +5,7 @@
 //! B-/I- tags into entity groups.
 
 use inferd_models::auto::TextModel;
-use inferd_sdk::proto::api::{
-    ClassifyTokensRequest, ClassifyTokensResponse, TokenClassification, TokenEntity,
-};
+use inferd_sdk::proto::api::{ClassifyTokensRequest, ClassifyTokensResponse, TokenClassification, TokenEntity};
 use inferd_sdk::Error;
 
 use crate::common::{argmax, char_slice, check_texts, forward_encodings, softmax, values};
@@ -65,10 +63,7 @@ pub fn classify_tokens(
     requests.iter().map(|r| classify_one(model, r)).collect()
 }
 
-fn classify_one(
-    model: &mut TextModel,
-    request: &ClassifyTokensRequest,
-) -> Result<ClassifyTokensResponse, Error> {
+fn classify_one(model: &mut TextModel, request: &ClassifyTokensRequest) -> Result<ClassifyTokensResponse, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
     let strategy = Aggregation::parse(&request.aggregation_strategy)?;
     let ignore: Vec<String> = match &request.ignore_labels {
@@ -168,11 +163,7 @@ fn pre_entities(
 }
 
 /// Joins sub-words into words and labels each word by `strategy`.
-fn aggregate_words(
-    model: &TextModel,
-    pre: &[PreEntity],
-    strategy: Aggregation,
-) -> Result<Vec<Tagged>, Error> {
+fn aggregate_words(model: &TextModel, pre: &[PreEntity], strategy: Aggregation) -> Result<Vec<Tagged>, Error> {
     let mut words: Vec<Vec<&PreEntity>> = Vec::new();
     for p in pre {
         match words.last_mut() {
@@ -204,9 +195,7 @@ fn aggregate_words(
                 _ => {
                     let n = group[0].scores.len();
                     let mean: Vec<f32> = (0..n)
-                        .map(|k| {
-                            group.iter().map(|p| p.scores[k]).sum::<f32>() / group.len() as f32
-                        })
+                        .map(|k| group.iter().map(|p| p.scores[k]).sum::<f32>() / group.len() as f32)
                         .collect();
                     let best = argmax(&mean);
                     (best, mean[best])
@@ -263,11 +252,7 @@ fn group_entities(model: &TextModel, tagged: &[Tagged]) -> Result<Vec<TokenEntit
             let words: Vec<String> = group.iter().map(|t| t.word.clone()).collect();
             let label = &group[0].entity;
             Ok(TokenEntity {
-                entity_group: label
-                    .split_once('-')
-                    .map(|(_, rest)| rest)
-                    .unwrap_or(label)
-                    .to_string(),
+                entity_group: label.split_once('-').map(|(_, rest)| rest).unwrap_or(label).to_string(),
                 score: group.iter().map(|t| t.score).sum::<f32>() / group.len() as f32,
                 word: model.tokenizer.tokens_to_string(&words)?,
                 start: group[0].start as u32,

@@ -31,11 +31,7 @@ struct Plan<'a> {
 
 fn plan(request: &ZeroShotClassifyRequest) -> Result<Plan<'_>, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
-    let labels: Vec<String> = request
-        .candidate_labels
-        .iter()
-        .map(|l| l.trim().to_string())
-        .collect();
+    let labels: Vec<String> = request.candidate_labels.iter().map(|l| l.trim().to_string()).collect();
     if labels.is_empty() || labels.iter().any(|l| l.is_empty()) {
         return Err(Error::invalid_argument(
             "`candidate_labels` must hold at least one non-empty label",
@@ -51,10 +47,7 @@ fn plan(request: &ZeroShotClassifyRequest) -> Result<Plan<'_>, Error> {
             "hypothesis_template {template:?} must contain {{}} exactly once, where the label goes"
         )));
     }
-    let hypotheses = labels
-        .iter()
-        .map(|l| template.replacen("{}", l, 1))
-        .collect();
+    let hypotheses = labels.iter().map(|l| template.replacen("{}", l, 1)).collect();
     Ok(Plan {
         sequences: &request.inputs,
         multi_label: request.multi_label || labels.len() == 1,
@@ -70,10 +63,7 @@ pub fn zero_shot(
     requests.iter().map(|r| classify_one(model, r)).collect()
 }
 
-fn classify_one(
-    model: &mut TextModel,
-    request: &ZeroShotClassifyRequest,
-) -> Result<ZeroShotClassifyResponse, Error> {
+fn classify_one(model: &mut TextModel, request: &ZeroShotClassifyRequest) -> Result<ZeroShotClassifyResponse, Error> {
     let plan = plan(request)?;
     // Only the sequence is truncated, so that the hypothesis stays whole.
     let truncation = TruncationParams {
@@ -85,20 +75,16 @@ fn classify_one(
     let mut encodings = Vec::new();
     for sequence in plan.sequences {
         for hypothesis in &plan.hypotheses {
-            encodings.push(model.tokenizer.encode_with(
-                sequence,
-                Some(hypothesis),
-                Some(truncation.clone()),
-            )?);
+            encodings.push(
+                model
+                    .tokenizer
+                    .encode_with(sequence, Some(hypothesis), Some(truncation.clone()))?,
+            );
         }
     }
     let logits = forward_encodings(model, encodings)?;
     let entail = entailment_index(&model.labels);
-    let contradiction = if entail == 0 {
-        model.labels.len() - 1
-    } else {
-        0
-    };
+    let contradiction = if entail == 0 { model.labels.len() - 1 } else { 0 };
     let n = plan.labels.len();
     let results = plan
         .sequences
@@ -134,14 +120,8 @@ mod tests {
     #[test]
     fn entailment_is_found_by_name_or_defaults_to_the_last_label() {
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
-        assert_eq!(
-            entailment_index(&names(&["contradiction", "neutral", "entailment"])),
-            2
-        );
-        assert_eq!(
-            entailment_index(&names(&["ENTAILMENT", "NEUTRAL", "CONTRADICTION"])),
-            0
-        );
+        assert_eq!(entailment_index(&names(&["contradiction", "neutral", "entailment"])), 2);
+        assert_eq!(entailment_index(&names(&["ENTAILMENT", "NEUTRAL", "CONTRADICTION"])), 0);
         assert_eq!(entailment_index(&names(&["a", "b", "c"])), 2);
     }
 
@@ -153,10 +133,7 @@ mod tests {
             hypothesis_template: "no placeholder".into(),
             ..Default::default()
         };
-        assert!(plan(&r)
-            .unwrap_err()
-            .message
-            .contains("hypothesis_template"));
+        assert!(plan(&r).unwrap_err().message.contains("hypothesis_template"));
         r.hypothesis_template = "It is {}.".into();
         assert_eq!(plan(&r).unwrap().hypotheses, vec!["It is a."]);
         r.candidate_labels.clear();

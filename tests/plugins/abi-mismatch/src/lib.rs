@@ -15,12 +15,7 @@ unsafe extern "C" fn load(_: ByteSlice, _: *mut *mut c_void) -> OwnedBytes {
 unsafe extern "C" fn run(_: *mut c_void, _: ByteSlice) -> OwnedBytes {
     unreachable_call()
 }
-unsafe extern "C" fn run_stream(
-    _: *mut c_void,
-    _: ByteSlice,
-    _: EmitFn,
-    _: *mut c_void,
-) -> OwnedBytes {
+unsafe extern "C" fn run_stream(_: *mut c_void, _: ByteSlice, _: EmitFn, _: *mut c_void) -> OwnedBytes {
     unreachable_call()
 }
 unsafe extern "C" fn unload(_: *mut c_void) {

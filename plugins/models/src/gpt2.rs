@@ -1,0 +1,223 @@
+//! GPT-2 (Radford et al.): a pre-norm decoder-only transformer with learned
+//! positions, `Conv1D` projections (weights stored [in, out]) and an LM head
+//! tied to the token embedding. Weight names follow transformers'
+//! `modeling_gpt2.py`; checkpoints with or without the `transformer.` prefix
+//! load.
+
+use serde::Deserialize;
+use tch::{nn::Path, Kind, Tensor};
+
+use crate::layers::{attention, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm};
+
+fn default_vocab_size() -> i64 {
+    50257
+}
+fn default_positions() -> i64 {
+    1024
+}
+fn default_embd() -> i64 {
+    768
+}
+fn default_layers() -> i64 {
+    12
+}
+fn default_heads() -> i64 {
+    12
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn gelu_new() -> Activation {
+    Activation::GeluTanh
+}
+fn yes() -> bool {
+    true
+}
+fn default_eos() -> i64 {
+    50256
+}
+
+/// `GPT2Config`, with transformers' defaults.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    #[serde(default = "default_vocab_size")]
+    pub vocab_size: i64,
+    #[serde(default = "default_positions")]
+    pub n_positions: i64,
+    #[serde(default = "default_embd")]
+    pub n_embd: i64,
+    #[serde(default = "default_layers")]
+    pub n_layer: i64,
+    #[serde(default = "default_heads")]
+    pub n_head: i64,
+    #[serde(default)]
+    pub n_inner: Option<i64>,
+    #[serde(default = "gelu_new")]
+    pub activation_function: Activation,
+    #[serde(default = "default_eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "yes")]
+    pub scale_attn_weights: bool,
+    #[serde(default)]
+    pub scale_attn_by_inverse_layer_idx: bool,
+    #[serde(default = "default_eos")]
+    pub bos_token_id: i64,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: i64,
+}
+
+/// `Conv1D`: y = x W + b with W stored [in, out].
+struct Conv1D {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+impl Conv1D {
+    fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        Conv1D {
+            weight: p.zeros_no_train("weight", &[in_dim, out_dim]),
+            bias: p.zeros_no_train("bias", &[out_dim]),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        x.matmul(&self.weight) + &self.bias
+    }
+}
+
+struct Block {
+    ln_1: LayerNorm,
+    c_attn: Conv1D,
+    attn_proj: Conv1D,
+    ln_2: LayerNorm,
+    c_fc: Conv1D,
+    mlp_proj: Conv1D,
+    heads: i64,
+    act: Activation,
+    /// Extra attention scale (1 / (layer + 1)) some checkpoints ask for.
+    extra_scale: f64,
+    unscaled: bool,
+}
+
+impl Block {
+    fn new(p: Path, cfg: &Config, index: i64) -> Self {
+        let d = cfg.n_embd;
+        let inner = cfg.n_inner.unwrap_or(4 * d);
+        Block {
+            ln_1: LayerNorm::new(&p / "ln_1", d, cfg.layer_norm_epsilon),
+            c_attn: Conv1D::new(&p / "attn" / "c_attn", d, 3 * d),
+            attn_proj: Conv1D::new(&p / "attn" / "c_proj", d, d),
+            ln_2: LayerNorm::new(&p / "ln_2", d, cfg.layer_norm_epsilon),
+            c_fc: Conv1D::new(&p / "mlp" / "c_fc", d, inner),
+            mlp_proj: Conv1D::new(&p / "mlp" / "c_proj", inner, d),
+            heads: cfg.n_head,
+            act: cfg.activation_function,
+            extra_scale: if cfg.scale_attn_by_inverse_layer_idx {
+                1.0 / (index + 1) as f64
+            } else {
+                1.0
+            },
+            unscaled: !cfg.scale_attn_weights,
+        }
+    }
+
+    fn forward(&self, x: &Tensor, bias: &Tensor, cache: &mut KvCache) -> Tensor {
+        let qkv = self.c_attn.forward(&self.ln_1.forward(x)).chunk(3, -1);
+        let mut q = split_heads(&qkv[0], self.heads);
+        let (k, v) = cache.append(split_heads(&qkv[1], self.heads), split_heads(&qkv[2], self.heads));
+        // `attention` divides by sqrt(head_dim); undo or add scales as configured.
+        let head_dim = (*q.size().last().expect("head dim") as f64).sqrt();
+        let factor = self.extra_scale * if self.unscaled { head_dim } else { 1.0 };
+        if factor != 1.0 {
+            q *= factor;
+        }
+        let context = merge_heads(&attention(&q, &k, &v, Some(bias)));
+        let x = x + self.attn_proj.forward(&context);
+        let h = self
+            .mlp_proj
+            .forward(&self.act.forward(&self.c_fc.forward(&self.ln_2.forward(&x))));
+        x + h
+    }
+}
+
+/// `GPT2LMHeadModel`.
+pub struct Gpt2LmHeadModel {
+    wte: Embedding,
+    wpe: Embedding,
+    blocks: Vec<Block>,
+    ln_f: LayerNorm,
+    pub config: Config,
+}
+
+impl Gpt2LmHeadModel {
+    pub fn new(p: Path, cfg: &Config) -> Self {
+        let t = &p / "transformer";
+        Gpt2LmHeadModel {
+            wte: Embedding::new(&t / "wte", cfg.vocab_size, cfg.n_embd),
+            wpe: Embedding::new(&t / "wpe", cfg.n_positions, cfg.n_embd),
+            blocks: (0..cfg.n_layer).map(|i| Block::new(&t / "h" / i, cfg, i)).collect(),
+            ln_f: LayerNorm::new(&t / "ln_f", cfg.n_embd, cfg.layer_norm_epsilon),
+            config: cfg.clone(),
+        }
+    }
+
+    /// An empty cache, one entry per layer.
+    pub fn new_cache(&self) -> Vec<KvCache> {
+        (0..self.blocks.len()).map(|_| KvCache::default()).collect()
+    }
+
+    /// Logits [batch, vocab] of the last position, for `input_ids` [batch,
+    /// new] at `position_ids` [batch, new], attending to the cached tokens
+    /// and themselves where `attention_mask` [batch, cached + new] is 1.
+    pub fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut [KvCache],
+    ) -> Tensor {
+        let _guard = tch::no_grad_guard();
+        let new = input_ids.size()[1];
+        let total = attention_mask.size()[1];
+        let past = total - new;
+        let device = input_ids.device();
+        // Query i (absolute position past + i) may see key j <= past + i
+        // that is not padding.
+        let query_pos = Tensor::arange_start(past, total, (Kind::Int64, device)).view([new, 1]);
+        let key_pos = Tensor::arange(total, (Kind::Int64, device)).view([1, total]);
+        let causal = key_pos.le_tensor(&query_pos).view([1, 1, new, total]);
+        let padding = attention_mask.ne(0).view([-1, 1, 1, total]);
+        let allowed = causal.logical_and(&padding);
+        let bias = allowed.logical_not().to_kind(Kind::Float) * f32::MIN as f64;
+        let mut x = self.wte.forward(input_ids) + self.wpe.forward(position_ids);
+        for (block, layer_cache) in self.blocks.iter().zip(cache.iter_mut()) {
+            x = block.forward(&x, &bias, layer_cache);
+        }
+        let last = self.ln_f.forward(&x.select(1, new - 1));
+        last.matmul(&self.wte.weight().transpose(0, 1))
+    }
+}
+
+impl crate::generation::CausalLm for Gpt2LmHeadModel {
+    fn new_cache(&self) -> Vec<KvCache> {
+        Gpt2LmHeadModel::new_cache(self)
+    }
+
+    fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut [KvCache],
+    ) -> Tensor {
+        Gpt2LmHeadModel::forward_last(self, input_ids, position_ids, attention_mask, cache)
+    }
+
+    fn max_positions(&self) -> usize {
+        self.config.n_positions as usize
+    }
+
+    fn device(&self) -> tch::Device {
+        self.wte.weight().device()
+    }
+}
