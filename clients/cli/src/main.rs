@@ -7,7 +7,7 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GetModelRequest,
+    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GenerateRequest, GetModelRequest,
     ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState, QuestionInput, RunInput,
     RunRequest, StringList, TextInput, UnloadModelRequest, ZeroShotClassifyRequest,
 };
@@ -118,6 +118,36 @@ enum Command {
         /// Also print every token's vector.
         #[arg(long)]
         tokens: bool,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Text generation: continue prompts (greedy by default here; --sample to sample).
+    Generate {
+        #[arg(required = true)]
+        prompts: Vec<String>,
+        #[arg(long)]
+        max_new_tokens: Option<u32>,
+        /// Sample instead of greedy decoding.
+        #[arg(long)]
+        sample: bool,
+        #[arg(long)]
+        temperature: Option<f32>,
+        #[arg(long)]
+        top_k: Option<u32>,
+        #[arg(long)]
+        top_p: Option<f32>,
+        #[arg(long)]
+        repetition_penalty: Option<f32>,
+        #[arg(long)]
+        no_repeat_ngram_size: Option<u32>,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Stop sequence (repeatable).
+        #[arg(long = "stop")]
+        stop: Vec<String>,
+        /// Print tokens as they arrive (one prompt).
+        #[arg(long)]
+        stream: bool,
         #[arg(long)]
         model: Option<String>,
     },
@@ -450,6 +480,79 @@ async fn run(cli: Cli) -> Result<()> {
                         head.join(", "),
                         r.embedding.len()
                     );
+                }
+            }
+        }
+        Command::Generate {
+            prompts,
+            max_new_tokens,
+            sample,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            no_repeat_ngram_size,
+            seed,
+            stop,
+            stream,
+            model,
+        } => {
+            let request = GenerateRequest {
+                model: model.unwrap_or_default(),
+                inputs: prompts,
+                max_new_tokens,
+                do_sample: Some(sample),
+                temperature,
+                top_k,
+                top_p,
+                repetition_penalty,
+                no_repeat_ngram_size,
+                seed,
+                stop,
+                ..Default::default()
+            };
+            let mut client = InferenceClient::new(channel);
+            if stream {
+                use std::io::Write;
+                let mut messages = client.generate_stream(request).await.map_err(status)?.into_inner();
+                let mut out = std::io::stdout();
+                while let Some(message) = messages.message().await.map_err(status)? {
+                    if cli.json {
+                        println!(
+                            "{}",
+                            json!({"token_ids": message.token_ids, "text": message.text,
+                                   "finish_reason": message.finish_reason, "generated_tokens": message.generated_tokens})
+                        );
+                    } else if message.finish_reason.is_empty() {
+                        write!(out, "{}", message.text)?;
+                        out.flush()?;
+                    } else {
+                        writeln!(out)?;
+                        eprintln!("[{} after {} tokens]", message.finish_reason, message.generated_tokens);
+                    }
+                }
+            } else {
+                let response = client.generate(request).await.map_err(status)?.into_inner();
+                if cli.json {
+                    let out: Vec<Json> = response
+                        .results
+                        .iter()
+                        .map(|r| {
+                            Json::Array(
+                                r.sequences
+                                    .iter()
+                                    .map(|s| json!({"generated_text": s.generated_text, "finish_reason": s.finish_reason}))
+                                    .collect(),
+                            )
+                        })
+                        .collect();
+                    println!("{}", serde_json::to_string_pretty(&out)?);
+                } else {
+                    for r in &response.results {
+                        for s in &r.sequences {
+                            println!("{}\n  [{} after {} tokens]", s.generated_text, s.finish_reason, s.generated_tokens);
+                        }
+                    }
                 }
             }
         }
