@@ -45,6 +45,15 @@ pub struct Args {
     /// Default device for model instances: cpu, cuda or cuda:N (default: cpu).
     #[arg(long, env = "INFERD_DEVICE")]
     pub device: Option<String>,
+    /// Most requests a model instance runs together (default 16).
+    #[arg(long, env = "INFERD_MAX_BATCH_SIZE")]
+    pub max_batch_size: Option<usize>,
+    /// Milliseconds the first request of a batch waits for others (default 2).
+    #[arg(long, env = "INFERD_MAX_QUEUE_DELAY_MS")]
+    pub max_queue_delay_ms: Option<u64>,
+    /// Requests waiting per model before new ones are refused (default 256).
+    #[arg(long, env = "INFERD_QUEUE_SIZE")]
+    pub queue_size: Option<usize>,
     /// Threads LibTorch may use for one operation (default: all cores).
     #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
     pub intra_op_threads: Option<usize>,
@@ -101,6 +110,8 @@ pub struct Config {
     pub queue_size: usize,
     /// Most requests a model instance runs in one batch.
     pub max_batch_size: usize,
+    /// Milliseconds the first request of a batch waits for others to join.
+    pub max_queue_delay_ms: u64,
     pub log: String,
     pub models: Vec<ModelConfig>,
 }
@@ -117,6 +128,7 @@ impl Default for Config {
             intra_op_threads: None,
             queue_size: 256,
             max_batch_size: 16,
+            max_queue_delay_ms: 2,
             log: "info".into(),
             models: vec![],
         }
@@ -145,6 +157,15 @@ impl Config {
         }
         if let Some(d) = args.device {
             config.device = d;
+        }
+        if let Some(n) = args.max_batch_size {
+            config.max_batch_size = n;
+        }
+        if let Some(n) = args.max_queue_delay_ms {
+            config.max_queue_delay_ms = n;
+        }
+        if let Some(n) = args.queue_size {
+            config.queue_size = n;
         }
         if args.intra_op_threads.is_some() {
             config.intra_op_threads = args.intra_op_threads;

@@ -7,6 +7,12 @@ use std::sync::Mutex;
 
 use crate::error::{DaemonError, Result};
 
+/// Sets how many threads LibTorch uses for one operation started from the
+/// calling thread.
+pub fn set_intra_op_threads(threads: usize) {
+    tch::set_num_threads(threads.max(1) as i32);
+}
+
 pub struct DevicePool {
     names: Vec<String>,
     default: String,

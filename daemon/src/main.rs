@@ -49,7 +49,7 @@ fn main() -> ExitCode {
         config.to_toml()
     );
     if let Some(threads) = config.intra_op_threads {
-        tch::set_num_threads(threads as i32);
+        devices::set_intra_op_threads(threads);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -94,6 +94,8 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let options = QueueOptions {
         queue_size: config.queue_size,
         max_batch_size: config.max_batch_size,
+        max_queue_delay: std::time::Duration::from_millis(config.max_queue_delay_ms),
+        intra_op_threads: config.intra_op_threads,
     };
     let registry = Arc::new(Registry::new(plugins, devices, sources, options));
 

@@ -307,7 +307,10 @@ async fn bad_generation_requests_are_refused() {
         inputs: vec!["a".into(), "b".into()],
         ..base()
     };
-    let status = client.generate_stream(two).await.expect_err("two prompts cannot stream");
+    let status = client
+        .generate_stream(two)
+        .await
+        .expect_err("two prompts cannot stream");
     assert_eq!(status.code(), Code::InvalidArgument);
     let ok = client
         .generate(GenerateRequest {

@@ -7,9 +7,9 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GenerateRequest, GetModelRequest,
-    ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState, QuestionInput, RunInput,
-    RunRequest, StringList, TextInput, UnloadModelRequest, ZeroShotClassifyRequest,
+    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GenerateRequest,
+    GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState, QuestionInput,
+    RunInput, RunRequest, StringList, TextInput, UnloadModelRequest, ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -550,7 +550,10 @@ async fn run(cli: Cli) -> Result<()> {
                 } else {
                     for r in &response.results {
                         for s in &r.sequences {
-                            println!("{}\n  [{} after {} tokens]", s.generated_text, s.finish_reason, s.generated_tokens);
+                            println!(
+                                "{}\n  [{} after {} tokens]",
+                                s.generated_text, s.finish_reason, s.generated_tokens
+                            );
                         }
                     }
                 }

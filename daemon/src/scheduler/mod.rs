@@ -41,6 +41,10 @@ enum Message {
 pub struct QueueOptions {
     pub queue_size: usize,
     pub max_batch_size: usize,
+    /// How long the first request of a batch waits for others to join it.
+    pub max_queue_delay: std::time::Duration,
+    /// LibTorch threads per operation on the instance's thread.
+    pub intra_op_threads: Option<usize>,
 }
 
 /// The queue and workers of one model.
@@ -73,11 +77,14 @@ impl ModelQueue {
                 device: device.clone(),
                 ..request.clone()
             };
-            let max_batch = options.max_batch_size.max(1);
+            let options = QueueOptions {
+                max_batch_size: options.max_batch_size.max(1),
+                ..options
+            };
             let thread_name = format!("{}#{i}", request.model_name);
             let handle = std::thread::Builder::new()
                 .name(thread_name)
-                .spawn(move || worker(plugin, request, receiver, ready_tx, max_batch))
+                .spawn(move || worker(plugin, request, receiver, ready_tx, options))
                 .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
             workers.push(handle);
             ready.push(ready_rx);
@@ -156,10 +163,14 @@ fn worker(
     request: LoadRequest,
     receiver: Receiver<Message>,
     ready: std::sync::mpsc::Sender<Result<LoadedModel, Error>>,
-    max_batch: usize,
+    options: QueueOptions,
 ) {
     let model = request.model_name.clone();
     let device = request.device.clone();
+    if let Some(threads) = options.intra_op_threads {
+        // OpenMP's thread count is per calling thread: set it on this one.
+        crate::devices::set_intra_op_threads(threads);
+    }
     let started = std::time::Instant::now();
     let mut instance = match plugin.load(&request) {
         Ok((instance, loaded)) => {
@@ -178,15 +189,22 @@ fn worker(
             Ok(Message::Job(job)) => job,
             Ok(Message::Stop) | Err(_) => break,
         };
+        // Gather more requests: those already waiting, and those arriving
+        // within `max_queue_delay` of the first.
         let mut jobs = vec![first];
-        while jobs.len() < max_batch {
-            match receiver.try_recv() {
-                Ok(Message::Job(job)) => jobs.push(job),
-                Ok(Message::Stop) => {
+        let deadline = std::time::Instant::now() + options.max_queue_delay;
+        while jobs.len() < options.max_batch_size {
+            let next = match deadline.checked_duration_since(std::time::Instant::now()) {
+                Some(wait) if !wait.is_zero() => receiver.recv_timeout(wait).ok(),
+                _ => receiver.try_recv().ok(),
+            };
+            match next {
+                Some(Message::Job(job)) => jobs.push(job),
+                Some(Message::Stop) => {
                     stopping = true;
                     break;
                 }
-                Err(_) => break,
+                None => break,
             }
         }
         // Requests whose client has gone away are not run.

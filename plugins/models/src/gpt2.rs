@@ -81,7 +81,14 @@ impl Conv1D {
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.matmul(&self.weight) + &self.bias
+        // addmm on the flattened rows, as transformers' Conv1D does.
+        let size = x.size();
+        let (rows, width) = (size[..size.len() - 1].iter().product::<i64>(), size[size.len() - 1]);
+        let mut out_size = size.clone();
+        *out_size.last_mut().expect("non-empty") = self.weight.size()[1];
+        self.bias
+            .addmm(&x.reshape([rows, width]), &self.weight)
+            .view(out_size.as_slice())
     }
 }
 
@@ -194,7 +201,7 @@ impl Gpt2LmHeadModel {
             x = block.forward(&x, &bias, layer_cache);
         }
         let last = self.ln_f.forward(&x.select(1, new - 1));
-        last.matmul(&self.wte.weight().transpose(0, 1))
+        last.linear::<Tensor>(self.wte.weight(), None)
     }
 }
 

@@ -272,7 +272,13 @@ pub fn generate(
         slot.generated.push(token as u32);
         let (r, p, _) = owners[i];
         let planned = plans[r][p].as_ref().expect("planned");
-        let text = tokenizer.decode_with(&slot.generated, true, false).unwrap_or_default();
+        // Decoding is only needed to stream text or to look for stop sequences.
+        let needs_text = planned.stream || !planned.settings.stop.is_empty();
+        let text = if needs_text {
+            tokenizer.decode_with(&slot.generated, true, false).unwrap_or_default()
+        } else {
+            String::new()
+        };
         let stopped = planned.settings.stop.iter().any(|s| text.contains(s.as_str()));
         let wanted = if planned.stream {
             // Hold text back while it ends in an incomplete character.

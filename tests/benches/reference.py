@@ -1,0 +1,135 @@
+"""The Python side of the benchmarks: builds the benchmark models (random
+weights at real sizes) and measures transformers on them with the same
+thread count as inferd. Prints one JSON line per measurement.
+
+    reference.py make-models --out DIR
+    reference.py generate --model DIR --threads N [--new-tokens 128] [--calls 8]
+    reference.py classify --model DIR --threads N --payload FILE [--requests 200]
+"""
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+FIXTURES = os.path.join(ROOT, "target", "fixtures", "models")
+PROMPT = "The quick brown fox jumps over the lazy dog"
+
+
+def make_models(out):
+    import torch
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    gpt2 = os.path.join(out, "gpt2-small")
+    if not os.path.exists(os.path.join(gpt2, "model.safetensors")):
+        # GPT-2 small's shape (124M parameters), random weights, with the
+        # fixture's byte-level tokenizer (its ids are a subset of the vocabulary).
+        cfg = GPT2Config(bos_token_id=999, eos_token_id=999)
+        model = GPT2LMHeadModel(cfg)
+        model.generation_config.pad_token_id = 999
+        model.save_pretrained(gpt2, safe_serialization=True)
+        for f in os.listdir(os.path.join(FIXTURES, "gpt2-gen")):
+            if "token" in f or f in ("vocab.json", "merges.txt"):
+                shutil.copy(os.path.join(FIXTURES, "gpt2-gen", f), gpt2)
+        print(f"made {gpt2}", file=sys.stderr)
+    cls = os.path.join(out, "distilbert-base-cls")
+    if not os.path.exists(os.path.join(cls, "model.safetensors")):
+        # distilbert-base's shape (66M parameters), with the fixture tokenizer.
+        cfg = DistilBertConfig(vocab_size=30522, max_position_embeddings=512, num_labels=2)
+        model = DistilBertForSequenceClassification(cfg)
+        model.save_pretrained(cls, safe_serialization=True)
+        for f in os.listdir(os.path.join(FIXTURES, "distilbert-cls")):
+            if "token" in f or f == "vocab.txt":
+                shutil.copy(os.path.join(FIXTURES, "distilbert-cls", f), cls)
+        print(f"made {cls}", file=sys.stderr)
+
+
+def generate(args):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    inputs = tok(PROMPT, return_tensors="pt")
+    kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=999)
+    with torch.no_grad():
+        model.generate(**inputs, **kwargs)  # warm-up
+        started = time.perf_counter()
+        out = model.generate(**inputs, **kwargs)
+        one = time.perf_counter() - started
+        new = out.shape[1] - inputs["input_ids"].shape[1]
+        print(json.dumps({"bench": "generate", "who": "transformers", "calls": 1, "tokens": new,
+                          "seconds": one, "tokens_per_s": new / one}))
+        started = time.perf_counter()
+        total = 0
+        for _ in range(args.calls):
+            out = model.generate(**inputs, **kwargs)
+            total += out.shape[1] - inputs["input_ids"].shape[1]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "generate", "who": "transformers", "calls": args.calls, "tokens": total,
+                          "seconds": seconds, "tokens_per_s": total / seconds}))
+
+
+def classify(args):
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    texts = [l for l in open(args.payload).read().splitlines() if l.strip()]
+    pipe = pipeline("text-classification", model=args.model, device="cpu")
+    pipe(texts[0])
+    latencies = []
+    started = time.perf_counter()
+    for i in range(args.requests):
+        t = time.perf_counter()
+        pipe(texts[i % len(texts)], truncation=True)
+        latencies.append(time.perf_counter() - t)
+    seconds = time.perf_counter() - started
+    latencies.sort()
+    pct = lambda p: latencies[round((len(latencies) - 1) * p)] * 1e3
+    print(json.dumps({"bench": "classify", "who": "transformers per request", "requests": args.requests,
+                      "rps": args.requests / seconds, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
+    best = None
+    for batch_size in (8, 16, 32, 64):
+        batch = [texts[i % len(texts)] for i in range(args.requests)]
+        started = time.perf_counter()
+        pipe(batch, batch_size=batch_size, truncation=True)
+        rps = args.requests / (time.perf_counter() - started)
+        if best is None or rps > best[1]:
+            best = (batch_size, rps)
+    print(json.dumps({"bench": "classify", "who": "transformers batched", "batch_size": best[0], "rps": best[1]}))
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    m = sub.add_parser("make-models")
+    m.add_argument("--out", required=True)
+    g = sub.add_parser("generate")
+    g.add_argument("--model", required=True)
+    g.add_argument("--threads", type=int, required=True)
+    g.add_argument("--new-tokens", type=int, default=128)
+    g.add_argument("--calls", type=int, default=8)
+    c = sub.add_parser("classify")
+    c.add_argument("--model", required=True)
+    c.add_argument("--threads", type=int, required=True)
+    c.add_argument("--payload", required=True)
+    c.add_argument("--requests", type=int, default=200)
+    args = p.parse_args()
+    if args.cmd == "make-models":
+        make_models(args.out)
+    elif args.cmd == "generate":
+        generate(args)
+    else:
+        classify(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Benchmarks: inferd against transformers on the same weights and the same
+# thread count, in one invocation; prints a table. Run by hand (not part of
+# the test command):  tests/benches/run.sh [generate|classify|all]
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$ROOT"
+source "$ROOT/scripts/setup.sh"
+WHAT="${1:-all}"
+THREADS="${THREADS:-$(nproc)}"
+BENCH="$ROOT/target/bench"
+PY="$VENV/bin/python"
+mkdir -p "$BENCH"
+
+"$PY" tests/fixtures/make_fixtures.py >/dev/null
+"$PY" tests/benches/reference.py make-models --out "$BENCH"
+cargo build --release -q -p inferd-bench
+
+# ~64-token inputs for classification.
+PAYLOAD="$BENCH/payload.txt"
+"$PY" - "$PAYLOAD" <<'PYEOF'
+import sys, random
+random.seed(0)
+words = "the a movie was great terrible plot actors music long short boring exciting story film scene ending".split()
+with open(sys.argv[1], "w") as f:
+    for _ in range(64):
+        f.write(" ".join(random.choice(words) for _ in range(58)) + "\n")
+PYEOF
+
+# One daemon per benchmark, serving only the model measured: with several
+# large models, each instance thread owns an OpenMP pool, and once the pools
+# hold more threads than there are cores, libgomp stops spin-waiting between
+# parallel regions, which slows every model (see README, Performance).
+start_daemon() {
+  local addr_file="$BENCH/address"
+  rm -f "$addr_file"
+  target/release/inferd --listen 127.0.0.1:0 --address-file "$addr_file" --offline --log warn \
+    --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 --model "$1" &
+  DAEMON=$!
+  for _ in $(seq 1 600); do [[ -s "$addr_file" ]] && break; sleep 0.1; done
+  ADDR="http://$(cat "$addr_file")"
+  local name="${1%%:*}"
+  until target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null | grep -q ready; do sleep 0.5; done
+}
+trap 'kill ${DAEMON:-0} 2>/dev/null || true' EXIT
+
+RESULTS="$BENCH/results.jsonl"
+: > "$RESULTS"
+if [[ "$WHAT" == generate || "$WHAT" == all ]]; then
+  start_daemon "gpt2:text-generation=$BENCH/gpt2-small"
+  B="target/release/inferd-bench --addr $ADDR --model gpt2"
+  $B generate --streams 1 --rounds 2 | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  $B generate --streams 8 --rounds 1 | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" >> "$RESULTS"
+fi
+if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
+  start_daemon "cls:text-classification=$BENCH/distilbert-base-cls"
+  B="target/release/inferd-bench --addr $ADDR --model cls"
+  for c in 1 8 32; do
+    $B classify --payload "$PAYLOAD" --concurrency "$c" --requests 256 | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  done
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py classify --model "$BENCH/distilbert-base-cls" --threads "$THREADS" \
+    --payload "$PAYLOAD" --requests 128 >> "$RESULTS"
+fi
+
+"$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
+import json, sys, platform, os
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
+print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; threads: {sys.argv[2]}")
+gen = [r for r in rows if r["bench"] == "generate"]
+if gen:
+    get = lambda who, key, val: next(r for r in gen if r["who"] == who and r.get(key) == val)
+    i1, i8 = get("inferd", "streams", 1), get("inferd", "streams", 8)
+    t1, t8 = get("transformers", "calls", 1), get("transformers", "calls", 8)
+    print("\ntext generation, GPT-2 small (124M, random weights), 128 new tokens, greedy")
+    print(f"{'':34}{'inferd tok/s':>14}{'transformers tok/s':>20}{'ratio':>8}")
+    print(f"{'1 stream':34}{i1['tokens_per_s']:>14.1f}{t1['tokens_per_s']:>20.1f}{i1['tokens_per_s']/t1['tokens_per_s']:>8.2f}")
+    print(f"{'8 streams (vs 8 sequential calls)':34}{i8['tokens_per_s']:>14.1f}{t8['tokens_per_s']:>20.1f}{i8['tokens_per_s']/t8['tokens_per_s']:>8.2f}")
+cls = [r for r in rows if r["bench"] == "classify"]
+if cls:
+    per = next(r for r in cls if r["who"] == "transformers per request")
+    bat = next(r for r in cls if r["who"] == "transformers batched")
+    print("\ntext classification, DistilBERT-base-sized (66M, random weights), ~64-token inputs")
+    print(f"transformers pipeline(): per request {per['rps']:.1f} req/s (p50 {per['p50_ms']:.1f} ms, p99 {per['p99_ms']:.1f} ms); "
+          f"best batched {bat['rps']:.1f} req/s (batch_size {bat['batch_size']})")
+    print(f"{'concurrency':>12}{'req/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'x per-request':>15}{'x batched':>11}")
+    for r in (r for r in cls if r["who"] == "inferd"):
+        print(f"{r['concurrency']:>12}{r['rps']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}"
+              f"{r['rps']/per['rps']:>15.2f}{r['rps']/bat['rps']:>11.2f}")
+PYEOF

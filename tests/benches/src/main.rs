@@ -1,0 +1,169 @@
+//! inferd-bench: a load generator for the inferd daemon. Each subcommand
+//! drives one RPC with a given concurrency and prints one JSON line of
+//! figures (throughput, latency percentiles). tests/benches/run.sh runs it
+//! against the daemon and the Python reference in one invocation.
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use inferd_proto::v1::inference_client::InferenceClient;
+use inferd_proto::v1::{ClassifyRequest, GenerateRequest, TextInput};
+use serde_json::json;
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(name = "inferd-bench", about = "Load generator for inferd")]
+struct Cli {
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    addr: String,
+    #[arg(long)]
+    model: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Concurrent greedy generation streams of a fixed length.
+    Generate {
+        #[arg(long, default_value = "The quick brown fox jumps over the lazy dog")]
+        prompt: String,
+        #[arg(long, default_value_t = 128)]
+        new_tokens: u32,
+        /// Concurrent streams.
+        #[arg(long, default_value_t = 1)]
+        streams: usize,
+        /// Rounds (each round runs `streams` generations at once).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// Classification requests (one text each) at a given concurrency.
+    Classify {
+        /// File with one text per line (the payloads, used round-robin).
+        #[arg(long)]
+        payload: std::path::PathBuf,
+        #[arg(long, default_value_t = 1)]
+        concurrency: usize,
+        /// Total requests (split over the workers).
+        #[arg(long, default_value_t = 200)]
+        requests: usize,
+    },
+}
+
+async fn connect(addr: &str) -> Result<Channel> {
+    Channel::from_shared(addr.to_string())?
+        .connect()
+        .await
+        .with_context(|| format!("connect {addr}"))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let channel = connect(&cli.addr).await?;
+    match cli.command {
+        Command::Generate {
+            prompt,
+            new_tokens,
+            streams,
+            rounds,
+        } => {
+            let request = GenerateRequest {
+                model: cli.model.clone(),
+                inputs: vec![prompt],
+                max_new_tokens: Some(new_tokens),
+                min_new_tokens: Some(new_tokens),
+                do_sample: Some(false),
+                ..Default::default()
+            };
+            // Warm-up.
+            InferenceClient::new(channel.clone()).generate(request.clone()).await?;
+            let started = Instant::now();
+            let mut tokens = 0u64;
+            for _ in 0..rounds {
+                let mut tasks = Vec::new();
+                for _ in 0..streams {
+                    let mut client = InferenceClient::new(channel.clone());
+                    let request = request.clone();
+                    tasks.push(tokio::spawn(async move { client.generate(request).await }));
+                }
+                for task in tasks {
+                    let response = task.await??.into_inner();
+                    tokens += response.results[0].sequences[0].generated_tokens as u64;
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            println!(
+                "{}",
+                json!({"bench": "generate", "streams": streams, "tokens": tokens, "seconds": seconds,
+                       "tokens_per_s": tokens as f64 / seconds})
+            );
+        }
+        Command::Classify {
+            payload,
+            concurrency,
+            requests,
+        } => {
+            let texts: Vec<String> = std::fs::read_to_string(&payload)
+                .with_context(|| format!("read {}", payload.display()))?
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(str::to_string)
+                .collect();
+            anyhow::ensure!(!texts.is_empty(), "{} has no lines", payload.display());
+            let request = |i: usize| ClassifyRequest {
+                model: cli.model.clone(),
+                inputs: vec![TextInput {
+                    text: texts[i % texts.len()].clone(),
+                    text_pair: None,
+                }],
+                ..Default::default()
+            };
+            InferenceClient::new(channel.clone()).classify(request(0)).await?;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for w in 0..concurrency {
+                let mut client = InferenceClient::new(channel.clone());
+                let mine: Vec<ClassifyRequest> = (w..requests).step_by(concurrency).map(request).collect();
+                tasks.push(tokio::spawn(async move {
+                    let mut latencies = Vec::with_capacity(mine.len());
+                    let mut failures = 0usize;
+                    for r in mine {
+                        let t = Instant::now();
+                        match client.classify(r).await {
+                            Ok(_) => latencies.push(t.elapsed()),
+                            Err(_) => failures += 1,
+                        }
+                    }
+                    (latencies, failures)
+                }));
+            }
+            let mut latencies = Vec::new();
+            let mut failures = 0;
+            for task in tasks {
+                let (l, f) = task.await?;
+                latencies.extend(l);
+                failures += f;
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            latencies.sort();
+            println!(
+                "{}",
+                json!({"bench": "classify", "concurrency": concurrency, "requests": latencies.len(),
+                       "failures": failures, "seconds": seconds, "rps": latencies.len() as f64 / seconds,
+                       "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
+                       "p99_ms": percentile(&latencies, 0.99)})
+            );
+        }
+    }
+    Ok(())
+}
