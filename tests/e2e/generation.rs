@@ -370,3 +370,67 @@ async fn cancelling_a_stream_stops_its_generation() {
         "waited {waited:?} after cancelling; the abandoned generation needed about {remaining:?} more"
     );
 }
+
+#[tokio::test]
+async fn stop_sequences_end_generation() {
+    let daemon = Daemon::start(&[]).await;
+    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let mut client = daemon.inference().await;
+    let prompts = vec!["Hello world".to_string()];
+    let greedy = |stop: Vec<String>| GenerateRequest {
+        model: "gpt2".into(),
+        inputs: prompts.clone(),
+        max_new_tokens: Some(20),
+        do_sample: Some(false),
+        return_full_text: Some(false),
+        stop,
+        ..Default::default()
+    };
+    let free = client.generate(greedy(vec![])).await.unwrap().into_inner();
+    let free = &free.results[0].sequences[0];
+    // Stop at a piece of text from the middle of the free-running output.
+    let chars: Vec<char> = free.generated_text.chars().collect();
+    let stop: String = chars[chars.len() / 2..chars.len() / 2 + 2].iter().collect();
+    let stopped = client.generate(greedy(vec![stop.clone()])).await.unwrap().into_inner();
+    let stopped = &stopped.results[0].sequences[0];
+    assert_eq!(stopped.finish_reason, "stop_sequence");
+    assert!(stopped.generated_tokens < free.generated_tokens);
+    assert!(
+        stopped.generated_text.contains(&stop),
+        "{:?} lacks {stop:?}",
+        stopped.generated_text
+    );
+    assert!(free.generated_text.starts_with(&stopped.generated_text));
+}
+
+/// Requests from concurrent clients are decoded together (the worker batches
+/// what is queued) and each still gets exactly its own greedy answer.
+#[tokio::test]
+async fn concurrent_requests_get_their_own_answers() {
+    let refs: Value = reference("text_generation.json");
+    let case = &refs["cases"][0];
+    let daemon = Daemon::start(&["--max-queue-delay-ms", "20"]).await;
+    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let prompts: Vec<String> = case["prompts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap().into())
+        .collect();
+    let mut tasks = Vec::new();
+    for (i, prompt) in prompts.iter().enumerate() {
+        let mut client = daemon.inference().await;
+        let request = request(std::slice::from_ref(prompt), &case["params"]);
+        tasks.push(tokio::spawn(async move { (i, client.generate(request).await) }));
+    }
+    for task in tasks {
+        let (i, response) = task.await.unwrap();
+        check(
+            0,
+            &response.expect("generate").into_inner(),
+            &prompts[i..i + 1],
+            case,
+            i,
+        );
+    }
+}
