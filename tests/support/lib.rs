@@ -238,7 +238,12 @@ async fn is_serving(url: &str) -> bool {
 
 /// Asserts two scores agree within 1e-4 (relative for large magnitudes).
 pub fn assert_close(actual: f32, expected: f64, what: &str) {
-    let tolerance = 1e-4 * expected.abs().max(1.0);
+    assert_close_with(actual, expected, 1e-4, what)
+}
+
+/// Asserts two scores agree within `tolerance` (relative for large magnitudes).
+pub fn assert_close_with(actual: f32, expected: f64, tolerance: f64, what: &str) {
+    let tolerance = tolerance * expected.abs().max(1.0);
     assert!(
         (actual as f64 - expected).abs() <= tolerance,
         "{what}: got {actual}, expected {expected} (tolerance {tolerance})"

@@ -7,9 +7,10 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, GenerateRequest,
-    GetModelRequest, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo, ModelState, QuestionInput,
-    RunInput, RunRequest, StringList, TextInput, UnloadModelRequest, ZeroShotClassifyRequest,
+    AnswerQuestionRequest, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
+    GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo,
+    ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
+    ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -151,6 +152,18 @@ enum Command {
         #[arg(long)]
         model: Option<String>,
     },
+    /// Image classification of image files.
+    ClassifyImage {
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Labels per image (default 5; 0 = all).
+        #[arg(long)]
+        top_k: Option<u32>,
+        #[arg(long = "function")]
+        function_to_apply: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
     /// Run a custom plugin task, e.g. `inferctl run word-count "some text" --param top=2`.
     Run {
         task: String,
@@ -260,28 +273,7 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            if cli.json {
-                let out: Vec<Json> = response
-                    .results
-                    .iter()
-                    .map(|r| {
-                        Json::Array(
-                            r.labels
-                                .iter()
-                                .map(|l| json!({"label": l.label, "score": l.score}))
-                                .collect(),
-                        )
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                for (text, result) in texts.iter().zip(&response.results) {
-                    println!("{text}");
-                    for l in &result.labels {
-                        println!("  {:<24} {:.4}", l.label, l.score);
-                    }
-                }
-            }
+            print_classifications(texts.iter().map(String::as_str), &response.results, cli.json)?;
         }
         Command::ZeroShot {
             texts,
@@ -559,6 +551,34 @@ async fn run(cli: Cli) -> Result<()> {
                 }
             }
         }
+        Command::ClassifyImage {
+            paths,
+            top_k,
+            function_to_apply,
+            model,
+        } => {
+            let inputs = paths
+                .iter()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map(|data| ImageInput { data })
+                        .with_context(|| format!("read {}", p.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let request = ClassifyImageRequest {
+                model: model.unwrap_or_default(),
+                inputs,
+                top_k,
+                function_to_apply: function_to_apply.unwrap_or_default(),
+            };
+            let response = InferenceClient::new(channel)
+                .classify_image(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            print_classifications(names.iter().map(String::as_str), &response.results, cli.json)?;
+        }
         Command::Run {
             task,
             texts,
@@ -711,6 +731,36 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
                 .map_err(status)?;
             if !as_json {
                 println!("unloaded {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Label/score lists, one per input: a table under each input's name, or JSON.
+fn print_classifications<'a>(
+    names: impl Iterator<Item = &'a str>,
+    results: &[inferd_proto::v1::Classification],
+    as_json: bool,
+) -> Result<()> {
+    if as_json {
+        let out: Vec<Json> = results
+            .iter()
+            .map(|r| {
+                Json::Array(
+                    r.labels
+                        .iter()
+                        .map(|l| json!({"label": l.label, "score": l.score}))
+                        .collect(),
+                )
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (name, result) in names.zip(results) {
+            println!("{name}");
+            for l in &result.labels {
+                println!("  {:<24} {:.4}", l.label, l.score);
             }
         }
     }

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, AnswerQuestionResponse, ClassifyRequest, ClassifyResponse, ClassifyTokensRequest,
-    ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest, FillMaskResponse, GenerateRequest,
-    GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, ZeroShotClassifyRequest,
-    ZeroShotClassifyResponse,
+    AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
+    ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
+    FillMaskResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse,
+    ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -227,6 +227,20 @@ impl Inference for InferenceService {
             "question-answering",
             AnswerQuestion,
             AnswerQuestion
+        )
+    }
+
+    async fn classify_image(
+        &self,
+        request: Request<ClassifyImageRequest>,
+    ) -> Result<Response<ClassifyImageResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "ClassifyImage",
+            "image-classification",
+            ClassifyImage,
+            ClassifyImage
         )
     }
 

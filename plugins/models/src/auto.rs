@@ -370,3 +370,73 @@ pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
         architecture,
     })
 }
+
+/// Architectures `load_image_classifier` accepts.
+pub const IMAGE_CLASSIFICATION_ARCHITECTURES: &[&str] =
+    &["ViTForImageClassification", "ConvNextForImageClassification"];
+
+enum ImageNet {
+    Vit(crate::vit::VitForImageClassification),
+    ConvNext(crate::convnext::ConvNextForImageClassification),
+}
+
+/// A loaded image classifier with its image processor and labels.
+pub struct ImageClassifier {
+    net: ImageNet,
+    _vs: VarStore,
+    pub processor: crate::image::ImageProcessor,
+    pub config: CommonConfig,
+    pub labels: Vec<String>,
+    pub device: Device,
+    pub memory_bytes: u64,
+}
+
+impl ImageClassifier {
+    /// Logits [batch, labels] for pixel_values [batch, 3, H, W].
+    pub fn forward(&self, pixel_values: &Tensor) -> Tensor {
+        match &self.net {
+            ImageNet::Vit(m) => m.forward(pixel_values),
+            ImageNet::ConvNext(m) => m.forward(pixel_values),
+        }
+    }
+}
+
+pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifier> {
+    let config_file = config_path(dir)?;
+    let common = CommonConfig::from_dir(dir)?;
+    let architecture = architecture_of(dir)?;
+    let labels = common.labels(2);
+    let num_labels = labels.len() as i64;
+    let mut vs = VarStore::new(device);
+    let net = match architecture.as_str() {
+        "ViTForImageClassification" => {
+            let cfg: crate::vit::Config = read_json(&config_file)?;
+            ImageNet::Vit(crate::vit::VitForImageClassification::new(vs.root(), &cfg, num_labels))
+        }
+        "ConvNextForImageClassification" => {
+            let cfg: crate::convnext::Config = read_json(&config_file)?;
+            ImageNet::ConvNext(crate::convnext::ConvNextForImageClassification::new(
+                vs.root(),
+                &cfg,
+                num_labels,
+            ))
+        }
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "architecture {other} for image classification (supported: {})",
+                IMAGE_CLASSIFICATION_ARCHITECTURES.join(", ")
+            )))
+        }
+    };
+    Checkpoint::open(dir)?.load_into(&mut vs, &[])?;
+    let processor = crate::image::ImageProcessor::from_dir(dir)?;
+    Ok(ImageClassifier {
+        net,
+        memory_bytes: var_store_bytes(&vs),
+        _vs: vs,
+        processor,
+        config: common,
+        labels,
+        device,
+    })
+}

@@ -9,14 +9,18 @@ pub mod auto;
 pub mod bart;
 pub mod bert;
 pub mod config;
+pub mod convnext;
 pub mod device;
 pub mod distilbert;
 pub mod error;
 pub mod generation;
 pub mod gpt2;
+pub mod image;
 pub mod layers;
 pub mod roberta;
+pub mod scores;
 pub mod tokenizer;
+pub mod vit;
 pub mod weights;
 
 pub use error::{ModelError, Result};

@@ -47,13 +47,7 @@ pub fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).expect("f32 tensor")
 }
 
-/// numpy's softmax as pipeline() writes it: exp(x - max) / sum, in f32.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
+pub use inferd_models::scores::softmax;
 
 /// Index of the largest value (the first one on ties, like numpy's argmax).
 pub fn argmax(values: &[f32]) -> usize {

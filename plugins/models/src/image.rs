@@ -1,0 +1,577 @@
+//! Images in: decoding (PNG, JPEG, WebP, GIF first frame, BMP, TIFF) with a
+//! pixel limit, conversion to RGB as PIL's `convert("RGB")` does it, and the
+//! preprocessing of transformers' (slow, PIL-based) image processors:
+//! resize with PIL's resampling filters on 8-bit images, center crop,
+//! rescale and normalise, driven by preprocessor_config.json.
+
+use std::path::Path;
+
+use serde::Deserialize;
+use tch::{Device, Kind, Tensor};
+
+use crate::config::read_json;
+use crate::{ModelError, Result};
+
+/// Largest image accepted, in pixels (PIL's decompression-bomb limit is
+/// about 89 million; larger images are refused before decoding).
+pub const MAX_PIXELS: u64 = 89_478_485;
+
+/// An 8-bit RGB image, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RgbImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<u8>,
+}
+
+/// Decodes encoded image bytes into RGB. Errors name the problem.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+    use image::ImageReader;
+    if bytes.is_empty() {
+        return Err(ModelError::InvalidInput("the image is empty (0 bytes)".into()));
+    }
+    let reader = ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| ModelError::InvalidInput(format!("cannot read the image: {e}")))?;
+    let Some(format) = reader.format() else {
+        return Err(ModelError::InvalidInput(
+            "the bytes are not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)".into(),
+        ));
+    };
+    let (width, height) = ImageReader::with_format(std::io::Cursor::new(bytes), format)
+        .into_dimensions()
+        .map_err(|e| ModelError::InvalidInput(format!("cannot read the {format:?} header: {e}")))?;
+    if width == 0 || height == 0 {
+        return Err(ModelError::InvalidInput(format!(
+            "the image is {width}x{height}: it has no pixels"
+        )));
+    }
+    if width as u64 * height as u64 > MAX_PIXELS {
+        return Err(ModelError::InvalidInput(format!(
+            "the image is {width}x{height}, more than the limit of {MAX_PIXELS} pixels"
+        )));
+    }
+    if format == image::ImageFormat::Jpeg {
+        return decode_jpeg(bytes);
+    }
+    let decode_error =
+        |e: image::ImageError| ModelError::InvalidInput(format!("cannot decode the {format:?} image: {e}"));
+    let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    reader.no_limits();
+    let mut decoder = reader.into_decoder().map_err(decode_error)?;
+    // transformers' load_image applies the EXIF orientation (exif_transpose).
+    let orientation =
+        image::ImageDecoder::orientation(&mut decoder).unwrap_or(image::metadata::Orientation::NoTransforms);
+    let mut decoded = image::DynamicImage::from_decoder(decoder).map_err(decode_error)?;
+    decoded.apply_orientation(orientation);
+    Ok(to_rgb(decoded))
+}
+
+/// JPEG through `jpeg-decoder`, whose integer IDCT and upsampling follow
+/// libjpeg's (which PIL uses) more closely than the `image` crate's decoder.
+fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
+    use image::metadata::Orientation;
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
+    let pixels = decoder
+        .decode()
+        .map_err(|e| ModelError::InvalidInput(format!("cannot decode the JPEG image: {e}")))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| ModelError::InvalidInput("the JPEG has no frame header".into()))?;
+    let (w, h) = (info.width as u32, info.height as u32);
+    let image = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8),
+        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8),
+        jpeg_decoder::PixelFormat::L16 => {
+            let samples = pixels
+                .chunks_exact(2)
+                .map(|b| u16::from_be_bytes([b[0], b[1]]))
+                .collect();
+            image::ImageBuffer::from_raw(w, h, samples).map(image::DynamicImage::ImageLuma16)
+        }
+        jpeg_decoder::PixelFormat::CMYK32 => {
+            // PIL converts CMYK to RGB as 255 - (c or m or y), ignoring K... for
+            // Adobe-inverted data it is R = C * K / 255; use the latter.
+            let rgb = pixels
+                .chunks_exact(4)
+                .flat_map(|p| {
+                    let k = p[3] as u32;
+                    [
+                        (p[0] as u32 * k / 255) as u8,
+                        (p[1] as u32 * k / 255) as u8,
+                        (p[2] as u32 * k / 255) as u8,
+                    ]
+                })
+                .collect();
+            image::RgbImage::from_raw(w, h, rgb).map(image::DynamicImage::ImageRgb8)
+        }
+    };
+    let mut image = image.ok_or_else(|| ModelError::InvalidInput("the JPEG's pixel data is incomplete".into()))?;
+    if let Some(orientation) = decoder.exif_data().and_then(Orientation::from_exif_chunk) {
+        image.apply_orientation(orientation);
+    }
+    Ok(to_rgb(image))
+}
+
+/// PIL's `convert("RGB")`: alpha is dropped (not composited), grey is
+/// replicated, palettes were expanded by the decoder. 16-bit colour keeps
+/// the high byte of each sample (PIL reads it so); 16-bit grey is clipped
+/// to 255, as PIL's "I" to "RGB" conversion does.
+fn to_rgb(image: image::DynamicImage) -> RgbImage {
+    use image::DynamicImage as D;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let data = match &image {
+        D::ImageLuma16(_) | D::ImageLumaA16(_) => image
+            .to_luma16()
+            .into_raw()
+            .into_iter()
+            .flat_map(|v| [v.min(255) as u8; 3])
+            .collect(),
+        D::ImageRgb16(_) | D::ImageRgba16(_) => image
+            .to_rgb16()
+            .into_raw()
+            .into_iter()
+            .map(|v| (v >> 8) as u8)
+            .collect(),
+        _ => image.into_rgb8().into_raw(),
+    };
+    RgbImage { width, height, data }
+}
+
+/// PIL's resampling filters, as Resample.c defines them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Filter {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+}
+
+impl Filter {
+    /// PIL's numeric codes (transformers' `resample` in preprocessor_config.json).
+    pub fn from_pil_code(code: u32) -> Result<Self> {
+        Ok(match code {
+            0 => Filter::Nearest,
+            1 => Filter::Lanczos,
+            2 => Filter::Bilinear,
+            3 => Filter::Bicubic,
+            other => return Err(ModelError::Unsupported(format!("PIL resample filter {other}"))),
+        })
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Nearest => 0.5,
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Nearest => {
+                if x < 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bilinear => {
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            Filter::Lanczos => {
+                let sinc = |x: f64| {
+                    if x == 0.0 {
+                        1.0
+                    } else {
+                        let px = std::f64::consts::PI * x;
+                        px.sin() / px
+                    }
+                };
+                if x < 3.0 {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+/// Fixed-point precision of PIL's 8-bit resampling.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// For each output index: the first input index and the fixed-point weights,
+/// as PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` compute them.
+fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<(usize, Vec<i32>)> {
+    let scale = in_size as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = filter.support() * filterscale;
+    (0..out_size)
+        .map(|xx| {
+            let center = (xx as f64 + 0.5) * scale;
+            let ss = 1.0 / filterscale;
+            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+            let xmax = (((center + support + 0.5) as i64).min(in_size as i64) as usize).saturating_sub(xmin);
+            let mut weights: Vec<f64> = (0..xmax)
+                .map(|x| filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss))
+                .collect();
+            let total: f64 = weights.iter().sum();
+            if total != 0.0 {
+                for w in &mut weights {
+                    *w /= total;
+                }
+            }
+            let fixed = weights
+                .iter()
+                .map(|&w| {
+                    let v = w * (1u32 << PRECISION_BITS) as f64;
+                    (if v < 0.0 { v - 0.5 } else { v + 0.5 }) as i32
+                })
+                .collect();
+            (xmin, fixed)
+        })
+        .collect()
+}
+
+fn clip8(v: i64) -> u8 {
+    (v >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// PIL's `Image.resize((width, height), filter)` on an RGB image: two
+/// separable passes, each rounded to 8 bits. Pillow (13) runs the vertical
+/// pass first when it shrinks the height by more than twice what the
+/// horizontal pass shrinks the width.
+pub fn resize(image: &RgbImage, width: usize, height: usize, filter: Filter) -> RgbImage {
+    let dh = image.height as i64 - height as i64;
+    let dw = image.width as i64 - width as i64;
+    let horizontal_first = !(dh > 0 && dh > 2 * dw);
+    if horizontal_first {
+        resize_vertical(&resize_horizontal(image, width, filter), height, filter)
+    } else {
+        resize_horizontal(&resize_vertical(image, height, filter), width, filter)
+    }
+}
+
+fn resize_horizontal(image: &RgbImage, width: usize, filter: Filter) -> RgbImage {
+    if width == image.width {
+        return image.clone();
+    }
+    let coeffs = coefficients(image.width, width, filter);
+    let mut out = vec![0u8; width * image.height * 3];
+    for y in 0..image.height {
+        let row = &image.data[y * image.width * 3..(y + 1) * image.width * 3];
+        for (x, (xmin, weights)) in coeffs.iter().enumerate() {
+            for c in 0..3 {
+                let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+                for (k, w) in weights.iter().enumerate() {
+                    acc += row[(xmin + k) * 3 + c] as i64 * *w as i64;
+                }
+                out[(y * width + x) * 3 + c] = clip8(acc);
+            }
+        }
+    }
+    RgbImage {
+        width,
+        height: image.height,
+        data: out,
+    }
+}
+
+fn resize_vertical(image: &RgbImage, height: usize, filter: Filter) -> RgbImage {
+    if height == image.height {
+        return image.clone();
+    }
+    let coeffs = coefficients(image.height, height, filter);
+    let w3 = image.width * 3;
+    let mut out = vec![0u8; w3 * height];
+    for (y, (ymin, weights)) in coeffs.iter().enumerate() {
+        for i in 0..w3 {
+            let mut acc: i64 = 1 << (PRECISION_BITS - 1);
+            for (k, w) in weights.iter().enumerate() {
+                acc += image.data[(ymin + k) * w3 + i] as i64 * *w as i64;
+            }
+            out[y * w3 + i] = clip8(acc);
+        }
+    }
+    RgbImage {
+        width: image.width,
+        height,
+        data: out,
+    }
+}
+
+/// transformers' `center_crop`: offsets rounded down; an image smaller than
+/// the crop is padded with zeros around it.
+pub fn center_crop(image: &RgbImage, width: usize, height: usize) -> RgbImage {
+    let top = (image.height as i64 - height as i64) / 2;
+    let left = (image.width as i64 - width as i64) / 2;
+    let mut out = vec![0u8; width * height * 3];
+    for y in 0..height as i64 {
+        let sy = y + top;
+        if sy < 0 || sy >= image.height as i64 {
+            continue;
+        }
+        for x in 0..width as i64 {
+            let sx = x + left;
+            if sx < 0 || sx >= image.width as i64 {
+                continue;
+            }
+            let src = (sy as usize * image.width + sx as usize) * 3;
+            let dst = (y as usize * width + x as usize) * 3;
+            out[dst..dst + 3].copy_from_slice(&image.data[src..src + 3]);
+        }
+    }
+    RgbImage {
+        width,
+        height,
+        data: out,
+    }
+}
+
+/// `size` in preprocessor_config.json.
+#[derive(Debug, Clone, Deserialize, Default)]
+pub struct SizeSpec {
+    pub height: Option<usize>,
+    pub width: Option<usize>,
+    pub shortest_edge: Option<usize>,
+}
+
+/// The preprocessor_config.json fields of ViT- and ConvNeXT-style processors.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ImageProcessorConfig {
+    #[serde(default)]
+    pub image_processor_type: Option<String>,
+    #[serde(default = "yes")]
+    pub do_resize: bool,
+    #[serde(default)]
+    pub size: Option<SizeSpec>,
+    #[serde(default)]
+    pub resample: Option<u32>,
+    #[serde(default)]
+    pub crop_pct: Option<f64>,
+    #[serde(default = "yes")]
+    pub do_rescale: bool,
+    #[serde(default = "default_rescale")]
+    pub rescale_factor: f64,
+    #[serde(default = "yes")]
+    pub do_normalize: bool,
+    #[serde(default)]
+    pub image_mean: Option<Vec<f64>>,
+    #[serde(default)]
+    pub image_std: Option<Vec<f64>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_rescale() -> f64 {
+    1.0 / 255.0
+}
+
+const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
+
+/// An image processor: what transformers' ViTImageProcessor or
+/// ConvNextImageProcessor does to one RGB image.
+#[derive(Debug, Clone)]
+pub struct ImageProcessor {
+    config: ImageProcessorConfig,
+    kind: ProcessorKind,
+    filter: Filter,
+    mean: [f64; 3],
+    std: [f64; 3],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ProcessorKind {
+    /// Resize to (height, width).
+    Vit,
+    /// Shortest edge with crop_pct, then center crop.
+    ConvNext,
+}
+
+impl ImageProcessor {
+    pub fn from_dir(dir: &Path) -> Result<Self> {
+        let path = dir.join("preprocessor_config.json");
+        if !path.is_file() {
+            return Err(ModelError::MissingFile {
+                dir: dir.to_path_buf(),
+                what: "preprocessor_config.json".into(),
+                expected: "the image processor configuration saved with the model".into(),
+            });
+        }
+        let config: ImageProcessorConfig = read_json(&path)?;
+        let kind_name = config.image_processor_type.clone().unwrap_or_default();
+        let (kind, default_filter, default_mean, default_std) = if kind_name.starts_with("ConvNext") {
+            (ProcessorKind::ConvNext, 3, IMAGENET_MEAN, IMAGENET_STD)
+        } else if kind_name.starts_with("ViT") || kind_name.is_empty() {
+            (ProcessorKind::Vit, 2, [0.5; 3], [0.5; 3])
+        } else {
+            return Err(ModelError::Unsupported(format!(
+                "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor)"
+            )));
+        };
+        let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| -> Result<[f64; 3]> {
+            match v {
+                None => Ok(default),
+                Some(v) if v.len() == 3 => Ok([v[0], v[1], v[2]]),
+                Some(v) => Err(ModelError::bad_file(
+                    &path,
+                    format!("expected 3 channel values, got {}", v.len()),
+                )),
+            }
+        };
+        Ok(ImageProcessor {
+            filter: Filter::from_pil_code(config.resample.unwrap_or(default_filter))?,
+            mean: triple(&config.image_mean, default_mean)?,
+            std: triple(&config.image_std, default_std)?,
+            kind,
+            config,
+        })
+    }
+
+    /// The 8-bit image after resizing and cropping.
+    pub fn resize_and_crop(&self, image: &RgbImage) -> Result<RgbImage> {
+        if !self.config.do_resize {
+            return Ok(image.clone());
+        }
+        let size = self.config.size.clone().unwrap_or_default();
+        match self.kind {
+            ProcessorKind::Vit => {
+                let (h, w) = (size.height.unwrap_or(224), size.width.unwrap_or(224));
+                Ok(resize(image, w, h, self.filter))
+            }
+            ProcessorKind::ConvNext => {
+                let shortest = size.shortest_edge.unwrap_or(384);
+                if shortest < 384 {
+                    let crop_pct = self.config.crop_pct.unwrap_or(224.0 / 256.0);
+                    let resize_short = (shortest as f64 / crop_pct) as usize;
+                    let (h, w) = shortest_edge_size(image.height, image.width, resize_short);
+                    let resized = resize(image, w, h, self.filter);
+                    Ok(center_crop(&resized, shortest, shortest))
+                } else {
+                    Ok(resize(image, shortest, shortest, self.filter))
+                }
+            }
+        }
+    }
+
+    /// pixel_values [3, H, W] as f32: resized, rescaled, normalised.
+    pub fn pixel_values(&self, image: &RgbImage) -> Result<Vec<f32>> {
+        Ok(self.rescale_and_normalise(&self.resize_and_crop(image)?))
+    }
+
+    /// The float planes [3, H, W] of an already resized image.
+    fn rescale_and_normalise(&self, img: &RgbImage) -> Vec<f32> {
+        let plane = img.width * img.height;
+        let mut out = vec![0f32; 3 * plane];
+        // As transformers computes it: rescale in f64 then stored as f32,
+        // normalise in f32 (a subtraction, then a division).
+        let scale = if self.config.do_rescale {
+            self.config.rescale_factor
+        } else {
+            1.0
+        };
+        let mean = self.mean.map(|m| m as f32);
+        let std = self.std.map(|s| s as f32);
+        for p in 0..plane {
+            for c in 0..3 {
+                let mut v = (img.data[p * 3 + c] as f64 * scale) as f32;
+                if self.config.do_normalize {
+                    v = (v - mean[c]) / std[c];
+                }
+                out[c * plane + p] = v;
+            }
+        }
+        out
+    }
+
+    /// A batch tensor [n, 3, H, W] on `device`.
+    pub fn batch(&self, images: &[RgbImage], device: Device) -> Result<Tensor> {
+        let mut data = Vec::new();
+        let mut shape = (0usize, 0usize);
+        for image in images {
+            let img = self.resize_and_crop(image)?;
+            shape = (img.height, img.width);
+            data.extend(self.rescale_and_normalise(&img));
+        }
+        Ok(Tensor::from_slice(&data)
+            .view([images.len() as i64, 3, shape.0 as i64, shape.1 as i64])
+            .to_kind(Kind::Float)
+            .to_device(device))
+    }
+}
+
+/// transformers' `get_resize_output_image_size(size=s, default_to_square=False)`:
+/// the short side becomes `s`, the long side `int(s * long / short)`.
+fn shortest_edge_size(height: usize, width: usize, short: usize) -> (usize, usize) {
+    if height <= width {
+        (short, (short as f64 * width as f64 / height as f64) as usize)
+    } else {
+        ((short as f64 * height as f64 / width as f64) as usize, short)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resizing_to_the_same_size_is_identity_and_uniform_stays_uniform() {
+        let image = RgbImage {
+            width: 4,
+            height: 3,
+            data: (0..36).map(|v| v as u8 * 7).collect(),
+        };
+        assert_eq!(resize(&image, 4, 3, Filter::Bicubic), image);
+        let flat = RgbImage {
+            width: 10,
+            height: 7,
+            data: vec![200; 210],
+        };
+        for filter in [Filter::Bilinear, Filter::Bicubic, Filter::Lanczos] {
+            let out = resize(&flat, 3, 5, filter);
+            assert!(out.data.iter().all(|&v| v == 200), "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn center_crop_takes_the_middle() {
+        let image = RgbImage {
+            width: 4,
+            height: 4,
+            data: (0..48).map(|v| v as u8).collect(),
+        };
+        let out = center_crop(&image, 2, 2);
+        // Rows 1-2, columns 1-2.
+        assert_eq!(&out.data[0..3], &image.data[(4 + 1) * 3..(4 + 1) * 3 + 3]);
+        assert_eq!(shortest_edge_size(61, 97, 73), (73, 116));
+    }
+
+    #[test]
+    fn bad_bytes_are_refused_with_a_reason() {
+        assert!(decode_rgb(b"").unwrap_err().to_string().contains("empty"));
+        assert!(decode_rgb(b"hello, not an image")
+            .unwrap_err()
+            .to_string()
+            .contains("not an image"));
+    }
+}

@@ -1,0 +1,77 @@
+//! The inferd plugin for image tasks. Images arrive as encoded files; the
+//! models and the image processing come from `inferd-models`.
+
+pub mod image_classification;
+
+use inferd_models::auto::{load_image_classifier, ImageClassifier, IMAGE_CLASSIFICATION_ARCHITECTURES};
+use inferd_models::device::parse_device;
+use inferd_sdk::proto::task_request::Body as Request;
+use inferd_sdk::proto::task_response::Body as Response;
+use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+
+/// One loaded model, serving one task.
+pub struct VisionTask {
+    model: ImageClassifier,
+}
+
+impl Task for VisionTask {
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "vision".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Image tasks on ViT and ConvNeXT models (LibTorch)".into(),
+            tasks: vec![TaskSpec {
+                name: "image-classification".into(),
+                aliases: vec![],
+                default_model: "google/vit-base-patch16-224".into(),
+                architectures: IMAGE_CLASSIFICATION_ARCHITECTURES
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect(),
+                needs_model: true,
+                description: "Classify images (Inference/ClassifyImage)".into(),
+            }],
+        }
+    }
+
+    fn load(ctx: &LoadContext) -> Result<Self, Error> {
+        if ctx.task != "image-classification" {
+            return Err(Error::unimplemented(format!(
+                "the vision plugin has no task {}",
+                ctx.task
+            )));
+        }
+        let device = parse_device(&ctx.device)?;
+        let dir = ctx
+            .model_dir
+            .as_deref()
+            .ok_or_else(|| Error::invalid_argument("image-classification needs a model source"))?;
+        Ok(VisionTask {
+            model: load_image_classifier(dir, device)?,
+        })
+    }
+
+    fn describe(&self) -> LoadedModel {
+        LoadedModel {
+            memory_bytes: self.model.memory_bytes,
+            labels: self.model.labels.clone(),
+        }
+    }
+
+    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
+        batch
+            .into_iter()
+            .map(|request| match request.body {
+                Some(Request::ClassifyImage(r)) => {
+                    image_classification::classify(&self.model, &r).map(Response::ClassifyImage)
+                }
+                _ => Err(Error::failed_precondition(
+                    "this model serves image-classification; call Inference/ClassifyImage",
+                )),
+            })
+            .collect()
+    }
+}
+
+export_plugin!(VisionTask);
