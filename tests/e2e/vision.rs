@@ -54,11 +54,7 @@ async fn image_classification_matches_pipeline() {
         let got_labels: Vec<&str> = got.iter().map(|l| l.label.as_str()).collect();
         let want_labels: Vec<&str> = want.iter().map(|l| l["label"].as_str().unwrap()).collect();
         assert_eq!(got_labels, want_labels, "{what}: labels");
-        // Known gap: JPEG decoding differs from libjpeg-turbo's by a level or
-        // two (see plugins/models/tests/image_processor.rs), which moves
-        // scores by up to 1e-2 on small 4:2:0 files.
-        let image_name = case["image"].as_str().unwrap();
-        let tolerance = if image_name.ends_with(".jpg") { 1e-2 } else { 1e-3 };
+        let tolerance = 1e-3;
         for (g, w) in got.iter().zip(want) {
             assert_close_with(g.score, w["score"].as_f64().unwrap(), tolerance, &what);
         }

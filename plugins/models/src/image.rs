@@ -67,50 +67,71 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     Ok(to_rgb(decoded))
 }
 
-/// JPEG through `jpeg-decoder`, whose integer IDCT and upsampling follow
-/// libjpeg's (which PIL uses) more closely than the `image` crate's decoder.
+/// JPEG through mozjpeg (libjpeg-turbo's decoder: the same integer IDCT
+/// and fancy upsampling as the libjpeg-turbo PIL uses, so the pixels match).
+/// libjpeg reports errors by unwinding, which is caught here.
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
     use image::metadata::Orientation;
-    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(bytes));
-    let pixels = decoder
-        .decode()
-        .map_err(|e| ModelError::InvalidInput(format!("cannot decode the JPEG image: {e}")))?;
-    let info = decoder
-        .info()
-        .ok_or_else(|| ModelError::InvalidInput("the JPEG has no frame header".into()))?;
-    let (w, h) = (info.width as u32, info.height as u32);
-    let image = match info.pixel_format {
-        jpeg_decoder::PixelFormat::RGB24 => image::RgbImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageRgb8),
-        jpeg_decoder::PixelFormat::L8 => image::GrayImage::from_raw(w, h, pixels).map(image::DynamicImage::ImageLuma8),
-        jpeg_decoder::PixelFormat::L16 => {
-            let samples = pixels
-                .chunks_exact(2)
-                .map(|b| u16::from_be_bytes([b[0], b[1]]))
-                .collect();
-            image::ImageBuffer::from_raw(w, h, samples).map(image::DynamicImage::ImageLuma16)
-        }
-        jpeg_decoder::PixelFormat::CMYK32 => {
-            // PIL converts CMYK to RGB as 255 - (c or m or y), ignoring K... for
-            // Adobe-inverted data it is R = C * K / 255; use the latter.
-            let rgb = pixels
-                .chunks_exact(4)
-                .flat_map(|p| {
-                    let k = p[3] as u32;
-                    [
-                        (p[0] as u32 * k / 255) as u8,
-                        (p[1] as u32 * k / 255) as u8,
-                        (p[2] as u32 * k / 255) as u8,
-                    ]
-                })
-                .collect();
-            image::RgbImage::from_raw(w, h, rgb).map(image::DynamicImage::ImageRgb8)
+    // libjpeg only warns about a file that ends early (and fills the rest
+    // with grey); PIL refuses it as truncated, and so do we.
+    // (Only after the scan starts: an EXIF thumbnail has its own end marker.)
+    let scan_start = bytes.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap_or(0);
+    if !bytes[scan_start..].windows(2).any(|w| w == [0xFF, 0xD9]) {
+        return Err(ModelError::InvalidInput(
+            "cannot decode the JPEG image: it is truncated (no end-of-image marker)".into(),
+        ));
+    }
+    let decoded = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
+        let mut started = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+        let (width, height) = (started.width(), started.height());
+        let data = started.read_scanlines::<u8>()?;
+        started.finish()?;
+        Ok((width, height, data))
+    });
+    let (width, height, data) = match decoded {
+        Ok(Ok(image)) => image,
+        Ok(Err(e)) => return Err(ModelError::InvalidInput(format!("cannot decode the JPEG image: {e}"))),
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "corrupt data".into());
+            return Err(ModelError::InvalidInput(format!(
+                "cannot decode the JPEG image: {reason}"
+            )));
         }
     };
-    let mut image = image.ok_or_else(|| ModelError::InvalidInput("the JPEG's pixel data is incomplete".into()))?;
-    if let Some(orientation) = decoder.exif_data().and_then(Orientation::from_exif_chunk) {
+    if data.len() != width * height * 3 {
+        return Err(ModelError::InvalidInput(
+            "cannot decode the JPEG image: its pixel data is incomplete".into(),
+        ));
+    }
+    let mut image = image::DynamicImage::ImageRgb8(
+        image::RgbImage::from_raw(width as u32, height as u32, data).expect("size checked"),
+    );
+    if let Some(orientation) = jpeg_exif(bytes).and_then(Orientation::from_exif_chunk) {
         image.apply_orientation(orientation);
     }
     Ok(to_rgb(image))
+}
+
+/// The EXIF payload (after "Exif\0\0") of a JPEG's APP1 segment.
+fn jpeg_exif(bytes: &[u8]) -> Option<&[u8]> {
+    let mut i = 2;
+    while i + 4 <= bytes.len() && bytes[i] == 0xFF {
+        let marker = bytes[i + 1];
+        if marker == 0xDA || marker == 0xD9 {
+            break;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        let segment = bytes.get(i + 4..i + 2 + len)?;
+        if marker == 0xE1 && segment.starts_with(b"Exif\0\0") {
+            return Some(&segment[6..]);
+        }
+        i += 2 + len;
+    }
+    None
 }
 
 /// PIL's `convert("RGB")`: alpha is dropped (not composited), grey is

@@ -1,8 +1,8 @@
 //! The image path against transformers' image processors: for every fixture
 //! image and model, pixel_values from `ImageProcessor` are within 2e-2 (max
 //! absolute difference, after normalisation) of what ViTImageProcessor /
-//! ConvNextImageProcessor produced, as recorded by make_fixtures.py (JPEG:
-//! 6e-2, see below).
+//! ConvNextImageProcessor produced, as recorded by make_fixtures.py. (They
+//! are in fact bit-exact: same resampling, same libjpeg-turbo decoding.)
 
 use std::path::PathBuf;
 
@@ -56,12 +56,7 @@ fn pixel_values_match_transformers_processors() {
         assert_eq!(got.len(), want.len());
         let max_diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
         worst = worst.max(max_diff);
-        // Known gap: JPEG is decoded by jpeg-decoder, whose IDCT and chroma
-        // upsampling differ from libjpeg-turbo's (which PIL uses) by up to two
-        // or three levels on 4:2:0 files; everything else is held to 2e-2.
-        let is_jpeg = name.ends_with(".jpg") || name.ends_with(".jpeg");
-        let tolerance = if is_jpeg { 6e-2 } else { 2e-2 };
-        if max_diff > tolerance {
+        if max_diff > 2e-2 {
             failures.push(format!("{model} on {name}: max abs difference {max_diff}"));
         }
     }
