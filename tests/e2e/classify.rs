@@ -48,7 +48,10 @@ fn request(model: &str, case: &Case, inputs: Vec<TextInput>) -> ClassifyRequest 
 
 #[tokio::test]
 async fn classify_matches_pipeline_on_every_fixture_case() {
-    let references: References = reference("text_classification.json");
+    // BERT and DistilBERT (and their problem types), then RoBERTa's own head.
+    let mut references: References = reference("text_classification.json");
+    let roberta: References = reference("text_classification_roberta.json");
+    references.cases.extend(roberta.cases);
     let daemon = Daemon::start(&[]).await;
     let mut models: Vec<&str> = references.cases.iter().map(|c| c.model.as_str()).collect();
     models.dedup();
