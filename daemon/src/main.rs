@@ -167,6 +167,8 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         }
     }
     let spec = LoadSpec {
+        // Named after the configured source even when the fallback is used,
+        // so that clients address it the same way either way.
         name: if model.name.is_empty() {
             model.source.clone()
         } else {

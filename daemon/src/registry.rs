@@ -125,22 +125,24 @@ impl Registry {
     }
 
     fn canonical_task(&self, task: &str) -> Result<String> {
-        self.plugins.canonical_task(task).map(str::to_string).ok_or_else(|| {
-            DaemonError::InvalidArgument(format!(
-                "no plugin serves task `{task}` (tasks served: {})",
-                self.plugins.task_names().join(", ")
-            ))
-        })
+        self.plugins
+            .canonical_task(task)
+            .map(str::to_string)
+            .ok_or_else(|| DaemonError::InvalidArgument(self.no_plugin_for(task)))
+    }
+
+    fn no_plugin_for(&self, task: &str) -> String {
+        format!(
+            "no plugin serves task `{task}` (tasks served: {})",
+            self.plugins.task_names().join(", ")
+        )
     }
 
     /// The model a request for `task` should go to: `model` if named (it
     /// must serve `task`), else the task's default.
     pub fn model_for(&self, task: &str, model: &str) -> Result<Arc<Model>> {
         let Some(canonical) = self.plugins.canonical_task(task) else {
-            return Err(DaemonError::Unimplemented(format!(
-                "no plugin serves task `{task}` (tasks served: {})",
-                self.plugins.task_names().join(", ")
-            )));
+            return Err(DaemonError::Unimplemented(self.no_plugin_for(task)));
         };
         let inner = self.inner.read().expect("registry lock");
         if model.is_empty() {

@@ -10,6 +10,13 @@ use serde_json::Value;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
+/// A daemon serving the fixture GPT-2 `fixture` as model "gpt2".
+async fn gpt2_daemon(fixture: &str, args: &[&str]) -> Daemon {
+    let daemon = Daemon::start(args).await;
+    daemon.load("gpt2", "text-generation", &fixture_model(fixture)).await;
+    daemon
+}
+
 fn request(prompts: &[String], params: &Value) -> GenerateRequest {
     let u32_of = |k: &str| params.get(k).and_then(Value::as_u64).map(|n| n as u32);
     GenerateRequest {
@@ -53,8 +60,7 @@ fn check(case_n: usize, response: &GenerateResponse, prompts: &[String], case: &
 #[tokio::test]
 async fn greedy_generation_matches_pipeline_alone_and_batched() {
     let refs: Value = reference("text_generation.json");
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     for (n, case) in refs["cases"].as_array().unwrap().iter().enumerate() {
         let prompts: Vec<String> = case["prompts"]
@@ -85,8 +91,7 @@ async fn greedy_generation_matches_pipeline_alone_and_batched() {
 
 #[tokio::test]
 async fn streaming_yields_the_same_tokens_and_a_final_summary() {
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     let prompts = vec!["The hotel room was dirty and the staff were rude.".to_string()];
     for max_new_tokens in [3u32, 20] {
@@ -130,8 +135,7 @@ async fn streaming_yields_the_same_tokens_and_a_final_summary() {
 
 #[tokio::test]
 async fn sampling_is_seeded_and_top_k_one_is_greedy() {
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     let prompts = vec!["Hello world".to_string()];
     let sample = |seed: u64, top_k: Option<u32>| GenerateRequest {
@@ -175,8 +179,7 @@ async fn sampling_is_seeded_and_top_k_one_is_greedy() {
 #[tokio::test]
 async fn sampled_next_tokens_follow_the_filtered_distribution() {
     let refs: Value = reference("generation_logits.json");
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     let draws = 3000u32;
     for prompt in refs["prompts"].as_array().unwrap() {
@@ -222,8 +225,7 @@ async fn sampled_next_tokens_follow_the_filtered_distribution() {
 
 #[tokio::test]
 async fn bad_generation_requests_are_refused() {
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     let base = || GenerateRequest {
         model: "gpt2".into(),
@@ -326,10 +328,7 @@ async fn bad_generation_requests_are_refused() {
 /// the next request does not wait for the abandoned generation to finish.
 #[tokio::test]
 async fn cancelling_a_stream_stops_its_generation() {
-    let daemon = Daemon::start(&[]).await;
-    daemon
-        .load("gpt2", "text-generation", &fixture_model("gpt2-slow"))
-        .await;
+    let daemon = gpt2_daemon("gpt2-slow", &[]).await;
     let mut client = daemon.inference().await;
     let long = GenerateRequest {
         model: "gpt2".into(),
@@ -373,8 +372,7 @@ async fn cancelling_a_stream_stops_its_generation() {
 
 #[tokio::test]
 async fn stop_sequences_end_generation() {
-    let daemon = Daemon::start(&[]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
     let mut client = daemon.inference().await;
     let prompts = vec!["Hello world".to_string()];
     let greedy = |stop: Vec<String>| GenerateRequest {
@@ -409,8 +407,7 @@ async fn stop_sequences_end_generation() {
 async fn concurrent_requests_get_their_own_answers() {
     let refs: Value = reference("text_generation.json");
     let case = &refs["cases"][0];
-    let daemon = Daemon::start(&["--max-queue-delay-ms", "20"]).await;
-    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let daemon = gpt2_daemon("gpt2-gen", &["--max-queue-delay-ms", "20"]).await;
     let prompts: Vec<String> = case["prompts"]
         .as_array()
         .unwrap()

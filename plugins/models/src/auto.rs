@@ -181,22 +181,11 @@ impl TextModel {
     }
 }
 
-/// The architecture named in config.json (its first `architectures` entry).
-pub fn architecture_of(dir: &Path) -> Result<String> {
-    let common = CommonConfig::from_dir(dir)?;
-    common.architectures.first().cloned().ok_or_else(|| {
-        ModelError::bad_file(
-            dir.join("config.json"),
-            "no `architectures` entry names the model class",
-        )
-    })
-}
-
 /// Loads the model in `dir` with `head` on `device`.
 pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextModel> {
     let config_file = config_path(dir)?;
     let common = CommonConfig::from_dir(dir)?;
-    let architecture = architecture_of(dir)?;
+    let architecture = common.architecture(&config_file)?;
     let supported = head.architectures();
     let family = Family::of(&architecture)
         .filter(|_| supported.contains(&architecture))
@@ -295,7 +284,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
             (net, cfg.max_position_embeddings, cfg.pad_token_id)
         }
     };
-    Checkpoint::open(dir)?.load_into(&mut vs, &[])?;
+    Checkpoint::open(dir)?.load_into(&mut vs)?;
     let tokenizer = TextTokenizer::from_dir(dir, positions.max(1) as usize, pad_id)?;
     Ok(TextModel {
         net,
@@ -330,7 +319,7 @@ pub struct CausalModel {
 /// Loads a `*LMHeadModel` for text generation.
 pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
     let config_file = config_path(dir)?;
-    let architecture = architecture_of(dir)?;
+    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     if !CAUSAL_LM_ARCHITECTURES.contains(&architecture.as_str()) {
         return Err(ModelError::Unsupported(format!(
             "architecture {architecture} for text generation (supported: {})",
@@ -340,7 +329,7 @@ pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
     let cfg: crate::gpt2::Config = read_json(&config_file)?;
     let mut vs = VarStore::new(device);
     let model = crate::gpt2::Gpt2LmHeadModel::new(vs.root(), &cfg);
-    Checkpoint::open(dir)?.load_into(&mut vs, &[])?;
+    Checkpoint::open(dir)?.load_into(&mut vs)?;
     let generation_file = dir.join("generation_config.json");
     let generation: crate::generation::GenerationConfigFile = if generation_file.is_file() {
         read_json(&generation_file)?
@@ -404,7 +393,7 @@ impl ImageClassifier {
 pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifier> {
     let config_file = config_path(dir)?;
     let common = CommonConfig::from_dir(dir)?;
-    let architecture = architecture_of(dir)?;
+    let architecture = common.architecture(&config_file)?;
     let labels = common.labels(2);
     let num_labels = labels.len() as i64;
     let mut vs = VarStore::new(device);
@@ -428,7 +417,7 @@ pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifi
             )))
         }
     };
-    Checkpoint::open(dir)?.load_into(&mut vs, &[])?;
+    Checkpoint::open(dir)?.load_into(&mut vs)?;
     let processor = crate::image::ImageProcessor::from_dir(dir)?;
     Ok(ImageClassifier {
         net,

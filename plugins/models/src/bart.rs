@@ -7,7 +7,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::layers::{
+    attention, causal_bias, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+};
 use crate::tokenizer::EncodedBatch;
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.
@@ -251,8 +253,8 @@ impl BartModel {
     /// causally to themselves and to the (masked) encoder states.
     pub fn decode(&self, decoder_ids: &Tensor, memory: &Tensor, memory_mask: &Tensor) -> Tensor {
         let tgt = decoder_ids.size()[1];
-        let causal = Tensor::ones([tgt, tgt], (Kind::Float, decoder_ids.device())).triu(1) * f32::MIN as f64;
-        let self_bias = causal.view([1, 1, tgt, tgt]);
+        // The decoder inputs have no padding of their own: only causality.
+        let self_bias = causal_bias(&decoder_ids.ones_like(), tgt);
         let memory_bias = padding_bias(memory_mask, Kind::Float);
         let mut x = self
             .decoder_embed

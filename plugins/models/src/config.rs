@@ -46,6 +46,15 @@ impl CommonConfig {
         read_json(&config_path(dir)?)
     }
 
+    /// The architecture named in config.json (its first `architectures`
+    /// entry); `config_file` is only for the error message.
+    pub fn architecture(&self, config_file: &Path) -> Result<String> {
+        self.architectures
+            .first()
+            .cloned()
+            .ok_or_else(|| ModelError::bad_file(config_file, "no `architectures` entry names the model class"))
+    }
+
     /// Label names in class-index order. Without `id2label`, transformers
     /// names `n` labels LABEL_0 .. LABEL_{n-1}.
     pub fn labels(&self, default_count: usize) -> Vec<String> {

@@ -5,9 +5,10 @@
 //! load.
 
 use serde::Deserialize;
-use tch::{nn::Path, Kind, Tensor};
+use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm};
+use crate::generation::CausalLm;
+use crate::layers::{attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm};
 
 fn default_vocab_size() -> i64 {
     50257
@@ -167,47 +168,12 @@ impl Gpt2LmHeadModel {
             config: cfg.clone(),
         }
     }
-
-    /// An empty cache, one entry per layer.
-    pub fn new_cache(&self) -> Vec<KvCache> {
-        (0..self.blocks.len()).map(|_| KvCache::default()).collect()
-    }
-
-    /// Logits [batch, vocab] of the last position, for `input_ids` [batch,
-    /// new] at `position_ids` [batch, new], attending to the cached tokens
-    /// and themselves where `attention_mask` [batch, cached + new] is 1.
-    pub fn forward_last(
-        &self,
-        input_ids: &Tensor,
-        position_ids: &Tensor,
-        attention_mask: &Tensor,
-        cache: &mut [KvCache],
-    ) -> Tensor {
-        let _guard = tch::no_grad_guard();
-        let new = input_ids.size()[1];
-        let total = attention_mask.size()[1];
-        let past = total - new;
-        let device = input_ids.device();
-        // Query i (absolute position past + i) may see key j <= past + i
-        // that is not padding.
-        let query_pos = Tensor::arange_start(past, total, (Kind::Int64, device)).view([new, 1]);
-        let key_pos = Tensor::arange(total, (Kind::Int64, device)).view([1, total]);
-        let causal = key_pos.le_tensor(&query_pos).view([1, 1, new, total]);
-        let padding = attention_mask.ne(0).view([-1, 1, 1, total]);
-        let allowed = causal.logical_and(&padding);
-        let bias = allowed.logical_not().to_kind(Kind::Float) * f32::MIN as f64;
-        let mut x = self.wte.forward(input_ids) + self.wpe.forward(position_ids);
-        for (block, layer_cache) in self.blocks.iter().zip(cache.iter_mut()) {
-            x = block.forward(&x, &bias, layer_cache);
-        }
-        let last = self.ln_f.forward(&x.select(1, new - 1));
-        last.linear::<Tensor>(self.wte.weight(), None)
-    }
 }
 
-impl crate::generation::CausalLm for Gpt2LmHeadModel {
+impl CausalLm for Gpt2LmHeadModel {
+    /// An empty cache, one entry per layer.
     fn new_cache(&self) -> Vec<KvCache> {
-        Gpt2LmHeadModel::new_cache(self)
+        (0..self.blocks.len()).map(|_| KvCache::default()).collect()
     }
 
     fn forward_last(
@@ -217,7 +183,15 @@ impl crate::generation::CausalLm for Gpt2LmHeadModel {
         attention_mask: &Tensor,
         cache: &mut [KvCache],
     ) -> Tensor {
-        Gpt2LmHeadModel::forward_last(self, input_ids, position_ids, attention_mask, cache)
+        let _guard = tch::no_grad_guard();
+        let new = input_ids.size()[1];
+        let bias = causal_bias(attention_mask, new);
+        let mut x = self.wte.forward(input_ids) + self.wpe.forward(position_ids);
+        for (block, layer_cache) in self.blocks.iter().zip(cache.iter_mut()) {
+            x = block.forward(&x, &bias, layer_cache);
+        }
+        let last = self.ln_f.forward(&x.select(1, new - 1));
+        last.linear::<Tensor>(self.wte.weight(), None)
     }
 
     fn max_positions(&self) -> usize {

@@ -139,6 +139,20 @@ pub fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
     (keep.ones_like() - keep) * min
 }
 
+/// The additive attention bias of a causal decoder step: `new` queries (the
+/// last `new` of the [batch, total] `attention_mask`) may see every earlier
+/// or same position that is not padding. [batch, 1, new, total], 0 where
+/// allowed and f32::MIN elsewhere.
+pub fn causal_bias(attention_mask: &Tensor, new: i64) -> Tensor {
+    let total = attention_mask.size()[1];
+    let device = attention_mask.device();
+    let query_pos = Tensor::arange_start(total - new, total, (Kind::Int64, device)).view([new, 1]);
+    let key_pos = Tensor::arange(total, (Kind::Int64, device)).view([1, total]);
+    let causal = key_pos.le_tensor(&query_pos).view([1, 1, new, total]);
+    let padding = attention_mask.ne(0).view([-1, 1, 1, total]);
+    causal.logical_and(&padding).logical_not().to_kind(Kind::Float) * f32::MIN as f64
+}
+
 /// softmax(q kᵀ / sqrt(d) + bias) v for [batch, heads, seq, head_dim] inputs.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
     let head_dim = *q.size().last().expect("head dim") as f64;
@@ -158,15 +172,6 @@ pub struct KvCache {
 }
 
 impl KvCache {
-    /// Tokens cached so far.
-    pub fn len(&self) -> i64 {
-        self.kv.as_ref().map(|(k, _)| k.size()[2]).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
     /// Appends this step's keys and values; returns all of them.
     pub fn append(&mut self, k: Tensor, v: Tensor) -> (Tensor, Tensor) {
         let (k, v) = match self.kv.take() {

@@ -37,16 +37,11 @@ impl ScoreFunction {
         }
     }
 
-    /// image-classification's default: like text-classification's but
-    /// without the regression case.
+    /// image-classification's default: text-classification's, except that
+    /// `problem_type` "regression" gets no special case.
     pub fn default_for_images(problem_type: Option<&str>, num_labels: usize) -> Self {
-        match problem_type {
-            Some("multi_label_classification") => ScoreFunction::Sigmoid,
-            _ if num_labels == 1 => ScoreFunction::Sigmoid,
-            Some("single_label_classification") => ScoreFunction::Softmax,
-            _ if num_labels > 1 => ScoreFunction::Softmax,
-            _ => ScoreFunction::None,
-        }
+        let problem_type = problem_type.filter(|p| *p != "regression");
+        Self::default_for(problem_type, num_labels)
     }
 
     /// Scores from logits, in f32 as pipeline()'s numpy code computes them.

@@ -66,8 +66,6 @@ pub struct EncodedBatch {
     pub attention_mask: Tensor,
     /// [batch, seq] segment ids (0 for the first text, 1 for the pair).
     pub token_type_ids: Tensor,
-    /// The encodings, before padding, one per input.
-    pub encodings: Vec<Encoding>,
 }
 
 impl TextTokenizer {
@@ -245,16 +243,13 @@ impl TextTokenizer {
         prefix.filter(|p| !p.is_empty())
     }
 
-    pub fn vocab(&self) -> std::collections::HashMap<String, u32> {
-        self.inner.get_vocab(true)
+    /// The id of a vocabulary token (added tokens included).
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
     }
 
     pub fn max_length(&self) -> usize {
         self.max_length
-    }
-
-    pub fn inner(&self) -> &Tokenizer {
-        &self.inner
     }
 
     /// Encodes one text or text pair with special tokens, truncated.
@@ -266,20 +261,11 @@ impl TextTokenizer {
         encoding.map_err(|e| ModelError::Tokenizer(e.to_string()))
     }
 
-    /// Encodes texts (with optional pairs) and pads them to the longest.
-    pub fn encode_batch(&self, inputs: &[(&str, Option<&str>)], device: Device) -> Result<EncodedBatch> {
-        let encodings = inputs
-            .iter()
-            .map(|(text, pair)| self.encode(text, *pair))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(self.pad(encodings, device))
-    }
-
     /// Pads encodings (on the right) into batch tensors.
     ///
     /// (Token type ids are kept as the tokenizer made them; models without
     /// token types ignore them.)
-    pub fn pad(&self, encodings: Vec<Encoding>, device: Device) -> EncodedBatch {
+    pub fn pad(&self, encodings: &[Encoding], device: Device) -> EncodedBatch {
         let batch = encodings.len();
         let seq = encodings.iter().map(|e| e.len()).max().unwrap_or(0).max(1);
         let mut ids = vec![self.pad_id; batch * seq];
@@ -303,7 +289,6 @@ impl TextTokenizer {
             input_ids: Tensor::from_slice(&ids).view(shape).to_device(device),
             attention_mask: Tensor::from_slice(&mask).view(shape).to_device(device),
             token_type_ids: Tensor::from_slice(&types).view(shape).to_device(device),
-            encodings,
         }
     }
 }

@@ -153,20 +153,15 @@ impl Checkpoint {
         out
     }
 
-    /// Copies the checkpoint into every variable of `vs`. `tied` lists
-    /// (variable, checkpoint name) pairs used when a variable is absent from
-    /// the checkpoint because it shares its tensor with another one.
-    pub fn load_into(&self, vs: &mut VarStore, tied: &[(&str, &str)]) -> Result<()> {
+    /// Copies the checkpoint into every variable of `vs`. (Tied weights, such
+    /// as masked-LM decoders, are not variables: the heads share the
+    /// embedding tensor, so nothing needs to be found for them.)
+    pub fn load_into(&self, vs: &mut VarStore) -> Result<()> {
         let _guard = tch::no_grad_guard();
         let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
         variables.sort_by(|a, b| a.0.cmp(&b.0));
         for (name, mut var) in variables {
-            let mut candidates = Self::candidates(&name);
-            candidates.extend(
-                tied.iter()
-                    .filter(|(v, _)| *v == name)
-                    .map(|(_, source)| source.to_string()),
-            );
+            let candidates = Self::candidates(&name);
             let found = candidates.iter().find(|c| self.contains(c));
             let Some(source_name) = found else {
                 return Err(ModelError::MissingWeight {
@@ -235,16 +230,13 @@ mod tests {
         let root = vs.root();
         let w = root.sub("enc").sub("dense").zeros_no_train("weight", &[2, 2]);
         let g = root.sub("enc").sub("norm").zeros_no_train("weight", &[2]);
-        Checkpoint::open(dir.path()).unwrap().load_into(&mut vs, &[]).unwrap();
+        Checkpoint::open(dir.path()).unwrap().load_into(&mut vs).unwrap();
         assert_eq!(Vec::<f32>::try_from(w.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4.]);
         assert_eq!(Vec::<f32>::try_from(g).unwrap(), vec![5., 6.]);
 
         let mut vs2 = VarStore::new(Device::Cpu);
         let _ = vs2.root().sub("head").zeros_no_train("weight", &[2]);
-        let err = Checkpoint::open(dir.path())
-            .unwrap()
-            .load_into(&mut vs2, &[])
-            .unwrap_err();
+        let err = Checkpoint::open(dir.path()).unwrap().load_into(&mut vs2).unwrap_err();
         assert!(err.to_string().contains("head.weight"), "{err}");
     }
 
@@ -254,10 +246,7 @@ mod tests {
         write_checkpoint(dir.path(), &[("w", Tensor::zeros([3], (Kind::Float, Device::Cpu)))]);
         let mut vs = VarStore::new(Device::Cpu);
         let _ = vs.root().zeros_no_train("w", &[2]);
-        let err = Checkpoint::open(dir.path())
-            .unwrap()
-            .load_into(&mut vs, &[])
-            .unwrap_err();
+        let err = Checkpoint::open(dir.path()).unwrap().load_into(&mut vs).unwrap_err();
         assert!(matches!(err, ModelError::WeightShape { .. }), "{err}");
     }
 

@@ -6,9 +6,8 @@ use inferd_models::auto::TextModel;
 use inferd_models::scores::{top_labels, ScoreFunction};
 use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse};
 use inferd_sdk::Error;
-use tch::{Device, Kind};
 
-use crate::common::MAX_FORWARD_BATCH;
+use crate::common::{forward_encodings, values};
 
 /// A validated request, ready to run.
 struct Plan<'a> {
@@ -78,16 +77,11 @@ pub fn classify(model: &TextModel, requests: &[ClassifyRequest]) -> Vec<Result<C
         .collect()
 }
 
+/// Logits rows, one per text, through the shared batched forward pass.
 fn forward(model: &TextModel, texts: &[(&str, Option<&str>)]) -> Result<Vec<Vec<f32>>, Error> {
-    let mut rows = Vec::with_capacity(texts.len());
-    for chunk in texts.chunks(MAX_FORWARD_BATCH) {
-        let batch = model.tokenizer.encode_batch(chunk, model.device)?;
-        let logits = model.forward(&batch).to_kind(Kind::Float).to_device(Device::Cpu);
-        let (n, labels) = logits.size2().map_err(|e| Error::internal(e.to_string()))?;
-        let flat = Vec::<f32>::try_from(logits.flatten(0, -1)).map_err(|e| Error::internal(e.to_string()))?;
-        for i in 0..n as usize {
-            rows.push(flat[i * labels as usize..(i + 1) * labels as usize].to_vec());
-        }
-    }
-    Ok(rows)
+    let encodings = texts
+        .iter()
+        .map(|(text, pair)| model.tokenizer.encode(text, *pair))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(forward_encodings(model, &encodings)?.iter().map(values).collect())
 }

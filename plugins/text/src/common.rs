@@ -27,12 +27,9 @@ pub fn check_texts<'a>(texts: impl IntoIterator<Item = &'a str>, what: &str) -> 
 
 /// Runs the model over encodings in chunks; returns the output of each
 /// encoding as a CPU f32 tensor (its padded length kept), in order.
-pub fn forward_encodings(model: &TextModel, encodings: Vec<Encoding>) -> Result<Vec<Tensor>, Error> {
+pub fn forward_encodings(model: &TextModel, encodings: &[Encoding]) -> Result<Vec<Tensor>, Error> {
     let mut outputs = Vec::with_capacity(encodings.len());
-    let mut rest = encodings;
-    while !rest.is_empty() {
-        let tail = rest.split_off(rest.len().min(MAX_FORWARD_BATCH));
-        let chunk = std::mem::replace(&mut rest, tail);
+    for chunk in encodings.chunks(MAX_FORWARD_BATCH) {
         let batch: EncodedBatch = model.tokenizer.pad(chunk, model.device);
         let out = model.forward(&batch).to_kind(Kind::Float).to_device(Device::Cpu);
         for i in 0..out.size()[0] {

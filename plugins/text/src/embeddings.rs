@@ -128,7 +128,7 @@ fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRe
         encodings.push(model.tokenizer.encode_with(text, None, truncation.clone())?);
     }
     let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
-    let hidden = forward_encodings(model, encodings)?;
+    let hidden = forward_encodings(model, &encodings)?;
     let results = hidden
         .iter()
         .zip(lengths)

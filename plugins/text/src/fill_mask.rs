@@ -14,11 +14,10 @@ const DEFAULT_TOP_K: u32 = 5;
 /// Vocabulary ids of `targets` as pipeline() finds them: the token itself,
 /// else the first token of its encoding (unknown words are skipped).
 fn target_ids(model: &TextModel, targets: &[String]) -> Result<Vec<i64>, Error> {
-    let vocab = model.tokenizer.vocab();
     let mut ids = Vec::new();
     for target in targets {
-        let id = match vocab.get(target) {
-            Some(&id) => Some(id),
+        let id = match model.tokenizer.token_id(target) {
+            Some(id) => Some(id),
             None => {
                 let first = model.tokenizer.ids_without_special_tokens(target)?.first().copied();
                 if let Some(id) = first {
@@ -74,7 +73,7 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
     let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
     let mut chunks = Vec::new();
     for chunk in encodings.chunks(MAX_FORWARD_BATCH) {
-        let batch = model.tokenizer.pad(chunk.to_vec(), model.device);
+        let batch = model.tokenizer.pad(chunk, model.device);
         chunks.push(
             model
                 .masked_lm_logits(&batch, mask_id as i64)?

@@ -9,7 +9,7 @@ use inferd_models::tokenizer::{Encoding, TruncationDirection, TruncationParams, 
 use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 
-use crate::common::{char_slice, forward_encodings, values};
+use crate::common::{char_slice, forward_encodings, softmax, values};
 
 const DEFAULT_MAX_ANSWER_LEN: u32 = 15;
 /// Logit given to tokens that cannot be part of an answer.
@@ -112,7 +112,7 @@ fn windows(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Res
 
 fn answer_input(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Result<Vec<Answer>, Error> {
     let spans = windows(model, input, params)?;
-    let logits = forward_encodings(model, spans.clone())?;
+    let logits = forward_encodings(model, &spans)?;
     let cls = model.tokenizer.cls_id();
     let context: &str = &input.context;
     let mut answers: Vec<Answer> = Vec::new();
@@ -135,8 +135,8 @@ fn answer_input(model: &mut TextModel, input: &QuestionInput, params: &Params) -
                 .map(|t| if desired[t] { flat[t * 2 + column] } else { MASKED_LOGIT })
                 .collect()
         };
-        let mut start = normalise(&masked(0));
-        let mut end = normalise(&masked(1));
+        let mut start = softmax(&masked(0));
+        let mut end = softmax(&masked(1));
         if params.handle_impossible {
             min_null_score = min_null_score.min(start[0] * end[0]);
         }
@@ -171,11 +171,6 @@ fn answer_input(model: &mut TextModel, input: &QuestionInput, params: &Params) -
     answers.sort_by(|a, b| b.score.total_cmp(&a.score));
     answers.truncate(params.top_k);
     Ok(answers)
-}
-
-/// exp(x - max) / sum.
-fn normalise(logits: &[f32]) -> Vec<f32> {
-    crate::common::softmax(logits)
 }
 
 /// The `top` best (start, end) pairs by start[s] * end[e], with s <= e and

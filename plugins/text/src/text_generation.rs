@@ -30,45 +30,30 @@ struct Settings {
 /// Request over model files over pipeline defaults; `prompt_len` resolves
 /// `max_length` into new tokens.
 fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -> Result<Settings, Error> {
-    let files: [&GenerationConfigFile; 2] = [&model.generation, &model.task_params];
-    let pick = |f: &dyn Fn(&GenerationConfigFile) -> Option<f64>| files.iter().rev().find_map(|c| f(c));
+    let file = |get: fn(&GenerationConfigFile) -> Option<f32>| from_files(model, get);
+    let count = |asked: Option<u32>, get: fn(&GenerationConfigFile) -> Option<usize>| {
+        asked.map(|n| n as usize).or_else(|| from_files(model, get))
+    };
     let do_sample = request
         .do_sample
-        .or_else(|| files.iter().rev().find_map(|c| c.do_sample))
+        .or_else(|| from_files(model, |c| c.do_sample))
         .unwrap_or(true);
     let temperature = request
         .temperature
-        .or_else(|| pick(&|c| c.temperature.map(f64::from)).map(|t| t as f32))
+        .or_else(|| file(|c| c.temperature))
         .unwrap_or(PIPELINE_TEMPERATURE);
-    let top_k = request
-        .top_k
-        .map(|k| k as usize)
-        .or_else(|| pick(&|c| c.top_k.map(|k| k as f64)).map(|k| k as usize))
-        .unwrap_or(DEFAULT_TOP_K);
-    let top_p = request
-        .top_p
-        .or_else(|| pick(&|c| c.top_p.map(f64::from)).map(|p| p as f32))
-        .unwrap_or(1.0);
+    let top_p = request.top_p.or_else(|| file(|c| c.top_p)).unwrap_or(1.0);
     let repetition_penalty = request
         .repetition_penalty
-        .or_else(|| pick(&|c| c.repetition_penalty.map(f64::from)).map(|p| p as f32))
+        .or_else(|| file(|c| c.repetition_penalty))
         .unwrap_or(1.0);
-    let no_repeat_ngram_size = request
-        .no_repeat_ngram_size
-        .map(|n| n as usize)
-        .or_else(|| pick(&|c| c.no_repeat_ngram_size.map(|n| n as f64)).map(|n| n as usize))
-        .unwrap_or(0);
-    let min_new_tokens = request
-        .min_new_tokens
-        .map(|n| n as usize)
-        .or_else(|| pick(&|c| c.min_new_tokens.map(|n| n as f64)).map(|n| n as usize))
-        .unwrap_or(0);
+    let top_k = count(request.top_k, |c| c.top_k).unwrap_or(DEFAULT_TOP_K);
+    let no_repeat_ngram_size = count(request.no_repeat_ngram_size, |c| c.no_repeat_ngram_size).unwrap_or(0);
+    let min_new_tokens = count(request.min_new_tokens, |c| c.min_new_tokens).unwrap_or(0);
     // The pipeline's 256 new tokens, unless the model sets max_new_tokens,
     // or sets a max_length other than the global default of 20.
-    let file_max_new = pick(&|c| c.max_new_tokens.map(|n| n as f64)).map(|n| n as usize);
-    let file_max_length = pick(&|c| c.max_length.map(|n| n as f64))
-        .map(|n| n as usize)
-        .filter(|&m| m != DEFAULT_MAX_LENGTH);
+    let file_max_new = count(None, |c| c.max_new_tokens);
+    let file_max_length = count(None, |c| c.max_length).filter(|&m| m != DEFAULT_MAX_LENGTH);
     let max_new_tokens = match (
         request.max_new_tokens,
         request.max_length,
@@ -81,10 +66,7 @@ fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -
         (None, None, None, Some(total)) => total.saturating_sub(prompt_len),
         (None, None, None, None) => PIPELINE_MAX_NEW_TOKENS,
     };
-    let eos_token_ids = files
-        .iter()
-        .rev()
-        .find_map(|c| c.eos_token_id.as_ref().map(|e| e.to_vec()))
+    let eos_token_ids = from_files(model, |c| c.eos_token_id.as_ref().map(|e| e.to_vec()))
         .unwrap_or_else(|| vec![model.model.config.eos_token_id]);
     let num_return_sequences = request.num_return_sequences.unwrap_or(1) as usize;
 
@@ -147,6 +129,11 @@ fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -
     })
 }
 
+/// A value the model's files set: task_specific_params over generation_config.json.
+fn from_files<T>(model: &CausalModel, get: impl Fn(&GenerationConfigFile) -> Option<T>) -> Option<T> {
+    get(&model.task_params).or_else(|| get(&model.generation))
+}
+
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
@@ -176,15 +163,7 @@ struct Planned {
     stream: bool,
 }
 
-fn plan(model: &mut CausalModel, request: &GenerateRequest, stream: bool) -> Result<Planned, Error> {
-    if request.inputs.is_empty() {
-        return Err(Error::invalid_argument("`inputs` is empty: send at least one prompt"));
-    }
-    if request.inputs.len() > 1 {
-        // Several prompts of one request are split by the caller (see run).
-        return Err(Error::internal("plan() takes one prompt"));
-    }
-    let text = &request.inputs[0];
+fn plan(model: &mut CausalModel, request: &GenerateRequest, text: &str, stream: bool) -> Result<Planned, Error> {
     if text.is_empty() {
         return Err(Error::invalid_argument(
             "the prompt is empty: give some text to continue",
@@ -205,7 +184,7 @@ fn plan(model: &mut CausalModel, request: &GenerateRequest, stream: bool) -> Res
     Ok(Planned {
         settings,
         prompt,
-        prompt_text: text.clone(),
+        prompt_text: text.to_string(),
         stream,
     })
 }
@@ -228,13 +207,7 @@ pub fn generate(
         let per_prompt = request
             .inputs
             .iter()
-            .map(|input| {
-                let single = GenerateRequest {
-                    inputs: vec![input.clone()],
-                    ..request.clone()
-                };
-                plan(model, &single, *stream)
-            })
+            .map(|text| plan(model, request, text, *stream))
             .collect();
         plans.push(per_prompt);
     }

@@ -74,7 +74,7 @@ fn classify_one(model: &mut TextModel, request: &ClassifyTokensRequest) -> Resul
     for text in &request.inputs {
         encodings.push(model.tokenizer.encode_with(text, None, None)?);
     }
-    let logits = forward_encodings(model, encodings.clone())?;
+    let logits = forward_encodings(model, &encodings)?;
     let mut results = Vec::with_capacity(encodings.len());
     for ((text, encoding), logits) in request.inputs.iter().zip(&encodings).zip(logits) {
         let num_labels = model.labels.len();

@@ -82,7 +82,7 @@ fn classify_one(model: &mut TextModel, request: &ZeroShotClassifyRequest) -> Res
             );
         }
     }
-    let logits = forward_encodings(model, encodings)?;
+    let logits = forward_encodings(model, &encodings)?;
     let entail = entailment_index(&model.labels);
     let contradiction = if entail == 0 { model.labels.len() - 1 } else { 0 };
     let n = plan.labels.len();
