@@ -48,13 +48,22 @@ pub struct Args {
     /// Most requests a model instance runs together (default 16).
     #[arg(long, env = "INFERD_MAX_BATCH_SIZE")]
     pub max_batch_size: Option<usize>,
-    /// Milliseconds the first request of a batch waits for others (default 2).
+    /// Milliseconds a request may wait in the queue for others to join its
+    /// batch (default 2).
     #[arg(long, env = "INFERD_MAX_QUEUE_DELAY_MS")]
     pub max_queue_delay_ms: Option<u64>,
     /// Requests waiting per model before new ones are refused (default 256).
     #[arg(long, env = "INFERD_QUEUE_SIZE")]
     pub queue_size: Option<usize>,
-    /// Threads LibTorch may use for one operation (default: all cores).
+    /// Requests served at once, over all models, before new ones are refused
+    /// with RESOURCE_EXHAUSTED (default 1024).
+    #[arg(long, env = "INFERD_MAX_IN_FLIGHT")]
+    pub max_in_flight: Option<usize>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
+    #[arg(long, env = "INFERD_METRICS_LISTEN", value_name = "ADDR")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// Threads LibTorch may use for one operation (default: the cores,
+    /// divided among a model's CPU instances).
     #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
     pub intra_op_threads: Option<usize>,
     /// Log filter, e.g. info or inferd=debug (RUST_LOG also works).
@@ -89,6 +98,26 @@ pub struct ModelConfig {
     /// Make it the default model of its task.
     #[serde(default)]
     pub default: bool,
+    /// Batching and queueing for this model (default: the daemon's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_batch_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_queue_delay_ms: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intra_op_threads: Option<usize>,
+}
+
+impl ModelConfig {
+    pub fn queue_overrides(&self) -> crate::scheduler::QueueOverrides {
+        crate::scheduler::QueueOverrides {
+            queue_size: self.queue_size,
+            max_batch_size: self.max_batch_size,
+            max_queue_delay_ms: self.max_queue_delay_ms,
+            intra_op_threads: self.intra_op_threads,
+        }
+    }
 }
 
 fn one() -> u32 {
@@ -110,8 +139,12 @@ pub struct Config {
     pub queue_size: usize,
     /// Most requests a model instance runs in one batch.
     pub max_batch_size: usize,
-    /// Milliseconds the first request of a batch waits for others to join.
+    /// Milliseconds a request may wait in the queue for others to join its batch.
     pub max_queue_delay_ms: u64,
+    /// Requests served at once over all models.
+    pub max_in_flight: usize,
+    /// Where to serve Prometheus metrics; none when unset.
+    pub metrics_listen: Option<SocketAddr>,
     pub log: String,
     pub models: Vec<ModelConfig>,
 }
@@ -129,6 +162,8 @@ impl Default for Config {
             queue_size: 256,
             max_batch_size: 16,
             max_queue_delay_ms: 2,
+            max_in_flight: 1024,
+            metrics_listen: None,
             log: "info".into(),
             models: vec![],
         }
@@ -166,6 +201,12 @@ impl Config {
         }
         if let Some(n) = args.queue_size {
             config.queue_size = n;
+        }
+        if let Some(n) = args.max_in_flight {
+            config.max_in_flight = n;
+        }
+        if args.metrics_listen.is_some() {
+            config.metrics_listen = args.metrics_listen;
         }
         if args.intra_op_threads.is_some() {
             config.intra_op_threads = args.intra_op_threads;
@@ -237,6 +278,10 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         devices: vec![],
         instances: 1,
         default: false,
+        max_batch_size: None,
+        max_queue_delay_ms: None,
+        queue_size: None,
+        intra_op_threads: None,
     })
 }
 
@@ -263,7 +308,7 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:6000\"\nplugin_dirs = [\"plugins\"]\n\
-             [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\n",
+             [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\nmax_batch_size = 8\nqueue_size = 32\n",
         )
         .unwrap();
         let args = Args::parse_from([
@@ -277,6 +322,9 @@ mod tests {
         assert_eq!(config.listen.port(), 7000);
         assert_eq!(config.plugin_dirs, vec![dir.path().join("plugins")]);
         assert_eq!(config.models[0].source, dir.path().join("./m").display().to_string());
+        let overrides = config.models[0].queue_overrides();
+        assert_eq!((overrides.max_batch_size, overrides.queue_size), (Some(8), Some(32)));
+        assert_eq!(overrides.max_queue_delay_ms, None);
         assert!(!config.to_toml().is_empty());
     }
 

@@ -21,6 +21,8 @@ pub enum DaemonError {
     #[error("{0}")]
     ResourceExhausted(String),
     #[error("{0}")]
+    DeadlineExceeded(String),
+    #[error("{0}")]
     Internal(String),
 }
 
@@ -48,6 +50,7 @@ impl From<DaemonError> for Status {
             DaemonError::Unavailable(m) => Status::unavailable(m),
             DaemonError::Unimplemented(m) => Status::unimplemented(m),
             DaemonError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            DaemonError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             DaemonError::Internal(m) => Status::internal(m),
         }
     }

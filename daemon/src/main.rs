@@ -4,6 +4,7 @@
 mod config;
 mod devices;
 mod error;
+mod metrics;
 mod plugins;
 mod registry;
 mod scheduler;
@@ -72,6 +73,10 @@ fn main() -> ExitCode {
 
 async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
     let listening = server::bind(config.listen).await?;
+    let metrics_listener = match config.metrics_listen {
+        Some(addr) => Some(metrics::bind(addr).await?),
+        None => None,
+    };
 
     let mut plugin_dirs = Vec::new();
     if config.default_plugin_dir {
@@ -99,6 +104,21 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     };
     let registry = Arc::new(Registry::new(plugins, devices, sources, options));
 
+    // The metrics endpoint outlives the gRPC server, to show the drain.
+    let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
+    if let Some(listener) = metrics_listener {
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        tokio::spawn(metrics::serve(
+            listener,
+            registry.clone(),
+            config.max_in_flight,
+            async {
+                let _ = metrics_stopped.await;
+            },
+        ));
+    }
+
     let (health_reporter, health_service) = server::health().await;
     tokio::spawn(load_startup_models(
         registry.clone(),
@@ -116,11 +136,13 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         registry.clone(),
         health_service,
         config.max_request_bytes,
+        config.max_in_flight,
         shutdown_signal(),
     )
     .await?;
     tracing::info!("no longer accepting requests; in-flight requests are done; unloading models");
     tokio::task::spawn_blocking(move || registry.unload_all()).await?;
+    let _ = metrics_stop.send(());
     Ok(())
 }
 
@@ -166,6 +188,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
             }
         }
     }
+    let options = model.queue_overrides();
     let spec = LoadSpec {
         // Named after the configured source even when the fallback is used,
         // so that clients address it the same way either way.
@@ -180,6 +203,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         devices: model.devices,
         instances: model.instances,
         make_default: model.default,
+        options,
     };
     // Failures are logged by the registry and shown by GetModel.
     let _ = registry.load(spec);

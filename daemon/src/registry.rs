@@ -5,14 +5,14 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, RwLock};
 
-use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelState};
+use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelOptions, ModelState};
 use inferd_sdk::proto::{LoadRequest, TaskRequest};
-use tokio::sync::oneshot;
 
 use crate::devices::DevicePool;
 use crate::error::{DaemonError, Result};
+use crate::metrics::{Metrics, ModelGauges, ModelMetrics};
 use crate::plugins::PluginSet;
-use crate::scheduler::{ModelQueue, QueueOptions, Reply};
+use crate::scheduler::{ModelQueue, Partial, QueueOptions, QueueOverrides, Ticket};
 use crate::sources::Sources;
 
 /// What to load.
@@ -25,6 +25,7 @@ pub struct LoadSpec {
     pub devices: Vec<String>,
     pub instances: u32,
     pub make_default: bool,
+    pub options: QueueOverrides,
 }
 
 enum State {
@@ -41,6 +42,7 @@ pub struct Model {
     architecture: Mutex<String>,
     plugin: String,
     state: RwLock<State>,
+    pub metrics: Arc<ModelMetrics>,
 }
 
 impl Model {
@@ -71,21 +73,30 @@ impl Model {
                     .collect();
                 info.memory_bytes = queue.loaded.memory_bytes;
                 info.labels = queue.loaded.labels.clone();
-                info.max_batch_size = queue.options.max_batch_size as u32;
+                let options = queue.options();
+                info.options = Some(ModelOptions {
+                    max_batch_size: Some(options.max_batch_size as u32),
+                    max_queue_delay_ms: Some(options.max_queue_delay.as_millis() as u32),
+                    queue_size: Some(options.queue_size as u32),
+                    intra_op_threads: options.intra_op_threads.map(|n| n as u32),
+                });
+                info.queue_depth = queue.depth() as u32;
             }
         }
         info
     }
 
     /// Queues a request for this model; `partial` receives the partial
-    /// responses of a streaming request.
+    /// responses of a streaming request. A request still queued at
+    /// `deadline` never runs.
     pub fn submit(
         &self,
         request: TaskRequest,
-        partial: Option<tokio::sync::mpsc::UnboundedSender<inferd_sdk::proto::task_response::Body>>,
-    ) -> Result<oneshot::Receiver<Reply>> {
+        partial: Option<Partial>,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Ticket> {
         match &*self.state.read().expect("model state lock") {
-            State::Ready(queue) => queue.submit(request, partial),
+            State::Ready(queue) => queue.submit(request, partial, deadline),
             State::Loading => Err(DaemonError::Unavailable(format!(
                 "model {} is still loading; retry in a moment",
                 self.name
@@ -111,6 +122,7 @@ pub struct Registry {
     devices: DevicePool,
     sources: Sources,
     options: QueueOptions,
+    pub metrics: Metrics,
 }
 
 impl Registry {
@@ -121,7 +133,33 @@ impl Registry {
             devices,
             sources,
             options,
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The live figures of every model, for the metrics endpoint.
+    pub fn gauges(&self) -> Vec<ModelGauges> {
+        let inner = self.inner.read().expect("registry lock");
+        inner
+            .models
+            .values()
+            .map(|m| match &*m.state.read().expect("model state lock") {
+                State::Ready(queue) => ModelGauges {
+                    name: m.name.clone(),
+                    ready: true,
+                    memory_bytes: queue.loaded.memory_bytes,
+                    queue_depth: queue.depth(),
+                    instances: queue.devices.len(),
+                },
+                _ => ModelGauges {
+                    name: m.name.clone(),
+                    ready: false,
+                    memory_bytes: 0,
+                    queue_depth: 0,
+                    instances: 0,
+                },
+            })
+            .collect()
     }
 
     fn canonical_task(&self, task: &str) -> Result<String> {
@@ -235,6 +273,7 @@ impl Registry {
             architecture: Mutex::new(String::new()),
             plugin: plugin.manifest.name.clone(),
             state: RwLock::new(State::Loading),
+            metrics: self.metrics.model(&name),
         });
         {
             let mut inner = self.inner.write().expect("registry lock");
@@ -297,7 +336,9 @@ impl Registry {
             request.architecture = architecture;
         }
         let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
-        ModelQueue::start(plugin.clone(), request, devices.clone(), self.options).map_err(|e| {
+        let cpu_instances = devices.iter().filter(|d| *d == "cpu").count();
+        let options = self.options.with(&spec.options, cpu_instances);
+        ModelQueue::start(plugin.clone(), request, devices.clone(), options, model.metrics.clone()).map_err(|e| {
             self.devices.release(&devices);
             DaemonError::from(e)
         })

@@ -5,6 +5,8 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py make-models --out DIR
     reference.py generate --model DIR --threads N [--new-tokens 128] [--calls 8]
     reference.py classify --model DIR --threads N --payload FILE [--requests 200]
+    reference.py peak --threads N
+    reference.py flops --model DIR --payload FILE [--batch 32]
 """
 import argparse
 import json
@@ -107,6 +109,43 @@ def classify(args):
     print(json.dumps({"bench": "classify", "who": "transformers batched", "batch_size": best[0], "rps": best[1]}))
 
 
+def peak(args):
+    """The machine's fp32 matmul throughput with LibTorch at N threads: the
+    best of several 2048x2048 products."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(3):
+        a @ b
+    best = 0.0
+    for _ in range(10):
+        t = time.perf_counter()
+        a @ b
+        best = max(best, 2 * n**3 / (time.perf_counter() - t) / 1e9)
+    print(json.dumps({"bench": "peak", "threads": args.threads, "gflops": best}))
+
+
+def flops(args):
+    """Floating-point operations of one DistilBERT encoder pass over the
+    first `batch` payload lines, padded to the longest (as run): per layer
+    and token, the Q/K/V/output projections (8 d^2), the feed-forward
+    (4 d ff) and attention (4 L d)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    cfg = AutoConfig.from_pretrained(args.model)
+    tok = AutoTokenizer.from_pretrained(args.model)
+    texts = [l for l in open(args.payload).read().splitlines() if l.strip()]
+    d, ff, layers = cfg.dim, cfg.hidden_dim, cfg.n_layers
+    # inferd-bench sends consecutive groups of `batch` lines: the mean over them.
+    groups = [texts[i : i + args.batch] for i in range(0, len(texts) - args.batch + 1, args.batch)]
+    lengths = [max(len(tok(t, truncation=True)["input_ids"]) for t in g) for g in groups]
+    total = sum(layers * (8 * d * d + 4 * d * ff + 4 * n * d) * n * args.batch for n in lengths)
+    print(json.dumps({"bench": "flops", "batch": args.batch, "length": max(lengths),
+                      "flops": total / len(groups)}))
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -122,11 +161,21 @@ def main():
     c.add_argument("--threads", type=int, required=True)
     c.add_argument("--payload", required=True)
     c.add_argument("--requests", type=int, default=200)
+    k = sub.add_parser("peak")
+    k.add_argument("--threads", type=int, required=True)
+    f = sub.add_parser("flops")
+    f.add_argument("--model", required=True)
+    f.add_argument("--payload", required=True)
+    f.add_argument("--batch", type=int, default=32)
     args = p.parse_args()
     if args.cmd == "make-models":
         make_models(args.out)
     elif args.cmd == "generate":
         generate(args)
+    elif args.cmd == "peak":
+        peak(args)
+    elif args.cmd == "flops":
+        flops(args)
     else:
         classify(args)
 

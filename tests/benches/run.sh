@@ -31,10 +31,12 @@ PYEOF
 # large models, each instance thread owns an OpenMP pool, and once the pools
 # hold more threads than there are cores, libgomp stops spin-waiting between
 # parallel regions, which slows every model (see README, Performance).
+METRICS="127.0.0.1:${METRICS_PORT:-9464}"
 start_daemon() {
   local addr_file="$BENCH/address"
   rm -f "$addr_file"
   target/release/inferd --listen 127.0.0.1:0 --address-file "$addr_file" --offline --log warn \
+    --metrics-listen "$METRICS" \
     --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 --model "$1" &
   DAEMON=$!
   for _ in $(seq 1 600); do [[ -s "$addr_file" ]] && break; sleep 0.1; done
@@ -60,9 +62,15 @@ if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
   for c in 1 8 32; do
     $B classify --payload "$PAYLOAD" --concurrency "$c" --requests 256 | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
   done
+  # The encoder alone: batches of the same 32 inputs, time per batch from
+  # the daemon's metrics.
+  $B classify --payload "$PAYLOAD" --concurrency 1 --requests 8 --inputs-per-request 32 --metrics "$METRICS" \
+    | sed 's/^{/{"who":"inferd encoder",/' >> "$RESULTS"
   kill $DAEMON; wait $DAEMON 2>/dev/null || true
   "$PY" tests/benches/reference.py classify --model "$BENCH/distilbert-base-cls" --threads "$THREADS" \
     --payload "$PAYLOAD" --requests 128 >> "$RESULTS"
+  "$PY" tests/benches/reference.py flops --model "$BENCH/distilbert-base-cls" --payload "$PAYLOAD" --batch 32 >> "$RESULTS"
+  "$PY" tests/benches/reference.py peak --threads "$THREADS" >> "$RESULTS"
 fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
@@ -89,4 +97,11 @@ if cls:
     for r in (r for r in cls if r["who"] == "inferd"):
         print(f"{r['concurrency']:>12}{r['rps']:>10.1f}{r['p50_ms']:>10.1f}{r['p99_ms']:>10.1f}"
               f"{r['rps']/per['rps']:>15.2f}{r['rps']/bat['rps']:>11.2f}")
+    enc = next(r for r in cls if r["who"] == "inferd encoder")
+    flops = next(r for r in rows if r["bench"] == "flops")
+    peak = next(r for r in rows if r["bench"] == "peak")
+    gflops = flops["flops"] / enc["seconds_per_batch"] / 1e9
+    print(f"encoder, batch {flops['batch']} x {flops['length']} tokens: {enc['seconds_per_batch']*1e3:.1f} ms per batch "
+          f"(daemon metrics, tokenization included) = {gflops:.1f} GFLOP/s; "
+          f"fp32 matmul peak {peak['gflops']:.1f} GFLOP/s; {100*gflops/peak['gflops']:.0f}% of peak")
 PYEOF

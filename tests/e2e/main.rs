@@ -6,5 +6,6 @@ mod classify;
 mod generation;
 mod lifecycle;
 mod plugins;
+mod serving;
 mod text_tasks;
 mod vision;

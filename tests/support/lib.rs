@@ -178,6 +178,40 @@ impl Daemon {
         }
     }
 
+    /// The metrics endpoint's address, from the log line that announces it
+    /// (start the daemon with `--metrics-listen 127.0.0.1:0`).
+    pub fn metrics_addr(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics at http://"))
+            .unwrap_or_else(|| panic!("the daemon does not serve metrics:\n{log}"));
+        let url = &line[line.find("http://").expect("url") + 7..];
+        url.split('/').next().expect("address").to_string()
+    }
+
+    /// GET `path` from the metrics endpoint: (status line, body).
+    pub fn http_get(&self, path: &str) -> (String, String) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.metrics_addr()).expect("connect to the metrics endpoint");
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\n\r\n"
+        )
+        .expect("send");
+        let mut response = String::new();
+        stream.read_to_string(&mut response).expect("read");
+        let (head, body) = response.split_once("\r\n\r\n").expect("an HTTP response");
+        (head.lines().next().unwrap_or_default().to_string(), body.to_string())
+    }
+
+    /// The Prometheus metrics text.
+    pub fn metrics(&self) -> String {
+        let (status, body) = self.http_get("/metrics");
+        assert!(status.contains(" 200 "), "{status}");
+        body
+    }
+
     /// Everything the daemon logged so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log_path).unwrap_or_default()
@@ -219,6 +253,15 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The value of one series (`name{labels}` exactly as exposed) in a
+/// Prometheus text exposition; 0 when absent.
+pub fn metric(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')))
+        .map(|v| v.trim().parse().expect("a number"))
+        .unwrap_or(0.0)
 }
 
 /// The daemon's overall health status is SERVING.

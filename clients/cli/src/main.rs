@@ -9,7 +9,7 @@ use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
     AnswerQuestionRequest, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
     GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo,
-    ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
+    ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
     ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
@@ -209,6 +209,18 @@ enum ModelsCommand {
         /// Make it the default model of its task.
         #[arg(long)]
         default: bool,
+        /// Most requests one instance runs together (default: the daemon's).
+        #[arg(long)]
+        max_batch_size: Option<u32>,
+        /// Milliseconds a request may wait for others to join its batch.
+        #[arg(long)]
+        max_queue_delay_ms: Option<u32>,
+        /// Requests waiting before new ones are refused.
+        #[arg(long)]
+        queue_size: Option<u32>,
+        /// LibTorch threads per operation on each instance.
+        #[arg(long)]
+        intra_op_threads: Option<u32>,
     },
     /// Unload a model and free its memory.
     Unload { name: String },
@@ -659,13 +671,14 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
             println!("{}", serde_json::to_string_pretty(&out).expect("json"));
         } else {
             println!(
-                "{:<28} {:<26} {:<8} {:<10} {:>9}  SOURCE",
-                "NAME", "TASK", "STATE", "DEVICES", "MEMORY"
+                "{:<28} {:<26} {:<8} {:<10} {:>9} {:>5} {:>9}  SOURCE",
+                "NAME", "TASK", "STATE", "DEVICES", "MEMORY", "BATCH", "QUEUED"
             );
             for m in models {
                 let default = if m.is_default { "*" } else { "" };
+                let options = m.options.unwrap_or_default();
                 println!(
-                    "{:<28} {:<26} {:<8} {:<10} {:>7.1}MB  {}{}",
+                    "{:<28} {:<26} {:<8} {:<10} {:>7.1}MB {:>5} {:>9}  {}{}",
                     format!("{}{default}", m.name),
                     m.task,
                     state_name(m.state),
@@ -675,6 +688,10 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
                         .collect::<Vec<_>>()
                         .join(","),
                     m.memory_bytes as f64 / 1e6,
+                    options.max_batch_size.map_or("-".into(), |n| n.to_string()),
+                    options
+                        .queue_size
+                        .map_or("-".into(), |n| format!("{}/{n}", m.queue_depth)),
                     m.source,
                     if m.error.is_empty() {
                         String::new()
@@ -711,6 +728,10 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
             devices,
             instances,
             default,
+            max_batch_size,
+            max_queue_delay_ms,
+            queue_size,
+            intra_op_threads,
         } => {
             let request = LoadModelRequest {
                 name: name.unwrap_or_default(),
@@ -720,6 +741,12 @@ async fn models(mut client: ModelsClient<Channel>, command: ModelsCommand, as_js
                 devices,
                 instances,
                 make_default: default,
+                options: Some(ModelOptions {
+                    max_batch_size,
+                    max_queue_delay_ms,
+                    queue_size,
+                    intra_op_threads,
+                }),
             };
             let model = client.load_model(request).await.map_err(status)?.into_inner();
             print(&[model]);
@@ -793,6 +820,11 @@ fn model_json(m: &ModelInfo) -> Json {
         "architecture": m.architecture, "plugin": m.plugin, "state": state_name(m.state),
         "devices": m.instances.iter().map(|i| i.device.clone()).collect::<Vec<_>>(),
         "memory_bytes": m.memory_bytes, "is_default": m.is_default, "labels": m.labels, "error": m.error,
+        "queue_depth": m.queue_depth,
+        "options": m.options.as_ref().map(|o| json!({
+            "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
+            "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads,
+        })),
     })
 }
 

@@ -1,60 +1,221 @@
 //! Model queues and instance workers. Each loaded model has one bounded queue
 //! shared by its instances; each instance is a dedicated thread that loads
-//! the model, then takes the requests waiting in the queue (up to
-//! `max_batch_size` at a time), runs them as one batch and answers each.
+//! the model, then takes batches from the queue and answers each request.
+//!
+//! A batch starts with the oldest waiting request, which waits up to
+//! `max_queue_delay` (counted from its arrival) for others to join. When more
+//! requests wait than fit, the batch takes those closest in size to the
+//! oldest one, so that padding stays small; the oldest always goes first, so
+//! nothing starves. Requests whose deadline has passed are answered
+//! DEADLINE_EXCEEDED without running, and a request whose caller goes away
+//! (its [`Ticket`] is dropped) leaves the queue at once.
 //! Nothing here knows about gRPC.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
 use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskRequest};
 use inferd_sdk::Error;
+use prost::Message;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::error::DaemonError;
+use crate::metrics::ModelMetrics;
 use crate::plugins::Plugin;
 
 /// The answer to one request.
-pub type Reply = Result<task_response::Body, Error>;
+pub type Reply = Result<task_response::Body, DaemonError>;
+
+/// Partial responses of a streaming request.
+pub type Partial = mpsc::UnboundedSender<task_response::Body>;
 
 struct Job {
+    id: u64,
     request: TaskRequest,
+    /// Encoded size of the request: the length used to group batches.
+    size: usize,
+    arrived: Instant,
+    deadline: Option<Instant>,
     reply: oneshot::Sender<Reply>,
-    /// Partial responses, for streaming requests.
-    partial: Option<mpsc::UnboundedSender<task_response::Body>>,
+    partial: Option<Partial>,
 }
 
 impl Job {
-    /// The client is still waiting for this job.
+    /// The caller is still waiting for this job.
     fn wanted(&self) -> bool {
         !self.reply.is_closed() && !self.partial.as_ref().is_some_and(|p| p.is_closed())
     }
+
+    fn expired(&self, now: Instant) -> bool {
+        self.deadline.is_some_and(|d| d <= now)
+    }
 }
 
-enum Message {
-    Job(Job),
-    Stop,
-}
-
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct QueueOptions {
     pub queue_size: usize,
     pub max_batch_size: usize,
-    /// How long the first request of a batch waits for others to join it.
-    pub max_queue_delay: std::time::Duration,
-    /// LibTorch threads per operation on the instance's thread.
+    /// How long a request may wait in the queue for others to join its batch.
+    pub max_queue_delay: Duration,
+    /// LibTorch threads per operation on each instance's thread.
     pub intra_op_threads: Option<usize>,
+}
+
+impl QueueOptions {
+    /// These options with a model's overrides applied. Unless set, the
+    /// intra-op threads are the cores divided among the model's CPU
+    /// instances, so that its instances do not oversubscribe the cores.
+    pub fn with(self, overrides: &QueueOverrides, cpu_instances: usize) -> QueueOptions {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shared_cores = (cpu_instances > 1).then(|| (cores / cpu_instances).max(1));
+        QueueOptions {
+            queue_size: overrides.queue_size.unwrap_or(self.queue_size).max(1),
+            max_batch_size: overrides.max_batch_size.unwrap_or(self.max_batch_size).max(1),
+            max_queue_delay: overrides
+                .max_queue_delay_ms
+                .map_or(self.max_queue_delay, Duration::from_millis),
+            intra_op_threads: overrides.intra_op_threads.or(self.intra_op_threads).or(shared_cores),
+        }
+    }
+}
+
+/// One model's departures from the daemon's queue options.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueOverrides {
+    pub queue_size: Option<usize>,
+    pub max_batch_size: Option<usize>,
+    pub max_queue_delay_ms: Option<u64>,
+    pub intra_op_threads: Option<usize>,
+}
+
+#[derive(Default)]
+struct Waiting {
+    jobs: VecDeque<Job>,
+    stopping: bool,
+    next_id: u64,
+}
+
+/// What the handlers and the workers of one model share.
+struct Shared {
+    name: String,
+    options: QueueOptions,
+    waiting: Mutex<Waiting>,
+    /// Signalled when a job arrives or the queue stops.
+    changed: Condvar,
+    metrics: Arc<ModelMetrics>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().expect("model queue lock")
+    }
+
+    /// Takes the next batch; None once the queue is stopping and empty.
+    fn next_batch(&self) -> Option<Vec<Job>> {
+        let mut waiting = self.lock();
+        loop {
+            self.drop_stale(&mut waiting);
+            let Some(first) = waiting.jobs.front() else {
+                if waiting.stopping {
+                    return None;
+                }
+                waiting = self.changed.wait(waiting).expect("model queue lock");
+                continue;
+            };
+            // Wait for others to join, unless the batch is full already.
+            let join_by = first.arrived + self.options.max_queue_delay;
+            let now = Instant::now();
+            if waiting.jobs.len() < self.options.max_batch_size && !waiting.stopping && now < join_by {
+                waiting = self
+                    .changed
+                    .wait_timeout(waiting, join_by - now)
+                    .expect("model queue lock")
+                    .0;
+                // Look again: jobs may have arrived, left or expired.
+                continue;
+            }
+            let sizes: Vec<usize> = waiting.jobs.iter().map(|j| j.size).collect();
+            let mut chosen = pick_batch(&sizes, self.options.max_batch_size);
+            // Remove from the back so that the indices stay valid.
+            chosen.sort_unstable_by(|a, b| b.cmp(a));
+            let mut batch: Vec<Job> = chosen.into_iter().filter_map(|i| waiting.jobs.remove(i)).collect();
+            batch.reverse();
+            return Some(batch);
+        }
+    }
+
+    /// Answers expired jobs DEADLINE_EXCEEDED and forgets abandoned ones.
+    fn drop_stale(&self, waiting: &mut Waiting) {
+        let now = Instant::now();
+        if !waiting.jobs.iter().any(|j| j.expired(now) || !j.wanted()) {
+            return;
+        }
+        let mut kept = VecDeque::with_capacity(waiting.jobs.len());
+        for job in waiting.jobs.drain(..) {
+            if job.expired(now) {
+                let waited = now.duration_since(job.arrived);
+                let _ = job.reply.send(Err(DaemonError::DeadlineExceeded(format!(
+                    "the deadline passed after {} ms in model {}'s queue; the request did not run",
+                    waited.as_millis(),
+                    self.name
+                ))));
+            } else if job.wanted() {
+                kept.push_back(job);
+            }
+        }
+        waiting.jobs = kept;
+    }
+
+    /// Removes a job that is still waiting (its caller went away).
+    fn withdraw(&self, id: u64) {
+        let mut waiting = self.lock();
+        if let Some(i) = waiting.jobs.iter().position(|j| j.id == id) {
+            waiting.jobs.remove(i);
+        }
+    }
+}
+
+/// The indices of the jobs for the next batch, given the sizes of the
+/// waiting jobs in arrival order: the oldest, then the ones closest to it in
+/// size (ties go to the older), at most `max_batch_size` in all.
+fn pick_batch(sizes: &[usize], max_batch_size: usize) -> Vec<usize> {
+    let max = max_batch_size.max(1);
+    if sizes.len() <= max {
+        return (0..sizes.len()).collect();
+    }
+    let anchor = sizes[0];
+    let mut others: Vec<usize> = (1..sizes.len()).collect();
+    others.sort_by_key(|&i| (sizes[i].abs_diff(anchor), i));
+    let mut chosen = vec![0];
+    chosen.extend(others.into_iter().take(max - 1));
+    chosen.sort_unstable();
+    chosen
+}
+
+/// A queued request. The answer arrives on `reply`; dropping the ticket
+/// before that takes the request out of the queue.
+pub struct Ticket {
+    id: u64,
+    shared: Arc<Shared>,
+    pub reply: oneshot::Receiver<Reply>,
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.shared.withdraw(self.id);
+    }
 }
 
 /// The queue and workers of one model.
 pub struct ModelQueue {
-    name: String,
-    sender: Sender<Message>,
+    shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
     pub devices: Vec<String>,
     pub loaded: LoadedModel,
-    pub options: QueueOptions,
+    /// LibTorch's intra-op threads on the instances, as they report it.
+    intra_op_threads: usize,
 }
 
 impl ModelQueue {
@@ -65,49 +226,57 @@ impl ModelQueue {
         request: LoadRequest,
         devices: Vec<String>,
         options: QueueOptions,
+        metrics: Arc<ModelMetrics>,
     ) -> Result<Self, Error> {
-        let (sender, receiver) = bounded::<Message>(options.queue_size.max(1));
+        let shared = Arc::new(Shared {
+            name: request.model_name.clone(),
+            options: QueueOptions {
+                max_batch_size: options.max_batch_size.max(1),
+                queue_size: options.queue_size.max(1),
+                ..options
+            },
+            waiting: Mutex::new(Waiting::default()),
+            changed: Condvar::new(),
+            metrics,
+        });
         let mut workers = Vec::new();
         let mut ready = Vec::new();
         for (i, device) in devices.iter().enumerate() {
             let (ready_tx, ready_rx) = std::sync::mpsc::channel();
             let plugin = plugin.clone();
-            let receiver = receiver.clone();
+            let shared = shared.clone();
             let request = LoadRequest {
                 device: device.clone(),
                 ..request.clone()
             };
-            let options = QueueOptions {
-                max_batch_size: options.max_batch_size.max(1),
-                ..options
-            };
             let thread_name = format!("{}#{i}", request.model_name);
             let handle = std::thread::Builder::new()
                 .name(thread_name)
-                .spawn(move || worker(plugin, request, receiver, ready_tx, options))
+                .spawn(move || worker(plugin, request, shared, ready_tx))
                 .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
             workers.push(handle);
             ready.push(ready_rx);
         }
         let mut loaded = LoadedModel::default();
+        let mut intra_op_threads = 0;
         let mut failure = None;
         for rx in ready {
             match rx.recv() {
-                Ok(Ok(l)) => {
+                Ok(Ok((l, threads))) => {
                     loaded.memory_bytes += l.memory_bytes;
                     loaded.labels = l.labels;
+                    intra_op_threads = threads;
                 }
                 Ok(Err(e)) => failure = Some(e),
                 Err(_) => failure = Some(Error::internal("a worker thread died while loading")),
             }
         }
         let queue = ModelQueue {
-            name: request.model_name.clone(),
-            sender,
+            shared,
             workers,
             devices,
             loaded,
-            options,
+            intra_op_threads,
         };
         match failure {
             Some(e) => {
@@ -118,40 +287,75 @@ impl ModelQueue {
         }
     }
 
+    /// The options in effect, the thread count as the instances have it.
+    pub fn options(&self) -> QueueOptions {
+        QueueOptions {
+            intra_op_threads: Some(self.intra_op_threads),
+            ..self.shared.options
+        }
+    }
+
+    /// Requests waiting now.
+    pub fn depth(&self) -> usize {
+        self.shared.lock().jobs.len()
+    }
+
     /// Queues a request; fails at once when the queue is full. With
     /// `partial`, the request streams: partial responses go there as they
-    /// are produced.
+    /// are produced. A request still queued at `deadline` never runs.
     pub fn submit(
         &self,
         mut request: TaskRequest,
-        partial: Option<mpsc::UnboundedSender<task_response::Body>>,
-    ) -> Result<oneshot::Receiver<Reply>, DaemonError> {
+        partial: Option<Partial>,
+        deadline: Option<Instant>,
+    ) -> Result<Ticket, DaemonError> {
         let (reply, rx) = oneshot::channel();
         request.stream = partial.is_some();
-        match self.sender.try_send(Message::Job(Job {
+        let size = request.encoded_len();
+        let mut waiting = self.shared.lock();
+        if waiting.stopping {
+            return Err(DaemonError::Unavailable(format!(
+                "model {} is shutting down",
+                self.shared.name
+            )));
+        }
+        if waiting.jobs.len() >= self.shared.options.queue_size {
+            return Err(DaemonError::ResourceExhausted(format!(
+                "model {} has {} requests waiting, its queue is full; retry later",
+                self.shared.name, self.shared.options.queue_size
+            )));
+        }
+        if deadline.is_some_and(|d| d <= Instant::now()) {
+            return Err(DaemonError::DeadlineExceeded(
+                "the request's deadline passed before it could be queued".into(),
+            ));
+        }
+        waiting.next_id += 1;
+        let id = waiting.next_id;
+        waiting.jobs.push_back(Job {
+            id,
             request,
+            size,
+            arrived: Instant::now(),
+            deadline,
             reply,
             partial,
-        })) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(DaemonError::ResourceExhausted(format!(
-                "model {} has {} requests waiting, its queue is full; retry later",
-                self.name, self.options.queue_size
-            ))),
-            Err(TrySendError::Disconnected(_)) => Err(DaemonError::Unavailable(format!(
-                "model {} is shutting down",
-                self.name
-            ))),
-        }
+        });
+        drop(waiting);
+        // Every worker: one may be waiting for its batch to fill, another idle.
+        self.shared.changed.notify_all();
+        Ok(Ticket {
+            id,
+            shared: self.shared.clone(),
+            reply: rx,
+        })
     }
 
     /// Lets the workers finish what is queued, then stops them and frees
     /// their instances. Blocking.
     pub fn stop(self) {
-        for _ in &self.workers {
-            // A worker that already exited (failed load) does not need one.
-            let _ = self.sender.send(Message::Stop);
-        }
+        self.shared.lock().stopping = true;
+        self.shared.changed.notify_all();
         for worker in self.workers {
             let _ = worker.join();
         }
@@ -161,21 +365,20 @@ impl ModelQueue {
 fn worker(
     plugin: Arc<Plugin>,
     request: LoadRequest,
-    receiver: Receiver<Message>,
-    ready: std::sync::mpsc::Sender<Result<LoadedModel, Error>>,
-    options: QueueOptions,
+    shared: Arc<Shared>,
+    ready: std::sync::mpsc::Sender<Result<(LoadedModel, usize), Error>>,
 ) {
     let model = request.model_name.clone();
     let device = request.device.clone();
-    if let Some(threads) = options.intra_op_threads {
+    if let Some(threads) = shared.options.intra_op_threads {
         // OpenMP's thread count is per calling thread: set it on this one.
         crate::devices::set_intra_op_threads(threads);
     }
-    let started = std::time::Instant::now();
+    let started = Instant::now();
     let mut instance = match plugin.load(&request) {
         Ok((instance, loaded)) => {
             tracing::info!(%model, %device, elapsed_ms = started.elapsed().as_millis() as u64, "instance loaded");
-            let _ = ready.send(Ok(loaded));
+            let _ = ready.send(Ok((loaded, tch::get_num_threads().max(1) as usize)));
             instance
         }
         Err(e) => {
@@ -183,47 +386,21 @@ fn worker(
             return;
         }
     };
-    let mut stopping = false;
-    while !stopping {
-        let first = match receiver.recv() {
-            Ok(Message::Job(job)) => job,
-            Ok(Message::Stop) | Err(_) => break,
-        };
-        // Gather more requests: those already waiting, and those arriving
-        // within `max_queue_delay` of the first.
-        let mut jobs = vec![first];
-        let deadline = std::time::Instant::now() + options.max_queue_delay;
-        while jobs.len() < options.max_batch_size {
-            let next = match deadline.checked_duration_since(std::time::Instant::now()) {
-                Some(wait) if !wait.is_zero() => receiver.recv_timeout(wait).ok(),
-                _ => receiver.try_recv().ok(),
-            };
-            match next {
-                Some(Message::Job(job)) => jobs.push(job),
-                Some(Message::Stop) => {
-                    stopping = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        // Requests whose client has gone away are not run.
-        jobs.retain(Job::wanted);
-        if jobs.is_empty() {
-            continue;
-        }
+    while let Some(jobs) = shared.next_batch() {
         let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
         let _enter = span.enter();
+        let started = Instant::now();
         let mut requests = Vec::with_capacity(jobs.len());
         let mut replies = Vec::with_capacity(jobs.len());
         let mut partials = Vec::with_capacity(jobs.len());
         for job in jobs {
+            shared.metrics.queue_seconds.observe_duration(started - job.arrived);
             requests.push(job.request);
             replies.push(job.reply);
             partials.push(job.partial);
         }
+        shared.metrics.batch_size.observe(requests.len() as f64);
         let batch = Batch { requests };
-        let started = std::time::Instant::now();
         let mut emit = |index: usize, chunk: Option<inferd_sdk::proto::TaskResponse>| -> bool {
             let Some(reply) = replies.get(index) else {
                 return false;
@@ -235,13 +412,14 @@ fn worker(
             }
         };
         let outcome = plugin.run(&mut instance, &batch, &mut emit);
+        shared.metrics.inference_seconds.observe_duration(started.elapsed());
         match outcome {
             Ok(responses) => {
                 for (reply, response) in replies.into_iter().zip(responses) {
                     let answer = match response.body {
-                        Some(task_response::Body::Error(e)) => Err(e.into()),
+                        Some(task_response::Body::Error(e)) => Err(Error::from(e).into()),
                         Some(body) => Ok(body),
-                        None => Err(Error::internal("plugin returned an empty response")),
+                        None => Err(DaemonError::Internal("plugin returned an empty response".into())),
                     };
                     let _ = reply.send(answer);
                 }
@@ -249,7 +427,7 @@ fn worker(
             Err(e) => {
                 tracing::warn!(%model, "batch failed: {e}");
                 for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
+                    let _ = reply.send(Err(e.clone().into()));
                 }
             }
         }
@@ -257,4 +435,22 @@ fn worker(
     }
     plugin.unload(instance);
     tracing::info!(%model, %device, "instance unloaded");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_batch;
+
+    #[test]
+    fn batches_start_with_the_oldest_and_group_by_size() {
+        // Everything fits: everything, in arrival order.
+        assert_eq!(pick_batch(&[5, 100, 7], 4), vec![0, 1, 2]);
+        // Too many: the oldest, then the closest sizes to it.
+        assert_eq!(pick_batch(&[10, 500, 12, 9, 480, 11], 3), vec![0, 3, 5]);
+        // A long oldest request takes the long ones with it.
+        assert_eq!(pick_batch(&[500, 10, 480, 12, 490], 3), vec![0, 2, 4]);
+        // Equal distances: the older wins.
+        assert_eq!(pick_batch(&[10, 12, 8, 12], 2), vec![0, 1]);
+        assert_eq!(pick_batch(&[10, 12], 0), vec![0]);
+    }
 }

@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
@@ -15,57 +16,131 @@ use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
+use super::deadline;
 use crate::error::DaemonError;
+use crate::metrics::ModelMetrics;
 use crate::registry::{Model, Registry};
 
 pub struct InferenceService {
     registry: Arc<Registry>,
     next_id: AtomicU64,
+    max_in_flight: usize,
 }
 
-impl InferenceService {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        InferenceService {
-            registry,
-            next_id: AtomicU64::new(1),
+/// A request counted against the in-flight limit until dropped.
+struct Admitted(Arc<Registry>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Counts a request's outcome in its model's metrics; a request dropped
+/// before it finished (its client went away) counts as cancelled.
+struct Outcome {
+    metrics: Arc<ModelMetrics>,
+    arrived: Instant,
+    counted: bool,
+}
+
+impl Outcome {
+    fn new(model: &Model) -> Self {
+        Outcome {
+            metrics: model.metrics.clone(),
+            arrived: Instant::now(),
+            counted: false,
         }
     }
 
-    /// Queues one request on `model` and waits for its answer.
+    fn count<T>(mut self, result: &Result<T, Status>) {
+        let code = result.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+        self.metrics.finished(code);
+        self.metrics.request_seconds.observe_duration(self.arrived.elapsed());
+        self.counted = true;
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.metrics.finished(tonic::Code::Cancelled);
+        }
+    }
+}
+
+impl InferenceService {
+    pub fn new(registry: Arc<Registry>, max_in_flight: usize) -> Self {
+        InferenceService {
+            registry,
+            next_id: AtomicU64::new(1),
+            max_in_flight: max_in_flight.max(1),
+        }
+    }
+
+    /// Admits a request unless `max_in_flight` are being served already.
+    fn admit(&self) -> Result<Admitted, Status> {
+        let before = self.registry.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+        let admitted = Admitted(self.registry.clone());
+        if before >= self.max_in_flight {
+            return Err(Status::resource_exhausted(format!(
+                "the daemon is serving {} requests, its limit (--max-in-flight); retry later",
+                self.max_in_flight
+            )));
+        }
+        Ok(admitted)
+    }
+
+    /// The model for `task` (or the named one); a refusal is counted.
+    fn route(&self, task: &str, model: &str) -> Result<Arc<Model>, Status> {
+        self.registry.model_for(task, model).map_err(|e| {
+            let status = Status::from(e);
+            self.registry.metrics.unrouted(status.code());
+            status
+        })
+    }
+
+    /// Queues one request on `model` and waits for its answer, at most
+    /// until `deadline`.
     async fn call(
         &self,
         rpc: &'static str,
         model: Arc<Model>,
         body: task_request::Body,
+        deadline: Option<Instant>,
     ) -> Result<task_response::Body, Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, rpc, model = %model.name);
-        async move {
-            let started = std::time::Instant::now();
-            let receiver = model.submit(
+        let outcome = Outcome::new(&model);
+        let result = async {
+            let _admitted = self.admit()?;
+            let mut ticket = model.submit(
                 TaskRequest {
                     body: Some(body),
                     stream: false,
                 },
                 None,
+                deadline,
             )?;
-            let answer = receiver
-                .await
-                .map_err(|_| DaemonError::Internal(format!("model {} stopped before answering", model.name)))?;
-            let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-            match answer {
-                Ok(body) => {
-                    tracing::debug!(elapsed_ms, "answered");
-                    Ok(body)
-                }
-                Err(e) => {
-                    tracing::info!(elapsed_ms, code = e.code.as_str_name(), "failed: {}", e.message);
-                    Err(DaemonError::from(e).into())
-                }
-            }
+            let answer = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), &mut ticket.reply)
+                    .await
+                    .map_err(|_| deadline::exceeded(outcome.arrived.elapsed()))?,
+                None => (&mut ticket.reply).await,
+            };
+            let answer =
+                answer.map_err(|_| DaemonError::Internal(format!("model {} stopped before answering", model.name)))?;
+            answer.map_err(Status::from)
         }
-        .instrument(span)
-        .await
+        .instrument(span.clone())
+        .await;
+        let elapsed_ms = outcome.arrived.elapsed().as_secs_f64() * 1e3;
+        match &result {
+            Ok(_) => span.in_scope(|| tracing::debug!(elapsed_ms, "answered")),
+            Err(e) => span.in_scope(|| tracing::info!(elapsed_ms, code = ?e.code(), "failed: {}", e.message())),
+        }
+        outcome.count(&result);
+        result
     }
 }
 
@@ -77,10 +152,11 @@ fn unexpected(rpc: &str) -> Status {
 /// its `TaskRequest` variant, the answer from its `TaskResponse` variant.
 macro_rules! typed_rpc {
     ($self:ident, $request:ident, $rpc:literal, $task:literal, $req_variant:ident, $resp_variant:ident) => {{
+        let deadline = deadline::of(&$request);
         let request = $request.into_inner();
-        let model = $self.registry.model_for($task, &request.model)?;
+        let model = $self.route($task, &request.model)?;
         match $self
-            .call($rpc, model, task_request::Body::$req_variant(request))
+            .call($rpc, model, task_request::Body::$req_variant(request), deadline)
             .await?
         {
             task_response::Body::$resp_variant(response) => Ok(Response::new(response)),
@@ -122,6 +198,7 @@ impl Inference for InferenceService {
     }
 
     async fn generate_stream(&self, request: Request<GenerateRequest>) -> Result<Response<ResponseStream>, Status> {
+        let deadline = deadline::of(&request);
         let request = request.into_inner();
         if request.inputs.len() != 1 {
             return Err(Status::invalid_argument(format!(
@@ -134,22 +211,52 @@ impl Inference for InferenceService {
                 "GenerateStream returns one sequence: num_return_sequences must be 1",
             ));
         }
-        let model = self.registry.model_for("text-generation", &request.model)?;
+        let model = self.route("text-generation", &request.model)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, rpc = "GenerateStream", model = %model.name);
+        let outcome = Outcome::new(&model);
+        let admitted = match self.admit() {
+            Ok(admitted) => admitted,
+            Err(e) => {
+                outcome.count::<()>(&Err(e.clone()));
+                return Err(e);
+            }
+        };
         let (partial_tx, mut partial_rx) = tokio::sync::mpsc::unbounded_channel();
         let task = TaskRequest {
             body: Some(task_request::Body::Generate(request)),
             stream: true,
         };
-        let mut reply = model.submit(task, Some(partial_tx))?;
+        let mut ticket = match model.submit(task, Some(partial_tx), deadline) {
+            Ok(ticket) => ticket,
+            Err(e) => {
+                let status = Status::from(e);
+                outcome.count::<()>(&Err(status.clone()));
+                return Err(status);
+            }
+        };
         let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<GenerateStreamResponse, Status>>(32);
         // Forward partial responses, then the final one. When the client goes
-        // away, `out_tx` fails; dropping the receivers tells the worker to stop.
+        // away, `out_tx` fails; dropping the ticket tells the worker to stop.
+        // At the deadline the stream ends with DEADLINE_EXCEEDED.
         tokio::spawn(
             async move {
+                let _admitted = admitted;
+                let expiry = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::pin!(expiry);
                 loop {
                     tokio::select! {
+                        _ = &mut expiry => {
+                            let status = deadline::exceeded(outcome.arrived.elapsed());
+                            outcome.count::<()>(&Err(status.clone()));
+                            let _ = out_tx.send(Err(status)).await;
+                            return;
+                        }
                         chunk = partial_rx.recv() => match chunk {
                             Some(task_response::Body::GenerateChunk(chunk)) => {
                                 if out_tx.send(Ok(chunk)).await.is_err() {
@@ -166,11 +273,15 @@ impl Inference for InferenceService {
                         }
                     }
                 }
-                let last = match (&mut reply).await {
-                    Ok(Ok(body)) => final_chunk(body),
-                    Ok(Err(e)) => Err(DaemonError::from(e).into()),
-                    Err(_) => Err(Status::internal("the model stopped before answering")),
+                let last = tokio::select! {
+                    answer = &mut ticket.reply => match answer {
+                        Ok(Ok(body)) => final_chunk(body),
+                        Ok(Err(e)) => Err(e.into()),
+                        Err(_) => Err(Status::internal("the model stopped before answering")),
+                    },
+                    _ = &mut expiry => Err(deadline::exceeded(outcome.arrived.elapsed())),
                 };
+                outcome.count(&last);
                 let _ = out_tx.send(last).await;
             }
             .instrument(span),
@@ -249,6 +360,7 @@ impl Inference for InferenceService {
     }
 
     async fn run(&self, request: Request<RunRequest>) -> Result<Response<RunResponse>, Status> {
+        let deadline = deadline::of(&request);
         let request = request.into_inner();
         let model = match (request.task.as_str(), request.model.as_str()) {
             ("", "") => {
@@ -256,10 +368,17 @@ impl Inference for InferenceService {
                     "name a `task` (see Models/ListPlugins) or a `model`",
                 ))
             }
-            ("", model) => self.registry.model(model)?,
-            (task, model) => self.registry.model_for(task, model)?,
+            ("", model) => self.registry.model(model).map_err(|e| {
+                let status = Status::from(e);
+                self.registry.metrics.unrouted(status.code());
+                status
+            })?,
+            (task, model) => self.route(task, model)?,
         };
-        match self.call("Run", model, task_request::Body::Run(request)).await? {
+        match self
+            .call("Run", model, task_request::Body::Run(request), deadline)
+            .await?
+        {
             task_response::Body::Run(response) => Ok(Response::new(response)),
             _ => Err(unexpected("Run")),
         }

@@ -2,6 +2,7 @@
 //! health and reflection (v1 and v1alpha), and shuts down gracefully. The
 //! handlers are thin: validate, hand over to the registry, convert back.
 
+mod deadline;
 mod inference;
 mod models;
 mod size_limit;
@@ -58,6 +59,7 @@ pub async fn serve<S>(
     registry: Arc<Registry>,
     health_service: tonic_health::pb::health_server::HealthServer<S>,
     max_request_bytes: usize,
+    max_in_flight: usize,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
 where
@@ -71,12 +73,13 @@ where
         .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let inference = InferenceServer::new(inference::InferenceService::new(registry.clone()))
+    let inference = InferenceServer::new(inference::InferenceService::new(registry.clone(), max_in_flight))
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(usize::MAX);
     let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
     Server::builder()
         .layer(size_limit::SizeLimitStatusLayer::new(max_request_bytes))
+        .layer(deadline::DeadlineLayer)
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -12,6 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::error::DaemonError;
 use crate::registry::{LoadSpec, Registry};
+use crate::scheduler::QueueOverrides;
 
 pub struct ModelsService {
     registry: Arc<Registry>,
@@ -50,6 +51,19 @@ impl Models for ModelsService {
                 "`task` is empty: name the pipeline() task, e.g. text-classification",
             ));
         }
+        if let Some(o) = &r.options {
+            for (name, value) in [
+                ("max_batch_size", o.max_batch_size),
+                ("queue_size", o.queue_size),
+                ("intra_op_threads", o.intra_op_threads),
+            ] {
+                if value == Some(0) {
+                    return Err(Status::invalid_argument(format!(
+                        "options.{name} must be at least 1 (leave it unset for the daemon's default)"
+                    )));
+                }
+            }
+        }
         let spec = LoadSpec {
             name: r.name,
             task: r.task,
@@ -58,6 +72,15 @@ impl Models for ModelsService {
             devices: r.devices,
             instances: r.instances,
             make_default: r.make_default,
+            options: r
+                .options
+                .map(|o| QueueOverrides {
+                    queue_size: o.queue_size.map(|n| n as usize),
+                    max_batch_size: o.max_batch_size.map(|n| n as usize),
+                    max_queue_delay_ms: o.max_queue_delay_ms.map(u64::from),
+                    intra_op_threads: o.intra_op_threads.map(|n| n as usize),
+                })
+                .unwrap_or_default(),
         };
         let registry = self.registry.clone();
         Ok(Response::new(blocking(move || registry.load(spec)).await?))

@@ -48,7 +48,36 @@ enum Command {
         /// Total requests (split over the workers).
         #[arg(long, default_value_t = 200)]
         requests: usize,
+        /// Texts per request (consecutive payload lines): with 32 at
+        /// concurrency 1, every batch the daemon runs has 32 sequences.
+        #[arg(long, default_value_t = 1)]
+        inputs_per_request: usize,
+        /// The daemon's metrics endpoint (HOST:PORT): report the time its
+        /// model instance spent per batch during the run.
+        #[arg(long)]
+        metrics: Option<String>,
     },
+}
+
+/// Sum and count of the model's batch inference-time histogram, from the
+/// daemon's metrics endpoint.
+fn inference_seconds(metrics: &str, model: &str) -> Result<(f64, f64)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).with_context(|| format!("connect {metrics}"))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let value = |series: &str| -> f64 {
+        let series = format!("inferd_inference_duration_seconds_{series}{{model=\"{model}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(&series))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    Ok((value("sum"), value("count")))
 }
 
 async fn connect(addr: &str) -> Result<Channel> {
@@ -112,6 +141,8 @@ async fn main() -> Result<()> {
             payload,
             concurrency,
             requests,
+            inputs_per_request,
+            metrics,
         } => {
             let texts: Vec<String> = std::fs::read_to_string(&payload)
                 .with_context(|| format!("read {}", payload.display()))?
@@ -122,13 +153,19 @@ async fn main() -> Result<()> {
             anyhow::ensure!(!texts.is_empty(), "{} has no lines", payload.display());
             let request = |i: usize| ClassifyRequest {
                 model: cli.model.clone(),
-                inputs: vec![TextInput {
-                    text: texts[i % texts.len()].clone(),
-                    text_pair: None,
-                }],
+                inputs: (0..inputs_per_request.max(1))
+                    .map(|k| TextInput {
+                        text: texts[(i * inputs_per_request.max(1) + k) % texts.len()].clone(),
+                        text_pair: None,
+                    })
+                    .collect(),
                 ..Default::default()
             };
             InferenceClient::new(channel.clone()).classify(request(0)).await?;
+            let before = match &metrics {
+                Some(m) => Some(inference_seconds(m, &cli.model)?),
+                None => None,
+            };
             let started = Instant::now();
             let mut tasks = Vec::new();
             for w in 0..concurrency {
@@ -156,13 +193,17 @@ async fn main() -> Result<()> {
             }
             let seconds = started.elapsed().as_secs_f64();
             latencies.sort();
-            println!(
-                "{}",
-                json!({"bench": "classify", "concurrency": concurrency, "requests": latencies.len(),
-                       "failures": failures, "seconds": seconds, "rps": latencies.len() as f64 / seconds,
-                       "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
-                       "p99_ms": percentile(&latencies, 0.99)})
-            );
+            let mut figures = json!({"bench": "classify", "concurrency": concurrency, "requests": latencies.len(),
+                   "inputs_per_request": inputs_per_request, "failures": failures, "seconds": seconds,
+                   "rps": latencies.len() as f64 / seconds,
+                   "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
+                   "p99_ms": percentile(&latencies, 0.99)});
+            if let (Some(m), Some((sum0, count0))) = (&metrics, before) {
+                let (sum1, count1) = inference_seconds(m, &cli.model)?;
+                figures["batches"] = json!(count1 - count0);
+                figures["seconds_per_batch"] = json!((sum1 - sum0) / (count1 - count0).max(1.0));
+            }
+            println!("{figures}");
         }
     }
     Ok(())

@@ -1,0 +1,377 @@
+//! Prometheus metrics: per-model request counts by status code, latency and
+//! batch-size histograms, and gauges read live from the registry at scrape
+//! time (queue depth, loaded models, their memory). Served as text format
+//! 0.0.4 on `--metrics-listen`, apart from the gRPC port.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::Bytes;
+use hyper::{Request, Response, StatusCode};
+use tokio::net::TcpListener;
+
+use crate::registry::Registry;
+
+/// Upper bounds of the latency buckets, in seconds.
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+];
+/// Upper bounds of the batch-size buckets.
+const BATCH_SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// A cumulative histogram with fixed buckets.
+pub struct Histogram {
+    bounds: &'static [f64],
+    state: Mutex<HistogramState>,
+}
+
+#[derive(Default)]
+struct HistogramState {
+    /// Observations per bucket (not cumulative), plus one for +Inf.
+    buckets: Vec<u64>,
+    sum: f64,
+    count: u64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            state: Mutex::new(HistogramState {
+                buckets: vec![0; bounds.len() + 1],
+                ..Default::default()
+            }),
+        }
+    }
+
+    pub fn observe(&self, value: f64) {
+        let bucket = self.bounds.partition_point(|b| *b < value);
+        let mut state = self.state.lock().expect("histogram lock");
+        state.buckets[bucket] += 1;
+        state.sum += value;
+        state.count += 1;
+    }
+
+    pub fn observe_duration(&self, d: Duration) {
+        self.observe(d.as_secs_f64());
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let state = self.state.lock().expect("histogram lock");
+        let mut cumulative = 0;
+        for (bound, n) in self.bounds.iter().zip(&state.buckets) {
+            cumulative += n;
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", state.count);
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", state.sum);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", state.count);
+    }
+}
+
+/// The metrics of one model name; kept across unload and reload, as
+/// Prometheus counters must only grow.
+pub struct ModelMetrics {
+    /// Finished requests by gRPC status code name ("Ok", "DeadlineExceeded", ...).
+    requests: Mutex<BTreeMap<String, u64>>,
+    /// From arrival in the queue to the start of the request's batch.
+    pub queue_seconds: Histogram,
+    /// One batch's run on an instance.
+    pub inference_seconds: Histogram,
+    /// From the RPC's arrival to its answer.
+    pub request_seconds: Histogram,
+    /// Requests per batch run.
+    pub batch_size: Histogram,
+}
+
+impl ModelMetrics {
+    fn new() -> Self {
+        ModelMetrics {
+            requests: Mutex::new(BTreeMap::new()),
+            queue_seconds: Histogram::new(SECONDS),
+            inference_seconds: Histogram::new(SECONDS),
+            request_seconds: Histogram::new(SECONDS),
+            batch_size: Histogram::new(BATCH_SIZES),
+        }
+    }
+
+    /// Counts one finished request.
+    pub fn finished(&self, code: tonic::Code) {
+        *self
+            .requests
+            .lock()
+            .expect("metrics lock")
+            .entry(format!("{code:?}"))
+            .or_default() += 1;
+    }
+}
+
+/// What the registry reports about one model at scrape time.
+pub struct ModelGauges {
+    pub name: String,
+    pub ready: bool,
+    pub memory_bytes: u64,
+    pub queue_depth: usize,
+    pub instances: usize,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    models: Mutex<BTreeMap<String, Arc<ModelMetrics>>>,
+    /// Requests admitted and not yet answered, over all models.
+    pub in_flight: AtomicUsize,
+    /// Requests refused before reaching a model (unknown model or task,
+    /// in-flight limit), by code.
+    unrouted: Mutex<BTreeMap<String, u64>>,
+}
+
+impl Metrics {
+    /// The metrics of `model`, created on first use.
+    pub fn model(&self, model: &str) -> Arc<ModelMetrics> {
+        self.models
+            .lock()
+            .expect("metrics lock")
+            .entry(model.to_string())
+            .or_insert_with(|| Arc::new(ModelMetrics::new()))
+            .clone()
+    }
+
+    /// Counts a request refused before it reached a model.
+    pub fn unrouted(&self, code: tonic::Code) {
+        *self
+            .unrouted
+            .lock()
+            .expect("metrics lock")
+            .entry(format!("{code:?}"))
+            .or_default() += 1;
+    }
+
+    /// The text exposition format.
+    pub fn render(&self, gauges: &[ModelGauges], in_flight_limit: usize) -> String {
+        let mut out = String::new();
+        let models = self.models.lock().expect("metrics lock").clone();
+
+        header(
+            &mut out,
+            "inferd_requests_total",
+            "counter",
+            "Finished requests by model and gRPC status code.",
+        );
+        for (model, m) in &models {
+            for (code, n) in m.requests.lock().expect("metrics lock").iter() {
+                let _ = writeln!(
+                    out,
+                    "inferd_requests_total{{model=\"{}\",code=\"{code}\"}} {n}",
+                    escape(model)
+                );
+            }
+        }
+        for (code, n) in self.unrouted.lock().expect("metrics lock").iter() {
+            let _ = writeln!(out, "inferd_requests_total{{model=\"\",code=\"{code}\"}} {n}");
+        }
+
+        type Pick = fn(&ModelMetrics) -> &Histogram;
+        let histograms: [(&str, &str, Pick); 4] = [
+            (
+                "inferd_queue_duration_seconds",
+                "Time requests waited in their model's queue.",
+                |m| &m.queue_seconds,
+            ),
+            (
+                "inferd_inference_duration_seconds",
+                "Time one batch took on a model instance.",
+                |m| &m.inference_seconds,
+            ),
+            (
+                "inferd_request_duration_seconds",
+                "Time from a request's arrival to its answer.",
+                |m| &m.request_seconds,
+            ),
+            ("inferd_batch_size", "Requests per batch run.", |m| &m.batch_size),
+        ];
+        for (name, help, pick) in histograms {
+            header(&mut out, name, "histogram", help);
+            for (model, m) in &models {
+                pick(m).render(&mut out, name, &format!("model=\"{}\"", escape(model)));
+            }
+        }
+
+        header(
+            &mut out,
+            "inferd_queue_depth",
+            "gauge",
+            "Requests waiting in the model's queue.",
+        );
+        for g in gauges.iter().filter(|g| g.ready) {
+            let _ = writeln!(
+                out,
+                "inferd_queue_depth{{model=\"{}\"}} {}",
+                escape(&g.name),
+                g.queue_depth
+            );
+        }
+        header(
+            &mut out,
+            "inferd_model_memory_bytes",
+            "gauge",
+            "Parameters and buffers held by the model's instances.",
+        );
+        for g in gauges.iter().filter(|g| g.ready) {
+            let _ = writeln!(
+                out,
+                "inferd_model_memory_bytes{{model=\"{}\"}} {}",
+                escape(&g.name),
+                g.memory_bytes
+            );
+        }
+        header(
+            &mut out,
+            "inferd_model_instances",
+            "gauge",
+            "Instances (worker threads) of the model.",
+        );
+        for g in gauges.iter().filter(|g| g.ready) {
+            let _ = writeln!(
+                out,
+                "inferd_model_instances{{model=\"{}\"}} {}",
+                escape(&g.name),
+                g.instances
+            );
+        }
+        header(&mut out, "inferd_models_loaded", "gauge", "Models ready to serve.");
+        let _ = writeln!(
+            out,
+            "inferd_models_loaded {}",
+            gauges.iter().filter(|g| g.ready).count()
+        );
+        header(
+            &mut out,
+            "inferd_in_flight_requests",
+            "gauge",
+            "Requests admitted and not yet answered.",
+        );
+        let _ = writeln!(
+            out,
+            "inferd_in_flight_requests {}",
+            self.in_flight.load(Ordering::Relaxed)
+        );
+        header(
+            &mut out,
+            "inferd_in_flight_limit",
+            "gauge",
+            "Most requests admitted at once (--max-in-flight).",
+        );
+        let _ = writeln!(out, "inferd_in_flight_limit {in_flight_limit}");
+        out
+    }
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+/// A label value with `\`, `"` and newlines escaped.
+fn escape(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+}
+
+/// Serves `GET /metrics` on `listener` until `shutdown` resolves.
+pub async fn serve(
+    listener: TcpListener,
+    registry: Arc<Registry>,
+    in_flight_limit: usize,
+    shutdown: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!("metrics endpoint: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => return,
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+                let registry = registry.clone();
+                async move { Ok::<_, Infallible>(answer(&request, &registry, in_flight_limit)) }
+            });
+            let io = hyper_util::rt::TokioIo::new(stream);
+            if let Err(e) = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await
+            {
+                tracing::debug!(%peer, "metrics connection: {e}");
+            }
+        });
+    }
+}
+
+fn answer<B>(request: &Request<B>, registry: &Registry, in_flight_limit: usize) -> Response<Full<Bytes>> {
+    let reply = |status: StatusCode, content_type: &'static str, body: String| {
+        let mut response = Response::new(Full::new(Bytes::from(body)));
+        *response.status_mut() = status;
+        response.headers_mut().insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(content_type),
+        );
+        response
+    };
+    match (request.method(), request.uri().path()) {
+        (&hyper::Method::GET, "/metrics") => reply(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            registry.metrics.render(&registry.gauges(), in_flight_limit),
+        ),
+        (&hyper::Method::GET, _) => reply(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found: metrics are at /metrics\n".into(),
+        ),
+        _ => reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "only GET is served\n".into(),
+        ),
+    }
+}
+
+/// Binds the metrics address (so a taken port fails at start-up).
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for metrics on {addr}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative_and_label_values_escaped() {
+        let h = Histogram::new(BATCH_SIZES);
+        for v in [1.0, 3.0, 3.0, 1000.0] {
+            h.observe(v);
+        }
+        let mut out = String::new();
+        h.render(&mut out, "x", "model=\"m\"");
+        assert!(out.contains("x_bucket{model=\"m\",le=\"1\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{model=\"m\",le=\"2\"} 1\n"), "{out}");
+        assert!(out.contains("x_bucket{model=\"m\",le=\"4\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{model=\"m\",le=\"256\"} 3\n"), "{out}");
+        assert!(out.contains("x_bucket{model=\"m\",le=\"+Inf\"} 4\n"), "{out}");
+        assert!(out.contains("x_sum{model=\"m\"} 1007\n"), "{out}");
+        assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+}
