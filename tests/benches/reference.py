@@ -128,20 +128,29 @@ def peak(args):
 
 
 def flops(args):
-    """Floating-point operations of one DistilBERT encoder pass over the
-    first `batch` payload lines, padded to the longest (as run): per layer
-    and token, the Q/K/V/output projections (8 d^2), the feed-forward
-    (4 d ff) and attention (4 L d)."""
+    """Floating-point operations inferd executes for one sequence-
+    classification batch of the first `batch` payload lines, padded to the
+    longest. Per layer and token: the Q/K/V/output projections (8 d^2), the
+    feed-forward (4 d ff) and attention (4 L d). The head reads only the first
+    position, so inferd's last layer computes keys and values for every token
+    (4 d^2 each) but the rest for the first token alone; that is what is
+    counted."""
     from transformers import AutoConfig, AutoTokenizer
 
     cfg = AutoConfig.from_pretrained(args.model)
     tok = AutoTokenizer.from_pretrained(args.model)
     texts = [l for l in open(args.payload).read().splitlines() if l.strip()]
     d, ff, layers = cfg.dim, cfg.hidden_dim, cfg.n_layers
+
+    def executed(n):
+        full_layer = n * (8 * d * d + 4 * d * ff + 4 * n * d)
+        last_layer = n * 4 * d * d + (4 * d * d + 4 * d * ff + 4 * n * d)
+        return (layers - 1) * full_layer + last_layer
+
     # inferd-bench sends consecutive groups of `batch` lines: the mean over them.
     groups = [texts[i : i + args.batch] for i in range(0, len(texts) - args.batch + 1, args.batch)]
     lengths = [max(len(tok(t, truncation=True)["input_ids"]) for t in g) for g in groups]
-    total = sum(layers * (8 * d * d + 4 * d * ff + 4 * n * d) * n * args.batch for n in lengths)
+    total = sum(executed(n) * args.batch for n in lengths)
     print(json.dumps({"bench": "flops", "batch": args.batch, "length": max(lengths),
                       "flops": total / len(groups)}))
 

@@ -102,6 +102,6 @@ if cls:
     peak = next(r for r in rows if r["bench"] == "peak")
     gflops = flops["flops"] / enc["seconds_per_batch"] / 1e9
     print(f"encoder, batch {flops['batch']} x {flops['length']} tokens: {enc['seconds_per_batch']*1e3:.1f} ms per batch "
-          f"(daemon metrics, tokenization included) = {gflops:.1f} GFLOP/s; "
+          f"(daemon metrics, tokenization included) = {gflops:.1f} GFLOP/s executed; "
           f"fp32 matmul peak {peak['gflops']:.1f} GFLOP/s; {100*gflops/peak['gflops']:.0f}% of peak")
 PYEOF

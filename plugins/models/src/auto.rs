@@ -145,7 +145,7 @@ impl TextModel {
         match &self.net {
             Net::BertClassifier(m) => m.forward(batch),
             Net::DistilBertClassifier(m) => m.forward(batch),
-            Net::RobertaClassifier(enc, head) => head.forward(&enc.forward(batch)),
+            Net::RobertaClassifier(enc, head) => head.forward(&enc.forward_first(batch)),
             Net::BartClassifier(m) => m.forward(batch),
             Net::PerToken(enc, head) => head.forward(&enc.forward(batch)),
             Net::BertMaskedLm(enc, head) => head.forward(&enc.forward(batch)),

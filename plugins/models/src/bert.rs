@@ -8,7 +8,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::layers::{
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FusedLinear, LayerNorm, Linear,
+};
 use crate::tokenizer::EncodedBatch;
 
 fn default_vocab_size() -> i64 {
@@ -117,9 +119,8 @@ impl Embeddings {
 }
 
 struct SelfAttention {
-    query: Linear,
-    key: Linear,
-    value: Linear,
+    /// query, key and value.
+    qkv: FusedLinear,
     output: Linear,
     norm: LayerNorm,
     heads: i64,
@@ -131,21 +132,36 @@ impl SelfAttention {
         let s = &p / "self";
         let o = &p / "output";
         SelfAttention {
-            query: Linear::new(&s / "query", h, h),
-            key: Linear::new(&s / "key", h, h),
-            value: Linear::new(&s / "value", h, h),
+            qkv: FusedLinear::new(&[&s / "query", &s / "key", &s / "value"], h, h),
             output: Linear::new(&o / "dense", h, h),
             norm: LayerNorm::new(&o / "LayerNorm", h, cfg.layer_norm_eps),
             heads: cfg.num_attention_heads,
         }
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
-        let q = split_heads(&self.query.forward(x), self.heads);
-        let k = split_heads(&self.key.forward(x), self.heads);
-        let v = split_heads(&self.value.forward(x), self.heads);
-        let context = merge_heads(&attention(&q, &k, &v, Some(bias)));
-        self.norm.forward(&(self.output.forward(&context) + x))
+    /// Every position, or with `first_only` position 0 alone ([batch, 1,
+    /// hidden]; its keys and values still cover every position).
+    fn forward(&self, x: &Tensor, bias: &Tensor, first_only: bool) -> Tensor {
+        let (q, k, v, x) = if first_only {
+            let first = x.narrow(1, 0, 1);
+            let q = self.qkv.forward_parts(&first, 0, 1).remove(0);
+            let mut kv = self.qkv.forward_parts(x, 1, 2);
+            let v = kv.pop().expect("value");
+            (q, kv.pop().expect("key"), v, first)
+        } else {
+            let mut qkv = self.qkv.forward_parts(x, 0, 3);
+            let v = qkv.pop().expect("value");
+            let k = qkv.pop().expect("key");
+            (qkv.pop().expect("query"), k, v, x.shallow_clone())
+        };
+        let (q, k, v) = (
+            split_heads(&q, self.heads),
+            split_heads(&k, self.heads),
+            split_heads(&v, self.heads),
+        );
+        let mut out = self.output.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))));
+        out += &x;
+        self.norm.forward(&out)
     }
 }
 
@@ -168,10 +184,12 @@ impl Layer {
         }
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
-        let x = self.attention.forward(x, bias);
+    fn forward(&self, x: &Tensor, bias: &Tensor, first_only: bool) -> Tensor {
+        let x = self.attention.forward(x, bias, first_only);
         let h = self.act.forward(&self.intermediate.forward(&x));
-        self.norm.forward(&(self.output.forward(&h) + x))
+        let mut out = self.output.forward(&h);
+        out += &x;
+        self.norm.forward(&out)
     }
 }
 
@@ -201,10 +219,21 @@ impl BertModel {
 
     /// Hidden states [batch, seq, hidden].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        self.run(batch, false)
+    }
+
+    /// The first position's hidden states [batch, 1, hidden], for heads that
+    /// read only it: the last layer computes that position alone.
+    pub fn forward_first(&self, batch: &EncodedBatch) -> Tensor {
+        self.run(batch, true)
+    }
+
+    fn run(&self, batch: &EncodedBatch, first_only: bool) -> Tensor {
         let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
         let mut x = self.embeddings.forward(&batch.input_ids, &batch.token_type_ids);
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &bias, first_only && i == last);
         }
         x
     }
@@ -237,7 +266,7 @@ impl BertForSequenceClassification {
 
     /// Logits [batch, num_labels].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
-        let hidden = self.bert.forward(batch);
+        let hidden = self.bert.forward_first(batch);
         self.classifier.forward(&self.bert.pool(&hidden))
     }
 }

@@ -5,7 +5,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear};
+use crate::layers::{
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FusedLinear, LayerNorm, Linear,
+};
 use crate::tokenizer::EncodedBatch;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
@@ -75,9 +77,8 @@ impl Embeddings {
 }
 
 struct Block {
-    q: Linear,
-    k: Linear,
-    v: Linear,
+    /// q_lin, k_lin and v_lin.
+    qkv: FusedLinear,
     out: Linear,
     sa_norm: LayerNorm,
     lin1: Linear,
@@ -92,9 +93,7 @@ impl Block {
         let a = &p / "attention";
         let d = cfg.dim;
         Block {
-            q: Linear::new(&a / "q_lin", d, d),
-            k: Linear::new(&a / "k_lin", d, d),
-            v: Linear::new(&a / "v_lin", d, d),
+            qkv: FusedLinear::new(&[&a / "q_lin", &a / "k_lin", &a / "v_lin"], d, d),
             out: Linear::new(&a / "out_lin", d, d),
             sa_norm: LayerNorm::new(&p / "sa_layer_norm", d, LAYER_NORM_EPS),
             lin1: Linear::new(&p / "ffn" / "lin1", d, cfg.hidden_dim),
@@ -105,14 +104,32 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
-        let q = split_heads(&self.q.forward(x), self.heads);
-        let k = split_heads(&self.k.forward(x), self.heads);
-        let v = split_heads(&self.v.forward(x), self.heads);
-        let context = merge_heads(&attention(&q, &k, &v, Some(bias)));
-        let x = self.sa_norm.forward(&(self.out.forward(&context) + x));
-        let h = self.lin2.forward(&self.act.forward(&self.lin1.forward(&x)));
-        self.output_norm.forward(&(h + x))
+    /// The block's output for every position, or with `first_only` for
+    /// position 0 alone ([batch, 1, dim]; keys and values still see all).
+    fn forward(&self, x: &Tensor, bias: &Tensor, first_only: bool) -> Tensor {
+        let (q, k, v, x) = if first_only {
+            let first = x.narrow(1, 0, 1);
+            let q = self.qkv.forward_parts(&first, 0, 1).remove(0);
+            let mut kv = self.qkv.forward_parts(x, 1, 2);
+            let v = kv.pop().expect("value");
+            (q, kv.pop().expect("key"), v, first)
+        } else {
+            let mut qkv = self.qkv.forward_parts(x, 0, 3);
+            let v = qkv.pop().expect("value");
+            let k = qkv.pop().expect("key");
+            (qkv.pop().expect("query"), k, v, x.shallow_clone())
+        };
+        let (q, k, v) = (
+            split_heads(&q, self.heads),
+            split_heads(&k, self.heads),
+            split_heads(&v, self.heads),
+        );
+        let mut attended = self.out.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))));
+        attended += &x;
+        let x = self.sa_norm.forward(&attended);
+        let mut h = self.lin2.forward(&self.act.forward(&self.lin1.forward(&x)));
+        h += &x;
+        self.output_norm.forward(&h)
     }
 }
 
@@ -133,10 +150,21 @@ impl DistilBertModel {
 
     /// Hidden states [batch, seq, dim].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        self.run(batch, false)
+    }
+
+    /// The first position's hidden states [batch, dim], for heads that read
+    /// only it: the last layer computes that position alone.
+    pub fn forward_first(&self, batch: &EncodedBatch) -> Tensor {
+        self.run(batch, true).select(1, 0)
+    }
+
+    fn run(&self, batch: &EncodedBatch, first_only: bool) -> Tensor {
         let bias = padding_bias(&batch.attention_mask, tch::Kind::Float);
         let mut x = self.embeddings.forward(&batch.input_ids);
-        for layer in &self.layers {
-            x = layer.forward(&x, &bias);
+        let last = self.layers.len().saturating_sub(1);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.forward(&x, &bias, first_only && i == last);
         }
         x
     }
@@ -195,7 +223,7 @@ impl DistilBertForSequenceClassification {
 
     /// Logits [batch, num_labels].
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
-        let hidden = self.distilbert.forward(batch).select(1, 0);
+        let hidden = self.distilbert.forward_first(batch);
         self.classifier.forward(&self.pre_classifier.forward(&hidden).relu())
     }
 }

@@ -35,6 +35,43 @@ impl Linear {
     }
 }
 
+/// Linear layers of the same shape that read the same input (attention's
+/// query, key and value), stored as one [parts * out, in] weight so that they
+/// run as one matrix product. Each part's checkpoint tensors load into views
+/// of the shared weight and bias, under the part's own names.
+#[derive(Debug)]
+pub struct FusedLinear {
+    weight: Tensor,
+    bias: Tensor,
+    out_dim: i64,
+}
+
+impl FusedLinear {
+    pub fn new(parts: &[Path], in_dim: i64, out_dim: i64) -> Self {
+        let first = parts.first().expect("at least one part");
+        let options = (first.kind(), first.device());
+        let n = parts.len() as i64;
+        let weight = Tensor::zeros([n * out_dim, in_dim], options);
+        let bias = Tensor::zeros([n * out_dim], options);
+        for (i, p) in parts.iter().enumerate() {
+            let rows = i as i64 * out_dim;
+            let _ = p.add("weight", weight.narrow(0, rows, out_dim), false);
+            let _ = p.add("bias", bias.narrow(0, rows, out_dim), false);
+        }
+        FusedLinear { weight, bias, out_dim }
+    }
+
+    /// Parts `first..first + count` of the output, each [.., out].
+    pub fn forward_parts(&self, x: &Tensor, first: i64, count: i64) -> Vec<Tensor> {
+        let (start, len) = (first * self.out_dim, count * self.out_dim);
+        x.linear(
+            &self.weight.narrow(0, start, len),
+            Some(&self.bias.narrow(0, start, len)),
+        )
+        .split(self.out_dim, -1)
+    }
+}
+
 /// `torch.nn.LayerNorm` over the last dimension.
 #[derive(Debug)]
 pub struct LayerNorm {
@@ -153,14 +190,11 @@ pub fn causal_bias(attention_mask: &Tensor, new: i64) -> Tensor {
     causal.logical_and(&padding).logical_not().to_kind(Kind::Float) * f32::MIN as f64
 }
 
-/// softmax(q kᵀ / sqrt(d) + bias) v for [batch, heads, seq, head_dim] inputs.
+/// softmax(q kᵀ / sqrt(d) + bias) v for [batch, heads, seq, head_dim] inputs,
+/// with LibTorch's fused kernel (transformers' "sdpa" attention): strided
+/// inputs are read in place and the scores are never materialised whole.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    let head_dim = *q.size().last().expect("head dim") as f64;
-    let mut scores = q.matmul(&k.transpose(-1, -2)) / head_dim.sqrt();
-    if let Some(bias) = bias {
-        scores += bias;
-    }
-    scores.softmax(-1, scores.kind()).matmul(v)
+    Tensor::scaled_dot_product_attention(q, k, v, bias, 0.0, false, None, false)
 }
 
 /// Keys and values of one attention layer for the tokens seen so far,
