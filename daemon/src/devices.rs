@@ -1,6 +1,7 @@
 //! The device pool: the CPU and the CUDA devices LibTorch sees, and where
-//! each model instance goes. Placement picks the least-loaded device of the
-//! requested kind (by number of instances placed there).
+//! each model instance goes. Placement picks, among the requested devices,
+//! the one with the fewest instances, and among those the one with the most
+//! free memory.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -17,6 +18,8 @@ pub struct DevicePool {
     names: Vec<String>,
     default: String,
     instances: Mutex<HashMap<String, usize>>,
+    /// Free bytes of a device now, when it can be told.
+    free_memory: fn(&str) -> Option<u64>,
 }
 
 impl DevicePool {
@@ -39,6 +42,7 @@ impl DevicePool {
             names,
             default,
             instances: Mutex::new(HashMap::new()),
+            free_memory,
         };
         pool.expand(&pool.default)
             .map_err(|e| anyhow::anyhow!("default device: {e}"))?;
@@ -81,12 +85,23 @@ impl DevicePool {
                 }
             }
         }
+        let free: HashMap<String, u64> = if candidates.len() > 1 {
+            candidates
+                .iter()
+                .map(|d| (d.clone(), (self.free_memory)(d).unwrap_or(0)))
+                .collect()
+        } else {
+            HashMap::new()
+        };
         let mut load = self.instances.lock().expect("device pool lock");
         let mut placed = Vec::with_capacity(count);
         for _ in 0..count.max(1) {
             let device = candidates
                 .iter()
-                .min_by_key(|d| load.get(*d).copied().unwrap_or(0))
+                .min_by_key(|d| {
+                    let instances = load.get(*d).copied().unwrap_or(0);
+                    (instances, std::cmp::Reverse(free.get(*d).copied().unwrap_or(0)))
+                })
                 .expect("at least one candidate")
                 .clone();
             *load.entry(device.clone()).or_default() += 1;
@@ -106,9 +121,69 @@ impl DevicePool {
     }
 }
 
+/// Free bytes of `device`: MemAvailable for the CPU; for CUDA devices,
+/// cudaMemGetInfo through the CUDA runtime LibTorch has loaded.
+fn free_memory(device: &str) -> Option<u64> {
+    if device == "cpu" {
+        let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+        let kb: u64 = meminfo
+            .lines()
+            .find_map(|l| l.strip_prefix("MemAvailable:"))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()?;
+        return Some(kb * 1024);
+    }
+    let index: i32 = device.strip_prefix("cuda:")?.parse().ok()?;
+    // On its own thread: cudaSetDevice changes the calling thread's device.
+    std::thread::spawn(move || cuda_free_memory(index)).join().ok()?
+}
+
+fn cuda_free_memory(index: i32) -> Option<u64> {
+    type SetDevice = unsafe extern "C" fn(i32) -> i32;
+    type MemGetInfo = unsafe extern "C" fn(*mut usize, *mut usize) -> i32;
+    // SAFETY: these are the CUDA runtime's own sonames, already loaded with
+    // libtorch_cuda when CUDA devices exist; the two functions have these C
+    // signatures in every CUDA runtime since 4.0, and return 0 on success.
+    unsafe {
+        let runtime = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+            .iter()
+            .find_map(|name| libloading::Library::new(*name).ok())?;
+        let set_device: libloading::Symbol<SetDevice> = runtime.get(b"cudaSetDevice").ok()?;
+        let mem_get_info: libloading::Symbol<MemGetInfo> = runtime.get(b"cudaMemGetInfo").ok()?;
+        if set_device(index) != 0 {
+            return None;
+        }
+        let (mut free, mut total) = (0usize, 0usize);
+        (mem_get_info(&mut free, &mut total) == 0).then_some(free as u64)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn among_equally_loaded_devices_the_one_with_most_free_memory_wins() {
+        let mut pool = DevicePool::new(3, "cuda").unwrap();
+        pool.free_memory = |d| match d {
+            "cuda:0" => Some(2 << 30),
+            "cuda:1" => Some(9 << 30),
+            "cuda:2" => Some(5 << 30),
+            _ => None,
+        };
+        // By free memory first, then instances spread before doubling up.
+        assert_eq!(pool.place(&[], 1).unwrap(), vec!["cuda:1"]);
+        assert_eq!(pool.place(&[], 2).unwrap(), vec!["cuda:2", "cuda:0"]);
+        assert_eq!(pool.place(&["cuda:0".into(), "cuda:2".into()], 1).unwrap(), vec!["cuda:2"]);
+    }
+
+    #[test]
+    fn the_cpu_reports_its_available_memory() {
+        assert!(free_memory("cpu").unwrap_or(0) > 0);
+        assert_eq!(free_memory("tpu:0"), None);
+    }
 
     #[test]
     fn places_on_the_least_loaded_device_and_refuses_missing_ones() {
