@@ -176,7 +176,10 @@ mod tests {
         // By free memory first, then instances spread before doubling up.
         assert_eq!(pool.place(&[], 1).unwrap(), vec!["cuda:1"]);
         assert_eq!(pool.place(&[], 2).unwrap(), vec!["cuda:2", "cuda:0"]);
-        assert_eq!(pool.place(&["cuda:0".into(), "cuda:2".into()], 1).unwrap(), vec!["cuda:2"]);
+        assert_eq!(
+            pool.place(&["cuda:0".into(), "cuda:2".into()], 1).unwrap(),
+            vec!["cuda:2"]
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `inferd` binary, loads fixture
 //! models and calls it over gRPC. Build first with scripts/test.sh.
 
+mod audio;
 mod bad_input;
 mod classify;
 mod generation;

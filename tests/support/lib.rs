@@ -73,6 +73,11 @@ impl Daemon {
     /// Starts inferd on a free port with the default plugins (those beside
     /// the binary) and `extra_args`, and waits until it reports SERVING.
     pub async fn start(extra_args: &[&str]) -> Daemon {
+        Self::start_with_env(extra_args, &[]).await
+    }
+
+    /// As `start`, with extra environment variables.
+    pub async fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let address_file = dir.path().join("address");
         let log_path = dir.path().join("inferd.log");
@@ -88,6 +93,7 @@ impl Daemon {
             .arg("--address-file")
             .arg(&address_file)
             .args(extra_args)
+            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env("HF_HUB_CACHE", dir.path().join("hf-cache"))
             .stdin(Stdio::null())

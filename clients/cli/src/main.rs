@@ -7,10 +7,10 @@ use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
-    AnswerQuestionRequest, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
-    GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest, LoadModelRequest, ModelInfo,
-    ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput, UnloadModelRequest,
-    ZeroShotClassifyRequest,
+    AnswerQuestionRequest, AudioInput, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest,
+    FillMaskRequest, GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest,
+    LoadModelRequest, ModelInfo, ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput,
+    TranscribeRequest, UnloadModelRequest, ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -161,6 +161,22 @@ enum Command {
         top_k: Option<u32>,
         #[arg(long = "function")]
         function_to_apply: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Speech recognition of audio files (WAV, FLAC, MP3, OGG/Vorbis).
+    Transcribe {
+        #[arg(required = true)]
+        paths: Vec<std::path::PathBuf>,
+        /// Also print the words (or characters) with their times.
+        #[arg(long, value_parser = ["char", "word"])]
+        timestamps: Option<String>,
+        /// Transcribe in chunks of this many seconds (for long audio).
+        #[arg(long)]
+        chunk_length_s: Option<f64>,
+        /// Overlap of the chunks: one value, or LEFT,RIGHT (default chunk/6).
+        #[arg(long, value_delimiter = ',')]
+        stride_length_s: Vec<f64>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -559,6 +575,65 @@ async fn run(cli: Cli) -> Result<()> {
                                 s.generated_text, s.finish_reason, s.generated_tokens
                             );
                         }
+                    }
+                }
+            }
+        }
+        Command::Transcribe {
+            paths,
+            timestamps,
+            chunk_length_s,
+            stride_length_s,
+            model,
+        } => {
+            let inputs = paths
+                .iter()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map(|data| AudioInput { data })
+                        .with_context(|| format!("read {}", p.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let request = TranscribeRequest {
+                model: model.unwrap_or_default(),
+                inputs,
+                return_timestamps: timestamps.unwrap_or_default(),
+                chunk_length_s,
+                stride_length_s,
+            };
+            let response = InferenceClient::new(channel)
+                .transcribe(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| {
+                        let mut o = json!({"text": r.text});
+                        if !r.chunks.is_empty() {
+                            o["chunks"] = r
+                                .chunks
+                                .iter()
+                                .map(|c| json!({"text": c.text, "timestamp": c.timestamp}))
+                                .collect();
+                        }
+                        o
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for (path, result) in paths.iter().zip(&response.results) {
+                    println!("{}\n  {}", path.display(), result.text);
+                    for c in &result.chunks {
+                        let (start, end) = (c.timestamp.first().copied(), c.timestamp.get(1).copied());
+                        println!(
+                            "  {:>8.2} {:>8.2}  {}",
+                            start.unwrap_or(0.0),
+                            end.unwrap_or(0.0),
+                            c.text
+                        );
                     }
                 }
             }

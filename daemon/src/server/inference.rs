@@ -10,7 +10,7 @@ use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
     FillMaskResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse,
-    ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    TranscribeRequest, TranscribeResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -352,6 +352,17 @@ impl Inference for InferenceService {
             "image-classification",
             ClassifyImage,
             ClassifyImage
+        )
+    }
+
+    async fn transcribe(&self, request: Request<TranscribeRequest>) -> Result<Response<TranscribeResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "Transcribe",
+            "automatic-speech-recognition",
+            Transcribe,
+            Transcribe
         )
     }
 

@@ -5,6 +5,7 @@
 //! One file per architecture family, reading top to bottom: config,
 //! embeddings, layers, model, task heads.
 
+pub mod audio;
 pub mod auto;
 pub mod bart;
 pub mod bert;
@@ -21,6 +22,7 @@ pub mod roberta;
 pub mod scores;
 pub mod tokenizer;
 pub mod vit;
+pub mod wav2vec2;
 pub mod weights;
 
 pub use error::{ModelError, Result};

@@ -150,6 +150,17 @@ impl Checkpoint {
                 out.push(l);
             }
         }
+        // Weight norm: PyTorch's parametrizations name what was weight_g/_v.
+        for (old, new) in [
+            (".weight_g", ".parametrizations.weight.original0"),
+            (".weight_v", ".parametrizations.weight.original1"),
+        ] {
+            let renamed: Vec<String> = out
+                .iter()
+                .filter_map(|c| c.strip_suffix(old).map(|s| format!("{s}{new}")))
+                .collect();
+            out.extend(renamed);
+        }
         out
     }
 

@@ -1,0 +1,86 @@
+//! The inferd plugin for audio tasks. Audio arrives as encoded files; the
+//! decoding, the resampling and the models come from `inferd-models`.
+
+pub mod speech_recognition;
+
+use inferd_models::device::parse_device;
+use inferd_models::wav2vec2::{load_ctc_model, CtcModel, ARCHITECTURES};
+use inferd_sdk::proto::task_request::Body as Request;
+use inferd_sdk::proto::task_response::Body as Response;
+use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+
+/// Longest audio accepted, in seconds, unless INFERD_MAX_AUDIO_SECONDS says
+/// otherwise.
+const DEFAULT_MAX_AUDIO_SECONDS: f64 = 3600.0;
+
+/// One loaded model, serving one task.
+pub struct AudioTask {
+    model: CtcModel,
+    max_seconds: f64,
+}
+
+impl Task for AudioTask {
+    fn manifest() -> Manifest {
+        Manifest {
+            name: "audio".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            description: "Audio tasks on Wav2Vec2 CTC models (LibTorch)".into(),
+            tasks: vec![TaskSpec {
+                name: "automatic-speech-recognition".into(),
+                aliases: vec!["asr".into()],
+                default_model: "facebook/wav2vec2-base-960h".into(),
+                architectures: ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+                needs_model: true,
+                description: "Transcribe speech (Inference/Transcribe)".into(),
+            }],
+        }
+    }
+
+    fn load(ctx: &LoadContext) -> Result<Self, Error> {
+        if ctx.task != "automatic-speech-recognition" {
+            return Err(Error::unimplemented(format!(
+                "the audio plugin has no task {}",
+                ctx.task
+            )));
+        }
+        let device = parse_device(&ctx.device)?;
+        let dir = ctx
+            .model_dir
+            .as_deref()
+            .ok_or_else(|| Error::invalid_argument("automatic-speech-recognition needs a model source"))?;
+        let max_seconds = match std::env::var("INFERD_MAX_AUDIO_SECONDS") {
+            Ok(v) => v.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {
+                Error::invalid_argument(format!("INFERD_MAX_AUDIO_SECONDS={v}: expected seconds > 0"))
+            })?,
+            Err(_) => DEFAULT_MAX_AUDIO_SECONDS,
+        };
+        Ok(AudioTask {
+            model: load_ctc_model(dir, device)?,
+            max_seconds,
+        })
+    }
+
+    fn describe(&self) -> LoadedModel {
+        LoadedModel {
+            memory_bytes: self.model.memory_bytes,
+            labels: vec![],
+        }
+    }
+
+    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
+        batch
+            .into_iter()
+            .map(|request| match request.body {
+                Some(Request::Transcribe(r)) => {
+                    speech_recognition::transcribe(&self.model, &r, self.max_seconds).map(Response::Transcribe)
+                }
+                _ => Err(Error::failed_precondition(
+                    "this model serves automatic-speech-recognition; call Inference/Transcribe",
+                )),
+            })
+            .collect()
+    }
+}
+
+export_plugin!(AudioTask);

@@ -1,0 +1,689 @@
+//! Audio in: decoding WAV (PCM 8/16/24/32-bit, IEEE float), FLAC, MP3 and
+//! Ogg Vorbis with symphonia, mixed down to mono as transformers' speech
+//! recognition pipeline does it (float32 mean of the channels), and
+//! resampling exactly as `scipy.signal.resample_poly`, which is what the
+//! speech references are made with.
+//!
+//! Decoding refuses what a model should not be run on: bytes that are not
+//! audio, truncated files, files without samples and audio longer than the
+//! caller's limit (found without decoding the whole file).
+
+use std::io::{Cursor, ErrorKind};
+
+use symphonia::core::audio::{AudioBuffer, AudioBufferRef, Signal};
+use symphonia::core::codecs::{CodecParameters, DecoderOptions, CODEC_TYPE_NULL};
+use symphonia::core::conv::IntoSample;
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::{FormatOptions, FormatReader};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+use symphonia::core::probe::Hint;
+use symphonia::core::sample::Sample;
+
+use crate::{ModelError, Result};
+
+/// Mono samples in [-1, 1] and their rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Audio {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+/// Decodes WAV (PCM 16/24/32-bit, IEEE float), FLAC, MP3 or OGG/Vorbis bytes and mixes channels down to
+/// mono (float32 mean of the channels). Refuses, with ModelError::InvalidInput and a message a person can
+/// act on: bytes that are not audio in one of these formats; a truncated file (fewer frames than the
+/// container declares); audio with no samples; audio longer than `max_seconds` (decoding stops as soon as
+/// the limit is passed).
+///
+/// Integer PCM becomes `sample / 2^(bits - 1)` in float32, as numpy's `astype(float32) / 2**(bits-1)`
+/// does; MP3 encoder delay and padding (LAME / Info tag) and Vorbis' end trimming are honoured, so the
+/// length is the one `lame --decode` / `oggdec` give.
+pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
+    if bytes.is_empty() {
+        return Err(invalid(
+            "the audio is empty (0 bytes); send the contents of an audio file".into(),
+        ));
+    }
+    let Some(container) = Container::sniff(bytes) else {
+        return Err(invalid(not_audio_message(bytes)));
+    };
+    let name = container.name();
+    let mut owned = bytes.to_vec();
+    if container == Container::Wav {
+        fill_in_streamed_wav_sizes(&mut owned);
+    }
+    let source = MediaSourceStream::new(Box::new(Cursor::new(owned)), Default::default());
+    // Gapless: trim the MP3 encoder delay / padding and the Vorbis end padding.
+    let format_options = FormatOptions {
+        enable_gapless: true,
+        ..Default::default()
+    };
+    let probed = symphonia::default::get_probe()
+        .format(&Hint::new(), source, &format_options, &MetadataOptions::default())
+        .map_err(|e| invalid(format!("cannot read the {name} file: {e}")))?;
+    let mut reader = probed.format;
+    let track = reader
+        .tracks()
+        .iter()
+        .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
+        .ok_or_else(|| invalid(format!("the {name} file has no audio track")))?;
+    let track_id = track.id;
+    let params = track.codec_params.clone();
+    let sample_rate = params
+        .sample_rate
+        .filter(|&rate| rate > 0)
+        .ok_or_else(|| invalid(format!("the {name} file does not give a sample rate")))?;
+    let limit_frames = max_seconds * sample_rate as f64;
+    let declared = declared_frames(container, &params);
+    if let Some(frames) = declared.filter(|&frames| frames as f64 > limit_frames) {
+        return Err(too_long(frames, sample_rate, max_seconds));
+    }
+
+    // FLAC carries an MD5 of the samples: `verify` checks it in finalize().
+    let mut decoder = symphonia::default::get_codecs()
+        .make(&params, &DecoderOptions { verify: true })
+        .map_err(|e| match e {
+            SymphoniaError::Unsupported(_) => invalid(format!(
+                "the {name} file's audio codec is not supported; send PCM or IEEE float WAV, FLAC, MP3 or Ogg \
+                 Vorbis"
+            )),
+            e => invalid(format!("cannot decode the {name} file: {e}")),
+        })?;
+    let at_seconds = |frames: usize| frames as f64 / sample_rate as f64;
+    let capacity = declared.unwrap_or(0).min(limit_frames.max(0.0) as u64 + 1) as usize;
+    let mut samples = Vec::with_capacity(capacity);
+    loop {
+        let packet = match reader.next_packet() {
+            Ok(packet) => packet,
+            // The readers report the end of the data as an unexpected end of file.
+            Err(SymphoniaError::IoError(e)) if e.kind() == ErrorKind::UnexpectedEof => break,
+            Err(SymphoniaError::ResetRequired) => {
+                return Err(invalid(format!(
+                    "the {name} file holds several chained streams; send a single stream"
+                )))
+            }
+            Err(e) => {
+                return Err(invalid(format!(
+                    "the {name} file is corrupt at {:.3} s: {e}",
+                    at_seconds(samples.len())
+                )))
+            }
+        };
+        if packet.track_id() != track_id {
+            continue;
+        }
+        let decoded = decoder.decode(&packet).map_err(|e| {
+            invalid(format!(
+                "the {name} file is corrupt at {:.3} s: {e}",
+                at_seconds(samples.len())
+            ))
+        })?;
+        if decoded.spec().rate != sample_rate {
+            return Err(invalid(format!(
+                "the sample rate of the {name} file changes from {sample_rate} Hz to {} Hz at {:.3} s; send audio \
+                 with a single sample rate",
+                decoded.spec().rate,
+                at_seconds(samples.len())
+            )));
+        }
+        mix_down(decoded, &mut samples);
+        if samples.len() as f64 > limit_frames {
+            let frames = samples.len() as u64 + frames_left(reader.as_mut(), track_id);
+            return Err(too_long(frames, sample_rate, max_seconds));
+        }
+    }
+    if let Some(frames) = declared.filter(|&frames| (samples.len() as u64) < frames) {
+        return Err(invalid(format!(
+            "the {name} file is truncated: it declares {frames} samples ({:.3} s at {sample_rate} Hz) but its data \
+             ends after {} samples ({:.3} s); send the complete file",
+            frames as f64 / sample_rate as f64,
+            samples.len(),
+            at_seconds(samples.len())
+        )));
+    }
+    // An Ogg file declares no length up front (symphonia takes the last page's), but its last page ends the
+    // stream.
+    if container == Container::Ogg && !ogg_streams_end(bytes) {
+        return Err(invalid(format!(
+            "the Ogg file is truncated: its data stops before the end of the stream (after {:.3} s); send the \
+             complete file",
+            at_seconds(samples.len())
+        )));
+    }
+    if decoder.finalize().verify_ok == Some(false) {
+        return Err(invalid(format!(
+            "the {name} file is corrupt: its decoded samples do not match the checksum it carries"
+        )));
+    }
+    if samples.is_empty() {
+        return Err(invalid(format!(
+            "the {name} file holds no audio samples (it is 0 s long); send a recording with sound in it"
+        )));
+    }
+    Ok(Audio { samples, sample_rate })
+}
+
+fn invalid(message: String) -> ModelError {
+    ModelError::InvalidInput(message)
+}
+
+fn too_long(frames: u64, sample_rate: u32, max_seconds: f64) -> ModelError {
+    invalid(format!(
+        "the audio is {:.3} s long ({frames} samples at {sample_rate} Hz), more than the limit of {max_seconds} s; \
+         send a shorter clip or split it",
+        frames as f64 / sample_rate as f64
+    ))
+}
+
+/// The containers `decode` accepts, told apart by how the bytes begin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Container {
+    Wav,
+    Flac,
+    Mp3,
+    Ogg,
+}
+
+impl Container {
+    fn name(self) -> &'static str {
+        match self {
+            Container::Wav => "WAV",
+            Container::Flac => "FLAC",
+            Container::Mp3 => "MP3",
+            Container::Ogg => "Ogg",
+        }
+    }
+
+    /// Checked here rather than left to symphonia's probe, which searches the
+    /// whole input for a two-byte MPEG sync word and so takes almost any
+    /// binary data for MP3.
+    fn sniff(bytes: &[u8]) -> Option<Container> {
+        if bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+            Some(Container::Wav)
+        } else if bytes.starts_with(b"fLaC") {
+            Some(Container::Flac)
+        } else if bytes.starts_with(b"OggS") {
+            Some(Container::Ogg)
+        } else if is_mpeg_audio_frame(bytes) {
+            Some(Container::Mp3)
+        } else if let Some(rest) = after_id3v2(bytes) {
+            // An ID3v2 tag, possibly followed by zero padding, before the MP3 (or FLAC) data.
+            let start = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
+            match Container::sniff(&rest[start..]) {
+                Some(Container::Flac) => Some(Container::Flac),
+                Some(Container::Mp3) => Some(Container::Mp3),
+                _ => None,
+            }
+        } else {
+            None
+        }
+    }
+}
+
+/// An MPEG audio frame header: 11 sync bits, a valid version and layer.
+fn is_mpeg_audio_frame(bytes: &[u8]) -> bool {
+    match bytes {
+        [0xff, b1, ..] => b1 & 0xe0 == 0xe0 && (b1 >> 3) & 0x3 != 0x1 && (b1 >> 1) & 0x3 != 0,
+        _ => false,
+    }
+}
+
+/// What follows an ID3v2 tag at the start of `bytes`, if there is one.
+fn after_id3v2(bytes: &[u8]) -> Option<&[u8]> {
+    if !bytes.starts_with(b"ID3") || bytes.len() < 10 {
+        return None;
+    }
+    // The size is "synchsafe": 4 bytes of 7 bits; a footer (flag 0x10) adds 10 bytes.
+    let size = bytes[6..10]
+        .iter()
+        .fold(0usize, |size, &b| (size << 7) | (b & 0x7f) as usize);
+    let footer = if bytes[5] & 0x10 != 0 { 10 } else { 0 };
+    bytes.get(10 + size + footer..)
+}
+
+/// Names what the bytes seem to be, so that the caller knows what they sent.
+fn not_audio_message(bytes: &[u8]) -> String {
+    let kind = if bytes.starts_with(b"\x89PNG") {
+        Some("a PNG image")
+    } else if bytes.starts_with(&[0xff, 0xd8, 0xff]) {
+        Some("a JPEG image")
+    } else if bytes.starts_with(b"GIF8") {
+        Some("a GIF image")
+    } else if bytes.starts_with(b"%PDF") {
+        Some("a PDF document")
+    } else if bytes.starts_with(b"RIFF") {
+        Some("a RIFF file that is not WAVE (e.g. AVI or WebP)")
+    } else if bytes.starts_with(b"RF64") {
+        Some("an RF64 (64-bit WAV) file, which is not supported")
+    } else if bytes.starts_with(b"FORM") {
+        Some("an AIFF file, which is not supported")
+    } else if bytes.get(4..8) == Some(b"ftyp") {
+        Some("an MP4 / M4A file, which is not supported")
+    } else if bytes.starts_with(&[0x1a, 0x45, 0xdf, 0xa3]) {
+        Some("a Matroska / WebM file, which is not supported")
+    } else if matches!(bytes, [0xff, b1, ..] if b1 & 0xf6 == 0xf0) {
+        Some("raw AAC (ADTS), which is not supported")
+    } else if std::str::from_utf8(&bytes[..bytes.len().min(512)])
+        .is_ok_and(|text| text.chars().all(|c| !c.is_control() || c.is_whitespace()))
+    {
+        Some("text")
+    } else {
+        None
+    };
+    let what = match kind {
+        Some(kind) => format!("they look like {kind}"),
+        None => {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            format!("they begin with the bytes {}", head.join(" "))
+        }
+    };
+    format!(
+        "the bytes are not audio in a supported format (WAV, FLAC, MP3 or Ogg Vorbis): {what}; send or convert to \
+         one of these formats"
+    )
+}
+
+/// A WAV written to a pipe (ffmpeg `-f wav -`) has 0xFFFFFFFF as its RIFF and
+/// data sizes. Symphonia reads such a file only in whole packets and would
+/// drop its last partial packet; the real sizes, set here, let it read all of
+/// it, and let a smaller declared size mean truncation everywhere else.
+fn fill_in_streamed_wav_sizes(bytes: &mut [u8]) {
+    let u32_at = |bytes: &[u8], at: usize| u32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]]);
+    let mut pos = 12;
+    while pos + 8 <= bytes.len() {
+        let size = u32_at(bytes, pos + 4);
+        if &bytes[pos..pos + 4] == b"data" {
+            let (Ok(data_len), Ok(riff_len)) = (u32::try_from(bytes.len() - pos - 8), u32::try_from(bytes.len() - 8))
+            else {
+                return;
+            };
+            if size == u32::MAX && data_len < u32::MAX {
+                bytes[pos + 4..pos + 8].copy_from_slice(&data_len.to_le_bytes());
+                if u32_at(bytes, 4) == u32::MAX {
+                    bytes[4..8].copy_from_slice(&riff_len.to_le_bytes());
+                }
+            }
+            return;
+        }
+        pos += 8 + size as usize + (size & 1) as usize;
+    }
+}
+
+/// The number of frames the container declares, where that number is exact:
+/// an MP3 without a LAME tag only has an estimate from its bitrate.
+fn declared_frames(container: Container, params: &CodecParameters) -> Option<u64> {
+    match container {
+        Container::Mp3 if params.delay.is_none() => None,
+        _ => params.n_frames,
+    }
+}
+
+/// Whether every logical stream of an Ogg file that begins also ends (its
+/// last page has the end-of-stream flag) and the last page is whole. Data
+/// that is not Ogg pages, which symphonia skips, stops the walk: the streams
+/// are then taken to end.
+fn ogg_streams_end(bytes: &[u8]) -> bool {
+    const BEGINS: u8 = 0x02;
+    const ENDS: u8 = 0x04;
+    let mut open = Vec::new();
+    let mut pos = 0;
+    while pos < bytes.len() {
+        let Some(header) = bytes.get(pos..pos + 27) else {
+            return false;
+        };
+        if &header[..4] != b"OggS" {
+            return true;
+        }
+        let (flags, serial) = (header[5], &header[14..18]);
+        let Some(segments) = bytes.get(pos + 27..pos + 27 + header[26] as usize) else {
+            return false;
+        };
+        pos += 27 + segments.len() + segments.iter().map(|&len| len as usize).sum::<usize>();
+        if pos > bytes.len() {
+            return false;
+        }
+        if flags & BEGINS != 0 {
+            open.push(serial);
+        }
+        if flags & ENDS != 0 {
+            open.retain(|&s| s != serial);
+        }
+    }
+    open.is_empty()
+}
+
+/// The frames in the packets left, counted without decoding them.
+fn frames_left(reader: &mut dyn FormatReader, track_id: u32) -> u64 {
+    let mut frames = 0;
+    while let Ok(packet) = reader.next_packet() {
+        if packet.track_id() == track_id {
+            frames += packet.dur;
+        }
+    }
+    frames
+}
+
+fn mix_down(decoded: AudioBufferRef<'_>, out: &mut Vec<f32>) {
+    match decoded {
+        AudioBufferRef::U8(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::U16(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::U24(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::U32(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::S8(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::S16(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::S24(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::S32(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::F32(buffer) => push_channel_mean(&buffer, out),
+        AudioBufferRef::F64(buffer) => push_channel_mean(&buffer, out),
+    }
+}
+
+/// Symphonia's sample conversions are numpy's (`i16 as f32 / 32768`, ...);
+/// the mean is numpy's `mean(axis=0)` on float32: a running float32 sum
+/// from the first channel, divided by the channel count.
+fn push_channel_mean<S: Sample + IntoSample<f32>>(buffer: &AudioBuffer<S>, out: &mut Vec<f32>) {
+    let planes = buffer.planes();
+    match planes.planes() {
+        [] => {}
+        [mono] => out.extend(mono.iter().map(|&s| -> f32 { s.into_sample() })),
+        [first, rest @ ..] => {
+            let count = (rest.len() + 1) as f32;
+            out.extend((0..buffer.frames()).map(|i| {
+                let first: f32 = first[i].into_sample();
+                rest.iter()
+                    .fold(first, |sum, plane| sum + IntoSample::<f32>::into_sample(plane[i]))
+                    / count
+            }));
+        }
+    }
+}
+
+/// `x` resampled from `from` Hz to `to` Hz exactly as scipy.signal.resample_poly(x.astype(float64), up, down)
+/// with its default window ('kaiser', 5.0) does, where up/down = to/from reduced by their gcd; f64 arithmetic,
+/// f32 out. Returns x unchanged when from == to.
+///
+/// # Panics
+/// If a rate is 0.
+pub fn resample(x: &[f32], from: u32, to: u32) -> Vec<f32> {
+    assert!(from > 0 && to > 0, "cannot resample from {from} Hz to {to} Hz");
+    let common = gcd(from, to);
+    let (up, down) = ((to / common) as usize, (from / common) as usize);
+    if up == down {
+        return x.to_vec();
+    }
+    PolyphaseFilter::new(up, down).apply(x)
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// resample_poly's filter, split into its `up` phases.
+///
+/// resample_poly zero-pads the filter in front so that, after upfirdn
+/// (upsample by `up`, convolve, keep every `down`-th sample) and the removal
+/// of its first samples, output `n` is the filter centred on upsampled
+/// position `n * down`: y[n] = sum_i h[n * down + half_len - i * up] x[i]. Only
+/// the taps with the index's residue modulo `up` meet non-zero samples.
+struct PolyphaseFilter {
+    up: usize,
+    down: usize,
+    half_len: usize,
+    /// phases[r] = h[r], h[r + up], h[r + 2 up], ..., reversed, so that they
+    /// line up with x in increasing order.
+    phases: Vec<Vec<f64>>,
+}
+
+impl PolyphaseFilter {
+    fn new(up: usize, down: usize) -> Self {
+        let max_rate = up.max(down);
+        let half_len = 10 * max_rate;
+        let mut h = firwin_kaiser_lowpass(2 * half_len + 1, 1.0 / max_rate as f64, 5.0);
+        for tap in &mut h {
+            *tap *= up as f64;
+        }
+        let phases = (0..up)
+            .map(|residue| h.iter().skip(residue).step_by(up).rev().copied().collect())
+            .collect();
+        PolyphaseFilter {
+            up,
+            down,
+            half_len,
+            phases,
+        }
+    }
+
+    fn apply(&self, x: &[f32]) -> Vec<f32> {
+        let x: Vec<f64> = x.iter().map(|&v| v as f64).collect();
+        let n_out = (x.len() * self.up).div_ceil(self.down);
+        (0..n_out)
+            .map(|n| {
+                let position = n * self.down + self.half_len;
+                let taps = &self.phases[position % self.up];
+                // taps[j] multiplies x[first + j]; the last tap is h[residue], at x[position / up].
+                let end = position / self.up + 1;
+                let first = end as isize - taps.len() as isize;
+                let lo = first.max(0) as usize;
+                let hi = end.min(x.len());
+                if lo >= hi {
+                    return 0.0;
+                }
+                let taps = &taps[(lo as isize - first) as usize..(hi as isize - first) as usize];
+                x[lo..hi].iter().zip(taps).map(|(a, b)| a * b).sum::<f64>() as f32
+            })
+            .collect()
+    }
+}
+
+/// scipy.signal.firwin(numtaps, cutoff, window=('kaiser', beta)): a lowpass
+/// windowed sinc (cutoff relative to Nyquist), scaled to a DC gain of 1.
+fn firwin_kaiser_lowpass(numtaps: usize, cutoff: f64, beta: f64) -> Vec<f64> {
+    let alpha = 0.5 * (numtaps - 1) as f64;
+    let i0_beta = bessel_i0(beta);
+    let mut h: Vec<f64> = (0..numtaps)
+        .map(|i| {
+            let m = i as f64 - alpha;
+            let window = bessel_i0(beta * (1.0 - (m / alpha).powi(2)).sqrt()) / i0_beta;
+            cutoff * sinc(cutoff * m) * window
+        })
+        .collect();
+    let sum = numpy_sum(&h);
+    for tap in &mut h {
+        *tap /= sum;
+    }
+    h
+}
+
+/// numpy's pairwise summation (`np.sum` of a contiguous float64 array), so
+/// that the filter's scale is rounded as scipy's is.
+fn numpy_sum(x: &[f64]) -> f64 {
+    if x.len() < 8 {
+        x.iter().fold(-0.0, |sum, v| sum + v)
+    } else if x.len() <= 128 {
+        let mut r: [f64; 8] = x[..8].try_into().unwrap();
+        let whole = x.len() - x.len() % 8;
+        for block in x[8..whole].chunks_exact(8) {
+            for (r, v) in r.iter_mut().zip(block) {
+                *r += v;
+            }
+        }
+        let sum = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
+        x[whole..].iter().fold(sum, |sum, v| sum + v)
+    } else {
+        let half = x.len() / 2;
+        let half = half - half % 8;
+        numpy_sum(&x[..half]) + numpy_sum(&x[half..])
+    }
+}
+
+/// numpy's normalised sinc, sin(pi x) / (pi x).
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        return 1.0;
+    }
+    let y = std::f64::consts::PI * x;
+    y.sin() / y
+}
+
+/// The modified Bessel function of the first kind, order 0, from its power
+/// series sum_k ((x/2)^2)^k / (k!)^2 (quick to converge for the |x| <= 5 of
+/// the Kaiser window here).
+fn bessel_i0(x: f64) -> f64 {
+    let quarter_x2 = x * x / 4.0;
+    let mut term = 1.0;
+    let mut sum = 1.0;
+    for k in 1..1000 {
+        term *= quarter_x2 / (k * k) as f64;
+        sum += term;
+        if term < sum * 1e-17 {
+            break;
+        }
+    }
+    sum
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The inputs of the scipy cases: exact in float32, so numpy and Rust see the same numbers.
+    fn ramp(n: usize) -> Vec<f32> {
+        (0..n).map(|i| ((i * 37 + 11) % 23) as f32 / 16.0 - 0.75).collect()
+    }
+
+    #[test]
+    fn resample_matches_scipy_resample_poly() {
+        // scipy 1.17: resample_poly(ramp(n).astype(float64), up, down).astype(float32)
+        #[rustfmt::skip]
+        let cases: &[(usize, u32, u32, &[f32])] = &[
+            (7, 22050, 16000, &[-0.25404432, -0.23378247, -0.02994227, 0.3611791, -0.2983251, -0.20177343]),
+            (2, 22050, 16000, &[-0.19473979, -0.39900187]),
+            (1, 8000, 16000, &[-0.06253234, -0.039587542]),
+            (12, 8000, 16000, &[-0.06253234, -0.5325772, -0.6253234, -0.14217977, 0.25012937, 0.033084713,
+                -0.3126617, -0.06312931, 0.56279105, 0.6696811, 8.091013e-18, -0.66424763, -0.56279105,
+                0.04600103, 0.3126617, -0.0012534999, -0.25012937, 0.08794295, 0.6253234, 0.6335074, 0.06253234,
+                -0.4619041, -0.50025874, -0.22113353]),
+            (20, 48000, 16000, &[-0.19910434, 0.036725555, -0.05800199, 0.15607657, -0.15257952, -0.18930712,
+                -0.11766861]),
+            (30, 44100, 16000, &[-0.21867578, 0.031723578, -0.04069268, 0.08498708, 0.038161486, -0.30930352,
+                -0.050758917, -0.18170545, -0.012611566, -0.09695506, 0.051757988]),
+            (16, 16000, 22050, &[-0.06254219, -0.6556276, -0.19961333, 0.23882364, -0.27831239, 0.09742707,
+                0.7281463, -0.13233614, -0.69926995, 0.0739801, 0.20147282, -0.25024983, 0.3246824, 0.69153017,
+                -0.1553589, -0.5556617, 0.076774396, 0.40143296, -0.26284224, -0.8078157, -0.29383403, 0.19888254,
+                0.012192054]),
+        ];
+        for &(n, from, to, want) in cases {
+            let got = resample(&ramp(n), from, to);
+            assert_eq!(got.len(), want.len(), "{n} samples {from} -> {to} Hz");
+            for (i, (g, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (g - w).abs() <= 1e-7,
+                    "{n} samples {from} -> {to} Hz, [{i}]: {g} != {w}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn resampling_keeps_rate_and_length_rules() {
+        let x = ramp(1000);
+        assert_eq!(resample(&x, 16000, 16000), x);
+        assert_eq!(resample(&x, 32000, 32000), x);
+        // ceil(len * up / down)
+        assert_eq!(resample(&x, 22050, 16000).len(), 726);
+        assert_eq!(resample(&x, 44100, 16000).len(), 363);
+        assert!(resample(&[], 22050, 16000).is_empty());
+        // The filter has a DC gain of 1: a constant stays constant away from the edges.
+        let constant = resample(&[0.5; 4000], 44100, 16000);
+        assert!(constant[500..1000].iter().all(|v| (v - 0.5).abs() < 1e-4));
+    }
+
+    #[test]
+    fn bessel_i0_and_filter_taps() {
+        assert_eq!(bessel_i0(0.0), 1.0);
+        assert!((bessel_i0(1.0) - 1.2660658777520082).abs() < 1e-15);
+        assert!((bessel_i0(5.0) - 27.239871823604442).abs() < 1e-13);
+        assert!((bessel_i0(2.5) - 3.289839144050123).abs() < 1e-15);
+        // scipy.signal.firwin(numtaps, cutoff, window=('kaiser', 5.0))
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-15 * b.abs().max(1e-3);
+        let h = firwin_kaiser_lowpass(41, 0.5, 5.0);
+        assert!((0..20).all(|i| h[i] == h[40 - i]));
+        for (i, want) in [
+            (1, -0.0010514587726751215),
+            (17, -0.10093019739773386),
+            (19, 0.31670034568030075),
+        ] {
+            assert!(close(h[i], want), "h[{i}] = {} != {want}", h[i]);
+        }
+        assert!(close(h[20], 0.5002587352980301) && h[0].abs() < 1e-17);
+        let h = firwin_kaiser_lowpass(8821, 1.0 / 441.0, 5.0);
+        for (i, want) in [
+            (100, -2.3062338403891455e-06),
+            (4409, 0.0022690851634198203),
+            (4410, 0.0022691046162048095),
+        ] {
+            assert!(close(h[i], want), "h[{i}] = {} != {want}", h[i]);
+        }
+    }
+
+    /// A PCM16 WAV with the given header sizes (None: the real ones).
+    fn wav(channels: u16, frames: &[i16], sizes: Option<u32>) -> Vec<u8> {
+        let data: Vec<u8> = frames.iter().flat_map(|s| s.to_le_bytes()).collect();
+        let block = channels * 2;
+        let mut out = b"RIFF".to_vec();
+        out.extend(sizes.unwrap_or(36 + data.len() as u32).to_le_bytes());
+        out.extend(b"WAVEfmt ");
+        out.extend(16u32.to_le_bytes());
+        out.extend(1u16.to_le_bytes());
+        out.extend(channels.to_le_bytes());
+        out.extend(16000u32.to_le_bytes());
+        out.extend((16000 * block as u32).to_le_bytes());
+        out.extend(block.to_le_bytes());
+        out.extend(16u16.to_le_bytes());
+        out.extend(b"data");
+        out.extend(sizes.unwrap_or(data.len() as u32).to_le_bytes());
+        out.extend(data);
+        out
+    }
+
+    #[test]
+    fn channels_are_averaged_in_float32() {
+        let frames = [100i16, -200, 301, -32768, 32767, 7];
+        let audio = decode(&wav(3, &frames, None), 10.0).unwrap();
+        assert_eq!(audio.sample_rate, 16000);
+        let mean = |f: &[i16]| (f[0] as f32 / 32768.0 + f[1] as f32 / 32768.0 + f[2] as f32 / 32768.0) / 3.0;
+        assert_eq!(audio.samples, vec![mean(&frames[..3]), mean(&frames[3..])]);
+    }
+
+    #[test]
+    fn a_wav_streamed_with_unknown_sizes_is_read_to_its_end() {
+        // 3000 frames: more than one of symphonia's packets, and not a whole number of them.
+        let frames: Vec<i16> = (0..3000).map(|i| (i * 7 % 2000) as i16 - 1000).collect();
+        let audio = decode(&wav(1, &frames, Some(u32::MAX)), 10.0).unwrap();
+        assert_eq!(audio.samples.len(), 3000);
+        assert_eq!(audio.samples[2999], frames[2999] as f32 / 32768.0);
+    }
+
+    #[test]
+    fn refusals_say_what_is_wrong() {
+        let message = |bytes: &[u8], max_seconds: f64| match decode(bytes, max_seconds) {
+            Err(ModelError::InvalidInput(message)) => message,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        };
+        assert!(message(b"", 10.0).contains("empty"));
+        assert!(message(b"hello, this is not audio", 10.0).contains("look like text"));
+        assert!(message(&[0, 1, 2, 0xff, 0xfb, 0x90, 0, 0, 0, 0], 10.0).contains("begin with the bytes 00 01 02"));
+        let frames = vec![1000i16; 16000 * 3];
+        let long = message(&wav(1, &frames, None), 1.0);
+        assert!(long.contains("3.000 s long") && long.contains("limit of 1 s"), "{long}");
+        let streamed = message(&wav(1, &frames, Some(u32::MAX)), 1.0);
+        assert!(streamed.contains("3.000 s long"), "{streamed}");
+        assert!(message(&wav(1, &[], None), 10.0).contains("no audio samples"));
+        let mut truncated = wav(1, &frames, None);
+        truncated.truncate(44 + 2 * 20000 + 1);
+        assert!(message(&truncated, 10.0).contains("truncated"));
+    }
+}
