@@ -146,10 +146,16 @@ fn cuda_free_memory(index: i32) -> Option<u64> {
     // SAFETY: these are the CUDA runtime's own sonames, already loaded with
     // libtorch_cuda when CUDA devices exist; the two functions have these C
     // signatures in every CUDA runtime since 4.0, and return 0 on success.
+    // The library stays loaded for the life of the process (LibTorch uses it).
+    static RUNTIME: std::sync::OnceLock<Option<libloading::Library>> = std::sync::OnceLock::new();
     unsafe {
-        let runtime = ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
-            .iter()
-            .find_map(|name| libloading::Library::new(*name).ok())?;
+        let runtime = RUNTIME
+            .get_or_init(|| {
+                ["libcudart.so.13", "libcudart.so.12", "libcudart.so"]
+                    .iter()
+                    .find_map(|name| libloading::Library::new(*name).ok())
+            })
+            .as_ref()?;
         let set_device: libloading::Symbol<SetDevice> = runtime.get(b"cudaSetDevice").ok()?;
         let mem_get_info: libloading::Symbol<MemGetInfo> = runtime.get(b"cudaMemGetInfo").ok()?;
         if set_device(index) != 0 {

@@ -126,8 +126,8 @@ pub struct Metrics {
     models: Mutex<BTreeMap<String, Arc<ModelMetrics>>>,
     /// Requests admitted and not yet answered, over all models.
     pub in_flight: AtomicUsize,
-    /// Requests refused before reaching a model (unknown model or task,
-    /// in-flight limit), by code.
+    /// Requests refused before a model was found for them (unknown model
+    /// or task), by code.
     unrouted: Mutex<BTreeMap<String, u64>>,
 }
 

@@ -159,8 +159,8 @@ async fn bad_audio_gets_clear_errors() {
             );
         }
     };
-    expect(b"this is plain text, not audio".to_vec(), "not").await;
-    expect(audio("images/astronaut.png"), "not").await;
+    expect(b"this is plain text, not audio".to_vec(), "not audio").await;
+    expect(audio("images/astronaut.png"), "png image").await;
     expect(vec![], "empty").await;
     expect(audio("audio/speech_16k_truncated.wav"), "truncated").await;
     expect(audio("audio/speech_empty.wav"), "no audio samples").await;

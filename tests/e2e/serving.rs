@@ -261,13 +261,21 @@ async fn requests_whose_deadline_passes_in_the_queue_get_deadline_exceeded_and_n
         );
     }
     // The server answered each DEADLINE_EXCEEDED, or saw the client give up
-    // first (counted as cancelled); none of them ran.
-    let started = Instant::now();
+    // first (counted as cancelled); a 1 ms request may even be abandoned by
+    // the client before it is sent. The 150 ms ones certainly reached the
+    // server. None of them ran.
+    let (mut seen, mut stable_since) = (-1.0, Instant::now());
     loop {
         let text = daemon.metrics();
         let exceeded = metric(&text, "inferd_requests_total{model=\"slow\",code=\"DeadlineExceeded\"}");
         let cancelled = metric(&text, "inferd_requests_total{model=\"slow\",code=\"Cancelled\"}");
-        if exceeded + cancelled == 30.0 {
+        if exceeded + cancelled != seen {
+            (seen, stable_since) = (exceeded + cancelled, Instant::now());
+        } else if stable_since.elapsed() > Duration::from_millis(300) {
+            assert!(
+                (10.0..=30.0).contains(&seen),
+                "{exceeded} exceeded + {cancelled} cancelled"
+            );
             assert_eq!(
                 metric(&text, "inferd_batch_size_sum{model=\"slow\"}"),
                 1.0,
@@ -276,10 +284,6 @@ async fn requests_whose_deadline_passes_in_the_queue_get_deadline_exceeded_and_n
             assert_eq!(metric(&text, "inferd_queue_depth{model=\"slow\"}"), 0.0);
             break;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(10),
-            "{exceeded} exceeded + {cancelled} cancelled != 30"
-        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(stream);
@@ -322,12 +326,12 @@ async fn cancelled_requests_leave_the_queue() {
 
 #[tokio::test]
 async fn the_in_flight_limit_refuses_with_resource_exhausted() {
-    let (daemon, stream) = busy_generator(&["--max-in-flight", "2"]).await;
+    let (daemon, stream) = busy_generator(&["--max-in-flight", "2", "--metrics-listen", "127.0.0.1:0"]).await;
     let mut client = daemon.inference().await;
     // The stream holds one place; a queued request takes the other.
     let mut queued_client = client.clone();
     let queued = tokio::spawn(async move { queued_client.generate(short_generation()).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_metric(&daemon, "inferd_in_flight_requests", 2.0).await;
     let word_count = || RunRequest {
         task: "word-count".into(),
         inputs: vec![RunInput {

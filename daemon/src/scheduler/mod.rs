@@ -124,8 +124,16 @@ impl Shared {
                 waiting = self.changed.wait(waiting).expect("model queue lock");
                 continue;
             };
-            // Wait for others to join, unless the batch is full already.
-            let join_by = first.arrived + self.options.max_queue_delay;
+            // Wait for others to join, unless the batch is full already; a
+            // request with a deadline waits at most half its time for that.
+            let join_by = waiting
+                .jobs
+                .iter()
+                .filter_map(|j| {
+                    j.deadline
+                        .map(|d| j.arrived + d.saturating_duration_since(j.arrived) / 2)
+                })
+                .fold(first.arrived + self.options.max_queue_delay, Instant::min);
             let now = Instant::now();
             if waiting.jobs.len() < self.options.max_batch_size && !waiting.stopping && now < join_by {
                 waiting = self

@@ -63,6 +63,12 @@ impl Models for ModelsService {
                     )));
                 }
             }
+            let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            if o.intra_op_threads.is_some_and(|n| n > cores) {
+                return Err(Status::invalid_argument(format!(
+                    "options.intra_op_threads must be at most {cores}, the cores of this machine"
+                )));
+            }
         }
         let spec = LoadSpec {
             name: r.name,

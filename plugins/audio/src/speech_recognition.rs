@@ -10,6 +10,15 @@ use inferd_models::ModelError;
 use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcription, TranscriptionChunk};
 use inferd_sdk::Error;
 
+/// Longest audio run through the model in one pass: the feature encoder's
+/// activations grow with the length (about 100 MB per 10 s for the base
+/// model), so longer audio must be chunked.
+const MAX_UNCHUNKED_SECONDS: f64 = 60.0;
+/// Chunks may overlap, but each must move on by at least this share of its
+/// length, so that a request cannot ask for thousands of passes per second
+/// of audio.
+const MIN_STEP_FRACTION: f64 = 0.1;
+
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Timestamps {
     None,
@@ -56,6 +65,13 @@ pub fn transcribe(
         }
         let ids = match &chunking {
             Some(c) => c.frame_ids(model, &samples)?,
+            None if samples.len() as f64 > MAX_UNCHUNKED_SECONDS * rate as f64 => {
+                return Err(Error::invalid_argument(format!(
+                    "inputs[{i}]: the audio is {:.1} s long; at most {MAX_UNCHUNKED_SECONDS} s is transcribed in one \
+                     pass: set chunk_length_s (e.g. 30) for longer audio",
+                    samples.len() as f64 / rate as f64
+                )))
+            }
             None => frame_ids(model, &samples)?,
         };
         let (text, chars) = model.vocab.decode(&ids);
@@ -104,9 +120,9 @@ struct Chunking {
 impl Chunking {
     fn from_request(request: &TranscribeRequest, ratio: i64, rate: u32) -> Result<Option<Self>, Error> {
         let chunk_s = request.chunk_length_s.unwrap_or(0.0);
-        if !chunk_s.is_finite() || chunk_s < 0.0 {
+        if !(0.0..=MAX_UNCHUNKED_SECONDS).contains(&chunk_s) {
             return Err(Error::invalid_argument(format!(
-                "chunk_length_s {chunk_s}: expected seconds >= 0"
+                "chunk_length_s {chunk_s}: expected seconds from 0 to {MAX_UNCHUNKED_SECONDS}"
             )));
         }
         if chunk_s == 0.0 {
@@ -126,14 +142,23 @@ impl Chunking {
                 )))
             }
         };
-        if !(left_s.is_finite() && right_s.is_finite() && left_s >= 0.0 && right_s >= 0.0) {
-            return Err(Error::invalid_argument("stride_length_s: expected seconds >= 0"));
+        if !(left_s.is_finite() && right_s.is_finite() && left_s >= 0.0 && right_s >= 0.0) || left_s + right_s > chunk_s
+        {
+            return Err(Error::invalid_argument(format!(
+                "stride_length_s: expected seconds >= 0, less than chunk_length_s ({chunk_s} s) together"
+            )));
         }
         let align = |seconds: f64| (round(seconds * rate as f64 / ratio as f64) * ratio).max(0) as usize;
         let (chunk, left, right) = (align(chunk_s), align(left_s), align(right_s));
         if chunk <= left + right {
             return Err(Error::invalid_argument(format!(
                 "chunk_length_s ({chunk_s} s) must be longer than the two strides together ({left_s} + {right_s} s)"
+            )));
+        }
+        if ((chunk - left - right) as f64) < chunk as f64 * MIN_STEP_FRACTION {
+            return Err(Error::invalid_argument(format!(
+                "the strides ({left_s} + {right_s} s) leave chunks of {chunk_s} s moving on by less than a tenth \
+                 of their length; use shorter strides"
             )));
         }
         Ok(Some(Chunking {
@@ -242,6 +267,9 @@ mod tests {
         assert!(Chunking::from_request(&request(2.0, &[1.0]), 320, 16_000).is_err());
         assert!(Chunking::from_request(&request(2.0, &[1.0, 1.0, 1.0]), 320, 16_000).is_err());
         assert_eq!(Chunking::from_request(&request(0.0, &[]), 320, 16_000).unwrap(), None);
+        // Overlaps that barely move on, and absurd lengths.
+        assert!(Chunking::from_request(&request(10.0, &[4.99]), 320, 16_000).is_err());
+        assert!(Chunking::from_request(&request(1e300, &[]), 320, 16_000).is_err());
         assert_eq!(round(2.5), 2);
         assert_eq!(round(3.5), 4);
     }

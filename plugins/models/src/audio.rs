@@ -29,6 +29,10 @@ pub struct Audio {
     pub sample_rate: u32,
 }
 
+/// Sample rates accepted (the resampler's filter grows with the rates'
+/// ratio: an absurd rate in a header must not cost gigabytes).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+
 /// Decodes WAV (PCM 16/24/32-bit, IEEE float), FLAC, MP3 or OGG/Vorbis bytes and mixes channels down to
 /// mono (float32 mean of the channels). Refuses, with ModelError::InvalidInput and a message a person can
 /// act on: bytes that are not audio in one of these formats; a truncated file (fewer frames than the
@@ -73,6 +77,13 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         .sample_rate
         .filter(|&rate| rate > 0)
         .ok_or_else(|| invalid(format!("the {name} file does not give a sample rate")))?;
+    if !SAMPLE_RATES.contains(&sample_rate) {
+        return Err(invalid(format!(
+            "the {name} file says its sample rate is {sample_rate} Hz; rates from {} to {} Hz are accepted",
+            SAMPLE_RATES.start(),
+            SAMPLE_RATES.end()
+        )));
+    }
     let limit_frames = max_seconds * sample_rate as f64;
     let declared = declared_frames(container, &params);
     if let Some(frames) = declared.filter(|&frames| frames as f64 > limit_frames) {
@@ -206,13 +217,24 @@ impl Container {
             Some(Container::Ogg)
         } else if is_mpeg_audio_frame(bytes) {
             Some(Container::Mp3)
-        } else if let Some(rest) = after_id3v2(bytes) {
-            // An ID3v2 tag, possibly followed by zero padding, before the MP3 (or FLAC) data.
-            let start = rest.iter().position(|&b| b != 0).unwrap_or(rest.len());
-            match Container::sniff(&rest[start..]) {
-                Some(Container::Flac) => Some(Container::Flac),
-                Some(Container::Mp3) => Some(Container::Mp3),
-                _ => None,
+        } else if after_id3v2(bytes).is_some() {
+            // ID3v2 tags (at most a few), possibly followed by zero padding,
+            // before the MP3 (or FLAC) data. A loop, not recursion: a stream
+            // of empty tags must not exhaust the stack.
+            let mut rest = bytes;
+            for _ in 0..4 {
+                let Some(after) = after_id3v2(rest) else {
+                    break;
+                };
+                let start = after.iter().position(|&b| b != 0).unwrap_or(after.len());
+                rest = &after[start..];
+            }
+            if rest.starts_with(b"fLaC") {
+                Some(Container::Flac)
+            } else if is_mpeg_audio_frame(rest) {
+                Some(Container::Mp3)
+            } else {
+                None
             }
         } else {
             None
@@ -685,5 +707,20 @@ mod tests {
         let mut truncated = wav(1, &frames, None);
         truncated.truncate(44 + 2 * 20000 + 1);
         assert!(message(&truncated, 10.0).contains("truncated"));
+    }
+
+    #[test]
+    fn hostile_headers_are_refused_cheaply() {
+        // A prime sample rate near u32::MAX would need a resampling filter of
+        // hundreds of gigabytes.
+        let mut absurd = wav(1, &[1, 2, 3], None);
+        absurd[24..28].copy_from_slice(&4_294_967_291u32.to_le_bytes());
+        match decode(&absurd, 10.0) {
+            Err(ModelError::InvalidInput(m)) => assert!(m.contains("sample rate"), "{m}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        // Thousands of empty ID3 tags in a row: no recursion, no crash.
+        let tags = b"ID3\x04\0\0\0\0\0\0".repeat(100_000);
+        assert!(matches!(decode(&tags, 10.0), Err(ModelError::InvalidInput(_))));
     }
 }

@@ -346,6 +346,7 @@ pub struct CtcVocab {
     word_delimiter: Option<usize>,
     unk: String,
     lower_case: bool,
+    clean_up: bool,
 }
 
 /// One character (or word) of a transcription and its frames
@@ -367,6 +368,8 @@ struct TokenizerConfig {
     word_delimiter_token: String,
     #[serde(default)]
     do_lower_case: bool,
+    #[serde(default)]
+    clean_up_tokenization_spaces: bool,
 }
 
 fn pad() -> String {
@@ -411,8 +414,10 @@ impl CtcVocab {
                     fields.insert(key.into(), v.into());
                 }
             }
-            if let Some(v) = raw.get("do_lower_case") {
-                fields.insert("do_lower_case".into(), v.clone());
+            for key in ["do_lower_case", "clean_up_tokenization_spaces"] {
+                if let Some(v) = raw.get(key).filter(|v| v.is_boolean()) {
+                    fields.insert(key.into(), v.clone());
+                }
             }
             serde_json::from_value(serde_json::Value::Object(fields))
                 .map_err(|e| ModelError::bad_file(&config_path, e))?
@@ -436,6 +441,7 @@ impl CtcVocab {
             word_delimiter: vocab.get(&config.word_delimiter_token).copied(),
             unk: config.unk_token.clone(),
             lower_case: config.do_lower_case,
+            clean_up: config.clean_up_tokenization_spaces,
             tokens,
         })
     }
@@ -454,35 +460,64 @@ impl CtcVocab {
     /// word delimiter becomes a space. Returns the text (stripped) and the
     /// characters with their frames (not stripped: spaces included).
     pub fn decode(&self, ids: &[i64]) -> (String, Vec<Piece>) {
+        // Runs are grouped by token string, as the tokenizer groups them
+        // (ids the vocabulary lacks all read as the unknown token).
+        let tokens: Vec<&str> = ids
+            .iter()
+            .map(|&id| {
+                usize::try_from(id)
+                    .ok()
+                    .and_then(|i| self.tokens.get(i))
+                    .filter(|t| !t.is_empty())
+                    .map_or(self.unk.as_str(), String::as_str)
+            })
+            .collect();
+        let pad = self.pad.map(|i| self.tokens[i].as_str());
+        let delimiter = self.word_delimiter.map(|i| self.tokens[i].as_str());
         let mut chars = Vec::new();
         let mut start = 0;
-        while start < ids.len() {
-            let id = ids[start];
-            let end = start + ids[start..].iter().take_while(|&&x| x == id).count();
-            let index = usize::try_from(id).ok();
-            if index.is_none() || index != self.pad {
-                let text = if index.is_some() && index == self.word_delimiter {
-                    " ".to_string()
-                } else {
-                    index
-                        .and_then(|i| self.tokens.get(i))
-                        .filter(|t| !t.is_empty())
-                        .cloned()
-                        .unwrap_or_else(|| self.unk.clone())
-                };
-                chars.push(Piece { text, start, end });
+        while start < tokens.len() {
+            let token = tokens[start];
+            let end = start + tokens[start..].iter().take_while(|&&t| t == token).count();
+            if Some(token) != pad {
+                let text = if Some(token) == delimiter { " " } else { token };
+                chars.push(Piece {
+                    text: text.to_string(),
+                    start,
+                    end,
+                });
             }
             start = end;
         }
         let joined: String = chars.iter().map(|c| c.text.as_str()).collect();
-        let text = joined.trim();
-        let text = if self.lower_case {
-            text.to_lowercase()
-        } else {
-            text.to_string()
-        };
+        let mut text = joined.trim().to_string();
+        if self.lower_case {
+            text = text.to_lowercase();
+        }
+        if self.clean_up {
+            text = clean_up_tokenization(&text);
+        }
         (text, chars)
     }
+}
+
+/// transformers' `clean_up_tokenization`: no space before punctuation and
+/// English contractions.
+fn clean_up_tokenization(text: &str) -> String {
+    [
+        (" .", "."),
+        (" ?", "?"),
+        (" !", "!"),
+        (" ,", ","),
+        (" ' ", "'"),
+        (" n't", "n't"),
+        (" 'm", "'m"),
+        (" 's", "'s"),
+        (" 've", "'ve"),
+        (" 're", "'re"),
+    ]
+    .iter()
+    .fold(text.to_string(), |t, (from, to)| t.replace(from, to))
 }
 
 /// Words from characters, as the tokenizer's `_get_word_offsets`: runs of
@@ -545,6 +580,12 @@ fn read_configs(dir: &Path) -> Result<(Config, FeatureExtractorConfig, CtcVocab)
     } else {
         serde_json::from_str("{}").expect("defaults")
     };
+    if !crate::audio::SAMPLE_RATES.contains(&features.sampling_rate) {
+        return Err(ModelError::bad_file(
+            features_path,
+            format!("sampling_rate {} is not a usable audio rate", features.sampling_rate),
+        ));
+    }
     Ok((config, features, CtcVocab::from_dir(dir)?))
 }
 
