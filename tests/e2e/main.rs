@@ -8,5 +8,6 @@ mod generation;
 mod lifecycle;
 mod plugins;
 mod serving;
+mod summarization;
 mod text_tasks;
 mod vision;

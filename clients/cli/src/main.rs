@@ -9,8 +9,8 @@ use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{
     AnswerQuestionRequest, AudioInput, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest,
     FillMaskRequest, GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest,
-    LoadModelRequest, ModelInfo, ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList, TextInput,
-    TranscribeRequest, UnloadModelRequest, ZeroShotClassifyRequest,
+    LoadModelRequest, ModelInfo, ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList,
+    SummarizeRequest, TextInput, TranscribeRequest, UnloadModelRequest, ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -161,6 +161,19 @@ enum Command {
         top_k: Option<u32>,
         #[arg(long = "function")]
         function_to_apply: Option<String>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Summarize texts (each argument is a file path or the text itself).
+    Summarize {
+        #[arg(required = true)]
+        inputs: Vec<String>,
+        #[arg(long)]
+        min_length: Option<u32>,
+        #[arg(long)]
+        max_length: Option<u32>,
+        #[arg(long)]
+        num_beams: Option<u32>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -575,6 +588,59 @@ async fn run(cli: Cli) -> Result<()> {
                                 s.generated_text, s.finish_reason, s.generated_tokens
                             );
                         }
+                    }
+                }
+            }
+        }
+        Command::Summarize {
+            inputs,
+            min_length,
+            max_length,
+            num_beams,
+            model,
+        } => {
+            let texts = inputs
+                .iter()
+                .map(|i| {
+                    let path = std::path::Path::new(i);
+                    if path.is_file() {
+                        std::fs::read_to_string(path).with_context(|| format!("read {i}"))
+                    } else {
+                        Ok(i.clone())
+                    }
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let request = SummarizeRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts,
+                min_length,
+                max_length,
+                num_beams,
+                ..Default::default()
+            };
+            let response = InferenceClient::new(channel)
+                .summarize(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| {
+                        Json::Array(
+                            r.summaries
+                                .iter()
+                                .map(|s| json!({"summary_text": s.summary_text}))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for r in &response.results {
+                    for s in &r.summaries {
+                        println!("{}", s.summary_text.trim());
                     }
                 }
             }

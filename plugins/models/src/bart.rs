@@ -8,8 +8,9 @@ use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
 use crate::layers::{
-    attention, causal_bias, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+    attention, causal_bias, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache, LayerNorm, Linear,
 };
+use crate::seq2seq::{DecoderState, Seq2SeqLm};
 use crate::tokenizer::EncodedBatch;
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.
@@ -102,6 +103,33 @@ impl Attention {
         let v = split_heads(&self.v.forward(memory), self.heads);
         self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
     }
+
+    /// Self-attention of new decoder tokens over every earlier one (kept in
+    /// `cache`) and themselves.
+    fn step_self(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+        let q = split_heads(&self.q.forward(x), self.heads);
+        let (k, v) = cache.append(
+            split_heads(&self.k.forward(x), self.heads),
+            split_heads(&self.v.forward(x), self.heads),
+        );
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+    }
+
+    /// Cross-attention to one input's encoder states `memory` [1, src, d],
+    /// whose keys and values are computed on the first step and kept.
+    fn step_cross(&self, x: &Tensor, memory: &Tensor, cached: &mut Option<(Tensor, Tensor)>) -> Tensor {
+        let rows = x.size()[0];
+        let (k, v) = cached.get_or_insert_with(|| {
+            let first = memory.narrow(0, 0, 1);
+            (
+                split_heads(&self.k.forward(&first), self.heads),
+                split_heads(&self.v.forward(&first), self.heads),
+            )
+        });
+        let q = split_heads(&self.q.forward(x), self.heads);
+        let (k, v) = (k.expand([rows, -1, -1, -1], false), v.expand([rows, -1, -1, -1], false));
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+    }
 }
 
 struct EncoderLayer {
@@ -159,6 +187,25 @@ impl DecoderLayer {
             final_norm: LayerNorm::new(&p / "final_layer_norm", d, LAYER_NORM_EPS),
             act: cfg.activation_function,
         }
+    }
+
+    /// One decoding step for the newest token of each row.
+    fn step(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        self_cache: &mut KvCache,
+        cross: &mut Option<(Tensor, Tensor)>,
+    ) -> Tensor {
+        let mut h = self.self_attn.step_self(x, self_cache);
+        h += x;
+        let x = self.self_attn_norm.forward(&h);
+        let mut h = self.cross_attn.step_cross(&x, memory, cross);
+        h += &x;
+        let x = self.cross_attn_norm.forward(&h);
+        let mut h = self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)));
+        h += &x;
+        self.final_norm.forward(&h)
     }
 
     fn forward(&self, x: &Tensor, self_bias: &Tensor, memory: &Tensor, memory_bias: &Tensor) -> Tensor {
@@ -265,6 +312,18 @@ impl BartModel {
         x
     }
 
+    /// Decoder states [rows, 1, d_model] for each row's newest token at
+    /// `position`, with the caches of earlier steps.
+    fn decode_step(&self, tokens: &Tensor, position: i64, state: &mut DecoderState) -> Tensor {
+        let mut x = self
+            .decoder_embed
+            .forward(&(self.shared.forward(tokens) * self.embed_scale), position);
+        for (i, layer) in self.decoder_layers.iter().enumerate() {
+            x = layer.step(&x, &state.memory, &mut state.self_attn[i], &mut state.cross_attn[i]);
+        }
+        x
+    }
+
     /// `shift_tokens_right`: the decoder inputs for teacher forcing.
     pub fn shift_right(&self, input_ids: &Tensor) -> Tensor {
         let (b, _) = input_ids.size2().expect("2-d ids");
@@ -313,5 +372,52 @@ impl BartForSequenceClassification {
         let index = last_eos.view([-1, 1, 1]).expand([-1, 1, d], false);
         let sentence = hidden.gather(1, &index, false).squeeze_dim(1);
         self.out_proj.forward(&self.dense.forward(&sentence).tanh())
+    }
+}
+
+/// `BartForConditionalGeneration`: the decoder's states through the shared
+/// (tied) embedding, plus `final_logits_bias`.
+pub struct BartForConditionalGeneration {
+    model: BartModel,
+    final_logits_bias: Tensor,
+    device: tch::Device,
+}
+
+impl BartForConditionalGeneration {
+    pub fn new(p: Path, cfg: &Config) -> Self {
+        BartForConditionalGeneration {
+            model: BartModel::new(&p / "model", cfg),
+            final_logits_bias: p.zeros_no_train("final_logits_bias", &[1, cfg.vocab_size]),
+            device: p.device(),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.model.config
+    }
+}
+
+impl Seq2SeqLm for BartForConditionalGeneration {
+    fn encode(&self, input_ids: &[i64]) -> Tensor {
+        let ids = Tensor::from_slice(input_ids).to_device(self.device).unsqueeze(0);
+        self.model.encode(&ids, &ids.ones_like())
+    }
+
+    fn start(&self, memory: &Tensor, rows: i64) -> DecoderState {
+        DecoderState::new(memory, rows, self.model.decoder_layers.len())
+    }
+
+    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+        let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
+        let hidden = self.model.decode_step(&ids, position, state).squeeze_dim(1);
+        hidden.linear(self.model.shared.weight(), None::<&Tensor>) + &self.final_logits_bias
+    }
+
+    fn decoder_start_token_id(&self) -> i64 {
+        self.model.config.decoder_start_token_id
+    }
+
+    fn device(&self) -> tch::Device {
+        self.device
     }
 }

@@ -107,7 +107,7 @@ pub struct GenerationConfigFile {
 }
 
 /// One id or a list of ids, as generation_config.json allows.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(untagged)]
 pub enum TokenIds {
     One(i64),

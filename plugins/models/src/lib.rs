@@ -20,6 +20,7 @@ pub mod image;
 pub mod layers;
 pub mod roberta;
 pub mod scores;
+pub mod seq2seq;
 pub mod tokenizer;
 pub mod vit;
 pub mod wav2vec2;

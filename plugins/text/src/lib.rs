@@ -6,12 +6,14 @@ pub mod common;
 pub mod embeddings;
 pub mod fill_mask;
 pub mod question_answering;
+pub mod summarization;
 pub mod text_generation;
 pub mod token_classification;
 pub mod zero_shot;
 
 use inferd_models::auto::{load_causal_lm, load_text_model, CausalModel, Head, TextModel, CAUSAL_LM_ARCHITECTURES};
 use inferd_models::device::parse_device;
+use inferd_models::seq2seq::{load_seq2seq, Seq2SeqModel, SEQ2SEQ_ARCHITECTURES};
 use inferd_sdk::proto::task_request::Body as Request;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
@@ -29,6 +31,7 @@ enum Kind {
     QuestionAnswering,
     FeatureExtraction,
     Generation,
+    Summarization,
 }
 
 struct TaskDef {
@@ -106,13 +109,23 @@ const TASKS: &[TaskDef] = &[
         rpc: "Inference/Generate or Inference/GenerateStream",
         description: "Continue a prompt, greedy or sampled, optionally streamed",
     },
+    TaskDef {
+        kind: Kind::Summarization,
+        name: "summarization",
+        aliases: &[],
+        default_model: "sshleifer/distilbart-cnn-12-6",
+        head: None,
+        rpc: "Inference/Summarize",
+        description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
+    },
 ];
 
 impl TaskDef {
     fn architectures(&self) -> Vec<String> {
-        match self.head {
-            Some(head) => head.architectures(),
-            None => CAUSAL_LM_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+        match (self.kind, self.head) {
+            (Kind::Summarization, _) => SEQ2SEQ_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+            (_, Some(head)) => head.architectures(),
+            (_, None) => CAUSAL_LM_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
         }
     }
 }
@@ -120,6 +133,7 @@ impl TaskDef {
 enum Loaded {
     Encoder { model: TextModel, sentence: SentenceConfig },
     Causal(CausalModel),
+    Seq2Seq(Seq2SeqModel),
 }
 
 /// One loaded model, serving one task.
@@ -159,6 +173,7 @@ impl Task for TextTask {
             .as_deref()
             .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
         let loaded = match def.head {
+            None if def.kind == Kind::Summarization => Loaded::Seq2Seq(load_seq2seq(dir, device)?),
             None => Loaded::Causal(load_causal_lm(dir, device)?),
             Some(head) => {
                 let model = load_text_model(dir, device, head)?;
@@ -182,6 +197,10 @@ impl Task for TextTask {
                 memory_bytes: model.memory_bytes,
                 labels: vec![],
             },
+            Loaded::Seq2Seq(model) => LoadedModel {
+                memory_bytes: model.memory_bytes,
+                labels: vec![],
+            },
             Loaded::Encoder { model, .. } => LoadedModel {
                 memory_bytes: model.memory_bytes,
                 labels: match self.def.kind {
@@ -198,6 +217,20 @@ impl Task for TextTask {
         emit: &mut dyn FnMut(usize, Option<Response>) -> bool,
     ) -> Vec<Result<Response, Error>> {
         let def = self.def;
+        if let Loaded::Seq2Seq(model) = &self.loaded {
+            // One request at a time; between decoding steps, ask whether its
+            // client still waits.
+            return batch
+                .into_iter()
+                .enumerate()
+                .map(|(i, request)| match request.body {
+                    Some(Request::Summarize(r)) => {
+                        summarization::summarize(model, &r, &mut || emit(i, None)).map(Response::Summarize)
+                    }
+                    _ => Err(wrong_rpc(def)),
+                })
+                .collect();
+        }
         let Loaded::Causal(model) = &mut self.loaded else {
             return self.run(batch);
         };
@@ -227,10 +260,10 @@ impl Task for TextTask {
         let def = self.def;
         let (model, sentence) = match &mut self.loaded {
             Loaded::Encoder { model, sentence } => (model, &*sentence),
-            Loaded::Causal(_) => return self.run_stream(batch, &mut |_, _| true),
+            Loaded::Causal(_) | Loaded::Seq2Seq(_) => return self.run_stream(batch, &mut |_, _| true),
         };
         match def.kind {
-            Kind::Generation => unreachable!("generation models are Loaded::Causal"),
+            Kind::Generation | Kind::Summarization => unreachable!("generative models are not Loaded::Encoder"),
             Kind::Classification => dispatch(
                 def,
                 batch,
