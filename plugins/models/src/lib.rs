@@ -21,6 +21,7 @@ pub mod layers;
 pub mod roberta;
 pub mod scores;
 pub mod seq2seq;
+pub mod t5;
 pub mod tokenizer;
 pub mod vit;
 pub mod wav2vec2;

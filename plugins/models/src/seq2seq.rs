@@ -361,7 +361,7 @@ mod tests {
 }
 
 /// Architectures `load_seq2seq` accepts.
-pub const SEQ2SEQ_ARCHITECTURES: &[&str] = &["BartForConditionalGeneration"];
+pub const SEQ2SEQ_ARCHITECTURES: &[&str] = &["BartForConditionalGeneration", "T5ForConditionalGeneration"];
 
 /// `early_stopping` as generation configs write it: a bool or "never".
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -559,9 +559,18 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
                 positions,
             )
         }
+        "T5ForConditionalGeneration" => {
+            let cfg: crate::t5::Config = read_json(&config_file)?;
+            // Relative positions: no table to outgrow; pipeline() does not
+            // truncate T5 inputs.
+            (
+                Box::new(crate::t5::T5ForConditionalGeneration::new(vs.root(), &cfg)),
+                i64::MAX,
+            )
+        }
         other => {
             return Err(crate::ModelError::Unsupported(format!(
-                "architecture {other} for summarization (supported: {})",
+                "architecture {other} for summarization and translation (supported: {})",
                 SEQ2SEQ_ARCHITECTURES.join(", ")
             )))
         }
@@ -581,8 +590,11 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
         pad_token_id: Option<i64>,
     }
     let extra: TaskParams = read_json(&config_file)?;
-    let tokenizer =
+    let mut tokenizer =
         crate::tokenizer::TextTokenizer::from_dir(dir, positions as usize, extra.pad_token_id.unwrap_or(1))?;
+    if positions == i64::MAX {
+        tokenizer.disable_truncation()?;
+    }
     Ok(Seq2SeqModel {
         net,
         memory_bytes: crate::weights::var_store_bytes(&vs),

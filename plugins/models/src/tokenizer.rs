@@ -198,6 +198,15 @@ impl TextTokenizer {
         Ok(if clean_up { clean_up_tokenization(&text) } else { text })
     }
 
+    /// Never truncate (models without a length limit, such as T5, whose
+    /// pipeline() does not truncate).
+    pub fn disable_truncation(&mut self) -> Result<()> {
+        self.inner
+            .with_truncation(None)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(())
+    }
+
     /// Token ids of a text with special tokens, not truncated.
     pub fn encode_untruncated(&mut self, text: &str) -> Result<Vec<u32>> {
         self.inner

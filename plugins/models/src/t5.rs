@@ -1,0 +1,344 @@
+//! T5ForConditionalGeneration (transformers' modeling_t5.py): pre-norm
+//! encoder-decoder with RMS layer norms, unscaled attention with a learned
+//! relative-position bias (bucketed, held by the first layer of each stack
+//! and shared by the others), a ReLU feed-forward or, for T5 v1.1 and later,
+//! a gated GELU one, and an output layer tied to the embedding (scaled by
+//! d_model^-0.5) or separate.
+
+use serde::Deserialize;
+use tch::{nn::Path, Kind, Tensor};
+
+use crate::layers::{merge_heads, split_heads, Activation, Embedding, Linear};
+use crate::seq2seq::{DecoderState, Seq2SeqLm};
+
+fn one_hundred_twenty_eight() -> i64 {
+    128
+}
+fn thirty_two() -> i64 {
+    32
+}
+fn eps() -> f64 {
+    1e-6
+}
+fn relu() -> String {
+    "relu".into()
+}
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub vocab_size: i64,
+    pub d_model: i64,
+    pub d_kv: i64,
+    pub d_ff: i64,
+    pub num_layers: i64,
+    pub num_decoder_layers: Option<i64>,
+    pub num_heads: i64,
+    #[serde(default = "thirty_two")]
+    pub relative_attention_num_buckets: i64,
+    #[serde(default = "one_hundred_twenty_eight")]
+    pub relative_attention_max_distance: i64,
+    #[serde(default = "eps")]
+    pub layer_norm_epsilon: f64,
+    #[serde(default = "relu")]
+    pub feed_forward_proj: String,
+    #[serde(default = "yes")]
+    pub tie_word_embeddings: bool,
+    #[serde(default)]
+    pub decoder_start_token_id: i64,
+}
+
+/// T5LayerNorm: x / sqrt(mean(x^2) + eps) * weight (no mean, no bias).
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(p: Path, size: i64, eps: f64) -> Self {
+        RmsNorm {
+            weight: p.zeros_no_train("weight", &[size]),
+            eps,
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let variance = x.to_kind(Kind::Float).square().mean_dim(-1, true, Kind::Float);
+        &self.weight * (x * (variance + self.eps).rsqrt())
+    }
+}
+
+/// The bucket of each relative position (key - query), as
+/// `_relative_position_bucket` computes it (logarithm in f32).
+fn bucket(relative: i64, bidirectional: bool, num_buckets: i64, max_distance: i64) -> i64 {
+    let (mut buckets, mut n, distance) = (0, num_buckets, relative);
+    let distance = if bidirectional {
+        n /= 2;
+        if distance > 0 {
+            buckets += n;
+        }
+        distance.abs()
+    } else {
+        (-distance).max(0)
+    };
+    let max_exact = n / 2;
+    if distance < max_exact {
+        return buckets + distance;
+    }
+    // torch.log on f32, divided by Python's math.log (f64, then f32).
+    let denominator = (max_distance as f64 / max_exact as f64).ln() as f32;
+    let scaled = ((distance as f32 / max_exact as f32).ln() / denominator * (n - max_exact) as f32) as i64;
+    buckets + (max_exact + scaled).min(n - 1)
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    heads: i64,
+    /// [num_buckets, heads], in the first layer of a stack.
+    relative_bias: Option<Embedding>,
+    bidirectional: bool,
+    num_buckets: i64,
+    max_distance: i64,
+}
+
+impl Attention {
+    fn new(p: Path, cfg: &Config, relative_bias: bool, bidirectional: bool) -> Self {
+        let inner = cfg.num_heads * cfg.d_kv;
+        Attention {
+            q: Linear::no_bias(&p / "q", cfg.d_model, inner),
+            k: Linear::no_bias(&p / "k", cfg.d_model, inner),
+            v: Linear::no_bias(&p / "v", cfg.d_model, inner),
+            o: Linear::no_bias(&p / "o", inner, cfg.d_model),
+            heads: cfg.num_heads,
+            relative_bias: relative_bias.then(|| {
+                Embedding::new(
+                    &p / "relative_attention_bias",
+                    cfg.relative_attention_num_buckets,
+                    cfg.num_heads,
+                )
+            }),
+            bidirectional,
+            num_buckets: cfg.relative_attention_num_buckets,
+            max_distance: cfg.relative_attention_max_distance,
+        }
+    }
+
+    /// The position bias [1, heads, queries, keys] for queries at
+    /// `first_query..first_query + queries` and keys `0..keys`.
+    fn position_bias(&self, first_query: i64, queries: i64, keys: i64, device: tch::Device) -> Tensor {
+        let embedding = self.relative_bias.as_ref().expect("the layer with the relative bias");
+        let buckets: Vec<i64> = (first_query..first_query + queries)
+            .flat_map(|q| (0..keys).map(move |k| (q, k)))
+            .map(|(q, k)| bucket(k - q, self.bidirectional, self.num_buckets, self.max_distance))
+            .collect();
+        let index = Tensor::from_slice(&buckets).to_device(device).view([queries, keys]);
+        embedding.forward(&index).permute([2, 0, 1]).unsqueeze(0)
+    }
+
+    /// softmax(q kᵀ + bias) v, unscaled as T5 is.
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        let q = split_heads(&self.q.forward(x), self.heads);
+        let out = Tensor::scaled_dot_product_attention(&q, k, v, bias, 0.0, false, 1.0, false);
+        self.o.forward(&merge_heads(&out))
+    }
+
+    fn keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
+        (
+            split_heads(&self.k.forward(memory), self.heads),
+            split_heads(&self.v.forward(memory), self.heads),
+        )
+    }
+}
+
+enum FeedForward {
+    Relu {
+        wi: Linear,
+        wo: Linear,
+    },
+    Gated {
+        wi_0: Linear,
+        wi_1: Linear,
+        wo: Linear,
+        act: Activation,
+    },
+}
+
+impl FeedForward {
+    fn new(p: Path, cfg: &Config) -> Self {
+        let d = &p / "DenseReluDense";
+        if cfg.feed_forward_proj.starts_with("gated-") {
+            FeedForward::Gated {
+                wi_0: Linear::no_bias(&d / "wi_0", cfg.d_model, cfg.d_ff),
+                wi_1: Linear::no_bias(&d / "wi_1", cfg.d_model, cfg.d_ff),
+                wo: Linear::no_bias(&d / "wo", cfg.d_ff, cfg.d_model),
+                act: match cfg.feed_forward_proj.as_str() {
+                    "gated-gelu" => Activation::GeluTanh,
+                    "gated-silu" => Activation::Silu,
+                    _ => Activation::Relu,
+                },
+            }
+        } else {
+            FeedForward::Relu {
+                wi: Linear::no_bias(&d / "wi", cfg.d_model, cfg.d_ff),
+                wo: Linear::no_bias(&d / "wo", cfg.d_ff, cfg.d_model),
+            }
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        match self {
+            FeedForward::Relu { wi, wo } => wo.forward(&wi.forward(x).relu()),
+            FeedForward::Gated { wi_0, wi_1, wo, act } => {
+                wo.forward(&(act.forward(&wi_0.forward(x)) * wi_1.forward(x)))
+            }
+        }
+    }
+}
+
+struct Block {
+    self_attn: Attention,
+    self_norm: RmsNorm,
+    cross: Option<(Attention, RmsNorm)>,
+    ff: FeedForward,
+    ff_norm: RmsNorm,
+}
+
+impl Block {
+    fn new(p: Path, cfg: &Config, first: bool, decoder: bool) -> Self {
+        let l = &p / "layer";
+        let eps = cfg.layer_norm_epsilon;
+        let ff_index = if decoder { 2 } else { 1 };
+        Block {
+            self_attn: Attention::new(&l / 0 / "SelfAttention", cfg, first, !decoder),
+            self_norm: RmsNorm::new(&l / 0 / "layer_norm", cfg.d_model, eps),
+            cross: decoder.then(|| {
+                (
+                    Attention::new(&l / 1 / "EncDecAttention", cfg, false, false),
+                    RmsNorm::new(&l / 1 / "layer_norm", cfg.d_model, eps),
+                )
+            }),
+            ff: FeedForward::new(&l / ff_index, cfg),
+            ff_norm: RmsNorm::new(&l / ff_index / "layer_norm", cfg.d_model, eps),
+        }
+    }
+
+    fn feed_forward(&self, x: Tensor) -> Tensor {
+        let h = self.ff.forward(&self.ff_norm.forward(&x));
+        x + h
+    }
+}
+
+/// `T5ForConditionalGeneration`.
+pub struct T5ForConditionalGeneration {
+    shared: Embedding,
+    encoder: Vec<Block>,
+    encoder_norm: RmsNorm,
+    decoder: Vec<Block>,
+    decoder_norm: RmsNorm,
+    /// None: tied to `shared`, the states scaled by d_model^-0.5 first.
+    lm_head: Option<Linear>,
+    d_model: i64,
+    decoder_start: i64,
+    device: tch::Device,
+}
+
+impl T5ForConditionalGeneration {
+    pub fn new(p: Path, cfg: &Config) -> Self {
+        let enc = &p / "encoder";
+        let dec = &p / "decoder";
+        let decoder_layers = cfg.num_decoder_layers.unwrap_or(cfg.num_layers);
+        T5ForConditionalGeneration {
+            shared: Embedding::new(&p / "shared", cfg.vocab_size, cfg.d_model),
+            encoder: (0..cfg.num_layers)
+                .map(|i| Block::new(&enc / "block" / i, cfg, i == 0, false))
+                .collect(),
+            encoder_norm: RmsNorm::new(&enc / "final_layer_norm", cfg.d_model, cfg.layer_norm_epsilon),
+            decoder: (0..decoder_layers)
+                .map(|i| Block::new(&dec / "block" / i, cfg, i == 0, true))
+                .collect(),
+            decoder_norm: RmsNorm::new(&dec / "final_layer_norm", cfg.d_model, cfg.layer_norm_epsilon),
+            lm_head: (!cfg.tie_word_embeddings).then(|| Linear::no_bias(&p / "lm_head", cfg.d_model, cfg.vocab_size)),
+            d_model: cfg.d_model,
+            decoder_start: cfg.decoder_start_token_id,
+            device: p.device(),
+        }
+    }
+}
+
+impl Seq2SeqLm for T5ForConditionalGeneration {
+    fn encode(&self, input_ids: &[i64]) -> Tensor {
+        let ids = Tensor::from_slice(input_ids).to_device(self.device).unsqueeze(0);
+        let n = input_ids.len() as i64;
+        let mut x = self.shared.forward(&ids);
+        let bias = self.encoder[0].self_attn.position_bias(0, n, n, self.device);
+        for block in &self.encoder {
+            let normed = block.self_norm.forward(&x);
+            let (k, v) = block.self_attn.keys_values(&normed);
+            x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
+            x = block.feed_forward(x);
+        }
+        self.encoder_norm.forward(&x)
+    }
+
+    fn start(&self, memory: &Tensor, rows: i64) -> DecoderState {
+        DecoderState::new(memory, rows, self.decoder.len())
+    }
+
+    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+        let rows = tokens.len() as i64;
+        let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
+        let mut x = self.shared.forward(&ids);
+        let bias = self.decoder[0]
+            .self_attn
+            .position_bias(position, 1, position + 1, self.device);
+        for (i, block) in self.decoder.iter().enumerate() {
+            let normed = block.self_norm.forward(&x);
+            let (k, v) = block.self_attn.keys_values(&normed);
+            let (k, v) = state.self_attn[i].append(k, v);
+            x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
+            let (cross, cross_norm) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
+            let (k, v) = state.cross_attn[i].get_or_insert_with(|| cross.keys_values(&state.memory.narrow(0, 0, 1)));
+            let (k, v) = (k.expand([rows, -1, -1, -1], false), v.expand([rows, -1, -1, -1], false));
+            x = &x + cross.attend(&cross_norm.forward(&x), &k, &v, None);
+            x = block.feed_forward(x);
+        }
+        let x = self.decoder_norm.forward(&x).squeeze_dim(1);
+        match &self.lm_head {
+            Some(head) => head.forward(&x),
+            None => (x * (self.d_model as f64).powf(-0.5)).linear(self.shared.weight(), None::<&Tensor>),
+        }
+    }
+
+    fn decoder_start_token_id(&self) -> i64 {
+        self.decoder_start
+    }
+
+    fn device(&self) -> tch::Device {
+        self.device
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bucket;
+
+    #[test]
+    fn relative_position_buckets_follow_t5() {
+        // Bidirectional, 32 buckets, max distance 128 (t5-small).
+        assert_eq!(bucket(0, true, 32, 128), 0);
+        assert_eq!(bucket(3, true, 32, 128), 19);
+        assert_eq!(bucket(-3, true, 32, 128), 3);
+        assert_eq!(bucket(-8, true, 32, 128), 8);
+        assert_eq!(bucket(-200, true, 32, 128), 15);
+        assert_eq!(bucket(200, true, 32, 128), 31);
+        // Causal: only the past, all buckets.
+        assert_eq!(bucket(5, false, 32, 128), 0);
+        assert_eq!(bucket(-5, false, 32, 128), 5);
+        assert_eq!(bucket(-1000, false, 32, 128), 31);
+    }
+}
