@@ -7,7 +7,7 @@ mod classify;
 mod generation;
 mod lifecycle;
 mod plugins;
+mod seq2seq;
 mod serving;
-mod summarization;
 mod text_tasks;
 mod vision;

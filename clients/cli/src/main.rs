@@ -10,7 +10,7 @@ use inferd_proto::v1::{
     AnswerQuestionRequest, AudioInput, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest,
     FillMaskRequest, GenerateRequest, GetModelRequest, ImageInput, ListModelsRequest, ListPluginsRequest,
     LoadModelRequest, ModelInfo, ModelOptions, ModelState, QuestionInput, RunInput, RunRequest, StringList,
-    SummarizeRequest, TextInput, TranscribeRequest, UnloadModelRequest, ZeroShotClassifyRequest,
+    SummarizeRequest, TextInput, TranscribeRequest, TranslateRequest, UnloadModelRequest, ZeroShotClassifyRequest,
 };
 use serde_json::{json, Value as Json};
 use tonic::transport::Channel;
@@ -174,6 +174,23 @@ enum Command {
         max_length: Option<u32>,
         #[arg(long)]
         num_beams: Option<u32>,
+        #[arg(long)]
+        model: Option<String>,
+    },
+    /// Translate texts, e.g. `inferctl translate "How are you?" --from en --to fr`.
+    Translate {
+        #[arg(required = true)]
+        texts: Vec<String>,
+        /// Source language (e.g. en); with --to. Default: the model's.
+        #[arg(long = "from")]
+        src_lang: Option<String>,
+        /// Target language (e.g. fr).
+        #[arg(long = "to")]
+        tgt_lang: Option<String>,
+        #[arg(long)]
+        num_beams: Option<u32>,
+        #[arg(long)]
+        max_new_tokens: Option<u32>,
         #[arg(long)]
         model: Option<String>,
     },
@@ -641,6 +658,50 @@ async fn run(cli: Cli) -> Result<()> {
                 for r in &response.results {
                     for s in &r.summaries {
                         println!("{}", s.summary_text.trim());
+                    }
+                }
+            }
+        }
+        Command::Translate {
+            texts,
+            src_lang,
+            tgt_lang,
+            num_beams,
+            max_new_tokens,
+            model,
+        } => {
+            let request = TranslateRequest {
+                model: model.unwrap_or_default(),
+                inputs: texts,
+                src_lang: src_lang.unwrap_or_default(),
+                tgt_lang: tgt_lang.unwrap_or_default(),
+                num_beams,
+                max_new_tokens,
+                ..Default::default()
+            };
+            let response = InferenceClient::new(channel)
+                .translate(request)
+                .await
+                .map_err(status)?
+                .into_inner();
+            if cli.json {
+                let out: Vec<Json> = response
+                    .results
+                    .iter()
+                    .map(|r| {
+                        Json::Array(
+                            r.translations
+                                .iter()
+                                .map(|t| json!({"translation_text": t.translation_text}))
+                                .collect(),
+                        )
+                    })
+                    .collect();
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            } else {
+                for r in &response.results {
+                    for t in &r.translations {
+                        println!("{}", t.translation_text.trim());
                     }
                 }
             }

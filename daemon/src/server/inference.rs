@@ -10,8 +10,8 @@ use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
     FillMaskResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse,
-    SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse, ZeroShotClassifyRequest,
-    ZeroShotClassifyResponse,
+    SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse, TranslateRequest, TranslateResponse,
+    ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -358,6 +358,10 @@ impl Inference for InferenceService {
 
     async fn summarize(&self, request: Request<SummarizeRequest>) -> Result<Response<SummarizeResponse>, Status> {
         typed_rpc!(self, request, "Summarize", "summarization", Summarize, Summarize)
+    }
+
+    async fn translate(&self, request: Request<TranslateRequest>) -> Result<Response<TranslateResponse>, Status> {
+        typed_rpc!(self, request, "Translate", "translation", Translate, Translate)
     }
 
     async fn transcribe(&self, request: Request<TranscribeRequest>) -> Result<Response<TranscribeResponse>, Status> {

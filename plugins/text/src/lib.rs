@@ -6,7 +6,7 @@ pub mod common;
 pub mod embeddings;
 pub mod fill_mask;
 pub mod question_answering;
-pub mod summarization;
+pub mod text2text;
 pub mod text_generation;
 pub mod token_classification;
 pub mod zero_shot;
@@ -32,6 +32,7 @@ enum Kind {
     FeatureExtraction,
     Generation,
     Summarization,
+    Translation,
 }
 
 struct TaskDef {
@@ -118,12 +119,23 @@ const TASKS: &[TaskDef] = &[
         rpc: "Inference/Summarize",
         description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
     },
+    TaskDef {
+        kind: Kind::Translation,
+        name: "translation",
+        aliases: &[],
+        default_model: "google-t5/t5-base",
+        head: None,
+        rpc: "Inference/Translate",
+        description: "Translate texts with an encoder-decoder model (T5 task prefixes)",
+    },
 ];
 
 impl TaskDef {
     fn architectures(&self) -> Vec<String> {
         match (self.kind, self.head) {
-            (Kind::Summarization, _) => SEQ2SEQ_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+            (Kind::Summarization | Kind::Translation, _) => {
+                SEQ2SEQ_ARCHITECTURES.iter().map(|a| a.to_string()).collect()
+            }
             (_, Some(head)) => head.architectures(),
             (_, None) => CAUSAL_LM_ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
         }
@@ -173,7 +185,9 @@ impl Task for TextTask {
             .as_deref()
             .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
         let loaded = match def.head {
-            None if def.kind == Kind::Summarization => Loaded::Seq2Seq(load_seq2seq(dir, device)?),
+            None if matches!(def.kind, Kind::Summarization | Kind::Translation) => {
+                Loaded::Seq2Seq(load_seq2seq(dir, device)?)
+            }
             None => Loaded::Causal(load_causal_lm(dir, device)?),
             Some(head) => {
                 let model = load_text_model(dir, device, head)?;
@@ -223,9 +237,12 @@ impl Task for TextTask {
             return batch
                 .into_iter()
                 .enumerate()
-                .map(|(i, request)| match request.body {
-                    Some(Request::Summarize(r)) => {
-                        summarization::summarize(model, &r, &mut || emit(i, None)).map(Response::Summarize)
+                .map(|(i, request)| match (def.kind, request.body) {
+                    (Kind::Summarization, Some(Request::Summarize(r))) => {
+                        text2text::summarize(model, &r, &mut || emit(i, None)).map(Response::Summarize)
+                    }
+                    (Kind::Translation, Some(Request::Translate(r))) => {
+                        text2text::translate(model, &r, &mut || emit(i, None)).map(Response::Translate)
                     }
                     _ => Err(wrong_rpc(def)),
                 })
@@ -263,7 +280,9 @@ impl Task for TextTask {
             Loaded::Causal(_) | Loaded::Seq2Seq(_) => return self.run_stream(batch, &mut |_, _| true),
         };
         match def.kind {
-            Kind::Generation | Kind::Summarization => unreachable!("generative models are not Loaded::Encoder"),
+            Kind::Generation | Kind::Summarization | Kind::Translation => {
+                unreachable!("generative models are not Loaded::Encoder")
+            }
             Kind::Classification => dispatch(
                 def,
                 batch,

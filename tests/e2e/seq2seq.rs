@@ -1,23 +1,40 @@
-//! Summarization through the daemon against transformers'
-//! pipeline("summarization"), recorded by tests/fixtures/seq2seq_fixtures.py
+//! Summarization and translation through the daemon against transformers'
+//! pipeline("summarization") and pipeline("translation_xx_to_yy"), recorded
+//! by tests/fixtures/seq2seq_fixtures.py
 //! on small random models: a BART with distilbart-cnn-12-6's generation
 //! settings, a T5 with t5-small's task prefixes and a T5 v1.1 (gated GELU,
 //! separate output layer): greedy and beam search, length limits, n-gram
 //! blocking, length penalty, early stopping true/false/"never", several
 //! summaries per input.
 
-use inferd_proto::v1::{ClassifyRequest, SummarizeRequest, TextInput};
+use inferd_proto::v1::{ClassifyRequest, SummarizeRequest, TextInput, TranslateRequest};
 use inferd_tests::{fixture_model, Daemon};
 use tonic::Code;
 
-fn cases(model: &str) -> Vec<serde_json::Value> {
+fn cases(model: &str, task: &str) -> Vec<serde_json::Value> {
     let refs: serde_json::Value = inferd_tests::reference("seq2seq.json");
     refs["cases"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|c| c["model"] == model && c["task"] == "summarization")
+        .filter(|c| c["model"] == model && c["task"].as_str().unwrap().starts_with(task))
         .cloned()
+        .collect()
+}
+
+/// The texts pipeline() gave, per input.
+fn outputs(case: &serde_json::Value) -> Vec<Vec<String>> {
+    case["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            o.as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t.as_str().unwrap().to_string())
+                .collect()
+        })
         .collect()
 }
 
@@ -56,7 +73,7 @@ async fn summaries_equal_the_pipeline() {
     }
     let mut client = daemon.inference().await;
     let mut compared = 0;
-    for case in models.iter().flat_map(|m| cases(m)) {
+    for case in models.iter().flat_map(|m| cases(m, "summarization")) {
         let name = case["case"].as_str().unwrap();
         if case.get("pipeline_error").is_some() {
             // pipeline() without truncation=True fails on inputs longer than
@@ -69,13 +86,12 @@ async fn summaries_equal_the_pipeline() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .into_inner();
-        let want = case["outputs"].as_array().unwrap();
-        assert_eq!(response.results.len(), want.len(), "{name}: results");
-        for (got, want) in response.results.iter().zip(want) {
-            let want: Vec<&str> = want.as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
-            let got: Vec<&str> = got.summaries.iter().map(|s| s.summary_text.as_str()).collect();
-            assert_eq!(got, want, "{name}");
-        }
+        let got: Vec<Vec<String>> = response
+            .results
+            .into_iter()
+            .map(|r| r.summaries.into_iter().map(|s| s.summary_text).collect())
+            .collect();
+        assert_eq!(got, outputs(&case), "{name}");
         compared += 1;
     }
     eprintln!("{compared} cases equal to pipeline()");
@@ -153,4 +169,70 @@ async fn bad_summarization_requests_get_clear_errors() {
         .await
         .expect_err("wrong task");
     assert_eq!(status.code(), Code::FailedPrecondition);
+}
+
+#[tokio::test]
+async fn translations_equal_the_pipeline() {
+    let daemon = Daemon::start(&[]).await;
+    let models = ["t5-small-ish"];
+    for model in models {
+        daemon.load(model, "translation", &fixture_model(model)).await;
+    }
+    let mut client = daemon.inference().await;
+    let mut compared = 0;
+    for case in models.iter().flat_map(|m| cases(m, "translation")) {
+        let name = case["case"].as_str().unwrap();
+        if case.get("pipeline_error").is_some() {
+            continue;
+        }
+        // "translation_en_to_fr" -> en, fr; plain "translation": the model's own.
+        let task = case["task"].as_str().unwrap();
+        let (src, tgt) = match task.strip_prefix("translation_").and_then(|t| t.split_once("_to_")) {
+            Some((src, tgt)) => (src.to_string(), tgt.to_string()),
+            None => (String::new(), String::new()),
+        };
+        let s = request(&case);
+        let response = client
+            .translate(TranslateRequest {
+                model: s.model,
+                inputs: s.inputs,
+                src_lang: src,
+                tgt_lang: tgt,
+                min_length: s.min_length,
+                max_length: s.max_length,
+                max_new_tokens: s.max_new_tokens,
+                num_beams: s.num_beams,
+                length_penalty: s.length_penalty,
+                early_stopping: s.early_stopping,
+                no_repeat_ngram_size: s.no_repeat_ngram_size,
+                num_return_sequences: s.num_return_sequences,
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .into_inner();
+        let got: Vec<Vec<String>> = response
+            .results
+            .into_iter()
+            .map(|r| r.translations.into_iter().map(|t| t.translation_text).collect())
+            .collect();
+        assert_eq!(got, outputs(&case), "{name}");
+        compared += 1;
+    }
+    eprintln!("{compared} cases equal to pipeline()");
+    assert!(compared >= 6, "only {compared} cases");
+
+    // Languages the model cannot do, or half a pair.
+    for (src, tgt) in [("en", "ja"), ("fr", "en"), ("en", "")] {
+        let status = client
+            .translate(TranslateRequest {
+                model: "t5-small-ish".into(),
+                inputs: vec!["Hello".into()],
+                src_lang: src.into(),
+                tgt_lang: tgt.into(),
+                ..Default::default()
+            })
+            .await
+            .expect_err("unknown direction");
+        assert_eq!(status.code(), Code::InvalidArgument, "{src}->{tgt}: {status:?}");
+    }
 }
