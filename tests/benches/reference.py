@@ -5,6 +5,7 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py make-models --out DIR
     reference.py generate --model DIR --threads N [--new-tokens 128] [--calls 8]
     reference.py classify --model DIR --threads N --payload FILE [--requests 200]
+    reference.py summarize --model DIR --threads N --payload FILE
     reference.py peak --threads N
     reference.py flops --model DIR --payload FILE [--batch 32]
 """
@@ -25,7 +26,8 @@ PROMPT = "The quick brown fox jumps over the lazy dog"
 
 def make_models(out):
     import torch
-    from transformers import DistilBertConfig, DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel
+    from transformers import (BartConfig, BartForConditionalGeneration, DistilBertConfig,
+                              DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel)
 
     torch.manual_seed(0)
     gpt2 = os.path.join(out, "gpt2-small")
@@ -50,6 +52,24 @@ def make_models(out):
             if "token" in f or f == "vocab.txt":
                 shutil.copy(os.path.join(FIXTURES, "distilbert-cls", f), cls)
         print(f"made {cls}", file=sys.stderr)
+    bart = os.path.join(out, "distilbart-cnn-12-6")
+    if not os.path.exists(os.path.join(bart, "model.safetensors")):
+        # sshleifer/distilbart-cnn-12-6's shape (306M parameters) and generation
+        # settings, random weights, with the fixture summarization tokenizer.
+        cfg = BartConfig(vocab_size=50264, d_model=1024, encoder_layers=12, decoder_layers=6,
+                         encoder_attention_heads=16, decoder_attention_heads=16, encoder_ffn_dim=4096,
+                         decoder_ffn_dim=4096, max_position_embeddings=1024, forced_bos_token_id=0,
+                         forced_eos_token_id=2, no_repeat_ngram_size=3, num_beams=4, length_penalty=2.0,
+                         min_length=56, max_length=142, early_stopping=True, scale_embedding=False)
+        model = BartForConditionalGeneration(cfg)
+        model.generation_config.update(forced_bos_token_id=0, forced_eos_token_id=2, no_repeat_ngram_size=3,
+                                       num_beams=4, length_penalty=2.0, min_length=56, max_length=142,
+                                       early_stopping=True)
+        model.save_pretrained(bart, safe_serialization=True)
+        for f in os.listdir(os.path.join(FIXTURES, "bart-sum")):
+            if "token" in f or f in ("vocab.json", "merges.txt"):
+                shutil.copy(os.path.join(FIXTURES, "bart-sum", f), bart)
+        print(f"made {bart}", file=sys.stderr)
 
 
 def generate(args):
@@ -107,6 +127,23 @@ def classify(args):
         if best is None or rps > best[1]:
             best = (batch_size, rps)
     print(json.dumps({"bench": "classify", "who": "transformers batched", "batch_size": best[0], "rps": best[1]}))
+
+
+def summarize(args):
+    """pipeline("summarization") on one article, after a warm-up run: the
+    seconds per summary and the summary (to check inferd gives the same)."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    article = open(args.payload).read()
+    pipe = pipeline("summarization", model=args.model, device="cpu")
+    pipe(article, truncation=True)
+    started = time.perf_counter()
+    out = pipe(article, truncation=True)
+    seconds = time.perf_counter() - started
+    print(json.dumps({"bench": "summarize", "who": "transformers", "seconds": seconds,
+                      "summary": out[0]["summary_text"]}))
 
 
 def peak(args):
@@ -170,6 +207,10 @@ def main():
     c.add_argument("--threads", type=int, required=True)
     c.add_argument("--payload", required=True)
     c.add_argument("--requests", type=int, default=200)
+    z = sub.add_parser("summarize")
+    z.add_argument("--model", required=True)
+    z.add_argument("--threads", type=int, required=True)
+    z.add_argument("--payload", required=True)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -181,6 +222,8 @@ def main():
         make_models(args.out)
     elif args.cmd == "generate":
         generate(args)
+    elif args.cmd == "summarize":
+        summarize(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -56,6 +56,23 @@ if [[ "$WHAT" == generate || "$WHAT" == all ]]; then
   kill $DAEMON; wait $DAEMON 2>/dev/null || true
   "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" >> "$RESULTS"
 fi
+if [[ "$WHAT" == summarize || "$WHAT" == all ]]; then
+  ARTICLE="$BENCH/article.txt"
+  "$PY" - "$ARTICLE" <<'EOF2'
+import sys, random
+random.seed(1)
+words = ("the council approved a plan to build new bridges over river project will cost million francs and "
+         "should be finished officials said city engineers expect traffic to fall by third after opening").split()
+sentences = [" ".join(random.choice(words) for _ in range(20)).capitalize() + "." for _ in range(25)]
+open(sys.argv[1], "w").write(" ".join(sentences))
+EOF2
+  start_daemon "bart:summarization=$BENCH/distilbart-cnn-12-6"
+  target/release/inferd-bench --addr "$ADDR" --model bart summarize --payload "$ARTICLE" --rounds 2 \
+    | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py summarize --model "$BENCH/distilbart-cnn-12-6" --threads "$THREADS" \
+    --payload "$ARTICLE" >> "$RESULTS"
+fi
 if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
   start_daemon "cls:text-classification=$BENCH/distilbert-base-cls"
   B="target/release/inferd-bench --addr $ADDR --model cls"
@@ -86,6 +103,13 @@ if gen:
     print(f"{'':34}{'inferd tok/s':>14}{'transformers tok/s':>20}{'ratio':>8}")
     print(f"{'1 stream':34}{i1['tokens_per_s']:>14.1f}{t1['tokens_per_s']:>20.1f}{i1['tokens_per_s']/t1['tokens_per_s']:>8.2f}")
     print(f"{'8 streams (vs 8 sequential calls)':34}{i8['tokens_per_s']:>14.1f}{t8['tokens_per_s']:>20.1f}{i8['tokens_per_s']/t8['tokens_per_s']:>8.2f}")
+summ = [r for r in rows if r["bench"] == "summarize"]
+if summ:
+    i = next(r for r in summ if r["who"] == "inferd")
+    t = next(r for r in summ if r["who"] == "transformers")
+    print("\nsummarization, distilbart-cnn-12-6-sized BART (306M, random weights), 500-word article, num_beams 4")
+    print(f"inferd {i['seconds']:.2f} s per summary, transformers pipeline() {t['seconds']:.2f} s: "
+          f"{t['seconds'] / i['seconds']:.2f}x; same summary: {i['summary'] == t['summary']}")
 cls = [r for r in rows if r["bench"] == "classify"]
 if cls:
     per = next(r for r in cls if r["who"] == "transformers per request")

@@ -174,7 +174,7 @@ async fn bad_summarization_requests_get_clear_errors() {
 #[tokio::test]
 async fn translations_equal_the_pipeline() {
     let daemon = Daemon::start(&[]).await;
-    let models = ["t5-small-ish"];
+    let models = ["t5-small-ish", "marian-fr-en"];
     for model in models {
         daemon.load(model, "translation", &fixture_model(model)).await;
     }
@@ -219,13 +219,69 @@ async fn translations_equal_the_pipeline() {
         compared += 1;
     }
     eprintln!("{compared} cases equal to pipeline()");
-    assert!(compared >= 6, "only {compared} cases");
+    assert!(compared >= 14, "only {compared} cases");
+
+    // The same T5 with only spiece.model (no tokenizer.json): the tokenizer
+    // is converted at load time and gives the same translations.
+    let spm_only = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_model("t5-small-ish")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "tokenizer.json" {
+            std::fs::copy(&path, spm_only.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    daemon
+        .load("t5-spm", "translation", spm_only.path().to_str().unwrap())
+        .await;
+    let case = cases("t5-small-ish", "translation_en_to_fr").remove(0);
+    let s = request(&case);
+    let response = client
+        .translate(TranslateRequest {
+            model: "t5-spm".into(),
+            inputs: s.inputs,
+            src_lang: "en".into(),
+            tgt_lang: "fr".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let got: Vec<Vec<String>> = response
+        .results
+        .into_iter()
+        .map(|r| r.translations.into_iter().map(|t| t.translation_text).collect())
+        .collect();
+    assert_eq!(got, outputs(&case), "T5 from spiece.model");
+
+    // Marian's own direction may be named.
+    let case = cases("marian-fr-en", "translation").remove(0);
+    let s = request(&case);
+    let response = client
+        .translate(TranslateRequest {
+            model: "marian-fr-en".into(),
+            inputs: s.inputs,
+            src_lang: "fr".into(),
+            tgt_lang: "en".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        response.results[0].translations[0].translation_text,
+        outputs(&case)[0][0]
+    );
 
     // Languages the model cannot do, or half a pair.
-    for (src, tgt) in [("en", "ja"), ("fr", "en"), ("en", "")] {
+    for (model, src, tgt) in [
+        ("t5-small-ish", "en", "ja"),
+        ("t5-small-ish", "fr", "en"),
+        ("t5-small-ish", "en", ""),
+        ("marian-fr-en", "en", "fr"),
+    ] {
         let status = client
             .translate(TranslateRequest {
-                model: "t5-small-ish".into(),
+                model: model.into(),
                 inputs: vec!["Hello".into()],
                 src_lang: src.into(),
                 tgt_lang: tgt.into(),
@@ -233,6 +289,6 @@ async fn translations_equal_the_pipeline() {
             })
             .await
             .expect_err("unknown direction");
-        assert_eq!(status.code(), Code::InvalidArgument, "{src}->{tgt}: {status:?}");
+        assert_eq!(status.code(), Code::InvalidArgument, "{model} {src}->{tgt}: {status:?}");
     }
 }

@@ -220,33 +220,71 @@ impl DecoderLayer {
     }
 }
 
-/// Token embeddings (shared, scaled) plus learned positions, then layer norm.
+/// BART and its relatives differ only in their embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// Learned positions offset by 2, a layer norm on the embeddings.
+    Bart,
+    /// MarianMTModel: fixed sinusoidal positions, no embedding norm.
+    Marian,
+}
+
+/// Token embeddings (shared, scaled) plus positions, then (BART) layer norm.
 struct Embed {
-    positions: Embedding,
-    norm: LayerNorm,
+    /// [positions (+ offset), d_model]
+    positions: Tensor,
+    offset: i64,
+    norm: Option<LayerNorm>,
+}
+
+/// MarianSinusoidalPositionalEmbedding: sin of the even columns' angles in
+/// the first half, cos of the odd ones' in the second (f64, then f32).
+fn sinusoidal(positions: i64, dim: i64, device: tch::Device) -> Tensor {
+    let half = dim / 2 + dim % 2;
+    let mut table = vec![0f32; (positions * dim) as usize];
+    for pos in 0..positions {
+        let angle = |j: i64| pos as f64 / 10000f64.powf((2 * (j / 2)) as f64 / dim as f64);
+        let row = &mut table[(pos * dim) as usize..((pos + 1) * dim) as usize];
+        for (k, j) in (0..dim).step_by(2).enumerate() {
+            row[k] = angle(j).sin() as f32;
+        }
+        for (k, j) in (1..dim).step_by(2).enumerate() {
+            row[half as usize + k] = angle(j).cos() as f32;
+        }
+    }
+    Tensor::from_slice(&table).view([positions, dim]).to_device(device)
 }
 
 impl Embed {
-    fn new(p: &Path, cfg: &Config) -> Self {
-        Embed {
-            positions: Embedding::new(
-                p / "embed_positions",
-                cfg.max_position_embeddings + POSITION_OFFSET,
-                cfg.d_model,
-            ),
-            norm: LayerNorm::new(p / "layernorm_embedding", cfg.d_model, LAYER_NORM_EPS),
+    fn new(p: &Path, cfg: &Config, variant: Variant) -> Self {
+        match variant {
+            Variant::Bart => Embed {
+                positions: Embedding::new(
+                    p / "embed_positions",
+                    cfg.max_position_embeddings + POSITION_OFFSET,
+                    cfg.d_model,
+                )
+                .weight()
+                .shallow_clone(),
+                offset: POSITION_OFFSET,
+                norm: Some(LayerNorm::new(p / "layernorm_embedding", cfg.d_model, LAYER_NORM_EPS)),
+            },
+            Variant::Marian => Embed {
+                positions: sinusoidal(cfg.max_position_embeddings, cfg.d_model, p.device()),
+                offset: 0,
+                norm: None,
+            },
         }
     }
 
     fn forward(&self, tokens: &Tensor, start: i64) -> Tensor {
         let seq = tokens.size()[1];
-        let positions = Tensor::arange_start(
-            start + POSITION_OFFSET,
-            start + seq + POSITION_OFFSET,
-            (Kind::Int64, tokens.device()),
-        );
-        self.norm
-            .forward(&(tokens + self.positions.forward(&positions).unsqueeze(0)))
+        let positions = self.positions.narrow(0, start + self.offset, seq).unsqueeze(0);
+        let x = tokens + positions;
+        match &self.norm {
+            Some(norm) => norm.forward(&x),
+            None => x,
+        }
     }
 }
 
@@ -263,6 +301,10 @@ pub struct BartModel {
 
 impl BartModel {
     pub fn new(p: Path, cfg: &Config) -> Self {
+        Self::with_variant(p, cfg, Variant::Bart)
+    }
+
+    pub fn with_variant(p: Path, cfg: &Config, variant: Variant) -> Self {
         let enc = &p / "encoder";
         let dec = &p / "decoder";
         BartModel {
@@ -272,11 +314,11 @@ impl BartModel {
             } else {
                 1.0
             },
-            encoder_embed: Embed::new(&enc, cfg),
+            encoder_embed: Embed::new(&enc, cfg, variant),
             encoder_layers: (0..cfg.encoder_layers)
                 .map(|i| EncoderLayer::new(&enc / "layers" / i, cfg))
                 .collect(),
-            decoder_embed: Embed::new(&dec, cfg),
+            decoder_embed: Embed::new(&dec, cfg, variant),
             decoder_layers: (0..cfg.decoder_layers)
                 .map(|i| DecoderLayer::new(&dec / "layers" / i, cfg))
                 .collect(),
@@ -384,9 +426,9 @@ pub struct BartForConditionalGeneration {
 }
 
 impl BartForConditionalGeneration {
-    pub fn new(p: Path, cfg: &Config) -> Self {
+    pub fn new(p: Path, cfg: &Config, variant: Variant) -> Self {
         BartForConditionalGeneration {
-            model: BartModel::new(&p / "model", cfg),
+            model: BartModel::with_variant(&p / "model", cfg, variant),
             final_logits_bias: p.zeros_no_train("final_logits_bias", &[1, cfg.vocab_size]),
             device: p.device(),
         }

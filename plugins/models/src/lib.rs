@@ -20,6 +20,7 @@ pub mod image;
 pub mod layers;
 pub mod roberta;
 pub mod scores;
+pub mod sentencepiece;
 pub mod seq2seq;
 pub mod t5;
 pub mod tokenizer;

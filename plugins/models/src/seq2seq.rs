@@ -78,6 +78,8 @@ pub struct Seq2SeqParams {
     pub forced_bos_token_id: Option<i64>,
     pub forced_eos_token_id: Option<i64>,
     pub eos_token_ids: Vec<i64>,
+    /// `renormalize_logits`: log-softmax again after the processors.
+    pub renormalize: bool,
 }
 
 /// Applies the logits processors, in transformers' order, to one row's
@@ -126,6 +128,12 @@ pub fn process(scores: &mut [f32], sequence: &[i64], params: &Seq2SeqParams) {
         scores.fill(f32::NEG_INFINITY);
         scores[id] = 0.0;
     }
+}
+
+/// In place, with LibTorch's log_softmax (the kernel transformers uses).
+fn log_softmax(row: &mut [f32]) {
+    let normalized = Tensor::from_slice(row).log_softmax(-1, Kind::Float);
+    row.copy_from_slice(&Vec::<f32>::try_from(normalized).expect("f32 row"));
 }
 
 /// The indices of the `k` largest values, largest first (ties: lower index).
@@ -229,6 +237,9 @@ fn beam_search(
         let mut accumulated = Vec::with_capacity(beams * vocab);
         for (beam, mut row) in log_probs.into_iter().enumerate() {
             process(&mut row, &running[beam], params);
+            if params.renormalize {
+                log_softmax(&mut row);
+            }
             accumulated.extend(row.into_iter().map(|lp| lp + running_scores[beam]));
         }
         // The best `keep` continuations of all beams.
@@ -325,6 +336,7 @@ mod tests {
             forced_bos_token_id: Some(0),
             forced_eos_token_id: Some(2),
             eos_token_ids: vec![2],
+            renormalize: false,
         }
     }
 
@@ -361,7 +373,11 @@ mod tests {
 }
 
 /// Architectures `load_seq2seq` accepts.
-pub const SEQ2SEQ_ARCHITECTURES: &[&str] = &["BartForConditionalGeneration", "T5ForConditionalGeneration"];
+pub const SEQ2SEQ_ARCHITECTURES: &[&str] = &[
+    "BartForConditionalGeneration",
+    "T5ForConditionalGeneration",
+    "MarianMTModel",
+];
 
 /// `early_stopping` as generation configs write it: a bool or "never".
 #[derive(Debug, Clone, PartialEq, serde::Deserialize)]
@@ -402,6 +418,7 @@ pub struct Seq2SeqSettings {
     pub forced_bos_token_id: Option<i64>,
     pub forced_eos_token_id: Option<crate::generation::TokenIds>,
     pub eos_token_id: Option<crate::generation::TokenIds>,
+    pub renormalize_logits: Option<bool>,
 }
 
 impl Seq2SeqSettings {
@@ -426,7 +443,8 @@ impl Seq2SeqSettings {
             bad_words_ids,
             forced_bos_token_id,
             forced_eos_token_id,
-            eos_token_id
+            eos_token_id,
+            renormalize_logits
         );
     }
 
@@ -494,6 +512,7 @@ pub fn resolve(
             "num_return_sequences ({num_return_sequences}) must be from 1 to num_beams ({num_beams})"
         ));
     }
+    let eos_token_ids = s.eos_token_id.as_ref().map(|t| t.to_vec()).unwrap_or_default();
     let early_stopping = match &s.early_stopping {
         Some(v) => v.parse()?,
         None => EarlyStopping::False,
@@ -506,11 +525,52 @@ pub fn resolve(
         length_penalty: s.length_penalty.unwrap_or(1.0),
         early_stopping,
         no_repeat_ngram_size: s.no_repeat_ngram_size.unwrap_or(0),
-        bad_words_ids: s.bad_words_ids.clone().unwrap_or_default(),
+        // NoBadWordsLogitsProcessor drops an EOS "bad word".
+        bad_words_ids: s
+            .bad_words_ids
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| !(w.len() == 1 && eos_token_ids.contains(&w[0])))
+            .collect(),
         forced_bos_token_id: s.forced_bos_token_id,
         forced_eos_token_id: s.forced_eos_token_id.as_ref().and_then(|t| t.to_vec().first().copied()),
-        eos_token_ids: s.eos_token_id.as_ref().map(|t| t.to_vec()).unwrap_or_default(),
+        eos_token_ids,
+        renormalize: s.renormalize_logits.unwrap_or(false),
     })
+}
+
+/// The tokenizer of an encoder-decoder model: a tokenizer.json, or
+/// Marian's SentencePiece models with their joint vocabulary.
+pub enum Seq2SeqTokenizer {
+    Text(crate::tokenizer::TextTokenizer),
+    Marian {
+        tokenizer: crate::sentencepiece::MarianTokenizer,
+        max_length: usize,
+    },
+}
+
+impl Seq2SeqTokenizer {
+    /// Token ids with the special tokens the model expects, truncated to
+    /// the model's positions where it has a limit.
+    pub fn encode(&self, text: &str) -> crate::Result<Vec<i64>> {
+        match self {
+            Seq2SeqTokenizer::Text(t) => Ok(t.encode(text, None)?.get_ids().iter().map(|&id| id as i64).collect()),
+            Seq2SeqTokenizer::Marian { tokenizer, max_length } => tokenizer.encode(text, Some(*max_length)),
+        }
+    }
+
+    /// Text without special tokens (clean-up of spaces off, as pipeline()
+    /// decodes generated text).
+    pub fn decode(&self, ids: &[i64]) -> crate::Result<String> {
+        match self {
+            Seq2SeqTokenizer::Text(t) => {
+                let ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+                t.decode_with(&ids, true, false)
+            }
+            Seq2SeqTokenizer::Marian { tokenizer, .. } => tokenizer.decode(ids),
+        }
+    }
 }
 
 /// A loaded encoder-decoder model with its tokenizer and generation
@@ -518,13 +578,16 @@ pub fn resolve(
 pub struct Seq2SeqModel {
     pub net: Box<dyn Seq2SeqLm + Send>,
     _vs: tch::nn::VarStore,
-    pub tokenizer: crate::tokenizer::TextTokenizer,
+    pub tokenizer: Seq2SeqTokenizer,
     /// generation_config.json (or, without one, config.json).
     pub settings: Seq2SeqSettings,
     /// config.json's `task_specific_params`, by task.
     pub task_settings: std::collections::HashMap<String, serde_json::Value>,
     pub architecture: String,
     pub memory_bytes: u64,
+    /// The one direction a model translates, from tokenizer_config.json's
+    /// `source_lang` and `target_lang` (Marian checkpoints have them).
+    pub direction: Option<(String, String)>,
 }
 
 impl Seq2SeqModel {
@@ -554,10 +617,14 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
         "BartForConditionalGeneration" => {
             let cfg: crate::bart::Config = read_json(&config_file)?;
             let positions = cfg.max_position_embeddings;
-            (
-                Box::new(crate::bart::BartForConditionalGeneration::new(vs.root(), &cfg)),
-                positions,
-            )
+            let net = crate::bart::BartForConditionalGeneration::new(vs.root(), &cfg, crate::bart::Variant::Bart);
+            (Box::new(net), positions)
+        }
+        "MarianMTModel" => {
+            let cfg: crate::bart::Config = read_json(&config_file)?;
+            let positions = cfg.max_position_embeddings;
+            let net = crate::bart::BartForConditionalGeneration::new(vs.root(), &cfg, crate::bart::Variant::Marian);
+            (Box::new(net), positions)
         }
         "T5ForConditionalGeneration" => {
             let cfg: crate::t5::Config = read_json(&config_file)?;
@@ -590,12 +657,32 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
         pad_token_id: Option<i64>,
     }
     let extra: TaskParams = read_json(&config_file)?;
-    let mut tokenizer =
-        crate::tokenizer::TextTokenizer::from_dir(dir, positions as usize, extra.pad_token_id.unwrap_or(1))?;
-    if positions == i64::MAX {
-        tokenizer.disable_truncation()?;
+    let tokenizer = if !dir.join("tokenizer.json").is_file() && dir.join("source.spm").is_file() {
+        Seq2SeqTokenizer::Marian {
+            tokenizer: crate::sentencepiece::MarianTokenizer::from_dir(dir)?,
+            max_length: positions as usize,
+        }
+    } else {
+        let mut tokenizer =
+            crate::tokenizer::TextTokenizer::from_dir(dir, positions as usize, extra.pad_token_id.unwrap_or(1))?;
+        if positions == i64::MAX {
+            tokenizer.disable_truncation()?;
+        }
+        Seq2SeqTokenizer::Text(tokenizer)
+    };
+    #[derive(serde::Deserialize, Default)]
+    struct Languages {
+        source_lang: Option<String>,
+        target_lang: Option<String>,
     }
+    let tokenizer_config = dir.join("tokenizer_config.json");
+    let languages: Languages = if tokenizer_config.is_file() {
+        read_json(&tokenizer_config).unwrap_or_default()
+    } else {
+        Languages::default()
+    };
     Ok(Seq2SeqModel {
+        direction: languages.source_lang.zip(languages.target_lang),
         net,
         memory_bytes: crate::weights::var_store_bytes(&vs),
         _vs: vs,

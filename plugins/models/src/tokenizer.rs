@@ -69,19 +69,25 @@ pub struct EncodedBatch {
 }
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json` from `dir`. The maximum length is the smaller of
+    /// Loads `tokenizer.json` from `dir` (or, for T5 checkpoints without
+    /// one, builds it from `spiece.model` as transformers converts it). The
+    /// maximum length is the smaller of
     /// tokenizer_config.json's `model_max_length` and `model_limit` (the
     /// longest input the model's position embeddings allow).
     pub fn from_dir(dir: &Path, model_limit: usize, pad_id: i64) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        if !path.is_file() {
+        let mut inner = if path.is_file() {
+            Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?
+        } else if dir.join("spiece.model").is_file() {
+            crate::sentencepiece::t5_tokenizer(dir)?
+        } else {
             return Err(ModelError::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "tokenizer.json".into(),
-                expected: "the tokenizer saved by a fast (Rust-backed) transformers tokenizer".into(),
+                expected: "the tokenizer saved by a fast (Rust-backed) transformers tokenizer (or T5's spiece.model)"
+                    .into(),
             });
-        }
-        let mut inner = Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?;
+        };
         let config_path = dir.join("tokenizer_config.json");
         let config: TokenizerConfig = if config_path.is_file() {
             read_json(&config_path)?

@@ -60,14 +60,10 @@ fn run(
     inputs
         .iter()
         .map(|text| {
-            let encoding = model.tokenizer.encode(&format!("{prefix}{text}"), None)?;
-            let ids: Vec<i64> = encoding.get_ids().iter().map(|&id| id as i64).collect();
+            let ids = model.tokenizer.encode(&format!("{prefix}{text}"))?;
             generate(model.net.as_ref(), &ids, &params, keep_going)
                 .iter()
-                .map(|s| {
-                    let ids: Vec<u32> = s.iter().map(|&id| id as u32).collect();
-                    Ok(model.tokenizer.decode_with(&ids, true, false)?)
-                })
+                .map(|s| Ok(model.tokenizer.decode(s)?))
                 .collect()
         })
         .collect()
@@ -159,9 +155,16 @@ fn translation_task(model: &Seq2SeqModel, src: &str, tgt: &str) -> Result<String
             if known.iter().any(|k| **k == key) {
                 Ok(key)
             } else if known.is_empty() {
-                Err(Error::invalid_argument(format!(
-                    "this model translates in one direction only; leave src_lang and tgt_lang empty (asked {src}→{tgt})"
-                )))
+                match &model.direction {
+                    Some((from, to)) if from == src && to == tgt => Ok("translation".to_string()),
+                    Some((from, to)) => Err(Error::invalid_argument(format!(
+                        "this model translates {from}→{to} only, not {src}→{tgt}"
+                    ))),
+                    None => Err(Error::invalid_argument(format!(
+                        "this model translates in one direction, which it does not name; leave src_lang and \
+                         tgt_lang empty (asked {src}→{tgt})"
+                    ))),
+                }
             } else {
                 Err(Error::invalid_argument(format!(
                     "this model cannot translate {src}→{tgt}; it translates {}",

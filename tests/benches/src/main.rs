@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
-use inferd_proto::v1::{ClassifyRequest, GenerateRequest, TextInput};
+use inferd_proto::v1::{ClassifyRequest, GenerateRequest, SummarizeRequest, TextInput};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -35,6 +35,15 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         streams: usize,
         /// Rounds (each round runs `streams` generations at once).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+    },
+    /// One summary at a time of the article in a file, with the model's own
+    /// settings; the last run's summary is printed with the time.
+    Summarize {
+        #[arg(long)]
+        payload: std::path::PathBuf,
+        /// Timed runs (after one warm-up).
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
@@ -135,6 +144,27 @@ async fn main() -> Result<()> {
                 "{}",
                 json!({"bench": "generate", "streams": streams, "tokens": tokens, "seconds": seconds,
                        "tokens_per_s": tokens as f64 / seconds})
+            );
+        }
+        Command::Summarize { payload, rounds } => {
+            let article = std::fs::read_to_string(&payload).with_context(|| format!("read {}", payload.display()))?;
+            let request = SummarizeRequest {
+                model: cli.model.clone(),
+                inputs: vec![article],
+                ..Default::default()
+            };
+            let mut client = InferenceClient::new(channel.clone());
+            client.summarize(request.clone()).await?;
+            let started = Instant::now();
+            let mut summary = String::new();
+            for _ in 0..rounds.max(1) {
+                let response = client.summarize(request.clone()).await?.into_inner();
+                summary = response.results[0].summaries[0].summary_text.clone();
+            }
+            let seconds = started.elapsed().as_secs_f64() / rounds.max(1) as f64;
+            println!(
+                "{}",
+                json!({"bench": "summarize", "seconds": seconds, "summary": summary})
             );
         }
         Command::Classify {
