@@ -5,9 +5,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FusedLinear, LayerNorm, Linear,
-};
+use crate::layers::{attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear};
 use crate::tokenizer::EncodedBatch;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
@@ -107,23 +105,7 @@ impl Block {
     /// The block's output for every position, or with `first_only` for
     /// position 0 alone ([batch, 1, dim]; keys and values still see all).
     fn forward(&self, x: &Tensor, bias: &Tensor, first_only: bool) -> Tensor {
-        let (q, k, v, x) = if first_only {
-            let first = x.narrow(1, 0, 1);
-            let q = self.qkv.forward_parts(&first, 0, 1).remove(0);
-            let mut kv = self.qkv.forward_parts(x, 1, 2);
-            let v = kv.pop().expect("value");
-            (q, kv.pop().expect("key"), v, first)
-        } else {
-            let mut qkv = self.qkv.forward_parts(x, 0, 3);
-            let v = qkv.pop().expect("value");
-            let k = qkv.pop().expect("key");
-            (qkv.pop().expect("query"), k, v, x.shallow_clone())
-        };
-        let (q, k, v) = (
-            split_heads(&q, self.heads),
-            split_heads(&k, self.heads),
-            split_heads(&v, self.heads),
-        );
+        let (q, k, v, x) = self.qkv.attention_inputs(x, self.heads, first_only);
         let mut attended = self.out.forward(&merge_heads(&attention(&q, &k, &v, Some(bias))));
         attended += &x;
         let x = self.sa_norm.forward(&attended);

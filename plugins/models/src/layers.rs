@@ -61,6 +61,25 @@ impl FusedLinear {
         FusedLinear { weight, bias, out_dim }
     }
 
+    /// The query, key and value heads [batch, heads, seq, head_dim] of an
+    /// attention whose three projections these are, and the residual (`x`):
+    /// for every position, or with `first_only` the query and residual of
+    /// position 0 alone (the keys and values still cover every position).
+    pub fn attention_inputs(&self, x: &Tensor, heads: i64, first_only: bool) -> (Tensor, Tensor, Tensor, Tensor) {
+        let (mut parts, residual) = if first_only {
+            let first = x.narrow(1, 0, 1);
+            let mut parts = self.forward_parts(&first, 0, 1);
+            parts.extend(self.forward_parts(x, 1, 2));
+            (parts, first)
+        } else {
+            (self.forward_parts(x, 0, 3), x.shallow_clone())
+        };
+        let v = split_heads(&parts.pop().expect("value"), heads);
+        let k = split_heads(&parts.pop().expect("key"), heads);
+        let q = split_heads(&parts.pop().expect("query"), heads);
+        (q, k, v, residual)
+    }
+
     /// Parts `first..first + count` of the output, each [.., out].
     pub fn forward_parts(&self, x: &Tensor, first: i64, count: i64) -> Vec<Tensor> {
         let (start, len) = (first * self.out_dim, count * self.out_dim);

@@ -19,7 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use crate::config::read_json;
 use crate::error::{ModelError, Result};
-use crate::layers::{attention, merge_heads, split_heads, Activation, FusedLinear, LayerNorm, Linear};
+use crate::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
 use crate::weights::{var_store_bytes, Checkpoint};
 
 pub const ARCHITECTURES: &[&str] = &["Wav2Vec2ForCTC"];
@@ -224,10 +224,7 @@ impl EncoderLayer {
     }
 
     fn attend(&self, x: &Tensor) -> Tensor {
-        let mut qkv = self.qkv.forward_parts(x, 0, 3);
-        let v = split_heads(&qkv.pop().expect("value"), self.heads);
-        let k = split_heads(&qkv.pop().expect("key"), self.heads);
-        let q = split_heads(&qkv.pop().expect("query"), self.heads);
+        let (q, k, v, _) = self.qkv.attention_inputs(x, self.heads, false);
         self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
     }
 

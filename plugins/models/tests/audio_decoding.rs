@@ -8,10 +8,13 @@
 //! took leniently or failed on (truncated, empty) and other bad input are
 //! refused with InvalidInput; run with --nocapture to read the messages.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use inferd_models::audio::{decode, resample, Audio};
 use inferd_models::ModelError;
+
+mod common;
+use common::{fixtures, read_f32};
 
 const RATE: u32 = 16000;
 const MAX_SECONDS: f64 = 600.0;
@@ -26,26 +29,6 @@ const MAX_SECONDS: f64 = 600.0;
 /// wrong gain, missing gapless trimming) is far above it: the speech's
 /// sample-to-sample steps are ~100 LSB.
 const LOSSY_TOLERANCE: f32 = 2.0 / 32768.0;
-
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("INFERD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-    assert!(
-        dir.join("STAMP").is_file(),
-        "fixtures missing at {}: run scripts/test.sh",
-        dir.display()
-    );
-    dir
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
 
 fn decode_at_16k(path: &Path) -> inferd_models::Result<Audio> {
     let audio = decode(&std::fs::read(path).unwrap(), MAX_SECONDS)?;

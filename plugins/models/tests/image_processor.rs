@@ -4,21 +4,10 @@
 //! ConvNextImageProcessor produced, as recorded by make_fixtures.py. (They
 //! are in fact bit-exact: same resampling, same libjpeg-turbo decoding.)
 
-use std::path::PathBuf;
-
 use inferd_models::image::{decode_rgb, ImageProcessor};
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("INFERD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-    assert!(
-        dir.join("STAMP").is_file(),
-        "fixtures missing at {}: run scripts/test.sh",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::fixtures;
 
 #[test]
 fn pixel_values_match_transformers_processors() {

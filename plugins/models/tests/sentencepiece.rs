@@ -14,17 +14,8 @@ use inferd_models::sentencepiece::{t5_tokenizer, unigram_tokenizer, MarianTokeni
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("INFERD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-    assert!(
-        dir.join("STAMP").is_file(),
-        "fixtures missing at {}: run scripts/test.sh",
-        dir.display()
-    );
-    dir
-}
+mod common;
+use common::fixtures;
 
 fn references() -> Value {
     let path = fixtures().join("references/seq2seq.json");

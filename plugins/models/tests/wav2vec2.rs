@@ -4,29 +4,10 @@
 //! input_values are within 1e-4 of transformers', and the feature
 //! extractor's normalisation of the raw samples matches its input_values.
 
-use std::path::{Path, PathBuf};
-
 use inferd_models::wav2vec2::load_ctc_model;
 
-fn fixtures() -> PathBuf {
-    let dir = std::env::var_os("INFERD_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/fixtures"));
-    assert!(
-        dir.join("STAMP").is_file(),
-        "fixtures missing at {}: run scripts/test.sh",
-        dir.display()
-    );
-    dir
-}
-
-fn read_f32(path: &Path) -> Vec<f32> {
-    std::fs::read(path)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect()
-}
+mod common;
+use common::{fixtures, read_f32};
 
 #[test]
 fn logits_and_input_values_match_transformers() {
