@@ -15,34 +15,24 @@ use inferd_sdk::Error;
 
 use crate::common::check_texts;
 
-/// The generation fields both requests have.
-struct Asked<'a> {
-    min_length: Option<u32>,
-    max_length: Option<u32>,
-    max_new_tokens: Option<u32>,
-    num_beams: Option<u32>,
-    length_penalty: Option<f32>,
-    early_stopping: &'a str,
-    no_repeat_ngram_size: Option<u32>,
-    num_return_sequences: Option<u32>,
-}
-
-impl Asked<'_> {
-    fn settings(&self) -> Seq2SeqSettings {
+/// The generation settings a request asks for; SummarizeRequest and
+/// TranslateRequest name these fields alike.
+macro_rules! asked_settings {
+    ($request:expr) => {{
+        let r = $request;
         let size = |n: Option<u32>| n.map(|n| n as usize);
         Seq2SeqSettings {
-            max_length: size(self.max_length),
-            max_new_tokens: size(self.max_new_tokens),
-            min_length: size(self.min_length),
-            num_beams: size(self.num_beams),
-            num_return_sequences: size(self.num_return_sequences),
-            length_penalty: self.length_penalty.map(f64::from),
-            early_stopping: (!self.early_stopping.is_empty())
-                .then(|| EarlyStoppingValue::Text(self.early_stopping.to_string())),
-            no_repeat_ngram_size: size(self.no_repeat_ngram_size),
+            max_length: size(r.max_length),
+            max_new_tokens: size(r.max_new_tokens),
+            min_length: size(r.min_length),
+            num_beams: size(r.num_beams),
+            num_return_sequences: size(r.num_return_sequences),
+            length_penalty: r.length_penalty.map(f64::from),
+            early_stopping: (!r.early_stopping.is_empty()).then(|| EarlyStoppingValue::Text(r.early_stopping.clone())),
+            no_repeat_ngram_size: size(r.no_repeat_ngram_size),
             ..Default::default()
         }
-    }
+    }};
 }
 
 /// The output texts of each input, best first.
@@ -50,13 +40,12 @@ fn run(
     model: &Seq2SeqModel,
     task: &str,
     inputs: &[String],
-    asked: &Asked,
+    asked: &Seq2SeqSettings,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<String>>, Error> {
     check_texts(inputs.iter().map(String::as_str), "inputs")?;
     let (task_settings, prefix) = model.task(task).map_err(Error::failed_precondition)?;
-    let params =
-        resolve(&model.settings, task_settings.as_ref(), &asked.settings()).map_err(Error::invalid_argument)?;
+    let params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
     inputs
         .iter()
         .map(|text| {
@@ -74,16 +63,7 @@ pub fn summarize(
     request: &SummarizeRequest,
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<SummarizeResponse, Error> {
-    let asked = Asked {
-        min_length: request.min_length,
-        max_length: request.max_length,
-        max_new_tokens: request.max_new_tokens,
-        num_beams: request.num_beams,
-        length_penalty: request.length_penalty,
-        early_stopping: &request.early_stopping,
-        no_repeat_ngram_size: request.no_repeat_ngram_size,
-        num_return_sequences: request.num_return_sequences,
-    };
+    let asked = asked_settings!(request);
     let results = run(model, "summarization", &request.inputs, &asked, keep_going)?;
     Ok(SummarizeResponse {
         results: results
@@ -101,16 +81,7 @@ pub fn translate(
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<TranslateResponse, Error> {
     let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
-    let asked = Asked {
-        min_length: request.min_length,
-        max_length: request.max_length,
-        max_new_tokens: request.max_new_tokens,
-        num_beams: request.num_beams,
-        length_penalty: request.length_penalty,
-        early_stopping: &request.early_stopping,
-        no_repeat_ngram_size: request.no_repeat_ngram_size,
-        num_return_sequences: request.num_return_sequences,
-    };
+    let asked = asked_settings!(request);
     let results = run(model, &task, &request.inputs, &asked, keep_going)?;
     Ok(TranslateResponse {
         results: results
