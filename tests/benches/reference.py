@@ -135,20 +135,25 @@ def classify(args):
 
 
 def summarize(args):
-    """pipeline("summarization") on one article, after a warm-up run: the
-    seconds per summary and the summary (to check inferd gives the same)."""
+    """pipeline("summarization") on the articles of a file (one per line),
+    after a warm-up run: one at a time, and (several articles) also as one
+    padded batch; the seconds per round and the summaries (to check that
+    inferd gives the same)."""
     import torch
     from transformers import pipeline
 
     torch.set_num_threads(args.threads)
-    article = open(args.payload).read()
+    articles = [line for line in open(args.payload).read().splitlines() if line.strip()]
     pipe = pipeline("summarization", model=args.model, device="cpu")
-    pipe(article, truncation=True)
-    started = time.perf_counter()
-    out = pipe(article, truncation=True)
-    seconds = time.perf_counter() - started
-    print(json.dumps({"bench": "summarize", "who": "transformers", "seconds": seconds,
-                      "summary": out[0]["summary_text"]}))
+    pipe(articles[0], truncation=True)
+    runs = [("one at a time", 1)] + ([("batched", len(articles))] if len(articles) > 1 else [])
+    for who, batch_size in runs:
+        started = time.perf_counter()
+        out = pipe(articles, truncation=True, batch_size=batch_size)
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "summarize", "who": f"transformers {who}", "articles": len(articles),
+                          "batch_size": batch_size, "seconds": seconds,
+                          "summaries": [o["summary_text"] for o in out]}))
 
 
 def peak(args):

@@ -57,21 +57,29 @@ if [[ "$WHAT" == generate || "$WHAT" == all ]]; then
   "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" >> "$RESULTS"
 fi
 if [[ "$WHAT" == summarize || "$WHAT" == all ]]; then
+  # 500-word articles, one per line: article.txt holds the first alone.
   ARTICLE="$BENCH/article.txt"
-  "$PY" - "$ARTICLE" <<'EOF2'
+  ARTICLES="$BENCH/articles.txt"
+  "$PY" - "$ARTICLE" "$ARTICLES" <<'EOF2'
 import sys, random
-random.seed(1)
 words = ("the council approved a plan to build new bridges over river project will cost million francs and "
          "should be finished officials said city engineers expect traffic to fall by third after opening").split()
-sentences = [" ".join(random.choice(words) for _ in range(20)).capitalize() + "." for _ in range(25)]
-open(sys.argv[1], "w").write(" ".join(sentences))
+def article(seed):
+    random.seed(seed)
+    return " ".join(" ".join(random.choice(words) for _ in range(20)).capitalize() + "." for _ in range(25))
+open(sys.argv[1], "w").write(article(1))
+open(sys.argv[2], "w").write("\n".join(article(seed) for seed in (1, 2, 3, 4)))
 EOF2
   start_daemon "bart:summarization=$BENCH/distilbart-cnn-12-6"
   target/release/inferd-bench --addr "$ADDR" --model bart summarize --payload "$ARTICLE" --rounds 2 \
     | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  target/release/inferd-bench --addr "$ADDR" --model bart summarize --payload "$ARTICLES" --rounds 1 \
+    | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
   kill $DAEMON; wait $DAEMON 2>/dev/null || true
   "$PY" tests/benches/reference.py summarize --model "$BENCH/distilbart-cnn-12-6" --threads "$THREADS" \
     --payload "$ARTICLE" >> "$RESULTS"
+  "$PY" tests/benches/reference.py summarize --model "$BENCH/distilbart-cnn-12-6" --threads "$THREADS" \
+    --payload "$ARTICLES" >> "$RESULTS"
 fi
 if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
   start_daemon "cls:text-classification=$BENCH/distilbert-base-cls"
@@ -105,11 +113,18 @@ if gen:
     print(f"{'8 streams (vs 8 sequential calls)':34}{i8['tokens_per_s']:>14.1f}{t8['tokens_per_s']:>20.1f}{i8['tokens_per_s']/t8['tokens_per_s']:>8.2f}")
 summ = [r for r in rows if r["bench"] == "summarize"]
 if summ:
-    i = next(r for r in summ if r["who"] == "inferd")
-    t = next(r for r in summ if r["who"] == "transformers")
-    print("\nsummarization, distilbart-cnn-12-6-sized BART (306M, random weights), 500-word article, num_beams 4")
-    print(f"inferd {i['seconds']:.2f} s per summary, transformers pipeline() {t['seconds']:.2f} s: "
-          f"{t['seconds'] / i['seconds']:.2f}x; same summary: {i['summary'] == t['summary']}")
+    get = lambda who, n: next(r for r in summ if r["who"] == who and r["articles"] == n)
+    i, t = get("inferd", 1), get("transformers one at a time", 1)
+    print("\nsummarization, distilbart-cnn-12-6-sized BART (306M, random weights), 500-word articles, num_beams 4")
+    print(f"1 article:  inferd {i['seconds']:.2f} s, transformers pipeline() {t['seconds']:.2f} s: "
+          f"{t['seconds'] / i['seconds']:.2f}x; same summary: {i['summaries'] == t['summaries']}")
+    n = max(r["articles"] for r in summ)
+    if n > 1:
+        i, one, bat = get("inferd", n), get("transformers one at a time", n), get("transformers batched", n)
+        print(f"{n} articles: inferd {i['seconds']:.2f} s ({n} concurrent requests), pipeline() one at a time "
+              f"{one['seconds']:.2f} s ({one['seconds'] / i['seconds']:.2f}x), batch_size {n} {bat['seconds']:.2f} s "
+              f"({bat['seconds'] / i['seconds']:.2f}x); same summaries: "
+              f"{i['summaries'] == one['summaries']} / {i['summaries'] == bat['summaries']}")
 cls = [r for r in rows if r["bench"] == "classify"]
 if cls:
     per = next(r for r in cls if r["who"] == "transformers per request")

@@ -8,7 +8,7 @@
 //! summaries per input.
 
 use inferd_proto::v1::{ClassifyRequest, SummarizeRequest, TextInput, TranslateRequest};
-use inferd_tests::{fixture_model, Daemon};
+use inferd_tests::{fixture_model, metric, Daemon};
 use tonic::Code;
 
 fn cases(model: &str, task: &str) -> Vec<serde_json::Value> {
@@ -96,6 +96,73 @@ async fn summaries_equal_the_pipeline() {
     }
     eprintln!("{compared} cases equal to pipeline()");
     assert!(compared >= 20, "only {compared} cases");
+}
+
+/// Requests that arrive together are decoded together, each with its own
+/// settings (greedy and beam search, lengths, penalties, several inputs),
+/// and each gets the answer pipeline() gives it alone; a bad request among
+/// them fails alone.
+#[tokio::test]
+async fn concurrent_requests_are_decoded_together() {
+    let daemon = Daemon::start(&[
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--max-batch-size",
+        "32",
+        "--max-queue-delay-ms",
+        "500",
+    ])
+    .await;
+    daemon
+        .load("bart-sum", "summarization", &fixture_model("bart-sum"))
+        .await;
+    let client = daemon.inference().await;
+    let cases: Vec<_> = cases("bart-sum", "summarization")
+        .into_iter()
+        .filter(|c| c.get("pipeline_error").is_none())
+        .collect();
+    let mut answers = Vec::new();
+    for case in &cases {
+        let (mut client, request, name) = (client.clone(), request(case), case["case"].to_string());
+        answers.push(tokio::spawn(async move {
+            let response = client.summarize(request).await;
+            (name, response)
+        }));
+    }
+    let mut bad_client = client.clone();
+    let bad = tokio::spawn(async move {
+        bad_client
+            .summarize(SummarizeRequest {
+                model: "bart-sum".into(),
+                inputs: vec!["The council approved three new bridges.".into()],
+                min_length: Some(30),
+                max_length: Some(10),
+                ..Default::default()
+            })
+            .await
+    });
+    for (case, answer) in cases.iter().zip(answers) {
+        let (name, response) = answer.await.unwrap();
+        let got: Vec<Vec<String>> = response
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .into_inner()
+            .results
+            .into_iter()
+            .map(|r| r.summaries.into_iter().map(|s| s.summary_text).collect())
+            .collect();
+        assert_eq!(got, outputs(case), "{name}");
+    }
+    let status = bad.await.unwrap().expect_err("min_length > max_length");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let text = daemon.metrics();
+    let requests = (cases.len() + 1) as f64;
+    assert_eq!(metric(&text, "inferd_batch_size_sum{model=\"bart-sum\"}"), requests);
+    let batches = metric(&text, "inferd_batch_size_count{model=\"bart-sum\"}");
+    assert!(
+        batches <= 3.0,
+        "{batches} batches for {requests} requests: not decoded together"
+    );
 }
 
 #[tokio::test]

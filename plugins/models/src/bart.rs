@@ -8,7 +8,8 @@ use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
 use crate::layers::{
-    attention, causal_bias, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache, LayerNorm, Linear,
+    attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
+    LayerNorm, Linear,
 };
 use crate::seq2seq::{DecoderState, Seq2SeqLm};
 use crate::tokenizer::EncodedBatch;
@@ -115,20 +116,24 @@ impl Attention {
         self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
     }
 
-    /// Cross-attention to one input's encoder states `memory` [1, src, d],
-    /// whose keys and values are computed on the first step and kept.
-    fn step_cross(&self, x: &Tensor, memory: &Tensor, cached: &mut Option<(Tensor, Tensor)>) -> Tensor {
-        let rows = x.size()[0];
+    /// Cross-attention of each hypothesis to its input's encoder states
+    /// (`memory` [items, src, d]), whose keys and values are computed on
+    /// the first step and kept.
+    fn step_cross(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        padding: Option<&Tensor>,
+        cached: &mut Option<(Tensor, Tensor)>,
+    ) -> Tensor {
         let (k, v) = cached.get_or_insert_with(|| {
-            let first = memory.narrow(0, 0, 1);
             (
-                split_heads(&self.k.forward(&first), self.heads),
-                split_heads(&self.v.forward(&first), self.heads),
+                split_heads(&self.k.forward(memory), self.heads),
+                split_heads(&self.v.forward(memory), self.heads),
             )
         });
         let q = split_heads(&self.q.forward(x), self.heads);
-        let (k, v) = (k.expand([rows, -1, -1, -1], false), v.expand([rows, -1, -1, -1], false));
-        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+        self.out.forward(&cross_attention(&q, k, v, padding, None))
     }
 }
 
@@ -154,10 +159,8 @@ impl EncoderLayer {
         }
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor) -> Tensor {
-        let x = self
-            .self_attn_norm
-            .forward(&(self.self_attn.forward(x, x, Some(bias)) + x));
+    fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Tensor {
+        let x = self.self_attn_norm.forward(&(self.self_attn.forward(x, x, bias) + x));
         let h = self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)));
         self.final_norm.forward(&(h + x))
     }
@@ -194,13 +197,14 @@ impl DecoderLayer {
         &self,
         x: &Tensor,
         memory: &Tensor,
+        memory_padding: Option<&Tensor>,
         self_cache: &mut KvCache,
         cross: &mut Option<(Tensor, Tensor)>,
     ) -> Tensor {
         let mut h = self.self_attn.step_self(x, self_cache);
         h += x;
         let x = self.self_attn_norm.forward(&h);
-        let mut h = self.cross_attn.step_cross(&x, memory, cross);
+        let mut h = self.cross_attn.step_cross(&x, memory, memory_padding, cross);
         h += &x;
         let x = self.cross_attn_norm.forward(&h);
         let mut h = self.fc2.forward(&self.act.forward(&self.fc1.forward(&x)));
@@ -328,12 +332,17 @@ impl BartModel {
 
     /// Encoder states [batch, seq, d_model].
     pub fn encode(&self, input_ids: &Tensor, attention_mask: &Tensor) -> Tensor {
-        let bias = padding_bias(attention_mask, Kind::Float);
+        self.encode_padded(input_ids, Some(&padding_bias(attention_mask, Kind::Float)))
+    }
+
+    /// Encoder states [batch, seq, d_model], given the inputs' additive
+    /// padding bias (None: no padding).
+    fn encode_padded(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         let mut x = self
             .encoder_embed
             .forward(&(self.shared.forward(input_ids) * self.embed_scale), 0);
         for layer in &self.encoder_layers {
-            x = layer.forward(&x, &bias);
+            x = layer.forward(&x, padding);
         }
         x
     }
@@ -361,7 +370,13 @@ impl BartModel {
             .decoder_embed
             .forward(&(self.shared.forward(tokens) * self.embed_scale), position);
         for (i, layer) in self.decoder_layers.iter().enumerate() {
-            x = layer.step(&x, &state.memory, &mut state.self_attn[i], &mut state.cross_attn[i]);
+            x = layer.step(
+                &x,
+                &state.memory,
+                state.memory_padding.as_ref(),
+                &mut state.self_attn[i],
+                &mut state.cross_attn[i],
+            );
         }
         x
     }
@@ -440,13 +455,12 @@ impl BartForConditionalGeneration {
 }
 
 impl Seq2SeqLm for BartForConditionalGeneration {
-    fn encode(&self, input_ids: &[i64]) -> Tensor {
-        let ids = Tensor::from_slice(input_ids).to_device(self.device).unsqueeze(0);
-        self.model.encode(&ids, &ids.ones_like())
+    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        self.model.encode_padded(input_ids, padding)
     }
 
-    fn start(&self, memory: &Tensor, rows: i64) -> DecoderState {
-        DecoderState::new(memory, rows, self.model.decoder_layers.len())
+    fn decoder_layers(&self) -> usize {
+        self.model.decoder_layers.len()
     }
 
     fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {

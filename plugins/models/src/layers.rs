@@ -216,6 +216,21 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> T
     Tensor::scaled_dot_product_attention(q, k, v, bias, 0.0, false, None, false)
 }
 
+/// Cross-attention of every hypothesis to the encoder states of its own
+/// input: queries `q` [rows, heads, 1, head_dim], where rows are `rows /
+/// items` consecutive hypotheses (beams) per input, and keys and values
+/// [items, heads, source, head_dim] with an optional padding bias [items, 1,
+/// 1, source]. The beams of one input attend as that input's query
+/// positions, so keys and values are never copied per beam. `scale`: None
+/// for 1/sqrt(head_dim). Returns [rows, 1, heads * head_dim].
+pub fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, padding: Option<&Tensor>, scale: Option<f64>) -> Tensor {
+    let (rows, heads, _, head_dim) = q.size4().expect("4-d queries");
+    let items = k.size()[0];
+    let q = q.reshape([items, rows / items, heads, head_dim]).transpose(1, 2);
+    let out = Tensor::scaled_dot_product_attention(&q, k, v, padding, 0.0, false, scale, false);
+    out.transpose(1, 2).contiguous().view([rows, 1, heads * head_dim])
+}
+
 /// Keys and values of one attention layer for the tokens seen so far,
 /// [batch, heads, seq, head_dim], so each decoding step only computes the
 /// new token's.
@@ -255,6 +270,33 @@ mod tests {
         assert_eq!(a, Activation::GeluTanh);
         let a: Activation = serde_json::from_str("\"swish\"").unwrap();
         assert_eq!(a, Activation::Silu);
+    }
+
+    #[test]
+    fn beams_attend_to_their_own_input() {
+        let opts = (Kind::Float, Device::Cpu);
+        // 2 inputs, 3 beams each, 2 heads; the second input is padded.
+        let q = Tensor::randn([6, 2, 1, 4], opts);
+        let k = Tensor::randn([2, 2, 5, 4], opts);
+        let v = Tensor::randn([2, 2, 5, 4], opts);
+        let mask = Tensor::from_slice(&[1i64, 1, 1, 1, 1, 1, 1, 1, 0, 0]).view([2, 5]);
+        let bias = padding_bias(&mask, Kind::Float);
+        let out = cross_attention(&q, &k, &v, Some(&bias), None);
+        assert_eq!(out.size(), [6, 1, 8]);
+        for row in 0..6 {
+            let item = row / 3;
+            let keys = if item == 0 { 5 } else { 3 };
+            let one = attention(
+                &q.narrow(0, row, 1),
+                &k.narrow(0, item, 1).narrow(2, 0, keys),
+                &v.narrow(0, item, 1).narrow(2, 0, keys),
+                None,
+            );
+            assert!(
+                out.narrow(0, row, 1).allclose(&merge_heads(&one), 1e-5, 1e-6, false),
+                "row {row}"
+            );
+        }
     }
 
     #[test]

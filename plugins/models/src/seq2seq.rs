@@ -1,55 +1,84 @@
 //! Encoder-decoder generation (summarization, translation) as transformers
-//! 4.57.6 `generate` does it for one input: the encoder runs once, the
-//! decoder steps with cached self-attention keys and values (the
-//! cross-attention ones are computed once), and tokens are chosen greedily
-//! or by beam search (`_beam_search`: num_beams, length_penalty,
-//! early_stopping true/false/"never", num_return_sequences), after the
-//! logits processors these models configure: no_repeat_ngram_size,
+//! 4.57.6 `generate` does it, for a batch of inputs decoded together: the
+//! inputs are padded and encoded once, the decoder steps every hypothesis of
+//! every input at once, with cached self-attention keys and values and
+//! cross-attention keys and values computed once per input (not per beam).
+//! Tokens are chosen greedily or by beam search (`_beam_search`: num_beams,
+//! length_penalty, early_stopping true/false/"never", num_return_sequences),
+//! after the logits processors these models configure: no_repeat_ngram_size,
 //! bad_words_ids, min_length, forced_bos_token_id and forced_eos_token_id.
+//! Each input's search is its own, as in transformers' batched search, and
+//! an input whose search is over (or whose client went away) leaves the
+//! batch at once, so the others no longer compute its rows.
 //! Lengths count the decoder's start token, as transformers' do.
 
 use tch::{Device, Kind, Tensor};
 
-use crate::layers::KvCache;
+use crate::layers::{padding_bias, KvCache};
 
-/// A model that encodes a source once and then decodes step by step.
+/// A model that encodes sources once and then decodes step by step.
 pub trait Seq2SeqLm {
-    /// Encoder states [1, source, d] of one input without padding.
-    fn encode(&self, input_ids: &[i64]) -> Tensor;
-    /// A decoder state for `rows` hypotheses over `memory` [1, source, d].
-    fn start(&self, memory: &Tensor, rows: i64) -> DecoderState;
+    /// Encoder states [items, source, d] of the right-padded inputs
+    /// `input_ids` [items, source]; `padding` is their additive padding bias
+    /// [items, 1, 1, source], None when no input is padded.
+    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor;
     /// Logits [rows, vocab] (f32) after feeding each row's newest token
     /// `tokens` [rows] at decoder position `position`.
     fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor;
+    fn decoder_layers(&self) -> usize;
     fn decoder_start_token_id(&self) -> i64;
     fn device(&self) -> Device;
 }
 
-/// What the decoder keeps between steps.
+/// What the decoder keeps between steps. Its rows are hypotheses, `beams`
+/// consecutive rows per input.
 pub struct DecoderState {
-    /// Encoder states, one row per hypothesis.
+    /// Encoder states [items, source, d].
     pub memory: Tensor,
-    /// Self-attention keys and values, per layer.
+    /// The encoder states' padding bias [items, 1, 1, source]; None when no
+    /// input is padded.
+    pub memory_padding: Option<Tensor>,
+    /// Self-attention keys and values per layer, [rows, heads, steps, head_dim].
     pub self_attn: Vec<KvCache>,
-    /// Cross-attention keys and values, per layer, computed on the first step.
+    /// Cross-attention keys and values per layer, [items, heads, source,
+    /// head_dim], computed on the first step.
     pub cross_attn: Vec<Option<(Tensor, Tensor)>>,
+    rows: usize,
 }
 
 impl DecoderState {
-    pub fn new(memory: &Tensor, rows: i64, layers: usize) -> Self {
+    fn new(memory: Tensor, memory_padding: Option<Tensor>, beams: usize, layers: usize) -> Self {
         DecoderState {
-            memory: memory.expand([rows, -1, -1], false),
+            rows: memory.size()[0] as usize * beams,
+            memory,
+            memory_padding,
             self_attn: (0..layers).map(|_| KvCache::default()).collect(),
             cross_attn: (0..layers).map(|_| None).collect(),
         }
     }
 
-    /// Keeps the hypotheses `rows` (in that order). The cross-attention
-    /// cache is the same for every row of one input and stays.
-    fn select_rows(&mut self, rows: &[i64], device: Device) {
-        let index = Tensor::from_slice(rows).to_device(device);
-        for cache in &mut self.self_attn {
-            cache.select_rows(&index);
+    /// Keeps the inputs `items` (their current positions, in order) and the
+    /// hypotheses `rows` (current row numbers, in their new order: the
+    /// kept inputs' beams, input after input).
+    fn select(&mut self, items: &[i64], rows: &[i64]) {
+        let device = self.memory.device();
+        let unchanged = rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| r == i as i64);
+        if !unchanged {
+            let index = Tensor::from_slice(rows).to_device(device);
+            for cache in &mut self.self_attn {
+                cache.select_rows(&index);
+            }
+            self.rows = rows.len();
+        }
+        // Inputs only ever leave, so fewer means a different selection.
+        if items.len() as i64 != self.memory.size()[0] {
+            let index = Tensor::from_slice(items).to_device(device);
+            self.memory = self.memory.index_select(0, &index);
+            self.memory_padding = self.memory_padding.as_ref().map(|b| b.index_select(0, &index));
+            for (k, v) in self.cross_attn.iter_mut().flatten() {
+                *k = k.index_select(0, &index);
+                *v = v.index_select(0, &index);
+            }
         }
     }
 }
@@ -149,52 +178,188 @@ fn top_k(values: &[f32], k: usize) -> Vec<usize> {
     order
 }
 
-/// Rows of f32 values from a [rows, vocab] tensor.
-fn rows_of(t: &Tensor) -> Vec<Vec<f32>> {
-    let t = t.to_kind(Kind::Float).to_device(Device::Cpu);
-    (0..t.size()[0])
-        .map(|i| Vec::<f32>::try_from(t.get(i)).expect("f32 row"))
-        .collect()
+/// One input to generate from: its encoder token ids and its settings.
+pub struct Source<'a> {
+    pub input_ids: &'a [i64],
+    pub params: &'a Seq2SeqParams,
 }
 
-/// Generates for one input; returns up to `num_return_sequences` decoder
-/// sequences (start token first, EOS included when reached), best first.
-/// `keep_going` is asked before every step (false: stop, e.g. the client
-/// went away) and ends the search with what it has.
+/// Inputs encoded and decoded together at most (their hypotheses are
+/// `num_beams` times as many rows); more are split into several batches.
+pub const MAX_BATCH_INPUTS: usize = 16;
+
+/// Generates for each source up to `num_return_sequences` decoder sequences
+/// (start token first, EOS included when reached), best first. Sources with
+/// the same `num_beams` are decoded together, sorted by length, at most
+/// `MAX_BATCH_INPUTS` at a time. `keep_going(i)` is asked before every step
+/// for each source `i` still being decoded; false (e.g. its client went
+/// away) ends that source's search with what it has.
 pub fn generate(
     model: &dyn Seq2SeqLm,
-    input_ids: &[i64],
-    params: &Seq2SeqParams,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Vec<Vec<i64>> {
+    sources: &[Source],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Vec<i64>>> {
     let _guard = tch::no_grad_guard();
-    let memory = model.encode(input_ids);
-    if params.num_beams <= 1 {
-        vec![greedy(model, &memory, params, keep_going)]
-    } else {
-        beam_search(model, &memory, params, keep_going)
-    }
-}
-
-fn greedy(
-    model: &dyn Seq2SeqLm,
-    memory: &Tensor,
-    params: &Seq2SeqParams,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Vec<i64> {
-    let mut state = model.start(memory, 1);
-    let mut sequence = vec![model.decoder_start_token_id()];
-    while sequence.len() < params.max_length && keep_going() {
-        let logits = model.step(&sequence[sequence.len() - 1..], sequence.len() as i64 - 1, &mut state);
-        let mut scores = rows_of(&logits).remove(0);
-        process(&mut scores, &sequence, params);
-        let next = top_k(&scores, 1)[0] as i64;
-        sequence.push(next);
-        if params.eos_token_ids.contains(&next) {
-            break;
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by_key(|&i| (sources[i].params.num_beams, sources[i].input_ids.len()));
+    let mut results = vec![Vec::new(); sources.len()];
+    for group in order.chunk_by(|&a, &b| sources[a].params.num_beams == sources[b].params.num_beams) {
+        for chosen in group.chunks(MAX_BATCH_INPUTS) {
+            let outputs = decode_together(model, sources, chosen, keep_going);
+            for (&i, sequences) in chosen.iter().zip(outputs) {
+                results[i] = sequences;
+            }
         }
     }
-    sequence
+    results
+}
+
+/// Encodes the sources `chosen` (all with the same `num_beams`) as one
+/// padded batch and decodes them together.
+fn decode_together(
+    model: &dyn Seq2SeqLm,
+    sources: &[Source],
+    chosen: &[usize],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Vec<i64>>> {
+    let device = model.device();
+    let beams = sources[chosen[0]].params.num_beams;
+    let longest = chosen.iter().map(|&i| sources[i].input_ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for &i in chosen {
+        let input = sources[i].input_ids;
+        ids.extend(
+            input
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, longest - input.len())),
+        );
+        mask.extend((0..longest).map(|t| i64::from(t < input.len())));
+    }
+    let shape = [chosen.len() as i64, longest as i64];
+    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+    let padding = mask
+        .contains(&0)
+        .then(|| padding_bias(&Tensor::from_slice(&mask).view(shape).to_device(device), Kind::Float));
+    let memory = model.encode(&ids, padding.as_ref());
+    let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
+
+    let start = model.decoder_start_token_id();
+    let mut searches: Vec<Search> = chosen.iter().map(|&i| Search::new(start, sources[i].params)).collect();
+    // The searches still running, in the decoder state's order.
+    let mut active: Vec<usize> = (0..chosen.len()).collect();
+    let mut position = 0;
+    loop {
+        // An input whose client went away stops here, with what it has.
+        let wanted: Vec<bool> = active.iter().map(|&a| keep_going(chosen[a])).collect();
+        if wanted.contains(&false) {
+            let items = positions(&wanted);
+            if items.is_empty() {
+                break;
+            }
+            let rows: Vec<i64> = items
+                .iter()
+                .flat_map(|&i| i * beams as i64..(i + 1) * beams as i64)
+                .collect();
+            state.select(&items, &rows);
+            retain(&mut active, &wanted);
+        }
+        let tokens: Vec<i64> = active.iter().flat_map(|&a| searches[a].newest_tokens()).collect();
+        let logits = model.step(&tokens, position, &mut state);
+        position += 1;
+        // Beam search ranks log-probabilities; greedy, the processed logits.
+        let scores = if beams > 1 {
+            logits.log_softmax(-1, Kind::Float)
+        } else {
+            logits.to_kind(Kind::Float)
+        };
+        let vocab = scores.size()[1] as usize;
+        let mut scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).reshape([-1])).expect("f32 scores");
+        let mut going_on = Vec::with_capacity(active.len());
+        let mut rows = Vec::with_capacity(active.len() * beams);
+        for (slot, (&a, item_scores)) in active.iter().zip(scores.chunks_mut(beams * vocab)).enumerate() {
+            let parents = searches[a].advance(item_scores, vocab);
+            going_on.push(parents.is_some());
+            rows.extend(parents.iter().flatten().map(|&b| (slot * beams + b) as i64));
+        }
+        let items = positions(&going_on);
+        if items.is_empty() {
+            break;
+        }
+        state.select(&items, &rows);
+        retain(&mut active, &going_on);
+    }
+    searches.into_iter().map(Search::into_sequences).collect()
+}
+
+/// The positions of the `true` flags.
+fn positions(flags: &[bool]) -> Vec<i64> {
+    (0..flags.len() as i64).filter(|&i| flags[i as usize]).collect()
+}
+
+/// Keeps the entries of `active` whose flag is true.
+fn retain(active: &mut Vec<usize>, flags: &[bool]) {
+    let mut flags = flags.iter();
+    active.retain(|_| *flags.next().expect("one flag each"));
+}
+
+/// One input's search: greedy (one hypothesis) or beam search.
+enum Search<'a> {
+    Greedy {
+        params: &'a Seq2SeqParams,
+        sequence: Vec<i64>,
+    },
+    Beams(BeamSearch<'a>),
+}
+
+impl<'a> Search<'a> {
+    fn new(start: i64, params: &'a Seq2SeqParams) -> Self {
+        if params.num_beams <= 1 {
+            Search::Greedy {
+                params,
+                sequence: vec![start],
+            }
+        } else {
+            Search::Beams(BeamSearch::new(start, params))
+        }
+    }
+
+    /// The newest token of each hypothesis, the decoder's next inputs.
+    fn newest_tokens(&self) -> Vec<i64> {
+        let newest = |s: &Vec<i64>| *s.last().expect("start token");
+        match self {
+            Search::Greedy { sequence, .. } => vec![newest(sequence)],
+            Search::Beams(search) => search.running.iter().map(newest).collect(),
+        }
+    }
+
+    /// One step, from this input's scores [hypotheses * vocab]: the
+    /// hypothesis each new one continues, or None when the search is over.
+    fn advance(&mut self, scores: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+        match self {
+            Search::Greedy { params, sequence } => {
+                process(scores, sequence, params);
+                let next = top_k(scores, 1)[0] as i64;
+                sequence.push(next);
+                let over = params.eos_token_ids.contains(&next) || sequence.len() >= params.max_length;
+                (!over).then(|| vec![0])
+            }
+            Search::Beams(search) => search.advance(scores, vocab),
+        }
+    }
+
+    /// The sequences found, best first.
+    fn into_sequences(self) -> Vec<Vec<i64>> {
+        match self {
+            Search::Greedy { sequence, .. } => vec![sequence],
+            Search::Beams(search) => search
+                .finished
+                .into_iter()
+                .take(search.params.num_return_sequences.max(1))
+                .map(|h| h.tokens)
+                .collect(),
+        }
+    }
 }
 
 struct Hypothesis {
@@ -203,51 +368,63 @@ struct Hypothesis {
     finished: bool,
 }
 
-fn beam_search(
-    model: &dyn Seq2SeqLm,
-    memory: &Tensor,
-    params: &Seq2SeqParams,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Vec<Vec<i64>> {
-    const LARGE_NEGATIVE: f32 = -1.0e9;
-    let beams = params.num_beams;
-    let start = model.decoder_start_token_id();
-    let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
-    let penalty = |length: usize| (length as f64).powf(params.length_penalty) as f32;
-    let mut state = model.start(memory, beams as i64);
-    let mut running: Vec<Vec<i64>> = vec![vec![start]; beams];
-    let mut running_scores: Vec<f32> = (0..beams).map(|i| if i == 0 { 0.0 } else { LARGE_NEGATIVE }).collect();
-    let mut finished: Vec<Hypothesis> = (0..beams)
-        .map(|_| Hypothesis {
-            tokens: vec![start],
-            score: LARGE_NEGATIVE,
-            finished: false,
-        })
-        .collect();
-    let mut improvable = true;
-    let mut cur_len = 1;
-    loop {
-        if !keep_going() {
-            break;
+const LARGE_NEGATIVE: f32 = -1.0e9;
+
+/// transformers' `_beam_search` for one input.
+struct BeamSearch<'a> {
+    params: &'a Seq2SeqParams,
+    running: Vec<Vec<i64>>,
+    running_scores: Vec<f32>,
+    /// The best `num_beams` finished hypotheses (placeholders until then).
+    finished: Vec<Hypothesis>,
+    improvable: bool,
+    cur_len: usize,
+}
+
+impl<'a> BeamSearch<'a> {
+    fn new(start: i64, params: &'a Seq2SeqParams) -> Self {
+        let beams = params.num_beams;
+        BeamSearch {
+            params,
+            running: vec![vec![start]; beams],
+            running_scores: (0..beams).map(|i| if i == 0 { 0.0 } else { LARGE_NEGATIVE }).collect(),
+            finished: (0..beams)
+                .map(|_| Hypothesis {
+                    tokens: vec![start],
+                    score: LARGE_NEGATIVE,
+                    finished: false,
+                })
+                .collect(),
+            improvable: true,
+            cur_len: 1,
         }
-        let last: Vec<i64> = running.iter().map(|s| *s.last().expect("start token")).collect();
-        let logits = model.step(&last, cur_len as i64 - 1, &mut state);
-        let log_probs = rows_of(&logits.log_softmax(-1, Kind::Float));
-        let vocab = log_probs[0].len();
-        let mut accumulated = Vec::with_capacity(beams * vocab);
-        for (beam, mut row) in log_probs.into_iter().enumerate() {
-            process(&mut row, &running[beam], params);
+    }
+
+    fn penalty(&self, length: usize) -> f32 {
+        (length as f64).powf(self.params.length_penalty) as f32
+    }
+
+    /// One step from the beams' log-probabilities [beams * vocab].
+    fn advance(&mut self, log_probs: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+        let params = self.params;
+        let beams = params.num_beams;
+        let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
+        for (beam, row) in log_probs.chunks_mut(vocab).enumerate() {
+            process(row, &self.running[beam], params);
             if params.renormalize {
-                log_softmax(&mut row);
+                log_softmax(row);
             }
-            accumulated.extend(row.into_iter().map(|lp| lp + running_scores[beam]));
+            for lp in row.iter_mut() {
+                *lp += self.running_scores[beam];
+            }
         }
+        let accumulated = log_probs;
         // The best `keep` continuations of all beams.
-        let candidates: Vec<(usize, Vec<i64>, f32, bool)> = top_k(&accumulated, keep)
+        let candidates: Vec<(usize, Vec<i64>, f32, bool)> = top_k(accumulated, keep)
             .into_iter()
             .map(|i| {
                 let (beam, token) = (i / vocab, (i % vocab) as i64);
-                let mut tokens = running[beam].clone();
+                let mut tokens = self.running[beam].clone();
                 tokens.push(token);
                 let hits = tokens.len() >= params.max_length || params.eos_token_ids.contains(&token);
                 (beam, tokens, accumulated[i], hits)
@@ -259,19 +436,19 @@ fn beam_search(
             .map(|(_, _, score, hits)| score + if *hits { LARGE_NEGATIVE } else { 0.0 })
             .collect();
         let next = top_k(&running_candidates, beams);
-        let sources: Vec<i64> = next.iter().map(|&k| candidates[k].0 as i64).collect();
+        let parents: Vec<usize> = next.iter().map(|&k| candidates[k].0).collect();
         // Finished ones among the top `beams` join the finished list if
         // they beat its worst.
-        let all_finished = finished.iter().all(|h| h.finished);
-        let length_penalty = penalty(cur_len + 1 - 1);
-        let mut merged: Vec<Hypothesis> = std::mem::take(&mut finished);
+        let all_finished = self.finished.iter().all(|h| h.finished);
+        let length_penalty = self.penalty(self.cur_len);
+        let mut merged: Vec<Hypothesis> = std::mem::take(&mut self.finished);
         for (k, (_, tokens, score, hits)) in candidates.iter().enumerate() {
             let just_finished = *hits && k < beams;
             let mut s = score / length_penalty;
             if all_finished && params.early_stopping == EarlyStopping::True {
                 s += LARGE_NEGATIVE;
             }
-            if !improvable {
+            if !self.improvable {
                 s += LARGE_NEGATIVE;
             }
             if !just_finished {
@@ -286,37 +463,30 @@ fn beam_search(
         let scores: Vec<f32> = merged.iter().map(|h| h.score).collect();
         let best = top_k(&scores, beams);
         let mut slots: Vec<Option<Hypothesis>> = merged.into_iter().map(Some).collect();
-        finished = best.iter().map(|&i| slots[i].take().expect("distinct")).collect();
+        self.finished = best.iter().map(|&i| slots[i].take().expect("distinct")).collect();
 
-        running = next.iter().map(|&k| candidates[k].1.clone()).collect();
-        running_scores = next.iter().map(|&k| running_candidates[k]).collect();
-        state.select_rows(&sources, model.device());
-        cur_len += 1;
+        self.running = next.iter().map(|&k| candidates[k].1.clone()).collect();
+        self.running_scores = next.iter().map(|&k| running_candidates[k]).collect();
+        self.cur_len += 1;
 
         // Can a running beam still beat the worst finished one?
         let best_length = if params.early_stopping == EarlyStopping::Never && params.length_penalty > 0.0 {
             params.max_length - 1
         } else {
-            cur_len - 1
+            self.cur_len - 1
         };
-        let best_possible = running_scores[0] / penalty(best_length);
-        let worst = finished.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
-        improvable = improvable
-            && finished
+        let best_possible = self.running_scores[0] / self.penalty(best_length);
+        let worst = self.finished.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+        self.improvable = self.improvable
+            && self
+                .finished
                 .iter()
                 .any(|h| best_possible > if h.finished { worst } else { LARGE_NEGATIVE });
-        let all_finished = finished.iter().all(|h| h.finished);
+        let all_finished = self.finished.iter().all(|h| h.finished);
         let open = !(all_finished && params.early_stopping == EarlyStopping::True);
         let can_continue = !candidates.iter().all(|c| c.3);
-        if !(improvable && open && can_continue) {
-            break;
-        }
+        (self.improvable && open && can_continue).then_some(parents)
     }
-    finished
-        .into_iter()
-        .take(params.num_return_sequences.max(1))
-        .map(|h| h.tokens)
-        .collect()
 }
 
 #[cfg(test)]

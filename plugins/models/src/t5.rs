@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::layers::{merge_heads, split_heads, Activation, Embedding, Linear};
+use crate::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
 use crate::seq2seq::{DecoderState, Seq2SeqLm};
 
 fn one_hundred_twenty_eight() -> i64 {
@@ -147,6 +147,13 @@ impl Attention {
         self.o.forward(&merge_heads(&out))
     }
 
+    /// Cross-attention of each hypothesis to its input's keys and values
+    /// [items, heads, source, head_dim] (unscaled, as T5 is).
+    fn attend_inputs(&self, x: &Tensor, k: &Tensor, v: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        let q = split_heads(&self.q.forward(x), self.heads);
+        self.o.forward(&cross_attention(&q, k, v, padding, Some(1.0)))
+    }
+
     fn keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
         (
             split_heads(&self.k.forward(memory), self.heads),
@@ -271,11 +278,15 @@ impl T5ForConditionalGeneration {
 }
 
 impl Seq2SeqLm for T5ForConditionalGeneration {
-    fn encode(&self, input_ids: &[i64]) -> Tensor {
-        let ids = Tensor::from_slice(input_ids).to_device(self.device).unsqueeze(0);
-        let n = input_ids.len() as i64;
-        let mut x = self.shared.forward(&ids);
-        let bias = self.encoder[0].self_attn.position_bias(0, n, n, self.device);
+    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        let n = input_ids.size()[1];
+        let mut x = self.shared.forward(input_ids);
+        let positions = self.encoder[0].self_attn.position_bias(0, n, n, self.device);
+        // [1, heads, n, n] + [items, 1, 1, n]: a new tensor, not in place.
+        let bias = match padding {
+            Some(padding) => positions + padding,
+            None => positions,
+        };
         for block in &self.encoder {
             let normed = block.self_norm.forward(&x);
             let (k, v) = block.self_attn.keys_values(&normed);
@@ -285,12 +296,11 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         self.encoder_norm.forward(&x)
     }
 
-    fn start(&self, memory: &Tensor, rows: i64) -> DecoderState {
-        DecoderState::new(memory, rows, self.decoder.len())
+    fn decoder_layers(&self) -> usize {
+        self.decoder.len()
     }
 
     fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
-        let rows = tokens.len() as i64;
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let mut x = self.shared.forward(&ids);
         let bias = self.decoder[0]
@@ -302,9 +312,8 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             let (k, v) = state.self_attn[i].append(k, v);
             x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
             let (cross, cross_norm) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
-            let (k, v) = state.cross_attn[i].get_or_insert_with(|| cross.keys_values(&state.memory.narrow(0, 0, 1)));
-            let (k, v) = (k.expand([rows, -1, -1, -1], false), v.expand([rows, -1, -1, -1], false));
-            x = &x + cross.attend(&cross_norm.forward(&x), &k, &v, None);
+            let (k, v) = state.cross_attn[i].get_or_insert_with(|| cross.keys_values(&state.memory));
+            x = &x + cross.attend_inputs(&cross_norm.forward(&x), k, v, state.memory_padding.as_ref());
             x = block.feed_forward(x);
         }
         let x = self.decoder_norm.forward(&x).squeeze_dim(1);

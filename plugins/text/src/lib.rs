@@ -232,21 +232,37 @@ impl Task for TextTask {
     ) -> Vec<Result<Response, Error>> {
         let def = self.def;
         if let Loaded::Seq2Seq(model) = &self.loaded {
-            // One request at a time; between decoding steps, ask whether its
-            // client still waits.
-            return batch
-                .into_iter()
-                .enumerate()
-                .map(|(i, request)| match (def.kind, request.body) {
-                    (Kind::Summarization, Some(Request::Summarize(r))) => {
-                        text2text::summarize(model, &r, &mut || emit(i, None)).map(Response::Summarize)
-                    }
-                    (Kind::Translation, Some(Request::Translate(r))) => {
-                        text2text::translate(model, &r, &mut || emit(i, None)).map(Response::Translate)
-                    }
-                    _ => Err(wrong_rpc(def)),
-                })
-                .collect();
+            // Every request's inputs are decoded together; between decoding
+            // steps, each request's client is asked whether it still waits.
+            let mut keep_going = |i: usize| emit(i, None);
+            let bodies = batch.into_iter().map(|request| request.body);
+            return match def.kind {
+                Kind::Summarization => {
+                    let requests = bodies
+                        .map(|body| match body {
+                            Some(Request::Summarize(r)) => Ok(r),
+                            _ => Err(wrong_rpc(def)),
+                        })
+                        .collect();
+                    wrap(
+                        text2text::summarize(model, requests, &mut keep_going),
+                        Response::Summarize,
+                    )
+                }
+                Kind::Translation => {
+                    let requests = bodies
+                        .map(|body| match body {
+                            Some(Request::Translate(r)) => Ok(r),
+                            _ => Err(wrong_rpc(def)),
+                        })
+                        .collect();
+                    wrap(
+                        text2text::translate(model, requests, &mut keep_going),
+                        Response::Translate,
+                    )
+                }
+                _ => unreachable!("encoder-decoder models serve summarization or translation"),
+            };
         }
         let Loaded::Causal(model) = &mut self.loaded else {
             return self.run(batch);

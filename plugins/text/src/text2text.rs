@@ -3,10 +3,13 @@
 //! (task_specific_params), the tokenizer (inputs longer than a model's
 //! position table truncated, as with `truncation=True`; T5 inputs are not),
 //! generate with the settings resolved as the pipeline resolves them, and
-//! the output decoded without special tokens. Each input is generated on its
-//! own, as pipeline() does with its default batch size of 1.
+//! the output decoded without special tokens. The inputs of every request in
+//! a batch are decoded together (padded, as pipeline() pads with a
+//! batch_size), each with its own request's settings.
 
-use inferd_models::seq2seq::{generate, resolve, EarlyStoppingValue, Seq2SeqModel, Seq2SeqSettings};
+use inferd_models::seq2seq::{
+    generate, resolve, EarlyStoppingValue, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
+};
 use inferd_sdk::proto::api::{
     Summaries, SummarizeRequest, SummarizeResponse, Summary, TranslateRequest, TranslateResponse, Translation,
     Translations,
@@ -35,65 +38,124 @@ macro_rules! asked_settings {
     }};
 }
 
-/// The output texts of each input, best first.
-fn run(
-    model: &Seq2SeqModel,
-    task: &str,
-    inputs: &[String],
-    asked: &Seq2SeqSettings,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Result<Vec<Vec<String>>, Error> {
-    check_texts(inputs.iter().map(String::as_str), "inputs")?;
+/// A request ready to generate: its settings and each input's token ids.
+struct Planned {
+    params: Seq2SeqParams,
+    inputs: Vec<Vec<i64>>,
+}
+
+/// Checks a request's inputs and settings and tokenizes its inputs with
+/// the task's prefix.
+fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &Seq2SeqSettings) -> Result<Planned, Error> {
+    check_texts(inputs.iter().map(String::as_str), "")?;
     let (task_settings, prefix) = model.task(task).map_err(Error::failed_precondition)?;
     let params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
-    inputs
+    let inputs = inputs
         .iter()
-        .map(|text| {
-            let ids = model.tokenizer.encode(&format!("{prefix}{text}"))?;
-            generate(model.net.as_ref(), &ids, &params, keep_going)
+        .map(|text| model.tokenizer.encode(&format!("{prefix}{text}")))
+        .collect::<Result<_, _>>()?;
+    Ok(Planned { params, inputs })
+}
+
+/// Generates for the inputs of every planned request together; per
+/// request, the output texts of each input, best first. `keep_going(r)`
+/// asks whether request `r` is still wanted.
+fn generate_planned(
+    model: &Seq2SeqModel,
+    plans: Vec<Result<Planned, Error>>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<Vec<Vec<String>>, Error>> {
+    let mut sources = Vec::new();
+    let mut owners = Vec::new();
+    for (r, plan) in plans.iter().enumerate() {
+        for input_ids in plan.iter().flat_map(|p| &p.inputs) {
+            sources.push(Source {
+                input_ids,
+                params: &plan.as_ref().expect("planned").params,
+            });
+            owners.push(r);
+        }
+    }
+    let mut generated = generate(model.net.as_ref(), &sources, &mut |i| keep_going(owners[i])).into_iter();
+    plans
+        .iter()
+        .map(|plan| {
+            let plan = plan.as_ref().map_err(Clone::clone)?;
+            // Take every input's sequences, even after a decoding
+            // failure, so that the next request gets its own.
+            let texts: Vec<Result<Vec<String>, Error>> = plan
+                .inputs
                 .iter()
-                .map(|s| Ok(model.tokenizer.decode(s)?))
-                .collect()
+                .map(|_| {
+                    let sequences = generated.next().expect("sequences for every input");
+                    sequences.iter().map(|s| Ok(model.tokenizer.decode(s)?)).collect()
+                })
+                .collect();
+            texts.into_iter().collect()
         })
         .collect()
 }
 
+/// Summarizes every request of a batch, their inputs decoded together.
+/// `requests[r]` is already an error where the batch held something else.
 pub fn summarize(
     model: &Seq2SeqModel,
-    request: &SummarizeRequest,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Result<SummarizeResponse, Error> {
-    let asked = asked_settings!(request);
-    let results = run(model, "summarization", &request.inputs, &asked, keep_going)?;
-    Ok(SummarizeResponse {
-        results: results
-            .into_iter()
-            .map(|texts| Summaries {
-                summaries: texts.into_iter().map(|summary_text| Summary { summary_text }).collect(),
-            })
-            .collect(),
-    })
-}
-
-pub fn translate(
-    model: &Seq2SeqModel,
-    request: &TranslateRequest,
-    keep_going: &mut dyn FnMut() -> bool,
-) -> Result<TranslateResponse, Error> {
-    let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
-    let asked = asked_settings!(request);
-    let results = run(model, &task, &request.inputs, &asked, keep_going)?;
-    Ok(TranslateResponse {
-        results: results
-            .into_iter()
-            .map(|texts| Translations {
-                translations: texts
+    requests: Vec<Result<SummarizeRequest, Error>>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<SummarizeResponse, Error>> {
+    let plans = requests
+        .iter()
+        .map(|request| {
+            let request = request.as_ref().map_err(Clone::clone)?;
+            plan(model, "summarization", &request.inputs, &asked_settings!(request))
+        })
+        .collect();
+    generate_planned(model, plans, keep_going)
+        .into_iter()
+        .map(|texts| {
+            Ok(SummarizeResponse {
+                results: texts?
                     .into_iter()
-                    .map(|translation_text| Translation { translation_text })
+                    .map(|texts| Summaries {
+                        summaries: texts.into_iter().map(|summary_text| Summary { summary_text }).collect(),
+                    })
                     .collect(),
             })
-            .collect(),
-    })
+        })
+        .collect()
+}
+
+/// Translates every request of a batch, their inputs decoded together.
+/// `requests[r]` is already an error where the batch held something else.
+pub fn translate(
+    model: &Seq2SeqModel,
+    requests: Vec<Result<TranslateRequest, Error>>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<TranslateResponse, Error>> {
+    let plans = requests
+        .iter()
+        .map(|request| {
+            let request = request.as_ref().map_err(Clone::clone)?;
+            let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
+            plan(model, &task, &request.inputs, &asked_settings!(request))
+        })
+        .collect();
+    generate_planned(model, plans, keep_going)
+        .into_iter()
+        .map(|texts| {
+            Ok(TranslateResponse {
+                results: texts?
+                    .into_iter()
+                    .map(|texts| Translations {
+                        translations: texts
+                            .into_iter()
+                            .map(|translation_text| Translation { translation_text })
+                            .collect(),
+                    })
+                    .collect(),
+            })
+        })
+        .collect()
 }
 
 /// The `task_specific_params` key of a translation: `translation_{src}_to_{tgt}`

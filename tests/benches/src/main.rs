@@ -38,8 +38,9 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
-    /// One summary at a time of the article in a file, with the model's own
-    /// settings; the last run's summary is printed with the time.
+    /// Summaries of the articles in a file (one per line), each its own
+    /// request, all sent at once, with the model's own settings; the
+    /// seconds per round and the last round's summaries are printed.
     Summarize {
         #[arg(long)]
         payload: std::path::PathBuf,
@@ -147,24 +148,45 @@ async fn main() -> Result<()> {
             );
         }
         Command::Summarize { payload, rounds } => {
-            let article = std::fs::read_to_string(&payload).with_context(|| format!("read {}", payload.display()))?;
-            let request = SummarizeRequest {
-                model: cli.model.clone(),
-                inputs: vec![article],
-                ..Default::default()
+            let text = std::fs::read_to_string(&payload).with_context(|| format!("read {}", payload.display()))?;
+            let articles: Vec<String> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect();
+            let summarize_all = || {
+                let (channel, model) = (channel.clone(), cli.model.clone());
+                let calls: Vec<_> = articles
+                    .iter()
+                    .map(|article| {
+                        let mut client = InferenceClient::new(channel.clone());
+                        let request = SummarizeRequest {
+                            model: model.clone(),
+                            inputs: vec![article.clone()],
+                            ..Default::default()
+                        };
+                        tokio::spawn(async move { client.summarize(request).await })
+                    })
+                    .collect();
+                async move {
+                    let mut summaries = Vec::new();
+                    for call in calls {
+                        let response = call.await??.into_inner();
+                        summaries.push(response.results[0].summaries[0].summary_text.clone());
+                    }
+                    anyhow::Ok(summaries)
+                }
             };
-            let mut client = InferenceClient::new(channel.clone());
-            client.summarize(request.clone()).await?;
+            summarize_all().await?;
             let started = Instant::now();
-            let mut summary = String::new();
+            let mut summaries = Vec::new();
             for _ in 0..rounds.max(1) {
-                let response = client.summarize(request.clone()).await?.into_inner();
-                summary = response.results[0].summaries[0].summary_text.clone();
+                summaries = summarize_all().await?;
             }
             let seconds = started.elapsed().as_secs_f64() / rounds.max(1) as f64;
             println!(
                 "{}",
-                json!({"bench": "summarize", "seconds": seconds, "summary": summary})
+                json!({"bench": "summarize", "articles": articles.len(), "seconds": seconds, "summaries": summaries})
             );
         }
         Command::Classify {

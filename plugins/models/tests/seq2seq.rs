@@ -1,0 +1,210 @@
+//! Batched encoder-decoder generation on the fixture models (BART, T5, T5
+//! v1.1, Marian): inputs decoded together give the tokens they give one at
+//! a time, share every decoder step, leave the batch when their search is
+//! over, and can be stopped one by one.
+
+mod common;
+
+use std::cell::RefCell;
+
+use inferd_models::seq2seq::{
+    generate, load_seq2seq, resolve, DecoderState, Seq2SeqLm, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
+};
+use tch::{Device, Tensor};
+
+/// The fixture model `name` and the token ids of some inputs of its task.
+fn model_and_inputs(name: &str, task: &str) -> (Seq2SeqModel, Vec<Vec<i64>>) {
+    let fixtures = common::fixtures();
+    let model = load_seq2seq(&fixtures.join("models").join(name), Device::Cpu).expect("fixture model loads");
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("references/seq2seq.json")).unwrap()).unwrap();
+    // Every distinct input of the model's cases, short and long.
+    let mut texts: Vec<String> = Vec::new();
+    for case in refs["cases"].as_array().unwrap().iter().filter(|c| c["model"] == name) {
+        let inputs = match &case["inputs"] {
+            serde_json::Value::String(s) => vec![s.clone()],
+            serde_json::Value::Array(a) => a.iter().map(|s| s.as_str().unwrap().to_string()).collect(),
+            other => panic!("inputs {other}"),
+        };
+        for text in inputs {
+            if !texts.contains(&text) {
+                texts.push(text);
+            }
+        }
+    }
+    let (_, prefix) = model.task(task).unwrap();
+    let ids = texts
+        .iter()
+        .map(|t| model.tokenizer.encode(&format!("{prefix}{t}")).unwrap())
+        .collect();
+    (model, ids)
+}
+
+fn params(model: &Seq2SeqModel, task: &str, asked: Seq2SeqSettings) -> Seq2SeqParams {
+    let (task_settings, _) = model.task(task).unwrap();
+    resolve(&model.settings, task_settings.as_ref(), &asked).unwrap()
+}
+
+fn beams(n: usize) -> Seq2SeqSettings {
+    Seq2SeqSettings {
+        num_beams: Some(n),
+        ..Default::default()
+    }
+}
+
+/// Counts the decoder's steps and the hypotheses each one computes.
+struct Counting<'a> {
+    inner: &'a dyn Seq2SeqLm,
+    rows: RefCell<Vec<usize>>,
+}
+
+impl Seq2SeqLm for Counting<'_> {
+    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
+        self.inner.encode(input_ids, padding)
+    }
+    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+        self.rows.borrow_mut().push(tokens.len());
+        self.inner.step(tokens, position, state)
+    }
+    fn decoder_layers(&self) -> usize {
+        self.inner.decoder_layers()
+    }
+    fn decoder_start_token_id(&self) -> i64 {
+        self.inner.decoder_start_token_id()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+}
+
+#[test]
+fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
+    for (name, task) in [
+        ("bart-sum", "summarization"),
+        ("t5-small-ish", "summarization"),
+        ("t5-small-ish", "translation_en_to_fr"),
+        ("t5-v1_1", "summarization"),
+        ("marian-fr-en", "translation"),
+    ] {
+        let (model, inputs) = model_and_inputs(name, task);
+        assert!(inputs.len() >= 4, "{name}: {} inputs", inputs.len());
+        let greedy = params(&model, task, beams(1));
+        let beam4 = params(&model, task, beams(4));
+        let two = params(
+            &model,
+            task,
+            Seq2SeqSettings {
+                num_beams: Some(3),
+                num_return_sequences: Some(2),
+                ..Default::default()
+            },
+        );
+        for p in [&greedy, &beam4, &two] {
+            let alone: Vec<_> = inputs
+                .iter()
+                .map(|ids| {
+                    generate(
+                        model.net.as_ref(),
+                        &[Source {
+                            input_ids: ids,
+                            params: p,
+                        }],
+                        &mut |_| true,
+                    )
+                    .remove(0)
+                })
+                .collect();
+            let sources: Vec<Source> = inputs
+                .iter()
+                .map(|ids| Source {
+                    input_ids: ids,
+                    params: p,
+                })
+                .collect();
+            let together = generate(model.net.as_ref(), &sources, &mut |_| true);
+            assert_eq!(together, alone, "{name} {task}, {} beams", p.num_beams);
+            assert!(together.iter().all(|s| s.len() == p.num_return_sequences));
+        }
+        // Greedy and beam-search inputs, interleaved, in one call.
+        let mixed: Vec<Source> = inputs
+            .iter()
+            .enumerate()
+            .map(|(i, ids)| Source {
+                input_ids: ids,
+                params: if i % 2 == 0 { &greedy } else { &beam4 },
+            })
+            .collect();
+        let got = generate(model.net.as_ref(), &mixed, &mut |_| true);
+        for (i, source) in mixed.iter().enumerate() {
+            let one = Source {
+                input_ids: source.input_ids,
+                params: source.params,
+            };
+            let alone = generate(model.net.as_ref(), &[one], &mut |_| true);
+            assert_eq!(got[i], alone[0], "{name} {task}: mixed input {i}");
+        }
+    }
+}
+
+#[test]
+fn inputs_share_decoder_steps_and_leave_when_done() {
+    let (model, inputs) = model_and_inputs("bart-sum", "summarization");
+    for (num_beams, per_input) in [(1, 1), (4, 4)] {
+        let p = params(&model, "summarization", beams(num_beams));
+        let sources: Vec<Source> = inputs
+            .iter()
+            .map(|ids| Source {
+                input_ids: ids,
+                params: &p,
+            })
+            .collect();
+        let counting = Counting {
+            inner: model.net.as_ref(),
+            rows: RefCell::new(vec![]),
+        };
+        let out = generate(&counting, &sources, &mut |_| true);
+        let rows = counting.rows.into_inner();
+        let lengths: Vec<usize> = out.iter().map(|s| s[0].len()).collect();
+        // One step per token of the longest output, all inputs in the first.
+        assert_eq!(rows[0], inputs.len() * per_input, "{num_beams} beams: {rows:?}");
+        if num_beams == 1 {
+            assert_eq!(
+                rows.len(),
+                lengths.iter().max().unwrap() - 1,
+                "{rows:?} for lengths {lengths:?}"
+            );
+            // Each input is in the steps that made its tokens, no more.
+            assert_eq!(rows.iter().sum::<usize>(), lengths.iter().map(|l| l - 1).sum::<usize>());
+        }
+        // Inputs of different lengths finish apart: the batch shrinks.
+        assert!(rows.windows(2).all(|w| w[1] <= w[0]), "{rows:?}");
+        assert!(
+            rows.last().unwrap() < &rows[0],
+            "{num_beams} beams: nothing left early: {rows:?}"
+        );
+    }
+}
+
+#[test]
+fn a_stopped_input_leaves_and_the_others_go_on() {
+    let (model, inputs) = model_and_inputs("marian-fr-en", "translation");
+    let p = params(&model, "translation", beams(4));
+    let sources: Vec<Source> = inputs
+        .iter()
+        .map(|ids| Source {
+            input_ids: ids,
+            params: &p,
+        })
+        .collect();
+    let full = generate(model.net.as_ref(), &sources, &mut |_| true);
+    let mut asked = vec![0; inputs.len()];
+    let got = generate(model.net.as_ref(), &sources, &mut |i| {
+        asked[i] += 1;
+        !(i == 1 && asked[i] > 3)
+    });
+    assert_eq!(asked[1], 4, "input 1 is asked until it says no");
+    for i in (0..inputs.len()).filter(|&i| i != 1) {
+        assert_eq!(got[i], full[i], "input {i}");
+    }
+    assert_ne!(got[1], full[1]);
+}
