@@ -7,7 +7,10 @@
 //! blocking, length penalty, early stopping true/false/"never", several
 //! summaries per input.
 
-use inferd_proto::v1::{ClassifyRequest, SummarizeRequest, TextInput, TranslateRequest};
+use inferd_proto::v1::{
+    ClassifyRequest, Summaries, SummarizeRequest, SummarizeResponse, TextInput, TranslateRequest, TranslateResponse,
+    Translations,
+};
 use inferd_tests::{fixture_model, metric, Daemon};
 use tonic::Code;
 
@@ -36,6 +39,18 @@ fn outputs(case: &serde_json::Value) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
+}
+
+/// The summaries of each input.
+fn summary_texts(response: SummarizeResponse) -> Vec<Vec<String>> {
+    let texts = |r: Summaries| r.summaries.into_iter().map(|s| s.summary_text).collect();
+    response.results.into_iter().map(texts).collect()
+}
+
+/// The translations of each input.
+fn translation_texts(response: TranslateResponse) -> Vec<Vec<String>> {
+    let texts = |r: Translations| r.translations.into_iter().map(|t| t.translation_text).collect();
+    response.results.into_iter().map(texts).collect()
 }
 
 fn request(case: &serde_json::Value) -> SummarizeRequest {
@@ -86,12 +101,7 @@ async fn summaries_equal_the_pipeline() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .into_inner();
-        let got: Vec<Vec<String>> = response
-            .results
-            .into_iter()
-            .map(|r| r.summaries.into_iter().map(|s| s.summary_text).collect())
-            .collect();
-        assert_eq!(got, outputs(&case), "{name}");
+        assert_eq!(summary_texts(response), outputs(&case), "{name}");
         compared += 1;
     }
     eprintln!("{compared} cases equal to pipeline()");
@@ -143,14 +153,8 @@ async fn concurrent_requests_are_decoded_together() {
     });
     for (case, answer) in cases.iter().zip(answers) {
         let (name, response) = answer.await.unwrap();
-        let got: Vec<Vec<String>> = response
-            .unwrap_or_else(|e| panic!("{name}: {e}"))
-            .into_inner()
-            .results
-            .into_iter()
-            .map(|r| r.summaries.into_iter().map(|s| s.summary_text).collect())
-            .collect();
-        assert_eq!(got, outputs(case), "{name}");
+        let response = response.unwrap_or_else(|e| panic!("{name}: {e}")).into_inner();
+        assert_eq!(summary_texts(response), outputs(case), "{name}");
     }
     let status = bad.await.unwrap().expect_err("min_length > max_length");
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
@@ -277,12 +281,7 @@ async fn translations_equal_the_pipeline() {
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .into_inner();
-        let got: Vec<Vec<String>> = response
-            .results
-            .into_iter()
-            .map(|r| r.translations.into_iter().map(|t| t.translation_text).collect())
-            .collect();
-        assert_eq!(got, outputs(&case), "{name}");
+        assert_eq!(translation_texts(response), outputs(&case), "{name}");
         compared += 1;
     }
     eprintln!("{compared} cases equal to pipeline()");
@@ -313,12 +312,7 @@ async fn translations_equal_the_pipeline() {
         .await
         .unwrap()
         .into_inner();
-    let got: Vec<Vec<String>> = response
-        .results
-        .into_iter()
-        .map(|r| r.translations.into_iter().map(|t| t.translation_text).collect())
-        .collect();
-    assert_eq!(got, outputs(&case), "T5 from spiece.model");
+    assert_eq!(translation_texts(response), outputs(&case), "T5 from spiece.model");
 
     // Marian's own direction may be named.
     let case = cases("marian-fr-en", "translation").remove(0);
@@ -358,4 +352,102 @@ async fn translations_equal_the_pipeline() {
             .expect_err("unknown direction");
         assert_eq!(status.code(), Code::InvalidArgument, "{model} {src}->{tgt}: {status:?}");
     }
+}
+
+/// `inferctl summarize` (a file or the text itself) and `inferctl translate
+/// --from --to` print pipeline()'s texts.
+#[tokio::test]
+async fn inferctl_summarizes_and_translates() {
+    let daemon = Daemon::start(&[]).await;
+    daemon
+        .load("bart-sum", "summarization", &fixture_model("bart-sum"))
+        .await;
+    daemon
+        .load("marian", "translation", &fixture_model("marian-fr-en"))
+        .await;
+    let case = |name: &str| {
+        let refs: serde_json::Value = inferd_tests::reference("seq2seq.json");
+        let found = refs["cases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["case"] == name)
+            .cloned();
+        found.unwrap_or_else(|| panic!("no case {name}"))
+    };
+    let inferctl = |args: &[&str]| {
+        let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
+            .arg("--addr")
+            .arg(daemon.url())
+            .args(args)
+            .output()
+            .expect("run inferctl");
+        assert!(
+            out.status.success(),
+            "inferctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+
+    // An article in a file, greedy, as JSON: pipeline()'s records.
+    let greedy = case("bart-sum__summarization__greedy");
+    let article = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(article.path(), greedy["inputs"].as_str().unwrap()).unwrap();
+    let path = article.path().to_str().unwrap();
+    let printed = inferctl(&["--json", "summarize", path, "--num-beams", "1", "--model", "bart-sum"]);
+    let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(&printed).unwrap();
+    let texts: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|s| s["summary_text"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(texts, outputs(&greedy));
+
+    // The text itself, the model's own settings, plain output.
+    let default = case("bart-sum__summarization__default");
+    let printed = inferctl(&["summarize", default["inputs"].as_str().unwrap(), "--model", "bart-sum"]);
+    assert_eq!(printed.trim_end(), outputs(&default)[0][0].trim());
+
+    // Marian's own direction, named.
+    let french = case("marian-fr-en__translation__default");
+    let text = french["inputs"].as_str().unwrap();
+    let printed = inferctl(&[
+        "--json",
+        "translate",
+        text,
+        "--from",
+        "fr",
+        "--to",
+        "en",
+        "--model",
+        "marian",
+    ]);
+    let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(&printed).unwrap();
+    assert_eq!(records[0][0]["translation_text"], outputs(&french)[0][0]);
+    // A direction it does not translate is refused.
+    let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
+        .args([
+            "--addr",
+            &daemon.url(),
+            "translate",
+            text,
+            "--from",
+            "en",
+            "--to",
+            "fr",
+            "--model",
+            "marian",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("fr→en"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -640,27 +640,12 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            if cli.json {
-                let out: Vec<Json> = response
-                    .results
-                    .iter()
-                    .map(|r| {
-                        Json::Array(
-                            r.summaries
-                                .iter()
-                                .map(|s| json!({"summary_text": s.summary_text}))
-                                .collect(),
-                        )
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                for r in &response.results {
-                    for s in &r.summaries {
-                        println!("{}", s.summary_text.trim());
-                    }
-                }
-            }
+            let texts = response
+                .results
+                .iter()
+                .map(|r| r.summaries.iter().map(|s| s.summary_text.as_str()).collect())
+                .collect();
+            print_texts(cli.json, "summary_text", texts)?;
         }
         Command::Translate {
             texts,
@@ -684,27 +669,12 @@ async fn run(cli: Cli) -> Result<()> {
                 .await
                 .map_err(status)?
                 .into_inner();
-            if cli.json {
-                let out: Vec<Json> = response
-                    .results
-                    .iter()
-                    .map(|r| {
-                        Json::Array(
-                            r.translations
-                                .iter()
-                                .map(|t| json!({"translation_text": t.translation_text}))
-                                .collect(),
-                        )
-                    })
-                    .collect();
-                println!("{}", serde_json::to_string_pretty(&out)?);
-            } else {
-                for r in &response.results {
-                    for t in &r.translations {
-                        println!("{}", t.translation_text.trim());
-                    }
-                }
-            }
+            let texts = response
+                .results
+                .iter()
+                .map(|r| r.translations.iter().map(|t| t.translation_text.as_str()).collect())
+                .collect();
+            print_texts(cli.json, "translation_text", texts)?;
         }
         Command::Transcribe {
             paths,
@@ -991,6 +961,24 @@ fn print_classifications<'a>(
             for l in &result.labels {
                 println!("  {:<24} {:.4}", l.label, l.score);
             }
+        }
+    }
+    Ok(())
+}
+
+/// Prints each input's generated texts: one per line, or with --json
+/// pipeline()'s list of `{key: text}` records per input.
+fn print_texts(as_json: bool, key: &str, per_input: Vec<Vec<&str>>) -> Result<()> {
+    if as_json {
+        let record = |text: &str| Json::Object([(key.to_string(), Json::from(text))].into_iter().collect());
+        let out: Vec<Json> = per_input
+            .iter()
+            .map(|texts| Json::Array(texts.iter().map(|t| record(t)).collect()))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for text in per_input.iter().flatten() {
+            println!("{}", text.trim());
         }
     }
     Ok(())

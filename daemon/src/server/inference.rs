@@ -94,7 +94,12 @@ impl InferenceService {
 
     /// The model for `task` (or the named one); a refusal is counted.
     fn route(&self, task: &str, model: &str) -> Result<Arc<Model>, Status> {
-        self.registry.model_for(task, model).map_err(|e| {
+        self.counted(self.registry.model_for(task, model))
+    }
+
+    /// A model lookup's result, its failure counted as an unrouted request.
+    fn counted(&self, lookup: crate::error::Result<Arc<Model>>) -> Result<Arc<Model>, Status> {
+        lookup.map_err(|e| {
             let status = Status::from(e);
             self.registry.metrics.unrouted(status.code());
             status
@@ -388,11 +393,7 @@ impl Inference for InferenceService {
                     "name a `task` (see Models/ListPlugins) or a `model`",
                 ))
             }
-            ("", model) => self.registry.model(model).map_err(|e| {
-                let status = Status::from(e);
-                self.registry.metrics.unrouted(status.code());
-                status
-            })?,
+            ("", model) => self.counted(self.registry.model(model))?,
             (task, model) => self.route(task, model)?,
         };
         match self

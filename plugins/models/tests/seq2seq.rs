@@ -45,6 +45,11 @@ fn params(model: &Seq2SeqModel, task: &str, asked: Seq2SeqSettings) -> Seq2SeqPa
     resolve(&model.settings, task_settings.as_ref(), &asked).unwrap()
 }
 
+/// Every input with the same settings.
+fn sources<'a>(inputs: &'a [Vec<i64>], params: &'a Seq2SeqParams) -> Vec<Source<'a>> {
+    inputs.iter().map(|input_ids| Source { input_ids, params }).collect()
+}
+
 fn beams(n: usize) -> Seq2SeqSettings {
     Seq2SeqSettings {
         num_beams: Some(n),
@@ -103,24 +108,13 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
             let alone: Vec<_> = inputs
                 .iter()
                 .map(|ids| {
-                    generate(
-                        model.net.as_ref(),
-                        &[Source {
-                            input_ids: ids,
-                            params: p,
-                        }],
-                        &mut |_| true,
-                    )
+                    generate(model.net.as_ref(), &sources(std::slice::from_ref(ids), p), &mut |_| {
+                        true
+                    })
                     .remove(0)
                 })
                 .collect();
-            let sources: Vec<Source> = inputs
-                .iter()
-                .map(|ids| Source {
-                    input_ids: ids,
-                    params: p,
-                })
-                .collect();
+            let sources = sources(&inputs, p);
             let together = generate(model.net.as_ref(), &sources, &mut |_| true);
             assert_eq!(together, alone, "{name} {task}, {} beams", p.num_beams);
             assert!(together.iter().all(|s| s.len() == p.num_return_sequences));
@@ -135,12 +129,12 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
             })
             .collect();
         let got = generate(model.net.as_ref(), &mixed, &mut |_| true);
-        for (i, source) in mixed.iter().enumerate() {
-            let one = Source {
-                input_ids: source.input_ids,
-                params: source.params,
-            };
-            let alone = generate(model.net.as_ref(), &[one], &mut |_| true);
+        for (i, (ids, source)) in inputs.iter().zip(&mixed).enumerate() {
+            let alone = generate(
+                model.net.as_ref(),
+                &sources(std::slice::from_ref(ids), source.params),
+                &mut |_| true,
+            );
             assert_eq!(got[i], alone[0], "{name} {task}: mixed input {i}");
         }
     }
@@ -149,15 +143,9 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
 #[test]
 fn inputs_share_decoder_steps_and_leave_when_done() {
     let (model, inputs) = model_and_inputs("bart-sum", "summarization");
-    for (num_beams, per_input) in [(1, 1), (4, 4)] {
+    for num_beams in [1, 4] {
         let p = params(&model, "summarization", beams(num_beams));
-        let sources: Vec<Source> = inputs
-            .iter()
-            .map(|ids| Source {
-                input_ids: ids,
-                params: &p,
-            })
-            .collect();
+        let sources = sources(&inputs, &p);
         let counting = Counting {
             inner: model.net.as_ref(),
             rows: RefCell::new(vec![]),
@@ -166,7 +154,7 @@ fn inputs_share_decoder_steps_and_leave_when_done() {
         let rows = counting.rows.into_inner();
         let lengths: Vec<usize> = out.iter().map(|s| s[0].len()).collect();
         // One step per token of the longest output, all inputs in the first.
-        assert_eq!(rows[0], inputs.len() * per_input, "{num_beams} beams: {rows:?}");
+        assert_eq!(rows[0], inputs.len() * num_beams, "{num_beams} beams: {rows:?}");
         if num_beams == 1 {
             assert_eq!(
                 rows.len(),
@@ -189,13 +177,7 @@ fn inputs_share_decoder_steps_and_leave_when_done() {
 fn a_stopped_input_leaves_and_the_others_go_on() {
     let (model, inputs) = model_and_inputs("marian-fr-en", "translation");
     let p = params(&model, "translation", beams(4));
-    let sources: Vec<Source> = inputs
-        .iter()
-        .map(|ids| Source {
-            input_ids: ids,
-            params: &p,
-        })
-        .collect();
+    let sources = sources(&inputs, &p);
     let full = generate(model.net.as_ref(), &sources, &mut |_| true);
     let mut asked = vec![0; inputs.len()];
     let got = generate(model.net.as_ref(), &sources, &mut |i| {
