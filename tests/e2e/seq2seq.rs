@@ -451,3 +451,54 @@ async fn inferctl_summarizes_and_translates() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// T5 has no position table to bound its inputs: inputs longer than
+/// INFERD_MAX_INPUT_TOKENS (default 4096) are refused, not encoded.
+#[tokio::test]
+async fn over_long_t5_inputs_are_refused() {
+    let daemon = Daemon::start(&[]).await;
+    daemon.load("t5", "summarization", &fixture_model("t5-small-ish")).await;
+    let mut client = daemon.inference().await;
+    let short = "The city council approved a plan to build three new bridges.".to_string();
+    let long = "The council approved a plan on Tuesday. ".repeat(1000);
+    let status = client
+        .summarize(SummarizeRequest {
+            model: "t5".into(),
+            inputs: vec![short.clone(), long],
+            ..Default::default()
+        })
+        .await
+        .expect_err("over 4096 tokens");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("inputs[1]") && status.message().contains("at most 4096"),
+        "{}",
+        status.message()
+    );
+    let summary = client
+        .summarize(SummarizeRequest {
+            model: "t5".into(),
+            inputs: vec![short.clone()],
+            ..Default::default()
+        })
+        .await
+        .expect("a short input after the refusal");
+    assert_eq!(summary.into_inner().results.len(), 1);
+
+    // A lower limit for the daemon.
+    let daemon = Daemon::start_with_env(&[], &[("INFERD_MAX_INPUT_TOKENS", "8")]).await;
+    daemon.load("t5", "translation", &fixture_model("t5-small-ish")).await;
+    let mut client = daemon.inference().await;
+    let status = client
+        .translate(TranslateRequest {
+            model: "t5".into(),
+            inputs: vec![short],
+            src_lang: "en".into(),
+            tgt_lang: "fr".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("over 8 tokens");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("at most 8"), "{}", status.message());
+}

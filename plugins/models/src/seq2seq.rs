@@ -743,6 +743,12 @@ impl Seq2SeqTokenizer {
     }
 }
 
+/// The longest input (in tokens, after any truncation) a model takes unless
+/// configured otherwise: T5 has no position table, so nothing else bounds
+/// its inputs, and its encoder's memory grows with the square of their
+/// length.
+pub const DEFAULT_MAX_INPUT_TOKENS: usize = 4096;
+
 /// A loaded encoder-decoder model with its tokenizer and generation
 /// settings.
 pub struct Seq2SeqModel {
@@ -758,6 +764,8 @@ pub struct Seq2SeqModel {
     /// The one direction a model translates, from tokenizer_config.json's
     /// `source_lang` and `target_lang` (Marian checkpoints have them).
     pub direction: Option<(String, String)>,
+    /// Longer inputs are refused (DEFAULT_MAX_INPUT_TOKENS unless set).
+    pub max_input_tokens: usize,
 }
 
 impl Seq2SeqModel {
@@ -860,5 +868,6 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
         settings,
         task_settings: extra.task_specific_params.unwrap_or_default(),
         architecture,
+        max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
     })
 }

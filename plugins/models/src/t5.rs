@@ -240,6 +240,10 @@ impl Block {
     }
 }
 
+/// The most memory the attention biases of padded inputs encoded together
+/// may take; longer inputs are encoded fewer at a time.
+const PADDED_BIAS_BUDGET_BYTES: i64 = 256 << 20;
+
 /// `T5ForConditionalGeneration`.
 pub struct T5ForConditionalGeneration {
     shared: Embedding,
@@ -275,25 +279,41 @@ impl T5ForConditionalGeneration {
             device: p.device(),
         }
     }
+
+    /// Encoder states of `input_ids` [items, n] under the attention `bias`
+    /// (position bias, plus padding where there is some).
+    fn encode_with_bias(&self, input_ids: &Tensor, bias: &Tensor) -> Tensor {
+        let mut x = self.shared.forward(input_ids);
+        for block in &self.encoder {
+            let normed = block.self_norm.forward(&x);
+            let (k, v) = block.self_attn.keys_values(&normed);
+            x = &x + block.self_attn.attend(&normed, &k, &v, Some(bias));
+            x = block.feed_forward(x);
+        }
+        self.encoder_norm.forward(&x)
+    }
 }
 
 impl Seq2SeqLm for T5ForConditionalGeneration {
     fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
-        let n = input_ids.size()[1];
-        let mut x = self.shared.forward(input_ids);
+        let (items, n) = input_ids.size2().expect("2-d ids");
         let positions = self.encoder[0].self_attn.position_bias(0, n, n, self.device);
-        // [1, heads, n, n] + [items, 1, 1, n]: a new tensor, not in place.
-        let bias = match padding {
-            Some(padding) => positions + padding,
-            None => positions,
+        let Some(padding) = padding else {
+            return self.encode_with_bias(input_ids, &positions);
         };
-        for block in &self.encoder {
-            let normed = block.self_norm.forward(&x);
-            let (k, v) = block.self_attn.keys_values(&normed);
-            x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
-            x = block.feed_forward(x);
-        }
-        self.encoder_norm.forward(&x)
+        // Padded inputs need their own [heads, n, n] bias each (position
+        // plus padding): encode as many at once as fit in the budget.
+        let per_input = positions.numel() as i64 * 4;
+        let at_once = (PADDED_BIAS_BUDGET_BYTES / per_input).clamp(1, items);
+        let chunks: Vec<Tensor> = (0..items)
+            .step_by(at_once as usize)
+            .map(|first| {
+                let count = at_once.min(items - first);
+                let bias = &positions + padding.narrow(0, first, count);
+                self.encode_with_bias(&input_ids.narrow(0, first, count), &bias)
+            })
+            .collect();
+        Tensor::cat(&chunks, 0)
     }
 
     fn decoder_layers(&self) -> usize {

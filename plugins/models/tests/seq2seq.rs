@@ -7,10 +7,11 @@ mod common;
 
 use std::cell::RefCell;
 
+use inferd_models::layers::padding_bias;
 use inferd_models::seq2seq::{
     generate, load_seq2seq, resolve, DecoderState, Seq2SeqLm, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
 };
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// The fixture model `name` and the token ids of some inputs of its task.
 fn model_and_inputs(name: &str, task: &str) -> (Seq2SeqModel, Vec<Vec<i64>>) {
@@ -189,4 +190,41 @@ fn a_stopped_input_leaves_and_the_others_go_on() {
         assert_eq!(got[i], full[i], "input {i}");
     }
     assert_ne!(got[1], full[1]);
+}
+
+#[test]
+fn long_padded_t5_inputs_are_encoded_a_few_at_a_time_with_the_same_result() {
+    // 4 heads x n^2 f32 biases of ~1750-token inputs: ~50 MB each, so the
+    // encoder's 256 MB budget takes eight of them in two groups.
+    let (model, inputs) = model_and_inputs("t5-small-ish", "summarization");
+    let all: Vec<i64> = inputs.iter().flatten().copied().cycle().take(2000).collect();
+    let long: Vec<Vec<i64>> = (0..8).map(|i| all[..1750 - 50 * i].to_vec()).collect();
+    let n = long[0].len();
+    let ids: Vec<i64> = long
+        .iter()
+        .flat_map(|l| l.iter().copied().chain(std::iter::repeat_n(0, n - l.len())))
+        .collect();
+    let mask: Vec<i64> = long
+        .iter()
+        .flat_map(|l| (0..n).map(|t| i64::from(t < l.len())))
+        .collect();
+    let shape = [long.len() as i64, n as i64];
+    let padding = padding_bias(&Tensor::from_slice(&mask).view(shape), Kind::Float);
+    let _guard = tch::no_grad_guard();
+    let together = model.net.encode(&Tensor::from_slice(&ids).view(shape), Some(&padding));
+    for (i, l) in long.iter().enumerate() {
+        let alone = model.net.encode(&Tensor::from_slice(l).unsqueeze(0), None);
+        let got = together.narrow(0, i as i64, 1).narrow(1, 0, l.len() as i64);
+        let worst = (got - &alone).abs().max().double_value(&[]);
+        assert!(worst < 1e-4, "input {i} ({} tokens): off by {worst}", l.len());
+    }
+    // And the tokens generated from them.
+    let p = params(&model, "summarization", beams(1));
+    let batched = generate(model.net.as_ref(), &sources(&long, &p), &mut |_| true);
+    for (i, ids) in long.iter().enumerate() {
+        let alone = generate(model.net.as_ref(), &sources(std::slice::from_ref(ids), &p), &mut |_| {
+            true
+        });
+        assert_eq!(batched[i], alone[0], "input {i} ({} tokens)", ids.len());
+    }
 }

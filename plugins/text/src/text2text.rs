@@ -52,8 +52,20 @@ fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &Seq2SeqSett
     let params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
     let inputs = inputs
         .iter()
-        .map(|text| model.tokenizer.encode(&format!("{prefix}{text}")))
-        .collect::<Result<_, _>>()?;
+        .enumerate()
+        .map(|(i, text)| {
+            let ids = model.tokenizer.encode(&format!("{prefix}{text}"))?;
+            if ids.len() > model.max_input_tokens {
+                return Err(Error::invalid_argument(format!(
+                    "inputs[{i}] is {} tokens long; this model takes at most {} (INFERD_MAX_INPUT_TOKENS): \
+                     split the text",
+                    ids.len(),
+                    model.max_input_tokens
+                )));
+            }
+            Ok(ids)
+        })
+        .collect::<Result<_, Error>>()?;
     Ok(Planned { params, inputs })
 }
 
