@@ -113,6 +113,25 @@ impl From<proto::Error> for Error {
     }
 }
 
+/// A limit a plugin reads from the environment variable `name` at load:
+/// `default` when it is not set. A value that is not a number above zero is
+/// an INVALID_ARGUMENT error naming the variable, so the load fails saying
+/// why.
+pub fn env_limit<T>(name: &str, default: T) -> Result<T, Error>
+where
+    T: std::str::FromStr + PartialOrd + Default,
+{
+    match std::env::var(name) {
+        Err(_) => Ok(default),
+        Ok(v) => v
+            .trim()
+            .parse::<T>()
+            .ok()
+            .filter(|n| *n > T::default())
+            .ok_or_else(|| Error::invalid_argument(format!("{name}={v}: expected a number above 0"))),
+    }
+}
+
 /// A task implementation: one loaded instance of a model (or of a model-less
 /// task). The daemon never calls one instance from two threads at once.
 pub trait Task: Sized + 'static {

@@ -225,6 +225,20 @@ async fn bad_summarization_requests_get_clear_errors() {
                 ..base()
             },
         ),
+        (
+            "max_length over the model's 128 positions",
+            SummarizeRequest {
+                max_length: Some(500),
+                ..base()
+            },
+        ),
+        (
+            "max_new_tokens over the model's 128 positions",
+            SummarizeRequest {
+                max_new_tokens: Some(200),
+                ..base()
+            },
+        ),
     ];
     for (what, request) in bad {
         let status = client.summarize(request).await.expect_err(what);

@@ -49,12 +49,7 @@ impl Task for AudioTask {
             .model_dir
             .as_deref()
             .ok_or_else(|| Error::invalid_argument("automatic-speech-recognition needs a model source"))?;
-        let max_seconds = match std::env::var("INFERD_MAX_AUDIO_SECONDS") {
-            Ok(v) => v.parse::<f64>().ok().filter(|s| *s > 0.0).ok_or_else(|| {
-                Error::invalid_argument(format!("INFERD_MAX_AUDIO_SECONDS={v}: expected seconds > 0"))
-            })?,
-            Err(_) => DEFAULT_MAX_AUDIO_SECONDS,
-        };
+        let max_seconds = inferd_sdk::env_limit("INFERD_MAX_AUDIO_SECONDS", DEFAULT_MAX_AUDIO_SECONDS)?;
         Ok(AudioTask {
             model: load_ctc_model(dir, device)?,
             max_seconds,

@@ -184,29 +184,35 @@ pub struct Source<'a> {
     pub params: &'a Seq2SeqParams,
 }
 
-/// Inputs encoded and decoded together at most (their hypotheses are
-/// `num_beams` times as many rows); more are split into several batches.
-pub const MAX_BATCH_INPUTS: usize = 16;
+/// Hypotheses (inputs times `num_beams`) decoded together at most; more
+/// inputs are split into several batches, but one input never is.
+pub const MAX_BATCH_ROWS: usize = 64;
 
 /// Generates for each source up to `num_return_sequences` decoder sequences
 /// (start token first, EOS included when reached), best first. Sources with
-/// the same `num_beams` are decoded together, sorted by length, at most
-/// `MAX_BATCH_INPUTS` at a time. `keep_going(i)` is asked before every step
-/// for each source `i` still being decoded; false (e.g. its client went
-/// away) ends that source's search with what it has.
+/// the same `num_beams` are decoded together, sorted by length, up to
+/// `MAX_BATCH_ROWS` hypotheses at a time. `keep_going(i)` is asked before
+/// encoding and before every step for each source `i` still being decoded;
+/// false (e.g. its client went away) ends that source's search with what
+/// it has: no sequences when it had not started.
 pub fn generate(
     model: &dyn Seq2SeqLm,
     sources: &[Source],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Vec<Vec<i64>>> {
     let _guard = tch::no_grad_guard();
+    let beams = |i: usize| sources[i].params.num_beams.max(1);
     let mut order: Vec<usize> = (0..sources.len()).collect();
-    order.sort_by_key(|&i| (sources[i].params.num_beams, sources[i].input_ids.len()));
+    order.sort_by_key(|&i| (beams(i), sources[i].input_ids.len()));
     let mut results = vec![Vec::new(); sources.len()];
-    for group in order.chunk_by(|&a, &b| sources[a].params.num_beams == sources[b].params.num_beams) {
-        for chosen in group.chunks(MAX_BATCH_INPUTS) {
-            let outputs = decode_together(model, sources, chosen, keep_going);
-            for (&i, sequences) in chosen.iter().zip(outputs) {
+    for group in order.chunk_by(|&a, &b| beams(a) == beams(b)) {
+        for chosen in group.chunks((MAX_BATCH_ROWS / beams(group[0])).max(1)) {
+            let wanted: Vec<usize> = chosen.iter().copied().filter(|&i| keep_going(i)).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let outputs = decode_together(model, sources, &wanted, keep_going);
+            for (&i, sequences) in wanted.iter().zip(outputs) {
                 results[i] = sequences;
             }
         }
@@ -223,7 +229,7 @@ fn decode_together(
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Vec<Vec<i64>>> {
     let device = model.device();
-    let beams = sources[chosen[0]].params.num_beams;
+    let beams = sources[chosen[0]].params.num_beams.max(1);
     let longest = chosen.iter().map(|&i| sources[i].input_ids.len()).max().unwrap_or(0);
     let (mut ids, mut mask) = (Vec::new(), Vec::new());
     for &i in chosen {
@@ -314,6 +320,7 @@ enum Search<'a> {
 
 impl<'a> Search<'a> {
     fn new(start: i64, params: &'a Seq2SeqParams) -> Self {
+        debug_assert!(params.max_length >= 2, "room for the start token and one more");
         if params.num_beams <= 1 {
             Search::Greedy {
                 params,
@@ -744,9 +751,11 @@ impl Seq2SeqTokenizer {
 }
 
 /// The longest input (in tokens, after any truncation) a model takes unless
-/// configured otherwise: T5 has no position table, so nothing else bounds
-/// its inputs, and its encoder's memory grows with the square of their
-/// length.
+/// configured otherwise, and T5's longest output. T5 has no position table,
+/// so nothing else bounds its lengths, and its encoder's memory grows with
+/// the square of the input's. BART and Marian truncate their inputs to
+/// their position tables (1024 tokens at most in the released checkpoints),
+/// so the limit only matters to them when it is set lower.
 pub const DEFAULT_MAX_INPUT_TOKENS: usize = 4096;
 
 /// A loaded encoder-decoder model with its tokenizer and generation
@@ -766,6 +775,9 @@ pub struct Seq2SeqModel {
     pub direction: Option<(String, String)>,
     /// Longer inputs are refused (DEFAULT_MAX_INPUT_TOKENS unless set).
     pub max_input_tokens: usize,
+    /// The most decoder positions, start token included: the position
+    /// table's size, or DEFAULT_MAX_INPUT_TOKENS for T5.
+    pub max_output_length: usize,
 }
 
 impl Seq2SeqModel {
@@ -869,5 +881,10 @@ pub fn load_seq2seq(dir: &std::path::Path, device: Device) -> crate::Result<Seq2
         task_settings: extra.task_specific_params.unwrap_or_default(),
         architecture,
         max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
+        max_output_length: if positions == i64::MAX {
+            DEFAULT_MAX_INPUT_TOKENS
+        } else {
+            positions as usize
+        },
     })
 }

@@ -240,9 +240,9 @@ impl Block {
     }
 }
 
-/// The most memory the attention biases of padded inputs encoded together
-/// may take; longer inputs are encoded fewer at a time.
-const PADDED_BIAS_BUDGET_BYTES: i64 = 256 << 20;
+/// The most memory the attention scores and biases of the inputs encoded
+/// together may take; longer inputs are encoded fewer at a time.
+const ATTENTION_BUDGET_BYTES: i64 = 256 << 20;
 
 /// `T5ForConditionalGeneration`.
 pub struct T5ForConditionalGeneration {
@@ -298,18 +298,19 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
     fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         let (items, n) = input_ids.size2().expect("2-d ids");
         let positions = self.encoder[0].self_attn.position_bias(0, n, n, self.device);
-        let Some(padding) = padding else {
-            return self.encode_with_bias(input_ids, &positions);
-        };
-        // Padded inputs need their own [heads, n, n] bias each (position
-        // plus padding): encode as many at once as fit in the budget.
+        // Each input's attention takes [heads, n, n] (its scores, and its
+        // bias where padding makes it its own): encode as many inputs at
+        // once as fit in the budget.
         let per_input = positions.numel() as i64 * 4;
-        let at_once = (PADDED_BIAS_BUDGET_BYTES / per_input).clamp(1, items);
+        let at_once = (ATTENTION_BUDGET_BYTES / per_input).clamp(1, items.max(1));
         let chunks: Vec<Tensor> = (0..items)
             .step_by(at_once as usize)
             .map(|first| {
                 let count = at_once.min(items - first);
-                let bias = &positions + padding.narrow(0, first, count);
+                let bias = match padding {
+                    Some(padding) => &positions + padding.narrow(0, first, count),
+                    None => positions.shallow_clone(),
+                };
                 self.encode_with_bias(&input_ids.narrow(0, first, count), &bias)
             })
             .collect();

@@ -10,6 +10,7 @@ use std::cell::RefCell;
 use inferd_models::layers::padding_bias;
 use inferd_models::seq2seq::{
     generate, load_seq2seq, resolve, DecoderState, Seq2SeqLm, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
+    MAX_BATCH_ROWS,
 };
 use tch::{Device, Kind, Tensor};
 
@@ -115,10 +116,22 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
                     .remove(0)
                 })
                 .collect();
-            let sources = sources(&inputs, p);
-            let together = generate(model.net.as_ref(), &sources, &mut |_| true);
+            let together = generate(model.net.as_ref(), &sources(&inputs, p), &mut |_| true);
             assert_eq!(together, alone, "{name} {task}, {} beams", p.num_beams);
             assert!(together.iter().all(|s| s.len() == p.num_return_sequences));
+            // More hypotheses than one batch holds, in an order unlike the
+            // length order they are decoded in: each answer still in place.
+            let many: Vec<Vec<i64>> = (0..MAX_BATCH_ROWS / p.num_beams + 3)
+                .map(|k| inputs[(k * 7) % inputs.len()].clone())
+                .collect();
+            let got = generate(model.net.as_ref(), &sources(&many, p), &mut |_| true);
+            for (k, sequences) in got.iter().enumerate() {
+                assert_eq!(
+                    sequences,
+                    &alone[(k * 7) % inputs.len()],
+                    "{name} {task}: input {k} of many"
+                );
+            }
         }
         // Greedy and beam-search inputs, interleaved, in one call.
         let mixed: Vec<Source> = inputs

@@ -187,11 +187,7 @@ impl Task for TextTask {
         let loaded = match def.head {
             None if matches!(def.kind, Kind::Summarization | Kind::Translation) => {
                 let mut model = load_seq2seq(dir, device)?;
-                if let Ok(v) = std::env::var("INFERD_MAX_INPUT_TOKENS") {
-                    model.max_input_tokens = v.parse().ok().filter(|&n| n > 0).ok_or_else(|| {
-                        Error::invalid_argument(format!("INFERD_MAX_INPUT_TOKENS={v}: expected a number of tokens > 0"))
-                    })?;
-                }
+                model.max_input_tokens = inferd_sdk::env_limit("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens)?;
                 Loaded::Seq2Seq(model)
             }
             None => Loaded::Causal(load_causal_lm(dir, device)?),

@@ -49,12 +49,30 @@ struct Planned {
 fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &Seq2SeqSettings) -> Result<Planned, Error> {
     check_texts(inputs.iter().map(String::as_str), "")?;
     let (task_settings, prefix) = model.task(task).map_err(Error::failed_precondition)?;
-    let params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
+    let mut params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
+    // The decoder cannot go past its positions: a request asking for more
+    // is refused; the model's own settings are cut short instead (where
+    // pipeline() would fail once a generation got that long).
+    let limit = model.max_output_length;
+    if params.max_length > limit {
+        if asked.max_length.is_some() || asked.max_new_tokens.is_some() {
+            return Err(Error::invalid_argument(format!(
+                "this model generates at most {} tokens (max_length {limit}, counting the start token); asked for {}",
+                limit - 1,
+                params.max_length - 1
+            )));
+        }
+        params.max_length = limit;
+        params.min_length = params.min_length.min(limit);
+    }
     let inputs = inputs
         .iter()
         .enumerate()
         .map(|(i, text)| {
             let ids = model.tokenizer.encode(&format!("{prefix}{text}"))?;
+            if ids.is_empty() {
+                return Err(Error::invalid_argument(format!("inputs[{i}] has no tokens")));
+            }
             if ids.len() > model.max_input_tokens {
                 return Err(Error::invalid_argument(format!(
                     "inputs[{i}] is {} tokens long; this model takes at most {} (INFERD_MAX_INPUT_TOKENS): \
@@ -74,16 +92,17 @@ fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &Seq2SeqSett
 /// asks whether request `r` is still wanted.
 fn generate_planned(
     model: &Seq2SeqModel,
-    plans: Vec<Result<Planned, Error>>,
+    plans: &[Result<Planned, Error>],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<Vec<Vec<String>>, Error>> {
     let mut sources = Vec::new();
     let mut owners = Vec::new();
     for (r, plan) in plans.iter().enumerate() {
-        for input_ids in plan.iter().flat_map(|p| &p.inputs) {
+        let Ok(plan) = plan else { continue };
+        for input_ids in &plan.inputs {
             sources.push(Source {
                 input_ids,
-                params: &plan.as_ref().expect("planned").params,
+                params: &plan.params,
             });
             owners.push(r);
         }
@@ -115,14 +134,14 @@ pub fn summarize(
     requests: Vec<Result<SummarizeRequest, Error>>,
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<SummarizeResponse, Error>> {
-    let plans = requests
+    let plans: Vec<_> = requests
         .iter()
         .map(|request| {
             let request = request.as_ref().map_err(Clone::clone)?;
             plan(model, "summarization", &request.inputs, &asked_settings!(request))
         })
         .collect();
-    generate_planned(model, plans, keep_going)
+    generate_planned(model, &plans, keep_going)
         .into_iter()
         .map(|texts| {
             Ok(SummarizeResponse {
@@ -144,7 +163,7 @@ pub fn translate(
     requests: Vec<Result<TranslateRequest, Error>>,
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<TranslateResponse, Error>> {
-    let plans = requests
+    let plans: Vec<_> = requests
         .iter()
         .map(|request| {
             let request = request.as_ref().map_err(Clone::clone)?;
@@ -152,7 +171,7 @@ pub fn translate(
             plan(model, &task, &request.inputs, &asked_settings!(request))
         })
         .collect();
-    generate_planned(model, plans, keep_going)
+    generate_planned(model, &plans, keep_going)
         .into_iter()
         .map(|texts| {
             Ok(TranslateResponse {
