@@ -203,6 +203,13 @@ async fn bad_summarization_requests_get_clear_errors() {
             },
         ),
         (
+            "num_beams 65",
+            SummarizeRequest {
+                num_beams: Some(65),
+                ..base()
+            },
+        ),
+        (
             "min_length > max_length",
             SummarizeRequest {
                 min_length: Some(30),

@@ -673,8 +673,10 @@ pub fn resolve(
     let min_length = s.min_length.unwrap_or(0);
     let num_beams = s.num_beams.unwrap_or(1);
     let num_return_sequences = s.num_return_sequences.unwrap_or(1);
-    if num_beams == 0 {
-        return Err("num_beams must be at least 1".into());
+    if num_beams == 0 || num_beams > MAX_BATCH_ROWS {
+        return Err(format!(
+            "num_beams must be from 1 to {MAX_BATCH_ROWS} (got {num_beams})"
+        ));
     }
     if max_length < 2 {
         return Err("max_length must leave room for one new token (at least 2: it counts the start token)".into());
