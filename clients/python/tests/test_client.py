@@ -304,10 +304,13 @@ class Package(unittest.TestCase):
                                  f"{committed.name} is stale: run clients/python/generate.sh")
 
     def test_the_package_installs_and_imports(self):
-        with tempfile.TemporaryDirectory() as target:
+        with tempfile.TemporaryDirectory() as tmp:
+            # Built from a copy: setuptools writes build/ and *.egg-info beside the sources.
+            source, target = pathlib.Path(tmp) / "source", pathlib.Path(tmp) / "target"
+            shutil.copytree(PACKAGE, source, ignore=shutil.ignore_patterns("tests", "__pycache__"))
             subprocess.run(
                 [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
-                 "--no-build-isolation", "--target", target, str(PACKAGE)], check=True)
+                 "--no-build-isolation", "--target", str(target), str(source)], check=True)
             probe = "import inferd, inferd.v1.inference_pb2 as api; print(inferd.pipeline.__name__, api.Summary.__name__)"
             out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
                                  cwd=target, env=dict(os.environ, PYTHONPATH=target))
