@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import os
 import struct
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
 
@@ -35,17 +35,36 @@ class InferdError(Exception):
     """
 
     def __init__(self, code: str, message: str):
-        super().__init__(f"{code}: {message}")
+        super().__init__(code, message)
         self.code = code
         self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.code}: {self.message}"
+
+
+def _refusal(e: grpc.RpcError) -> InferdError:
+    return InferdError(e.code().name, e.details() or "")
 
 
 def _address(address: Optional[str]) -> str:
     address = address or os.environ.get("INFERD_ADDR") or DEFAULT_ADDRESS
+    if address.startswith("https://"):
+        raise ValueError("inferd serves plaintext gRPC: use host:port or http://host:port")
     for scheme in ("http://", "grpc://"):
         if address.startswith(scheme):
             address = address[len(scheme):]
-    return address.rstrip("/")
+    address = address.rstrip("/")
+    # gRPC would take a bare host to mean port 443.
+    if not address.startswith(("unix:", "dns:", "ipv4:", "ipv6:")) and not address.rsplit("]", 1)[-1].count(":"):
+        address += ":" + DEFAULT_ADDRESS.rsplit(":", 1)[1]
+    return address
+
+
+# Arguments of transformers.pipeline() about running the model locally: the
+# daemon places and runs its models, so they have no meaning here.
+_LOCAL_EXECUTION = ("device", "device_map", "dtype", "torch_dtype", "framework", "trust_remote_code",
+                    "tokenizer", "feature_extractor", "image_processor", "use_fast", "model_kwargs")
 
 
 class Client:
@@ -77,13 +96,20 @@ class Client:
         self.close()
 
     def call(self, rpc: str, request: Any) -> Any:
-        """Calls ``rpc`` ("Classify", "LoadModel", ...) with a request
-        message; a refusal raises InferdError."""
-        stub = self.models if hasattr(self.models, rpc) else self.inference
+        """Calls the unary RPC ``rpc`` ("Classify", "Run", "LoadModel", ...)
+        with a request message from ``inferd.v1``; a refusal raises
+        InferdError. (``GenerateStream`` streams: use a text-generation
+        pipeline's ``stream()``.)"""
+        if rpc in _MODELS_RPCS:
+            stub = self.models
+        elif rpc in _INFERENCE_RPCS:
+            stub = self.inference
+        else:
+            raise ValueError(f"no RPC {rpc!r}; the daemon has {', '.join(sorted(_MODELS_RPCS | _INFERENCE_RPCS))}")
         try:
             return getattr(stub, rpc)(request, timeout=self.timeout)
         except grpc.RpcError as e:
-            raise InferdError(e.code().name, e.details() or "") from None
+            raise _refusal(e) from e
 
     def pipeline(self, task: str, model: Optional[str] = None, **defaults: Any) -> "Pipeline":
         """A callable like ``transformers.pipeline(task, model=...)``.
@@ -111,7 +137,7 @@ class Client:
             source=source,
             revision=revision,
             task=task,
-            devices=list(devices),
+            devices=[devices] if isinstance(devices, str) else list(devices),
             instances=instances,
             make_default=make_default,
             options=models_pb2.ModelOptions(**options) if options else None,
@@ -131,8 +157,11 @@ class Client:
 def pipeline(task: str, model: Optional[str] = None, *, address: Optional[str] = None,
              timeout: Optional[float] = None, **defaults: Any) -> "Pipeline":
     """``transformers.pipeline(task, model=...)``, answered by the daemon at
-    ``address`` (absent: ``$INFERD_ADDR`` or ``localhost:50051``)."""
-    return Client(address, timeout=timeout).pipeline(task, model, **defaults)
+    ``address`` (absent: ``$INFERD_ADDR`` or ``localhost:50051``). The
+    pipeline owns its connection: ``close()`` it, or use it in a ``with``."""
+    p = Client(address, timeout=timeout).pipeline(task, model, **defaults)
+    p._owns_client = True
+    return p
 
 
 class Pipeline:
@@ -143,14 +172,51 @@ class Pipeline:
         self.client = client
         self.task = task
         self.model = model or ""
-        self.defaults = dict(defaults)
-        self._run = _task_function(task)
+        self._run, self._known = _task(task)
+        # Arguments about running the model locally mean nothing here; any
+        # other unknown one is refused now rather than at the first call.
+        self.defaults = {k: v for k, v in defaults.items() if k not in _LOCAL_EXECUTION}
+        _take(self.defaults, self._known + _EVERY_TASK, task)
+        self._owns_client = False
 
     def __call__(self, inputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        asked = dict(kwargs)
         merged = {**self.defaults, **kwargs}
+        _take(merged, self._known + _EVERY_TASK, self.task)
         merged.pop("batch_size", None)  # the daemon batches requests itself
-        return self._run(self, inputs, args, merged, asked)
+        if merged.pop("truncation", True) is False:
+            raise ValueError("inferd truncates inputs longer than a model's positions, as truncation=True does")
+        if isinstance(inputs, list) and not inputs:
+            return []
+        return self._run(self, inputs, args, merged, dict(kwargs))
+
+    def stream(self, prompt: str, **kwargs: Any) -> Iterable[str]:
+        """text-generation only: the new text of one prompt, piece by piece
+        as the daemon generates it (GenerateStream). Stopping the iteration
+        early cancels the generation."""
+        if self._run is not _text_generation:
+            raise TypeError(f"{self.task}: stream() is for text-generation")
+        merged = {**self.defaults, **kwargs}
+        _take(merged, self._known + _EVERY_TASK, self.task)
+        request = _generate_request(self, [prompt], merged)
+        responses = self.client.inference.GenerateStream(request, timeout=self.client.timeout)
+        try:
+            for response in responses:
+                if response.text:
+                    yield response.text
+        except grpc.RpcError as e:
+            raise _refusal(e) from e
+        finally:
+            responses.cancel()
+
+    def close(self) -> None:
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return f"Pipeline(task={self.task!r}, model={self.model or '<default>'!r}, address={self.client.address!r})"
@@ -161,12 +227,22 @@ class Pipeline:
 # ---------------------------------------------------------------------------
 
 
+# Accepted by every task: the daemon batches requests itself, and always
+# truncates inputs longer than a model's positions.
+_EVERY_TASK = ("batch_size", "truncation")
+
+
 def _take(kwargs: Dict[str, Any], known: Iterable[str], task: str) -> Dict[str, Any]:
     """The keyword arguments, after checking that the task knows each one."""
     unknown = sorted(set(kwargs) - set(known))
     if unknown:
         raise TypeError(f"{task}: unexpected argument(s) {', '.join(unknown)} (accepted: {', '.join(sorted(known))})")
     return kwargs
+
+
+def _name(value: Any) -> str:
+    """A setting given as a string or as one of transformers' enums."""
+    return str(getattr(value, "value", value) or "")
 
 
 def _many(inputs: Any) -> bool:
@@ -200,8 +276,12 @@ def _read_file(item: Any, kind: str) -> bytes:
 
 def _image_bytes(item: Any) -> bytes:
     if hasattr(item, "save") and hasattr(item, "mode"):  # a PIL image
+        # As transformers' load_image: EXIF orientation applied, then RGB
+        # (PNG keeps no EXIF for the daemon to apply).
+        from PIL import ImageOps
+
         out = io.BytesIO()
-        item.save(out, format="PNG")
+        ImageOps.exif_transpose(item).convert("RGB").save(out, format="PNG")
         return out.getvalue()
     return _read_file(item, "image")
 
@@ -220,9 +300,13 @@ def _audio_bytes(item: Any) -> bytes:
         rate = item.get("sampling_rate")
         if samples is None or rate is None:
             raise ValueError('audio dicts need "raw" (or "array") samples and "sampling_rate"')
+        if getattr(samples, "ndim", 1) != 1:
+            raise ValueError("audio samples must be one channel (a 1-D array); average the channels first")
         if hasattr(samples, "tolist"):
             samples = samples.tolist()
         return _float_wav(samples, int(rate))
+    if hasattr(item, "tolist"):
+        raise TypeError('pass audio samples as {"raw": samples, "sampling_rate": hz}: the rate is needed')
     return _read_file(item, "audio")
 
 
@@ -244,7 +328,6 @@ def _early_stopping(value: Any) -> str:
 
 
 def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, ("top_k", "function_to_apply"), p.task)
     items = _as_list(inputs)
     messages = []
     for item in items:
@@ -261,11 +344,13 @@ def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: 
     request = api.ClassifyRequest(
         model=p.model,
         inputs=messages,
-        top_k=1 if legacy else (0 if top_k is None else int(top_k)),
-        function_to_apply=kw.get("function_to_apply") or "",
+        # The daemon's 0 means every label, as top_k=None does here.
+        top_k=1 if legacy else (0 if top_k is None else max(int(top_k), 1)),
+        function_to_apply=_name(kw.get("function_to_apply")),
     )
     results = p.client.call("Classify", request).results
-    per_input = [(_scores(r.labels)[0] if legacy else _scores(r.labels)) for r in results]
+    per_input = [(_scores(r.labels)[0] if legacy else _scores(r.labels)[: top_k and int(top_k)])
+                 for r in results]
     if _many(inputs):
         return per_input
     if isinstance(inputs, str) and "top_k" not in asked:
@@ -274,9 +359,10 @@ def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: 
 
 
 def _zero_shot(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    if args and "candidate_labels" not in kw:
+    if args:
+        if len(args) > 1 or "candidate_labels" in kw:
+            raise TypeError("zero-shot-classification takes candidate_labels once (second argument or keyword)")
         kw = {**kw, "candidate_labels": args[0]}
-    _take(kw, ("candidate_labels", "hypothesis_template", "multi_label"), p.task)
     labels = kw.get("candidate_labels")
     if isinstance(labels, str):
         labels = [label.strip() for label in labels.split(",") if label.strip()]
@@ -295,7 +381,6 @@ def _zero_shot(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked:
 
 
 def _fill_mask(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, ("top_k", "targets"), p.task)
     targets = kw.get("targets") or []
     if isinstance(targets, str):
         targets = [targets]
@@ -317,14 +402,14 @@ def _fill_mask(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked:
 
 
 def _token_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, ("aggregation_strategy", "ignore_labels"), p.task)
     request = api.ClassifyTokensRequest(
         model=p.model,
         inputs=_texts(inputs, p.task),
-        aggregation_strategy=str(kw.get("aggregation_strategy") or "none").lower(),
+        aggregation_strategy=(_name(kw.get("aggregation_strategy")) or "none").lower(),
     )
-    if kw.get("ignore_labels") is not None:
-        request.ignore_labels.CopyFrom(api.StringList(values=list(kw["ignore_labels"])))
+    ignore = kw.get("ignore_labels")
+    if ignore is not None:
+        request.ignore_labels.CopyFrom(api.StringList(values=[ignore] if isinstance(ignore, str) else list(ignore)))
     grouped = request.aggregation_strategy != "none"
     per_input = []
     for result in p.client.call("ClassifyTokens", request).results:
@@ -347,16 +432,28 @@ _QA_SETTINGS = ("top_k", "doc_stride", "max_answer_len", "max_seq_len", "max_que
 def _question_answering(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
     kw = dict(kw)
     question, context = kw.pop("question", None), kw.pop("context", None)
-    _take(kw, _QA_SETTINGS, p.task)
-    if question is not None:
-        questions = question if isinstance(question, list) else [question]
-        contexts = context if isinstance(context, list) else [context] * len(questions)
-        examples = [{"question": q, "context": c} for q, c in zip(questions, contexts)]
-    elif isinstance(inputs, str) and args:
+    # The forms QuestionAnsweringArgumentHandler takes.
+    if question is not None or context is not None:
+        if question is None or context is None:
+            raise TypeError("question-answering needs both question= and context=")
+        if isinstance(question, list) and isinstance(context, list):
+            if len(question) != len(context):
+                raise ValueError("question and context lists must have the same length")
+            examples = [{"question": q, "context": c} for q, c in zip(question, context)]
+        elif isinstance(question, list):
+            examples = [{"question": q, "context": context} for q in question]
+        elif isinstance(context, list):
+            raise ValueError("one question for several contexts: give question= as a list too")
+        else:
+            examples = [{"question": question, "context": context}]
+    elif isinstance(inputs, str) and len(args) == 1 and isinstance(args[0], str):
         examples = [{"question": inputs, "context": args[0]}]
+    elif isinstance(inputs, dict):
+        examples = [inputs, *args]
     else:
         examples = _as_list(inputs)
-    if not examples or any(not isinstance(e, dict) or "question" not in e or "context" not in e for e in examples):
+    if not examples or any(not isinstance(e, dict) or not isinstance(e.get("question"), str)
+                           or not isinstance(e.get("context"), str) for e in examples):
         raise TypeError("question-answering takes question= and context=, or {'question', 'context'} dicts")
     request = api.AnswerQuestionRequest(
         model=p.model,
@@ -377,7 +474,6 @@ def _question_answering(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
 
 
 def _feature_extraction(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, (), p.task)
     request = api.EmbedRequest(model=p.model, inputs=_texts(inputs, p.task), pooling="none",
                                return_token_embeddings=True)
     # pipeline() keeps the batch dimension of 1: [1][tokens][hidden] per text.
@@ -385,34 +481,46 @@ def _feature_extraction(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     return per_input if _many(inputs) else per_input[0]
 
 
-_GENERATE_SETTINGS = ("max_new_tokens", "max_length", "min_new_tokens", "do_sample", "temperature", "top_k",
-                      "top_p", "repetition_penalty", "no_repeat_ngram_size", "num_return_sequences", "seed",
-                      "stop", "return_full_text")
+# GenerateRequest's settings, by how their values convert.
+_GENERATE_INTS = ("max_new_tokens", "max_length", "min_new_tokens", "top_k", "no_repeat_ngram_size",
+                  "num_return_sequences", "seed")
+_GENERATE_FLOATS = ("temperature", "top_p", "repetition_penalty")
+_GENERATE_BOOLS = ("do_sample", "return_full_text")
+# stop_sequence is transformers' name for a stop string; pad_token_id does
+# not change the text.
+_GENERATE_SETTINGS = _GENERATE_INTS + _GENERATE_FLOATS + _GENERATE_BOOLS + ("stop", "stop_sequence", "pad_token_id")
+
+
+def _generate_request(p: Pipeline, prompts: List[str], kw: Dict[str, Any]) -> Any:
+    request = api.GenerateRequest(model=p.model, inputs=prompts)
+    for key, convert in [(k, int) for k in _GENERATE_INTS] + [(k, float) for k in _GENERATE_FLOATS] + \
+            [(k, bool) for k in _GENERATE_BOOLS]:
+        if kw.get(key) is not None:
+            setattr(request, key, convert(kw[key]))
+    for key in ("stop", "stop_sequence"):
+        value = kw.get(key)
+        if value:
+            request.stop.extend([value] if isinstance(value, str) else list(value))
+    return request
 
 
 def _text_generation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, _GENERATE_SETTINGS, p.task)
-    request = api.GenerateRequest(model=p.model, inputs=_texts(inputs, p.task))
-    for key in _GENERATE_SETTINGS:
-        value = kw.get(key)
-        if value is None:
-            continue
-        if key == "stop":
-            request.stop.extend([value] if isinstance(value, str) else list(value))
-        else:
-            setattr(request, key, value)
+    request = _generate_request(p, _texts(inputs, p.task), kw)
     per_input = [[{"generated_text": s.generated_text} for s in r.sequences]
                  for r in p.client.call("Generate", request).results]
     return per_input if _many(inputs) else per_input[0]
 
 
+# do_sample=False and return_text=True are what the daemon does anyway.
 _SEQ2SEQ_SETTINGS = ("min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty",
-                     "early_stopping", "no_repeat_ngram_size", "num_return_sequences", "truncation")
+                     "early_stopping", "no_repeat_ngram_size", "num_return_sequences", "do_sample", "return_text")
 
 
 def _seq2seq(p: Pipeline, inputs: Any, kw: Dict[str, Any], rpc: str, request: Any, key: str) -> Any:
-    if kw.get("truncation") is False:
-        raise ValueError("inferd always truncates inputs longer than a BART or Marian model's positions")
+    if kw.get("do_sample"):
+        raise ValueError(f"{p.task}: inferd decodes greedily or by beam search (do_sample=False)")
+    if kw.get("return_text") is False:
+        raise ValueError(f"{p.task}: inferd returns texts (return_text=True)")
     request.model = p.model
     request.inputs.extend(_texts(inputs, p.task))
     for name in ("min_length", "max_length", "max_new_tokens", "num_beams", "no_repeat_ngram_size",
@@ -433,12 +541,10 @@ def _seq2seq(p: Pipeline, inputs: Any, kw: Dict[str, Any], rpc: str, request: An
 
 
 def _summarization(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, _SEQ2SEQ_SETTINGS, p.task)
     return _seq2seq(p, inputs, kw, "Summarize", api.SummarizeRequest(), "summary_text")
 
 
 def _translation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, _SEQ2SEQ_SETTINGS + ("src_lang", "tgt_lang"), p.task)
     src, tgt = kw.get("src_lang") or "", kw.get("tgt_lang") or ""
     # pipeline("translation_en_to_fr") names its direction.
     if p.task.startswith("translation_") and "_to_" in p.task and not (src or tgt):
@@ -448,20 +554,21 @@ def _translation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], aske
 
 
 def _image_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, ("top_k", "function_to_apply"), p.task)
     request = api.ClassifyImageRequest(
         model=p.model,
         inputs=[api.ImageInput(data=_image_bytes(i)) for i in _as_list(inputs)],
-        function_to_apply=kw.get("function_to_apply") or "",
+        function_to_apply=_name(kw.get("function_to_apply")),
     )
-    if kw.get("top_k") is not None:
-        request.top_k = int(kw["top_k"])
-    per_input = [_scores(r.labels) for r in p.client.call("ClassifyImage", request).results]
+    top_k = kw.get("top_k")
+    if top_k is not None:
+        # The daemon's 0 means every label; transformers' 0 means none.
+        request.top_k = max(int(top_k), 1)
+    per_input = [_scores(r.labels)[: None if top_k is None else int(top_k)]
+                 for r in p.client.call("ClassifyImage", request).results]
     return per_input if _many(inputs) else per_input[0]
 
 
 def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
-    _take(kw, ("return_timestamps", "chunk_length_s", "stride_length_s"), p.task)
     request = api.TranscribeRequest(
         model=p.model,
         inputs=[api.AudioInput(data=_audio_bytes(i)) for i in _as_list(inputs)],
@@ -486,27 +593,31 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
 
 _TaskFunction = Callable[[Pipeline, Any, tuple, Dict[str, Any], Dict[str, Any]], Any]
 
-_TASKS: Dict[str, _TaskFunction] = {
-    "text-classification": _classify,
-    "sentiment-analysis": _classify,
-    "zero-shot-classification": _zero_shot,
-    "fill-mask": _fill_mask,
-    "token-classification": _token_classification,
-    "ner": _token_classification,
-    "question-answering": _question_answering,
-    "feature-extraction": _feature_extraction,
-    "text-generation": _text_generation,
-    "summarization": _summarization,
-    "translation": _translation,
-    "image-classification": _image_classification,
-    "automatic-speech-recognition": _speech_recognition,
+# Each task: its function and the keyword arguments it takes.
+_TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
+    "text-classification": (_classify, ("top_k", "function_to_apply")),
+    "zero-shot-classification": (_zero_shot, ("candidate_labels", "hypothesis_template", "multi_label")),
+    "fill-mask": (_fill_mask, ("top_k", "targets")),
+    "token-classification": (_token_classification, ("aggregation_strategy", "ignore_labels")),
+    "question-answering": (_question_answering, ("question", "context") + _QA_SETTINGS),
+    "feature-extraction": (_feature_extraction, ()),
+    "text-generation": (_text_generation, _GENERATE_SETTINGS),
+    "summarization": (_summarization, _SEQ2SEQ_SETTINGS),
+    "translation": (_translation, _SEQ2SEQ_SETTINGS + ("src_lang", "tgt_lang")),
+    "image-classification": (_image_classification, ("top_k", "function_to_apply")),
+    "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s")),
 }
+_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+
+_INFERENCE_RPCS = set(api.DESCRIPTOR.services_by_name["Inference"].methods_by_name)
+_MODELS_RPCS = set(models_pb2.DESCRIPTOR.services_by_name["Models"].methods_by_name)
 
 
-def _task_function(task: str) -> _TaskFunction:
-    if task in _TASKS:
-        return _TASKS[task]
+def _task(task: str) -> Tuple[_TaskFunction, Tuple[str, ...]]:
+    name = _ALIASES.get(task, task)
+    if name in _TASKS:
+        return _TASKS[name]
     if task.startswith("translation_") and "_to_" in task:
-        return _translation
-    raise ValueError(f"unknown task {task!r}; this client knows {', '.join(sorted(_TASKS))} "
+        return _TASKS["translation"]
+    raise ValueError(f"unknown task {task!r}; this client knows {', '.join(sorted([*_TASKS, *_ALIASES]))} "
                      "(and translation_XX_to_YY); custom plugin tasks go through Client.call('Run', ...)")

@@ -14,6 +14,7 @@ import json
 import os
 import pathlib
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -151,16 +152,26 @@ class PipelineParity(unittest.TestCase):
             for i, (item, want) in enumerate(zip(case["inputs"], case["expected"])):
                 x = item["text"] if item["text_pair"] is None else item
                 got = pipe(x, **kwargs)
-                # pipeline() wraps a string's best label in a list, not a pair's.
-                if "top_k" not in kwargs:
+                # Without top_k, pipeline() wraps a string's best label in a
+                # list, not a pair's; with top_k, both are lists.
+                if "top_k" in kwargs:
+                    self.assertIsInstance(got, list)
+                else:
                     self.assertIsInstance(got, list if isinstance(x, str) else dict)
                 assert_close(self, got if isinstance(got, list) else [got], want, f"case {n} input {i}")
-            # The same inputs as one list: one result each.
-            texts = [item["text"] for item in case["inputs"] if item["text_pair"] is None]
-            if texts and not kwargs:
-                got = pipe(texts)
-                self.assertEqual(len(got), len(texts))
-                self.assertTrue(all(isinstance(g, dict) for g in got))
+            # The same inputs as one list: a bare best label each without
+            # top_k, a list each with it.
+            pairs = [(item["text"], want) for item, want in zip(case["inputs"], case["expected"])
+                     if item["text_pair"] is None]
+            if pairs:
+                got = pipe([text for text, _ in pairs], **kwargs)
+                want = [w if "top_k" in kwargs else w[0] for _, w in pairs]
+                assert_close(self, got, want, f"case {n} as a list")
+        # top_k given to pipeline(): a string's result is wrapped once more.
+        case = next(c for c in cases if c["params"] == {"top_k": 0})
+        pipe = CLIENT.pipeline("text-classification", model=case["model"], top_k=None)
+        assert_close(self, pipe(case["inputs"][0]["text"]), [case["expected"][0]], "top_k=None in pipeline()")
+        self.assertEqual(pipe(case["inputs"][0]["text"], top_k=0), [])
 
     def test_zero_shot(self):
         for n, case in enumerate(references("zero_shot.json")):
@@ -175,33 +186,52 @@ class PipelineParity(unittest.TestCase):
         assert_close(self, got[1], case["expected"], "as a list")
 
     def test_fill_mask(self):
-        for n, case in enumerate(references("fill_mask.json")):
+        cases = references("fill_mask.json")
+        for n, case in enumerate(cases):
             pipe = CLIENT.pipeline("fill-mask", model=case["model"])
             assert_close(self, pipe(case["text"], **case["params"]), case["expected"], f"case {n}")
             # A one-element list is unwrapped like the text itself.
             assert_close(self, pipe([case["text"]], **case["params"]), case["expected"], f"case {n} as a list")
+        # Two texts: a result each.
+        a, b = [c for c in cases if c["model"] == "bert-mlm" and c["params"] == {}][:2]
+        pipe = CLIENT.pipeline("fill-mask", model="bert-mlm")
+        assert_close(self, pipe([a["text"], b["text"]]), [a["expected"], b["expected"]], "two texts")
 
     def test_token_classification(self):
-        for n, case in enumerate(references("ner.json")):
+        cases = references("ner.json")
+        for n, case in enumerate(cases):
             pipe = CLIENT.pipeline("ner", model=case["model"])
             assert_close(self, pipe(case["text"], **case["params"]), case["expected"], f"case {n}")
+        a, b = [c for c in cases if c["model"] == "bert-ner" and c["params"] == {"aggregation_strategy": "simple"}][:2]
+        pipe = CLIENT.pipeline("token-classification", model="bert-ner", aggregation_strategy="simple")
+        assert_close(self, pipe([a["text"], b["text"]]), [a["expected"], b["expected"]], "two texts")
 
     def test_question_answering(self):
         for n, case in enumerate(references("question_answering.json")):
             pipe = CLIENT.pipeline("question-answering", model=case["model"])
             got = pipe(question=case["question"], context=case["context"], **case["params"])
             assert_close(self, got, case["expected"], f"case {n}")
-        # A dict, and a list of two dicts.
+        # The other forms pipeline() takes: a dict, a list of dicts, two
+        # positional strings, a list of questions.
         case = references("question_answering.json")[0]
         pipe = CLIENT.pipeline("question-answering", model=case["model"], **case["params"])
-        example = {"question": case["question"], "context": case["context"]}
+        question, context = case["question"], case["context"]
+        example = {"question": question, "context": context}
         assert_close(self, pipe(example), case["expected"], "a dict")
         assert_close(self, pipe([example, example]), [case["expected"]] * 2, "a list")
+        assert_close(self, pipe(question, context), case["expected"], "positional")
+        assert_close(self, pipe(question=[question, question], context=context), [case["expected"]] * 2, "questions")
+        with self.assertRaises(ValueError):
+            pipe(question=[question, question], context=[context])
 
     def test_feature_extraction(self):
-        for n, case in enumerate(references("feature_extraction.json")):
+        cases = references("feature_extraction.json")
+        for n, case in enumerate(cases):
             pipe = CLIENT.pipeline("feature-extraction", model=case["model"])
             assert_close(self, pipe(case["text"]), case["expected"], f"case {n}")
+        a, b = [c for c in cases if c["model"] == "bert-base"][:2]
+        pipe = CLIENT.pipeline("feature-extraction", model="bert-base")
+        assert_close(self, pipe([a["text"], b["text"]]), [a["expected"], b["expected"]], "two texts")
 
     def test_text_generation(self):
         for n, case in enumerate(references("text_generation.json")):
@@ -210,17 +240,31 @@ class PipelineParity(unittest.TestCase):
             assert_close(self, got, case["expected"], f"case {n}")
             got = pipe(case["prompts"][0], **case["params"])
             assert_close(self, got, case["expected"][0], f"case {n}, one prompt")
+        # Streamed: the same continuation, piece by piece.
+        case = references("text_generation.json")[0]
+        pipe = CLIENT.pipeline("text-generation", model=case["model"])
+        params = {**case["params"], "return_full_text": False}
+        pieces = list(pipe.stream(case["prompts"][0], **params))
+        self.assertGreater(len(pieces), 1)
+        self.assertEqual("".join(pieces), pipe(case["prompts"][0], **params)[0]["generated_text"])
 
     def test_image_classification(self):
-        for n, case in enumerate(references("image_classification.json")):
-            if case.get("quirk"):
-                continue  # transformers misreads 1- and 3-pixel-high images
+        cases = [c for c in references("image_classification.json") if not c.get("quirk")]
+        for n, case in enumerate(cases):
+            # (quirk: transformers misreads 1- and 3-pixel-high images)
             pipe = CLIENT.pipeline("image-classification", model=case["model"])
             path = FIXTURES / "images" / case["image"]
             assert_close(self, pipe(str(path), **case["params"]), case["expected"], f"case {n}")
-        # Bytes, and a list.
-        got = pipe([path.read_bytes()], **case["params"])
-        assert_close(self, got, [case["expected"]], "bytes in a list")
+        # Bytes, a list, a PIL image (its EXIF orientation applied, as
+        # transformers' load_image does).
+        case = next(c for c in cases if c["image"] == "exif_orient6.jpg" and not c["params"])
+        pipe = CLIENT.pipeline("image-classification", model=case["model"])
+        path = FIXTURES / "images" / case["image"]
+        assert_close(self, pipe([path.read_bytes()]), [case["expected"]], "bytes in a list")
+        from PIL import Image
+
+        with Image.open(path) as image:
+            assert_close(self, pipe(image), case["expected"], "a PIL image")
 
     def test_speech_recognition(self):
         compared = 0
@@ -237,6 +281,22 @@ class PipelineParity(unittest.TestCase):
             assert_close(self, got, want, case["case"])
             compared += 1
         self.assertGreaterEqual(compared, 10)
+        # Samples and their rate instead of a file: the same transcription.
+        import wave
+
+        import numpy as np
+
+        case = next(c for c in references("asr.json")
+                    if c["model"] == "w2v2-base" and c["input"] == "audio/speech_16k.wav" and not c["pipeline_kwargs"])
+        with wave.open(str(FIXTURES / case["input"])) as w:
+            self.assertEqual(w.getsampwidth(), 2)
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2")
+            rate = w.getframerate()
+        pipe = CLIENT.pipeline("automatic-speech-recognition", model="w2v2-base")
+        got = pipe({"raw": pcm.astype(np.float32) / 32768.0, "sampling_rate": rate})
+        self.assertEqual(got, {"text": case["text"]})
+        with self.assertRaises(TypeError):
+            pipe(pcm.astype(np.float32))
 
     def test_summarization_and_translation(self):
         compared = 0
@@ -250,6 +310,15 @@ class PipelineParity(unittest.TestCase):
             assert_close(self, got, case["pipeline_output"], case["case"])
             compared += 1
         self.assertGreaterEqual(compared, 35)
+        # Several inputs with several summaries each are not flattened.
+        case = next(c for c in references("seq2seq.json") if c["case"] == "bart-sum__summarization__num_return_sequences_2")
+        pipe = CLIENT.pipeline("summarization", model="bart-sum")
+        got = pipe([case["inputs"], case["inputs"]], **case["pipeline_kwargs"])
+        assert_close(self, got, [case["pipeline_output"]] * 2, "two inputs, two summaries each")
+        # The pipeline example's do_sample=False is what inferd does.
+        self.assertEqual(len(pipe(case["inputs"], do_sample=False)), 1)
+        with self.assertRaises(ValueError):
+            pipe(case["inputs"], do_sample=True)
 
 
 class Behaviour(unittest.TestCase):
@@ -269,24 +338,53 @@ class Behaviour(unittest.TestCase):
         self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
         with self.assertRaises(TypeError):
             CLIENT.pipeline("summarization", model="bart-sum")("A text.", temperature=0.5)
+        with self.assertRaises(TypeError):  # refused when the pipeline is made
+            CLIENT.pipeline("ner", model="bert-ner", stride=16)
         with self.assertRaises(ValueError):
             CLIENT.pipeline("depth-of-field")
+        with self.assertRaises(ValueError):
+            CLIENT.pipeline("ner", model="bert-ner")("My name is Sylvain.", truncation=False)
+        # Arguments about running the model locally are the daemon's business.
+        pipe = CLIENT.pipeline("ner", model="bert-ner", device=0, torch_dtype="float16")
+        self.assertIsInstance(pipe("My name is Sylvain."), list)
+        self.assertEqual(pipe([]), [])
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with inferd.Client(f"127.0.0.1:{port}", timeout=5) as closed:
+            with self.assertRaises(InferdError) as e:
+                closed.pipeline("ner")("text")
+        self.assertEqual(e.exception.code, "UNAVAILABLE")
+
+    def test_custom_plugin_tasks_run_through_call(self):
+        from inferd.v1 import inference_pb2 as api
+
+        response = CLIENT.call("Run", api.RunRequest(task="word-count", inputs=[api.RunInput(text="to be or not to be")]))
+        self.assertEqual(len(response.results), 1)
+        self.assertTrue(response.results[0].output.fields)
+        with self.assertRaises(ValueError):
+            CLIENT.call("Frobnicate", api.RunRequest())
 
     def test_models_are_listed_and_unloaded(self):
         names = {m.name for m in CLIENT.list_models()}
         self.assertTrue(set(MODELS) <= names, names)
         CLIENT.load_model(str(FIXTURES / "models" / "bert-cls"), "text-classification", name="spare",
-                          max_batch_size=4)
+                          devices="cpu", max_batch_size=4)
         self.assertEqual(CLIENT.get_model("spare").options.max_batch_size, 4)
         CLIENT.unload_model("spare")
         self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
 
     def test_default_address_comes_from_the_environment(self):
+        before = os.environ.get("INFERD_ADDR")
         os.environ["INFERD_ADDR"] = f"http://{DAEMON.address}"
         try:
-            got = inferd.pipeline("fill-mask", model="bert-mlm")("The capital of France is [MASK].")
+            with inferd.pipeline("fill-mask", model="bert-mlm") as pipe:
+                got = pipe("The capital of France is [MASK].")
         finally:
-            del os.environ["INFERD_ADDR"]
+            if before is None:
+                del os.environ["INFERD_ADDR"]
+            else:
+                os.environ["INFERD_ADDR"] = before
         self.assertEqual(len(got), 5)
 
 
@@ -313,8 +411,10 @@ class Package(unittest.TestCase):
                  "--no-build-isolation", "--target", str(target), str(source)], check=True)
             probe = "import inferd, inferd.v1.inference_pb2 as api; print(inferd.pipeline.__name__, api.Summary.__name__)"
             out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True, text=True,
-                                 cwd=target, env=dict(os.environ, PYTHONPATH=target))
+                                 cwd=target, env=dict(os.environ, PYTHONPATH=str(target)))
             self.assertEqual(out.stdout.split(), ["pipeline", "Summary"])
+            for typed in ("inferd/py.typed", "inferd/v1/inference_pb2.pyi", "inferd/v1/models_pb2.pyi"):
+                self.assertTrue((target / typed).is_file(), typed)
 
 
 if __name__ == "__main__":
