@@ -188,10 +188,35 @@ pub struct Source<'a> {
 /// inputs are split into several batches, but one input never is.
 pub const MAX_BATCH_ROWS: usize = 64;
 
+/// Source tokens, padding included, encoded and decoded together at most:
+/// the encoder states and every layer's cross-attention keys and values
+/// grow with them (16 BART inputs of 1024 tokens).
+pub const MAX_BATCH_SOURCE_TOKENS: usize = 16 * 1024;
+
+/// Splits inputs of `lengths` (sorted, shortest first) with `beams`
+/// hypotheses each into consecutive batches within MAX_BATCH_ROWS and
+/// MAX_BATCH_SOURCE_TOKENS (an input alone over them is a batch of its own).
+fn batch_bounds(lengths: &[usize], beams: usize) -> Vec<std::ops::Range<usize>> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    for end in 1..=lengths.len() {
+        let (count, longest) = (end - start, lengths[end - 1]);
+        if count > 1 && (count * beams > MAX_BATCH_ROWS || count * longest > MAX_BATCH_SOURCE_TOKENS) {
+            bounds.push(start..end - 1);
+            start = end - 1;
+        }
+    }
+    if start < lengths.len() {
+        bounds.push(start..lengths.len());
+    }
+    bounds
+}
+
 /// Generates for each source up to `num_return_sequences` decoder sequences
 /// (start token first, EOS included when reached), best first. Sources with
-/// the same `num_beams` are decoded together, sorted by length, up to
-/// `MAX_BATCH_ROWS` hypotheses at a time. `keep_going(i)` is asked before
+/// the same `num_beams` are decoded together, sorted by length, within
+/// MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a
+/// time. `keep_going(i)` is asked before
 /// encoding and before every step for each source `i` still being decoded;
 /// false (e.g. its client went away) ends that source's search with what
 /// it has: no sequences when it had not started.
@@ -206,7 +231,9 @@ pub fn generate(
     order.sort_by_key(|&i| (beams(i), sources[i].input_ids.len()));
     let mut results = vec![Vec::new(); sources.len()];
     for group in order.chunk_by(|&a, &b| beams(a) == beams(b)) {
-        for chosen in group.chunks((MAX_BATCH_ROWS / beams(group[0])).max(1)) {
+        let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input_ids.len()).collect();
+        for bounds in batch_bounds(&lengths, beams(group[0])) {
+            let chosen = &group[bounds];
             let wanted: Vec<usize> = chosen.iter().copied().filter(|&i| keep_going(i)).collect();
             if wanted.is_empty() {
                 continue;
@@ -540,6 +567,19 @@ mod tests {
         process(&mut s, &[2, 0, 5, 6, 8, 9, 1, 3, 6], &p);
         assert_eq!(s[2], 0.0);
         assert_eq!(s.iter().filter(|v| v.is_finite()).count(), 1);
+    }
+
+    #[test]
+    fn batches_stay_within_rows_and_source_tokens() {
+        // Rows: 64 / 4 beams = 16 short inputs at a time.
+        let short = vec![10; 40];
+        assert_eq!(batch_bounds(&short, 4), vec![0..16, 16..32, 32..40]);
+        assert_eq!(batch_bounds(&short, 1), vec![0..40]);
+        // Tokens: 16 * 1024 padded tokens, so longer inputs go fewer at a
+        // time, and an input over the budget goes alone.
+        let mixed = [100, 1000, 1024, 1024, 4000, 4096, 4096, 4096, 4096, 20000];
+        assert_eq!(batch_bounds(&mixed, 1), vec![0..4, 4..8, 8..9, 9..10]);
+        assert_eq!(batch_bounds(&[], 4), Vec::<std::ops::Range<usize>>::new());
     }
 
     #[test]
