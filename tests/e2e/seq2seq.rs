@@ -433,6 +433,40 @@ async fn inferctl_summarizes_and_translates() {
     let printed = inferctl(&["summarize", default["inputs"].as_str().unwrap(), "--model", "bart-sum"]);
     assert_eq!(printed.trim_end(), outputs(&default)[0][0].trim());
 
+    // Several summaries of one input, best first.
+    let two = case("bart-sum__summarization__num_return_sequences_2");
+    let printed = inferctl(&[
+        "--json",
+        "summarize",
+        two["inputs"].as_str().unwrap(),
+        "--num-return-sequences",
+        "2",
+        "--model",
+        "bart-sum",
+    ]);
+    let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(&printed).unwrap();
+    let texts: Vec<Vec<String>> = records
+        .iter()
+        .map(|r| {
+            r.iter()
+                .map(|s| s["summary_text"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .collect();
+    assert_eq!(texts, outputs(&two));
+
+    // Greedy translation.
+    let greedy = case("marian-fr-en__translation__greedy");
+    let printed = inferctl(&[
+        "translate",
+        greedy["inputs"].as_str().unwrap(),
+        "--num-beams",
+        "1",
+        "--model",
+        "marian",
+    ]);
+    assert_eq!(printed.trim_end(), outputs(&greedy)[0][0].trim());
+
     // Marian's own direction, named.
     let french = case("marian-fr-en__translation__default");
     let text = french["inputs"].as_str().unwrap();

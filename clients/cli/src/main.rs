@@ -32,6 +32,36 @@ struct Cli {
     command: Command,
 }
 
+/// Generation settings of `summarize` and `translate`; each one absent
+/// takes the model's own, as pipeline() resolves them.
+#[derive(clap::Args)]
+struct Seq2SeqArgs {
+    /// Shortest output, in tokens (counting the decoder's start token).
+    #[arg(long)]
+    min_length: Option<u32>,
+    /// Longest output, in tokens (counting the decoder's start token).
+    #[arg(long)]
+    max_length: Option<u32>,
+    /// Instead of --max-length: at most this many new tokens.
+    #[arg(long)]
+    max_new_tokens: Option<u32>,
+    /// Beams of the beam search (1: greedy).
+    #[arg(long)]
+    num_beams: Option<u32>,
+    /// Exponent of the length in the beam score (above 1 favours longer outputs).
+    #[arg(long)]
+    length_penalty: Option<f32>,
+    /// true, false or never.
+    #[arg(long)]
+    early_stopping: Option<String>,
+    /// Never repeat an n-gram of this size.
+    #[arg(long)]
+    no_repeat_ngram_size: Option<u32>,
+    /// Outputs per input, best first (at most --num-beams).
+    #[arg(long)]
+    num_return_sequences: Option<u32>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Text classification / sentiment analysis.
@@ -168,12 +198,8 @@ enum Command {
     Summarize {
         #[arg(required = true)]
         inputs: Vec<String>,
-        #[arg(long)]
-        min_length: Option<u32>,
-        #[arg(long)]
-        max_length: Option<u32>,
-        #[arg(long)]
-        num_beams: Option<u32>,
+        #[command(flatten)]
+        settings: Seq2SeqArgs,
         #[arg(long)]
         model: Option<String>,
     },
@@ -187,10 +213,8 @@ enum Command {
         /// Target language (e.g. fr).
         #[arg(long = "to")]
         tgt_lang: Option<String>,
-        #[arg(long)]
-        num_beams: Option<u32>,
-        #[arg(long)]
-        max_new_tokens: Option<u32>,
+        #[command(flatten)]
+        settings: Seq2SeqArgs,
         #[arg(long)]
         model: Option<String>,
     },
@@ -611,9 +635,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Command::Summarize {
             inputs,
-            min_length,
-            max_length,
-            num_beams,
+            settings,
             model,
         } => {
             let texts = inputs
@@ -630,10 +652,14 @@ async fn run(cli: Cli) -> Result<()> {
             let request = SummarizeRequest {
                 model: model.unwrap_or_default(),
                 inputs: texts,
-                min_length,
-                max_length,
-                num_beams,
-                ..Default::default()
+                min_length: settings.min_length,
+                max_length: settings.max_length,
+                max_new_tokens: settings.max_new_tokens,
+                num_beams: settings.num_beams,
+                length_penalty: settings.length_penalty,
+                early_stopping: settings.early_stopping.unwrap_or_default(),
+                no_repeat_ngram_size: settings.no_repeat_ngram_size,
+                num_return_sequences: settings.num_return_sequences,
             };
             let response = InferenceClient::new(channel)
                 .summarize(request)
@@ -651,8 +677,7 @@ async fn run(cli: Cli) -> Result<()> {
             texts,
             src_lang,
             tgt_lang,
-            num_beams,
-            max_new_tokens,
+            settings,
             model,
         } => {
             let request = TranslateRequest {
@@ -660,9 +685,14 @@ async fn run(cli: Cli) -> Result<()> {
                 inputs: texts,
                 src_lang: src_lang.unwrap_or_default(),
                 tgt_lang: tgt_lang.unwrap_or_default(),
-                num_beams,
-                max_new_tokens,
-                ..Default::default()
+                min_length: settings.min_length,
+                max_length: settings.max_length,
+                max_new_tokens: settings.max_new_tokens,
+                num_beams: settings.num_beams,
+                length_penalty: settings.length_penalty,
+                early_stopping: settings.early_stopping.unwrap_or_default(),
+                no_repeat_ngram_size: settings.no_repeat_ngram_size,
+                num_return_sequences: settings.num_return_sequences,
             };
             let response = InferenceClient::new(channel)
                 .translate(request)
