@@ -411,21 +411,24 @@ async fn inferctl_summarizes_and_translates() {
         String::from_utf8(out.stdout).unwrap()
     };
 
-    // An article in a file, greedy, as JSON: pipeline()'s records.
+    // `--json` prints pipeline()'s records: a list of summaries per input.
+    let summaries_of = |printed: &str| -> Vec<Vec<String>> {
+        let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(printed).unwrap();
+        let texts = |r: &Vec<serde_json::Value>| {
+            r.iter()
+                .map(|s| s["summary_text"].as_str().unwrap().to_string())
+                .collect()
+        };
+        records.iter().map(texts).collect()
+    };
+
+    // An article in a file, greedy.
     let greedy = case("bart-sum__summarization__greedy");
     let article = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(article.path(), greedy["inputs"].as_str().unwrap()).unwrap();
     let path = article.path().to_str().unwrap();
     let printed = inferctl(&["--json", "summarize", path, "--num-beams", "1", "--model", "bart-sum"]);
-    let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(&printed).unwrap();
-    let texts: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|s| s["summary_text"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect();
+    let texts = summaries_of(&printed);
     assert_eq!(texts, outputs(&greedy));
 
     // The text itself, the model's own settings, plain output.
@@ -444,15 +447,7 @@ async fn inferctl_summarizes_and_translates() {
         "--model",
         "bart-sum",
     ]);
-    let records: Vec<Vec<serde_json::Value>> = serde_json::from_str(&printed).unwrap();
-    let texts: Vec<Vec<String>> = records
-        .iter()
-        .map(|r| {
-            r.iter()
-                .map(|s| s["summary_text"].as_str().unwrap().to_string())
-                .collect()
-        })
-        .collect();
+    let texts = summaries_of(&printed);
     assert_eq!(texts, outputs(&two));
 
     // Greedy translation.

@@ -62,6 +62,25 @@ struct Seq2SeqArgs {
     num_return_sequences: Option<u32>,
 }
 
+/// A SummarizeRequest or TranslateRequest with the given fields and the
+/// generation settings of a `Seq2SeqArgs` (both messages name them alike).
+macro_rules! with_settings {
+    ($message:ident { $($field:ident: $value:expr),* $(,)? }, $settings:expr) => {{
+        let s: Seq2SeqArgs = $settings;
+        $message {
+            $($field: $value,)*
+            min_length: s.min_length,
+            max_length: s.max_length,
+            max_new_tokens: s.max_new_tokens,
+            num_beams: s.num_beams,
+            length_penalty: s.length_penalty,
+            early_stopping: s.early_stopping.unwrap_or_default(),
+            no_repeat_ngram_size: s.no_repeat_ngram_size,
+            num_return_sequences: s.num_return_sequences,
+        }
+    }};
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Text classification / sentiment analysis.
@@ -649,18 +668,13 @@ async fn run(cli: Cli) -> Result<()> {
                     }
                 })
                 .collect::<Result<Vec<_>>>()?;
-            let request = SummarizeRequest {
-                model: model.unwrap_or_default(),
-                inputs: texts,
-                min_length: settings.min_length,
-                max_length: settings.max_length,
-                max_new_tokens: settings.max_new_tokens,
-                num_beams: settings.num_beams,
-                length_penalty: settings.length_penalty,
-                early_stopping: settings.early_stopping.unwrap_or_default(),
-                no_repeat_ngram_size: settings.no_repeat_ngram_size,
-                num_return_sequences: settings.num_return_sequences,
-            };
+            let request = with_settings!(
+                SummarizeRequest {
+                    model: model.unwrap_or_default(),
+                    inputs: texts,
+                },
+                settings
+            );
             let response = InferenceClient::new(channel)
                 .summarize(request)
                 .await
@@ -680,20 +694,15 @@ async fn run(cli: Cli) -> Result<()> {
             settings,
             model,
         } => {
-            let request = TranslateRequest {
-                model: model.unwrap_or_default(),
-                inputs: texts,
-                src_lang: src_lang.unwrap_or_default(),
-                tgt_lang: tgt_lang.unwrap_or_default(),
-                min_length: settings.min_length,
-                max_length: settings.max_length,
-                max_new_tokens: settings.max_new_tokens,
-                num_beams: settings.num_beams,
-                length_penalty: settings.length_penalty,
-                early_stopping: settings.early_stopping.unwrap_or_default(),
-                no_repeat_ngram_size: settings.no_repeat_ngram_size,
-                num_return_sequences: settings.num_return_sequences,
-            };
+            let request = with_settings!(
+                TranslateRequest {
+                    model: model.unwrap_or_default(),
+                    inputs: texts,
+                    src_lang: src_lang.unwrap_or_default(),
+                    tgt_lang: tgt_lang.unwrap_or_default(),
+                },
+                settings
+            );
             let response = InferenceClient::new(channel)
                 .translate(request)
                 .await
