@@ -12,7 +12,7 @@ use crate::abi::{ByteSlice, EmitFn, OwnedBytes};
 use crate::proto::{
     load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, TaskRequest, TaskResponse,
 };
-use crate::{Error, LoadContext, Task};
+use crate::{Emitter, Error, LoadContext, Task};
 
 fn encode<M: Message>(message: &M) -> OwnedBytes {
     OwnedBytes::from_vec(message.encode_to_vec())
@@ -65,7 +65,7 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
 
 pub unsafe extern "C" fn run<T: Task>(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes {
     let task = &mut *(instance as *mut T);
-    run_batch(batch, |requests| task.run(requests))
+    run_batch(batch, |requests| Emitter::detached(|emitter| task.run(requests, emitter)))
 }
 
 pub unsafe extern "C" fn run_stream<T: Task>(
@@ -82,7 +82,7 @@ pub unsafe extern "C" fn run_stream<T: Task>(
         // SAFETY: the daemon keeps `emit_ctx` alive for the whole call.
         unsafe { emit(emit_ctx, index, ByteSlice::new(&bytes)) }
     };
-    run_batch(batch, |requests| task.run_stream(requests, &mut sink))
+    run_batch(batch, |requests| task.run(requests, &mut Emitter::new(&mut sink)))
 }
 
 /// Decodes a batch, runs it, checks there is one answer per request, and
@@ -94,6 +94,7 @@ unsafe fn run_batch(
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<TaskResponse>, Error> {
         let batch =
             Batch::decode(batch.as_slice()).map_err(|e| Error::invalid_argument(format!("undecodable Batch: {e}")))?;
+        crate::fault::panic_if_marked(&batch.requests);
         let n = batch.requests.len();
         let responses = run(batch.requests);
         if responses.len() != n {

@@ -4,25 +4,33 @@
 //! more tasks. Its author implements [`Task`] and calls [`export_plugin!`]:
 //!
 //! ```ignore
-//! use inferd_sdk::{export_plugin, proto, Error, LoadContext, Task};
+//! use inferd_sdk::proto::api::{RunRequest, RunResponse};
+//! use inferd_sdk::{dispatch, export_plugin, proto, Emitter, Error, LoadContext, Task};
 //!
 //! struct Shout;
 //!
 //! impl Task for Shout {
 //!     fn manifest() -> proto::Manifest { /* name, version, tasks */ }
 //!     fn load(_ctx: &LoadContext) -> Result<Self, Error> { Ok(Shout) }
-//!     fn run(&mut self, batch: Vec<proto::TaskRequest>) -> Vec<Result<proto::task_response::Body, Error>> {
-//!         /* one result per request */
+//!     fn run(&mut self, batch: Vec<proto::TaskRequest>, emitter: &mut Emitter) -> Vec<Result<proto::task_response::Body, Error>> {
+//!         // Each Inference/Run request on its own; any other RPC is refused.
+//!         dispatch::each("shout", batch, emitter, |request: &RunRequest| -> Result<RunResponse, Error> { /* ... */ })
 //!     }
 //! }
 //!
 //! export_plugin!(Shout);
 //! ```
 //!
+//! [`dispatch::typed`] hands a task's handler every request of its type in a
+//! batch at once (so they can share forward passes), answers requests of
+//! other RPCs with a clear error, and puts the answers back in order; an
+//! [`Emitter`] sends partial responses and says whether a client still waits.
 //! The macro exports the C entry point described in [`abi`]; panics inside the
 //! trait's functions are caught there and reported as INTERNAL errors.
 
 pub mod abi;
+pub mod dispatch;
+mod fault;
 #[doc(hidden)]
 pub mod glue;
 pub mod values;
@@ -39,6 +47,7 @@ pub mod proto {
     pub use inferd_proto::v1 as api;
 }
 
+pub use dispatch::Emitter;
 pub use proto::error::Code;
 
 /// What the daemon tells an instance when it loads it.
@@ -146,24 +155,12 @@ pub trait Task: Sized + 'static {
         proto::LoadedModel::default()
     }
 
-    /// Runs a batch of requests; returns exactly one result per request, in order.
-    fn run(&mut self, batch: Vec<proto::TaskRequest>) -> Vec<Result<proto::task_response::Body, Error>>;
-
-    /// Runs a batch like [`Task::run`], and may send partial responses of
-    /// streaming requests (those with `stream` set) as they are produced:
-    /// `emit(i, Some(chunk))` for request `i`. `emit(i, None)` only asks
-    /// whether request `i` is still wanted. `emit` returns false once a
-    /// request's client has gone away; the task should then stop working on
-    /// it and may answer it with anything (the answer is dropped).
-    /// The default runs the batch without partial responses.
-    fn run_stream(
-        &mut self,
-        batch: Vec<proto::TaskRequest>,
-        emit: &mut dyn FnMut(usize, Option<proto::task_response::Body>) -> bool,
-    ) -> Vec<Result<proto::task_response::Body, Error>> {
-        let _ = emit;
-        self.run(batch)
-    }
+    /// Runs a batch of requests; returns exactly one result per request, in
+    /// order. Requests with `stream` set want partial responses, sent with
+    /// `emitter.send(i, chunk)`; `emitter.wanted(i)` is false once request
+    /// `i`'s client has gone away (stop working on it: its answer is
+    /// dropped). [`dispatch::typed`] does the request matching and ordering.
+    fn run(&mut self, batch: Vec<proto::TaskRequest>, emitter: &mut Emitter) -> Vec<Result<proto::task_response::Body, Error>>;
 }
 
 /// Exports `$task` (a type implementing [`Task`]) as an inferd plugin.

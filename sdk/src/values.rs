@@ -50,6 +50,15 @@ pub fn object_value<K: Into<String>>(fields: impl IntoIterator<Item = (K, Value)
     }
 }
 
+/// pipeline()'s `[{label, score}]` from (label, score) pairs, as the
+/// models crate returns them.
+pub fn label_scores(pairs: impl IntoIterator<Item = (String, f32)>) -> Vec<inferd_proto::v1::LabelScore> {
+    pairs
+        .into_iter()
+        .map(|(label, score)| inferd_proto::v1::LabelScore { label, score })
+        .collect()
+}
+
 /// Typed access to request parameters, with errors that name the parameter.
 pub struct Params<'a> {
     fields: Option<&'a Struct>,

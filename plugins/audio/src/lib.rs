@@ -3,12 +3,11 @@
 
 pub mod speech_recognition;
 
-use inferd_models::device::parse_device;
-use inferd_models::wav2vec2::{load_ctc_model, CtcModel, ARCHITECTURES};
-use inferd_sdk::proto::task_request::Body as Request;
+use inferd_models::core::device::parse_device;
+use inferd_models::auto::{architectures_for, load_ctc_model, CtcModel};
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
 
 /// Longest audio accepted, in seconds, unless INFERD_MAX_AUDIO_SECONDS says
 /// otherwise.
@@ -30,7 +29,7 @@ impl Task for AudioTask {
                 name: "automatic-speech-recognition".into(),
                 aliases: vec!["asr".into()],
                 default_model: "facebook/wav2vec2-base-960h".into(),
-                architectures: ARCHITECTURES.iter().map(|a| a.to_string()).collect(),
+                architectures: architectures_for("automatic-speech-recognition"),
                 needs_model: true,
                 description: "Transcribe speech (Inference/Transcribe)".into(),
             }],
@@ -63,18 +62,13 @@ impl Task for AudioTask {
         }
     }
 
-    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
-        batch
-            .into_iter()
-            .map(|request| match request.body {
-                Some(Request::Transcribe(r)) => {
-                    speech_recognition::transcribe(&self.model, &r, self.max_seconds).map(Response::Transcribe)
-                }
-                _ => Err(Error::failed_precondition(
-                    "this model serves automatic-speech-recognition; call Inference/Transcribe",
-                )),
-            })
-            .collect()
+    /// Each audio file (or chunk) runs as its own forward pass, as
+    /// pipeline() does: padding would change the group-normed base models'
+    /// output.
+    fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
+        dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
+            speech_recognition::transcribe(&self.model, request, self.max_seconds)
+        })
     }
 }
 

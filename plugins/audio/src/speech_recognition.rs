@@ -4,8 +4,10 @@
 //! greedy CTC decoding; long audio in overlapping chunks whose strides are
 //! cut off before the frames are joined; character or word timestamps.
 
-use inferd_models::audio::{decode, resample};
-use inferd_models::wav2vec2::{words, CtcModel, Piece};
+use inferd_models::audio::ctc::{words, Piece};
+use inferd_models::audio::decode::decode;
+use inferd_models::audio::resample::resample;
+use inferd_models::auto::CtcModel;
 use inferd_models::ModelError;
 use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcription, TranscriptionChunk};
 use inferd_sdk::Error;

@@ -1,7 +1,8 @@
 //! An example inferd plugin: the task `word-count`, which needs no model.
 //!
 //! It is the template for writing your own plugin (see the README): implement
-//! [`Task`], describe the task in `manifest`, and export it with
+//! [`Task`], describe the task in `manifest`, hand each batch to a typed
+//! handler (`dispatch::each` or `dispatch::typed`), and export it with
 //! [`export_plugin!`]. Call it through `Inference/Run`:
 //!
 //! ```text
@@ -12,9 +13,9 @@
 use std::collections::HashMap;
 
 use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
-use inferd_sdk::proto::{task_request, task_response, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::proto::{task_response, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::values::{list, number, object, object_value, string, Params};
-use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
 
 pub struct WordCount;
 
@@ -42,14 +43,8 @@ impl Task for WordCount {
         }
     }
 
-    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<task_response::Body, Error>> {
-        batch
-            .into_iter()
-            .map(|request| match request.body {
-                Some(task_request::Body::Run(run)) => count_words(&run).map(task_response::Body::Run),
-                _ => Err(Error::invalid_argument("word-count is called through Inference/Run")),
-            })
-            .collect()
+    fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<task_response::Body, Error>> {
+        dispatch::each("word-count", batch, emitter, count_words)
     }
 }
 

@@ -1,31 +1,21 @@
 //! Model architectures written with tch, loading Hugging Face checkpoints
-//! unchanged, plus what surrounds them: weight loading, tokenizers and the
-//! `Auto*` style loaders that pick the architecture from config.json.
+//! unchanged, plus what surrounds them, by concern (dependencies point one
+//! way: core <- text/vision/audio <- generation <- auto):
+//! - `core`: layers, weights, config, devices, errors, the decoder traits;
+//! - `text`, `vision`, `audio`: tokenizers and processors, and the model
+//!   families of each modality, one file (or folder) per family;
+//! - `generation`: the one generation engine (settings, logits processors,
+//!   sampling, greedy and beam search);
+//! - `auto`: the registry from config.json's architecture to a loader and
+//!   the tasks it serves. Only `auto` names concrete models.
 //!
-//! One file per architecture family, reading top to bottom: config,
-//! embeddings, layers, model, task heads.
+//! The crate returns plain values; wire types stay in the plugins.
 
 pub mod audio;
 pub mod auto;
-pub mod bart;
-pub mod bert;
-pub mod config;
-pub mod convnext;
-pub mod device;
-pub mod distilbert;
-pub mod error;
+pub mod core;
 pub mod generation;
-pub mod gpt2;
-pub mod image;
-pub mod layers;
-pub mod roberta;
-pub mod scores;
-pub mod sentencepiece;
-pub mod seq2seq;
-pub mod t5;
-pub mod tokenizer;
-pub mod vit;
-pub mod wav2vec2;
-pub mod weights;
+pub mod text;
+pub mod vision;
 
-pub use error::{ModelError, Result};
+pub use crate::core::error::{ModelError, Result};

@@ -10,7 +10,8 @@
 
 use std::path::Path;
 
-use inferd_models::audio::{decode, resample, Audio};
+use inferd_models::audio::decode::{decode, Audio};
+use inferd_models::audio::resample::resample;
 use inferd_models::ModelError;
 
 mod common;

@@ -4,7 +4,7 @@
 //! ConvNextImageProcessor produced, as recorded by make_fixtures.py. (They
 //! are in fact bit-exact: same resampling, same libjpeg-turbo decoding.)
 
-use inferd_models::image::{decode_rgb, ImageProcessor};
+use inferd_models::vision::image::{decode_rgb, ImageProcessor};
 
 mod common;
 use common::fixtures;

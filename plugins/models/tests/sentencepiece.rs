@@ -10,7 +10,7 @@
 
 use std::path::{Path, PathBuf};
 
-use inferd_models::sentencepiece::{t5_tokenizer, unigram_tokenizer, MarianTokenizer, PrependScheme, SpmModel};
+use inferd_models::text::sentencepiece::{t5_tokenizer, unigram_tokenizer, MarianTokenizer, PrependScheme, SpmModel};
 use serde_json::Value;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 

@@ -7,11 +7,12 @@ mod common;
 
 use std::cell::RefCell;
 
-use inferd_models::layers::padding_bias;
-use inferd_models::seq2seq::{
-    generate, load_seq2seq, resolve, DecoderState, Seq2SeqLm, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
-    MAX_BATCH_ROWS,
-};
+use inferd_models::core::layers::padding_bias;
+use inferd_models::auto::{load_seq2seq, Seq2SeqModel};
+use inferd_models::core::decoding::{DecoderState, Seq2SeqLm};
+use inferd_models::generation::seq2seq::{generate, Source};
+use inferd_models::generation::settings::MAX_BATCH_ROWS;
+use inferd_models::generation::{resolve_text2text, GenerationParams, GenerationSettings};
 use tch::{Device, Kind, Tensor};
 
 /// The fixture model `name` and the token ids of some inputs of its task.
@@ -42,18 +43,18 @@ fn model_and_inputs(name: &str, task: &str) -> (Seq2SeqModel, Vec<Vec<i64>>) {
     (model, ids)
 }
 
-fn params(model: &Seq2SeqModel, task: &str, asked: Seq2SeqSettings) -> Seq2SeqParams {
+fn params(model: &Seq2SeqModel, task: &str, asked: GenerationSettings) -> GenerationParams {
     let (task_settings, _) = model.task(task).unwrap();
-    resolve(&model.settings, task_settings.as_ref(), &asked).unwrap()
+    resolve_text2text(&model.settings.file, task_settings.as_ref(), &asked).unwrap()
 }
 
 /// Every input with the same settings.
-fn sources<'a>(inputs: &'a [Vec<i64>], params: &'a Seq2SeqParams) -> Vec<Source<'a>> {
+fn sources<'a>(inputs: &'a [Vec<i64>], params: &'a GenerationParams) -> Vec<Source<'a>> {
     inputs.iter().map(|input_ids| Source { input_ids, params }).collect()
 }
 
-fn beams(n: usize) -> Seq2SeqSettings {
-    Seq2SeqSettings {
+fn beams(n: usize) -> GenerationSettings {
+    GenerationSettings {
         num_beams: Some(n),
         ..Default::default()
     }
@@ -100,7 +101,7 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
         let two = params(
             &model,
             task,
-            Seq2SeqSettings {
+            GenerationSettings {
                 num_beams: Some(3),
                 num_return_sequences: Some(2),
                 ..Default::default()

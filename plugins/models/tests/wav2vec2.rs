@@ -4,7 +4,7 @@
 //! input_values are within 1e-4 of transformers', and the feature
 //! extractor's normalisation of the raw samples matches its input_values.
 
-use inferd_models::wav2vec2::load_ctc_model;
+use inferd_models::auto::load_ctc_model;
 
 mod common;
 use common::{fixtures, read_f32};
@@ -87,7 +87,7 @@ fn normalisation_matches_the_feature_extractor() {
 /// amplify their input a lot, so lossy files are held to 4 times that.
 #[test]
 fn logits_from_audio_files_match_transformers() {
-    use inferd_models::audio::{decode, resample};
+    use inferd_models::audio::{decode::decode, resample::resample};
     let root = fixtures();
     let refs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("references/asr.json")).unwrap()).unwrap();

@@ -3,7 +3,8 @@
 //! `function_to_apply` (default from the model config), labels sorted by score.
 
 use inferd_models::auto::TextModel;
-use inferd_models::scores::{top_labels, ScoreFunction};
+use inferd_models::core::scores::{top_labels, ScoreFunction};
+use inferd_sdk::values::label_scores;
 use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse};
 use inferd_sdk::Error;
 
@@ -68,7 +69,7 @@ pub fn classify(model: &TextModel, requests: &[ClassifyRequest]) -> Vec<Result<C
                 .map(|_| {
                     let row = rows.next().expect("one logits row per input");
                     Classification {
-                        labels: top_labels(&model.labels, &plan.function.apply(&row), plan.top_k),
+                        labels: label_scores(top_labels(&model.labels, &plan.function.apply(&row), plan.top_k)),
                     }
                 })
                 .collect();

@@ -2,8 +2,8 @@
 //! the float maths pipeline() does in numpy.
 
 use inferd_models::auto::TextModel;
-use inferd_models::tokenizer::EncodedBatch;
-use inferd_models::tokenizer::Encoding;
+use inferd_models::text::tokenizer::EncodedBatch;
+use inferd_models::text::tokenizer::Encoding;
 use inferd_sdk::Error;
 use tch::{Device, Kind, Tensor};
 
@@ -44,18 +44,7 @@ pub fn values(t: &Tensor) -> Vec<f32> {
     Vec::<f32>::try_from(t.flatten(0, -1).to_kind(Kind::Float)).expect("f32 tensor")
 }
 
-pub use inferd_models::scores::softmax;
-
-/// Index of the largest value (the first one on ties, like numpy's argmax).
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] {
-            best = i;
-        }
-    }
-    best
-}
+pub use inferd_models::core::math::{argmax, softmax};
 
 /// The characters `start..end` of `text` (offsets count characters, as
 /// Python's do).

@@ -119,7 +119,7 @@ fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRe
     let normalize = request.normalize.unwrap_or(sentence.normalize);
     let truncation = sentence
         .max_seq_length
-        .map(|max_length| inferd_models::tokenizer::TruncationParams {
+        .map(|max_length| inferd_models::text::tokenizer::TruncationParams {
             max_length: max_length.min(model.tokenizer.max_length()),
             ..Default::default()
         });

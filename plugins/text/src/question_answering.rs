@@ -5,7 +5,7 @@
 //! snapped to words, merged across windows by their text.
 
 use inferd_models::auto::TextModel;
-use inferd_models::tokenizer::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
+use inferd_models::text::tokenizer::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
 use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 

@@ -7,9 +7,9 @@
 //! a batch are decoded together (padded, as pipeline() pads with a
 //! batch_size), each with its own request's settings.
 
-use inferd_models::seq2seq::{
-    generate, resolve, EarlyStoppingValue, Seq2SeqModel, Seq2SeqParams, Seq2SeqSettings, Source,
-};
+use inferd_models::auto::Seq2SeqModel;
+use inferd_models::generation::seq2seq::{generate, Source};
+use inferd_models::generation::{resolve_text2text, EarlyStoppingValue, GenerationParams, GenerationSettings};
 use inferd_sdk::proto::api::{
     Summaries, SummarizeRequest, SummarizeResponse, Summary, TranslateRequest, TranslateResponse, Translation,
     Translations,
@@ -24,7 +24,7 @@ macro_rules! asked_settings {
     ($request:expr) => {{
         let r = $request;
         let size = |n: Option<u32>| n.map(|n| n as usize);
-        Seq2SeqSettings {
+        GenerationSettings {
             max_length: size(r.max_length),
             max_new_tokens: size(r.max_new_tokens),
             min_length: size(r.min_length),
@@ -40,29 +40,29 @@ macro_rules! asked_settings {
 
 /// A request ready to generate: its settings and each input's token ids.
 struct Planned {
-    params: Seq2SeqParams,
+    params: GenerationParams,
     inputs: Vec<Vec<i64>>,
 }
 
 /// Checks a request's inputs and settings and tokenizes its inputs with
 /// the task's prefix.
-fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &Seq2SeqSettings) -> Result<Planned, Error> {
+fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &GenerationSettings) -> Result<Planned, Error> {
     check_texts(inputs.iter().map(String::as_str), "")?;
-    let (task_settings, prefix) = model.task(task).map_err(Error::failed_precondition)?;
-    let mut params = resolve(&model.settings, task_settings.as_ref(), asked).map_err(Error::invalid_argument)?;
+    let (task_settings, prefix) = model.task(task)?;
+    let mut params = resolve_text2text(&model.settings.file, task_settings.as_ref(), asked)?;
     // The decoder cannot go past its positions: a request asking for more
     // is refused; the model's own settings are cut short instead (where
     // pipeline() would fail once a generation got that long).
     let limit = model.max_output_length;
-    if params.max_length > limit {
+    if params.max_new_tokens + 1 > limit {
         if asked.max_length.is_some() || asked.max_new_tokens.is_some() {
             return Err(Error::invalid_argument(format!(
                 "this model generates at most {} tokens (max_length {limit}, counting the start token); asked for {}",
                 limit - 1,
-                params.max_length - 1
+                params.max_new_tokens
             )));
         }
-        params.max_length = limit;
+        params.max_new_tokens = limit - 1;
         params.min_length = params.min_length.min(limit);
     }
     let inputs = inputs
@@ -128,18 +128,14 @@ fn generate_planned(
 }
 
 /// Summarizes every request of a batch, their inputs decoded together.
-/// `requests[r]` is already an error where the batch held something else.
 pub fn summarize(
     model: &Seq2SeqModel,
-    requests: Vec<Result<SummarizeRequest, Error>>,
+    requests: &[SummarizeRequest],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<SummarizeResponse, Error>> {
     let plans: Vec<_> = requests
         .iter()
-        .map(|request| {
-            let request = request.as_ref().map_err(Clone::clone)?;
-            plan(model, "summarization", &request.inputs, &asked_settings!(request))
-        })
+        .map(|request| plan(model, "summarization", &request.inputs, &asked_settings!(request)))
         .collect();
     generate_planned(model, &plans, keep_going)
         .into_iter()
@@ -157,16 +153,14 @@ pub fn summarize(
 }
 
 /// Translates every request of a batch, their inputs decoded together.
-/// `requests[r]` is already an error where the batch held something else.
 pub fn translate(
     model: &Seq2SeqModel,
-    requests: Vec<Result<TranslateRequest, Error>>,
+    requests: &[TranslateRequest],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<TranslateResponse, Error>> {
     let plans: Vec<_> = requests
         .iter()
         .map(|request| {
-            let request = request.as_ref().map_err(Clone::clone)?;
             let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
             plan(model, &task, &request.inputs, &asked_settings!(request))
         })
@@ -195,7 +189,8 @@ pub fn translate(
 /// or plain `translation` for models translating one direction.
 fn translation_task(model: &Seq2SeqModel, src: &str, tgt: &str) -> Result<String, Error> {
     let mut known: Vec<&String> = model
-        .task_settings
+        .settings
+        .task_specific
         .keys()
         .filter(|k| k.starts_with("translation_"))
         .collect();

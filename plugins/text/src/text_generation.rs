@@ -1,149 +1,60 @@
 //! `text-generation`, as pipeline("text-generation") does it: settings from
 //! the request over the model's generation_config.json over the pipeline's
 //! defaults, every prompt of every request of a batch decoded together
-//! (inferd_models::generation), `generated_text` formed like pipeline()'s
+//! (inferd_models::generation::causal), `generated_text` formed like pipeline()'s
 //! postprocess, and tokens streamed to clients that asked for them.
 
 use inferd_models::auto::CausalModel;
-use inferd_models::generation::{self, Control, FinishReason, GenerationConfigFile, GenerationParams};
+use inferd_models::generation::causal::{self, Control, FinishReason};
+use inferd_models::generation::sampling::Rng;
+use inferd_models::generation::{resolve_text_generation, GenerationParams, GenerationSettings};
 use inferd_sdk::proto::api::{
     GenerateRequest, GenerateResponse, GenerateResult, GenerateStreamResponse, GeneratedSequence,
 };
-use inferd_sdk::proto::task_response::Body;
-use inferd_sdk::Error;
-
-/// pipeline("text-generation")'s own defaults (its `_default_generation_config`).
-const PIPELINE_MAX_NEW_TOKENS: usize = 256;
-const PIPELINE_TEMPERATURE: f32 = 0.7;
-/// GenerationConfig's defaults.
-const DEFAULT_TOP_K: usize = 50;
-const DEFAULT_MAX_LENGTH: usize = 20;
+use inferd_sdk::dispatch::Incoming;
+use inferd_sdk::{Emitter, Error};
 
 /// The settings of one request, resolved.
 struct Settings {
     params: GenerationParams,
-    num_return_sequences: usize,
     return_full_text: bool,
     stop: Vec<String>,
 }
 
-/// Request over model files over pipeline defaults; `prompt_len` resolves
+/// The request's settings over the model's files and the pipeline's
+/// defaults (generation::resolve_text_generation); `prompt_len` resolves
 /// `max_length` into new tokens.
 fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -> Result<Settings, Error> {
-    let file = |get: fn(&GenerationConfigFile) -> Option<f32>| from_files(model, get);
-    let count = |asked: Option<u32>, get: fn(&GenerationConfigFile) -> Option<usize>| {
-        asked.map(|n| n as usize).or_else(|| from_files(model, get))
+    let count = |n: Option<u32>| n.map(|n| n as usize);
+    let asked = GenerationSettings {
+        max_length: count(request.max_length),
+        max_new_tokens: count(request.max_new_tokens),
+        min_new_tokens: count(request.min_new_tokens),
+        do_sample: request.do_sample,
+        temperature: request.temperature,
+        top_k: count(request.top_k),
+        top_p: request.top_p,
+        repetition_penalty: request.repetition_penalty,
+        no_repeat_ngram_size: count(request.no_repeat_ngram_size),
+        num_return_sequences: count(request.num_return_sequences),
+        ..Default::default()
     };
-    let do_sample = request
-        .do_sample
-        .or_else(|| from_files(model, |c| c.do_sample))
-        .unwrap_or(true);
-    let temperature = request
-        .temperature
-        .or_else(|| file(|c| c.temperature))
-        .unwrap_or(PIPELINE_TEMPERATURE);
-    let top_p = request.top_p.or_else(|| file(|c| c.top_p)).unwrap_or(1.0);
-    let repetition_penalty = request
-        .repetition_penalty
-        .or_else(|| file(|c| c.repetition_penalty))
-        .unwrap_or(1.0);
-    let top_k = count(request.top_k, |c| c.top_k).unwrap_or(DEFAULT_TOP_K);
-    let no_repeat_ngram_size = count(request.no_repeat_ngram_size, |c| c.no_repeat_ngram_size).unwrap_or(0);
-    let min_new_tokens = count(request.min_new_tokens, |c| c.min_new_tokens).unwrap_or(0);
-    // The pipeline's 256 new tokens, unless the model sets max_new_tokens,
-    // or sets a max_length other than the global default of 20.
-    let file_max_new = count(None, |c| c.max_new_tokens);
-    let file_max_length = count(None, |c| c.max_length).filter(|&m| m != DEFAULT_MAX_LENGTH);
-    let max_new_tokens = match (
-        request.max_new_tokens,
-        request.max_length,
-        file_max_new,
-        file_max_length,
-    ) {
-        (Some(n), _, _, _) => n as usize,
-        (None, Some(total), _, _) => (total as usize).saturating_sub(prompt_len),
-        (None, None, Some(n), _) => n,
-        (None, None, None, Some(total)) => total.saturating_sub(prompt_len),
-        (None, None, None, None) => PIPELINE_MAX_NEW_TOKENS,
-    };
-    let eos_token_ids = from_files(model, |c| c.eos_token_id.as_ref().map(|e| e.to_vec()))
-        .unwrap_or_else(|| vec![model.model.config.eos_token_id]);
-    let num_return_sequences = request.num_return_sequences.unwrap_or(1) as usize;
-
-    // A request may not ask for more than the context window; defaults are
-    // cut short by the window instead (finish reason "length").
-    let cap = model.model.config.n_positions as usize;
-    if let Some(asked) = request
-        .max_new_tokens
-        .map(|n| n as usize)
-        .or(request.max_length.map(|n| n as usize))
-    {
-        if asked == 0 {
-            return Err(Error::invalid_argument("max_new_tokens must be at least 1"));
-        }
-        if asked > cap {
-            return Err(Error::invalid_argument(format!(
-                "max_new_tokens {asked} is over the cap of {cap} (the model's context window)"
-            )));
-        }
-    }
-    let max_new_tokens = max_new_tokens.max(1);
-    if do_sample && temperature <= 0.0 {
-        return Err(Error::invalid_argument(
-            "temperature must be > 0 when sampling (use do_sample=false for greedy)",
-        ));
-    }
-    if !(top_p > 0.0 && top_p <= 1.0) {
-        return Err(Error::invalid_argument(format!("top_p must be in (0, 1], got {top_p}")));
-    }
-    if repetition_penalty <= 0.0 {
-        return Err(Error::invalid_argument("repetition_penalty must be > 0"));
-    }
-    if num_return_sequences == 0 {
-        return Err(Error::invalid_argument("num_return_sequences must be at least 1"));
-    }
-    if num_return_sequences > 1 && !do_sample {
-        return Err(Error::invalid_argument(
-            "greedy decoding gives one sequence per prompt: set do_sample=true for num_return_sequences > 1",
-        ));
-    }
+    let params = resolve_text_generation(
+        &model.settings,
+        &asked,
+        prompt_len,
+        model.model.config.n_positions as usize,
+        model.model.config.eos_token_id,
+        request.seed.unwrap_or_else(Rng::random_seed),
+    )?;
     if request.stop.iter().any(String::is_empty) {
         return Err(Error::invalid_argument("`stop` sequences must not be empty"));
     }
     Ok(Settings {
-        params: GenerationParams {
-            max_new_tokens,
-            min_new_tokens,
-            do_sample,
-            temperature: if do_sample { temperature } else { 1.0 },
-            top_k: if do_sample { top_k } else { 0 },
-            top_p: if do_sample { top_p } else { 1.0 },
-            repetition_penalty,
-            no_repeat_ngram_size,
-            eos_token_ids,
-            seed: request.seed.unwrap_or_else(random_seed),
-        },
-        num_return_sequences,
+        params,
         return_full_text: request.return_full_text.unwrap_or(true),
         stop: request.stop.clone(),
     })
-}
-
-/// A value the model's files set: task_specific_params over generation_config.json.
-fn from_files<T>(model: &CausalModel, get: impl Fn(&GenerationConfigFile) -> Option<T>) -> Option<T> {
-    get(&model.task_params).or_else(|| get(&model.generation))
-}
-
-fn random_seed() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-    );
-    h.finish()
 }
 
 /// One sequence being generated.
@@ -189,15 +100,16 @@ fn plan(model: &mut CausalModel, request: &GenerateRequest, text: &str, stream: 
     })
 }
 
-/// Generates for a batch of requests; `emit(i, chunk)` streams request `i`.
+/// Generates for a batch of requests, streaming the tokens of those that
+/// asked for it through `emitter`.
 pub fn generate(
     model: &mut CausalModel,
-    requests: Vec<(GenerateRequest, bool)>,
-    emit: &mut dyn FnMut(usize, Option<Body>) -> bool,
+    requests: Vec<Incoming<GenerateRequest>>,
+    emitter: &mut Emitter,
 ) -> Vec<Result<GenerateResponse, Error>> {
     // Each request may hold several prompts; each prompt is planned alone.
     let mut plans: Vec<Vec<Result<Planned, Error>>> = Vec::with_capacity(requests.len());
-    for (request, stream) in &requests {
+    for Incoming { request, stream } in &requests {
         if request.inputs.is_empty() {
             plans.push(vec![Err(Error::invalid_argument(
                 "`inputs` is empty: send at least one prompt",
@@ -221,10 +133,10 @@ pub fn generate(
         }
         for (p, planned) in per_prompt.iter().enumerate() {
             let planned = planned.as_ref().expect("checked above");
-            for k in 0..planned.settings.num_return_sequences {
+            for k in 0..planned.settings.params.num_return_sequences {
                 let mut params = planned.settings.params.clone();
                 params.seed = params.seed.wrapping_add(k as u64);
-                inputs.push(generation::Request {
+                inputs.push(causal::Request {
                     prompt: planned.prompt.iter().map(|&t| t as i64).collect(),
                     params,
                 });
@@ -240,7 +152,7 @@ pub fn generate(
     }
     let pad = model.tokenizer.pad_id();
     let tokenizer = &model.tokenizer;
-    let generated = generation::generate(&model.model, inputs, pad, |i, token| {
+    let generated = causal::generate(&model.model, inputs, pad, |i, token| {
         let slot = &mut slots[i];
         slot.generated.push(token as u32);
         let (r, p, _) = owners[i];
@@ -263,16 +175,16 @@ pub fn generate(
                 slot.streamed_chars = chars;
                 d
             };
-            emit(
+            emitter.send(
                 slot.request,
-                Some(Body::GenerateChunk(GenerateStreamResponse {
+                GenerateStreamResponse {
                     token_ids: vec![token],
                     text: delta,
                     ..Default::default()
-                })),
+                },
             )
         } else {
-            emit(slot.request, None)
+            emitter.wanted(slot.request)
         };
         if !wanted {
             Control::Stop(FinishReason::Cancelled)

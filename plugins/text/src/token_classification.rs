@@ -125,7 +125,7 @@ fn classify_one(model: &mut TextModel, request: &ClassifyTokensRequest) -> Resul
 fn pre_entities(
     model: &TextModel,
     text: &str,
-    encoding: &inferd_models::tokenizer::Encoding,
+    encoding: &inferd_models::text::tokenizer::Encoding,
     logits: &[f32],
     num_labels: usize,
 ) -> Vec<PreEntity> {

@@ -4,7 +4,7 @@
 //! `multi_label` (or one label), entailment against contradiction per label.
 
 use inferd_models::auto::TextModel;
-use inferd_models::tokenizer::{TruncationDirection, TruncationParams, TruncationStrategy};
+use inferd_models::text::tokenizer::{TruncationDirection, TruncationParams, TruncationStrategy};
 use inferd_sdk::proto::api::{ZeroShotClassifyRequest, ZeroShotClassifyResponse, ZeroShotResult};
 use inferd_sdk::Error;
 

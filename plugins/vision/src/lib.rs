@@ -3,12 +3,11 @@
 
 pub mod image_classification;
 
-use inferd_models::auto::{load_image_classifier, ImageClassifier, IMAGE_CLASSIFICATION_ARCHITECTURES};
-use inferd_models::device::parse_device;
-use inferd_sdk::proto::task_request::Body as Request;
+use inferd_models::auto::{architectures_for, load_image_classifier, ImageClassifier};
+use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
 
 /// One loaded model, serving one task.
 pub struct VisionTask {
@@ -25,10 +24,7 @@ impl Task for VisionTask {
                 name: "image-classification".into(),
                 aliases: vec![],
                 default_model: "google/vit-base-patch16-224".into(),
-                architectures: IMAGE_CLASSIFICATION_ARCHITECTURES
-                    .iter()
-                    .map(|a| a.to_string())
-                    .collect(),
+                architectures: architectures_for("image-classification"),
                 needs_model: true,
                 description: "Classify images (Inference/ClassifyImage)".into(),
             }],
@@ -59,18 +55,10 @@ impl Task for VisionTask {
         }
     }
 
-    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<Response, Error>> {
-        batch
-            .into_iter()
-            .map(|request| match request.body {
-                Some(Request::ClassifyImage(r)) => {
-                    image_classification::classify(&self.model, &r).map(Response::ClassifyImage)
-                }
-                _ => Err(Error::failed_precondition(
-                    "this model serves image-classification; call Inference/ClassifyImage",
-                )),
-            })
-            .collect()
+    fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
+        dispatch::typed("image-classification", batch, emitter, |requests, _| {
+            image_classification::classify(&self.model, &requests)
+        })
     }
 }
 

@@ -2,10 +2,10 @@
 //! and echoes the text otherwise, so tests can check that a panic fails only
 //! its own request and that the plugin keeps serving afterwards.
 
-use inferd_sdk::proto::api::{RunResponse, RunResult};
-use inferd_sdk::proto::{task_request, task_response, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
+use inferd_sdk::proto::{task_response, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::values::{object, string};
-use inferd_sdk::{export_plugin, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
 
 pub struct Panicky;
 
@@ -27,26 +27,20 @@ impl Task for Panicky {
         Ok(Panicky)
     }
 
-    fn run(&mut self, batch: Vec<TaskRequest>) -> Vec<Result<task_response::Body, Error>> {
-        batch
-            .into_iter()
-            .map(|request| {
-                let Some(task_request::Body::Run(run)) = request.body else {
-                    return Err(Error::invalid_argument("call through Run"));
-                };
-                let mut results = vec![];
-                for input in run.inputs {
-                    if input.text == "panic" {
-                        panic!("asked to panic");
-                    }
-                    results.push(RunResult {
-                        output: Some(object([("echo", string(input.text))])),
-                        data: vec![],
-                    });
+    fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<task_response::Body, Error>> {
+        dispatch::each("panic", batch, emitter, |run: &RunRequest| {
+            let mut results = vec![];
+            for input in &run.inputs {
+                if input.text == "panic" {
+                    panic!("asked to panic");
                 }
-                Ok(task_response::Body::Run(RunResponse { results }))
-            })
-            .collect()
+                results.push(RunResult {
+                    output: Some(object([("echo", string(input.text.clone()))])),
+                    data: vec![],
+                });
+            }
+            Ok(RunResponse { results })
+        })
     }
 }
 

@@ -7,12 +7,12 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::layers::{
+use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear,
 };
-use crate::seq2seq::{DecoderState, Seq2SeqLm};
-use crate::tokenizer::EncodedBatch;
+use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::text::tokenizer::EncodedBatch;
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.
 const LAYER_NORM_EPS: f64 = 1e-5;

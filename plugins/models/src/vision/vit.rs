@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
 
 fn default_hidden() -> i64 {
     768

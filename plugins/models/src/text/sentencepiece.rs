@@ -20,7 +20,7 @@ pub use tokenizers::pre_tokenizers::metaspace::PrependScheme;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
-use crate::config::read_json;
+use crate::core::config::read_json;
 use crate::{ModelError, Result};
 
 /// The whitespace marker SentencePiece puts in pieces.

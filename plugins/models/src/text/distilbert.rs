@@ -5,8 +5,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear};
-use crate::tokenizer::EncodedBatch;
+use crate::core::layers::{attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear};
+use crate::text::tokenizer::EncodedBatch;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
 const LAYER_NORM_EPS: f64 = 1e-12;

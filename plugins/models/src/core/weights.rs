@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::config::read_json;
+use crate::core::config::read_json;
 use crate::{ModelError, Result};
 
 /// The weight files of a model directory, in the order they should be read.

@@ -2,8 +2,8 @@
 //! `function_to_apply` rules and the sorted top-k labels, shared by the text
 //! and image classification tasks.
 
-use inferd_sdk::proto::api::LabelScore;
-use inferd_sdk::Error;
+use crate::core::math::softmax;
+use crate::{ModelError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ScoreFunction {
@@ -13,13 +13,13 @@ pub enum ScoreFunction {
 }
 
 impl ScoreFunction {
-    pub fn parse(name: &str) -> Result<Option<Self>, Error> {
+    pub fn parse(name: &str) -> Result<Option<Self>> {
         match name.to_ascii_lowercase().as_str() {
             "" => Ok(None),
             "softmax" => Ok(Some(ScoreFunction::Softmax)),
             "sigmoid" => Ok(Some(ScoreFunction::Sigmoid)),
             "none" => Ok(Some(ScoreFunction::None)),
-            other => Err(Error::invalid_argument(format!(
+            other => Err(ModelError::InvalidInput(format!(
                 "function_to_apply `{other}` is not one of softmax, sigmoid, none"
             ))),
         }
@@ -54,26 +54,11 @@ impl ScoreFunction {
     }
 }
 
-/// numpy's softmax as pipeline() writes it: exp(x - max) / sum, in f32.
-pub fn softmax(logits: &[f32]) -> Vec<f32> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exps: Vec<f32> = logits.iter().map(|&x| (x - max).exp()).collect();
-    let sum: f32 = exps.iter().sum();
-    exps.into_iter().map(|e| e / sum).collect()
-}
-
 /// The `top_k` best labels, highest score first; ties keep label order
 /// (Python's stable sort, as pipeline() uses).
-pub fn top_labels(labels: &[String], scores: &[f32], top_k: usize) -> Vec<LabelScore> {
-    let mut pairs: Vec<LabelScore> = labels
-        .iter()
-        .zip(scores)
-        .map(|(label, &score)| LabelScore {
-            label: label.clone(),
-            score,
-        })
-        .collect();
-    pairs.sort_by(|a, b| b.score.total_cmp(&a.score));
+pub fn top_labels(labels: &[String], scores: &[f32], top_k: usize) -> Vec<(String, f32)> {
+    let mut pairs: Vec<(String, f32)> = labels.iter().cloned().zip(scores.iter().copied()).collect();
+    pairs.sort_by(|a, b| b.1.total_cmp(&a.1));
     pairs.truncate(top_k);
     pairs
 }
@@ -107,8 +92,8 @@ mod tests {
     fn top_labels_sorts_stably_and_truncates() {
         let labels: Vec<String> = ["a", "b", "c"].iter().map(|s| s.to_string()).collect();
         let top = top_labels(&labels, &[0.2, 0.5, 0.2], 3);
-        let names: Vec<&str> = top.iter().map(|l| l.label.as_str()).collect();
+        let names: Vec<&str> = top.iter().map(|l| l.0.as_str()).collect();
         assert_eq!(names, ["b", "a", "c"]);
-        assert_eq!(top_labels(&labels, &[0.2, 0.5, 0.3], 1)[0].label, "b");
+        assert_eq!(top_labels(&labels, &[0.2, 0.5, 0.3], 1)[0].0, "b");
     }
 }

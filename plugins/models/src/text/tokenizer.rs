@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 use tokenizers::Tokenizer;
 pub use tokenizers::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::config::read_json;
+use crate::core::config::read_json;
 use crate::{ModelError, Result};
 
 /// A special token as tokenizer_config.json writes it: a string, or an
@@ -79,7 +79,7 @@ impl TextTokenizer {
         let mut inner = if path.is_file() {
             Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?
         } else if dir.join("spiece.model").is_file() {
-            crate::sentencepiece::t5_tokenizer(dir)?
+            crate::text::sentencepiece::t5_tokenizer(dir)?
         } else {
             return Err(ModelError::MissingFile {
                 dir: dir.to_path_buf(),

@@ -7,9 +7,9 @@
 use std::path::Path;
 
 use serde::Deserialize;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
-use crate::config::read_json;
+use crate::core::config::read_json;
 use crate::{ModelError, Result};
 
 /// Largest image accepted, in pixels (PIL's decompression-bomb limit is
@@ -525,20 +525,40 @@ impl ImageProcessor {
         out
     }
 
-    /// A batch tensor [n, 3, H, W] on `device`.
-    pub fn batch(&self, images: &[RgbImage], device: Device) -> Result<Tensor> {
-        let mut data = Vec::new();
-        let mut shape = (0usize, 0usize);
-        for image in images {
-            let img = self.resize_and_crop(image)?;
-            shape = (img.height, img.width);
-            data.extend(self.rescale_and_normalise(&img));
-        }
-        Ok(Tensor::from_slice(&data)
-            .view([images.len() as i64, 3, shape.0 as i64, shape.1 as i64])
-            .to_kind(Kind::Float)
-            .to_device(device))
+    /// One image's pixel_values with their size, for batching images of one
+    /// processed size together ([`stack`]).
+    pub fn process(&self, image: &RgbImage) -> Result<Pixels> {
+        let img = self.resize_and_crop(image)?;
+        Ok(Pixels {
+            height: img.height,
+            width: img.width,
+            values: self.rescale_and_normalise(&img),
+        })
     }
+}
+
+/// One processed image: pixel_values [3, height, width].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pixels {
+    pub height: usize,
+    pub width: usize,
+    pub values: Vec<f32>,
+}
+
+/// A batch tensor [n, 3, H, W] on `device` of images of one processed size.
+///
+/// # Panics
+/// If the images differ in size.
+pub fn stack(images: &[&Pixels], device: Device) -> Tensor {
+    let (height, width) = images.first().map_or((0, 0), |p| (p.height, p.width));
+    assert!(
+        images.iter().all(|p| (p.height, p.width) == (height, width)),
+        "images of one size"
+    );
+    let data: Vec<f32> = images.iter().flat_map(|p| p.values.iter().copied()).collect();
+    Tensor::from_slice(&data)
+        .view([images.len() as i64, 3, height as i64, width as i64])
+        .to_device(device)
 }
 
 /// transformers' `get_resize_output_image_size(size=s, default_to_square=False)`:

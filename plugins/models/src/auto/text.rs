@@ -1,4 +1,4 @@
-//! Picking and loading an architecture from config.json, like transformers'
+//! Loading a text encoder from config.json, like transformers'
 //! `AutoModelFor*` classes: one [`TextModel`] type for the encoder families
 //! (BERT, DistilBERT, RoBERTa, BART) with the head a task needs.
 
@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use crate::bert::{self, BertModel};
-use crate::config::{config_path, read_json, CommonConfig};
-use crate::distilbert::{self, DistilBertModel};
-use crate::layers::Linear;
-use crate::tokenizer::{EncodedBatch, TextTokenizer};
-use crate::weights::{var_store_bytes, Checkpoint};
-use crate::{bart, roberta, ModelError, Result};
+use crate::auto::Family;
+use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::core::layers::Linear;
+use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::text::bert::{self, BertModel};
+use crate::text::distilbert::{self, DistilBertModel};
+use crate::text::tokenizer::{EncodedBatch, TextTokenizer};
+use crate::text::{bart, roberta};
+use crate::{ModelError, Result};
 
 /// What a task needs on top of the encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,71 +32,26 @@ pub enum Head {
 }
 
 impl Head {
-    fn suffix(self) -> &'static str {
+    /// The task whose architectures provide this head (zero-shot
+    /// classification's are text classification's).
+    fn task(self) -> &'static str {
         match self {
-            Head::SequenceClassification => "ForSequenceClassification",
-            Head::TokenClassification => "ForTokenClassification",
-            Head::QuestionAnswering => "ForQuestionAnswering",
-            Head::MaskedLm => "ForMaskedLM",
-            Head::Features => "Model",
+            Head::SequenceClassification => "text-classification",
+            Head::TokenClassification => "token-classification",
+            Head::QuestionAnswering => "question-answering",
+            Head::MaskedLm => "fill-mask",
+            Head::Features => "feature-extraction",
         }
-    }
-
-    /// The config.json architectures this head can be loaded from.
-    pub fn architectures(self) -> Vec<String> {
-        let families: &[&str] = match self {
-            Head::SequenceClassification => &["Bert", "DistilBert", "Roberta", "Bart"],
-            _ => &["Bert", "DistilBert", "Roberta"],
-        };
-        let mut names: Vec<String> = families.iter().map(|f| format!("{f}{}", self.suffix())).collect();
-        if self == Head::Features {
-            // Any task checkpoint of these families has the base model inside.
-            for f in families {
-                for head in [
-                    Head::SequenceClassification,
-                    Head::TokenClassification,
-                    Head::QuestionAnswering,
-                    Head::MaskedLm,
-                ] {
-                    names.push(format!("{f}{}", head.suffix()));
-                }
-            }
-        }
-        names
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Family {
-    Bert,
-    DistilBert,
-    Roberta,
-    Bart,
-}
-
-impl Family {
-    /// The family of an architecture name ("RobertaForMaskedLM" -> Roberta).
-    fn of(architecture: &str) -> Option<Family> {
-        // Longest prefixes first: "DistilBert" before "Bert".
-        [
-            ("DistilBert", Family::DistilBert),
-            ("Roberta", Family::Roberta),
-            ("Bart", Family::Bart),
-            ("Bert", Family::Bert),
-        ]
-        .into_iter()
-        .find(|(prefix, _)| architecture.starts_with(prefix))
-        .map(|(_, f)| f)
-    }
-
-    /// Where the base model's weights sit inside a task checkpoint.
-    fn prefix(self) -> &'static str {
-        match self {
-            Family::Bert => "bert",
-            Family::DistilBert => "distilbert",
-            Family::Roberta => "roberta",
-            Family::Bart => "model",
-        }
+/// Where the base model's weights sit inside a task checkpoint.
+fn base_prefix(family: Family) -> &'static str {
+    match family {
+        Family::DistilBert => "distilbert",
+        Family::Roberta => "roberta",
+        Family::Bart => "model",
+        _ => "bert",
     }
 }
 
@@ -133,6 +90,8 @@ pub struct TextModel {
     pub config: CommonConfig,
     pub labels: Vec<String>,
     pub architecture: String,
+    /// The head it was loaded with.
+    pub head: Head,
     pub device: Device,
     pub memory_bytes: u64,
     pub dir: PathBuf,
@@ -186,15 +145,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
     let config_file = config_path(dir)?;
     let common = CommonConfig::from_dir(dir)?;
     let architecture = common.architecture(&config_file)?;
-    let supported = head.architectures();
-    let family = Family::of(&architecture)
-        .filter(|_| supported.contains(&architecture))
-        .ok_or_else(|| {
-            ModelError::Unsupported(format!(
-                "architecture {architecture} here (supported: {})",
-                supported.join(", ")
-            ))
-        })?;
+    let family = crate::auto::find(&architecture, head.task(), "here")?.family;
     let labels = common.labels(if family == Family::Bart { 3 } else { 2 });
     let num_labels = labels.len() as i64;
     // A base-model checkpoint ("BertModel") has no prefix; task checkpoints do.
@@ -204,7 +155,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
     let base = if base_is_root {
         root.clone()
     } else {
-        &root / family.prefix()
+        &root / base_prefix(family)
     };
 
     let (net, positions, pad_id) = match family {
@@ -283,6 +234,11 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
             let net = Net::BartClassifier(bart::BartForSequenceClassification::new(root.clone(), &cfg, num_labels));
             (net, cfg.max_position_embeddings, cfg.pad_token_id)
         }
+        other => {
+            return Err(ModelError::Unsupported(format!(
+                "{architecture} ({other:?}) has no encoder head"
+            )))
+        }
     };
     Checkpoint::open(dir)?.load_into(&mut vs)?;
     let tokenizer = TextTokenizer::from_dir(dir, positions.max(1) as usize, pad_id)?;
@@ -294,138 +250,9 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
         config: common,
         labels,
         architecture,
+        head,
         device,
         dir: dir.to_path_buf(),
     })
 }
 
-/// Architectures `load_causal_lm` accepts.
-pub const CAUSAL_LM_ARCHITECTURES: &[&str] = &["GPT2LMHeadModel"];
-
-/// A loaded decoder-only language model with its tokenizer and generation
-/// defaults.
-pub struct CausalModel {
-    pub model: crate::gpt2::Gpt2LmHeadModel,
-    _vs: VarStore,
-    pub tokenizer: TextTokenizer,
-    /// generation_config.json (absent fields: none).
-    pub generation: crate::generation::GenerationConfigFile,
-    /// config.json's task_specific_params["text-generation"].
-    pub task_params: crate::generation::GenerationConfigFile,
-    pub architecture: String,
-    pub memory_bytes: u64,
-}
-
-/// Loads a `*LMHeadModel` for text generation.
-pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
-    let config_file = config_path(dir)?;
-    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
-    if !CAUSAL_LM_ARCHITECTURES.contains(&architecture.as_str()) {
-        return Err(ModelError::Unsupported(format!(
-            "architecture {architecture} for text generation (supported: {})",
-            CAUSAL_LM_ARCHITECTURES.join(", ")
-        )));
-    }
-    let cfg: crate::gpt2::Config = read_json(&config_file)?;
-    let mut vs = VarStore::new(device);
-    let model = crate::gpt2::Gpt2LmHeadModel::new(vs.root(), &cfg);
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
-    let generation_file = dir.join("generation_config.json");
-    let generation: crate::generation::GenerationConfigFile = if generation_file.is_file() {
-        read_json(&generation_file)?
-    } else {
-        Default::default()
-    };
-    #[derive(serde::Deserialize, Default)]
-    struct TaskParams {
-        #[serde(default)]
-        task_specific_params: Option<std::collections::HashMap<String, serde_json::Value>>,
-    }
-    let task_params: TaskParams = read_json(&config_file)?;
-    let task_params = task_params
-        .task_specific_params
-        .and_then(|mut m| m.remove("text-generation"))
-        .and_then(|v| serde_json::from_value(v).ok())
-        .unwrap_or_default();
-    let pad = generation.pad_token_id.unwrap_or(cfg.eos_token_id);
-    let tokenizer = TextTokenizer::from_dir(dir, cfg.n_positions as usize, pad)?;
-    Ok(CausalModel {
-        model,
-        memory_bytes: var_store_bytes(&vs),
-        _vs: vs,
-        tokenizer,
-        generation,
-        task_params,
-        architecture,
-    })
-}
-
-/// Architectures `load_image_classifier` accepts.
-pub const IMAGE_CLASSIFICATION_ARCHITECTURES: &[&str] =
-    &["ViTForImageClassification", "ConvNextForImageClassification"];
-
-enum ImageNet {
-    Vit(crate::vit::VitForImageClassification),
-    ConvNext(crate::convnext::ConvNextForImageClassification),
-}
-
-/// A loaded image classifier with its image processor and labels.
-pub struct ImageClassifier {
-    net: ImageNet,
-    _vs: VarStore,
-    pub processor: crate::image::ImageProcessor,
-    pub config: CommonConfig,
-    pub labels: Vec<String>,
-    pub device: Device,
-    pub memory_bytes: u64,
-}
-
-impl ImageClassifier {
-    /// Logits [batch, labels] for pixel_values [batch, 3, H, W].
-    pub fn forward(&self, pixel_values: &Tensor) -> Tensor {
-        match &self.net {
-            ImageNet::Vit(m) => m.forward(pixel_values),
-            ImageNet::ConvNext(m) => m.forward(pixel_values),
-        }
-    }
-}
-
-pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifier> {
-    let config_file = config_path(dir)?;
-    let common = CommonConfig::from_dir(dir)?;
-    let architecture = common.architecture(&config_file)?;
-    let labels = common.labels(2);
-    let num_labels = labels.len() as i64;
-    let mut vs = VarStore::new(device);
-    let net = match architecture.as_str() {
-        "ViTForImageClassification" => {
-            let cfg: crate::vit::Config = read_json(&config_file)?;
-            ImageNet::Vit(crate::vit::VitForImageClassification::new(vs.root(), &cfg, num_labels))
-        }
-        "ConvNextForImageClassification" => {
-            let cfg: crate::convnext::Config = read_json(&config_file)?;
-            ImageNet::ConvNext(crate::convnext::ConvNextForImageClassification::new(
-                vs.root(),
-                &cfg,
-                num_labels,
-            ))
-        }
-        other => {
-            return Err(ModelError::Unsupported(format!(
-                "architecture {other} for image classification (supported: {})",
-                IMAGE_CLASSIFICATION_ARCHITECTURES.join(", ")
-            )))
-        }
-    };
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
-    let processor = crate::image::ImageProcessor::from_dir(dir)?;
-    Ok(ImageClassifier {
-        net,
-        memory_bytes: var_store_bytes(&vs),
-        _vs: vs,
-        processor,
-        config: common,
-        labels,
-        device,
-    })
-}

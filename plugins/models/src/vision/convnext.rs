@@ -6,7 +6,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::layers::{Activation, LayerNorm, Linear};
+use crate::core::layers::{Activation, LayerNorm, Linear};
 
 /// The epsilon of ConvNeXT's inner layer norms (fixed in transformers).
 const INNER_EPS: f64 = 1e-6;

@@ -1,0 +1,10 @@
+//! Audio: decoding and mixing down (`decode`), resampling as scipy does
+//! (`resample`), feature extractors (`features`), the CTC tokenizer
+//! (`ctc`), and the audio families: Wav2Vec2. Whisper, SpeechT5 and
+//! HiFi-GAN go beside them.
+
+pub mod ctc;
+pub mod decode;
+pub mod features;
+pub mod resample;
+pub mod wav2vec2;

@@ -1,0 +1,312 @@
+//! Wav2Vec2ForCTC (transformers' modeling_wav2vec2.py), both layouts: the
+//! base one (a group norm on the first convolution only, post-layer-norm
+//! transformer) and the "stable layer norm" one of the large checkpoints
+//! (a layer norm on every convolution, pre-layer-norm transformer with a
+//! final norm). The positional convolution is weight-normed; its `weight_g`
+//! and `weight_v` load from either the legacy names or PyTorch's
+//! `parametrizations.weight.original0/1`.
+//!
+//! The feature extractor's normalisation is in `features.rs`, the CTC
+//! tokenizer in `ctc.rs`.
+
+use serde::Deserialize;
+use tch::{Kind, Tensor};
+
+use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Config {
+    pub conv_dim: Vec<i64>,
+    pub conv_kernel: Vec<i64>,
+    pub conv_stride: Vec<i64>,
+    #[serde(default)]
+    pub conv_bias: bool,
+    #[serde(default = "group")]
+    pub feat_extract_norm: String,
+    #[serde(default)]
+    pub do_stable_layer_norm: bool,
+    pub hidden_size: i64,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: i64,
+    pub intermediate_size: i64,
+    #[serde(default = "gelu")]
+    pub hidden_act: Activation,
+    #[serde(default = "gelu")]
+    pub feat_extract_activation: Activation,
+    #[serde(default = "layer_norm_eps")]
+    pub layer_norm_eps: f64,
+    pub num_conv_pos_embeddings: i64,
+    pub num_conv_pos_embedding_groups: i64,
+    pub vocab_size: i64,
+}
+
+fn group() -> String {
+    "group".into()
+}
+
+fn gelu() -> Activation {
+    Activation::Gelu
+}
+
+fn layer_norm_eps() -> f64 {
+    1e-5
+}
+
+impl Config {
+    /// Input samples per output frame (the product of the strides).
+    pub fn inputs_to_logits_ratio(&self) -> i64 {
+        self.conv_stride.iter().product()
+    }
+
+    /// Output frames for `samples` input samples.
+    pub fn frames(&self, samples: i64) -> i64 {
+        self.conv_kernel
+            .iter()
+            .zip(&self.conv_stride)
+            .fold(samples, |n, (k, s)| if n < *k { 0 } else { (n - k) / s + 1 })
+    }
+
+    /// The fewest samples that give one frame.
+    pub fn min_samples(&self) -> i64 {
+        self.conv_kernel
+            .iter()
+            .zip(&self.conv_stride)
+            .rev()
+            .fold(1, |n, (k, s)| (n - 1) * s + k)
+    }
+}
+
+/// nn.LayerNorm and nn.GroupNorm's eps.
+const TORCH_NORM_EPS: f64 = 1e-5;
+
+enum ConvNorm {
+    None,
+    /// GroupNorm with one group per channel (statistics over time).
+    Group {
+        weight: Tensor,
+        bias: Tensor,
+        channels: i64,
+    },
+    /// LayerNorm over channels, at every time step.
+    Layer(LayerNorm),
+}
+
+struct ConvLayer {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: i64,
+    norm: ConvNorm,
+    act: Activation,
+}
+
+impl ConvLayer {
+    fn new(p: tch::nn::Path, cfg: &Config, i: usize) -> Self {
+        let in_dim = if i == 0 { 1 } else { cfg.conv_dim[i - 1] };
+        let out = cfg.conv_dim[i];
+        let conv = &p / "conv";
+        let norm_path = &p / "layer_norm";
+        let norm = match (cfg.feat_extract_norm.as_str(), i) {
+            ("layer", _) => ConvNorm::Layer(LayerNorm::new(norm_path, out, TORCH_NORM_EPS)),
+            (_, 0) => ConvNorm::Group {
+                weight: norm_path.zeros_no_train("weight", &[out]),
+                bias: norm_path.zeros_no_train("bias", &[out]),
+                channels: out,
+            },
+            _ => ConvNorm::None,
+        };
+        ConvLayer {
+            weight: conv.zeros_no_train("weight", &[out, in_dim, cfg.conv_kernel[i]]),
+            bias: cfg.conv_bias.then(|| conv.zeros_no_train("bias", &[out])),
+            stride: cfg.conv_stride[i],
+            norm,
+            act: cfg.feat_extract_activation,
+        }
+    }
+
+    /// [batch, channels, time] -> [batch, channels, time']
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = x.conv1d(&self.weight, self.bias.as_ref(), [self.stride], [0], [1], 1);
+        let x = match &self.norm {
+            ConvNorm::None => x,
+            ConvNorm::Group { weight, bias, channels } => {
+                x.group_norm(*channels, Some(weight), Some(bias), TORCH_NORM_EPS, false)
+            }
+            ConvNorm::Layer(norm) => norm.forward(&x.transpose(-2, -1)).transpose(-2, -1),
+        };
+        self.act.forward(&x)
+    }
+}
+
+/// The weight-normed grouped convolution that adds relative positions.
+struct PositionalConv {
+    weight_g: Tensor,
+    weight_v: Tensor,
+    bias: Tensor,
+    kernel: i64,
+    groups: i64,
+    act: Activation,
+}
+
+impl PositionalConv {
+    fn new(p: tch::nn::Path, cfg: &Config) -> Self {
+        let conv = &p / "conv";
+        let (h, k, g) = (
+            cfg.hidden_size,
+            cfg.num_conv_pos_embeddings,
+            cfg.num_conv_pos_embedding_groups,
+        );
+        PositionalConv {
+            weight_g: conv.zeros_no_train("weight_g", &[1, 1, k]),
+            weight_v: conv.zeros_no_train("weight_v", &[h, h / g, k]),
+            bias: conv.zeros_no_train("bias", &[h]),
+            kernel: k,
+            groups: g,
+            act: cfg.feat_extract_activation,
+        }
+    }
+
+    /// [batch, time, hidden] -> the same shape.
+    fn forward(&self, x: &Tensor) -> Tensor {
+        // weight_norm(dim=2): w = g * v / ||v||, the norm over all but dim 2.
+        let norm = self
+            .weight_v
+            .square()
+            .sum_dim_intlist([0i64, 1].as_slice(), true, Kind::Float)
+            .sqrt();
+        let weight = &self.weight_v * (&self.weight_g / norm);
+        let y = x
+            .transpose(1, 2)
+            .conv1d(&weight, Some(&self.bias), [1], [self.kernel / 2], [1], self.groups);
+        // An even kernel gives one frame too many: drop the last.
+        let frames = y.size()[2] - if self.kernel % 2 == 0 { 1 } else { 0 };
+        self.act.forward(&y.narrow(2, 0, frames)).transpose(1, 2)
+    }
+}
+
+struct EncoderLayer {
+    qkv: FusedLinear,
+    out: Linear,
+    layer_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    final_layer_norm: LayerNorm,
+    heads: i64,
+    act: Activation,
+    pre_norm: bool,
+}
+
+impl EncoderLayer {
+    fn new(p: tch::nn::Path, cfg: &Config) -> Self {
+        let a = &p / "attention";
+        let ff = &p / "feed_forward";
+        let h = cfg.hidden_size;
+        EncoderLayer {
+            qkv: FusedLinear::new(&[&a / "q_proj", &a / "k_proj", &a / "v_proj"], h, h),
+            out: Linear::new(&a / "out_proj", h, h),
+            layer_norm: LayerNorm::new(&p / "layer_norm", h, cfg.layer_norm_eps),
+            intermediate: Linear::new(&ff / "intermediate_dense", h, cfg.intermediate_size),
+            output: Linear::new(&ff / "output_dense", cfg.intermediate_size, h),
+            final_layer_norm: LayerNorm::new(&p / "final_layer_norm", h, cfg.layer_norm_eps),
+            heads: cfg.num_attention_heads,
+            act: cfg.hidden_act,
+            pre_norm: cfg.do_stable_layer_norm,
+        }
+    }
+
+    fn attend(&self, x: &Tensor) -> Tensor {
+        let (q, k, v, _) = self.qkv.attention_inputs(x, self.heads, false);
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+    }
+
+    fn feed_forward(&self, x: &Tensor) -> Tensor {
+        self.output.forward(&self.act.forward(&self.intermediate.forward(x)))
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        if self.pre_norm {
+            let x = x + self.attend(&self.layer_norm.forward(x));
+            &x + self.feed_forward(&self.final_layer_norm.forward(&x))
+        } else {
+            let x = self.layer_norm.forward(&(x + self.attend(x)));
+            self.final_layer_norm.forward(&(&x + self.feed_forward(&x)))
+        }
+    }
+}
+
+/// `Wav2Vec2ForCTC`: raw samples in, CTC logits out.
+pub struct Wav2Vec2ForCtc {
+    conv_layers: Vec<ConvLayer>,
+    projection_norm: LayerNorm,
+    projection: Linear,
+    positional: PositionalConv,
+    encoder_norm: LayerNorm,
+    layers: Vec<EncoderLayer>,
+    lm_head: Linear,
+    stable: bool,
+}
+
+impl Wav2Vec2ForCtc {
+    pub fn new(p: tch::nn::Path, cfg: &Config) -> Self {
+        let w = &p / "wav2vec2";
+        let fe = &w / "feature_extractor" / "conv_layers";
+        let fp = &w / "feature_projection";
+        let enc = &w / "encoder";
+        let last_conv = *cfg.conv_dim.last().expect("conv layers");
+        Wav2Vec2ForCtc {
+            conv_layers: (0..cfg.conv_dim.len())
+                .map(|i| ConvLayer::new(&fe / i, cfg, i))
+                .collect(),
+            projection_norm: LayerNorm::new(&fp / "layer_norm", last_conv, cfg.layer_norm_eps),
+            projection: Linear::new(&fp / "projection", last_conv, cfg.hidden_size),
+            positional: PositionalConv::new(&enc / "pos_conv_embed", cfg),
+            encoder_norm: LayerNorm::new(&enc / "layer_norm", cfg.hidden_size, cfg.layer_norm_eps),
+            layers: (0..cfg.num_hidden_layers)
+                .map(|i| EncoderLayer::new(&enc / "layers" / i, cfg))
+                .collect(),
+            lm_head: Linear::new(&p / "lm_head", cfg.hidden_size, cfg.vocab_size),
+            stable: cfg.do_stable_layer_norm,
+        }
+    }
+
+    /// input_values [batch, samples] -> logits [batch, frames, vocab].
+    pub fn forward(&self, input_values: &Tensor) -> Tensor {
+        let mut x = input_values.unsqueeze(1);
+        for conv in &self.conv_layers {
+            x = conv.forward(&x);
+        }
+        let x = self
+            .projection
+            .forward(&self.projection_norm.forward(&x.transpose(1, 2)));
+        let mut x = &x + self.positional.forward(&x);
+        if !self.stable {
+            x = self.encoder_norm.forward(&x);
+        }
+        for layer in &self.layers {
+            x = layer.forward(&x);
+        }
+        if self.stable {
+            x = self.encoder_norm.forward(&x);
+        }
+        self.lm_head.forward(&x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    #[test]
+    fn frame_counts_follow_the_convolutions() {
+        let cfg: Config = serde_json::from_value(serde_json::json!({
+            "conv_dim": [8, 8, 8, 8, 8, 8, 8], "conv_kernel": [10, 3, 3, 3, 3, 2, 2],
+            "conv_stride": [5, 2, 2, 2, 2, 2, 2], "hidden_size": 8, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "intermediate_size": 8, "num_conv_pos_embeddings": 4,
+            "num_conv_pos_embedding_groups": 2, "vocab_size": 4
+        }))
+        .unwrap();
+        assert_eq!(cfg.inputs_to_logits_ratio(), 320);
+        assert_eq!(cfg.frames(160_000), 499);
+        assert_eq!(cfg.min_samples(), 400);
+        assert_eq!(cfg.frames(399), 0);
+        assert_eq!(cfg.frames(400), 1);
+    }
+}

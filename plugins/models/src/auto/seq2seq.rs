@@ -1,0 +1,163 @@
+//! Loading an encoder-decoder model (BART, Marian, T5) for summarization
+//! and translation, with its tokenizer, its generation settings and the
+//! limits on its inputs and outputs.
+
+use std::path::Path;
+
+use tch::{nn::VarStore, Device};
+
+use crate::auto::Family;
+use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::core::decoding::Seq2SeqLm;
+use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::generation::{GenerationSettings, ModelSettings};
+use crate::text::sentencepiece::MarianTokenizer;
+use crate::text::tokenizer::TextTokenizer;
+use crate::text::{bart, t5};
+use crate::{ModelError, Result};
+
+/// The tokenizer of an encoder-decoder model: a tokenizer.json, or
+/// Marian's SentencePiece models with their joint vocabulary.
+pub enum Seq2SeqTokenizer {
+    Text(TextTokenizer),
+    Marian {
+        tokenizer: MarianTokenizer,
+        max_length: usize,
+    },
+}
+
+impl Seq2SeqTokenizer {
+    /// Token ids with the special tokens the model expects, truncated to
+    /// the model's positions where it has a limit.
+    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+        match self {
+            Seq2SeqTokenizer::Text(t) => Ok(t.encode(text, None)?.get_ids().iter().map(|&id| id as i64).collect()),
+            Seq2SeqTokenizer::Marian { tokenizer, max_length } => tokenizer.encode(text, Some(*max_length)),
+        }
+    }
+
+    /// Text without special tokens (clean-up of spaces off, as pipeline()
+    /// decodes generated text).
+    pub fn decode(&self, ids: &[i64]) -> Result<String> {
+        match self {
+            Seq2SeqTokenizer::Text(t) => {
+                let ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+                t.decode_with(&ids, true, false)
+            }
+            Seq2SeqTokenizer::Marian { tokenizer, .. } => tokenizer.decode(ids),
+        }
+    }
+}
+
+/// The longest input (in tokens, after any truncation) a model takes unless
+/// configured otherwise, and T5's longest output. T5 has no position table,
+/// so nothing else bounds its lengths, and its encoder's memory grows with
+/// the square of the input's. BART and Marian truncate their inputs to
+/// their position tables (1024 tokens at most in the released checkpoints),
+/// so the limit only matters to them when it is set lower.
+pub const DEFAULT_MAX_INPUT_TOKENS: usize = 4096;
+
+/// A loaded encoder-decoder model with its tokenizer and generation
+/// settings.
+pub struct Seq2SeqModel {
+    pub net: Box<dyn Seq2SeqLm + Send>,
+    _vs: VarStore,
+    pub tokenizer: Seq2SeqTokenizer,
+    /// generation_config.json (or, without one, config.json) and
+    /// config.json's `task_specific_params`.
+    pub settings: ModelSettings,
+    pub architecture: String,
+    pub memory_bytes: u64,
+    /// The one direction a model translates, from tokenizer_config.json's
+    /// `source_lang` and `target_lang` (Marian checkpoints have them).
+    pub direction: Option<(String, String)>,
+    /// Longer inputs are refused (DEFAULT_MAX_INPUT_TOKENS unless set).
+    pub max_input_tokens: usize,
+    /// The most decoder positions, start token included: the position
+    /// table's size, or DEFAULT_MAX_INPUT_TOKENS for T5.
+    pub max_output_length: usize,
+}
+
+impl Seq2SeqModel {
+    /// The `task_specific_params` entry of `task`, and its `prefix`.
+    pub fn task(&self, task: &str) -> Result<(Option<GenerationSettings>, String)> {
+        self.settings.task(task)
+    }
+}
+
+/// Loads the encoder-decoder checkpoint in `dir` on `device`.
+pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
+    let config_file = config_path(dir)?;
+    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
+    let family = crate::auto::find(&architecture, "summarization", "for summarization and translation")?.family;
+    let mut vs = VarStore::new(device);
+    let (net, positions): (Box<dyn Seq2SeqLm + Send>, i64) = match family {
+        Family::Bart | Family::Marian => {
+            let cfg: bart::Config = read_json(&config_file)?;
+            let positions = cfg.max_position_embeddings;
+            let variant = if family == Family::Marian {
+                bart::Variant::Marian
+            } else {
+                bart::Variant::Bart
+            };
+            (Box::new(bart::BartForConditionalGeneration::new(vs.root(), &cfg, variant)), positions)
+        }
+        Family::T5 => {
+            let cfg: t5::Config = read_json(&config_file)?;
+            // Relative positions: no table to outgrow; pipeline() does not
+            // truncate T5 inputs.
+            (
+                Box::new(t5::T5ForConditionalGeneration::new(vs.root(), &cfg)),
+                i64::MAX,
+            )
+        }
+        other => return Err(ModelError::Unsupported(format!("{other:?} is not an encoder-decoder"))),
+    };
+    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    let settings = ModelSettings::from_dir(dir, &config_file, true)?;
+    #[derive(serde::Deserialize)]
+    struct Padding {
+        #[serde(default)]
+        pad_token_id: Option<i64>,
+    }
+    let padding: Padding = read_json(&config_file)?;
+    let tokenizer = if !dir.join("tokenizer.json").is_file() && dir.join("source.spm").is_file() {
+        Seq2SeqTokenizer::Marian {
+            tokenizer: MarianTokenizer::from_dir(dir)?,
+            max_length: positions as usize,
+        }
+    } else {
+        let mut tokenizer =
+            TextTokenizer::from_dir(dir, positions as usize, padding.pad_token_id.unwrap_or(1))?;
+        if positions == i64::MAX {
+            tokenizer.disable_truncation()?;
+        }
+        Seq2SeqTokenizer::Text(tokenizer)
+    };
+    #[derive(serde::Deserialize, Default)]
+    struct Languages {
+        source_lang: Option<String>,
+        target_lang: Option<String>,
+    }
+    let tokenizer_config = dir.join("tokenizer_config.json");
+    let languages: Languages = if tokenizer_config.is_file() {
+        read_json(&tokenizer_config).unwrap_or_default()
+    } else {
+        Languages::default()
+    };
+    Ok(Seq2SeqModel {
+        direction: languages.source_lang.zip(languages.target_lang),
+        net,
+        memory_bytes: var_store_bytes(&vs),
+        _vs: vs,
+        tokenizer,
+        settings,
+        architecture,
+        max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
+        max_output_length: if positions == i64::MAX {
+            DEFAULT_MAX_INPUT_TOKENS
+        } else {
+            positions as usize
+        },
+    })
+}

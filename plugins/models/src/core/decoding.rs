@@ -1,0 +1,92 @@
+//! What a generative model offers the generation engine: the two decoder
+//! traits (decoder-only and encoder-decoder) and the state an
+//! encoder-decoder keeps between steps. The model families implement these;
+//! `generation/` drives them without naming any family.
+
+use tch::{Device, Tensor};
+
+use crate::core::layers::KvCache;
+
+/// A model that predicts the next token from a prefix (decoder-only).
+pub trait CausalLm {
+    /// An empty KV cache for a new batch.
+    fn new_cache(&self) -> Vec<KvCache>;
+    /// Logits [batch, vocab] at the last position (see gpt2.rs).
+    fn forward_last(
+        &self,
+        input_ids: &Tensor,
+        position_ids: &Tensor,
+        attention_mask: &Tensor,
+        cache: &mut [KvCache],
+    ) -> Tensor;
+    /// The longest sequence (prompt + new tokens) the model can attend over.
+    fn max_positions(&self) -> usize;
+    fn device(&self) -> Device;
+}
+
+/// A model that encodes sources once and then decodes step by step.
+pub trait Seq2SeqLm {
+    /// Encoder states [items, source, d] of the right-padded inputs
+    /// `input_ids` [items, source]; `padding` is their additive padding bias
+    /// [items, 1, 1, source], None when no input is padded.
+    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor;
+    /// Logits [rows, vocab] (f32) after feeding each row's newest token
+    /// `tokens` [rows] at decoder position `position`.
+    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor;
+    fn decoder_layers(&self) -> usize;
+    fn decoder_start_token_id(&self) -> i64;
+    fn device(&self) -> Device;
+}
+
+/// What an encoder-decoder keeps between steps. Its rows are hypotheses,
+/// `beams` consecutive rows per input.
+pub struct DecoderState {
+    /// Encoder states [items, source, d].
+    pub memory: Tensor,
+    /// The encoder states' padding bias [items, 1, 1, source]; None when no
+    /// input is padded.
+    pub memory_padding: Option<Tensor>,
+    /// Self-attention keys and values per layer, [rows, heads, steps, head_dim].
+    pub self_attn: Vec<KvCache>,
+    /// Cross-attention keys and values per layer, [items, heads, source,
+    /// head_dim], computed on the first step.
+    pub cross_attn: Vec<Option<(Tensor, Tensor)>>,
+    rows: usize,
+}
+
+impl DecoderState {
+    pub fn new(memory: Tensor, memory_padding: Option<Tensor>, beams: usize, layers: usize) -> Self {
+        DecoderState {
+            rows: memory.size()[0] as usize * beams,
+            memory,
+            memory_padding,
+            self_attn: (0..layers).map(|_| KvCache::default()).collect(),
+            cross_attn: (0..layers).map(|_| None).collect(),
+        }
+    }
+
+    /// Keeps the inputs `items` (their current positions, in order) and the
+    /// hypotheses `rows` (current row numbers, in their new order: the
+    /// kept inputs' beams, input after input).
+    pub fn select(&mut self, items: &[i64], rows: &[i64]) {
+        let device = self.memory.device();
+        let unchanged = rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| r == i as i64);
+        if !unchanged {
+            let index = Tensor::from_slice(rows).to_device(device);
+            for cache in &mut self.self_attn {
+                cache.select_rows(&index);
+            }
+            self.rows = rows.len();
+        }
+        // Inputs only ever leave, so fewer means a different selection.
+        if items.len() as i64 != self.memory.size()[0] {
+            let index = Tensor::from_slice(items).to_device(device);
+            self.memory = self.memory.index_select(0, &index);
+            self.memory_padding = self.memory_padding.as_ref().map(|b| b.index_select(0, &index));
+            for (k, v) in self.cross_attn.iter_mut().flatten() {
+                *k = k.index_select(0, &index);
+                *v = v.index_select(0, &index);
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! What every model family is built from: config.json reading, devices,
+//! the error type, layers (linear, norms, embeddings, activations,
+//! attention, KV cache), the decoder traits the generation engine drives,
+//! weight loading, and the numerical helpers on score rows.
+
+pub mod config;
+pub mod decoding;
+pub mod device;
+pub mod error;
+pub mod layers;
+pub mod math;
+pub mod scores;
+pub mod weights;

@@ -1,0 +1,239 @@
+//! transformers' logits processors and warpers, written once for every
+//! generative model, applied to one row's scores in `_get_logits_processor`'s
+//! order: repetition penalty, n-gram blocking, bad words, minimum length,
+//! minimum new tokens, forced BOS, forced EOS; then, when sampling, the
+//! warpers: temperature, top-k, top-p.
+
+use crate::core::math::softmax;
+use crate::generation::settings::GenerationParams;
+
+/// What the processors know of one row: its whole sequence so far (a
+/// decoder-only model's left padding and prompt included, as transformers'
+/// `input_ids` are; an encoder-decoder's start token and output) and how
+/// many of its tokens came before generation began.
+#[derive(Debug, Clone, Copy)]
+pub struct Row<'a> {
+    pub sequence: &'a [i64],
+    pub prompt_len: usize,
+}
+
+impl Row<'_> {
+    fn new_tokens(&self) -> usize {
+        self.sequence.len().saturating_sub(self.prompt_len)
+    }
+}
+
+/// Applies the logits processors `params` configures to `scores`.
+pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
+    let sequence = row.sequence;
+    let cur_len = sequence.len();
+    // RepetitionPenaltyLogitsProcessor
+    if params.repetition_penalty != 1.0 {
+        let mut seen = sequence.to_vec();
+        seen.sort_unstable();
+        seen.dedup();
+        for &t in &seen {
+            if let Some(s) = slot(scores, t) {
+                *s = if *s < 0.0 {
+                    *s * params.repetition_penalty
+                } else {
+                    *s / params.repetition_penalty
+                };
+            }
+        }
+    }
+    // NoRepeatNGramLogitsProcessor
+    let n = params.no_repeat_ngram_size;
+    if n > 0 && cur_len + 1 >= n {
+        let prefix = &sequence[cur_len + 1 - n..];
+        for window in sequence.windows(n) {
+            if window[..n - 1] == *prefix {
+                ban(scores, window[n - 1]);
+            }
+        }
+    }
+    // NoBadWordsLogitsProcessor
+    for bad in &params.bad_words_ids {
+        if let Some((last, prefix)) = bad.split_last() {
+            if sequence.ends_with(prefix) {
+                ban(scores, *last);
+            }
+        }
+    }
+    // MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor
+    if cur_len < params.min_length || row.new_tokens() < params.min_new_tokens {
+        for &eos in &params.eos_token_ids {
+            ban(scores, eos);
+        }
+    }
+    // ForcedBOSTokenLogitsProcessor (at length 1: right after an
+    // encoder-decoder's start token), ForcedEOSTokenLogitsProcessor (on
+    // the last step).
+    let max_length = row.prompt_len + params.max_new_tokens;
+    let forced = match (params.forced_bos_token_id, params.forced_eos_token_id) {
+        (Some(bos), _) if cur_len == 1 => Some(bos),
+        (_, Some(eos)) if cur_len + 1 == max_length => Some(eos),
+        _ => None,
+    };
+    if let Some(id) = forced
+        .and_then(|id| usize::try_from(id).ok())
+        .filter(|&i| i < scores.len())
+    {
+        scores.fill(f32::NEG_INFINITY);
+        scores[id] = 0.0;
+    }
+}
+
+/// Applies the sampling warpers: temperature, top-k, top-p (each keeping at
+/// least one token).
+pub fn warp(scores: &mut [f32], params: &GenerationParams) {
+    if params.temperature != 1.0 {
+        for s in scores.iter_mut() {
+            *s /= params.temperature;
+        }
+    }
+    if params.top_k > 0 && params.top_k < scores.len() {
+        let mut sorted: Vec<f32> = scores.to_vec();
+        sorted.sort_by(|a, b| b.total_cmp(a));
+        let kth = sorted[params.top_k - 1];
+        for s in scores.iter_mut() {
+            if *s < kth {
+                *s = f32::NEG_INFINITY;
+            }
+        }
+    }
+    if params.top_p < 1.0 {
+        let mut order: Vec<usize> = (0..scores.len()).collect();
+        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
+        let probs = softmax(&order.iter().map(|&i| scores[i]).collect::<Vec<_>>());
+        let mut cumulative = 0.0f32;
+        let last = order.len() - 1;
+        for (rank, &i) in order.iter().enumerate() {
+            cumulative += probs[rank];
+            if cumulative <= 1.0 - params.top_p && rank < last {
+                scores[i] = f32::NEG_INFINITY;
+            }
+        }
+    }
+}
+
+fn slot(scores: &mut [f32], id: i64) -> Option<&mut f32> {
+    usize::try_from(id).ok().and_then(|i| scores.get_mut(i))
+}
+
+fn ban(scores: &mut [f32], id: i64) {
+    if let Some(s) = slot(scores, id) {
+        *s = f32::NEG_INFINITY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn greedy() -> GenerationParams {
+        GenerationParams {
+            max_new_tokens: 10,
+            eos_token_ids: vec![0],
+            ..GenerationParams::default()
+        }
+    }
+
+    fn row(sequence: &[i64]) -> Row<'_> {
+        Row { sequence, prompt_len: 0 }
+    }
+
+    #[test]
+    fn repetition_penalty_divides_positive_and_multiplies_negative_scores() {
+        let p = GenerationParams {
+            repetition_penalty: 2.0,
+            ..greedy()
+        };
+        let mut scores = vec![1.0, -1.0, 4.0];
+        process(&mut scores, row(&[0, 1, 1]), &p);
+        assert_eq!(scores, vec![0.5, -2.0, 4.0]);
+    }
+
+    #[test]
+    fn ngrams_seen_before_are_blocked() {
+        let p = GenerationParams {
+            no_repeat_ngram_size: 2,
+            ..greedy()
+        };
+        let mut scores = vec![0.0; 5];
+        // History 1 2 3 1: the bigram (1, 2) exists, so 2 cannot follow 1.
+        process(&mut scores, row(&[1, 2, 3, 1]), &p);
+        assert_eq!(scores[2], f32::NEG_INFINITY);
+        assert_eq!(scores.iter().filter(|s| s.is_infinite()).count(), 1);
+    }
+
+    #[test]
+    fn eos_is_suppressed_until_min_new_tokens() {
+        let p = GenerationParams {
+            min_new_tokens: 2,
+            ..greedy()
+        };
+        // A prompt of one token, then one new token: EOS still banned.
+        let mut scores = vec![5.0, 1.0];
+        process(&mut scores, Row { sequence: &[1, 1], prompt_len: 1 }, &p);
+        assert_eq!(scores[0], f32::NEG_INFINITY);
+        let mut scores = vec![5.0, 1.0];
+        process(&mut scores, Row { sequence: &[1, 1, 1], prompt_len: 1 }, &p);
+        assert_eq!(scores[0], 5.0);
+    }
+
+    #[test]
+    fn top_k_and_top_p_keep_the_right_tokens() {
+        let p = GenerationParams { top_k: 2, ..greedy() };
+        let mut scores = vec![1.0, 3.0, 2.0, 0.0];
+        warp(&mut scores, &p);
+        assert_eq!(scores.iter().filter(|s| s.is_finite()).count(), 2);
+        assert!(scores[1].is_finite() && scores[2].is_finite());
+
+        // Probabilities ~ [0.64, 0.24, 0.09, 0.03]: only the first is needed for 0.5.
+        let p = GenerationParams { top_p: 0.5, ..greedy() };
+        let mut scores = vec![3.0, 2.0, 1.0, 0.0];
+        warp(&mut scores, &p);
+        assert_eq!(scores.iter().filter(|s| s.is_finite()).count(), 1);
+        let p = GenerationParams { top_p: 0.7, ..greedy() };
+        let mut scores = vec![3.0, 2.0, 1.0, 0.0];
+        warp(&mut scores, &p);
+        assert_eq!(scores.iter().filter(|s| s.is_finite()).count(), 2);
+    }
+
+    #[test]
+    fn processors_ban_and_force_like_transformers() {
+        // An encoder-decoder: the start token is the prompt; max_length 10.
+        let p = GenerationParams {
+            max_new_tokens: 9,
+            min_length: 3,
+            no_repeat_ngram_size: 2,
+            bad_words_ids: vec![vec![7], vec![4, 5]],
+            forced_bos_token_id: Some(0),
+            forced_eos_token_id: Some(2),
+            eos_token_ids: vec![2],
+            ..GenerationParams::default()
+        };
+        let decoder = |sequence| Row { sequence, prompt_len: 1 };
+        // Step 1: only the forced BOS survives.
+        let mut s = vec![1.0; 10];
+        process(&mut s, decoder(&[2]), &p);
+        assert_eq!(s[0], 0.0);
+        assert!(s[1..].iter().all(|v| *v == f32::NEG_INFINITY));
+        // Later: repeated bigram (3, 4) -> 4 banned after 3; bad word 7; 5
+        // after 4; EOS before min_length.
+        let mut s = vec![1.0; 10];
+        process(&mut s, decoder(&[2, 3, 4, 3, 4]), &p);
+        let banned: Vec<usize> = (0..10).filter(|&i| s[i] == f32::NEG_INFINITY).collect();
+        assert_eq!(banned, vec![3, 5, 7]);
+        let mut s = vec![1.0; 10];
+        process(&mut s, decoder(&[2, 6]), &p);
+        let banned: Vec<usize> = (0..10).filter(|&i| s[i] == f32::NEG_INFINITY).collect();
+        assert_eq!(banned, vec![2, 7]);
+        // The last step is forced to EOS.
+        let mut s = vec![1.0; 10];
+        process(&mut s, decoder(&[2, 0, 5, 6, 8, 9, 1, 3, 6]), &p);
+        assert_eq!(s[2], 0.0);
+        assert_eq!(s.iter().filter(|v| v.is_finite()).count(), 1);
+    }
+}

@@ -1,0 +1,228 @@
+//! The searches of `generate`, one per input: greedy or sampled (one
+//! hypothesis, the shared `sampling::choose`) and transformers'
+//! `_beam_search` (num_beams, length_penalty, early_stopping
+//! true/false/"never", num_return_sequences). Each hypothesis starts from
+//! the input's prompt (an encoder-decoder's decoder start token); lengths
+//! count it, as transformers' do.
+
+use tch::{Kind, Tensor};
+
+use crate::core::math::top_k;
+use crate::generation::processors::{process, Row};
+use crate::generation::sampling::{choose, Rng};
+use crate::generation::settings::{EarlyStopping, GenerationParams};
+
+/// One input's search: greedy or sampled (one hypothesis), or beam search.
+pub enum Search<'a> {
+    Single {
+        params: &'a GenerationParams,
+        prompt_len: usize,
+        sequence: Vec<i64>,
+        rng: Rng,
+    },
+    Beams(BeamSearch<'a>),
+}
+
+impl<'a> Search<'a> {
+    pub fn new(prompt: Vec<i64>, params: &'a GenerationParams) -> Self {
+        debug_assert!(params.max_new_tokens >= 1, "room for one new token");
+        if params.num_beams <= 1 {
+            Search::Single {
+                params,
+                prompt_len: prompt.len(),
+                sequence: prompt,
+                rng: Rng::new(params.seed),
+            }
+        } else {
+            Search::Beams(BeamSearch::new(prompt, params))
+        }
+    }
+
+    /// The newest token of each hypothesis, the decoder's next inputs.
+    pub fn newest_tokens(&self) -> Vec<i64> {
+        let newest = |s: &Vec<i64>| *s.last().expect("a prompt");
+        match self {
+            Search::Single { sequence, .. } => vec![newest(sequence)],
+            Search::Beams(search) => search.running.iter().map(newest).collect(),
+        }
+    }
+
+    /// One step, from this input's scores [hypotheses * vocab]: the
+    /// hypothesis each new one continues, or None when the search is over.
+    pub fn advance(&mut self, scores: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+        match self {
+            Search::Single {
+                params,
+                prompt_len,
+                sequence,
+                rng,
+            } => {
+                let row = Row {
+                    sequence,
+                    prompt_len: *prompt_len,
+                };
+                let next = choose(scores, row, params, rng);
+                sequence.push(next);
+                let over = params.eos_token_ids.contains(&next) || sequence.len() >= *prompt_len + params.max_new_tokens;
+                (!over).then(|| vec![0])
+            }
+            Search::Beams(search) => search.advance(scores, vocab),
+        }
+    }
+
+    /// The sequences found, best first.
+    pub fn into_sequences(self) -> Vec<Vec<i64>> {
+        match self {
+            Search::Single { sequence, .. } => vec![sequence],
+            Search::Beams(search) => search
+                .finished
+                .into_iter()
+                .take(search.params.num_return_sequences.max(1))
+                .map(|h| h.tokens)
+                .collect(),
+        }
+    }
+}
+
+struct Hypothesis {
+    tokens: Vec<i64>,
+    score: f32,
+    finished: bool,
+}
+
+const LARGE_NEGATIVE: f32 = -1.0e9;
+
+/// transformers' `_beam_search` for one input.
+pub struct BeamSearch<'a> {
+    params: &'a GenerationParams,
+    prompt_len: usize,
+    /// The prompt's length plus max_new_tokens.
+    max_length: usize,
+    running: Vec<Vec<i64>>,
+    running_scores: Vec<f32>,
+    /// The best `num_beams` finished hypotheses (placeholders until then).
+    finished: Vec<Hypothesis>,
+    improvable: bool,
+    cur_len: usize,
+}
+
+impl<'a> BeamSearch<'a> {
+    fn new(prompt: Vec<i64>, params: &'a GenerationParams) -> Self {
+        let beams = params.num_beams;
+        let prompt_len = prompt.len();
+        BeamSearch {
+            params,
+            prompt_len,
+            max_length: prompt_len + params.max_new_tokens,
+            running: vec![prompt.clone(); beams],
+            running_scores: (0..beams).map(|i| if i == 0 { 0.0 } else { LARGE_NEGATIVE }).collect(),
+            finished: (0..beams)
+                .map(|_| Hypothesis {
+                    tokens: prompt.clone(),
+                    score: LARGE_NEGATIVE,
+                    finished: false,
+                })
+                .collect(),
+            improvable: true,
+            cur_len: prompt_len,
+        }
+    }
+
+    fn penalty(&self, length: usize) -> f32 {
+        (length as f64).powf(self.params.length_penalty) as f32
+    }
+
+    /// One step from the beams' log-probabilities [beams * vocab].
+    fn advance(&mut self, log_probs: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+        let params = self.params;
+        let beams = params.num_beams;
+        let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
+        for (beam, row) in log_probs.chunks_mut(vocab).enumerate() {
+            let history = Row {
+                sequence: &self.running[beam],
+                prompt_len: self.prompt_len,
+            };
+            process(row, history, params);
+            if params.renormalize {
+                log_softmax(row);
+            }
+            for lp in row.iter_mut() {
+                *lp += self.running_scores[beam];
+            }
+        }
+        let accumulated = log_probs;
+        // The best `keep` continuations of all beams.
+        let candidates: Vec<(usize, Vec<i64>, f32, bool)> = top_k(accumulated, keep)
+            .into_iter()
+            .map(|i| {
+                let (beam, token) = (i / vocab, (i % vocab) as i64);
+                let mut tokens = self.running[beam].clone();
+                tokens.push(token);
+                let hits = tokens.len() >= self.max_length || params.eos_token_ids.contains(&token);
+                (beam, tokens, accumulated[i], hits)
+            })
+            .collect();
+        // The best unfinished ones run on.
+        let running_candidates: Vec<f32> = candidates
+            .iter()
+            .map(|(_, _, score, hits)| score + if *hits { LARGE_NEGATIVE } else { 0.0 })
+            .collect();
+        let next = top_k(&running_candidates, beams);
+        let parents: Vec<usize> = next.iter().map(|&k| candidates[k].0).collect();
+        // Finished ones among the top `beams` join the finished list if
+        // they beat its worst.
+        let all_finished = self.finished.iter().all(|h| h.finished);
+        let length_penalty = self.penalty(self.cur_len + 1 - self.prompt_len);
+        let mut merged: Vec<Hypothesis> = std::mem::take(&mut self.finished);
+        for (k, (_, tokens, score, hits)) in candidates.iter().enumerate() {
+            let just_finished = *hits && k < beams;
+            let mut s = score / length_penalty;
+            if all_finished && params.early_stopping == EarlyStopping::True {
+                s += LARGE_NEGATIVE;
+            }
+            if !self.improvable {
+                s += LARGE_NEGATIVE;
+            }
+            if !just_finished {
+                s += LARGE_NEGATIVE;
+            }
+            merged.push(Hypothesis {
+                tokens: tokens.clone(),
+                score: s,
+                finished: just_finished,
+            });
+        }
+        let scores: Vec<f32> = merged.iter().map(|h| h.score).collect();
+        let best = top_k(&scores, beams);
+        let mut slots: Vec<Option<Hypothesis>> = merged.into_iter().map(Some).collect();
+        self.finished = best.iter().map(|&i| slots[i].take().expect("distinct")).collect();
+
+        self.running = next.iter().map(|&k| candidates[k].1.clone()).collect();
+        self.running_scores = next.iter().map(|&k| running_candidates[k]).collect();
+        self.cur_len += 1;
+
+        // Can a running beam still beat the worst finished one?
+        let best_length = if params.early_stopping == EarlyStopping::Never && params.length_penalty > 0.0 {
+            self.max_length - self.prompt_len
+        } else {
+            self.cur_len - self.prompt_len
+        };
+        let best_possible = self.running_scores[0] / self.penalty(best_length);
+        let worst = self.finished.iter().map(|h| h.score).fold(f32::INFINITY, f32::min);
+        self.improvable = self.improvable
+            && self
+                .finished
+                .iter()
+                .any(|h| best_possible > if h.finished { worst } else { LARGE_NEGATIVE });
+        let all_finished = self.finished.iter().all(|h| h.finished);
+        let open = !(all_finished && params.early_stopping == EarlyStopping::True);
+        let can_continue = !candidates.iter().all(|c| c.3);
+        (self.improvable && open && can_continue).then_some(parents)
+    }
+}
+
+/// In place, with LibTorch's log_softmax (the kernel transformers uses).
+fn log_softmax(row: &mut [f32]) {
+    let normalized = Tensor::from_slice(row).log_softmax(-1, Kind::Float);
+    row.copy_from_slice(&Vec::<f32>::try_from(normalized).expect("f32 row"));
+}

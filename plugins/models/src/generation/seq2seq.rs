@@ -1,0 +1,190 @@
+//! Encoder-decoder generation (summarization, translation) as transformers
+//! 4.57.6 `generate` does it, for a batch of inputs decoded together: the
+//! inputs are padded and encoded once, the decoder steps every hypothesis of
+//! every input at once, with cached self-attention keys and values and
+//! cross-attention keys and values computed once per input (not per beam).
+//! Tokens are chosen by the shared searches (`search.rs`: greedy, sampling
+//! or `_beam_search`) after the shared logits processors (`processors.rs`).
+//! Each input's search is its own, as in transformers' batched search, and
+//! an input whose search is over (or whose client went away) leaves the
+//! batch at once, so the others no longer compute its rows.
+//! Lengths count the decoder's start token, as transformers' do.
+
+use tch::{Device, Kind, Tensor};
+
+use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::layers::padding_bias;
+use crate::generation::search::Search;
+use crate::generation::settings::{GenerationParams, MAX_BATCH_ROWS};
+
+/// One input to generate from: its encoder token ids and its settings.
+pub struct Source<'a> {
+    pub input_ids: &'a [i64],
+    pub params: &'a GenerationParams,
+}
+
+/// Source tokens, padding included, encoded and decoded together at most:
+/// the encoder states and every layer's cross-attention keys and values
+/// grow with them (16 BART inputs of 1024 tokens).
+pub const MAX_BATCH_SOURCE_TOKENS: usize = 16 * 1024;
+
+/// Splits inputs of `lengths` (sorted, shortest first) with `beams`
+/// hypotheses each into consecutive batches within MAX_BATCH_ROWS and
+/// MAX_BATCH_SOURCE_TOKENS (an input alone over them is a batch of its own).
+fn batch_bounds(lengths: &[usize], beams: usize) -> Vec<std::ops::Range<usize>> {
+    let mut bounds = Vec::new();
+    let mut start = 0;
+    for end in 1..=lengths.len() {
+        let (count, longest) = (end - start, lengths[end - 1]);
+        if count > 1 && (count * beams > MAX_BATCH_ROWS || count * longest > MAX_BATCH_SOURCE_TOKENS) {
+            bounds.push(start..end - 1);
+            start = end - 1;
+        }
+    }
+    if start < lengths.len() {
+        bounds.push(start..lengths.len());
+    }
+    bounds
+}
+
+/// Generates for each source up to `num_return_sequences` decoder sequences
+/// (start token first, EOS included when reached), best first. Sources with
+/// the same `num_beams` are decoded together, sorted by length, within
+/// MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a
+/// time. `keep_going(i)` is asked before
+/// encoding and before every step for each source `i` still being decoded;
+/// false (e.g. its client went away) ends that source's search with what
+/// it has: no sequences when it had not started.
+pub fn generate(
+    model: &dyn Seq2SeqLm,
+    sources: &[Source],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Vec<i64>>> {
+    let _guard = tch::no_grad_guard();
+    let beams = |i: usize| sources[i].params.num_beams.max(1);
+    let mut order: Vec<usize> = (0..sources.len()).collect();
+    order.sort_by_key(|&i| (beams(i), sources[i].input_ids.len()));
+    let mut results = vec![Vec::new(); sources.len()];
+    for group in order.chunk_by(|&a, &b| beams(a) == beams(b)) {
+        let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input_ids.len()).collect();
+        for bounds in batch_bounds(&lengths, beams(group[0])) {
+            let chosen = &group[bounds];
+            let wanted: Vec<usize> = chosen.iter().copied().filter(|&i| keep_going(i)).collect();
+            if wanted.is_empty() {
+                continue;
+            }
+            let outputs = decode_together(model, sources, &wanted, keep_going);
+            for (&i, sequences) in wanted.iter().zip(outputs) {
+                results[i] = sequences;
+            }
+        }
+    }
+    results
+}
+
+/// Encodes the sources `chosen` (all with the same `num_beams`) as one
+/// padded batch and decodes them together.
+fn decode_together(
+    model: &dyn Seq2SeqLm,
+    sources: &[Source],
+    chosen: &[usize],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Vec<i64>>> {
+    let device = model.device();
+    let beams = sources[chosen[0]].params.num_beams.max(1);
+    let longest = chosen.iter().map(|&i| sources[i].input_ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for &i in chosen {
+        let input = sources[i].input_ids;
+        ids.extend(
+            input
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, longest - input.len())),
+        );
+        mask.extend((0..longest).map(|t| i64::from(t < input.len())));
+    }
+    let shape = [chosen.len() as i64, longest as i64];
+    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+    let padding = mask
+        .contains(&0)
+        .then(|| padding_bias(&Tensor::from_slice(&mask).view(shape).to_device(device), Kind::Float));
+    let memory = model.encode(&ids, padding.as_ref());
+    let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
+
+    let start = model.decoder_start_token_id();
+    let mut searches: Vec<Search> = chosen.iter().map(|&i| Search::new(vec![start], sources[i].params)).collect();
+    // The searches still running, in the decoder state's order.
+    let mut active: Vec<usize> = (0..chosen.len()).collect();
+    let mut position = 0;
+    loop {
+        // An input whose client went away stops here, with what it has.
+        let wanted: Vec<bool> = active.iter().map(|&a| keep_going(chosen[a])).collect();
+        if wanted.contains(&false) {
+            let items = positions(&wanted);
+            if items.is_empty() {
+                break;
+            }
+            let rows: Vec<i64> = items
+                .iter()
+                .flat_map(|&i| i * beams as i64..(i + 1) * beams as i64)
+                .collect();
+            state.select(&items, &rows);
+            retain(&mut active, &wanted);
+        }
+        let tokens: Vec<i64> = active.iter().flat_map(|&a| searches[a].newest_tokens()).collect();
+        let logits = model.step(&tokens, position, &mut state);
+        position += 1;
+        // Beam search ranks log-probabilities; greedy, the processed logits.
+        let scores = if beams > 1 {
+            logits.log_softmax(-1, Kind::Float)
+        } else {
+            logits.to_kind(Kind::Float)
+        };
+        let vocab = scores.size()[1] as usize;
+        let mut scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).reshape([-1])).expect("f32 scores");
+        let mut going_on = Vec::with_capacity(active.len());
+        let mut rows = Vec::with_capacity(active.len() * beams);
+        for (slot, (&a, item_scores)) in active.iter().zip(scores.chunks_mut(beams * vocab)).enumerate() {
+            let parents = searches[a].advance(item_scores, vocab);
+            going_on.push(parents.is_some());
+            rows.extend(parents.iter().flatten().map(|&b| (slot * beams + b) as i64));
+        }
+        let items = positions(&going_on);
+        if items.is_empty() {
+            break;
+        }
+        state.select(&items, &rows);
+        retain(&mut active, &going_on);
+    }
+    searches.into_iter().map(Search::into_sequences).collect()
+}
+
+/// The positions of the `true` flags.
+fn positions(flags: &[bool]) -> Vec<i64> {
+    (0..flags.len() as i64).filter(|&i| flags[i as usize]).collect()
+}
+
+/// Keeps the entries of `active` whose flag is true.
+fn retain(active: &mut Vec<usize>, flags: &[bool]) {
+    let mut flags = flags.iter();
+    active.retain(|_| *flags.next().expect("one flag each"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_stay_within_rows_and_source_tokens() {
+        // Rows: 64 / 4 beams = 16 short inputs at a time.
+        let short = vec![10; 40];
+        assert_eq!(batch_bounds(&short, 4), vec![0..16, 16..32, 32..40]);
+        assert_eq!(batch_bounds(&short, 1), vec![0..40]);
+        // Tokens: 16 * 1024 padded tokens, so longer inputs go fewer at a
+        // time, and an input over the budget goes alone.
+        let mixed = [100, 1000, 1024, 1024, 4000, 4096, 4096, 4096, 4096, 20000];
+        assert_eq!(batch_bounds(&mixed, 1), vec![0..4, 4..8, 8..9, 9..10]);
+        assert_eq!(batch_bounds(&[], 4), Vec::<std::ops::Range<usize>>::new());
+    }
+}

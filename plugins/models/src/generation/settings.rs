@@ -1,0 +1,457 @@
+//! Generation settings, one type for every generative model: what a
+//! generation_config.json, a config.json, a `task_specific_params` entry or
+//! a request says ([`GenerationSettings`], every field optional), and what
+//! one generation runs with once they are resolved ([`GenerationParams`]).
+//! The two pipelines resolve them differently, as transformers does:
+//! [`resolve_text_generation`] as TextGenerationPipeline,
+//! [`resolve_text2text`] as Text2TextGenerationPipeline (summarization,
+//! translation).
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::core::config::read_json;
+use crate::{ModelError, Result};
+
+/// Hypotheses (inputs times `num_beams`) decoded together at most; more
+/// inputs are split into several batches, but one input never is.
+pub const MAX_BATCH_ROWS: usize = 64;
+
+/// One id or a list of ids, as generation_config.json allows.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(i64),
+    Many(Vec<i64>),
+}
+
+impl TokenIds {
+    pub fn to_vec(&self) -> Vec<i64> {
+        match self {
+            TokenIds::One(id) => vec![*id],
+            TokenIds::Many(ids) => ids.clone(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EarlyStopping {
+    /// Stop once `num_beams` hypotheses are finished.
+    True,
+    /// Stop when the heuristic says no running beam can do better.
+    False,
+    /// Canonical beam search: stop only when no beam can do better.
+    Never,
+}
+
+/// `early_stopping` as generation configs write it: a bool or "never".
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum EarlyStoppingValue {
+    Bool(bool),
+    Text(String),
+}
+
+impl EarlyStoppingValue {
+    pub fn parse(&self) -> Result<EarlyStopping> {
+        match self {
+            EarlyStoppingValue::Bool(true) => Ok(EarlyStopping::True),
+            EarlyStoppingValue::Bool(false) => Ok(EarlyStopping::False),
+            EarlyStoppingValue::Text(t) => match t.as_str() {
+                "true" | "True" => Ok(EarlyStopping::True),
+                "false" | "False" => Ok(EarlyStopping::False),
+                "never" => Ok(EarlyStopping::Never),
+                other => Err(invalid(format!(
+                    "early_stopping `{other}`: expected true, false or never"
+                ))),
+            },
+        }
+    }
+}
+
+/// Generation settings as a file or a request gives them; absent: unset.
+/// Field names are transformers' GenerationConfig's.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct GenerationSettings {
+    pub max_length: Option<usize>,
+    pub max_new_tokens: Option<usize>,
+    pub min_length: Option<usize>,
+    pub min_new_tokens: Option<usize>,
+    pub do_sample: Option<bool>,
+    pub temperature: Option<f32>,
+    pub top_k: Option<usize>,
+    pub top_p: Option<f32>,
+    pub repetition_penalty: Option<f32>,
+    pub no_repeat_ngram_size: Option<usize>,
+    pub num_beams: Option<usize>,
+    pub num_return_sequences: Option<usize>,
+    pub length_penalty: Option<f64>,
+    pub early_stopping: Option<EarlyStoppingValue>,
+    pub bad_words_ids: Option<Vec<Vec<i64>>>,
+    pub forced_bos_token_id: Option<i64>,
+    pub forced_eos_token_id: Option<TokenIds>,
+    pub eos_token_id: Option<TokenIds>,
+    pub pad_token_id: Option<i64>,
+    pub bos_token_id: Option<i64>,
+    pub renormalize_logits: Option<bool>,
+}
+
+impl GenerationSettings {
+    /// Sets every value `other` has.
+    pub fn update(&mut self, other: &GenerationSettings) {
+        macro_rules! take {
+            ($($field:ident),*) => {$(
+                if other.$field.is_some() {
+                    self.$field = other.$field.clone();
+                }
+            )*};
+        }
+        take!(
+            max_length,
+            max_new_tokens,
+            min_length,
+            min_new_tokens,
+            do_sample,
+            temperature,
+            top_k,
+            top_p,
+            repetition_penalty,
+            no_repeat_ngram_size,
+            num_beams,
+            num_return_sequences,
+            length_penalty,
+            early_stopping,
+            bad_words_ids,
+            forced_bos_token_id,
+            forced_eos_token_id,
+            eos_token_id,
+            pad_token_id,
+            bos_token_id,
+            renormalize_logits
+        );
+    }
+
+    /// These settings without the values equal to GenerationConfig's
+    /// defaults (a model's config only overrides the pipeline's defaults
+    /// where it departs from them).
+    fn departures(&self) -> GenerationSettings {
+        let mut s = self.clone();
+        s.max_length = s.max_length.filter(|&v| v != DEFAULT_MAX_LENGTH);
+        s.min_length = s.min_length.filter(|&v| v != 0);
+        s.num_beams = s.num_beams.filter(|&v| v != 1);
+        s.num_return_sequences = s.num_return_sequences.filter(|&v| v != 1);
+        s.length_penalty = s.length_penalty.filter(|&v| v != 1.0);
+        s.early_stopping = s.early_stopping.filter(|v| *v != EarlyStoppingValue::Bool(false));
+        s.no_repeat_ngram_size = s.no_repeat_ngram_size.filter(|&v| v != 0);
+        s
+    }
+
+    fn eos_token_ids(&self) -> Option<Vec<i64>> {
+        self.eos_token_id.as_ref().map(TokenIds::to_vec)
+    }
+}
+
+/// GenerationConfig's default `max_length`.
+const DEFAULT_MAX_LENGTH: usize = 20;
+
+/// A model's own generation settings: its generation_config.json (or,
+/// without one and where the pipeline falls back to it, config.json), and
+/// config.json's `task_specific_params`, by task.
+#[derive(Debug, Clone, Default)]
+pub struct ModelSettings {
+    pub file: GenerationSettings,
+    pub task_specific: HashMap<String, serde_json::Value>,
+}
+
+impl ModelSettings {
+    /// Reads `dir`'s generation_config.json, or `fallback_to_config`'s
+    /// config.json when there is none and the caller wants it (encoder-decoder
+    /// checkpoints written before generation_config.json existed keep their
+    /// settings there); and config.json's `task_specific_params`.
+    pub fn from_dir(dir: &Path, config_file: &Path, fallback_to_config: bool) -> Result<Self> {
+        let generation_file = dir.join("generation_config.json");
+        let file: GenerationSettings = if generation_file.is_file() {
+            read_json(&generation_file)?
+        } else if fallback_to_config {
+            read_json(config_file)?
+        } else {
+            GenerationSettings::default()
+        };
+        #[derive(Deserialize)]
+        struct TaskParams {
+            #[serde(default)]
+            task_specific_params: Option<HashMap<String, serde_json::Value>>,
+        }
+        let extra: TaskParams = read_json(config_file)?;
+        Ok(ModelSettings {
+            file,
+            task_specific: extra.task_specific_params.unwrap_or_default(),
+        })
+    }
+
+    /// The `task_specific_params` entry of `task` (None when there is
+    /// none), and its `prefix` ("" without one). An entry that is not a
+    /// valid settings object is the model's fault: FAILED_PRECONDITION.
+    pub fn task(&self, task: &str) -> Result<(Option<GenerationSettings>, String)> {
+        let Some(value) = self.task_specific.get(task) else {
+            return Ok((None, String::new()));
+        };
+        let settings = serde_json::from_value(value.clone())
+            .map_err(|e| ModelError::Unsupported(format!("task_specific_params.{task}: {e}")))?;
+        let prefix = value
+            .get("prefix")
+            .and_then(|p| p.as_str())
+            .unwrap_or_default()
+            .to_string();
+        Ok((Some(settings), prefix))
+    }
+}
+
+/// The settings of one generation, resolved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GenerationParams {
+    /// The most new tokens (an encoder-decoder's decoder start token is
+    /// not new: its `max_length` is this plus one).
+    pub max_new_tokens: usize,
+    /// The shortest sequence, prompt (or start token) included, before EOS
+    /// may come (MinLengthLogitsProcessor).
+    pub min_length: usize,
+    /// The fewest new tokens before EOS may come (MinNewTokensLengthLogitsProcessor).
+    pub min_new_tokens: usize,
+    pub do_sample: bool,
+    pub temperature: f32,
+    /// 0: off.
+    pub top_k: usize,
+    /// 1.0: off.
+    pub top_p: f32,
+    pub repetition_penalty: f32,
+    /// 0: off.
+    pub no_repeat_ngram_size: usize,
+    pub bad_words_ids: Vec<Vec<i64>>,
+    pub forced_bos_token_id: Option<i64>,
+    pub forced_eos_token_id: Option<i64>,
+    pub eos_token_ids: Vec<i64>,
+    /// `renormalize_logits`: log-softmax again after the processors.
+    pub renormalize: bool,
+    /// 1: greedy or sampling.
+    pub num_beams: usize,
+    pub num_return_sequences: usize,
+    pub length_penalty: f64,
+    pub early_stopping: EarlyStopping,
+    /// Seed of the sampling RNG (unused when not sampling).
+    pub seed: u64,
+}
+
+impl Default for GenerationParams {
+    /// GenerationConfig's defaults: greedy, 20 tokens, no processors.
+    fn default() -> Self {
+        GenerationParams {
+            max_new_tokens: DEFAULT_MAX_LENGTH,
+            min_length: 0,
+            min_new_tokens: 0,
+            do_sample: false,
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            no_repeat_ngram_size: 0,
+            bad_words_ids: vec![],
+            forced_bos_token_id: None,
+            forced_eos_token_id: None,
+            eos_token_ids: vec![],
+            renormalize: false,
+            num_beams: 1,
+            num_return_sequences: 1,
+            length_penalty: 1.0,
+            early_stopping: EarlyStopping::False,
+            seed: 0,
+        }
+    }
+}
+
+fn invalid(message: impl Into<String>) -> ModelError {
+    ModelError::InvalidInput(message.into())
+}
+
+/// pipeline("text-generation")'s own defaults (its `_default_generation_config`).
+const PIPELINE_MAX_NEW_TOKENS: usize = 256;
+const PIPELINE_TEMPERATURE: f32 = 0.7;
+/// GenerationConfig's default top_k.
+const DEFAULT_TOP_K: usize = 50;
+
+/// The settings of a text generation as TextGenerationPipeline resolves
+/// them: the request's, over the model's `task_specific_params
+/// ["text-generation"]`, over its generation_config.json, over the
+/// pipeline's defaults (sampling at temperature 0.7, 256 new tokens unless
+/// the model sets max_new_tokens or a max_length other than 20).
+/// `prompt_len` turns a `max_length` into new tokens; `window` is the
+/// model's context (a request may not ask for more). `seed` seeds sampling.
+pub fn resolve_text_generation(
+    model: &ModelSettings,
+    request: &GenerationSettings,
+    prompt_len: usize,
+    window: usize,
+    default_eos: i64,
+    seed: u64,
+) -> Result<GenerationParams> {
+    let (task, _) = model.task("text-generation").unwrap_or_default();
+    let mut files = model.file.clone();
+    if let Some(task) = &task {
+        files.update(task);
+    }
+    let do_sample = request.do_sample.or(files.do_sample).unwrap_or(true);
+    let temperature = request
+        .temperature
+        .or(files.temperature)
+        .unwrap_or(PIPELINE_TEMPERATURE);
+    let top_p = request.top_p.or(files.top_p).unwrap_or(1.0);
+    let repetition_penalty = request.repetition_penalty.or(files.repetition_penalty).unwrap_or(1.0);
+    let top_k = request.top_k.or(files.top_k).unwrap_or(DEFAULT_TOP_K);
+    let no_repeat_ngram_size = request
+        .no_repeat_ngram_size
+        .or(files.no_repeat_ngram_size)
+        .unwrap_or(0);
+    let min_new_tokens = request.min_new_tokens.or(files.min_new_tokens).unwrap_or(0);
+    let file_max_length = files.max_length.filter(|&m| m != DEFAULT_MAX_LENGTH);
+    let max_new_tokens = match (request.max_new_tokens, request.max_length, files.max_new_tokens, file_max_length) {
+        (Some(n), _, _, _) => n,
+        (None, Some(total), _, _) => total.saturating_sub(prompt_len),
+        (None, None, Some(n), _) => n,
+        (None, None, None, Some(total)) => total.saturating_sub(prompt_len),
+        (None, None, None, None) => PIPELINE_MAX_NEW_TOKENS,
+    };
+    let eos_token_ids = files.eos_token_ids().unwrap_or_else(|| vec![default_eos]);
+    let num_return_sequences = request.num_return_sequences.unwrap_or(1);
+
+    // A request may not ask for more than the context window; defaults are
+    // cut short by the window instead (finish reason "length").
+    if let Some(asked) = request.max_new_tokens.or(request.max_length) {
+        if asked == 0 {
+            return Err(invalid("max_new_tokens must be at least 1"));
+        }
+        if asked > window {
+            return Err(invalid(format!(
+                "max_new_tokens {asked} is over the cap of {window} (the model's context window)"
+            )));
+        }
+    }
+    let max_new_tokens = max_new_tokens.max(1);
+    if do_sample && temperature <= 0.0 {
+        return Err(invalid(
+            "temperature must be > 0 when sampling (use do_sample=false for greedy)",
+        ));
+    }
+    if !(top_p > 0.0 && top_p <= 1.0) {
+        return Err(invalid(format!("top_p must be in (0, 1], got {top_p}")));
+    }
+    if repetition_penalty <= 0.0 {
+        return Err(invalid("repetition_penalty must be > 0"));
+    }
+    if num_return_sequences == 0 {
+        return Err(invalid("num_return_sequences must be at least 1"));
+    }
+    if num_return_sequences > 1 && !do_sample {
+        return Err(invalid(
+            "greedy decoding gives one sequence per prompt: set do_sample=true for num_return_sequences > 1",
+        ));
+    }
+    Ok(GenerationParams {
+        max_new_tokens,
+        min_new_tokens,
+        do_sample,
+        temperature: if do_sample { temperature } else { 1.0 },
+        top_k: if do_sample { top_k } else { 0 },
+        top_p: if do_sample { top_p } else { 1.0 },
+        repetition_penalty,
+        no_repeat_ngram_size,
+        eos_token_ids,
+        num_return_sequences,
+        seed,
+        ..GenerationParams::default()
+    })
+}
+
+/// The settings of a generation as Text2TextGenerationPipeline resolves
+/// them: GenerationConfig's defaults, under the pipeline's own
+/// (max_new_tokens 256, num_beams 4), under the model's generation config
+/// where it departs from the defaults (a max_length of its own then
+/// replaces the pipeline's max_new_tokens), under the task's
+/// `task_specific_params`, under the request's. Lengths in the settings
+/// count the decoder's start token, as transformers' do.
+pub fn resolve_text2text(
+    model: &GenerationSettings,
+    task: Option<&GenerationSettings>,
+    request: &GenerationSettings,
+) -> Result<GenerationParams> {
+    let mut s = GenerationSettings {
+        max_length: Some(DEFAULT_MAX_LENGTH),
+        max_new_tokens: Some(256),
+        num_beams: Some(4),
+        ..Default::default()
+    };
+    s.update(&model.departures());
+    if s.max_new_tokens == Some(256) && s.max_length != Some(DEFAULT_MAX_LENGTH) {
+        s.max_new_tokens = None;
+    }
+    if let Some(task) = task {
+        s.update(task);
+    }
+    s.update(request);
+    let max_length = match s.max_new_tokens {
+        Some(n) => n + 1,
+        None => s.max_length.unwrap_or(DEFAULT_MAX_LENGTH),
+    };
+    let min_length = s.min_length.unwrap_or(0);
+    let num_beams = s.num_beams.unwrap_or(1);
+    let num_return_sequences = s.num_return_sequences.unwrap_or(1);
+    if num_beams == 0 || num_beams > MAX_BATCH_ROWS {
+        return Err(invalid(format!(
+            "num_beams must be from 1 to {MAX_BATCH_ROWS} (got {num_beams})"
+        )));
+    }
+    if max_length < 2 {
+        return Err(invalid(
+            "max_length must leave room for one new token (at least 2: it counts the start token)",
+        ));
+    }
+    if min_length > max_length {
+        return Err(invalid(format!(
+            "min_length ({min_length}) is more than max_length ({max_length})"
+        )));
+    }
+    if num_return_sequences == 0 || num_return_sequences > num_beams {
+        return Err(invalid(format!(
+            "num_return_sequences ({num_return_sequences}) must be from 1 to num_beams ({num_beams})"
+        )));
+    }
+    let eos_token_ids = s.eos_token_ids().unwrap_or_default();
+    let early_stopping = match &s.early_stopping {
+        Some(v) => v.parse()?,
+        None => EarlyStopping::False,
+    };
+    Ok(GenerationParams {
+        max_new_tokens: max_length - 1,
+        min_length,
+        num_beams,
+        num_return_sequences,
+        length_penalty: s.length_penalty.unwrap_or(1.0),
+        early_stopping,
+        no_repeat_ngram_size: s.no_repeat_ngram_size.unwrap_or(0),
+        repetition_penalty: s.repetition_penalty.unwrap_or(1.0),
+        // NoBadWordsLogitsProcessor drops an EOS "bad word".
+        bad_words_ids: s
+            .bad_words_ids
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|w| !(w.len() == 1 && eos_token_ids.contains(&w[0])))
+            .collect(),
+        forced_bos_token_id: s.forced_bos_token_id,
+        forced_eos_token_id: s.forced_eos_token_id.as_ref().and_then(|t| t.to_vec().first().copied()),
+        eos_token_ids,
+        renormalize: s.renormalize_logits.unwrap_or(false),
+        ..GenerationParams::default()
+    })
+}

@@ -1,0 +1,12 @@
+//! Text: tokenizers (tokenizer.json, SentencePiece models) and the text
+//! families: BERT, RoBERTa, DistilBERT (encoders), GPT-2 (decoder-only),
+//! BART with Marian, and T5 (encoder-decoders).
+
+pub mod bart;
+pub mod bert;
+pub mod distilbert;
+pub mod gpt2;
+pub mod roberta;
+pub mod sentencepiece;
+pub mod t5;
+pub mod tokenizer;

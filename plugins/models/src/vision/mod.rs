@@ -1,0 +1,8 @@
+//! Vision: image decoding, PIL-exact resampling and the image processors
+//! (`image`), and the image families: ViT and ConvNeXT. Detection,
+//! segmentation and depth families go beside them (`backbones/`, `detr/`,
+//! `mask2former/`, `glpn`).
+
+pub mod convnext;
+pub mod image;
+pub mod vit;

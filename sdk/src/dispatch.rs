@@ -1,0 +1,299 @@
+//! Typed dispatch: a task handles a batch of its own request type, and the
+//! SDK does the rest. [`typed`] takes the requests of a batch that are of
+//! the handler's type (the oneof matching), answers any other one with the
+//! wrong-RPC error, calls the handler once with all of them (so that they
+//! can share forward passes), and puts the answers back in the batch's
+//! order. Partial responses and cancellation go through an [`Emitter`],
+//! whose indices are the handler's own.
+
+use inferd_proto::v1 as api;
+
+use crate::proto::{task_request, task_response, TaskRequest};
+use crate::Error;
+
+/// A request message of the public API: one arm of a batch's oneof.
+pub trait ApiRequest: Sized {
+    /// The RPC (or RPCs) that send it, named in the wrong-RPC error.
+    const RPC: &'static str;
+    /// The message, or the body back when it is another arm.
+    fn take(body: task_request::Body) -> Result<Self, task_request::Body>;
+}
+
+/// A response message of the public API (or a partial one): one arm of a
+/// response's oneof.
+pub trait ApiResponse {
+    fn into_body(self) -> task_response::Body;
+}
+
+macro_rules! api_messages {
+    ($($request:ident => $arm:ident, $rpc:literal;)*) => {$(
+        impl ApiRequest for api::$request {
+            const RPC: &'static str = $rpc;
+            fn take(body: task_request::Body) -> Result<Self, task_request::Body> {
+                match body {
+                    task_request::Body::$arm(r) => Ok(r),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+
+api_messages! {
+    ClassifyRequest => Classify, "Inference/Classify";
+    RunRequest => Run, "Inference/Run";
+    ZeroShotClassifyRequest => ZeroShot, "Inference/ZeroShotClassify";
+    FillMaskRequest => FillMask, "Inference/FillMask";
+    ClassifyTokensRequest => ClassifyTokens, "Inference/ClassifyTokens";
+    AnswerQuestionRequest => AnswerQuestion, "Inference/AnswerQuestion";
+    EmbedRequest => Embed, "Inference/Embed";
+    GenerateRequest => Generate, "Inference/Generate or Inference/GenerateStream";
+    ClassifyImageRequest => ClassifyImage, "Inference/ClassifyImage";
+    TranscribeRequest => Transcribe, "Inference/Transcribe";
+    SummarizeRequest => Summarize, "Inference/Summarize";
+    TranslateRequest => Translate, "Inference/Translate";
+}
+
+macro_rules! api_responses {
+    ($($response:ident => $arm:ident;)*) => {$(
+        impl ApiResponse for api::$response {
+            fn into_body(self) -> task_response::Body {
+                task_response::Body::$arm(self)
+            }
+        }
+    )*};
+}
+
+api_responses! {
+    ClassifyResponse => Classify;
+    RunResponse => Run;
+    ZeroShotClassifyResponse => ZeroShot;
+    FillMaskResponse => FillMask;
+    ClassifyTokensResponse => ClassifyTokens;
+    AnswerQuestionResponse => AnswerQuestion;
+    EmbedResponse => Embed;
+    GenerateResponse => Generate;
+    GenerateStreamResponse => GenerateChunk;
+    ClassifyImageResponse => ClassifyImage;
+    TranscribeResponse => Transcribe;
+    SummarizeResponse => Summarize;
+    TranslateResponse => Translate;
+}
+
+/// One request of a batch, and whether its client wants partial responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incoming<R> {
+    pub request: R,
+    pub stream: bool,
+}
+
+/// The raw sink the glue hands a task: `(i, Some(chunk))` sends a partial
+/// response of request `i`, `(i, None)` only asks; false when its client
+/// has gone away.
+pub(crate) type Sink<'a> = dyn FnMut(usize, Option<task_response::Body>) -> bool + 'a;
+
+/// Sends partial responses of a batch's requests and tells whether their
+/// clients still wait. Indices are those of the requests the holder was
+/// given.
+pub struct Emitter<'a> {
+    sink: &'a mut Sink<'a>,
+    /// The batch index of each of the holder's requests; None: the same.
+    positions: Option<Vec<usize>>,
+}
+
+impl<'a> Emitter<'a> {
+    pub(crate) fn new(sink: &'a mut Sink<'a>) -> Self {
+        Emitter { sink, positions: None }
+    }
+
+    /// An emitter that sends nothing and whose clients always wait: for
+    /// running a batch outside the daemon (tests, benchmarks).
+    pub fn detached<R>(run: impl FnOnce(&mut Emitter) -> R) -> R {
+        let mut sink = |_: usize, _: Option<task_response::Body>| true;
+        run(&mut Emitter::new(&mut sink))
+    }
+
+    fn position(&self, i: usize) -> usize {
+        self.positions.as_ref().map_or(i, |p| p[i])
+    }
+
+    /// Sends a partial response of request `i`; false once its client has
+    /// gone away (stop working on it: its answer will be dropped).
+    pub fn send(&mut self, i: usize, chunk: impl ApiResponse) -> bool {
+        let at = self.position(i);
+        (self.sink)(at, Some(chunk.into_body()))
+    }
+
+    /// Whether request `i`'s client still waits for it.
+    pub fn wanted(&mut self, i: usize) -> bool {
+        let at = self.position(i);
+        (self.sink)(at, None)
+    }
+
+    /// The same sink for a subset of the requests: `positions[k]` is the
+    /// index here of the subset's request `k`.
+    fn narrow(&mut self, positions: Vec<usize>) -> Emitter<'_> {
+        let positions = positions.into_iter().map(|k| self.position(k)).collect();
+        Emitter {
+            sink: &mut *self.sink,
+            positions: Some(positions),
+        }
+    }
+}
+
+/// The error for a request of another RPC than the task's.
+pub fn wrong_rpc<R: ApiRequest>(task: &str) -> Error {
+    Error::failed_precondition(format!("this model serves {task}; call {}", R::RPC))
+}
+
+/// Runs the requests of `batch` that are `R`s through `handler` in one
+/// call, with an emitter indexed like the requests it receives; any other
+/// request is answered with the wrong-RPC error naming `task`. Returns one
+/// result per request of the batch, in order. A handler must return one
+/// result per request it was given.
+pub fn typed<R: ApiRequest, O: ApiResponse>(
+    task: &str,
+    batch: Vec<TaskRequest>,
+    emitter: &mut Emitter,
+    handler: impl FnOnce(Vec<Incoming<R>>, &mut Emitter) -> Vec<Result<O, Error>>,
+) -> Vec<Result<task_response::Body, Error>> {
+    let mut slots: Vec<Option<Result<task_response::Body, Error>>> = Vec::with_capacity(batch.len());
+    let mut accepted = Vec::new();
+    let mut positions = Vec::new();
+    for (i, request) in batch.into_iter().enumerate() {
+        match request.body.map(R::take) {
+            Some(Ok(r)) => {
+                accepted.push(Incoming {
+                    request: r,
+                    stream: request.stream,
+                });
+                positions.push(i);
+                slots.push(None);
+            }
+            _ => slots.push(Some(Err(wrong_rpc::<R>(task)))),
+        }
+    }
+    let expected = accepted.len();
+    let answers = if accepted.is_empty() {
+        vec![]
+    } else {
+        handler(accepted, &mut emitter.narrow(positions))
+    };
+    if answers.len() != expected {
+        let error = Error::internal(format!(
+            "the {task} handler returned {} answers for {expected} requests",
+            answers.len()
+        ));
+        return slots.into_iter().map(|s| s.unwrap_or_else(|| Err(error.clone()))).collect();
+    }
+    let mut answers = answers.into_iter();
+    slots
+        .into_iter()
+        .map(|slot| {
+            slot.unwrap_or_else(|| {
+                answers
+                    .next()
+                    .expect("counted above")
+                    .map(ApiResponse::into_body)
+            })
+        })
+        .collect()
+}
+
+/// [`typed`] for handlers that take their requests together and neither
+/// stream nor check for cancellation.
+pub fn together<R: ApiRequest, O: ApiResponse>(
+    task: &str,
+    batch: Vec<TaskRequest>,
+    emitter: &mut Emitter,
+    handler: impl FnOnce(&[R]) -> Vec<Result<O, Error>>,
+) -> Vec<Result<task_response::Body, Error>> {
+    typed(task, batch, emitter, |requests: Vec<Incoming<R>>, _| {
+        let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
+        handler(&requests)
+    })
+}
+
+/// [`typed`] for handlers that answer each request on its own.
+pub fn each<R: ApiRequest, O: ApiResponse>(
+    task: &str,
+    batch: Vec<TaskRequest>,
+    emitter: &mut Emitter,
+    mut handler: impl FnMut(&R) -> Result<O, Error>,
+) -> Vec<Result<task_response::Body, Error>> {
+    typed(task, batch, emitter, |requests: Vec<Incoming<R>>, _| {
+        requests.iter().map(|r| handler(&r.request)).collect()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use api::{ClassifyRequest, ClassifyResponse, RunRequest};
+
+    fn request(body: task_request::Body, stream: bool) -> TaskRequest {
+        TaskRequest {
+            body: Some(body),
+            stream,
+        }
+    }
+
+    #[test]
+    fn requests_of_the_task_are_handled_together_and_answers_keep_the_batch_order() {
+        let batch = vec![
+            request(task_request::Body::Classify(ClassifyRequest::default()), false),
+            request(task_request::Body::Run(RunRequest::default()), false),
+            request(task_request::Body::Classify(ClassifyRequest { top_k: Some(3), ..Default::default() }), true),
+        ];
+        let mut calls = 0;
+        let answers = Emitter::detached(|emitter| {
+            typed("text-classification", batch, emitter, |requests: Vec<Incoming<ClassifyRequest>>, _| {
+                calls += 1;
+                assert_eq!(requests.len(), 2);
+                assert!(requests[1].stream && requests[1].request.top_k == Some(3));
+                requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
+            })
+        });
+        assert_eq!(calls, 1);
+        assert!(matches!(answers[0], Ok(task_response::Body::Classify(_))));
+        let wrong = answers[1].as_ref().unwrap_err();
+        assert_eq!(wrong.code, crate::Code::FailedPrecondition);
+        assert!(wrong.message.contains("Inference/Classify"), "{}", wrong.message);
+        assert!(matches!(answers[2], Ok(task_response::Body::Classify(_))));
+    }
+
+    #[test]
+    fn the_emitter_speaks_in_the_handlers_indices() {
+        let batch = vec![
+            request(task_request::Body::Run(RunRequest::default()), false),
+            request(task_request::Body::Classify(ClassifyRequest::default()), true),
+        ];
+        let mut seen = Vec::new();
+        let mut sink = |i: usize, chunk: Option<task_response::Body>| {
+            seen.push((i, chunk.is_some()));
+            i != 1
+        };
+        let mut emitter = Emitter::new(&mut sink);
+        typed("text-classification", batch, &mut emitter, |requests: Vec<Incoming<ClassifyRequest>>, e| {
+            assert!(!e.wanted(0));
+            assert!(!e.send(0, ClassifyResponse::default()));
+            requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
+        });
+        assert_eq!(seen, vec![(1, false), (1, true)]);
+    }
+
+    #[test]
+    fn a_handler_that_loses_answers_fails_its_requests_not_the_others() {
+        let batch = vec![
+            request(task_request::Body::Classify(ClassifyRequest::default()), false),
+            request(task_request::Body::Run(RunRequest::default()), false),
+        ];
+        let answers = Emitter::detached(|emitter| {
+            typed("text-classification", batch, emitter, |_: Vec<Incoming<ClassifyRequest>>, _| {
+                Vec::<Result<ClassifyResponse, Error>>::new()
+            })
+        });
+        assert_eq!(answers[0].as_ref().unwrap_err().code, crate::Code::Internal);
+        assert_eq!(answers[1].as_ref().unwrap_err().code, crate::Code::FailedPrecondition);
+    }
+}
