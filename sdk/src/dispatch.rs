@@ -15,8 +15,8 @@ use crate::Error;
 pub trait ApiRequest: Sized {
     /// The RPC (or RPCs) that send it, named in the wrong-RPC error.
     const RPC: &'static str;
-    /// The message, or the body back when it is another arm.
-    fn take(body: task_request::Body) -> Result<Self, task_request::Body>;
+    /// The message, or None when the body is another arm.
+    fn take(body: task_request::Body) -> Option<Self>;
 }
 
 /// A response message of the public API (or a partial one): one arm of a
@@ -29,10 +29,10 @@ macro_rules! api_messages {
     ($($request:ident => $arm:ident, $rpc:literal;)*) => {$(
         impl ApiRequest for api::$request {
             const RPC: &'static str = $rpc;
-            fn take(body: task_request::Body) -> Result<Self, task_request::Body> {
+            fn take(body: task_request::Body) -> Option<Self> {
                 match body {
-                    task_request::Body::$arm(r) => Ok(r),
-                    other => Err(other),
+                    task_request::Body::$arm(r) => Some(r),
+                    _ => None,
                 }
             }
         }
@@ -161,8 +161,8 @@ pub fn typed<R: ApiRequest, O: ApiResponse>(
     let mut accepted = Vec::new();
     let mut positions = Vec::new();
     for (i, request) in batch.into_iter().enumerate() {
-        match request.body.map(R::take) {
-            Some(Ok(r)) => {
+        match request.body.and_then(R::take) {
+            Some(r) => {
                 accepted.push(Incoming {
                     request: r,
                     stream: request.stream,
@@ -184,19 +184,15 @@ pub fn typed<R: ApiRequest, O: ApiResponse>(
             "the {task} handler returned {} answers for {expected} requests",
             answers.len()
         ));
-        return slots.into_iter().map(|s| s.unwrap_or_else(|| Err(error.clone()))).collect();
+        return slots
+            .into_iter()
+            .map(|s| s.unwrap_or_else(|| Err(error.clone())))
+            .collect();
     }
     let mut answers = answers.into_iter();
     slots
         .into_iter()
-        .map(|slot| {
-            slot.unwrap_or_else(|| {
-                answers
-                    .next()
-                    .expect("counted above")
-                    .map(ApiResponse::into_body)
-            })
-        })
+        .map(|slot| slot.unwrap_or_else(|| answers.next().expect("counted above").map(ApiResponse::into_body)))
         .collect()
 }
 
@@ -243,16 +239,27 @@ mod tests {
         let batch = vec![
             request(task_request::Body::Classify(ClassifyRequest::default()), false),
             request(task_request::Body::Run(RunRequest::default()), false),
-            request(task_request::Body::Classify(ClassifyRequest { top_k: Some(3), ..Default::default() }), true),
+            request(
+                task_request::Body::Classify(ClassifyRequest {
+                    top_k: Some(3),
+                    ..Default::default()
+                }),
+                true,
+            ),
         ];
         let mut calls = 0;
         let answers = Emitter::detached(|emitter| {
-            typed("text-classification", batch, emitter, |requests: Vec<Incoming<ClassifyRequest>>, _| {
-                calls += 1;
-                assert_eq!(requests.len(), 2);
-                assert!(requests[1].stream && requests[1].request.top_k == Some(3));
-                requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
-            })
+            typed(
+                "text-classification",
+                batch,
+                emitter,
+                |requests: Vec<Incoming<ClassifyRequest>>, _| {
+                    calls += 1;
+                    assert_eq!(requests.len(), 2);
+                    assert!(requests[1].stream && requests[1].request.top_k == Some(3));
+                    requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
+                },
+            )
         });
         assert_eq!(calls, 1);
         assert!(matches!(answers[0], Ok(task_response::Body::Classify(_))));
@@ -274,11 +281,16 @@ mod tests {
             i != 1
         };
         let mut emitter = Emitter::new(&mut sink);
-        typed("text-classification", batch, &mut emitter, |requests: Vec<Incoming<ClassifyRequest>>, e| {
-            assert!(!e.wanted(0));
-            assert!(!e.send(0, ClassifyResponse::default()));
-            requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
-        });
+        typed(
+            "text-classification",
+            batch,
+            &mut emitter,
+            |requests: Vec<Incoming<ClassifyRequest>>, e| {
+                assert!(!e.wanted(0));
+                assert!(!e.send(0, ClassifyResponse::default()));
+                requests.iter().map(|_| Ok(ClassifyResponse::default())).collect()
+            },
+        );
         assert_eq!(seen, vec![(1, false), (1, true)]);
     }
 
@@ -289,9 +301,12 @@ mod tests {
             request(task_request::Body::Run(RunRequest::default()), false),
         ];
         let answers = Emitter::detached(|emitter| {
-            typed("text-classification", batch, emitter, |_: Vec<Incoming<ClassifyRequest>>, _| {
-                Vec::<Result<ClassifyResponse, Error>>::new()
-            })
+            typed(
+                "text-classification",
+                batch,
+                emitter,
+                |_: Vec<Incoming<ClassifyRequest>>, _| Vec::<Result<ClassifyResponse, Error>>::new(),
+            )
         });
         assert_eq!(answers[0].as_ref().unwrap_err().code, crate::Code::Internal);
         assert_eq!(answers[1].as_ref().unwrap_err().code, crate::Code::FailedPrecondition);

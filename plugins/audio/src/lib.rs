@@ -3,8 +3,8 @@
 
 pub mod speech_recognition;
 
-use inferd_models::core::device::parse_device;
 use inferd_models::auto::{architectures_for, load_ctc_model, CtcModel};
+use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};

@@ -7,9 +7,9 @@ mod common;
 
 use std::cell::RefCell;
 
-use inferd_models::core::layers::padding_bias;
 use inferd_models::auto::{load_seq2seq, Seq2SeqModel};
 use inferd_models::core::decoding::{DecoderState, Seq2SeqLm};
+use inferd_models::core::layers::padding_bias;
 use inferd_models::generation::seq2seq::{generate, Source};
 use inferd_models::generation::settings::MAX_BATCH_ROWS;
 use inferd_models::generation::{resolve_text2text, GenerationParams, GenerationSettings};

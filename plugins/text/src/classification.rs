@@ -4,8 +4,8 @@
 
 use inferd_models::auto::TextModel;
 use inferd_models::core::scores::{top_labels, ScoreFunction};
-use inferd_sdk::values::label_scores;
 use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse};
+use inferd_sdk::values::label_scores;
 use inferd_sdk::Error;
 
 use crate::common::{forward_encodings, values};

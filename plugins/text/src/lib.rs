@@ -37,8 +37,16 @@ struct TaskDef {
     default_model: &'static str,
     rpc: &'static str,
     description: &'static str,
-    load: fn(&Path, Device) -> Result<Box<dyn Runner>, Error>,
+    load: Loader,
 }
+
+/// Loads a model for a task, giving the instance that runs its batches.
+type Loader = fn(&Path, Device) -> Result<Box<dyn Runner>, Error>;
+/// An encoder task's handler: a batch of its requests, one answer each.
+type EncoderHandler<R, O> = fn(&mut TextModel, &SentenceConfig, &[R]) -> Vec<Result<O, Error>>;
+/// A summarization or translation handler; the closure asks whether
+/// request `i` is still wanted.
+type Text2TextHandler<R, O> = fn(&Seq2SeqModel, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>;
 
 const TASKS: &[TaskDef] = &[
     TaskDef {
@@ -47,7 +55,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
         rpc: "Inference/Classify",
         description: "Classify a text or a text pair",
-        load: |dir, device| encoder(dir, device, Head::SequenceClassification, |m, _, rs: &[ClassifyRequest]| classification::classify(m, rs)),
+        load: |dir, device| {
+            encoder(
+                dir,
+                device,
+                Head::SequenceClassification,
+                |m, _, rs: &[ClassifyRequest]| classification::classify(m, rs),
+            )
+        },
     },
     TaskDef {
         name: "zero-shot-classification",
@@ -55,7 +70,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "facebook/bart-large-mnli",
         rpc: "Inference/ZeroShotClassify",
         description: "Score candidate labels with an NLI model",
-        load: |dir, device| encoder(dir, device, Head::SequenceClassification, |m, _, rs: &[ZeroShotClassifyRequest]| zero_shot::zero_shot(m, rs)),
+        load: |dir, device| {
+            encoder(
+                dir,
+                device,
+                Head::SequenceClassification,
+                |m, _, rs: &[ZeroShotClassifyRequest]| zero_shot::zero_shot(m, rs),
+            )
+        },
     },
     TaskDef {
         name: "fill-mask",
@@ -64,7 +86,9 @@ const TASKS: &[TaskDef] = &[
         rpc: "Inference/FillMask",
         description: "Predict the words behind mask tokens",
         load: |dir, device| {
-            let runner = EncoderTask::load(dir, device, Head::MaskedLm, |m, _, rs: &[FillMaskRequest]| fill_mask::fill_mask(m, rs))?;
+            let runner = EncoderTask::load(dir, device, Head::MaskedLm, |m, _, rs: &[FillMaskRequest]| {
+                fill_mask::fill_mask(m, rs)
+            })?;
             if runner.model.tokenizer.mask_token().is_none() {
                 return Err(Error::failed_precondition(
                     "this tokenizer has no mask token (tokenizer_config.json `mask_token`)",
@@ -79,7 +103,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "dbmdz/bert-large-cased-finetuned-conll03-english",
         rpc: "Inference/ClassifyTokens",
         description: "Tag tokens (named entities), with word aggregation",
-        load: |dir, device| encoder(dir, device, Head::TokenClassification, |m, _, rs: &[ClassifyTokensRequest]| token_classification::classify_tokens(m, rs)),
+        load: |dir, device| {
+            encoder(
+                dir,
+                device,
+                Head::TokenClassification,
+                |m, _, rs: &[ClassifyTokensRequest]| token_classification::classify_tokens(m, rs),
+            )
+        },
     },
     TaskDef {
         name: "question-answering",
@@ -87,7 +118,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-cased-distilled-squad",
         rpc: "Inference/AnswerQuestion",
         description: "Extract the answer to a question from a context",
-        load: |dir, device| encoder(dir, device, Head::QuestionAnswering, |m, _, rs: &[AnswerQuestionRequest]| question_answering::answer(m, rs)),
+        load: |dir, device| {
+            encoder(
+                dir,
+                device,
+                Head::QuestionAnswering,
+                |m, _, rs: &[AnswerQuestionRequest]| question_answering::answer(m, rs),
+            )
+        },
     },
     TaskDef {
         name: "feature-extraction",
@@ -95,7 +133,11 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-cased",
         rpc: "Inference/Embed",
         description: "Token embeddings and pooled sentence embeddings",
-        load: |dir, device| encoder(dir, device, Head::Features, |m, s, rs: &[EmbedRequest]| embeddings::embed(m, s, rs)),
+        load: |dir, device| {
+            encoder(dir, device, Head::Features, |m, s, rs: &[EmbedRequest]| {
+                embeddings::embed(m, s, rs)
+            })
+        },
     },
     TaskDef {
         name: "text-generation",
@@ -111,7 +153,11 @@ const TASKS: &[TaskDef] = &[
         default_model: "sshleifer/distilbart-cnn-12-6",
         rpc: "Inference/Summarize",
         description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
-        load: |dir, device| text2text(dir, device, |m, rs: &[SummarizeRequest], k| text2text::summarize(m, rs, k)),
+        load: |dir, device| {
+            text2text(dir, device, |m, rs: &[SummarizeRequest], k| {
+                text2text::summarize(m, rs, k)
+            })
+        },
     },
     TaskDef {
         name: "translation",
@@ -119,7 +165,11 @@ const TASKS: &[TaskDef] = &[
         default_model: "google-t5/t5-base",
         rpc: "Inference/Translate",
         description: "Translate texts with an encoder-decoder model (T5 task prefixes)",
-        load: |dir, device| text2text(dir, device, |m, rs: &[TranslateRequest], k| text2text::translate(m, rs, k)),
+        load: |dir, device| {
+            text2text(dir, device, |m, rs: &[TranslateRequest], k| {
+                text2text::translate(m, rs, k)
+            })
+        },
     },
 ];
 
@@ -133,16 +183,11 @@ trait Runner: Send {
 struct EncoderTask<R, O> {
     model: TextModel,
     sentence: SentenceConfig,
-    handle: fn(&mut TextModel, &SentenceConfig, &[R]) -> Vec<Result<O, Error>>,
+    handle: EncoderHandler<R, O>,
 }
 
 impl<R, O> EncoderTask<R, O> {
-    fn load(
-        dir: &Path,
-        device: Device,
-        head: Head,
-        handle: fn(&mut TextModel, &SentenceConfig, &[R]) -> Vec<Result<O, Error>>,
-    ) -> Result<Self, Error> {
+    fn load(dir: &Path, device: Device, head: Head, handle: EncoderHandler<R, O>) -> Result<Self, Error> {
         Ok(EncoderTask {
             model: load_text_model(dir, device, head)?,
             sentence: SentenceConfig::from_dir(dir),
@@ -155,7 +200,7 @@ fn encoder<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     dir: &Path,
     device: Device,
     head: Head,
-    handle: fn(&mut TextModel, &SentenceConfig, &[R]) -> Vec<Result<O, Error>>,
+    handle: EncoderHandler<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
     Ok(Box::new(EncoderTask::load(dir, device, head, handle)?))
 }
@@ -203,13 +248,13 @@ impl Runner for GenerationTask {
 /// asked whether it still waits.
 struct Text2TextTask<R, O> {
     model: Seq2SeqModel,
-    handle: fn(&Seq2SeqModel, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>,
+    handle: Text2TextHandler<R, O>,
 }
 
 fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     dir: &Path,
     device: Device,
-    handle: fn(&Seq2SeqModel, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>,
+    handle: Text2TextHandler<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
     let mut model = load_seq2seq(dir, device)?;
     model.max_input_tokens = inferd_sdk::env_limit("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens)?;

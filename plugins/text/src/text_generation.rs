@@ -8,10 +8,10 @@ use inferd_models::auto::CausalModel;
 use inferd_models::generation::causal::{self, Control, FinishReason};
 use inferd_models::generation::sampling::Rng;
 use inferd_models::generation::{resolve_text_generation, GenerationParams, GenerationSettings};
+use inferd_sdk::dispatch::Incoming;
 use inferd_sdk::proto::api::{
     GenerateRequest, GenerateResponse, GenerateResult, GenerateStreamResponse, GeneratedSequence,
 };
-use inferd_sdk::dispatch::Incoming;
 use inferd_sdk::{Emitter, Error};
 
 /// The settings of one request, resolved.

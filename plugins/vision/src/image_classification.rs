@@ -74,8 +74,7 @@ pub fn classify(
         for chunk in members.chunks(MAX_FORWARD_BATCH) {
             let pixels: Vec<&Pixels> = chunk
                 .iter()
-                .map(|&(r, i)| &plans[r].as_ref().expect("valid")
-                    .images[i])
+                .map(|&(r, i)| &plans[r].as_ref().expect("valid").images[i])
                 .collect();
             let rows: Tensor = model
                 .forward(&stack(&pixels, model.device))

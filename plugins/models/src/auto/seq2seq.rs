@@ -100,16 +100,16 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
             } else {
                 bart::Variant::Bart
             };
-            (Box::new(bart::BartForConditionalGeneration::new(vs.root(), &cfg, variant)), positions)
+            (
+                Box::new(bart::BartForConditionalGeneration::new(vs.root(), &cfg, variant)),
+                positions,
+            )
         }
         Family::T5 => {
             let cfg: t5::Config = read_json(&config_file)?;
             // Relative positions: no table to outgrow; pipeline() does not
             // truncate T5 inputs.
-            (
-                Box::new(t5::T5ForConditionalGeneration::new(vs.root(), &cfg)),
-                i64::MAX,
-            )
+            (Box::new(t5::T5ForConditionalGeneration::new(vs.root(), &cfg)), i64::MAX)
         }
         other => return Err(ModelError::Unsupported(format!("{other:?} is not an encoder-decoder"))),
     };
@@ -127,8 +127,7 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
             max_length: positions as usize,
         }
     } else {
-        let mut tokenizer =
-            TextTokenizer::from_dir(dir, positions as usize, padding.pad_token_id.unwrap_or(1))?;
+        let mut tokenizer = TextTokenizer::from_dir(dir, positions as usize, padding.pad_token_id.unwrap_or(1))?;
         if positions == i64::MAX {
             tokenizer.disable_truncation()?;
         }

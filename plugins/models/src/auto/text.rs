@@ -255,4 +255,3 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
         dir: dir.to_path_buf(),
     })
 }
-

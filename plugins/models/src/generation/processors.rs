@@ -140,7 +140,10 @@ mod tests {
     }
 
     fn row(sequence: &[i64]) -> Row<'_> {
-        Row { sequence, prompt_len: 0 }
+        Row {
+            sequence,
+            prompt_len: 0,
+        }
     }
 
     #[test]
@@ -175,10 +178,24 @@ mod tests {
         };
         // A prompt of one token, then one new token: EOS still banned.
         let mut scores = vec![5.0, 1.0];
-        process(&mut scores, Row { sequence: &[1, 1], prompt_len: 1 }, &p);
+        process(
+            &mut scores,
+            Row {
+                sequence: &[1, 1],
+                prompt_len: 1,
+            },
+            &p,
+        );
         assert_eq!(scores[0], f32::NEG_INFINITY);
         let mut scores = vec![5.0, 1.0];
-        process(&mut scores, Row { sequence: &[1, 1, 1], prompt_len: 1 }, &p);
+        process(
+            &mut scores,
+            Row {
+                sequence: &[1, 1, 1],
+                prompt_len: 1,
+            },
+            &p,
+        );
         assert_eq!(scores[0], 5.0);
     }
 
@@ -214,7 +231,10 @@ mod tests {
             eos_token_ids: vec![2],
             ..GenerationParams::default()
         };
-        let decoder = |sequence| Row { sequence, prompt_len: 1 };
+        let decoder = |sequence| Row {
+            sequence,
+            prompt_len: 1,
+        };
         // Step 1: only the forced BOS survives.
         let mut s = vec![1.0; 10];
         process(&mut s, decoder(&[2]), &p);

@@ -63,7 +63,8 @@ impl<'a> Search<'a> {
                 };
                 let next = choose(scores, row, params, rng);
                 sequence.push(next);
-                let over = params.eos_token_ids.contains(&next) || sequence.len() >= *prompt_len + params.max_new_tokens;
+                let over =
+                    params.eos_token_ids.contains(&next) || sequence.len() >= *prompt_len + params.max_new_tokens;
                 (!over).then(|| vec![0])
             }
             Search::Beams(search) => search.advance(scores, vocab),

@@ -113,7 +113,10 @@ fn decode_together(
     let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
 
     let start = model.decoder_start_token_id();
-    let mut searches: Vec<Search> = chosen.iter().map(|&i| Search::new(vec![start], sources[i].params)).collect();
+    let mut searches: Vec<Search> = chosen
+        .iter()
+        .map(|&i| Search::new(vec![start], sources[i].params))
+        .collect();
     // The searches still running, in the decoder state's order.
     let mut active: Vec<usize> = (0..chosen.len()).collect();
     let mut position = 0;

@@ -309,13 +309,15 @@ pub fn resolve_text_generation(
     let top_p = request.top_p.or(files.top_p).unwrap_or(1.0);
     let repetition_penalty = request.repetition_penalty.or(files.repetition_penalty).unwrap_or(1.0);
     let top_k = request.top_k.or(files.top_k).unwrap_or(DEFAULT_TOP_K);
-    let no_repeat_ngram_size = request
-        .no_repeat_ngram_size
-        .or(files.no_repeat_ngram_size)
-        .unwrap_or(0);
+    let no_repeat_ngram_size = request.no_repeat_ngram_size.or(files.no_repeat_ngram_size).unwrap_or(0);
     let min_new_tokens = request.min_new_tokens.or(files.min_new_tokens).unwrap_or(0);
     let file_max_length = files.max_length.filter(|&m| m != DEFAULT_MAX_LENGTH);
-    let max_new_tokens = match (request.max_new_tokens, request.max_length, files.max_new_tokens, file_max_length) {
+    let max_new_tokens = match (
+        request.max_new_tokens,
+        request.max_length,
+        files.max_new_tokens,
+        file_max_length,
+    ) {
         (Some(n), _, _, _) => n,
         (None, Some(total), _, _) => total.saturating_sub(prompt_len),
         (None, None, Some(n), _) => n,

@@ -7,11 +7,11 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
+use crate::core::decoding::{DecoderState, Seq2SeqLm};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear,
 };
-use crate::core::decoding::{DecoderState, Seq2SeqLm};
 use crate::text::tokenizer::EncodedBatch;
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.

@@ -8,7 +8,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::layers::{attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear};
+use crate::core::layers::{
+    attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
+};
 use crate::text::tokenizer::EncodedBatch;
 
 fn default_vocab_size() -> i64 {

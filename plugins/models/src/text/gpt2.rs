@@ -8,7 +8,9 @@ use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
 use crate::core::decoding::CausalLm;
-use crate::core::layers::{attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm};
+use crate::core::layers::{
+    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
+};
 
 fn default_vocab_size() -> i64 {
     50257

@@ -4,8 +4,8 @@
 
 use tch::{nn::Path, Tensor};
 
-use crate::text::bert::{self, BertModel, Positions};
 use crate::core::layers::{Activation, LayerNorm, Linear};
+use crate::text::bert::{self, BertModel, Positions};
 
 /// RobertaConfig has BertConfig's fields (pad_token_id 1 by default).
 pub type Config = bert::Config;

@@ -8,8 +8,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
 use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
 
 fn one_hundred_twenty_eight() -> i64 {
     128
