@@ -1,0 +1,199 @@
+//! Generation: `generate` continues prompts with a causal model; `summarize`
+//! and `translate` run an encoder-decoder with the same settings.
+
+use anyhow::{Context, Result};
+use inferd_proto::v1::{GenerateRequest, SummarizeRequest, TranslateRequest};
+
+use crate::connect::{status, Inference};
+use crate::options::ModelArg;
+use crate::output::Output;
+
+/// Text generation: continue prompts (greedy by default here; --sample to sample).
+#[derive(clap::Args)]
+pub struct Generate {
+    #[arg(required = true)]
+    prompts: Vec<String>,
+    #[arg(long)]
+    max_new_tokens: Option<u32>,
+    /// Sample instead of greedy decoding.
+    #[arg(long)]
+    sample: bool,
+    #[arg(long)]
+    temperature: Option<f32>,
+    #[arg(long)]
+    top_k: Option<u32>,
+    #[arg(long)]
+    top_p: Option<f32>,
+    #[arg(long)]
+    repetition_penalty: Option<f32>,
+    #[arg(long)]
+    no_repeat_ngram_size: Option<u32>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Stop sequence (repeatable).
+    #[arg(long = "stop")]
+    stop: Vec<String>,
+    /// Print tokens as they arrive (one prompt).
+    #[arg(long)]
+    stream: bool,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Generate {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let request = GenerateRequest {
+            model: self.model.name(),
+            inputs: self.prompts,
+            max_new_tokens: self.max_new_tokens,
+            do_sample: Some(self.sample),
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            repetition_penalty: self.repetition_penalty,
+            no_repeat_ngram_size: self.no_repeat_ngram_size,
+            seed: self.seed,
+            stop: self.stop,
+            ..Default::default()
+        };
+        if self.stream {
+            let mut messages = client.generate_stream(request).await.map_err(status)?.into_inner();
+            while let Some(message) = messages.message().await.map_err(status)? {
+                out.streamed(&message)?;
+            }
+            Ok(())
+        } else {
+            let response = client.generate(request).await.map_err(status)?.into_inner();
+            out.generated(&response.results)
+        }
+    }
+}
+
+/// Generation settings of `summarize` and `translate`; each one absent
+/// takes the model's own, as pipeline() resolves them.
+#[derive(clap::Args)]
+pub struct Seq2SeqSettings {
+    /// Shortest output, in tokens (counting the decoder's start token).
+    #[arg(long)]
+    min_length: Option<u32>,
+    /// Longest output, in tokens (counting the decoder's start token).
+    #[arg(long)]
+    max_length: Option<u32>,
+    /// Instead of --max-length: at most this many new tokens.
+    #[arg(long)]
+    max_new_tokens: Option<u32>,
+    /// Beams of the beam search (1: greedy).
+    #[arg(long)]
+    num_beams: Option<u32>,
+    /// Exponent of the length in the beam score (above 1 favours longer outputs).
+    #[arg(long)]
+    length_penalty: Option<f32>,
+    /// true, false or never.
+    #[arg(long)]
+    early_stopping: Option<String>,
+    /// Never repeat an n-gram of this size.
+    #[arg(long)]
+    no_repeat_ngram_size: Option<u32>,
+    /// Outputs per input, best first (at most --num-beams).
+    #[arg(long)]
+    num_return_sequences: Option<u32>,
+}
+
+/// A SummarizeRequest or TranslateRequest with the given fields and the
+/// generation settings of a `Seq2SeqSettings` (both messages name them alike).
+macro_rules! with_settings {
+    ($message:ident { $($field:ident: $value:expr),* $(,)? }, $settings:expr) => {{
+        let s: Seq2SeqSettings = $settings;
+        $message {
+            $($field: $value,)*
+            min_length: s.min_length,
+            max_length: s.max_length,
+            max_new_tokens: s.max_new_tokens,
+            num_beams: s.num_beams,
+            length_penalty: s.length_penalty,
+            early_stopping: s.early_stopping.unwrap_or_default(),
+            no_repeat_ngram_size: s.no_repeat_ngram_size,
+            num_return_sequences: s.num_return_sequences,
+        }
+    }};
+}
+
+/// Summarize texts (each argument is a file path or the text itself).
+#[derive(clap::Args)]
+pub struct Summarize {
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    #[command(flatten)]
+    settings: Seq2SeqSettings,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Summarize {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let texts = self
+            .inputs
+            .iter()
+            .map(|i| {
+                let path = std::path::Path::new(i);
+                if path.is_file() {
+                    std::fs::read_to_string(path).with_context(|| format!("read {i}"))
+                } else {
+                    Ok(i.clone())
+                }
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let request = with_settings!(
+            SummarizeRequest {
+                model: self.model.name(),
+                inputs: texts,
+            },
+            self.settings
+        );
+        let response = client.summarize(request).await.map_err(status)?.into_inner();
+        let texts = response
+            .results
+            .iter()
+            .map(|r| r.summaries.iter().map(|s| s.summary_text.as_str()).collect())
+            .collect();
+        out.texts("summary_text", texts)
+    }
+}
+
+/// Translate texts, e.g. `inferctl translate "How are you?" --from en --to fr`.
+#[derive(clap::Args)]
+pub struct Translate {
+    #[arg(required = true)]
+    texts: Vec<String>,
+    /// Source language (e.g. en); with --to. Default: the model's.
+    #[arg(long = "from")]
+    src_lang: Option<String>,
+    /// Target language (e.g. fr).
+    #[arg(long = "to")]
+    tgt_lang: Option<String>,
+    #[command(flatten)]
+    settings: Seq2SeqSettings,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Translate {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let request = with_settings!(
+            TranslateRequest {
+                model: self.model.name(),
+                inputs: self.texts,
+                src_lang: self.src_lang.unwrap_or_default(),
+                tgt_lang: self.tgt_lang.unwrap_or_default(),
+            },
+            self.settings
+        );
+        let response = client.translate(request).await.map_err(status)?.into_inner();
+        let texts = response
+            .results
+            .iter()
+            .map(|r| r.translations.iter().map(|t| t.translation_text.as_str()).collect())
+            .collect();
+        out.texts("translation_text", texts)
+    }
+}

@@ -1,0 +1,41 @@
+//! Options that several commands take, defined once and flattened into each.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+
+/// `--model`: the loaded model to ask.
+#[derive(clap::Args)]
+pub struct ModelArg {
+    #[arg(long)]
+    model: Option<String>,
+}
+
+impl ModelArg {
+    /// The model's name; empty asks the task's default model.
+    pub fn name(self) -> String {
+        self.model.unwrap_or_default()
+    }
+}
+
+/// Files to send whole, one input each (images, audio).
+#[derive(clap::Args)]
+pub struct InputFiles {
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+impl InputFiles {
+    /// Each file's contents, in order; an unreadable file is an error naming it.
+    pub fn read(&self) -> Result<Vec<Vec<u8>>> {
+        self.paths
+            .iter()
+            .map(|p| std::fs::read(p).with_context(|| format!("read {}", p.display())))
+            .collect()
+    }
+
+    /// The paths as given, to head each file's answer.
+    pub fn names(&self) -> Vec<String> {
+        self.paths.iter().map(|p| p.display().to_string()).collect()
+    }
+}
