@@ -4,12 +4,11 @@
 //! every request in a batch are classified together: those of one
 //! processed size share forward passes.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use inferd_models::auto::ImageClassifier;
 use inferd_models::core::scores::{top_labels, ScoreFunction};
 use inferd_models::vision::image::{decode_rgb, stack, Pixels};
-use inferd_sdk::dispatch::Incoming;
 use inferd_sdk::proto::api::{Classification, ClassifyImageRequest, ClassifyImageResponse};
 use inferd_sdk::values::label_scores;
 use inferd_sdk::Error;
@@ -18,88 +17,100 @@ use tch::{Device, Kind, Tensor};
 const DEFAULT_TOP_K: usize = 5;
 /// Images per forward pass.
 const MAX_FORWARD_BATCH: usize = 16;
+/// Processed pixel values (f32) held before the forward passes run: with
+/// `do_resize` off an image keeps its full size, so a batch of large ones
+/// runs in several rounds rather than all being held at once.
+const MAX_HELD_VALUES: usize = 32 << 20;
 
-/// A request ready to run: its settings and its processed images.
-struct Planned {
-    function: ScoreFunction,
-    top_k: usize,
-    images: Vec<Pixels>,
-}
+/// One image waiting for its forward pass: request, image, pixels.
+type Pending = (usize, usize, Pixels);
 
-fn plan(model: &ImageClassifier, request: &ClassifyImageRequest) -> Result<Planned, Error> {
-    if request.inputs.is_empty() {
-        return Err(Error::invalid_argument("`inputs` is empty: send at least one image"));
-    }
-    let num_labels = model.labels.len();
-    let function = ScoreFunction::parse(&request.function_to_apply)?
-        .unwrap_or_else(|| ScoreFunction::default_for_images(model.config.problem_type.as_deref(), num_labels));
-    let top_k = match request.top_k {
-        None => DEFAULT_TOP_K.min(num_labels),
-        Some(0) => num_labels,
-        Some(k) => (k as usize).min(num_labels),
-    };
-    // Each image is decoded and processed on its own, so that only its
-    // small processed form is kept.
-    let images = request
-        .inputs
-        .iter()
-        .enumerate()
-        .map(|(i, input)| {
-            let image = decode_rgb(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
-            Ok(model.processor.process(&image)?)
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(Planned {
-        function,
-        top_k,
-        images,
-    })
-}
-
-/// Classifies the images of every request together.
+/// Classifies the images of every request together; one answer each.
 pub fn classify(
     model: &ImageClassifier,
-    requests: &[Incoming<ClassifyImageRequest>],
+    requests: &[ClassifyImageRequest],
 ) -> Vec<Result<ClassifyImageResponse, Error>> {
-    let plans: Vec<Result<Planned, Error>> = requests.iter().map(|r| plan(model, &r.request)).collect();
-    // Every image of every valid request, grouped by processed size.
-    let mut by_size: BTreeMap<(usize, usize), Vec<(usize, usize)>> = BTreeMap::new();
-    for (r, planned) in plans.iter().enumerate() {
-        for (i, image) in planned.iter().flat_map(|p| p.images.iter().enumerate()) {
-            by_size.entry((image.height, image.width)).or_default().push((r, i));
+    let mut logits: HashMap<(usize, usize), Result<Vec<f32>, Error>> = HashMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut held = 0;
+    let mut images_of: Vec<Result<usize, Error>> = Vec::with_capacity(requests.len());
+    for (r, request) in requests.iter().enumerate() {
+        // Each image is decoded and processed on its own, so that only its
+        // processed form is kept.
+        let processed = request
+            .inputs
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, input)| -> Result<(), Error> {
+                let image =
+                    decode_rgb(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
+                let pixels = model.processor.process(&image)?;
+                held += pixels.values.len();
+                pending.push((r, i, pixels));
+                if held > MAX_HELD_VALUES {
+                    forward_pending(model, &mut pending, &mut logits);
+                    held = 0;
+                }
+                Ok(())
+            });
+        if processed.is_err() {
+            pending.retain(|p| p.0 != r);
         }
+        images_of.push(processed.map(|()| request.inputs.len()));
     }
-    let mut logits: BTreeMap<(usize, usize), Result<Vec<f32>, Error>> = BTreeMap::new();
-    for members in by_size.values() {
-        for chunk in members.chunks(MAX_FORWARD_BATCH) {
-            let pixels: Vec<&Pixels> = chunk
-                .iter()
-                .map(|&(r, i)| &plans[r].as_ref().expect("valid").images[i])
-                .collect();
-            let rows: Tensor = model
-                .forward(&stack(&pixels, model.device))
-                .to_kind(Kind::Float)
-                .to_device(Device::Cpu);
-            for (k, &member) in chunk.iter().enumerate() {
-                let row = Vec::<f32>::try_from(rows.get(k as i64)).map_err(|e| Error::internal(e.to_string()));
-                logits.insert(member, row);
-            }
-        }
-    }
-    plans
-        .into_iter()
+    forward_pending(model, &mut pending, &mut logits);
+    requests
+        .iter()
+        .zip(images_of)
         .enumerate()
-        .map(|(r, planned)| {
-            let planned = planned?;
-            let results = (0..planned.images.len())
+        .map(|(r, (request, images))| {
+            if request.inputs.is_empty() {
+                return Err(Error::invalid_argument("`inputs` is empty: send at least one image"));
+            }
+            let images = images?;
+            let num_labels = model.labels.len();
+            let function = ScoreFunction::parse(&request.function_to_apply)?
+                .unwrap_or_else(|| ScoreFunction::default_for_images(model.config.problem_type.as_deref(), num_labels));
+            let top_k = match request.top_k {
+                None => DEFAULT_TOP_K.min(num_labels),
+                Some(0) => num_labels,
+                Some(k) => (k as usize).min(num_labels),
+            };
+            let results = (0..images)
                 .map(|i| {
                     let row = logits.remove(&(r, i)).expect("every image ran")?;
                     Ok(Classification {
-                        labels: label_scores(top_labels(&model.labels, &planned.function.apply(&row), planned.top_k)),
+                        labels: label_scores(top_labels(&model.labels, &function.apply(&row), top_k)),
                     })
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
             Ok(ClassifyImageResponse { results })
         })
         .collect()
+}
+
+/// Runs the pending images, those of one processed size together, and
+/// keeps each one's logits.
+fn forward_pending(
+    model: &ImageClassifier,
+    pending: &mut Vec<Pending>,
+    logits: &mut HashMap<(usize, usize), Result<Vec<f32>, Error>>,
+) {
+    let mut by_size: BTreeMap<(usize, usize), Vec<Pending>> = BTreeMap::new();
+    for image in pending.drain(..) {
+        by_size.entry((image.2.height, image.2.width)).or_default().push(image);
+    }
+    for group in by_size.values() {
+        for chunk in group.chunks(MAX_FORWARD_BATCH) {
+            let pixels: Vec<&Pixels> = chunk.iter().map(|p| &p.2).collect();
+            let rows: Tensor = model
+                .forward(&stack(&pixels, model.device))
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            for (k, (r, i, _)) in chunk.iter().enumerate() {
+                let row = Vec::<f32>::try_from(rows.get(k as i64)).map_err(|e| Error::internal(e.to_string()));
+                logits.insert((*r, *i), row);
+            }
+        }
+    }
 }

@@ -56,8 +56,8 @@ impl Task for VisionTask {
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::typed("image-classification", batch, emitter, |requests, _| {
-            image_classification::classify(&self.model, &requests)
+        dispatch::together("image-classification", batch, emitter, |requests| {
+            image_classification::classify(&self.model, requests)
         })
     }
 }

@@ -65,6 +65,11 @@ impl From<ModelError> for inferd_sdk::Error {
             ModelError::InvalidInput(_) | ModelError::Tokenizer(_) => Code::InvalidArgument,
             ModelError::Io { .. } | ModelError::Torch(_) => Code::Internal,
         };
-        inferd_sdk::Error::new(code, e.to_string())
+        // A caller's input error says what is wrong with the input, no more.
+        let message = match e {
+            ModelError::InvalidInput(message) => message,
+            other => other.to_string(),
+        };
+        inferd_sdk::Error::new(code, message)
     }
 }

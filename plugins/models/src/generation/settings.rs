@@ -457,3 +457,135 @@ pub fn resolve_text2text(
         ..GenerationParams::default()
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(json: serde_json::Value) -> GenerationSettings {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn text2text_takes_the_models_departures_then_the_task_then_the_request() {
+        // A BART-like config: its own max_length replaces the pipeline's
+        // 256 new tokens; values equal to GenerationConfig's defaults do not
+        // override the pipeline's num_beams 4.
+        let model = settings(serde_json::json!({
+            "max_length": 142, "min_length": 56, "num_beams": 1, "length_penalty": 2.0,
+            "no_repeat_ngram_size": 3, "early_stopping": true, "eos_token_id": 2,
+            "forced_eos_token_id": 2, "repetition_penalty": 1.2
+        }));
+        let p = resolve_text2text(&model, None, &GenerationSettings::default()).unwrap();
+        assert_eq!((p.max_new_tokens, p.min_length, p.num_beams), (141, 56, 4));
+        assert_eq!((p.length_penalty, p.early_stopping), (2.0, EarlyStopping::True));
+        assert_eq!((p.forced_eos_token_id, p.eos_token_ids.clone()), (Some(2), vec![2]));
+        // transformers applies a configured repetition penalty to beam search too.
+        assert_eq!(p.repetition_penalty, 1.2);
+        let task = settings(serde_json::json!({"max_length": 60, "num_beams": 2}));
+        let asked = GenerationSettings {
+            max_new_tokens: Some(100),
+            ..Default::default()
+        };
+        let p = resolve_text2text(&model, Some(&task), &asked).unwrap();
+        assert_eq!((p.max_new_tokens, p.num_beams), (100, 2));
+        let p = resolve_text2text(&model, Some(&task), &GenerationSettings::default()).unwrap();
+        assert_eq!(p.max_new_tokens, 59);
+        // Without settings of its own, the pipeline's defaults.
+        let p = resolve_text2text(&GenerationSettings::default(), None, &GenerationSettings::default()).unwrap();
+        assert_eq!((p.max_new_tokens, p.num_beams, p.do_sample), (256, 4, false));
+    }
+
+    #[test]
+    fn text2text_refuses_settings_that_cannot_run() {
+        let none = GenerationSettings::default();
+        let refused = |asked: GenerationSettings| resolve_text2text(&none, None, &asked).unwrap_err().to_string();
+        assert!(refused(GenerationSettings {
+            num_beams: Some(65),
+            ..Default::default()
+        })
+        .contains("num_beams"));
+        assert!(refused(GenerationSettings {
+            max_new_tokens: Some(0),
+            ..Default::default()
+        })
+        .contains("max_length"));
+        assert!(refused(GenerationSettings {
+            num_beams: Some(2),
+            num_return_sequences: Some(3),
+            ..Default::default()
+        })
+        .contains("num_return_sequences"));
+        assert!(refused(GenerationSettings {
+            early_stopping: Some(EarlyStoppingValue::Text("soon".into())),
+            ..Default::default()
+        })
+        .contains("early_stopping"));
+    }
+
+    #[test]
+    fn text_generation_takes_the_request_then_the_task_then_the_file_then_the_pipeline() {
+        let mut model = ModelSettings {
+            file: settings(serde_json::json!({"max_length": 20, "top_k": 40, "eos_token_id": [5, 6]})),
+            ..Default::default()
+        };
+        model.task_specific.insert(
+            "text-generation".into(),
+            serde_json::json!({"do_sample": true, "max_length": 50}),
+        );
+        let none = GenerationSettings::default();
+        let p = resolve_text_generation(&model, &none, 8, 1024, 0, 7).unwrap();
+        // The task's max_length 50 counts the 8 prompt tokens; sampling at
+        // the pipeline's temperature with the file's top_k and EOS ids.
+        assert_eq!(
+            (p.max_new_tokens, p.do_sample, p.temperature, p.top_k),
+            (42, true, 0.7, 40)
+        );
+        assert_eq!((p.eos_token_ids.clone(), p.seed), (vec![5, 6], 7));
+        let asked = GenerationSettings {
+            do_sample: Some(false),
+            max_new_tokens: Some(3),
+            ..Default::default()
+        };
+        let p = resolve_text_generation(&model, &asked, 8, 1024, 0, 7).unwrap();
+        // Greedy: the warpers are off.
+        assert_eq!(
+            (p.max_new_tokens, p.do_sample, p.temperature, p.top_k, p.top_p),
+            (3, false, 1.0, 0, 1.0)
+        );
+        // A file max_length of 20 is GenerationConfig's default: the pipeline's 256 new tokens.
+        let p = resolve_text_generation(&ModelSettings::default(), &none, 8, 1024, 0, 7).unwrap();
+        assert_eq!((p.max_new_tokens, p.eos_token_ids.clone()), (256, vec![0]));
+    }
+
+    #[test]
+    fn text_generation_refuses_what_the_window_or_the_search_cannot_give() {
+        let model = ModelSettings::default();
+        let refused = |asked: GenerationSettings| {
+            resolve_text_generation(&model, &asked, 8, 1024, 0, 7)
+                .unwrap_err()
+                .to_string()
+        };
+        assert!(refused(GenerationSettings {
+            max_new_tokens: Some(2000),
+            ..Default::default()
+        })
+        .contains("1024"));
+        assert!(refused(GenerationSettings {
+            max_new_tokens: Some(0),
+            ..Default::default()
+        })
+        .contains("at least 1"));
+        assert!(refused(GenerationSettings {
+            temperature: Some(0.0),
+            ..Default::default()
+        })
+        .contains("temperature"));
+        assert!(refused(GenerationSettings {
+            do_sample: Some(false),
+            num_return_sequences: Some(2),
+            ..Default::default()
+        })
+        .contains("do_sample"));
+    }
+}
