@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use crate::queue_options::{QueueOptions, QueueOverrides};
+
 /// Command-line flags. Every flag overrides the same key of the config file.
 #[derive(Debug, Parser)]
 #[command(
@@ -110,8 +112,8 @@ pub struct ModelConfig {
 }
 
 impl ModelConfig {
-    pub fn queue_overrides(&self) -> crate::scheduler::QueueOverrides {
-        crate::scheduler::QueueOverrides {
+    pub fn queue_overrides(&self) -> QueueOverrides {
+        QueueOverrides {
             queue_size: self.queue_size,
             max_batch_size: self.max_batch_size,
             max_queue_delay_ms: self.max_queue_delay_ms,
@@ -240,6 +242,16 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// The daemon's queue options, which each model may override.
+    pub fn queue_options(&self) -> QueueOptions {
+        QueueOptions {
+            queue_size: self.queue_size,
+            max_batch_size: self.max_batch_size,
+            max_queue_delay: std::time::Duration::from_millis(self.max_queue_delay_ms),
+            intra_op_threads: self.intra_op_threads,
+        }
     }
 
     /// The configuration as TOML, for the start-up log.

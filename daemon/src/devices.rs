@@ -7,12 +7,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::error::{DaemonError, Result};
-
-/// Sets how many threads LibTorch uses for one operation started from the
-/// calling thread.
-pub fn set_intra_op_threads(threads: usize) {
-    tch::set_num_threads(threads.max(1) as i32);
-}
+use crate::torch;
 
 pub struct DevicePool {
     names: Vec<String>,
@@ -26,8 +21,7 @@ impl DevicePool {
     /// Enumerates devices. `default` is "cpu", "cuda", "cuda:N" or "auto"
     /// (CUDA when present, else CPU).
     pub fn discover(default: &str) -> anyhow::Result<Self> {
-        let cuda = tch::Cuda::device_count().max(0) as usize;
-        Self::new(cuda, default)
+        Self::new(torch::cuda_device_count(), default)
     }
 
     fn new(cuda_devices: usize, default: &str) -> anyhow::Result<Self> {

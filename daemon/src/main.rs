@@ -6,10 +6,12 @@ mod devices;
 mod error;
 mod metrics;
 mod plugins;
+mod queue_options;
 mod registry;
 mod scheduler;
 mod server;
 mod sources;
+mod torch;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -24,7 +26,6 @@ use crate::config::{Args, Config, ModelConfig};
 use crate::devices::DevicePool;
 use crate::plugins::PluginSet;
 use crate::registry::{LoadSpec, Registry};
-use crate::scheduler::QueueOptions;
 use crate::sources::Sources;
 
 fn main() -> ExitCode {
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
         config.to_toml()
     );
     if let Some(threads) = config.intra_op_threads {
-        devices::set_intra_op_threads(threads);
+        torch::set_intra_op_threads(threads);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -97,13 +98,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     tracing::info!(devices = %devices.names().join(", "), "device pool");
     let sources = Sources::new(config.offline);
     tracing::info!(cache = %sources.cache_dir().display(), offline = config.offline, "model sources");
-    let options = QueueOptions {
-        queue_size: config.queue_size,
-        max_batch_size: config.max_batch_size,
-        max_queue_delay: std::time::Duration::from_millis(config.max_queue_delay_ms),
-        intra_op_threads: config.intra_op_threads,
-    };
-    let registry = Arc::new(Registry::new(plugins, devices, sources, options));
+    let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options()));
 
     // The metrics endpoint outlives the gRPC server, to show the drain.
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -1,13 +1,14 @@
 //! Prometheus metrics: per-model request counts by status code, latency and
-//! batch-size histograms, and gauges read live from the registry at scrape
-//! time (queue depth, loaded models, their memory). Served as text format
-//! 0.0.4 on `--metrics-listen`, apart from the gRPC port.
+//! batch-size histograms, failed batches, and gauges read live at scrape
+//! time from whatever holds the models (queue depth, loaded models, their
+//! memory: see [`Scraped`], which the registry implements). Served as text
+//! format 0.0.4 on `--metrics-listen`, apart from the gRPC port.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,8 +16,6 @@ use http_body_util::Full;
 use hyper::body::Bytes;
 use hyper::{Request, Response, StatusCode};
 use tokio::net::TcpListener;
-
-use crate::registry::Registry;
 
 /// Upper bounds of the latency buckets, in seconds.
 const SECONDS: &[f64] = &[
@@ -86,8 +85,12 @@ pub struct ModelMetrics {
     pub inference_seconds: Histogram,
     /// From the RPC's arrival to its answer.
     pub request_seconds: Histogram,
-    /// Requests per batch run.
+    /// Requests per batch run (a failed batch's requests run again one by
+    /// one: each of those runs counts too).
     pub batch_size: Histogram,
+    /// Batches of several requests that failed as a whole, whose requests
+    /// were then run again one at a time.
+    pub failed_batches: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -98,6 +101,7 @@ impl ModelMetrics {
             inference_seconds: Histogram::new(SECONDS),
             request_seconds: Histogram::new(SECONDS),
             batch_size: Histogram::new(BATCH_SIZES),
+            failed_batches: AtomicU64::new(0),
         }
     }
 
@@ -112,7 +116,14 @@ impl ModelMetrics {
     }
 }
 
-/// What the registry reports about one model at scrape time.
+/// What the metrics page reads at scrape time from whatever holds the
+/// models (the registry): the counters, and the live figures of each model.
+pub trait Scraped: Send + Sync + 'static {
+    fn metrics(&self) -> &Metrics;
+    fn gauges(&self) -> Vec<ModelGauges>;
+}
+
+/// The live figures of one model at scrape time.
 pub struct ModelGauges {
     pub name: String,
     pub ready: bool,
@@ -201,6 +212,20 @@ impl Metrics {
                 pick(m).render(&mut out, name, &format!("model=\"{}\"", escape(model)));
             }
         }
+        header(
+            &mut out,
+            "inferd_failed_batches_total",
+            "counter",
+            "Batches of several requests that failed as a whole; their requests ran again one at a time.",
+        );
+        for (model, m) in &models {
+            let _ = writeln!(
+                out,
+                "inferd_failed_batches_total{{model=\"{}\"}} {}",
+                escape(model),
+                m.failed_batches.load(Ordering::Relaxed)
+            );
+        }
 
         header(
             &mut out,
@@ -284,7 +309,7 @@ fn escape(value: &str) -> String {
 /// Serves `GET /metrics` on `listener` until `shutdown` resolves.
 pub async fn serve(
     listener: TcpListener,
-    registry: Arc<Registry>,
+    models: Arc<dyn Scraped>,
     in_flight_limit: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
@@ -301,11 +326,11 @@ pub async fn serve(
             },
             _ = &mut shutdown => return,
         };
-        let registry = registry.clone();
+        let models = models.clone();
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                let registry = registry.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &registry, in_flight_limit)) }
+                let models = models.clone();
+                async move { Ok::<_, Infallible>(answer(&request, &*models, in_flight_limit)) }
             });
             let io = hyper_util::rt::TokioIo::new(stream);
             if let Err(e) = hyper::server::conn::http1::Builder::new()
@@ -318,7 +343,7 @@ pub async fn serve(
     }
 }
 
-fn answer<B>(request: &Request<B>, registry: &Registry, in_flight_limit: usize) -> Response<Full<Bytes>> {
+fn answer<B>(request: &Request<B>, models: &dyn Scraped, in_flight_limit: usize) -> Response<Full<Bytes>> {
     let reply = |status: StatusCode, content_type: &'static str, body: String| {
         let mut response = Response::new(Full::new(Bytes::from(body)));
         *response.status_mut() = status;
@@ -332,7 +357,7 @@ fn answer<B>(request: &Request<B>, registry: &Registry, in_flight_limit: usize) 
         (&hyper::Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            registry.metrics.render(&registry.gauges(), in_flight_limit),
+            models.metrics().render(&models.gauges(), in_flight_limit),
         ),
         (&hyper::Method::GET, _) => reply(
             StatusCode::NOT_FOUND,
@@ -373,5 +398,49 @@ mod tests {
         assert!(out.contains("x_bucket{model=\"m\",le=\"+Inf\"} 4\n"), "{out}");
         assert!(out.contains("x_sum{model=\"m\"} 1007\n"), "{out}");
         assert_eq!(escape("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
+    }
+
+    struct OneModel(Metrics);
+
+    impl Scraped for OneModel {
+        fn metrics(&self) -> &Metrics {
+            &self.0
+        }
+        fn gauges(&self) -> Vec<ModelGauges> {
+            vec![ModelGauges {
+                name: "m".into(),
+                ready: true,
+                memory_bytes: 1234,
+                queue_depth: 5,
+                instances: 2,
+            }]
+        }
+    }
+
+    #[tokio::test]
+    async fn the_page_shows_the_live_figures_and_counters_of_what_holds_the_models() {
+        use http_body_util::BodyExt;
+        let models = OneModel(Metrics::default());
+        let m = models.metrics().model("m");
+        m.failed_batches.fetch_add(1, Ordering::Relaxed);
+        m.finished(tonic::Code::Internal);
+        let request = Request::builder().uri("/metrics").body(()).unwrap();
+        let response = answer(&request, &models, 7);
+        assert_eq!(response.status(), StatusCode::OK);
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        let text = String::from_utf8(body.to_vec()).unwrap();
+        for line in [
+            "inferd_queue_depth{model=\"m\"} 5\n",
+            "inferd_model_memory_bytes{model=\"m\"} 1234\n",
+            "inferd_model_instances{model=\"m\"} 2\n",
+            "inferd_models_loaded 1\n",
+            "inferd_failed_batches_total{model=\"m\"} 1\n",
+            "inferd_requests_total{model=\"m\",code=\"Internal\"} 1\n",
+            "inferd_in_flight_limit 7\n",
+        ] {
+            assert!(text.contains(line), "no {line:?} in\n{text}");
+        }
+        let elsewhere = Request::builder().uri("/other").body(()).unwrap();
+        assert_eq!(answer(&elsewhere, &models, 7).status(), StatusCode::NOT_FOUND);
     }
 }

@@ -10,9 +10,10 @@ use inferd_sdk::proto::{LoadRequest, TaskRequest};
 
 use crate::devices::DevicePool;
 use crate::error::{DaemonError, Result};
-use crate::metrics::{Metrics, ModelGauges, ModelMetrics};
-use crate::plugins::PluginSet;
-use crate::scheduler::{ModelQueue, Partial, QueueOptions, QueueOverrides, Ticket};
+use crate::metrics::{Metrics, ModelGauges, ModelMetrics, Scraped};
+use crate::plugins::{Plugin, PluginSet};
+use crate::queue_options::{QueueOptions, QueueOverrides};
+use crate::scheduler::{ModelQueue, Partial, Ticket};
 use crate::sources::Sources;
 
 /// What to load.
@@ -32,6 +33,9 @@ enum State {
     Loading,
     Ready(ModelQueue),
     Failed(String),
+    /// Taken out of the registry; a request that found the model just
+    /// before is answered as if it had come just after.
+    Unloaded,
 }
 
 pub struct Model {
@@ -63,6 +67,10 @@ impl Model {
             State::Failed(e) => {
                 info.state = ModelState::Failed as i32;
                 info.error = e.clone();
+            }
+            State::Unloaded => {
+                info.state = ModelState::Failed as i32;
+                info.error = "unloaded".into();
             }
             State::Ready(queue) => {
                 info.state = ModelState::Ready as i32;
@@ -97,14 +105,12 @@ impl Model {
     ) -> Result<Ticket> {
         match &*self.state.read().expect("model state lock") {
             State::Ready(queue) => queue.submit(request, partial, deadline),
-            State::Loading => Err(DaemonError::Unavailable(format!(
-                "model {} is still loading; retry in a moment",
-                self.name
-            ))),
+            State::Loading => Err(DaemonError::still_loading(&self.name, "retry in a moment")),
             State::Failed(e) => Err(DaemonError::FailedPrecondition(format!(
                 "model {} failed to load: {e}",
                 self.name
             ))),
+            State::Unloaded => Err(DaemonError::model_unloaded(&self.name)),
         }
     }
 }
@@ -114,6 +120,16 @@ struct Inner {
     models: BTreeMap<String, Arc<Model>>,
     /// Task -> name of its default model.
     defaults: BTreeMap<String, String>,
+}
+
+impl Inner {
+    /// The model named `name`; NOT_FOUND, listing the loaded ones, if none.
+    fn find(&self, name: &str) -> Result<&Arc<Model>> {
+        self.models.get(name).ok_or_else(|| {
+            let loaded: Vec<&str> = self.models.keys().map(String::as_str).collect();
+            DaemonError::model_not_loaded(name, &loaded)
+        })
+    }
 }
 
 pub struct Registry {
@@ -137,51 +153,18 @@ impl Registry {
         }
     }
 
-    /// The live figures of every model, for the metrics endpoint.
-    pub fn gauges(&self) -> Vec<ModelGauges> {
-        let inner = self.inner.read().expect("registry lock");
-        inner
-            .models
-            .values()
-            .map(|m| match &*m.state.read().expect("model state lock") {
-                State::Ready(queue) => ModelGauges {
-                    name: m.name.clone(),
-                    ready: true,
-                    memory_bytes: queue.loaded.memory_bytes,
-                    queue_depth: queue.depth(),
-                    instances: queue.devices.len(),
-                },
-                _ => ModelGauges {
-                    name: m.name.clone(),
-                    ready: false,
-                    memory_bytes: 0,
-                    queue_depth: 0,
-                    instances: 0,
-                },
-            })
-            .collect()
-    }
-
-    fn canonical_task(&self, task: &str) -> Result<String> {
+    /// The canonical name of `task`; UNIMPLEMENTED when no plugin serves it
+    /// (for loading and for inference alike).
+    fn canonical_task(&self, task: &str) -> Result<&str> {
         self.plugins
             .canonical_task(task)
-            .map(str::to_string)
-            .ok_or_else(|| DaemonError::InvalidArgument(self.no_plugin_for(task)))
-    }
-
-    fn no_plugin_for(&self, task: &str) -> String {
-        format!(
-            "no plugin serves task `{task}` (tasks served: {})",
-            self.plugins.task_names().join(", ")
-        )
+            .ok_or_else(|| DaemonError::no_plugin_for(task, &self.plugins.task_names()))
     }
 
     /// The model a request for `task` should go to: `model` if named (it
     /// must serve `task`), else the task's default.
     pub fn model_for(&self, task: &str, model: &str) -> Result<Arc<Model>> {
-        let Some(canonical) = self.plugins.canonical_task(task) else {
-            return Err(DaemonError::Unimplemented(self.no_plugin_for(task)));
-        };
+        let canonical = self.canonical_task(task)?;
         let inner = self.inner.read().expect("registry lock");
         if model.is_empty() {
             let name = inner.defaults.get(canonical).ok_or_else(|| {
@@ -198,17 +181,9 @@ impl Registry {
             })?;
             return Ok(inner.models[name].clone());
         }
-        let found = inner.models.get(model).ok_or_else(|| {
-            DaemonError::NotFound(format!(
-                "model `{model}` is not loaded (loaded: {})",
-                inner.models.keys().cloned().collect::<Vec<_>>().join(", ")
-            ))
-        })?;
+        let found = inner.find(model)?;
         if found.task != canonical {
-            return Err(DaemonError::FailedPrecondition(format!(
-                "model `{model}` serves task {}, not {canonical}",
-                found.task
-            )));
+            return Err(DaemonError::wrong_task(model, &found.task, canonical));
         }
         Ok(found.clone())
     }
@@ -216,19 +191,12 @@ impl Registry {
     /// A model by name, whatever its task.
     pub fn model(&self, name: &str) -> Result<Arc<Model>> {
         let inner = self.inner.read().expect("registry lock");
-        inner
-            .models
-            .get(name)
-            .cloned()
-            .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))
+        inner.find(name).cloned()
     }
 
     pub fn info(&self, name: &str) -> Result<ModelInfo> {
         let inner = self.inner.read().expect("registry lock");
-        let model = inner
-            .models
-            .get(name)
-            .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
+        let model = inner.find(name)?;
         Ok(model.info(inner.defaults.get(&model.task) == Some(&model.name)))
     }
 
@@ -244,7 +212,7 @@ impl Registry {
     /// Loads a model; blocking (source download, weights): call it from a
     /// blocking context. Returns once every instance is ready.
     pub fn load(&self, spec: LoadSpec) -> Result<ModelInfo> {
-        let task = self.canonical_task(&spec.task)?;
+        let task = self.canonical_task(&spec.task)?.to_string();
         let (plugin, task_spec) = self
             .plugins
             .task(&task)
@@ -311,7 +279,7 @@ impl Registry {
         &self,
         model: &Model,
         spec: &LoadSpec,
-        plugin: &Arc<crate::plugins::Plugin>,
+        plugin: &Arc<Plugin>,
         task_spec: &inferd_sdk::proto::TaskSpec,
     ) -> Result<ModelQueue> {
         let mut request = LoadRequest {
@@ -323,12 +291,12 @@ impl Registry {
             let dir = self.sources.resolve(&spec.source, spec.revision.as_deref())?;
             let architecture = read_architecture(&dir)?;
             if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
-                return Err(DaemonError::FailedPrecondition(format!(
-                    "model {} is a {architecture}, which no plugin supports for task {} (supported: {})",
-                    spec.source,
-                    model.task,
-                    task_spec.architectures.join(", ")
-                )));
+                return Err(DaemonError::unsupported_architecture(
+                    &spec.source,
+                    &architecture,
+                    &model.task,
+                    &task_spec.architectures,
+                ));
             }
             *model.path.lock().expect("lock") = dir.display().to_string();
             *model.architecture.lock().expect("lock") = architecture.clone();
@@ -354,15 +322,9 @@ impl Registry {
     pub fn unload(&self, name: &str) -> Result<()> {
         let model = {
             let mut inner = self.inner.write().expect("registry lock");
-            let model = inner
-                .models
-                .get(name)
-                .cloned()
-                .ok_or_else(|| DaemonError::NotFound(format!("model `{name}` is not loaded")))?;
+            let model = inner.find(name)?.clone();
             if matches!(*model.state.read().expect("lock"), State::Loading) {
-                return Err(DaemonError::FailedPrecondition(format!(
-                    "model `{name}` is still loading; unload it once it is ready"
-                )));
+                return Err(DaemonError::still_loading(name, "unload it once it is ready"));
             }
             inner.models.remove(name);
             if inner.defaults.get(&model.task).map(String::as_str) == Some(name) {
@@ -379,10 +341,7 @@ impl Registry {
             }
             model
         };
-        let state = std::mem::replace(
-            &mut *model.state.write().expect("lock"),
-            State::Failed("unloaded".into()),
-        );
+        let state = std::mem::replace(&mut *model.state.write().expect("lock"), State::Unloaded);
         if let State::Ready(queue) = state {
             let devices = queue.devices.clone();
             queue.stop();
@@ -408,6 +367,37 @@ impl Registry {
                 tracing::debug!(model = %name, "not unloaded at shutdown: {e}");
             }
         }
+    }
+}
+
+/// What the metrics page reads about the loaded models.
+impl Scraped for Registry {
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn gauges(&self) -> Vec<ModelGauges> {
+        let inner = self.inner.read().expect("registry lock");
+        inner
+            .models
+            .values()
+            .map(|m| match &*m.state.read().expect("model state lock") {
+                State::Ready(queue) => ModelGauges {
+                    name: m.name.clone(),
+                    ready: true,
+                    memory_bytes: queue.loaded.memory_bytes,
+                    queue_depth: queue.depth(),
+                    instances: queue.devices.len(),
+                },
+                State::Loading | State::Failed(_) | State::Unloaded => ModelGauges {
+                    name: m.name.clone(),
+                    ready: false,
+                    memory_bytes: 0,
+                    queue_depth: 0,
+                    instances: 0,
+                },
+            })
+            .collect()
     }
 }
 

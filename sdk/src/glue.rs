@@ -65,7 +65,9 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
 
 pub unsafe extern "C" fn run<T: Task>(instance: *mut c_void, batch: ByteSlice) -> OwnedBytes {
     let task = &mut *(instance as *mut T);
-    run_batch(batch, |requests| Emitter::detached(|emitter| task.run(requests, emitter)))
+    run_batch(batch, |requests| {
+        Emitter::detached(|emitter| task.run(requests, emitter))
+    })
 }
 
 pub unsafe extern "C" fn run_stream<T: Task>(

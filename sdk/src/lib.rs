@@ -160,7 +160,11 @@ pub trait Task: Sized + 'static {
     /// `emitter.send(i, chunk)`; `emitter.wanted(i)` is false once request
     /// `i`'s client has gone away (stop working on it: its answer is
     /// dropped). [`dispatch::typed`] does the request matching and ordering.
-    fn run(&mut self, batch: Vec<proto::TaskRequest>, emitter: &mut Emitter) -> Vec<Result<proto::task_response::Body, Error>>;
+    fn run(
+        &mut self,
+        batch: Vec<proto::TaskRequest>,
+        emitter: &mut Emitter,
+    ) -> Vec<Result<proto::task_response::Body, Error>>;
 }
 
 /// Exports `$task` (a type implementing [`Task`]) as an inferd plugin.

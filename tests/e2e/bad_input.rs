@@ -208,7 +208,7 @@ async fn bad_model_sources_are_refused_with_the_reason() {
         models
             .load_model(load("m5", "text-to-speech", &fixture.display().to_string()))
             .await,
-        Code::InvalidArgument,
+        Code::Unimplemented,
         "text-to-speech",
     );
 

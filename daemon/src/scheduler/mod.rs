@@ -8,15 +8,18 @@
 //! oldest one, so that padding stays small; the oldest always goes first, so
 //! nothing starves. Requests whose deadline has passed are answered
 //! DEADLINE_EXCEEDED without running, and a request whose caller goes away
-//! (its [`Ticket`] is dropped) leaves the queue at once.
+//! (its [`Ticket`] is dropped) leaves the queue at once. How a worker runs a
+//! batch, and what it does when a batch fails as a whole, is in `worker`.
 //! Nothing here knows about gRPC.
+
+mod worker;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskRequest};
+use inferd_sdk::proto::{task_response, LoadRequest, LoadedModel, TaskRequest};
 use inferd_sdk::Error;
 use prost::Message;
 use tokio::sync::{mpsc, oneshot};
@@ -24,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::error::DaemonError;
 use crate::metrics::ModelMetrics;
 use crate::plugins::Plugin;
+use crate::queue_options::QueueOptions;
 
 /// The answer to one request.
 pub type Reply = Result<task_response::Body, DaemonError>;
@@ -37,13 +41,20 @@ struct Job {
     /// Encoded size of the request: the length used to group batches.
     size: usize,
     arrived: Instant,
-    deadline: Option<Instant>,
-    reply: oneshot::Sender<Reply>,
-    partial: Option<Partial>,
+    caller: Caller,
 }
 
-impl Job {
-    /// The caller is still waiting for this job.
+/// Whoever waits for a job's answer, and its partial responses.
+struct Caller {
+    reply: oneshot::Sender<Reply>,
+    partial: Option<Partial>,
+    deadline: Option<Instant>,
+    /// Partial responses have gone to it already.
+    streamed: bool,
+}
+
+impl Caller {
+    /// The caller is still waiting.
     fn wanted(&self) -> bool {
         !self.reply.is_closed() && !self.partial.as_ref().is_some_and(|p| p.is_closed())
     }
@@ -51,43 +62,6 @@ impl Job {
     fn expired(&self, now: Instant) -> bool {
         self.deadline.is_some_and(|d| d <= now)
     }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct QueueOptions {
-    pub queue_size: usize,
-    pub max_batch_size: usize,
-    /// How long a request may wait in the queue for others to join its batch.
-    pub max_queue_delay: Duration,
-    /// LibTorch threads per operation on each instance's thread.
-    pub intra_op_threads: Option<usize>,
-}
-
-impl QueueOptions {
-    /// These options with a model's overrides applied. Unless set, the
-    /// intra-op threads are the cores divided among the model's CPU
-    /// instances, so that its instances do not oversubscribe the cores.
-    pub fn with(self, overrides: &QueueOverrides, cpu_instances: usize) -> QueueOptions {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let shared_cores = (cpu_instances > 1).then(|| (cores / cpu_instances).max(1));
-        QueueOptions {
-            queue_size: overrides.queue_size.unwrap_or(self.queue_size).max(1),
-            max_batch_size: overrides.max_batch_size.unwrap_or(self.max_batch_size).max(1),
-            max_queue_delay: overrides
-                .max_queue_delay_ms
-                .map_or(self.max_queue_delay, Duration::from_millis),
-            intra_op_threads: overrides.intra_op_threads.or(self.intra_op_threads).or(shared_cores),
-        }
-    }
-}
-
-/// One model's departures from the daemon's queue options.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct QueueOverrides {
-    pub queue_size: Option<usize>,
-    pub max_batch_size: Option<usize>,
-    pub max_queue_delay_ms: Option<u64>,
-    pub intra_op_threads: Option<usize>,
 }
 
 #[derive(Default)]
@@ -130,7 +104,8 @@ impl Shared {
                 .jobs
                 .iter()
                 .filter_map(|j| {
-                    j.deadline
+                    j.caller
+                        .deadline
                         .map(|d| j.arrived + d.saturating_duration_since(j.arrived) / 2)
                 })
                 .fold(first.arrived + self.options.max_queue_delay, Instant::min);
@@ -157,19 +132,19 @@ impl Shared {
     /// Answers expired jobs DEADLINE_EXCEEDED and forgets abandoned ones.
     fn drop_stale(&self, waiting: &mut Waiting) {
         let now = Instant::now();
-        if !waiting.jobs.iter().any(|j| j.expired(now) || !j.wanted()) {
+        if !waiting.jobs.iter().any(|j| j.caller.expired(now) || !j.caller.wanted()) {
             return;
         }
         let mut kept = VecDeque::with_capacity(waiting.jobs.len());
         for job in waiting.jobs.drain(..) {
-            if job.expired(now) {
+            if job.caller.expired(now) {
                 let waited = now.duration_since(job.arrived);
-                let _ = job.reply.send(Err(DaemonError::DeadlineExceeded(format!(
+                let _ = job.caller.reply.send(Err(DaemonError::DeadlineExceeded(format!(
                     "the deadline passed after {} ms in model {}'s queue; the request did not run",
                     waited.as_millis(),
                     self.name
                 ))));
-            } else if job.wanted() {
+            } else if job.caller.wanted() {
                 kept.push_back(job);
             }
         }
@@ -260,7 +235,7 @@ impl ModelQueue {
             let thread_name = format!("{}#{i}", request.model_name);
             let handle = std::thread::Builder::new()
                 .name(thread_name)
-                .spawn(move || worker(plugin, request, shared, ready_tx))
+                .spawn(move || worker::run(plugin, request, shared, ready_tx))
                 .map_err(|e| Error::internal(format!("cannot start a worker thread: {e}")))?;
             workers.push(handle);
             ready.push(ready_rx);
@@ -345,9 +320,12 @@ impl ModelQueue {
             request,
             size,
             arrived: Instant::now(),
-            deadline,
-            reply,
-            partial,
+            caller: Caller {
+                reply,
+                partial,
+                deadline,
+                streamed: false,
+            },
         });
         drop(waiting);
         // Every worker: one may be waiting for its batch to fill, another idle.
@@ -368,81 +346,6 @@ impl ModelQueue {
             let _ = worker.join();
         }
     }
-}
-
-fn worker(
-    plugin: Arc<Plugin>,
-    request: LoadRequest,
-    shared: Arc<Shared>,
-    ready: std::sync::mpsc::Sender<Result<(LoadedModel, usize), Error>>,
-) {
-    let model = request.model_name.clone();
-    let device = request.device.clone();
-    if let Some(threads) = shared.options.intra_op_threads {
-        // OpenMP's thread count is per calling thread: set it on this one.
-        crate::devices::set_intra_op_threads(threads);
-    }
-    let started = Instant::now();
-    let mut instance = match plugin.load(&request) {
-        Ok((instance, loaded)) => {
-            tracing::info!(%model, %device, elapsed_ms = started.elapsed().as_millis() as u64, "instance loaded");
-            let _ = ready.send(Ok((loaded, tch::get_num_threads().max(1) as usize)));
-            instance
-        }
-        Err(e) => {
-            let _ = ready.send(Err(e));
-            return;
-        }
-    };
-    while let Some(jobs) = shared.next_batch() {
-        let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
-        let _enter = span.enter();
-        let started = Instant::now();
-        let mut requests = Vec::with_capacity(jobs.len());
-        let mut replies = Vec::with_capacity(jobs.len());
-        let mut partials = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            shared.metrics.queue_seconds.observe_duration(started - job.arrived);
-            requests.push(job.request);
-            replies.push(job.reply);
-            partials.push(job.partial);
-        }
-        shared.metrics.batch_size.observe(requests.len() as f64);
-        let batch = Batch { requests };
-        let mut emit = |index: usize, chunk: Option<inferd_sdk::proto::TaskResponse>| -> bool {
-            let Some(reply) = replies.get(index) else {
-                return false;
-            };
-            match (chunk.and_then(|c| c.body), partials.get(index).and_then(Option::as_ref)) {
-                (Some(body), Some(partial)) => partial.send(body).is_ok() && !reply.is_closed(),
-                (_, Some(partial)) => !partial.is_closed() && !reply.is_closed(),
-                (_, None) => !reply.is_closed(),
-            }
-        };
-        let outcome = plugin.run(&mut instance, &batch, &mut emit);
-        shared.metrics.inference_seconds.observe_duration(started.elapsed());
-        match outcome {
-            Ok(responses) => {
-                for (reply, response) in replies.into_iter().zip(responses) {
-                    let answer = match response.body {
-                        Some(task_response::Body::Error(e)) => Err(Error::from(e).into()),
-                        Some(body) => Ok(body),
-                        None => Err(DaemonError::Internal("plugin returned an empty response".into())),
-                    };
-                    let _ = reply.send(answer);
-                }
-            }
-            Err(e) => {
-                tracing::warn!(%model, "batch failed: {e}");
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone().into()));
-                }
-            }
-        }
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
-    }
-    plugin.unload(instance);
-    tracing::info!(%model, %device, "instance unloaded");
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ use http::{HeaderMap, Request, Response};
 use tonic::Status;
 use tower::{Layer, Service};
 
+use crate::error::DaemonError;
+
 const MARGIN: Duration = Duration::from_millis(1);
 
 /// When the request's client stops waiting.
@@ -29,10 +31,11 @@ pub fn of<T>(request: &tonic::Request<T>) -> Option<Instant> {
 
 /// The status for a request whose deadline passed.
 pub fn exceeded(waited: Duration) -> Status {
-    Status::deadline_exceeded(format!(
+    DaemonError::DeadlineExceeded(format!(
         "the request's deadline passed after {} ms before it was answered",
         waited.as_millis()
     ))
+    .into()
 }
 
 #[derive(Clone, Default)]

@@ -18,7 +18,7 @@ use tonic::{Request, Response, Status};
 use tracing::Instrument;
 
 use super::deadline;
-use crate::error::DaemonError;
+use crate::error::{self, DaemonError};
 use crate::metrics::ModelMetrics;
 use crate::registry::{Model, Registry};
 
@@ -84,10 +84,11 @@ impl InferenceService {
         let before = self.registry.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(self.registry.clone());
         if before >= self.max_in_flight {
-            return Err(Status::resource_exhausted(format!(
+            return Err(DaemonError::ResourceExhausted(format!(
                 "the daemon is serving {} requests, its limit (--max-in-flight); retry later",
                 self.max_in_flight
-            )));
+            ))
+            .into());
         }
         Ok(admitted)
     }
@@ -98,7 +99,7 @@ impl InferenceService {
     }
 
     /// A model lookup's result, its failure counted as an unrouted request.
-    fn counted(&self, lookup: crate::error::Result<Arc<Model>>) -> Result<Arc<Model>, Status> {
+    fn counted(&self, lookup: error::Result<Arc<Model>>) -> Result<Arc<Model>, Status> {
         lookup.map_err(|e| {
             let status = Status::from(e);
             self.registry.metrics.unrouted(status.code());
@@ -134,8 +135,7 @@ impl InferenceService {
                     .map_err(|_| deadline::exceeded(outcome.arrived.elapsed()))?,
                 None => (&mut ticket.reply).await,
             };
-            let answer =
-                answer.map_err(|_| DaemonError::Internal(format!("model {} stopped before answering", model.name)))?;
+            let answer = answer.map_err(|_| stopped(&model.name))?;
             answer.map_err(Status::from)
         }
         .instrument(span.clone())
@@ -151,7 +151,12 @@ impl InferenceService {
 }
 
 fn unexpected(rpc: &str) -> Status {
-    Status::internal(format!("the plugin answered {rpc} with another task's response"))
+    DaemonError::Internal(format!("the plugin answered {rpc} with another task's response")).into()
+}
+
+/// A request whose model stopped without answering it.
+fn stopped(model: &str) -> Status {
+    DaemonError::Internal(format!("model {model} stopped before answering")).into()
 }
 
 /// One typed RPC: the model for the task (or the named one), the request in
@@ -181,7 +186,7 @@ fn final_chunk(body: task_response::Body) -> Result<GenerateStreamResponse, Stat
         .into_iter()
         .next()
         .and_then(|r| r.sequences.into_iter().next())
-        .ok_or_else(|| Status::internal("the plugin returned no sequence"))?;
+        .ok_or_else(|| Status::from(DaemonError::Internal("the plugin returned no sequence".into())))?;
     Ok(GenerateStreamResponse {
         token_ids: vec![],
         text: String::new(),
@@ -207,15 +212,17 @@ impl Inference for InferenceService {
         let deadline = deadline::of(&request);
         let request = request.into_inner();
         if request.inputs.len() != 1 {
-            return Err(Status::invalid_argument(format!(
+            return Err(DaemonError::InvalidArgument(format!(
                 "GenerateStream takes exactly one prompt in `inputs` (got {}); use Generate for several",
                 request.inputs.len()
-            )));
+            ))
+            .into());
         }
         if request.num_return_sequences.unwrap_or(1) != 1 {
-            return Err(Status::invalid_argument(
-                "GenerateStream returns one sequence: num_return_sequences must be 1",
-            ));
+            return Err(DaemonError::InvalidArgument(
+                "GenerateStream returns one sequence: num_return_sequences must be 1".into(),
+            )
+            .into());
         }
         let model = self.route("text-generation", &request.model)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -283,7 +290,7 @@ impl Inference for InferenceService {
                     answer = &mut ticket.reply => match answer {
                         Ok(Ok(body)) => final_chunk(body),
                         Ok(Err(e)) => Err(e.into()),
-                        Err(_) => Err(Status::internal("the model stopped before answering")),
+                        Err(_) => Err(stopped(&model.name)),
                     },
                     _ = &mut expiry => Err(deadline::exceeded(outcome.arrived.elapsed())),
                 };
@@ -389,9 +396,9 @@ impl Inference for InferenceService {
         let request = request.into_inner();
         let model = match (request.task.as_str(), request.model.as_str()) {
             ("", "") => {
-                return Err(Status::invalid_argument(
-                    "name a `task` (see Models/ListPlugins) or a `model`",
-                ))
+                return Err(
+                    DaemonError::InvalidArgument("name a `task` (see Models/ListPlugins) or a `model`".into()).into(),
+                )
             }
             ("", model) => self.counted(self.registry.model(model))?,
             (task, model) => self.route(task, model)?,

@@ -11,8 +11,8 @@ use inferd_sdk::abi::ABI_VERSION;
 use tonic::{Request, Response, Status};
 
 use crate::error::DaemonError;
+use crate::queue_options::QueueOverrides;
 use crate::registry::{LoadSpec, Registry};
-use crate::scheduler::QueueOverrides;
 
 pub struct ModelsService {
     registry: Arc<Registry>,
@@ -28,7 +28,7 @@ impl ModelsService {
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, DaemonError> + Send + 'static) -> Result<T, Status> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(format!("task failed: {e}")))?
+        .map_err(|e| DaemonError::Internal(format!("task failed: {e}")))?
         .map_err(Status::from)
 }
 
@@ -47,9 +47,10 @@ impl Models for ModelsService {
     async fn load_model(&self, request: Request<LoadModelRequest>) -> Result<Response<ModelInfo>, Status> {
         let r = request.into_inner();
         if r.task.is_empty() {
-            return Err(Status::invalid_argument(
-                "`task` is empty: name the pipeline() task, e.g. text-classification",
-            ));
+            return Err(DaemonError::InvalidArgument(
+                "`task` is empty: name the pipeline() task, e.g. text-classification".into(),
+            )
+            .into());
         }
         if let Some(o) = &r.options {
             for (name, value) in [
@@ -58,16 +59,18 @@ impl Models for ModelsService {
                 ("intra_op_threads", o.intra_op_threads),
             ] {
                 if value == Some(0) {
-                    return Err(Status::invalid_argument(format!(
+                    return Err(DaemonError::InvalidArgument(format!(
                         "options.{name} must be at least 1 (leave it unset for the daemon's default)"
-                    )));
+                    ))
+                    .into());
                 }
             }
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
             if o.intra_op_threads.is_some_and(|n| n > cores) {
-                return Err(Status::invalid_argument(format!(
+                return Err(DaemonError::InvalidArgument(format!(
                     "options.intra_op_threads must be at most {cores}, the cores of this machine"
-                )));
+                ))
+                .into());
             }
         }
         let spec = LoadSpec {

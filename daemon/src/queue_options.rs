@@ -1,0 +1,91 @@
+//! How a model's queue batches and runs requests: the daemon's options, a
+//! model's overrides of them, and how the two combine. Apart from the
+//! scheduler, so that the configuration and the transport can name these
+//! options without depending on the scheduler.
+
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QueueOptions {
+    pub queue_size: usize,
+    pub max_batch_size: usize,
+    /// How long a request may wait in the queue for others to join its batch.
+    pub max_queue_delay: Duration,
+    /// LibTorch threads per operation on each instance's thread.
+    pub intra_op_threads: Option<usize>,
+}
+
+impl QueueOptions {
+    /// These options with a model's overrides applied. Unless set, the
+    /// intra-op threads are the cores divided among the model's CPU
+    /// instances, so that its instances do not oversubscribe the cores.
+    pub fn with(self, overrides: &QueueOverrides, cpu_instances: usize) -> QueueOptions {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shared_cores = (cpu_instances > 1).then(|| (cores / cpu_instances).max(1));
+        QueueOptions {
+            queue_size: overrides.queue_size.unwrap_or(self.queue_size).max(1),
+            max_batch_size: overrides.max_batch_size.unwrap_or(self.max_batch_size).max(1),
+            max_queue_delay: overrides
+                .max_queue_delay_ms
+                .map_or(self.max_queue_delay, Duration::from_millis),
+            intra_op_threads: overrides.intra_op_threads.or(self.intra_op_threads).or(shared_cores),
+        }
+    }
+}
+
+/// One model's departures from the daemon's queue options.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct QueueOverrides {
+    pub queue_size: Option<usize>,
+    pub max_batch_size: Option<usize>,
+    pub max_queue_delay_ms: Option<u64>,
+    pub intra_op_threads: Option<usize>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overrides_win_and_zero_sizes_become_one() {
+        let daemon = QueueOptions {
+            queue_size: 256,
+            max_batch_size: 16,
+            max_queue_delay: Duration::from_millis(2),
+            intra_op_threads: Some(3),
+        };
+        let overrides = QueueOverrides {
+            queue_size: Some(0),
+            max_batch_size: Some(4),
+            max_queue_delay_ms: Some(300),
+            intra_op_threads: None,
+        };
+        let options = daemon.with(&overrides, 1);
+        assert_eq!(options.queue_size, 1);
+        assert_eq!(options.max_batch_size, 4);
+        assert_eq!(options.max_queue_delay, Duration::from_millis(300));
+        assert_eq!(options.intra_op_threads, Some(3));
+        assert_eq!(daemon.with(&QueueOverrides::default(), 1), daemon);
+    }
+
+    #[test]
+    fn cpu_instances_share_the_cores_unless_told_otherwise() {
+        let daemon = QueueOptions {
+            queue_size: 1,
+            max_batch_size: 1,
+            max_queue_delay: Duration::ZERO,
+            intra_op_threads: None,
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(daemon.with(&QueueOverrides::default(), 1).intra_op_threads, None);
+        assert_eq!(
+            daemon.with(&QueueOverrides::default(), 2).intra_op_threads,
+            Some((cores / 2).max(1))
+        );
+        let told = QueueOverrides {
+            intra_op_threads: Some(5),
+            ..Default::default()
+        };
+        assert_eq!(daemon.with(&told, 2).intra_op_threads, Some(5));
+    }
+}
