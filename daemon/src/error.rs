@@ -77,6 +77,76 @@ impl DaemonError {
             supported.join(", ")
         ))
     }
+
+    /// A request message tonic could not decode (not protobuf, a field of the
+    /// wrong type, a string that is not UTF-8, a message cut short):
+    /// INVALID_ARGUMENT, where tonic says INTERNAL. `rpc` is the request's
+    /// path, `detail` what the decoder found.
+    pub fn undecodable_request(rpc: &str, detail: &str) -> Self {
+        DaemonError::InvalidArgument(format!(
+            "the request to {rpc} is not a valid protobuf message of that RPC ({detail}); strings must be UTF-8 \
+             and the message must match the inferd.v1 proto definitions"
+        ))
+    }
+
+    /// A request message over the size limit: RESOURCE_EXHAUSTED (gRPC's
+    /// convention, as grpc-go and grpc-java answer), where tonic says
+    /// OUT_OF_RANGE.
+    pub fn request_too_large(limit: usize) -> Self {
+        DaemonError::ResourceExhausted(format!(
+            "request message is larger than the limit of {limit} bytes; send fewer inputs per request or raise \
+             --max-request-bytes"
+        ))
+    }
+}
+
+/// Longest message a client is shown: room for a list of supported
+/// architectures, not for a LibTorch backtrace (kilobytes).
+const MAX_CLIENT_MESSAGE_CHARS: usize = 1000;
+
+/// What a client is shown of `status`, met while serving `what` (e.g.
+/// "request 12"), once the daemon's log has the full message under that
+/// name. A panic or a LibTorch error can carry kilobytes of C++ frames and
+/// addresses, on lines of their own or, in a panic message that
+/// Debug-formats the error, after `\n` escapes: the client gets the first
+/// line (at most 1000 characters) and where to find the rest. INTERNAL
+/// statuses always name `what`, so that a report can be matched with the
+/// log.
+pub fn for_client(status: Status, what: &str) -> Status {
+    let internal = status.code() == tonic::Code::Internal;
+    let message = status.message().trim();
+    let first = first_line(message, internal);
+    let cut = first.len() < message.len();
+    if !cut && !internal {
+        return status;
+    }
+    let ellipsis = if cut { " ..." } else { "" };
+    Status::new(
+        status.code(),
+        format!("{first}{ellipsis} ({what}; the daemon's log has the full message)"),
+    )
+}
+
+/// The text before the first line break (and, when `escaped`, before the
+/// first `\n` escape), trimmed and cut to [`MAX_CLIENT_MESSAGE_CHARS`] on a
+/// character boundary. Escapes are only looked for in INTERNAL messages: an
+/// input error may quote a text with a line break in it.
+fn first_line(message: &str, escaped: bool) -> &str {
+    let breaks: &[&str] = if escaped {
+        &["\n", "\r", "\\n", "\\r"]
+    } else {
+        &["\n", "\r"]
+    };
+    let end = breaks
+        .iter()
+        .filter_map(|pattern| message.find(pattern))
+        .min()
+        .unwrap_or(message.len());
+    let line = message[..end].trim_end();
+    match line.char_indices().nth(MAX_CLIENT_MESSAGE_CHARS) {
+        Some((at, _)) => line[..at].trim_end(),
+        None => line,
+    }
 }
 
 impl From<inferd_sdk::Error> for DaemonError {
@@ -147,5 +217,70 @@ mod tests {
         ] {
             assert_eq!(code(sdk.into()), grpc);
         }
+    }
+
+    /// A panic message as tch writes it: the LibTorch error Debug-formatted,
+    /// its C++ frames after `\n` escapes, all on one line.
+    fn torch_panic() -> String {
+        let frames: String = (0..40)
+            .map(|i| {
+                format!(
+                    "\\nframe #{i}: at::native::index_select_out_cpu_ + 0x{:x} (0x7f3c2a1b{i:04x} in libtorch_cpu.so)",
+                    0x96 + i
+                )
+            })
+            .collect();
+        format!(
+            "plugin panicked in run: called `Result::unwrap()` on an `Err` value: Torch(\"index out of range in \
+             self\\nException raised from operator() at aten/src/ATen/native/TensorAdvancedIndexing.cpp:1193 (most \
+             recent call first):{frames}\")"
+        )
+    }
+
+    #[test]
+    fn a_client_sees_the_first_line_of_an_internal_error_and_where_the_rest_is() {
+        let shown = for_client(Status::internal(torch_panic()), "request 12");
+        assert_eq!(shown.code(), tonic::Code::Internal);
+        let message = shown.message();
+        assert!(
+            message.starts_with("plugin panicked in run: called `Result::unwrap()` on an `Err` value: Torch(\"index out of range in self ..."),
+            "{message}"
+        );
+        assert!(
+            message.ends_with("(request 12; the daemon's log has the full message)"),
+            "{message}"
+        );
+        assert!(!message.contains("frame #") && !message.contains("0x7f"), "{message}");
+        // Real line breaks, as a LibTorch error's Display writes them.
+        let shown = for_client(
+            Status::internal("Internal torch error: shape mismatch\nException raised from ...\nframe #0: 0x7f00"),
+            "request 3",
+        );
+        assert_eq!(
+            shown.message(),
+            "Internal torch error: shape mismatch ... (request 3; the daemon's log has the full message)"
+        );
+        // A one-line INTERNAL message is kept whole, with the request named.
+        let shown = for_client(Status::internal("model m stopped before answering"), "request 4");
+        assert_eq!(
+            shown.message(),
+            "model m stopped before answering (request 4; the daemon's log has the full message)"
+        );
+    }
+
+    #[test]
+    fn other_codes_keep_one_line_messages_and_their_escapes() {
+        let message = "inputs[0] \"a\\nb\" has no tokens";
+        let shown = for_client(Status::invalid_argument(message), "request 1");
+        assert_eq!((shown.code(), shown.message()), (tonic::Code::InvalidArgument, message));
+        let long = "x".repeat(5000);
+        let shown = for_client(Status::failed_precondition(long), "request 2");
+        assert_eq!(shown.code(), tonic::Code::FailedPrecondition);
+        assert!(shown.message().starts_with(&"x".repeat(MAX_CLIENT_MESSAGE_CHARS)));
+        assert!(
+            shown.message().len() < MAX_CLIENT_MESSAGE_CHARS + 100,
+            "{}",
+            shown.message()
+        );
     }
 }

@@ -153,6 +153,18 @@ impl Metrics {
             .clone()
     }
 
+    /// Forgets the metrics of `model` if no request of it was ever counted
+    /// (a model that failed to load), so that its name leaves the page.
+    pub fn forget_unused(&self, model: &str) {
+        let mut models = self.models.lock().expect("metrics lock");
+        if models
+            .get(model)
+            .is_some_and(|m| m.requests.lock().expect("metrics lock").is_empty())
+        {
+            models.remove(model);
+        }
+    }
+
     /// Counts a request refused before it reached a model.
     pub fn unrouted(&self, code: tonic::Code) {
         *self

@@ -228,6 +228,14 @@ impl Registry {
                 "give the model a `name` or a `source`".into(),
             ));
         }
+        check_name(&name, spec.name.is_empty())?;
+        if spec.instances > MAX_INSTANCES {
+            return Err(DaemonError::InvalidArgument(format!(
+                "instances must be at most {MAX_INSTANCES} per model (asked for {}); each instance is a worker \
+                 thread holding its own copy of the model",
+                spec.instances
+            )));
+        }
         if task_spec.needs_model && spec.source.is_empty() {
             return Err(DaemonError::InvalidArgument(format!(
                 "task {task} needs a model: give `source` (a hub id or a local directory)"
@@ -245,12 +253,10 @@ impl Registry {
         });
         {
             let mut inner = self.inner.write().expect("registry lock");
-            if let Some(existing) = inner.models.get(&name) {
-                if !matches!(*existing.state.read().expect("lock"), State::Failed(_)) {
-                    return Err(DaemonError::AlreadyExists(format!(
-                        "a model named `{name}` is already loaded; unload it first or choose another name"
-                    )));
-                }
+            if inner.models.contains_key(&name) {
+                return Err(DaemonError::AlreadyExists(format!(
+                    "a model named `{name}` is already loaded; unload it first or choose another name"
+                )));
             }
             inner.models.insert(name.clone(), model.clone());
         }
@@ -269,7 +275,15 @@ impl Registry {
             }
             Err(e) => {
                 tracing::error!(model = %name, %task, "model failed to load: {e}");
+                // Not kept: the error is LoadModel's answer, and the name is
+                // free to load again. A request that found the model while it
+                // loaded is told it failed.
                 *model.state.write().expect("lock") = State::Failed(e.to_string());
+                let mut inner = self.inner.write().expect("registry lock");
+                if inner.models.get(&name).is_some_and(|m| Arc::ptr_eq(m, &model)) {
+                    inner.models.remove(&name);
+                    self.metrics.forget_unused(&name);
+                }
                 Err(e)
             }
         }
@@ -399,6 +413,39 @@ impl Scraped for Registry {
             })
             .collect()
     }
+}
+
+/// The most instances one model may have (`LoadModel.instances`, a
+/// configured model's `instances`).
+pub const MAX_INSTANCES: u32 = 64;
+
+/// The longest model name, in characters.
+pub const MAX_NAME_CHARS: usize = 256;
+
+/// A model's name is used in requests, in metric labels and in URLs
+/// (inferctl, dashboards): ASCII letters and digits, `-`, `_`, `.` and `/`
+/// (a hub id or a directory is a model's name when it is given none), at
+/// most 256 characters. `from_source`: the name is the source's, so the
+/// refusal suggests naming the model.
+fn check_name(name: &str, from_source: bool) -> Result<()> {
+    let hint = if from_source { "; give the model a `name`" } else { "" };
+    let chars = name.chars().count();
+    if chars > MAX_NAME_CHARS {
+        return Err(DaemonError::InvalidArgument(format!(
+            "the model name is {chars} characters long; at most {MAX_NAME_CHARS} are allowed{hint}"
+        )));
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/')))
+    {
+        return Err(DaemonError::InvalidArgument(format!(
+            "the model name `{}` has the character {bad:?}; names may hold ASCII letters and digits, `-`, `_`, `.` \
+             and `/`{hint}",
+            name.escape_default()
+        )));
+    }
+    Ok(())
 }
 
 /// config.json's first `architectures` entry.

@@ -124,7 +124,9 @@ impl<'a> Emitter<'a> {
         (self.sink)(at, Some(chunk.into_body()))
     }
 
-    /// Whether request `i`'s client still waits for it.
+    /// Whether request `i`'s client still waits for it: false once it has
+    /// gone or (in the daemon) its deadline has passed. Long work asks
+    /// between its pieces and stops there.
     pub fn wanted(&mut self, i: usize) -> bool {
         let at = self.position(i);
         (self.sink)(at, None)

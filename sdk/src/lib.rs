@@ -33,6 +33,7 @@ pub mod dispatch;
 mod fault;
 #[doc(hidden)]
 pub mod glue;
+mod limit;
 pub mod values;
 
 use std::fmt;
@@ -48,6 +49,7 @@ pub mod proto {
 }
 
 pub use dispatch::Emitter;
+pub use limit::Limit;
 pub use proto::error::Code;
 
 /// What the daemon tells an instance when it loads it.
@@ -93,6 +95,9 @@ impl Error {
     }
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Code::Internal, message)
+    }
+    pub fn resource_exhausted(message: impl Into<String>) -> Self {
+        Self::new(Code::ResourceExhausted, message)
     }
 }
 
@@ -158,8 +163,8 @@ pub trait Task: Sized + 'static {
     /// Runs a batch of requests; returns exactly one result per request, in
     /// order. Requests with `stream` set want partial responses, sent with
     /// `emitter.send(i, chunk)`; `emitter.wanted(i)` is false once request
-    /// `i`'s client has gone away (stop working on it: its answer is
-    /// dropped). [`dispatch::typed`] does the request matching and ordering.
+    /// `i`'s client has gone away or its deadline has passed (stop working
+    /// on it: its answer is dropped). [`dispatch::typed`] does the request matching and ordering.
     fn run(
         &mut self,
         batch: Vec<proto::TaskRequest>,

@@ -179,9 +179,19 @@ async fn sampling_is_seeded_and_top_k_one_is_greedy() {
 #[tokio::test]
 async fn sampled_next_tokens_follow_the_filtered_distribution() {
     let refs: Value = reference("generation_logits.json");
-    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
-    let mut client = daemon.inference().await;
     let draws = 3000u32;
+    // 3000 one-token samples in one request: over the default limits
+    // (256 sequences, 16,384 tokens), raised as the README says.
+    let daemon = Daemon::start_with_env(
+        &[],
+        &[
+            ("INFERD_MAX_SEQUENCES", "3000"),
+            ("INFERD_MAX_GENERATION_TOKENS", "1000000"),
+        ],
+    )
+    .await;
+    daemon.load("gpt2", "text-generation", &fixture_model("gpt2-gen")).await;
+    let mut client = daemon.inference().await;
     for prompt in refs["prompts"].as_array().unwrap() {
         for filtered in prompt["filtered"].as_array().unwrap() {
             let request = GenerateRequest {

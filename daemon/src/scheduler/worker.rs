@@ -142,8 +142,13 @@ where
 
 impl Caller {
     /// Passes on a partial response (`None` only asks); false once the
-    /// caller has gone.
+    /// caller has gone or its deadline has passed (its handler answers
+    /// DEADLINE_EXCEEDED then, whatever the plugin does), so that a plugin
+    /// asking between pieces of long work stops there.
     fn emit(&mut self, chunk: Option<TaskResponse>) -> bool {
+        if self.expired(Instant::now()) {
+            return false;
+        }
         match (chunk.and_then(|c| c.body), &self.partial) {
             (Some(body), Some(partial)) => {
                 self.streamed = true;
@@ -155,6 +160,14 @@ impl Caller {
     }
 
     fn answer(self, response: TaskResponse) {
+        // Past its deadline the handler answers DEADLINE_EXCEEDED; so does
+        // this, so that work the plugin stopped there (see `emit`) never
+        // reaches the client as an answer.
+        if self.expired(Instant::now()) {
+            return self.fail(DaemonError::DeadlineExceeded(
+                "the deadline passed while the request ran".into(),
+            ));
+        }
         let answer = match response.body {
             Some(task_response::Body::Error(e)) => Err(Error::from(e).into()),
             Some(body) => Ok(body),
@@ -325,6 +338,24 @@ mod tests {
         internal(bad_rx.try_recv().unwrap());
         assert_eq!(echoed(quiet_rx.try_recv().unwrap()), "q");
         assert_eq!(runs, [vec!["s", "bad", "q"], vec!["bad"], vec!["q"]]);
+    }
+
+    #[test]
+    fn a_running_request_past_its_deadline_is_no_longer_wanted_and_answers_deadline_exceeded() {
+        let metrics = Metrics::default().model("m");
+        let soon = Instant::now() + Duration::from_millis(20);
+        let (late, mut late_rx, _) = job("late", false, Some(soon));
+        let (open, mut open_rx, _) = job("open", false, None);
+        let mut asked = vec![];
+        serve(vec![late, open], "m", &metrics, &mut |batch, emit| {
+            asked.push((emit(0, None), emit(1, None)));
+            std::thread::sleep(Duration::from_millis(30));
+            asked.push((emit(0, None), emit(1, None)));
+            Ok(batch.requests.iter().map(|r| echo(text(r))).collect())
+        });
+        assert_eq!(asked, [(true, true), (false, true)]);
+        assert!(matches!(late_rx.try_recv(), Ok(Err(DaemonError::DeadlineExceeded(_)))));
+        assert_eq!(echoed(open_rx.try_recv().unwrap()), "open");
     }
 
     #[test]

@@ -143,10 +143,22 @@ impl InferenceService {
         let elapsed_ms = outcome.arrived.elapsed().as_secs_f64() * 1e3;
         match &result {
             Ok(_) => span.in_scope(|| tracing::debug!(elapsed_ms, "answered")),
-            Err(e) => span.in_scope(|| tracing::info!(elapsed_ms, code = ?e.code(), "failed: {}", e.message())),
+            Err(e) => span.in_scope(|| failed(e, elapsed_ms)),
         }
         outcome.count(&result);
-        result
+        result.map_err(|e| error::for_client(e, &format!("request {id}")))
+    }
+}
+
+/// Logs a request's failure, in full, in its span (which names the request
+/// id the client is shown); INTERNAL ones (a panic, a LibTorch error) as
+/// warnings.
+fn failed(status: &Status, elapsed_ms: f64) {
+    let code = status.code();
+    if code == tonic::Code::Internal {
+        tracing::warn!(elapsed_ms, ?code, "failed: {}", status.message());
+    } else {
+        tracing::info!(elapsed_ms, ?code, "failed: {}", status.message());
     }
 }
 
@@ -294,8 +306,13 @@ impl Inference for InferenceService {
                     },
                     _ = &mut expiry => Err(deadline::exceeded(outcome.arrived.elapsed())),
                 };
+                if let Err(e) = &last {
+                    failed(e, outcome.arrived.elapsed().as_secs_f64() * 1e3);
+                }
                 outcome.count(&last);
-                let _ = out_tx.send(last).await;
+                let _ = out_tx
+                    .send(last.map_err(|e| error::for_client(e, &format!("request {id}"))))
+                    .await;
             }
             .instrument(span),
         );

@@ -5,7 +5,7 @@
 mod deadline;
 mod inference;
 mod models;
-mod size_limit;
+mod tonic_status;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -78,7 +78,7 @@ where
         .max_encoding_message_size(usize::MAX);
     let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
     Server::builder()
-        .layer(size_limit::SizeLimitStatusLayer::new(max_request_bytes))
+        .layer(tonic_status::TonicStatusLayer::new(max_request_bytes))
         .layer(deadline::DeadlineLayer)
         .add_service(health_service)
         .add_service(reflection_v1)

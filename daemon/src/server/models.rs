@@ -10,7 +10,7 @@ use inferd_proto::v1::{
 use inferd_sdk::abi::ABI_VERSION;
 use tonic::{Request, Response, Status};
 
-use crate::error::DaemonError;
+use crate::error::{self, DaemonError};
 use crate::queue_options::QueueOverrides;
 use crate::registry::{LoadSpec, Registry};
 
@@ -91,8 +91,16 @@ impl Models for ModelsService {
                 })
                 .unwrap_or_default(),
         };
+        // The registry logs a failed load in full, under the model's name.
+        let shown_as = format!(
+            "LoadModel of `{}`",
+            if spec.name.is_empty() { &spec.source } else { &spec.name }
+        );
         let registry = self.registry.clone();
-        Ok(Response::new(blocking(move || registry.load(spec)).await?))
+        let info = blocking(move || registry.load(spec))
+            .await
+            .map_err(|e| error::for_client(e, &shown_as))?;
+        Ok(Response::new(info))
     }
 
     async fn unload_model(

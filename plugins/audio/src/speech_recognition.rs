@@ -49,7 +49,7 @@ pub fn transcribe(
         }
     };
     let rate = model.features.sampling_rate;
-    let chunking = Chunking::from_request(request, model.config.inputs_to_logits_ratio(), rate)?;
+    let chunking = Chunking::from_request(request, model.net.inputs_to_logits_ratio(), rate)?;
     let mut results = Vec::with_capacity(request.inputs.len());
     for (i, input) in request.inputs.iter().enumerate() {
         let audio = decode(&input.data, max_seconds).map_err(|e| match e {
@@ -57,7 +57,7 @@ pub fn transcribe(
             other => Error::from(other),
         })?;
         let samples = resample(&audio.samples, audio.sample_rate, rate);
-        let min = model.config.min_samples() as usize;
+        let min = model.net.min_samples() as usize;
         if samples.len() < min {
             return Err(Error::invalid_argument(format!(
                 "inputs[{i}]: the audio is {:.1} ms long; the model needs at least {:.1} ms",
@@ -82,8 +82,7 @@ pub fn transcribe(
             Timestamps::Char => chars,
             Timestamps::Word => words(&chars),
         };
-        let seconds_per_frame =
-            |frame: usize| (frame as i64 * model.config.inputs_to_logits_ratio()) as f64 / rate as f64;
+        let seconds_per_frame = |frame: usize| (frame as i64 * model.net.inputs_to_logits_ratio()) as f64 / rate as f64;
         results.push(Transcription {
             text,
             chunks: pieces
@@ -176,7 +175,7 @@ impl Chunking {
         let mut ids = Vec::new();
         for piece in self.pieces(samples.len()) {
             let chunk = &samples[piece.start..piece.start + piece.len];
-            if chunk.len() < model.config.min_samples() as usize {
+            if chunk.len() < model.net.min_samples() as usize {
                 // Too short to give a frame (only a tail can be).
                 continue;
             }

@@ -33,11 +33,7 @@ fn logits_and_input_values_match_transformers() {
                 .map(|v| v.as_i64().unwrap())
                 .collect();
             assert_eq!(logits.size(), shape, "{name}: logits shape");
-            assert_eq!(
-                model.config.frames(input_values.len() as i64),
-                shape[0],
-                "{name}: frames"
-            );
+            assert_eq!(model.net.frames(input_values.len() as i64), shape[0], "{name}: frames");
             let got = Vec::<f32>::try_from(logits.flatten(0, -1)).unwrap();
             let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
             worst = worst.max(diff);

@@ -2,7 +2,10 @@
 //! pipeline("feature-extraction"), and a pooled sentence embedding as
 //! sentence-transformers computes it, configured by the checkpoint's
 //! `1_Pooling/config.json`, `modules.json` (Normalize) and
-//! `sentence_bert_config.json` (max_seq_length) when present.
+//! `sentence_bert_config.json` (max_seq_length) when present. The size
+//! of the answer is bounded (`INFERD_MAX_EMBEDDING_BYTES`), and texts run
+//! one forward chunk at a time, asking between chunks whether the request
+//! is still wanted.
 
 use std::path::Path;
 
@@ -12,7 +15,8 @@ use inferd_sdk::Error;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::common::{check_texts, forward_encodings, values};
+use crate::common::{check_texts, forward_encodings, values, MAX_FORWARD_BATCH};
+use crate::limits::{stopped, Limits};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
@@ -108,12 +112,24 @@ impl SentenceConfig {
 pub fn embed(
     model: &mut TextModel,
     sentence: &SentenceConfig,
+    limits: &Limits,
     requests: &[EmbedRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<EmbedResponse, Error>> {
-    requests.iter().map(|r| embed_one(model, sentence, r)).collect()
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| embed_one(model, sentence, limits, r, &mut || wanted(i)))
+        .collect()
 }
 
-fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRequest) -> Result<EmbedResponse, Error> {
+fn embed_one(
+    model: &mut TextModel,
+    sentence: &SentenceConfig,
+    limits: &Limits,
+    request: &EmbedRequest,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<EmbedResponse, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
     let pooling = Pooling::parse(&request.pooling)?.unwrap_or(sentence.pooling);
     let normalize = request.normalize.unwrap_or(sentence.normalize);
@@ -125,14 +141,33 @@ fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRe
         });
     let mut encodings = Vec::with_capacity(request.inputs.len());
     for text in &request.inputs {
-        encodings.push(model.tokenizer.encode_with(text, None, truncation.clone())?);
+        let mut encoding = model.tokenizer.encode_with(text, None, truncation.clone())?;
+        // Only the first window of a text longer than the model's is used.
+        encoding.get_overflowing_mut().clear();
+        encodings.push(encoding);
     }
     let lengths: Vec<usize> = encodings.iter().map(|e| e.len()).collect();
-    let hidden = forward_encodings(model, &encodings)?;
-    let results = hidden
-        .iter()
-        .zip(lengths)
-        .map(|(h, len)| {
+    let per_token = request.return_token_embeddings || pooling == Pooling::None;
+    // Vectors in the answer, each as wide as the model's hidden states.
+    let vectors =
+        if per_token { lengths.iter().sum() } else { 0 } + if pooling == Pooling::None { 0 } else { lengths.len() };
+    let mut results = Vec::with_capacity(encodings.len());
+    for (c, chunk) in encodings.chunks(MAX_FORWARD_BATCH).enumerate() {
+        if !wanted() {
+            return Err(stopped());
+        }
+        let hidden = forward_encodings(model, chunk)?;
+        if c == 0 {
+            // The width is known from the first chunk's output: the rest
+            // does not run when the answer would be too large.
+            let width = hidden.first().map_or(0, |h| *h.size().last().unwrap_or(&0)) as u64;
+            limits.embedding_bytes.check(
+                vectors as u64 * width * 4,
+                "the answer's size in bytes (vectors x hidden size x 4)",
+            )?;
+        }
+        let lengths = &lengths[c * MAX_FORWARD_BATCH..];
+        results.extend(hidden.iter().zip(lengths).map(|(h, &len)| {
             let tokens = h.narrow(0, 0, len as i64);
             let pooled = match pooling {
                 Pooling::None => None,
@@ -141,7 +176,7 @@ fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRe
                 Pooling::Max => Some(tokens.amax(0, false)),
             };
             let pooled = pooled.map(|p| if normalize { l2_normalise(&p) } else { p });
-            let token_embeddings = if request.return_token_embeddings || pooling == Pooling::None {
+            let token_embeddings = if per_token {
                 (0..len as i64)
                     .map(|t| Vector {
                         values: values(&tokens.get(t)),
@@ -154,8 +189,8 @@ fn embed_one(model: &mut TextModel, sentence: &SentenceConfig, request: &EmbedRe
                 embedding: pooled.as_ref().map(values).unwrap_or_default(),
                 token_embeddings,
             }
-        })
-        .collect();
+        }));
+    }
     Ok(EmbedResponse { results })
 }
 

@@ -1,6 +1,9 @@
 //! `fill-mask`, as transformers' FillMaskPipeline computes it: softmax over
 //! the vocabulary at each mask token (restricted to `targets` when given),
 //! the top k, and each candidate's token string and completed sequence.
+//! A request's candidates (masks x top_k) are counted before anything runs;
+//! its texts run one forward chunk at a time, asking between chunks whether
+//! the request is still wanted.
 
 use inferd_models::auto::TextModel;
 use inferd_sdk::proto::api::{FillMaskCandidate, FillMaskRequest, FillMaskResponse, FillMaskResult, MaskPredictions};
@@ -8,6 +11,7 @@ use inferd_sdk::Error;
 use tch::{Kind, Tensor};
 
 use crate::common::{check_texts, MAX_FORWARD_BATCH};
+use crate::limits::{stopped, Limits};
 
 const DEFAULT_TOP_K: u32 = 5;
 
@@ -40,11 +44,25 @@ fn target_ids(model: &TextModel, targets: &[String]) -> Result<Vec<i64>, Error> 
     Ok(ids)
 }
 
-pub fn fill_mask(model: &mut TextModel, requests: &[FillMaskRequest]) -> Vec<Result<FillMaskResponse, Error>> {
-    requests.iter().map(|r| fill_one(model, r)).collect()
+pub fn fill_mask(
+    model: &mut TextModel,
+    limits: &Limits,
+    requests: &[FillMaskRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<FillMaskResponse, Error>> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| fill_one(model, limits, r, &mut || wanted(i)))
+        .collect()
 }
 
-fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMaskResponse, Error> {
+fn fill_one(
+    model: &mut TextModel,
+    limits: &Limits,
+    request: &FillMaskRequest,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<FillMaskResponse, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
     let (mask_token, mask_id) = model
         .tokenizer
@@ -62,7 +80,9 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
     };
     let mut encodings = Vec::new();
     for (i, text) in request.inputs.iter().enumerate() {
-        let encoding = model.tokenizer.encode(text, None)?;
+        let mut encoding = model.tokenizer.encode(text, None)?;
+        // Only the first window of a text longer than the model's is used.
+        encoding.get_overflowing_mut().clear();
         if !encoding.get_ids().contains(&mask_id) {
             return Err(Error::invalid_argument(format!(
                 "inputs[{i}] has no mask token: put {mask_token} where the word to predict goes"
@@ -71,8 +91,22 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
         encodings.push(encoding);
     }
     let ids: Vec<Vec<u32>> = encodings.iter().map(|e| e.get_ids().to_vec()).collect();
+    // Each mask gets top_k candidates, or as many as there are tokens to
+    // choose from (the vocabulary, or the targets).
+    let choices = match &targets {
+        Some(t) => t.len(),
+        None => model.tokenizer.vocab_size(),
+    };
+    let masks: usize = ids.iter().map(|t| t.iter().filter(|&&id| id == mask_id).count()).sum();
+    limits.fill_mask_candidates.check(
+        masks as u64 * u64::from(top_k).min(choices as u64),
+        "the candidates asked for (masks x top_k)",
+    )?;
     let mut chunks = Vec::new();
     for chunk in encodings.chunks(MAX_FORWARD_BATCH) {
+        if !wanted() {
+            return Err(stopped());
+        }
         let batch = model.tokenizer.pad(chunk, model.device);
         chunks.push(
             model
@@ -86,6 +120,9 @@ fn fill_one(model: &mut TextModel, request: &FillMaskRequest) -> Result<FillMask
     let pad = model.tokenizer.pad_id() as u32;
     let mut results = Vec::with_capacity(ids.len());
     for input_ids in &ids {
+        if !wanted() {
+            return Err(stopped());
+        }
         let positions: Vec<usize> = (0..input_ids.len()).filter(|&i| input_ids[i] == mask_id).collect();
         let single_mask = positions.len() == 1;
         let mut masks = Vec::with_capacity(positions.len());

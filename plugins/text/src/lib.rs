@@ -5,6 +5,7 @@ pub mod classification;
 pub mod common;
 pub mod embeddings;
 pub mod fill_mask;
+pub mod limits;
 pub mod question_answering;
 pub mod text2text;
 pub mod text_generation;
@@ -28,6 +29,7 @@ use inferd_sdk::{export_plugin, Emitter, Error, LoadContext, Task};
 use tch::Device;
 
 use crate::embeddings::SentenceConfig;
+use crate::limits::Limits;
 
 /// One task of this plugin: how pipeline() names it, and how a model for it
 /// is loaded (which gives the instance that runs its batches).
@@ -42,8 +44,11 @@ struct TaskDef {
 
 /// Loads a model for a task, giving the instance that runs its batches.
 type Loader = fn(&Path, Device) -> Result<Box<dyn Runner>, Error>;
-/// An encoder task's handler: a batch of its requests, one answer each.
-type EncoderHandler<R, O> = fn(&mut TextModel, &SentenceConfig, &[R]) -> Vec<Result<O, Error>>;
+/// An encoder task's handler: a batch of its requests, one answer each; the
+/// closure asks whether request `i` is still wanted (long work asks between
+/// its pieces).
+type EncoderHandler<R, O> =
+    fn(&mut TextModel, &EncoderConfig, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>;
 /// A summarization or translation handler; the closure asks whether
 /// request `i` is still wanted.
 type Text2TextHandler<R, O> = fn(&Seq2SeqModel, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>;
@@ -60,7 +65,7 @@ const TASKS: &[TaskDef] = &[
                 dir,
                 device,
                 Head::SequenceClassification,
-                |m, _, rs: &[ClassifyRequest]| classification::classify(m, rs),
+                |m, _, rs: &[ClassifyRequest], _| classification::classify(m, rs),
             )
         },
     },
@@ -75,7 +80,7 @@ const TASKS: &[TaskDef] = &[
                 dir,
                 device,
                 Head::SequenceClassification,
-                |m, _, rs: &[ZeroShotClassifyRequest]| zero_shot::zero_shot(m, rs),
+                |m, c, rs: &[ZeroShotClassifyRequest], wanted| zero_shot::zero_shot(m, &c.limits, rs, wanted),
             )
         },
     },
@@ -86,8 +91,8 @@ const TASKS: &[TaskDef] = &[
         rpc: "Inference/FillMask",
         description: "Predict the words behind mask tokens",
         load: |dir, device| {
-            let runner = EncoderTask::load(dir, device, Head::MaskedLm, |m, _, rs: &[FillMaskRequest]| {
-                fill_mask::fill_mask(m, rs)
+            let runner = EncoderTask::load(dir, device, Head::MaskedLm, |m, c, rs: &[FillMaskRequest], wanted| {
+                fill_mask::fill_mask(m, &c.limits, rs, wanted)
             })?;
             if runner.model.tokenizer.mask_token().is_none() {
                 return Err(Error::failed_precondition(
@@ -108,7 +113,7 @@ const TASKS: &[TaskDef] = &[
                 dir,
                 device,
                 Head::TokenClassification,
-                |m, _, rs: &[ClassifyTokensRequest]| token_classification::classify_tokens(m, rs),
+                |m, _, rs: &[ClassifyTokensRequest], _| token_classification::classify_tokens(m, rs),
             )
         },
     },
@@ -123,7 +128,7 @@ const TASKS: &[TaskDef] = &[
                 dir,
                 device,
                 Head::QuestionAnswering,
-                |m, _, rs: &[AnswerQuestionRequest]| question_answering::answer(m, rs),
+                |m, c, rs: &[AnswerQuestionRequest], wanted| question_answering::answer(m, &c.limits, rs, wanted),
             )
         },
     },
@@ -134,8 +139,8 @@ const TASKS: &[TaskDef] = &[
         rpc: "Inference/Embed",
         description: "Token embeddings and pooled sentence embeddings",
         load: |dir, device| {
-            encoder(dir, device, Head::Features, |m, s, rs: &[EmbedRequest]| {
-                embeddings::embed(m, s, rs)
+            encoder(dir, device, Head::Features, |m, c, rs: &[EmbedRequest], wanted| {
+                embeddings::embed(m, &c.sentence, &c.limits, rs, wanted)
             })
         },
     },
@@ -145,7 +150,12 @@ const TASKS: &[TaskDef] = &[
         default_model: "openai-community/gpt2",
         rpc: "Inference/Generate or Inference/GenerateStream",
         description: "Continue a prompt, greedy or sampled, optionally streamed",
-        load: |dir, device| Ok(Box::new(GenerationTask(load_causal_lm(dir, device)?))),
+        load: |dir, device| {
+            Ok(Box::new(GenerationTask {
+                model: load_causal_lm(dir, device)?,
+                limits: Limits::from_env()?,
+            }))
+        },
     },
     TaskDef {
         name: "summarization",
@@ -179,18 +189,29 @@ trait Runner: Send {
     fn describe(&self) -> LoadedModel;
 }
 
+/// What an encoder task knows besides its model: the checkpoint's
+/// sentence-transformers settings and the work limits read at load.
+pub struct EncoderConfig {
+    pub sentence: SentenceConfig,
+    pub limits: Limits,
+}
+
 /// An encoder task: a handler over a batch of its requests.
 struct EncoderTask<R, O> {
     model: TextModel,
-    sentence: SentenceConfig,
+    config: EncoderConfig,
     handle: EncoderHandler<R, O>,
 }
 
 impl<R, O> EncoderTask<R, O> {
     fn load(dir: &Path, device: Device, head: Head, handle: EncoderHandler<R, O>) -> Result<Self, Error> {
+        let config = EncoderConfig {
+            sentence: SentenceConfig::from_dir(dir),
+            limits: Limits::from_env()?,
+        };
         Ok(EncoderTask {
             model: load_text_model(dir, device, head)?,
-            sentence: SentenceConfig::from_dir(dir),
+            config,
             handle,
         })
     }
@@ -207,8 +228,9 @@ fn encoder<R: ApiRequest + 'static, O: ApiResponse + 'static>(
 
 impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together(task, batch, emitter, |requests| {
-            (self.handle)(&mut self.model, &self.sentence, requests)
+        dispatch::typed(task, batch, emitter, |requests, emitter| {
+            let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
+            (self.handle)(&mut self.model, &self.config, &requests, &mut |i| emitter.wanted(i))
         })
     }
 
@@ -226,18 +248,21 @@ impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
 }
 
 /// Text generation: every prompt of a batch decoded together, streamed.
-struct GenerationTask(CausalModel);
+struct GenerationTask {
+    model: CausalModel,
+    limits: Limits,
+}
 
 impl Runner for GenerationTask {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
         dispatch::typed(task, batch, emitter, |requests, emitter| {
-            text_generation::generate(&mut self.0, requests, emitter)
+            text_generation::generate(&mut self.model, &self.limits, requests, emitter)
         })
     }
 
     fn describe(&self) -> LoadedModel {
         LoadedModel {
-            memory_bytes: self.0.memory_bytes,
+            memory_bytes: self.model.memory_bytes,
             labels: vec![],
         }
     }

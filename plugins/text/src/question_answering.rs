@@ -2,14 +2,18 @@
 //! it with a fast tokenizer: the context split into overlapping windows
 //! (`max_seq_len`, `doc_stride`), start/end probabilities per window over
 //! the context tokens, the best spans no longer than `max_answer_len`,
-//! snapped to words, merged across windows by their text.
+//! snapped to words, merged across windows by their text. A request's
+//! windows are counted before any runs (`INFERD_MAX_QA_WINDOWS`), and they
+//! run one forward chunk at a time, asking between chunks whether the
+//! request is still wanted.
 
 use inferd_models::auto::TextModel;
 use inferd_models::text::tokenizer::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
 use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 
-use crate::common::{char_slice, forward_encodings, softmax, values};
+use crate::common::{char_slice, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
+use crate::limits::{stopped, Limits};
 
 const DEFAULT_MAX_ANSWER_LEN: u32 = 15;
 /// Logit given to tokens that cannot be part of an answer.
@@ -56,11 +60,25 @@ fn params(model: &TextModel, request: &AnswerQuestionRequest) -> Result<Params, 
     })
 }
 
-pub fn answer(model: &mut TextModel, requests: &[AnswerQuestionRequest]) -> Vec<Result<AnswerQuestionResponse, Error>> {
-    requests.iter().map(|r| answer_one(model, r)).collect()
+pub fn answer(
+    model: &mut TextModel,
+    limits: &Limits,
+    requests: &[AnswerQuestionRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<AnswerQuestionResponse, Error>> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| answer_one(model, limits, r, &mut || wanted(i)))
+        .collect()
 }
 
-fn answer_one(model: &mut TextModel, request: &AnswerQuestionRequest) -> Result<AnswerQuestionResponse, Error> {
+fn answer_one(
+    model: &mut TextModel,
+    limits: &Limits,
+    request: &AnswerQuestionRequest,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<AnswerQuestionResponse, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
             "`inputs` is empty: send at least one question and context",
@@ -75,15 +93,75 @@ fn answer_one(model: &mut TextModel, request: &AnswerQuestionRequest) -> Result<
         }
     }
     let params = params(model, request)?;
-    let mut results = Vec::with_capacity(request.inputs.len());
-    for (i, input) in request.inputs.iter().enumerate() {
-        let answers = answer_input(model, input, &params).map_err(|e| Error {
+    let at_input = |i: usize| {
+        move |e: Error| Error {
             message: format!("inputs[{i}]: {}", e.message),
             ..e
-        })?;
+        }
+    };
+    // The windows are the request's cost: all are counted before any runs.
+    let mut windows_of = Vec::with_capacity(request.inputs.len());
+    let mut count = 0;
+    for (i, input) in request.inputs.iter().enumerate() {
+        check_windows(model, input, &params).map_err(at_input(i))?;
+        let spans = windows(model, input, &params).map_err(at_input(i))?;
+        count += spans.len() as u64;
+        limits.qa_windows.check(
+            count,
+            &format!("the number of context windows (max_seq_len tokens, doc_stride apart) up to inputs[{i}]"),
+        )?;
+        windows_of.push(spans);
+    }
+    let mut results = Vec::with_capacity(request.inputs.len());
+    for (i, (input, spans)) in request.inputs.iter().zip(&windows_of).enumerate() {
+        let answers = answer_input(model, input, spans, &params, wanted).map_err(at_input(i))?;
         results.push(AnswerResult { answers });
     }
     Ok(AnswerQuestionResponse { results })
+}
+
+/// Checks that `input` can be cut into windows as `params` ask, before the
+/// tokenizer is asked to. transformers fails in these cases too, later: in
+/// the tokenizer (an error, or the Rust tokenizer's `stride < max_len`
+/// assertion, a panic), or in the model, when a window is longer than its
+/// position table; and a `max_seq_len` shorter than the special tokens
+/// would wrap around in the tokenizer and turn truncation off.
+fn check_windows(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Result<(), Error> {
+    let tokenizer = &mut model.tokenizer;
+    let specials = tokenizer.encode("", Some(""))?.len();
+    // Counted untruncated: a single text's special tokens taken off.
+    let single = tokenizer.encode_untruncated("")?.len();
+    let question = tokenizer.encode_untruncated(&input.question)?.len() - single;
+    let context = tokenizer.encode_untruncated(&input.context)?.len() - single;
+    let whole = specials + question + context;
+    let longest = tokenizer.max_length();
+    if whole.min(params.max_seq_len) > longest {
+        return Err(Error::invalid_argument(format!(
+            "max_seq_len {} is more than this model's {longest} tokens, and the question and context ({whole} \
+             tokens) need more than {longest}: give a max_seq_len of at most {longest}",
+            params.max_seq_len
+        )));
+    }
+    if whole <= params.max_seq_len {
+        // One window: nothing is cut.
+        return Ok(());
+    }
+    let room = params.max_seq_len.saturating_sub(specials + question);
+    if room == 0 {
+        return Err(Error::invalid_argument(format!(
+            "max_seq_len {} leaves no room for the context: the question is {question} tokens and the model adds \
+             {specials} special tokens",
+            params.max_seq_len
+        )));
+    }
+    if params.doc_stride >= room {
+        return Err(Error::invalid_argument(format!(
+            "doc_stride ({}) must be less than the {room} context tokens a window holds (max_seq_len {} less the \
+             question's {question} tokens and {specials} special tokens)",
+            params.doc_stride, params.max_seq_len
+        )));
+    }
+    Ok(())
 }
 
 /// The question first, the context second, truncated (only the context) into
@@ -110,9 +188,20 @@ fn windows(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Res
     Ok(all)
 }
 
-fn answer_input(model: &mut TextModel, input: &QuestionInput, params: &Params) -> Result<Vec<Answer>, Error> {
-    let spans = windows(model, input, params)?;
-    let logits = forward_encodings(model, &spans)?;
+fn answer_input(
+    model: &mut TextModel,
+    input: &QuestionInput,
+    spans: &[Encoding],
+    params: &Params,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Answer>, Error> {
+    let mut logits = Vec::with_capacity(spans.len());
+    for chunk in spans.chunks(MAX_FORWARD_BATCH) {
+        if !wanted() {
+            return Err(stopped());
+        }
+        logits.extend(forward_encodings(model, chunk)?);
+    }
     let cls = model.tokenizer.cls_id();
     let context: &str = &input.context;
     let mut answers: Vec<Answer> = Vec::new();

@@ -49,19 +49,28 @@ struct Planned {
 fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &GenerationSettings) -> Result<Planned, Error> {
     check_texts(inputs.iter().map(String::as_str), "")?;
     let (task_settings, prefix) = model.task(task)?;
-    let mut params = resolve_text2text(&model.settings.file, task_settings.as_ref(), asked)?;
     // The decoder cannot go past its positions: a request asking for more
-    // is refused; the model's own settings are cut short instead (where
+    // is refused, whether or not its length takes effect (a max_length
+    // gives way to the pipeline's max_new_tokens, as in transformers, for a
+    // model without a max_length of its own, such as most translation
+    // models); the model's own settings are cut short instead (where
     // pipeline() would fail once a generation got that long).
     let limit = model.max_output_length;
+    if let Some(max_length) = asked.max_length.filter(|&n| n > limit) {
+        return Err(Error::invalid_argument(format!(
+            "max_length {max_length} is over this model's limit of {limit} (its decoder positions, counting the \
+             start token)"
+        )));
+    }
+    if let Some(max_new_tokens) = asked.max_new_tokens.filter(|&n| n >= limit) {
+        return Err(Error::invalid_argument(format!(
+            "max_new_tokens {max_new_tokens} is over this model's limit of {} new tokens (its decoder positions, \
+             less the start token)",
+            limit - 1
+        )));
+    }
+    let mut params = resolve_text2text(&model.settings.file, task_settings.as_ref(), asked)?;
     if params.max_new_tokens + 1 > limit {
-        if asked.max_length.is_some() || asked.max_new_tokens.is_some() {
-            return Err(Error::invalid_argument(format!(
-                "this model generates at most {} tokens (max_length {limit}, counting the start token); asked for {}",
-                limit - 1,
-                params.max_new_tokens
-            )));
-        }
         params.max_new_tokens = limit - 1;
         params.min_length = params.min_length.min(limit);
     }

@@ -2,7 +2,9 @@
 //! the request over the model's generation_config.json over the pipeline's
 //! defaults, every prompt of every request of a batch decoded together
 //! (inferd_models::generation::causal), `generated_text` formed like pipeline()'s
-//! postprocess, and tokens streamed to clients that asked for them.
+//! postprocess, and tokens streamed to clients that asked for them. A
+//! request's sequences and tokens are bounded (`INFERD_MAX_SEQUENCES`,
+//! `INFERD_MAX_GENERATION_TOKENS`) before anything is decoded.
 
 use inferd_models::auto::CausalModel;
 use inferd_models::generation::causal::{self, Control, FinishReason};
@@ -13,6 +15,8 @@ use inferd_sdk::proto::api::{
     GenerateRequest, GenerateResponse, GenerateResult, GenerateStreamResponse, GeneratedSequence,
 };
 use inferd_sdk::{Emitter, Error};
+
+use crate::limits::Limits;
 
 /// The settings of one request, resolved.
 struct Settings {
@@ -43,8 +47,8 @@ fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -
         &model.settings,
         &asked,
         prompt_len,
-        model.model.config.n_positions as usize,
-        model.model.config.eos_token_id,
+        model.model.max_positions(),
+        model.eos_token_id,
         request.seed.unwrap_or_else(Rng::random_seed),
     )?;
     if request.stop.iter().any(String::is_empty) {
@@ -84,7 +88,7 @@ fn plan(model: &mut CausalModel, request: &GenerateRequest, text: &str, stream: 
     if prompt.is_empty() {
         return Err(Error::invalid_argument("the prompt has no tokens"));
     }
-    let window = model.model.config.n_positions as usize;
+    let window = model.model.max_positions();
     if prompt.len() >= window {
         return Err(Error::invalid_argument(format!(
             "the prompt is {} tokens long; the model's context window is {window} tokens including the generated ones",
@@ -100,10 +104,32 @@ fn plan(model: &mut CausalModel, request: &GenerateRequest, text: &str, stream: 
     })
 }
 
+const SEQUENCES_ASKED: &str = "the sequences asked for (prompts x num_return_sequences)";
+
+/// Refuses a request whose sequences (prompts x num_return_sequences) or
+/// tokens (each sequence's prompt and new tokens, as far as the context
+/// window allows) are over the limits: the rows and KV caches decoding
+/// would hold.
+fn check_budget(limits: &Limits, planned: &[Planned], window: usize) -> Result<(), Error> {
+    let mut sequences = 0u64;
+    let mut tokens = 0u64;
+    for p in planned {
+        let copies = p.settings.params.num_return_sequences as u64;
+        sequences += copies;
+        tokens += copies * (p.prompt.len() + p.settings.params.max_new_tokens).min(window) as u64;
+    }
+    limits.sequences.check(sequences, SEQUENCES_ASKED)?;
+    limits.generation_tokens.check(
+        tokens,
+        "the tokens asked for (sequences x (prompt + max_new_tokens), up to the context window)",
+    )
+}
+
 /// Generates for a batch of requests, streaming the tokens of those that
 /// asked for it through `emitter`.
 pub fn generate(
     model: &mut CausalModel,
+    limits: &Limits,
     requests: Vec<Incoming<GenerateRequest>>,
     emitter: &mut Emitter,
 ) -> Vec<Result<GenerateResponse, Error>> {
@@ -116,12 +142,23 @@ pub fn generate(
             ))]);
             continue;
         }
-        let per_prompt = request
+        // The sequences are known before the prompts are tokenized.
+        let asked = request.inputs.len() as u64 * u64::from(request.num_return_sequences.unwrap_or(1));
+        if let Err(e) = limits.sequences.check(asked, SEQUENCES_ASKED) {
+            plans.push(vec![Err(e)]);
+            continue;
+        }
+        let window = model.model.max_positions();
+        let planned = request
             .inputs
             .iter()
             .map(|text| plan(model, request, text, *stream))
-            .collect();
-        plans.push(per_prompt);
+            .collect::<Result<Vec<Planned>, Error>>()
+            .and_then(|p| check_budget(limits, &p, window).map(|()| p));
+        plans.push(match planned {
+            Ok(p) => p.into_iter().map(Ok).collect(),
+            Err(e) => vec![Err(e)],
+        });
     }
     // Flatten into sequences: request r, prompt p, copy k.
     let mut slots: Vec<Slot> = Vec::new();
@@ -152,7 +189,7 @@ pub fn generate(
     }
     let pad = model.tokenizer.pad_id();
     let tokenizer = &model.tokenizer;
-    let generated = causal::generate(&model.model, inputs, pad, |i, token| {
+    let generated = causal::generate(model.model.as_ref(), inputs, pad, |i, token| {
         let slot = &mut slots[i];
         slot.generated.push(token as u32);
         let (r, p, _) = owners[i];

@@ -2,13 +2,16 @@
 //! computes it: each (sequence, template with a label) pair through an NLI
 //! model, then the entailment logits softmaxed over the labels, or, with
 //! `multi_label` (or one label), entailment against contradiction per label.
+//! The pairs run in chunks of one forward pass each, so that memory stays
+//! bounded and a request no longer wanted stops after the chunk it is in.
 
 use inferd_models::auto::TextModel;
 use inferd_models::text::tokenizer::{TruncationDirection, TruncationParams, TruncationStrategy};
 use inferd_sdk::proto::api::{ZeroShotClassifyRequest, ZeroShotClassifyResponse, ZeroShotResult};
 use inferd_sdk::Error;
 
-use crate::common::{check_texts, forward_encodings, softmax, values};
+use crate::common::{check_texts, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
+use crate::limits::{stopped, Limits};
 
 pub const DEFAULT_TEMPLATE: &str = "This example is {}.";
 
@@ -58,13 +61,46 @@ fn plan(request: &ZeroShotClassifyRequest) -> Result<Plan<'_>, Error> {
 
 pub fn zero_shot(
     model: &mut TextModel,
+    limits: &Limits,
     requests: &[ZeroShotClassifyRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ZeroShotClassifyResponse, Error>> {
-    requests.iter().map(|r| classify_one(model, r)).collect()
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| classify_one(model, limits, r, &mut || wanted(i)))
+        .collect()
 }
 
-fn classify_one(model: &mut TextModel, request: &ZeroShotClassifyRequest) -> Result<ZeroShotClassifyResponse, Error> {
+/// Refuses a request over the label or token budget, before any pair is
+/// encoded. The tokens are counted as pipeline() spends them: each text is
+/// tokenized whole once per label, before truncation.
+fn check_budget(model: &mut TextModel, limits: &Limits, plan: &Plan) -> Result<(), Error> {
+    let labels = plan.labels.len() as u64;
+    limits
+        .candidate_labels
+        .check(labels, "the number of candidate_labels")?;
+    let mut tokens = 0u64;
+    for hypothesis in &plan.hypotheses {
+        tokens += model.tokenizer.encode_untruncated(hypothesis)?.len() as u64 * plan.sequences.len() as u64;
+    }
+    for sequence in plan.sequences {
+        tokens += model.tokenizer.encode_untruncated(sequence)?.len() as u64 * labels;
+    }
+    limits.zero_shot_tokens.check(
+        tokens,
+        "the tokens of the (text, hypothesis) pairs (texts x labels x (text + hypothesis tokens))",
+    )
+}
+
+fn classify_one(
+    model: &mut TextModel,
+    limits: &Limits,
+    request: &ZeroShotClassifyRequest,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<ZeroShotClassifyResponse, Error> {
     let plan = plan(request)?;
+    check_budget(model, limits, &plan)?;
     // Only the sequence is truncated, so that the hypothesis stays whole.
     let truncation = TruncationParams {
         max_length: model.tokenizer.max_length(),
@@ -72,26 +108,37 @@ fn classify_one(model: &mut TextModel, request: &ZeroShotClassifyRequest) -> Res
         stride: 0,
         direction: TruncationDirection::Right,
     };
-    let mut encodings = Vec::new();
-    for sequence in plan.sequences {
-        for hypothesis in &plan.hypotheses {
-            encodings.push(
-                model
-                    .tokenizer
-                    .encode_with(sequence, Some(hypothesis), Some(truncation.clone()))?,
-            );
+    let n = plan.labels.len();
+    let pairs = plan.sequences.len() * n;
+    // The logits of each (sequence, label) pair, sequence by sequence; the
+    // chunks are those forward_encodings would make of all the pairs, so
+    // the padding (and the scores) are the same.
+    let mut logits: Vec<Vec<f32>> = Vec::with_capacity(pairs);
+    let mut encodings = Vec::with_capacity(MAX_FORWARD_BATCH);
+    for start in (0..pairs).step_by(MAX_FORWARD_BATCH) {
+        if !wanted() {
+            return Err(stopped());
         }
+        encodings.clear();
+        for pair in start..(start + MAX_FORWARD_BATCH).min(pairs) {
+            let (sequence, hypothesis) = (&plan.sequences[pair / n], &plan.hypotheses[pair % n]);
+            let mut encoding = model
+                .tokenizer
+                .encode_with(sequence, Some(hypothesis), Some(truncation.clone()))?;
+            // The windows past the first are never used.
+            encoding.get_overflowing_mut().clear();
+            encodings.push(encoding);
+        }
+        logits.extend(forward_encodings(model, &encodings)?.iter().map(values));
     }
-    let logits = forward_encodings(model, &encodings)?;
     let entail = entailment_index(&model.labels);
     let contradiction = if entail == 0 { model.labels.len() - 1 } else { 0 };
-    let n = plan.labels.len();
     let results = plan
         .sequences
         .iter()
         .enumerate()
         .map(|(i, sequence)| {
-            let rows: Vec<Vec<f32>> = logits[i * n..(i + 1) * n].iter().map(values).collect();
+            let rows = &logits[i * n..(i + 1) * n];
             let scores: Vec<f32> = if plan.multi_label {
                 rows.iter()
                     .map(|r| softmax(&[r[contradiction], r[entail]])[1])

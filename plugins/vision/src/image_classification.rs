@@ -2,16 +2,18 @@
 //! computes it: decode, convert to RGB, the checkpoint's image processor,
 //! logits, `function_to_apply`, the top 5 labels by default. The images of
 //! every request in a batch are classified together: those of one
-//! processed size share forward passes.
+//! processed size share forward passes. A request's pixels are counted from
+//! the images' headers before any is decoded (`INFERD_MAX_REQUEST_PIXELS`),
+//! and whether it is still wanted is asked before each of its images.
 
 use std::collections::{BTreeMap, HashMap};
 
 use inferd_models::auto::ImageClassifier;
 use inferd_models::core::scores::{top_labels, ScoreFunction};
-use inferd_models::vision::image::{decode_rgb, stack, Pixels};
+use inferd_models::vision::image::{decode_rgb, dimensions, stack, Pixels};
 use inferd_sdk::proto::api::{Classification, ClassifyImageRequest, ClassifyImageResponse};
 use inferd_sdk::values::label_scores;
-use inferd_sdk::Error;
+use inferd_sdk::{Error, Limit};
 use tch::{Device, Kind, Tensor};
 
 const DEFAULT_TOP_K: usize = 5;
@@ -22,13 +24,34 @@ const MAX_FORWARD_BATCH: usize = 16;
 /// runs in several rounds rather than all being held at once.
 const MAX_HELD_VALUES: usize = 32 << 20;
 
+/// Decoded pixels per request, summed over its images: 2^28, three images
+/// at the single-image limit (89 Mpx) or some twenty 12-megapixel photos.
+/// Images are decoded one at a time, so this bounds a request's decoding
+/// work (seconds per hundred megapixels), not what is held at once.
+pub const REQUEST_PIXELS: Limit = Limit::new("INFERD_MAX_REQUEST_PIXELS", 1 << 28);
+
 /// One image waiting for its forward pass: request, image, pixels.
 type Pending = (usize, usize, Pixels);
 
+/// Refuses a request whose images hold more pixels in all than `limit`,
+/// reading only their headers.
+fn check_pixels(request: &ClassifyImageRequest, limit: &Limit) -> Result<(), Error> {
+    let mut pixels = 0u64;
+    for (i, input) in request.inputs.iter().enumerate() {
+        let (width, height) =
+            dimensions(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
+        pixels += u64::from(width) * u64::from(height);
+    }
+    limit.check(pixels, "the pixels of the request's images (width x height, summed)")
+}
+
 /// Classifies the images of every request together; one answer each.
+/// `wanted(r)` says whether request `r` is still wanted.
 pub fn classify(
     model: &ImageClassifier,
+    pixel_limit: &Limit,
     requests: &[ClassifyImageRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ClassifyImageResponse, Error>> {
     let mut logits: HashMap<(usize, usize), Result<Vec<f32>, Error>> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
@@ -37,22 +60,27 @@ pub fn classify(
     for (r, request) in requests.iter().enumerate() {
         // Each image is decoded and processed on its own, so that only its
         // processed form is kept.
-        let processed = request
-            .inputs
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, input)| -> Result<(), Error> {
-                let image =
-                    decode_rgb(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
-                let pixels = model.processor.process(&image)?;
-                held += pixels.values.len();
-                pending.push((r, i, pixels));
-                if held > MAX_HELD_VALUES {
-                    forward_pending(model, &mut pending, &mut logits);
-                    held = 0;
-                }
-                Ok(())
-            });
+        let processed = check_pixels(request, pixel_limit).and_then(|()| {
+            request
+                .inputs
+                .iter()
+                .enumerate()
+                .try_for_each(|(i, input)| -> Result<(), Error> {
+                    if !wanted(r) {
+                        return Err(Error::internal("stopped: the client went away or the deadline passed"));
+                    }
+                    let image =
+                        decode_rgb(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
+                    let pixels = model.processor.process(&image)?;
+                    held += pixels.values.len();
+                    pending.push((r, i, pixels));
+                    if held > MAX_HELD_VALUES {
+                        forward_pending(model, &mut pending, &mut logits);
+                        held = 0;
+                    }
+                    Ok(())
+                })
+        });
         if processed.is_err() {
             pending.retain(|p| p.0 != r);
         }

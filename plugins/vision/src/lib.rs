@@ -7,11 +7,13 @@ use inferd_models::auto::{architectures_for, load_image_classifier, ImageClassif
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Task};
 
 /// One loaded model, serving one task.
 pub struct VisionTask {
     model: ImageClassifier,
+    /// Pixels per request (`INFERD_MAX_REQUEST_PIXELS`, read at load).
+    pixel_limit: Limit,
 }
 
 impl Task for VisionTask {
@@ -44,6 +46,7 @@ impl Task for VisionTask {
             .as_deref()
             .ok_or_else(|| Error::invalid_argument("image-classification needs a model source"))?;
         Ok(VisionTask {
+            pixel_limit: image_classification::REQUEST_PIXELS.from_env()?,
             model: load_image_classifier(dir, device)?,
         })
     }
@@ -56,8 +59,9 @@ impl Task for VisionTask {
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together("image-classification", batch, emitter, |requests| {
-            image_classification::classify(&self.model, requests)
+        dispatch::typed("image-classification", batch, emitter, |requests, emitter| {
+            let requests: Vec<_> = requests.into_iter().map(|r| r.request).collect();
+            image_classification::classify(&self.model, &self.pixel_limit, &requests, &mut |r| emitter.wanted(r))
         })
     }
 }

@@ -77,7 +77,8 @@ class ModelsServicer:
         raise NotImplementedError('Method not implemented!')
 
     def LoadModel(self, request, context):
-        """Loads a model and returns once it is ready (or failed).
+        """Loads a model and returns once it is ready. A model that fails to load
+        is not kept: the error is the answer, and the name is free again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

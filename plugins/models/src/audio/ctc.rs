@@ -193,6 +193,21 @@ pub fn words(chars: &[Piece]) -> Vec<Piece> {
     words
 }
 
+/// What a CTC speech-recognition family offers its loader.
+pub trait CtcNet: Send {
+    /// Logits [batch, frames, vocab] of input_values [batch, samples].
+    fn forward(&self, input_values: &tch::Tensor) -> tch::Tensor;
+    /// Input samples per output frame.
+    fn inputs_to_logits_ratio(&self) -> i64;
+    /// The frames (logits) of `samples` input samples.
+    fn frames(&self, samples: i64) -> i64;
+    /// The fewest samples that give one frame.
+    fn min_samples(&self) -> i64;
+}
+
+/// Builds a family's CTC model from its config.json at a checkpoint's root.
+pub type CtcBuilder = fn(root: tch::nn::Path, config_file: &Path) -> Result<Box<dyn CtcNet>>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -51,6 +51,28 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         return Err(invalid(not_audio_message(bytes)));
     };
     let name = container.name();
+    // Symphonia panics on some headers it does not check (a WAV's sample
+    // rate of 0 divides by zero in its time base): the rate is checked here
+    // first, and any other panic is taken as a header it could not read.
+    if let Some(rate) = wav_sample_rate(bytes) {
+        check_sample_rate(name, rate)?;
+    }
+    std::panic::catch_unwind(|| read(bytes, container, max_seconds)).unwrap_or_else(|payload| {
+        let what = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let what = what.lines().next().unwrap_or_default();
+        Err(invalid(format!(
+            "cannot read the {name} file: its headers are inconsistent ({what}); send a file that other tools play"
+        )))
+    })
+}
+
+/// Decodes bytes of a sniffed `container` (see [`decode`]).
+fn read(bytes: &[u8], container: Container, max_seconds: f64) -> Result<Audio> {
+    let name = container.name();
     let mut owned = bytes.to_vec();
     if container == Container::Wav {
         fill_in_streamed_wav_sizes(&mut owned);
@@ -76,13 +98,7 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         .sample_rate
         .filter(|&rate| rate > 0)
         .ok_or_else(|| invalid(format!("the {name} file does not give a sample rate")))?;
-    if !SAMPLE_RATES.contains(&sample_rate) {
-        return Err(invalid(format!(
-            "the {name} file says its sample rate is {sample_rate} Hz; rates from {} to {} Hz are accepted",
-            SAMPLE_RATES.start(),
-            SAMPLE_RATES.end()
-        )));
-    }
+    check_sample_rate(name, sample_rate)?;
     let limit_frames = max_seconds * sample_rate as f64;
     let declared = declared_frames(container, &params);
     if let Some(frames) = declared.filter(|&frames| frames as f64 > limit_frames) {
@@ -171,6 +187,36 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         )));
     }
     Ok(Audio { samples, sample_rate })
+}
+
+/// Refuses a sample rate outside [`SAMPLE_RATES`].
+fn check_sample_rate(name: &str, rate: u32) -> Result<()> {
+    if SAMPLE_RATES.contains(&rate) {
+        return Ok(());
+    }
+    Err(invalid(format!(
+        "the {name} file says its sample rate is {rate} Hz; rates from {} to {} Hz are accepted",
+        SAMPLE_RATES.start(),
+        SAMPLE_RATES.end()
+    )))
+}
+
+/// The sample rate in a WAV's `fmt ` chunk, if it has one.
+fn wav_sample_rate(bytes: &[u8]) -> Option<u32> {
+    let u32_at = |at: usize| Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?));
+    if !(bytes.starts_with(b"RIFF") && bytes.get(8..12) == Some(b"WAVE")) {
+        return None;
+    }
+    let mut pos = 12usize;
+    while pos.checked_add(8)? <= bytes.len() {
+        let size = u32_at(pos + 4)? as usize;
+        if &bytes[pos..pos + 4] == b"fmt " {
+            // After the format tag and the channel count.
+            return u32_at(pos + 12);
+        }
+        pos = pos.checked_add(8 + size + (size & 1))?;
+    }
+    None
 }
 
 fn invalid(message: String) -> ModelError {
@@ -490,6 +536,22 @@ mod tests {
         match decode(&absurd, 10.0) {
             Err(ModelError::InvalidInput(m)) => assert!(m.contains("sample rate"), "{m}"),
             other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        // A sample rate of 0 (symphonia would divide by it).
+        let mut zero = wav(1, &[1, 2, 3], None);
+        zero[24..28].copy_from_slice(&0u32.to_le_bytes());
+        match decode(&zero, 10.0) {
+            Err(ModelError::InvalidInput(m)) => assert!(m.contains("sample rate is 0 Hz"), "{m}"),
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+        // Zero channels, a zero block size, zero bits per sample.
+        for (at, bytes) in [(22, &[0u8, 0][..]), (32, &[0, 0]), (34, &[0, 0])] {
+            let mut odd = wav(1, &[1, 2, 3], None);
+            odd[at..at + 2].copy_from_slice(bytes);
+            assert!(
+                matches!(decode(&odd, 10.0), Err(ModelError::InvalidInput(_))),
+                "header byte {at} zeroed"
+            );
         }
         // Thousands of empty ID3 tags in a row: no recursion, no crash.
         let tags = b"ID3\x04\0\0\0\0\0\0".repeat(100_000);

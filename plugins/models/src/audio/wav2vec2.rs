@@ -12,7 +12,10 @@
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
+use crate::audio::ctc::CtcNet;
+use crate::core::config::read_json;
 use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
+use crate::{ModelError, Result};
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -243,6 +246,7 @@ pub struct Wav2Vec2ForCtc {
     layers: Vec<EncoderLayer>,
     lm_head: Linear,
     stable: bool,
+    config: Config,
 }
 
 impl Wav2Vec2ForCtc {
@@ -265,6 +269,7 @@ impl Wav2Vec2ForCtc {
                 .collect(),
             lm_head: Linear::new(&p / "lm_head", cfg.hidden_size, cfg.vocab_size),
             stable: cfg.do_stable_layer_norm,
+            config: cfg.clone(),
         }
     }
 
@@ -289,6 +294,36 @@ impl Wav2Vec2ForCtc {
         }
         self.lm_head.forward(&x)
     }
+}
+
+impl CtcNet for Wav2Vec2ForCtc {
+    fn forward(&self, input_values: &Tensor) -> Tensor {
+        Wav2Vec2ForCtc::forward(self, input_values)
+    }
+
+    fn inputs_to_logits_ratio(&self) -> i64 {
+        self.config.inputs_to_logits_ratio()
+    }
+
+    fn frames(&self, samples: i64) -> i64 {
+        self.config.frames(samples)
+    }
+
+    fn min_samples(&self) -> i64 {
+        self.config.min_samples()
+    }
+}
+
+/// `Wav2Vec2ForCTC`, for speech recognition.
+pub fn build(root: tch::nn::Path, config_file: &std::path::Path) -> Result<Box<dyn CtcNet>> {
+    let config: Config = read_json(config_file)?;
+    if config.conv_dim.len() != config.conv_kernel.len() || config.conv_dim.len() != config.conv_stride.len() {
+        return Err(ModelError::bad_file(
+            config_file,
+            "conv_dim, conv_kernel and conv_stride differ in length",
+        ));
+    }
+    Ok(Box::new(Wav2Vec2ForCtc::new(root, &config)))
 }
 
 #[cfg(test)]

@@ -5,17 +5,20 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device};
 
-use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::auto::Build;
+use crate::core::config::{config_path, CommonConfig};
+use crate::core::decoding::CausalLm;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::ModelSettings;
-use crate::text::gpt2::{self, Gpt2LmHeadModel};
 use crate::text::tokenizer::TextTokenizer;
-use crate::Result;
+use crate::{ModelError, Result};
 
 /// A loaded decoder-only language model with its tokenizer and generation
 /// defaults.
 pub struct CausalModel {
-    pub model: Gpt2LmHeadModel,
+    pub model: Box<dyn CausalLm + Send>,
+    /// config.json's EOS token (when generation_config.json names none).
+    pub eos_token_id: i64,
     _vs: VarStore,
     pub tokenizer: TextTokenizer,
     /// generation_config.json and config.json's task_specific_params.
@@ -28,16 +31,20 @@ pub struct CausalModel {
 pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
-    crate::auto::find(&architecture, "text-generation", "for text generation")?;
-    let cfg: gpt2::Config = read_json(&config_file)?;
+    let Build::Causal(build) = crate::auto::find(&architecture, "text-generation", "for text generation")?.build else {
+        return Err(ModelError::Unsupported(format!(
+            "{architecture} is not a decoder-only language model"
+        )));
+    };
     let mut vs = VarStore::new(device);
-    let model = Gpt2LmHeadModel::new(vs.root(), &cfg);
+    let built = build(vs.root(), &config_file)?;
     Checkpoint::open(dir)?.load_into(&mut vs)?;
     let settings = ModelSettings::from_dir(dir, &config_file, false)?;
-    let pad = settings.file.pad_token_id.unwrap_or(cfg.eos_token_id);
-    let tokenizer = TextTokenizer::from_dir(dir, cfg.n_positions as usize, pad)?;
+    let pad = settings.file.pad_token_id.unwrap_or(built.eos_token_id);
+    let tokenizer = TextTokenizer::from_dir(dir, built.net.max_positions(), pad)?;
     Ok(CausalModel {
-        model,
+        model: built.net,
+        eos_token_id: built.eos_token_id,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
         tokenizer,

@@ -6,19 +6,18 @@ use std::path::Path;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::audio::ctc::CtcVocab;
+use crate::audio::ctc::{CtcNet, CtcVocab};
 use crate::audio::decode::SAMPLE_RATES;
 use crate::audio::features::FeatureExtractorConfig;
-use crate::audio::wav2vec2::{Config, Wav2Vec2ForCtc};
-use crate::core::config::{config_path, read_json};
+use crate::auto::Build;
+use crate::core::config::{config_path, read_json, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::{ModelError, Result};
 
 /// A loaded speech-recognition model.
 pub struct CtcModel {
-    net: Wav2Vec2ForCtc,
+    pub net: Box<dyn CtcNet>,
     _vs: VarStore,
-    pub config: Config,
     pub features: FeatureExtractorConfig,
     pub vocab: CtcVocab,
     pub device: Device,
@@ -39,15 +38,8 @@ impl CtcModel {
     }
 }
 
-/// config.json, preprocessor_config.json and the vocabulary of `dir`.
-fn read_configs(dir: &Path) -> Result<(Config, FeatureExtractorConfig, CtcVocab)> {
-    let config: Config = read_json(&config_path(dir)?)?;
-    if config.conv_dim.len() != config.conv_kernel.len() || config.conv_dim.len() != config.conv_stride.len() {
-        return Err(ModelError::bad_file(
-            dir.join("config.json"),
-            "conv_dim, conv_kernel and conv_stride differ in length",
-        ));
-    }
+/// preprocessor_config.json of `dir` (the defaults without one).
+fn read_features(dir: &Path) -> Result<FeatureExtractorConfig> {
     let features_path = dir.join("preprocessor_config.json");
     let features: FeatureExtractorConfig = if features_path.is_file() {
         read_json(&features_path)?
@@ -60,23 +52,27 @@ fn read_configs(dir: &Path) -> Result<(Config, FeatureExtractorConfig, CtcVocab)
             format!("sampling_rate {} is not a usable audio rate", features.sampling_rate),
         ));
     }
-    Ok((config, features, CtcVocab::from_dir(dir)?))
+    Ok(features)
 }
 
-/// Loads the Wav2Vec2ForCTC checkpoint in `dir` on `device`.
+/// Loads the CTC checkpoint (Wav2Vec2ForCTC) in `dir` on `device`.
 pub fn load_ctc_model(dir: &Path, device: Device) -> Result<CtcModel> {
     let config_file = config_path(dir)?;
-    let architecture = crate::core::config::CommonConfig::from_dir(dir)?.architecture(&config_file)?;
-    crate::auto::find(&architecture, "automatic-speech-recognition", "for speech recognition")?;
-    let (config, features, vocab) = read_configs(dir)?;
+    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
+    let Build::Ctc(build) =
+        crate::auto::find(&architecture, "automatic-speech-recognition", "for speech recognition")?.build
+    else {
+        return Err(ModelError::Unsupported(format!("{architecture} is not a CTC model")));
+    };
+    let features = read_features(dir)?;
+    let vocab = CtcVocab::from_dir(dir)?;
     let mut vs = VarStore::new(device);
-    let net = Wav2Vec2ForCtc::new(vs.root(), &config);
+    let net = build(vs.root(), &config_file)?;
     Checkpoint::open(dir)?.load_into(&mut vs)?;
     Ok(CtcModel {
         net,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
-        config,
         features,
         vocab,
         device,

@@ -5,21 +5,16 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device, Tensor};
 
-use crate::auto::Family;
-use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::auto::Build;
+use crate::core::config::{config_path, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::vision::classifier::ImageClassifierNet;
 use crate::vision::image::ImageProcessor;
-use crate::vision::{convnext, vit};
 use crate::{ModelError, Result};
-
-enum ImageNet {
-    Vit(vit::VitForImageClassification),
-    ConvNext(convnext::ConvNextForImageClassification),
-}
 
 /// A loaded image classifier with its image processor and labels.
 pub struct ImageClassifier {
-    net: ImageNet,
+    net: Box<dyn ImageClassifierNet>,
     _vs: VarStore,
     pub processor: ImageProcessor,
     pub config: CommonConfig,
@@ -31,10 +26,7 @@ pub struct ImageClassifier {
 impl ImageClassifier {
     /// Logits [batch, labels] for pixel_values [batch, 3, H, W].
     pub fn forward(&self, pixel_values: &Tensor) -> Tensor {
-        match &self.net {
-            ImageNet::Vit(m) => m.forward(pixel_values),
-            ImageNet::ConvNext(m) => m.forward(pixel_values),
-        }
+        self.net.forward(pixel_values)
     }
 }
 
@@ -45,22 +37,14 @@ pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifi
     let labels = common.labels(2);
     let num_labels = labels.len() as i64;
     let mut vs = VarStore::new(device);
-    let family = crate::auto::find(&architecture, "image-classification", "for image classification")?.family;
-    let net = match family {
-        Family::Vit => {
-            let cfg: vit::Config = read_json(&config_file)?;
-            ImageNet::Vit(vit::VitForImageClassification::new(vs.root(), &cfg, num_labels))
-        }
-        Family::ConvNext => {
-            let cfg: convnext::Config = read_json(&config_file)?;
-            ImageNet::ConvNext(convnext::ConvNextForImageClassification::new(
-                vs.root(),
-                &cfg,
-                num_labels,
-            ))
-        }
-        other => return Err(ModelError::Unsupported(format!("{other:?} is not an image classifier"))),
+    let Build::ImageClassifier(build) =
+        crate::auto::find(&architecture, "image-classification", "for image classification")?.build
+    else {
+        return Err(ModelError::Unsupported(format!(
+            "{architecture} is not an image classifier"
+        )));
     };
+    let net = build(vs.root(), &config_file, num_labels)?;
     Checkpoint::open(dir)?.load_into(&mut vs)?;
     let processor = ImageProcessor::from_dir(dir)?;
     Ok(ImageClassifier {

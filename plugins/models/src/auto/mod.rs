@@ -1,8 +1,9 @@
-//! The one registry from config.json's architecture name to its family
-//! (which loader builds it) and the pipeline() tasks it serves, like
-//! transformers' `AutoModelFor*` mappings; and the loaders, one per kind of
-//! loaded model. This is the only module that names concrete models: a new
-//! family is a folder under its modality plus entries here.
+//! The one registry from config.json's architecture name to how it is built
+//! (the kind of model, so which loader, and the family's builder) and the
+//! pipeline() tasks it serves, like transformers' `AutoModelFor*` mappings;
+//! and the loaders, one per kind of loaded model. This is the only module
+//! that names concrete models: a new family is a folder under its modality
+//! (with its builder) plus its entries in this table.
 
 pub mod causal;
 pub mod ctc;
@@ -16,30 +17,38 @@ pub use image::{load_image_classifier, ImageClassifier};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
 
+use crate::audio::ctc::CtcBuilder;
+use crate::audio::wav2vec2;
+use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
+use crate::text::encoder::EncoderBuilder;
+use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
+use crate::vision::classifier::ImageClassifierBuilder;
+use crate::vision::{convnext, vit};
 use crate::{ModelError, Result};
 
-/// The model families, as the loaders build them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Family {
-    Bert,
-    DistilBert,
-    Roberta,
-    Bart,
-    Marian,
-    T5,
-    Gpt2,
-    Vit,
-    ConvNext,
-    Wav2Vec2,
+/// How a model of an architecture is built: the kind of model (which
+/// loader) and the family's builder.
+#[derive(Debug, Clone, Copy)]
+pub enum Build {
+    /// A text encoder with a task head; `default_labels` is the family's
+    /// config default of num_labels.
+    Encoder {
+        build: EncoderBuilder,
+        default_labels: usize,
+    },
+    Causal(CausalBuilder),
+    Seq2Seq(Seq2SeqBuilder),
+    ImageClassifier(ImageClassifierBuilder),
+    Ctc(CtcBuilder),
 }
 
 /// One architecture a checkpoint's config.json may name.
 #[derive(Debug, Clone, Copy)]
 pub struct Architecture {
     pub name: &'static str,
-    pub family: Family,
     /// The pipeline() tasks a model of this architecture serves.
     pub tasks: &'static [&'static str],
+    pub build: Build,
 }
 
 const CLASSIFY: &[&str] = &["text-classification", "zero-shot-classification", "feature-extraction"];
@@ -49,39 +58,53 @@ const FILL: &[&str] = &["fill-mask", "feature-extraction"];
 const FEATURES: &[&str] = &["feature-extraction"];
 const TEXT2TEXT: &[&str] = &["summarization", "translation"];
 
+const BERT: Build = Build::Encoder {
+    build: bert::build,
+    default_labels: 2,
+};
+const DISTILBERT: Build = Build::Encoder {
+    build: distilbert::build,
+    default_labels: 2,
+};
+const ROBERTA: Build = Build::Encoder {
+    build: roberta::build,
+    default_labels: 2,
+};
+
 macro_rules! architectures {
-    ($($name:literal => $family:ident, $tasks:expr;)*) => {
+    ($($name:literal => $tasks:expr, $build:expr;)*) => {
         /// Every architecture inferd loads.
         pub const ARCHITECTURES: &[Architecture] = &[
-            $(Architecture { name: $name, family: Family::$family, tasks: $tasks },)*
+            $(Architecture { name: $name, tasks: $tasks, build: $build },)*
         ];
     };
 }
 
 architectures! {
-    "BertForSequenceClassification" => Bert, CLASSIFY;
-    "BertForTokenClassification" => Bert, TOKENS;
-    "BertForQuestionAnswering" => Bert, ANSWER;
-    "BertForMaskedLM" => Bert, FILL;
-    "BertModel" => Bert, FEATURES;
-    "DistilBertForSequenceClassification" => DistilBert, CLASSIFY;
-    "DistilBertForTokenClassification" => DistilBert, TOKENS;
-    "DistilBertForQuestionAnswering" => DistilBert, ANSWER;
-    "DistilBertForMaskedLM" => DistilBert, FILL;
-    "DistilBertModel" => DistilBert, FEATURES;
-    "RobertaForSequenceClassification" => Roberta, CLASSIFY;
-    "RobertaForTokenClassification" => Roberta, TOKENS;
-    "RobertaForQuestionAnswering" => Roberta, ANSWER;
-    "RobertaForMaskedLM" => Roberta, FILL;
-    "RobertaModel" => Roberta, FEATURES;
-    "BartForSequenceClassification" => Bart, &["text-classification", "zero-shot-classification"];
-    "BartForConditionalGeneration" => Bart, TEXT2TEXT;
-    "MarianMTModel" => Marian, TEXT2TEXT;
-    "T5ForConditionalGeneration" => T5, TEXT2TEXT;
-    "GPT2LMHeadModel" => Gpt2, &["text-generation"];
-    "ViTForImageClassification" => Vit, &["image-classification"];
-    "ConvNextForImageClassification" => ConvNext, &["image-classification"];
-    "Wav2Vec2ForCTC" => Wav2Vec2, &["automatic-speech-recognition"];
+    "BertForSequenceClassification" => CLASSIFY, BERT;
+    "BertForTokenClassification" => TOKENS, BERT;
+    "BertForQuestionAnswering" => ANSWER, BERT;
+    "BertForMaskedLM" => FILL, BERT;
+    "BertModel" => FEATURES, BERT;
+    "DistilBertForSequenceClassification" => CLASSIFY, DISTILBERT;
+    "DistilBertForTokenClassification" => TOKENS, DISTILBERT;
+    "DistilBertForQuestionAnswering" => ANSWER, DISTILBERT;
+    "DistilBertForMaskedLM" => FILL, DISTILBERT;
+    "DistilBertModel" => FEATURES, DISTILBERT;
+    "RobertaForSequenceClassification" => CLASSIFY, ROBERTA;
+    "RobertaForTokenClassification" => TOKENS, ROBERTA;
+    "RobertaForQuestionAnswering" => ANSWER, ROBERTA;
+    "RobertaForMaskedLM" => FILL, ROBERTA;
+    "RobertaModel" => FEATURES, ROBERTA;
+    "BartForSequenceClassification" => &["text-classification", "zero-shot-classification"],
+        Build::Encoder { build: bart::build_classifier, default_labels: 3 };
+    "BartForConditionalGeneration" => TEXT2TEXT, Build::Seq2Seq(bart::build_bart);
+    "MarianMTModel" => TEXT2TEXT, Build::Seq2Seq(bart::build_marian);
+    "T5ForConditionalGeneration" => TEXT2TEXT, Build::Seq2Seq(t5::build);
+    "GPT2LMHeadModel" => &["text-generation"], Build::Causal(gpt2::build);
+    "ViTForImageClassification" => &["image-classification"], Build::ImageClassifier(vit::build);
+    "ConvNextForImageClassification" => &["image-classification"], Build::ImageClassifier(convnext::build);
+    "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
 }
 
 /// The architectures that serve `task`, in the table's order.
@@ -126,7 +149,10 @@ mod tests {
         assert_eq!(architectures_for("text-generation"), ["GPT2LMHeadModel"]);
         assert!(architectures_for("feature-extraction").contains(&"RobertaForMaskedLM".to_string()));
         assert!(!architectures_for("feature-extraction").contains(&"BartForSequenceClassification".to_string()));
-        assert_eq!(find("MarianMTModel", "translation", "").unwrap().family, Family::Marian);
+        assert!(matches!(
+            find("MarianMTModel", "translation", "").unwrap().build,
+            Build::Seq2Seq(_)
+        ));
         let refused = find("GPT2LMHeadModel", "summarization", "for summarization").unwrap_err();
         assert!(refused.to_string().contains("T5ForConditionalGeneration"), "{refused}");
     }

@@ -6,14 +6,13 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device};
 
-use crate::auto::Family;
+use crate::auto::Build;
 use crate::core::config::{config_path, read_json, CommonConfig};
 use crate::core::decoding::Seq2SeqLm;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::{GenerationSettings, ModelSettings};
 use crate::text::sentencepiece::MarianTokenizer;
 use crate::text::tokenizer::TextTokenizer;
-use crate::text::{bart, t5};
 use crate::{ModelError, Result};
 
 /// The tokenizer of an encoder-decoder model: a tokenizer.json, or
@@ -89,30 +88,19 @@ impl Seq2SeqModel {
 pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
-    let family = crate::auto::find(&architecture, "summarization", "for summarization and translation")?.family;
-    let mut vs = VarStore::new(device);
-    let (net, positions): (Box<dyn Seq2SeqLm + Send>, i64) = match family {
-        Family::Bart | Family::Marian => {
-            let cfg: bart::Config = read_json(&config_file)?;
-            let positions = cfg.max_position_embeddings;
-            let variant = if family == Family::Marian {
-                bart::Variant::Marian
-            } else {
-                bart::Variant::Bart
-            };
-            (
-                Box::new(bart::BartForConditionalGeneration::new(vs.root(), &cfg, variant)),
-                positions,
-            )
-        }
-        Family::T5 => {
-            let cfg: t5::Config = read_json(&config_file)?;
-            // Relative positions: no table to outgrow; pipeline() does not
-            // truncate T5 inputs.
-            (Box::new(t5::T5ForConditionalGeneration::new(vs.root(), &cfg)), i64::MAX)
-        }
-        other => return Err(ModelError::Unsupported(format!("{other:?} is not an encoder-decoder"))),
+    let Build::Seq2Seq(build) =
+        crate::auto::find(&architecture, "summarization", "for summarization and translation")?.build
+    else {
+        return Err(ModelError::Unsupported(format!(
+            "{architecture} is not an encoder-decoder"
+        )));
     };
+    let mut vs = VarStore::new(device);
+    let built = build(vs.root(), &config_file)?;
+    let net = built.net;
+    // T5's relative positions have no table to outgrow; pipeline() does not
+    // truncate its inputs.
+    let positions = built.positions.map_or(i64::MAX, |p| p as i64);
     Checkpoint::open(dir)?.load_into(&mut vs)?;
     let settings = ModelSettings::from_dir(dir, &config_file, true)?;
     #[derive(serde::Deserialize)]

@@ -90,3 +90,25 @@ impl DecoderState {
         }
     }
 }
+
+/// A built encoder-decoder, and how many input positions its encoder has
+/// (None: relative positions, no table to outgrow).
+pub struct Seq2SeqNet {
+    pub net: Box<dyn Seq2SeqLm + Send>,
+    pub positions: Option<usize>,
+}
+
+/// Builds a family's encoder-decoder from its config.json at a checkpoint's
+/// root (the registry holds one per architecture).
+pub type Seq2SeqBuilder = fn(root: tch::nn::Path, config_file: &std::path::Path) -> crate::Result<Seq2SeqNet>;
+
+/// A built decoder-only language model, and its config's EOS token (the
+/// generation default when generation_config.json names none).
+pub struct CausalNet {
+    pub net: Box<dyn CausalLm + Send>,
+    pub eos_token_id: i64,
+}
+
+/// Builds a family's decoder-only language model from its config.json at a
+/// checkpoint's root (the registry holds one per architecture).
+pub type CausalBuilder = fn(root: tch::nn::Path, config_file: &std::path::Path) -> crate::Result<CausalNet>;

@@ -70,7 +70,7 @@ struct Sequence {
 /// is called for each new token of request `i`; returning `Stop` ends that
 /// sequence. Finished sequences leave the batch at once.
 pub fn generate(
-    model: &impl CausalLm,
+    model: &dyn CausalLm,
     requests: Vec<Request>,
     pad_id: i64,
     mut on_token: impl FnMut(usize, i64) -> Control,

@@ -275,6 +275,24 @@ fn invalid(message: impl Into<String>) -> ModelError {
     ModelError::InvalidInput(message.into())
 }
 
+/// Refuses a NaN or infinite float setting in a request, naming it.
+/// transformers refuses them where it applies a setting (its warpers and
+/// processors check `temperature > 0`, `penalty > 0`); NaN is never a
+/// setting, so it is refused here even where the setting would go unused
+/// (temperature when decoding greedily).
+fn check_finite(request: &GenerationSettings) -> Result<()> {
+    let floats = [
+        ("temperature", request.temperature.map(f64::from)),
+        ("top_p", request.top_p.map(f64::from)),
+        ("repetition_penalty", request.repetition_penalty.map(f64::from)),
+        ("length_penalty", request.length_penalty),
+    ];
+    match floats.into_iter().find(|(_, v)| v.is_some_and(|v| !v.is_finite())) {
+        Some((name, Some(value))) => Err(invalid(format!("{name} must be a finite number, not {value}"))),
+        _ => Ok(()),
+    }
+}
+
 /// pipeline("text-generation")'s own defaults (its `_default_generation_config`).
 const PIPELINE_MAX_NEW_TOKENS: usize = 256;
 const PIPELINE_TEMPERATURE: f32 = 0.7;
@@ -296,6 +314,7 @@ pub fn resolve_text_generation(
     default_eos: i64,
     seed: u64,
 ) -> Result<GenerationParams> {
+    check_finite(request)?;
     let (task, _) = model.task("text-generation").unwrap_or_default();
     let mut files = model.file.clone();
     if let Some(task) = &task {
@@ -349,7 +368,9 @@ pub fn resolve_text_generation(
         return Err(invalid(format!("top_p must be in (0, 1], got {top_p}")));
     }
     if repetition_penalty <= 0.0 {
-        return Err(invalid("repetition_penalty must be > 0"));
+        return Err(invalid(format!(
+            "repetition_penalty must be > 0, got {repetition_penalty}"
+        )));
     }
     if num_return_sequences == 0 {
         return Err(invalid("num_return_sequences must be at least 1"));
@@ -387,6 +408,7 @@ pub fn resolve_text2text(
     task: Option<&GenerationSettings>,
     request: &GenerationSettings,
 ) -> Result<GenerationParams> {
+    check_finite(request)?;
     let mut s = GenerationSettings {
         max_length: Some(DEFAULT_MAX_LENGTH),
         max_new_tokens: Some(256),
@@ -521,6 +543,50 @@ mod tests {
             ..Default::default()
         })
         .contains("early_stopping"));
+        for length_penalty in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert!(refused(GenerationSettings {
+                length_penalty: Some(length_penalty),
+                ..Default::default()
+            })
+            .contains("length_penalty must be a finite number"));
+        }
+    }
+
+    #[test]
+    fn nan_and_infinite_floats_are_refused_by_name_even_when_greedy() {
+        let model = ModelSettings::default();
+        for do_sample in [true, false] {
+            for value in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                let refused = |asked: GenerationSettings| {
+                    let asked = GenerationSettings {
+                        do_sample: Some(do_sample),
+                        ..asked
+                    };
+                    match resolve_text_generation(&model, &asked, 8, 1024, 0, 7) {
+                        Err(ModelError::InvalidInput(message)) => message,
+                        other => panic!("{value} accepted: {other:?}"),
+                    }
+                };
+                let temperature = refused(GenerationSettings {
+                    temperature: Some(value),
+                    ..Default::default()
+                });
+                assert!(
+                    temperature.starts_with("temperature must be a finite number"),
+                    "{temperature}"
+                );
+                let top_p = refused(GenerationSettings {
+                    top_p: Some(value),
+                    ..Default::default()
+                });
+                assert!(top_p.starts_with("top_p "), "{top_p}");
+                let penalty = refused(GenerationSettings {
+                    repetition_penalty: Some(value),
+                    ..Default::default()
+                });
+                assert!(penalty.starts_with("repetition_penalty "), "{penalty}");
+            }
+        }
     }
 
     #[test]

@@ -7,12 +7,15 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::config::read_json;
+use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear,
 };
+use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Head};
 use crate::text::tokenizer::EncodedBatch;
+use crate::{ModelError, Result};
 
 /// nn.LayerNorm's default epsilon, which BART uses everywhere.
 const LAYER_NORM_EPS: f64 = 1e-5;
@@ -476,4 +479,46 @@ impl Seq2SeqLm for BartForConditionalGeneration {
     fn device(&self) -> tch::Device {
         self.device
     }
+}
+
+impl EncoderNet for BartForSequenceClassification {
+    fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        BartForSequenceClassification::forward(self, batch)
+    }
+}
+
+/// BART for sequence classification (the only encoder head it has here:
+/// zero-shot classification and text classification).
+pub fn build_classifier(spec: &EncoderSpec) -> Result<Encoder> {
+    let cfg: Config = read_json(spec.config_file)?;
+    if spec.head != Head::SequenceClassification {
+        return Err(ModelError::Unsupported(format!("BART with a {:?} head", spec.head)));
+    }
+    Ok(Encoder {
+        net: Box::new(BartForSequenceClassification::new(
+            spec.root.clone(),
+            &cfg,
+            spec.num_labels,
+        )),
+        positions: cfg.max_position_embeddings,
+        pad_token_id: cfg.pad_token_id,
+    })
+}
+
+fn build_generator(root: Path, config_file: &std::path::Path, variant: Variant) -> Result<Seq2SeqNet> {
+    let cfg: Config = read_json(config_file)?;
+    Ok(Seq2SeqNet {
+        positions: Some(cfg.max_position_embeddings.max(1) as usize),
+        net: Box::new(BartForConditionalGeneration::new(root, &cfg, variant)),
+    })
+}
+
+/// `BartForConditionalGeneration`, for summarization.
+pub fn build_bart(root: Path, config_file: &std::path::Path) -> Result<Seq2SeqNet> {
+    build_generator(root, config_file, Variant::Bart)
+}
+
+/// `MarianMTModel`, for translation.
+pub fn build_marian(root: Path, config_file: &std::path::Path) -> Result<Seq2SeqNet> {
+    build_generator(root, config_file, Variant::Marian)
 }

@@ -8,10 +8,15 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
+use crate::core::config::read_json;
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
+use crate::text::encoder::{
+    Encoder, EncoderNet, EncoderSpec, Features, Head, HiddenStates, MaskedLm, PerToken, Projection,
+};
 use crate::text::tokenizer::EncodedBatch;
+use crate::Result;
 
 fn default_vocab_size() -> i64 {
     30522
@@ -282,4 +287,50 @@ impl MaskedLmHead {
         let h = self.norm.forward(&self.act.forward(&self.dense.forward(hidden)));
         h.linear(&self.decoder_weight, Some(&self.bias))
     }
+}
+
+impl HiddenStates for BertModel {
+    fn hidden_states(&self, batch: &EncodedBatch) -> Tensor {
+        self.forward(batch)
+    }
+}
+
+impl EncoderNet for BertForSequenceClassification {
+    fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        BertForSequenceClassification::forward(self, batch)
+    }
+}
+
+impl Projection for MaskedLmHead {
+    fn project(&self, hidden: &Tensor) -> Tensor {
+        self.forward(hidden)
+    }
+}
+
+/// BERT for an encoder task: its head at transformers' weight names.
+pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
+    let cfg: Config = read_json(spec.config_file)?;
+    let root = &spec.root;
+    let base = || BertModel::new(spec.base("bert"), &cfg, false);
+    let net: Box<dyn EncoderNet> = match spec.head {
+        Head::SequenceClassification => {
+            Box::new(BertForSequenceClassification::new(root.clone(), &cfg, spec.num_labels))
+        }
+        Head::TokenClassification => Box::new(PerToken(
+            base(),
+            Linear::new(root / "classifier", cfg.hidden_size, spec.num_labels),
+        )),
+        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.hidden_size, 2))),
+        Head::MaskedLm => {
+            let encoder = base();
+            let head = MaskedLmHead::new(root / "cls" / "predictions", &cfg, encoder.word_embeddings());
+            Box::new(MaskedLm(encoder, head))
+        }
+        Head::Features => Box::new(Features(base())),
+    };
+    Ok(Encoder {
+        net,
+        positions: cfg.max_position_embeddings,
+        pad_token_id: cfg.pad_token_id.unwrap_or(0),
+    })
 }

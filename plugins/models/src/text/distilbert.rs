@@ -5,10 +5,15 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
+use crate::core::config::read_json;
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
+use crate::text::encoder::{
+    Encoder, EncoderNet, EncoderSpec, Features, Head, HiddenStates, MaskedLm, PerToken, Projection,
+};
 use crate::text::tokenizer::EncodedBatch;
+use crate::Result;
 
 /// DistilBERT's LayerNorm epsilon is fixed in transformers, not configurable.
 const LAYER_NORM_EPS: f64 = 1e-12;
@@ -210,4 +215,52 @@ impl DistilBertForSequenceClassification {
         let hidden = self.distilbert.forward_first(batch);
         self.classifier.forward(&self.pre_classifier.forward(&hidden).relu())
     }
+}
+
+impl HiddenStates for DistilBertModel {
+    fn hidden_states(&self, batch: &EncodedBatch) -> Tensor {
+        self.forward(batch)
+    }
+}
+
+impl EncoderNet for DistilBertForSequenceClassification {
+    fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        DistilBertForSequenceClassification::forward(self, batch)
+    }
+}
+
+impl Projection for MaskedLmHead {
+    fn project(&self, hidden: &Tensor) -> Tensor {
+        self.forward(hidden)
+    }
+}
+
+/// DistilBERT for an encoder task: its head at transformers' weight names.
+pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
+    let cfg: Config = read_json(spec.config_file)?;
+    let root = &spec.root;
+    let base = || DistilBertModel::new(spec.base("distilbert"), &cfg);
+    let net: Box<dyn EncoderNet> = match spec.head {
+        Head::SequenceClassification => Box::new(DistilBertForSequenceClassification::new(
+            root.clone(),
+            &cfg,
+            spec.num_labels,
+        )),
+        Head::TokenClassification => Box::new(PerToken(
+            base(),
+            Linear::new(root / "classifier", cfg.dim, spec.num_labels),
+        )),
+        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.dim, 2))),
+        Head::MaskedLm => {
+            let encoder = base();
+            let head = MaskedLmHead::new(root.clone(), &cfg, encoder.word_embeddings());
+            Box::new(MaskedLm(encoder, head))
+        }
+        Head::Features => Box::new(Features(base())),
+    };
+    Ok(Encoder {
+        net,
+        positions: cfg.max_position_embeddings,
+        pad_token_id: cfg.pad_token_id.unwrap_or(0),
+    })
 }

@@ -7,7 +7,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::decoding::CausalLm;
+use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::layers::{
     attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
 };
@@ -203,4 +203,13 @@ impl CausalLm for Gpt2LmHeadModel {
     fn device(&self) -> tch::Device {
         self.wte.weight().device()
     }
+}
+
+/// `GPT2LMHeadModel`, for text generation.
+pub fn build(root: Path, config_file: &std::path::Path) -> crate::Result<CausalNet> {
+    let cfg: Config = crate::core::config::read_json(config_file)?;
+    Ok(CausalNet {
+        eos_token_id: cfg.eos_token_id,
+        net: Box::new(Gpt2LmHeadModel::new(root, &cfg)),
+    })
 }

@@ -5,6 +5,7 @@
 pub mod bart;
 pub mod bert;
 pub mod distilbert;
+pub mod encoder;
 pub mod gpt2;
 pub mod roberta;
 pub mod sentencepiece;

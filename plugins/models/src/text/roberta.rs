@@ -4,8 +4,12 @@
 
 use tch::{nn::Path, Tensor};
 
+use crate::core::config::read_json;
 use crate::core::layers::{Activation, LayerNorm, Linear};
 use crate::text::bert::{self, BertModel, Positions};
+use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Features, Head, MaskedLm, PerToken, Projection};
+use crate::text::tokenizer::EncodedBatch;
+use crate::Result;
 
 /// RobertaConfig has BertConfig's fields (pad_token_id 1 by default).
 pub type Config = bert::Config;
@@ -60,4 +64,51 @@ impl MaskedLmHead {
             .forward(&Activation::Gelu.forward(&self.dense.forward(hidden)));
         h.linear(&self.decoder_weight, Some(&self.bias))
     }
+}
+
+/// `RobertaForSequenceClassification`: the classification head on <s>, whose
+/// hidden state alone the last layer computes.
+pub struct RobertaForSequenceClassification(BertModel, ClassificationHead);
+
+impl EncoderNet for RobertaForSequenceClassification {
+    fn forward(&self, batch: &EncodedBatch) -> Tensor {
+        self.1.forward(&self.0.forward_first(batch))
+    }
+}
+
+impl Projection for MaskedLmHead {
+    fn project(&self, hidden: &Tensor) -> Tensor {
+        self.forward(hidden)
+    }
+}
+
+/// RoBERTa for an encoder task: its head at transformers' weight names.
+pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
+    let cfg: Config = read_json(spec.config_file)?;
+    let root = &spec.root;
+    let pad = cfg.pad_token_id.unwrap_or(1);
+    let base = || model(spec.base("roberta"), &cfg, false);
+    let net: Box<dyn EncoderNet> = match spec.head {
+        Head::SequenceClassification => Box::new(RobertaForSequenceClassification(
+            base(),
+            ClassificationHead::new(root / "classifier", &cfg, spec.num_labels),
+        )),
+        Head::TokenClassification => Box::new(PerToken(
+            base(),
+            Linear::new(root / "classifier", cfg.hidden_size, spec.num_labels),
+        )),
+        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.hidden_size, 2))),
+        Head::MaskedLm => {
+            let encoder = base();
+            let head = MaskedLmHead::new(root / "lm_head", &cfg, encoder.word_embeddings());
+            Box::new(MaskedLm(encoder, head))
+        }
+        Head::Features => Box::new(Features(base())),
+    };
+    Ok(Encoder {
+        net,
+        // Positions are numbered from pad + 1, so two fewer fit.
+        positions: cfg.max_position_embeddings - pad - 1,
+        pad_token_id: pad,
+    })
 }

@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
 
 fn one_hundred_twenty_eight() -> i64 {
@@ -351,6 +351,16 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
     fn device(&self) -> tch::Device {
         self.device
     }
+}
+
+/// `T5ForConditionalGeneration`, for summarization and translation. Its
+/// positions are relative: no table to outgrow.
+pub fn build(root: Path, config_file: &std::path::Path) -> crate::Result<Seq2SeqNet> {
+    let cfg: Config = crate::core::config::read_json(config_file)?;
+    Ok(Seq2SeqNet {
+        net: Box::new(T5ForConditionalGeneration::new(root, &cfg)),
+        positions: None,
+    })
 }
 
 #[cfg(test)]

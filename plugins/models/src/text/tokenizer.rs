@@ -267,6 +267,11 @@ impl TextTokenizer {
         self.max_length
     }
 
+    /// Tokens in the vocabulary, added tokens included.
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
     /// Encodes one text or text pair with special tokens, truncated.
     pub fn encode(&self, text: &str, pair: Option<&str>) -> Result<Encoding> {
         let encoding = match pair {

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
 use crate::core::layers::{Activation, LayerNorm, Linear};
+use crate::vision::classifier::ImageClassifierNet;
 
 /// The epsilon of ConvNeXT's inner layer norms (fixed in transformers).
 const INNER_EPS: f64 = 1e-6;
@@ -187,4 +188,16 @@ impl ConvNextForImageClassification {
         let pooled = x.mean_dim([-2i64, -1].as_slice(), false, x.kind());
         self.classifier.forward(&self.norm.forward(&pooled))
     }
+}
+
+impl ImageClassifierNet for ConvNextForImageClassification {
+    fn forward(&self, pixel_values: &Tensor) -> Tensor {
+        ConvNextForImageClassification::forward(self, pixel_values)
+    }
+}
+
+/// `ConvNextForImageClassification`, for image classification.
+pub fn build(root: Path, config_file: &std::path::Path, num_labels: i64) -> crate::Result<Box<dyn ImageClassifierNet>> {
+    let cfg: Config = crate::core::config::read_json(config_file)?;
+    Ok(Box::new(ConvNextForImageClassification::new(root, &cfg, num_labels)))
 }

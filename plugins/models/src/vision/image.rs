@@ -24,8 +24,15 @@ pub struct RgbImage {
     pub data: Vec<u8>,
 }
 
-/// Decodes encoded image bytes into RGB. Errors name the problem.
-pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+/// An image's width and height, read from its header without decoding it
+/// (what decoding it would cost is known first). Errors name the problem,
+/// as [`decode_rgb`]'s do.
+pub fn dimensions(bytes: &[u8]) -> Result<(u32, u32)> {
+    header(bytes).map(|(_, width, height)| (width, height))
+}
+
+/// The format and size of an image, checked against the pixel limit.
+fn header(bytes: &[u8]) -> Result<(image::ImageFormat, u32, u32)> {
     use image::ImageReader;
     if bytes.is_empty() {
         return Err(ModelError::InvalidInput("the image is empty (0 bytes)".into()));
@@ -51,6 +58,13 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
             "the image is {width}x{height}, more than the limit of {MAX_PIXELS} pixels"
         )));
     }
+    Ok((format, width, height))
+}
+
+/// Decodes encoded image bytes into RGB. Errors name the problem.
+pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
+    use image::ImageReader;
+    let (format, _, _) = header(bytes)?;
     if format == image::ImageFormat::Jpeg {
         return decode_jpeg(bytes);
     }

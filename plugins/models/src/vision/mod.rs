@@ -3,6 +3,7 @@
 //! segmentation and depth families go beside them (`backbones/`, `detr/`,
 //! `mask2former/`, `glpn`).
 
+pub mod classifier;
 pub mod convnext;
 pub mod image;
 pub mod vit;

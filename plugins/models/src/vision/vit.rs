@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
 use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::vision::classifier::ImageClassifierNet;
 
 fn default_hidden() -> i64 {
     768
@@ -168,4 +169,16 @@ impl VitForImageClassification {
         }
         self.classifier.forward(&self.norm.forward(&x).select(1, 0))
     }
+}
+
+impl ImageClassifierNet for VitForImageClassification {
+    fn forward(&self, pixel_values: &Tensor) -> Tensor {
+        VitForImageClassification::forward(self, pixel_values)
+    }
+}
+
+/// `VitForImageClassification`, for image classification.
+pub fn build(root: Path, config_file: &std::path::Path, num_labels: i64) -> crate::Result<Box<dyn ImageClassifierNet>> {
+    let cfg: Config = crate::core::config::read_json(config_file)?;
+    Ok(Box::new(VitForImageClassification::new(root, &cfg, num_labels)))
 }

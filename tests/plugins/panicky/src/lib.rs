@@ -1,6 +1,12 @@
 //! Test-only plugin: the task `panic` panics when an input's text is "panic"
 //! and echoes the text otherwise, so tests can check that a panic fails only
-//! its own request and that the plugin keeps serving afterwards.
+//! its own request and that the plugin keeps serving afterwards. Two texts
+//! imitate LibTorch's failures, whose messages carry a C++ backtrace:
+//! "torch-panic" panics as tch's non-`f_` calls do (the error Debug-formatted
+//! into the panic message: one physical line of kilobytes, frames after `\n`
+//! escapes), and "torch-error" answers its request with INTERNAL and the
+//! error's Display (frames on lines of their own), as a plugin passing on a
+//! `tch::TchError` does.
 
 use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
 use inferd_sdk::proto::{task_response, Manifest, TaskRequest, TaskSpec};
@@ -31,8 +37,16 @@ impl Task for Panicky {
         dispatch::each("panic", batch, emitter, |run: &RunRequest| {
             let mut results = vec![];
             for input in &run.inputs {
-                if input.text == "panic" {
-                    panic!("asked to panic");
+                match input.text.as_str() {
+                    "panic" => panic!("asked to panic"),
+                    "torch-panic" => panic!(
+                        "called `Result::unwrap()` on an `Err` value: Torch({:?})",
+                        torch_error_text()
+                    ),
+                    "torch-error" => {
+                        return Err(Error::internal(format!("Internal torch error: {}", torch_error_text())))
+                    }
+                    _ => {}
                 }
                 results.push(RunResult {
                     output: Some(object([("echo", string(input.text.clone()))])),
@@ -42,6 +56,25 @@ impl Task for Panicky {
             Ok(RunResponse { results })
         })
     }
+}
+
+/// A LibTorch error's text: the message, where it was raised, then the C++
+/// frames with their addresses.
+fn torch_error_text() -> String {
+    let frames: String = (0..48)
+        .map(|i| {
+            format!(
+                "\nframe #{i}: at::native::index_select_out_cpu_(at::Tensor const&, long, at::Tensor const&, at::Tensor&) \
+                 + 0x{:x} (0x7f3c2a1b{:04x} in /usr/lib/libtorch_cpu.so)",
+                0x96 + 16 * i,
+                0x4e86 + 32 * i
+            )
+        })
+        .collect();
+    format!(
+        "index out of range in self\nException raised from operator() at \
+         /pytorch/aten/src/ATen/native/TensorAdvancedIndexing.cpp:1193 (most recent call first):{frames}"
+    )
 }
 
 export_plugin!(Panicky);

@@ -1,0 +1,89 @@
+//! What one request may ask of a text model: the work budgets each task
+//! checks before it runs (issue 20's "a work budget per request"). The
+//! defaults are meant to pass every ordinary request and refuse the ones
+//! that would hold a worker for minutes or grow the daemon by gigabytes;
+//! each is read at load from its `INFERD_MAX_*` variable (the README's
+//! "Limits" table lists them all).
+
+use inferd_sdk::{Error, Limit};
+
+/// Zero-shot: candidate labels per request. Each label is one NLI pass per
+/// text; pipeline() users rarely send more than a few dozen.
+pub const CANDIDATE_LABELS: Limit = Limit::new("INFERD_MAX_CANDIDATE_LABELS", 256);
+/// Zero-shot: tokens of the (text, hypothesis) pairs, texts x labels x
+/// (text + hypothesis tokens), counted before truncation, because
+/// pipeline() tokenizes the whole text once per label. 2^20 is 2,048 pairs
+/// that fill a 512-token window, or a 1 MB text against 4 labels.
+pub const ZERO_SHOT_TOKENS: Limit = Limit::new("INFERD_MAX_ZERO_SHOT_TOKENS", 1 << 20);
+/// Fill-mask: candidates per request, masks x top_k (top_k counted up to
+/// the vocabulary or the targets, as the answer can hold no more). Each
+/// candidate carries its completed text: 16,384 candidates of a 512-token
+/// text are some 40 MB of answer.
+pub const FILL_MASK_CANDIDATES: Limit = Limit::new("INFERD_MAX_FILL_MASK_CANDIDATES", 16_384);
+/// Feature extraction: bytes of the answer's vectors (4 per value), 64 MiB,
+/// the Python client's receive limit (gRPC's own default is 4 MiB): some
+/// 40 texts of 512 token embeddings from a 768-wide model.
+pub const EMBEDDING_BYTES: Limit = Limit::new("INFERD_MAX_EMBEDDING_BYTES", 64 << 20);
+/// Question answering: windows per request, over all its inputs. At the
+/// default max_seq_len 384 and doc_stride 128 a window moves on by about
+/// 230 context tokens, so 512 windows cover some 120,000 tokens (a 500 KB
+/// context), each one a forward pass.
+pub const QA_WINDOWS: Limit = Limit::new("INFERD_MAX_QA_WINDOWS", 512);
+/// Text generation: sequences per request, prompts x num_return_sequences.
+/// Every sequence is a row of each decoding step (with its logits over the
+/// vocabulary: 200 KB for GPT-2), and all rows of a batch step together.
+pub const SEQUENCES: Limit = Limit::new("INFERD_MAX_SEQUENCES", 256);
+/// Text generation: tokens per request, sequences x (prompt + max_new_tokens),
+/// what the KV caches hold at the end: 16 full GPT-2 windows, 1.2 GB of
+/// cache for GPT-2 small in f32.
+pub const GENERATION_TOKENS: Limit = Limit::new("INFERD_MAX_GENERATION_TOKENS", 16_384);
+
+/// The budgets in effect for one loaded model.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub candidate_labels: Limit,
+    pub zero_shot_tokens: Limit,
+    pub fill_mask_candidates: Limit,
+    pub embedding_bytes: Limit,
+    pub qa_windows: Limit,
+    pub sequences: Limit,
+    pub generation_tokens: Limit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            candidate_labels: CANDIDATE_LABELS,
+            zero_shot_tokens: ZERO_SHOT_TOKENS,
+            fill_mask_candidates: FILL_MASK_CANDIDATES,
+            embedding_bytes: EMBEDDING_BYTES,
+            qa_windows: QA_WINDOWS,
+            sequences: SEQUENCES,
+            generation_tokens: GENERATION_TOKENS,
+        }
+    }
+}
+
+impl Limits {
+    /// The defaults, overridden by the environment; a bad value fails the
+    /// load, naming its variable.
+    pub fn from_env() -> Result<Self, Error> {
+        let d = Limits::default();
+        Ok(Limits {
+            candidate_labels: d.candidate_labels.from_env()?,
+            zero_shot_tokens: d.zero_shot_tokens.from_env()?,
+            fill_mask_candidates: d.fill_mask_candidates.from_env()?,
+            embedding_bytes: d.embedding_bytes.from_env()?,
+            qa_windows: d.qa_windows.from_env()?,
+            sequences: d.sequences.from_env()?,
+            generation_tokens: d.generation_tokens.from_env()?,
+        })
+    }
+}
+
+/// The answer for a request found no longer wanted between two pieces of
+/// its work: its client left or its deadline passed, so nobody reads it
+/// (the daemon answers an expired request DEADLINE_EXCEEDED itself).
+pub fn stopped() -> Error {
+    Error::internal("stopped: the client went away or the deadline passed")
+}
