@@ -448,16 +448,21 @@ fn check_name(name: &str, from_source: bool) -> Result<()> {
     Ok(())
 }
 
-/// config.json's first `architectures` entry.
+/// config.json's first `architectures` entry. The file is read as the
+/// plugins read it (`inferd_sdk::files`): only a regular file (symlinks
+/// followed) under the config size limit, so that a FIFO or a symlink to
+/// /dev/zero is refused here instead of blocking or filling the daemon.
 fn read_architecture(dir: &std::path::Path) -> Result<String> {
+    use inferd_sdk::files::{read_model_file, FileRefusal, CONFIG_LIMIT};
     let path = dir.join("config.json");
-    let text = std::fs::read_to_string(&path).map_err(|_| {
-        DaemonError::FailedPrecondition(format!(
+    let bytes = read_model_file(&path, CONFIG_LIMIT).map_err(|refusal| match refusal {
+        FileRefusal::Missing => DaemonError::FailedPrecondition(format!(
             "{} has no config.json: a model directory needs config.json, weights and tokenizer files",
             dir.display()
-        ))
+        )),
+        other => DaemonError::FailedPrecondition(format!("{} {other}", path.display())),
     })?;
-    let json: serde_json::Value = serde_json::from_str(&text)
+    let json: serde_json::Value = serde_json::from_slice(&bytes)
         .map_err(|e| DaemonError::FailedPrecondition(format!("{} is not valid JSON: {e}", path.display())))?;
     json.get("architectures")
         .and_then(|a| a.get(0))

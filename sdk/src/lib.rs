@@ -31,6 +31,7 @@
 pub mod abi;
 pub mod dispatch;
 mod fault;
+pub mod files;
 #[doc(hidden)]
 pub mod glue;
 mod limit;

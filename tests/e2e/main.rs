@@ -5,6 +5,8 @@ mod audio;
 mod bad_input;
 mod classify;
 mod generation;
+mod hostile_configs;
+mod hostile_model_files;
 mod hostile_requests;
 mod isolation;
 mod lifecycle;

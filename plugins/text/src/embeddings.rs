@@ -10,6 +10,7 @@
 use std::path::Path;
 
 use inferd_models::auto::TextModel;
+use inferd_models::core::config::{is_present, read_model_file, CONFIG_LIMIT};
 use inferd_sdk::proto::api::{EmbedRequest, EmbedResponse, Embedding, Vector};
 use inferd_sdk::Error;
 use serde::Deserialize;
@@ -72,21 +73,28 @@ struct SentenceBertFile {
     max_seq_length: Option<usize>,
 }
 
-fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str(&text) {
-        Ok(v) => Some(v),
+/// An optional sentence-transformers file: `None` when absent or not valid
+/// JSON (a warning); an error when it is there but not a regular file under
+/// the config size limit (a symlink to /dev/zero, a FIFO), which fails the
+/// load rather than silently changing the pooling.
+fn read<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<Option<T>, Error> {
+    if !is_present(path) {
+        return Ok(None);
+    }
+    let bytes = read_model_file(path, CONFIG_LIMIT)?;
+    match serde_json::from_slice(&bytes) {
+        Ok(v) => Ok(Some(v)),
         Err(e) => {
             tracing::warn!(path = %path.display(), "ignoring unreadable sentence-transformers file: {e}");
-            None
+            Ok(None)
         }
     }
 }
 
 impl SentenceConfig {
     /// Reads the files if present; defaults: mean pooling, no normalisation.
-    pub fn from_dir(dir: &Path) -> Self {
-        let pooling = read::<PoolingFile>(&dir.join("1_Pooling/config.json"))
+    pub fn from_dir(dir: &Path) -> Result<Self, Error> {
+        let pooling = read::<PoolingFile>(&dir.join("1_Pooling/config.json"))?
             .map(|p| {
                 if p.pooling_mode_cls_token {
                     Pooling::Cls
@@ -97,15 +105,15 @@ impl SentenceConfig {
                 }
             })
             .unwrap_or(Pooling::Mean);
-        let normalize = read::<Vec<Module>>(&dir.join("modules.json"))
+        let normalize = read::<Vec<Module>>(&dir.join("modules.json"))?
             .is_some_and(|modules| modules.iter().any(|m| m.kind.ends_with("Normalize")));
         let max_seq_length =
-            read::<SentenceBertFile>(&dir.join("sentence_bert_config.json")).and_then(|s| s.max_seq_length);
-        SentenceConfig {
+            read::<SentenceBertFile>(&dir.join("sentence_bert_config.json"))?.and_then(|s| s.max_seq_length);
+        Ok(SentenceConfig {
             pooling,
             normalize,
             max_seq_length,
-        }
+        })
     }
 }
 

@@ -206,7 +206,7 @@ struct EncoderTask<R, O> {
 impl<R, O> EncoderTask<R, O> {
     fn load(dir: &Path, device: Device, head: Head, handle: EncoderHandler<R, O>) -> Result<Self, Error> {
         let config = EncoderConfig {
-            sentence: SentenceConfig::from_dir(dir),
+            sentence: SentenceConfig::from_dir(dir)?,
             limits: Limits::from_env()?,
         };
         Ok(EncoderTask {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::core::config::read_json;
+use crate::core::config::{is_present, read_json, read_json_within, TOKENIZER_LIMIT};
 use crate::text::tokenizer::clean_up_tokenization;
 use crate::{ModelError, Result};
 
@@ -69,16 +69,16 @@ impl CtcVocab {
     /// vocab.json and tokenizer_config.json of `dir`.
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let vocab_path = dir.join("vocab.json");
-        if !vocab_path.is_file() {
+        if !is_present(&vocab_path) {
             return Err(ModelError::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "vocab.json".into(),
                 expected: "the CTC vocabulary of a Wav2Vec2 checkpoint".into(),
             });
         }
-        let vocab: HashMap<String, usize> = read_json(&vocab_path)?;
+        let vocab: HashMap<String, usize> = read_json_within(&vocab_path, TOKENIZER_LIMIT)?;
         let config_path = dir.join("tokenizer_config.json");
-        let config: TokenizerConfig = if config_path.is_file() {
+        let config: TokenizerConfig = if is_present(&config_path) {
             let raw: serde_json::Value = read_json(&config_path)?;
             let mut fields = serde_json::Map::new();
             for key in ["pad_token", "unk_token", "word_delimiter_token"] {
@@ -206,7 +206,8 @@ pub trait CtcNet: Send {
 }
 
 /// Builds a family's CTC model from its config.json at a checkpoint's root.
-pub type CtcBuilder = fn(root: tch::nn::Path, config_file: &Path) -> Result<Box<dyn CtcNet>>;
+pub type CtcBuilder =
+    fn(root: tch::nn::Path, config_file: &Path, shapes: &crate::core::weights::WeightShapes) -> Result<Box<dyn CtcNet>>;
 
 #[cfg(test)]
 mod tests {

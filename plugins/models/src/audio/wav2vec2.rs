@@ -13,9 +13,10 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use crate::audio::ctc::CtcNet;
-use crate::core::config::read_json;
+use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_TABLE, MAX_WIDTH};
 use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
-use crate::{ModelError, Result};
+use crate::core::weights::WeightShapes;
+use crate::Result;
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Config {
@@ -56,6 +57,52 @@ fn layer_norm_eps() -> f64 {
 }
 
 impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        c.list("conv_dim", self.conv_dim.len())?;
+        c.same_length(&[
+            ("conv_dim", self.conv_dim.len()),
+            ("conv_kernel", self.conv_kernel.len()),
+            ("conv_stride", self.conv_stride.len()),
+        ])?;
+        let convs = self.conv_dim.iter().zip(&self.conv_kernel).zip(&self.conv_stride);
+        for (i, ((&dim, &kernel), &stride)) in convs.enumerate() {
+            let conv = format!("feature_extractor.conv_layers.{i}.conv.weight");
+            c.matches(&format!("conv_dim[{i}]"), dim, MAX_WIDTH, &conv, 0)?;
+            c.matches(&format!("conv_kernel[{i}]"), kernel, MAX_SPATIAL, &conv, 2)?;
+            c.size(&format!("conv_stride[{i}]"), stride, MAX_SPATIAL)?;
+        }
+        let projection = "feature_projection.projection.weight";
+        c.matches("hidden_size", self.hidden_size, MAX_WIDTH, projection, 0)?;
+        let layers = i64::try_from(self.num_hidden_layers).unwrap_or(i64::MAX);
+        c.layers("num_hidden_layers", layers, "encoder.layers")?;
+        c.divides(
+            "num_attention_heads",
+            self.num_attention_heads,
+            "hidden_size",
+            self.hidden_size,
+        )?;
+        let intermediate = "encoder.layers.0.feed_forward.intermediate_dense.weight";
+        c.matches("intermediate_size", self.intermediate_size, MAX_WIDTH, intermediate, 0)?;
+        let positional = [
+            "encoder.pos_conv_embed.conv.weight_v",
+            "encoder.pos_conv_embed.conv.parametrizations.weight.original1",
+        ];
+        c.matches_any(
+            "num_conv_pos_embeddings",
+            self.num_conv_pos_embeddings,
+            MAX_SPATIAL,
+            &positional,
+            2,
+        )?;
+        let groups = self.num_conv_pos_embedding_groups;
+        c.divides("num_conv_pos_embedding_groups", groups, "hidden_size", self.hidden_size)?;
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, "lm_head.weight", 0)?;
+        Ok(())
+    }
+
     /// Input samples per output frame (the product of the strides).
     pub fn inputs_to_logits_ratio(&self) -> i64 {
         self.conv_stride.iter().product()
@@ -315,20 +362,17 @@ impl CtcNet for Wav2Vec2ForCtc {
 }
 
 /// `Wav2Vec2ForCTC`, for speech recognition.
-pub fn build(root: tch::nn::Path, config_file: &std::path::Path) -> Result<Box<dyn CtcNet>> {
-    let config: Config = read_json(config_file)?;
-    if config.conv_dim.len() != config.conv_kernel.len() || config.conv_dim.len() != config.conv_stride.len() {
-        return Err(ModelError::bad_file(
-            config_file,
-            "conv_dim, conv_kernel and conv_stride differ in length",
-        ));
-    }
+pub fn build(root: tch::nn::Path, config_file: &std::path::Path, shapes: &WeightShapes) -> Result<Box<dyn CtcNet>> {
+    let config: Config = read_config(config_file)?;
+    config.validate(config_file, shapes)?;
     Ok(Box::new(Wav2Vec2ForCtc::new(root, &config)))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::weights::WeightShapes;
+    use std::path::Path;
     #[test]
     fn frame_counts_follow_the_convolutions() {
         let cfg: Config = serde_json::from_value(serde_json::json!({
@@ -343,5 +387,41 @@ mod tests {
         assert_eq!(cfg.min_samples(), 400);
         assert_eq!(cfg.frames(399), 0);
         assert_eq!(cfg.frames(400), 1);
+    }
+
+    #[test]
+    fn wav2vec2_convolutions_and_sizes_are_checked_against_the_checkpoint() {
+        let shapes = WeightShapes::from_shapes([
+            ("wav2vec2.feature_extractor.conv_layers.0.conv.weight", vec![8, 1, 10]),
+            ("wav2vec2.feature_extractor.conv_layers.1.conv.weight", vec![8, 8, 3]),
+            ("wav2vec2.feature_projection.projection.weight", vec![16, 8]),
+            (
+                "wav2vec2.encoder.layers.0.feed_forward.intermediate_dense.weight",
+                vec![32, 16],
+            ),
+            ("wav2vec2.encoder.pos_conv_embed.conv.weight_v", vec![16, 8, 4]),
+            ("lm_head.weight", vec![6, 16]),
+        ]);
+        let config = |edit: serde_json::Value| -> Config {
+            let mut base = serde_json::json!({
+                "conv_dim": [8, 8], "conv_kernel": [10, 3], "conv_stride": [5, 2], "hidden_size": 16,
+                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2, "vocab_size": 6
+            });
+            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let file = Path::new("config.json");
+        config(serde_json::json!({})).validate(file, &shapes).unwrap();
+        let refused = |edit| config(edit).validate(file, &shapes).unwrap_err().to_string();
+        assert!(refused(serde_json::json!({"conv_stride": [5, 0]})).contains("conv_stride[1] = 0"));
+        assert!(refused(serde_json::json!({"conv_stride": [5]})).contains("conv_stride has 1"));
+        assert!(refused(serde_json::json!({"conv_kernel": [10, 4]})).contains("conv_kernel[1] = 4"));
+        let none = refused(serde_json::json!({"conv_dim": [], "conv_kernel": [], "conv_stride": []}));
+        assert!(none.contains("conv_dim has 0 entries"), "{none}");
+        assert!(refused(serde_json::json!({"num_attention_heads": 0})).contains("num_attention_heads = 0"));
+        assert!(refused(serde_json::json!({"num_hidden_layers": 100_000})).contains("num_hidden_layers = 100000"));
+        assert!(refused(serde_json::json!({"num_conv_pos_embedding_groups": 3})).contains("must divide"));
+        assert!(refused(serde_json::json!({"vocab_size": 7})).contains("vocab_size = 7"));
     }
 }

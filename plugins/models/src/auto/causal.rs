@@ -6,6 +6,7 @@ use std::path::Path;
 use tch::{nn::VarStore, Device};
 
 use crate::auto::Build;
+use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::decoding::CausalLm;
 use crate::core::weights::{var_store_bytes, Checkpoint};
@@ -37,8 +38,9 @@ pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
         )));
     };
     let mut vs = VarStore::new(device);
-    let built = build(vs.root(), &config_file)?;
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let built = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
+    checkpoint.load_into(&mut vs)?;
     let settings = ModelSettings::from_dir(dir, &config_file, false)?;
     let pad = settings.file.pad_token_id.unwrap_or(built.eos_token_id);
     let tokenizer = TextTokenizer::from_dir(dir, built.net.max_positions(), pad)?;

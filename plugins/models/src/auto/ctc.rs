@@ -10,7 +10,8 @@ use crate::audio::ctc::{CtcNet, CtcVocab};
 use crate::audio::decode::SAMPLE_RATES;
 use crate::audio::features::FeatureExtractorConfig;
 use crate::auto::Build;
-use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::core::checks::build_fallibly;
+use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::{ModelError, Result};
 
@@ -41,7 +42,7 @@ impl CtcModel {
 /// preprocessor_config.json of `dir` (the defaults without one).
 fn read_features(dir: &Path) -> Result<FeatureExtractorConfig> {
     let features_path = dir.join("preprocessor_config.json");
-    let features: FeatureExtractorConfig = if features_path.is_file() {
+    let features: FeatureExtractorConfig = if is_present(&features_path) {
         read_json(&features_path)?
     } else {
         serde_json::from_str("{}").expect("defaults")
@@ -67,8 +68,9 @@ pub fn load_ctc_model(dir: &Path, device: Device) -> Result<CtcModel> {
     let features = read_features(dir)?;
     let vocab = CtcVocab::from_dir(dir)?;
     let mut vs = VarStore::new(device);
-    let net = build(vs.root(), &config_file)?;
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
+    checkpoint.load_into(&mut vs)?;
     Ok(CtcModel {
         net,
         memory_bytes: var_store_bytes(&vs),

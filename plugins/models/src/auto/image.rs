@@ -6,6 +6,7 @@ use std::path::Path;
 use tch::{nn::VarStore, Device, Tensor};
 
 use crate::auto::Build;
+use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::vision::classifier::ImageClassifierNet;
@@ -44,8 +45,10 @@ pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifi
             "{architecture} is not an image classifier"
         )));
     };
-    let net = build(vs.root(), &config_file, num_labels)?;
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    check_labels(&config_file, labels.len())?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), num_labels))?;
+    checkpoint.load_into(&mut vs)?;
     let processor = ImageProcessor::from_dir(dir)?;
     Ok(ImageClassifier {
         net,

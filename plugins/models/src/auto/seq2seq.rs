@@ -7,7 +7,8 @@ use std::path::Path;
 use tch::{nn::VarStore, Device};
 
 use crate::auto::Build;
-use crate::core::config::{config_path, read_json, CommonConfig};
+use crate::core::checks::build_fallibly;
+use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::decoding::Seq2SeqLm;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::{GenerationSettings, ModelSettings};
@@ -96,12 +97,13 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
         )));
     };
     let mut vs = VarStore::new(device);
-    let built = build(vs.root(), &config_file)?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let built = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
     let net = built.net;
     // T5's relative positions have no table to outgrow; pipeline() does not
     // truncate its inputs.
     let positions = built.positions.map_or(i64::MAX, |p| p as i64);
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    checkpoint.load_into(&mut vs)?;
     let settings = ModelSettings::from_dir(dir, &config_file, true)?;
     #[derive(serde::Deserialize)]
     struct Padding {
@@ -109,7 +111,7 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
         pad_token_id: Option<i64>,
     }
     let padding: Padding = read_json(&config_file)?;
-    let tokenizer = if !dir.join("tokenizer.json").is_file() && dir.join("source.spm").is_file() {
+    let tokenizer = if !is_present(&dir.join("tokenizer.json")) && is_present(&dir.join("source.spm")) {
         Seq2SeqTokenizer::Marian {
             tokenizer: MarianTokenizer::from_dir(dir)?,
             max_length: positions as usize,
@@ -127,7 +129,7 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
         target_lang: Option<String>,
     }
     let tokenizer_config = dir.join("tokenizer_config.json");
-    let languages: Languages = if tokenizer_config.is_file() {
+    let languages: Languages = if is_present(&tokenizer_config) {
         read_json(&tokenizer_config).unwrap_or_default()
     } else {
         Languages::default()

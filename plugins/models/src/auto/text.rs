@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tch::{nn::VarStore, Device, Tensor};
 
 use crate::auto::Build;
+use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 pub use crate::text::encoder::Head;
@@ -56,16 +57,21 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
         return Err(ModelError::Unsupported(format!("{architecture} is not a text encoder")));
     };
     let labels = common.labels(default_labels);
+    check_labels(&config_file, labels.len())?;
+    let checkpoint = Checkpoint::open(dir)?;
     let mut vs = VarStore::new(device);
-    let encoder = build(&EncoderSpec {
-        root: vs.root(),
-        config_file: &config_file,
-        head,
-        num_labels: labels.len() as i64,
-        // A base-model checkpoint ("BertModel") has no prefix; task checkpoints do.
-        base_at_root: architecture.ends_with("Model"),
+    let encoder = build_fallibly(|| {
+        build(&EncoderSpec {
+            root: vs.root(),
+            config_file: &config_file,
+            shapes: checkpoint.shapes(),
+            head,
+            num_labels: labels.len() as i64,
+            // A base-model checkpoint ("BertModel") has no prefix; task checkpoints do.
+            base_at_root: architecture.ends_with("Model"),
+        })
     })?;
-    Checkpoint::open(dir)?.load_into(&mut vs)?;
+    checkpoint.load_into(&mut vs)?;
     let tokenizer = TextTokenizer::from_dir(dir, encoder.positions.max(1) as usize, encoder.pad_token_id)?;
     Ok(TextModel {
         net: encoder.net,

@@ -100,7 +100,11 @@ pub struct Seq2SeqNet {
 
 /// Builds a family's encoder-decoder from its config.json at a checkpoint's
 /// root (the registry holds one per architecture).
-pub type Seq2SeqBuilder = fn(root: tch::nn::Path, config_file: &std::path::Path) -> crate::Result<Seq2SeqNet>;
+pub type Seq2SeqBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+) -> crate::Result<Seq2SeqNet>;
 
 /// A built decoder-only language model, and its config's EOS token (the
 /// generation default when generation_config.json names none).
@@ -111,4 +115,8 @@ pub struct CausalNet {
 
 /// Builds a family's decoder-only language model from its config.json at a
 /// checkpoint's root (the registry holds one per architecture).
-pub type CausalBuilder = fn(root: tch::nn::Path, config_file: &std::path::Path) -> crate::Result<CausalNet>;
+pub type CausalBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+) -> crate::Result<CausalNet>;

@@ -2,12 +2,18 @@
 
 use std::path::PathBuf;
 
+use inferd_sdk::files::FileRefusal;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     BadFile { path: PathBuf, message: String },
+    /// A model file refused before it was parsed: not a regular file, over
+    /// its size limit, or unreadable.
+    #[error("{path} {reason}")]
+    UnreadableFile { path: PathBuf, reason: FileRefusal },
     #[error("model directory {dir} has no {what}; expected {expected}")]
     MissingFile {
         dir: PathBuf,
@@ -42,6 +48,13 @@ impl ModelError {
         }
     }
 
+    pub fn unreadable(path: impl Into<PathBuf>, reason: FileRefusal) -> Self {
+        ModelError::UnreadableFile {
+            path: path.into(),
+            reason,
+        }
+    }
+
     pub fn bad_file(path: impl Into<PathBuf>, message: impl ToString) -> Self {
         ModelError::BadFile {
             path: path.into(),
@@ -58,6 +71,7 @@ impl From<ModelError> for inferd_sdk::Error {
         use inferd_sdk::Code;
         let code = match &e {
             ModelError::BadFile { .. }
+            | ModelError::UnreadableFile { .. }
             | ModelError::MissingFile { .. }
             | ModelError::MissingWeight { .. }
             | ModelError::WeightShape { .. }

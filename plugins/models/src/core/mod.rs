@@ -3,6 +3,7 @@
 //! attention, KV cache), the decoder traits the generation engine drives,
 //! weight loading, and the numerical helpers on score rows.
 
+pub mod checks;
 pub mod config;
 pub mod decoding;
 pub mod device;

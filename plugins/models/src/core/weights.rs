@@ -13,34 +13,47 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::config::{check_regular_file, is_present, read_json_within, WEIGHT_INDEX_LIMIT};
 use crate::{ModelError, Result};
 
-/// The weight files of a model directory, in the order they should be read.
+/// The weight files of a model directory, in the order they should be read,
+/// each checked to resolve to a regular file (the hub cache's symlinks into
+/// `blobs/` do; a FIFO or device does not), with no size limit.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     for index in ["model.safetensors.index.json", "pytorch_model.bin.index.json"] {
         let path = dir.join(index);
-        if path.is_file() {
+        if is_present(&path) {
             #[derive(serde::Deserialize)]
             struct Index {
                 weight_map: HashMap<String, String>,
             }
-            let index: Index = read_json(&path)?;
+            let index: Index = read_json_within(&path, WEIGHT_INDEX_LIMIT)?;
             let shards: BTreeSet<&String> = index.weight_map.values().collect();
+            // A shard is a file beside the index, never a path elsewhere.
+            if let Some(bad) = shards.iter().find(|f| !is_plain_file_name(f)) {
+                return Err(ModelError::bad_file(
+                    &path,
+                    format!("the shard `{bad}` is not a file name in the model directory"),
+                ));
+            }
             let files: Vec<PathBuf> = shards.into_iter().map(|f| dir.join(f)).collect();
-            if let Some(missing) = files.iter().find(|f| !f.is_file()) {
+            if let Some(missing) = files.iter().find(|f| !is_present(f)) {
                 return Err(ModelError::MissingFile {
                     dir: dir.to_path_buf(),
                     what: missing.display().to_string(),
                     expected: format!("every shard listed in {}", path.display()),
                 });
             }
+            for file in &files {
+                check_regular_file(file)?;
+            }
             return Ok(files);
         }
     }
     for single in ["model.safetensors", "pytorch_model.bin"] {
         let path = dir.join(single);
-        if path.is_file() {
+        if is_present(&path) {
+            check_regular_file(&path)?;
             return Ok(vec![path]);
         }
     }
@@ -49,6 +62,11 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
         what: "weights".into(),
         expected: "model.safetensors, model.safetensors.index.json or pytorch_model.bin".into(),
     })
+}
+
+fn is_plain_file_name(name: &str) -> bool {
+    let mut parts = Path::new(name).components();
+    matches!(parts.next(), Some(std::path::Component::Normal(_))) && parts.next().is_none()
 }
 
 enum Source {
@@ -61,6 +79,7 @@ pub struct Checkpoint {
     files: Vec<PathBuf>,
     sources: Vec<Source>,
     index: HashMap<String, usize>,
+    shapes: WeightShapes,
 }
 
 impl Checkpoint {
@@ -68,19 +87,18 @@ impl Checkpoint {
         let files = weight_files(dir)?;
         let mut sources = Vec::with_capacity(files.len());
         let mut index = HashMap::new();
+        let mut shapes = HashMap::new();
         for (i, path) in files.iter().enumerate() {
             let source = if path.extension().is_some_and(|e| e == "safetensors") {
                 let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
                 // SAFETY: the file is only read; a concurrent writer would be a
                 // user error that at worst yields wrong weights.
                 let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
-                let names = SafeTensors::deserialize(&mmap)
-                    .map_err(|e| ModelError::bad_file(path, e))?
-                    .names()
-                    .into_iter()
-                    .map(|n| n.to_string())
-                    .collect::<Vec<_>>();
-                for name in names {
+                // Only the header is parsed: the shapes are known before any
+                // tensor's data is touched.
+                let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::bad_file(path, e))?;
+                for (name, view) in st.tensors() {
+                    shapes.insert(name.clone(), view.shape().iter().map(|&d| d as i64).collect());
                     index.insert(name, i);
                 }
                 Source::SafeTensors(mmap)
@@ -89,14 +107,37 @@ impl Checkpoint {
                     .map_err(|e| ModelError::bad_file(path, e))?
                     .into_iter()
                     .collect();
-                for name in tensors.keys() {
+                // A pickle has no header to read apart from its data: its
+                // tensors are loaded here (as load_into would need them
+                // anyway), and their shapes read from them.
+                for (name, tensor) in &tensors {
+                    shapes.insert(name.clone(), tensor.size());
                     index.insert(name.clone(), i);
                 }
                 Source::Pickle(tensors)
             };
             sources.push(source);
         }
-        Ok(Checkpoint { files, sources, index })
+        let shapes = WeightShapes {
+            shapes,
+            files: files
+                .iter()
+                .map(|f| f.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+        };
+        Ok(Checkpoint {
+            files,
+            sources,
+            index,
+            shapes,
+        })
+    }
+
+    /// The names and shapes of the checkpoint's tensors, for checking a
+    /// config against them before a model is built.
+    pub fn shapes(&self) -> &WeightShapes {
+        &self.shapes
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -194,6 +235,79 @@ impl Checkpoint {
     }
 }
 
+/// The names and shapes of a checkpoint's tensors, without their data.
+/// Names may carry a task head's prefix (`distilbert.`, `model.`), so
+/// lookups match whole trailing components of a name.
+#[derive(Debug, Clone, Default)]
+pub struct WeightShapes {
+    shapes: HashMap<String, Vec<i64>>,
+    /// The checkpoint's files, for messages.
+    files: String,
+}
+
+impl WeightShapes {
+    /// Shapes given by name (for tests and for callers that know them).
+    pub fn from_shapes<'a>(shapes: impl IntoIterator<Item = (&'a str, Vec<i64>)>) -> Self {
+        WeightShapes {
+            shapes: shapes.into_iter().map(|(n, s)| (n.to_string(), s)).collect(),
+            files: "the checkpoint".into(),
+        }
+    }
+
+    /// The checkpoint's files, comma-separated.
+    pub fn files(&self) -> &str {
+        &self.files
+    }
+
+    /// The tensor whose name is `suffix` or ends in `.{suffix}`, with its
+    /// full name; of several, the shortest name (the least prefixed).
+    pub fn find(&self, suffix: &str) -> Option<(&str, &[i64])> {
+        self.shapes
+            .iter()
+            .filter(|(name, _)| {
+                name.as_str() == suffix || name.strip_suffix(suffix).is_some_and(|head| head.ends_with('.'))
+            })
+            .min_by(|a, b| a.0.len().cmp(&b.0.len()).then_with(|| a.0.cmp(b.0)))
+            .map(|(name, shape)| (name.as_str(), shape.as_slice()))
+    }
+
+    /// The shape of the tensor named `suffix` (see [`WeightShapes::find`]).
+    pub fn shape(&self, suffix: &str) -> Option<&[i64]> {
+        self.find(suffix).map(|(_, shape)| shape)
+    }
+
+    /// The distinct layer indices `i` of names containing `{prefix}.{i}.`
+    /// (with `prefix` starting at a component: `transformer.layer` matches
+    /// `distilbert.transformer.layer.3.ffn.lin1.weight`), in order.
+    pub fn layer_indices(&self, prefix: &str) -> Vec<u64> {
+        let needle = format!("{prefix}.");
+        let mut found = BTreeSet::new();
+        for name in self.shapes.keys() {
+            let mut from = 0;
+            while let Some(at) = name[from..].find(&needle) {
+                let start = from + at;
+                from = start + 1;
+                if start > 0 && !name[..start].ends_with('.') {
+                    continue;
+                }
+                let rest = &name[start + needle.len()..];
+                let digits = rest.split('.').next().unwrap_or("");
+                if rest.len() > digits.len() && !digits.is_empty() {
+                    if let Ok(i) = digits.parse::<u64>() {
+                        found.insert(i);
+                    }
+                }
+            }
+        }
+        found.into_iter().collect()
+    }
+
+    /// How many layers the layer list at `prefix` has (distinct indices).
+    pub fn layers(&self, prefix: &str) -> usize {
+        self.layer_indices(prefix).len()
+    }
+}
+
 fn kind_of(dtype: Dtype) -> Option<Kind> {
     Some(match dtype {
         Dtype::F32 => Kind::Float,
@@ -267,5 +381,35 @@ mod tests {
         let err = weight_files(dir.path()).unwrap_err();
         assert!(err.to_string().contains("model.safetensors"), "{err}");
         let _ = nn::VarStore::new(Device::Cpu);
+    }
+
+    #[test]
+    fn shapes_come_from_the_safetensors_header_and_layers_are_counted_by_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let zeros = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, Device::Cpu));
+        write_checkpoint(
+            dir.path(),
+            &[
+                ("distilbert.embeddings.word_embeddings.weight", zeros(&[10, 4])),
+                ("distilbert.transformer.layer.0.ffn.lin1.weight", zeros(&[8, 4])),
+                ("distilbert.transformer.layer.0.ffn.lin2.weight", zeros(&[4, 8])),
+                ("distilbert.transformer.layer.2.ffn.lin1.weight", zeros(&[8, 4])),
+                ("distilbert.transformer.layerx.5.w", zeros(&[1])),
+                ("head.transformer.layer.9", zeros(&[1])),
+            ],
+        );
+        let checkpoint = Checkpoint::open(dir.path()).unwrap();
+        let shapes = checkpoint.shapes();
+        assert_eq!(shapes.shape("embeddings.word_embeddings.weight"), Some(&[10i64, 4][..]));
+        assert_eq!(
+            shapes.find("word_embeddings.weight").map(|(name, _)| name),
+            Some("distilbert.embeddings.word_embeddings.weight")
+        );
+        // Whole components only: "_embeddings.weight" does not start one.
+        assert_eq!(shapes.shape("_embeddings.weight"), None);
+        assert_eq!(shapes.layer_indices("transformer.layer"), vec![0, 2]);
+        assert_eq!(shapes.layers("transformer.layer"), 2);
+        assert_eq!(shapes.layers("ayer"), 0);
+        assert!(shapes.files().ends_with("model.safetensors"));
     }
 }

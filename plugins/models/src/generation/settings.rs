@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::core::config::read_json;
+use crate::core::config::{is_present, read_json};
 use crate::{ModelError, Result};
 
 /// Hypotheses (inputs times `num_beams`) decoded together at most; more
@@ -172,7 +172,7 @@ impl ModelSettings {
     /// settings there); and config.json's `task_specific_params`.
     pub fn from_dir(dir: &Path, config_file: &Path, fallback_to_config: bool) -> Result<Self> {
         let generation_file = dir.join("generation_config.json");
-        let file: GenerationSettings = if generation_file.is_file() {
+        let file: GenerationSettings = if is_present(&generation_file) {
             read_json(&generation_file)?
         } else if fallback_to_config {
             read_json(config_file)?

@@ -7,12 +7,13 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear,
 };
+use crate::core::weights::WeightShapes;
 use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Head};
 use crate::text::tokenizer::EncodedBatch;
 use crate::{ModelError, Result};
@@ -78,6 +79,72 @@ pub struct Config {
     pub eos_token_id: i64,
     #[serde(default = "default_eos")]
     pub decoder_start_token_id: i64,
+}
+
+/// The longest sinusoidal position table Marian computes at load (its
+/// positions are no weights to check against): 2^16 rows.
+const MAX_SINUSOIDAL_POSITIONS: i64 = 1 << 16;
+/// ... and at most 2^26 values (256 MB of f32) in all.
+const MAX_SINUSOIDAL_VALUES: i64 = 1 << 26;
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes, variant: Variant) -> Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, "shared.weight", 0)?;
+        c.matches("d_model", self.d_model, MAX_WIDTH, "shared.weight", 1)?;
+        match variant {
+            Variant::Bart => {
+                c.size("max_position_embeddings", self.max_position_embeddings, MAX_TABLE)?;
+                c.anchor(
+                    "max_position_embeddings",
+                    self.max_position_embeddings,
+                    self.max_position_embeddings + POSITION_OFFSET,
+                    " (max_position_embeddings + 2 rows)",
+                    "encoder.embed_positions.weight",
+                    0,
+                )?;
+            }
+            Variant::Marian => c.size(
+                "max_position_embeddings",
+                self.max_position_embeddings,
+                // Computed in a Vec at load: bounded in values too.
+                MAX_SINUSOIDAL_POSITIONS.min(MAX_SINUSOIDAL_VALUES / self.d_model),
+            )?,
+        }
+        c.layers("encoder_layers", self.encoder_layers, "encoder.layers")?;
+        c.layers("decoder_layers", self.decoder_layers, "decoder.layers")?;
+        c.divides(
+            "encoder_attention_heads",
+            self.encoder_attention_heads,
+            "d_model",
+            self.d_model,
+        )?;
+        c.divides(
+            "decoder_attention_heads",
+            self.decoder_attention_heads,
+            "d_model",
+            self.d_model,
+        )?;
+        c.matches(
+            "encoder_ffn_dim",
+            self.encoder_ffn_dim,
+            MAX_WIDTH,
+            "encoder.layers.0.fc1.weight",
+            0,
+        )?;
+        c.matches(
+            "decoder_ffn_dim",
+            self.decoder_ffn_dim,
+            MAX_WIDTH,
+            "decoder.layers.0.fc1.weight",
+            0,
+        )?;
+        c.token("pad_token_id", self.pad_token_id, self.vocab_size)?;
+        c.token("decoder_start_token_id", self.decoder_start_token_id, self.vocab_size)?;
+        Ok(())
+    }
 }
 
 /// Multi-head attention with q/k/v/out projections (self- or cross-attention).
@@ -490,7 +557,8 @@ impl EncoderNet for BartForSequenceClassification {
 /// BART for sequence classification (the only encoder head it has here:
 /// zero-shot classification and text classification).
 pub fn build_classifier(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_json(spec.config_file)?;
+    let cfg: Config = read_config(spec.config_file)?;
+    cfg.validate(spec.config_file, spec.shapes, Variant::Bart)?;
     if spec.head != Head::SequenceClassification {
         return Err(ModelError::Unsupported(format!("BART with a {:?} head", spec.head)));
     }
@@ -505,8 +573,14 @@ pub fn build_classifier(spec: &EncoderSpec) -> Result<Encoder> {
     })
 }
 
-fn build_generator(root: Path, config_file: &std::path::Path, variant: Variant) -> Result<Seq2SeqNet> {
-    let cfg: Config = read_json(config_file)?;
+fn build_generator(
+    root: Path,
+    config_file: &std::path::Path,
+    shapes: &WeightShapes,
+    variant: Variant,
+) -> Result<Seq2SeqNet> {
+    let cfg: Config = read_config(config_file)?;
+    cfg.validate(config_file, shapes, variant)?;
     Ok(Seq2SeqNet {
         positions: Some(cfg.max_position_embeddings.max(1) as usize),
         net: Box::new(BartForConditionalGeneration::new(root, &cfg, variant)),
@@ -514,11 +588,65 @@ fn build_generator(root: Path, config_file: &std::path::Path, variant: Variant) 
 }
 
 /// `BartForConditionalGeneration`, for summarization.
-pub fn build_bart(root: Path, config_file: &std::path::Path) -> Result<Seq2SeqNet> {
-    build_generator(root, config_file, Variant::Bart)
+pub fn build_bart(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> Result<Seq2SeqNet> {
+    build_generator(root, config_file, shapes, Variant::Bart)
 }
 
 /// `MarianMTModel`, for translation.
-pub fn build_marian(root: Path, config_file: &std::path::Path) -> Result<Seq2SeqNet> {
-    build_generator(root, config_file, Variant::Marian)
+pub fn build_marian(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> Result<Seq2SeqNet> {
+    build_generator(root, config_file, shapes, Variant::Marian)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::weights::WeightShapes;
+    use std::path::Path;
+
+    #[test]
+    fn bart_and_marian_layer_counts_and_positions_are_checked_against_the_checkpoint() {
+        let mut tensors = vec![
+            ("model.shared.weight", vec![40, 8]),
+            ("model.encoder.embed_positions.weight", vec![34, 8]),
+            ("model.encoder.layers.0.fc1.weight", vec![16, 8]),
+            ("model.decoder.layers.0.fc1.weight", vec![16, 8]),
+            ("model.decoder.layers.1.fc1.weight", vec![16, 8]),
+        ];
+        let shapes = WeightShapes::from_shapes(tensors.clone());
+        let config = |edit: serde_json::Value| -> Config {
+            let mut base = serde_json::json!({
+                "vocab_size": 40, "max_position_embeddings": 32, "encoder_layers": 1, "decoder_layers": 2,
+                "encoder_ffn_dim": 16, "decoder_ffn_dim": 16, "encoder_attention_heads": 2,
+                "decoder_attention_heads": 2, "d_model": 8
+            });
+            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let file = Path::new("config.json");
+        config(serde_json::json!({}))
+            .validate(file, &shapes, Variant::Bart)
+            .unwrap();
+        let refused = |edit, variant| config(edit).validate(file, &shapes, variant).unwrap_err().to_string();
+        let err = refused(serde_json::json!({"decoder_layers": 100_000_000}), Variant::Bart);
+        assert!(err.contains("decoder_layers = 100000000"), "{err}");
+        let err = refused(serde_json::json!({"encoder_layers": 2}), Variant::Bart);
+        assert!(err.contains("has 1 layers (encoder.layers.0 .. 0)"), "{err}");
+        let err = refused(serde_json::json!({"max_position_embeddings": 64}), Variant::Bart);
+        assert!(err.contains("(max_position_embeddings + 2 rows)"), "{err}");
+        let err = refused(serde_json::json!({"decoder_attention_heads": 3}), Variant::Bart);
+        assert!(err.contains("decoder_attention_heads = 3"), "{err}");
+        let err = refused(serde_json::json!({"decoder_start_token_id": 40}), Variant::Bart);
+        assert!(err.contains("decoder_start_token_id = 40"), "{err}");
+        // Marian's positions are computed, not weights: bounded instead.
+        tensors.remove(1);
+        let marian = WeightShapes::from_shapes(tensors);
+        config(serde_json::json!({"max_position_embeddings": 512}))
+            .validate(file, &marian, Variant::Marian)
+            .unwrap();
+        let err = config(serde_json::json!({"max_position_embeddings": 1 << 30}))
+            .validate(file, &marian, Variant::Marian)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_position_embeddings = 1073741824"), "{err}");
+    }
 }

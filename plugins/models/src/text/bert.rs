@@ -8,7 +8,7 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
@@ -68,6 +68,40 @@ pub struct Config {
     pub pad_token_id: Option<i64>,
     #[serde(default)]
     pub position_embedding_type: Option<String>,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &crate::core::weights::WeightShapes) -> Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        let words = "embeddings.word_embeddings.weight";
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, words, 0)?;
+        c.matches("hidden_size", self.hidden_size, MAX_WIDTH, words, 1)?;
+        let positions = "embeddings.position_embeddings.weight";
+        c.matches(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MAX_TABLE,
+            positions,
+            0,
+        )?;
+        let types = "embeddings.token_type_embeddings.weight";
+        c.matches("type_vocab_size", self.type_vocab_size, MAX_TABLE, types, 0)?;
+        c.layers("num_hidden_layers", self.num_hidden_layers, "encoder.layer")?;
+        c.divides(
+            "num_attention_heads",
+            self.num_attention_heads,
+            "hidden_size",
+            self.hidden_size,
+        )?;
+        let intermediate = "encoder.layer.0.intermediate.dense.weight";
+        c.matches("intermediate_size", self.intermediate_size, MAX_WIDTH, intermediate, 0)?;
+        if let Some(pad) = self.pad_token_id {
+            c.token("pad_token_id", pad, self.vocab_size)?;
+        }
+        Ok(())
+    }
 }
 
 /// How position ids are numbered.
@@ -309,7 +343,8 @@ impl Projection for MaskedLmHead {
 
 /// BERT for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_json(spec.config_file)?;
+    let cfg: Config = read_config(spec.config_file)?;
+    cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let base = || BertModel::new(spec.base("bert"), &cfg, false);
     let net: Box<dyn EncoderNet> = match spec.head {

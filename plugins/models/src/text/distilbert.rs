@@ -5,10 +5,11 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
+use crate::core::weights::WeightShapes;
 use crate::text::encoder::{
     Encoder, EncoderNet, EncoderSpec, Features, Head, HiddenStates, MaskedLm, PerToken, Projection,
 };
@@ -56,6 +57,38 @@ pub struct Config {
     pub max_position_embeddings: i64,
     #[serde(default)]
     pub pad_token_id: Option<i64>,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        let words = "embeddings.word_embeddings.weight";
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, words, 0)?;
+        c.matches("dim", self.dim, MAX_WIDTH, words, 1)?;
+        let positions = "embeddings.position_embeddings.weight";
+        c.matches(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MAX_TABLE,
+            positions,
+            0,
+        )?;
+        c.layers("n_layers", self.n_layers, "transformer.layer")?;
+        c.divides("n_heads", self.n_heads, "dim", self.dim)?;
+        c.matches(
+            "hidden_dim",
+            self.hidden_dim,
+            MAX_WIDTH,
+            "transformer.layer.0.ffn.lin1.weight",
+            0,
+        )?;
+        if let Some(pad) = self.pad_token_id {
+            c.token("pad_token_id", pad, self.vocab_size)?;
+        }
+        Ok(())
+    }
 }
 
 struct Embeddings {
@@ -237,7 +270,8 @@ impl Projection for MaskedLmHead {
 
 /// DistilBERT for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_json(spec.config_file)?;
+    let cfg: Config = read_config(spec.config_file)?;
+    cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let base = || DistilBertModel::new(spec.base("distilbert"), &cfg);
     let net: Box<dyn EncoderNet> = match spec.head {
@@ -263,4 +297,57 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
         positions: cfg.max_position_embeddings,
         pad_token_id: cfg.pad_token_id.unwrap_or(0),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::weights::WeightShapes;
+    use std::path::Path;
+
+    fn distilbert_shapes() -> WeightShapes {
+        WeightShapes::from_shapes([
+            ("distilbert.embeddings.word_embeddings.weight", vec![100, 16]),
+            ("distilbert.embeddings.position_embeddings.weight", vec![64, 16]),
+            ("distilbert.transformer.layer.0.ffn.lin1.weight", vec![32, 16]),
+            ("distilbert.transformer.layer.1.ffn.lin1.weight", vec![32, 16]),
+        ])
+    }
+
+    fn config(edit: serde_json::Value) -> Config {
+        let mut base = serde_json::json!({
+            "vocab_size": 100, "dim": 16, "n_layers": 2, "n_heads": 4, "hidden_dim": 32,
+            "max_position_embeddings": 64
+        });
+        base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+        serde_json::from_value(base).unwrap()
+    }
+
+    fn refusal(edit: serde_json::Value) -> String {
+        let err = config(edit)
+            .validate(Path::new("config.json"), &distilbert_shapes())
+            .unwrap_err();
+        err.to_string()
+    }
+
+    #[test]
+    fn a_config_that_matches_its_checkpoint_passes_and_others_are_refused_naming_the_field() {
+        config(serde_json::json!({}))
+            .validate(Path::new("config.json"), &distilbert_shapes())
+            .unwrap();
+        let err = refusal(serde_json::json!({"n_layers": 1_000_000_000}));
+        assert!(err.contains("n_layers = 1000000000"), "{err}");
+        let err = refusal(serde_json::json!({"n_layers": 3}));
+        assert!(
+            err.contains("n_layers = 3, but the checkpoint has 2 layers (transformer.layer.0 .. 1)"),
+            "{err}"
+        );
+        assert!(refusal(serde_json::json!({"n_heads": 0})).contains("n_heads = 0"));
+        assert!(refusal(serde_json::json!({"n_heads": 5})).contains("must divide dim = 16"));
+        assert!(refusal(serde_json::json!({"dim": 1_000_000_000})).contains("dim = 1000000000"));
+        assert!(refusal(serde_json::json!({"dim": 32})).contains("word_embeddings.weight has shape [100, 16]"));
+        assert!(refusal(serde_json::json!({"hidden_dim": 64})).contains("hidden_dim = 64"));
+        assert!(refusal(serde_json::json!({"vocab_size": -1})).contains("vocab_size = -1"));
+        assert!(refusal(serde_json::json!({"pad_token_id": 100})).contains("pad_token_id = 100"));
+    }
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use tch::{nn, Tensor};
 
 use crate::core::layers::Linear;
+use crate::core::weights::WeightShapes;
 use crate::text::tokenizer::EncodedBatch;
 use crate::Result;
 
@@ -60,6 +61,8 @@ pub struct EncoderSpec<'a> {
     /// The checkpoint's root.
     pub root: nn::Path<'a>,
     pub config_file: &'a Path,
+    /// The checkpoint's tensor shapes, which the config is checked against.
+    pub shapes: &'a WeightShapes,
     pub head: Head,
     pub num_labels: i64,
     /// A base-model checkpoint ("BertModel"): the encoder's weights sit at

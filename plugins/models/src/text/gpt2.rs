@@ -7,10 +7,12 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
+use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::layers::{
     attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
 };
+use crate::core::weights::WeightShapes;
 
 fn default_vocab_size() -> i64 {
     50257
@@ -67,6 +69,26 @@ pub struct Config {
     pub bos_token_id: i64,
     #[serde(default = "default_eos")]
     pub eos_token_id: i64,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, "wte.weight", 0)?;
+        c.matches("n_embd", self.n_embd, MAX_WIDTH, "wte.weight", 1)?;
+        c.matches("n_positions", self.n_positions, MAX_TABLE, "wpe.weight", 0)?;
+        c.layers("n_layer", self.n_layer, "h")?;
+        c.divides("n_head", self.n_head, "n_embd", self.n_embd)?;
+        if let Some(inner) = self.n_inner {
+            // Conv1D weights are [in, out].
+            c.matches("n_inner", inner, MAX_WIDTH, "h.0.mlp.c_fc.weight", 1)?;
+        }
+        // Left padding uses EOS when the model names no pad token.
+        c.token("eos_token_id", self.eos_token_id, self.vocab_size)?;
+        Ok(())
+    }
 }
 
 /// `Conv1D`: y = x W + b with W stored [in, out].
@@ -206,10 +228,46 @@ impl CausalLm for Gpt2LmHeadModel {
 }
 
 /// `GPT2LMHeadModel`, for text generation.
-pub fn build(root: Path, config_file: &std::path::Path) -> crate::Result<CausalNet> {
-    let cfg: Config = crate::core::config::read_json(config_file)?;
+pub fn build(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<CausalNet> {
+    let cfg: Config = read_config(config_file)?;
+    cfg.validate(config_file, shapes)?;
     Ok(CausalNet {
         eos_token_id: cfg.eos_token_id,
         net: Box::new(Gpt2LmHeadModel::new(root, &cfg)),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::weights::WeightShapes;
+    use std::path::Path;
+
+    #[test]
+    fn gpt2_sizes_are_checked_against_wte_wpe_and_the_blocks() {
+        let shapes = WeightShapes::from_shapes([
+            ("transformer.wte.weight", vec![50, 8]),
+            ("transformer.wpe.weight", vec![32, 8]),
+            ("transformer.h.0.mlp.c_fc.weight", vec![8, 32]),
+        ]);
+        let config = |edit: serde_json::Value| -> Config {
+            let mut base = serde_json::json!({
+                "vocab_size": 50, "n_embd": 8, "n_positions": 32, "n_layer": 1, "n_head": 2, "eos_token_id": 49
+            });
+            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let file = Path::new("config.json");
+        config(serde_json::json!({})).validate(file, &shapes).unwrap();
+        config(serde_json::json!({"n_inner": 32}))
+            .validate(file, &shapes)
+            .unwrap();
+        let refused = |edit| config(edit).validate(file, &shapes).unwrap_err().to_string();
+        assert!(refused(serde_json::json!({"n_layer": 100_000})).contains("n_layer = 100000"));
+        assert!(refused(serde_json::json!({"n_layer": 2})).contains("has 1 layers (h.0 .. 0)"));
+        assert!(refused(serde_json::json!({"n_head": 0})).contains("n_head = 0"));
+        assert!(refused(serde_json::json!({"n_positions": 1 << 30})).contains("n_positions"));
+        assert!(refused(serde_json::json!({"n_inner": 64})).contains("n_inner = 64"));
+        assert!(refused(serde_json::json!({"eos_token_id": 50})).contains("eos_token_id = 50"));
+    }
 }

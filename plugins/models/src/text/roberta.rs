@@ -4,7 +4,7 @@
 
 use tch::{nn::Path, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::checks::{read_config, ConfigCheck};
 use crate::core::layers::{Activation, LayerNorm, Linear};
 use crate::text::bert::{self, BertModel, Positions};
 use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Features, Head, MaskedLm, PerToken, Projection};
@@ -84,9 +84,12 @@ impl Projection for MaskedLmHead {
 
 /// RoBERTa for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_json(spec.config_file)?;
+    let cfg: Config = read_config(spec.config_file)?;
+    cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let pad = cfg.pad_token_id.unwrap_or(1);
+    // Positions are numbered from pad + 1: at least one must fit the table.
+    ConfigCheck::new(spec.config_file, spec.shapes).at_most("pad_token_id", pad, cfg.max_position_embeddings - 2)?;
     let base = || model(spec.base("roberta"), &cfg, false);
     let net: Box<dyn EncoderNet> = match spec.head {
         Head::SequenceClassification => Box::new(RobertaForSequenceClassification(

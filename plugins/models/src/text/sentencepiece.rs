@@ -20,7 +20,7 @@ pub use tokenizers::pre_tokenizers::metaspace::PrependScheme;
 use tokenizers::processors::template::TemplateProcessing;
 use tokenizers::{AddedToken, Tokenizer};
 
-use crate::core::config::read_json;
+use crate::core::config::{is_present, read_json, read_json_within, read_model_file, TOKENIZER_LIMIT};
 use crate::{ModelError, Result};
 
 /// The whitespace marker SentencePiece puts in pieces.
@@ -178,7 +178,7 @@ pub struct SpmModel {
 
 impl SpmModel {
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
+        let bytes = read_model_file(path, TOKENIZER_LIMIT)?;
         Self::from_bytes(&bytes).map_err(|e| ModelError::bad_file(path, e))
     }
 
@@ -380,13 +380,13 @@ impl SpmTokenizerConfig {
     /// special tokens it does not name; both optional.
     fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer_config.json");
-        let mut config: SpmTokenizerConfig = if path.is_file() {
+        let mut config: SpmTokenizerConfig = if is_present(&path) {
             read_json(&path)?
         } else {
             Self::default()
         };
         let map_path = dir.join("special_tokens_map.json");
-        if map_path.is_file() {
+        if is_present(&map_path) {
             let map: SpmTokenizerConfig = read_json(&map_path)?;
             config.eos_token = config.eos_token.or(map.eos_token);
             config.unk_token = config.unk_token.or(map.unk_token);
@@ -429,7 +429,7 @@ fn token_content(value: Option<&Value>, default: &str) -> String {
 /// post-processor appends `</s>`.
 pub fn t5_tokenizer(dir: &Path) -> Result<Tokenizer> {
     let spm_path = dir.join("spiece.model");
-    if !spm_path.is_file() {
+    if !is_present(&spm_path) {
         return Err(ModelError::MissingFile {
             dir: dir.to_path_buf(),
             what: "spiece.model".into(),
@@ -713,7 +713,7 @@ impl MarianTokenizer {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let require = |name: &str, expected: &str| {
             let path = dir.join(name);
-            if path.is_file() {
+            if is_present(&path) {
                 Ok(path)
             } else {
                 Err(ModelError::MissingFile {
@@ -738,10 +738,10 @@ impl MarianTokenizer {
         let target = PieceDecoder::new(&SpmModel::from_file(&target_path)?)
             .map_err(|e| ModelError::bad_file(&target_path, e))?;
 
-        let encoder: HashMap<String, i64> = read_json(&vocab_path)?;
+        let encoder: HashMap<String, i64> = read_json_within(&vocab_path, TOKENIZER_LIMIT)?;
         let decoder = if config.separate_vocabs.unwrap_or(false) {
             let path = require("target_vocab.json", "the target vocabulary (separate_vocabs is set)")?;
-            let target_vocab: HashMap<String, i64> = read_json(&path)?;
+            let target_vocab: HashMap<String, i64> = read_json_within(&path, TOKENIZER_LIMIT)?;
             target_vocab.into_iter().map(|(piece, id)| (id, piece)).collect()
         } else {
             encoder.iter().map(|(piece, id)| (*id, piece.clone())).collect()

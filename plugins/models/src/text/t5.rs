@@ -8,8 +8,10 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
+use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
+use crate::core::weights::WeightShapes;
 
 fn one_hundred_twenty_eight() -> i64 {
     128
@@ -48,6 +50,55 @@ pub struct Config {
     pub tie_word_embeddings: bool,
     #[serde(default)]
     pub decoder_start_token_id: i64,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        c.matches("vocab_size", self.vocab_size, MAX_TABLE, "shared.weight", 0)?;
+        c.matches("d_model", self.d_model, MAX_WIDTH, "shared.weight", 1)?;
+        c.layers("num_layers", self.num_layers, "encoder.block")?;
+        c.layers(
+            "num_decoder_layers",
+            self.num_decoder_layers.unwrap_or(self.num_layers),
+            "decoder.block",
+        )?;
+        let attention = "encoder.block.0.layer.0.SelfAttention";
+        let buckets = format!("{attention}.relative_attention_bias.weight");
+        c.matches("num_heads", self.num_heads, MAX_WIDTH, &buckets, 1)?;
+        c.matches(
+            "relative_attention_num_buckets",
+            self.relative_attention_num_buckets,
+            MAX_TABLE,
+            &buckets,
+            0,
+        )?;
+        c.size(
+            "relative_attention_max_distance",
+            self.relative_attention_max_distance,
+            MAX_TABLE,
+        )?;
+        c.size("d_kv", self.d_kv, MAX_WIDTH)?;
+        c.anchor(
+            "d_kv",
+            self.d_kv,
+            self.d_kv * self.num_heads,
+            " (num_heads x d_kv rows)",
+            &format!("{attention}.q.weight"),
+            0,
+        )?;
+        c.matches(
+            "d_ff",
+            self.d_ff,
+            MAX_WIDTH,
+            "encoder.block.0.layer.1.DenseReluDense.wo.weight",
+            1,
+        )?;
+        c.token("decoder_start_token_id", self.decoder_start_token_id, self.vocab_size)?;
+        Ok(())
+    }
 }
 
 /// T5LayerNorm: x / sqrt(mean(x^2) + eps) * weight (no mean, no bias).
@@ -355,8 +406,9 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
 
 /// `T5ForConditionalGeneration`, for summarization and translation. Its
 /// positions are relative: no table to outgrow.
-pub fn build(root: Path, config_file: &std::path::Path) -> crate::Result<Seq2SeqNet> {
-    let cfg: Config = crate::core::config::read_json(config_file)?;
+pub fn build(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<Seq2SeqNet> {
+    let cfg: Config = read_config(config_file)?;
+    cfg.validate(config_file, shapes)?;
     Ok(Seq2SeqNet {
         net: Box::new(T5ForConditionalGeneration::new(root, &cfg)),
         positions: None,

@@ -8,7 +8,7 @@ use tch::{Device, Tensor};
 use tokenizers::Tokenizer;
 pub use tokenizers::{Encoding, TruncationDirection, TruncationParams, TruncationStrategy};
 
-use crate::core::config::read_json;
+use crate::core::config::{is_present, read_json, read_model_file, TOKENIZER_LIMIT};
 use crate::{ModelError, Result};
 
 /// A special token as tokenizer_config.json writes it: a string, or an
@@ -76,9 +76,10 @@ impl TextTokenizer {
     /// longest input the model's position embeddings allow).
     pub fn from_dir(dir: &Path, model_limit: usize, pad_id: i64) -> Result<Self> {
         let path = dir.join("tokenizer.json");
-        let mut inner = if path.is_file() {
-            Tokenizer::from_file(&path).map_err(|e| ModelError::bad_file(&path, e))?
-        } else if dir.join("spiece.model").is_file() {
+        let mut inner = if is_present(&path) {
+            let bytes = read_model_file(&path, TOKENIZER_LIMIT)?;
+            Tokenizer::from_bytes(bytes).map_err(|e| ModelError::bad_file(&path, e))?
+        } else if is_present(&dir.join("spiece.model")) {
             crate::text::sentencepiece::t5_tokenizer(dir)?
         } else {
             return Err(ModelError::MissingFile {
@@ -89,7 +90,7 @@ impl TextTokenizer {
             });
         };
         let config_path = dir.join("tokenizer_config.json");
-        let config: TokenizerConfig = if config_path.is_file() {
+        let config: TokenizerConfig = if is_present(&config_path) {
             read_json(&config_path)?
         } else {
             TokenizerConfig::default()
@@ -180,7 +181,8 @@ impl TextTokenizer {
         encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))
     }
 
-    /// Token ids of a text without special tokens and without truncation.
+    /// Token ids of a text without special tokens (truncated to the model's
+    /// maximum, as the tokenizer is configured; `encode_untruncated` is not).
     pub fn ids_without_special_tokens(&self, text: &str) -> Result<Vec<u32>> {
         let encoding = self
             .inner

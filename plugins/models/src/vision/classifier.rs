@@ -5,6 +5,7 @@ use std::path::Path;
 
 use tch::{nn, Tensor};
 
+use crate::core::weights::WeightShapes;
 use crate::Result;
 
 /// An image classifier: logits [batch, labels] for pixel_values
@@ -13,7 +14,12 @@ pub trait ImageClassifierNet: Send {
     fn forward(&self, pixel_values: &Tensor) -> Tensor;
 }
 
-/// Builds a family's classifier from its config.json at a checkpoint's root
-/// with `num_labels` labels.
-pub type ImageClassifierBuilder =
-    fn(root: nn::Path, config_file: &Path, num_labels: i64) -> Result<Box<dyn ImageClassifierNet>>;
+/// Builds a family's classifier from its config.json (checked against the
+/// checkpoint's `shapes` first) at a checkpoint's root with `num_labels`
+/// labels.
+pub type ImageClassifierBuilder = fn(
+    root: nn::Path,
+    config_file: &Path,
+    shapes: &WeightShapes,
+    num_labels: i64,
+) -> Result<Box<dyn ImageClassifierNet>>;

@@ -6,7 +6,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
+use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::layers::{Activation, LayerNorm, Linear};
+use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 
 /// The epsilon of ConvNeXT's inner layer norms (fixed in transformers).
@@ -48,6 +50,37 @@ pub struct Config {
     pub layer_norm_eps: f64,
     #[serde(default = "default_layer_scale")]
     pub layer_scale_init_value: f64,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        c.list("hidden_sizes", self.hidden_sizes.len())?;
+        c.same_length(&[("hidden_sizes", self.hidden_sizes.len()), ("depths", self.depths.len())])?;
+        c.layers(
+            "hidden_sizes (stages)",
+            self.hidden_sizes.len() as i64,
+            "encoder.stages",
+        )?;
+        let stem = "embeddings.patch_embeddings.weight";
+        c.matches("hidden_sizes[0]", self.hidden_sizes[0], MAX_WIDTH, stem, 0)?;
+        c.matches("num_channels", self.num_channels, MAX_SPATIAL, stem, 1)?;
+        c.matches("patch_size", self.patch_size, MAX_SPATIAL, stem, 2)?;
+        for (i, (&size, &depth)) in self.hidden_sizes.iter().zip(&self.depths).enumerate() {
+            let stage = format!("encoder.stages.{i}.layers");
+            c.layers(&format!("depths[{i}]"), depth, &stage)?;
+            c.matches(
+                &format!("hidden_sizes[{i}]"),
+                size,
+                MAX_WIDTH,
+                &format!("{stage}.0.dwconv.weight"),
+                0,
+            )?;
+        }
+        Ok(())
+    }
 }
 
 /// A convolution's weight and bias.
@@ -197,7 +230,13 @@ impl ImageClassifierNet for ConvNextForImageClassification {
 }
 
 /// `ConvNextForImageClassification`, for image classification.
-pub fn build(root: Path, config_file: &std::path::Path, num_labels: i64) -> crate::Result<Box<dyn ImageClassifierNet>> {
-    let cfg: Config = crate::core::config::read_json(config_file)?;
+pub fn build(
+    root: Path,
+    config_file: &std::path::Path,
+    shapes: &WeightShapes,
+    num_labels: i64,
+) -> crate::Result<Box<dyn ImageClassifierNet>> {
+    let cfg: Config = read_config(config_file)?;
+    cfg.validate(config_file, shapes)?;
     Ok(Box::new(ConvNextForImageClassification::new(root, &cfg, num_labels)))
 }

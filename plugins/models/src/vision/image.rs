@@ -9,7 +9,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Tensor};
 
-use crate::core::config::read_json;
+use crate::core::config::{is_present, read_json};
 use crate::{ModelError, Result};
 
 /// Largest image accepted, in pixels (PIL's decompression-bomb limit is
@@ -446,7 +446,7 @@ enum ProcessorKind {
 impl ImageProcessor {
     pub fn from_dir(dir: &Path) -> Result<Self> {
         let path = dir.join("preprocessor_config.json");
-        if !path.is_file() {
+        if !is_present(&path) {
             return Err(ModelError::MissingFile {
                 dir: dir.to_path_buf(),
                 what: "preprocessor_config.json".into(),

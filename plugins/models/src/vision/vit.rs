@@ -6,7 +6,9 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
+use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 
 fn default_hidden() -> i64 {
@@ -60,6 +62,47 @@ pub struct Config {
     pub num_channels: i64,
     #[serde(default = "yes")]
     pub qkv_bias: bool,
+}
+
+impl Config {
+    /// Every size within its bound and equal to the checkpoint's
+    /// (`core::checks`), before anything is built from them.
+    pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<()> {
+        let c = ConfigCheck::new(file, shapes);
+        let patches = "embeddings.patch_embeddings.projection.weight";
+        c.matches("hidden_size", self.hidden_size, MAX_WIDTH, patches, 0)?;
+        c.matches("num_channels", self.num_channels, MAX_SPATIAL, patches, 1)?;
+        c.matches("patch_size", self.patch_size, MAX_SPATIAL, patches, 2)?;
+        c.size("image_size", self.image_size, MAX_SPATIAL)?;
+        if self.image_size < self.patch_size {
+            return Err(crate::ModelError::bad_file(
+                file,
+                format!(
+                    "image_size = {}, but it must be at least patch_size = {}",
+                    self.image_size, self.patch_size
+                ),
+            ));
+        }
+        let side = self.image_size / self.patch_size;
+        c.anchor(
+            "image_size",
+            self.image_size,
+            side * side + 1,
+            " ((image_size / patch_size)^2 + 1 positions)",
+            "embeddings.position_embeddings",
+            1,
+        )?;
+        c.layers("num_hidden_layers", self.num_hidden_layers, "encoder.layer")?;
+        c.divides(
+            "num_attention_heads",
+            self.num_attention_heads,
+            "hidden_size",
+            self.hidden_size,
+        )?;
+        let intermediate = "encoder.layer.0.intermediate.dense.weight";
+        c.matches("intermediate_size", self.intermediate_size, MAX_WIDTH, intermediate, 0)?;
+        Ok(())
+    }
 }
 
 struct Layer {
@@ -178,7 +221,47 @@ impl ImageClassifierNet for VitForImageClassification {
 }
 
 /// `VitForImageClassification`, for image classification.
-pub fn build(root: Path, config_file: &std::path::Path, num_labels: i64) -> crate::Result<Box<dyn ImageClassifierNet>> {
-    let cfg: Config = crate::core::config::read_json(config_file)?;
+pub fn build(
+    root: Path,
+    config_file: &std::path::Path,
+    shapes: &WeightShapes,
+    num_labels: i64,
+) -> crate::Result<Box<dyn ImageClassifierNet>> {
+    let cfg: Config = read_config(config_file)?;
+    cfg.validate(config_file, shapes)?;
     Ok(Box::new(VitForImageClassification::new(root, &cfg, num_labels)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::weights::WeightShapes;
+    use std::path::Path;
+
+    #[test]
+    fn vit_patch_and_image_sizes_are_checked_against_the_embeddings() {
+        let shapes = WeightShapes::from_shapes([
+            ("vit.embeddings.patch_embeddings.projection.weight", vec![32, 3, 8, 8]),
+            ("vit.embeddings.position_embeddings", vec![1, 17, 32]),
+            ("vit.encoder.layer.0.intermediate.dense.weight", vec![64, 32]),
+        ]);
+        let config = |edit: serde_json::Value| -> Config {
+            let mut base = serde_json::json!({
+                "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                "intermediate_size": 64, "image_size": 32, "patch_size": 8
+            });
+            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
+            serde_json::from_value(base).unwrap()
+        };
+        let file = Path::new("config.json");
+        config(serde_json::json!({})).validate(file, &shapes).unwrap();
+        let refused = |edit| config(edit).validate(file, &shapes).unwrap_err().to_string();
+        assert!(refused(serde_json::json!({"patch_size": 0})).contains("patch_size = 0"));
+        assert!(refused(serde_json::json!({"patch_size": 4})).contains("patch_size = 4"));
+        assert!(refused(serde_json::json!({"image_size": 64})).contains("image_size = 64"));
+        assert!(refused(serde_json::json!({"image_size": 4})).contains("at least patch_size"));
+        assert!(refused(serde_json::json!({"hidden_size": 1_000_000_000})).contains("hidden_size = 1000000000"));
+        assert!(refused(serde_json::json!({"num_attention_heads": 0})).contains("num_attention_heads = 0"));
+        assert!(refused(serde_json::json!({"num_hidden_layers": 2})).contains("num_hidden_layers = 2"));
+    }
 }

@@ -1,0 +1,185 @@
+//! config.json sizes that no model has: a billion layers, a zero patch or
+//! stride, no attention heads, a hidden size the weights do not have. Each
+//! is refused at LoadModel with FAILED_PRECONDITION naming the field,
+//! quickly (the sizes are checked against the safetensors header before
+//! anything is built), without growing the daemon; other models keep
+//! answering, and SIGTERM still stops the daemon cleanly.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use inferd_proto::v1::{ClassifyRequest, LoadModelRequest, TextInput};
+use inferd_tests::{fixture_model, Daemon};
+use serde_json::{json, Value};
+use tonic::Code;
+
+/// How long a refusal may take: it needs no model to be built (a config
+/// with 10^5 layers used to build for 32 s).
+const REFUSED_WITHIN: Duration = Duration::from_secs(5);
+
+/// How much the daemon may grow over all the hostile loads together (10^5
+/// layers used to keep 5 GB; 10^9 aborted the process).
+const RSS_GROWTH_BOUND: u64 = 256 * 1024 * 1024;
+
+/// A copy of the fixture `name` whose config.json has `field` set to `value`.
+fn edited_copy(name: &str, field: &str, value: Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_file() {
+            std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+        }
+    }
+    let path = dir.path().join("config.json");
+    let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config[field] = value;
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    dir
+}
+
+fn classify(model: &str) -> ClassifyRequest {
+    ClassifyRequest {
+        model: model.into(),
+        inputs: vec![TextInput {
+            text: "still answering".into(),
+            text_pair: None,
+        }],
+        ..Default::default()
+    }
+}
+
+/// LoadModel of `dir` for `task` is refused with FAILED_PRECONDITION within
+/// REFUSED_WITHIN, with a message naming config.json and saying `what`;
+/// the other model still answers.
+async fn assert_refused(daemon: &Daemon, dir: &Path, task: &str, what: &str) {
+    let request = LoadModelRequest {
+        name: "hostile".into(),
+        task: task.into(),
+        source: dir.display().to_string(),
+        ..Default::default()
+    };
+    let started = Instant::now();
+    let answer = tokio::time::timeout(REFUSED_WITHIN, async {
+        daemon.models().await.load_model(request).await
+    })
+    .await
+    .unwrap_or_else(|_| panic!("LoadModel ({what}) did not answer within {REFUSED_WITHIN:?}"));
+    assert!(started.elapsed() < REFUSED_WITHIN);
+    let status = answer.expect_err(what);
+    assert_eq!(status.code(), Code::FailedPrecondition, "{what}: {status:?}");
+    assert!(
+        status.message().contains("config.json"),
+        "{:?} names config.json",
+        status.message()
+    );
+    assert!(
+        status.message().contains(what),
+        "{:?} should say {what:?}",
+        status.message()
+    );
+    let other = daemon.inference().await.classify(classify("bert")).await;
+    assert!(other.is_ok(), "the other model stopped answering: {other:?}");
+}
+
+#[tokio::test]
+async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and_the_daemon_carries_on() {
+    let daemon = Daemon::start(&[]).await;
+    daemon
+        .load("bert", "text-classification", &fixture_model("bert-cls"))
+        .await;
+    let rss_before = daemon.rss_bytes();
+
+    let cases: &[(&str, &str, &str, Value, &str)] = &[
+        // A float where a count belongs: serde refuses it, naming the field.
+        (
+            "distilbert-cls",
+            "text-classification",
+            "n_layers",
+            json!(1e9),
+            "n_layers: invalid type",
+        ),
+        (
+            "distilbert-cls",
+            "text-classification",
+            "n_layers",
+            json!(1e5),
+            "n_layers: invalid type",
+        ),
+        (
+            "distilbert-cls",
+            "text-classification",
+            "n_layers",
+            json!(1_000_000_000),
+            "n_layers = 1000000000, but it must be between 1 and 1024",
+        ),
+        (
+            "distilbert-cls",
+            "text-classification",
+            "n_layers",
+            json!(7),
+            "n_layers = 7, but the checkpoint has",
+        ),
+        (
+            "distilbert-cls",
+            "text-classification",
+            "n_heads",
+            json!(0),
+            "n_heads = 0",
+        ),
+        (
+            "bart-sum",
+            "summarization",
+            "decoder_layers",
+            json!(1e8),
+            "decoder_layers: invalid type",
+        ),
+        (
+            "bart-sum",
+            "summarization",
+            "decoder_layers",
+            json!(100_000_000),
+            "decoder_layers = 100000000",
+        ),
+        (
+            "bert-cls",
+            "text-classification",
+            "hidden_size",
+            json!(1_000_000_000),
+            "hidden_size = 1000000000",
+        ),
+        (
+            "bert-cls",
+            "text-classification",
+            "hidden_size",
+            json!(1e9),
+            "hidden_size: invalid type",
+        ),
+        (
+            "vit-cls",
+            "image-classification",
+            "patch_size",
+            json!(0),
+            "patch_size = 0",
+        ),
+        (
+            "w2v2-base",
+            "automatic-speech-recognition",
+            "conv_stride",
+            json!([5, 0, 2, 2, 2, 2, 2]),
+            "conv_stride[1] = 0",
+        ),
+    ];
+    for (fixture, task, field, value, what) in cases {
+        let dir = edited_copy(fixture, field, value.clone());
+        assert_refused(&daemon, dir.path(), task, what).await;
+    }
+
+    let grown = daemon.rss_bytes().saturating_sub(rss_before);
+    assert!(
+        grown < RSS_GROWTH_BOUND,
+        "the daemon grew by {} MiB over the hostile loads",
+        grown >> 20
+    );
+    let status = daemon.terminate().await;
+    assert!(status.success(), "exit status {status}");
+}
