@@ -12,9 +12,7 @@ use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
-use crate::text::encoder::{
-    Encoder, EncoderNet, EncoderSpec, Features, Head, HiddenStates, MaskedLm, PerToken, Projection,
-};
+use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, HiddenStates, Projection};
 use crate::text::tokenizer::EncodedBatch;
 use crate::Result;
 
@@ -346,23 +344,13 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
     let cfg: Config = read_config(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
-    let base = || BertModel::new(spec.base("bert"), &cfg, false);
-    let net: Box<dyn EncoderNet> = match spec.head {
-        Head::SequenceClassification => {
-            Box::new(BertForSequenceClassification::new(root.clone(), &cfg, spec.num_labels))
-        }
-        Head::TokenClassification => Box::new(PerToken(
-            base(),
-            Linear::new(root / "classifier", cfg.hidden_size, spec.num_labels),
-        )),
-        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.hidden_size, 2))),
-        Head::MaskedLm => {
-            let encoder = base();
-            let head = MaskedLmHead::new(root / "cls" / "predictions", &cfg, encoder.word_embeddings());
-            Box::new(MaskedLm(encoder, head))
-        }
-        Head::Features => Box::new(Features(base())),
-    };
+    let net = with_head(
+        spec,
+        cfg.hidden_size,
+        || BertModel::new(spec.base("bert"), &cfg, false),
+        || Box::new(BertForSequenceClassification::new(root.clone(), &cfg, spec.num_labels)),
+        |encoder| MaskedLmHead::new(root / "cls" / "predictions", &cfg, encoder.word_embeddings()),
+    );
     Ok(Encoder {
         net,
         positions: cfg.max_position_embeddings,

@@ -10,9 +10,7 @@ use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
 use crate::core::weights::WeightShapes;
-use crate::text::encoder::{
-    Encoder, EncoderNet, EncoderSpec, Features, Head, HiddenStates, MaskedLm, PerToken, Projection,
-};
+use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, HiddenStates, Projection};
 use crate::text::tokenizer::EncodedBatch;
 use crate::Result;
 
@@ -273,25 +271,19 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
     let cfg: Config = read_config(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
-    let base = || DistilBertModel::new(spec.base("distilbert"), &cfg);
-    let net: Box<dyn EncoderNet> = match spec.head {
-        Head::SequenceClassification => Box::new(DistilBertForSequenceClassification::new(
-            root.clone(),
-            &cfg,
-            spec.num_labels,
-        )),
-        Head::TokenClassification => Box::new(PerToken(
-            base(),
-            Linear::new(root / "classifier", cfg.dim, spec.num_labels),
-        )),
-        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.dim, 2))),
-        Head::MaskedLm => {
-            let encoder = base();
-            let head = MaskedLmHead::new(root.clone(), &cfg, encoder.word_embeddings());
-            Box::new(MaskedLm(encoder, head))
-        }
-        Head::Features => Box::new(Features(base())),
-    };
+    let net = with_head(
+        spec,
+        cfg.dim,
+        || DistilBertModel::new(spec.base("distilbert"), &cfg),
+        || {
+            Box::new(DistilBertForSequenceClassification::new(
+                root.clone(),
+                &cfg,
+                spec.num_labels,
+            ))
+        },
+        |encoder| MaskedLmHead::new(root.clone(), &cfg, encoder.word_embeddings()),
+    );
     Ok(Encoder {
         net,
         positions: cfg.max_position_embeddings,

@@ -93,6 +93,39 @@ pub struct Encoder {
 /// architecture).
 pub type EncoderBuilder = fn(&EncoderSpec) -> Result<Encoder>;
 
+/// The net for `spec.head` from a family's pieces: its sequence classifier,
+/// its base encoder (`hidden` wide), and its masked-LM head over that
+/// encoder. Token classification and question answering put a linear layer
+/// per token on the base, at transformers' names (`classifier`,
+/// `qa_outputs`).
+pub fn with_head<E, H>(
+    spec: &EncoderSpec,
+    hidden: i64,
+    base: impl Fn() -> E,
+    classifier: impl FnOnce() -> Box<dyn EncoderNet>,
+    lm_head: impl FnOnce(&E) -> H,
+) -> Box<dyn EncoderNet>
+where
+    E: HiddenStates + 'static,
+    H: Projection + 'static,
+{
+    let root = &spec.root;
+    match spec.head {
+        Head::SequenceClassification => classifier(),
+        Head::TokenClassification => Box::new(PerToken(
+            base(),
+            Linear::new(root / "classifier", hidden, spec.num_labels),
+        )),
+        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", hidden, 2))),
+        Head::MaskedLm => {
+            let encoder = base();
+            let head = lm_head(&encoder);
+            Box::new(MaskedLm(encoder, head))
+        }
+        Head::Features => Box::new(Features(base())),
+    }
+}
+
 /// A base encoder: hidden states [batch, seq, hidden].
 pub trait HiddenStates: Send {
     fn hidden_states(&self, batch: &EncodedBatch) -> Tensor;

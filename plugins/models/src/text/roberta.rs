@@ -7,7 +7,7 @@ use tch::{nn::Path, Tensor};
 use crate::core::checks::{read_config, ConfigCheck};
 use crate::core::layers::{Activation, LayerNorm, Linear};
 use crate::text::bert::{self, BertModel, Positions};
-use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Features, Head, MaskedLm, PerToken, Projection};
+use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, Projection};
 use crate::text::tokenizer::EncodedBatch;
 use crate::Result;
 
@@ -91,23 +91,18 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
     // Positions are numbered from pad + 1: at least one must fit the table.
     ConfigCheck::new(spec.config_file, spec.shapes).at_most("pad_token_id", pad, cfg.max_position_embeddings - 2)?;
     let base = || model(spec.base("roberta"), &cfg, false);
-    let net: Box<dyn EncoderNet> = match spec.head {
-        Head::SequenceClassification => Box::new(RobertaForSequenceClassification(
-            base(),
-            ClassificationHead::new(root / "classifier", &cfg, spec.num_labels),
-        )),
-        Head::TokenClassification => Box::new(PerToken(
-            base(),
-            Linear::new(root / "classifier", cfg.hidden_size, spec.num_labels),
-        )),
-        Head::QuestionAnswering => Box::new(PerToken(base(), Linear::new(root / "qa_outputs", cfg.hidden_size, 2))),
-        Head::MaskedLm => {
-            let encoder = base();
-            let head = MaskedLmHead::new(root / "lm_head", &cfg, encoder.word_embeddings());
-            Box::new(MaskedLm(encoder, head))
-        }
-        Head::Features => Box::new(Features(base())),
-    };
+    let net = with_head(
+        spec,
+        cfg.hidden_size,
+        base,
+        || {
+            Box::new(RobertaForSequenceClassification(
+                base(),
+                ClassificationHead::new(root / "classifier", &cfg, spec.num_labels),
+            ))
+        },
+        |encoder| MaskedLmHead::new(root / "lm_head", &cfg, encoder.word_embeddings()),
+    );
     Ok(Encoder {
         net,
         // Positions are numbered from pad + 1, so two fewer fit.
