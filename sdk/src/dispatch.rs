@@ -144,7 +144,7 @@ impl<'a> Emitter<'a> {
 }
 
 /// The error for a request of another RPC than the task's.
-pub fn wrong_rpc<R: ApiRequest>(task: &str) -> Error {
+fn wrong_rpc<R: ApiRequest>(task: &str) -> Error {
     Error::failed_precondition(format!("this model serves {task}; call {}", R::RPC))
 }
 
@@ -198,17 +198,18 @@ pub fn typed<R: ApiRequest, O: ApiResponse>(
         .collect()
 }
 
-/// [`typed`] for handlers that take their requests together and neither
-/// stream nor check for cancellation.
+/// [`typed`] for handlers that take their requests together and do not
+/// stream: the handler gets the requests and `wanted(i)`, false once
+/// request `i`'s client has gone away or its deadline has passed.
 pub fn together<R: ApiRequest, O: ApiResponse>(
     task: &str,
     batch: Vec<TaskRequest>,
     emitter: &mut Emitter,
-    handler: impl FnOnce(&[R]) -> Vec<Result<O, Error>>,
+    handler: impl FnOnce(&[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>,
 ) -> Vec<Result<task_response::Body, Error>> {
-    typed(task, batch, emitter, |requests: Vec<Incoming<R>>, _| {
+    typed(task, batch, emitter, |requests: Vec<Incoming<R>>, emitter| {
         let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
-        handler(&requests)
+        handler(&requests, &mut |i| emitter.wanted(i))
     })
 }
 

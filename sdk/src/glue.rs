@@ -19,13 +19,7 @@ fn encode<M: Message>(message: &M) -> OwnedBytes {
 }
 
 fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
-    if let Some(s) = payload.downcast_ref::<&str>() {
-        (*s).to_string()
-    } else if let Some(s) = payload.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "unknown panic payload".to_string()
-    }
+    crate::panic_text(payload.as_ref()).unwrap_or_else(|| "unknown panic payload".to_string())
 }
 
 fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Error {

@@ -97,6 +97,12 @@ impl Error {
     pub fn internal(message: impl Into<String>) -> Self {
         Self::new(Code::Internal, message)
     }
+    /// The answer for a request found no longer wanted between two pieces
+    /// of its work: its client left or its deadline passed, so nobody reads
+    /// it (the daemon answers an expired request DEADLINE_EXCEEDED itself).
+    pub fn stopped() -> Self {
+        Self::internal("stopped: the client went away or the deadline passed")
+    }
     pub fn resource_exhausted(message: impl Into<String>) -> Self {
         Self::new(Code::ResourceExhausted, message)
     }
@@ -126,6 +132,15 @@ impl From<proto::Error> for Error {
             message: e.message,
         }
     }
+}
+
+/// The text a panic carried (`panic!("...")` or a formatted message), if
+/// it carried text.
+pub fn panic_text(payload: &(dyn std::any::Any + Send)) -> Option<String> {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
 }
 
 /// A limit a plugin reads from the environment variable `name` at load:

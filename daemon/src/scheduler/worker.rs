@@ -154,8 +154,7 @@ impl Caller {
                 self.streamed = true;
                 partial.send(body).is_ok() && !self.reply.is_closed()
             }
-            (_, Some(partial)) => !partial.is_closed() && !self.reply.is_closed(),
-            (_, None) => !self.reply.is_closed(),
+            _ => self.wanted(),
         }
     }
 

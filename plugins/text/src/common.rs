@@ -46,6 +46,20 @@ pub fn values(t: &Tensor) -> Vec<f32> {
 
 pub use inferd_models::core::math::{argmax, softmax};
 
+/// Answers each request on its own; `one` gets the request and a check of
+/// whether that request is still wanted (`wanted(i)` for request `i`).
+pub fn each_wanted<R, O>(
+    requests: &[R],
+    wanted: &mut dyn FnMut(usize) -> bool,
+    mut one: impl FnMut(&R, &mut dyn FnMut() -> bool) -> Result<O, Error>,
+) -> Vec<Result<O, Error>> {
+    requests
+        .iter()
+        .enumerate()
+        .map(|(i, r)| one(r, &mut || wanted(i)))
+        .collect()
+}
+
 /// The characters `start..end` of `text` (offsets count characters, as
 /// Python's do).
 pub fn char_slice(text: &str, start: usize, end: usize) -> String {

@@ -16,8 +16,8 @@ use inferd_sdk::Error;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::common::{check_texts, forward_encodings, values, MAX_FORWARD_BATCH};
-use crate::limits::{stopped, Limits};
+use crate::common::{check_texts, each_wanted, forward_encodings, values, MAX_FORWARD_BATCH};
+use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pooling {
@@ -124,11 +124,7 @@ pub fn embed(
     requests: &[EmbedRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<EmbedResponse, Error>> {
-    requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| embed_one(model, sentence, limits, r, &mut || wanted(i)))
-        .collect()
+    each_wanted(requests, wanted, |r, w| embed_one(model, sentence, limits, r, w))
 }
 
 fn embed_one(
@@ -162,7 +158,7 @@ fn embed_one(
     let mut results = Vec::with_capacity(encodings.len());
     for (c, chunk) in encodings.chunks(MAX_FORWARD_BATCH).enumerate() {
         if !wanted() {
-            return Err(stopped());
+            return Err(Error::stopped());
         }
         let hidden = forward_encodings(model, chunk)?;
         if c == 0 {

@@ -10,8 +10,8 @@ use inferd_sdk::proto::api::{FillMaskCandidate, FillMaskRequest, FillMaskRespons
 use inferd_sdk::Error;
 use tch::{Kind, Tensor};
 
-use crate::common::{check_texts, MAX_FORWARD_BATCH};
-use crate::limits::{stopped, Limits};
+use crate::common::{check_texts, each_wanted, MAX_FORWARD_BATCH};
+use crate::limits::Limits;
 
 const DEFAULT_TOP_K: u32 = 5;
 
@@ -50,11 +50,7 @@ pub fn fill_mask(
     requests: &[FillMaskRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<FillMaskResponse, Error>> {
-    requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| fill_one(model, limits, r, &mut || wanted(i)))
-        .collect()
+    each_wanted(requests, wanted, |r, w| fill_one(model, limits, r, w))
 }
 
 fn fill_one(
@@ -105,7 +101,7 @@ fn fill_one(
     let mut chunks = Vec::new();
     for chunk in encodings.chunks(MAX_FORWARD_BATCH) {
         if !wanted() {
-            return Err(stopped());
+            return Err(Error::stopped());
         }
         let batch = model.tokenizer.pad(chunk, model.device);
         chunks.push(
@@ -121,7 +117,7 @@ fn fill_one(
     let mut results = Vec::with_capacity(ids.len());
     for input_ids in &ids {
         if !wanted() {
-            return Err(stopped());
+            return Err(Error::stopped());
         }
         let positions: Vec<usize> = (0..input_ids.len()).filter(|&i| input_ids[i] == mask_id).collect();
         let single_mask = positions.len() == 1;

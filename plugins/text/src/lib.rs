@@ -20,8 +20,8 @@ use inferd_models::auto::{
 use inferd_models::core::device::parse_device;
 use inferd_sdk::dispatch::{self, ApiRequest, ApiResponse};
 use inferd_sdk::proto::api::{
-    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest, SummarizeRequest,
-    TranslateRequest, ZeroShotClassifyRequest,
+    AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
+    ZeroShotClassifyRequest,
 };
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
@@ -163,11 +163,7 @@ const TASKS: &[TaskDef] = &[
         default_model: "sshleifer/distilbart-cnn-12-6",
         rpc: "Inference/Summarize",
         description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
-        load: |dir, device| {
-            text2text(dir, device, |m, rs: &[SummarizeRequest], k| {
-                text2text::summarize(m, rs, k)
-            })
-        },
+        load: |dir, device| text2text(dir, device, text2text::summarize),
     },
     TaskDef {
         name: "translation",
@@ -175,11 +171,7 @@ const TASKS: &[TaskDef] = &[
         default_model: "google-t5/t5-base",
         rpc: "Inference/Translate",
         description: "Translate texts with an encoder-decoder model (T5 task prefixes)",
-        load: |dir, device| {
-            text2text(dir, device, |m, rs: &[TranslateRequest], k| {
-                text2text::translate(m, rs, k)
-            })
-        },
+        load: |dir, device| text2text(dir, device, text2text::translate),
     },
 ];
 
@@ -228,9 +220,8 @@ fn encoder<R: ApiRequest + 'static, O: ApiResponse + 'static>(
 
 impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::typed(task, batch, emitter, |requests, emitter| {
-            let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
-            (self.handle)(&mut self.model, &self.config, &requests, &mut |i| emitter.wanted(i))
+        dispatch::together(task, batch, emitter, |requests, wanted| {
+            (self.handle)(&mut self.model, &self.config, requests, wanted)
         })
     }
 
@@ -288,9 +279,8 @@ fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
 
 impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::typed(task, batch, emitter, |requests, emitter| {
-            let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
-            (self.handle)(&self.model, &requests, &mut |i| emitter.wanted(i))
+        dispatch::together(task, batch, emitter, |requests, wanted| {
+            (self.handle)(&self.model, requests, wanted)
         })
     }
 

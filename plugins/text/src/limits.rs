@@ -80,10 +80,3 @@ impl Limits {
         })
     }
 }
-
-/// The answer for a request found no longer wanted between two pieces of
-/// its work: its client left or its deadline passed, so nobody reads it
-/// (the daemon answers an expired request DEADLINE_EXCEEDED itself).
-pub fn stopped() -> Error {
-    Error::internal("stopped: the client went away or the deadline passed")
-}

@@ -12,8 +12,8 @@ use inferd_models::text::tokenizer::{Encoding, TruncationDirection, TruncationPa
 use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 
-use crate::common::{char_slice, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
-use crate::limits::{stopped, Limits};
+use crate::common::{char_slice, each_wanted, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
+use crate::limits::Limits;
 
 const DEFAULT_MAX_ANSWER_LEN: u32 = 15;
 /// Logit given to tokens that cannot be part of an answer.
@@ -66,11 +66,7 @@ pub fn answer(
     requests: &[AnswerQuestionRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<AnswerQuestionResponse, Error>> {
-    requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| answer_one(model, limits, r, &mut || wanted(i)))
-        .collect()
+    each_wanted(requests, wanted, |r, w| answer_one(model, limits, r, w))
 }
 
 fn answer_one(
@@ -198,7 +194,7 @@ fn answer_input(
     let mut logits = Vec::with_capacity(spans.len());
     for chunk in spans.chunks(MAX_FORWARD_BATCH) {
         if !wanted() {
-            return Err(stopped());
+            return Err(Error::stopped());
         }
         logits.extend(forward_encodings(model, chunk)?);
     }

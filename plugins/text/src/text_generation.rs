@@ -135,6 +135,7 @@ pub fn generate(
 ) -> Vec<Result<GenerateResponse, Error>> {
     // Each request may hold several prompts; each prompt is planned alone.
     let mut plans: Vec<Vec<Result<Planned, Error>>> = Vec::with_capacity(requests.len());
+    let window = model.model.max_positions();
     for Incoming { request, stream } in &requests {
         if request.inputs.is_empty() {
             plans.push(vec![Err(Error::invalid_argument(
@@ -148,7 +149,6 @@ pub fn generate(
             plans.push(vec![Err(e)]);
             continue;
         }
-        let window = model.model.max_positions();
         let planned = request
             .inputs
             .iter()

@@ -10,8 +10,8 @@ use inferd_models::text::tokenizer::{TruncationDirection, TruncationParams, Trun
 use inferd_sdk::proto::api::{ZeroShotClassifyRequest, ZeroShotClassifyResponse, ZeroShotResult};
 use inferd_sdk::Error;
 
-use crate::common::{check_texts, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
-use crate::limits::{stopped, Limits};
+use crate::common::{check_texts, each_wanted, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
+use crate::limits::Limits;
 
 pub const DEFAULT_TEMPLATE: &str = "This example is {}.";
 
@@ -65,11 +65,7 @@ pub fn zero_shot(
     requests: &[ZeroShotClassifyRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ZeroShotClassifyResponse, Error>> {
-    requests
-        .iter()
-        .enumerate()
-        .map(|(i, r)| classify_one(model, limits, r, &mut || wanted(i)))
-        .collect()
+    each_wanted(requests, wanted, |r, w| classify_one(model, limits, r, w))
 }
 
 /// Refuses a request over the label or token budget, before any pair is
@@ -117,7 +113,7 @@ fn classify_one(
     let mut encodings = Vec::with_capacity(MAX_FORWARD_BATCH);
     for start in (0..pairs).step_by(MAX_FORWARD_BATCH) {
         if !wanted() {
-            return Err(stopped());
+            return Err(Error::stopped());
         }
         encodings.clear();
         for pair in start..(start + MAX_FORWARD_BATCH).min(pairs) {

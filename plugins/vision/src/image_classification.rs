@@ -56,7 +56,7 @@ pub fn classify(
     let mut logits: HashMap<(usize, usize), Result<Vec<f32>, Error>> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut held = 0;
-    let mut images_of: Vec<Result<usize, Error>> = Vec::with_capacity(requests.len());
+    let mut processed_all: Vec<Result<(), Error>> = Vec::with_capacity(requests.len());
     for (r, request) in requests.iter().enumerate() {
         // Each image is decoded and processed on its own, so that only its
         // processed form is kept.
@@ -67,7 +67,7 @@ pub fn classify(
                 .enumerate()
                 .try_for_each(|(i, input)| -> Result<(), Error> {
                     if !wanted(r) {
-                        return Err(Error::internal("stopped: the client went away or the deadline passed"));
+                        return Err(Error::stopped());
                     }
                     let image =
                         decode_rgb(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
@@ -84,18 +84,18 @@ pub fn classify(
         if processed.is_err() {
             pending.retain(|p| p.0 != r);
         }
-        images_of.push(processed.map(|()| request.inputs.len()));
+        processed_all.push(processed);
     }
     forward_pending(model, &mut pending, &mut logits);
     requests
         .iter()
-        .zip(images_of)
+        .zip(processed_all)
         .enumerate()
-        .map(|(r, (request, images))| {
+        .map(|(r, (request, processed))| {
             if request.inputs.is_empty() {
                 return Err(Error::invalid_argument("`inputs` is empty: send at least one image"));
             }
-            let images = images?;
+            processed?;
             let num_labels = model.labels.len();
             let function = ScoreFunction::parse(&request.function_to_apply)?
                 .unwrap_or_else(|| ScoreFunction::default_for_images(model.config.problem_type.as_deref(), num_labels));
@@ -104,7 +104,7 @@ pub fn classify(
                 Some(0) => num_labels,
                 Some(k) => (k as usize).min(num_labels),
             };
-            let results = (0..images)
+            let results = (0..request.inputs.len())
                 .map(|i| {
                     let row = logits.remove(&(r, i)).expect("every image ran")?;
                     Ok(Classification {

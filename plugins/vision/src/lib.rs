@@ -59,9 +59,8 @@ impl Task for VisionTask {
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::typed("image-classification", batch, emitter, |requests, emitter| {
-            let requests: Vec<_> = requests.into_iter().map(|r| r.request).collect();
-            image_classification::classify(&self.model, &self.pixel_limit, &requests, &mut |r| emitter.wanted(r))
+        dispatch::together("image-classification", batch, emitter, |requests, wanted| {
+            image_classification::classify(&self.model, &self.pixel_limit, requests, wanted)
         })
     }
 }

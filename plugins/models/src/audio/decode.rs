@@ -58,11 +58,7 @@ pub fn decode(bytes: &[u8], max_seconds: f64) -> Result<Audio> {
         check_sample_rate(name, rate)?;
     }
     std::panic::catch_unwind(|| read(bytes, container, max_seconds)).unwrap_or_else(|payload| {
-        let what = payload
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| payload.downcast_ref::<String>().cloned())
-            .unwrap_or_default();
+        let what = inferd_sdk::panic_text(payload.as_ref()).unwrap_or_default();
         let what = what.lines().next().unwrap_or_default();
         Err(invalid(format!(
             "cannot read the {name} file: its headers are inconsistent ({what}); send a file that other tools play"

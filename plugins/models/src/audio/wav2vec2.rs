@@ -13,7 +13,8 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use crate::audio::ctc::CtcNet;
-use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -363,7 +364,7 @@ impl CtcNet for Wav2Vec2ForCtc {
 
 /// `Wav2Vec2ForCTC`, for speech recognition.
 pub fn build(root: tch::nn::Path, config_file: &std::path::Path, shapes: &WeightShapes) -> Result<Box<dyn CtcNet>> {
-    let config: Config = read_config(config_file)?;
+    let config: Config = read_json(config_file)?;
     config.validate(config_file, shapes)?;
     Ok(Box::new(Wav2Vec2ForCtc::new(root, &config)))
 }
@@ -403,13 +404,14 @@ mod tests {
             ("lm_head.weight", vec![6, 16]),
         ]);
         let config = |edit: serde_json::Value| -> Config {
-            let mut base = serde_json::json!({
-                "conv_dim": [8, 8], "conv_kernel": [10, 3], "conv_stride": [5, 2], "hidden_size": 16,
-                "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
-                "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2, "vocab_size": 6
-            });
-            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
-            serde_json::from_value(base).unwrap()
+            crate::core::checks::edited(
+                serde_json::json!({
+                    "conv_dim": [8, 8], "conv_kernel": [10, 3], "conv_stride": [5, 2], "hidden_size": 16,
+                    "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                    "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2, "vocab_size": 6
+                }),
+                edit,
+            )
         };
         let file = Path::new("config.json");
         config(serde_json::json!({})).validate(file, &shapes).unwrap();

@@ -100,9 +100,9 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
     let checkpoint = Checkpoint::open(dir)?;
     let built = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
     let net = built.net;
-    // T5's relative positions have no table to outgrow; pipeline() does not
-    // truncate its inputs.
-    let positions = built.positions.map_or(i64::MAX, |p| p as i64);
+    // None: T5's relative positions have no table to outgrow; pipeline()
+    // does not truncate its inputs.
+    let positions = built.positions;
     checkpoint.load_into(&mut vs)?;
     let settings = ModelSettings::from_dir(dir, &config_file, true)?;
     #[derive(serde::Deserialize)]
@@ -114,11 +114,12 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
     let tokenizer = if !is_present(&dir.join("tokenizer.json")) && is_present(&dir.join("source.spm")) {
         Seq2SeqTokenizer::Marian {
             tokenizer: MarianTokenizer::from_dir(dir)?,
-            max_length: positions as usize,
+            max_length: positions.unwrap_or(usize::MAX),
         }
     } else {
-        let mut tokenizer = TextTokenizer::from_dir(dir, positions as usize, padding.pad_token_id.unwrap_or(1))?;
-        if positions == i64::MAX {
+        let mut tokenizer =
+            TextTokenizer::from_dir(dir, positions.unwrap_or(usize::MAX), padding.pad_token_id.unwrap_or(1))?;
+        if positions.is_none() {
             tokenizer.disable_truncation()?;
         }
         Seq2SeqTokenizer::Text(tokenizer)
@@ -143,10 +144,6 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
         settings,
         architecture,
         max_input_tokens: DEFAULT_MAX_INPUT_TOKENS,
-        max_output_length: if positions == i64::MAX {
-            DEFAULT_MAX_INPUT_TOKENS
-        } else {
-            positions as usize
-        },
+        max_output_length: positions.unwrap_or(DEFAULT_MAX_INPUT_TOKENS),
     })
 }

@@ -8,9 +8,6 @@
 
 use std::path::Path;
 
-use serde::de::DeserializeOwned;
-
-use crate::core::config::read_json;
 use crate::core::weights::WeightShapes;
 use crate::{ModelError, Result};
 
@@ -58,6 +55,16 @@ impl<'a> ConfigCheck<'a> {
     pub fn at_most(&self, field: &str, value: i64, max: i64) -> Result<()> {
         if value < 0 || value > max {
             return Err(self.refuse(format!("{field} = {value}, but it must be between 0 and {max}")));
+        }
+        Ok(())
+    }
+
+    /// `field` is at least `min` (named `min_field`), as an image holds a patch.
+    pub fn at_least(&self, field: &str, value: i64, min_field: &str, min: i64) -> Result<()> {
+        if value < min {
+            return Err(self.refuse(format!(
+                "{field} = {value}, but it must be at least {min_field} = {min}"
+            )));
         }
         Ok(())
     }
@@ -149,33 +156,12 @@ impl<'a> ConfigCheck<'a> {
     }
 }
 
-/// A family's config.json (read by `read_json`, with its checks), with a
-/// field of the wrong type named: serde's message says only where in the
-/// file it is ("invalid type: floating point `1e9`, expected i64 at line 7"),
-/// so the field is found as the one whose absence clears the error.
-pub fn read_config<T: DeserializeOwned>(file: &Path) -> Result<T> {
-    let value: serde_json::Value = read_json(file)?;
-    let error = match T::deserialize(&value) {
-        Ok(config) => return Ok(config),
-        Err(error) => error.to_string(),
-    };
-    let culprit = value.as_object().and_then(|fields| {
-        fields.keys().find(|key| {
-            let mut without = fields.clone();
-            without.remove(key.as_str());
-            match T::deserialize(&serde_json::Value::Object(without)) {
-                Ok(_) => true,
-                Err(e) => e.to_string() != error && !e.to_string().contains("missing field"),
-            }
-        })
-    });
-    Err(ModelError::bad_file(
-        file,
-        match culprit {
-            Some(field) => format!("{field}: {error}"),
-            None => error,
-        },
-    ))
+/// A config for validation tests: `base` with the fields of `edit` set.
+#[cfg(test)]
+pub(crate) fn edited<T: serde::de::DeserializeOwned>(mut base: serde_json::Value, edit: serde_json::Value) -> T {
+    let edit = edit.as_object().expect("an object of fields").clone();
+    base.as_object_mut().expect("an object of fields").extend(edit);
+    serde_json::from_value(base).expect("a valid config")
 }
 
 /// The number of labels a classifier head is built with (from id2label).
@@ -196,11 +182,8 @@ pub fn build_fallibly<T>(build: impl FnOnce() -> Result<T>) -> Result<T> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(build)) {
         Ok(result) => result,
         Err(panic) => {
-            let message = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the model could not be built".into());
+            let message =
+                inferd_sdk::panic_text(panic.as_ref()).unwrap_or_else(|| "the model could not be built".into());
             Err(ModelError::Torch(tch::TchError::Torch(message)))
         }
     }
@@ -284,25 +267,6 @@ mod tests {
             .to_string();
         assert!(err.contains("conv_stride has 3"), "{err}");
         assert!(check.list("depths", 0).is_err());
-    }
-
-    #[test]
-    fn a_field_of_the_wrong_type_is_named() {
-        #[derive(serde::Deserialize, Debug)]
-        #[allow(dead_code)]
-        struct Sizes {
-            #[serde(default)]
-            dim: i64,
-            #[serde(default)]
-            n_layers: i64,
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("config.json");
-        std::fs::write(&file, r#"{"dim": 8, "n_layers": 1e9, "other": "x"}"#).unwrap();
-        let err = read_config::<Sizes>(&file).unwrap_err().to_string();
-        assert!(err.contains("n_layers: invalid type: floating point"), "{err}");
-        std::fs::write(&file, r#"{"dim": 8, "n_layers": 6}"#).unwrap();
-        assert_eq!(read_config::<Sizes>(&file).unwrap().n_layers, 6);
     }
 
     #[test]

@@ -35,7 +35,33 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
 /// Reads and deserialises a JSON file of at most `limit` bytes.
 pub fn read_json_within<T: DeserializeOwned>(path: &Path, limit: u64) -> Result<T> {
     let bytes = read_model_file(path, limit)?;
-    serde_json::from_slice(&bytes).map_err(|e| ModelError::bad_file(path, e))
+    serde_json::from_slice(&bytes).map_err(|e| ModelError::bad_file(path, name_the_field::<T>(&bytes, e)))
+}
+
+/// serde's message for a field of the wrong type says only where in the
+/// file it is ("invalid type: floating point `1e9`, expected i64 at line
+/// 7"); for a JSON object the field is named, as the one whose absence
+/// clears the error. Otherwise serde's message as it is.
+fn name_the_field<T: DeserializeOwned>(bytes: &[u8], error: serde_json::Error) -> String {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::from_slice(bytes) else {
+        return error.to_string();
+    };
+    let Err(in_value) = T::deserialize(&serde_json::Value::Object(fields.clone())) else {
+        return error.to_string();
+    };
+    let in_value = in_value.to_string();
+    let culprit = fields.keys().find(|key| {
+        let mut without = fields.clone();
+        without.remove(key.as_str());
+        match T::deserialize(&serde_json::Value::Object(without)) {
+            Ok(_) => true,
+            Err(e) => e.to_string() != in_value && !e.to_string().contains("missing field"),
+        }
+    });
+    match culprit {
+        Some(field) => format!("{field}: {in_value}"),
+        None => error.to_string(),
+    }
 }
 
 /// The path of `config.json` in a model directory, or a helpful error.
@@ -202,5 +228,24 @@ mod tests {
         assert_eq!(c.labels(0), vec!["a", "b", "c", "k"]);
         let empty = CommonConfig::default();
         assert_eq!(empty.labels(2), vec!["LABEL_0", "LABEL_1"]);
+    }
+
+    #[test]
+    fn a_field_of_the_wrong_type_is_named() {
+        #[derive(serde::Deserialize, Debug)]
+        #[allow(dead_code)]
+        struct Sizes {
+            #[serde(default)]
+            dim: i64,
+            #[serde(default)]
+            n_layers: i64,
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("config.json");
+        std::fs::write(&file, r#"{"dim": 8, "n_layers": 1e9, "other": "x"}"#).unwrap();
+        let err = read_json::<Sizes>(&file).unwrap_err().to_string();
+        assert!(err.contains("n_layers: invalid type: floating point"), "{err}");
+        std::fs::write(&file, r#"{"dim": 8, "n_layers": 6}"#).unwrap();
+        assert_eq!(read_json::<Sizes>(&file).unwrap().n_layers, 6);
     }
 }

@@ -120,11 +120,7 @@ impl Checkpoint {
         }
         let shapes = WeightShapes {
             shapes,
-            files: files
-                .iter()
-                .map(|f| f.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
+            files: describe(&files),
         };
         Ok(Checkpoint {
             files,
@@ -165,11 +161,7 @@ impl Checkpoint {
     }
 
     fn describe_files(&self) -> String {
-        self.files
-            .iter()
-            .map(|f| f.display().to_string())
-            .collect::<Vec<_>>()
-            .join(", ")
+        describe(&self.files)
     }
 
     /// Candidate checkpoint names for the variable `name`: itself, the legacy
@@ -330,6 +322,15 @@ pub fn var_store_bytes(vs: &VarStore) -> u64 {
         .values()
         .map(|t| (t.numel() * t.kind().elt_size_in_bytes()) as u64)
         .sum()
+}
+
+/// The weight files, as errors name them.
+fn describe(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]

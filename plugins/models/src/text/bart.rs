@@ -7,7 +7,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
@@ -557,7 +558,7 @@ impl EncoderNet for BartForSequenceClassification {
 /// BART for sequence classification (the only encoder head it has here:
 /// zero-shot classification and text classification).
 pub fn build_classifier(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_config(spec.config_file)?;
+    let cfg: Config = read_json(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes, Variant::Bart)?;
     if spec.head != Head::SequenceClassification {
         return Err(ModelError::Unsupported(format!("BART with a {:?} head", spec.head)));
@@ -579,7 +580,7 @@ fn build_generator(
     shapes: &WeightShapes,
     variant: Variant,
 ) -> Result<Seq2SeqNet> {
-    let cfg: Config = read_config(config_file)?;
+    let cfg: Config = read_json(config_file)?;
     cfg.validate(config_file, shapes, variant)?;
     Ok(Seq2SeqNet {
         positions: Some(cfg.max_position_embeddings.max(1) as usize),
@@ -614,13 +615,14 @@ mod tests {
         ];
         let shapes = WeightShapes::from_shapes(tensors.clone());
         let config = |edit: serde_json::Value| -> Config {
-            let mut base = serde_json::json!({
-                "vocab_size": 40, "max_position_embeddings": 32, "encoder_layers": 1, "decoder_layers": 2,
-                "encoder_ffn_dim": 16, "decoder_ffn_dim": 16, "encoder_attention_heads": 2,
-                "decoder_attention_heads": 2, "d_model": 8
-            });
-            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
-            serde_json::from_value(base).unwrap()
+            crate::core::checks::edited(
+                serde_json::json!({
+                    "vocab_size": 40, "max_position_embeddings": 32, "encoder_layers": 1, "decoder_layers": 2,
+                    "encoder_ffn_dim": 16, "decoder_ffn_dim": 16, "encoder_attention_heads": 2,
+                    "decoder_attention_heads": 2, "d_model": 8
+                }),
+                edit,
+            )
         };
         let file = Path::new("config.json");
         config(serde_json::json!({}))

@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
@@ -341,7 +342,7 @@ impl Projection for MaskedLmHead {
 
 /// BERT for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_config(spec.config_file)?;
+    let cfg: Config = read_json(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let net = with_head(

@@ -5,7 +5,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::layers::{
     attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
 };
@@ -268,7 +269,7 @@ impl Projection for MaskedLmHead {
 
 /// DistilBERT for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_config(spec.config_file)?;
+    let cfg: Config = read_json(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let net = with_head(
@@ -307,12 +308,13 @@ mod tests {
     }
 
     fn config(edit: serde_json::Value) -> Config {
-        let mut base = serde_json::json!({
-            "vocab_size": 100, "dim": 16, "n_layers": 2, "n_heads": 4, "hidden_dim": 32,
-            "max_position_embeddings": 64
-        });
-        base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
-        serde_json::from_value(base).unwrap()
+        crate::core::checks::edited(
+            serde_json::json!({
+                "vocab_size": 100, "dim": 16, "n_layers": 2, "n_heads": 4, "hidden_dim": 32,
+                "max_position_embeddings": 64
+            }),
+            edit,
+        )
     }
 
     fn refusal(edit: serde_json::Value) -> String {

@@ -7,7 +7,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::layers::{
     attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
@@ -229,7 +230,7 @@ impl CausalLm for Gpt2LmHeadModel {
 
 /// `GPT2LMHeadModel`, for text generation.
 pub fn build(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<CausalNet> {
-    let cfg: Config = read_config(config_file)?;
+    let cfg: Config = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
     Ok(CausalNet {
         eos_token_id: cfg.eos_token_id,
@@ -251,11 +252,12 @@ mod tests {
             ("transformer.h.0.mlp.c_fc.weight", vec![8, 32]),
         ]);
         let config = |edit: serde_json::Value| -> Config {
-            let mut base = serde_json::json!({
-                "vocab_size": 50, "n_embd": 8, "n_positions": 32, "n_layer": 1, "n_head": 2, "eos_token_id": 49
-            });
-            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
-            serde_json::from_value(base).unwrap()
+            crate::core::checks::edited(
+                serde_json::json!({
+                    "vocab_size": 50, "n_embd": 8, "n_positions": 32, "n_layer": 1, "n_head": 2, "eos_token_id": 49
+                }),
+                edit,
+            )
         };
         let file = Path::new("config.json");
         config(serde_json::json!({})).validate(file, &shapes).unwrap();

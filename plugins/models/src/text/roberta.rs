@@ -4,7 +4,8 @@
 
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck};
+use crate::core::checks::ConfigCheck;
+use crate::core::config::read_json;
 use crate::core::layers::{Activation, LayerNorm, Linear};
 use crate::text::bert::{self, BertModel, Positions};
 use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, Projection};
@@ -84,7 +85,7 @@ impl Projection for MaskedLmHead {
 
 /// RoBERTa for an encoder task: its head at transformers' weight names.
 pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
-    let cfg: Config = read_config(spec.config_file)?;
+    let cfg: Config = read_json(spec.config_file)?;
     cfg.validate(spec.config_file, spec.shapes)?;
     let root = &spec.root;
     let pad = cfg.pad_token_id.unwrap_or(1);

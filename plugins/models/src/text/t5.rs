@@ -8,7 +8,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
 use crate::core::weights::WeightShapes;
@@ -407,7 +408,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
 /// `T5ForConditionalGeneration`, for summarization and translation. Its
 /// positions are relative: no table to outgrow.
 pub fn build(root: Path, config_file: &std::path::Path, shapes: &WeightShapes) -> crate::Result<Seq2SeqNet> {
-    let cfg: Config = read_config(config_file)?;
+    let cfg: Config = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
     Ok(Seq2SeqNet {
         net: Box::new(T5ForConditionalGeneration::new(root, &cfg)),

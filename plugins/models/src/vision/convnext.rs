@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::layers::{Activation, LayerNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
@@ -236,7 +237,7 @@ pub fn build(
     shapes: &WeightShapes,
     num_labels: i64,
 ) -> crate::Result<Box<dyn ImageClassifierNet>> {
-    let cfg: Config = read_config(config_file)?;
+    let cfg: Config = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
     Ok(Box::new(ConvNextForImageClassification::new(root, &cfg, num_labels)))
 }

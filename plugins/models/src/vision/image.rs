@@ -106,11 +106,7 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
         Ok(Ok(image)) => image,
         Ok(Err(e)) => return Err(ModelError::InvalidInput(format!("cannot decode the JPEG image: {e}"))),
         Err(panic) => {
-            let reason = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "corrupt data".into());
+            let reason = inferd_sdk::panic_text(panic.as_ref()).unwrap_or_else(|| "corrupt data".into());
             return Err(ModelError::InvalidInput(format!(
                 "cannot decode the JPEG image: {reason}"
             )));

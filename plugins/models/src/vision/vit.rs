@@ -6,7 +6,8 @@
 use serde::Deserialize;
 use tch::{nn::Path, Tensor};
 
-use crate::core::checks::{read_config, ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
+use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
+use crate::core::config::read_json;
 use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
@@ -74,15 +75,7 @@ impl Config {
         c.matches("num_channels", self.num_channels, MAX_SPATIAL, patches, 1)?;
         c.matches("patch_size", self.patch_size, MAX_SPATIAL, patches, 2)?;
         c.size("image_size", self.image_size, MAX_SPATIAL)?;
-        if self.image_size < self.patch_size {
-            return Err(crate::ModelError::bad_file(
-                file,
-                format!(
-                    "image_size = {}, but it must be at least patch_size = {}",
-                    self.image_size, self.patch_size
-                ),
-            ));
-        }
+        c.at_least("image_size", self.image_size, "patch_size", self.patch_size)?;
         let side = self.image_size / self.patch_size;
         c.anchor(
             "image_size",
@@ -227,7 +220,7 @@ pub fn build(
     shapes: &WeightShapes,
     num_labels: i64,
 ) -> crate::Result<Box<dyn ImageClassifierNet>> {
-    let cfg: Config = read_config(config_file)?;
+    let cfg: Config = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
     Ok(Box::new(VitForImageClassification::new(root, &cfg, num_labels)))
 }
@@ -246,12 +239,13 @@ mod tests {
             ("vit.encoder.layer.0.intermediate.dense.weight", vec![64, 32]),
         ]);
         let config = |edit: serde_json::Value| -> Config {
-            let mut base = serde_json::json!({
-                "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
-                "intermediate_size": 64, "image_size": 32, "patch_size": 8
-            });
-            base.as_object_mut().unwrap().extend(edit.as_object().unwrap().clone());
-            serde_json::from_value(base).unwrap()
+            crate::core::checks::edited(
+                serde_json::json!({
+                    "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 4,
+                    "intermediate_size": 64, "image_size": 32, "patch_size": 8
+                }),
+                edit,
+            )
         };
         let file = Path::new("config.json");
         config(serde_json::json!({})).validate(file, &shapes).unwrap();
