@@ -60,6 +60,15 @@ async fn image_classification_matches_pipeline() {
         }
     }
     assert!(compared >= 50, "only {compared} cases compared");
+    // Images PIL converts on the way to RGB are among them.
+    for name in [
+        "cmyk_40x30.jpg",
+        "cmyk_40x30.tif",
+        "float32_36x28.tif",
+        "int32_36x28.tif",
+    ] {
+        assert!(cases.iter().any(|c| c["image"] == name), "no case for {name}");
+    }
 }
 
 /// A PNG whose header claims `width` x `height` (no image data).

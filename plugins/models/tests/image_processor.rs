@@ -52,3 +52,40 @@ fn pixel_values_match_transformers_processors() {
     eprintln!("worst max abs difference over {} cases: {worst}", cases.len());
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Images PIL converts on the way to RGB (CMYK JPEG and TIFF, 32-bit
+/// float and integer grey TIFF) decode to exactly the bytes of
+/// transformers' `load_image(path)`.
+#[test]
+fn converted_modes_decode_as_pil() {
+    let root = fixtures();
+    let refs: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("references/pixel_values.json")).unwrap()).unwrap();
+    let mut compared = Vec::new();
+    for info in refs["images"].as_array().unwrap() {
+        let Some(rgb_file) = info["rgb"]["file"].as_str() else {
+            continue;
+        };
+        let name = info["file"].as_str().unwrap();
+        let image = decode_rgb(&std::fs::read(root.join("images").join(name)).unwrap())
+            .unwrap_or_else(|e| panic!("{name} ({}): {e}", info["mode"]));
+        let want = std::fs::read(root.join("references").join(rgb_file)).unwrap();
+        assert_eq!(
+            (image.width as u64, image.height as u64),
+            (
+                info["rgb"]["width"].as_u64().unwrap(),
+                info["rgb"]["height"].as_u64().unwrap()
+            ),
+            "{name}: size"
+        );
+        let differing = image.data.iter().zip(&want).filter(|(a, b)| a != b).count();
+        assert!(
+            image.data.len() == want.len() && differing == 0,
+            "{name} ({}): {differing} of {} bytes differ from PIL's",
+            info["mode"],
+            want.len()
+        );
+        compared.push(name.to_string());
+    }
+    assert!(compared.len() >= 4, "only {compared:?} compared");
+}

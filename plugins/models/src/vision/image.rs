@@ -1,5 +1,6 @@
 //! Images in: decoding (PNG, JPEG, WebP, GIF first frame, BMP, TIFF) with a
-//! pixel limit, conversion to RGB as PIL's `convert("RGB")` does it, and the
+//! pixel limit, conversion to RGB as PIL's `convert("RGB")` does it (CMYK
+//! and wide grey TIFFs included), and the
 //! preprocessing of transformers' (slow, PIL-based) image processors:
 //! resize with PIL's resampling filters on 8-bit images, center crop,
 //! rescale and normalise, driven by preprocessor_config.json.
@@ -45,9 +46,19 @@ fn header(bytes: &[u8]) -> Result<(image::ImageFormat, u32, u32)> {
             "the bytes are not an image in a supported format (PNG, JPEG, WebP, GIF, BMP, TIFF)".into(),
         ));
     };
-    let (width, height) = ImageReader::with_format(std::io::Cursor::new(bytes), format)
-        .into_dimensions()
-        .map_err(|e| ModelError::InvalidInput(format!("cannot read the {format:?} header: {e}")))?;
+    let header_error =
+        |e: &dyn std::fmt::Display| ModelError::InvalidInput(format!("cannot read the {format:?} header: {e}"));
+    let (width, height) = if format == image::ImageFormat::Tiff {
+        // The image crate refuses the wide grey TIFFs read below; the
+        // tiff crate reads every header.
+        tiff_decoder(bytes)
+            .and_then(|mut d| d.dimensions())
+            .map_err(|e| header_error(&e))?
+    } else {
+        ImageReader::with_format(std::io::Cursor::new(bytes), format)
+            .into_dimensions()
+            .map_err(|e| header_error(&e))?
+    };
     if width == 0 || height == 0 {
         return Err(ModelError::InvalidInput(format!(
             "the image is {width}x{height}: it has no pixels"
@@ -68,6 +79,11 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     if format == image::ImageFormat::Jpeg {
         return decode_jpeg(bytes);
     }
+    if format == image::ImageFormat::Tiff {
+        if let Some(image) = decode_tiff_as_pil(bytes)? {
+            return Ok(image);
+        }
+    }
     let decode_error =
         |e: image::ImageError| ModelError::InvalidInput(format!("cannot decode the {format:?} image: {e}"));
     let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
@@ -83,7 +99,8 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
 
 /// JPEG through mozjpeg (libjpeg-turbo's decoder: the same integer IDCT
 /// and fancy upsampling as the libjpeg-turbo PIL uses, so the pixels match).
-/// libjpeg reports errors by unwinding, which is caught here.
+/// Four-component (CMYK or YCCK) JPEGs are read as CMYK and converted as
+/// PIL does. libjpeg reports errors by unwinding, which is caught here.
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
     use image::metadata::Orientation;
     // libjpeg only warns about a file that ends early (and fills the rest
@@ -96,11 +113,18 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
         ));
     }
     let decoded = std::panic::catch_unwind(|| -> std::io::Result<(usize, usize, Vec<u8>)> {
-        let mut started = mozjpeg::Decompress::new_mem(bytes)?.rgb()?;
+        let decompress = mozjpeg::Decompress::new_mem(bytes)?;
+        let cmyk = decompress.components().len() == 4;
+        let mut started = if cmyk {
+            decompress.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)?
+        } else {
+            decompress.rgb()?
+        };
         let (width, height) = (started.width(), started.height());
         let data = started.read_scanlines::<u8>()?;
         started.finish()?;
-        Ok((width, height, data))
+        // PIL reads every CMYK JPEG as Adobe's inverted CMYK ("CMYK;I").
+        Ok((width, height, if cmyk { cmyk_to_rgb(&data, true) } else { data }))
     });
     let (width, height, data) = match decoded {
         Ok(Ok(image)) => image,
@@ -124,6 +148,96 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage> {
         image.apply_orientation(orientation);
     }
     Ok(to_rgb(image))
+}
+
+/// PIL's `convert("RGB")` of CMYK: each channel is
+/// (255 - K) - C * (255 - K) / 255 in PIL's rounded integer arithmetic;
+/// `inverted` samples (Adobe's convention) are flipped first. A trailing
+/// partial pixel is dropped (the callers' size checks refuse it).
+fn cmyk_to_rgb(cmyk: &[u8], inverted: bool) -> Vec<u8> {
+    let muldiv255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    cmyk.chunks_exact(4)
+        .flat_map(|pixel| {
+            let [c, m, y, k] = [0, 1, 2, 3].map(|i| if inverted { 255 - pixel[i] } else { pixel[i] } as u32);
+            let nk = 255 - k;
+            [c, m, y].map(|v| (nk - muldiv255(v, nk)) as u8)
+        })
+        .collect()
+}
+
+/// A TIFF decoder over the bytes, its buffer limit sized for the largest
+/// accepted image of 4-byte samples.
+fn tiff_decoder(bytes: &[u8]) -> tiff::TiffResult<tiff::decoder::Decoder<std::io::Cursor<&[u8]>>> {
+    let mut limits = tiff::decoder::Limits::default();
+    limits.decoding_buffer_size = MAX_PIXELS as usize * 4;
+    Ok(tiff::decoder::Decoder::new(std::io::Cursor::new(bytes))?.with_limits(limits))
+}
+
+/// TIFFs the image crate refuses or converts otherwise than PIL: grey with
+/// signed 16-bit, 32-bit integer or 32-bit float samples, which PIL opens
+/// as mode "I" or "F" and converts to RGB through "L" (integers clipped to
+/// 0..=255, floats clipped and truncated), and 8-bit CMYK. `None` for any
+/// other TIFF.
+fn decode_tiff_as_pil(bytes: &[u8]) -> Result<Option<RgbImage>> {
+    use tiff::decoder::DecodingResult as D;
+    use tiff::tags::{SampleFormat, Tag};
+    let error = |e: tiff::TiffError| ModelError::InvalidInput(format!("cannot decode the Tiff image: {e}"));
+    let mut decoder = tiff_decoder(bytes).map_err(error)?;
+    let sample_format = decoder
+        .find_tag_unsigned::<u16>(Tag::SampleFormat)
+        .map_err(error)?
+        .map_or(SampleFormat::Uint, SampleFormat::from_u16_exhaustive);
+    let colour = decoder.colortype().map_err(error)?;
+    let cmyk = colour == tiff::ColorType::CMYK(8);
+    let wide_grey = match colour {
+        tiff::ColorType::Gray(16) => sample_format == SampleFormat::Int,
+        tiff::ColorType::Gray(32) => true,
+        _ => false,
+    };
+    if !cmyk && !wide_grey {
+        return Ok(None);
+    }
+    let (width, height) = decoder.dimensions().map_err(error)?;
+    let orientation = decoder.find_tag_unsigned::<u8>(Tag::Orientation).ok().flatten();
+    let incomplete = || ModelError::InvalidInput("cannot decode the Tiff image: its pixel data is incomplete".into());
+    let pixels = width as usize * height as usize;
+    let clip = |v: i64| v.clamp(0, 255) as u8;
+    let mut image = if cmyk {
+        let D::U8(samples) = decoder.read_image().map_err(error)? else {
+            return Err(incomplete());
+        };
+        let rgb = cmyk_to_rgb(&samples, false);
+        if rgb.len() != pixels * 3 {
+            return Err(incomplete());
+        }
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_raw(width, height, rgb).expect("size checked"))
+    } else {
+        let grey: Vec<u8> = match decoder.read_image().map_err(error)? {
+            D::I16(v) => v.into_iter().map(|v| clip(v.into())).collect(),
+            D::I32(v) => v.into_iter().map(|v| clip(v.into())).collect(),
+            // PIL reads unsigned 32-bit samples as signed ("I;32N").
+            D::U32(v) => v.into_iter().map(|v| clip((v as i32).into())).collect(),
+            // `as` saturates and truncates towards zero (NaN gives 0), as PIL's
+            // float-to-byte conversion does.
+            D::F32(v) => v.into_iter().map(|v| v as u8).collect(),
+            _ => {
+                return Err(ModelError::InvalidInput(format!(
+                    "cannot decode the Tiff image: unsupported {sample_format:?} grey samples"
+                )))
+            }
+        };
+        if grey.len() != pixels {
+            return Err(incomplete());
+        }
+        image::DynamicImage::ImageLuma8(image::GrayImage::from_raw(width, height, grey).expect("size checked"))
+    };
+    if let Some(orientation) = orientation.and_then(image::metadata::Orientation::from_exif) {
+        image.apply_orientation(orientation);
+    }
+    Ok(Some(to_rgb(image)))
 }
 
 /// The EXIF payload (after "Exif\0\0") of a JPEG's APP1 segment.
