@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     tonic_prost_build::configure()
         .build_server(grpc)
         .build_client(grpc)
+        // Maps (work budgets by name) keep their keys in order.
+        .btree_map(".")
         .file_descriptor_set_path(out_dir.join("inferd_descriptor.bin"))
         .compile_protos(
             &[

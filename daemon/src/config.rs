@@ -1,6 +1,7 @@
 //! The daemon's configuration: command-line flags (with INFERD_* environment
 //! fallbacks) over an optional TOML file, in one struct printed at start-up.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
@@ -109,6 +110,9 @@ pub struct ModelConfig {
     pub queue_size: Option<usize>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub intra_op_threads: Option<usize>,
+    /// Work budgets for this model's requests, by name (README, Limits).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub limits: BTreeMap<String, u64>,
 }
 
 impl ModelConfig {
@@ -294,6 +298,7 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         max_queue_delay_ms: None,
         queue_size: None,
         intra_op_threads: None,
+        limits: BTreeMap::new(),
     })
 }
 
@@ -320,7 +325,8 @@ mod tests {
         std::fs::write(
             &path,
             "listen = \"127.0.0.1:6000\"\nplugin_dirs = [\"plugins\"]\n\
-             [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\nmax_batch_size = 8\nqueue_size = 32\n",
+             [[models]]\ntask = \"text-classification\"\nsource = \"./m\"\nmax_batch_size = 8\nqueue_size = 32\n\
+             limits = { max_inputs = 16 }\n",
         )
         .unwrap();
         let args = Args::parse_from([
@@ -337,6 +343,10 @@ mod tests {
         let overrides = config.models[0].queue_overrides();
         assert_eq!((overrides.max_batch_size, overrides.queue_size), (Some(8), Some(32)));
         assert_eq!(overrides.max_queue_delay_ms, None);
+        assert_eq!(
+            config.models[0].limits,
+            BTreeMap::from([("max_inputs".to_string(), 16)])
+        );
         assert!(!config.to_toml().is_empty());
     }
 

@@ -4,6 +4,7 @@
 mod config;
 mod devices;
 mod error;
+mod heap;
 mod metrics;
 mod plugins;
 mod queue_options;
@@ -29,7 +30,7 @@ use crate::registry::{LoadSpec, Registry};
 use crate::sources::Sources;
 
 fn main() -> ExitCode {
-    tune_allocator();
+    heap::tune_allocator();
     let mut args = Args::parse();
     let address_file = args.address_file.take();
     let config = match Config::load(args) {
@@ -200,30 +201,10 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         instances: model.instances,
         make_default: model.default,
         options,
+        limits: model.limits,
     };
     // Failures are logged by the registry and shown by GetModel.
     let _ = registry.load(spec);
-}
-
-/// Keeps large freed blocks (activations of tens of MB) in the heap for
-/// reuse instead of unmapping them, so that every forward pass does not
-/// page-fault its buffers in again: about 10% faster on a DistilBERT-base
-/// batch. Unloading a model still returns memory (see registry's
-/// `release_free_memory`). Glibc's MALLOC_MMAP_THRESHOLD_ and
-/// MALLOC_TRIM_THRESHOLD_ variables, when set, win.
-fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        if std::env::var_os("MALLOC_MMAP_THRESHOLD_").is_none() {
-            // SAFETY: mallopt only changes allocator parameters; 32 MiB is
-            // glibc's largest allowed mmap threshold on 64-bit.
-            unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20) };
-        }
-        if std::env::var_os("MALLOC_TRIM_THRESHOLD_").is_none() {
-            // SAFETY: as above.
-            unsafe { libc::mallopt(libc::M_TRIM_THRESHOLD, 1 << 30) };
-        }
-    }
 }
 
 async fn shutdown_signal() {

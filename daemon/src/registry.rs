@@ -27,6 +27,8 @@ pub struct LoadSpec {
     pub instances: u32,
     pub make_default: bool,
     pub options: QueueOverrides,
+    /// Work budgets for this model, by name (the plugin knows them).
+    pub limits: BTreeMap<String, u64>,
 }
 
 enum State {
@@ -87,6 +89,7 @@ impl Model {
                     max_queue_delay_ms: Some(options.max_queue_delay.as_millis() as u32),
                     queue_size: Some(options.queue_size as u32),
                     intra_op_threads: options.intra_op_threads.map(|n| n as u32),
+                    limits: queue.loaded.limits.clone(),
                 });
                 info.queue_depth = queue.depth() as u32;
             }
@@ -299,6 +302,7 @@ impl Registry {
         let mut request = LoadRequest {
             task: model.task.clone(),
             model_name: model.name.clone(),
+            limits: spec.limits.clone(),
             ..Default::default()
         };
         if !spec.source.is_empty() {
@@ -361,7 +365,7 @@ impl Registry {
             queue.stop();
             self.devices.release(&devices);
         }
-        release_free_memory();
+        crate::heap::release_free_memory();
         tracing::info!(model = %name, "model unloaded");
         Ok(())
     }
@@ -474,14 +478,4 @@ fn read_architecture(dir: &std::path::Path) -> Result<String> {
                 path.display()
             ))
         })
-}
-
-/// Gives freed heap memory back to the system, so that unloading a model
-/// shows in the process's resident memory.
-fn release_free_memory() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: malloc_trim only releases free memory of the allocator.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

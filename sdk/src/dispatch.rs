@@ -9,7 +9,7 @@
 use inferd_proto::v1 as api;
 
 use crate::proto::{task_request, task_response, TaskRequest};
-use crate::Error;
+use crate::{Error, Limit};
 
 /// A request message of the public API: one arm of a batch's oneof.
 pub trait ApiRequest: Sized {
@@ -17,6 +17,8 @@ pub trait ApiRequest: Sized {
     const RPC: &'static str;
     /// The message, or None when the body is another arm.
     fn take(body: task_request::Body) -> Option<Self>;
+    /// How many inputs (texts, images, audio files, ...) it carries.
+    fn inputs(&self) -> usize;
 }
 
 /// A response message of the public API (or a partial one): one arm of a
@@ -34,6 +36,9 @@ macro_rules! api_messages {
                     task_request::Body::$arm(r) => Some(r),
                     _ => None,
                 }
+            }
+            fn inputs(&self) -> usize {
+                self.inputs.len()
             }
         }
     )*};
@@ -210,6 +215,38 @@ pub fn together<R: ApiRequest, O: ApiResponse>(
     typed(task, batch, emitter, |requests: Vec<Incoming<R>>, emitter| {
         let requests: Vec<R> = requests.into_iter().map(|r| r.request).collect();
         handler(&requests, &mut |i| emitter.wanted(i))
+    })
+}
+
+/// [`together`], but a request with more inputs than `inputs` allows is
+/// refused (RESOURCE_EXHAUSTED, naming the limit) before the handler runs;
+/// the handler gets the others, indexed among themselves.
+pub fn together_within<R: ApiRequest, O: ApiResponse>(
+    task: &str,
+    batch: Vec<TaskRequest>,
+    emitter: &mut Emitter,
+    inputs: &Limit,
+    handler: impl FnOnce(&[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>,
+) -> Vec<Result<task_response::Body, Error>> {
+    typed(task, batch, emitter, |requests: Vec<Incoming<R>>, emitter| {
+        let mut slots = Vec::with_capacity(requests.len());
+        let (mut kept, mut positions) = (Vec::new(), Vec::new());
+        for (i, incoming) in requests.into_iter().enumerate() {
+            match inputs.check(incoming.request.inputs() as u64, "inputs") {
+                Ok(()) => {
+                    kept.push(incoming.request);
+                    positions.push(i);
+                    slots.push(None);
+                }
+                Err(refused) => slots.push(Some(Err(refused))),
+            }
+        }
+        let mut answers = handler(&kept, &mut |k| emitter.wanted(positions[k])).into_iter();
+        // A short answer list leaves the result short, which `typed` reports.
+        slots
+            .into_iter()
+            .map_while(|slot| slot.or_else(|| answers.next()))
+            .collect()
     })
 }
 

@@ -41,9 +41,11 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
             model_name: request.model_name,
             device: request.device,
             architecture: request.architecture,
+            limits: request.limits,
         };
         let task = T::load(&ctx)?;
         let loaded = task.describe();
+        crate::limit::check_names(&ctx.limits, &loaded.limits)?;
         Ok((Box::new(task), loaded))
     }))
     .unwrap_or_else(|payload| Err(panicked("load", payload)));

@@ -37,6 +37,7 @@ pub mod glue;
 mod limit;
 pub mod values;
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;
 
@@ -66,6 +67,8 @@ pub struct LoadContext {
     pub device: String,
     /// config.json's architecture (e.g. "BertForSequenceClassification").
     pub architecture: String,
+    /// Work budgets set for this model, by name (see [`Limit::for_model`]).
+    pub limits: BTreeMap<String, u64>,
 }
 
 /// An error with the gRPC-like code the daemon will answer with.

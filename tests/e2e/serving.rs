@@ -369,6 +369,7 @@ async fn models_take_their_own_batching_options_and_show_them() {
             queue_size: Some(9),
             max_queue_delay_ms: Some(7),
             intra_op_threads: Some(1),
+            ..Default::default()
         }),
         ..Default::default()
     };

@@ -53,6 +53,20 @@ pub struct Load {
     /// LibTorch threads per operation on each instance.
     #[arg(long)]
     intra_op_threads: Option<u32>,
+    /// A work budget for this model's requests, NAME=VALUE (repeatable),
+    /// e.g. max_sequences=64; the README's Limits table lists the names.
+    #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = parse_limit)]
+    limits: Vec<(String, u64)>,
+}
+
+fn parse_limit(arg: &str) -> Result<(String, u64), String> {
+    let (name, value) = arg
+        .split_once('=')
+        .ok_or_else(|| format!("expected NAME=VALUE, got {arg:?}"))?;
+    let value = value
+        .parse()
+        .map_err(|_| format!("{name}: expected a whole number, got {value:?}"))?;
+    Ok((name.to_string(), value))
 }
 
 impl ModelsCommand {
@@ -106,6 +120,7 @@ impl Load {
                 max_queue_delay_ms: self.max_queue_delay_ms,
                 queue_size: self.queue_size,
                 intra_op_threads: self.intra_op_threads,
+                limits: self.limits.into_iter().collect(),
             }),
         }
     }

@@ -318,7 +318,7 @@ impl Output {
                 ]);
                 for m in models {
                     let default = if m.is_default { "*" } else { "" };
-                    let options = m.options.unwrap_or_default();
+                    let options = m.options.clone().unwrap_or_default();
                     let devices: Vec<&str> = m.instances.iter().map(|i| i.device.as_str()).collect();
                     let error = if m.error.is_empty() {
                         String::new()
@@ -409,7 +409,7 @@ fn model_json(m: &ModelInfo) -> Json {
         "queue_depth": m.queue_depth,
         "options": m.options.as_ref().map(|o| json!({
             "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
-            "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads,
+            "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads, "limits": o.limits,
         })),
     })
 }

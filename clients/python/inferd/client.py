@@ -127,11 +127,13 @@ class Client:
         devices: Sequence[str] = (),
         instances: int = 0,
         make_default: bool = False,
-        **options: int,
+        **options: Any,
     ) -> Any:
         """Loads a model (hub id or local directory) for a task and returns
         its ModelInfo once it is ready. ``options``: max_batch_size,
-        max_queue_delay_ms, queue_size, intra_op_threads."""
+        max_queue_delay_ms, queue_size, intra_op_threads, and ``limits``, the
+        model's work budgets by name (``{"max_sequences": 64}``; the README's
+        Limits table lists them)."""
         request = models_pb2.LoadModelRequest(
             name=name,
             source=source,

@@ -369,8 +369,14 @@ class Behaviour(unittest.TestCase):
         names = {m.name for m in CLIENT.list_models()}
         self.assertTrue(set(MODELS) <= names, names)
         CLIENT.load_model(str(FIXTURES / "models" / "bert-cls"), "text-classification", name="spare",
-                          devices="cpu", max_batch_size=4)
-        self.assertEqual(CLIENT.get_model("spare").options.max_batch_size, 4)
+                          devices="cpu", max_batch_size=4, limits={"max_inputs": 2})
+        options = CLIENT.get_model("spare").options
+        self.assertEqual(options.max_batch_size, 4)
+        self.assertEqual(options.limits["max_inputs"], 2)
+        with self.assertRaises(InferdError) as refused:
+            CLIENT.pipeline("text-classification", model="spare")(["one", "two", "three"])
+        self.assertEqual(refused.exception.code, "RESOURCE_EXHAUSTED")
+        self.assertIn("max_inputs", refused.exception.message)
         CLIENT.unload_model("spare")
         self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
 

@@ -13,7 +13,9 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use prost::Message;
 
 use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskResponse};
 use inferd_sdk::Error;
@@ -22,7 +24,14 @@ use super::{Caller, Job, Shared};
 use crate::error::DaemonError;
 use crate::metrics::ModelMetrics;
 use crate::plugins::Plugin;
-use crate::torch;
+use crate::{heap, torch};
+
+/// A batch this large (its requests' bytes) or this long may have needed
+/// far more memory for a moment than the model holds (tokenizing a 15 MB
+/// text takes gigabytes); once it is done, freed memory goes back to the
+/// system, so that the daemon's size returns to where it was.
+const LARGE_BATCH_BYTES: usize = 1 << 20;
+const LONG_BATCH: Duration = Duration::from_secs(1);
 
 /// One run of a batch: a response per request, or an error for the whole batch.
 type Outcome = Result<Vec<TaskResponse>, Error>;
@@ -59,10 +68,14 @@ pub(super) fn run(
         for job in &jobs {
             shared.metrics.queue_seconds.observe_duration(started - job.arrived);
         }
+        let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
         serve(jobs, &model, &shared.metrics, &mut |batch, emit| {
             plugin.run(&mut instance, batch, emit)
         });
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
+        if bytes >= LARGE_BATCH_BYTES || started.elapsed() >= LONG_BATCH {
+            heap::release_free_memory_soon();
+        }
     }
     plugin.unload(instance);
     tracing::info!(%model, %device, "instance unloaded");

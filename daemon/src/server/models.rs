@@ -73,6 +73,7 @@ impl Models for ModelsService {
                 .into());
             }
         }
+        let limits = r.options.as_ref().map(|o| o.limits.clone()).unwrap_or_default();
         let spec = LoadSpec {
             name: r.name,
             task: r.task,
@@ -90,6 +91,7 @@ impl Models for ModelsService {
                     intra_op_threads: o.intra_op_threads.map(|n| n as usize),
                 })
                 .unwrap_or_default(),
+            limits,
         };
         // The registry logs a failed load in full, under the model's name.
         let shown_as = format!(

@@ -7,16 +7,15 @@ use inferd_models::auto::{architectures_for, load_ctc_model, CtcModel};
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Task};
 
-/// Longest audio accepted, in seconds, unless INFERD_MAX_AUDIO_SECONDS says
-/// otherwise.
-const DEFAULT_MAX_AUDIO_SECONDS: f64 = 3600.0;
+/// Longest audio accepted per input, in seconds.
+pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
 
 /// One loaded model, serving one task.
 pub struct AudioTask {
     model: CtcModel,
-    max_seconds: f64,
+    max_seconds: Limit,
 }
 
 impl Task for AudioTask {
@@ -48,10 +47,9 @@ impl Task for AudioTask {
             .model_dir
             .as_deref()
             .ok_or_else(|| Error::invalid_argument("automatic-speech-recognition needs a model source"))?;
-        let max_seconds = inferd_sdk::env_limit("INFERD_MAX_AUDIO_SECONDS", DEFAULT_MAX_AUDIO_SECONDS)?;
         Ok(AudioTask {
+            max_seconds: AUDIO_SECONDS.for_model(ctx)?,
             model: load_ctc_model(dir, device)?,
-            max_seconds,
         })
     }
 
@@ -59,6 +57,7 @@ impl Task for AudioTask {
         LoadedModel {
             memory_bytes: self.model.memory_bytes,
             labels: vec![],
+            limits: Limit::report(&[self.max_seconds]),
         }
     }
 
@@ -67,7 +66,7 @@ impl Task for AudioTask {
     /// output.
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
         dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
-            speech_recognition::transcribe(&self.model, request, self.max_seconds)
+            speech_recognition::transcribe(&self.model, request, self.max_seconds.max as f64)
         })
     }
 }

@@ -8,7 +8,7 @@ use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse};
 use inferd_sdk::values::label_scores;
 use inferd_sdk::Error;
 
-use crate::common::{forward_encodings, values};
+use crate::common::{forward_encodings, values, MAX_FORWARD_BATCH};
 
 /// A validated request, ready to run.
 struct Plan<'a> {
@@ -46,15 +46,22 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>,
     Ok(Plan { texts, function, top_k })
 }
 
-/// Classifies the inputs of several requests in shared forward passes.
-pub fn classify(model: &TextModel, requests: &[ClassifyRequest]) -> Vec<Result<ClassifyResponse, Error>> {
+/// Classifies the inputs of several requests in shared forward passes;
+/// between passes, stops once none of the requests is still wanted
+/// (`wanted(i)` for request `i`).
+pub fn classify(
+    model: &TextModel,
+    requests: &[ClassifyRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<ClassifyResponse, Error>> {
     let plans: Vec<Result<Plan, Error>> = requests.iter().map(|r| plan(r, model)).collect();
     let all_texts: Vec<(&str, Option<&str>)> = plans
         .iter()
         .filter_map(|p| p.as_ref().ok())
         .flat_map(|p| p.texts.iter().copied())
         .collect();
-    let logits = match forward(model, &all_texts) {
+    let planned: Vec<usize> = (0..plans.len()).filter(|&i| plans[i].is_ok()).collect();
+    let logits = match forward(model, &all_texts, &mut || planned.iter().any(|&i| wanted(i))) {
         Ok(logits) => logits,
         Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
     };
@@ -78,11 +85,23 @@ pub fn classify(model: &TextModel, requests: &[ClassifyRequest]) -> Vec<Result<C
         .collect()
 }
 
-/// Logits rows, one per text, through the shared batched forward pass.
-fn forward(model: &TextModel, texts: &[(&str, Option<&str>)]) -> Result<Vec<Vec<f32>>, Error> {
-    let encodings = texts
-        .iter()
-        .map(|(text, pair)| model.tokenizer.encode(text, *pair))
-        .collect::<Result<Vec<_>, _>>()?;
-    Ok(forward_encodings(model, &encodings)?.iter().map(values).collect())
+/// Logits rows, one per text, through batched forward passes, each text
+/// tokenized just before its pass; `keep_going` is asked before each.
+fn forward(
+    model: &TextModel,
+    texts: &[(&str, Option<&str>)],
+    keep_going: &mut dyn FnMut() -> bool,
+) -> Result<Vec<Vec<f32>>, Error> {
+    let mut rows = Vec::with_capacity(texts.len());
+    for piece in texts.chunks(MAX_FORWARD_BATCH) {
+        if !keep_going() {
+            return Err(Error::stopped());
+        }
+        let encodings = piece
+            .iter()
+            .map(|(text, pair)| model.tokenizer.encode(text, *pair))
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.extend(forward_encodings(model, &encodings)?.iter().map(values));
+    }
+    Ok(rows)
 }

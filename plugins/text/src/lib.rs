@@ -25,11 +25,11 @@ use inferd_sdk::proto::api::{
 };
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{export_plugin, Emitter, Error, LoadContext, Task};
+use inferd_sdk::{export_plugin, Emitter, Error, Limit, LoadContext, Task};
 use tch::Device;
 
 use crate::embeddings::SentenceConfig;
-use crate::limits::Limits;
+use crate::limits::{self as budget, Limits};
 
 /// One task of this plugin: how pipeline() names it, and how a model for it
 /// is loaded (which gives the instance that runs its batches).
@@ -39,11 +39,14 @@ struct TaskDef {
     default_model: &'static str,
     rpc: &'static str,
     description: &'static str,
+    /// The work budgets its requests are held to (besides any the loaded
+    /// instance reports itself).
+    limits: &'static [Limit],
     load: Loader,
 }
 
 /// Loads a model for a task, giving the instance that runs its batches.
-type Loader = fn(&Path, Device) -> Result<Box<dyn Runner>, Error>;
+type Loader = fn(&Path, Device, &LoadContext) -> Result<Box<dyn Runner>, Error>;
 /// An encoder task's handler: a batch of its requests, one answer each; the
 /// closure asks whether request `i` is still wanted (long work asks between
 /// its pieces).
@@ -60,12 +63,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-uncased-finetuned-sst-2-english",
         rpc: "Inference/Classify",
         description: "Classify a text or a text pair",
-        load: |dir, device| {
+        limits: &[budget::INPUTS],
+        load: |dir, device, ctx| {
             encoder(
                 dir,
                 device,
+                ctx,
                 Head::SequenceClassification,
-                |m, _, rs: &[ClassifyRequest], _| classification::classify(m, rs),
+                |m, _, rs: &[ClassifyRequest], wanted| classification::classify(m, rs, wanted),
             )
         },
     },
@@ -75,10 +80,12 @@ const TASKS: &[TaskDef] = &[
         default_model: "facebook/bart-large-mnli",
         rpc: "Inference/ZeroShotClassify",
         description: "Score candidate labels with an NLI model",
-        load: |dir, device| {
+        limits: &[budget::INPUTS, budget::CANDIDATE_LABELS, budget::ZERO_SHOT_TOKENS],
+        load: |dir, device, ctx| {
             encoder(
                 dir,
                 device,
+                ctx,
                 Head::SequenceClassification,
                 |m, c, rs: &[ZeroShotClassifyRequest], wanted| zero_shot::zero_shot(m, &c.limits, rs, wanted),
             )
@@ -90,10 +97,15 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilroberta-base",
         rpc: "Inference/FillMask",
         description: "Predict the words behind mask tokens",
-        load: |dir, device| {
-            let runner = EncoderTask::load(dir, device, Head::MaskedLm, |m, c, rs: &[FillMaskRequest], wanted| {
-                fill_mask::fill_mask(m, &c.limits, rs, wanted)
-            })?;
+        limits: &[budget::INPUTS, budget::FILL_MASK_CANDIDATES],
+        load: |dir, device, ctx| {
+            let runner = EncoderTask::load(
+                dir,
+                device,
+                ctx,
+                Head::MaskedLm,
+                |m, c, rs: &[FillMaskRequest], wanted| fill_mask::fill_mask(m, &c.limits, rs, wanted),
+            )?;
             if runner.model.tokenizer.mask_token().is_none() {
                 return Err(Error::failed_precondition(
                     "this tokenizer has no mask token (tokenizer_config.json `mask_token`)",
@@ -108,12 +120,14 @@ const TASKS: &[TaskDef] = &[
         default_model: "dbmdz/bert-large-cased-finetuned-conll03-english",
         rpc: "Inference/ClassifyTokens",
         description: "Tag tokens (named entities), with word aggregation",
-        load: |dir, device| {
+        limits: &[budget::INPUTS],
+        load: |dir, device, ctx| {
             encoder(
                 dir,
                 device,
+                ctx,
                 Head::TokenClassification,
-                |m, _, rs: &[ClassifyTokensRequest], _| token_classification::classify_tokens(m, rs),
+                |m, _, rs: &[ClassifyTokensRequest], wanted| token_classification::classify_tokens(m, rs, wanted),
             )
         },
     },
@@ -123,10 +137,12 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-cased-distilled-squad",
         rpc: "Inference/AnswerQuestion",
         description: "Extract the answer to a question from a context",
-        load: |dir, device| {
+        limits: &[budget::INPUTS, budget::QA_WINDOWS],
+        load: |dir, device, ctx| {
             encoder(
                 dir,
                 device,
+                ctx,
                 Head::QuestionAnswering,
                 |m, c, rs: &[AnswerQuestionRequest], wanted| question_answering::answer(m, &c.limits, rs, wanted),
             )
@@ -138,8 +154,9 @@ const TASKS: &[TaskDef] = &[
         default_model: "distilbert/distilbert-base-cased",
         rpc: "Inference/Embed",
         description: "Token embeddings and pooled sentence embeddings",
-        load: |dir, device| {
-            encoder(dir, device, Head::Features, |m, c, rs: &[EmbedRequest], wanted| {
+        limits: &[budget::INPUTS, budget::EMBEDDING_BYTES],
+        load: |dir, device, ctx| {
+            encoder(dir, device, ctx, Head::Features, |m, c, rs: &[EmbedRequest], wanted| {
                 embeddings::embed(m, &c.sentence, &c.limits, rs, wanted)
             })
         },
@@ -150,10 +167,11 @@ const TASKS: &[TaskDef] = &[
         default_model: "openai-community/gpt2",
         rpc: "Inference/Generate or Inference/GenerateStream",
         description: "Continue a prompt, greedy or sampled, optionally streamed",
-        load: |dir, device| {
+        limits: &[budget::SEQUENCES, budget::GENERATION_TOKENS],
+        load: |dir, device, ctx| {
             Ok(Box::new(GenerationTask {
                 model: load_causal_lm(dir, device)?,
-                limits: Limits::from_env()?,
+                limits: Limits::for_model(ctx)?,
             }))
         },
     },
@@ -163,7 +181,8 @@ const TASKS: &[TaskDef] = &[
         default_model: "sshleifer/distilbart-cnn-12-6",
         rpc: "Inference/Summarize",
         description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
-        load: |dir, device| text2text(dir, device, text2text::summarize),
+        limits: &[budget::INPUTS],
+        load: |dir, device, ctx| text2text(dir, device, ctx, text2text::summarize),
     },
     TaskDef {
         name: "translation",
@@ -171,7 +190,8 @@ const TASKS: &[TaskDef] = &[
         default_model: "google-t5/t5-base",
         rpc: "Inference/Translate",
         description: "Translate texts with an encoder-decoder model (T5 task prefixes)",
-        load: |dir, device| text2text(dir, device, text2text::translate),
+        limits: &[budget::INPUTS],
+        load: |dir, device, ctx| text2text(dir, device, ctx, text2text::translate),
     },
 ];
 
@@ -196,10 +216,16 @@ struct EncoderTask<R, O> {
 }
 
 impl<R, O> EncoderTask<R, O> {
-    fn load(dir: &Path, device: Device, head: Head, handle: EncoderHandler<R, O>) -> Result<Self, Error> {
+    fn load(
+        dir: &Path,
+        device: Device,
+        ctx: &LoadContext,
+        head: Head,
+        handle: EncoderHandler<R, O>,
+    ) -> Result<Self, Error> {
         let config = EncoderConfig {
             sentence: SentenceConfig::from_dir(dir)?,
-            limits: Limits::from_env()?,
+            limits: Limits::for_model(ctx)?,
         };
         Ok(EncoderTask {
             model: load_text_model(dir, device, head)?,
@@ -212,15 +238,17 @@ impl<R, O> EncoderTask<R, O> {
 fn encoder<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     dir: &Path,
     device: Device,
+    ctx: &LoadContext,
     head: Head,
     handle: EncoderHandler<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
-    Ok(Box::new(EncoderTask::load(dir, device, head, handle)?))
+    Ok(Box::new(EncoderTask::load(dir, device, ctx, head, handle)?))
 }
 
 impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together(task, batch, emitter, |requests, wanted| {
+        let inputs = self.config.limits.inputs;
+        dispatch::together_within(task, batch, emitter, &inputs, |requests, wanted| {
             (self.handle)(&mut self.model, &self.config, requests, wanted)
         })
     }
@@ -234,6 +262,7 @@ impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
         LoadedModel {
             memory_bytes: self.model.memory_bytes,
             labels: if labelled { self.model.labels.clone() } else { vec![] },
+            ..Default::default()
         }
     }
 }
@@ -254,7 +283,7 @@ impl Runner for GenerationTask {
     fn describe(&self) -> LoadedModel {
         LoadedModel {
             memory_bytes: self.model.memory_bytes,
-            labels: vec![],
+            ..Default::default()
         }
     }
 }
@@ -264,22 +293,32 @@ impl Runner for GenerationTask {
 /// asked whether it still waits.
 struct Text2TextTask<R, O> {
     model: Seq2SeqModel,
+    inputs: Limit,
+    /// Tokens per input: the encoder's positions unless set lower.
+    input_tokens: Limit,
     handle: Text2TextHandler<R, O>,
 }
 
 fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     dir: &Path,
     device: Device,
+    ctx: &LoadContext,
     handle: Text2TextHandler<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
     let mut model = load_seq2seq(dir, device)?;
-    model.max_input_tokens = inferd_sdk::env_limit("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens)?;
-    Ok(Box::new(Text2TextTask { model, handle }))
+    let input_tokens = Limit::new("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens as u64).for_model(ctx)?;
+    model.max_input_tokens = input_tokens.max as usize;
+    Ok(Box::new(Text2TextTask {
+        model,
+        inputs: budget::INPUTS.for_model(ctx)?,
+        input_tokens,
+        handle,
+    }))
 }
 
 impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together(task, batch, emitter, |requests, wanted| {
+        dispatch::together_within(task, batch, emitter, &self.inputs, |requests, wanted| {
             (self.handle)(&self.model, requests, wanted)
         })
     }
@@ -288,6 +327,7 @@ impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
         LoadedModel {
             memory_bytes: self.model.memory_bytes,
             labels: vec![],
+            limits: Limit::report(&[self.input_tokens]),
         }
     }
 }
@@ -296,6 +336,8 @@ impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
 pub struct TextTask {
     def: &'static TaskDef,
     runner: Box<dyn Runner>,
+    /// The task's work budgets, as set for this model.
+    limits: Vec<Limit>,
 }
 
 impl Task for TextTask {
@@ -330,12 +372,15 @@ impl Task for TextTask {
             .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
         Ok(TextTask {
             def,
-            runner: (def.load)(dir, device)?,
+            runner: (def.load)(dir, device, ctx)?,
+            limits: Limits::for_model(ctx)?.applying(def.limits),
         })
     }
 
     fn describe(&self) -> LoadedModel {
-        self.runner.describe()
+        let mut loaded = self.runner.describe();
+        loaded.limits.extend(Limit::report(&self.limits));
+        loaded
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {

@@ -5,7 +5,12 @@
 //! each is read at load from its `INFERD_MAX_*` variable (the README's
 //! "Limits" table lists them all).
 
-use inferd_sdk::{Error, Limit};
+use inferd_sdk::{Error, Limit, LoadContext};
+
+/// Every encoder task and summarization/translation: inputs (texts, or
+/// question/context pairs) per request. Each is tokenized and run, and the
+/// request's answers are held, before any is sent.
+pub const INPUTS: Limit = Limit::new("INFERD_MAX_INPUTS", 1024);
 
 /// Zero-shot: candidate labels per request. Each label is one NLI pass per
 /// text; pipeline() users rarely send more than a few dozen.
@@ -41,6 +46,7 @@ pub const GENERATION_TOKENS: Limit = Limit::new("INFERD_MAX_GENERATION_TOKENS", 
 /// The budgets in effect for one loaded model.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
+    pub inputs: Limit,
     pub candidate_labels: Limit,
     pub zero_shot_tokens: Limit,
     pub fill_mask_candidates: Limit,
@@ -53,6 +59,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
+            inputs: INPUTS,
             candidate_labels: CANDIDATE_LABELS,
             zero_shot_tokens: ZERO_SHOT_TOKENS,
             fill_mask_candidates: FILL_MASK_CANDIDATES,
@@ -65,18 +72,36 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The defaults, overridden by the environment; a bad value fails the
-    /// load, naming its variable.
-    pub fn from_env() -> Result<Self, Error> {
+    /// The defaults, overridden by the environment and then by the
+    /// model's own settings; a bad value fails the load, naming the limit.
+    pub fn for_model(ctx: &LoadContext) -> Result<Self, Error> {
         let d = Limits::default();
         Ok(Limits {
-            candidate_labels: d.candidate_labels.from_env()?,
-            zero_shot_tokens: d.zero_shot_tokens.from_env()?,
-            fill_mask_candidates: d.fill_mask_candidates.from_env()?,
-            embedding_bytes: d.embedding_bytes.from_env()?,
-            qa_windows: d.qa_windows.from_env()?,
-            sequences: d.sequences.from_env()?,
-            generation_tokens: d.generation_tokens.from_env()?,
+            inputs: d.inputs.for_model(ctx)?,
+            candidate_labels: d.candidate_labels.for_model(ctx)?,
+            zero_shot_tokens: d.zero_shot_tokens.for_model(ctx)?,
+            fill_mask_candidates: d.fill_mask_candidates.for_model(ctx)?,
+            embedding_bytes: d.embedding_bytes.for_model(ctx)?,
+            qa_windows: d.qa_windows.for_model(ctx)?,
+            sequences: d.sequences.for_model(ctx)?,
+            generation_tokens: d.generation_tokens.for_model(ctx)?,
         })
+    }
+
+    /// Those of `applicable` (by variable), with the values in effect.
+    pub fn applying(&self, applicable: &[Limit]) -> Vec<Limit> {
+        [
+            self.inputs,
+            self.candidate_labels,
+            self.zero_shot_tokens,
+            self.fill_mask_candidates,
+            self.embedding_bytes,
+            self.qa_windows,
+            self.sequences,
+            self.generation_tokens,
+        ]
+        .into_iter()
+        .filter(|l| applicable.iter().any(|a| a.var == l.var))
+        .collect()
     }
 }

@@ -8,7 +8,9 @@ use inferd_models::auto::TextModel;
 use inferd_sdk::proto::api::{ClassifyTokensRequest, ClassifyTokensResponse, TokenClassification, TokenEntity};
 use inferd_sdk::Error;
 
-use crate::common::{argmax, char_slice, check_texts, forward_encodings, softmax, values};
+use crate::common::{
+    argmax, char_slice, check_texts, each_wanted, forward_encodings, softmax, values, MAX_FORWARD_BATCH,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Aggregation {
@@ -56,14 +58,21 @@ struct Tagged {
     end: usize,
 }
 
+/// Each request on its own; an input's forward pass runs only while its
+/// request is still wanted.
 pub fn classify_tokens(
     model: &mut TextModel,
     requests: &[ClassifyTokensRequest],
+    wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ClassifyTokensResponse, Error>> {
-    requests.iter().map(|r| classify_one(model, r)).collect()
+    each_wanted(requests, wanted, |r, wanted| classify_one(model, r, wanted))
 }
 
-fn classify_one(model: &mut TextModel, request: &ClassifyTokensRequest) -> Result<ClassifyTokensResponse, Error> {
+fn classify_one(
+    model: &mut TextModel,
+    request: &ClassifyTokensRequest,
+    wanted: &mut dyn FnMut() -> bool,
+) -> Result<ClassifyTokensResponse, Error> {
     check_texts(request.inputs.iter().map(String::as_str), "")?;
     let strategy = Aggregation::parse(&request.aggregation_strategy)?;
     let ignore: Vec<String> = match &request.ignore_labels {
@@ -71,10 +80,17 @@ fn classify_one(model: &mut TextModel, request: &ClassifyTokensRequest) -> Resul
         None => vec!["O".to_string()],
     };
     let mut encodings = Vec::with_capacity(request.inputs.len());
-    for text in &request.inputs {
-        encodings.push(model.tokenizer.encode_with(text, None, None)?);
+    let mut logits = Vec::with_capacity(request.inputs.len());
+    for piece in request.inputs.chunks(MAX_FORWARD_BATCH) {
+        if !wanted() {
+            return Err(Error::stopped());
+        }
+        let start = encodings.len();
+        for text in piece {
+            encodings.push(model.tokenizer.encode_with(text, None, None)?);
+        }
+        logits.extend(forward_encodings(model, &encodings[start..])?);
     }
-    let logits = forward_encodings(model, &encodings)?;
     let mut results = Vec::with_capacity(encodings.len());
     for ((text, encoding), logits) in request.inputs.iter().zip(&encodings).zip(logits) {
         let num_labels = model.labels.len();

@@ -12,7 +12,7 @@ use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Ta
 /// One loaded model, serving one task.
 pub struct VisionTask {
     model: ImageClassifier,
-    /// Pixels per request (`INFERD_MAX_REQUEST_PIXELS`, read at load).
+    /// Pixels per request (`max_request_pixels`, set at load).
     pixel_limit: Limit,
 }
 
@@ -46,7 +46,7 @@ impl Task for VisionTask {
             .as_deref()
             .ok_or_else(|| Error::invalid_argument("image-classification needs a model source"))?;
         Ok(VisionTask {
-            pixel_limit: image_classification::REQUEST_PIXELS.from_env()?,
+            pixel_limit: image_classification::REQUEST_PIXELS.for_model(ctx)?,
             model: load_image_classifier(dir, device)?,
         })
     }
@@ -55,6 +55,7 @@ impl Task for VisionTask {
         LoadedModel {
             memory_bytes: self.model.memory_bytes,
             labels: self.model.labels.clone(),
+            limits: Limit::report(&[self.pixel_limit]),
         }
     }
 

@@ -39,16 +39,25 @@ class LoadModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., task: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ..., make_default: _Optional[bool] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ...) -> None: ...
 
 class ModelOptions(_message.Message):
-    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads")
+    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits")
+    class LimitsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     MAX_BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     MAX_QUEUE_DELAY_MS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     INTRA_OP_THREADS_FIELD_NUMBER: _ClassVar[int]
+    LIMITS_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_queue_delay_ms: int
     queue_size: int
     intra_op_threads: int
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ...) -> None: ...
+    limits: _containers.ScalarMap[str, int]
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
 
 class InstanceInfo(_message.Message):
     __slots__ = ("device",)
