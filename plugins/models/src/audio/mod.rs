@@ -8,3 +8,4 @@ pub mod decode;
 pub mod features;
 pub mod resample;
 pub mod wav2vec2;
+pub mod whisper_features;
