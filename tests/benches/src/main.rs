@@ -1,7 +1,11 @@
-//! inferd-bench: a load generator for the inferd daemon. Each subcommand
-//! drives one RPC with a given concurrency and prints one JSON line of
-//! figures (throughput, latency percentiles). tests/benches/run.sh runs it
-//! against the daemon and the Python reference in one invocation.
+//! inferd-bench: a load generator for the inferd daemon. Each benchmark
+//! subcommand drives one RPC with a given concurrency and prints one JSON
+//! line of figures (throughput, latency percentiles); tests/benches/run.sh
+//! runs them against the daemon and the Python reference in one invocation.
+//! `soak` runs mixed and hostile traffic over every task for a bounded time
+//! (tests/benches/soak.sh).
+
+mod soak;
 
 use std::time::{Duration, Instant};
 
@@ -17,8 +21,9 @@ use tonic::transport::Channel;
 struct Cli {
     #[arg(long, default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// The model benchmarked (not used by `soak`, which names one per task).
     #[arg(long)]
-    model: String,
+    model: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -67,6 +72,10 @@ enum Command {
         #[arg(long)]
         metrics: Option<String>,
     },
+    /// Mixed traffic over every task, with clients leaving early and
+    /// garbage, for a bounded time; a row of figures per interval and a
+    /// verdict (non-zero exit on failure).
+    Soak(Box<soak::Options>),
 }
 
 /// Sum and count of the model's batch inference-time histogram, from the
@@ -108,6 +117,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
+    if let Command::Soak(options) = cli.command {
+        let passed = soak::run(&cli.addr, *options).await?;
+        std::process::exit(if passed { 0 } else { 1 });
+    }
+    let model = cli.model.context("--model is required: the model to benchmark")?;
     let channel = connect(&cli.addr).await?;
     match cli.command {
         Command::Generate {
@@ -117,7 +131,7 @@ async fn main() -> Result<()> {
             rounds,
         } => {
             let request = GenerateRequest {
-                model: cli.model.clone(),
+                model: model.clone(),
                 inputs: vec![prompt],
                 max_new_tokens: Some(new_tokens),
                 min_new_tokens: Some(new_tokens),
@@ -155,7 +169,7 @@ async fn main() -> Result<()> {
                 .map(String::from)
                 .collect();
             let summarize_all = || {
-                let (channel, model) = (channel.clone(), cli.model.clone());
+                let (channel, model) = (channel.clone(), model.clone());
                 let calls: Vec<_> = articles
                     .iter()
                     .map(|article| {
@@ -204,7 +218,7 @@ async fn main() -> Result<()> {
                 .collect();
             anyhow::ensure!(!texts.is_empty(), "{} has no lines", payload.display());
             let request = |i: usize| ClassifyRequest {
-                model: cli.model.clone(),
+                model: model.clone(),
                 inputs: (0..inputs_per_request.max(1))
                     .map(|k| TextInput {
                         text: texts[(i * inputs_per_request.max(1) + k) % texts.len()].clone(),
@@ -215,7 +229,7 @@ async fn main() -> Result<()> {
             };
             InferenceClient::new(channel.clone()).classify(request(0)).await?;
             let before = match &metrics {
-                Some(m) => Some(inference_seconds(m, &cli.model)?),
+                Some(m) => Some(inference_seconds(m, &model)?),
                 None => None,
             };
             let started = Instant::now();
@@ -251,12 +265,13 @@ async fn main() -> Result<()> {
                    "p50_ms": percentile(&latencies, 0.5), "p95_ms": percentile(&latencies, 0.95),
                    "p99_ms": percentile(&latencies, 0.99)});
             if let (Some(m), Some((sum0, count0))) = (&metrics, before) {
-                let (sum1, count1) = inference_seconds(m, &cli.model)?;
+                let (sum1, count1) = inference_seconds(m, &model)?;
                 figures["batches"] = json!(count1 - count0);
                 figures["seconds_per_batch"] = json!((sum1 - sum0) / (count1 - count0).max(1.0));
             }
             println!("{figures}");
         }
+        Command::Soak(_) => unreachable!("the soak returned above"),
     }
     Ok(())
 }
