@@ -9,10 +9,8 @@ use inferd_proto::v1::{
     LoadModelRequest, ModelOptions, QuestionInput, RunInput, RunRequest, SummarizeRequest, TextInput,
     TranscribeRequest, TranslateRequest,
 };
-use inferd_tests::{fixture_model, test_plugin_dir, Daemon};
-use prost::bytes::{Buf, BufMut};
+use inferd_tests::{fixture_model, test_plugin_dir, Daemon, RawCodec};
 use prost::Message;
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::{Code, Status};
 
@@ -110,41 +108,6 @@ async fn still_classifies(daemon: &Daemon) {
 }
 
 // ---------------------------------------------------------------- bad bytes
-
-/// Sends and receives message bytes as they are, so that a test can send
-/// what no generated client would.
-#[derive(Clone, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-    fn encoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-    fn decoder(&mut self) -> RawCodec {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = Status;
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
-}
 
 async fn raw_unary(daemon: &Daemon, path: &'static str, bytes: Vec<u8>) -> Result<Vec<u8>, Status> {
     let mut grpc = tonic::client::Grpc::new(daemon.channel().await);

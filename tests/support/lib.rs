@@ -6,10 +6,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use inferd_proto::prost::bytes::{Buf, BufMut};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{LoadModelRequest, ModelInfo};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
+use tonic::Status;
 
 /// How long a daemon may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -297,4 +300,39 @@ pub fn assert_close_with(actual: f32, expected: f64, tolerance: f64, what: &str)
         (actual as f64 - expected).abs() <= tolerance,
         "{what}: got {actual}, expected {expected} (tolerance {tolerance})"
     );
+}
+
+/// Sends and receives message bytes as they are, for calls with bytes no
+/// generated client would send (a real method's path, any body).
+#[derive(Clone, Default)]
+pub struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+    fn encoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+    fn decoder(&mut self) -> RawCodec {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = Status;
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
 }
