@@ -646,7 +646,7 @@ async fn classification_is_bounded_in_inputs_and_a_15_mb_text_leaves_the_daemon_
 
 /// Classification and token classification run their texts in forward
 /// chunks and stop within one once the request's deadline passes: the
-/// next request waits for that chunk, not for the rest (12,000 texts of
+/// next request waits for that chunk, not for the rest (15,000 texts of
 /// 500 tokens, tens of seconds of work without the checks).
 #[tokio::test]
 async fn long_classification_requests_whose_deadline_passes_free_the_worker_within_a_chunk() {
@@ -680,7 +680,7 @@ async fn long_classification_requests_whose_deadline_passes_free_the_worker_with
     for task in ["text-classification", "token-classification"] {
         let sent = Instant::now();
         let status = if task == "text-classification" {
-            let mut request = tonic::Request::new(classify(texts(12_000, &long)));
+            let mut request = tonic::Request::new(classify(texts(15_000, &long)));
             request.set_timeout(Duration::from_secs(1));
             client
                 .classify(request)
@@ -688,7 +688,7 @@ async fn long_classification_requests_whose_deadline_passes_free_the_worker_with
                 .map(|_| ())
                 .expect_err("past its deadline")
         } else {
-            let mut request = tonic::Request::new(tag(texts(12_000, &long)));
+            let mut request = tonic::Request::new(tag(texts(15_000, &long)));
             request.set_timeout(Duration::from_secs(1));
             client
                 .classify_tokens(request)
