@@ -8,4 +8,5 @@ pub mod decode;
 pub mod features;
 pub mod resample;
 pub mod wav2vec2;
+pub mod whisper;
 pub mod whisper_features;

@@ -26,10 +26,12 @@ pub trait CausalLm {
 
 /// A model that encodes sources once and then decodes step by step.
 pub trait Seq2SeqLm {
-    /// Encoder states [items, source, d] of the right-padded inputs
-    /// `input_ids` [items, source]; `padding` is their additive padding bias
-    /// [items, 1, 1, source], None when no input is padded.
-    fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor;
+    /// Encoder states [items, source, d] of the encoder's `inputs`: the
+    /// right-padded token ids [items, source] of a text model, the log-mel
+    /// features [items, mel bins, frames] of a speech model (Whisper);
+    /// `padding` is their additive padding bias [items, 1, 1, source], None
+    /// when no input is padded (features never are).
+    fn encode(&self, inputs: &Tensor, padding: Option<&Tensor>) -> Tensor;
     /// Logits [rows, vocab] (f32) after feeding each row's newest token
     /// `tokens` [rows] at decoder position `position`.
     fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor;
