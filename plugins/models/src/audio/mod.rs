@@ -1,7 +1,8 @@
 //! Audio: decoding and mixing down (`decode`), resampling as scipy does
 //! (`resample`), feature extractors (`features`), the CTC tokenizer
-//! (`ctc`), and the audio families: Wav2Vec2. Whisper, SpeechT5 and
-//! HiFi-GAN go beside them.
+//! (`ctc`), and the audio families: Wav2Vec2 and Whisper (its log-mel
+//! features in `whisper_features`; not yet served). SpeechT5 and HiFi-GAN
+//! go beside them.
 
 pub mod ctc;
 pub mod decode;
