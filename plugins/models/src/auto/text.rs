@@ -73,6 +73,18 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
     })?;
     checkpoint.load_into(&mut vs)?;
     let tokenizer = TextTokenizer::from_dir(dir, encoder.positions.max(1) as usize, encoder.pad_token_id)?;
+    // A head that reads a token's state would index past an input that
+    // lacks it.
+    if let Some((field, id)) = encoder.reads_token {
+        let last = tokenizer.encode("a", None)?.get_ids().last().map(|&t| i64::from(t));
+        if last != Some(id) {
+            let ends = last.map_or("no token".to_string(), |t| format!("token {t}"));
+            return Err(ModelError::bad_file(
+                &config_file,
+                format!("{field} = {id}, but the tokenizer ends its inputs with {ends}"),
+            ));
+        }
+    }
     Ok(TextModel {
         net: encoder.net,
         memory_bytes: var_store_bytes(&vs),

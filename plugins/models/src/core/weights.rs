@@ -98,7 +98,16 @@ impl Checkpoint {
                 // tensor's data is touched.
                 let st = SafeTensors::deserialize(&mmap).map_err(|e| ModelError::bad_file(path, e))?;
                 for (name, view) in st.tensors() {
-                    shapes.insert(name.clone(), view.shape().iter().map(|&d| d as i64).collect());
+                    // A dimension past i64 (beside a 0, the tensor is still
+                    // empty) is one LibTorch cannot make.
+                    let shape = view.shape().iter().map(|&d| i64::try_from(d).ok()).collect();
+                    let Some(shape) = shape else {
+                        return Err(ModelError::bad_file(
+                            path,
+                            format!("{name} has shape {:?}, past what LibTorch can hold", view.shape()),
+                        ));
+                    };
+                    shapes.insert(name.clone(), shape);
                     index.insert(name, i);
                 }
                 Source::SafeTensors(mmap)
@@ -382,6 +391,17 @@ mod tests {
         let err = weight_files(dir.path()).unwrap_err();
         assert!(err.to_string().contains("model.safetensors"), "{err}");
         let _ = nn::VarStore::new(Device::Cpu);
+    }
+
+    #[test]
+    fn a_dimension_past_i64_is_refused_at_open_naming_the_tensor() {
+        let dir = tempfile::tempdir().unwrap();
+        let header = br#"{"w":{"dtype":"F32","shape":[0,18446744073709551615],"data_offsets":[0,0]}}"#;
+        let mut file = (header.len() as u64).to_le_bytes().to_vec();
+        file.extend(header);
+        std::fs::write(dir.path().join("model.safetensors"), file).unwrap();
+        let err = Checkpoint::open(dir.path()).err().expect("refused").to_string();
+        assert!(err.contains("w has shape [0, 18446744073709551615]"), "{err}");
     }
 
     #[test]

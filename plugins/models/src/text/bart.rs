@@ -571,6 +571,7 @@ pub fn build_classifier(spec: &EncoderSpec) -> Result<Encoder> {
         )),
         positions: cfg.max_position_embeddings,
         pad_token_id: cfg.pad_token_id,
+        reads_token: Some(("eos_token_id", cfg.eos_token_id)),
     })
 }
 

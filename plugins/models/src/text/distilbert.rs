@@ -289,6 +289,7 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
         net,
         positions: cfg.max_position_embeddings,
         pad_token_id: cfg.pad_token_id.unwrap_or(0),
+        reads_token: None,
     })
 }
 

@@ -82,11 +82,15 @@ impl<'a> EncoderSpec<'a> {
 }
 
 /// A built encoder: its net, how many input positions it has and its
-/// padding id (for the tokenizer).
+/// padding id (for the tokenizer), and the token its head reads the state
+/// of, if it reads one (BART's classifier: the last `eos_token_id` of each
+/// input), as config.json's field and the id, for the loader to check that
+/// the tokenizer ends every input with it.
 pub struct Encoder {
     pub net: Box<dyn EncoderNet>,
     pub positions: i64,
     pub pad_token_id: i64,
+    pub reads_token: Option<(&'static str, i64)>,
 }
 
 /// Builds a family's encoder for a head (the registry holds one per

@@ -4,6 +4,7 @@
 
 pub mod bart;
 pub mod bert;
+mod charsmap;
 pub mod distilbert;
 pub mod encoder;
 pub mod gpt2;

@@ -109,5 +109,6 @@ pub fn build(spec: &EncoderSpec) -> Result<Encoder> {
         // Positions are numbered from pad + 1, so two fewer fit.
         positions: cfg.max_position_embeddings - pad - 1,
         pad_token_id: pad,
+        reads_token: None,
     })
 }

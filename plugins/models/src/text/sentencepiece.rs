@@ -252,6 +252,7 @@ fn spm_normalizer(model: &SpmModel) -> Result<NormalizerWrapper> {
     let mut steps: Vec<NormalizerWrapper> = Vec::new();
     let charsmap = &model.normalizer.precompiled_charsmap;
     if !charsmap.is_empty() {
+        crate::text::charsmap::check(charsmap)?;
         let precompiled =
             Precompiled::from(charsmap).map_err(|e| ModelError::Tokenizer(format!("precompiled_charsmap: {e}")))?;
         steps.push(precompiled.into());

@@ -17,6 +17,10 @@ use crate::{ModelError, Result};
 /// about 89 million; larger images are refused before decoding).
 pub const MAX_PIXELS: u64 = 89_478_485;
 
+/// What a decoder may allocate beyond the decoded image itself (palettes,
+/// colour profiles, metadata).
+const DECODER_TABLES: u64 = 16 << 20;
+
 /// An 8-bit RGB image, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbImage {
@@ -75,7 +79,7 @@ fn header(bytes: &[u8]) -> Result<(image::ImageFormat, u32, u32)> {
 /// Decodes encoded image bytes into RGB. Errors name the problem.
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     use image::ImageReader;
-    let (format, _, _) = header(bytes)?;
+    let (format, width, height) = header(bytes)?;
     if format == image::ImageFormat::Jpeg {
         return decode_jpeg(bytes);
     }
@@ -87,7 +91,12 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage> {
     let decode_error =
         |e: image::ImageError| ModelError::InvalidInput(format!("cannot decode the {format:?} image: {e}"));
     let mut reader = ImageReader::with_format(std::io::Cursor::new(bytes), format);
-    reader.no_limits();
+    // The decoder may hold the image the header declares, at its widest
+    // (16 bytes a pixel, float RGBA), and its tables: a GIF frame far
+    // larger than the screen its header declares is refused, not allocated.
+    let mut limits = image::Limits::no_limits();
+    limits.max_alloc = Some(u64::from(width) * u64::from(height) * 16 + DECODER_TABLES);
+    reader.limits(limits);
     let mut decoder = reader.into_decoder().map_err(decode_error)?;
     // transformers' load_image applies the EXIF orientation (exif_transpose).
     let orientation =
@@ -610,6 +619,15 @@ impl ImageProcessor {
                     let crop_pct = self.config.crop_pct.unwrap_or(224.0 / 256.0);
                     let resize_short = (shortest as f64 / crop_pct) as usize;
                     let (h, w) = shortest_edge_size(image.height, image.width, resize_short);
+                    // The long side grows with the short one: a 1-pixel-high
+                    // strip would become gigabytes before the crop.
+                    if h as u64 * w as u64 > MAX_PIXELS {
+                        return Err(ModelError::InvalidInput(format!(
+                            "the image is {}x{}: with its shorter side resized to {resize_short} it would be {w}x{h}, \
+                             more than the limit of {MAX_PIXELS} pixels; send a less elongated image",
+                            image.width, image.height
+                        )));
+                    }
                     let resized = resize(image, w, h, self.filter);
                     Ok(center_crop(&resized, shortest, shortest))
                 } else {
@@ -729,6 +747,46 @@ mod tests {
         // Rows 1-2, columns 1-2.
         assert_eq!(&out.data[0..3], &image.data[(4 + 1) * 3..(4 + 1) * 3 + 3]);
         assert_eq!(shortest_edge_size(61, 97, 73), (73, 116));
+    }
+
+    #[test]
+    fn a_strip_that_resizing_would_grow_past_the_pixel_limit_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("preprocessor_config.json"),
+            r#"{"image_processor_type": "ConvNextImageProcessor", "size": {"shortest_edge": 224}}"#,
+        )
+        .unwrap();
+        let processor = ImageProcessor::from_dir(dir.path()).unwrap();
+        // 256 x 102,400,000 pixels once its height is resized to 224 / 0.875.
+        let strip = RgbImage {
+            width: 400_000,
+            height: 1,
+            data: vec![90; 1_200_000],
+        };
+        let refused = processor.process(&strip).unwrap_err().to_string();
+        assert!(
+            refused.contains("400000x1") && refused.contains("less elongated"),
+            "{refused}"
+        );
+        let photo = RgbImage {
+            width: 40,
+            height: 30,
+            data: vec![90; 3600],
+        };
+        assert_eq!(processor.process(&photo).unwrap().width, 224);
+    }
+
+    #[test]
+    fn a_gif_frame_larger_than_its_screen_is_refused_without_allocating_it() {
+        let mut gif = b"GIF89a".to_vec();
+        gif.extend([4, 0, 4, 0, 0, 0, 0]); // a 4x4 screen, no global palette
+        gif.push(0x2c); // an image at (0, 0), 60000x60000, a 2-colour palette
+        gif.extend([0, 0, 0, 0, 0x60, 0xea, 0x60, 0xea, 0x80, 0, 0, 0, 255, 255, 255]);
+        gif.extend([2, 2, 0x44, 0x01, 0, 0x3b]); // one pixel of LZW data, the trailer
+        assert_eq!(dimensions(&gif).unwrap(), (4, 4));
+        let refused = decode_rgb(&gif).unwrap_err().to_string();
+        assert!(refused.contains("Memory limit exceeded"), "{refused}");
     }
 
     #[test]
