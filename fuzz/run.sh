@@ -43,6 +43,10 @@ else
   exit 2
 fi
 
+if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
+  echo "installing cargo-fuzz (cargo install cargo-fuzz --locked; a few minutes)" >&2
+  cargo install cargo-fuzz --locked
+fi
 for target in "${selected[@]}"; do
   nice -n "${FUZZ_NICE:-19}" cargo +nightly fuzz build -s none "$target"
 done

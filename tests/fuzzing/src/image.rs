@@ -3,9 +3,10 @@
 //! processors' resizing, cropping and normalising. A decoded image is as
 //! large as its header said (turned by its EXIF orientation), resizing and
 //! cropping give the size asked, resizing to the same size changes
-//! nothing and a single colour stays that colour, and each processor gives
-//! pixel values of its configured size, all finite, or refuses the image
-//! as the client's error (one too elongated to resize).
+//! nothing and a single colour stays that colour (within the precision of
+//! PIL's arithmetic), and each processor gives pixel values of its
+//! configured size, all finite, or refuses the image as the client's error
+//! (one too elongated to resize).
 
 use std::cell::RefCell;
 
@@ -109,8 +110,13 @@ fn resizes(image: &RgbImage, width: usize, height: usize, filter: Filter) {
     let resized = resize(image, width, height, filter);
     assert_eq!((resized.width, resized.height), (width, height));
     assert_eq!(resized.data.len(), width * height * 3);
+    // PIL's 22-bit fixed-point weights sum to one within their rounding,
+    // which thousands of taps (a 600000-pixel row resized to a few) add up
+    // past half a level, in PIL as here: a single colour is only checked
+    // where each pass shrinks by at most 256 times.
+    let moderate = image.width <= 256 * width && image.height <= 256 * height;
     let first = &image.data[..3];
-    if image.data.chunks(3).all(|pixel| pixel == first) {
+    if moderate && image.data.chunks(3).all(|pixel| pixel == first) {
         assert!(
             resized.data.chunks(3).all(|pixel| pixel == first),
             "a single colour {first:?} changed when resized with {filter:?}"

@@ -292,7 +292,8 @@ fn to_rgb(image: image::DynamicImage) -> RgbImage {
     RgbImage { width, height, data }
 }
 
-/// PIL's resampling filters, as Resample.c defines them.
+/// PIL's resampling filters, as Resample.c defines them, and NEAREST,
+/// which PIL resizes with by picking pixels (an affine transform).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Filter {
     Nearest,
@@ -315,7 +316,7 @@ impl Filter {
 
     fn support(self) -> f64 {
         match self {
-            Filter::Nearest => 0.5,
+            Filter::Nearest => unreachable!("NEAREST picks pixels: it has no filter"),
             Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
             Filter::Lanczos => 3.0,
@@ -325,13 +326,7 @@ impl Filter {
     fn weight(self, x: f64) -> f64 {
         let x = x.abs();
         match self {
-            Filter::Nearest => {
-                if x < 0.5 {
-                    1.0
-                } else {
-                    0.0
-                }
-            }
+            Filter::Nearest => unreachable!("NEAREST picks pixels: it has no filter"),
             Filter::Bilinear => {
                 if x < 1.0 {
                     1.0 - x
@@ -375,6 +370,9 @@ const PRECISION_BITS: u32 = 32 - 8 - 2;
 /// as PIL's `precompute_coeffs` + `normalize_coeffs_8bpc` compute them.
 fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<(usize, Vec<i32>)> {
     let scale = in_size as f64 / out_size as f64;
+    if filter == Filter::Nearest {
+        return nearest_picks(in_size, out_size, scale);
+    }
     let filterscale = scale.max(1.0);
     let support = filter.support() * filterscale;
     (0..out_size)
@@ -400,6 +398,21 @@ fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Vec<(usize, 
                 })
                 .collect();
             (xmin, fixed)
+        })
+        .collect()
+}
+
+/// NEAREST as PIL resizes with it (Geometry.c's ImagingScaleAffine): output
+/// `i` is input `floor(scale / 2 + i * scale)`, the position summed step by
+/// step in f64 as PIL sums it (so the 8th row of 4 grown to 10 is row 2:
+/// 0.2 + 7 * 0.4 adds up to just under 3), as a single full weight.
+fn nearest_picks(in_size: usize, out_size: usize, scale: f64) -> Vec<(usize, Vec<i32>)> {
+    let mut position = scale * 0.5;
+    (0..out_size)
+        .map(|_| {
+            let picked = (position as usize).min(in_size - 1);
+            position += scale;
+            (picked, vec![1 << PRECISION_BITS])
         })
         .collect()
 }
@@ -734,6 +747,24 @@ mod tests {
             let out = resize(&flat, 3, 5, filter);
             assert!(out.data.iter().all(|&v| v == 200), "{filter:?}");
         }
+    }
+
+    #[test]
+    fn nearest_picks_the_pixels_pil_picks() {
+        // One grey level per row (and per column): what each output holds
+        // names the input it was picked from. PIL 13's NEAREST picks rows
+        // 0 0 1 1 1 2 2 2 3 3 growing 4 rows to 10, columns 2 and 6
+        // shrinking 9 to 2.
+        let image = RgbImage {
+            width: 9,
+            height: 4,
+            data: (0..36u8).flat_map(|p| [p / 9 * 10, p % 9 * 10, 0]).collect(),
+        };
+        let rows = resize(&image, 9, 10, Filter::Nearest);
+        let picked: Vec<u8> = (0..10).map(|y| rows.data[y * 27] / 10).collect();
+        assert_eq!(picked, [0, 0, 1, 1, 1, 2, 2, 2, 3, 3]);
+        let columns = resize(&image, 2, 4, Filter::Nearest);
+        assert_eq!([columns.data[1] / 10, columns.data[4] / 10], [2, 6]);
     }
 
     #[test]
