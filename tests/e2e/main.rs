@@ -16,4 +16,5 @@ mod serving;
 mod statuses;
 mod text_tasks;
 mod vision;
+mod whisper;
 mod work_budgets;

@@ -12,8 +12,9 @@ use crate::output::Output;
 pub struct Transcribe {
     #[command(flatten)]
     files: InputFiles,
-    /// Also print the words (or characters) with their times.
-    #[arg(long, value_parser = ["char", "word"])]
+    /// Also print the pieces with their times: "char" or "word" on CTC
+    /// models (Wav2Vec2), "true" (segments) on Whisper.
+    #[arg(long, value_parser = ["char", "word", "true"])]
     timestamps: Option<String>,
     /// Transcribe in chunks of this many seconds (for long audio).
     #[arg(long)]
@@ -21,6 +22,28 @@ pub struct Transcribe {
     /// Overlap of the chunks: one value, or LEFT,RIGHT (default chunk/6).
     #[arg(long, value_delimiter = ',')]
     stride_length_s: Vec<f64>,
+    /// Whisper: the language spoken, a name or code ("french", "fr");
+    /// default: detected (multilingual models) or English.
+    #[arg(long)]
+    language: Option<String>,
+    /// Whisper: transcribe, or translate into English.
+    #[arg(long, value_parser = ["transcribe", "translate"])]
+    task: Option<String>,
+    /// Whisper: also print the language of each file.
+    #[arg(long)]
+    return_language: bool,
+    /// Whisper: beams of the search (default: the model's, else 5).
+    #[arg(long)]
+    num_beams: Option<u32>,
+    /// Whisper: sample at this temperature instead of searching.
+    #[arg(long)]
+    temperature: Option<f32>,
+    /// Whisper: the most new tokens per 30 s window.
+    #[arg(long)]
+    max_new_tokens: Option<u32>,
+    /// Whisper, with --temperature: the sampling seed.
+    #[arg(long)]
+    seed: Option<u64>,
     #[command(flatten)]
     model: ModelArg,
 }
@@ -34,6 +57,13 @@ impl Transcribe {
             return_timestamps: self.timestamps.unwrap_or_default(),
             chunk_length_s: self.chunk_length_s,
             stride_length_s: self.stride_length_s,
+            language: self.language.unwrap_or_default(),
+            task: self.task.unwrap_or_default(),
+            return_language: self.return_language,
+            num_beams: self.num_beams,
+            temperature: self.temperature,
+            max_new_tokens: self.max_new_tokens,
+            seed: self.seed,
         };
         let response = client.transcribe(request).await.map_err(status)?.into_inner();
         out.transcriptions(&self.files.names(), &response.results)

@@ -281,7 +281,13 @@ impl Output {
                         o["chunks"] = r
                             .chunks
                             .iter()
-                            .map(|c| json!({"text": c.text, "timestamp": c.timestamp}))
+                            .map(|c| {
+                                let mut chunk = json!({"text": c.text, "timestamp": c.timestamp});
+                                if !c.language.is_empty() {
+                                    chunk["language"] = json!(c.language);
+                                }
+                                chunk
+                            })
                             .collect();
                     }
                     o
@@ -292,8 +298,15 @@ impl Output {
                 for (name, result) in names.iter().zip(results) {
                     println!("{name}\n  {}", result.text);
                     for c in &result.chunks {
-                        let time = |i: usize| format!("{:.2}", c.timestamp.get(i).copied().unwrap_or(0.0));
-                        CHUNKS.row(&[&time(0), &time(1), &c.text]);
+                        // Whisper's last segment may have no end, and its
+                        // languages come without times.
+                        let time = |i: usize| c.timestamp.get(i).map_or("-".into(), |t| format!("{t:.2}"));
+                        let text = if c.language.is_empty() {
+                            c.text.clone()
+                        } else {
+                            format!("[{}] {}", c.language, c.text)
+                        };
+                        CHUNKS.row(&[&time(0), &time(1), &text]);
                     }
                 }
             },

@@ -570,6 +570,18 @@ def _image_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, A
     return per_input if _many(inputs) else per_input[0]
 
 
+def _transcription_chunk(c: Any, language: bool) -> Dict[str, Any]:
+    # Times missing where pipeline() gives None: Whisper's last segment
+    # without an end, or no timestamps asked for.
+    times = list(c.timestamp) + [None] * (2 - len(c.timestamp))
+    chunk: Dict[str, Any] = {"language": c.language or None} if language else {}
+    chunk.update(text=c.text, timestamp=tuple(times))
+    return chunk
+
+
+_WHISPER_SETTINGS = ("language", "task", "num_beams", "temperature", "max_new_tokens", "seed")
+
+
 def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
     request = api.TranscribeRequest(
         model=p.model,
@@ -577,7 +589,23 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     )
     stamps = kw.get("return_timestamps")
     if stamps:
-        request.return_timestamps = str(stamps)
+        # pipeline()'s return_timestamps=True (Whisper's segments) is "true".
+        request.return_timestamps = "true" if stamps is True else str(stamps)
+    # Whisper's settings, given directly or in generate_kwargs as pipeline() takes them.
+    whisper = {**(kw.get("generate_kwargs") or {}), **{k: kw[k] for k in _WHISPER_SETTINGS if k in kw}}
+    unknown = set(whisper) - set(_WHISPER_SETTINGS)
+    if unknown:
+        raise TypeError(f"automatic-speech-recognition does not take generate_kwargs {sorted(unknown)}")
+    for name in ("language", "task"):
+        if whisper.get(name) is not None:
+            setattr(request, name, str(whisper[name]))
+    for name in ("num_beams", "max_new_tokens", "seed"):
+        if whisper.get(name) is not None:
+            setattr(request, name, int(whisper[name]))
+    if whisper.get("temperature") is not None:
+        request.temperature = float(whisper["temperature"])
+    if kw.get("return_language"):
+        request.return_language = True
     if kw.get("chunk_length_s") is not None:
         request.chunk_length_s = float(kw["chunk_length_s"])
     stride = kw.get("stride_length_s")
@@ -587,8 +615,8 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     per_input = []
     for r in p.client.call("Transcribe", request).results:
         out: Dict[str, Any] = {"text": r.text}
-        if stamps:
-            out["chunks"] = [{"text": c.text, "timestamp": tuple(c.timestamp)} for c in r.chunks]
+        if stamps or kw.get("return_language"):
+            out["chunks"] = [_transcription_chunk(c, bool(kw.get("return_language"))) for c in r.chunks]
         per_input.append(out)
     return per_input if _many(inputs) else per_input[0]
 
@@ -607,7 +635,9 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "summarization": (_summarization, _SEQ2SEQ_SETTINGS),
     "translation": (_translation, _SEQ2SEQ_SETTINGS + ("src_lang", "tgt_lang")),
     "image-classification": (_image_classification, ("top_k", "function_to_apply")),
-    "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s")),
+    "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
+                                                           "return_language", "generate_kwargs")
+                                     + _WHISPER_SETTINGS),
 }
 _ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
 

@@ -38,6 +38,29 @@ pub fn transcribe(
             "`inputs` is empty: send at least one audio file",
         ));
     }
+    let whisper_options = [
+        ("language", !request.language.is_empty()),
+        ("task", !request.task.is_empty()),
+        ("return_language", request.return_language),
+        ("num_beams", request.num_beams.is_some()),
+        ("temperature", request.temperature.is_some()),
+        ("max_new_tokens", request.max_new_tokens.is_some()),
+        ("seed", request.seed.is_some()),
+    ];
+    let sent: Vec<&str> = whisper_options
+        .iter()
+        .filter(|(_, set)| *set)
+        .map(|(name, _)| *name)
+        .collect();
+    if !sent.is_empty() {
+        return Err(Error::invalid_argument(format!(
+            "{} {} Whisper's; this model is a CTC (Wav2Vec2) model, which transcribes greedily in its one \
+             language: leave {} out",
+            sent.join(", "),
+            if sent.len() == 1 { "is" } else { "are" },
+            if sent.len() == 1 { "it" } else { "them" }
+        )));
+    }
     let timestamps = match request.return_timestamps.as_str() {
         "" => Timestamps::None,
         "char" => Timestamps::Char,
@@ -90,6 +113,7 @@ pub fn transcribe(
                 .map(|Piece { text, start, end }| TranscriptionChunk {
                     text,
                     timestamp: vec![seconds_per_frame(start), seconds_per_frame(end)],
+                    language: String::new(),
                 })
                 .collect(),
         });

@@ -50,7 +50,10 @@ fn params(model: &Seq2SeqModel, task: &str, asked: GenerationSettings) -> Genera
 
 /// Every input with the same settings.
 fn sources<'a>(inputs: &'a [Vec<i64>], params: &'a GenerationParams) -> Vec<Source<'a>> {
-    inputs.iter().map(|input_ids| Source { input_ids, params }).collect()
+    inputs
+        .iter()
+        .map(|input_ids| Source::tokens(input_ids, params))
+        .collect()
 }
 
 fn beams(n: usize) -> GenerationSettings {
@@ -138,10 +141,7 @@ fn a_batch_gives_the_tokens_of_one_input_at_a_time() {
         let mixed: Vec<Source> = inputs
             .iter()
             .enumerate()
-            .map(|(i, ids)| Source {
-                input_ids: ids,
-                params: if i % 2 == 0 { &greedy } else { &beam4 },
-            })
+            .map(|(i, ids)| Source::tokens(ids, if i % 2 == 0 { &greedy } else { &beam4 }))
             .collect();
         let got = generate(model.net.as_ref(), &mixed, &mut |_| true);
         for (i, (ids, source)) in inputs.iter().zip(&mixed).enumerate() {

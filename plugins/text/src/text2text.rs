@@ -109,10 +109,7 @@ fn generate_planned(
     for (r, plan) in plans.iter().enumerate() {
         let Ok(plan) = plan else { continue };
         for input_ids in &plan.inputs {
-            sources.push(Source {
-                input_ids,
-                params: &plan.params,
-            });
+            sources.push(Source::tokens(input_ids, &plan.params));
             owners.push(r);
         }
     }

@@ -450,26 +450,42 @@ class AudioInput(_message.Message):
     def __init__(self, data: _Optional[bytes] = ...) -> None: ...
 
 class TranscribeRequest(_message.Message):
-    __slots__ = ("model", "inputs", "return_timestamps", "chunk_length_s", "stride_length_s")
+    __slots__ = ("model", "inputs", "return_timestamps", "chunk_length_s", "stride_length_s", "language", "task", "return_language", "num_beams", "temperature", "max_new_tokens", "seed")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     RETURN_TIMESTAMPS_FIELD_NUMBER: _ClassVar[int]
     CHUNK_LENGTH_S_FIELD_NUMBER: _ClassVar[int]
     STRIDE_LENGTH_S_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LANGUAGE_FIELD_NUMBER: _ClassVar[int]
+    NUM_BEAMS_FIELD_NUMBER: _ClassVar[int]
+    TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
+    MAX_NEW_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedCompositeFieldContainer[AudioInput]
     return_timestamps: str
     chunk_length_s: float
     stride_length_s: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[AudioInput, _Mapping]]] = ..., return_timestamps: _Optional[str] = ..., chunk_length_s: _Optional[float] = ..., stride_length_s: _Optional[_Iterable[float]] = ...) -> None: ...
+    language: str
+    task: str
+    return_language: bool
+    num_beams: int
+    temperature: float
+    max_new_tokens: int
+    seed: int
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[AudioInput, _Mapping]]] = ..., return_timestamps: _Optional[str] = ..., chunk_length_s: _Optional[float] = ..., stride_length_s: _Optional[_Iterable[float]] = ..., language: _Optional[str] = ..., task: _Optional[str] = ..., return_language: _Optional[bool] = ..., num_beams: _Optional[int] = ..., temperature: _Optional[float] = ..., max_new_tokens: _Optional[int] = ..., seed: _Optional[int] = ...) -> None: ...
 
 class TranscriptionChunk(_message.Message):
-    __slots__ = ("text", "timestamp")
+    __slots__ = ("text", "timestamp", "language")
     TEXT_FIELD_NUMBER: _ClassVar[int]
     TIMESTAMP_FIELD_NUMBER: _ClassVar[int]
+    LANGUAGE_FIELD_NUMBER: _ClassVar[int]
     text: str
     timestamp: _containers.RepeatedScalarFieldContainer[float]
-    def __init__(self, text: _Optional[str] = ..., timestamp: _Optional[_Iterable[float]] = ...) -> None: ...
+    language: str
+    def __init__(self, text: _Optional[str] = ..., timestamp: _Optional[_Iterable[float]] = ..., language: _Optional[str] = ...) -> None: ...
 
 class Transcription(_message.Message):
     __slots__ = ("text", "chunks")

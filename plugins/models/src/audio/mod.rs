@@ -11,3 +11,5 @@ pub mod resample;
 pub mod wav2vec2;
 pub mod whisper;
 pub mod whisper_features;
+pub mod whisper_generate;
+pub mod whisper_text;

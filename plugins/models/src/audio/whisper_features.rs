@@ -140,16 +140,35 @@ impl WhisperFeatureExtractor {
     /// here, splitting longer audio into chunks is the caller's business.
     pub fn input_features(&self, samples: &[f32]) -> Vec<f32> {
         let cfg = &self.config;
-        let (n_samples, frames, hop) = (cfg.n_samples(), cfg.nb_max_frames(), cfg.hop_length);
+        let n_samples = cfg.n_samples();
         let mut signal = samples[..samples.len().min(n_samples)].to_vec();
         signal.resize(n_samples, cfg.padding_value);
-        let padded = reflect_pad(&signal, cfg.n_fft / 2);
+        self.log_mel(&signal)
+    }
+
+    /// input_features for one signal longer than 30 s, whole, as the
+    /// pipeline asks for them for long-form decoding (padding="longest",
+    /// truncation=False): [feature_size, samples / hop_length] row-major,
+    /// the clamp at the maximum less 8 taken over all of it.
+    pub fn long_input_features(&self, samples: &[f32]) -> Vec<f32> {
+        if samples.len() <= self.config.n_samples() {
+            return self.input_features(samples);
+        }
+        self.log_mel(samples)
+    }
+
+    /// The log-mel spectrogram of `signal`: one frame per hop (torch.stft's
+    /// last frame dropped), log10, clamped at the maximum less 8, (x+4)/4.
+    fn log_mel(&self, signal: &[f32]) -> Vec<f32> {
+        let cfg = &self.config;
+        let (frames, hop) = (signal.len() / cfg.hop_length, cfg.hop_length);
+        let padded = reflect_pad(signal, cfg.n_fft / 2);
 
         let mut log_mel = vec![0f64; self.mel_filters.len() * frames];
         let mut frame = vec![0f64; cfg.n_fft];
         let mut power = vec![0f64; cfg.n_fft / 2 + 1];
-        // torch.stft gives nb_max_frames + 1 frames; the extractor drops the
-        // last before taking the maximum.
+        // torch.stft gives frames + 1 frames; the extractor drops the last
+        // before taking the maximum.
         for t in 0..frames {
             let start = t * hop;
             for ((f, &x), &w) in frame

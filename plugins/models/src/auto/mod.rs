@@ -10,15 +10,18 @@ pub mod ctc;
 pub mod image;
 pub mod seq2seq;
 pub mod text;
+pub mod whisper;
 
 pub use causal::{load_causal_lm, CausalModel};
 pub use ctc::{load_ctc_model, CtcModel};
 pub use image::{load_image_classifier, ImageClassifier};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
+pub use whisper::{is_whisper, load_whisper, WhisperModel};
 
 use crate::audio::ctc::CtcBuilder;
 use crate::audio::wav2vec2;
+use crate::audio::whisper as whisper_net;
 use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
 use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
@@ -40,7 +43,16 @@ pub enum Build {
     Seq2Seq(Seq2SeqBuilder),
     ImageClassifier(ImageClassifierBuilder),
     Ctc(CtcBuilder),
+    /// Whisper's encoder-decoder, driven by its own `generate`.
+    Whisper(WhisperBuilder),
 }
+
+/// Builds Whisper from its config.json (see `audio/whisper.rs`).
+pub type WhisperBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+) -> Result<whisper_net::WhisperForConditionalGeneration>;
 
 /// One architecture a checkpoint's config.json may name.
 #[derive(Debug, Clone, Copy)]
@@ -105,6 +117,7 @@ architectures! {
     "ViTForImageClassification" => &["image-classification"], Build::ImageClassifier(vit::build);
     "ConvNextForImageClassification" => &["image-classification"], Build::ImageClassifier(convnext::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
+    "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }
 
 /// The architectures that serve `task`, in the table's order.

@@ -19,5 +19,5 @@ pub mod settings;
 
 pub use settings::{
     resolve_text2text, resolve_text_generation, EarlyStopping, EarlyStoppingValue, GenerationParams,
-    GenerationSettings, ModelSettings, TokenIds,
+    GenerationSettings, ModelSettings, TimestampRules, TokenIds,
 };

@@ -1,11 +1,13 @@
 //! transformers' logits processors and warpers, written once for every
 //! generative model, applied to one row's scores in `_get_logits_processor`'s
 //! order: repetition penalty, n-gram blocking, bad words, minimum length,
-//! minimum new tokens, forced BOS, forced EOS; then, when sampling, the
-//! warpers: temperature, top-k, top-p.
+//! minimum new tokens, forced BOS, forced EOS; then Whisper's, which its
+//! `generate` adds after those: suppressed tokens at the first step, at
+//! every step, and the timestamp rules; then, when sampling, the warpers:
+//! temperature, top-k, top-p.
 
 use crate::core::math::softmax;
-use crate::generation::settings::GenerationParams;
+use crate::generation::settings::{GenerationParams, TimestampRules};
 
 /// What the processors know of one row: its whole sequence so far (a
 /// decoder-only model's left padding and prompt included, as transformers'
@@ -82,6 +84,75 @@ pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
         scores.fill(f32::NEG_INFINITY);
         scores[id] = 0.0;
     }
+    // SuppressTokensAtBeginLogitsProcessor (begin_index: the prompt's
+    // length), SuppressTokensLogitsProcessor, WhisperTimeStampLogitsProcessor.
+    if row.new_tokens() == 0 {
+        for &t in &params.begin_suppress_tokens {
+            ban(scores, t);
+        }
+    }
+    for &t in &params.suppress_tokens {
+        ban(scores, t);
+    }
+    if let Some(rules) = &params.timestamps {
+        timestamp_rules(scores, &row.sequence[row.prompt_len.min(cur_len)..], rules);
+    }
+}
+
+/// WhisperTimeStampLogitsProcessor on one row, whose new tokens are
+/// `sampled`: timestamps come in pairs (a segment's end and the next one's
+/// start) after text, never go back, the first token is a timestamp (at most
+/// `max_initial_timestamp_index` steps in), and when the timestamps
+/// together are more likely than any single text token, a timestamp it is.
+fn timestamp_rules(scores: &mut [f32], sampled: &[i64], rules: &TimestampRules) {
+    let vocab = scores.len();
+    let index = |id: i64| (id.max(0) as usize).min(vocab);
+    let begin = index(rules.timestamp_begin);
+    ban(scores, rules.no_timestamps_token_id);
+    let is_timestamp = |t: &i64| *t >= rules.timestamp_begin;
+    let last_was_timestamp = sampled.last().is_some_and(is_timestamp);
+    let penultimate_was_timestamp = sampled.len() < 2 || is_timestamp(&sampled[sampled.len() - 2]);
+    if last_was_timestamp {
+        if penultimate_was_timestamp {
+            // A pair just closed: text (or EOS) must follow.
+            scores[begin..].fill(f32::NEG_INFINITY);
+        } else {
+            // A segment's end: its pair, or EOS (transformers bans the ids
+            // below EOS, the text tokens).
+            scores[..index(rules.eos_token_id)].fill(f32::NEG_INFINITY);
+        }
+    }
+    if let Some(&newest) = sampled.iter().rev().find(|t| is_timestamp(t)) {
+        // Time never goes back; after text, it moves on.
+        let first_allowed = if last_was_timestamp && !penultimate_was_timestamp {
+            newest
+        } else {
+            newest + 1
+        };
+        scores[begin..index(first_allowed).max(begin)].fill(f32::NEG_INFINITY);
+    }
+    if sampled.is_empty() {
+        scores[..begin].fill(f32::NEG_INFINITY);
+        if let Some(m) = rules.max_initial_timestamp_index {
+            let last_allowed = index(rules.timestamp_begin + m + 1);
+            scores[last_allowed..].fill(f32::NEG_INFINITY);
+        }
+    }
+    // log_softmax cancels out of the comparison: the timestamps' summed
+    // probability against the likeliest text token's.
+    let (text, times) = scores.split_at_mut(begin);
+    let best_text = text.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    if log_sum_exp(times) > best_text as f64 {
+        text.fill(f32::NEG_INFINITY);
+    }
+}
+
+fn log_sum_exp(values: &[f32]) -> f64 {
+    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    if max == f64::NEG_INFINITY {
+        return max;
+    }
+    max + values.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln()
 }
 
 /// Applies the sampling warpers: temperature, top-k, top-p (each keeping at
@@ -197,6 +268,53 @@ mod tests {
             &p,
         );
         assert_eq!(scores[0], 5.0);
+    }
+
+    #[test]
+    fn whisper_processors_suppress_and_pair_timestamps() {
+        // Vocabulary: text 0..5, EOS 5, <|notimestamps|> 6, timestamps 7..12.
+        let p = GenerationParams {
+            suppress_tokens: vec![1],
+            begin_suppress_tokens: vec![2],
+            timestamps: Some(TimestampRules {
+                no_timestamps_token_id: 6,
+                timestamp_begin: 7,
+                eos_token_id: 5,
+                max_initial_timestamp_index: Some(2),
+            }),
+            ..greedy()
+        };
+        let prompt = [9, 9];
+        let run = |new: &[i64], scores: &mut Vec<f32>| {
+            let sequence: Vec<i64> = prompt.iter().chain(new).copied().collect();
+            process(
+                scores,
+                Row {
+                    sequence: &sequence,
+                    prompt_len: 2,
+                },
+                &p,
+            );
+            (0..scores.len()).filter(|&i| scores[i].is_finite()).collect::<Vec<_>>()
+        };
+        let with = |id: usize, score: f32| {
+            let mut scores = vec![0.0; 12];
+            scores[id] = score;
+            scores
+        };
+        // First step: a timestamp, from <|0.00|> to the third.
+        assert_eq!(run(&[], &mut vec![0.0; 12]), vec![7, 8, 9]);
+        // After a segment's start: text (not 1, suppressed; EOS allowed).
+        assert_eq!(run(&[8], &mut vec![0.0; 12]), vec![0, 2, 3, 4, 5]);
+        // After text: its end, later than its start, once the timestamps
+        // together are likelier than any text token; otherwise either.
+        assert_eq!(run(&[8, 3], &mut vec![0.0; 12]), vec![9, 10, 11]);
+        assert_eq!(run(&[8, 3], &mut with(3, 5.0)), vec![0, 2, 3, 4, 5, 9, 10, 11]);
+        // After a segment's end: its pair (the same time or later) or EOS.
+        assert_eq!(run(&[8, 3, 10], &mut vec![0.0; 12]), vec![10, 11]);
+        assert_eq!(run(&[8, 3, 10], &mut with(5, 9.0)), vec![5, 10, 11]);
+        // After a pair: text only.
+        assert_eq!(run(&[8, 3, 10, 10], &mut vec![0.0; 12]), vec![0, 2, 3, 4, 5]);
     }
 
     #[test]

@@ -8,7 +8,8 @@
 //! Each input's search is its own, as in transformers' batched search, and
 //! an input whose search is over (or whose client went away) leaves the
 //! batch at once, so the others no longer compute its rows.
-//! Lengths count the decoder's start token, as transformers' do.
+//! Lengths count the decoder's prompt (its start token, and Whisper's
+//! language, task and timestamp tokens), as transformers' do.
 
 use tch::{Device, Kind, Tensor};
 
@@ -17,10 +18,45 @@ use crate::core::layers::padding_bias;
 use crate::generation::search::Search;
 use crate::generation::settings::{GenerationParams, MAX_BATCH_ROWS};
 
-/// One input to generate from: its encoder token ids and its settings.
+/// What the encoder starts from.
+#[derive(Clone, Copy)]
+pub enum Input<'a> {
+    /// A text model's token ids, encoded here (padded with others).
+    Tokens(&'a [i64]),
+    /// Encoder states [1, source, d] computed beforehand: Whisper encodes
+    /// each window once, for language detection and for decoding.
+    Encoded(&'a Tensor),
+}
+
+impl Input<'_> {
+    /// Source positions.
+    fn len(&self) -> usize {
+        match self {
+            Input::Tokens(ids) => ids.len(),
+            Input::Encoded(states) => states.size()[1] as usize,
+        }
+    }
+}
+
+/// One input to generate from: the encoder's input, the decoder's prompt
+/// and the settings.
 pub struct Source<'a> {
-    pub input_ids: &'a [i64],
+    pub input: Input<'a>,
+    /// The decoder's first tokens, fed before the first new one; empty:
+    /// the model's decoder start token alone.
+    pub prompt: Vec<i64>,
     pub params: &'a GenerationParams,
+}
+
+impl<'a> Source<'a> {
+    /// A text input, decoded from the model's start token.
+    pub fn tokens(input_ids: &'a [i64], params: &'a GenerationParams) -> Self {
+        Source {
+            input: Input::Tokens(input_ids),
+            prompt: vec![],
+            params,
+        }
+    }
 }
 
 /// Source tokens, padding included, encoded and decoded together at most:
@@ -48,8 +84,9 @@ fn batch_bounds(lengths: &[usize], beams: usize) -> Vec<std::ops::Range<usize>> 
 }
 
 /// Generates for each source up to `num_return_sequences` decoder sequences
-/// (start token first, EOS included when reached), best first. Sources with
-/// the same `num_beams` are decoded together, sorted by length, within
+/// (prompt first, EOS included when reached), best first. Sources with
+/// the same `num_beams` and prompt length (and, encoded beforehand, the same
+/// number of source positions) are decoded together, sorted by length, within
 /// MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a
 /// time. `keep_going(i)` is asked before
 /// encoding and before every step for each source `i` still being decoded;
@@ -61,19 +98,38 @@ pub fn generate(
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Vec<Vec<i64>>> {
     let _guard = tch::no_grad_guard();
-    let beams = |i: usize| sources[i].params.num_beams.max(1);
+    let start = model.decoder_start_token_id();
+    let prompts: Vec<Vec<i64>> = sources
+        .iter()
+        .map(|s| {
+            if s.prompt.is_empty() {
+                vec![start]
+            } else {
+                s.prompt.clone()
+            }
+        })
+        .collect();
+    // What must agree within a batch: beams, prompt length, and the length
+    // of states encoded beforehand (they are stacked, not padded).
+    let key = |i: usize| {
+        let encoded = match sources[i].input {
+            Input::Tokens(_) => 0,
+            Input::Encoded(_) => sources[i].input.len(),
+        };
+        (sources[i].params.num_beams.max(1), prompts[i].len(), encoded)
+    };
     let mut order: Vec<usize> = (0..sources.len()).collect();
-    order.sort_by_key(|&i| (beams(i), sources[i].input_ids.len()));
+    order.sort_by_key(|&i| (key(i), sources[i].input.len()));
     let mut results = vec![Vec::new(); sources.len()];
-    for group in order.chunk_by(|&a, &b| beams(a) == beams(b)) {
-        let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input_ids.len()).collect();
-        for bounds in batch_bounds(&lengths, beams(group[0])) {
+    for group in order.chunk_by(|&a, &b| key(a) == key(b)) {
+        let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input.len()).collect();
+        for bounds in batch_bounds(&lengths, key(group[0]).0) {
             let chosen = &group[bounds];
             let wanted: Vec<usize> = chosen.iter().copied().filter(|&i| keep_going(i)).collect();
             if wanted.is_empty() {
                 continue;
             }
-            let outputs = decode_together(model, sources, &wanted, keep_going);
+            let outputs = decode_together(model, sources, &prompts, &wanted, keep_going);
             for (&i, sequences) in wanted.iter().zip(outputs) {
                 results[i] = sequences;
             }
@@ -82,20 +138,25 @@ pub fn generate(
     results
 }
 
-/// Encodes the sources `chosen` (all with the same `num_beams`) as one
-/// padded batch and decodes them together.
-fn decode_together(
-    model: &dyn Seq2SeqLm,
-    sources: &[Source],
-    chosen: &[usize],
-    keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Vec<Vec<i64>>> {
+/// Encodes the token ids of the sources `chosen` as one padded batch, or
+/// stacks their encoder states.
+fn encode_together(model: &dyn Seq2SeqLm, sources: &[Source], chosen: &[usize]) -> (Tensor, Option<Tensor>) {
     let device = model.device();
-    let beams = sources[chosen[0]].params.num_beams.max(1);
-    let longest = chosen.iter().map(|&i| sources[i].input_ids.len()).max().unwrap_or(0);
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    let mut ids_of = Vec::new();
+    let mut states = Vec::new();
     for &i in chosen {
-        let input = sources[i].input_ids;
+        match sources[i].input {
+            Input::Tokens(ids) => ids_of.push(ids),
+            Input::Encoded(s) => states.push(s.shallow_clone()),
+        }
+    }
+    if !states.is_empty() {
+        assert!(ids_of.is_empty(), "token ids and encoder states in one batch");
+        return (Tensor::cat(&states, 0), None);
+    }
+    let longest = ids_of.iter().map(|ids| ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for input in ids_of {
         ids.extend(
             input
                 .iter()
@@ -109,17 +170,43 @@ fn decode_together(
     let padding = mask
         .contains(&0)
         .then(|| padding_bias(&Tensor::from_slice(&mask).view(shape).to_device(device), Kind::Float));
-    let memory = model.encode(&ids, padding.as_ref());
+    (model.encode(&ids, padding.as_ref()), padding)
+}
+
+/// Encodes the sources `chosen` (all with the same `num_beams` and prompt
+/// length) together and decodes them together.
+fn decode_together(
+    model: &dyn Seq2SeqLm,
+    sources: &[Source],
+    prompts: &[Vec<i64>],
+    chosen: &[usize],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Vec<i64>>> {
+    let beams = sources[chosen[0]].params.num_beams.max(1);
+    let (memory, padding) = encode_together(model, sources, chosen);
     let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
 
-    let start = model.decoder_start_token_id();
     let mut searches: Vec<Search> = chosen
         .iter()
-        .map(|&i| Search::new(vec![start], sources[i].params))
+        .map(|&i| Search::new(prompts[i].clone(), sources[i].params))
         .collect();
+    // The prompt but its last token goes into the caches first (its logits
+    // choose nothing); the last token's choose the first new one.
+    let prompt_len = prompts[chosen[0]].len();
+    let fed: Vec<Vec<i64>> = (0..prompt_len - 1)
+        .map(|t| {
+            chosen
+                .iter()
+                .flat_map(|&i| std::iter::repeat_n(prompts[i][t], beams))
+                .collect()
+        })
+        .collect();
+    for (position, tokens) in fed.iter().enumerate() {
+        let _ = model.step(tokens, position as i64, &mut state);
+    }
     // The searches still running, in the decoder state's order.
     let mut active: Vec<usize> = (0..chosen.len()).collect();
-    let mut position = 0;
+    let mut position = prompt_len as i64 - 1;
     loop {
         // An input whose client went away stops here, with what it has.
         let wanted: Vec<bool> = active.iter().map(|&a| keep_going(chosen[a])).collect();

@@ -136,7 +136,7 @@ impl GenerationSettings {
     /// These settings without the values equal to GenerationConfig's
     /// defaults (a model's config only overrides the pipeline's defaults
     /// where it departs from them).
-    fn departures(&self) -> GenerationSettings {
+    pub fn departures(&self) -> GenerationSettings {
         let mut s = self.clone();
         s.max_length = s.max_length.filter(|&v| v != DEFAULT_MAX_LENGTH);
         s.min_length = s.min_length.filter(|&v| v != 0);
@@ -242,6 +242,24 @@ pub struct GenerationParams {
     pub early_stopping: EarlyStopping,
     /// Seed of the sampling RNG (unused when not sampling).
     pub seed: u64,
+    /// SuppressTokensLogitsProcessor's tokens, banned at every step.
+    pub suppress_tokens: Vec<i64>,
+    /// SuppressTokensAtBeginLogitsProcessor's tokens, banned for the
+    /// first new token.
+    pub begin_suppress_tokens: Vec<i64>,
+    /// WhisperTimeStampLogitsProcessor's rules; None: no timestamp tokens.
+    pub timestamps: Option<TimestampRules>,
+}
+
+/// What WhisperTimeStampLogitsProcessor needs: the token ids of
+/// `<|notimestamps|>` and of the first timestamp `<|0.00|>` (the ones after
+/// it are the later times), EOS, and how late the first timestamp may be.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TimestampRules {
+    pub no_timestamps_token_id: i64,
+    pub timestamp_begin: i64,
+    pub eos_token_id: i64,
+    pub max_initial_timestamp_index: Option<i64>,
 }
 
 impl Default for GenerationParams {
@@ -267,6 +285,9 @@ impl Default for GenerationParams {
             length_penalty: 1.0,
             early_stopping: EarlyStopping::False,
             seed: 0,
+            suppress_tokens: vec![],
+            begin_suppress_tokens: vec![],
+            timestamps: None,
         }
     }
 }

@@ -1,0 +1,273 @@
+//! `automatic-speech-recognition` on Whisper, as transformers'
+//! AutomaticSpeechRecognitionPipeline runs it: decode, mix down to mono,
+//! resample to 16 kHz, log-mel features (30 s, padded; longer audio whole,
+//! decoded window after window), Whisper's `generate` with the request's
+//! language, task and settings, and the tokens turned into text, segments
+//! and language as the tokenizer's `_decode_asr` does. The inputs of every
+//! request in a batch are decoded together.
+
+use inferd_models::audio::decode::decode;
+use inferd_models::audio::resample::resample;
+use inferd_models::audio::whisper_generate::{plan, transcribe, Audio, Plan, WhisperOptions, TIME_PRECISION};
+use inferd_models::audio::whisper_text::{
+    decode_asr, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, WhisperSpecialTokens,
+};
+use inferd_models::auto::WhisperModel;
+use inferd_models::generation::GenerationSettings;
+use inferd_models::ModelError;
+use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcription, TranscriptionChunk};
+use inferd_sdk::Error;
+use tch::Tensor;
+
+/// One request, checked: its plan, what it wants back, and each input's
+/// features.
+struct Planned {
+    plan: Plan,
+    timestamps: Timestamps,
+    return_language: bool,
+    features: Vec<Tensor>,
+}
+
+/// What a request asks of Whisper, checked.
+fn options(request: &TranscribeRequest) -> Result<(WhisperOptions, Timestamps), Error> {
+    let timestamps = match request.return_timestamps.as_str() {
+        "" | "false" => Timestamps::Off,
+        "true" | "segment" => Timestamps::Segments,
+        "word" => {
+            return Err(Error::unimplemented(
+                "return_timestamps \"word\" on Whisper (cross-attention alignment) is not implemented yet; \
+                 ask for \"true\" (segment timestamps)",
+            ))
+        }
+        "char" => {
+            return Err(Error::invalid_argument(
+                "Whisper cannot return \"char\" timestamps: ask for \"true\" (segments)",
+            ))
+        }
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "return_timestamps `{other}`: Whisper gives \"true\" (segment) timestamps"
+            )))
+        }
+    };
+    if request.chunk_length_s.is_some_and(|c| c != 0.0) || !request.stride_length_s.is_empty() {
+        return Err(Error::unimplemented(
+            "chunk_length_s on Whisper is not implemented yet: send the audio whole (up to the duration limit); \
+             audio over 30 s is decoded window after window, as Whisper's generate does",
+        ));
+    }
+    let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
+    Ok((
+        WhisperOptions {
+            language: nonempty(&request.language),
+            task: nonempty(&request.task),
+            timestamps: timestamps != Timestamps::Off,
+            settings: GenerationSettings {
+                num_beams: request.num_beams.map(|n| n as usize),
+                max_new_tokens: request.max_new_tokens.map(|n| n as usize),
+                ..Default::default()
+            },
+            temperature: request.temperature,
+            seed: request.seed.unwrap_or(0),
+        },
+        timestamps,
+    ))
+}
+
+/// Checks a request and computes its inputs' features.
+fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) -> Result<Planned, Error> {
+    if request.inputs.is_empty() {
+        return Err(Error::invalid_argument(
+            "`inputs` is empty: send at least one audio file",
+        ));
+    }
+    let (mut options, timestamps) = options(request)?;
+    let rate = model.features.config.sampling_rate;
+    let window = model.features.config.n_samples();
+    let mut samples = Vec::with_capacity(request.inputs.len());
+    for (i, input) in request.inputs.iter().enumerate() {
+        let audio = decode(&input.data, max_seconds).map_err(|e| match e {
+            ModelError::InvalidInput(message) => Error::invalid_argument(format!("inputs[{i}]: {message}")),
+            other => Error::from(other),
+        })?;
+        samples.push(resample(&audio.samples, audio.sample_rate, rate));
+    }
+    // Audio over 30 s is decoded window after window, which needs the
+    // timestamp tokens (generate turns them on itself).
+    let long = samples.iter().any(|s| s.len() > window);
+    if long {
+        if model.generation.no_timestamps_token_id.is_none() {
+            return Err(Error::invalid_argument(
+                "audio over 30 s needs a model with timestamp tokens, which this one lacks: cut it into 30 s pieces",
+            ));
+        }
+        options.timestamps = true;
+    }
+    let plan = plan(
+        &model.generation,
+        &options,
+        model.net.config.max_target_positions as usize,
+    )?;
+    let mels = model.features.config.feature_size as i64;
+    let features = samples
+        .iter()
+        .map(|s| {
+            let values = model.features.long_input_features(s);
+            let frames = values.len() as i64 / mels;
+            Tensor::from_slice(&values).view([mels, frames])
+        })
+        .collect();
+    Ok(Planned {
+        plan,
+        timestamps,
+        return_language: request.return_language,
+        features,
+    })
+}
+
+/// Transcribes the requests' inputs together; one result per request.
+pub fn transcribe_all(
+    model: &WhisperModel,
+    requests: &[TranscribeRequest],
+    max_seconds: f64,
+    wanted: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<TranscribeResponse, Error>> {
+    let planned: Vec<Result<Planned, Error>> = requests.iter().map(|r| prepare(model, r, max_seconds)).collect();
+    let mut audio = Vec::new();
+    let mut owners = Vec::new();
+    for (r, p) in planned.iter().enumerate() {
+        let Ok(p) = p else { continue };
+        for features in &p.features {
+            audio.push(Audio {
+                features,
+                plan: &p.plan,
+            });
+            owners.push(r);
+        }
+    }
+    let mut transcripts = transcribe(&model.net, &model.generation, &audio, &mut |i| wanted(owners[i])).into_iter();
+    let special = special_tokens(model);
+    let decode = |ids: &[i64]| text_of(model, ids);
+    planned
+        .into_iter()
+        .map(|p| {
+            let p = p?;
+            let options = AsrOptions {
+                return_timestamps: p.timestamps,
+                return_language: p.return_language,
+                time_precision: TIME_PRECISION,
+            };
+            let results = p
+                .features
+                .iter()
+                .map(|_| {
+                    let transcript = transcripts.next().expect("a transcript per input");
+                    let output = ChunkTokens {
+                        tokens: transcript.tokens(),
+                        ..Default::default()
+                    };
+                    let asr = decode_asr(&decode, &special, &[output], &options)?;
+                    Ok(transcription(asr, &options))
+                })
+                .collect::<Result<Vec<_>, Error>>()?;
+            Ok(TranscribeResponse { results })
+        })
+        .collect()
+}
+
+/// The ids `_decode_asr` needs, from the tokenizer and generation config.
+fn special_tokens(model: &WhisperModel) -> WhisperSpecialTokens {
+    let g = &model.generation;
+    let id = |token: &str| model.tokenizer.token_id(token).map(i64::from);
+    let eos = g
+        .settings
+        .eos_token_id
+        .as_ref()
+        .and_then(|t| t.to_vec().first().copied())
+        .unwrap_or(model.net.config.eos_token_id);
+    WhisperSpecialTokens {
+        timestamp_begin: g.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1),
+        eos_token_id: id("<|endoftext|>").unwrap_or(eos),
+        prompt_token_id: id("<|startofprev|>").unwrap_or(-1),
+        decoder_start_token_id: g
+            .decoder_start_token_id
+            .unwrap_or(model.net.config.decoder_start_token_id),
+        all_special_ids: model.tokenizer.special_ids().into_iter().map(i64::from).collect(),
+        language: None,
+    }
+}
+
+/// `tokenizer.decode(ids)` as `_decode_asr` calls it: special tokens kept,
+/// the tokenizer's clean-up of spaces, timestamp strings removed.
+fn text_of(model: &WhisperModel, ids: &[i64]) -> String {
+    let ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
+    let text = model.tokenizer.decode(&ids, false).unwrap_or_default();
+    remove_timestamps(&text)
+}
+
+/// The text without `<|1.00|>`-like timestamp strings.
+fn remove_timestamps(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("<|") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        match after.find("|>") {
+            Some(end) if is_time(&after[..end]) => rest = &after[end + 2..],
+            _ => {
+                out.push_str("<|");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// "12.34": digits, a dot, digits.
+fn is_time(s: &str) -> bool {
+    let Some((whole, fraction)) = s.split_once('.') else {
+        return false;
+    };
+    let digits = |p: &str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+    digits(whole) && digits(fraction)
+}
+
+/// The response's form of `_decode_asr`'s output: the pipeline shows times
+/// only with timestamps, the language only with return_language.
+fn transcription(output: AsrOutput, options: &AsrOptions) -> Transcription {
+    let timestamps = options.return_timestamps != Timestamps::Off;
+    Transcription {
+        text: output.text,
+        chunks: output
+            .chunks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| TranscriptionChunk {
+                text: c.text,
+                // pipeline()'s (start, None) and (None, None) leave the
+                // missing times out.
+                timestamp: match c.timestamp {
+                    (Some(start), end) if timestamps => std::iter::once(start).chain(end).collect(),
+                    _ => vec![],
+                },
+                language: c.language.filter(|_| options.return_language).unwrap_or_default(),
+            })
+            .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamp_strings_are_removed_and_the_rest_kept() {
+        assert_eq!(remove_timestamps("<|0.00|> Hello<|1.20|>"), " Hello");
+        assert_eq!(
+            remove_timestamps("a <|en|> b <|x.1|> <|3.|>"),
+            "a <|en|> b <|x.1|> <|3.|>"
+        );
+        assert_eq!(remove_timestamps("<|"), "<|");
+    }
+}

@@ -1,0 +1,160 @@
+//! Whisper's `generate` against transformers' on the random fixture models
+//! (tests/fixtures/whisper_pipeline_fixtures.py): for every recorded
+//! pipeline() case on whole audio (not chunked, no word timestamps), the
+//! features of each file are within 1e-4 of the pipeline's, and the token
+//! ids `transcribe` gives (all the case's files decoded together) are
+//! exactly the ones `generate` returned: prompts, language detection,
+//! suppressed tokens, timestamp rules, greedy and beam search, and the
+//! long-form windows.
+
+mod common;
+
+use std::collections::HashMap;
+
+use inferd_models::audio::decode::decode;
+use inferd_models::audio::resample::resample;
+use inferd_models::audio::whisper_generate::{plan, transcribe, Audio, WhisperOptions};
+use inferd_models::auto::{load_whisper, WhisperModel};
+use serde_json::Value;
+use tch::{Device, Tensor};
+
+use common::fixtures;
+
+/// What a case's pipeline kwargs ask of Whisper.
+fn options(kwargs: &Value) -> WhisperOptions {
+    let generate = &kwargs["generate_kwargs"];
+    let mut options = WhisperOptions {
+        language: generate["language"].as_str().map(String::from),
+        task: generate["task"].as_str().map(String::from),
+        timestamps: kwargs["return_timestamps"] == Value::Bool(true),
+        ..Default::default()
+    };
+    options.settings.num_beams = generate["num_beams"].as_u64().map(|n| n as usize);
+    options.settings.max_new_tokens = generate["max_new_tokens"].as_u64().map(|n| n as usize);
+    options
+}
+
+/// The log-mel features of a fixture audio file, as the pipeline makes them.
+/// The daemon refuses a truncated WAV file; the pipeline was given the
+/// samples it holds, the first 20000 of speech_16k.wav.
+fn features(model: &WhisperModel, file: &str) -> Tensor {
+    let truncated = file == "speech_16k_truncated.wav";
+    let read = if truncated { "speech_16k.wav" } else { file };
+    let bytes = std::fs::read(fixtures().join("audio").join(read)).unwrap();
+    let mut audio = decode(&bytes, 3600.0).unwrap();
+    if truncated {
+        audio.samples.truncate(20_000);
+    }
+    let rate = model.features.config.sampling_rate;
+    let samples = resample(&audio.samples, audio.sample_rate, rate);
+    let values = model.features.long_input_features(&samples);
+    let mels = model.features.config.feature_size as i64;
+    let frames = values.len() as i64 / mels;
+    Tensor::from_slice(&values).view([mels, frames])
+}
+
+/// A reference sequence without the padding after it (EOS, as
+/// `_pad_to_max_length` pads).
+fn unpadded(sequence: &Value, pad: i64) -> Vec<i64> {
+    let mut ids: Vec<i64> = sequence
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_i64().unwrap())
+        .collect();
+    while ids.last() == Some(&pad) {
+        ids.pop();
+    }
+    ids
+}
+
+#[test]
+fn token_ids_equal_whisper_generate() {
+    let refs: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("references/whisper_pipeline.json")).unwrap())
+            .unwrap();
+    let mut models: HashMap<String, WhisperModel> = HashMap::new();
+    let mut compared = 0;
+    let mut failures = Vec::new();
+    for case in refs["cases"].as_array().unwrap() {
+        let id = case["id"].as_str().unwrap();
+        let kwargs = &case["kwargs"];
+        if case.get("error").is_some()
+            || kwargs.get("chunk_length_s").is_some()
+            || kwargs["return_timestamps"] == "word"
+        {
+            continue;
+        }
+        let name = case["model"].as_str().unwrap();
+        let model = models
+            .entry(name.to_string())
+            .or_insert_with(|| load_whisper(&fixtures().join("models").join(name), Device::Cpu).unwrap());
+        let files: Vec<&str> = case["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        let calls = case["generate_calls"].as_array().unwrap();
+        let features: Vec<Tensor> = files.iter().map(|f| features(model, f)).collect();
+        // The features the pipeline gave generate (its first values).
+        for (b, head) in calls[0]["input_features_head"].as_array().unwrap().iter().enumerate() {
+            let want: Vec<f64> = head.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let got = Vec::<f64>::try_from(features[b].get(0).narrow(0, 0, want.len() as i64)).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() < 1e-4,
+                    "{id}: features of {} differ: {got:?} vs {want:?}",
+                    files[b]
+                );
+            }
+        }
+        let mut options = options(kwargs);
+        // Over 30 s, generate turns timestamps on itself.
+        if features.iter().any(|f| f.size()[1] > 3000) {
+            options.timestamps = true;
+        }
+        let plan = plan(
+            &model.generation,
+            &options,
+            model.net.config.max_target_positions as usize,
+        )
+        .unwrap();
+        let audio: Vec<Audio> = features
+            .iter()
+            .map(|f| Audio {
+                features: f,
+                plan: &plan,
+            })
+            .collect();
+        let transcripts = transcribe(&model.net, &model.generation, &audio, &mut |_| true);
+        let pad = model.generation.settings.pad_token_id.unwrap();
+        let want: Vec<Vec<i64>> = calls[0]["sequences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| unpadded(s, pad))
+            .collect();
+        for (b, transcript) in transcripts.iter().enumerate() {
+            let got = transcript.tokens();
+            if got != want[b] {
+                let agree = got.iter().zip(&want[b]).take_while(|(g, w)| g == w).count();
+                failures.push(format!(
+                    "{id} [{}]: tokens differ from position {agree}: got {:?}, want {:?}",
+                    files[b],
+                    &got[agree.saturating_sub(2)..(agree + 6).min(got.len())],
+                    &want[b][agree.saturating_sub(2)..(agree + 6).min(want[b].len())]
+                ));
+            }
+            compared += 1;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {compared}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    println!("{compared} transcripts equal to generate's token ids");
+    assert!(compared >= 40, "only {compared} transcripts compared");
+}

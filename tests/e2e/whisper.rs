@@ -1,0 +1,349 @@
+//! Whisper speech recognition through the daemon against transformers'
+//! pipeline("automatic-speech-recognition"), recorded by
+//! tests/fixtures/whisper_pipeline_fixtures.py: two small random models
+//! (multilingual and English-only, with real Whisper tokenizers and
+//! generation configs) and the real Whisper tiny.en converted from
+//! CTranslate2. Text, segments and languages equal pipeline()'s; requests
+//! that cannot be served get a clear error and the daemon goes on.
+
+use inferd_proto::v1::{AudioInput, TranscribeRequest, Transcription};
+use inferd_tests::{fixture_model, fixtures_dir, Daemon};
+use serde_json::Value;
+use tonic::Code;
+
+const MODELS: [&str; 3] = ["whisper-random-multi", "whisper-random-en", "whisper-tiny.en"];
+
+async fn whisper_daemon(env: &[(&str, &str)]) -> Daemon {
+    let daemon = Daemon::start_with_env(&[], env).await;
+    for model in MODELS {
+        daemon
+            .load(model, "automatic-speech-recognition", &fixture_model(model))
+            .await;
+    }
+    daemon
+}
+
+fn audio(file: &str) -> Vec<u8> {
+    let path = fixtures_dir().join("audio").join(file);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The request pipeline(files, **kwargs) corresponds to.
+fn request(model: &str, files: &[&str], kwargs: &Value) -> TranscribeRequest {
+    let generate = &kwargs["generate_kwargs"];
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_string();
+    TranscribeRequest {
+        model: model.into(),
+        inputs: files.iter().map(|f| AudioInput { data: audio(f) }).collect(),
+        return_timestamps: match &kwargs["return_timestamps"] {
+            Value::Bool(true) => "true".into(),
+            v => text(v),
+        },
+        language: text(&generate["language"]),
+        task: text(&generate["task"]),
+        return_language: kwargs["return_language"] == Value::Bool(true),
+        num_beams: generate["num_beams"].as_u64().map(|n| n as u32),
+        max_new_tokens: generate["max_new_tokens"].as_u64().map(|n| n as u32),
+        ..Default::default()
+    }
+}
+
+/// Text, chunks (text, times, language) exactly as pipeline() gave them.
+fn assert_same(got: &Transcription, want: &Value, name: &str) {
+    assert_eq!(got.text, want["text"].as_str().unwrap(), "{name}: text");
+    let chunks = want["chunks"].as_array().cloned().unwrap_or_default();
+    assert_eq!(got.chunks.len(), chunks.len(), "{name}: number of chunks");
+    for (i, (g, w)) in got.chunks.iter().zip(&chunks).enumerate() {
+        assert_eq!(g.text, w["text"].as_str().unwrap(), "{name}: chunk {i} text");
+        // (start, end), (start, None) or, without timestamps, nothing.
+        let times: Vec<f64> = w["timestamp"]
+            .as_array()
+            .map(|t| t.iter().map_while(Value::as_f64).collect())
+            .unwrap_or_default();
+        assert_eq!(g.timestamp, times, "{name}: chunk {i} timestamp");
+        assert_eq!(
+            g.language,
+            w["language"].as_str().unwrap_or_default(),
+            "{name}: chunk {i} language"
+        );
+    }
+}
+
+/// The recorded cases of a reference file the daemon is compared on:
+/// whole audio, without word timestamps or chunking (not yet served) and
+/// without the truncated WAV file, which the daemon refuses.
+fn cases(file: &str) -> Vec<Value> {
+    let refs: Value = inferd_tests::reference(file);
+    refs["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| {
+            c.get("error").is_none()
+                && c["kwargs"].get("chunk_length_s").is_none()
+                && c["kwargs"]["return_timestamps"] != "word"
+                && !c["files"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f == "speech_16k_truncated.wav")
+        })
+        .cloned()
+        .collect()
+}
+
+#[tokio::test]
+async fn transcriptions_segments_and_languages_equal_the_pipeline() {
+    let daemon = whisper_daemon(&[]).await;
+    let mut client = daemon.inference().await;
+    let mut compared = 0;
+    for file in ["whisper_pipeline.json", "whisper_real.json"] {
+        for case in cases(file) {
+            let name = case["id"].as_str().unwrap();
+            let model = case.get("model").and_then(Value::as_str).unwrap_or("whisper-tiny.en");
+            let files: Vec<&str> = case["files"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|f| f.as_str().unwrap())
+                .collect();
+            let response = client
+                .transcribe(request(model, &files, &case["kwargs"]))
+                .await
+                .unwrap_or_else(|e| panic!("{name}: {e}"))
+                .into_inner();
+            let outputs = case["output"].as_array().unwrap();
+            assert_eq!(response.results.len(), outputs.len(), "{name}");
+            for (got, want) in response.results.iter().zip(outputs) {
+                assert_same(got, want, name);
+                if let Some(spoken) = want["spoken"].as_str() {
+                    eprintln!(
+                        "{name}: {:?} for {spoken:?} (word error rate {:.3})",
+                        got.text,
+                        want["wer"].as_f64().unwrap()
+                    );
+                }
+                compared += 1;
+            }
+        }
+    }
+    eprintln!("{compared} Whisper transcriptions equal to pipeline()");
+    assert!(compared >= 35, "only {compared} compared");
+}
+
+#[tokio::test]
+async fn requests_whisper_cannot_serve_get_clear_errors() {
+    let daemon = whisper_daemon(&[("INFERD_MAX_AUDIO_SECONDS", "60")]).await;
+    daemon
+        .load("w2v2", "automatic-speech-recognition", &fixture_model("w2v2-base"))
+        .await;
+    let mut client = daemon.inference().await;
+    let speech = || {
+        vec![AudioInput {
+            data: audio("speech_16k.wav"),
+        }]
+    };
+    let cases: Vec<(&str, TranscribeRequest, Code, &str)> = vec![
+        (
+            "an unknown language",
+            TranscribeRequest {
+                model: "whisper-random-multi".into(),
+                inputs: speech(),
+                language: "klingon".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "unsupported language `klingon`",
+        ),
+        (
+            "a language code the model lacks",
+            TranscribeRequest {
+                model: "whisper-random-multi".into(),
+                inputs: speech(),
+                language: "xx".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "unsupported language `xx`",
+        ),
+        (
+            "an unknown task",
+            TranscribeRequest {
+                model: "whisper-random-multi".into(),
+                inputs: speech(),
+                task: "summarize".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "expected \"transcribe\" or \"translate\"",
+        ),
+        (
+            "translate on an English-only model",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                task: "translate".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "english-only model",
+        ),
+        (
+            "a language on an English-only model",
+            TranscribeRequest {
+                model: "whisper-tiny.en".into(),
+                inputs: speech(),
+                language: "fr".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "english-only model",
+        ),
+        (
+            "char timestamps",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                return_timestamps: "char".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "cannot return \"char\" timestamps",
+        ),
+        (
+            "word timestamps (not yet served)",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                return_timestamps: "word".into(),
+                ..Default::default()
+            },
+            Code::Unimplemented,
+            "not implemented yet",
+        ),
+        (
+            "chunking (not yet served)",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                chunk_length_s: Some(30.0),
+                ..Default::default()
+            },
+            Code::Unimplemented,
+            "chunk_length_s",
+        ),
+        (
+            "more new tokens than the decoder has positions",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                max_new_tokens: Some(1000),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "ask for at most",
+        ),
+        (
+            "no beams",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                num_beams: Some(0),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "num_beams",
+        ),
+        (
+            "a negative temperature",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                temperature: Some(-1.0),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "temperature",
+        ),
+        (
+            "not audio",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: vec![AudioInput {
+                    data: b"plain text, not audio".to_vec(),
+                }],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "not audio",
+        ),
+        (
+            "empty audio",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: vec![AudioInput { data: vec![] }],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "empty",
+        ),
+        (
+            "no inputs",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "`inputs` is empty",
+        ),
+        (
+            "audio over the duration limit",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: vec![AudioInput {
+                    data: audio("speech_long_90s.wav"),
+                }],
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "limit",
+        ),
+        (
+            "Whisper's options sent to a CTC model",
+            TranscribeRequest {
+                model: "w2v2".into(),
+                inputs: speech(),
+                language: "french".into(),
+                num_beams: Some(2),
+                ..Default::default()
+            },
+            Code::InvalidArgument,
+            "language, num_beams are whisper's",
+        ),
+    ];
+    for (what, request, code, says) in cases {
+        let status = client.transcribe(request).await.expect_err(what);
+        assert_eq!(status.code(), code, "{what}: {status:?}");
+        assert!(
+            status.message().to_lowercase().contains(&says.to_lowercase()),
+            "{what}: expected `{says}` in {:?}",
+            status.message()
+        );
+    }
+    // Still serving.
+    let response = client
+        .transcribe(TranscribeRequest {
+            model: "whisper-tiny.en".into(),
+            inputs: speech(),
+            num_beams: Some(1),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        response.results[0].text.contains("quick brown fox"),
+        "{:?}",
+        response.results[0].text
+    );
+}
