@@ -42,6 +42,7 @@ fn request(model: &str, files: &[&str], kwargs: &Value) -> TranscribeRequest {
         language: text(&generate["language"]),
         task: text(&generate["task"]),
         return_language: kwargs["return_language"] == Value::Bool(true),
+        chunk_length_s: kwargs["chunk_length_s"].as_f64(),
         num_beams: generate["num_beams"].as_u64().map(|n| n as u32),
         max_new_tokens: generate["max_new_tokens"].as_u64().map(|n| n as u32),
         ..Default::default()
@@ -70,8 +71,8 @@ fn assert_same(got: &Transcription, want: &Value, name: &str) {
 }
 
 /// The recorded cases of a reference file the daemon is compared on:
-/// whole audio, without word timestamps or chunking (not yet served) and
-/// without the truncated WAV file, which the daemon refuses.
+/// without word timestamps (not yet served) and without the truncated WAV
+/// file, which the daemon refuses.
 fn cases(file: &str) -> Vec<Value> {
     let refs: Value = inferd_tests::reference(file);
     refs["cases"]
@@ -80,7 +81,6 @@ fn cases(file: &str) -> Vec<Value> {
         .iter()
         .filter(|c| {
             c.get("error").is_none()
-                && c["kwargs"].get("chunk_length_s").is_none()
                 && c["kwargs"]["return_timestamps"] != "word"
                 && !c["files"]
                     .as_array()
@@ -222,15 +222,16 @@ async fn requests_whisper_cannot_serve_get_clear_errors() {
             "not implemented yet",
         ),
         (
-            "chunking (not yet served)",
+            "strides as long as the chunks",
             TranscribeRequest {
                 model: "whisper-random-en".into(),
                 inputs: speech(),
-                chunk_length_s: Some(30.0),
+                chunk_length_s: Some(10.0),
+                stride_length_s: vec![5.0, 5.0],
                 ..Default::default()
             },
-            Code::Unimplemented,
-            "chunk_length_s",
+            Code::InvalidArgument,
+            "must be longer than the two strides",
         ),
         (
             "more new tokens than the decoder has positions",

@@ -132,9 +132,10 @@ fn round(x: f64) -> i64 {
     x.round_ties_even() as i64
 }
 
-/// pipeline()'s chunking, in samples, aligned to whole frames.
+/// pipeline()'s chunking, in samples, aligned to whole frames (Whisper's
+/// "frames" are samples: its config has no inputs_to_logits_ratio).
 #[derive(Debug, PartialEq)]
-struct Chunking {
+pub(crate) struct Chunking {
     chunk: usize,
     left: usize,
     right: usize,
@@ -143,7 +144,7 @@ struct Chunking {
 }
 
 impl Chunking {
-    fn from_request(request: &TranscribeRequest, ratio: i64, rate: u32) -> Result<Option<Self>, Error> {
+    pub(crate) fn from_request(request: &TranscribeRequest, ratio: i64, rate: u32) -> Result<Option<Self>, Error> {
         let chunk_s = request.chunk_length_s.unwrap_or(0.0);
         if !(0.0..=MAX_UNCHUNKED_SECONDS).contains(&chunk_s) {
             return Err(Error::invalid_argument(format!(
@@ -213,7 +214,7 @@ impl Chunking {
     }
 
     /// The chunks of `n` samples, as pipeline()'s chunk_iter cuts them.
-    fn pieces(&self, n: usize) -> Vec<ChunkPiece> {
+    pub(crate) fn pieces(&self, n: usize) -> Vec<ChunkPiece> {
         let step = self.chunk - self.left - self.right;
         let mut pieces = Vec::new();
         let mut start = 0;
@@ -241,12 +242,12 @@ impl Chunking {
 }
 
 #[derive(Debug, PartialEq)]
-struct ChunkPiece {
-    start: usize,
-    len: usize,
+pub(crate) struct ChunkPiece {
+    pub(crate) start: usize,
+    pub(crate) len: usize,
     /// Samples of overlap to drop on each side.
-    left: usize,
-    right: usize,
+    pub(crate) left: usize,
+    pub(crate) right: usize,
 }
 
 impl ChunkPiece {

@@ -1,7 +1,9 @@
 //! `automatic-speech-recognition` on Whisper, as transformers'
 //! AutomaticSpeechRecognitionPipeline runs it: decode, mix down to mono,
 //! resample to 16 kHz, log-mel features (30 s, padded; longer audio whole,
-//! decoded window after window), Whisper's `generate` with the request's
+//! decoded window after window, or with chunk_length_s in overlapping
+//! chunks, each decoded alone and stitched by `_decode_asr`), Whisper's
+//! `generate` with the request's
 //! language, task and settings, and the tokens turned into text, segments
 //! and language as the tokenizer's `_decode_asr` does. The inputs of every
 //! request in a batch are decoded together.
@@ -10,7 +12,7 @@ use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
 use inferd_models::audio::whisper_generate::{plan, transcribe, Audio, Plan, WhisperOptions, TIME_PRECISION};
 use inferd_models::audio::whisper_text::{
-    decode_asr, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, WhisperSpecialTokens,
+    decode_asr, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, Stride, WhisperSpecialTokens,
 };
 use inferd_models::auto::WhisperModel;
 use inferd_models::generation::GenerationSettings;
@@ -19,13 +21,22 @@ use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcriptio
 use inferd_sdk::Error;
 use tch::Tensor;
 
+use crate::speech_recognition::Chunking;
+
 /// One request, checked: its plan, what it wants back, and each input's
-/// features.
+/// windows: the whole audio, or with chunk_length_s its chunks.
 struct Planned {
     plan: Plan,
     timestamps: Timestamps,
     return_language: bool,
-    features: Vec<Tensor>,
+    inputs: Vec<Vec<Window>>,
+}
+
+/// Features to decode, and with chunking the chunk's share of the audio
+/// (its length and strides, in seconds).
+struct Window {
+    features: Tensor,
+    stride: Option<Stride>,
 }
 
 /// What a request asks of Whisper, checked.
@@ -50,12 +61,6 @@ fn options(request: &TranscribeRequest) -> Result<(WhisperOptions, Timestamps), 
             )))
         }
     };
-    if request.chunk_length_s.is_some_and(|c| c != 0.0) || !request.stride_length_s.is_empty() {
-        return Err(Error::unimplemented(
-            "chunk_length_s on Whisper is not implemented yet: send the audio whole (up to the duration limit); \
-             audio over 30 s is decoded window after window, as Whisper's generate does",
-        ));
-    }
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
     Ok((
         WhisperOptions {
@@ -92,13 +97,17 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
         })?;
         samples.push(resample(&audio.samples, audio.sample_rate, rate));
     }
-    // Audio over 30 s is decoded window after window, which needs the
-    // timestamp tokens (generate turns them on itself).
-    let long = samples.iter().any(|s| s.len() > window);
+    // pipeline()'s chunks (Whisper aligns them to samples), each decoded
+    // as 30 s of audio; without chunking, audio over 30 s is decoded
+    // window after window, which needs the timestamp tokens (generate turns
+    // them on itself).
+    let chunking = Chunking::from_request(request, 1, rate)?;
+    let long = chunking.is_none() && samples.iter().any(|s| s.len() > window);
     if long {
         if model.generation.no_timestamps_token_id.is_none() {
             return Err(Error::invalid_argument(
-                "audio over 30 s needs a model with timestamp tokens, which this one lacks: cut it into 30 s pieces",
+                "audio over 30 s needs a model with timestamp tokens, which this one lacks: set chunk_length_s \
+                 (e.g. 30)",
             ));
         }
         options.timestamps = true;
@@ -109,19 +118,42 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
         model.net.config.max_target_positions as usize,
     )?;
     let mels = model.features.config.feature_size as i64;
-    let features = samples
+    let features = |samples: &[f32], long: bool| {
+        let values = if long {
+            model.features.long_input_features(samples)
+        } else {
+            model.features.input_features(samples)
+        };
+        let frames = values.len() as i64 / mels;
+        Tensor::from_slice(&values).view([mels, frames])
+    };
+    let seconds = |n: usize| n as f64 / rate as f64;
+    let inputs = samples
         .iter()
-        .map(|s| {
-            let values = model.features.long_input_features(s);
-            let frames = values.len() as i64 / mels;
-            Tensor::from_slice(&values).view([mels, frames])
+        .map(|s| match &chunking {
+            None => vec![Window {
+                features: features(s, true),
+                stride: None,
+            }],
+            Some(chunking) => chunking
+                .pieces(s.len())
+                .into_iter()
+                .map(|piece| Window {
+                    features: features(&s[piece.start..piece.start + piece.len], false),
+                    stride: Some(Stride {
+                        chunk_len: seconds(piece.len),
+                        left: seconds(piece.left),
+                        right: seconds(piece.right),
+                    }),
+                })
+                .collect(),
         })
         .collect();
     Ok(Planned {
         plan,
         timestamps,
         return_language: request.return_language,
-        features,
+        inputs,
     })
 }
 
@@ -137,9 +169,9 @@ pub fn transcribe_all(
     let mut owners = Vec::new();
     for (r, p) in planned.iter().enumerate() {
         let Ok(p) = p else { continue };
-        for features in &p.features {
+        for window in p.inputs.iter().flatten() {
             audio.push(Audio {
-                features,
+                features: &window.features,
                 plan: &p.plan,
             });
             owners.push(r);
@@ -158,15 +190,18 @@ pub fn transcribe_all(
                 time_precision: TIME_PRECISION,
             };
             let results = p
-                .features
+                .inputs
                 .iter()
-                .map(|_| {
-                    let transcript = transcripts.next().expect("a transcript per input");
-                    let output = ChunkTokens {
-                        tokens: transcript.tokens(),
-                        ..Default::default()
-                    };
-                    let asr = decode_asr(&decode, &special, &[output], &options)?;
+                .map(|windows| {
+                    let outputs: Vec<ChunkTokens> = windows
+                        .iter()
+                        .map(|w| ChunkTokens {
+                            tokens: transcripts.next().expect("a transcript per window").tokens(),
+                            stride: w.stride,
+                            token_timestamps: None,
+                        })
+                        .collect();
+                    let asr = decode_asr(&decode, &special, &outputs, &options)?;
                     Ok(transcription(asr, &options))
                 })
                 .collect::<Result<Vec<_>, Error>>()?;
