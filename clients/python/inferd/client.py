@@ -570,12 +570,13 @@ def _image_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, A
     return per_input if _many(inputs) else per_input[0]
 
 
-def _transcription_chunk(c: Any, language: bool) -> Dict[str, Any]:
-    # Times missing where pipeline() gives None: Whisper's last segment
-    # without an end, or no timestamps asked for.
-    times = list(c.timestamp) + [None] * (2 - len(c.timestamp))
+def _transcription_chunk(c: Any, timestamps: bool, language: bool) -> Dict[str, Any]:
+    # pipeline() gives a chunk's times with timestamps (None where Whisper's
+    # last segment has no end) and its language with return_language.
     chunk: Dict[str, Any] = {"language": c.language or None} if language else {}
-    chunk.update(text=c.text, timestamp=tuple(times))
+    chunk["text"] = c.text
+    if timestamps:
+        chunk["timestamp"] = tuple(list(c.timestamp) + [None] * (2 - len(c.timestamp)))
     return chunk
 
 
@@ -616,7 +617,8 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     for r in p.client.call("Transcribe", request).results:
         out: Dict[str, Any] = {"text": r.text}
         if stamps or kw.get("return_language"):
-            out["chunks"] = [_transcription_chunk(c, bool(kw.get("return_language"))) for c in r.chunks]
+            out["chunks"] = [_transcription_chunk(c, bool(stamps), bool(kw.get("return_language")))
+                             for c in r.chunks]
         per_input.append(out)
     return per_input if _many(inputs) else per_input[0]
 

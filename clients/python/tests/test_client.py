@@ -266,6 +266,32 @@ class PipelineParity(unittest.TestCase):
         with Image.open(path) as image:
             assert_close(self, pipe(image), case["expected"], "a PIL image")
 
+    def test_whisper_speech_recognition(self):
+        # pipeline()'s Whisper arguments (generate_kwargs, return_timestamps=True,
+        # return_language, chunk_length_s) give pipeline()'s answers.
+        CLIENT.load_model(str(FIXTURES / "models" / "whisper-random-multi"), "automatic-speech-recognition",
+                          name="whisper-random-multi")
+        wanted = {"multi_language_fr_timestamps", "multi_return_language", "multi_translate_fr",
+                  "multi_long60_chunked_timestamps"}
+        compared = 0
+        for case in references("whisper_pipeline.json"):
+            if case["id"] not in wanted:
+                continue
+            pipe = CLIENT.pipeline("automatic-speech-recognition", model=case["model"])
+            kwargs = {k: v for k, v in case["kwargs"].items() if k != "batch_size"}
+            got = pipe(str(FIXTURES / "audio" / case["files"][0]), **kwargs)
+            want = dict(case["output"][0])
+            for chunk in want.get("chunks", []):
+                if "timestamp" in chunk:
+                    chunk["timestamp"] = tuple(chunk["timestamp"])
+            assert_close(self, got, want, case["id"])
+            compared += 1
+        self.assertEqual(compared, len(wanted))
+        with self.assertRaises(inferd.InferdError) as raised:
+            CLIENT.pipeline("automatic-speech-recognition", model="whisper-random-multi")(
+                str(FIXTURES / "audio" / "speech_16k.wav"), generate_kwargs={"language": "klingon"})
+        self.assertIn("klingon", str(raised.exception))
+
     def test_speech_recognition(self):
         compared = 0
         for case in references("asr.json"):
