@@ -49,8 +49,11 @@ fn request(model: &str, files: &[&str], kwargs: &Value) -> TranscribeRequest {
     }
 }
 
-/// Text, chunks (text, times, language) exactly as pipeline() gave them.
-fn assert_same(got: &Transcription, want: &Value, name: &str) {
+/// Text, chunks (text, times, language) exactly as pipeline() gave them;
+/// with `loose_times`, the chunks whose times differ are counted instead
+/// (how many is returned).
+fn assert_same(got: &Transcription, want: &Value, name: &str, loose_times: bool) -> usize {
+    let mut differing = 0;
     assert_eq!(got.text, want["text"].as_str().unwrap(), "{name}: text");
     let chunks = want["chunks"].as_array().cloned().unwrap_or_default();
     assert_eq!(got.chunks.len(), chunks.len(), "{name}: number of chunks");
@@ -61,18 +64,22 @@ fn assert_same(got: &Transcription, want: &Value, name: &str) {
             .as_array()
             .map(|t| t.iter().map_while(Value::as_f64).collect())
             .unwrap_or_default();
-        assert_eq!(g.timestamp, times, "{name}: chunk {i} timestamp");
+        if loose_times && g.timestamp != times {
+            differing += 1;
+        } else {
+            assert_eq!(g.timestamp, times, "{name}: chunk {i} timestamp");
+        }
         assert_eq!(
             g.language,
             w["language"].as_str().unwrap_or_default(),
             "{name}: chunk {i} language"
         );
     }
+    differing
 }
 
-/// The recorded cases of a reference file the daemon is compared on:
-/// without word timestamps (not yet served) and without the truncated WAV
-/// file, which the daemon refuses.
+/// The recorded cases of a reference file the daemon is compared on: all
+/// but those with the truncated WAV file, which the daemon refuses.
 fn cases(file: &str) -> Vec<Value> {
     let refs: Value = inferd_tests::reference(file);
     refs["cases"]
@@ -81,7 +88,6 @@ fn cases(file: &str) -> Vec<Value> {
         .iter()
         .filter(|c| {
             c.get("error").is_none()
-                && c["kwargs"]["return_timestamps"] != "word"
                 && !c["files"]
                     .as_array()
                     .unwrap()
@@ -114,8 +120,21 @@ async fn transcriptions_segments_and_languages_equal_the_pipeline() {
                 .into_inner();
             let outputs = case["output"].as_array().unwrap();
             assert_eq!(response.results.len(), outputs.len(), "{name}");
+            // Word timestamps come from dynamic time warping over the
+            // alignment heads' attention. Past the audio, where these
+            // random models' later windows look, that attention is flat
+            // and the warping path follows float noise: their words must
+            // be the same, their times are counted (the first window's are
+            // compared token by token in plugins/models/tests/
+            // whisper_generate.rs); the real model's words and times must
+            // all be equal.
+            let random_words = case["kwargs"]["return_timestamps"] == "word" && model != "whisper-tiny.en";
             for (got, want) in response.results.iter().zip(outputs) {
-                assert_same(got, want, name);
+                let differing = assert_same(got, want, name, random_words);
+                if random_words {
+                    let chunks = got.chunks.len();
+                    eprintln!("{name}: {differing} of {chunks} words timed differently (random model)");
+                }
                 if let Some(spoken) = want["spoken"].as_str() {
                     eprintln!(
                         "{name}: {:?} for {spoken:?} (word error rate {:.3})",
@@ -209,17 +228,6 @@ async fn requests_whisper_cannot_serve_get_clear_errors() {
             },
             Code::InvalidArgument,
             "cannot return \"char\" timestamps",
-        ),
-        (
-            "word timestamps (not yet served)",
-            TranscribeRequest {
-                model: "whisper-random-en".into(),
-                inputs: speech(),
-                return_timestamps: "word".into(),
-                ..Default::default()
-            },
-            Code::Unimplemented,
-            "not implemented yet",
         ),
         (
             "strides as long as the chunks",

@@ -13,7 +13,7 @@ pub struct Transcribe {
     #[command(flatten)]
     files: InputFiles,
     /// Also print the pieces with their times: "char" or "word" on CTC
-    /// models (Wav2Vec2), "true" (segments) on Whisper.
+    /// models (Wav2Vec2), "true" (segments) or "word" on Whisper.
     #[arg(long, value_parser = ["char", "word", "true"])]
     timestamps: Option<String>,
     /// Transcribe in chunks of this many seconds (for long audio).

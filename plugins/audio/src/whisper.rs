@@ -37,6 +37,8 @@ struct Planned {
 struct Window {
     features: Tensor,
     stride: Option<Stride>,
+    /// Feature frames holding audio (word timestamps' alignment).
+    num_frames: i64,
 }
 
 /// What a request asks of Whisper, checked.
@@ -44,12 +46,7 @@ fn options(request: &TranscribeRequest) -> Result<(WhisperOptions, Timestamps), 
     let timestamps = match request.return_timestamps.as_str() {
         "" | "false" => Timestamps::Off,
         "true" | "segment" => Timestamps::Segments,
-        "word" => {
-            return Err(Error::unimplemented(
-                "return_timestamps \"word\" on Whisper (cross-attention alignment) is not implemented yet; \
-                 ask for \"true\" (segment timestamps)",
-            ))
-        }
+        "word" => Timestamps::Words,
         "char" => {
             return Err(Error::invalid_argument(
                 "Whisper cannot return \"char\" timestamps: ask for \"true\" (segments)",
@@ -67,6 +64,7 @@ fn options(request: &TranscribeRequest) -> Result<(WhisperOptions, Timestamps), 
             language: nonempty(&request.language),
             task: nonempty(&request.task),
             timestamps: timestamps != Timestamps::Off,
+            words: timestamps == Timestamps::Words,
             settings: GenerationSettings {
                 num_beams: request.num_beams.map(|n| n as usize),
                 max_new_tokens: request.max_new_tokens.map(|n| n as usize),
@@ -128,18 +126,28 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
         Tensor::from_slice(&values).view([mels, frames])
     };
     let seconds = |n: usize| n as f64 / rate as f64;
+    // The pipeline's num_frames (samples over hop length) for short audio;
+    // for chunks and long audio, generate counts the attention mask's
+    // frames (rounded up).
+    let hop = model.features.config.hop_length;
     let inputs = samples
         .iter()
         .map(|s| match &chunking {
             None => vec![Window {
                 features: features(s, true),
                 stride: None,
+                num_frames: if s.len() > window {
+                    s.len().div_ceil(hop)
+                } else {
+                    s.len() / hop
+                } as i64,
             }],
             Some(chunking) => chunking
                 .pieces(s.len())
                 .into_iter()
                 .map(|piece| Window {
                     features: features(&s[piece.start..piece.start + piece.len], false),
+                    num_frames: piece.len.div_ceil(hop) as i64,
                     stride: Some(Stride {
                         chunk_len: seconds(piece.len),
                         left: seconds(piece.left),
@@ -173,6 +181,7 @@ pub fn transcribe_all(
             audio.push(Audio {
                 features: &window.features,
                 plan: &p.plan,
+                num_frames: window.num_frames,
             });
             owners.push(r);
         }
@@ -195,10 +204,16 @@ pub fn transcribe_all(
                 .map(|windows| {
                     let outputs: Vec<ChunkTokens> = windows
                         .iter()
-                        .map(|w| ChunkTokens {
-                            tokens: transcripts.next().expect("a transcript per window").tokens(),
-                            stride: w.stride,
-                            token_timestamps: None,
+                        .map(|w| {
+                            let transcript = transcripts.next().expect("a transcript per window");
+                            ChunkTokens {
+                                tokens: transcript.tokens(),
+                                stride: w.stride,
+                                token_timestamps: p
+                                    .plan
+                                    .words
+                                    .then(|| transcript.token_times().iter().map(|&t| f64::from(t)).collect()),
+                            }
                         })
                         .collect();
                     let asr = decode_asr(&decode, &special, &outputs, &options)?;

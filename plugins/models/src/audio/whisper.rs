@@ -45,6 +45,9 @@ pub struct WhisperConfig {
     pub pad_token_id: i64,
     pub eos_token_id: i64,
     pub decoder_start_token_id: i64,
+    /// Width of the median filter over the alignment heads' attention
+    /// (word timestamps).
+    pub median_filter_width: i64,
 }
 
 impl Default for WhisperConfig {
@@ -65,6 +68,7 @@ impl Default for WhisperConfig {
             pad_token_id: 50256,
             eos_token_id: 50256,
             decoder_start_token_id: 50257,
+            median_filter_width: 7,
         }
     }
 }
@@ -203,7 +207,15 @@ impl Attention {
     /// Cross-attention of each hypothesis to its input's encoder states
     /// (`memory` [items, 1500, d]), whose keys and values are computed on
     /// the first step and kept. Whisper's inputs are never padded.
-    fn step_cross(&self, x: &Tensor, memory: &Tensor, cached: &mut Option<(Tensor, Tensor)>) -> Tensor {
+    /// With `kept` heads, also their attention probabilities [rows, kept,
+    /// source] (the alignment heads of word timestamps).
+    fn step_cross(
+        &self,
+        x: &Tensor,
+        memory: &Tensor,
+        cached: &mut Option<(Tensor, Tensor)>,
+        kept: &[i64],
+    ) -> (Tensor, Option<Tensor>) {
         let (k, v) = cached.get_or_insert_with(|| {
             (
                 split_heads(&self.k.forward(memory), self.heads),
@@ -211,7 +223,19 @@ impl Attention {
             )
         });
         let q = split_heads(&self.q.forward(x), self.heads);
-        self.out.forward(&cross_attention(&q, k, v, None, None))
+        let probabilities = (!kept.is_empty()).then(|| {
+            // Rows are `beams` hypotheses per input, keys one set per input.
+            let heads = Tensor::from_slice(kept).to_device(q.device());
+            let (items, rows) = (k.size()[0], q.size()[0]);
+            let head_dim = q.size()[3];
+            let q = q
+                .index_select(1, &heads)
+                .view([items, rows / items, kept.len() as i64, 1, head_dim]);
+            let k = k.index_select(1, &heads).unsqueeze(1);
+            let scores = q.matmul(&k.transpose(-1, -2)) * (head_dim as f64).powf(-0.5);
+            scores.softmax(-1, tch::Kind::Float).view([rows, kept.len() as i64, -1])
+        });
+        (self.out.forward(&cross_attention(&q, k, v, None, None)), probabilities)
     }
 }
 
@@ -284,20 +308,23 @@ impl DecoderLayer {
         }
     }
 
-    /// One decoding step for the newest token of each row.
+    /// One decoding step for the newest token of each row, and the
+    /// cross-attention probabilities of the `kept` heads.
     fn step(
         &self,
         x: &Tensor,
         memory: &Tensor,
         self_cache: &mut KvCache,
         cross: &mut Option<(Tensor, Tensor)>,
-    ) -> Tensor {
+        kept: &[i64],
+    ) -> (Tensor, Option<Tensor>) {
         let mut x = self.self_attn.step_self(&self.self_attn_norm.forward(x), self_cache) + x;
-        x += self
-            .cross_attn
-            .step_cross(&self.cross_attn_norm.forward(&x), memory, cross);
+        let (attended, probabilities) =
+            self.cross_attn
+                .step_cross(&self.cross_attn_norm.forward(&x), memory, cross, kept);
+        x += attended;
         x += self.ffn.forward(&self.final_norm.forward(&x));
-        x
+        (x, probabilities)
     }
 }
 
@@ -381,10 +408,35 @@ impl Decoder {
 
     /// Decoder states [rows, 1, d_model] for each row's newest token
     /// `tokens` [rows, 1] at `position`, with the caches of earlier steps.
+    /// When the state records alignment, the step's cross-attention of the
+    /// alignment heads is kept too.
     fn step(&self, tokens: &Tensor, position: i64, state: &mut DecoderState) -> Tensor {
         let mut x = self.embed_tokens.forward(tokens) + self.positions.narrow(0, position, 1).unsqueeze(0);
+        let recording = state.alignment.as_ref().filter(|a| a.recording);
+        let kept: Vec<Vec<i64>> = (0..self.layers.len())
+            .map(|layer| {
+                recording
+                    .iter()
+                    .flat_map(|a| a.heads.iter())
+                    .filter(|(l, _)| *l == layer)
+                    .map(|&(_, h)| h as i64)
+                    .collect()
+            })
+            .collect();
+        let mut probabilities = Vec::new();
         for (i, layer) in self.layers.iter().enumerate() {
-            x = layer.step(&x, &state.memory, &mut state.self_attn[i], &mut state.cross_attn[i]);
+            let (next, p) = layer.step(
+                &x,
+                &state.memory,
+                &mut state.self_attn[i],
+                &mut state.cross_attn[i],
+                &kept[i],
+            );
+            x = next;
+            probabilities.extend(p);
+        }
+        if let Some(alignment) = state.alignment.as_mut().filter(|a| a.recording) {
+            alignment.push(Tensor::cat(&probabilities, 1));
         }
         self.norm.forward(&x)
     }

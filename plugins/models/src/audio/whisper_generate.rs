@@ -22,9 +22,9 @@ use serde::Deserialize;
 use tch::{Kind, Tensor};
 
 use crate::audio::whisper::WhisperForConditionalGeneration;
-use crate::audio::whisper_text::language_code;
+use crate::audio::whisper_text::{alignment_matrix, language_code, token_timestamps};
 use crate::core::decoding::{DecoderState, Seq2SeqLm};
-use crate::generation::seq2seq::{generate, Input, Source};
+use crate::generation::seq2seq::{generate_aligned, Input, Source};
 use crate::generation::settings::{GenerationParams, GenerationSettings, TimestampRules};
 use crate::{ModelError, Result};
 
@@ -91,6 +91,10 @@ pub struct WhisperOptions {
     pub task: Option<String>,
     /// Segment timestamps (the timestamp tokens).
     pub timestamps: bool,
+    /// Word timestamps too: each token timed by the alignment heads'
+    /// cross-attention (the timestamp tokens are on as well, as the
+    /// pipeline turns them on for "word").
+    pub words: bool,
     /// The request's generation settings (num_beams, max_new_tokens, ...).
     pub settings: GenerationSettings,
     /// Sampling temperature; None or 0: no sampling (Whisper's `generate`
@@ -110,6 +114,7 @@ pub struct Plan {
     prompt: Vec<Option<i64>>,
     pub params: GenerationParams,
     pub timestamps: bool,
+    pub words: bool,
 }
 
 impl Plan {
@@ -140,6 +145,15 @@ pub fn plan(config: &WhisperGenerationConfig, options: &WhisperOptions, max_targ
     let start = config
         .decoder_start_token_id
         .ok_or_else(|| ModelError::Unsupported("generation_config.json has no decoder_start_token_id".into()))?;
+    if options.words && config.alignment_heads.is_none() {
+        return Err(invalid(
+            "this model's generation config has no alignment_heads, which word timestamps need: ask for segment \
+             timestamps (\"true\") instead",
+        ));
+    }
+    let mut options = options.clone();
+    options.timestamps |= options.words;
+    let options = &options;
     if options.timestamps && !config.has_timestamps() {
         return Err(invalid(
             "this model has no timestamp tokens (no no_timestamps_token_id in its generation config): \
@@ -221,6 +235,7 @@ pub fn plan(config: &WhisperGenerationConfig, options: &WhisperOptions, max_targ
         prompt,
         params,
         timestamps: options.timestamps,
+        words: options.words,
     })
 }
 
@@ -365,6 +380,10 @@ pub struct Segment {
     pub start: f64,
     pub end: f64,
     pub tokens: Vec<i64>,
+    /// With word timestamps, each token's time in seconds.
+    pub token_times: Vec<f32>,
+    /// Where the window it was decoded in starts, in seconds.
+    pub offset: f64,
 }
 
 /// One input's transcript: its segments (their tokens together are what
@@ -380,6 +399,14 @@ impl Transcript {
     pub fn tokens(&self) -> Vec<i64> {
         self.segments.iter().flat_map(|s| s.tokens.iter().copied()).collect()
     }
+
+    /// With word timestamps, every segment's token times, in order.
+    pub fn token_times(&self) -> Vec<f32> {
+        self.segments
+            .iter()
+            .flat_map(|s| s.token_times.iter().copied())
+            .collect()
+    }
 }
 
 /// One input to transcribe: its log-mel features [mel bins, frames] (3000
@@ -388,6 +415,10 @@ impl Transcript {
 pub struct Audio<'a> {
     pub features: &'a Tensor,
     pub plan: &'a Plan,
+    /// Feature frames holding audio (the rest is padding), which bound the
+    /// alignment of word timestamps: the pipeline's `num_frames` (samples
+    /// over hop length) or the attention mask's length.
+    pub num_frames: i64,
 }
 
 /// Transcribes every input, their windows decoded together. `keep_going(i)`
@@ -451,15 +482,37 @@ pub fn transcribe(
                 params: &inputs[i].plan.params,
             })
             .collect();
-        let sequences = generate(model, &sources, &mut |k| keep_going(active[k]));
+        let heads = config
+            .alignment_heads
+            .as_deref()
+            .filter(|_| active.iter().any(|&i| inputs[i].plan.words));
+        let found = generate_aligned(model, &sources, heads, &mut |k| keep_going(active[k]));
         for (k, &i) in active.iter().enumerate() {
-            let Some(sequence) = sequences[k].first() else {
+            let Some((sequence, alignment)) = found[k].first() else {
                 // Ended before it began (its client went away).
                 seek[i] = max_frames[i];
                 continue;
             };
             let prompt_len = sources[k].prompt.len();
             let mut tokens = &sequence[prompt_len.min(sequence.len())..];
+            let times = inputs[i]
+                .plan
+                .words
+                .then(|| {
+                    // As transformers crops, Python's slicing included:
+                    // past the audio, a negative end counts from the end.
+                    let frames = (inputs[i].num_frames - seek[i]).div_euclid(2);
+                    let times = word_times(alignment.as_ref(), frames, prompt_len, model.config.median_filter_width);
+                    times.map(|mut t| {
+                        t.resize(sequence.len().max(t.len()), *t.last().unwrap_or(&0.0));
+                        t
+                    })
+                })
+                .transpose()
+                .unwrap_or_else(|e| {
+                    tracing::warn!("word timestamps of input {i}: {e}");
+                    None
+                });
             if let Some((last, rest)) = tokens.split_last() {
                 if inputs[i].plan.params.eos_token_ids.contains(last) {
                     tokens = rest;
@@ -467,12 +520,54 @@ pub fn transcribe(
             }
             let frames = (max_frames[i] - seek[i]).min(window);
             let timestamp_begin = config.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1);
-            let (segments, advance) = segments_of(tokens, seek[i], frames, timestamp_begin);
+            let (mut segments, advance) = segments_of(tokens, seek[i], frames, timestamp_begin);
+            if let Some(times) = times {
+                // Each segment's tokens' times, after the prompt's, moved to
+                // the window's place in the audio (f32, as transformers adds).
+                let offset = (seek[i] as f64 * TIME_PRECISION / INPUT_STRIDE as f64) as f32;
+                let mut at = prompt_len;
+                for segment in &mut segments {
+                    let end = (at + segment.tokens.len()).min(times.len());
+                    segment.token_times = times[at.min(end)..end].iter().map(|t| t + offset).collect();
+                    at += segment.tokens.len();
+                }
+            }
             transcripts[i].segments.extend(segments);
             seek[i] += advance.max(1);
         }
     }
     transcripts
+}
+
+/// `_extract_token_timestamps` for one sequence: its new tokens' kept
+/// cross-attention [steps, heads, source] cut to the `frames` encoder
+/// positions holding audio, standardised, median-filtered and averaged over
+/// the heads, then aligned by dynamic time warping; the times of the
+/// prompt's tokens (0), of each new token, and of the last again.
+fn word_times(
+    alignment: Option<&Tensor>,
+    frames: i64,
+    prompt_len: usize,
+    median_filter_width: i64,
+) -> Result<Vec<f32>> {
+    let Some(alignment) = alignment else {
+        return Ok(vec![0.0; prompt_len + 1]);
+    };
+    let source = alignment.size()[2];
+    let end = if frames >= 0 {
+        frames.min(source)
+    } else {
+        (source + frames).max(0)
+    };
+    if end == 0 {
+        return Ok(vec![0.0; prompt_len + alignment.size()[0] as usize + 1]);
+    }
+    let weights = alignment
+        .permute([1, 0, 2])
+        .narrow(2, 0, end)
+        .to_device(tch::Device::Cpu);
+    let matrix = alignment_matrix(&weights, median_filter_width)?;
+    token_timestamps(&matrix, prompt_len, TIME_PRECISION)
 }
 
 /// Encoder states [1, 1500, d] of each window [mel bins, 3000].
@@ -554,6 +649,8 @@ pub fn segments_of(tokens: &[i64], seek: i64, frames: i64, timestamp_begin: i64)
             start: time_offset,
             end: time_offset + end * TIME_PRECISION,
             tokens: tokens.to_vec(),
+            token_times: vec![],
+            offset: time_offset,
         };
         return (vec![segment], frames);
     }
@@ -577,6 +674,8 @@ pub fn segments_of(tokens: &[i64], seek: i64, frames: i64, timestamp_begin: i64)
             start: at(sliced[0]),
             end: at(end_token),
             tokens: sliced.to_vec(),
+            token_times: vec![],
+            offset: time_offset,
         });
         last_slice = current;
     }

@@ -83,6 +83,22 @@ pub fn load_whisper(dir: &Path, device: Device) -> Result<WhisperModel> {
     for id in generation.task_to_id.iter().flat_map(|m| m.values()) {
         in_vocab("a task_to_id token", Some(*id))?;
     }
+    let (layers, heads) = (net.config.decoder_layers, net.config.decoder_attention_heads);
+    for &(layer, head) in generation.alignment_heads.iter().flatten() {
+        if layer as i64 >= layers || head as i64 >= heads {
+            return Err(ModelError::bad_file(
+                &generation_file,
+                format!("alignment head [{layer}, {head}] is not one of the decoder's {layers} layers x {heads} heads"),
+            ));
+        }
+    }
+    let width = net.config.median_filter_width;
+    if width <= 0 || width % 2 == 0 || width > 1001 {
+        return Err(ModelError::bad_file(
+            &config_file,
+            format!("median_filter_width {width}: expected an odd width from 1 to 1001"),
+        ));
+    }
     Ok(WhisperModel {
         memory_bytes: var_store_bytes(&vs),
         net,

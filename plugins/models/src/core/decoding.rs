@@ -53,7 +53,46 @@ pub struct DecoderState {
     /// Cross-attention keys and values per layer, [items, heads, source,
     /// head_dim], computed on the first step.
     pub cross_attn: Vec<Option<(Tensor, Tensor)>>,
+    /// Cross-attention kept for word timestamps (Whisper), when asked for.
+    pub alignment: Option<Alignment>,
     rows: usize,
+}
+
+/// Cross-attention probabilities of chosen heads, kept for word timestamps
+/// (Whisper's alignment heads): each row's own history, reordered with the
+/// rows as its keys and values are, so that a hypothesis's history is that
+/// of the rows it descends from (transformers gathers it by beam indices).
+pub struct Alignment {
+    /// (layer, head) pairs whose attention is kept.
+    pub heads: Vec<(usize, usize)>,
+    /// Whether the current step's attention is kept (the prompt's is not).
+    pub recording: bool,
+    /// [rows, steps, heads, source]; None before the first kept step.
+    history: Option<Tensor>,
+}
+
+impl Alignment {
+    pub fn new(heads: Vec<(usize, usize)>) -> Self {
+        Alignment {
+            heads,
+            recording: false,
+            history: None,
+        }
+    }
+
+    /// Keeps one step's attention [rows, heads, source].
+    pub fn push(&mut self, step: Tensor) {
+        let step = step.unsqueeze(1);
+        self.history = Some(match self.history.take() {
+            Some(h) => Tensor::cat(&[h, step], 1),
+            None => step,
+        });
+    }
+
+    /// Row `row`'s history [steps, heads, source], None before any step.
+    pub fn row(&self, row: usize) -> Option<Tensor> {
+        self.history.as_ref().map(|h| h.get(row as i64))
+    }
 }
 
 impl DecoderState {
@@ -64,6 +103,7 @@ impl DecoderState {
             memory_padding,
             self_attn: (0..layers).map(|_| KvCache::default()).collect(),
             cross_attn: (0..layers).map(|_| None).collect(),
+            alignment: None,
         }
     }
 
@@ -77,6 +117,9 @@ impl DecoderState {
             let index = Tensor::from_slice(rows).to_device(device);
             for cache in &mut self.self_attn {
                 cache.select_rows(&index);
+            }
+            if let Some(history) = self.alignment.as_mut().and_then(|a| a.history.as_mut()) {
+                *history = history.index_select(0, &index);
             }
             self.rows = rows.len();
         }

@@ -19,9 +19,14 @@ pub enum Search<'a> {
         prompt_len: usize,
         sequence: Vec<i64>,
         rng: Rng,
+        /// Its cross-attention history, when kept (word timestamps).
+        alignment: Option<Tensor>,
     },
     Beams(BeamSearch<'a>),
 }
+
+/// A sequence found, with its cross-attention history when it was kept.
+pub type Found = (Vec<i64>, Option<Tensor>);
 
 impl<'a> Search<'a> {
     pub fn new(prompt: Vec<i64>, params: &'a GenerationParams) -> Self {
@@ -32,6 +37,7 @@ impl<'a> Search<'a> {
                 prompt_len: prompt.len(),
                 sequence: prompt,
                 rng: Rng::new(params.seed),
+                alignment: None,
             }
         } else {
             Search::Beams(BeamSearch::new(prompt, params))
@@ -56,6 +62,7 @@ impl<'a> Search<'a> {
                 prompt_len,
                 sequence,
                 rng,
+                ..
             } => {
                 let row = Row {
                     sequence,
@@ -71,15 +78,42 @@ impl<'a> Search<'a> {
         }
     }
 
+    /// Takes the cross-attention history of the hypotheses that finished
+    /// in the last step (or, greedy, of the one sequence once it is over)
+    /// from `history(beam)`, the history of that beam's row.
+    pub fn keep_alignment(&mut self, over: bool, history: &dyn Fn(usize) -> Option<Tensor>) {
+        match self {
+            Search::Single { alignment, .. } => {
+                if over {
+                    *alignment = history(0);
+                }
+            }
+            Search::Beams(search) => {
+                for h in &mut search.finished {
+                    if let Some(beam) = h.origin.take() {
+                        h.alignment = history(beam);
+                    }
+                }
+            }
+        }
+    }
+
     /// The sequences found, best first.
     pub fn into_sequences(self) -> Vec<Vec<i64>> {
+        self.into_found().into_iter().map(|(tokens, _)| tokens).collect()
+    }
+
+    /// The sequences found, best first, with their kept cross-attention.
+    pub fn into_found(self) -> Vec<Found> {
         match self {
-            Search::Single { sequence, .. } => vec![sequence],
+            Search::Single {
+                sequence, alignment, ..
+            } => vec![(sequence, alignment)],
             Search::Beams(search) => search
                 .finished
                 .into_iter()
                 .take(search.params.num_return_sequences.max(1))
-                .map(|h| h.tokens)
+                .map(|h| (h.tokens, h.alignment))
                 .collect(),
         }
     }
@@ -89,6 +123,10 @@ struct Hypothesis {
     tokens: Vec<i64>,
     score: f32,
     finished: bool,
+    /// The beam it finished from, in the step just taken, until its
+    /// cross-attention history is taken from that beam's row.
+    origin: Option<usize>,
+    alignment: Option<Tensor>,
 }
 
 const LARGE_NEGATIVE: f32 = -1.0e9;
@@ -122,6 +160,8 @@ impl<'a> BeamSearch<'a> {
                     tokens: prompt.clone(),
                     score: LARGE_NEGATIVE,
                     finished: false,
+                    origin: None,
+                    alignment: None,
                 })
                 .collect(),
             improvable: true,
@@ -175,7 +215,7 @@ impl<'a> BeamSearch<'a> {
         let all_finished = self.finished.iter().all(|h| h.finished);
         let length_penalty = self.penalty(self.cur_len + 1 - self.prompt_len);
         let mut merged: Vec<Hypothesis> = std::mem::take(&mut self.finished);
-        for (k, (_, tokens, score, hits)) in candidates.iter().enumerate() {
+        for (k, (beam, tokens, score, hits)) in candidates.iter().enumerate() {
             let just_finished = *hits && k < beams;
             let mut s = score / length_penalty;
             if all_finished && params.early_stopping == EarlyStopping::True {
@@ -191,6 +231,8 @@ impl<'a> BeamSearch<'a> {
                 tokens: tokens.clone(),
                 score: s,
                 finished: just_finished,
+                origin: just_finished.then_some(*beam),
+                alignment: None,
             });
         }
         let scores: Vec<f32> = merged.iter().map(|h| h.score).collect();

@@ -13,9 +13,9 @@
 
 use tch::{Device, Kind, Tensor};
 
-use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::decoding::{Alignment, DecoderState, Seq2SeqLm};
 use crate::core::layers::padding_bias;
-use crate::generation::search::Search;
+use crate::generation::search::{Found, Search};
 use crate::generation::settings::{GenerationParams, MAX_BATCH_ROWS};
 
 /// What the encoder starts from.
@@ -97,6 +97,23 @@ pub fn generate(
     sources: &[Source],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Vec<Vec<i64>>> {
+    generate_aligned(model, sources, None, keep_going)
+        .into_iter()
+        .map(|found| found.into_iter().map(|(tokens, _)| tokens).collect())
+        .collect()
+}
+
+/// [`generate`], keeping with each sequence, when `alignment_heads` are
+/// given, the cross-attention probabilities of those (layer, head) pairs
+/// for each of its new tokens but the last (the ones fed back to the
+/// decoder), [new tokens - 1, heads, source]: what word timestamps are
+/// computed from.
+pub fn generate_aligned(
+    model: &dyn Seq2SeqLm,
+    sources: &[Source],
+    alignment_heads: Option<&[(usize, usize)]>,
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Vec<Found>> {
     let _guard = tch::no_grad_guard();
     let start = model.decoder_start_token_id();
     let prompts: Vec<Vec<i64>> = sources
@@ -120,7 +137,7 @@ pub fn generate(
     };
     let mut order: Vec<usize> = (0..sources.len()).collect();
     order.sort_by_key(|&i| (key(i), sources[i].input.len()));
-    let mut results = vec![Vec::new(); sources.len()];
+    let mut results: Vec<Vec<Found>> = (0..sources.len()).map(|_| Vec::new()).collect();
     for group in order.chunk_by(|&a, &b| key(a) == key(b)) {
         let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input.len()).collect();
         for bounds in batch_bounds(&lengths, key(group[0]).0) {
@@ -129,7 +146,7 @@ pub fn generate(
             if wanted.is_empty() {
                 continue;
             }
-            let outputs = decode_together(model, sources, &prompts, &wanted, keep_going);
+            let outputs = decode_together(model, sources, &prompts, &wanted, alignment_heads, keep_going);
             for (&i, sequences) in wanted.iter().zip(outputs) {
                 results[i] = sequences;
             }
@@ -180,11 +197,13 @@ fn decode_together(
     sources: &[Source],
     prompts: &[Vec<i64>],
     chosen: &[usize],
+    alignment_heads: Option<&[(usize, usize)]>,
     keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Vec<Vec<i64>>> {
+) -> Vec<Vec<Found>> {
     let beams = sources[chosen[0]].params.num_beams.max(1);
     let (memory, padding) = encode_together(model, sources, chosen);
     let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
+    state.alignment = alignment_heads.map(|heads| Alignment::new(heads.to_vec()));
 
     let mut searches: Vec<Search> = chosen
         .iter()
@@ -225,6 +244,10 @@ fn decode_together(
         let tokens: Vec<i64> = active.iter().flat_map(|&a| searches[a].newest_tokens()).collect();
         let logits = model.step(&tokens, position, &mut state);
         position += 1;
+        // Every later step feeds a new token, whose attention is kept.
+        if let Some(alignment) = state.alignment.as_mut() {
+            alignment.recording = true;
+        }
         // Beam search ranks log-probabilities; greedy, the processed logits.
         let scores = if beams > 1 {
             logits.log_softmax(-1, Kind::Float)
@@ -237,6 +260,9 @@ fn decode_together(
         let mut rows = Vec::with_capacity(active.len() * beams);
         for (slot, (&a, item_scores)) in active.iter().zip(scores.chunks_mut(beams * vocab)).enumerate() {
             let parents = searches[a].advance(item_scores, vocab);
+            if let Some(alignment) = &state.alignment {
+                searches[a].keep_alignment(parents.is_none(), &|beam| alignment.row(slot * beams + beam));
+            }
             going_on.push(parents.is_some());
             rows.extend(parents.iter().flatten().map(|&b| (slot * beams + b) as i64));
         }
@@ -247,7 +273,7 @@ fn decode_together(
         state.select(&items, &rows);
         retain(&mut active, &going_on);
     }
-    searches.into_iter().map(Search::into_sequences).collect()
+    searches.into_iter().map(Search::into_found).collect()
 }
 
 /// The positions of the `true` flags.
