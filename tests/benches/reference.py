@@ -6,6 +6,7 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py generate --model DIR --threads N [--new-tokens 128] [--calls 8]
     reference.py classify --model DIR --threads N --payload FILE [--requests 200]
     reference.py summarize --model DIR --threads N --payload FILE
+    reference.py transcribe --model DIR --threads N --audio FILE [--new-tokens 64] [--calls 8]
     reference.py peak --threads N
     reference.py flops --model DIR --payload FILE [--batch 32]
 """
@@ -27,7 +28,8 @@ PROMPT = "The quick brown fox jumps over the lazy dog"
 def make_models(out):
     import torch
     from transformers import (BartConfig, BartForConditionalGeneration, DistilBertConfig,
-                              DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel)
+                              DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel, WhisperConfig,
+                              WhisperForConditionalGeneration)
 
     torch.manual_seed(0)
     gpt2 = os.path.join(out, "gpt2-small")
@@ -75,6 +77,35 @@ def make_models(out):
         config["model_max_length"] = 1024
         json.dump(config, open(path, "w"), indent=1)
         print(f"made {bart}", file=sys.stderr)
+    whisper = os.path.join(out, "whisper-base")
+    if not os.path.exists(os.path.join(whisper, "model.safetensors")):
+        # openai/whisper-base's shape (73M parameters), random weights, with the
+        # multilingual fixture's tokenizer, special-token ids and generation
+        # settings (same vocabulary as the released checkpoints).
+        fixture = os.path.join(FIXTURES, "whisper-random-multi")
+        cfg = WhisperConfig.from_pretrained(fixture)
+        cfg.update(dict(d_model=512, encoder_layers=6, decoder_layers=6, encoder_attention_heads=8,
+                        decoder_attention_heads=8, encoder_ffn_dim=2048, decoder_ffn_dim=2048, num_mel_bins=80,
+                        vocab_size=51865, max_source_positions=1500, max_target_positions=448,
+                        num_hidden_layers=6))
+        model = WhisperForConditionalGeneration(cfg)
+        # The output projection is the (tied) token embedding: zero rows make
+        # the special tokens' logits 0, below the best text token's at every
+        # step, so random weights never stop early and every transcription is
+        # exactly max_new_tokens text tokens on both sides.
+        with torch.no_grad():
+            model.model.decoder.embed_tokens.weight[cfg.eos_token_id:] = 0
+        model.save_pretrained(whisper, safe_serialization=True)
+        for f in os.listdir(fixture):
+            if "token" in f or f in ("vocab.json", "merges.txt", "preprocessor_config.json"):
+                shutil.copy(os.path.join(fixture, f), whisper)
+        # The fixture's generation config, with whisper-base's max_length and
+        # alignment heads (the fixture's name its 2-layer decoder's).
+        generation = json.load(open(os.path.join(fixture, "generation_config.json")))
+        generation.update(max_length=448, alignment_heads=[[3, 1], [4, 2], [4, 3], [4, 7], [5, 1], [5, 2],
+                                                           [5, 4], [5, 6]])
+        json.dump(generation, open(os.path.join(whisper, "generation_config.json"), "w"), indent=1)
+        print(f"made {whisper}", file=sys.stderr)
 
 
 def generate(args):
@@ -156,6 +187,52 @@ def summarize(args):
                           "summaries": [o["summary_text"] for o in out]}))
 
 
+def transcribe(args):
+    """pipeline("automatic-speech-recognition") on one WAV file (16-bit PCM,
+    read as inferd does: int16 / 32768), greedy, in the given language, a
+    fixed number of new tokens, after a warm-up: one call, then `calls`
+    sequential calls. The seconds, the text tokens each call generated (from
+    generate's output: ids below the end-of-text id, which the prompt's
+    special tokens are not) and the texts (to check that inferd gives the
+    same)."""
+    import wave
+
+    import numpy as np
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    with wave.open(args.audio) as w:
+        assert w.getsampwidth() == 2 and w.getnchannels() == 1, "16-bit mono PCM expected"
+        rate = w.getframerate()
+        samples = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+    pipe = pipeline("automatic-speech-recognition", model=args.model, device="cpu")
+    eos = pipe.model.generation_config.eos_token_id
+    tokens = []
+    generate = pipe.model.generate
+
+    def counting(*a, **k):
+        out = generate(*a, **k)
+        seq = out["sequences"] if isinstance(out, dict) else out
+        tokens.extend(int((row < eos).sum()) for row in seq)
+        return out
+
+    pipe.model.generate = counting
+    kwargs = dict(generate_kwargs=dict(language=args.language, task="transcribe", num_beams=1,
+                                       do_sample=False, max_new_tokens=args.new_tokens))
+    # The pipeline pops "raw" from its input: a new dict per call.
+    call = lambda: pipe({"raw": samples, "sampling_rate": rate}, **kwargs)["text"]
+    call()  # warm-up
+    for calls in (1, args.calls):
+        tokens.clear()
+        started = time.perf_counter()
+        texts = [call() for _ in range(calls)]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "transcribe", "who": "transformers", "calls": calls,
+                          "audio_seconds": len(samples) / rate, "seconds": seconds, "tokens": tokens,
+                          "texts": texts}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -221,6 +298,13 @@ def main():
     z.add_argument("--model", required=True)
     z.add_argument("--threads", type=int, required=True)
     z.add_argument("--payload", required=True)
+    t = sub.add_parser("transcribe")
+    t.add_argument("--model", required=True)
+    t.add_argument("--threads", type=int, required=True)
+    t.add_argument("--audio", required=True)
+    t.add_argument("--language", default="en")
+    t.add_argument("--new-tokens", type=int, default=64)
+    t.add_argument("--calls", type=int, default=8)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -234,6 +318,8 @@ def main():
         generate(args)
     elif args.cmd == "summarize":
         summarize(args)
+    elif args.cmd == "transcribe":
+        transcribe(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

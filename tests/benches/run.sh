@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -97,6 +97,30 @@ if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
   "$PY" tests/benches/reference.py flops --model "$BENCH/distilbert-base-cls" --payload "$PAYLOAD" --batch 32 >> "$RESULTS"
   "$PY" tests/benches/reference.py peak --threads "$THREADS" >> "$RESULTS"
 fi
+if [[ "$WHAT" == whisper || "$WHAT" == all ]]; then
+  # 30 s of speech (the committed recording tiled, 16 kHz): one full window.
+  AUDIO="$BENCH/speech_30s.wav"
+  "$PY" - tests/fixtures/audio/speech_16k.wav "$AUDIO" <<'PYEOF'
+import sys, wave
+with wave.open(sys.argv[1]) as w:
+    assert w.getframerate() == 16000 and w.getnchannels() == 1
+    params, frames = w.getparams(), w.readframes(w.getnframes())
+n = 30 * 16000 * params.sampwidth
+with wave.open(sys.argv[2], "wb") as out:
+    out.setparams(params)
+    out.writeframes((frames * (n // len(frames) + 1))[:n])
+PYEOF
+  start_daemon "whisper:automatic-speech-recognition=$BENCH/whisper-base"
+  # Greedy, English given (no language detection), 64 new tokens: the same
+  # work on both sides.
+  B="target/release/inferd-bench --addr $ADDR --model whisper"
+  T="--audio $AUDIO --language en --num-beams 1 --max-new-tokens 64"
+  $B transcribe $T --requests 1 --rounds 2 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  $B transcribe $T --requests 8 --rounds 1 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py transcribe --model "$BENCH/whisper-base" --threads "$THREADS" \
+    --audio "$AUDIO" --language en --new-tokens 64 --calls 8 >> "$RESULTS"
+fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
 import json, sys, platform, os
@@ -143,4 +167,25 @@ if cls:
     print(f"encoder, batch {flops['batch']} x {flops['length']} tokens: {enc['seconds_per_batch']*1e3:.1f} ms per batch "
           f"(daemon metrics, tokenization included) = {gflops:.1f} GFLOP/s executed; "
           f"fp32 matmul peak {peak['gflops']:.1f} GFLOP/s; {100*gflops/peak['gflops']:.0f}% of peak")
+asr = [r for r in rows if r["bench"] == "transcribe"]
+if asr:
+    get = lambda who, key, n: next(r for r in asr if r["who"] == who and r[key] == n)
+    i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
+    n = max(r["calls"] for r in asr if r["who"] == "transformers")
+    i8, t8 = get("inferd", "requests", n), get("transformers", "calls", n)
+    audio = t1["audio_seconds"]
+    tokens = sorted(set(t1["tokens"] + t8["tokens"]))
+    print(f"\nspeech recognition, whisper-base-sized Whisper (73M, random weights), {audio:.0f} s of audio, "
+          f"greedy, language en, {'/'.join(map(str, tokens))} new tokens per file (transformers' generate)")
+    print(f"{'':38}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'inferd RTF':>12}{'transformers RTF':>18}"
+          f"{'same text':>11}")
+    for label, i, t, files in (("1 file", i1, t1, 1),
+                               (f"{n} files ({n} concurrent vs sequential)", i8, t8, n)):
+        print(f"{label:38}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
+              f"{files * audio / i['seconds']:>12.1f}{files * audio / t['seconds']:>18.1f}"
+              f"{str(i['texts'] == t['texts']):>11}")
+    print(f"inferd, {n} concurrent: {n / i8['seconds']:.2f} files/s vs {n / t8['seconds']:.2f}; "
+          f"request latency p50 {i8['p50_ms'] / 1e3:.2f} s, max {i8['max_ms'] / 1e3:.2f} s; "
+          f"{i8['batches']:.0f} batch(es), {i8['seconds_per_batch']:.2f} s each (daemon metrics); "
+          f"1 file: {i1['seconds_per_batch']:.2f} s in the model of {i1['seconds']:.2f} s")
 PYEOF

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
-use inferd_proto::v1::{ClassifyRequest, GenerateRequest, SummarizeRequest, TextInput};
+use inferd_proto::v1::{AudioInput, ClassifyRequest, GenerateRequest, SummarizeRequest, TextInput, TranscribeRequest};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -52,6 +52,30 @@ enum Command {
         /// Timed runs (after one warm-up).
         #[arg(long, default_value_t = 2)]
         rounds: usize,
+    },
+    /// Transcriptions of one audio file, `requests` separate requests in
+    /// flight at once, greedy by default; the seconds per round, the
+    /// requests' latencies and the last round's texts are printed.
+    Transcribe {
+        #[arg(long)]
+        audio: std::path::PathBuf,
+        /// Requests sent at once (each round).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        /// Timed rounds (after one warm-up request).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// Empty: the model's, or detected.
+        #[arg(long, default_value = "")]
+        language: String,
+        #[arg(long, default_value_t = 1)]
+        num_beams: u32,
+        #[arg(long)]
+        max_new_tokens: Option<u32>,
+        /// The daemon's metrics endpoint (HOST:PORT): report the batches the
+        /// model ran and its time per batch during the timed rounds.
+        #[arg(long)]
+        metrics: Option<String>,
     },
     /// Classification requests (one text each) at a given concurrency.
     Classify {
@@ -202,6 +226,65 @@ async fn main() -> Result<()> {
                 "{}",
                 json!({"bench": "summarize", "articles": articles.len(), "seconds": seconds, "summaries": summaries})
             );
+        }
+        Command::Transcribe {
+            audio,
+            requests,
+            rounds,
+            language,
+            num_beams,
+            max_new_tokens,
+            metrics,
+        } => {
+            let data = std::fs::read(&audio).with_context(|| format!("read {}", audio.display()))?;
+            let request = TranscribeRequest {
+                model: model.clone(),
+                inputs: vec![AudioInput { data }],
+                language,
+                num_beams: Some(num_beams),
+                max_new_tokens,
+                ..Default::default()
+            };
+            InferenceClient::new(channel.clone())
+                .transcribe(request.clone())
+                .await?;
+            let before = match &metrics {
+                Some(m) => Some(inference_seconds(m, &model)?),
+                None => None,
+            };
+            let started = Instant::now();
+            let mut latencies = Vec::new();
+            let mut texts = Vec::new();
+            for _ in 0..rounds.max(1) {
+                let calls: Vec<_> = (0..requests)
+                    .map(|_| {
+                        let mut client = InferenceClient::new(channel.clone());
+                        let request = request.clone();
+                        tokio::spawn(async move {
+                            let t = Instant::now();
+                            let response = client.transcribe(request).await?;
+                            anyhow::Ok((t.elapsed(), response.into_inner()))
+                        })
+                    })
+                    .collect();
+                texts.clear();
+                for call in calls {
+                    let (latency, response) = call.await??;
+                    latencies.push(latency);
+                    texts.push(response.results[0].text.clone());
+                }
+            }
+            let seconds = started.elapsed().as_secs_f64() / rounds.max(1) as f64;
+            latencies.sort();
+            let mut figures = json!({"bench": "transcribe", "requests": requests, "seconds": seconds,
+                   "p50_ms": percentile(&latencies, 0.5), "max_ms": percentile(&latencies, 1.0),
+                   "texts": texts});
+            if let (Some(m), Some((sum0, count0))) = (&metrics, before) {
+                let (sum1, count1) = inference_seconds(m, &model)?;
+                figures["batches"] = json!((count1 - count0) / rounds.max(1) as f64);
+                figures["seconds_per_batch"] = json!((sum1 - sum0) / (count1 - count0).max(1.0));
+            }
+            println!("{figures}");
         }
         Command::Classify {
             payload,
