@@ -54,7 +54,7 @@ api_messages! {
     EmbedRequest => Embed, "Inference/Embed";
     GenerateRequest => Generate, "Inference/Generate or Inference/GenerateStream";
     ClassifyImageRequest => ClassifyImage, "Inference/ClassifyImage";
-    TranscribeRequest => Transcribe, "Inference/Transcribe";
+    TranscribeRequest => Transcribe, "Inference/Transcribe or Inference/TranscribeStream";
     SummarizeRequest => Summarize, "Inference/Summarize";
     TranslateRequest => Translate, "Inference/Translate";
 }
@@ -81,6 +81,7 @@ api_responses! {
     GenerateStreamResponse => GenerateChunk;
     ClassifyImageResponse => ClassifyImage;
     TranscribeResponse => Transcribe;
+    TranscribeStreamResponse => TranscribeChunk;
     SummarizeResponse => Summarize;
     TranslateResponse => Translate;
 }

@@ -8,7 +8,10 @@
 
 use inferd_proto::v1::{AudioInput, TranscribeRequest, Transcription};
 use inferd_tests::{fixture_model, fixtures_dir, Daemon};
+use std::time::Instant;
+
 use serde_json::Value;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
 const MODELS: [&str; 3] = ["whisper-random-multi", "whisper-random-en", "whisper-tiny.en"];
@@ -354,5 +357,199 @@ async fn requests_whisper_cannot_serve_get_clear_errors() {
         response.results[0].text.contains("quick brown fox"),
         "{:?}",
         response.results[0].text
+    );
+}
+
+/// A WAV file holding `file`'s data `times` over (same format).
+fn repeated(file: &str, times: usize) -> Vec<u8> {
+    let bytes = audio(file);
+    let (mut fmt, mut data) = (None, None);
+    let mut at = 12;
+    while at + 8 <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().unwrap()) as usize;
+        let body = &bytes[at + 8..(at + 8 + size).min(bytes.len())];
+        match &bytes[at..at + 4] {
+            b"fmt " => fmt = Some(body),
+            b"data" => data = Some(body),
+            _ => {}
+        }
+        at += 8 + size + size % 2;
+    }
+    let (fmt, data) = (fmt.expect("a fmt chunk"), data.expect("a data chunk").repeat(times));
+    let mut wav = b"RIFF".to_vec();
+    wav.extend(((4 + 8 + fmt.len() + 8 + data.len()) as u32).to_le_bytes());
+    wav.extend(b"WAVEfmt ");
+    wav.extend((fmt.len() as u32).to_le_bytes());
+    wav.extend(fmt);
+    wav.extend(b"data");
+    wav.extend((data.len() as u32).to_le_bytes());
+    wav.extend(data);
+    wav
+}
+
+/// TranscribeStream sends each window's segments as it is decoded, then
+/// the whole transcription, the one Transcribe gives; the segments' times
+/// move on through the audio and their text is the transcription's.
+#[tokio::test]
+async fn streaming_sends_segments_as_windows_are_decoded() {
+    let daemon = whisper_daemon(&[]).await;
+    let mut client = daemon.inference().await;
+    for (model, file, language) in [
+        ("whisper-tiny.en", "speech_long_60s.wav", false),
+        ("whisper-random-multi", "speech_long_90s.wav", true),
+    ] {
+        let request = TranscribeRequest {
+            model: model.into(),
+            inputs: vec![AudioInput { data: audio(file) }],
+            return_timestamps: "true".into(),
+            return_language: language,
+            num_beams: Some(1),
+            ..Default::default()
+        };
+        let whole = client.transcribe(request.clone()).await.unwrap().into_inner();
+        let mut stream = client.transcribe_stream(request).await.unwrap().into_inner();
+        let mut messages = vec![];
+        while let Some(message) = stream.next().await {
+            messages.push(message.unwrap());
+        }
+        let (last, partial) = messages.split_last().expect("messages");
+        assert!(last.done && last.segments.is_empty(), "{model}: the last message");
+        assert_eq!(
+            last.result.as_ref(),
+            whole.results.first(),
+            "{model}: the whole transcription"
+        );
+        assert!(partial.len() >= 2, "{model}: {} windows streamed", partial.len());
+        let segments: Vec<_> = partial
+            .iter()
+            .inspect(|m| assert!(!m.done && m.result.is_none(), "{model}: a partial message"))
+            .flat_map(|m| m.segments.iter())
+            .collect();
+        let mut end = 0.0;
+        for segment in &segments {
+            let [start, stop] = segment.timestamp[..] else {
+                panic!("{model}: {segment:?}");
+            };
+            assert!(
+                end <= start + 1e-9 && start <= stop && stop <= 90.0,
+                "{model}: {segment:?} after {end}"
+            );
+            end = stop;
+            if language {
+                assert!(!segment.language.is_empty(), "{model}: {segment:?}");
+            }
+        }
+        let text: String = partial.iter().map(|m| m.text.as_str()).collect();
+        let segment_text: String = segments.iter().map(|s| s.text.as_str()).collect();
+        assert_eq!(text, segment_text, "{model}");
+        let words = |t: &str| t.split_whitespace().map(String::from).collect::<Vec<_>>();
+        let result = last.result.as_ref().unwrap();
+        assert_eq!(words(&text), words(&result.text), "{model}: the streamed text");
+        eprintln!(
+            "{model}: {} windows, {} segments streamed",
+            partial.len(),
+            segments.len()
+        );
+    }
+    // `inferctl transcribe --stream`: a line per segment as it comes, or
+    // with --json an object per message, the last the whole result.
+    let file = fixtures_dir().join("audio").join("speech_long_60s.wav");
+    let inferctl = |args: &[&str]| {
+        let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
+            .arg("--addr")
+            .arg(daemon.url())
+            .args(args)
+            .args([
+                file.to_str().unwrap(),
+                "--model",
+                "whisper-tiny.en",
+                "--num-beams",
+                "1",
+                "--stream",
+            ])
+            .output()
+            .expect("run inferctl");
+        assert!(
+            out.status.success(),
+            "inferctl: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let lines: Vec<Value> = inferctl(&["--json", "transcribe"])
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let (last, partial) = lines.split_last().unwrap();
+    assert_eq!(last["done"], true, "{last}");
+    assert!(
+        partial.len() >= 2 && partial.iter().all(|m| m["segments"].is_array()),
+        "{lines:?}"
+    );
+    let printed = inferctl(&["transcribe"]);
+    let segments: usize = partial.iter().map(|m| m["segments"].as_array().unwrap().len()).sum();
+    assert_eq!(printed.lines().count(), segments, "{printed}");
+    assert!(printed.starts_with("[    0.00 -> "), "{printed}");
+
+    // One file at a time.
+    let two = TranscribeRequest {
+        model: "whisper-tiny.en".into(),
+        inputs: vec![
+            AudioInput {
+                data: audio("speech_16k.wav"),
+            };
+            2
+        ],
+        ..Default::default()
+    };
+    let status = client.transcribe_stream(two).await.expect_err("two files");
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("exactly one audio file"), "{status:?}");
+}
+
+/// A client that cancels its stream frees the model within a window: the
+/// next request does not wait for the rest of the audio.
+#[tokio::test]
+async fn cancelling_a_stream_stops_its_transcription() {
+    let daemon = whisper_daemon(&[]).await;
+    let mut client = daemon.inference().await;
+    let windows = 16;
+    let long = TranscribeRequest {
+        model: "whisper-tiny.en".into(),
+        // 8 minutes: 16 windows or more.
+        inputs: vec![AudioInput {
+            data: repeated("speech_long_60s.wav", windows / 2),
+        }],
+        num_beams: Some(1),
+        ..Default::default()
+    };
+    let mut stream = client.transcribe_stream(long).await.unwrap().into_inner();
+    stream.next().await.unwrap().unwrap();
+    let started = Instant::now();
+    let second = stream.next().await.unwrap().unwrap();
+    assert!(!second.done, "more windows to come");
+    let per_window = started.elapsed();
+    drop(stream);
+    let asked = Instant::now();
+    let short = TranscribeRequest {
+        model: "whisper-tiny.en".into(),
+        inputs: vec![AudioInput {
+            data: audio("speech_16k.wav"),
+        }],
+        num_beams: Some(1),
+        ..Default::default()
+    };
+    daemon
+        .inference()
+        .await
+        .transcribe(short)
+        .await
+        .expect("the model is free again");
+    let waited = asked.elapsed();
+    let remaining = per_window * (windows as u32 - 2);
+    eprintln!("per window {per_window:?}; the next request waited {waited:?}");
+    assert!(
+        waited < remaining / 3,
+        "waited {waited:?} after cancelling; the abandoned transcription needed about {remaining:?} more"
     );
 }

@@ -44,6 +44,10 @@ pub struct Transcribe {
     /// Whisper, with --temperature: the sampling seed.
     #[arg(long)]
     seed: Option<u64>,
+    /// Print each segment with its times as soon as it is decoded (one
+    /// file; Whisper decodes long audio 30 s window after window).
+    #[arg(long, conflicts_with = "chunk_length_s")]
+    stream: bool,
     #[command(flatten)]
     model: ModelArg,
 }
@@ -65,6 +69,16 @@ impl Transcribe {
             max_new_tokens: self.max_new_tokens,
             seed: self.seed,
         };
+        if self.stream {
+            if request.inputs.len() != 1 {
+                anyhow::bail!("--stream transcribes one file (got {})", request.inputs.len());
+            }
+            let mut messages = client.transcribe_stream(request).await.map_err(status)?.into_inner();
+            while let Some(message) = messages.message().await.map_err(status)? {
+                out.transcribed_segments(&message)?;
+            }
+            return Ok(());
+        }
         let response = client.transcribe(request).await.map_err(status)?.into_inner();
         out.transcriptions(&self.files.names(), &response.results)
     }

@@ -10,7 +10,8 @@ use anyhow::Result;
 use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::{
     Answer, Classification, Embedding, FillMaskResult, GenerateResult, GenerateStreamResponse, ModelInfo, ModelState,
-    PluginInfo, RunResult, TokenClassification, TokenEntity, Transcription, ZeroShotResult,
+    PluginInfo, RunResult, TokenClassification, TokenEntity, TranscribeStreamResponse, Transcription,
+    TranscriptionChunk, ZeroShotResult,
 };
 use serde_json::{json, Value as Json};
 
@@ -278,17 +279,7 @@ impl Output {
                 let record = |r: &Transcription| {
                     let mut o = json!({"text": r.text});
                     if !r.chunks.is_empty() {
-                        o["chunks"] = r
-                            .chunks
-                            .iter()
-                            .map(|c| {
-                                let mut chunk = json!({"text": c.text, "timestamp": c.timestamp});
-                                if !c.language.is_empty() {
-                                    chunk["language"] = json!(c.language);
-                                }
-                                chunk
-                            })
-                            .collect();
+                        o["chunks"] = r.chunks.iter().map(chunk_json).collect();
                     }
                     o
                 };
@@ -311,6 +302,35 @@ impl Output {
                 }
             },
         )
+    }
+
+    /// One message of a transcription stream as it arrives: its segments,
+    /// a line each with their times (the end goes to stderr), or with
+    /// --json one compact JSON object per line.
+    pub fn transcribed_segments(&self, message: &TranscribeStreamResponse) -> Result<()> {
+        if self.json {
+            let line = match (&message.result, message.done) {
+                (Some(result), true) => json!({"done": true, "text": result.text,
+                    "chunks": result.chunks.iter().map(chunk_json).collect::<Vec<_>>()}),
+                _ => json!({"segments": message.segments.iter().map(chunk_json).collect::<Vec<_>>()}),
+            };
+            println!("{line}");
+        } else if message.done {
+            eprintln!("[done]");
+        } else {
+            let mut out = std::io::stdout();
+            for c in &message.segments {
+                let time = |i: usize| c.timestamp.get(i).map_or("-".into(), |t| format!("{t:.2}"));
+                let language = if c.language.is_empty() {
+                    String::new()
+                } else {
+                    format!("[{}] ", c.language)
+                };
+                writeln!(out, "[{:>8} -> {:>8}] {language}{}", time(0), time(1), c.text.trim())?;
+            }
+            out.flush()?;
+        }
+        Ok(())
     }
 
     /// A custom task's outputs: always JSON, as the plugin shaped them.
@@ -442,4 +462,14 @@ fn value_to_json(value: &Value) -> Json {
         Some(Kind::ListValue(l)) => Json::Array(l.values.iter().map(value_to_json).collect()),
         Some(Kind::StructValue(s)) => struct_to_json(s),
     }
+}
+
+/// A transcription chunk as pipeline() gives it: text, timestamp and, when
+/// there is one, the language.
+fn chunk_json(c: &TranscriptionChunk) -> Json {
+    let mut chunk = json!({"text": c.text, "timestamp": c.timestamp});
+    if !c.language.is_empty() {
+        chunk["language"] = json!(c.language);
+    }
+    chunk
 }

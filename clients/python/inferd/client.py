@@ -191,20 +191,29 @@ class Pipeline:
             return []
         return self._run(self, inputs, args, merged, dict(kwargs))
 
-    def stream(self, prompt: str, **kwargs: Any) -> Iterable[str]:
-        """text-generation only: the new text of one prompt, piece by piece
-        as the daemon generates it (GenerateStream). Stopping the iteration
-        early cancels the generation."""
-        if self._run is not _text_generation:
-            raise TypeError(f"{self.task}: stream() is for text-generation")
+    def stream(self, inputs: Any, **kwargs: Any) -> Iterable[Any]:
+        """As the daemon produces it, for one input:
+        text-generation: the new text of a prompt, piece by piece
+        (GenerateStream);
+        automatic-speech-recognition: the segments of an audio file, each
+        ``{"text": ..., "timestamp": (start, end)}``, as soon as its 30 s
+        window is decoded (TranscribeStream; Whisper).
+        Stopping the iteration early cancels the work."""
         merged = {**self.defaults, **kwargs}
         _take(merged, self._known + _EVERY_TASK, self.task)
-        request = _generate_request(self, [prompt], merged)
-        responses = self.client.inference.GenerateStream(request, timeout=self.client.timeout)
+        if self._run is _text_generation:
+            request = _generate_request(self, [inputs], merged)
+            responses = self.client.inference.GenerateStream(request, timeout=self.client.timeout)
+            pieces = (r.text for r in responses if r.text)
+        elif self._run is _speech_recognition:
+            request = _transcribe_request(self, [inputs], merged)
+            responses = self.client.inference.TranscribeStream(request, timeout=self.client.timeout)
+            pieces = ({"text": c.text, "timestamp": tuple(c.timestamp)}
+                      for r in responses for c in r.segments)
+        else:
+            raise TypeError(f"{self.task}: stream() is for text-generation and automatic-speech-recognition")
         try:
-            for response in responses:
-                if response.text:
-                    yield response.text
+            yield from pieces
         except grpc.RpcError as e:
             raise _refusal(e) from e
         finally:
@@ -583,10 +592,10 @@ def _transcription_chunk(c: Any, timestamps: bool, language: bool) -> Dict[str, 
 _WHISPER_SETTINGS = ("language", "task", "num_beams", "temperature", "max_new_tokens", "seed")
 
 
-def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+def _transcribe_request(p: Pipeline, inputs: List[Any], kw: Dict[str, Any]) -> Any:
     request = api.TranscribeRequest(
         model=p.model,
-        inputs=[api.AudioInput(data=_audio_bytes(i)) for i in _as_list(inputs)],
+        inputs=[api.AudioInput(data=_audio_bytes(i)) for i in inputs],
     )
     stamps = kw.get("return_timestamps")
     if stamps:
@@ -613,6 +622,12 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     if stride is not None:
         request.stride_length_s.extend([float(s) for s in stride] if isinstance(stride, (list, tuple))
                                        else [float(stride)])
+    return request
+
+
+def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+    request = _transcribe_request(p, _as_list(inputs), kw)
+    stamps = kw.get("return_timestamps")
     per_input = []
     for r in p.client.call("Transcribe", request).results:
         out: Dict[str, Any] = {"text": r.text}

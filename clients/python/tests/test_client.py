@@ -291,6 +291,16 @@ class PipelineParity(unittest.TestCase):
             CLIENT.pipeline("automatic-speech-recognition", model="whisper-random-multi")(
                 str(FIXTURES / "audio" / "speech_16k.wav"), generate_kwargs={"language": "klingon"})
         self.assertIn("klingon", str(raised.exception))
+        # stream(): the segments of long audio, window after window, their
+        # text the whole transcription's.
+        pipe = CLIENT.pipeline("automatic-speech-recognition", model="whisper-random-multi")
+        audio = str(FIXTURES / "audio" / "speech_long_60s.wav")
+        segments = list(pipe.stream(audio, generate_kwargs={"num_beams": 1}))
+        whole = pipe(audio, generate_kwargs={"num_beams": 1})
+        self.assertGreater(len(segments), 1)
+        self.assertEqual("".join(s["text"] for s in segments).split(), whole["text"].split())
+        starts = [s["timestamp"][0] for s in segments]
+        self.assertEqual(starts, sorted(starts))
 
     def test_speech_recognition(self):
         compared = 0

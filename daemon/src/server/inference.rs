@@ -10,8 +10,8 @@ use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
     FillMaskResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse,
-    SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse, TranslateRequest, TranslateResponse,
-    ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse, TranscribeStreamResponse,
+    TranslateRequest, TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -188,8 +188,8 @@ macro_rules! typed_rpc {
     }};
 }
 
-/// The last message of a stream, from the final response.
-fn final_chunk(body: task_response::Body) -> Result<GenerateStreamResponse, Status> {
+/// The last message of a GenerateStream, from the final response.
+fn last_generated(body: task_response::Body) -> Result<GenerateStreamResponse, Status> {
     let task_response::Body::Generate(response) = body else {
         return Err(unexpected("GenerateStream"));
     };
@@ -209,36 +209,62 @@ fn final_chunk(body: task_response::Body) -> Result<GenerateStreamResponse, Stat
     })
 }
 
-type ResponseStream =
-    std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<GenerateStreamResponse, Status>> + Send>>;
+/// The last message of a TranscribeStream: the whole transcription.
+fn last_transcribed(body: task_response::Body) -> Result<TranscribeStreamResponse, Status> {
+    let task_response::Body::Transcribe(response) = body else {
+        return Err(unexpected("TranscribeStream"));
+    };
+    let result = response
+        .results
+        .into_iter()
+        .next()
+        .ok_or_else(|| Status::from(DaemonError::Internal("the plugin returned no transcription".into())))?;
+    Ok(TranscribeStreamResponse {
+        done: true,
+        result: Some(result),
+        ..Default::default()
+    })
+}
 
-#[tonic::async_trait]
-impl Inference for InferenceService {
-    type GenerateStreamStream = ResponseStream;
-
-    async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<GenerateResponse>, Status> {
-        typed_rpc!(self, request, "Generate", "text-generation", Generate, Generate)
+/// The one input a streaming RPC takes.
+fn one_input(rpc: &str, what: &str, got: usize, instead: &str) -> Result<(), Status> {
+    if got == 1 {
+        return Ok(());
     }
+    Err(DaemonError::InvalidArgument(format!(
+        "{rpc} takes exactly one {what} in `inputs` (got {got}); use {instead} for several"
+    ))
+    .into())
+}
 
-    async fn generate_stream(&self, request: Request<GenerateRequest>) -> Result<Response<ResponseStream>, Status> {
-        let deadline = deadline::of(&request);
-        let request = request.into_inner();
-        if request.inputs.len() != 1 {
-            return Err(DaemonError::InvalidArgument(format!(
-                "GenerateStream takes exactly one prompt in `inputs` (got {}); use Generate for several",
-                request.inputs.len()
-            ))
-            .into());
-        }
-        if request.num_return_sequences.unwrap_or(1) != 1 {
-            return Err(DaemonError::InvalidArgument(
-                "GenerateStream returns one sequence: num_return_sequences must be 1".into(),
-            )
-            .into());
-        }
-        let model = self.route("text-generation", &request.model)?;
+type MessageStream<T> = std::pin::Pin<Box<dyn tokio_stream::Stream<Item = Result<T, Status>> + Send>>;
+
+/// How a server-streaming RPC turns the plugin's responses into its
+/// messages: a partial response (None: another RPC's, skipped) and the
+/// final one.
+struct StreamKind<T> {
+    rpc: &'static str,
+    task: &'static str,
+    partial: fn(task_response::Body) -> Option<T>,
+    last: fn(task_response::Body) -> Result<T, Status>,
+}
+
+impl InferenceService {
+    /// A server-streaming RPC: the request is queued as streaming; its
+    /// partial responses are forwarded as the plugin sends them, then the
+    /// last message made from the final response. When the client goes
+    /// away, the ticket is dropped, which tells the worker to stop; at the
+    /// deadline the stream ends with DEADLINE_EXCEEDED.
+    fn stream<T: Send + 'static>(
+        &self,
+        kind: StreamKind<T>,
+        model: &str,
+        body: task_request::Body,
+        deadline: Option<Instant>,
+    ) -> Result<Response<MessageStream<T>>, Status> {
+        let model = self.route(kind.task, model)?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
-        let span = tracing::info_span!("request", id, rpc = "GenerateStream", model = %model.name);
+        let span = tracing::info_span!("request", id, rpc = kind.rpc, model = %model.name);
         let outcome = Outcome::new(&model);
         let admitted = match self.admit() {
             Ok(admitted) => admitted,
@@ -249,7 +275,7 @@ impl Inference for InferenceService {
         };
         let (partial_tx, mut partial_rx) = tokio::sync::mpsc::unbounded_channel();
         let task = TaskRequest {
-            body: Some(task_request::Body::Generate(request)),
+            body: Some(body),
             stream: true,
         };
         let mut ticket = match model.submit(task, Some(partial_tx), deadline) {
@@ -260,10 +286,7 @@ impl Inference for InferenceService {
                 return Err(status);
             }
         };
-        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<GenerateStreamResponse, Status>>(32);
-        // Forward partial responses, then the final one. When the client goes
-        // away, `out_tx` fails; dropping the ticket tells the worker to stop.
-        // At the deadline the stream ends with DEADLINE_EXCEEDED.
+        let (out_tx, out_rx) = tokio::sync::mpsc::channel::<Result<T, Status>>(32);
         tokio::spawn(
             async move {
                 let _admitted = admitted;
@@ -283,24 +306,24 @@ impl Inference for InferenceService {
                             return;
                         }
                         chunk = partial_rx.recv() => match chunk {
-                            Some(task_response::Body::GenerateChunk(chunk)) => {
-                                if out_tx.send(Ok(chunk)).await.is_err() {
-                                    tracing::info!("client went away; generation cancelled");
+                            Some(body) => {
+                                let Some(message) = (kind.partial)(body) else { continue };
+                                if out_tx.send(Ok(message)).await.is_err() {
+                                    tracing::info!("client went away; work cancelled");
                                     return;
                                 }
                             }
-                            Some(_) => {}
                             None => break,
                         },
                         _ = out_tx.closed() => {
-                            tracing::info!("client went away; generation cancelled");
+                            tracing::info!("client went away; work cancelled");
                             return;
                         }
                     }
                 }
                 let last = tokio::select! {
                     answer = &mut ticket.reply => match answer {
-                        Ok(Ok(body)) => final_chunk(body),
+                        Ok(Ok(body)) => (kind.last)(body),
                         Ok(Err(e)) => Err(e.into()),
                         Err(_) => Err(stopped(&model.name)),
                     },
@@ -319,6 +342,62 @@ impl Inference for InferenceService {
         Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(
             out_rx,
         ))))
+    }
+}
+
+#[tonic::async_trait]
+impl Inference for InferenceService {
+    type GenerateStreamStream = MessageStream<GenerateStreamResponse>;
+    type TranscribeStreamStream = MessageStream<TranscribeStreamResponse>;
+
+    async fn generate(&self, request: Request<GenerateRequest>) -> Result<Response<GenerateResponse>, Status> {
+        typed_rpc!(self, request, "Generate", "text-generation", Generate, Generate)
+    }
+
+    async fn generate_stream(
+        &self,
+        request: Request<GenerateRequest>,
+    ) -> Result<Response<MessageStream<GenerateStreamResponse>>, Status> {
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        one_input("GenerateStream", "prompt", request.inputs.len(), "Generate")?;
+        if request.num_return_sequences.unwrap_or(1) != 1 {
+            return Err(DaemonError::InvalidArgument(
+                "GenerateStream returns one sequence: num_return_sequences must be 1".into(),
+            )
+            .into());
+        }
+        let kind = StreamKind {
+            rpc: "GenerateStream",
+            task: "text-generation",
+            partial: |body| match body {
+                task_response::Body::GenerateChunk(chunk) => Some(chunk),
+                _ => None,
+            },
+            last: last_generated,
+        };
+        let model = request.model.clone();
+        self.stream(kind, &model, task_request::Body::Generate(request), deadline)
+    }
+
+    async fn transcribe_stream(
+        &self,
+        request: Request<TranscribeRequest>,
+    ) -> Result<Response<MessageStream<TranscribeStreamResponse>>, Status> {
+        let deadline = deadline::of(&request);
+        let request = request.into_inner();
+        one_input("TranscribeStream", "audio file", request.inputs.len(), "Transcribe")?;
+        let kind = StreamKind {
+            rpc: "TranscribeStream",
+            task: "automatic-speech-recognition",
+            partial: |body| match body {
+                task_response::Body::TranscribeChunk(chunk) => Some(chunk),
+                _ => None,
+            },
+            last: last_transcribed,
+        };
+        let model = request.model.clone();
+        self.stream(kind, &model, task_request::Body::Transcribe(request), deadline)
     }
 
     async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {

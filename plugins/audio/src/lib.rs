@@ -87,8 +87,8 @@ impl Task for AudioTask {
                 speech_recognition::transcribe(model, request, max_seconds)
             }),
             SpeechModel::Whisper(model) => {
-                dispatch::together("automatic-speech-recognition", batch, emitter, |requests, wanted| {
-                    whisper::transcribe_all(model, requests, max_seconds, wanted)
+                dispatch::typed("automatic-speech-recognition", batch, emitter, |requests, emitter| {
+                    whisper::transcribe_all(model, requests, max_seconds, emitter)
                 })
             }
         }

@@ -10,15 +10,21 @@
 
 use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
-use inferd_models::audio::whisper_generate::{plan, transcribe, Audio, Plan, WhisperOptions, TIME_PRECISION};
+use inferd_models::audio::whisper_generate::{
+    plan, transcribe, Audio, Listener, Plan, Transcript, WhisperOptions, TIME_PRECISION,
+};
 use inferd_models::audio::whisper_text::{
-    decode_asr, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, Stride, WhisperSpecialTokens,
+    decode_asr, language_name, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, Stride,
+    WhisperSpecialTokens,
 };
 use inferd_models::auto::WhisperModel;
 use inferd_models::generation::GenerationSettings;
 use inferd_models::ModelError;
-use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcription, TranscriptionChunk};
-use inferd_sdk::Error;
+use inferd_sdk::dispatch::Incoming;
+use inferd_sdk::proto::api::{
+    TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, Transcription, TranscriptionChunk,
+};
+use inferd_sdk::{Emitter, Error};
 use tch::Tensor;
 
 use crate::speech_recognition::Chunking;
@@ -165,18 +171,68 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
     })
 }
 
+/// Hears of the decoding: whether each window's request is still wanted,
+/// and each decoded window, whose segments go to a streaming request.
+struct Progress<'a, 'e> {
+    model: &'a WhisperModel,
+    emitter: &'a mut Emitter<'e>,
+    /// Each window's request.
+    owners: &'a [usize],
+    /// Each window's request streams it (one input, not chunked), and wants
+    /// its language.
+    streamed: &'a [Option<bool>],
+}
+
+impl Listener for Progress<'_, '_> {
+    fn keep_going(&mut self, i: usize) -> bool {
+        self.emitter.wanted(self.owners[i])
+    }
+
+    fn decoded(&mut self, i: usize, transcript: &Transcript, new: usize) {
+        let Some(return_language) = self.streamed[i] else {
+            return;
+        };
+        let language = transcript
+            .language
+            .filter(|_| return_language)
+            .and_then(|id| language_of(self.model, id))
+            .unwrap_or_default();
+        let segments: Vec<TranscriptionChunk> = transcript.segments[new..]
+            .iter()
+            .map(|segment| TranscriptionChunk {
+                text: segment_text(self.model, &segment.tokens),
+                timestamp: vec![segment.start, segment.end],
+                language: language.clone(),
+            })
+            .collect();
+        let text = segments.iter().map(|s| s.text.as_str()).collect();
+        let message = TranscribeStreamResponse {
+            segments,
+            text,
+            ..Default::default()
+        };
+        self.emitter.send(self.owners[i], message);
+    }
+}
+
 /// Transcribes the requests' inputs together; one result per request.
+/// A streaming request hears of each segment as its window is decoded.
 pub fn transcribe_all(
     model: &WhisperModel,
-    requests: &[TranscribeRequest],
+    requests: Vec<Incoming<TranscribeRequest>>,
     max_seconds: f64,
-    wanted: &mut dyn FnMut(usize) -> bool,
+    emitter: &mut Emitter,
 ) -> Vec<Result<TranscribeResponse, Error>> {
-    let planned: Vec<Result<Planned, Error>> = requests.iter().map(|r| prepare(model, r, max_seconds)).collect();
+    let planned: Vec<Result<Planned, Error>> = requests
+        .iter()
+        .map(|r| prepare(model, &r.request, max_seconds))
+        .collect();
     let mut audio = Vec::new();
     let mut owners = Vec::new();
+    let mut streamed = Vec::new();
     for (r, p) in planned.iter().enumerate() {
         let Ok(p) = p else { continue };
+        let whole = p.inputs.iter().all(|windows| windows.len() == 1);
         for window in p.inputs.iter().flatten() {
             audio.push(Audio {
                 features: &window.features,
@@ -184,9 +240,16 @@ pub fn transcribe_all(
                 num_frames: window.num_frames,
             });
             owners.push(r);
+            streamed.push((requests[r].stream && whole).then_some(p.return_language));
         }
     }
-    let mut transcripts = transcribe(&model.net, &model.generation, &audio, &mut |i| wanted(owners[i])).into_iter();
+    let mut progress = Progress {
+        model,
+        emitter,
+        owners: &owners,
+        streamed: &streamed,
+    };
+    let mut transcripts = transcribe(&model.net, &model.generation, &audio, &mut progress).into_iter();
     let special = special_tokens(model);
     let decode = |ids: &[i64]| text_of(model, ids);
     planned
@@ -223,6 +286,24 @@ pub fn transcribe_all(
             Ok(TranscribeResponse { results })
         })
         .collect()
+}
+
+/// A segment's text: its tokens but the timestamps and special tokens.
+fn segment_text(model: &WhisperModel, tokens: &[i64]) -> String {
+    let timestamp_begin = model.generation.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1);
+    let ids: Vec<u32> = tokens
+        .iter()
+        .filter(|&&t| t < timestamp_begin)
+        .map(|&t| t as u32)
+        .collect();
+    model.tokenizer.decode(&ids, true).unwrap_or_default()
+}
+
+/// A language token's English name ("<|fr|>": "french").
+fn language_of(model: &WhisperModel, token: i64) -> Option<String> {
+    let text = model.tokenizer.decode(&[token as u32], false).ok()?;
+    let code = text.strip_prefix("<|")?.strip_suffix("|>")?;
+    language_name(code).map(str::to_string)
 }
 
 /// The ids `_decode_asr` needs, from the tokenizer and generation config.

@@ -130,7 +130,7 @@ fn token_ids_equal_whisper_generate() {
                 num_frames,
             })
             .collect();
-        let transcripts = transcribe(&model.net, &model.generation, &audio, &mut |_| true);
+        let transcripts = transcribe(&model.net, &model.generation, &audio, &mut |_: usize| true);
         let pad = model.generation.settings.pad_token_id.unwrap();
         let want: Vec<Vec<i64>> = calls[0]["sequences"]
             .as_array()

@@ -501,6 +501,18 @@ class TranscribeResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[Transcription]
     def __init__(self, results: _Optional[_Iterable[_Union[Transcription, _Mapping]]] = ...) -> None: ...
 
+class TranscribeStreamResponse(_message.Message):
+    __slots__ = ("segments", "text", "done", "result")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[TranscriptionChunk]
+    text: str
+    done: bool
+    result: Transcription
+    def __init__(self, segments: _Optional[_Iterable[_Union[TranscriptionChunk, _Mapping]]] = ..., text: _Optional[str] = ..., done: _Optional[bool] = ..., result: _Optional[_Union[Transcription, _Mapping]] = ...) -> None: ...
+
 class RunInput(_message.Message):
     __slots__ = ("text", "data")
     TEXT_FIELD_NUMBER: _ClassVar[int]

@@ -94,6 +94,11 @@ class InferenceStub:
                 request_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
                 response_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeResponse.FromString,
                 _registered_method=True)
+        self.TranscribeStream = channel.unary_stream(
+                '/inferd.v1.Inference/TranscribeStream',
+                request_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
+                response_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.FromString,
+                _registered_method=True)
         self.Run = channel.unary_unary(
                 '/inferd.v1.Inference/Run',
                 request_serializer=inferd_dot_v1_dot_inference__pb2.RunRequest.SerializeToString,
@@ -189,6 +194,14 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TranscribeStream(self, request, context):
+        """Transcribes one audio file, sending each segment as soon as its 30 s
+        window is decoded; cancelling the call stops the work.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Run(self, request, context):
         """A task served by a custom plugin, by task name, with free-form parameters.
         """
@@ -258,6 +271,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.Transcribe,
                     request_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.FromString,
                     response_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeResponse.SerializeToString,
+            ),
+            'TranscribeStream': grpc.unary_stream_rpc_method_handler(
+                    servicer.TranscribeStream,
+                    request_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.FromString,
+                    response_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.SerializeToString,
             ),
             'Run': grpc.unary_unary_rpc_method_handler(
                     servicer.Run,
@@ -589,6 +607,33 @@ class Inference:
             '/inferd.v1.Inference/Transcribe',
             inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
             inferd_dot_v1_dot_inference__pb2.TranscribeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TranscribeStream(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/inferd.v1.Inference/TranscribeStream',
+            inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
+            inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.FromString,
             options,
             channel_credentials,
             insecure,
