@@ -54,6 +54,7 @@ api_messages! {
     EmbedRequest => Embed, "Inference/Embed";
     GenerateRequest => Generate, "Inference/Generate or Inference/GenerateStream";
     ClassifyImageRequest => ClassifyImage, "Inference/ClassifyImage";
+    DetectObjectsRequest => DetectObjects, "Inference/DetectObjects";
     TranscribeRequest => Transcribe, "Inference/Transcribe or Inference/TranscribeStream";
     SummarizeRequest => Summarize, "Inference/Summarize";
     TranslateRequest => Translate, "Inference/Translate";
@@ -80,6 +81,7 @@ api_responses! {
     GenerateResponse => Generate;
     GenerateStreamResponse => GenerateChunk;
     ClassifyImageResponse => ClassifyImage;
+    DetectObjectsResponse => DetectObjects;
     TranscribeResponse => Transcribe;
     TranscribeStreamResponse => TranscribeChunk;
     SummarizeResponse => Summarize;

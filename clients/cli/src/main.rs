@@ -7,6 +7,7 @@
 
 mod audio;
 mod connect;
+mod draw;
 mod generate;
 mod models;
 mod options;
@@ -44,6 +45,7 @@ enum Command {
     Embed(text::Embed),
     Generate(generate::Generate),
     ClassifyImage(vision::ClassifyImage),
+    Detect(vision::Detect),
     Summarize(generate::Summarize),
     Translate(generate::Translate),
     Transcribe(audio::Transcribe),
@@ -75,6 +77,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Embed(command) => command.run(inference, out).await,
         Command::Generate(command) => command.run(inference, out).await,
         Command::ClassifyImage(command) => command.run(inference, out).await,
+        Command::Detect(command) => command.run(inference, out).await,
         Command::Summarize(command) => command.run(inference, out).await,
         Command::Translate(command) => command.run(inference, out).await,
         Command::Transcribe(command) => command.run(inference, out).await,

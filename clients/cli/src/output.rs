@@ -9,9 +9,9 @@ use std::io::Write;
 use anyhow::Result;
 use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::{
-    Answer, Classification, Embedding, FillMaskResult, GenerateResult, GenerateStreamResponse, ModelInfo, ModelState,
-    PluginInfo, RunResult, TokenClassification, TokenEntity, TranscribeStreamResponse, Transcription,
-    TranscriptionChunk, ZeroShotResult,
+    Answer, Classification, DetectedObject, Detections, Embedding, FillMaskResult, GenerateResult,
+    GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, TokenClassification, TokenEntity,
+    TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
 };
 use serde_json::{json, Value as Json};
 
@@ -33,6 +33,15 @@ const ANSWERS: Table = Table::flush(&[
     Column::unpadded(),
     Column::unpadded().apart(),
     Column::unpadded().apart(),
+]);
+/// Detected objects: score, label, box corners.
+const OBJECTS: Table = Table::indented(&[
+    Column::left(8),
+    Column::left(20),
+    Column::right(6),
+    Column::right(6),
+    Column::right(6),
+    Column::right(6),
 ]);
 /// Transcription chunks: start and end in seconds, text.
 const CHUNKS: Table = Table::indented(&[Column::right(8), Column::right(8), Column::unpadded().apart()]);
@@ -89,6 +98,32 @@ impl Output {
                     println!("{name}");
                     for l in &result.labels {
                         LABEL_SCORES.row(&[&l.label, &format!("{:.4}", l.score)]);
+                    }
+                }
+            },
+        )
+    }
+
+    /// Each image's objects, or with --json pipeline()'s records:
+    /// `{score, label, box: {xmin, ymin, xmax, ymax}}` per object.
+    pub fn detections(&self, names: &[String], results: &[Detections]) -> Result<()> {
+        let corners = |o: &DetectedObject| o.r#box.unwrap_or_default();
+        self.print(
+            || {
+                let record = |o: &DetectedObject| {
+                    let b = corners(o);
+                    json!({"score": o.score, "label": o.label,
+                           "box": {"xmin": b.xmin, "ymin": b.ymin, "xmax": b.xmax, "ymax": b.ymax}})
+                };
+                let objects = |r: &Detections| Json::Array(r.objects.iter().map(record).collect());
+                Json::Array(results.iter().map(objects).collect())
+            },
+            || {
+                for (name, result) in names.iter().zip(results) {
+                    println!("{name}: {} objects", result.objects.len());
+                    for o in &result.objects {
+                        let b = corners(o);
+                        OBJECTS.row(&[&format!("{:.4}", o.score), &o.label, &b.xmin, &b.ymin, &b.xmax, &b.ymax]);
                     }
                 }
             },

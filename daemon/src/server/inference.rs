@@ -8,10 +8,11 @@ use std::time::Instant;
 use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
-    ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, EmbedRequest, EmbedResponse, FillMaskRequest,
-    FillMaskResponse, GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse,
-    SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse, TranscribeStreamResponse,
-    TranslateRequest, TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, DetectObjectsRequest, DetectObjectsResponse,
+    EmbedRequest, EmbedResponse, FillMaskRequest, FillMaskResponse, GenerateRequest, GenerateResponse,
+    GenerateStreamResponse, RunRequest, RunResponse, SummarizeRequest, SummarizeResponse, TranscribeRequest,
+    TranscribeResponse, TranscribeStreamResponse, TranslateRequest, TranslateResponse, ZeroShotClassifyRequest,
+    ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -461,6 +462,20 @@ impl Inference for InferenceService {
             "image-classification",
             ClassifyImage,
             ClassifyImage
+        )
+    }
+
+    async fn detect_objects(
+        &self,
+        request: Request<DetectObjectsRequest>,
+    ) -> Result<Response<DetectObjectsResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "DetectObjects",
+            "object-detection",
+            DetectObjects,
+            DetectObjects
         )
     }
 

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use inferd_models::auto::ImageClassifier;
 use inferd_models::core::scores::{top_labels, ScoreFunction};
 use inferd_models::vision::image::{decode_rgb, dimensions, stack, Pixels};
-use inferd_sdk::proto::api::{Classification, ClassifyImageRequest, ClassifyImageResponse};
+use inferd_sdk::proto::api::{Classification, ClassifyImageRequest, ClassifyImageResponse, ImageInput};
 use inferd_sdk::values::label_scores;
 use inferd_sdk::{Error, Limit};
 use tch::{Device, Kind, Tensor};
@@ -35,9 +35,9 @@ type Pending = (usize, usize, Pixels);
 
 /// Refuses a request whose images hold more pixels in all than `limit`,
 /// reading only their headers.
-fn check_pixels(request: &ClassifyImageRequest, limit: &Limit) -> Result<(), Error> {
+pub(crate) fn check_pixels(inputs: &[ImageInput], limit: &Limit) -> Result<(), Error> {
     let mut pixels = 0u64;
-    for (i, input) in request.inputs.iter().enumerate() {
+    for (i, input) in inputs.iter().enumerate() {
         let (width, height) =
             dimensions(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
         pixels += u64::from(width) * u64::from(height);
@@ -60,7 +60,7 @@ pub fn classify(
     for (r, request) in requests.iter().enumerate() {
         // Each image is decoded and processed on its own, so that only its
         // processed form is kept.
-        let processed = check_pixels(request, pixel_limit).and_then(|()| {
+        let processed = check_pixels(&request.inputs, pixel_limit).and_then(|()| {
             request
                 .inputs
                 .iter()

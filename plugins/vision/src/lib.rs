@@ -2,16 +2,25 @@
 //! models and the image processing come from `inferd-models`.
 
 pub mod image_classification;
+pub mod object_detection;
 
-use inferd_models::auto::{architectures_for, load_image_classifier, ImageClassifier};
+use inferd_models::auto::{
+    architectures_for, load_image_classifier, load_object_detector, ImageClassifier, ObjectDetector,
+};
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Task};
 
+/// A loaded model of one of the plugin's tasks.
+enum VisionModel {
+    Classifier(Box<ImageClassifier>),
+    Detector(Box<ObjectDetector>),
+}
+
 /// One loaded model, serving one task.
 pub struct VisionTask {
-    model: ImageClassifier,
+    model: VisionModel,
     /// Pixels per request (`max_request_pixels`, set at load).
     pixel_limit: Limit,
 }
@@ -21,48 +30,71 @@ impl Task for VisionTask {
         Manifest {
             name: "vision".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Image tasks on ViT and ConvNeXT models (LibTorch)".into(),
-            tasks: vec![TaskSpec {
-                name: "image-classification".into(),
-                aliases: vec![],
-                default_model: "google/vit-base-patch16-224".into(),
-                architectures: architectures_for("image-classification"),
-                needs_model: true,
-                description: "Classify images (Inference/ClassifyImage)".into(),
-            }],
+            description: "Image tasks on ViT, ConvNeXT, ResNet and DETR models (LibTorch)".into(),
+            tasks: vec![
+                TaskSpec {
+                    name: "image-classification".into(),
+                    aliases: vec![],
+                    default_model: "google/vit-base-patch16-224".into(),
+                    architectures: architectures_for("image-classification"),
+                    needs_model: true,
+                    description: "Classify images (Inference/ClassifyImage)".into(),
+                },
+                TaskSpec {
+                    name: "object-detection".into(),
+                    aliases: vec![],
+                    default_model: "facebook/detr-resnet-50".into(),
+                    architectures: architectures_for("object-detection"),
+                    needs_model: true,
+                    description: "Find objects in images, with boxes (Inference/DetectObjects)".into(),
+                },
+            ],
         }
     }
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
-        if ctx.task != "image-classification" {
-            return Err(Error::unimplemented(format!(
-                "the vision plugin has no task {}",
-                ctx.task
-            )));
-        }
         let device = parse_device(&ctx.device)?;
-        let dir = ctx
-            .model_dir
-            .as_deref()
-            .ok_or_else(|| Error::invalid_argument("image-classification needs a model source"))?;
+        let dir = || {
+            ctx.model_dir
+                .as_deref()
+                .ok_or_else(|| Error::invalid_argument(format!("{} needs a model source", ctx.task)))
+        };
+        let model = match ctx.task.as_str() {
+            "image-classification" => VisionModel::Classifier(Box::new(load_image_classifier(dir()?, device)?)),
+            "object-detection" => VisionModel::Detector(Box::new(load_object_detector(dir()?, device)?)),
+            other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
+        };
         Ok(VisionTask {
             pixel_limit: image_classification::REQUEST_PIXELS.for_model(ctx)?,
-            model: load_image_classifier(dir, device)?,
+            model,
         })
     }
 
     fn describe(&self) -> LoadedModel {
+        let (memory_bytes, labels) = match &self.model {
+            VisionModel::Classifier(m) => (m.memory_bytes, m.labels.clone()),
+            VisionModel::Detector(m) => (m.memory_bytes, m.labels.clone()),
+        };
         LoadedModel {
-            memory_bytes: self.model.memory_bytes,
-            labels: self.model.labels.clone(),
+            memory_bytes,
+            labels,
             limits: Limit::report(&[self.pixel_limit]),
         }
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together("image-classification", batch, emitter, |requests, wanted| {
-            image_classification::classify(&self.model, &self.pixel_limit, requests, wanted)
-        })
+        match &self.model {
+            VisionModel::Classifier(model) => {
+                dispatch::together("image-classification", batch, emitter, |requests, wanted| {
+                    image_classification::classify(model, &self.pixel_limit, requests, wanted)
+                })
+            }
+            VisionModel::Detector(model) => {
+                dispatch::together("object-detection", batch, emitter, |requests, wanted| {
+                    object_detection::detect(model, &self.pixel_limit, requests, wanted)
+                })
+            }
+        }
     }
 }
 

@@ -355,6 +355,50 @@ class ClassifyImageResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[Classification]
     def __init__(self, results: _Optional[_Iterable[_Union[Classification, _Mapping]]] = ...) -> None: ...
 
+class DetectObjectsRequest(_message.Message):
+    __slots__ = ("model", "inputs", "threshold")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedCompositeFieldContainer[ImageInput]
+    threshold: float
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., threshold: _Optional[float] = ...) -> None: ...
+
+class BoundingBox(_message.Message):
+    __slots__ = ("xmin", "ymin", "xmax", "ymax")
+    XMIN_FIELD_NUMBER: _ClassVar[int]
+    YMIN_FIELD_NUMBER: _ClassVar[int]
+    XMAX_FIELD_NUMBER: _ClassVar[int]
+    YMAX_FIELD_NUMBER: _ClassVar[int]
+    xmin: int
+    ymin: int
+    xmax: int
+    ymax: int
+    def __init__(self, xmin: _Optional[int] = ..., ymin: _Optional[int] = ..., xmax: _Optional[int] = ..., ymax: _Optional[int] = ...) -> None: ...
+
+class DetectedObject(_message.Message):
+    __slots__ = ("score", "label", "box")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    label: str
+    box: BoundingBox
+    def __init__(self, score: _Optional[float] = ..., label: _Optional[str] = ..., box: _Optional[_Union[BoundingBox, _Mapping]] = ...) -> None: ...
+
+class Detections(_message.Message):
+    __slots__ = ("objects",)
+    OBJECTS_FIELD_NUMBER: _ClassVar[int]
+    objects: _containers.RepeatedCompositeFieldContainer[DetectedObject]
+    def __init__(self, objects: _Optional[_Iterable[_Union[DetectedObject, _Mapping]]] = ...) -> None: ...
+
+class DetectObjectsResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Detections]
+    def __init__(self, results: _Optional[_Iterable[_Union[Detections, _Mapping]]] = ...) -> None: ...
+
 class SummarizeRequest(_message.Message):
     __slots__ = ("model", "inputs", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences")
     MODEL_FIELD_NUMBER: _ClassVar[int]

@@ -79,6 +79,11 @@ class InferenceStub:
                 request_serializer=inferd_dot_v1_dot_inference__pb2.ClassifyImageRequest.SerializeToString,
                 response_deserializer=inferd_dot_v1_dot_inference__pb2.ClassifyImageResponse.FromString,
                 _registered_method=True)
+        self.DetectObjects = channel.unary_unary(
+                '/inferd.v1.Inference/DetectObjects',
+                request_serializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.SerializeToString,
+                response_deserializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.FromString,
+                _registered_method=True)
         self.Summarize = channel.unary_unary(
                 '/inferd.v1.Inference/Summarize',
                 request_serializer=inferd_dot_v1_dot_inference__pb2.SummarizeRequest.SerializeToString,
@@ -173,6 +178,13 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DetectObjects(self, request, context):
+        """Task `object-detection` (DETR): the objects in each image, with boxes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Summarize(self, request, context):
         """Task `summarization` (encoder-decoder models such as BART).
         """
@@ -256,6 +268,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.ClassifyImage,
                     request_deserializer=inferd_dot_v1_dot_inference__pb2.ClassifyImageRequest.FromString,
                     response_serializer=inferd_dot_v1_dot_inference__pb2.ClassifyImageResponse.SerializeToString,
+            ),
+            'DetectObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.DetectObjects,
+                    request_deserializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.FromString,
+                    response_serializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.SerializeToString,
             ),
             'Summarize': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarize,
@@ -526,6 +543,33 @@ class Inference:
             '/inferd.v1.Inference/ClassifyImage',
             inferd_dot_v1_dot_inference__pb2.ClassifyImageRequest.SerializeToString,
             inferd_dot_v1_dot_inference__pb2.ClassifyImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DetectObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferd.v1.Inference/DetectObjects',
+            inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.SerializeToString,
+            inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@
 
 pub mod causal;
 pub mod ctc;
+pub mod detection;
 pub mod image;
 pub mod seq2seq;
 pub mod text;
@@ -14,6 +15,7 @@ pub mod whisper;
 
 pub use causal::{load_causal_lm, CausalModel};
 pub use ctc::{load_ctc_model, CtcModel};
+pub use detection::{load_object_detector, ObjectDetector};
 pub use image::{load_image_classifier, ImageClassifier};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
@@ -25,8 +27,9 @@ use crate::audio::whisper as whisper_net;
 use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
 use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
+use crate::vision::backbones::resnet;
 use crate::vision::classifier::ImageClassifierBuilder;
-use crate::vision::{convnext, vit};
+use crate::vision::{convnext, detr, vit};
 use crate::{ModelError, Result};
 
 /// How a model of an architecture is built: the kind of model (which
@@ -45,7 +48,17 @@ pub enum Build {
     Ctc(CtcBuilder),
     /// Whisper's encoder-decoder, driven by its own `generate`.
     Whisper(WhisperBuilder),
+    /// DETR: an image to class logits and boxes per object query.
+    ObjectDetector(DetectorBuilder),
 }
+
+/// Builds an object detector from its config.json with `num_labels` labels.
+pub type DetectorBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+    num_labels: i64,
+) -> Result<crate::vision::detr::DetrForObjectDetection>;
 
 /// Builds Whisper from its config.json (see `audio/whisper.rs`).
 pub type WhisperBuilder = fn(
@@ -116,6 +129,8 @@ architectures! {
     "GPT2LMHeadModel" => &["text-generation"], Build::Causal(gpt2::build);
     "ViTForImageClassification" => &["image-classification"], Build::ImageClassifier(vit::build);
     "ConvNextForImageClassification" => &["image-classification"], Build::ImageClassifier(convnext::build);
+    "ResNetForImageClassification" => &["image-classification"], Build::ImageClassifier(resnet::build);
+    "DetrForObjectDetection" => &["object-detection"], Build::ObjectDetector(detr::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }

@@ -518,17 +518,34 @@ pub struct SizeSpec {
     pub height: Option<usize>,
     pub width: Option<usize>,
     pub shortest_edge: Option<usize>,
+    pub longest_edge: Option<usize>,
 }
 
-/// The preprocessor_config.json fields of ViT- and ConvNeXT-style processors.
+/// `size` as saved: a dict, or (older configs) one number, which each
+/// processor reads its own way (`get_size_dict`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum SizeValue {
+    Side(usize),
+    Spec(SizeSpec),
+}
+
+/// The preprocessor_config.json fields of ViT-, ConvNeXT- and DETR-style
+/// processors.
 #[derive(Debug, Clone, Deserialize)]
 pub struct ImageProcessorConfig {
     #[serde(default)]
     pub image_processor_type: Option<String>,
+    /// What older configs name instead ("DetrFeatureExtractor").
+    #[serde(default)]
+    pub feature_extractor_type: Option<String>,
     #[serde(default = "yes")]
     pub do_resize: bool,
     #[serde(default)]
-    pub size: Option<SizeSpec>,
+    pub size: Option<SizeValue>,
+    /// DETR's older configs: the longest edge beside a one-number `size`.
+    #[serde(default)]
+    pub max_size: Option<usize>,
     #[serde(default)]
     pub resample: Option<u32>,
     #[serde(default)]
@@ -573,6 +590,9 @@ enum ProcessorKind {
     Vit,
     /// Shortest edge with crop_pct, then center crop.
     ConvNext,
+    /// DetrImageProcessor: the shortest edge to `shortest_edge` unless the
+    /// longest would pass `longest_edge`, keeping the aspect ratio.
+    Detr,
 }
 
 impl ImageProcessor {
@@ -586,14 +606,29 @@ impl ImageProcessor {
             });
         }
         let config: ImageProcessorConfig = read_json(&path)?;
-        let kind_name = config.image_processor_type.clone().unwrap_or_default();
+        // An older config's "...FeatureExtractor" is loaded as the
+        // "...ImageProcessor" of the same name.
+        let kind_name = config
+            .image_processor_type
+            .clone()
+            .or_else(|| {
+                config
+                    .feature_extractor_type
+                    .as_ref()
+                    .map(|t| t.replace("FeatureExtractor", "ImageProcessor"))
+            })
+            .unwrap_or_default();
         let (kind, default_filter, default_mean, default_std) = if kind_name.starts_with("ConvNext") {
-            (ProcessorKind::ConvNext, 3, IMAGENET_MEAN, IMAGENET_STD)
+            // ConvNextImageProcessor's own defaults (its saved configs say
+            // bicubic and ImageNet's statistics).
+            (ProcessorKind::ConvNext, 2, [0.5; 3], [0.5; 3])
+        } else if kind_name.starts_with("Detr") {
+            (ProcessorKind::Detr, 2, IMAGENET_MEAN, IMAGENET_STD)
         } else if kind_name.starts_with("ViT") || kind_name.is_empty() {
             (ProcessorKind::Vit, 2, [0.5; 3], [0.5; 3])
         } else {
             return Err(ModelError::Unsupported(format!(
-                "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor)"
+                "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor, DetrImageProcessor)"
             )));
         };
         let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| -> Result<[f64; 3]> {
@@ -615,12 +650,38 @@ impl ImageProcessor {
         })
     }
 
+    /// `size` as a dict, as `get_size_dict` makes it of a single number:
+    /// a square for ViT, the shortest edge for ConvNeXT, the shortest edge
+    /// with `max_size` (or 1333) the longest for DETR.
+    fn size(&self) -> SizeSpec {
+        match &self.config.size {
+            None => SizeSpec::default(),
+            Some(SizeValue::Spec(spec)) => spec.clone(),
+            Some(SizeValue::Side(n)) => match self.kind {
+                ProcessorKind::Vit => SizeSpec {
+                    height: Some(*n),
+                    width: Some(*n),
+                    ..Default::default()
+                },
+                ProcessorKind::ConvNext => SizeSpec {
+                    shortest_edge: Some(*n),
+                    ..Default::default()
+                },
+                ProcessorKind::Detr => SizeSpec {
+                    shortest_edge: Some(*n),
+                    longest_edge: Some(self.config.max_size.unwrap_or(1333)),
+                    ..Default::default()
+                },
+            },
+        }
+    }
+
     /// The 8-bit image after resizing and cropping.
     pub fn resize_and_crop(&self, image: &RgbImage) -> Result<RgbImage> {
         if !self.config.do_resize {
             return Ok(image.clone());
         }
-        let size = self.config.size.clone().unwrap_or_default();
+        let size = self.size();
         match self.kind {
             ProcessorKind::Vit => {
                 let (h, w) = (size.height.unwrap_or(224), size.width.unwrap_or(224));
@@ -646,6 +707,31 @@ impl ImageProcessor {
                 } else {
                     Ok(resize(image, shortest, shortest, self.filter))
                 }
+            }
+            ProcessorKind::Detr => {
+                let (h, w) = match (size.height, size.width) {
+                    (Some(h), Some(w)) => (h, w),
+                    _ => detr_size(
+                        image.height,
+                        image.width,
+                        size.shortest_edge.unwrap_or(800),
+                        size.longest_edge.or(Some(1333)),
+                    ),
+                };
+                if h == 0 || w == 0 {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: resized for this model it would be {w}x{h}; send a less elongated image",
+                        image.width, image.height
+                    )));
+                }
+                if h as u64 * w as u64 > MAX_PIXELS {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: resized for this model it would be {w}x{h}, more than the limit of \
+                         {MAX_PIXELS} pixels",
+                        image.width, image.height
+                    )));
+                }
+                Ok(resize(image, w, h, self.filter))
             }
         }
     }
@@ -726,9 +812,52 @@ fn shortest_edge_size(height: usize, width: usize, short: usize) -> (usize, usiz
     }
 }
 
+/// DetrImageProcessor's `get_size_with_aspect_ratio`: (height, width) with
+/// the shorter side `size`, unless the longer would then pass `max_size`,
+/// when the longer becomes about `max_size` instead; Python's rounding
+/// (half to even) and truncations kept.
+fn detr_size(height: usize, width: usize, size: usize, max_size: Option<usize>) -> (usize, usize) {
+    let mut size = size;
+    let mut raw_size = None;
+    if let Some(max_size) = max_size {
+        let min_original = height.min(width) as f64;
+        let max_original = height.max(width) as f64;
+        if max_original / min_original * size as f64 > max_size as f64 {
+            let raw = max_size as f64 * min_original / max_original;
+            size = raw.round_ties_even() as usize;
+            raw_size = Some(raw);
+        }
+    }
+    let along = |other: usize, side: usize| match raw_size {
+        Some(raw) => (raw * other as f64 / side as f64) as usize,
+        None => (size as f64 * other as f64 / side as f64) as usize,
+    };
+    if (height <= width && height == size) || (width <= height && width == size) {
+        (height, width)
+    } else if width < height {
+        (along(height, width), size)
+    } else {
+        (size, along(width, height))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detr_sizes_follow_get_size_with_aspect_ratio() {
+        // 640x480: 800 on the short side, 1066 on the long one.
+        assert_eq!(detr_size(480, 640, 800, Some(1333)), (800, 1066));
+        // Very wide: the long side capped near 1333 (raw size 333.25).
+        assert_eq!(detr_size(100, 400, 800, Some(1333)), (333, 1333));
+        // Already the size: unchanged.
+        assert_eq!(detr_size(800, 900, 800, Some(1333)), (800, 900));
+        // Tall.
+        assert_eq!(detr_size(640, 480, 800, Some(1333)), (1066, 800));
+        // Half-way rounds to even: 2 * 1333 / 4 = 666.5 -> 666.
+        assert_eq!(detr_size(2, 4, 800, Some(1333)), (666, 1333));
+    }
 
     #[test]
     fn resizing_to_the_same_size_is_identity_and_uniform_stays_uniform() {

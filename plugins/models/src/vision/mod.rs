@@ -3,7 +3,9 @@
 //! segmentation and depth families go beside them (`backbones/`, `detr/`,
 //! `mask2former/`, `glpn`).
 
+pub mod backbones;
 pub mod classifier;
 pub mod convnext;
+pub mod detr;
 pub mod image;
 pub mod vit;

@@ -1,0 +1,59 @@
+//! Loading an object detector (DETR) with its image processor and labels.
+
+use std::path::Path;
+
+use tch::{nn::VarStore, Device, Tensor};
+
+use crate::auto::Build;
+use crate::core::checks::{build_fallibly, check_labels};
+use crate::core::config::{config_path, CommonConfig};
+use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::vision::detr::{Detections, DetrForObjectDetection};
+use crate::vision::image::ImageProcessor;
+use crate::{ModelError, Result};
+
+/// A loaded object detector with its image processor and labels.
+pub struct ObjectDetector {
+    net: DetrForObjectDetection,
+    _vs: VarStore,
+    pub processor: ImageProcessor,
+    pub labels: Vec<String>,
+    pub device: Device,
+    pub memory_bytes: u64,
+}
+
+impl ObjectDetector {
+    /// Class logits and boxes for pixel_values [N, 3, H, W] (and their
+    /// pixel_mask [N, H, W] when padded).
+    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> Detections {
+        self.net.forward(pixel_values, pixel_mask)
+    }
+}
+
+pub fn load_object_detector(dir: &Path, device: Device) -> Result<ObjectDetector> {
+    let config_file = config_path(dir)?;
+    let common = CommonConfig::from_dir(dir)?;
+    let architecture = common.architecture(&config_file)?;
+    let labels = common.labels(2);
+    let Build::ObjectDetector(build) =
+        crate::auto::find(&architecture, "object-detection", "for object detection")?.build
+    else {
+        return Err(ModelError::Unsupported(format!(
+            "{architecture} is not an object detector"
+        )));
+    };
+    check_labels(&config_file, labels.len())?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let mut vs = VarStore::new(device);
+    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), labels.len() as i64))?;
+    checkpoint.load_into(&mut vs)?;
+    let processor = ImageProcessor::from_dir(dir)?;
+    Ok(ObjectDetector {
+        net,
+        memory_bytes: var_store_bytes(&vs),
+        _vs: vs,
+        processor,
+        labels,
+        device,
+    })
+}

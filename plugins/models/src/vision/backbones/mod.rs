@@ -1,0 +1,4 @@
+//! Convolutional and transformer bodies that detection, segmentation and
+//! classification heads sit on.
+
+pub mod resnet;
