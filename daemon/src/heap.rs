@@ -1,9 +1,10 @@
 //! The heap: glibc's allocator tuned for inference (large blocks kept for
 //! reuse between forward passes), and freed memory given back when a model
-//! is unloaded or a large request has finished.
+//! is unloaded, or when the workers fall idle after a large request.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 /// Keeps large freed blocks (activations of tens of MB) in the heap for
 /// reuse instead of unmapping them, so that every forward pass does not
@@ -37,18 +38,68 @@ pub fn release_free_memory() {
     }
 }
 
-/// [`release_free_memory`] now, and again 1 and 5 seconds later (one such
-/// wait at a time), once the transport has dropped its copies of the
-/// request that needed the memory: after a large or long batch.
+/// Batches running now, over every worker, and when the last one ended
+/// (milliseconds since [`epoch`]).
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+static LAST_END_MS: AtomicU64 = AtomicU64::new(0);
+
+/// How long the workers must have been idle before freed memory is given
+/// back: trimming between a model's back-to-back batches would only make
+/// the next one fault its buffers in again (half a second of a DETR
+/// image's 1.4 s).
+const QUIET: Duration = Duration::from_secs(1);
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+/// A batch running on a worker, counted until dropped.
+pub struct Running(());
+
+impl Running {
+    pub fn start() -> Self {
+        RUNNING.fetch_add(1, Ordering::AcqRel);
+        Running(())
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        LAST_END_MS.store(now_ms(), Ordering::Release);
+        RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Whether no batch has run for [`QUIET`].
+fn quiet() -> bool {
+    RUNNING.load(Ordering::Acquire) == 0
+        && now_ms().saturating_sub(LAST_END_MS.load(Ordering::Acquire)) >= QUIET.as_millis() as u64
+}
+
+/// [`release_free_memory`] once the workers have been idle for [`QUIET`],
+/// and again 4 seconds later (one such wait at a time), once the transport
+/// has dropped its copies of the request that needed the memory: after a
+/// large or long batch.
 pub fn release_free_memory_soon() {
     static WAITING: AtomicBool = AtomicBool::new(false);
-    release_free_memory();
     if WAITING.swap(true, Ordering::AcqRel) {
         return;
     }
     let spawned = std::thread::Builder::new().name("heap-trim".into()).spawn(|| {
-        for wait in [1, 4] {
-            std::thread::sleep(Duration::from_secs(wait));
+        loop {
+            std::thread::sleep(QUIET);
+            if quiet() {
+                break;
+            }
+        }
+        release_free_memory();
+        std::thread::sleep(Duration::from_secs(4));
+        if RUNNING.load(Ordering::Acquire) == 0 {
             release_free_memory();
         }
         WAITING.store(false, Ordering::Release);

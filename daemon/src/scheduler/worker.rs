@@ -69,9 +69,11 @@ pub(super) fn run(
             shared.metrics.queue_seconds.observe_duration(started - job.arrived);
         }
         let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
+        let running = heap::Running::start();
         serve(jobs, &model, &shared.metrics, &mut |batch, emit| {
             plugin.run(&mut instance, batch, emit)
         });
+        drop(running);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
         if bytes >= LARGE_BATCH_BYTES || started.elapsed() >= LONG_BATCH {
             heap::release_free_memory_soon();
