@@ -23,6 +23,12 @@ const RSS_GROWTH_BOUND: u64 = 256 * 1024 * 1024;
 
 /// A copy of the fixture `name` whose config.json has `field` set to `value`.
 fn edited_copy(name: &str, field: &str, value: Value) -> tempfile::TempDir {
+    edited_file_copy(name, "config.json", field, value)
+}
+
+/// A copy of the fixture `name` whose JSON file `file` has `field` set to
+/// `value`.
+fn edited_file_copy(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
         let entry = entry.unwrap();
@@ -30,7 +36,7 @@ fn edited_copy(name: &str, field: &str, value: Value) -> tempfile::TempDir {
             std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
         }
     }
-    let path = dir.path().join("config.json");
+    let path = dir.path().join(file);
     let mut config: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     config[field] = value;
     std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
@@ -172,6 +178,48 @@ async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and
     for (fixture, task, field, value, what) in cases {
         let dir = edited_copy(fixture, field, value.clone());
         assert_refused(&daemon, dir.path(), task, what).await;
+    }
+    // DETR: its queries, timm's stages, and a resize no image could take.
+    let detection: &[(&str, &str, &str, Value, &str)] = &[
+        (
+            "detr-random",
+            "config.json",
+            "num_queries",
+            json!(1_000_000_000),
+            "num_queries = 1000000000",
+        ),
+        (
+            "detr-random-timm",
+            "config.json",
+            "backbone_kwargs",
+            json!({"layers": [1, 1, 1, 1_000_000_000], "channels": [16, 32, 64, 128]}),
+            "backbone_kwargs.layers has 1000000000",
+        ),
+        (
+            "detr-random-timm",
+            "config.json",
+            "backbone_kwargs",
+            json!({"layers": [1, 1, 1, 1], "channels": [16, 32, 64, 1_000_000_000]}),
+            "backbone_kwargs.channels has 1000000000",
+        ),
+        (
+            "detr-random",
+            "preprocessor_config.json",
+            "size",
+            json!({"shortest_edge": 1_000_000_000_000u64, "longest_edge": 1_000_000_000_000u64}),
+            "size.shortest_edge = 1000000000000",
+        ),
+        (
+            "detr-random",
+            "preprocessor_config.json",
+            "size",
+            json!({"shortest_edge": 800}),
+            "needs shortest_edge and longest_edge",
+        ),
+    ];
+    for (fixture, file, field, value, what) in detection {
+        let dir = edited_file_copy(fixture, file, field, value.clone());
+        assert_refused(&daemon, dir.path(), "object-detection", what).await;
     }
 
     let grown = daemon.rss_bytes().saturating_sub(rss_before);

@@ -67,8 +67,12 @@ fn put(canvas: &mut RgbImage, x: i64, y: i64, colour: Rgb<u8>) {
     }
 }
 
-/// A one-pixel outline, clipped to the canvas.
+/// A one-pixel outline, clipped to the canvas (a box far outside it costs
+/// no more than one along its edges).
 fn rectangle(canvas: &mut RgbImage, (x0, y0, x1, y1): (i64, i64, i64, i64), colour: Rgb<u8>) {
+    let (w, h) = (canvas.width() as i64, canvas.height() as i64);
+    let (x0, x1) = (x0.clamp(-1, w), x1.clamp(-1, w));
+    let (y0, y1) = (y0.clamp(-1, h), y1.clamp(-1, h));
     for x in x0..=x1 {
         put(canvas, x, y0, colour);
         put(canvas, x, y1, colour);
@@ -82,7 +86,7 @@ fn rectangle(canvas: &mut RgbImage, (x0, y0, x1, y1): (i64, i64, i64, i64), colo
 /// White text on a filled band of `colour`, its top left at `at`.
 fn label(canvas: &mut RgbImage, text: &str, at: (i64, i64), scale: i64, colour: Rgb<u8>) {
     let (w, h) = (font::WIDTH as i64 * scale, font::HEIGHT as i64 * scale);
-    let width = w * text.chars().count() as i64 + 2;
+    let width = (w * text.chars().count() as i64 + 2).min(canvas.width() as i64);
     for y in 0..h + 2 {
         for x in 0..width {
             put(canvas, at.0 + x, at.1 + y, colour);

@@ -13,7 +13,8 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm};
 use crate::core::layers::{
-    attention, cross_attention, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, Linear,
+    attention, cross_attention, merge_heads, split_heads, Activation, Embedding, FeedForward, KvCache, LayerNorm,
+    Linear,
 };
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -236,27 +237,6 @@ impl Attention {
             scores.softmax(-1, tch::Kind::Float).view([rows, kept.len() as i64, -1])
         });
         (self.out.forward(&cross_attention(&q, k, v, None, None)), probabilities)
-    }
-}
-
-/// The feed-forward block both stacks share: fc1, activation, fc2.
-struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
-    act: Activation,
-}
-
-impl FeedForward {
-    fn new(p: &Path, dim: i64, ffn_dim: i64, act: Activation) -> Self {
-        FeedForward {
-            fc1: Linear::new(p / "fc1", dim, ffn_dim),
-            fc2: Linear::new(p / "fc2", ffn_dim, dim),
-            act,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.fc2.forward(&self.act.forward(&self.fc1.forward(x)))
     }
 }
 

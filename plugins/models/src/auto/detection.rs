@@ -8,7 +8,7 @@ use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
-use crate::vision::detr::{Detections, DetrForObjectDetection};
+use crate::vision::detr::{post_process, DetrForObjectDetection, DetrOutput, Found};
 use crate::vision::image::ImageProcessor;
 use crate::{ModelError, Result};
 
@@ -25,8 +25,14 @@ pub struct ObjectDetector {
 impl ObjectDetector {
     /// Class logits and boxes for pixel_values [N, 3, H, W] (and their
     /// pixel_mask [N, H, W] when padded).
-    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> Detections {
+    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> DetrOutput {
         self.net.forward(pixel_values, pixel_mask)
+    }
+
+    /// The objects of the first image of `output` scoring above
+    /// `threshold`, their boxes in pixels of a `width` x `height` image.
+    pub fn post_process(&self, output: &DetrOutput, threshold: f32, width: u32, height: u32) -> Vec<Found> {
+        post_process(&output.logits.get(0), &output.boxes.get(0), threshold, width, height)
     }
 }
 
@@ -43,11 +49,11 @@ pub fn load_object_detector(dir: &Path, device: Device) -> Result<ObjectDetector
         )));
     };
     check_labels(&config_file, labels.len())?;
+    let processor = ImageProcessor::from_dir(dir)?;
     let checkpoint = Checkpoint::open(dir)?;
     let mut vs = VarStore::new(device);
     let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), labels.len() as i64))?;
     checkpoint.load_into(&mut vs)?;
-    let processor = ImageProcessor::from_dir(dir)?;
     Ok(ObjectDetector {
         net,
         memory_bytes: var_store_bytes(&vs),

@@ -168,6 +168,29 @@ impl Activation {
     }
 }
 
+/// A transformer's feed-forward block: fc1, the activation, fc2.
+#[derive(Debug)]
+pub struct FeedForward {
+    fc1: Linear,
+    fc2: Linear,
+    act: Activation,
+}
+
+impl FeedForward {
+    /// `fc1` and `fc2` under `p`.
+    pub fn new(p: &Path, dim: i64, ffn_dim: i64, act: Activation) -> Self {
+        FeedForward {
+            fc1: Linear::new(p / "fc1", dim, ffn_dim),
+            fc2: Linear::new(p / "fc2", ffn_dim, dim),
+            act,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.fc2.forward(&self.act.forward(&self.fc1.forward(x)))
+    }
+}
+
 /// [batch, seq, heads*head_dim] -> [batch, heads, seq, head_dim]
 pub fn split_heads(x: &Tensor, heads: i64) -> Tensor {
     let (b, s, d) = x.size3().expect("3-d activations");

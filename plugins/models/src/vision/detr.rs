@@ -15,7 +15,7 @@ use tch::{nn::Path, Kind, Tensor};
 use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, LayerNorm, Linear,
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FeedForward, LayerNorm, Linear,
 };
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::resnet::{timm_shape, Layout, NormKind, ResNet, ResNetConfig, ResNetShape};
@@ -138,31 +138,38 @@ impl DetrConfig {
     fn backbone_choice(&self, file: &std::path::Path, shapes: &WeightShapes) -> Result<BackboneChoice> {
         if self.use_timm_backbone {
             let kwargs = self.backbone_kwargs.clone().unwrap_or_default();
-            let dilated = self.dilation.unwrap_or(false) || kwargs.output_stride == Some(16);
-            if let Some(stride) = kwargs.output_stride.filter(|&s| s != 16 && s != 32) {
+            // transformers asks timm for output stride 16 when `dilation`
+            // is set, unless the kwargs name one; timm's default is 32.
+            let default_stride = if self.dilation == Some(true) { 16 } else { 32 };
+            let stride = kwargs.output_stride.unwrap_or(default_stride);
+            if stride != 16 && stride != 32 {
                 return Err(ModelError::Unsupported(format!(
                     "backbone_kwargs.output_stride {stride} (supported: 16, 32)"
                 )));
             }
+            // timm returns the features in module order and builds the
+            // stages up to the last one asked for.
             let last = kwargs
                 .out_indices
                 .as_deref()
-                .and_then(|i| i.last().copied())
+                .and_then(|i| i.iter().max().copied())
                 .unwrap_or(4);
             if !(1..=4).contains(&last) {
                 return Err(ModelError::bad_file(
                     file,
-                    format!("backbone_kwargs.out_indices ends with {last}: expected 1 to 4"),
+                    format!("backbone_kwargs.out_indices goes up to {last}: expected 1 to 4"),
                 ));
             }
             let name = self.backbone.as_deref().unwrap_or("resnet50");
-            let shape = timm_shape(
+            let mut shape = timm_shape(
+                file,
                 name,
                 kwargs.in_chans.unwrap_or(self.num_channels),
-                dilated,
+                stride == 16,
                 kwargs.layers.as_deref(),
                 kwargs.channels.as_deref(),
             )?;
+            shape.stages.truncate(last as usize);
             validate_timm(file, shapes, &shape)?;
             return Ok(BackboneChoice {
                 shape,
@@ -343,27 +350,6 @@ impl DetrAttention {
     }
 }
 
-/// fc1, activation, fc2.
-struct FeedForward {
-    fc1: Linear,
-    fc2: Linear,
-    act: Activation,
-}
-
-impl FeedForward {
-    fn new(p: &Path, dim: i64, ffn: i64, act: Activation) -> Self {
-        FeedForward {
-            fc1: Linear::new(p / "fc1", dim, ffn),
-            fc2: Linear::new(p / "fc2", ffn, dim),
-            act,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        self.fc2.forward(&self.act.forward(&self.fc1.forward(x)))
-    }
-}
-
 /// `DetrEncoderLayer`: post-norm self-attention, then post-norm FFN.
 struct EncoderLayer {
     attn: DetrAttention,
@@ -405,7 +391,7 @@ impl DecoderLayer {
 /// A detector's raw outputs: class logits [batch, queries, labels + 1]
 /// (the last "no object") and boxes [batch, queries, 4] (centre x, centre
 /// y, width, height, relative to the image).
-pub struct Detections {
+pub struct DetrOutput {
     pub logits: Tensor,
     pub boxes: Tensor,
 }
@@ -489,7 +475,7 @@ impl DetrForObjectDetection {
 
     /// Class logits and boxes for pixel_values [N, 3, H, W] and their
     /// pixel_mask [N, H, W] (1 on the image, 0 on padding; None: no padding).
-    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> Detections {
+    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> DetrOutput {
         let _guard = tch::no_grad_guard();
         let (n, _, h, w) = pixel_values.size4().expect("[N, 3, H, W] pixel values");
         let device = pixel_values.device();
@@ -539,7 +525,7 @@ impl DetrForObjectDetection {
                 boxes = boxes.relu();
             }
         }
-        Detections {
+        DetrOutput {
             logits,
             boxes: boxes.sigmoid(),
         }
@@ -571,18 +557,21 @@ fn sine_position_embedding(mask: &Tensor, dim: i64) -> Tensor {
     Tensor::cat(&[embed(&y), embed(&x)], 3).permute([0, 3, 1, 2])
 }
 
-/// `post_process_object_detection` for one image's outputs: each query's
-/// likeliest label other than "no object" with its probability, the
-/// queries whose probability passes `threshold` (strictly), with their
-/// boxes as corners in pixels of an image `width` x `height`. In query
-/// order: (score, label, [xmin, ymin, xmax, ymax]).
-pub fn post_process(
-    logits: &Tensor,
-    boxes: &Tensor,
-    threshold: f32,
-    width: u32,
-    height: u32,
-) -> Vec<(f32, usize, [f32; 4])> {
+/// One detected object: its label's probability and index, and its box's
+/// corners [xmin, ymin, xmax, ymax] in pixels.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Found {
+    pub score: f32,
+    pub label: usize,
+    pub corners: [f32; 4],
+}
+
+/// `post_process_object_detection` for one image's outputs (logits
+/// [queries, labels + 1], boxes [queries, 4]): each query's likeliest label
+/// other than "no object" with its probability, the queries whose
+/// probability passes `threshold` (strictly), in query order, with their
+/// boxes in pixels of an image `width` x `height`.
+pub fn post_process(logits: &Tensor, boxes: &Tensor, threshold: f32, width: u32, height: u32) -> Vec<Found> {
     let probabilities = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
     let labels = probabilities.size()[1] - 1;
     let (scores, ids) = probabilities.narrow(1, 0, labels).max_dim(-1, false);
@@ -609,7 +598,11 @@ pub fn post_process(
         .zip(&ids)
         .zip(corners.chunks(4))
         .filter(|((&score, _), _)| score > threshold)
-        .map(|((&score, &id), c)| (score, id as usize, [c[0], c[1], c[2], c[3]]))
+        .map(|((&score, &id), c)| Found {
+            score,
+            label: id as usize,
+            corners: [c[0], c[1], c[2], c[3]],
+        })
         .collect()
 }
 
@@ -623,7 +616,9 @@ pub fn build(
 ) -> Result<DetrForObjectDetection> {
     let cfg: DetrConfig = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
-    ConfigCheck::new(config_file, shapes).anchor(
+    let c = ConfigCheck::new(config_file, shapes);
+    c.size("num_labels", num_labels, MAX_LABELS)?;
+    c.anchor(
         "num_labels",
         num_labels,
         num_labels + 1,
@@ -631,7 +626,6 @@ pub fn build(
         "class_labels_classifier.weight",
         0,
     )?;
-    ConfigCheck::new(config_file, shapes).size("num_labels", num_labels, MAX_LABELS)?;
     let backbone = cfg.backbone_choice(config_file, shapes)?;
     Ok(DetrForObjectDetection::new(root, &cfg, backbone, num_labels))
 }

@@ -10,6 +10,7 @@ use std::path::Path;
 use serde::Deserialize;
 use tch::{Device, Tensor};
 
+use crate::core::checks::MAX_SPATIAL;
 use crate::core::config::{is_present, read_json};
 use crate::{ModelError, Result};
 
@@ -641,13 +642,52 @@ impl ImageProcessor {
                 )),
             }
         };
-        Ok(ImageProcessor {
+        let processor = ImageProcessor {
             filter: Filter::from_pil_code(config.resample.unwrap_or(default_filter))?,
             mean: triple(&config.image_mean, default_mean)?,
             std: triple(&config.image_std, default_std)?,
             kind,
             config,
-        })
+        };
+        processor.check_sizes(&path)?;
+        Ok(processor)
+    }
+
+    /// Every size the config gives is a side an image may have (1 to
+    /// MAX_SPATIAL pixels), crop_pct a fraction, and DETR's `size` one it
+    /// reads: a crafted config cannot ask for a terapixel resize.
+    fn check_sizes(&self, path: &Path) -> Result<()> {
+        let size = self.size();
+        let sides = [
+            ("size.height", size.height),
+            ("size.width", size.width),
+            ("size.shortest_edge", size.shortest_edge),
+            ("size.longest_edge", size.longest_edge),
+            ("max_size", self.config.max_size),
+        ];
+        for (field, side) in sides {
+            if let Some(side) = side.filter(|&s| s == 0 || s > MAX_SPATIAL as usize) {
+                return Err(ModelError::bad_file(
+                    path,
+                    format!("{field} = {side}, but it must be between 1 and {MAX_SPATIAL}"),
+                ));
+            }
+        }
+        if let Some(crop_pct) = self.config.crop_pct.filter(|c| !(*c > 0.0 && *c <= 1.0)) {
+            return Err(ModelError::bad_file(
+                path,
+                format!("crop_pct = {crop_pct}, but it must be above 0 and at most 1"),
+            ));
+        }
+        let square = size.height.is_some() && size.width.is_some();
+        let edges = size.shortest_edge.is_some() && size.longest_edge.is_some();
+        if self.kind == ProcessorKind::Detr && self.config.size.is_some() && !square && !edges {
+            return Err(ModelError::bad_file(
+                path,
+                "DetrImageProcessor's size needs shortest_edge and longest_edge, or height and width",
+            ));
+        }
+        Ok(())
     }
 
     /// `size` as a dict, as `get_size_dict` makes it of a single number:
@@ -685,6 +725,11 @@ impl ImageProcessor {
         match self.kind {
             ProcessorKind::Vit => {
                 let (h, w) = (size.height.unwrap_or(224), size.width.unwrap_or(224));
+                if over_limit(h, w) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "this model resizes images to {w}x{h}, more than the limit of {MAX_PIXELS} pixels"
+                    )));
+                }
                 Ok(resize(image, w, h, self.filter))
             }
             ProcessorKind::ConvNext => {
@@ -695,7 +740,7 @@ impl ImageProcessor {
                     let (h, w) = shortest_edge_size(image.height, image.width, resize_short);
                     // The long side grows with the short one: a 1-pixel-high
                     // strip would become gigabytes before the crop.
-                    if h as u64 * w as u64 > MAX_PIXELS {
+                    if over_limit(h, w) {
                         return Err(ModelError::InvalidInput(format!(
                             "the image is {}x{}: with its shorter side resized to {resize_short} it would be {w}x{h}, \
                              more than the limit of {MAX_PIXELS} pixels; send a less elongated image",
@@ -724,7 +769,7 @@ impl ImageProcessor {
                         image.width, image.height
                     )));
                 }
-                if h as u64 * w as u64 > MAX_PIXELS {
+                if over_limit(h, w) {
                     return Err(ModelError::InvalidInput(format!(
                         "the image is {}x{}: resized for this model it would be {w}x{h}, more than the limit of \
                          {MAX_PIXELS} pixels",
@@ -810,6 +855,14 @@ fn shortest_edge_size(height: usize, width: usize, short: usize) -> (usize, usiz
     } else {
         ((short as f64 * height as f64 / width as f64) as usize, short)
     }
+}
+
+/// Whether an h x w image would hold more than MAX_PIXELS (or more than
+/// a u64 counts).
+fn over_limit(h: usize, w: usize) -> bool {
+    (h as u64)
+        .checked_mul(w as u64)
+        .is_none_or(|pixels| pixels > MAX_PIXELS)
 }
 
 /// DetrImageProcessor's `get_size_with_aspect_ratio`: (height, width) with

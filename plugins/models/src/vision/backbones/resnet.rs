@@ -63,7 +63,7 @@ impl BatchNorm {
                 false,
                 0.1,
                 BATCH_NORM_EPS,
-                false,
+                true,
             ),
             NormKind::Frozen => {
                 let shape = [1, -1, 1, 1];
@@ -444,8 +444,10 @@ impl ResNetConfig {
 
 /// timm's ResNets by name: their blocks per stage and whether they are
 /// bottlenecks (timm's `resnet.py`); `layers` and `channels` (the stages'
-/// planes) replace the name's, as timm's keyword arguments do.
+/// planes) replace the name's, as timm's keyword arguments do. Sizes out of
+/// bounds are refused as a fault of `file`.
 pub fn timm_shape(
+    file: &std::path::Path,
     name: &str,
     num_channels: i64,
     dilated: bool,
@@ -468,16 +470,26 @@ pub fn timm_shape(
     let depths = layers.unwrap_or(&named);
     let planes = channels.unwrap_or(&[64, 128, 256, 512]);
     if depths.len() != 4 || planes.len() != 4 {
-        return Err(ModelError::Unsupported(format!(
-            "a timm ResNet with {} stages of {} widths (supported: 4)",
-            depths.len(),
-            planes.len()
-        )));
+        return Err(ModelError::bad_file(
+            file,
+            format!(
+                "backbone_kwargs gives {} stages' layers and {} stages' channels, but a timm ResNet has 4",
+                depths.len(),
+                planes.len()
+            ),
+        ));
     }
-    if let Some(bad) = depths.iter().chain(planes).find(|&&v| !(1..=MAX_WIDTH).contains(&v)) {
-        return Err(ModelError::Unsupported(format!(
-            "a timm ResNet stage of {bad} blocks or planes (between 1 and {MAX_WIDTH})"
-        )));
+    if let Some(bad) = depths.iter().find(|&&v| !(1..=MAX_LAYERS).contains(&v)) {
+        return Err(ModelError::bad_file(
+            file,
+            format!("backbone_kwargs.layers has {bad}, but each must be between 1 and {MAX_LAYERS}"),
+        ));
+    }
+    if let Some(bad) = planes.iter().find(|&&v| !(1..=MAX_WIDTH).contains(&v)) {
+        return Err(ModelError::bad_file(
+            file,
+            format!("backbone_kwargs.channels has {bad}, but each must be between 1 and {MAX_WIDTH}"),
+        ));
     }
     let stages = depths
         .iter()
