@@ -7,6 +7,7 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py classify --model DIR --threads N --payload FILE [--requests 200]
     reference.py summarize --model DIR --threads N --payload FILE
     reference.py transcribe --model DIR --threads N --audio FILE [--new-tokens 64] [--calls 8]
+    reference.py detect --model DIR --threads N --image FILE [--threshold 0.5] [--calls 8]
     reference.py peak --threads N
     reference.py flops --model DIR --payload FILE [--batch 32]
 """
@@ -106,6 +107,20 @@ def make_models(out):
                                                            [5, 4], [5, 6]])
         json.dump(generation, open(os.path.join(whisper, "generation_config.json"), "w"), indent=1)
         print(f"made {whisper}", file=sys.stderr)
+    detr = os.path.join(out, "detr-resnet-50")
+    if not os.path.exists(os.path.join(detr, "model.safetensors")):
+        # facebook/detr-resnet-50's shape (41M parameters: ResNet-50, 6 + 6
+        # layers of width 256, 100 queries, COCO's 91 labels), random
+        # weights, transformers' ResNet layout (the same maths as timm's).
+        from transformers import DetrConfig, DetrForObjectDetection, DetrImageProcessor, ResNetConfig
+
+        cfg = DetrConfig(use_timm_backbone=False, backbone=None, use_pretrained_backbone=False,
+                         backbone_config=ResNetConfig(out_features=["stage4"]), num_labels=91,
+                         id2label={i: f"class {i}" for i in range(91)})
+        model = DetrForObjectDetection(cfg)
+        model.save_pretrained(detr, safe_serialization=True)
+        DetrImageProcessor().save_pretrained(detr)
+        print(f"made {detr}", file=sys.stderr)
 
 
 def generate(args):
@@ -233,6 +248,26 @@ def transcribe(args):
                           "texts": texts}))
 
 
+def detect(args):
+    """pipeline("object-detection") on one image, after a warm-up: one call,
+    then `calls` sequential calls. The seconds and the objects (label, box)
+    of each call."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = pipeline("object-detection", model=args.model, device="cpu")
+    call = lambda: [{"label": o["label"], "box": [o["box"][k] for k in ("xmin", "ymin", "xmax", "ymax")]}
+                    for o in pipe(args.image, threshold=args.threshold)]
+    call()  # warm-up
+    for calls in (1, args.calls):
+        started = time.perf_counter()
+        objects = [call() for _ in range(calls)]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "detect", "who": "transformers", "calls": calls, "seconds": seconds,
+                          "objects": objects}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -305,6 +340,12 @@ def main():
     t.add_argument("--language", default="en")
     t.add_argument("--new-tokens", type=int, default=64)
     t.add_argument("--calls", type=int, default=8)
+    d = sub.add_parser("detect")
+    d.add_argument("--model", required=True)
+    d.add_argument("--threads", type=int, required=True)
+    d.add_argument("--image", required=True)
+    d.add_argument("--threshold", type=float, default=0.5)
+    d.add_argument("--calls", type=int, default=8)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -320,6 +361,8 @@ def main():
         summarize(args)
     elif args.cmd == "transcribe":
         transcribe(args)
+    elif args.cmd == "detect":
+        detect(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -121,6 +121,24 @@ PYEOF
   "$PY" tests/benches/reference.py transcribe --model "$BENCH/whisper-base" --threads "$THREADS" \
     --audio "$AUDIO" --language en --new-tokens 64 --calls 8 >> "$RESULTS"
 fi
+if [[ "$WHAT" == detect || "$WHAT" == all ]]; then
+  # A 640x480 photograph (scikit-image's cat, resized with Pillow), as JPEG.
+  PHOTO="$BENCH/photo_640x480.jpg"
+  "$PY" - target/fixtures/images/chelsea.png "$PHOTO" <<'PYEOF'
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).convert("RGB").resize((640, 480), Image.BICUBIC).save(sys.argv[2], quality=90)
+PYEOF
+  start_daemon "detr:object-detection=$BENCH/detr-resnet-50"
+  # Threshold 0: every one of the 100 queries is reported on both sides
+  # (random weights score about 1/92 each).
+  B="target/release/inferd-bench --addr $ADDR --model detr"
+  $B detect --image "$PHOTO" --threshold 0 --requests 1 --rounds 3 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  $B detect --image "$PHOTO" --threshold 0 --requests 8 --rounds 1 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py detect --model "$BENCH/detr-resnet-50" --threads "$THREADS" \
+    --image "$PHOTO" --threshold 0 --calls 8 >> "$RESULTS"
+fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
 import json, sys, platform, os
@@ -188,4 +206,19 @@ if asr:
           f"request latency p50 {i8['p50_ms'] / 1e3:.2f} s, max {i8['max_ms'] / 1e3:.2f} s; "
           f"{i8['batches']:.0f} batch(es), {i8['seconds_per_batch']:.2f} s each (daemon metrics); "
           f"1 file: {i1['seconds_per_batch']:.2f} s in the model of {i1['seconds']:.2f} s")
+det = [r for r in rows if r["bench"] == "detect"]
+if det:
+    get = lambda who, key, n: next(r for r in det if r["who"] == who and r[key] == n)
+    n = max(r["calls"] for r in det if r["who"] == "transformers")
+    i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
+    i8, t8 = get("inferd", "requests", n), get("transformers", "calls", n)
+    same = lambda a, b: sum(x == y for x, y in zip(a, b)) / max(len(b), 1)
+    print("\nobject detection, detr-resnet-50-sized DETR (41M, random weights), a 640x480 photo "
+          "(resized to 800x1066), threshold 0 (all 100 queries)")
+    print(f"{'':38}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'inferd img/s':>14}{'same objects':>14}")
+    for label, i, t, images in (("1 image", i1, t1, 1), (f"{n} images ({n} concurrent vs sequential)", i8, t8, n)):
+        print(f"{label:38}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
+              f"{images / i['seconds']:>14.2f}{same(i['objects'][0], t['objects'][0]):>14.0%}")
+    print(f"inferd, {n} concurrent: latency p50 {i8['p50_ms'] / 1e3:.2f} s, max {i8['max_ms'] / 1e3:.2f} s; "
+          f"{i8['batches']:.0f} batch(es), {i8['seconds_per_batch']:.2f} s each (daemon metrics)")
 PYEOF

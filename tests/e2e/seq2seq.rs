@@ -396,20 +396,7 @@ async fn inferctl_summarizes_and_translates() {
             .cloned();
         found.unwrap_or_else(|| panic!("no case {name}"))
     };
-    let inferctl = |args: &[&str]| {
-        let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
-            .arg("--addr")
-            .arg(daemon.url())
-            .args(args)
-            .output()
-            .expect("run inferctl");
-        assert!(
-            out.status.success(),
-            "inferctl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    };
+    let inferctl = |args: &[&str]| daemon.inferctl(args);
 
     // `--json` prints pipeline()'s records: a list of summaries per input.
     let summaries_of = |printed: &str| -> Vec<Vec<String>> {

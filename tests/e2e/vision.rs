@@ -477,24 +477,18 @@ async fn inferctl_detects_and_draws() {
     let dir = tempfile::tempdir().unwrap();
     let drawn = dir.path().join("drawn.png");
     let photo = fixtures_dir().join("images/astronaut.png");
-    let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
-        .args(["--addr", &daemon.url(), "--json", "detect", photo.to_str().unwrap()])
-        .args([
-            "--model",
-            "detr",
-            "--threshold",
-            "0.5",
-            "--draw",
-            drawn.to_str().unwrap(),
-        ])
-        .output()
-        .expect("run inferctl");
-    assert!(
-        out.status.success(),
-        "inferctl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let printed = daemon.inferctl(&[
+        "--json",
+        "detect",
+        photo.to_str().unwrap(),
+        "--model",
+        "detr",
+        "--threshold",
+        "0.5",
+        "--draw",
+        drawn.to_str().unwrap(),
+    ]);
+    let printed: Value = serde_json::from_str(&printed).unwrap();
     let objects = printed[0].as_array().unwrap();
     let expected = case["expected"].as_array().unwrap();
     assert_eq!(objects.len(), expected.len(), "{printed}");

@@ -455,26 +455,9 @@ async fn streaming_sends_segments_as_windows_are_decoded() {
     // with --json an object per message, the last the whole result.
     let file = fixtures_dir().join("audio").join("speech_long_60s.wav");
     let inferctl = |args: &[&str]| {
-        let out = std::process::Command::new(inferd_tests::release_dir().join("inferctl"))
-            .arg("--addr")
-            .arg(daemon.url())
-            .args(args)
-            .args([
-                file.to_str().unwrap(),
-                "--model",
-                "whisper-tiny.en",
-                "--num-beams",
-                "1",
-                "--stream",
-            ])
-            .output()
-            .expect("run inferctl");
-        assert!(
-            out.status.success(),
-            "inferctl: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
+        let file = file.to_str().unwrap();
+        let stream = [file, "--model", "whisper-tiny.en", "--num-beams", "1", "--stream"];
+        daemon.inferctl(&[args, &stream[..]].concat())
     };
     let lines: Vec<Value> = inferctl(&["--json", "transcribe"])
         .lines()

@@ -149,6 +149,23 @@ impl Daemon {
         }
     }
 
+    /// Runs `inferctl --addr <this daemon> ARGS...`, which must succeed, and
+    /// returns what it printed.
+    pub fn inferctl(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new(release_dir().join("inferctl"))
+            .arg("--addr")
+            .arg(self.url())
+            .args(args)
+            .output()
+            .expect("run inferctl");
+        assert!(
+            out.status.success(),
+            "inferctl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("UTF-8 output")
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
-use inferd_proto::v1::{AudioInput, ClassifyRequest, GenerateRequest, SummarizeRequest, TextInput, TranscribeRequest};
+use inferd_proto::v1::{
+    AudioInput, ClassifyRequest, DetectObjectsRequest, GenerateRequest, ImageInput, SummarizeRequest, TextInput,
+    TranscribeRequest,
+};
 use serde_json::json;
 use tonic::transport::Channel;
 
@@ -77,6 +80,25 @@ enum Command {
         #[arg(long)]
         metrics: Option<String>,
     },
+    /// Object detection on one image, `requests` separate requests in
+    /// flight at once; the seconds per round, the requests' latencies and
+    /// the last round's objects (label and box) are printed.
+    Detect {
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Requests sent at once (each round).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        /// Timed rounds (after one warm-up request).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        #[arg(long, default_value_t = 0.5)]
+        threshold: f32,
+        /// The daemon's metrics endpoint (HOST:PORT): report the batches the
+        /// model ran and its time per batch during the timed rounds.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
     /// Classification requests (one text each) at a given concurrency.
     Classify {
         /// File with one text per line (the payloads, used round-robin).
@@ -100,6 +122,60 @@ enum Command {
     /// garbage, for a bounded time; a row of figures per interval and a
     /// verdict (non-zero exit on failure).
     Soak(Box<soak::Options>),
+}
+
+/// `requests` copies of one call in flight at once, `rounds` times, after
+/// one warm-up call: the figures such a benchmark prints (`bench`, seconds
+/// per round, latency p50 and max; with `metrics`, the batches the model ran
+/// per round and its seconds per batch), and under `key` each call's answer
+/// in the last round.
+async fn concurrent_rounds<F, Fut>(
+    (bench, key): (&str, &str),
+    channel: &Channel,
+    model: &str,
+    (requests, rounds): (usize, usize),
+    metrics: Option<&str>,
+    call: F,
+) -> Result<serde_json::Value>
+where
+    F: Fn(InferenceClient<Channel>) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value>> + Send + 'static,
+{
+    call(InferenceClient::new(channel.clone())).await?;
+    let before = metrics.map(|m| inference_seconds(m, model)).transpose()?;
+    let rounds = rounds.max(1);
+    let started = Instant::now();
+    let mut latencies = Vec::new();
+    let mut answers = Vec::new();
+    for _ in 0..rounds {
+        let calls: Vec<_> = (0..requests)
+            .map(|_| {
+                let answer = call(InferenceClient::new(channel.clone()));
+                tokio::spawn(async move {
+                    let t = Instant::now();
+                    let answer = answer.await?;
+                    anyhow::Ok((t.elapsed(), answer))
+                })
+            })
+            .collect();
+        answers.clear();
+        for call in calls {
+            let (latency, answer) = call.await??;
+            latencies.push(latency);
+            answers.push(answer);
+        }
+    }
+    let seconds = started.elapsed().as_secs_f64() / rounds as f64;
+    latencies.sort();
+    let mut figures = json!({"bench": bench, "requests": requests, "seconds": seconds,
+           "p50_ms": percentile(&latencies, 0.5), "max_ms": percentile(&latencies, 1.0)});
+    figures[key] = json!(answers);
+    if let (Some(m), Some((sum0, count0))) = (metrics, before) {
+        let (sum1, count1) = inference_seconds(m, model)?;
+        figures["batches"] = json!((count1 - count0) / rounds as f64);
+        figures["seconds_per_batch"] = json!((sum1 - sum0) / (count1 - count0).max(1.0));
+    }
+    Ok(figures)
 }
 
 /// Sum and count of the model's batch inference-time histogram, from the
@@ -245,45 +321,59 @@ async fn main() -> Result<()> {
                 max_new_tokens,
                 ..Default::default()
             };
-            InferenceClient::new(channel.clone())
-                .transcribe(request.clone())
-                .await?;
-            let before = match &metrics {
-                Some(m) => Some(inference_seconds(m, &model)?),
-                None => None,
+            let figures = concurrent_rounds(
+                ("transcribe", "texts"),
+                &channel,
+                &model,
+                (requests, rounds),
+                metrics.as_deref(),
+                move |mut client| {
+                    let request = request.clone();
+                    async move {
+                        let response = client.transcribe(request).await?.into_inner();
+                        anyhow::Ok(json!(response.results[0].text))
+                    }
+                },
+            )
+            .await?;
+            println!("{figures}");
+        }
+        Command::Detect {
+            image,
+            requests,
+            rounds,
+            threshold,
+            metrics,
+        } => {
+            let data = std::fs::read(&image).with_context(|| format!("read {}", image.display()))?;
+            let request = DetectObjectsRequest {
+                model: model.clone(),
+                inputs: vec![ImageInput { data }],
+                threshold: Some(threshold),
             };
-            let started = Instant::now();
-            let mut latencies = Vec::new();
-            let mut texts = Vec::new();
-            for _ in 0..rounds.max(1) {
-                let calls: Vec<_> = (0..requests)
-                    .map(|_| {
-                        let mut client = InferenceClient::new(channel.clone());
-                        let request = request.clone();
-                        tokio::spawn(async move {
-                            let t = Instant::now();
-                            let response = client.transcribe(request).await?;
-                            anyhow::Ok((t.elapsed(), response.into_inner()))
-                        })
-                    })
-                    .collect();
-                texts.clear();
-                for call in calls {
-                    let (latency, response) = call.await??;
-                    latencies.push(latency);
-                    texts.push(response.results[0].text.clone());
-                }
-            }
-            let seconds = started.elapsed().as_secs_f64() / rounds.max(1) as f64;
-            latencies.sort();
-            let mut figures = json!({"bench": "transcribe", "requests": requests, "seconds": seconds,
-                   "p50_ms": percentile(&latencies, 0.5), "max_ms": percentile(&latencies, 1.0),
-                   "texts": texts});
-            if let (Some(m), Some((sum0, count0))) = (&metrics, before) {
-                let (sum1, count1) = inference_seconds(m, &model)?;
-                figures["batches"] = json!((count1 - count0) / rounds.max(1) as f64);
-                figures["seconds_per_batch"] = json!((sum1 - sum0) / (count1 - count0).max(1.0));
-            }
+            let figures = concurrent_rounds(
+                ("detect", "objects"),
+                &channel,
+                &model,
+                (requests, rounds),
+                metrics.as_deref(),
+                move |mut client| {
+                    let request = request.clone();
+                    async move {
+                        let response = client.detect_objects(request).await?.into_inner();
+                        let objects: Vec<_> = response.results[0]
+                            .objects
+                            .iter()
+                            .map(|o| {
+                                let b = o.r#box.unwrap_or_default();
+                                json!({"label": o.label, "box": [b.xmin, b.ymin, b.xmax, b.ymax]})
+                            })
+                            .collect();
+                        anyhow::Ok(json!(objects))
+                    }
+                },
+            )
+            .await?;
             println!("{figures}");
         }
         Command::Classify {
