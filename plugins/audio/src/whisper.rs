@@ -310,12 +310,7 @@ fn language_of(model: &WhisperModel, token: i64) -> Option<String> {
 fn special_tokens(model: &WhisperModel) -> WhisperSpecialTokens {
     let g = &model.generation;
     let id = |token: &str| model.tokenizer.token_id(token).map(i64::from);
-    let eos = g
-        .settings
-        .eos_token_id
-        .as_ref()
-        .and_then(|t| t.to_vec().first().copied())
-        .unwrap_or(model.net.config.eos_token_id);
+    let eos = g.eos_token_id().unwrap_or(model.net.config.eos_token_id);
     WhisperSpecialTokens {
         timestamp_begin: g.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1),
         eos_token_id: id("<|endoftext|>").unwrap_or(eos),

@@ -63,7 +63,9 @@ pub struct WhisperGenerationConfig {
 }
 
 impl WhisperGenerationConfig {
-    fn eos_token_id(&self) -> Option<i64> {
+    /// The end-of-text token `generate` stops at: the first EOS id, else
+    /// the BOS id (Whisper's are the same token).
+    pub fn eos_token_id(&self) -> Option<i64> {
         let eos = self
             .settings
             .eos_token_id

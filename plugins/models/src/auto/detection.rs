@@ -8,13 +8,13 @@ use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::weights::{var_store_bytes, Checkpoint};
-use crate::vision::detr::{post_process, DetrForObjectDetection, DetrOutput, Found};
+use crate::vision::detector::{post_process, DetectorNet, Found, QueryOutputs};
 use crate::vision::image::ImageProcessor;
 use crate::{ModelError, Result};
 
 /// A loaded object detector with its image processor and labels.
 pub struct ObjectDetector {
-    net: DetrForObjectDetection,
+    net: Box<dyn DetectorNet>,
     _vs: VarStore,
     pub processor: ImageProcessor,
     pub labels: Vec<String>,
@@ -25,13 +25,13 @@ pub struct ObjectDetector {
 impl ObjectDetector {
     /// Class logits and boxes for pixel_values [N, 3, H, W] (and their
     /// pixel_mask [N, H, W] when padded).
-    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> DetrOutput {
+    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> QueryOutputs {
         self.net.forward(pixel_values, pixel_mask)
     }
 
     /// The objects of the first image of `output` scoring above
     /// `threshold`, their boxes in pixels of a `width` x `height` image.
-    pub fn post_process(&self, output: &DetrOutput, threshold: f32, width: u32, height: u32) -> Vec<Found> {
+    pub fn post_process(&self, output: &QueryOutputs, threshold: f32, width: u32, height: u32) -> Vec<Found> {
         post_process(&output.logits.get(0), &output.boxes.get(0), threshold, width, height)
     }
 }

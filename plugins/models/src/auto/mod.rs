@@ -29,6 +29,7 @@ use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
 use crate::vision::backbones::resnet;
 use crate::vision::classifier::ImageClassifierBuilder;
+use crate::vision::detector::DetectorBuilder;
 use crate::vision::{convnext, detr, vit};
 use crate::{ModelError, Result};
 
@@ -51,14 +52,6 @@ pub enum Build {
     /// DETR: an image to class logits and boxes per object query.
     ObjectDetector(DetectorBuilder),
 }
-
-/// Builds an object detector from its config.json with `num_labels` labels.
-pub type DetectorBuilder = fn(
-    root: tch::nn::Path,
-    config_file: &std::path::Path,
-    shapes: &crate::core::weights::WeightShapes,
-    num_labels: i64,
-) -> Result<crate::vision::detr::DetrForObjectDetection>;
 
 /// Builds Whisper from its config.json (see `audio/whisper.rs`).
 pub type WhisperBuilder = fn(

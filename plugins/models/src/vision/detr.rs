@@ -7,7 +7,7 @@
 //! from two heads. Reproduces transformers' `DetrForObjectDetection`
 //! (`modeling_detr.py`) with its weight names, the backbone in either
 //! layout (`vision::backbones::resnet`) with frozen batch norm; and
-//! `post_process_object_detection`.
+//! (`vision::detector` post-processes its outputs).
 
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
@@ -19,6 +19,7 @@ use crate::core::layers::{
 };
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::resnet::{timm_shape, Layout, NormKind, ResNet, ResNetConfig, ResNetShape};
+use crate::vision::detector::{DetectorNet, QueryOutputs};
 use crate::{ModelError, Result};
 
 /// nn.LayerNorm's default epsilon, which DETR keeps.
@@ -388,14 +389,6 @@ impl DecoderLayer {
     }
 }
 
-/// A detector's raw outputs: class logits [batch, queries, labels + 1]
-/// (the last "no object") and boxes [batch, queries, 4] (centre x, centre
-/// y, width, height, relative to the image).
-pub struct DetrOutput {
-    pub logits: Tensor,
-    pub boxes: Tensor,
-}
-
 /// `DetrForObjectDetection`.
 pub struct DetrForObjectDetection {
     backbone: ResNet,
@@ -475,7 +468,7 @@ impl DetrForObjectDetection {
 
     /// Class logits and boxes for pixel_values [N, 3, H, W] and their
     /// pixel_mask [N, H, W] (1 on the image, 0 on padding; None: no padding).
-    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> DetrOutput {
+    pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> QueryOutputs {
         let _guard = tch::no_grad_guard();
         let (n, _, h, w) = pixel_values.size4().expect("[N, 3, H, W] pixel values");
         let device = pixel_values.device();
@@ -525,7 +518,7 @@ impl DetrForObjectDetection {
                 boxes = boxes.relu();
             }
         }
-        DetrOutput {
+        QueryOutputs {
             logits,
             boxes: boxes.sigmoid(),
         }
@@ -557,53 +550,10 @@ fn sine_position_embedding(mask: &Tensor, dim: i64) -> Tensor {
     Tensor::cat(&[embed(&y), embed(&x)], 3).permute([0, 3, 1, 2])
 }
 
-/// One detected object: its label's probability and index, and its box's
-/// corners [xmin, ymin, xmax, ymax] in pixels.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Found {
-    pub score: f32,
-    pub label: usize,
-    pub corners: [f32; 4],
-}
-
-/// `post_process_object_detection` for one image's outputs (logits
-/// [queries, labels + 1], boxes [queries, 4]): each query's likeliest label
-/// other than "no object" with its probability, the queries whose
-/// probability passes `threshold` (strictly), in query order, with their
-/// boxes in pixels of an image `width` x `height`.
-pub fn post_process(logits: &Tensor, boxes: &Tensor, threshold: f32, width: u32, height: u32) -> Vec<Found> {
-    let probabilities = logits.to_kind(Kind::Float).softmax(-1, Kind::Float);
-    let labels = probabilities.size()[1] - 1;
-    let (scores, ids) = probabilities.narrow(1, 0, labels).max_dim(-1, false);
-    let boxes = boxes.to_kind(Kind::Float);
-    let (cx, cy, bw, bh) = (
-        boxes.select(1, 0),
-        boxes.select(1, 1),
-        boxes.select(1, 2),
-        boxes.select(1, 3),
-    );
-    let corners = Tensor::stack(
-        &[&cx - &bw * 0.5, &cy - &bh * 0.5, &cx + &bw * 0.5, &cy + &bh * 0.5],
-        -1,
-    );
-    // transformers multiplies by an int32 tensor of the sizes.
-    let scale =
-        Tensor::from_slice(&[width as i32, height as i32, width as i32, height as i32]).to_device(boxes.device());
-    let corners = (corners * scale).to_device(tch::Device::Cpu);
-    let scores = Vec::<f32>::try_from(scores.to_device(tch::Device::Cpu)).expect("f32 scores");
-    let ids = Vec::<i64>::try_from(ids.to_device(tch::Device::Cpu)).expect("i64 labels");
-    let corners = Vec::<f32>::try_from(corners.reshape([-1])).expect("f32 boxes");
-    scores
-        .iter()
-        .zip(&ids)
-        .zip(corners.chunks(4))
-        .filter(|((&score, _), _)| score > threshold)
-        .map(|((&score, &id), c)| Found {
-            score,
-            label: id as usize,
-            corners: [c[0], c[1], c[2], c[3]],
-        })
-        .collect()
+impl DetectorNet for DetrForObjectDetection {
+    fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> QueryOutputs {
+        DetrForObjectDetection::forward(self, pixel_values, pixel_mask)
+    }
 }
 
 /// Builds `DetrForObjectDetection` from its config.json (checked against the
@@ -613,7 +563,7 @@ pub fn build(
     config_file: &std::path::Path,
     shapes: &WeightShapes,
     num_labels: i64,
-) -> Result<DetrForObjectDetection> {
+) -> Result<Box<dyn DetectorNet>> {
     let cfg: DetrConfig = read_json(config_file)?;
     cfg.validate(config_file, shapes)?;
     let c = ConfigCheck::new(config_file, shapes);
@@ -627,5 +577,5 @@ pub fn build(
         0,
     )?;
     let backbone = cfg.backbone_choice(config_file, shapes)?;
-    Ok(DetrForObjectDetection::new(root, &cfg, backbone, num_labels))
+    Ok(Box::new(DetrForObjectDetection::new(root, &cfg, backbone, num_labels)))
 }

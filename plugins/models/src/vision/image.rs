@@ -11,7 +11,7 @@ use serde::Deserialize;
 use tch::{Device, Tensor};
 
 use crate::core::checks::MAX_SPATIAL;
-use crate::core::config::{is_present, read_json};
+use crate::core::config::{is_present, read_json, CommonConfig};
 use crate::{ModelError, Result};
 
 /// Largest image accepted, in pixels (PIL's decompression-bomb limit is
@@ -608,7 +608,8 @@ impl ImageProcessor {
         }
         let config: ImageProcessorConfig = read_json(&path)?;
         // An older config's "...FeatureExtractor" is loaded as the
-        // "...ImageProcessor" of the same name.
+        // "...ImageProcessor" of the same name; a config naming neither gets
+        // the model type's, as AutoImageProcessor picks it.
         let kind_name = config
             .image_processor_type
             .clone()
@@ -618,7 +619,7 @@ impl ImageProcessor {
                     .as_ref()
                     .map(|t| t.replace("FeatureExtractor", "ImageProcessor"))
             })
-            .unwrap_or_default();
+            .unwrap_or_else(|| model_type_processor(dir).to_string());
         let (kind, default_filter, default_mean, default_std) = if kind_name.starts_with("ConvNext") {
             // ConvNextImageProcessor's own defaults (its saved configs say
             // bicubic and ImageNet's statistics).
@@ -857,6 +858,18 @@ fn shortest_edge_size(height: usize, width: usize, short: usize) -> (usize, usiz
     }
 }
 
+/// The image processor transformers maps the model's type to (config.json's
+/// `model_type`); empty when it names none of ours.
+fn model_type_processor(dir: &Path) -> &'static str {
+    let model_type = CommonConfig::from_dir(dir).map(|c| c.model_type).unwrap_or_default();
+    match model_type.as_str() {
+        "vit" => "ViTImageProcessor",
+        "convnext" | "resnet" => "ConvNextImageProcessor",
+        "detr" => "DetrImageProcessor",
+        _ => "",
+    }
+}
+
 /// Whether an h x w image would hold more than MAX_PIXELS (or more than
 /// a u64 counts).
 fn over_limit(h: usize, w: usize) -> bool {
@@ -960,6 +973,30 @@ mod tests {
         // Rows 1-2, columns 1-2.
         assert_eq!(&out.data[0..3], &image.data[(4 + 1) * 3..(4 + 1) * 3 + 3]);
         assert_eq!(shortest_edge_size(61, 97, 73), (73, 116));
+    }
+
+    #[test]
+    fn a_config_naming_no_processor_gets_the_model_types() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("preprocessor_config.json"),
+            r#"{"size": 800, "max_size": 1333}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("config.json"), r#"{"model_type": "detr"}"#).unwrap();
+        let processor = ImageProcessor::from_dir(dir.path()).unwrap();
+        assert_eq!(processor.kind, ProcessorKind::Detr);
+        let image = RgbImage {
+            width: 64,
+            height: 48,
+            data: vec![7; 64 * 48 * 3],
+        };
+        let resized = processor.resize_and_crop(&image).unwrap();
+        assert_eq!((resized.width, resized.height), (1066, 800));
+        // Sizes no image could take are refused at load.
+        std::fs::write(dir.path().join("preprocessor_config.json"), r#"{"size": 0}"#).unwrap();
+        let refused = ImageProcessor::from_dir(dir.path()).unwrap_err().to_string();
+        assert!(refused.contains("size.shortest_edge = 0"), "{refused}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod backbones;
 pub mod classifier;
 pub mod convnext;
+pub mod detector;
 pub mod detr;
 pub mod image;
 pub mod vit;
