@@ -55,6 +55,7 @@ api_messages! {
     GenerateRequest => Generate, "Inference/Generate or Inference/GenerateStream";
     ClassifyImageRequest => ClassifyImage, "Inference/ClassifyImage";
     DetectObjectsRequest => DetectObjects, "Inference/DetectObjects";
+    EstimateDepthRequest => EstimateDepth, "Inference/EstimateDepth";
     TranscribeRequest => Transcribe, "Inference/Transcribe or Inference/TranscribeStream";
     SummarizeRequest => Summarize, "Inference/Summarize";
     TranslateRequest => Translate, "Inference/Translate";
@@ -82,6 +83,7 @@ api_responses! {
     GenerateStreamResponse => GenerateChunk;
     ClassifyImageResponse => ClassifyImage;
     DetectObjectsResponse => DetectObjects;
+    EstimateDepthResponse => EstimateDepth;
     TranscribeResponse => Transcribe;
     TranscribeStreamResponse => TranscribeChunk;
     SummarizeResponse => Summarize;

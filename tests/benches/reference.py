@@ -8,6 +8,7 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py summarize --model DIR --threads N --payload FILE
     reference.py transcribe --model DIR --threads N --audio FILE [--new-tokens 64] [--calls 8]
     reference.py detect --model DIR --threads N --image FILE [--threshold 0.5] [--calls 8]
+    reference.py depth --model DIR --threads N --image FILE [--calls 4]
     reference.py peak --threads N
     reference.py flops --model DIR --payload FILE [--batch 32]
 """
@@ -121,6 +122,32 @@ def make_models(out):
         model.save_pretrained(detr, safe_serialization=True)
         DetrImageProcessor().save_pretrained(detr)
         print(f"made {detr}", file=sys.stderr)
+    glpn = os.path.join(out, "glpn-kitti")
+    if not os.path.exists(os.path.join(glpn, "model.safetensors")):
+        # vinvino02/glpn-kitti's shape (61M parameters: MiT-b4, decoder 64,
+        # max_depth 80), random weights, GLPNImageProcessor's defaults.
+        from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+        cfg = GLPNConfig(depths=[3, 8, 27, 3], hidden_sizes=[64, 128, 320, 512], num_attention_heads=[1, 2, 5, 8],
+                         decoder_hidden_size=64, max_depth=80)
+        GLPNForDepthEstimation(cfg).save_pretrained(glpn, safe_serialization=True)
+        GLPNImageProcessor().save_pretrained(glpn)
+        print(f"made {glpn}", file=sys.stderr)
+    dpt = os.path.join(out, "dpt-large")
+    if not os.path.exists(os.path.join(dpt, "model.safetensors")):
+        # Intel/dpt-large's shape (343M parameters: ViT-L/16 at 384, layers
+        # 5/11/17/23 reassembled), random weights, its hub
+        # preprocessor_config.json (384x384, bilinear).
+        from transformers import DPTConfig, DPTForDepthEstimation
+
+        cfg = DPTConfig(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+                        backbone_out_indices=[5, 11, 17, 23], neck_hidden_sizes=[256, 512, 1024, 1024])
+        DPTForDepthEstimation(cfg).save_pretrained(dpt, safe_serialization=True)
+        json.dump({"do_normalize": True, "do_resize": True, "ensure_multiple_of": 1,
+                   "feature_extractor_type": "DPTFeatureExtractor", "image_mean": [0.5, 0.5, 0.5],
+                   "image_std": [0.5, 0.5, 0.5], "keep_aspect_ratio": False, "resample": 2, "size": 384},
+                  open(os.path.join(dpt, "preprocessor_config.json"), "w"), indent=1)
+        print(f"made {dpt}", file=sys.stderr)
 
 
 def generate(args):
@@ -268,6 +295,29 @@ def detect(args):
                           "objects": objects}))
 
 
+def depth(args):
+    """pipeline("depth-estimation") on one image, after a warm-up: one call,
+    then `calls` sequential calls. The seconds and each call's depth range
+    (min and max of predicted_depth at the image's size)."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = pipeline("depth-estimation", model=args.model, device="cpu")
+
+    def call():
+        out = pipe(args.image)["predicted_depth"]
+        return [float(out.min()), float(out.max())]
+
+    call()  # warm-up
+    for calls in (1, args.calls):
+        started = time.perf_counter()
+        ranges = [call() for _ in range(calls)]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "depth", "who": "transformers", "model": os.path.basename(args.model),
+                          "calls": calls, "seconds": seconds, "ranges": ranges}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -346,6 +396,11 @@ def main():
     d.add_argument("--image", required=True)
     d.add_argument("--threshold", type=float, default=0.5)
     d.add_argument("--calls", type=int, default=8)
+    e = sub.add_parser("depth")
+    e.add_argument("--model", required=True)
+    e.add_argument("--threads", type=int, required=True)
+    e.add_argument("--image", required=True)
+    e.add_argument("--calls", type=int, default=4)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -363,6 +418,8 @@ def main():
         transcribe(args)
     elif args.cmd == "detect":
         detect(args)
+    elif args.cmd == "depth":
+        depth(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

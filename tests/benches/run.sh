@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -139,6 +139,25 @@ PYEOF
   "$PY" tests/benches/reference.py detect --model "$BENCH/detr-resnet-50" --threads "$THREADS" \
     --image "$PHOTO" --threshold 0 --calls 8 >> "$RESULTS"
 fi
+if [[ "$WHAT" == depth || "$WHAT" == all ]]; then
+  PHOTO="$BENCH/photo_640x480.jpg"
+  "$PY" - target/fixtures/images/chelsea.png "$PHOTO" <<'PYEOF'
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).convert("RGB").resize((640, 480), Image.BICUBIC).save(sys.argv[2], quality=90)
+PYEOF
+  for model in glpn-kitti dpt-large; do
+    start_daemon "$model:depth-estimation=$BENCH/$model"
+    B="target/release/inferd-bench --addr $ADDR --model $model"
+    $B depth --image "$PHOTO" --requests 1 --rounds 3 --metrics "$METRICS" \
+      | sed "s/^{/{\"who\":\"inferd\",\"model\":\"$model\",/" >> "$RESULTS"
+    $B depth --image "$PHOTO" --requests 4 --rounds 2 --metrics "$METRICS" \
+      | sed "s/^{/{\"who\":\"inferd\",\"model\":\"$model\",/" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+    "$PY" tests/benches/reference.py depth --model "$BENCH/$model" --threads "$THREADS" \
+      --image "$PHOTO" --calls 4 >> "$RESULTS"
+  done
+fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
 import json, sys, platform, os
@@ -221,4 +240,22 @@ if det:
               f"{images / i['seconds']:>14.2f}{same(i['objects'][0], t['objects'][0]):>14.0%}")
     print(f"inferd, {n} concurrent: latency p50 {i8['p50_ms'] / 1e3:.2f} s, max {i8['max_ms'] / 1e3:.2f} s; "
           f"{i8['batches']:.0f} batch(es), {i8['seconds_per_batch']:.2f} s each (daemon metrics)")
+dep = [r for r in rows if r["bench"] == "depth"]
+if dep:
+    print("\ndepth estimation on a 640x480 photo: glpn-kitti-sized GLPN (61M, random weights; 640x480 in), "
+          "dpt-large-sized DPT (343M; 384x384 in); depth at 640x480")
+    print(f"{'':34}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'inferd img/s':>14}{'same range':>12}")
+    close = lambda a, b: all(abs(x - y) <= 1e-3 * max(1.0, abs(y)) for x, y in zip(a, b))
+    for model in dict.fromkeys(r["model"] for r in dep):
+        mine = [r for r in dep if r["model"] == model]
+        get = lambda who, key, n: next(r for r in mine if r["who"] == who and r[key] == n)
+        n = max(r["calls"] for r in mine if r["who"] == "transformers")
+        i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
+        i4, t4 = get("inferd", "requests", n), get("transformers", "calls", n)
+        for label, i, t, images in ((f"{model}, 1 image", i1, t1, 1),
+                                    (f"{model}, {n} concurrent vs sequential", i4, t4, n)):
+            print(f"{label:34}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
+                  f"{images / i['seconds']:>14.2f}{str(close(i['ranges'][0], t['ranges'][0])):>12}")
+        print(f"  {model}, {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
+              f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
 PYEOF

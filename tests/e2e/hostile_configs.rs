@@ -221,6 +221,126 @@ async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and
         let dir = edited_file_copy(fixture, file, field, value.clone());
         assert_refused(&daemon, dir.path(), "object-detection", what).await;
     }
+    // GLPN's MiT stages and decoder, DPT's neck, and their processors.
+    let depth: &[(&str, &str, &str, Value, &str)] = &[
+        (
+            "glpn-random",
+            "config.json",
+            "depths",
+            json!([1, 1_000_000_000, 1, 1]),
+            "depths[1] = 1000000000",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "depths",
+            json!([1, 2, 1]),
+            "depths has 3,",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "hidden_sizes",
+            json!([8, 16, 24, 1_000_000_000]),
+            "hidden_sizes[3] = 1000000000",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "num_attention_heads",
+            json!([1, 2, 3, 0]),
+            "num_attention_heads[3] = 0",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "sr_ratios",
+            json!([0, 4, 2, 1]),
+            "sr_ratios[0] = 0",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "strides",
+            json!([4, 0, 2, 2]),
+            "strides[1] = 0",
+        ),
+        (
+            "glpn-random",
+            "config.json",
+            "head_in_index",
+            json!(7),
+            "head_in_index = 7",
+        ),
+        ("glpn-random", "config.json", "max_depth", json!(-1.0), "max_depth = -1"),
+        (
+            "glpn-random",
+            "preprocessor_config.json",
+            "size_divisor",
+            json!(0),
+            "size_divisor = 0",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "num_hidden_layers",
+            json!(1_000_000_000),
+            "num_hidden_layers = 1000000000",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "backbone_out_indices",
+            json!([0, 1, 2, 1_000_000]),
+            "backbone_out_indices[3] = 1000000",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "reassemble_factors",
+            json!([4, 2, 1, 0]),
+            "reassemble_factors[3] = 0",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "reassemble_factors",
+            json!([1_000_000_000, 2, 1, 0.5]),
+            "reassemble_factors[0] = 1000000000",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "fusion_hidden_size",
+            json!(1_000_000_000),
+            "fusion_hidden_size = 1000000000",
+        ),
+        (
+            "dpt-random",
+            "config.json",
+            "readout_type",
+            json!("bogus"),
+            "readout_type = \"bogus\"",
+        ),
+        (
+            "dpt-random",
+            "preprocessor_config.json",
+            "ensure_multiple_of",
+            json!(0),
+            "ensure_multiple_of = 0",
+        ),
+        (
+            "dpt-random",
+            "preprocessor_config.json",
+            "size",
+            json!(1_000_000_000_000u64),
+            "size.height = 1000000000000",
+        ),
+    ];
+    for (fixture, file, field, value, what) in depth {
+        let dir = edited_file_copy(fixture, file, field, value.clone());
+        assert_refused(&daemon, dir.path(), "depth-estimation", what).await;
+    }
 
     let grown = daemon.rss_bytes().saturating_sub(rss_before);
     assert!(

@@ -4,6 +4,7 @@
 mod audio;
 mod bad_input;
 mod classify;
+mod depth;
 mod generation;
 mod hostile_configs;
 mod hostile_model_files;

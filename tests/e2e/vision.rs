@@ -6,7 +6,7 @@ use inferd_tests::{assert_close_with, fixture_model, fixtures_dir, reference, Da
 use serde_json::Value;
 use tonic::Code;
 
-fn image(name: &str) -> Vec<u8> {
+pub(crate) fn image(name: &str) -> Vec<u8> {
     let path = fixtures_dir().join("images").join(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -72,7 +72,7 @@ async fn image_classification_matches_pipeline() {
 }
 
 /// A PNG whose header claims `width` x `height` (no image data).
-fn png_header(width: u32, height: u32) -> Vec<u8> {
+pub(crate) fn png_header(width: u32, height: u32) -> Vec<u8> {
     fn crc32(bytes: &[u8]) -> u32 {
         let mut crc = 0xFFFF_FFFFu32;
         for &b in bytes {
@@ -326,7 +326,7 @@ async fn resnet_classification_matches_pipeline() {
 }
 
 /// A 24-bit BMP of one colour.
-fn bmp(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
+pub(crate) fn bmp(width: u32, height: u32, rgb: [u8; 3]) -> Vec<u8> {
     let row = (width * 3).div_ceil(4) * 4;
     let size = 54 + row * height;
     let mut out = b"BM".to_vec();

@@ -1,6 +1,8 @@
-//! `inferctl detect --draw`: the image with each detected object's box and
-//! label drawn on it, written as a PNG a person can open.
+//! Pictures a person can open: `inferctl detect --draw` (the image with
+//! each detected object's box and label drawn on it) and `inferctl depth
+//! --colormap` (the depth picture in colour), written as PNGs.
 
+pub mod colormap;
 mod font;
 
 use std::io::Cursor;
@@ -102,4 +104,19 @@ fn label(canvas: &mut RgbImage, text: &str, at: (i64, i64), scale: i64, colour: 
             }
         }
     }
+}
+
+/// The daemon's 8-bit depth picture (`png8`) coloured through `map`,
+/// written as an RGB PNG to `out`.
+pub fn depth(png8: &[u8], map: colormap::Colormap, out: &Path) -> Result<()> {
+    let grey = image::load_from_memory_with_format(png8, image::ImageFormat::Png)
+        .context("decode the daemon's depth picture")?
+        .into_luma8();
+    let table = map.table();
+    let coloured = RgbImage::from_fn(grey.width(), grey.height(), |x, y| {
+        Rgb(table[grey.get_pixel(x, y)[0] as usize])
+    });
+    coloured
+        .save_with_format(out, image::ImageFormat::Png)
+        .with_context(|| format!("write {}", out.display()))
 }

@@ -9,7 +9,7 @@ use std::io::Write;
 use anyhow::Result;
 use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::{
-    Answer, Classification, DetectedObject, Detections, Embedding, FillMaskResult, GenerateResult,
+    Answer, Classification, DepthMap, DetectedObject, Detections, Embedding, FillMaskResult, GenerateResult,
     GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, TokenClassification, TokenEntity,
     TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
 };
@@ -125,6 +125,33 @@ impl Output {
                         let b = corners(o);
                         OBJECTS.row(&[&format!("{:.4}", o.score), &o.label, &b.xmin, &b.ymin, &b.xmax, &b.ymax]);
                     }
+                }
+            },
+        )
+    }
+
+    /// Each image's depth map: its size and range, or with --json
+    /// `{width, height, min, max}` per image (the values: `depth --npy`).
+    pub fn depth_maps(&self, names: &[String], results: &[DepthMap]) -> Result<()> {
+        let range = |m: &DepthMap| {
+            m.predicted_depth
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                    (lo.min(v), hi.max(v))
+                })
+        };
+        self.print(
+            || {
+                let record = |m: &DepthMap| {
+                    let (min, max) = range(m);
+                    json!({"width": m.width, "height": m.height, "min": min, "max": max})
+                };
+                Json::Array(results.iter().map(record).collect())
+            },
+            || {
+                for (name, m) in names.iter().zip(results) {
+                    let (min, max) = range(m);
+                    println!("{name}: {}x{} depth map, from {min:.4} to {max:.4}", m.width, m.height);
                 }
             },
         )

@@ -1,9 +1,12 @@
-//! Vision tasks: classify-image, detect.
+//! Vision tasks: classify-image, detect, depth.
 
-use anyhow::Result;
-use inferd_proto::v1::{ClassifyImageRequest, DetectObjectsRequest, ImageInput};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use inferd_proto::v1::{ClassifyImageRequest, DepthMap, DetectObjectsRequest, EstimateDepthRequest, ImageInput};
 
 use crate::connect::{status, Inference};
+use crate::draw::colormap::Colormap;
 use crate::options::{InputFiles, ModelArg};
 use crate::output::Output;
 
@@ -78,8 +81,99 @@ impl Detect {
     }
 }
 
+/// Depth estimation of image files: each image's depth map (pipeline()'s
+/// `predicted_depth`, at the image's size), its range printed, written as
+/// a picture with --out and as numbers with --npy.
+#[derive(clap::Args)]
+pub struct Depth {
+    #[command(flatten)]
+    files: InputFiles,
+    /// Write the depth picture as a PNG: pipeline()'s 8-bit grey `depth`,
+    /// coloured with --colormap, 16-bit with --png16 (one image: this
+    /// file; several: FILE with each image's number added).
+    #[arg(long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Colour the picture of --out (bare --colormap: magma).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "magma", requires = "out")]
+    colormap: Option<Colormap>,
+    /// Write --out as a 16-bit greyscale PNG (65,536 levels instead of 256).
+    #[arg(long, conflicts_with = "colormap", requires = "out")]
+    png16: bool,
+    /// Write predicted_depth as a NumPy .npy file (float32, [height, width]),
+    /// numbered like --out.
+    #[arg(long, value_name = "FILE")]
+    npy: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Depth {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let inputs = self.files.read()?.into_iter().map(|data| ImageInput { data }).collect();
+        let request = EstimateDepthRequest {
+            model: self.model.name(),
+            inputs,
+            png16: self.png16,
+        };
+        let response = client.estimate_depth(request).await.map_err(status)?.into_inner();
+        out.depth_maps(&self.files.names(), &response.results)?;
+        let count = response.results.len();
+        let target = |path: &Path, i: usize| {
+            if count == 1 {
+                path.to_path_buf()
+            } else {
+                numbered(path, i + 1)
+            }
+        };
+        for (i, map) in response.results.iter().enumerate() {
+            if let Some(path) = &self.out {
+                let path = target(path, i);
+                match self.colormap {
+                    Some(colormap) => crate::draw::depth(&map.depth, colormap, &path)?,
+                    None => {
+                        let png = if self.png16 { &map.depth16 } else { &map.depth };
+                        std::fs::write(&path, png).with_context(|| format!("write {}", path.display()))?;
+                    }
+                }
+                eprintln!(
+                    "wrote the depth picture of {} to {}",
+                    self.files.names()[i],
+                    path.display()
+                );
+            }
+            if let Some(path) = &self.npy {
+                let path = target(path, i);
+                write_npy(&path, map)?;
+                eprintln!(
+                    "wrote predicted_depth of {} to {}",
+                    self.files.names()[i],
+                    path.display()
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+/// predicted_depth as a version 1.0 .npy file: the magic, a header dict
+/// padded with spaces to a multiple of 64 bytes, then the float32 values.
+fn write_npy(path: &Path, map: &DepthMap) -> Result<()> {
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}), }}",
+        map.height, map.width
+    );
+    let unpadded = 10 + header.len() + 1;
+    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
+    header.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(map.predicted_depth.iter().flat_map(|v| v.to_le_bytes()));
+    std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
+}
+
 /// `out.png` as `out-2.png`.
-fn numbered(path: &std::path::Path, n: usize) -> std::path::PathBuf {
+fn numbered(path: &Path, n: usize) -> PathBuf {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

@@ -595,6 +595,41 @@ def _object_detection(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any],
     return per_input if _many(inputs) else per_input[0]
 
 
+def _depth_record(m: Any) -> Dict[str, Any]:
+    # pipeline() gives a torch tensor and a PIL image; without torch or PIL
+    # installed, the client gives the nearest it can: a NumPy array (or
+    # rows of floats) and the PNG's bytes.
+    values: Any = list(m.predicted_depth)
+    try:
+        import numpy
+
+        values = numpy.asarray(m.predicted_depth, dtype=numpy.float32).reshape(m.height, m.width)
+        import torch
+
+        values = torch.from_numpy(values)
+    except ImportError:
+        if not hasattr(values, "shape"):
+            values = [values[r * m.width:(r + 1) * m.width] for r in range(m.height)]
+    depth: Any = bytes(m.depth)
+    try:
+        from PIL import Image
+
+        depth = Image.open(io.BytesIO(m.depth))
+        depth.load()
+    except ImportError:
+        pass
+    return {"predicted_depth": values, "depth": depth}
+
+
+def _depth_estimation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+    request = api.EstimateDepthRequest(
+        model=p.model,
+        inputs=[api.ImageInput(data=_image_bytes(i)) for i in _as_list(inputs)],
+    )
+    per_input = [_depth_record(m) for m in p.client.call("EstimateDepth", request).results]
+    return per_input if _many(inputs) else per_input[0]
+
+
 def _transcription_chunk(c: Any, timestamps: bool, language: bool) -> Dict[str, Any]:
     # pipeline() gives a chunk's times with timestamps (None where Whisper's
     # last segment has no end) and its language with return_language.
@@ -669,6 +704,7 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "translation": (_translation, _SEQ2SEQ_SETTINGS + ("src_lang", "tgt_lang")),
     "image-classification": (_image_classification, ("top_k", "function_to_apply")),
     "object-detection": (_object_detection, ("threshold",)),
+    "depth-estimation": (_depth_estimation, ()),
     "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
                                                            "return_language", "generate_kwargs")
                                      + _WHISPER_SETTINGS),

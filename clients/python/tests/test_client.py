@@ -285,6 +285,28 @@ class PipelineParity(unittest.TestCase):
             pipe(str(FIXTURES / "images" / "astronaut.png"), threshold=2)
         self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
 
+    def test_depth_estimation(self):
+        # pipeline("depth-estimation")'s predicted_depth (a tensor at the
+        # image's size) and depth (an 8-bit PIL image), one image and a list.
+        import numpy
+
+        CLIENT.load_model(str(FIXTURES / "models" / "glpn-random"), "depth-estimation", name="glpn-random")
+        pipe = CLIENT.pipeline("depth-estimation", model="glpn-random")
+        cases = [c for c in references("depth.json") if c["model"] == "glpn-random"]
+        got = pipe([str(FIXTURES / c["image"]) for c in cases])
+        self.assertEqual(len(got), len(cases))
+        for g, case in zip(got, cases):
+            want = numpy.fromfile(FIXTURES / case["predicted_depth"]["file"], dtype="<f4").reshape(case["image_size"])
+            self.assertEqual(tuple(g["predicted_depth"].shape), tuple(case["image_size"]))
+            numpy.testing.assert_allclose(numpy.asarray(g["predicted_depth"]), want, rtol=1e-4, atol=1e-4)
+            self.assertEqual(g["depth"].mode, "L")
+            self.assertEqual(g["depth"].size, tuple(case["image_size"][::-1]))
+        one = pipe(str(FIXTURES / cases[0]["image"]))
+        self.assertEqual(set(one), {"predicted_depth", "depth"})
+        with self.assertRaises(InferdError) as raised:
+            pipe(str(FIXTURES / "images" / "tiny_3x5.png"))
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+
     def test_whisper_speech_recognition(self):
         # pipeline()'s Whisper arguments (generate_kwargs, return_timestamps=True,
         # return_language, chunk_length_s) give pipeline()'s answers.

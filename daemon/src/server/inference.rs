@@ -9,10 +9,10 @@ use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, DetectObjectsRequest, DetectObjectsResponse,
-    EmbedRequest, EmbedResponse, FillMaskRequest, FillMaskResponse, GenerateRequest, GenerateResponse,
-    GenerateStreamResponse, RunRequest, RunResponse, SummarizeRequest, SummarizeResponse, TranscribeRequest,
-    TranscribeResponse, TranscribeStreamResponse, TranslateRequest, TranslateResponse, ZeroShotClassifyRequest,
-    ZeroShotClassifyResponse,
+    EmbedRequest, EmbedResponse, EstimateDepthRequest, EstimateDepthResponse, FillMaskRequest, FillMaskResponse,
+    GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, SummarizeRequest,
+    SummarizeResponse, TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, TranslateRequest,
+    TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -476,6 +476,20 @@ impl Inference for InferenceService {
             "object-detection",
             DetectObjects,
             DetectObjects
+        )
+    }
+
+    async fn estimate_depth(
+        &self,
+        request: Request<EstimateDepthRequest>,
+    ) -> Result<Response<EstimateDepthResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "EstimateDepth",
+            "depth-estimation",
+            EstimateDepth,
+            EstimateDepth
         )
     }
 

@@ -1,11 +1,14 @@
 //! The inferd plugin for image tasks. Images arrive as encoded files; the
 //! models and the image processing come from `inferd-models`.
 
+mod batch;
+pub mod depth_estimation;
 pub mod image_classification;
 pub mod object_detection;
 
 use inferd_models::auto::{
-    architectures_for, load_image_classifier, load_object_detector, ImageClassifier, ObjectDetector,
+    architectures_for, load_depth_estimator, load_image_classifier, load_object_detector, DepthEstimator,
+    ImageClassifier, ObjectDetector,
 };
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
@@ -16,6 +19,7 @@ use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Ta
 enum VisionModel {
     Classifier(Box<ImageClassifier>),
     Detector(Box<ObjectDetector>),
+    Depth(Box<DepthEstimator>),
 }
 
 /// One loaded model, serving one task.
@@ -30,7 +34,7 @@ impl Task for VisionTask {
         Manifest {
             name: "vision".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Image tasks on ViT, ConvNeXT, ResNet and DETR models (LibTorch)".into(),
+            description: "Image tasks on ViT, ConvNeXT, ResNet, DETR, GLPN and DPT models (LibTorch)".into(),
             tasks: vec![
                 TaskSpec {
                     name: "image-classification".into(),
@@ -48,6 +52,15 @@ impl Task for VisionTask {
                     needs_model: true,
                     description: "Find objects in images, with boxes (Inference/DetectObjects)".into(),
                 },
+                TaskSpec {
+                    name: "depth-estimation".into(),
+                    aliases: vec![],
+                    default_model: "Intel/dpt-large".into(),
+                    architectures: architectures_for("depth-estimation"),
+                    needs_model: true,
+                    description: "Estimate each pixel's depth, as numbers and a picture (Inference/EstimateDepth)"
+                        .into(),
+                },
             ],
         }
     }
@@ -62,10 +75,11 @@ impl Task for VisionTask {
         let model = match ctx.task.as_str() {
             "image-classification" => VisionModel::Classifier(Box::new(load_image_classifier(dir()?, device)?)),
             "object-detection" => VisionModel::Detector(Box::new(load_object_detector(dir()?, device)?)),
+            "depth-estimation" => VisionModel::Depth(Box::new(load_depth_estimator(dir()?, device)?)),
             other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
         };
         Ok(VisionTask {
-            pixel_limit: image_classification::REQUEST_PIXELS.for_model(ctx)?,
+            pixel_limit: batch::REQUEST_PIXELS.for_model(ctx)?,
             model,
         })
     }
@@ -74,6 +88,7 @@ impl Task for VisionTask {
         let (memory_bytes, labels) = match &self.model {
             VisionModel::Classifier(m) => (m.memory_bytes, m.labels.clone()),
             VisionModel::Detector(m) => (m.memory_bytes, m.labels.clone()),
+            VisionModel::Depth(m) => (m.memory_bytes, Vec::new()),
         };
         LoadedModel {
             memory_bytes,
@@ -94,6 +109,9 @@ impl Task for VisionTask {
                     object_detection::detect(model, &self.pixel_limit, requests, wanted)
                 })
             }
+            VisionModel::Depth(model) => dispatch::together("depth-estimation", batch, emitter, |requests, wanted| {
+                depth_estimation::estimate(model, &self.pixel_limit, requests, wanted)
+            }),
         }
     }
 }

@@ -13,7 +13,7 @@ use inferd_models::vision::image::{decode_rgb, stack};
 use inferd_sdk::proto::api::{BoundingBox, DetectObjectsRequest, DetectObjectsResponse, DetectedObject, Detections};
 use inferd_sdk::{Error, Limit};
 
-use crate::image_classification::check_pixels;
+use crate::batch::check_pixels;
 
 /// pipeline()'s threshold.
 const DEFAULT_THRESHOLD: f32 = 0.5;

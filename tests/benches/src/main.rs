@@ -13,8 +13,8 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::{
-    AudioInput, ClassifyRequest, DetectObjectsRequest, GenerateRequest, ImageInput, SummarizeRequest, TextInput,
-    TranscribeRequest,
+    AudioInput, ClassifyRequest, DetectObjectsRequest, EstimateDepthRequest, GenerateRequest, ImageInput,
+    SummarizeRequest, TextInput, TranscribeRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -75,6 +75,23 @@ enum Command {
         num_beams: u32,
         #[arg(long)]
         max_new_tokens: Option<u32>,
+        /// The daemon's metrics endpoint (HOST:PORT): report the batches the
+        /// model ran and its time per batch during the timed rounds.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Depth estimation of one image, `requests` separate requests in
+    /// flight at once; the seconds per round, the requests' latencies and
+    /// the last round's depth ranges (min and max) are printed.
+    Depth {
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Requests sent at once (each round).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        /// Timed rounds (after one warm-up request).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
         /// The daemon's metrics endpoint (HOST:PORT): report the batches the
         /// model ran and its time per batch during the timed rounds.
         #[arg(long)]
@@ -370,6 +387,39 @@ async fn main() -> Result<()> {
                             })
                             .collect();
                         anyhow::Ok(json!(objects))
+                    }
+                },
+            )
+            .await?;
+            println!("{figures}");
+        }
+        Command::Depth {
+            image,
+            requests,
+            rounds,
+            metrics,
+        } => {
+            let data = std::fs::read(&image).with_context(|| format!("read {}", image.display()))?;
+            let request = EstimateDepthRequest {
+                model: model.clone(),
+                inputs: vec![ImageInput { data }],
+                png16: false,
+            };
+            let figures = concurrent_rounds(
+                ("depth", "ranges"),
+                &channel,
+                &model,
+                (requests, rounds),
+                metrics.as_deref(),
+                move |mut client| {
+                    let request = request.clone();
+                    async move {
+                        let response = client.estimate_depth(request).await?.into_inner();
+                        let values = &response.results[0].predicted_depth;
+                        let (min, max) = values.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                            (lo.min(v), hi.max(v))
+                        });
+                        anyhow::Ok(json!([min, max]))
                     }
                 },
             )

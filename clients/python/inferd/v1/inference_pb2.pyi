@@ -399,6 +399,36 @@ class DetectObjectsResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[Detections]
     def __init__(self, results: _Optional[_Iterable[_Union[Detections, _Mapping]]] = ...) -> None: ...
 
+class EstimateDepthRequest(_message.Message):
+    __slots__ = ("model", "inputs", "png16")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    PNG16_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedCompositeFieldContainer[ImageInput]
+    png16: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., png16: _Optional[bool] = ...) -> None: ...
+
+class DepthMap(_message.Message):
+    __slots__ = ("width", "height", "predicted_depth", "depth", "depth16")
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    PREDICTED_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    DEPTH_FIELD_NUMBER: _ClassVar[int]
+    DEPTH16_FIELD_NUMBER: _ClassVar[int]
+    width: int
+    height: int
+    predicted_depth: _containers.RepeatedScalarFieldContainer[float]
+    depth: bytes
+    depth16: bytes
+    def __init__(self, width: _Optional[int] = ..., height: _Optional[int] = ..., predicted_depth: _Optional[_Iterable[float]] = ..., depth: _Optional[bytes] = ..., depth16: _Optional[bytes] = ...) -> None: ...
+
+class EstimateDepthResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[DepthMap]
+    def __init__(self, results: _Optional[_Iterable[_Union[DepthMap, _Mapping]]] = ...) -> None: ...
+
 class SummarizeRequest(_message.Message):
     __slots__ = ("model", "inputs", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences")
     MODEL_FIELD_NUMBER: _ClassVar[int]

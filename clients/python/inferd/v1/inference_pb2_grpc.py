@@ -84,6 +84,11 @@ class InferenceStub:
                 request_serializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.SerializeToString,
                 response_deserializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.FromString,
                 _registered_method=True)
+        self.EstimateDepth = channel.unary_unary(
+                '/inferd.v1.Inference/EstimateDepth',
+                request_serializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.SerializeToString,
+                response_deserializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.FromString,
+                _registered_method=True)
         self.Summarize = channel.unary_unary(
                 '/inferd.v1.Inference/Summarize',
                 request_serializer=inferd_dot_v1_dot_inference__pb2.SummarizeRequest.SerializeToString,
@@ -185,6 +190,14 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateDepth(self, request, context):
+        """Task `depth-estimation` (GLPN, DPT): each image's depth map, as numbers
+        and as a picture.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Summarize(self, request, context):
         """Task `summarization` (encoder-decoder models such as BART).
         """
@@ -273,6 +286,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.DetectObjects,
                     request_deserializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.FromString,
                     response_serializer=inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.SerializeToString,
+            ),
+            'EstimateDepth': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateDepth,
+                    request_deserializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.FromString,
+                    response_serializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.SerializeToString,
             ),
             'Summarize': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarize,
@@ -570,6 +588,33 @@ class Inference:
             '/inferd.v1.Inference/DetectObjects',
             inferd_dot_v1_dot_inference__pb2.DetectObjectsRequest.SerializeToString,
             inferd_dot_v1_dot_inference__pb2.DetectObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateDepth(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferd.v1.Inference/EstimateDepth',
+            inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.SerializeToString,
+            inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -7,6 +7,7 @@
 
 pub mod causal;
 pub mod ctc;
+pub mod depth;
 pub mod detection;
 pub mod image;
 pub mod seq2seq;
@@ -15,6 +16,7 @@ pub mod whisper;
 
 pub use causal::{load_causal_lm, CausalModel};
 pub use ctc::{load_ctc_model, CtcModel};
+pub use depth::{load_depth_estimator, DepthEstimator};
 pub use detection::{load_object_detector, ObjectDetector};
 pub use image::{load_image_classifier, ImageClassifier};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
@@ -29,8 +31,9 @@ use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
 use crate::vision::backbones::resnet;
 use crate::vision::classifier::ImageClassifierBuilder;
+use crate::vision::depth::DepthBuilder;
 use crate::vision::detector::DetectorBuilder;
-use crate::vision::{convnext, detr, vit};
+use crate::vision::{convnext, detr, dpt, glpn, vit};
 use crate::{ModelError, Result};
 
 /// How a model of an architecture is built: the kind of model (which
@@ -51,6 +54,8 @@ pub enum Build {
     Whisper(WhisperBuilder),
     /// DETR: an image to class logits and boxes per object query.
     ObjectDetector(DetectorBuilder),
+    /// GLPN, DPT: an image to a depth map.
+    DepthEstimator(DepthBuilder),
 }
 
 /// Builds Whisper from its config.json (see `audio/whisper.rs`).
@@ -124,6 +129,8 @@ architectures! {
     "ConvNextForImageClassification" => &["image-classification"], Build::ImageClassifier(convnext::build);
     "ResNetForImageClassification" => &["image-classification"], Build::ImageClassifier(resnet::build);
     "DetrForObjectDetection" => &["object-detection"], Build::ObjectDetector(detr::build);
+    "GLPNForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(glpn::build);
+    "DPTForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(dpt::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }

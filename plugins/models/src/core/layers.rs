@@ -115,6 +115,168 @@ impl LayerNorm {
     }
 }
 
+/// nn.BatchNorm2d's default epsilon.
+pub const BATCH_NORM_EPS: f64 = 1e-5;
+
+/// How batch norm is computed from its running statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NormKind {
+    /// nn.BatchNorm2d in eval mode.
+    Eval,
+    /// DETR's frozen batch norm: x * (w / sqrt(var + eps)) + (b - mean * that),
+    /// in that order.
+    Frozen,
+}
+
+/// Batch norm over the channels of [N, C, H, W] with running statistics
+/// (`weight`, `bias`, `running_mean`, `running_var`).
+#[derive(Debug)]
+pub struct BatchNorm {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+    kind: NormKind,
+}
+
+impl BatchNorm {
+    pub fn new(p: Path, channels: i64, kind: NormKind) -> Self {
+        BatchNorm {
+            weight: p.zeros_no_train("weight", &[channels]),
+            bias: p.zeros_no_train("bias", &[channels]),
+            running_mean: p.zeros_no_train("running_mean", &[channels]),
+            running_var: p.zeros_no_train("running_var", &[channels]),
+            kind,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        match self.kind {
+            NormKind::Eval => x.batch_norm(
+                Some(&self.weight),
+                Some(&self.bias),
+                Some(&self.running_mean),
+                Some(&self.running_var),
+                false,
+                0.1,
+                BATCH_NORM_EPS,
+                true,
+            ),
+            NormKind::Frozen => {
+                let shape = [1, -1, 1, 1];
+                let scale = self.weight.view(shape) * (self.running_var.view(shape) + BATCH_NORM_EPS).rsqrt();
+                let bias = self.bias.view(shape) - self.running_mean.view(shape) * &scale;
+                x * scale + bias
+            }
+        }
+    }
+}
+
+/// The shape of a square 2-d convolution beyond its channels: kernel,
+/// stride, padding, groups, whether it has a bias. `ConvSpec::new(k)` is
+/// PyTorch's default (stride 1, no padding, one group, a bias).
+#[derive(Debug, Clone, Copy)]
+pub struct ConvSpec {
+    pub kernel: i64,
+    pub stride: i64,
+    pub padding: i64,
+    pub groups: i64,
+    pub bias: bool,
+}
+
+impl ConvSpec {
+    pub fn new(kernel: i64) -> Self {
+        ConvSpec {
+            kernel,
+            stride: 1,
+            padding: 0,
+            groups: 1,
+            bias: true,
+        }
+    }
+
+    /// A kernel that keeps the size (stride 1, padding kernel / 2).
+    pub fn same(kernel: i64) -> Self {
+        ConvSpec::new(kernel).padding(kernel / 2)
+    }
+
+    pub fn stride(self, stride: i64) -> Self {
+        ConvSpec { stride, ..self }
+    }
+
+    pub fn padding(self, padding: i64) -> Self {
+        ConvSpec { padding, ..self }
+    }
+
+    pub fn groups(self, groups: i64) -> Self {
+        ConvSpec { groups, ..self }
+    }
+
+    pub fn no_bias(self) -> Self {
+        ConvSpec { bias: false, ..self }
+    }
+}
+
+/// `torch.nn.Conv2d`: weight [out, in / groups, k, k], bias [out].
+#[derive(Debug)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    spec: ConvSpec,
+}
+
+impl Conv2d {
+    pub fn new(p: Path, input: i64, output: i64, spec: ConvSpec) -> Self {
+        Conv2d {
+            weight: p.zeros_no_train("weight", &[output, input / spec.groups, spec.kernel, spec.kernel]),
+            bias: spec.bias.then(|| p.zeros_no_train("bias", &[output])),
+            spec,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv2d(
+            &self.weight,
+            self.bias.as_ref(),
+            [self.spec.stride; 2],
+            [self.spec.padding; 2],
+            [1; 2],
+            self.spec.groups,
+        )
+    }
+}
+
+/// `torch.nn.ConvTranspose2d` with kernel = stride (each input pixel becomes
+/// a stride x stride block) and a bias: weight [in, out, k, k].
+#[derive(Debug)]
+pub struct ConvTranspose2d {
+    weight: Tensor,
+    bias: Tensor,
+    stride: i64,
+}
+
+impl ConvTranspose2d {
+    pub fn new(p: Path, input: i64, output: i64, stride: i64) -> Self {
+        ConvTranspose2d {
+            weight: p.zeros_no_train("weight", &[input, output, stride, stride]),
+            bias: p.zeros_no_train("bias", &[output]),
+            stride,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.conv_transpose2d(
+            &self.weight,
+            Some(&self.bias),
+            [self.stride; 2],
+            [0; 2],
+            [0; 2],
+            1,
+            [1; 2],
+        )
+    }
+}
+
 /// `torch.nn.Embedding`.
 #[derive(Debug)]
 pub struct Embedding {

@@ -551,6 +551,18 @@ pub struct ImageProcessorConfig {
     pub resample: Option<u32>,
     #[serde(default)]
     pub crop_pct: Option<f64>,
+    /// GLPN: sides rounded down to multiples of this; DPT: what `do_pad`
+    /// pads to.
+    #[serde(default)]
+    pub size_divisor: Option<usize>,
+    /// DPT: scale both sides alike, by the factor nearer 1.
+    #[serde(default)]
+    pub keep_aspect_ratio: bool,
+    /// DPT: sides rounded to multiples of this.
+    #[serde(default)]
+    pub ensure_multiple_of: Option<usize>,
+    #[serde(default)]
+    pub do_pad: Option<bool>,
     #[serde(default = "yes")]
     pub do_rescale: bool,
     #[serde(default = "default_rescale")]
@@ -594,6 +606,14 @@ enum ProcessorKind {
     /// DetrImageProcessor: the shortest edge to `shortest_edge` unless the
     /// longest would pass `longest_edge`, keeping the aspect ratio.
     Detr,
+    /// GLPNImageProcessor: each side rounded down to a multiple of
+    /// `size_divisor` (32); rescaled, never normalised.
+    Glpn,
+    /// DPTImageProcessor: to (height, width), or as near as the aspect
+    /// ratio allows with `keep_aspect_ratio`, each side rounded to a
+    /// multiple of `ensure_multiple_of`; centre-padded to multiples of
+    /// `size_divisor` with `do_pad`.
+    Dpt,
 }
 
 impl ImageProcessor {
@@ -626,11 +646,16 @@ impl ImageProcessor {
             (ProcessorKind::ConvNext, 2, [0.5; 3], [0.5; 3])
         } else if kind_name.starts_with("Detr") {
             (ProcessorKind::Detr, 2, IMAGENET_MEAN, IMAGENET_STD)
+        } else if kind_name.starts_with("GLPN") {
+            (ProcessorKind::Glpn, 2, [0.0; 3], [1.0; 3])
+        } else if kind_name.starts_with("DPT") {
+            (ProcessorKind::Dpt, 3, [0.5; 3], [0.5; 3])
         } else if kind_name.starts_with("ViT") || kind_name.is_empty() {
             (ProcessorKind::Vit, 2, [0.5; 3], [0.5; 3])
         } else {
             return Err(ModelError::Unsupported(format!(
-                "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor, DetrImageProcessor)"
+                "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor, \
+                 DetrImageProcessor, GLPNImageProcessor, DPTImageProcessor)"
             )));
         };
         let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| -> Result<[f64; 3]> {
@@ -665,6 +690,8 @@ impl ImageProcessor {
             ("size.shortest_edge", size.shortest_edge),
             ("size.longest_edge", size.longest_edge),
             ("max_size", self.config.max_size),
+            ("size_divisor", self.config.size_divisor),
+            ("ensure_multiple_of", self.config.ensure_multiple_of),
         ];
         for (field, side) in sides {
             if let Some(side) = side.filter(|&s| s == 0 || s > MAX_SPATIAL as usize) {
@@ -699,7 +726,7 @@ impl ImageProcessor {
             None => SizeSpec::default(),
             Some(SizeValue::Spec(spec)) => spec.clone(),
             Some(SizeValue::Side(n)) => match self.kind {
-                ProcessorKind::Vit => SizeSpec {
+                ProcessorKind::Vit | ProcessorKind::Dpt | ProcessorKind::Glpn => SizeSpec {
                     height: Some(*n),
                     width: Some(*n),
                     ..Default::default()
@@ -779,6 +806,35 @@ impl ImageProcessor {
                 }
                 Ok(resize(image, w, h, self.filter))
             }
+            ProcessorKind::Glpn => {
+                let divisor = self.config.size_divisor.unwrap_or(32);
+                let (h, w) = (image.height / divisor * divisor, image.width / divisor * divisor);
+                if h == 0 || w == 0 {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: this model rounds its sides down to multiples of {divisor} pixels, so \
+                         each side needs at least {divisor}",
+                        image.width, image.height
+                    )));
+                }
+                Ok(resize(image, w, h, self.filter))
+            }
+            ProcessorKind::Dpt => {
+                let (h, w) = dpt_size(
+                    image.height,
+                    image.width,
+                    size.height.unwrap_or(384),
+                    size.width.unwrap_or(384),
+                    self.config.keep_aspect_ratio,
+                    self.config.ensure_multiple_of.unwrap_or(1),
+                );
+                if h == 0 || w == 0 || over_limit(h, w) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: resized for this model it would be {w}x{h}; send a less elongated image",
+                        image.width, image.height
+                    )));
+                }
+                Ok(resize(image, w, h, self.filter))
+            }
         }
     }
 
@@ -803,7 +859,7 @@ impl ImageProcessor {
         for p in 0..plane {
             for c in 0..3 {
                 let mut v = (img.data[p * 3 + c] as f64 * scale) as f32;
-                if self.config.do_normalize {
+                if self.normalises() {
                     v = (v - mean[c]) / std[c];
                 }
                 out[c * plane + p] = v;
@@ -812,15 +868,35 @@ impl ImageProcessor {
         out
     }
 
+    /// Whether `do_normalize` applies: GLPNImageProcessor never normalises.
+    fn normalises(&self) -> bool {
+        self.config.do_normalize && self.kind != ProcessorKind::Glpn
+    }
+
     /// One image's pixel_values with their size, for batching images of one
     /// processed size together ([`stack`]).
     pub fn process(&self, image: &RgbImage) -> Result<Pixels> {
         let img = self.resize_and_crop(image)?;
-        Ok(Pixels {
+        if self.kind == ProcessorKind::Glpn && !self.config.do_resize {
+            let divisor = self.config.size_divisor.unwrap_or(32);
+            if img.height % divisor != 0 || img.width % divisor != 0 {
+                return Err(ModelError::InvalidInput(format!(
+                    "the image is {}x{}: this model does not resize, and needs sides that are multiples of {divisor}",
+                    img.width, img.height
+                )));
+            }
+        }
+        let pixels = Pixels {
             height: img.height,
             width: img.width,
             values: self.rescale_and_normalise(&img),
-        })
+        };
+        match self.config.size_divisor {
+            Some(divisor) if self.kind == ProcessorKind::Dpt && self.config.do_pad == Some(true) => {
+                Ok(pixels.centre_padded(divisor))
+            }
+            _ => Ok(pixels),
+        }
     }
 }
 
@@ -830,6 +906,31 @@ pub struct Pixels {
     pub height: usize,
     pub width: usize,
     pub values: Vec<f32>,
+}
+
+impl Pixels {
+    /// Zero-padded around to the next multiples of `divisor` each way, the
+    /// odd pixel after (DPTImageProcessor's `pad_image`).
+    fn centre_padded(self, divisor: usize) -> Pixels {
+        let pad = |side: usize| {
+            let total = side.div_ceil(divisor) * divisor - side;
+            (total / 2, total)
+        };
+        let ((top, rows), (left, cols)) = (pad(self.height), pad(self.width));
+        if rows == 0 && cols == 0 {
+            return self;
+        }
+        let (height, width) = (self.height + rows, self.width + cols);
+        let mut values = vec![0f32; 3 * height * width];
+        for c in 0..3 {
+            for y in 0..self.height {
+                let from = (c * self.height + y) * self.width;
+                let to = (c * height + y + top) * width + left;
+                values[to..to + self.width].copy_from_slice(&self.values[from..from + self.width]);
+            }
+        }
+        Pixels { height, width, values }
+    }
 }
 
 /// A batch tensor [n, 3, H, W] on `device` of images of one processed size.
@@ -866,6 +967,8 @@ fn model_type_processor(dir: &Path) -> &'static str {
         "vit" => "ViTImageProcessor",
         "convnext" | "resnet" => "ConvNextImageProcessor",
         "detr" => "DetrImageProcessor",
+        "glpn" => "GLPNImageProcessor",
+        "dpt" => "DPTImageProcessor",
         _ => "",
     }
 }
@@ -876,6 +979,34 @@ fn over_limit(h: usize, w: usize) -> bool {
     (h as u64)
         .checked_mul(w as u64)
         .is_none_or(|pixels| pixels > MAX_PIXELS)
+}
+
+/// DPTImageProcessor's `get_resize_output_image_size`: (height, width)
+/// scaled to `out_height` x `out_width` (with `keep_aspect_ratio`, both by
+/// the factor nearer 1), each rounded to a multiple of `multiple` as
+/// `constrain_to_multiple_of` does (Python's round, half to even).
+fn dpt_size(
+    height: usize,
+    width: usize,
+    out_height: usize,
+    out_width: usize,
+    keep_aspect_ratio: bool,
+    multiple: usize,
+) -> (usize, usize) {
+    let mut scale_height = out_height as f64 / height as f64;
+    let mut scale_width = out_width as f64 / width as f64;
+    if keep_aspect_ratio {
+        if (1.0 - scale_width).abs() < (1.0 - scale_height).abs() {
+            scale_height = scale_width;
+        } else {
+            scale_width = scale_height;
+        }
+    }
+    let constrain = |v: f64| ((v / multiple as f64).round_ties_even() * multiple as f64) as usize;
+    (
+        constrain(scale_height * height as f64),
+        constrain(scale_width * width as f64),
+    )
 }
 
 /// DetrImageProcessor's `get_size_with_aspect_ratio`: (height, width) with
@@ -910,6 +1041,35 @@ fn detr_size(height: usize, width: usize, size: usize, max_size: Option<usize>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dpt_sizes_follow_get_resize_output_image_size() {
+        // Squashed to the configured size whatever the aspect.
+        assert_eq!(dpt_size(480, 640, 384, 384, false, 1), (384, 384));
+        // Keeping the aspect ratio: the scale nearer 1 (640 -> 384 is 0.6,
+        // 480 -> 384 is 0.8) for both sides, rounded to multiples of 32.
+        assert_eq!(dpt_size(480, 640, 384, 384, true, 32), (384, 512));
+        assert_eq!(dpt_size(400, 600, 384, 384, true, 32), (384, 576));
+        // Python's round: 2.5 multiples of 32 (80 px) round to 2 (64 px).
+        assert_eq!(dpt_size(384, 80, 384, 384, true, 32), (384, 64));
+        // Too small to reach one multiple: 0, which the processor refuses.
+        assert_eq!(dpt_size(384, 10, 384, 384, true, 32).1, 0);
+    }
+
+    #[test]
+    fn dpt_padding_centres_the_image_in_multiples_of_the_divisor() {
+        let pixels = Pixels {
+            height: 1,
+            width: 3,
+            values: vec![1.0; 9],
+        };
+        let padded = pixels.centre_padded(4);
+        assert_eq!((padded.height, padded.width), (4, 4));
+        // Rows: 3 of padding, 1 before and 2 after; columns: 1, after.
+        let plane = &padded.values[..16];
+        assert_eq!(plane[4..8], [1.0, 1.0, 1.0, 0.0]);
+        assert_eq!(plane.iter().sum::<f32>(), 3.0);
+    }
 
     #[test]
     fn detr_sizes_follow_get_size_with_aspect_ratio() {

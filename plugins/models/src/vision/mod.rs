@@ -1,12 +1,17 @@
 //! Vision: image decoding, PIL-exact resampling and the image processors
-//! (`image`), and the image families: ViT and ConvNeXT. Detection,
-//! segmentation and depth families go beside them (`backbones/`, `detr/`,
-//! `mask2former/`, `glpn`).
+//! (`image`), and the image families: ViT, ConvNeXT and ResNet
+//! classifiers, DETR detection, GLPN (on the MiT encoder, which SegFormer
+//! shares) and DPT depth. Segmentation families go beside them
+//! (`mask2former/`, `segformer`).
 
 pub mod backbones;
 pub mod classifier;
 pub mod convnext;
+pub mod depth;
 pub mod detector;
 pub mod detr;
+pub mod dpt;
+pub mod glpn;
 pub mod image;
+pub mod mit;
 pub mod vit;

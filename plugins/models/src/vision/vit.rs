@@ -98,7 +98,8 @@ impl Config {
     }
 }
 
-struct Layer {
+/// A pre-norm ViT layer (also DPT's backbone's).
+pub(crate) struct Layer {
     norm_before: LayerNorm,
     query: Linear,
     key: Linear,
@@ -112,7 +113,7 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(p: Path, cfg: &Config) -> Self {
+    pub(crate) fn new(p: Path, cfg: &Config) -> Self {
         let h = cfg.hidden_size;
         let a = &p / "attention" / "attention";
         let qkv = |name: &str| {
@@ -136,7 +137,7 @@ impl Layer {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let n = self.norm_before.forward(x);
         let q = split_heads(&self.query.forward(&n), self.heads);
         let k = split_heads(&self.key.forward(&n), self.heads);

@@ -13,67 +13,14 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, Linear};
+pub use crate::core::layers::NormKind;
+use crate::core::layers::{Activation, BatchNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 use crate::{ModelError, Result};
 
-/// nn.BatchNorm2d's default epsilon, which every ResNet layout keeps.
-const BATCH_NORM_EPS: f64 = 1e-5;
 /// A bottleneck's inner width is its output's over this.
 const BOTTLENECK_REDUCTION: i64 = 4;
-
-/// How batch norm is computed from its running statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NormKind {
-    /// nn.BatchNorm2d in eval mode (ResNet image classification).
-    Eval,
-    /// DETR's frozen batch norm: x * (w / sqrt(var + eps)) + (b - mean * that),
-    /// in that order.
-    Frozen,
-}
-
-/// Batch norm over the channels of [N, C, H, W] with running statistics.
-struct BatchNorm {
-    weight: Tensor,
-    bias: Tensor,
-    running_mean: Tensor,
-    running_var: Tensor,
-    kind: NormKind,
-}
-
-impl BatchNorm {
-    fn new(p: Path, channels: i64, kind: NormKind) -> Self {
-        BatchNorm {
-            weight: p.zeros_no_train("weight", &[channels]),
-            bias: p.zeros_no_train("bias", &[channels]),
-            running_mean: p.zeros_no_train("running_mean", &[channels]),
-            running_var: p.zeros_no_train("running_var", &[channels]),
-            kind,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        match self.kind {
-            NormKind::Eval => x.batch_norm(
-                Some(&self.weight),
-                Some(&self.bias),
-                Some(&self.running_mean),
-                Some(&self.running_var),
-                false,
-                0.1,
-                BATCH_NORM_EPS,
-                true,
-            ),
-            NormKind::Frozen => {
-                let shape = [1, -1, 1, 1];
-                let scale = self.weight.view(shape) * (self.running_var.view(shape) + BATCH_NORM_EPS).rsqrt();
-                let bias = self.bias.view(shape) - self.running_mean.view(shape) * &scale;
-                x * scale + bias
-            }
-        }
-    }
-}
 
 /// A convolution without bias, then batch norm.
 struct ConvNorm {

@@ -1,0 +1,155 @@
+//! Running the images of a scheduler batch together: every request's
+//! images decoded and processed one at a time (only the processed form is
+//! kept), then those of one processed size stacked into shared forward
+//! passes. A request's pixels are counted from the images' headers before
+//! any is decoded (`INFERD_MAX_REQUEST_PIXELS`), and whether it is still
+//! wanted is asked before each of its images.
+
+use std::collections::{BTreeMap, HashMap};
+
+use inferd_models::vision::image::{decode_rgb, dimensions, stack, ImageProcessor, Pixels};
+use inferd_sdk::proto::api::ImageInput;
+use inferd_sdk::{Error, Limit};
+use tch::{Device, Kind, Tensor};
+
+/// Images per forward pass.
+const MAX_FORWARD_BATCH: usize = 16;
+/// Processed pixel values (f32) held before the forward passes run: with
+/// `do_resize` off an image keeps its full size, so a batch of large ones
+/// runs in several rounds rather than all being held at once.
+const MAX_HELD_VALUES: usize = 32 << 20;
+
+/// Decoded pixels per request, summed over its images: 2^28, three images
+/// at the single-image limit (89 Mpx) or some twenty 12-megapixel photos.
+/// Images are decoded one at a time, so this bounds a request's decoding
+/// work (seconds per hundred megapixels), not what is held at once.
+pub const REQUEST_PIXELS: Limit = Limit::new("INFERD_MAX_REQUEST_PIXELS", 1 << 28);
+
+/// Refuses a request whose images hold more pixels in all than `limit`,
+/// reading only their headers.
+pub(crate) fn check_pixels(inputs: &[ImageInput], limit: &Limit) -> Result<(), Error> {
+    let mut pixels = 0u64;
+    for (i, input) in inputs.iter().enumerate() {
+        let (width, height) =
+            dimensions(&input.data).map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
+        pixels += u64::from(width) * u64::from(height);
+    }
+    limit.check(pixels, "the pixels of the request's images (width x height, summed)")
+}
+
+/// What the model made of one image: its row of the forward pass's output
+/// (on the CPU, f32), and the image's size as decoded.
+pub(crate) struct ImageOutput {
+    pub row: Tensor,
+    pub width: usize,
+    pub height: usize,
+}
+
+/// One image waiting for its forward pass.
+struct Pending {
+    request: usize,
+    image: usize,
+    pixels: Pixels,
+    width: usize,
+    height: usize,
+}
+
+/// The model's side of a batch: its processor, device and forward pass.
+pub(crate) struct ImageModel<'a> {
+    pub processor: &'a ImageProcessor,
+    pub device: Device,
+    pub forward: &'a dyn Fn(&Tensor) -> Tensor,
+}
+
+/// Runs the images of every request (`inputs[r]`); for each request its
+/// images' outputs in order, or why it failed. `wanted(r)` says whether
+/// request `r` is still wanted.
+pub(crate) fn run_images(
+    model: &ImageModel,
+    pixel_limit: &Limit,
+    inputs: &[&[ImageInput]],
+    wanted: &mut dyn FnMut(usize) -> bool,
+) -> Vec<Result<Vec<ImageOutput>, Error>> {
+    let mut outputs: HashMap<(usize, usize), ImageOutput> = HashMap::new();
+    let mut pending: Vec<Pending> = Vec::new();
+    let mut held = 0;
+    let mut processed_all: Vec<Result<(), Error>> = Vec::with_capacity(inputs.len());
+    for (r, images) in inputs.iter().enumerate() {
+        let processed = if images.is_empty() {
+            Err(Error::invalid_argument("`inputs` is empty: send at least one image"))
+        } else {
+            check_pixels(images, pixel_limit).and_then(|()| {
+                images
+                    .iter()
+                    .enumerate()
+                    .try_for_each(|(i, input)| -> Result<(), Error> {
+                        if !wanted(r) {
+                            return Err(Error::stopped());
+                        }
+                        let image = decode_rgb(&input.data)
+                            .map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
+                        let pixels = model.processor.process(&image).map_err(|e| {
+                            let e = Error::from(e);
+                            Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+                        })?;
+                        held += pixels.values.len();
+                        pending.push(Pending {
+                            request: r,
+                            image: i,
+                            pixels,
+                            width: image.width,
+                            height: image.height,
+                        });
+                        if held > MAX_HELD_VALUES {
+                            forward_pending(model, &mut pending, &mut outputs);
+                            held = 0;
+                        }
+                        Ok(())
+                    })
+            })
+        };
+        if processed.is_err() {
+            pending.retain(|p| p.request != r);
+        }
+        processed_all.push(processed);
+    }
+    forward_pending(model, &mut pending, &mut outputs);
+    processed_all
+        .into_iter()
+        .enumerate()
+        .map(|(r, processed)| {
+            processed?;
+            Ok((0..inputs[r].len())
+                .map(|i| outputs.remove(&(r, i)).expect("every image ran"))
+                .collect())
+        })
+        .collect()
+}
+
+/// Runs the pending images, those of one processed size together, and
+/// keeps each one's output row.
+fn forward_pending(model: &ImageModel, pending: &mut Vec<Pending>, outputs: &mut HashMap<(usize, usize), ImageOutput>) {
+    let mut by_size: BTreeMap<(usize, usize), Vec<Pending>> = BTreeMap::new();
+    for image in pending.drain(..) {
+        by_size
+            .entry((image.pixels.height, image.pixels.width))
+            .or_default()
+            .push(image);
+    }
+    for group in by_size.values() {
+        for chunk in group.chunks(MAX_FORWARD_BATCH) {
+            let pixels: Vec<&Pixels> = chunk.iter().map(|p| &p.pixels).collect();
+            let rows: Tensor = (model.forward)(&stack(&pixels, model.device))
+                .to_kind(Kind::Float)
+                .to_device(Device::Cpu);
+            for (k, p) in chunk.iter().enumerate() {
+                let output = ImageOutput {
+                    row: rows.get(k as i64),
+                    width: p.width,
+                    height: p.height,
+                };
+                outputs.insert((p.request, p.image), output);
+            }
+        }
+    }
+}
