@@ -5,7 +5,9 @@
 //! most one level, on at most 0.1% of the pixels), one image per request
 //! and several together; bad requests refused clearly; `inferctl depth`.
 
-use inferd_proto::v1::{ClassifyImageRequest, DepthMap, EstimateDepthRequest, ImageInput};
+use inferd_proto::v1::{
+    ClassifyImageRequest, DepthMap, EstimateDepthRequest, ImageInput, LoadModelRequest, ModelOptions,
+};
 use inferd_tests::{fixture_model, fixtures_dir, reference, Daemon};
 use serde_json::Value;
 use tonic::Code;
@@ -119,10 +121,7 @@ async fn depth_estimation_matches_pipeline() {
             assert_eq!(deep.dimensions(), (got.width, got.height), "{what}: 16-bit size");
             let grey = grey8(&got.depth).into_raw();
             let deep = deep.into_raw();
-            assert!(
-                deep.contains(&65535) && deep.contains(&0),
-                "{what}: the full range"
-            );
+            assert!(deep.contains(&65535) && deep.contains(&0), "{what}: the full range");
             // The same picture, finer: 16-bit levels / 257 round to the 8-bit
             // ones (or the next, where those were truncated).
             assert!(
@@ -349,4 +348,79 @@ async fn inferctl_writes_depth_pictures_and_values() {
     assert_eq!((coloured.width(), coloured.height()), (600, 400));
     daemon.inferctl(&["depth", photo, "--model", "glpn", "--out", &at("deep.png"), "--png16"]);
     assert_eq!(image::open(at("deep.png")).unwrap().color(), image::ColorType::L16);
+}
+
+/// A copy of the fixture `name` with `file`'s `field` set to `value`.
+fn edited(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    let path = dir.path().join(file);
+    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    json[field] = value;
+    std::fs::write(&path, json.to_string()).unwrap();
+    dir
+}
+
+/// Processor configs that load but give sizes the network cannot take,
+/// and images over the processed-pixel limit, are refused per request
+/// (not a failed batch): GLPN's sides must be multiples of 32, DPT's at
+/// least a patch.
+#[tokio::test]
+async fn sizes_the_network_cannot_take_are_refused_per_request() {
+    let daemon = Daemon::start(&[]).await;
+    let glpn8 = edited("glpn-random", "preprocessor_config.json", "size_divisor", 8.into());
+    daemon
+        .load("glpn8", "depth-estimation", glpn8.path().to_str().unwrap())
+        .await;
+    let unresized = edited("dpt-random", "preprocessor_config.json", "do_resize", false.into());
+    daemon
+        .load("dpt-unresized", "depth-estimation", unresized.path().to_str().unwrap())
+        .await;
+    let limited = LoadModelRequest {
+        name: "glpn-small".into(),
+        task: "depth-estimation".into(),
+        source: fixture_model("glpn-random"),
+        options: Some(ModelOptions {
+            limits: [("max_depth_pixels".to_string(), 10_000)].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    daemon.models().await.load_model(limited).await.unwrap();
+    let mut client = daemon.inference().await;
+    let cases = [
+        ("glpn8", "rgba_80x72.png", Code::InvalidArgument, "multiples of 32"),
+        (
+            "dpt-unresized",
+            "tiny_5x3.png",
+            Code::InvalidArgument,
+            "smaller than this DPT model's 16x16 patches",
+        ),
+        ("glpn-small", "coffee.png", Code::ResourceExhausted, "max_depth_pixels"),
+    ];
+    for (model, file, code, says) in cases {
+        let status = client.estimate_depth(estimate(model, &[file])).await.expect_err(model);
+        assert_eq!(status.code(), code, "{model}: {status:?}");
+        assert!(status.message().contains(says), "{model}: {:?}", status.message());
+    }
+    // Sizes they can take are answered: 64x64 for GLPN at divisor 8, an
+    // unresized 80x72 image for DPT, 96x64 under 10,000 pixels.
+    for (model, data) in [
+        ("glpn8", bmp(64, 64, [10, 200, 90])),
+        ("dpt-unresized", image("rgba_80x72.png")),
+        ("glpn-small", bmp(96, 64, [10, 200, 90])),
+    ] {
+        let request = EstimateDepthRequest {
+            model: model.into(),
+            inputs: vec![ImageInput { data }],
+            png16: false,
+        };
+        client
+            .estimate_depth(request)
+            .await
+            .unwrap_or_else(|e| panic!("{model}: {e}"));
+    }
 }

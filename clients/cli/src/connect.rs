@@ -37,7 +37,8 @@ impl DaemonAddr {
             .await
             .with_context(|| format!("cannot connect to inferd at {addr} (is it running?)"))?;
         Ok(Clients {
-            inference: InferenceClient::new(channel.clone()),
+            // Depth maps are 4 bytes a pixel: a 12-megapixel photo's is 48 MB.
+            inference: InferenceClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
             models: ModelsClient::new(channel),
         })
     }

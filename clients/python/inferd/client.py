@@ -23,8 +23,9 @@ from .v1 import models_pb2
 from .v1 import models_pb2_grpc
 
 DEFAULT_ADDRESS = "localhost:50051"
-# Images and audio travel as file bytes; the daemon's default limit is 16 MiB.
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+# Images and audio travel as file bytes (the daemon's default limit is 16 MiB);
+# depth maps come back as 4 bytes a pixel.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
 
 
 class InferdError(Exception):
@@ -599,7 +600,7 @@ def _depth_record(m: Any) -> Dict[str, Any]:
     # pipeline() gives a torch tensor and a PIL image; without torch or PIL
     # installed, the client gives the nearest it can: a NumPy array (or
     # rows of floats) and the PNG's bytes.
-    values: Any = list(m.predicted_depth)
+    values: Any = None
     try:
         import numpy
 
@@ -608,8 +609,9 @@ def _depth_record(m: Any) -> Dict[str, Any]:
 
         values = torch.from_numpy(values)
     except ImportError:
-        if not hasattr(values, "shape"):
-            values = [values[r * m.width:(r + 1) * m.width] for r in range(m.height)]
+        if values is None:
+            flat = list(m.predicted_depth)
+            values = [flat[r * m.width:(r + 1) * m.width] for r in range(m.height)]
     depth: Any = bytes(m.depth)
     try:
         from PIL import Image

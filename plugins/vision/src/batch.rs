@@ -54,9 +54,12 @@ struct Pending {
     height: usize,
 }
 
-/// The model's side of a batch: its processor, device and forward pass.
+/// The model's side of a batch: its processor, whether it can take an
+/// image as processed (an error saying why not), its device and forward
+/// pass.
 pub(crate) struct ImageModel<'a> {
     pub processor: &'a ImageProcessor,
+    pub accepts: &'a dyn Fn(&Pixels) -> Result<(), Error>,
     pub device: Device,
     pub forward: &'a dyn Fn(&Tensor) -> Tensor,
 }
@@ -88,10 +91,9 @@ pub(crate) fn run_images(
                         }
                         let image = decode_rgb(&input.data)
                             .map_err(|e| Error::invalid_argument(format!("inputs[{i}]: {e}")))?;
-                        let pixels = model.processor.process(&image).map_err(|e| {
-                            let e = Error::from(e);
-                            Error::new(e.code, format!("inputs[{i}]: {}", e.message))
-                        })?;
+                        let at = |e: Error| Error::new(e.code, format!("inputs[{i}]: {}", e.message));
+                        let pixels = model.processor.process(&image).map_err(|e| at(e.into()))?;
+                        (model.accepts)(&pixels).map_err(at)?;
                         held += pixels.values.len();
                         pending.push(Pending {
                             request: r,

@@ -9,23 +9,38 @@
 
 use inferd_models::auto::DepthEstimator;
 use inferd_models::vision::depth::resize_depth;
+use inferd_models::vision::image::Pixels;
 use inferd_sdk::proto::api::{DepthMap, EstimateDepthRequest, EstimateDepthResponse, ImageInput};
 use inferd_sdk::{Error, Limit};
 
 use crate::batch::{run_images, ImageModel};
+
+/// Pixels of one image as the model takes it: GLPN runs at the image's own
+/// size (rounded down to multiples of 32) and holds about 1 KB of
+/// activations a pixel, so 2^23 (a 4K frame, 3840x2160) is some 8 GB.
+pub const PROCESSED_PIXELS: Limit = Limit::new("INFERD_MAX_DEPTH_PIXELS", 1 << 23);
 
 /// Estimates the depth of the images of every request together; one answer
 /// each. `wanted(r)` says whether request `r` is still wanted.
 pub fn estimate(
     model: &DepthEstimator,
     pixel_limit: &Limit,
+    processed_limit: &Limit,
     requests: &[EstimateDepthRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<EstimateDepthResponse, Error>> {
     let inputs: Vec<&[ImageInput]> = requests.iter().map(|r| r.inputs.as_slice()).collect();
     let forward = |pixels: &tch::Tensor| model.forward(pixels);
+    let accepts = |pixels: &Pixels| {
+        processed_limit.check(
+            (pixels.width * pixels.height) as u64,
+            "the image's pixels as this model processes it",
+        )?;
+        Ok(model.check_input(pixels.height, pixels.width)?)
+    };
     let images = ImageModel {
         processor: &model.processor,
+        accepts: &accepts,
         device: model.device,
         forward: &forward,
     };

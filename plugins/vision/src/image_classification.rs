@@ -26,6 +26,7 @@ pub fn classify(
     let forward = |pixels: &tch::Tensor| model.forward(pixels);
     let images = ImageModel {
         processor: &model.processor,
+        accepts: &|_| Ok(()),
         device: model.device,
         forward: &forward,
     };

@@ -19,7 +19,11 @@ use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Ta
 enum VisionModel {
     Classifier(Box<ImageClassifier>),
     Detector(Box<ObjectDetector>),
-    Depth(Box<DepthEstimator>),
+    Depth {
+        model: Box<DepthEstimator>,
+        /// Pixels of one processed image (`max_depth_pixels`).
+        processed_limit: Limit,
+    },
 }
 
 /// One loaded model, serving one task.
@@ -75,7 +79,10 @@ impl Task for VisionTask {
         let model = match ctx.task.as_str() {
             "image-classification" => VisionModel::Classifier(Box::new(load_image_classifier(dir()?, device)?)),
             "object-detection" => VisionModel::Detector(Box::new(load_object_detector(dir()?, device)?)),
-            "depth-estimation" => VisionModel::Depth(Box::new(load_depth_estimator(dir()?, device)?)),
+            "depth-estimation" => VisionModel::Depth {
+                model: Box::new(load_depth_estimator(dir()?, device)?),
+                processed_limit: depth_estimation::PROCESSED_PIXELS.for_model(ctx)?,
+            },
             other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
         };
         Ok(VisionTask {
@@ -85,15 +92,19 @@ impl Task for VisionTask {
     }
 
     fn describe(&self) -> LoadedModel {
+        let mut limits = vec![self.pixel_limit];
         let (memory_bytes, labels) = match &self.model {
             VisionModel::Classifier(m) => (m.memory_bytes, m.labels.clone()),
             VisionModel::Detector(m) => (m.memory_bytes, m.labels.clone()),
-            VisionModel::Depth(m) => (m.memory_bytes, Vec::new()),
+            VisionModel::Depth { model, processed_limit } => {
+                limits.push(*processed_limit);
+                (model.memory_bytes, Vec::new())
+            }
         };
         LoadedModel {
             memory_bytes,
             labels,
-            limits: Limit::report(&[self.pixel_limit]),
+            limits: Limit::report(&limits),
         }
     }
 
@@ -109,9 +120,11 @@ impl Task for VisionTask {
                     object_detection::detect(model, &self.pixel_limit, requests, wanted)
                 })
             }
-            VisionModel::Depth(model) => dispatch::together("depth-estimation", batch, emitter, |requests, wanted| {
-                depth_estimation::estimate(model, &self.pixel_limit, requests, wanted)
-            }),
+            VisionModel::Depth { model, processed_limit } => {
+                dispatch::together("depth-estimation", batch, emitter, |requests, wanted| {
+                    depth_estimation::estimate(model, &self.pixel_limit, processed_limit, requests, wanted)
+                })
+            }
         }
     }
 }

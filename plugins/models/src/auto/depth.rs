@@ -26,6 +26,11 @@ impl DepthEstimator {
     pub fn forward(&self, pixel_values: &Tensor) -> Tensor {
         self.net.forward(pixel_values)
     }
+
+    /// Whether an image processed to `height` x `width` can run.
+    pub fn check_input(&self, height: usize, width: usize) -> Result<()> {
+        self.net.check_input(height, width)
+    }
 }
 
 pub fn load_depth_estimator(dir: &Path, device: Device) -> Result<DepthEstimator> {

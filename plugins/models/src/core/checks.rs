@@ -118,6 +118,25 @@ impl<'a> ConfigCheck<'a> {
         Ok(())
     }
 
+    /// `field` is `expected` (`why` says why, for the message).
+    pub fn exactly(&self, field: &str, value: i64, expected: i64, why: &str) -> Result<()> {
+        if value != expected {
+            return Err(self.refuse(format!("{field} = {value}, but it must be {expected} ({why})")));
+        }
+        Ok(())
+    }
+
+    /// A Python index into `len` items (`what`): -len to len - 1.
+    pub fn index(&self, field: &str, value: i64, len: i64, what: &str) -> Result<()> {
+        if !(-len..len).contains(&value) {
+            return Err(self.refuse(format!(
+                "{field} = {value}, but {what} has {len} (-{len} to {})",
+                len - 1
+            )));
+        }
+        Ok(())
+    }
+
     /// A token id the model embeds: between 0 and `vocab_size` - 1.
     pub fn token(&self, field: &str, id: i64, vocab_size: i64) -> Result<()> {
         if id < 0 || id >= vocab_size {

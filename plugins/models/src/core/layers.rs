@@ -277,6 +277,13 @@ impl ConvTranspose2d {
     }
 }
 
+/// Twice the size of a feature map [N, C, H, W], bilinear
+/// (`interpolate(scale_factor=2, mode="bilinear", align_corners=..)`).
+pub fn upsample2(x: &Tensor, align_corners: bool) -> Tensor {
+    let (_, _, h, w) = x.size4().expect("a feature map");
+    x.upsample_bilinear2d([2 * h, 2 * w], align_corners, None, None)
+}
+
 /// `torch.nn.Embedding`.
 #[derive(Debug)]
 pub struct Embedding {

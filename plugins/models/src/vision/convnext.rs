@@ -8,7 +8,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, LayerNorm, Linear};
+use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 
@@ -84,45 +84,13 @@ impl Config {
     }
 }
 
-/// A convolution's weight and bias.
-struct Conv {
-    weight: Tensor,
-    bias: Tensor,
-    stride: i64,
-    padding: i64,
-    groups: i64,
-}
-
-impl Conv {
-    fn new(p: Path, in_ch: i64, out_ch: i64, kernel: i64, stride: i64, padding: i64, groups: i64) -> Self {
-        Conv {
-            weight: p.zeros_no_train("weight", &[out_ch, in_ch / groups, kernel, kernel]),
-            bias: p.zeros_no_train("bias", &[out_ch]),
-            stride,
-            padding,
-            groups,
-        }
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(
-            &self.weight,
-            Some(&self.bias),
-            [self.stride; 2],
-            [self.padding; 2],
-            [1; 2],
-            self.groups,
-        )
-    }
-}
-
 /// Layer norm over the channels of a [N, C, H, W] tensor.
 fn norm_channels_first(norm: &LayerNorm, x: &Tensor) -> Tensor {
     norm.forward(&x.permute([0, 2, 3, 1])).permute([0, 3, 1, 2])
 }
 
 struct Block {
-    dwconv: Conv,
+    dwconv: Conv2d,
     norm: LayerNorm,
     pwconv1: Linear,
     pwconv2: Linear,
@@ -133,7 +101,7 @@ struct Block {
 impl Block {
     fn new(p: Path, cfg: &Config, dim: i64) -> Self {
         Block {
-            dwconv: Conv::new(&p / "dwconv", dim, dim, 7, 1, 3, dim),
+            dwconv: Conv2d::new(&p / "dwconv", dim, dim, ConvSpec::same(7).groups(dim)),
             norm: LayerNorm::new(&p / "layernorm", dim, INNER_EPS),
             pwconv1: Linear::new(&p / "pwconv1", dim, 4 * dim),
             pwconv2: Linear::new(&p / "pwconv2", 4 * dim, dim),
@@ -155,13 +123,13 @@ impl Block {
 }
 
 struct Stage {
-    downsample: Option<(LayerNorm, Conv)>,
+    downsample: Option<(LayerNorm, Conv2d)>,
     blocks: Vec<Block>,
 }
 
 /// `ConvNextForImageClassification`.
 pub struct ConvNextForImageClassification {
-    stem: Conv,
+    stem: Conv2d,
     stem_norm: LayerNorm,
     stages: Vec<Stage>,
     norm: LayerNorm,
@@ -182,7 +150,7 @@ impl ConvNextForImageClassification {
                 let d = &s / "downsampling_layer";
                 (
                     LayerNorm::new(&d / 0, prev, INNER_EPS),
-                    Conv::new(&d / 1, prev, out, 2, stride, 0, 1),
+                    Conv2d::new(&d / 1, prev, out, ConvSpec::new(2).stride(stride)),
                 )
             });
             let blocks = (0..depth).map(|j| Block::new(&s / "layers" / j, cfg, out)).collect();
@@ -191,14 +159,11 @@ impl ConvNextForImageClassification {
         }
         let last = *sizes.last().expect("at least one stage");
         ConvNextForImageClassification {
-            stem: Conv::new(
+            stem: Conv2d::new(
                 &emb / "patch_embeddings",
                 cfg.num_channels,
                 sizes[0],
-                cfg.patch_size,
-                cfg.patch_size,
-                0,
-                1,
+                ConvSpec::new(cfg.patch_size).stride(cfg.patch_size),
             ),
             stem_norm: LayerNorm::new(&emb / "layernorm", sizes[0], INNER_EPS),
             stages,

@@ -11,6 +11,11 @@ use crate::Result;
 /// A depth model: pixel_values [B, 3, H, W] to predicted_depth [B, h, w].
 pub trait DepthNet: Send {
     fn forward(&self, pixel_values: &Tensor) -> Tensor;
+
+    /// Whether an image processed to `height` x `width` can run (an
+    /// InvalidInput error saying why not): a processor config that gives
+    /// sizes the network cannot take is found before the forward pass.
+    fn check_input(&self, height: usize, width: usize) -> Result<()>;
 }
 
 /// Builds a depth model from its config.json, checked against the

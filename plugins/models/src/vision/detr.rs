@@ -14,11 +14,12 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
+use crate::core::layers::NormKind;
 use crate::core::layers::{
     attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FeedForward, LayerNorm, Linear,
 };
 use crate::core::weights::WeightShapes;
-use crate::vision::backbones::resnet::{timm_shape, Layout, NormKind, ResNet, ResNetConfig, ResNetShape};
+use crate::vision::backbones::resnet::{timm_shape, Layout, ResNet, ResNetConfig, ResNetShape};
 use crate::vision::detector::{DetectorNet, QueryOutputs};
 use crate::{ModelError, Result};
 

@@ -14,7 +14,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, BatchNorm, Conv2d, ConvSpec, ConvTranspose2d, Linear, NormKind};
+use crate::core::layers::{upsample2, Activation, BatchNorm, Conv2d, ConvSpec, ConvTranspose2d, Linear, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::depth::DepthNet;
 use crate::vision::vit;
@@ -132,6 +132,7 @@ impl Config {
         self.vit().validate(file, shapes)?;
         self.readout(file)?;
         let c = ConfigCheck::new(file, shapes);
+        c.exactly("num_channels", self.num_channels, 3, "images are RGB")?;
         let stages = self.neck_hidden_sizes.len();
         c.list("neck_hidden_sizes", stages)?;
         c.same_length(&[
@@ -164,28 +165,30 @@ impl Config {
                 ));
             }
         }
-        for (k, &size) in self.neck_hidden_sizes.iter().enumerate() {
-            let projection = format!("neck.reassemble_stage.layers.{k}.projection.weight");
-            c.matches(&format!("neck_hidden_sizes[{k}]"), size, MAX_WIDTH, &projection, 0)?;
+        // Each size is tied to a checkpoint tensor holding at least as many
+        // values as what is built from it.
+        for (k, (&size, &factor)) in self.neck_hidden_sizes.iter().zip(&self.reassemble_factors).enumerate() {
+            let field = format!("neck_hidden_sizes[{k}]");
+            let layer = format!("neck.reassemble_stage.layers.{k}");
+            c.matches(&field, size, MAX_WIDTH, &format!("{layer}.projection.weight"), 0)?;
+            if factor != 1.0 {
+                let resize = format!("{layer}.resize.weight");
+                c.anchor(&field, size, size, "", &resize, 1)?;
+                let kernel = if factor > 1.0 { factor as i64 } else { 3 };
+                c.anchor(&format!("reassemble_factors[{k}]"), kernel, kernel, "", &resize, 2)?;
+            }
         }
-        c.matches(
+        let f = self.fusion_hidden_size;
+        c.matches("fusion_hidden_size", f, MAX_WIDTH, "neck.convs.0.weight", 0)?;
+        c.anchor(
             "fusion_hidden_size",
-            self.fusion_hidden_size,
-            MAX_WIDTH,
-            "neck.convs.0.weight",
-            0,
+            f,
+            f,
+            "",
+            "neck.fusion_stage.layers.0.projection.weight",
+            1,
         )?;
-        let fused = stages as i64;
-        if !(-fused..fused).contains(&self.head_in_index) {
-            return Err(ModelError::bad_file(
-                file,
-                format!(
-                    "head_in_index = {}, but the neck has {fused} outputs (-{fused} to {})",
-                    self.head_in_index,
-                    fused - 1
-                ),
-            ));
-        }
+        c.index("head_in_index", self.head_in_index, stages as i64, "the neck's outputs")?;
         Ok(())
     }
 }
@@ -272,14 +275,14 @@ struct Reassemble {
 }
 
 impl Reassemble {
-    fn forward(&self, tokens: &Tensor, readout: Readout, rows: i64, cols: i64) -> Tensor {
+    fn forward(&self, tokens: &Tensor, readout: Readout, act: Activation, rows: i64, cols: i64) -> Tensor {
         let (b, _, d) = tokens.size3().expect("tokens");
         let cls = tokens.select(1, 0);
         let rest = tokens.narrow(1, 1, rows * cols);
         let rest = match (readout, &self.readout) {
             (Readout::Project, Some(project)) => {
                 let cls = cls.unsqueeze(1).expand_as(&rest);
-                project.forward(&Tensor::cat(&[&rest, &cls], -1)).gelu("none")
+                act.forward(&project.forward(&Tensor::cat(&[&rest, &cls], -1)))
             }
             (Readout::Add, _) => rest + cls.unsqueeze(1),
             _ => rest,
@@ -334,12 +337,6 @@ impl ResidualUnit {
     }
 }
 
-/// Twice the size, bilinear with align_corners=True.
-fn upsample2_corners(x: &Tensor) -> Tensor {
-    let (_, _, h, w) = x.size4().expect("a feature map");
-    x.upsample_bilinear2d([2 * h, 2 * w], true, None, None)
-}
-
 /// One fusion layer: the new (finer) feature through a residual unit is
 /// added to the fused so far, then a residual unit, 2x upsampling and a
 /// 1x1 projection.
@@ -363,7 +360,7 @@ impl FusionLayer {
                 fused + self.residual1.forward(&feature)
             }
         };
-        self.projection.forward(&upsample2_corners(&self.residual2.forward(&x)))
+        self.projection.forward(&upsample2(&self.residual2.forward(&x), true))
     }
 }
 
@@ -372,6 +369,9 @@ pub struct DptForDepthEstimation {
     backbone: Backbone,
     taken: Vec<i64>,
     readout: Readout,
+    /// The readout projection's activation (the backbone's).
+    act: Activation,
+    patch_size: usize,
     reassemble: Vec<Reassemble>,
     convs: Vec<Conv2d>,
     fusion: Vec<FusionLayer>,
@@ -431,6 +431,8 @@ impl DptForDepthEstimation {
             backbone: Backbone::new(&(&p / "dpt"), cfg),
             taken: cfg.backbone_out_indices.clone(),
             readout,
+            act: cfg.hidden_act,
+            patch_size: cfg.patch_size as usize,
             reassemble,
             convs,
             fusion,
@@ -455,7 +457,9 @@ impl DptForDepthEstimation {
         let features: Vec<Tensor> = states
             .iter()
             .zip(self.reassemble.iter().zip(&self.convs))
-            .map(|(state, (reassemble, conv))| conv.forward(&reassemble.forward(state, self.readout, rows, cols)))
+            .map(|(state, (reassemble, conv))| {
+                conv.forward(&reassemble.forward(state, self.readout, self.act, rows, cols))
+            })
             .collect();
         let mut fused: Vec<Tensor> = Vec::with_capacity(features.len());
         for (feature, layer) in features.iter().rev().zip(&self.fusion) {
@@ -467,7 +471,7 @@ impl DptForDepthEstimation {
         if let Some(projection) = &self.head_projection {
             x = projection.forward(&x).relu();
         }
-        let x = upsample2_corners(&self.head[0].forward(&x));
+        let x = upsample2(&self.head[0].forward(&x), true);
         let x = self.head[1].forward(&x).relu();
         self.head[2].forward(&x).relu().squeeze_dim(1)
     }
@@ -476,6 +480,16 @@ impl DptForDepthEstimation {
 impl DepthNet for DptForDepthEstimation {
     fn forward(&self, pixel_values: &Tensor) -> Tensor {
         DptForDepthEstimation::forward(self, pixel_values)
+    }
+
+    fn check_input(&self, height: usize, width: usize) -> Result<()> {
+        if height < self.patch_size || width < self.patch_size {
+            return Err(ModelError::InvalidInput(format!(
+                "the image is {width}x{height} as processed, smaller than this DPT model's {0}x{0} patches",
+                self.patch_size
+            )));
+        }
+        Ok(())
     }
 }
 

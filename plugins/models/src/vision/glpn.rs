@@ -12,7 +12,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{BatchNorm, Conv2d, ConvSpec, NormKind};
+use crate::core::layers::{upsample2, BatchNorm, Conv2d, ConvSpec, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::depth::DepthNet;
 use crate::vision::mit::{MitConfig, MitEncoder};
@@ -44,18 +44,18 @@ impl Default for Config {
 impl Config {
     pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes) -> Result<()> {
         self.encoder.validate(file, shapes, "glpn.encoder")?;
+        let c = ConfigCheck::new(file, shapes);
         // The decoder doubles the size after each stage, and once more:
         // the encoder must halve it at each stage after a first stride of 4.
         for (i, &stride) in self.encoder.strides.iter().enumerate() {
             let want = if i == 0 { 4 } else { 2 };
-            if stride != want {
-                return Err(ModelError::bad_file(
-                    file,
-                    format!("strides[{i}] = {stride}, but GLPN's decoder needs {want} there (strides 4, 2, 2, ...)"),
-                ));
-            }
+            c.exactly(
+                &format!("strides[{i}]"),
+                stride,
+                want,
+                "GLPN's decoder doubles each stage's size",
+            )?;
         }
-        let c = ConfigCheck::new(file, shapes);
         c.matches(
             "decoder_hidden_size",
             self.decoder_hidden_size,
@@ -64,16 +64,7 @@ impl Config {
             0,
         )?;
         let stages = self.encoder.num_encoder_blocks;
-        if !(-stages..stages).contains(&self.head_in_index) {
-            return Err(ModelError::bad_file(
-                file,
-                format!(
-                    "head_in_index = {}, but the decoder has {stages} outputs (-{stages} to {})",
-                    self.head_in_index,
-                    stages - 1
-                ),
-            ));
-        }
+        c.index("head_in_index", self.head_in_index, stages, "the decoder's outputs")?;
         if !self.max_depth.is_finite() || self.max_depth <= 0.0 {
             return Err(ModelError::bad_file(
                 file,
@@ -138,12 +129,6 @@ struct DecoderStage {
     fusion: Option<SelectiveFeatureFusion>,
 }
 
-/// Twice the size, bilinear (nn.Upsample(scale_factor=2, align_corners=False)).
-fn upsample2(x: &Tensor) -> Tensor {
-    let (_, _, h, w) = x.size4().expect("a feature map");
-    x.upsample_bilinear2d([2 * h, 2 * w], false, None, None)
-}
-
 /// `GLPNForDepthEstimation`.
 pub struct GlpnForDepthEstimation {
     encoder: MitEncoder,
@@ -152,6 +137,11 @@ pub struct GlpnForDepthEstimation {
     head_conv2: Conv2d,
     head_in_index: i64,
     max_depth: f64,
+    /// What every side of an input must be a multiple of (the decoder
+    /// doubles the coarsest map once per stage and once more), and at
+    /// least (each stage's map at least its key reduction's kernel).
+    side_multiple: usize,
+    min_side: usize,
 }
 
 impl GlpnForDepthEstimation {
@@ -181,6 +171,11 @@ impl GlpnForDepthEstimation {
             head_conv2: Conv2d::new(&head / 2, width, 1, ConvSpec::same(3)),
             head_in_index: cfg.head_in_index,
             max_depth: cfg.max_depth,
+            side_multiple: 2 << cfg.encoder.num_encoder_blocks,
+            min_side: (0..cfg.encoder.num_encoder_blocks as usize)
+                .map(|i| cfg.encoder.sr_ratios[i] as usize * (2 << (i + 1)))
+                .max()
+                .unwrap_or(1),
         }
     }
 
@@ -199,10 +194,10 @@ impl GlpnForDepthEstimation {
                 (Some(fusion), Some(global)) => fusion.forward(&x, global),
                 _ => x,
             };
-            outputs.push(upsample2(&x));
+            outputs.push(upsample2(&x, false));
         }
         let last = outputs.len() - 1;
-        outputs[last] = upsample2(&outputs[last]);
+        outputs[last] = upsample2(&outputs[last], false);
         let at = self.head_in_index.rem_euclid(outputs.len() as i64) as usize;
         let x = self.head_conv2.forward(&self.head_conv1.forward(&outputs[at]).relu());
         (x.sigmoid() * self.max_depth).squeeze_dim(1)
@@ -212,6 +207,17 @@ impl GlpnForDepthEstimation {
 impl DepthNet for GlpnForDepthEstimation {
     fn forward(&self, pixel_values: &Tensor) -> Tensor {
         GlpnForDepthEstimation::forward(self, pixel_values)
+    }
+
+    fn check_input(&self, height: usize, width: usize) -> Result<()> {
+        let (multiple, min) = (self.side_multiple, self.min_side.max(self.side_multiple));
+        if !height.is_multiple_of(multiple) || !width.is_multiple_of(multiple) || height < min || width < min {
+            return Err(ModelError::InvalidInput(format!(
+                "the image is {width}x{height} as processed, but this GLPN model needs sides that are multiples \
+                 of {multiple} and at least {min} (is its preprocessor_config.json's size_divisor {multiple}?)"
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -709,6 +709,12 @@ impl ImageProcessor {
         }
         let square = size.height.is_some() && size.width.is_some();
         let edges = size.shortest_edge.is_some() && size.longest_edge.is_some();
+        if self.kind == ProcessorKind::Dpt && self.config.size.is_some() && !square {
+            return Err(ModelError::bad_file(
+                path,
+                "DPTImageProcessor's size needs height and width",
+            ));
+        }
         if self.kind == ProcessorKind::Detr && self.config.size.is_some() && !square && !edges {
             return Err(ModelError::bad_file(
                 path,
@@ -893,6 +899,15 @@ impl ImageProcessor {
         };
         match self.config.size_divisor {
             Some(divisor) if self.kind == ProcessorKind::Dpt && self.config.do_pad == Some(true) => {
+                let side = |s: usize| s.div_ceil(divisor) * divisor;
+                let (h, w) = (side(pixels.height), side(pixels.width));
+                if over_limit(h, w) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: padded for this model it would be {w}x{h}, more than the limit of \
+                         {MAX_PIXELS} pixels",
+                        image.width, image.height
+                    )));
+                }
                 Ok(pixels.centre_padded(divisor))
             }
             _ => Ok(pixels),

@@ -77,6 +77,7 @@ impl MitConfig {
             ("mlp_ratios", self.mlp_ratios.len()),
         ])?;
         let first = format!("{prefix}.patch_embeddings.0.proj.weight");
+        c.exactly("num_channels", self.num_channels, 3, "images are RGB")?;
         c.matches("num_channels", self.num_channels, MAX_SPATIAL, &first, 1)?;
         for i in 0..stages {
             let field = |name: &str| format!("{name}[{i}]");
@@ -84,6 +85,13 @@ impl MitConfig {
             let proj = at(&format!("patch_embeddings.{i}.proj.weight"));
             c.matches(&field("hidden_sizes"), self.hidden_sizes[i], MAX_WIDTH, &proj, 0)?;
             c.matches(&field("patch_sizes"), self.patch_sizes[i], MAX_SPATIAL, &proj, 2)?;
+            if self.patch_sizes[i] % 2 == 0 {
+                // Padded by half the kernel, only an odd one gives side / stride.
+                return Err(crate::ModelError::bad_file(
+                    file,
+                    format!("patch_sizes[{i}] = {}, but it must be odd", self.patch_sizes[i]),
+                ));
+            }
             c.size(&field("strides"), self.strides[i], MAX_SPATIAL)?;
             c.size(&field("sr_ratios"), self.sr_ratios[i], MAX_SPATIAL)?;
             c.layers(&field("depths"), self.depths[i], &at(&format!("block.{i}")))?;

@@ -1,7 +1,7 @@
 //! Vision: image decoding, PIL-exact resampling and the image processors
 //! (`image`), and the image families: ViT, ConvNeXT and ResNet
-//! classifiers, DETR detection, GLPN (on the MiT encoder, which SegFormer
-//! shares) and DPT depth. Segmentation families go beside them
+//! classifiers, DETR detection, GLPN (on the MiT encoder, written for
+//! SegFormer to reuse) and DPT depth. Segmentation families go beside them
 //! (`mask2former/`, `segformer`).
 
 pub mod backbones;

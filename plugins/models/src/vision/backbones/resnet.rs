@@ -13,8 +13,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-pub use crate::core::layers::NormKind;
-use crate::core::layers::{Activation, BatchNorm, Linear};
+use crate::core::layers::{Activation, BatchNorm, Linear, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 use crate::{ModelError, Result};
