@@ -173,8 +173,9 @@ impl BatchNorm {
 }
 
 /// The shape of a square 2-d convolution beyond its channels: kernel,
-/// stride, padding, groups, whether it has a bias. `ConvSpec::new(k)` is
-/// PyTorch's default (stride 1, no padding, one group, a bias).
+/// stride, padding, groups, whether it has a bias, and how its weight is
+/// laid out. `ConvSpec::new(k)` is PyTorch's default (stride 1, no
+/// padding, one group, a bias, channels first).
 #[derive(Debug, Clone, Copy)]
 pub struct ConvSpec {
     pub kernel: i64,
@@ -182,6 +183,11 @@ pub struct ConvSpec {
     pub padding: i64,
     pub groups: i64,
     pub bias: bool,
+    /// The weight stored channels-last ([out, k, k, in] in memory): oneDNN
+    /// then runs the convolution channels-last, up to twice as fast on the
+    /// CPU for the wide dense-prediction convolutions (DPT's head, GLPN's
+    /// decoder), without reordering the weight at every call.
+    pub channels_last: bool,
 }
 
 impl ConvSpec {
@@ -192,6 +198,7 @@ impl ConvSpec {
             padding: 0,
             groups: 1,
             bias: true,
+            channels_last: false,
         }
     }
 
@@ -215,6 +222,13 @@ impl ConvSpec {
     pub fn no_bias(self) -> Self {
         ConvSpec { bias: false, ..self }
     }
+
+    pub fn channels_last(self) -> Self {
+        ConvSpec {
+            channels_last: true,
+            ..self
+        }
+    }
 }
 
 /// `torch.nn.Conv2d`: weight [out, in / groups, k, k], bias [out].
@@ -227,8 +241,16 @@ pub struct Conv2d {
 
 impl Conv2d {
     pub fn new(p: Path, input: i64, output: i64, spec: ConvSpec) -> Self {
+        let (k, per_group) = (spec.kernel, input / spec.groups);
+        let weight = if spec.channels_last {
+            // The checkpoint is copied into this layout at load.
+            let stored = Tensor::zeros([output, k, k, per_group], (p.kind(), p.device()));
+            p.add("weight", stored.permute([0, 3, 1, 2]), false)
+        } else {
+            p.zeros_no_train("weight", &[output, per_group, k, k])
+        };
         Conv2d {
-            weight: p.zeros_no_train("weight", &[output, input / spec.groups, spec.kernel, spec.kernel]),
+            weight,
             bias: spec.bias.then(|| p.zeros_no_train("bias", &[output])),
             spec,
         }

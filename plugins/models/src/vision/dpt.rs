@@ -310,9 +310,9 @@ impl ResidualUnit {
     fn new(p: Path, cfg: &Config) -> Self {
         let f = cfg.fusion_hidden_size;
         let spec = if cfg.fusion_bias() {
-            ConvSpec::same(3)
+            ConvSpec::same(3).channels_last()
         } else {
-            ConvSpec::same(3).no_bias()
+            ConvSpec::same(3).no_bias().channels_last()
         };
         let norm = |name: &str| {
             cfg.use_batch_norm_in_fusion_residual
@@ -398,12 +398,13 @@ impl DptForDepthEstimation {
                     Resize::Same
                 } else {
                     let stride = (1.0 / factor) as i64;
-                    Resize::Down(Conv2d::new(&layer / "resize", n, n, ConvSpec::same(3).stride(stride)))
+                    let spec = ConvSpec::same(3).stride(stride).channels_last();
+                    Resize::Down(Conv2d::new(&layer / "resize", n, n, spec))
                 };
                 Reassemble {
                     readout: (readout == Readout::Project)
                         .then(|| Linear::new(&stage / "readout_projects" / k as i64 / 0, 2 * d, d)),
-                    projection: Conv2d::new(&layer / "projection", d, n, ConvSpec::new(1)),
+                    projection: Conv2d::new(&layer / "projection", d, n, ConvSpec::new(1).channels_last()),
                     resize,
                 }
             })
@@ -413,7 +414,10 @@ impl DptForDepthEstimation {
             .neck_hidden_sizes
             .iter()
             .enumerate()
-            .map(|(k, &n)| Conv2d::new(&neck / "convs" / k as i64, n, f, ConvSpec::same(3).no_bias()))
+            .map(|(k, &n)| {
+                let spec = ConvSpec::same(3).no_bias().channels_last();
+                Conv2d::new(&neck / "convs" / k as i64, n, f, spec)
+            })
             .collect();
         let fusion = (0..cfg.neck_hidden_sizes.len() as i64)
             .map(|j| {
@@ -421,7 +425,7 @@ impl DptForDepthEstimation {
                 FusionLayer {
                     residual1: ResidualUnit::new(&layer / "residual_layer1", cfg),
                     residual2: ResidualUnit::new(&layer / "residual_layer2", cfg),
-                    projection: Conv2d::new(&layer / "projection", f, f, ConvSpec::new(1)),
+                    projection: Conv2d::new(&layer / "projection", f, f, ConvSpec::new(1).channels_last()),
                 }
             })
             .collect();
@@ -439,11 +443,11 @@ impl DptForDepthEstimation {
             head_in_index: cfg.head_in_index,
             head_projection: cfg
                 .add_projection
-                .then(|| Conv2d::new(&head / "projection", f, f, ConvSpec::same(3))),
+                .then(|| Conv2d::new(&head / "projection", f, f, ConvSpec::same(3).channels_last())),
             head: [
-                Conv2d::new(&heads / 0, f, f / 2, ConvSpec::same(3)),
-                Conv2d::new(&heads / 2, f / 2, 32, ConvSpec::same(3)),
-                Conv2d::new(&heads / 4, 32, 1, ConvSpec::new(1)),
+                Conv2d::new(&heads / 0, f, f / 2, ConvSpec::same(3).channels_last()),
+                Conv2d::new(&heads / 2, f / 2, 32, ConvSpec::same(3).channels_last()),
+                Conv2d::new(&heads / 4, 32, 1, ConvSpec::new(1).channels_last()),
             ],
         }
     }

@@ -84,7 +84,7 @@ struct ConvNormRelu {
 impl ConvNormRelu {
     fn new(p: &Path, input: i64, output: i64) -> Self {
         ConvNormRelu {
-            conv: Conv2d::new(p / 0, input, output, ConvSpec::same(3)),
+            conv: Conv2d::new(p / 0, input, output, ConvSpec::same(3).channels_last()),
             norm: BatchNorm::new(p / 1, output, NormKind::Eval),
         }
     }
@@ -107,7 +107,12 @@ impl SelectiveFeatureFusion {
         SelectiveFeatureFusion {
             layer1: ConvNormRelu::new(&(&p / "convolutional_layer1"), 2 * channels, channels),
             layer2: ConvNormRelu::new(&(&p / "convolutional_layer2"), channels, channels / 2),
-            layer3: Conv2d::new(&p / "convolutional_layer3", channels / 2, 2, ConvSpec::same(3)),
+            layer3: Conv2d::new(
+                &p / "convolutional_layer3",
+                channels / 2,
+                2,
+                ConvSpec::same(3).channels_last(),
+            ),
         }
     }
 
@@ -158,7 +163,7 @@ impl GlpnForDepthEstimation {
                 let stage = &decoder / k as i64;
                 DecoderStage {
                     convolution: (input != width)
-                        .then(|| Conv2d::new(&stage / "convolution", input, width, ConvSpec::new(1))),
+                        .then(|| Conv2d::new(&stage / "convolution", input, width, ConvSpec::new(1).channels_last())),
                     fusion: (k > 0).then(|| SelectiveFeatureFusion::new(&stage / "fusion", width)),
                 }
             })
@@ -167,8 +172,8 @@ impl GlpnForDepthEstimation {
         GlpnForDepthEstimation {
             encoder: MitEncoder::new(&(&p / "glpn" / "encoder"), &cfg.encoder),
             stages,
-            head_conv1: Conv2d::new(&head / 0, width, width, ConvSpec::same(3)),
-            head_conv2: Conv2d::new(&head / 2, width, 1, ConvSpec::same(3)),
+            head_conv1: Conv2d::new(&head / 0, width, width, ConvSpec::same(3).channels_last()),
+            head_conv2: Conv2d::new(&head / 2, width, 1, ConvSpec::same(3).channels_last()),
             head_in_index: cfg.head_in_index,
             max_depth: cfg.max_depth,
             side_multiple: 2 << cfg.encoder.num_encoder_blocks,

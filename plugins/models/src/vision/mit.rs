@@ -272,8 +272,9 @@ impl MitEncoder {
                 .norm
                 .forward(&tokens)
                 .reshape([b, h, w, -1])
-                .permute([0, 3, 1, 2])
-                .contiguous();
+                .permute([0, 3, 1, 2]);
+            // Left channels-last (the tokens' layout): the next stage's
+            // patch convolution and the decoders' convolutions run faster so.
             features.push(x.shallow_clone());
         }
         features
