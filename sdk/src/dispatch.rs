@@ -56,6 +56,7 @@ api_messages! {
     ClassifyImageRequest => ClassifyImage, "Inference/ClassifyImage";
     DetectObjectsRequest => DetectObjects, "Inference/DetectObjects";
     EstimateDepthRequest => EstimateDepth, "Inference/EstimateDepth";
+    SegmentImageRequest => SegmentImage, "Inference/SegmentImage";
     TranscribeRequest => Transcribe, "Inference/Transcribe or Inference/TranscribeStream";
     SummarizeRequest => Summarize, "Inference/Summarize";
     TranslateRequest => Translate, "Inference/Translate";
@@ -84,6 +85,7 @@ api_responses! {
     ClassifyImageResponse => ClassifyImage;
     DetectObjectsResponse => DetectObjects;
     EstimateDepthResponse => EstimateDepth;
+    SegmentImageResponse => SegmentImage;
     TranscribeResponse => Transcribe;
     TranscribeStreamResponse => TranscribeChunk;
     SummarizeResponse => Summarize;

@@ -12,6 +12,7 @@ mod hostile_requests;
 mod isolation;
 mod lifecycle;
 mod plugins;
+mod segmentation;
 mod seq2seq;
 mod serving;
 mod statuses;

@@ -10,8 +10,8 @@ use anyhow::Result;
 use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::{
     Answer, Classification, DepthMap, DetectedObject, Detections, Embedding, FillMaskResult, GenerateResult,
-    GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, TokenClassification, TokenEntity,
-    TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
+    GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, Segment, Segmentation, TokenClassification,
+    TokenEntity, TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
 };
 use serde_json::{json, Value as Json};
 
@@ -43,6 +43,8 @@ const OBJECTS: Table = Table::indented(&[
     Column::right(6),
     Column::right(6),
 ]);
+/// Segments: score (or -), label, pixels.
+const SEGMENTS: Table = Table::indented(&[Column::left(8), Column::left(20), Column::right(8)]);
 /// Transcription chunks: start and end in seconds, text.
 const CHUNKS: Table = Table::indented(&[Column::right(8), Column::right(8), Column::unpadded().apart()]);
 const MODELS: Table = Table::flush(&[
@@ -124,6 +126,33 @@ impl Output {
                     for o in &result.objects {
                         let b = corners(o);
                         OBJECTS.row(&[&format!("{:.4}", o.score), &o.label, &b.xmin, &b.ymin, &b.xmax, &b.ymax]);
+                    }
+                }
+            },
+        )
+    }
+
+    /// Each image's segments: label, score (instance and panoptic) and
+    /// pixels, or with --json pipeline()'s records without the mask:
+    /// `{score, label, pixels}` per segment.
+    pub fn segmentations(&self, names: &[String], results: &[Segmentation]) -> Result<()> {
+        let pixels = |s: &Segment| -> u64 {
+            image::load_from_memory_with_format(&s.mask, image::ImageFormat::Png)
+                .map(|m| m.into_luma8().pixels().filter(|p| p[0] > 127).count() as u64)
+                .unwrap_or(0)
+        };
+        self.print(
+            || {
+                let record = |s: &Segment| json!({"score": s.score, "label": s.label, "pixels": pixels(s)});
+                let segments = |r: &Segmentation| Json::Array(r.segments.iter().map(record).collect());
+                Json::Array(results.iter().map(segments).collect())
+            },
+            || {
+                for (name, result) in names.iter().zip(results) {
+                    println!("{name}: {} segments", result.segments.len());
+                    for s in &result.segments {
+                        let score = s.score.map_or_else(|| "-".to_string(), |v| format!("{v:.4}"));
+                        SEGMENTS.row(&[&score, &s.label, &pixels(s)]);
                     }
                 }
             },

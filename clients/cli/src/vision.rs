@@ -1,9 +1,11 @@
-//! Vision tasks: classify-image, detect, depth.
+//! Vision tasks: classify-image, detect, segment, depth.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use inferd_proto::v1::{ClassifyImageRequest, DepthMap, DetectObjectsRequest, EstimateDepthRequest, ImageInput};
+use inferd_proto::v1::{
+    ClassifyImageRequest, DepthMap, DetectObjectsRequest, EstimateDepthRequest, ImageInput, SegmentImageRequest,
+};
 
 use crate::connect::{status, Inference};
 use crate::draw::colormap::Colormap;
@@ -75,6 +77,73 @@ impl Detect {
                 };
                 crate::draw::detections(image, &result.objects, &target)?;
                 eprintln!("drew {} objects on {}", result.objects.len(), target.display());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Image segmentation of image files: each segment's label (and score for
+/// instance and panoptic segmentation) and its size in pixels; with
+/// --overlay the image with each segment tinted and labelled, with --masks
+/// each segment's mask as a PNG.
+#[derive(clap::Args)]
+pub struct Segment {
+    #[command(flatten)]
+    files: InputFiles,
+    /// "semantic", "instance" or "panoptic" (default: the model's own).
+    #[arg(long)]
+    subtask: Option<String>,
+    /// Keep instance and panoptic segments scoring above this (default 0.9).
+    #[arg(long)]
+    threshold: Option<f32>,
+    /// Write the image with its segments tinted and labelled as a PNG (one
+    /// image: this file; several: FILE with each image's number added).
+    #[arg(long, value_name = "FILE")]
+    overlay: Option<PathBuf>,
+    /// Write each segment's mask into this directory, as
+    /// IMAGE-NUMBER-LABEL.png (255 on the segment).
+    #[arg(long, value_name = "DIR")]
+    masks: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Segment {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let images = self.files.read()?;
+        let request = SegmentImageRequest {
+            model: self.model.name(),
+            inputs: images.iter().map(|data| ImageInput { data: data.clone() }).collect(),
+            subtask: self.subtask.unwrap_or_default(),
+            threshold: self.threshold,
+            ..Default::default()
+        };
+        let response = client.segment_image(request).await.map_err(status)?.into_inner();
+        out.segmentations(&self.files.names(), &response.results)?;
+        let count = images.len();
+        for (i, (image, result)) in images.iter().zip(&response.results).enumerate() {
+            if let Some(path) = &self.overlay {
+                let target = if count == 1 {
+                    path.clone()
+                } else {
+                    numbered(path, i + 1)
+                };
+                crate::draw::segments(image, &result.segments, &target)?;
+                eprintln!("drew {} segments on {}", result.segments.len(), target.display());
+            }
+            if let Some(dir) = &self.masks {
+                std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+                for (k, segment) in result.segments.iter().enumerate() {
+                    let name: String = segment
+                        .label
+                        .chars()
+                        .map(|c| if c.is_alphanumeric() { c } else { '_' })
+                        .collect();
+                    let path = dir.join(format!("{}-{}-{name}.png", i + 1, k + 1));
+                    std::fs::write(&path, &segment.mask).with_context(|| format!("write {}", path.display()))?;
+                }
+                eprintln!("wrote {} masks into {}", result.segments.len(), dir.display());
             }
         }
         Ok(())

@@ -632,6 +632,32 @@ def _depth_estimation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any],
     return per_input if _many(inputs) else per_input[0]
 
 
+def _image_segmentation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+    request = api.SegmentImageRequest(
+        model=p.model,
+        inputs=[api.ImageInput(data=_image_bytes(i)) for i in _as_list(inputs)],
+        subtask=kw.get("subtask") or "",
+    )
+    for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
+        if kw.get(name) is not None:
+            setattr(request, name, float(kw[name]))
+
+    def record(s: Any) -> Dict[str, Any]:
+        # pipeline() gives a PIL image; without PIL, the PNG's bytes.
+        mask: Any = bytes(s.mask)
+        try:
+            from PIL import Image
+
+            mask = Image.open(io.BytesIO(s.mask))
+            mask.load()
+        except ImportError:
+            pass
+        return {"score": s.score if s.HasField("score") else None, "label": s.label, "mask": mask}
+
+    per_input = [[record(s) for s in r.segments] for r in p.client.call("SegmentImage", request).results]
+    return per_input if _many(inputs) else per_input[0]
+
+
 def _transcription_chunk(c: Any, timestamps: bool, language: bool) -> Dict[str, Any]:
     # pipeline() gives a chunk's times with timestamps (None where Whisper's
     # last segment has no end) and its language with return_language.
@@ -707,6 +733,8 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "image-classification": (_image_classification, ("top_k", "function_to_apply")),
     "object-detection": (_object_detection, ("threshold",)),
     "depth-estimation": (_depth_estimation, ()),
+    "image-segmentation": (_image_segmentation, ("subtask", "threshold", "mask_threshold",
+                                                 "overlap_mask_area_threshold")),
     "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
                                                            "return_language", "generate_kwargs")
                                      + _WHISPER_SETTINGS),

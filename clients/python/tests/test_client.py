@@ -307,6 +307,32 @@ class PipelineParity(unittest.TestCase):
             pipe(str(FIXTURES / "images" / "tiny_3x5.png"))
         self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
 
+    def test_image_segmentation(self):
+        # pipeline("image-segmentation")'s records: score None, the label, the
+        # mask as a PIL "L" image of the image's size.
+        import numpy
+        import PIL.Image
+
+        CLIENT.load_model(str(FIXTURES / "models" / "segformer-random"), "image-segmentation",
+                          name="segformer-random")
+        pipe = CLIENT.pipeline("image-segmentation", model="segformer-random")
+        cases = [c for c in references("segmentation.json") if c["model"] == "segformer-random" and not c["params"]]
+        for case in cases:
+            got = pipe(str(FIXTURES / case["image"]))
+            self.assertEqual([g["label"] for g in got], [s["label"] for s in case["segments"]])
+            differing = 0
+            for g, s in zip(got, case["segments"]):
+                self.assertIsNone(g["score"])
+                self.assertEqual(g["mask"].mode, "L")
+                self.assertEqual(g["mask"].size, tuple(case["image_size"][::-1]))
+                want = numpy.asarray(PIL.Image.open(FIXTURES / s["mask"]))
+                differing += int((numpy.asarray(g["mask"]) != want).sum())
+            self.assertLessEqual(differing, 2 * case["near_ties"]["count"], case["image"])
+        self.assertGreaterEqual(len(cases), 6)
+        with self.assertRaises(InferdError) as raised:
+            pipe(str(FIXTURES / "images" / "coffee.png"), subtask="instance")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+
     def test_whisper_speech_recognition(self):
         # pipeline()'s Whisper arguments (generate_kwargs, return_timestamps=True,
         # return_language, chunk_length_s) give pipeline()'s answers.

@@ -10,9 +10,9 @@ use inferd_proto::v1::{
     AnswerQuestionRequest, AnswerQuestionResponse, ClassifyImageRequest, ClassifyImageResponse, ClassifyRequest,
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, DetectObjectsRequest, DetectObjectsResponse,
     EmbedRequest, EmbedResponse, EstimateDepthRequest, EstimateDepthResponse, FillMaskRequest, FillMaskResponse,
-    GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, SummarizeRequest,
-    SummarizeResponse, TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, TranslateRequest,
-    TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, SegmentImageRequest,
+    SegmentImageResponse, SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse,
+    TranscribeStreamResponse, TranslateRequest, TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -490,6 +490,20 @@ impl Inference for InferenceService {
             "depth-estimation",
             EstimateDepth,
             EstimateDepth
+        )
+    }
+
+    async fn segment_image(
+        &self,
+        request: Request<SegmentImageRequest>,
+    ) -> Result<Response<SegmentImageResponse>, Status> {
+        typed_rpc!(
+            self,
+            request,
+            "SegmentImage",
+            "image-segmentation",
+            SegmentImage,
+            SegmentImage
         )
     }
 

@@ -4,11 +4,12 @@
 mod batch;
 pub mod depth_estimation;
 pub mod image_classification;
+pub mod image_segmentation;
 pub mod object_detection;
 
 use inferd_models::auto::{
-    architectures_for, load_depth_estimator, load_image_classifier, load_object_detector, DepthEstimator,
-    ImageClassifier, ObjectDetector,
+    architectures_for, load_depth_estimator, load_image_classifier, load_image_segmenter, load_object_detector,
+    DepthEstimator, ImageClassifier, ImageSegmenter, ObjectDetector,
 };
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
@@ -24,6 +25,7 @@ enum VisionModel {
         /// Pixels of one processed image (`max_depth_pixels`).
         processed_limit: Limit,
     },
+    Segmenter(Box<ImageSegmenter>),
 }
 
 /// One loaded model, serving one task.
@@ -38,7 +40,7 @@ impl Task for VisionTask {
         Manifest {
             name: "vision".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Image tasks on ViT, ConvNeXT, ResNet, DETR, GLPN and DPT models (LibTorch)".into(),
+            description: "Image tasks on ViT, ConvNeXT, ResNet, DETR, GLPN, DPT and SegFormer models (LibTorch)".into(),
             tasks: vec![
                 TaskSpec {
                     name: "image-classification".into(),
@@ -65,6 +67,14 @@ impl Task for VisionTask {
                     description: "Estimate each pixel's depth, as numbers and a picture (Inference/EstimateDepth)"
                         .into(),
                 },
+                TaskSpec {
+                    name: "image-segmentation".into(),
+                    aliases: vec![],
+                    default_model: "nvidia/segformer-b0-finetuned-ade-512-512".into(),
+                    architectures: architectures_for("image-segmentation"),
+                    needs_model: true,
+                    description: "Segment images: each segment's label and mask (Inference/SegmentImage)".into(),
+                },
             ],
         }
     }
@@ -83,6 +93,7 @@ impl Task for VisionTask {
                 model: Box::new(load_depth_estimator(dir()?, device)?),
                 processed_limit: depth_estimation::PROCESSED_PIXELS.for_model(ctx)?,
             },
+            "image-segmentation" => VisionModel::Segmenter(Box::new(load_image_segmenter(dir()?, device)?)),
             other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
         };
         Ok(VisionTask {
@@ -96,6 +107,7 @@ impl Task for VisionTask {
         let (memory_bytes, labels) = match &self.model {
             VisionModel::Classifier(m) => (m.memory_bytes, m.labels.clone()),
             VisionModel::Detector(m) => (m.memory_bytes, m.labels.clone()),
+            VisionModel::Segmenter(m) => (m.memory_bytes, m.labels.clone()),
             VisionModel::Depth { model, processed_limit } => {
                 limits.push(*processed_limit);
                 (model.memory_bytes, Vec::new())
@@ -118,6 +130,11 @@ impl Task for VisionTask {
             VisionModel::Detector(model) => {
                 dispatch::together("object-detection", batch, emitter, |requests, wanted| {
                     object_detection::detect(model, &self.pixel_limit, requests, wanted)
+                })
+            }
+            VisionModel::Segmenter(model) => {
+                dispatch::together("image-segmentation", batch, emitter, |requests, wanted| {
+                    image_segmentation::segment(model, &self.pixel_limit, requests, wanted)
                 })
             }
             VisionModel::Depth { model, processed_limit } => {

@@ -429,6 +429,48 @@ class EstimateDepthResponse(_message.Message):
     results: _containers.RepeatedCompositeFieldContainer[DepthMap]
     def __init__(self, results: _Optional[_Iterable[_Union[DepthMap, _Mapping]]] = ...) -> None: ...
 
+class SegmentImageRequest(_message.Message):
+    __slots__ = ("model", "inputs", "subtask", "threshold", "mask_threshold", "overlap_mask_area_threshold", "return_label_map")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SUBTASK_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MASK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_MASK_AREA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    RETURN_LABEL_MAP_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedCompositeFieldContainer[ImageInput]
+    subtask: str
+    threshold: float
+    mask_threshold: float
+    overlap_mask_area_threshold: float
+    return_label_map: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., subtask: _Optional[str] = ..., threshold: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., overlap_mask_area_threshold: _Optional[float] = ..., return_label_map: _Optional[bool] = ...) -> None: ...
+
+class Segment(_message.Message):
+    __slots__ = ("score", "label", "mask")
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    MASK_FIELD_NUMBER: _ClassVar[int]
+    score: float
+    label: str
+    mask: bytes
+    def __init__(self, score: _Optional[float] = ..., label: _Optional[str] = ..., mask: _Optional[bytes] = ...) -> None: ...
+
+class Segmentation(_message.Message):
+    __slots__ = ("segments", "label_map")
+    SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    LABEL_MAP_FIELD_NUMBER: _ClassVar[int]
+    segments: _containers.RepeatedCompositeFieldContainer[Segment]
+    label_map: bytes
+    def __init__(self, segments: _Optional[_Iterable[_Union[Segment, _Mapping]]] = ..., label_map: _Optional[bytes] = ...) -> None: ...
+
+class SegmentImageResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Segmentation]
+    def __init__(self, results: _Optional[_Iterable[_Union[Segmentation, _Mapping]]] = ...) -> None: ...
+
 class SummarizeRequest(_message.Message):
     __slots__ = ("model", "inputs", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences")
     MODEL_FIELD_NUMBER: _ClassVar[int]

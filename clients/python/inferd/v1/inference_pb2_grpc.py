@@ -89,6 +89,11 @@ class InferenceStub:
                 request_serializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.SerializeToString,
                 response_deserializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.FromString,
                 _registered_method=True)
+        self.SegmentImage = channel.unary_unary(
+                '/inferd.v1.Inference/SegmentImage',
+                request_serializer=inferd_dot_v1_dot_inference__pb2.SegmentImageRequest.SerializeToString,
+                response_deserializer=inferd_dot_v1_dot_inference__pb2.SegmentImageResponse.FromString,
+                _registered_method=True)
         self.Summarize = channel.unary_unary(
                 '/inferd.v1.Inference/Summarize',
                 request_serializer=inferd_dot_v1_dot_inference__pb2.SummarizeRequest.SerializeToString,
@@ -198,6 +203,14 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SegmentImage(self, request, context):
+        """Task `image-segmentation` (SegFormer): each image's segments, with
+        masks as pictures.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Summarize(self, request, context):
         """Task `summarization` (encoder-decoder models such as BART).
         """
@@ -291,6 +304,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.EstimateDepth,
                     request_deserializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.FromString,
                     response_serializer=inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.SerializeToString,
+            ),
+            'SegmentImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.SegmentImage,
+                    request_deserializer=inferd_dot_v1_dot_inference__pb2.SegmentImageRequest.FromString,
+                    response_serializer=inferd_dot_v1_dot_inference__pb2.SegmentImageResponse.SerializeToString,
             ),
             'Summarize': grpc.unary_unary_rpc_method_handler(
                     servicer.Summarize,
@@ -615,6 +633,33 @@ class Inference:
             '/inferd.v1.Inference/EstimateDepth',
             inferd_dot_v1_dot_inference__pb2.EstimateDepthRequest.SerializeToString,
             inferd_dot_v1_dot_inference__pb2.EstimateDepthResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SegmentImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferd.v1.Inference/SegmentImage',
+            inferd_dot_v1_dot_inference__pb2.SegmentImageRequest.SerializeToString,
+            inferd_dot_v1_dot_inference__pb2.SegmentImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -10,6 +10,7 @@ pub mod ctc;
 pub mod depth;
 pub mod detection;
 pub mod image;
+pub mod segmentation;
 pub mod seq2seq;
 pub mod text;
 pub mod whisper;
@@ -19,6 +20,7 @@ pub use ctc::{load_ctc_model, CtcModel};
 pub use depth::{load_depth_estimator, DepthEstimator};
 pub use detection::{load_object_detector, ObjectDetector};
 pub use image::{load_image_classifier, ImageClassifier};
+pub use segmentation::{load_image_segmenter, ImageSegmenter};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
 pub use whisper::{is_whisper, load_whisper, WhisperModel};
@@ -33,7 +35,8 @@ use crate::vision::backbones::resnet;
 use crate::vision::classifier::ImageClassifierBuilder;
 use crate::vision::depth::DepthBuilder;
 use crate::vision::detector::DetectorBuilder;
-use crate::vision::{convnext, detr, dpt, glpn, vit};
+use crate::vision::segmenter::SegmenterBuilder;
+use crate::vision::{convnext, detr, dpt, glpn, segformer, vit};
 use crate::{ModelError, Result};
 
 /// How a model of an architecture is built: the kind of model (which
@@ -56,6 +59,8 @@ pub enum Build {
     ObjectDetector(DetectorBuilder),
     /// GLPN, DPT: an image to a depth map.
     DepthEstimator(DepthBuilder),
+    /// SegFormer: an image to class logits per pixel.
+    Segmenter(SegmenterBuilder),
 }
 
 /// Builds Whisper from its config.json (see `audio/whisper.rs`).
@@ -131,6 +136,7 @@ architectures! {
     "DetrForObjectDetection" => &["object-detection"], Build::ObjectDetector(detr::build);
     "GLPNForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(glpn::build);
     "DPTForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(dpt::build);
+    "SegformerForSemanticSegmentation" => &["image-segmentation"], Build::Segmenter(segformer::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }

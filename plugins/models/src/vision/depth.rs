@@ -6,6 +6,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::vision::image::{encode_grey16_png, encode_grey_png};
 use crate::Result;
 
 /// A depth model: pixel_values [B, 3, H, W] to predicted_depth [B, h, w].
@@ -108,29 +109,13 @@ impl DepthMap {
 
     /// pipeline()'s `depth` as an 8-bit greyscale PNG.
     pub fn png8(&self) -> Vec<u8> {
-        encode_png(self.width, self.height, &self.levels8(), image::ExtendedColorType::L8)
+        encode_grey_png(self.width, self.height, &self.levels8())
     }
 
     /// [`DepthMap::levels16`] as a 16-bit greyscale PNG.
     pub fn png16(&self) -> Vec<u8> {
-        // PNG stores 16-bit samples big-endian; the encoder takes native
-        // order.
-        let bytes: Vec<u8> = self.levels16().iter().flat_map(|v| v.to_ne_bytes()).collect();
-        encode_png(self.width, self.height, &bytes, image::ExtendedColorType::L16)
+        encode_grey16_png(self.width, self.height, &self.levels16())
     }
-}
-
-/// A PNG of `data`, which holds `width` x `height` samples of `color`.
-///
-/// # Panics
-/// If it does not (writing to memory cannot otherwise fail).
-fn encode_png(width: usize, height: usize, data: &[u8], color: image::ExtendedColorType) -> Vec<u8> {
-    use image::ImageEncoder;
-    let mut out = Vec::new();
-    image::codecs::png::PngEncoder::new(&mut out)
-        .write_image(data, width as u32, height as u32, color)
-        .expect("a buffer of the picture's size");
-    out
 }
 
 #[cfg(test)]

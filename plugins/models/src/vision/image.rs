@@ -601,6 +601,9 @@ pub struct ImageProcessor {
 enum ProcessorKind {
     /// Resize to (height, width).
     Vit,
+    /// SegformerImageProcessor: ViT's, 512 x 512 and ImageNet's
+    /// statistics unless configured.
+    Segformer,
     /// Shortest edge with crop_pct, then center crop.
     ConvNext,
     /// DetrImageProcessor: the shortest edge to `shortest_edge` unless the
@@ -650,12 +653,14 @@ impl ImageProcessor {
             (ProcessorKind::Glpn, 2, [0.0; 3], [1.0; 3])
         } else if kind_name.starts_with("DPT") {
             (ProcessorKind::Dpt, 3, [0.5; 3], [0.5; 3])
+        } else if kind_name.starts_with("Segformer") {
+            (ProcessorKind::Segformer, 2, IMAGENET_MEAN, IMAGENET_STD)
         } else if kind_name.starts_with("ViT") || kind_name.is_empty() {
             (ProcessorKind::Vit, 2, [0.5; 3], [0.5; 3])
         } else {
             return Err(ModelError::Unsupported(format!(
                 "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor, \
-                 DetrImageProcessor, GLPNImageProcessor, DPTImageProcessor)"
+                 DetrImageProcessor, GLPNImageProcessor, DPTImageProcessor, SegformerImageProcessor)"
             )));
         };
         let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| -> Result<[f64; 3]> {
@@ -732,7 +737,7 @@ impl ImageProcessor {
             None => SizeSpec::default(),
             Some(SizeValue::Spec(spec)) => spec.clone(),
             Some(SizeValue::Side(n)) => match self.kind {
-                ProcessorKind::Vit | ProcessorKind::Dpt | ProcessorKind::Glpn => SizeSpec {
+                ProcessorKind::Vit | ProcessorKind::Segformer | ProcessorKind::Dpt | ProcessorKind::Glpn => SizeSpec {
                     height: Some(*n),
                     width: Some(*n),
                     ..Default::default()
@@ -757,8 +762,9 @@ impl ImageProcessor {
         }
         let size = self.size();
         match self.kind {
-            ProcessorKind::Vit => {
-                let (h, w) = (size.height.unwrap_or(224), size.width.unwrap_or(224));
+            ProcessorKind::Vit | ProcessorKind::Segformer => {
+                let side = if self.kind == ProcessorKind::Vit { 224 } else { 512 };
+                let (h, w) = (size.height.unwrap_or(side), size.width.unwrap_or(side));
                 if over_limit(h, w) {
                     return Err(ModelError::InvalidInput(format!(
                         "this model resizes images to {w}x{h}, more than the limit of {MAX_PIXELS} pixels"
@@ -915,6 +921,31 @@ impl ImageProcessor {
     }
 }
 
+/// An 8-bit greyscale PNG of `levels` (`width` x `height`, row-major).
+pub fn encode_grey_png(width: usize, height: usize, levels: &[u8]) -> Vec<u8> {
+    encode_png(width, height, levels, image::ExtendedColorType::L8)
+}
+
+/// A 16-bit greyscale PNG of `levels` (`width` x `height`, row-major).
+pub fn encode_grey16_png(width: usize, height: usize, levels: &[u16]) -> Vec<u8> {
+    // PNG stores 16-bit samples big-endian; the encoder takes native order.
+    let bytes: Vec<u8> = levels.iter().flat_map(|v| v.to_ne_bytes()).collect();
+    encode_png(width, height, &bytes, image::ExtendedColorType::L16)
+}
+
+/// A PNG of `data`, which holds `width` x `height` samples of `color`.
+///
+/// # Panics
+/// If it does not (writing to memory cannot otherwise fail).
+fn encode_png(width: usize, height: usize, data: &[u8], color: image::ExtendedColorType) -> Vec<u8> {
+    use image::ImageEncoder;
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut out)
+        .write_image(data, width as u32, height as u32, color)
+        .expect("a buffer of the picture's size");
+    out
+}
+
 /// One processed image: pixel_values [3, height, width].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Pixels {
@@ -983,6 +1014,7 @@ fn model_type_processor(dir: &Path) -> &'static str {
         "convnext" | "resnet" => "ConvNextImageProcessor",
         "detr" => "DetrImageProcessor",
         "glpn" => "GLPNImageProcessor",
+        "segformer" => "SegformerImageProcessor",
         "dpt" => "DPTImageProcessor",
         _ => "",
     }

@@ -60,6 +60,22 @@ impl MitConfig {
         (self.hidden_sizes[i] as f64 * self.mlp_ratios[i]) as i64
     }
 
+    /// The smallest side an input may have: each stage's map must hold its
+    /// key reduction's kernel (`sr_ratios`), and every stage a pixel.
+    pub fn min_side(&self) -> usize {
+        let fits = |side: i64| {
+            let mut side = side;
+            (0..self.num_encoder_blocks as usize).all(|i| {
+                let (k, s) = (self.patch_sizes[i], self.strides[i]);
+                side = (side + 2 * (k / 2) - k).div_euclid(s) + 1;
+                side >= self.sr_ratios[i].max(1)
+            })
+        };
+        (1..=crate::core::checks::MAX_SPATIAL)
+            .find(|&side| fits(side))
+            .unwrap_or(crate::core::checks::MAX_SPATIAL) as usize
+    }
+
     /// Every list one entry per stage, every size within bounds and equal
     /// to the checkpoint's, whose encoder tensors are named `{prefix}.…`.
     pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes, prefix: &str) -> Result<()> {
@@ -268,11 +284,7 @@ impl MitEncoder {
             for layer in &stage.layers {
                 tokens = layer.forward(&tokens, h, w);
             }
-            x = stage
-                .norm
-                .forward(&tokens)
-                .reshape([b, h, w, -1])
-                .permute([0, 3, 1, 2]);
+            x = stage.norm.forward(&tokens).reshape([b, h, w, -1]).permute([0, 3, 1, 2]);
             // Left channels-last (the tokens' layout): the next stage's
             // patch convolution and the decoders' convolutions run faster so.
             features.push(x.shallow_clone());

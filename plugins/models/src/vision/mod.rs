@@ -1,8 +1,8 @@
 //! Vision: image decoding, PIL-exact resampling and the image processors
 //! (`image`), and the image families: ViT, ConvNeXT and ResNet
-//! classifiers, DETR detection, GLPN (on the MiT encoder, written for
-//! SegFormer to reuse) and DPT depth. Segmentation families go beside them
-//! (`mask2former/`, `segformer`).
+//! classifiers, DETR detection, GLPN (on the MiT encoder) and DPT depth,
+//! SegFormer segmentation (on the same encoder). Mask2Former goes beside
+//! them (`mask2former/`).
 
 pub mod backbones;
 pub mod classifier;
@@ -14,4 +14,6 @@ pub mod dpt;
 pub mod glpn;
 pub mod image;
 pub mod mit;
+pub mod segformer;
+pub mod segmenter;
 pub mod vit;

@@ -1,0 +1,110 @@
+//! Segmentation models behind one trait, and what pipeline("image-
+//! segmentation") does with a semantic model's output:
+//! `post_process_semantic_segmentation` (the class logits resized to the
+//! image, bilinear, then each pixel's best class) and the segments, one per
+//! class present, in class order, each a 0/255 mask.
+
+use tch::{Kind, Tensor};
+
+use crate::vision::image::{encode_grey16_png, encode_grey_png};
+use crate::Result;
+
+/// A segmentation model: pixel_values [B, 3, H, W] to class logits
+/// [B, labels, h, w] (semantic segmentation).
+pub trait SegmenterNet: Send {
+    fn semantic_logits(&self, pixel_values: &Tensor) -> Tensor;
+
+    /// Whether an image processed to `height` x `width` can run (an
+    /// InvalidInput error saying why not).
+    fn check_input(&self, height: usize, width: usize) -> Result<()>;
+}
+
+/// Builds a segmentation model from its config.json, checked against the
+/// checkpoint's shapes, with `num_labels` classes.
+pub type SegmenterBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+    num_labels: i64,
+) -> Result<Box<dyn SegmenterNet>>;
+
+/// One image's label map: each pixel's class id, row-major.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelMap {
+    pub width: usize,
+    pub height: usize,
+    pub labels: Vec<u32>,
+}
+
+/// `post_process_semantic_segmentation` of one image: its logits
+/// [labels, h, w] resized to `height` x `width` (bilinear,
+/// align_corners=False), then each pixel's best class (the first of
+/// equals, as argmax picks).
+pub fn semantic_map(logits: &Tensor, width: usize, height: usize) -> LabelMap {
+    let _guard = tch::no_grad_guard();
+    let (labels, h, w) = logits.size3().expect("[labels, height, width] logits");
+    let logits = logits.to_kind(Kind::Float).view([1, labels, h, w]);
+    let resized = if (h, w) == (height as i64, width as i64) {
+        logits
+    } else {
+        logits.upsample_bilinear2d([height as i64, width as i64], false, None, None)
+    };
+    let best = resized
+        .get(0)
+        .argmax(0, false)
+        .to_kind(Kind::Int)
+        .to_device(tch::Device::Cpu);
+    let labels = Vec::<i32>::try_from(best.contiguous().view(-1)).expect("i32 labels");
+    LabelMap {
+        width,
+        height,
+        labels: labels.into_iter().map(|l| l as u32).collect(),
+    }
+}
+
+impl LabelMap {
+    /// The classes present, in ascending order (np.unique).
+    pub fn classes(&self) -> Vec<u32> {
+        let mut present: Vec<u32> = self.labels.clone();
+        present.sort_unstable();
+        present.dedup();
+        present
+    }
+
+    /// pipeline()'s mask of `class`: 255 where the pixel is of the class.
+    pub fn mask(&self, class: u32) -> Vec<u8> {
+        self.labels.iter().map(|&l| if l == class { 255 } else { 0 }).collect()
+    }
+
+    /// The label map as a greyscale PNG of class ids: 8-bit when they fit.
+    pub fn png(&self) -> Vec<u8> {
+        if self.labels.iter().all(|&l| l <= u8::MAX as u32) {
+            let levels: Vec<u8> = self.labels.iter().map(|&l| l as u8).collect();
+            encode_grey_png(self.width, self.height, &levels)
+        } else {
+            let levels: Vec<u16> = self.labels.iter().map(|&l| l.min(u16::MAX as u32) as u16).collect();
+            encode_grey16_png(self.width, self.height, &levels)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_class_of_each_resized_pixel_and_its_masks() {
+        // Two classes over a 1x2 map: class 1 wins on the right.
+        let logits = Tensor::from_slice(&[1.0f32, 0.0, 0.0, 2.0]).view([2, 1, 2]);
+        let map = semantic_map(&logits, 2, 1);
+        assert_eq!(map.labels, [0, 1]);
+        assert_eq!(map.classes(), [0, 1]);
+        assert_eq!(map.mask(1), [0, 255]);
+        // Resized to 4 wide: the boundary falls between pixels 1 and 2.
+        let wide = semantic_map(&logits, 4, 1);
+        assert_eq!(wide.labels, [0, 0, 1, 1]);
+        // Ties go to the first class, as argmax does.
+        let tied = Tensor::from_slice(&[1.0f32, 1.0]).view([2, 1, 1]);
+        assert_eq!(semantic_map(&tied, 1, 1).labels, [0]);
+    }
+}
