@@ -9,6 +9,7 @@ thread count as inferd. Prints one JSON line per measurement.
     reference.py transcribe --model DIR --threads N --audio FILE [--new-tokens 64] [--calls 8]
     reference.py detect --model DIR --threads N --image FILE [--threshold 0.5] [--calls 8]
     reference.py depth --model DIR --threads N --image FILE [--calls 4]
+    reference.py segment --model DIR --threads N --image FILE [--calls 4]
     reference.py peak --threads N
     reference.py flops --model DIR --payload FILE [--batch 32]
 """
@@ -148,6 +149,18 @@ def make_models(out):
                    "image_std": [0.5, 0.5, 0.5], "keep_aspect_ratio": False, "resample": 2, "size": 384},
                   open(os.path.join(dpt, "preprocessor_config.json"), "w"), indent=1)
         print(f"made {dpt}", file=sys.stderr)
+    segformer = os.path.join(out, "segformer-b0")
+    if not os.path.exists(os.path.join(segformer, "model.safetensors")):
+        # nvidia/segformer-b0-finetuned-ade-512-512's shape (3.8M parameters:
+        # MiT-b0, decoder 256, ADE20k's 150 labels), random weights,
+        # SegformerImageProcessor's defaults (512x512).
+        from transformers import SegformerConfig, SegformerForSemanticSegmentation, SegformerImageProcessor
+
+        cfg = SegformerConfig(num_labels=150, id2label={i: f"class {i}" for i in range(150)},
+                              label2id={f"class {i}": i for i in range(150)})
+        SegformerForSemanticSegmentation(cfg).save_pretrained(segformer, safe_serialization=True)
+        SegformerImageProcessor().save_pretrained(segformer)
+        print(f"made {segformer}", file=sys.stderr)
 
 
 def generate(args):
@@ -318,6 +331,24 @@ def depth(args):
                           "calls": calls, "seconds": seconds, "ranges": ranges}))
 
 
+def segment(args):
+    """pipeline("image-segmentation") on one image, after a warm-up: one
+    call, then `calls` sequential calls. The seconds and each call's labels."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    pipe = pipeline("image-segmentation", model=args.model, device="cpu")
+    call = lambda: [s["label"] for s in pipe(args.image)]
+    call()  # warm-up
+    for calls in (1, args.calls):
+        started = time.perf_counter()
+        labels = [call() for _ in range(calls)]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "segment", "who": "transformers", "calls": calls, "seconds": seconds,
+                          "labels": labels}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -401,6 +432,11 @@ def main():
     e.add_argument("--threads", type=int, required=True)
     e.add_argument("--image", required=True)
     e.add_argument("--calls", type=int, default=4)
+    g = sub.add_parser("segment")
+    g.add_argument("--model", required=True)
+    g.add_argument("--threads", type=int, required=True)
+    g.add_argument("--image", required=True)
+    g.add_argument("--calls", type=int, default=4)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -420,6 +456,8 @@ def main():
         detect(args)
     elif args.cmd == "depth":
         depth(args)
+    elif args.cmd == "segment":
+        segment(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

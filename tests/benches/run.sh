@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|segment|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -158,6 +158,21 @@ PYEOF
       --image "$PHOTO" --calls 4 >> "$RESULTS"
   done
 fi
+if [[ "$WHAT" == segment || "$WHAT" == all ]]; then
+  PHOTO="$BENCH/photo_640x480.jpg"
+  "$PY" - target/fixtures/images/chelsea.png "$PHOTO" <<'PYEOF'
+import sys
+from PIL import Image
+Image.open(sys.argv[1]).convert("RGB").resize((640, 480), Image.BICUBIC).save(sys.argv[2], quality=90)
+PYEOF
+  start_daemon "segformer:image-segmentation=$BENCH/segformer-b0"
+  B="target/release/inferd-bench --addr $ADDR --model segformer"
+  $B segment --image "$PHOTO" --requests 1 --rounds 3 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  $B segment --image "$PHOTO" --requests 4 --rounds 2 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py segment --model "$BENCH/segformer-b0" --threads "$THREADS" \
+    --image "$PHOTO" --calls 4 >> "$RESULTS"
+fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
 import json, sys, platform, os
@@ -258,4 +273,18 @@ if dep:
                   f"{images / i['seconds']:>14.2f}{str(close(i['ranges'][0], t['ranges'][0])):>12}")
         print(f"  {model}, {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
               f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
+seg = [r for r in rows if r["bench"] == "segment"]
+if seg:
+    get = lambda who, key, n: next(r for r in seg if r["who"] == who and r[key] == n)
+    n = max(r["calls"] for r in seg if r["who"] == "transformers")
+    i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
+    i4, t4 = get("inferd", "requests", n), get("transformers", "calls", n)
+    print("\nsemantic segmentation, segformer-b0-sized SegFormer (3.8M, random weights, 150 labels), a 640x480 photo "
+          "(512x512 processed)")
+    print(f"{'':34}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'inferd img/s':>14}{'same labels':>13}")
+    for label, i, t, images in (("1 image", i1, t1, 1), (f"{n} concurrent vs sequential", i4, t4, n)):
+        print(f"{label:34}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
+              f"{images / i['seconds']:>14.2f}{str(i['labels'][0] == t['labels'][0]):>13}")
+    print(f"  {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
+          f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
 PYEOF

@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::{
     AudioInput, ClassifyRequest, DetectObjectsRequest, EstimateDepthRequest, GenerateRequest, ImageInput,
-    SummarizeRequest, TextInput, TranscribeRequest,
+    SegmentImageRequest, SummarizeRequest, TextInput, TranscribeRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -75,6 +75,23 @@ enum Command {
         num_beams: u32,
         #[arg(long)]
         max_new_tokens: Option<u32>,
+        /// The daemon's metrics endpoint (HOST:PORT): report the batches the
+        /// model ran and its time per batch during the timed rounds.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Image segmentation of one image, `requests` separate requests in
+    /// flight at once; the seconds per round, the requests' latencies and
+    /// the last round's labels are printed.
+    Segment {
+        #[arg(long)]
+        image: std::path::PathBuf,
+        /// Requests sent at once (each round).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        /// Timed rounds (after one warm-up request).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
         /// The daemon's metrics endpoint (HOST:PORT): report the batches the
         /// model ran and its time per batch during the timed rounds.
         #[arg(long)]
@@ -387,6 +404,36 @@ async fn main() -> Result<()> {
                             })
                             .collect();
                         anyhow::Ok(json!(objects))
+                    }
+                },
+            )
+            .await?;
+            println!("{figures}");
+        }
+        Command::Segment {
+            image,
+            requests,
+            rounds,
+            metrics,
+        } => {
+            let data = std::fs::read(&image).with_context(|| format!("read {}", image.display()))?;
+            let request = SegmentImageRequest {
+                model: model.clone(),
+                inputs: vec![ImageInput { data }],
+                ..Default::default()
+            };
+            let figures = concurrent_rounds(
+                ("segment", "labels"),
+                &channel,
+                &model,
+                (requests, rounds),
+                metrics.as_deref(),
+                move |mut client| {
+                    let request = request.clone();
+                    async move {
+                        let response = client.segment_image(request).await?.into_inner();
+                        let labels: Vec<&str> = response.results[0].segments.iter().map(|s| s.label.as_str()).collect();
+                        anyhow::Ok(json!(labels))
                     }
                 },
             )
