@@ -370,6 +370,42 @@ async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and
         assert_refused(&daemon, dir.path(), "depth-estimation", what).await;
     }
 
+    // SegFormer's decode head, labels and processor.
+    let segmentation: &[(&str, &str, &str, Value, &str)] = &[
+        (
+            "segformer-random",
+            "config.json",
+            "decoder_hidden_size",
+            json!(1_000_000_000),
+            "decoder_hidden_size = 1000000000",
+        ),
+        (
+            "segformer-random",
+            "config.json",
+            "id2label",
+            json!({"0": "wall", "1": "floor"}),
+            "id2label = 2",
+        ),
+        (
+            "segformer-random",
+            "config.json",
+            "sr_ratios",
+            json!([1_000, 4, 2, 1]),
+            "sr_ratios[0] = 1000",
+        ),
+        (
+            "segformer-random",
+            "preprocessor_config.json",
+            "size",
+            json!({"shortest_edge": 512}),
+            "size needs height and width",
+        ),
+    ];
+    for (fixture, file, field, value, what) in segmentation {
+        let dir = edited_file_copy(fixture, file, field, value.clone());
+        assert_refused(&daemon, dir.path(), "image-segmentation", what).await;
+    }
+
     let grown = daemon.rss_bytes().saturating_sub(rss_before);
     assert!(
         grown < RSS_GROWTH_BOUND,

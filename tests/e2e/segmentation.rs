@@ -5,7 +5,9 @@
 //! several images per request and the label map; bad requests refused
 //! clearly; `inferctl segment`.
 
-use inferd_proto::v1::{ClassifyImageRequest, ImageInput, SegmentImageRequest, Segmentation};
+use inferd_proto::v1::{
+    ClassifyImageRequest, ImageInput, LoadModelRequest, ModelOptions, SegmentImageRequest, Segmentation,
+};
 use inferd_tests::{fixture_model, fixtures_dir, reference, Daemon};
 use serde_json::Value;
 use tonic::Code;
@@ -202,6 +204,24 @@ async fn segmentation_refuses_bad_requests_clearly() {
         status.message().contains("serves task image-segmentation"),
         "{status:?}"
     );
+    // A processed-pixel budget under SegFormer's 512x512 refuses every image.
+    let limited = LoadModelRequest {
+        name: "seg-small".into(),
+        task: "image-segmentation".into(),
+        source: fixture_model("segformer-random"),
+        options: Some(ModelOptions {
+            limits: [("max_segmentation_pixels".to_string(), 10_000)].into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    daemon.models().await.load_model(limited).await.unwrap();
+    let status = client
+        .segment_image(segment("seg-small", &[photo]))
+        .await
+        .expect_err("over the budget");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(status.message().contains("max_segmentation_pixels"), "{status:?}");
     // A 3x5 image is resized to 512x512 and answered, as pipeline() does.
     let tiny = client
         .segment_image(segment("seg", &["tiny_3x5.png"]))

@@ -37,14 +37,6 @@ pub(crate) fn check_pixels(inputs: &[ImageInput], limit: &Limit) -> Result<(), E
     limit.check(pixels, "the pixels of the request's images (width x height, summed)")
 }
 
-/// What the model made of one image: its row of the forward pass's output
-/// (on the CPU, f32), and the image's size as decoded.
-pub(crate) struct ImageOutput {
-    pub row: Tensor,
-    pub width: usize,
-    pub height: usize,
-}
-
 /// One image waiting for its forward pass.
 struct Pending {
     request: usize,
@@ -56,24 +48,27 @@ struct Pending {
 
 /// The model's side of a batch: its processor, whether it can take an
 /// image as processed (an error saying why not), its device and forward
-/// pass.
-pub(crate) struct ImageModel<'a> {
+/// pass, and what is kept of each image's row of the output (on the CPU,
+/// f32) given the image's width and height as decoded: made as soon as its
+/// forward pass ends, so a batch holds no more than its answers.
+pub(crate) struct ImageModel<'a, T> {
     pub processor: &'a ImageProcessor,
     pub accepts: &'a dyn Fn(&Pixels) -> Result<(), Error>,
     pub device: Device,
     pub forward: &'a dyn Fn(&Tensor) -> Tensor,
+    pub finish: &'a dyn Fn(Tensor, usize, usize) -> Result<T, Error>,
 }
 
 /// Runs the images of every request (`inputs[r]`); for each request its
 /// images' outputs in order, or why it failed. `wanted(r)` says whether
 /// request `r` is still wanted.
-pub(crate) fn run_images(
-    model: &ImageModel,
+pub(crate) fn run_images<T>(
+    model: &ImageModel<T>,
     pixel_limit: &Limit,
     inputs: &[&[ImageInput]],
     wanted: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Result<Vec<ImageOutput>, Error>> {
-    let mut outputs: HashMap<(usize, usize), ImageOutput> = HashMap::new();
+) -> Vec<Result<Vec<T>, Error>> {
+    let mut outputs: HashMap<(usize, usize), Result<T, Error>> = HashMap::new();
     let mut pending: Vec<Pending> = Vec::new();
     let mut held = 0;
     let mut processed_all: Vec<Result<(), Error>> = Vec::with_capacity(inputs.len());
@@ -121,16 +116,20 @@ pub(crate) fn run_images(
         .enumerate()
         .map(|(r, processed)| {
             processed?;
-            Ok((0..inputs[r].len())
+            (0..inputs[r].len())
                 .map(|i| outputs.remove(&(r, i)).expect("every image ran"))
-                .collect())
+                .collect()
         })
         .collect()
 }
 
 /// Runs the pending images, those of one processed size together, and
-/// keeps each one's output row.
-fn forward_pending(model: &ImageModel, pending: &mut Vec<Pending>, outputs: &mut HashMap<(usize, usize), ImageOutput>) {
+/// keeps what `finish` makes of each one's output row.
+fn forward_pending<T>(
+    model: &ImageModel<T>,
+    pending: &mut Vec<Pending>,
+    outputs: &mut HashMap<(usize, usize), Result<T, Error>>,
+) {
     let mut by_size: BTreeMap<(usize, usize), Vec<Pending>> = BTreeMap::new();
     for image in pending.drain(..) {
         by_size
@@ -145,11 +144,7 @@ fn forward_pending(model: &ImageModel, pending: &mut Vec<Pending>, outputs: &mut
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
             for (k, p) in chunk.iter().enumerate() {
-                let output = ImageOutput {
-                    row: rows.get(k as i64),
-                    width: p.width,
-                    height: p.height,
-                };
+                let output = (model.finish)(rows.get(k as i64), p.width, p.height);
                 outputs.insert((p.request, p.image), output);
             }
         }

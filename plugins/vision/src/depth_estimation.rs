@@ -38,11 +38,13 @@ pub fn estimate(
         )?;
         Ok(model.check_input(pixels.height, pixels.width)?)
     };
+    let finish = |row: tch::Tensor, width, height| Ok(resize_depth(&row, width, height));
     let images = ImageModel {
         processor: &model.processor,
         accepts: &accepts,
         device: model.device,
         forward: &forward,
+        finish: &finish,
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);
     requests
@@ -51,15 +53,12 @@ pub fn estimate(
         .map(|(request, outputs)| {
             let results = outputs?
                 .into_iter()
-                .map(|output| {
-                    let map = resize_depth(&output.row, output.width, output.height);
-                    DepthMap {
-                        width: map.width as u32,
-                        height: map.height as u32,
-                        depth: map.png8(),
-                        depth16: if request.png16 { map.png16() } else { Vec::new() },
-                        predicted_depth: map.values,
-                    }
+                .map(|map| DepthMap {
+                    width: map.width as u32,
+                    height: map.height as u32,
+                    depth: map.png8(),
+                    depth16: if request.png16 { map.png16() } else { Vec::new() },
+                    predicted_depth: map.values,
                 })
                 .collect();
             Ok(EstimateDepthResponse { results })

@@ -29,6 +29,7 @@ pub fn classify(
         accepts: &|_| Ok(()),
         device: model.device,
         forward: &forward,
+        finish: &|row, _, _| Vec::<f32>::try_from(row).map_err(|e| Error::internal(e.to_string())),
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);
     requests
@@ -46,13 +47,10 @@ pub fn classify(
             };
             let results = outputs
                 .into_iter()
-                .map(|output| {
-                    let row = Vec::<f32>::try_from(output.row).map_err(|e| Error::internal(e.to_string()))?;
-                    Ok(Classification {
-                        labels: label_scores(top_labels(&model.labels, &function.apply(&row), top_k)),
-                    })
+                .map(|row| Classification {
+                    labels: label_scores(top_labels(&model.labels, &function.apply(&row), top_k)),
                 })
-                .collect::<Result<Vec<_>, Error>>()?;
+                .collect();
             Ok(ClassifyImageResponse { results })
         })
         .collect()

@@ -15,6 +15,11 @@ use inferd_sdk::{Error, Limit};
 
 use crate::batch::{run_images, ImageModel};
 
+/// Pixels of one image as the model takes it: SegFormer runs at the
+/// processed size (512 x 512 unless configured), and resizing its logits
+/// to the image holds one chunk of classes at the image's size.
+pub const PROCESSED_PIXELS: Limit = Limit::new("INFERD_MAX_SEGMENTATION_PIXELS", 1 << 23);
+
 /// The subtasks pipeline() knows.
 const SUBTASKS: [&str; 3] = ["semantic", "instance", "panoptic"];
 
@@ -54,6 +59,7 @@ fn check(request: &SegmentImageRequest) -> Result<(), Error> {
 pub fn segment(
     model: &ImageSegmenter,
     pixel_limit: &Limit,
+    processed_limit: &Limit,
     requests: &[SegmentImageRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<SegmentImageResponse, Error>> {
@@ -65,12 +71,20 @@ pub fn segment(
         .map(|(r, ok)| if ok.is_ok() { r.inputs.as_slice() } else { &[] })
         .collect();
     let forward = |pixels: &tch::Tensor| model.semantic_logits(pixels);
-    let accepts = |pixels: &Pixels| Ok(model.check_input(pixels.height, pixels.width)?);
+    let accepts = |pixels: &Pixels| {
+        processed_limit.check(
+            (pixels.width * pixels.height) as u64,
+            "the image's pixels as this model processes it",
+        )?;
+        Ok(model.check_input(pixels.height, pixels.width)?)
+    };
+    let finish = |logits: tch::Tensor, width, height| Ok(semantic_map(&logits, width, height));
     let images = ImageModel {
         processor: &model.processor,
         accepts: &accepts,
         device: model.device,
         forward: &forward,
+        finish: &finish,
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);
     requests
@@ -80,8 +94,7 @@ pub fn segment(
             checked?;
             let results = outputs?
                 .into_iter()
-                .map(|output| {
-                    let map = semantic_map(&output.row, output.width, output.height);
+                .map(|map| {
                     let segments = map
                         .classes()
                         .into_iter()

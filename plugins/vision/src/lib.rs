@@ -25,7 +25,11 @@ enum VisionModel {
         /// Pixels of one processed image (`max_depth_pixels`).
         processed_limit: Limit,
     },
-    Segmenter(Box<ImageSegmenter>),
+    Segmenter {
+        model: Box<ImageSegmenter>,
+        /// Pixels of one processed image (`max_segmentation_pixels`).
+        processed_limit: Limit,
+    },
 }
 
 /// One loaded model, serving one task.
@@ -93,7 +97,10 @@ impl Task for VisionTask {
                 model: Box::new(load_depth_estimator(dir()?, device)?),
                 processed_limit: depth_estimation::PROCESSED_PIXELS.for_model(ctx)?,
             },
-            "image-segmentation" => VisionModel::Segmenter(Box::new(load_image_segmenter(dir()?, device)?)),
+            "image-segmentation" => VisionModel::Segmenter {
+                model: Box::new(load_image_segmenter(dir()?, device)?),
+                processed_limit: image_segmentation::PROCESSED_PIXELS.for_model(ctx)?,
+            },
             other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
         };
         Ok(VisionTask {
@@ -107,7 +114,10 @@ impl Task for VisionTask {
         let (memory_bytes, labels) = match &self.model {
             VisionModel::Classifier(m) => (m.memory_bytes, m.labels.clone()),
             VisionModel::Detector(m) => (m.memory_bytes, m.labels.clone()),
-            VisionModel::Segmenter(m) => (m.memory_bytes, m.labels.clone()),
+            VisionModel::Segmenter { model, processed_limit } => {
+                limits.push(*processed_limit);
+                (model.memory_bytes, model.labels.clone())
+            }
             VisionModel::Depth { model, processed_limit } => {
                 limits.push(*processed_limit);
                 (model.memory_bytes, Vec::new())
@@ -132,9 +142,9 @@ impl Task for VisionTask {
                     object_detection::detect(model, &self.pixel_limit, requests, wanted)
                 })
             }
-            VisionModel::Segmenter(model) => {
+            VisionModel::Segmenter { model, processed_limit } => {
                 dispatch::together("image-segmentation", batch, emitter, |requests, wanted| {
-                    image_segmentation::segment(model, &self.pixel_limit, requests, wanted)
+                    image_segmentation::segment(model, &self.pixel_limit, processed_limit, requests, wanted)
                 })
             }
             VisionModel::Depth { model, processed_limit } => {

@@ -177,10 +177,7 @@ impl GlpnForDepthEstimation {
             head_in_index: cfg.head_in_index,
             max_depth: cfg.max_depth,
             side_multiple: 2 << cfg.encoder.num_encoder_blocks,
-            min_side: (0..cfg.encoder.num_encoder_blocks as usize)
-                .map(|i| cfg.encoder.sr_ratios[i] as usize * (2 << (i + 1)))
-                .max()
-                .unwrap_or(1),
+            min_side: cfg.encoder.min_side(),
         }
     }
 

@@ -714,10 +714,11 @@ impl ImageProcessor {
         }
         let square = size.height.is_some() && size.width.is_some();
         let edges = size.shortest_edge.is_some() && size.longest_edge.is_some();
-        if self.kind == ProcessorKind::Dpt && self.config.size.is_some() && !square {
+        let squares = [ProcessorKind::Dpt, ProcessorKind::Segformer];
+        if squares.contains(&self.kind) && self.config.size.is_some() && !square {
             return Err(ModelError::bad_file(
                 path,
-                "DPTImageProcessor's size needs height and width",
+                "this image processor's size needs height and width",
             ));
         }
         if self.kind == ProcessorKind::Detr && self.config.size.is_some() && !square && !edges {

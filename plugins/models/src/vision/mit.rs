@@ -61,7 +61,8 @@ impl MitConfig {
     }
 
     /// The smallest side an input may have: each stage's map must hold its
-    /// key reduction's kernel (`sr_ratios`), and every stage a pixel.
+    /// key reduction's kernel (`sr_ratios`), and every stage a pixel
+    /// (checked by `validate`: some side up to MAX_SPATIAL fits).
     pub fn min_side(&self) -> usize {
         let fits = |side: i64| {
             let mut side = side;
@@ -71,9 +72,7 @@ impl MitConfig {
                 side >= self.sr_ratios[i].max(1)
             })
         };
-        (1..=crate::core::checks::MAX_SPATIAL)
-            .find(|&side| fits(side))
-            .unwrap_or(crate::core::checks::MAX_SPATIAL) as usize
+        (1..=MAX_SPATIAL).find(|&side| fits(side)).unwrap_or(MAX_SPATIAL + 1) as usize
     }
 
     /// Every list one entry per stage, every size within bounds and equal
@@ -123,6 +122,13 @@ impl MitConfig {
                 let sr = at(&format!("block.{i}.0.attention.self.sr.weight"));
                 c.anchor(&field("sr_ratios"), self.sr_ratios[i], self.sr_ratios[i], "", &sr, 2)?;
             }
+        }
+        if self.min_side() > MAX_SPATIAL as usize {
+            return Err(crate::ModelError::bad_file(
+                file,
+                "no image up to 16384 pixels a side reaches every stage's key reduction (sr_ratios) through \
+                 the patch strides",
+            ));
         }
         Ok(())
     }

@@ -2,8 +2,8 @@
 //! encoder (`mit`, shared with GLPN) and the all-MLP decode head: each
 //! stage's map projected to one width, resized to the finest stage's size,
 //! concatenated (coarsest first), fused by a 1x1 convolution with batch
-//! norm and ReLU, and classified per pixel at a quarter of the input's
-//! size. Reproduces transformers' `SegformerForSemanticSegmentation`
+//! norm and ReLU, and classified per pixel at the finest stage's size (a
+//! quarter of the input's). Reproduces transformers' `SegformerForSemanticSegmentation`
 //! (`modeling_segformer.py`), with its weight names.
 
 use serde::Deserialize;
@@ -24,6 +24,8 @@ pub struct Config {
     #[serde(flatten)]
     pub encoder: MitConfig,
     pub decoder_hidden_size: i64,
+    /// Deprecated in transformers; false changes its decode head's input.
+    pub reshape_last_stage: bool,
 }
 
 impl Default for Config {
@@ -31,6 +33,7 @@ impl Default for Config {
         Config {
             encoder: MitConfig::default(),
             decoder_hidden_size: 256,
+            reshape_last_stage: true,
         }
     }
 }
@@ -38,7 +41,13 @@ impl Default for Config {
 impl Config {
     pub fn validate(&self, file: &std::path::Path, shapes: &WeightShapes, num_labels: i64) -> Result<()> {
         self.encoder.validate(file, shapes, "segformer.encoder")?;
+        if !self.reshape_last_stage {
+            return Err(ModelError::Unsupported(
+                "SegFormer with reshape_last_stage false (deprecated in transformers)".into(),
+            ));
+        }
         let c = ConfigCheck::new(file, shapes);
+        c.at_most("id2label", num_labels - 1, i64::from(u16::MAX))?;
         let d = self.decoder_hidden_size;
         c.matches(
             "decoder_hidden_size",

@@ -36,24 +36,46 @@ pub struct LabelMap {
     pub labels: Vec<u32>,
 }
 
+/// Classes resized at once: the resized logits held are this many maps
+/// of the image's size, whatever the model's number of labels (ADE20k's
+/// 150 at a 12-megapixel photo's size would be 7 GB).
+const CLASSES_AT_ONCE: i64 = 16;
+
 /// `post_process_semantic_segmentation` of one image: its logits
 /// [labels, h, w] resized to `height` x `width` (bilinear,
 /// align_corners=False), then each pixel's best class (the first of
-/// equals, as argmax picks).
+/// equals, as argmax picks). Each class is resized on its own, so the
+/// classes are taken a chunk at a time, a later chunk winning a pixel only
+/// with a strictly greater logit.
 pub fn semantic_map(logits: &Tensor, width: usize, height: usize) -> LabelMap {
     let _guard = tch::no_grad_guard();
     let (labels, h, w) = logits.size3().expect("[labels, height, width] logits");
-    let logits = logits.to_kind(Kind::Float).view([1, labels, h, w]);
-    let resized = if (h, w) == (height as i64, width as i64) {
-        logits
-    } else {
-        logits.upsample_bilinear2d([height as i64, width as i64], false, None, None)
-    };
-    let best = resized
-        .get(0)
-        .argmax(0, false)
-        .to_kind(Kind::Int)
-        .to_device(tch::Device::Cpu);
+    // Contiguous first: a batch's logits may come channels-last, and
+    // resizing and argmax over that layout are many times slower.
+    let logits = logits.to_kind(Kind::Float).contiguous().view([1, labels, h, w]);
+    let mut best: Option<(Tensor, Tensor)> = None;
+    for first in (0..labels).step_by(CLASSES_AT_ONCE as usize) {
+        let chunk = logits.narrow(1, first, CLASSES_AT_ONCE.min(labels - first));
+        let resized = if (h, w) == (height as i64, width as i64) {
+            chunk
+        } else {
+            chunk.upsample_bilinear2d([height as i64, width as i64], false, None, None)
+        };
+        let (value, class) = resized.get(0).max_dim(0, false);
+        let class = class + first;
+        best = Some(match best {
+            Some((best_value, best_class)) => {
+                let better = value.gt_tensor(&best_value);
+                (
+                    value.where_self(&better, &best_value),
+                    class.where_self(&better, &best_class),
+                )
+            }
+            None => (value, class),
+        });
+    }
+    let (_, best) = best.expect("at least one label");
+    let best = best.to_kind(Kind::Int).to_device(tch::Device::Cpu);
     let labels = Vec::<i32>::try_from(best.contiguous().view(-1)).expect("i32 labels");
     LabelMap {
         width,
@@ -65,10 +87,12 @@ pub fn semantic_map(logits: &Tensor, width: usize, height: usize) -> LabelMap {
 impl LabelMap {
     /// The classes present, in ascending order (np.unique).
     pub fn classes(&self) -> Vec<u32> {
-        let mut present: Vec<u32> = self.labels.clone();
-        present.sort_unstable();
-        present.dedup();
-        present
+        let most = self.labels.iter().copied().max().map_or(0, |m| m as usize + 1);
+        let mut present = vec![false; most];
+        for &l in &self.labels {
+            present[l as usize] = true;
+        }
+        (0..most as u32).filter(|&l| present[l as usize]).collect()
     }
 
     /// pipeline()'s mask of `class`: 255 where the pixel is of the class.
@@ -106,5 +130,19 @@ mod tests {
         // Ties go to the first class, as argmax does.
         let tied = Tensor::from_slice(&[1.0f32, 1.0]).view([2, 1, 1]);
         assert_eq!(semantic_map(&tied, 1, 1).labels, [0]);
+        // Across chunks of classes too; a strictly greater later one wins.
+        let mut many = vec![0f32; 40];
+        many[3] = 2.0;
+        many[20] = 2.0;
+        many[35] = 1.5;
+        assert_eq!(
+            semantic_map(&Tensor::from_slice(&many).view([40, 1, 1]), 1, 1).labels,
+            [3]
+        );
+        many[37] = 2.5;
+        assert_eq!(
+            semantic_map(&Tensor::from_slice(&many).view([40, 1, 1]), 1, 1).labels,
+            [37]
+        );
     }
 }
