@@ -15,27 +15,10 @@ use inferd_models::vision::segmenter::semantic_map;
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
-use common::{fixtures, read_f32};
+use common::{fixtures, named_f32 as file, reference, shape, worst};
 
 fn references() -> Value {
-    serde_json::from_slice(&std::fs::read(fixtures().join("references/segmentation.json")).unwrap()).unwrap()
-}
-
-fn shape(v: &Value) -> Vec<i64> {
-    v.as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect()
-}
-
-fn file(v: &Value) -> Vec<f32> {
-    read_f32(&fixtures().join(v["file"].as_str().unwrap()))
-}
-
-/// The largest difference, relative to the value's size where it is over 1.
-fn worst(got: &[f32], want: &[f32]) -> f32 {
-    assert_eq!(got.len(), want.len(), "lengths");
-    got.iter()
-        .zip(want)
-        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
-        .fold(0f32, f32::max)
+    reference("segmentation.json")
 }
 
 #[test]

@@ -46,6 +46,15 @@ struct Pending {
     height: usize,
 }
 
+/// Refuses an image whose processed size is over `limit` (the models that
+/// run at the processed size: depth, segmentation).
+pub(crate) fn within_processed(limit: &Limit, pixels: &Pixels) -> Result<(), Error> {
+    limit.check(
+        (pixels.width * pixels.height) as u64,
+        "the image's pixels as this model processes it",
+    )
+}
+
 /// The model's side of a batch: its processor, whether it can take an
 /// image as processed (an error saying why not), its device and forward
 /// pass, and what is kept of each image's row of the output (on the CPU,

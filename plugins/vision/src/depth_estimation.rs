@@ -13,7 +13,7 @@ use inferd_models::vision::image::Pixels;
 use inferd_sdk::proto::api::{DepthMap, EstimateDepthRequest, EstimateDepthResponse, ImageInput};
 use inferd_sdk::{Error, Limit};
 
-use crate::batch::{run_images, ImageModel};
+use crate::batch::{run_images, within_processed, ImageModel};
 
 /// Pixels of one image as the model takes it: GLPN runs at the image's own
 /// size (rounded down to multiples of 32) and holds about 1 KB of
@@ -32,10 +32,7 @@ pub fn estimate(
     let inputs: Vec<&[ImageInput]> = requests.iter().map(|r| r.inputs.as_slice()).collect();
     let forward = |pixels: &tch::Tensor| model.forward(pixels);
     let accepts = |pixels: &Pixels| {
-        processed_limit.check(
-            (pixels.width * pixels.height) as u64,
-            "the image's pixels as this model processes it",
-        )?;
+        within_processed(processed_limit, pixels)?;
         Ok(model.check_input(pixels.height, pixels.width)?)
     };
     let finish = |row: tch::Tensor, width, height| Ok(resize_depth(&row, width, height));

@@ -13,7 +13,7 @@ use inferd_models::vision::segmenter::semantic_map;
 use inferd_sdk::proto::api::{ImageInput, Segment, SegmentImageRequest, SegmentImageResponse, Segmentation};
 use inferd_sdk::{Error, Limit};
 
-use crate::batch::{run_images, ImageModel};
+use crate::batch::{run_images, within_processed, ImageModel};
 
 /// Pixels of one image as the model takes it: SegFormer runs at the
 /// processed size (512 x 512 unless configured), and resizing its logits
@@ -72,10 +72,7 @@ pub fn segment(
         .collect();
     let forward = |pixels: &tch::Tensor| model.semantic_logits(pixels);
     let accepts = |pixels: &Pixels| {
-        processed_limit.check(
-            (pixels.width * pixels.height) as u64,
-            "the image's pixels as this model processes it",
-        )?;
+        within_processed(processed_limit, pixels)?;
         Ok(model.check_input(pixels.height, pixels.width)?)
     };
     let finish = |logits: tch::Tensor, width, height| Ok(semantic_map(&logits, width, height));

@@ -18,6 +18,30 @@ pub fn fixtures() -> PathBuf {
     dir
 }
 
+/// A reference JSON file under references/.
+pub fn reference(name: &str) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(fixtures().join("references").join(name)).unwrap()).unwrap()
+}
+
+/// A JSON array of integers (a shape).
+pub fn shape(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array().unwrap().iter().map(|d| d.as_i64().unwrap()).collect()
+}
+
+/// The `.f32` file a reference entry names in its "file" field.
+pub fn named_f32(v: &serde_json::Value) -> Vec<f32> {
+    read_f32(&fixtures().join(v["file"].as_str().unwrap()))
+}
+
+/// The largest difference, relative to the value's size where it is over 1.
+pub fn worst(got: &[f32], want: &[f32]) -> f32 {
+    assert_eq!(got.len(), want.len(), "lengths");
+    got.iter()
+        .zip(want)
+        .map(|(g, w)| (g - w).abs() / w.abs().max(1.0))
+        .fold(0f32, f32::max)
+}
+
 /// A `.f32` reference file: little-endian float32 values.
 pub fn read_f32(path: &Path) -> Vec<f32> {
     std::fs::read(path)
