@@ -4,13 +4,13 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
-use crate::core::checks::build_fallibly;
-use crate::core::config::{config_path, CommonConfig};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+
+use crate::core::weights::var_store_bytes;
 use crate::vision::depth::DepthNet;
 use crate::vision::image::ImageProcessor;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// A loaded depth estimator with its image processor.
 pub struct DepthEstimator {
@@ -34,20 +34,12 @@ impl DepthEstimator {
 }
 
 pub fn load_depth_estimator(dir: &Path, device: Device) -> Result<DepthEstimator> {
-    let config_file = config_path(dir)?;
-    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
-    let Build::DepthEstimator(build) =
-        crate::auto::find(&architecture, "depth-estimation", "for depth estimation")?.build
-    else {
-        return Err(ModelError::Unsupported(format!(
-            "{architecture} is not a depth estimator"
-        )));
+    let opened = open(dir, "depth-estimation", "for depth estimation", false)?;
+    let Build::DepthEstimator(build) = opened.build else {
+        return Err(opened.not_a("a depth estimator"));
     };
     let processor = ImageProcessor::from_dir(dir)?;
-    let checkpoint = Checkpoint::open(dir)?;
-    let mut vs = VarStore::new(device);
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
-    checkpoint.load_into(&mut vs)?;
+    let (net, vs) = build_loaded(dir, device, |root, shapes| build(root, &opened.config_file, shapes))?;
     Ok(DepthEstimator {
         net,
         memory_bytes: var_store_bytes(&vs),

@@ -4,13 +4,13 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
-use crate::core::checks::{build_fallibly, check_labels};
-use crate::core::config::{config_path, CommonConfig};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+
+use crate::core::weights::var_store_bytes;
 use crate::vision::detector::{post_process, DetectorNet, Found, QueryOutputs};
 use crate::vision::image::ImageProcessor;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// A loaded object detector with its image processor and labels.
 pub struct ObjectDetector {
@@ -37,29 +37,21 @@ impl ObjectDetector {
 }
 
 pub fn load_object_detector(dir: &Path, device: Device) -> Result<ObjectDetector> {
-    let config_file = config_path(dir)?;
-    let common = CommonConfig::from_dir(dir)?;
-    let architecture = common.architecture(&config_file)?;
-    let labels = common.labels(2);
-    let Build::ObjectDetector(build) =
-        crate::auto::find(&architecture, "object-detection", "for object detection")?.build
-    else {
-        return Err(ModelError::Unsupported(format!(
-            "{architecture} is not an object detector"
-        )));
+    let opened = open(dir, "object-detection", "for object detection", true)?;
+    let Build::ObjectDetector(build) = opened.build else {
+        return Err(opened.not_a("an object detector"));
     };
-    check_labels(&config_file, labels.len())?;
     let processor = ImageProcessor::from_dir(dir)?;
-    let checkpoint = Checkpoint::open(dir)?;
-    let mut vs = VarStore::new(device);
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), labels.len() as i64))?;
-    checkpoint.load_into(&mut vs)?;
+    let num_labels = opened.labels.len() as i64;
+    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+        build(root, &opened.config_file, shapes, num_labels)
+    })?;
     Ok(ObjectDetector {
         net,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
         processor,
-        labels,
+        labels: opened.labels,
         device,
     })
 }

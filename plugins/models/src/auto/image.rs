@@ -5,13 +5,14 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
-use crate::core::checks::{build_fallibly, check_labels};
-use crate::core::config::{config_path, CommonConfig};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+
+use crate::core::config::CommonConfig;
+use crate::core::weights::var_store_bytes;
 use crate::vision::classifier::ImageClassifierNet;
 use crate::vision::image::ImageProcessor;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// A loaded image classifier with its image processor and labels.
 pub struct ImageClassifier {
@@ -32,31 +33,22 @@ impl ImageClassifier {
 }
 
 pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifier> {
-    let config_file = config_path(dir)?;
-    let common = CommonConfig::from_dir(dir)?;
-    let architecture = common.architecture(&config_file)?;
-    let labels = common.labels(2);
-    let num_labels = labels.len() as i64;
-    let mut vs = VarStore::new(device);
-    let Build::ImageClassifier(build) =
-        crate::auto::find(&architecture, "image-classification", "for image classification")?.build
-    else {
-        return Err(ModelError::Unsupported(format!(
-            "{architecture} is not an image classifier"
-        )));
+    let opened = open(dir, "image-classification", "for image classification", true)?;
+    let Build::ImageClassifier(build) = opened.build else {
+        return Err(opened.not_a("an image classifier"));
     };
-    check_labels(&config_file, labels.len())?;
-    let checkpoint = Checkpoint::open(dir)?;
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), num_labels))?;
-    checkpoint.load_into(&mut vs)?;
+    let num_labels = opened.labels.len() as i64;
+    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+        build(root, &opened.config_file, shapes, num_labels)
+    })?;
     let processor = ImageProcessor::from_dir(dir)?;
     Ok(ImageClassifier {
         net,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
         processor,
-        config: common,
-        labels,
+        config: opened.config,
+        labels: opened.labels,
         device,
     })
 }

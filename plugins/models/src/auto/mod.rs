@@ -13,6 +13,7 @@ pub mod image;
 pub mod segmentation;
 pub mod seq2seq;
 pub mod text;
+mod vision;
 pub mod whisper;
 
 pub use causal::{load_causal_lm, CausalModel};

@@ -5,13 +5,13 @@ use std::path::Path;
 
 use tch::{nn::VarStore, Device, Tensor};
 
+use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
-use crate::core::checks::{build_fallibly, check_labels};
-use crate::core::config::{config_path, CommonConfig};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+
+use crate::core::weights::var_store_bytes;
 use crate::vision::image::ImageProcessor;
 use crate::vision::segmenter::SegmenterNet;
-use crate::{ModelError, Result};
+use crate::Result;
 
 /// A loaded segmentation model with its image processor and labels.
 pub struct ImageSegmenter {
@@ -36,29 +36,21 @@ impl ImageSegmenter {
 }
 
 pub fn load_image_segmenter(dir: &Path, device: Device) -> Result<ImageSegmenter> {
-    let config_file = config_path(dir)?;
-    let common = CommonConfig::from_dir(dir)?;
-    let architecture = common.architecture(&config_file)?;
-    let labels = common.labels(2);
-    let Build::Segmenter(build) =
-        crate::auto::find(&architecture, "image-segmentation", "for image segmentation")?.build
-    else {
-        return Err(ModelError::Unsupported(format!(
-            "{architecture} is not an image segmenter"
-        )));
+    let opened = open(dir, "image-segmentation", "for image segmentation", true)?;
+    let Build::Segmenter(build) = opened.build else {
+        return Err(opened.not_a("an image segmenter"));
     };
-    check_labels(&config_file, labels.len())?;
     let processor = ImageProcessor::from_dir(dir)?;
-    let checkpoint = Checkpoint::open(dir)?;
-    let mut vs = VarStore::new(device);
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes(), labels.len() as i64))?;
-    checkpoint.load_into(&mut vs)?;
+    let num_labels = opened.labels.len() as i64;
+    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+        build(root, &opened.config_file, shapes, num_labels)
+    })?;
     Ok(ImageSegmenter {
         net,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
         processor,
-        labels,
+        labels: opened.labels,
         device,
     })
 }
