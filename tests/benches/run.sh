@@ -146,7 +146,7 @@ import sys
 from PIL import Image
 Image.open(sys.argv[1]).convert("RGB").resize((640, 480), Image.BICUBIC).save(sys.argv[2], quality=90)
 PYEOF
-  for model in glpn-kitti dpt-large; do
+  for model in ${DEPTH_MODELS:-glpn-kitti dpt-large}; do
     start_daemon "$model:depth-estimation=$BENCH/$model"
     B="target/release/inferd-bench --addr $ADDR --model $model"
     $B depth --image "$PHOTO" --requests 1 --rounds 3 --metrics "$METRICS" \
