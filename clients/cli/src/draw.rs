@@ -146,7 +146,12 @@ pub fn segments(bytes: &[u8], segments: &[Segment], out: &Path) -> Result<()> {
         }
         if let (Some(x), Some(y)) = (sum_x.checked_div(count), sum_y.checked_div(count)) {
             let text_width = (font::WIDTH as i64 * scale) * segment.label.chars().count() as i64;
-            labels.push((segment.label.clone(), (x as i64 - text_width / 2).max(0), y as i64, colour));
+            labels.push((
+                segment.label.clone(),
+                (x as i64 - text_width / 2).max(0),
+                y as i64,
+                colour,
+            ));
         }
     }
     // Labels last, over every tint.
