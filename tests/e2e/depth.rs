@@ -12,6 +12,7 @@ use inferd_tests::{fixture_model, fixtures_dir, reference, Daemon};
 use serde_json::Value;
 use tonic::Code;
 
+use crate::hostile_configs::edited_file_copy;
 use crate::vision::{bmp, image, png_header};
 
 fn read_f32(file: &str) -> Vec<f32> {
@@ -350,20 +351,6 @@ async fn inferctl_writes_depth_pictures_and_values() {
     assert_eq!(image::open(at("deep.png")).unwrap().color(), image::ColorType::L16);
 }
 
-/// A copy of the fixture `name` with `file`'s `field` set to `value`.
-fn edited(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
-    }
-    let path = dir.path().join(file);
-    let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    json[field] = value;
-    std::fs::write(&path, json.to_string()).unwrap();
-    dir
-}
-
 /// Processor configs that load but give sizes the network cannot take,
 /// and images over the processed-pixel limit, are refused per request
 /// (not a failed batch): GLPN's sides must be multiples of 32, DPT's at
@@ -371,11 +358,11 @@ fn edited(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDi
 #[tokio::test]
 async fn sizes_the_network_cannot_take_are_refused_per_request() {
     let daemon = Daemon::start(&[]).await;
-    let glpn8 = edited("glpn-random", "preprocessor_config.json", "size_divisor", 8.into());
+    let glpn8 = edited_file_copy("glpn-random", "preprocessor_config.json", "size_divisor", 8.into());
     daemon
         .load("glpn8", "depth-estimation", glpn8.path().to_str().unwrap())
         .await;
-    let unresized = edited("dpt-random", "preprocessor_config.json", "do_resize", false.into());
+    let unresized = edited_file_copy("dpt-random", "preprocessor_config.json", "do_resize", false.into());
     daemon
         .load("dpt-unresized", "depth-estimation", unresized.path().to_str().unwrap())
         .await;

@@ -28,7 +28,7 @@ fn edited_copy(name: &str, field: &str, value: Value) -> tempfile::TempDir {
 
 /// A copy of the fixture `name` whose JSON file `file` has `field` set to
 /// `value`.
-fn edited_file_copy(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDir {
+pub(crate) fn edited_file_copy(name: &str, file: &str, field: &str, value: Value) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     for entry in std::fs::read_dir(fixture_model(name)).unwrap() {
         let entry = entry.unwrap();
