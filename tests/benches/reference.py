@@ -162,6 +162,24 @@ def make_models(out):
         SegformerImageProcessor().save_pretrained(segformer)
         print(f"made {segformer}", file=sys.stderr)
 
+    mask2former = os.path.join(out, "mask2former-swin-tiny")
+    if not os.path.exists(os.path.join(mask2former, "model.safetensors")):
+        # facebook/mask2former-swin-tiny-coco-instance's shape (47M
+        # parameters: Swin-T, a 6-layer deformable pixel decoder and a
+        # 9-layer masked-attention decoder of width 256, 100 queries, COCO's
+        # 80 labels), random weights, its processor's size (shortest edge
+        # 384, sides multiples of 32).
+        from transformers import (Mask2FormerConfig, Mask2FormerForUniversalSegmentation,
+                                  Mask2FormerImageProcessor, SwinConfig)
+
+        swin = SwinConfig(embed_dim=96, depths=[2, 2, 6, 2], num_heads=[3, 6, 12, 24], window_size=7,
+                          out_features=["stage1", "stage2", "stage3", "stage4"])
+        cfg = Mask2FormerConfig(backbone_config=swin, num_labels=80, id2label={i: f"class {i}" for i in range(80)},
+                                label2id={f"class {i}": i for i in range(80)})
+        Mask2FormerForUniversalSegmentation(cfg).save_pretrained(mask2former, safe_serialization=True)
+        Mask2FormerImageProcessor(size={"shortest_edge": 384, "longest_edge": 1333}).save_pretrained(mask2former)
+        print(f"made {mask2former}", file=sys.stderr)
+
 
 def generate(args):
     import torch
@@ -345,8 +363,8 @@ def segment(args):
         started = time.perf_counter()
         labels = [call() for _ in range(calls)]
         seconds = time.perf_counter() - started
-        print(json.dumps({"bench": "segment", "who": "transformers", "calls": calls, "seconds": seconds,
-                          "labels": labels}))
+        print(json.dumps({"bench": "segment", "who": "transformers", "model": os.path.basename(args.model),
+                          "calls": calls, "seconds": seconds, "labels": labels}))
 
 
 def peak(args):

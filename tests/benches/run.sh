@@ -165,13 +165,17 @@ import sys
 from PIL import Image
 Image.open(sys.argv[1]).convert("RGB").resize((640, 480), Image.BICUBIC).save(sys.argv[2], quality=90)
 PYEOF
-  start_daemon "segformer:image-segmentation=$BENCH/segformer-b0"
-  B="target/release/inferd-bench --addr $ADDR --model segformer"
-  $B segment --image "$PHOTO" --requests 1 --rounds 3 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
-  $B segment --image "$PHOTO" --requests 4 --rounds 2 --metrics "$METRICS" | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
-  kill $DAEMON; wait $DAEMON 2>/dev/null || true
-  "$PY" tests/benches/reference.py segment --model "$BENCH/segformer-b0" --threads "$THREADS" \
-    --image "$PHOTO" --calls 4 >> "$RESULTS"
+  for model in ${SEGMENT_MODELS:-segformer-b0 mask2former-swin-tiny}; do
+    start_daemon "$model:image-segmentation=$BENCH/$model"
+    B="target/release/inferd-bench --addr $ADDR --model $model"
+    $B segment --image "$PHOTO" --requests 1 --rounds 3 --metrics "$METRICS" \
+      | sed "s/^{/{\"who\":\"inferd\",\"model\":\"$model\",/" >> "$RESULTS"
+    $B segment --image "$PHOTO" --requests 4 --rounds 2 --metrics "$METRICS" \
+      | sed "s/^{/{\"who\":\"inferd\",\"model\":\"$model\",/" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+    "$PY" tests/benches/reference.py segment --model "$BENCH/$model" --threads "$THREADS" \
+      --image "$PHOTO" --calls 4 >> "$RESULTS"
+  done
 fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
@@ -274,13 +278,17 @@ if dep:
         print(f"  {model}, {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
               f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
 seg = [r for r in rows if r["bench"] == "segment"]
-if seg:
-    get = lambda who, key, n: next(r for r in seg if r["who"] == who and r[key] == n)
-    n = max(r["calls"] for r in seg if r["who"] == "transformers")
+about = {"segformer-b0": "semantic segmentation, segformer-b0-sized SegFormer (3.8M, random weights, 150 labels), "
+                         "a 640x480 photo (512x512 processed)",
+         "mask2former-swin-tiny": "panoptic segmentation (pipeline()'s default), mask2former-swin-tiny-sized "
+                                  "Mask2Former (47M, random weights, 80 labels), a 640x480 photo (384x512 processed)"}
+for model in dict.fromkeys(r["model"] for r in seg):
+    rows_of = [r for r in seg if r["model"] == model]
+    get = lambda who, key, n: next(r for r in rows_of if r["who"] == who and r[key] == n)
+    n = max(r["calls"] for r in rows_of if r["who"] == "transformers")
     i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
     i4, t4 = get("inferd", "requests", n), get("transformers", "calls", n)
-    print("\nsemantic segmentation, segformer-b0-sized SegFormer (3.8M, random weights, 150 labels), a 640x480 photo "
-          "(512x512 processed)")
+    print("\n" + about.get(model, model))
     print(f"{'':34}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'inferd img/s':>14}{'same labels':>13}")
     for label, i, t, images in (("1 image", i1, t1, 1), (f"{n} concurrent vs sequential", i4, t4, n)):
         print(f"{label:34}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"

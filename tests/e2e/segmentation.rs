@@ -1,7 +1,9 @@
-//! Image segmentation (SegFormer) against pipeline("image-segmentation")
-//! on the fixture images (tests/fixtures/segmentation_fixtures.py): the
-//! same segments in the same order, score absent, masks equal but for
-//! pixels whose two best classes nearly tie (counted when recorded);
+//! Image segmentation against pipeline("image-segmentation") on the fixture
+//! images: SegFormer's semantic segments
+//! (tests/fixtures/segmentation_fixtures.py) and Mask2Former's panoptic,
+//! instance and semantic ones (tests/fixtures/mask2former_fixtures.py).
+//! The same segments in the same order, scores within 1e-4 (absent for
+//! semantic), masks equal but for pixels the recording counts as near ties;
 //! several images per request and the label map; bad requests refused
 //! clearly; `inferctl segment`.
 
@@ -37,8 +39,22 @@ fn file_name(case: &Value) -> String {
         .to_string()
 }
 
+/// The pixels a case's recording counts as near ties: two classes' logits
+/// (SegFormer), or two queries' weighted probabilities, a probability and
+/// the mask threshold, a mask logit and 0 (Mask2Former).
+fn near_ties(case: &Value) -> usize {
+    let ties = &case["near_ties"];
+    let count = ties["count"].as_u64().unwrap_or_else(|| {
+        ["argmax", "mask_threshold", "zero_logit"]
+            .iter()
+            .filter_map(|k| ties[k]["count"].as_u64())
+            .sum()
+    });
+    count as usize
+}
+
 /// `got` has the case's segments; masks differ on at most twice its near
-/// ties (a pixel given the other class differs in both masks).
+/// ties (a pixel given the other segment differs in both masks).
 fn compare(got: &Segmentation, case: &Value, what: &str) {
     let want = case["segments"].as_array().unwrap();
     let labels: Vec<&str> = got.segments.iter().map(|s| s.label.as_str()).collect();
@@ -46,13 +62,17 @@ fn compare(got: &Segmentation, case: &Value, what: &str) {
     assert_eq!(labels, want_labels, "{what}: labels");
     let mut differing = 0;
     for (g, w) in got.segments.iter().zip(want) {
-        assert_eq!(g.score, None, "{what}: semantic segments have no score");
+        match (g.score, w["score"].as_f64()) {
+            (None, None) => {}
+            (Some(got), Some(want)) => assert!((f64::from(got) - want).abs() <= 1e-4, "{what}: score {got} vs {want}"),
+            other => panic!("{what}: scores {other:?}"),
+        }
         let theirs = std::fs::read(fixtures_dir().join(w["mask"].as_str().unwrap())).unwrap();
         let (ours, theirs) = (grey(&g.mask), grey(&theirs));
         assert_eq!(ours.len(), theirs.len(), "{what}: mask size");
         differing += ours.iter().zip(&theirs).filter(|(a, b)| a != b).count();
     }
-    let near_ties = case["near_ties"]["count"].as_u64().unwrap() as usize;
+    let near_ties = near_ties(case);
     assert!(
         differing <= 2 * near_ties,
         "{what}: {differing} mask pixels differ, {near_ties} near ties"
@@ -118,6 +138,69 @@ async fn semantic_segmentation_matches_pipeline() {
     }
 }
 
+/// The request a recorded case makes.
+fn case_request(case: &Value) -> SegmentImageRequest {
+    let params = &case["params"];
+    let mut request = segment(case["model"].as_str().unwrap(), &[&file_name(case)]);
+    request.subtask = params["subtask"].as_str().unwrap_or_default().into();
+    request.threshold = params["threshold"].as_f64().map(|v| v as f32);
+    request.mask_threshold = params["mask_threshold"].as_f64().map(|v| v as f32);
+    request.overlap_mask_area_threshold = params["overlap_mask_area_threshold"].as_f64().map(|v| v as f32);
+    if let Some(ids) = params["label_ids_to_fuse"].as_array() {
+        request.label_ids_to_fuse = ids.iter().map(|i| i.as_u64().unwrap() as u32).collect();
+    }
+    request
+}
+
+#[tokio::test]
+async fn universal_segmentation_matches_pipeline() {
+    let refs: Value = reference("mask2former.json");
+    let cases = refs["cases"].as_array().unwrap();
+    let daemon = Daemon::start(&[]).await;
+    for model in ["mask2former-random", "mask2former-random-small"] {
+        daemon.load(model, "image-segmentation", &fixture_model(model)).await;
+    }
+    let mut client = daemon.inference().await;
+    let mut subtasks = std::collections::BTreeSet::new();
+    for case in cases {
+        let what = format!("{} on {} {}", case["model"], file_name(case), case["params"]);
+        let response = client
+            .segment_image(case_request(case))
+            .await
+            .unwrap_or_else(|e| panic!("{what}: {e}"))
+            .into_inner();
+        compare(&response.results[0], case, &what);
+        subtasks.insert(case["subtask_resolved"].as_str().unwrap());
+    }
+    assert_eq!(subtasks.len(), 3, "{subtasks:?}");
+    assert!(cases.len() >= 100);
+    // Every image of a model in one panoptic request, with the label maps:
+    // each segment's mask is where the map holds its id.
+    let mine: Vec<&Value> = cases
+        .iter()
+        .filter(|c| c["model"] == "mask2former-random" && c["case"] == "default")
+        .collect();
+    let names: Vec<String> = mine.iter().map(|c| file_name(c)).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let mut request = segment("mask2former-random", &names);
+    request.return_label_map = true;
+    let response = client.segment_image(request).await.unwrap().into_inner();
+    assert_eq!(response.results.len(), mine.len());
+    for (got, case) in response.results.iter().zip(&mine) {
+        let what = format!("{} among {}", file_name(case), names.len());
+        compare(got, case, &what);
+        let map = grey(&got.label_map);
+        for segment in &got.segments {
+            assert!(segment.id >= 1, "{what}: ids count from 1");
+            let from_map: Vec<u8> = map
+                .iter()
+                .map(|&l| if u32::from(l) == segment.id { 255 } else { 0 })
+                .collect();
+            assert_eq!(from_map, grey(&segment.mask), "{what}: segment {}", segment.id);
+        }
+    }
+}
+
 #[tokio::test]
 async fn segmentation_refuses_bad_requests_clearly() {
     let daemon = Daemon::start(&[]).await;
@@ -127,10 +210,18 @@ async fn segmentation_refuses_bad_requests_clearly() {
     daemon
         .load("vit", "image-classification", &fixture_model("vit-cls"))
         .await;
+    daemon
+        .load("m2f", "image-segmentation", &fixture_model("mask2former-random-small"))
+        .await;
     let mut client = daemon.inference().await;
     let photo = "photo_q90.jpg";
     let with = |edit: &dyn Fn(&mut SegmentImageRequest)| {
         let mut request = segment("seg", &[photo]);
+        edit(&mut request);
+        request
+    };
+    let universal = |edit: &dyn Fn(&mut SegmentImageRequest)| {
+        let mut request = segment("m2f", &[photo]);
         edit(&mut request);
         request
     };
@@ -139,19 +230,52 @@ async fn segmentation_refuses_bad_requests_clearly() {
             "instance of a semantic model",
             with(&|r| r.subtask = "instance".into()),
             Code::InvalidArgument,
-            "semantic segmentation only",
+            "this model does semantic (send",
         ),
         (
             "panoptic of a semantic model",
             with(&|r| r.subtask = "panoptic".into()),
             Code::InvalidArgument,
-            "semantic segmentation only",
+            "this model does semantic (send",
         ),
         (
             "an unknown subtask",
             with(&|r| r.subtask = "everything".into()),
             Code::InvalidArgument,
             "send \"semantic\", \"instance\" or \"panoptic\"",
+        ),
+        (
+            "labels to fuse for semantic segmentation",
+            with(&|r| r.label_ids_to_fuse = vec![1]),
+            Code::InvalidArgument,
+            "label_ids_to_fuse applies to panoptic segmentation, not semantic",
+        ),
+        (
+            "labels to fuse for instance segmentation",
+            universal(&|r| {
+                r.subtask = "instance".into();
+                r.label_ids_to_fuse = vec![1];
+            }),
+            Code::InvalidArgument,
+            "label_ids_to_fuse applies to panoptic segmentation, not instance",
+        ),
+        (
+            "a label to fuse the model does not have",
+            universal(&|r| r.label_ids_to_fuse = vec![3, 70]),
+            Code::InvalidArgument,
+            "70 is not a label of this model (it has 70: 0 to 69)",
+        ),
+        (
+            "a NaN threshold",
+            universal(&|r| r.threshold = Some(f32::NAN)),
+            Code::InvalidArgument,
+            "threshold NaN: send a value between 0 and 1",
+        ),
+        (
+            "an unknown subtask of a universal model",
+            universal(&|r| r.subtask = "depth".into()),
+            Code::InvalidArgument,
+            "or none for the model's own (\"panoptic\")",
         ),
         (
             "a threshold over 1",
@@ -278,4 +402,43 @@ async fn inferctl_segments_and_draws_an_overlay() {
     let drawn = image::open(&overlay).unwrap();
     assert_eq!((drawn.width(), drawn.height()), (600, 400), "the image's own size");
     assert_eq!(std::fs::read_dir(&masks).unwrap().count(), want.len());
+
+    // Mask2Former's instance segments, scored, with its thresholds.
+    let refs: Value = reference("mask2former.json");
+    let case = refs["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| {
+            c["model"] == "mask2former-random" && c["image"] == "images/coffee.png" && c["case"] == "instance.thr05"
+        })
+        .expect("the coffee instance case")
+        .clone();
+    daemon
+        .load("m2f", "image-segmentation", &fixture_model("mask2former-random"))
+        .await;
+    let universal = dir.path().join("instances.png");
+    let printed = daemon.inferctl(&[
+        "--json",
+        "segment",
+        photo.to_str().unwrap(),
+        "--model",
+        "m2f",
+        "--subtask",
+        "instance",
+        "--threshold",
+        "0.5",
+        "--overlay",
+        universal.to_str().unwrap(),
+    ]);
+    let printed: Value = serde_json::from_str(&printed).unwrap();
+    let segments = printed[0].as_array().unwrap();
+    let want = case["segments"].as_array().unwrap();
+    assert_eq!(segments.len(), want.len(), "{printed}");
+    for (got, want) in segments.iter().zip(want) {
+        assert_eq!(got["label"], want["label"]);
+        let (got, want) = (got["score"].as_f64().unwrap(), want["score"].as_f64().unwrap());
+        assert!((got - want).abs() <= 1e-4, "{got} vs {want}");
+    }
+    assert!(image::open(&universal).is_ok(), "an overlay");
 }

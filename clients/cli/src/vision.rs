@@ -97,6 +97,17 @@ pub struct Segment {
     /// Keep instance and panoptic segments scoring above this (default 0.9).
     #[arg(long)]
     threshold: Option<f32>,
+    /// The probability above which a pixel is in a query's mask (default 0.5).
+    #[arg(long)]
+    mask_threshold: Option<f32>,
+    /// Panoptic: drop a segment keeping less than this share of its mask
+    /// (default 0.5).
+    #[arg(long)]
+    overlap_mask_area_threshold: Option<f32>,
+    /// Panoptic: label ids whose segments are fused into one per label
+    /// (comma-separated, e.g. 3,4 for two "stuff" labels).
+    #[arg(long, value_name = "IDS", value_delimiter = ',')]
+    fuse: Vec<u32>,
     /// Write the image with its segments tinted and labelled as a PNG (one
     /// image: this file; several: FILE with each image's number added).
     #[arg(long, value_name = "FILE")]
@@ -117,6 +128,9 @@ impl Segment {
             inputs: images.iter().map(|data| ImageInput { data: data.clone() }).collect(),
             subtask: self.subtask.unwrap_or_default(),
             threshold: self.threshold,
+            mask_threshold: self.mask_threshold,
+            overlap_mask_area_threshold: self.overlap_mask_area_threshold,
+            label_ids_to_fuse: self.fuse,
             ..Default::default()
         };
         let response = client.segment_image(request).await.map_err(status)?.into_inner();

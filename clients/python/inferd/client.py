@@ -641,6 +641,8 @@ def _image_segmentation(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     for name in ("threshold", "mask_threshold", "overlap_mask_area_threshold"):
         if kw.get(name) is not None:
             setattr(request, name, float(kw[name]))
+    # Not a pipeline() argument (its post-processing's): panoptic fusing.
+    request.label_ids_to_fuse.extend(int(i) for i in kw.get("label_ids_to_fuse") or ())
 
     def record(s: Any) -> Dict[str, Any]:
         # pipeline() gives a PIL image; without PIL, the PNG's bytes.
@@ -734,7 +736,7 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "object-detection": (_object_detection, ("threshold",)),
     "depth-estimation": (_depth_estimation, ()),
     "image-segmentation": (_image_segmentation, ("subtask", "threshold", "mask_threshold",
-                                                 "overlap_mask_area_threshold")),
+                                                 "overlap_mask_area_threshold", "label_ids_to_fuse")),
     "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
                                                            "return_language", "generate_kwargs")
                                      + _WHISPER_SETTINGS),

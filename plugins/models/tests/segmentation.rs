@@ -11,7 +11,7 @@ mod common;
 
 use inferd_models::auto::load_image_segmenter;
 use inferd_models::vision::image::decode_rgb;
-use inferd_models::vision::segmenter::semantic_map;
+use inferd_models::vision::segmenter::{semantic_map, SegmenterOutput};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -40,7 +40,9 @@ fn segformer_pixel_values_and_logits_equal_transformers() {
         let off = worst(&pixels.values, &file(&case["pixel_values"]));
         assert!(off <= 2e-2, "{what}: pixel values off by {off}");
         let input = Tensor::from_slice(&file(&case["pixel_values"])).view(want_shape.as_slice());
-        let logits = segmenter.semantic_logits(&input);
+        let SegmenterOutput::Semantic(logits) = segmenter.forward(&input) else {
+            panic!("{what}: SegFormer gives per-pixel logits");
+        };
         assert_eq!(logits.size(), shape(&case["logits"]["shape"]), "{what}");
         let got = Vec::<f32>::try_from(logits.to_kind(Kind::Float).reshape([-1])).unwrap();
         let off = worst(&got, &file(&case["logits"]));

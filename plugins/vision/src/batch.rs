@@ -58,14 +58,15 @@ pub(crate) fn within_processed(limit: &Limit, pixels: &Pixels) -> Result<(), Err
 /// The model's side of a batch: its processor, whether it can take an
 /// image as processed (an error saying why not), its device and forward
 /// pass, and what is kept of each image's row of the output (on the CPU,
-/// f32) given the image's width and height as decoded: made as soon as its
-/// forward pass ends, so a batch holds no more than its answers.
+/// f32) given its request's index and the image's width and height as
+/// decoded: made as soon as its forward pass ends, so a batch holds no more
+/// than its answers.
 pub(crate) struct ImageModel<'a, T> {
     pub processor: &'a ImageProcessor,
     pub accepts: &'a dyn Fn(&Pixels) -> Result<(), Error>,
     pub device: Device,
     pub forward: &'a dyn Fn(&Tensor) -> Tensor,
-    pub finish: &'a dyn Fn(Tensor, usize, usize) -> Result<T, Error>,
+    pub finish: &'a dyn Fn(usize, Tensor, usize, usize) -> Result<T, Error>,
 }
 
 /// Runs the images of every request (`inputs[r]`); for each request its
@@ -153,7 +154,7 @@ fn forward_pending<T>(
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
             for (k, p) in chunk.iter().enumerate() {
-                let output = (model.finish)(rows.get(k as i64), p.width, p.height);
+                let output = (model.finish)(p.request, rows.get(k as i64), p.width, p.height);
                 outputs.insert((p.request, p.image), output);
             }
         }

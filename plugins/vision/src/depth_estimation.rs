@@ -35,7 +35,7 @@ pub fn estimate(
         within_processed(processed_limit, pixels)?;
         Ok(model.check_input(pixels.height, pixels.width)?)
     };
-    let finish = |row: tch::Tensor, width, height| Ok(resize_depth(&row, width, height));
+    let finish = |_, row: tch::Tensor, width, height| Ok(resize_depth(&row, width, height));
     let images = ImageModel {
         processor: &model.processor,
         accepts: &accepts,

@@ -29,7 +29,7 @@ pub fn classify(
         accepts: &|_| Ok(()),
         device: model.device,
         forward: &forward,
-        finish: &|row, _, _| Vec::<f32>::try_from(row).map_err(|e| Error::internal(e.to_string())),
+        finish: &|_, row, _, _| Vec::<f32>::try_from(row).map_err(|e| Error::internal(e.to_string())),
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);
     requests

@@ -430,7 +430,7 @@ class EstimateDepthResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[DepthMap, _Mapping]]] = ...) -> None: ...
 
 class SegmentImageRequest(_message.Message):
-    __slots__ = ("model", "inputs", "subtask", "threshold", "mask_threshold", "overlap_mask_area_threshold", "return_label_map")
+    __slots__ = ("model", "inputs", "subtask", "threshold", "mask_threshold", "overlap_mask_area_threshold", "return_label_map", "label_ids_to_fuse")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     SUBTASK_FIELD_NUMBER: _ClassVar[int]
@@ -438,6 +438,7 @@ class SegmentImageRequest(_message.Message):
     MASK_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     OVERLAP_MASK_AREA_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     RETURN_LABEL_MAP_FIELD_NUMBER: _ClassVar[int]
+    LABEL_IDS_TO_FUSE_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedCompositeFieldContainer[ImageInput]
     subtask: str
@@ -445,17 +446,20 @@ class SegmentImageRequest(_message.Message):
     mask_threshold: float
     overlap_mask_area_threshold: float
     return_label_map: bool
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., subtask: _Optional[str] = ..., threshold: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., overlap_mask_area_threshold: _Optional[float] = ..., return_label_map: _Optional[bool] = ...) -> None: ...
+    label_ids_to_fuse: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[ImageInput, _Mapping]]] = ..., subtask: _Optional[str] = ..., threshold: _Optional[float] = ..., mask_threshold: _Optional[float] = ..., overlap_mask_area_threshold: _Optional[float] = ..., return_label_map: _Optional[bool] = ..., label_ids_to_fuse: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class Segment(_message.Message):
-    __slots__ = ("score", "label", "mask")
+    __slots__ = ("score", "label", "mask", "id")
     SCORE_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     MASK_FIELD_NUMBER: _ClassVar[int]
+    ID_FIELD_NUMBER: _ClassVar[int]
     score: float
     label: str
     mask: bytes
-    def __init__(self, score: _Optional[float] = ..., label: _Optional[str] = ..., mask: _Optional[bytes] = ...) -> None: ...
+    id: int
+    def __init__(self, score: _Optional[float] = ..., label: _Optional[str] = ..., mask: _Optional[bytes] = ..., id: _Optional[int] = ...) -> None: ...
 
 class Segmentation(_message.Message):
     __slots__ = ("segments", "label_map")

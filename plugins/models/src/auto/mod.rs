@@ -37,7 +37,7 @@ use crate::vision::classifier::ImageClassifierBuilder;
 use crate::vision::depth::DepthBuilder;
 use crate::vision::detector::DetectorBuilder;
 use crate::vision::segmenter::SegmenterBuilder;
-use crate::vision::{convnext, detr, dpt, glpn, segformer, vit};
+use crate::vision::{convnext, detr, dpt, glpn, mask2former, segformer, vit};
 use crate::{ModelError, Result};
 
 /// How a model of an architecture is built: the kind of model (which
@@ -60,7 +60,8 @@ pub enum Build {
     ObjectDetector(DetectorBuilder),
     /// GLPN, DPT: an image to a depth map.
     DepthEstimator(DepthBuilder),
-    /// SegFormer: an image to class logits per pixel.
+    /// SegFormer, Mask2Former: an image to class logits per pixel or per
+    /// object query.
     Segmenter(SegmenterBuilder),
 }
 
@@ -138,6 +139,7 @@ architectures! {
     "GLPNForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(glpn::build);
     "DPTForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(dpt::build);
     "SegformerForSemanticSegmentation" => &["image-segmentation"], Build::Segmenter(segformer::build);
+    "Mask2FormerForUniversalSegmentation" => &["image-segmentation"], Build::Segmenter(mask2former::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }

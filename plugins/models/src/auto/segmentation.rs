@@ -1,5 +1,5 @@
-//! Loading an image segmenter (SegFormer) with its image processor and
-//! labels.
+//! Loading an image segmenter (SegFormer, Mask2Former) with its image
+//! processor and labels.
 
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::auto::Build;
 
 use crate::core::weights::var_store_bytes;
 use crate::vision::image::ImageProcessor;
-use crate::vision::segmenter::SegmenterNet;
+use crate::vision::segmenter::{SegmenterNet, SegmenterOutput, Subtask};
 use crate::Result;
 
 /// A loaded segmentation model with its image processor and labels.
@@ -24,9 +24,21 @@ pub struct ImageSegmenter {
 }
 
 impl ImageSegmenter {
-    /// Class logits [N, labels, h, w] for pixel_values [N, 3, H, W].
-    pub fn semantic_logits(&self, pixel_values: &Tensor) -> Tensor {
-        self.net.semantic_logits(pixel_values)
+    /// The model's output for pixel_values [N, 3, H, W].
+    pub fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput {
+        self.net.forward(pixel_values)
+    }
+
+    /// Whether its output is per object query, packed as
+    /// [`SegmenterOutput::packed`] makes it (the models that do instance
+    /// segmentation; per-pixel models do semantic only).
+    pub fn by_queries(&self) -> bool {
+        self.subtasks().contains(&Subtask::Instance)
+    }
+
+    /// The subtasks the model supports, pipeline()'s default first.
+    pub fn subtasks(&self) -> &'static [Subtask] {
+        self.net.subtasks()
     }
 
     /// Whether an image processed to `height` x `width` can run.

@@ -115,6 +115,28 @@ impl LayerNorm {
     }
 }
 
+/// `torch.nn.GroupNorm` (eps 1e-5) over [N, C, ...]: weight and bias [C].
+#[derive(Debug)]
+pub struct GroupNorm {
+    weight: Tensor,
+    bias: Tensor,
+    groups: i64,
+}
+
+impl GroupNorm {
+    pub fn new(p: Path, groups: i64, channels: i64) -> Self {
+        GroupNorm {
+            weight: p.zeros_no_train("weight", &[channels]),
+            bias: p.zeros_no_train("bias", &[channels]),
+            groups,
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        x.group_norm(self.groups, Some(&self.weight), Some(&self.bias), 1e-5, false)
+    }
+}
+
 /// nn.BatchNorm2d's default epsilon.
 pub const BATCH_NORM_EPS: f64 = 1e-5;
 

@@ -315,8 +315,9 @@ fn validate_timm(file: &std::path::Path, shapes: &WeightShapes, shape: &ResNetSh
 }
 
 /// DETR's multi-head attention: the position embeddings are added to the
-/// queries' and keys' inputs, never to the values'.
-struct DetrAttention {
+/// queries' and keys' inputs, never to the values' (Mask2Former's
+/// self-attention is the same).
+pub(crate) struct DetrAttention {
     q: Linear,
     k: Linear,
     v: Linear,
@@ -325,7 +326,7 @@ struct DetrAttention {
 }
 
 impl DetrAttention {
-    fn new(p: Path, dim: i64, heads: i64) -> Self {
+    pub(crate) fn new(p: Path, dim: i64, heads: i64) -> Self {
         DetrAttention {
             q: Linear::new(&p / "q_proj", dim, dim),
             k: Linear::new(&p / "k_proj", dim, dim),
@@ -337,7 +338,7 @@ impl DetrAttention {
 
     /// Queries from `x` (+ `x_pos`), keys from `memory` (+ `memory_pos`),
     /// values from `memory`; `bias` [batch, 1, 1, keys] masks padding.
-    fn forward(
+    pub(crate) fn forward(
         &self,
         x: &Tensor,
         x_pos: &Tensor,
@@ -530,7 +531,7 @@ impl DetrForObjectDetection {
 /// feature map, its cumulative row and column counts over the mask, scaled
 /// to [0, 2 pi], through `dim` sines and cosines each (interleaved),
 /// y's then x's. [N, 2 dim, h, w] for a boolean mask [N, h, w].
-fn sine_position_embedding(mask: &Tensor, dim: i64) -> Tensor {
+pub(crate) fn sine_position_embedding(mask: &Tensor, dim: i64) -> Tensor {
     let mask = mask.to_kind(Kind::Float);
     let y = mask.cumsum(1, Kind::Float);
     let x = mask.cumsum(2, Kind::Float);

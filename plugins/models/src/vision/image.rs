@@ -617,6 +617,10 @@ enum ProcessorKind {
     /// multiple of `ensure_multiple_of`; centre-padded to multiples of
     /// `size_divisor` with `do_pad`.
     Dpt,
+    /// Mask2FormerImageProcessor: the shortest edge to `shortest_edge`
+    /// unless the longest would pass `longest_edge` (or to height x width),
+    /// then each side rounded up to a multiple of `size_divisor` (32).
+    Mask2Former,
 }
 
 impl ImageProcessor {
@@ -653,6 +657,8 @@ impl ImageProcessor {
             (ProcessorKind::Glpn, 2, [0.0; 3], [1.0; 3])
         } else if kind_name.starts_with("DPT") {
             (ProcessorKind::Dpt, 3, [0.5; 3], [0.5; 3])
+        } else if kind_name.starts_with("Mask2Former") {
+            (ProcessorKind::Mask2Former, 2, IMAGENET_MEAN, IMAGENET_STD)
         } else if kind_name.starts_with("Segformer") {
             (ProcessorKind::Segformer, 2, IMAGENET_MEAN, IMAGENET_STD)
         } else if kind_name.starts_with("ViT") || kind_name.is_empty() {
@@ -660,7 +666,8 @@ impl ImageProcessor {
         } else {
             return Err(ModelError::Unsupported(format!(
                 "image processor {kind_name} (supported: ViTImageProcessor, ConvNextImageProcessor, \
-                 DetrImageProcessor, GLPNImageProcessor, DPTImageProcessor, SegformerImageProcessor)"
+                 DetrImageProcessor, GLPNImageProcessor, DPTImageProcessor, SegformerImageProcessor, \
+                 Mask2FormerImageProcessor)"
             )));
         };
         let triple = |v: &Option<Vec<f64>>, default: [f64; 3]| -> Result<[f64; 3]> {
@@ -695,7 +702,13 @@ impl ImageProcessor {
             ("size.shortest_edge", size.shortest_edge),
             ("size.longest_edge", size.longest_edge),
             ("max_size", self.config.max_size),
-            ("size_divisor", self.config.size_divisor),
+            // Mask2Former reads 0 as no rounding.
+            (
+                "size_divisor",
+                self.config
+                    .size_divisor
+                    .filter(|&d| !(d == 0 && self.kind == ProcessorKind::Mask2Former)),
+            ),
             ("ensure_multiple_of", self.config.ensure_multiple_of),
         ];
         for (field, side) in sides {
@@ -721,11 +734,21 @@ impl ImageProcessor {
                 "this image processor's size needs height and width",
             ));
         }
-        if self.kind == ProcessorKind::Detr && self.config.size.is_some() && !square && !edges {
+        let edge_sized = [ProcessorKind::Detr, ProcessorKind::Mask2Former];
+        if edge_sized.contains(&self.kind) && self.config.size.is_some() && !square && !edges {
             return Err(ModelError::bad_file(
                 path,
-                "DetrImageProcessor's size needs shortest_edge and longest_edge, or height and width",
+                "this image processor's size needs shortest_edge and longest_edge, or height and width",
             ));
+        }
+        if self.kind == ProcessorKind::Mask2Former && !square {
+            let (short, long) = (size.shortest_edge.unwrap_or(800), size.longest_edge.unwrap_or(1333));
+            if long <= short {
+                return Err(ModelError::bad_file(
+                    path,
+                    format!("size.longest_edge = {long} must be greater than size.shortest_edge = {short}"),
+                ));
+            }
         }
         Ok(())
     }
@@ -747,7 +770,7 @@ impl ImageProcessor {
                     shortest_edge: Some(*n),
                     ..Default::default()
                 },
-                ProcessorKind::Detr => SizeSpec {
+                ProcessorKind::Detr | ProcessorKind::Mask2Former => SizeSpec {
                     shortest_edge: Some(*n),
                     longest_edge: Some(self.config.max_size.unwrap_or(1333)),
                     ..Default::default()
@@ -826,6 +849,26 @@ impl ImageProcessor {
                     return Err(ModelError::InvalidInput(format!(
                         "the image is {}x{}: this model rounds its sides down to multiples of {divisor} pixels, so \
                          each side needs at least {divisor}",
+                        image.width, image.height
+                    )));
+                }
+                Ok(resize(image, w, h, self.filter))
+            }
+            ProcessorKind::Mask2Former => {
+                let (h, w) = match (size.height, size.width) {
+                    (Some(h), Some(w)) => (h, w),
+                    _ => shortest_edge_within(
+                        image.height,
+                        image.width,
+                        size.shortest_edge.unwrap_or(800),
+                        size.longest_edge.unwrap_or(1333),
+                    ),
+                };
+                let divisor = self.config.size_divisor.unwrap_or(32).max(1);
+                let (h, w) = (h.div_ceil(divisor) * divisor, w.div_ceil(divisor) * divisor);
+                if h == 0 || w == 0 || over_limit(h, w) {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the image is {}x{}: resized for this model it would be {w}x{h}; send a less elongated image",
                         image.width, image.height
                     )));
                 }
@@ -1006,6 +1049,29 @@ fn shortest_edge_size(height: usize, width: usize, short: usize) -> (usize, usiz
     }
 }
 
+/// transformers' `get_resize_output_image_size(size=short, max_size=long,
+/// default_to_square=False)`: (height, width) with the shorter side
+/// `short` and the longer `int(short * long / short side)`, unless that
+/// passes `long`, when the longer becomes `long` and the shorter
+/// `int(long * short / longer)`.
+fn shortest_edge_within(height: usize, width: usize, short: usize, long: usize) -> (usize, usize) {
+    let (short_side, long_side) = if width <= height {
+        (width, height)
+    } else {
+        (height, width)
+    };
+    let (mut new_short, mut new_long) = (short, (short as f64 * long_side as f64 / short_side as f64) as usize);
+    if new_long > long {
+        new_short = (long as f64 * new_short as f64 / new_long as f64) as usize;
+        new_long = long;
+    }
+    if width <= height {
+        (new_long, new_short)
+    } else {
+        (new_short, new_long)
+    }
+}
+
 /// The image processor transformers maps the model's type to (config.json's
 /// `model_type`); empty when it names none of ours.
 fn model_type_processor(dir: &Path) -> &'static str {
@@ -1017,6 +1083,7 @@ fn model_type_processor(dir: &Path) -> &'static str {
         "glpn" => "GLPNImageProcessor",
         "segformer" => "SegformerImageProcessor",
         "dpt" => "DPTImageProcessor",
+        "mask2former" => "Mask2FormerImageProcessor",
         _ => "",
     }
 }

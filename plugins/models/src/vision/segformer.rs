@@ -14,7 +14,7 @@ use crate::core::config::read_json;
 use crate::core::layers::{BatchNorm, Conv2d, ConvSpec, Linear, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::mit::{MitConfig, MitEncoder};
-use crate::vision::segmenter::SegmenterNet;
+use crate::vision::segmenter::{SegmenterNet, SegmenterOutput, Subtask};
 use crate::{ModelError, Result};
 
 /// `SegformerConfig`, with transformers' defaults.
@@ -140,8 +140,12 @@ impl SegformerForSemanticSegmentation {
 }
 
 impl SegmenterNet for SegformerForSemanticSegmentation {
-    fn semantic_logits(&self, pixel_values: &Tensor) -> Tensor {
-        self.forward(pixel_values)
+    fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput {
+        SegmenterOutput::Semantic(SegformerForSemanticSegmentation::forward(self, pixel_values))
+    }
+
+    fn subtasks(&self) -> &'static [Subtask] {
+        &[Subtask::Semantic]
     }
 
     fn check_input(&self, height: usize, width: usize) -> Result<()> {

@@ -1,5 +1,6 @@
-//! Segmentation models behind one trait, and what pipeline("image-
-//! segmentation") does with a semantic model's output:
+//! Segmentation models behind one trait (their outputs: class logits per
+//! pixel, or per object query), and what pipeline("image-segmentation")
+//! does with a semantic model's output:
 //! `post_process_semantic_segmentation` (the class logits resized to the
 //! image, bilinear, then each pixel's best class) and the segments, one per
 //! class present, in class order, each a 0/255 mask.
@@ -9,10 +10,69 @@ use tch::{Kind, Tensor};
 use crate::vision::image::{encode_grey16_png, encode_grey_png};
 use crate::Result;
 
-/// A segmentation model: pixel_values [B, 3, H, W] to class logits
-/// [B, labels, h, w] (semantic segmentation).
+/// What a segmentation model's forward pass gives for pixel_values
+/// [B, 3, H, W].
+pub enum SegmenterOutput {
+    /// Class logits per pixel [B, labels, h, w] (SegFormer).
+    Semantic(Tensor),
+    /// Per object query, class logits [B, Q, labels + 1] (the last: no
+    /// object) and mask logits [B, Q, h, w] (Mask2Former).
+    Queries { classes: Tensor, masks: Tensor },
+}
+
+/// The side transformers' image processors resize query masks to before
+/// any post-processing, whatever the input's size (Mask2Former's "384 x
+/// 384 for all models").
+pub const QUERY_MASK_SIDE: i64 = 384;
+
+impl SegmenterOutput {
+    /// One tensor with a row per image, for running a batch: semantic
+    /// logits as they are; queries as [B, Q, labels + 1 + 384 * 384], the
+    /// class logits beside the mask logits resized to 384 x 384 (bilinear)
+    /// and flattened (see [`crate::vision::mask_queries::QueryMasks`]).
+    pub fn packed(self) -> Tensor {
+        match self {
+            SegmenterOutput::Semantic(logits) => logits,
+            SegmenterOutput::Queries { classes, masks } => {
+                let side = QUERY_MASK_SIDE;
+                let resized = masks.upsample_bilinear2d([side, side], false, None, None);
+                Tensor::cat(&[classes.to_kind(resized.kind()), resized.flatten(2, -1)], 2)
+            }
+        }
+    }
+}
+
+/// pipeline()'s segmentation subtasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subtask {
+    Semantic,
+    Instance,
+    Panoptic,
+}
+
+impl Subtask {
+    pub const ALL: [Subtask; 3] = [Subtask::Semantic, Subtask::Instance, Subtask::Panoptic];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Subtask::Semantic => "semantic",
+            Subtask::Instance => "instance",
+            Subtask::Panoptic => "panoptic",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<Subtask> {
+        Subtask::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A segmentation model.
 pub trait SegmenterNet: Send {
-    fn semantic_logits(&self, pixel_values: &Tensor) -> Tensor;
+    fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput;
+
+    /// The subtasks its output supports, in the order pipeline() tries
+    /// them when none is asked for (panoptic, instance, semantic).
+    fn subtasks(&self) -> &'static [Subtask];
 
     /// Whether an image processed to `height` x `width` can run (an
     /// InvalidInput error saying why not).

@@ -2,3 +2,4 @@
 //! classification heads sit on.
 
 pub mod resnet;
+pub mod swin;

@@ -1,0 +1,170 @@
+//! Mask2Former (Swin) against transformers on the random fixture models
+//! (tests/fixtures/mask2former_fixtures.py): Mask2FormerImageProcessor's
+//! pixel values (shapes exact, values within 2e-2), the class logits within
+//! 1e-4 (relative where over 1) and the mask logits within 2e-5 of their
+//! span on the recorded pixel values,
+//! and the three post-processings on the recorded logits with pipeline()'s
+//! segments: the same labels in the same order, scores within 1e-4, masks
+//! equal but for pixels the recording counts as near ties.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use inferd_models::auto::load_image_segmenter;
+use inferd_models::vision::image::decode_rgb;
+use inferd_models::vision::mask_queries::{instance, panoptic, semantic, QueryMasks, Segments, Thresholds};
+use inferd_models::vision::segmenter::{SegmenterOutput, Subtask};
+use serde_json::Value;
+use tch::{Device, Kind, Tensor};
+
+use common::{fixtures, named_f32 as file, reference, shape, worst};
+
+fn references() -> Value {
+    reference("mask2former.json")
+}
+
+fn tensor(v: &Value) -> Tensor {
+    Tensor::from_slice(&file(v)).view(shape(&v["shape"]).as_slice())
+}
+
+fn flat(t: &Tensor) -> Vec<f32> {
+    Vec::<f32>::try_from(t.to_kind(Kind::Float).reshape([-1])).unwrap()
+}
+
+#[test]
+fn mask2former_pixel_values_and_logits_equal_transformers() {
+    let refs = references();
+    let mut seen = BTreeSet::new();
+    for case in refs["cases"].as_array().unwrap() {
+        let model = case["model"].as_str().unwrap();
+        let image = case["image"].as_str().unwrap();
+        if !seen.insert((model.to_string(), image.to_string())) {
+            continue;
+        }
+        let what = format!("{model} {image}");
+        let segmenter = load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        assert_eq!(
+            segmenter.subtasks(),
+            [Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]
+        );
+        let rgb = decode_rgb(&std::fs::read(fixtures().join(image)).unwrap()).unwrap();
+        let pixels = segmenter.processor.process(&rgb).unwrap();
+        let want_shape = shape(&case["pixel_values"]["shape"]);
+        assert_eq!(vec![3, pixels.height as i64, pixels.width as i64], want_shape, "{what}");
+        let off = worst(&pixels.values, &file(&case["pixel_values"]));
+        assert!(off <= 2e-2, "{what}: pixel values off by {off}");
+        let input = tensor(&case["pixel_values"]).unsqueeze(0);
+        let SegmenterOutput::Queries { classes, masks } = segmenter.forward(&input) else {
+            panic!("{what}: Mask2Former gives query outputs");
+        };
+        assert_eq!(
+            classes.size()[1..],
+            shape(&case["class_queries_logits"]["shape"]),
+            "{what}"
+        );
+        assert_eq!(
+            masks.size()[1..],
+            shape(&case["masks_queries_logits"]["shape"]),
+            "{what}"
+        );
+        let off = worst(&flat(&classes), &file(&case["class_queries_logits"]));
+        assert!(off <= 1e-4, "{what}: class logits off by {off}");
+        // The fixtures' mask logits span about ±150 (a gain of 16 on the
+        // mask embedding): within 2e-5 of that span (about 3e-3; the
+        // errors are some 3e-4).
+        let (got, want) = (flat(&masks), file(&case["masks_queries_logits"]));
+        let span = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let off = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max) / span;
+        assert!(off <= 2e-5, "{what}: mask logits off by {off} of their span {span}");
+    }
+    assert!(seen.len() >= 14, "only {} images", seen.len());
+}
+
+/// The pixels a case's recording counts as near ties of any kind.
+fn near_ties(case: &Value) -> usize {
+    ["argmax", "mask_threshold", "zero_logit"]
+        .iter()
+        .filter_map(|k| case["near_ties"][k]["count"].as_u64())
+        .sum::<u64>() as usize
+}
+
+fn param(case: &Value, name: &str, default: f64) -> f64 {
+    case["params"][name].as_f64().unwrap_or(default)
+}
+
+/// The recorded logits post-processed as the case asks: (label id, score,
+/// mask) per segment.
+fn post_process(case: &Value) -> Vec<(u32, Option<f64>, Vec<u8>)> {
+    let classes = tensor(&case["class_queries_logits"]).unsqueeze(0);
+    let masks = tensor(&case["masks_queries_logits"]).unsqueeze(0);
+    let labels = classes.size()[2] - 1;
+    let packed = SegmenterOutput::Queries { classes, masks }.packed();
+    let q = QueryMasks::from_packed(&packed.get(0), labels);
+    let size = shape(&case["image_size"]);
+    let (height, width) = (size[0] as usize, size[1] as usize);
+    let t = Thresholds {
+        threshold: param(case, "threshold", 0.9),
+        mask_threshold: param(case, "mask_threshold", 0.5),
+        overlap_mask_area_threshold: param(case, "overlap_mask_area_threshold", 0.5),
+    };
+    let scored = |s: Segments| {
+        s.segments
+            .iter()
+            .map(|info| (info.label, Some(info.score), s.mask(info.id)))
+            .collect()
+    };
+    match case["subtask_resolved"].as_str().unwrap() {
+        "semantic" => {
+            let map = semantic(&q, width, height);
+            map.classes().into_iter().map(|c| (c, None, map.mask(c))).collect()
+        }
+        "instance" => scored(instance(&q, width, height, t.threshold)),
+        "panoptic" => {
+            let fuse: Vec<u32> = case["params"]["label_ids_to_fuse"]
+                .as_array()
+                .map(|ids| ids.iter().map(|i| i.as_u64().unwrap() as u32).collect())
+                .unwrap_or_default();
+            scored(panoptic(&q, width, height, &t, &fuse))
+        }
+        other => panic!("subtask {other}"),
+    }
+}
+
+#[test]
+fn query_post_processing_gives_the_pipelines_segments() {
+    let refs = references();
+    let mut compared = 0;
+    let mut subtasks = BTreeSet::new();
+    for case in refs["cases"].as_array().unwrap() {
+        let what = format!("{} {} {}", case["model"], case["image"], case["params"]);
+        let got = post_process(case);
+        let want = case["segments"].as_array().unwrap();
+        let labels: Vec<u32> = got.iter().map(|s| s.0).collect();
+        let want_labels: Vec<u32> = want.iter().map(|s| s["label_id"].as_u64().unwrap() as u32).collect();
+        assert_eq!(labels, want_labels, "{what}: labels");
+        let mut differing = 0;
+        for ((_, score, mask), w) in got.iter().zip(want) {
+            match (score, w["score"].as_f64()) {
+                (Some(s), Some(ws)) => assert!((s - ws).abs() <= 1e-4, "{what}: score {s} vs {ws}"),
+                (None, None) => {}
+                other => panic!("{what}: scores {other:?}"),
+            }
+            let theirs = image::open(fixtures().join(w["mask"].as_str().unwrap()))
+                .unwrap()
+                .into_luma8()
+                .into_raw();
+            assert_eq!(mask.len(), theirs.len(), "{what}: mask size");
+            differing += mask.iter().zip(&theirs).filter(|(a, b)| a != b).count();
+        }
+        let ties = near_ties(case);
+        assert!(
+            differing <= 2 * ties,
+            "{what}: {differing} mask pixels differ, {ties} near ties"
+        );
+        subtasks.insert(case["subtask_resolved"].as_str().unwrap().to_string());
+        compared += 1;
+    }
+    assert_eq!(subtasks.len(), 3, "every subtask: {subtasks:?}");
+    assert!(compared >= 100, "only {compared} cases");
+}
