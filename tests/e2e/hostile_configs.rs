@@ -406,6 +406,91 @@ async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and
         assert_refused(&daemon, dir.path(), "image-segmentation", what).await;
     }
 
+    // Mask2Former's decoders, its Swin backbone (a nested config) and
+    // processor.
+    let config: Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&fixture_model("mask2former-random")).join("config.json")).unwrap(),
+    )
+    .unwrap();
+    let swin = |field: &str, value: Value| {
+        let mut backbone = config["backbone_config"].clone();
+        backbone[field] = value;
+        backbone
+    };
+    let universal: &[(&str, &str, Value, &str)] = &[
+        (
+            "config.json",
+            "num_queries",
+            json!(1_000_000_000),
+            "num_queries = 1000000000",
+        ),
+        (
+            "config.json",
+            "feature_size",
+            json!(1_000_000_000),
+            "feature_size = 1000000000",
+        ),
+        (
+            "config.json",
+            "decoder_layers",
+            json!(100_000),
+            "decoder_layers = 100000",
+        ),
+        (
+            "config.json",
+            "encoder_layers",
+            json!(500),
+            "encoder_layers = 500, but the checkpoint has 2 layers",
+        ),
+        (
+            "config.json",
+            "feature_strides",
+            json!([4, 8, 16]),
+            "feature_strides has 3",
+        ),
+        (
+            "config.json",
+            "common_stride",
+            json!(1),
+            "common_stride = 1 with feature_strides",
+        ),
+        ("config.json", "hidden_dim", json!(64), "hidden_dim = 64"),
+        (
+            "config.json",
+            "backbone_config",
+            swin("window_size", json!(100_000)),
+            "window_size = 100000",
+        ),
+        (
+            "config.json",
+            "backbone_config",
+            swin("mlp_ratio", json!(1e9)),
+            "mlp_ratio x the stage's width = 16000000000",
+        ),
+        (
+            "config.json",
+            "backbone_config",
+            swin("depths", json!([2, 2, 2, 2, 2])),
+            "depths has 5",
+        ),
+        (
+            "config.json",
+            "backbone_config",
+            swin("embed_dim", json!(1u64 << 40)),
+            "embed_dim = 1099511627776",
+        ),
+        (
+            "preprocessor_config.json",
+            "size",
+            json!({"shortest_edge": 800, "longest_edge": 100}),
+            "size.longest_edge = 100 must be greater than size.shortest_edge = 800",
+        ),
+    ];
+    for (file, field, value, what) in universal {
+        let dir = edited_file_copy("mask2former-random", file, field, value.clone());
+        assert_refused(&daemon, dir.path(), "image-segmentation", what).await;
+    }
+
     let grown = daemon.rss_bytes().saturating_sub(rss_before);
     assert!(
         grown < RSS_GROWTH_BOUND,

@@ -151,7 +151,7 @@ impl SwinConfig {
             )?;
             let inner = self.mlp_width(i);
             c.matches(
-                "mlp_ratio",
+                "mlp_ratio x the stage's width",
                 inner,
                 MAX_WIDTH,
                 &format!("{block}.intermediate.dense.weight"),
