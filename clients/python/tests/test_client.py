@@ -333,6 +333,30 @@ class PipelineParity(unittest.TestCase):
             pipe(str(FIXTURES / "images" / "coffee.png"), subtask="instance")
         self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
 
+    def test_universal_segmentation(self):
+        # Mask2Former's panoptic (its default), instance and fused segments:
+        # pipeline()'s labels in order, scores within 1e-4, PIL masks.
+        import numpy
+        import PIL.Image
+
+        CLIENT.load_model(str(FIXTURES / "models" / "mask2former-random"), "image-segmentation",
+                          name="mask2former-random")
+        pipe = CLIENT.pipeline("image-segmentation", model="mask2former-random")
+        wanted = {"default", "instance.thr05", "fuse"}
+        cases = [c for c in references("mask2former.json")
+                 if c["model"] == "mask2former-random" and c["case"] in wanted and "coffee" in c["image"]]
+        for case in cases:
+            got = pipe(str(FIXTURES / case["image"]), **case["params"])
+            self.assertEqual([g["label"] for g in got], [s["label"] for s in case["segments"]], case["case"])
+            ties = sum(case["near_ties"].get(k, {}).get("count", 0) for k in ("argmax", "mask_threshold", "zero_logit"))
+            differing = 0
+            for g, s in zip(got, case["segments"]):
+                self.assertAlmostEqual(g["score"], s["score"], delta=1e-4)
+                want = numpy.asarray(PIL.Image.open(FIXTURES / s["mask"]))
+                differing += int((numpy.asarray(g["mask"]) != want).sum())
+            self.assertLessEqual(differing, 2 * ties, case["case"])
+        self.assertEqual(len(cases), 3)
+
     def test_whisper_speech_recognition(self):
         # pipeline()'s Whisper arguments (generate_kwargs, return_timestamps=True,
         # return_language, chunk_length_s) give pipeline()'s answers.

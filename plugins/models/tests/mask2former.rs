@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 use inferd_models::auto::load_image_segmenter;
 use inferd_models::vision::image::decode_rgb;
 use inferd_models::vision::mask_queries::{instance, panoptic, semantic, QueryMasks, Segments, Thresholds};
-use inferd_models::vision::segmenter::{SegmenterOutput, Subtask};
+use inferd_models::vision::segmenter::{QueryStyle, SegmenterOutput, Subtask};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
 
@@ -55,7 +55,7 @@ fn mask2former_pixel_values_and_logits_equal_transformers() {
         let off = worst(&pixels.values, &file(&case["pixel_values"]));
         assert!(off <= 2e-2, "{what}: pixel values off by {off}");
         let input = tensor(&case["pixel_values"]).unsqueeze(0);
-        let SegmenterOutput::Queries { classes, masks } = segmenter.forward(&input) else {
+        let SegmenterOutput::Queries { classes, masks, .. } = segmenter.forward(&input) else {
             panic!("{what}: Mask2Former gives query outputs");
         };
         assert_eq!(
@@ -99,7 +99,8 @@ fn post_process(case: &Value) -> Vec<(u32, Option<f64>, Vec<u8>)> {
     let classes = tensor(&case["class_queries_logits"]).unsqueeze(0);
     let masks = tensor(&case["masks_queries_logits"]).unsqueeze(0);
     let labels = classes.size()[2] - 1;
-    let packed = SegmenterOutput::Queries { classes, masks }.packed();
+    let style = QueryStyle::Mask2Former;
+    let packed = SegmenterOutput::Queries { classes, masks, style }.packed();
     let q = QueryMasks::from_packed(&packed.get(0), labels);
     let size = shape(&case["image_size"]);
     let (height, width) = (size[0] as usize, size[1] as usize);
@@ -119,7 +120,7 @@ fn post_process(case: &Value) -> Vec<(u32, Option<f64>, Vec<u8>)> {
             let map = semantic(&q, width, height);
             map.classes().into_iter().map(|c| (c, None, map.mask(c))).collect()
         }
-        "instance" => scored(instance(&q, width, height, t.threshold)),
+        "instance" => scored(instance(&q, width, height, &t, style)),
         "panoptic" => {
             let fuse: Vec<u32> = case["params"]["label_ids_to_fuse"]
                 .as_array()

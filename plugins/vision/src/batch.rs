@@ -12,8 +12,8 @@ use inferd_sdk::proto::api::ImageInput;
 use inferd_sdk::{Error, Limit};
 use tch::{Device, Kind, Tensor};
 
-/// Images per forward pass.
-const MAX_FORWARD_BATCH: usize = 16;
+/// Images per forward pass, unless the model asks for fewer.
+pub(crate) const MAX_FORWARD_BATCH: usize = 16;
 /// Processed pixel values (f32) held before the forward passes run: with
 /// `do_resize` off an image keeps its full size, so a batch of large ones
 /// runs in several rounds rather than all being held at once.
@@ -66,6 +66,8 @@ pub(crate) struct ImageModel<'a, T> {
     pub accepts: &'a dyn Fn(&Pixels) -> Result<(), Error>,
     pub device: Device,
     pub forward: &'a dyn Fn(&Tensor) -> Tensor,
+    /// Images per forward pass (at most MAX_FORWARD_BATCH).
+    pub max_batch: usize,
     pub finish: &'a dyn Fn(usize, Tensor, usize, usize) -> Result<T, Error>,
 }
 
@@ -148,7 +150,7 @@ fn forward_pending<T>(
             .push(image);
     }
     for group in by_size.values() {
-        for chunk in group.chunks(MAX_FORWARD_BATCH) {
+        for chunk in group.chunks(model.max_batch.clamp(1, MAX_FORWARD_BATCH)) {
             let pixels: Vec<&Pixels> = chunk.iter().map(|p| &p.pixels).collect();
             let rows: Tensor = (model.forward)(&stack(&pixels, model.device))
                 .to_kind(Kind::Float)

@@ -13,7 +13,7 @@ use inferd_models::vision::image::Pixels;
 use inferd_sdk::proto::api::{DepthMap, EstimateDepthRequest, EstimateDepthResponse, ImageInput};
 use inferd_sdk::{Error, Limit};
 
-use crate::batch::{run_images, within_processed, ImageModel};
+use crate::batch::{run_images, within_processed, ImageModel, MAX_FORWARD_BATCH};
 
 /// Pixels of one image as the model takes it: GLPN runs at the image's own
 /// size (rounded down to multiples of 32) and holds about 1 KB of
@@ -41,6 +41,7 @@ pub fn estimate(
         accepts: &accepts,
         device: model.device,
         forward: &forward,
+        max_batch: MAX_FORWARD_BATCH,
         finish: &finish,
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);

@@ -10,7 +10,7 @@ use inferd_sdk::proto::api::{Classification, ClassifyImageRequest, ClassifyImage
 use inferd_sdk::values::label_scores;
 use inferd_sdk::{Error, Limit};
 
-use crate::batch::{run_images, ImageModel};
+use crate::batch::{run_images, ImageModel, MAX_FORWARD_BATCH};
 
 const DEFAULT_TOP_K: usize = 5;
 
@@ -29,6 +29,7 @@ pub fn classify(
         accepts: &|_| Ok(()),
         device: model.device,
         forward: &forward,
+        max_batch: MAX_FORWARD_BATCH,
         finish: &|_, row, _, _| Vec::<f32>::try_from(row).map_err(|e| Error::internal(e.to_string())),
     };
     let outputs = run_images(&images, pixel_limit, &inputs, wanted);

@@ -44,7 +44,9 @@ impl Task for VisionTask {
         Manifest {
             name: "vision".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Image tasks on ViT, ConvNeXT, ResNet, DETR, GLPN, DPT and SegFormer models (LibTorch)".into(),
+            description:
+                "Image tasks on ViT, ConvNeXT, ResNet, DETR, GLPN, DPT, SegFormer and Mask2Former models (LibTorch)"
+                    .into(),
             tasks: vec![
                 TaskSpec {
                     name: "image-classification".into(),

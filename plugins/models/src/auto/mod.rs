@@ -140,6 +140,7 @@ architectures! {
     "DPTForDepthEstimation" => &["depth-estimation"], Build::DepthEstimator(dpt::build);
     "SegformerForSemanticSegmentation" => &["image-segmentation"], Build::Segmenter(segformer::build);
     "Mask2FormerForUniversalSegmentation" => &["image-segmentation"], Build::Segmenter(mask2former::build);
+    "DetrForSegmentation" => &["image-segmentation"], Build::Segmenter(detr::segmentation::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
 }

@@ -1,4 +1,4 @@
-//! Loading an image segmenter (SegFormer, Mask2Former) with its image
+//! Loading an image segmenter (SegFormer, Mask2Former, panoptic DETR) with its image
 //! processor and labels.
 
 use std::path::Path;
@@ -10,7 +10,7 @@ use crate::auto::Build;
 
 use crate::core::weights::var_store_bytes;
 use crate::vision::image::ImageProcessor;
-use crate::vision::segmenter::{SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
 use crate::Result;
 
 /// A loaded segmentation model with its image processor and labels.
@@ -29,11 +29,10 @@ impl ImageSegmenter {
         self.net.forward(pixel_values)
     }
 
-    /// Whether its output is per object query, packed as
-    /// [`SegmenterOutput::packed`] makes it (the models that do instance
-    /// segmentation; per-pixel models do semantic only).
-    pub fn by_queries(&self) -> bool {
-        self.subtasks().contains(&Subtask::Instance)
+    /// How its query outputs are post-processed; None for per-pixel logits
+    /// (packed as [`SegmenterOutput::packed`] makes them).
+    pub fn query_style(&self) -> Option<QueryStyle> {
+        self.net.query_style()
     }
 
     /// The subtasks the model supports, pipeline()'s default first.

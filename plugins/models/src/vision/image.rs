@@ -563,6 +563,9 @@ pub struct ImageProcessorConfig {
     pub ensure_multiple_of: Option<usize>,
     #[serde(default)]
     pub do_pad: Option<bool>,
+    /// Mask2Former: pad every image to this size (not supported).
+    #[serde(default)]
+    pub pad_size: Option<serde_json::Value>,
     #[serde(default = "yes")]
     pub do_rescale: bool,
     #[serde(default = "default_rescale")]
@@ -740,6 +743,12 @@ impl ImageProcessor {
                 path,
                 "this image processor's size needs shortest_edge and longest_edge, or height and width",
             ));
+        }
+        if self.kind == ProcessorKind::Mask2Former && self.config.pad_size.as_ref().is_some_and(|p| !p.is_null()) {
+            return Err(ModelError::Unsupported(format!(
+                "{}: pad_size (padding every image to one size before the model) is not supported",
+                path.display()
+            )));
         }
         if self.kind == ProcessorKind::Mask2Former && !square {
             let (short, long) = (size.shortest_edge.unwrap_or(800), size.longest_edge.unwrap_or(1333));

@@ -1,29 +1,25 @@
 //! What pipeline("image-segmentation") does with a query-based model's
-//! output (Mask2Former): the image processor's
-//! `post_process_{semantic,instance,panoptic}_segmentation`, each starting
-//! from the mask logits resized to 384 x 384, and the pipeline's segments
-//! (`{score, label, mask}`, a mask being where the segment map equals the
-//! segment's id).
+//! output (Mask2Former, panoptic DETR): the image processor's
+//! `post_process_{semantic,instance,panoptic}_segmentation` (Mask2Former's
+//! starting from the mask logits resized to 384 x 384), and the pipeline's
+//! segments (`{score, label, mask}`, a mask being where the segment map
+//! equals the segment's id).
 //!
 //! Comparisons follow Python's: a tensor against a threshold compares in
 //! f32 (the threshold rounded to f32), a Python float (`.item()`) against
 //! one in f64; thresholds come as the decimal the client sent, so 0.9 is
 //! 0.9 and not f32's 0.8999999762.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tch::{Kind, Tensor};
 
-use crate::vision::image::{encode_grey16_png, encode_grey_png};
-use crate::vision::segmenter::{semantic_map, LabelMap, QUERY_MASK_SIDE};
-
-/// Queries resized to the image at once by the panoptic post-processing
-/// (held as maps of the image's size, whatever the number of queries).
-const QUERIES_AT_ONCE: usize = 16;
+use crate::vision::segmenter::{id_png, maps_at_once, semantic_map, LabelMap, QueryStyle, RunningArgmax};
 
 /// One image's query outputs: class logits [Q, labels + 1] and mask logits
-/// [Q, 384, 384], on the CPU (topk's order of equal-ranked results, which
-/// instance segmentation keeps, is the CPU kernel's).
+/// [Q, h, w] (Mask2Former's 384 x 384), on the CPU (topk's order of
+/// equal-ranked results, which Mask2Former's instance segmentation keeps,
+/// is the CPU kernel's).
 pub struct QueryMasks {
     pub classes: Tensor,
     pub masks: Tensor,
@@ -31,14 +27,14 @@ pub struct QueryMasks {
 
 impl QueryMasks {
     /// One image's row of [`crate::vision::segmenter::SegmenterOutput::packed`]:
-    /// [Q, labels + 1 + 384 * 384].
+    /// [Q, 2 + labels + 1 + h * w].
     pub fn from_packed(row: &Tensor, labels: i64) -> QueryMasks {
-        let side = QUERY_MASK_SIDE;
         let row = row.to_device(tch::Device::Cpu).to_kind(Kind::Float);
         let queries = row.size()[0];
+        let (h, w) = (row.double_value(&[0, 0]) as i64, row.double_value(&[0, 1]) as i64);
         QueryMasks {
-            classes: row.narrow(1, 0, labels + 1),
-            masks: row.narrow(1, labels + 1, side * side).reshape([queries, side, side]),
+            classes: row.narrow(1, 2, labels + 1),
+            masks: row.narrow(1, 3 + labels, h * w).reshape([queries, h, w]),
         }
     }
 
@@ -77,13 +73,7 @@ impl Segments {
 
     /// The segment map as a greyscale PNG: 8-bit when the ids fit.
     pub fn png(&self) -> Vec<u8> {
-        if self.ids.iter().all(|&i| i <= u8::MAX as u32) {
-            let levels: Vec<u8> = self.ids.iter().map(|&i| i as u8).collect();
-            encode_grey_png(self.width, self.height, &levels)
-        } else {
-            let levels: Vec<u16> = self.ids.iter().map(|&i| i.min(u16::MAX as u32) as u16).collect();
-            encode_grey16_png(self.width, self.height, &levels)
-        }
+        id_png(self.width, self.height, &self.ids)
     }
 }
 
@@ -108,18 +98,13 @@ fn round6(score: f32) -> f64 {
     scaled.round_ties_even() / 1e6
 }
 
-/// The mask logits' probabilities, as `post_process_*` compute them.
-fn probabilities(masks: &Tensor) -> Tensor {
-    masks.sigmoid()
-}
-
 /// `post_process_semantic_segmentation`: each query's class
 /// probabilities (no object dropped) weighting its mask's, summed per
 /// label at 384 x 384, then resized to the image and the best label taken.
 pub fn semantic(q: &QueryMasks, width: usize, height: usize) -> LabelMap {
     let _guard = tch::no_grad_guard();
     let classes = q.classes.softmax(-1, Kind::Float).narrow(1, 0, q.labels());
-    let probs = probabilities(&q.masks);
+    let probs = q.masks.sigmoid();
     let per_label = Tensor::einsum(
         "bqc,bqhw->bchw",
         &[classes.unsqueeze(0), probs.unsqueeze(0)],
@@ -128,47 +113,78 @@ pub fn semantic(q: &QueryMasks, width: usize, height: usize) -> LabelMap {
     semantic_map(&per_label.get(0), width, height)
 }
 
-/// `post_process_instance_segmentation`: the `Q` best (query, label)
+/// `post_process_instance_segmentation` as `style`'s processor does it:
+/// Mask2Former's ([`best_pairs`]), or DETR's, panoptic's segments
+/// unfused.
+pub fn instance(q: &QueryMasks, width: usize, height: usize, t: &Thresholds, style: QueryStyle) -> Segments {
+    match style {
+        QueryStyle::Mask2Former => best_pairs(q, width, height, t.threshold),
+        QueryStyle::Detr => panoptic(q, width, height, t, &[]),
+    }
+}
+
+/// Mask2Former's `post_process_instance_segmentation`: the `Q` best (query, label)
 /// pairs by class probability, in topk's unsorted order; each one's mask
 /// where its logit is positive, scored by its class probability times its
 /// mask's mean probability there; resized to the image (nearest), and kept
 /// when not empty and scoring at least `threshold`. Later segments
 /// overwrite earlier ones where they overlap. Ids count from 1
 /// (transformers': from 0, -1 for none).
-pub fn instance(q: &QueryMasks, width: usize, height: usize, threshold: f64) -> Segments {
+///
+/// Nearest resizing takes each of the image's pixels from one pixel of the
+/// mask, so the segments are laid out at the mask's size and the image's
+/// pixels read from there: one pass over the image, whatever the number of
+/// segments.
+fn best_pairs(q: &QueryMasks, width: usize, height: usize, threshold: f64) -> Segments {
     let _guard = tch::no_grad_guard();
     let (queries, _) = q.classes.size2().expect("[queries, labels + 1] logits");
+    let (_, mh, mw) = q.masks.size3().expect("[queries, h, w] masks");
     let labels = q.labels();
     let scores = q.classes.softmax(-1, Kind::Float).narrow(1, 0, labels);
     let (top_scores, top) = scores.flatten(0, -1).topk(queries, 0, true, false);
     let label_of = top.remainder(labels);
     let query_of = top.divide_scalar_mode(labels, "floor");
     let logits = q.masks.index_select(0, &query_of);
-    let binary = logits.gt(0.0).to_kind(Kind::Float);
+    let positive = logits.gt(0.0);
+    let binary = positive.to_kind(Kind::Float);
     let area = binary.flatten(1, -1).sum_dim_intlist(1, false, Kind::Float);
     let mask_scores = (logits.sigmoid().flatten(1, -1) * binary.flatten(1, -1)).sum_dim_intlist(1, false, Kind::Float)
         / (area + 1e-6);
     let pred_scores = Vec::<f32>::try_from(top_scores * mask_scores).expect("f32 scores");
     let label_of = Vec::<i64>::try_from(label_of).expect("i64 labels");
-    let mut ids = vec![0u32; width * height];
+    let inside = Vec::<bool>::try_from(positive.flatten(0, -1)).expect("boolean masks");
+    // The mask row and column each image row and column is read from, by
+    // LibTorch's own nearest resizing of their indices.
+    let source = |out: usize, side: i64| -> Vec<usize> {
+        let index = Tensor::arange(side, (Kind::Float, tch::Device::Cpu)).view([1, 1, side, 1]);
+        let picked = index.upsample_nearest2d([out as i64, 1], None, None).flatten(0, -1);
+        Vec::<f32>::try_from(picked)
+            .expect("f32 indices")
+            .into_iter()
+            .map(|i| i as usize)
+            .collect()
+    };
+    let (rows, cols) = (source(height, mh), source(width, mw));
+    let used = |picked: &[usize], side: i64| {
+        let mut used = vec![false; side as usize];
+        picked.iter().for_each(|&i| used[i] = true);
+        (0..side as usize).filter(|&i| used[i]).collect::<Vec<usize>>()
+    };
+    let (used_rows, used_cols) = (used(&rows, mh), used(&cols, mw));
+    let side = (mh * mw) as usize;
+    let mut laid_out = vec![0u32; side];
     let mut segments = Vec::new();
     for (j, &score) in pred_scores.iter().enumerate() {
-        if (score as f64) < threshold {
-            continue;
-        }
-        let resized = binary
-            .get(j as i64)
-            .view([1, 1, QUERY_MASK_SIDE, QUERY_MASK_SIDE])
-            .upsample_nearest2d([height as i64, width as i64], None, None)
-            .gt(0.5)
-            .flatten(0, -1);
-        let inside = Vec::<bool>::try_from(resized).expect("a boolean mask");
-        if !inside.iter().any(|&b| b) {
+        let mask = &inside[j * side..(j + 1) * side];
+        let seen = used_rows
+            .iter()
+            .any(|&r| used_cols.iter().any(|&c| mask[r * mw as usize + c]));
+        if (score as f64) < threshold || !seen {
             continue;
         }
         let id = segments.len() as u32 + 1;
-        for (pixel, _) in inside.iter().enumerate().filter(|(_, &b)| b) {
-            ids[pixel] = id;
+        for (at, _) in mask.iter().enumerate().filter(|(_, &b)| b) {
+            laid_out[at] = id;
         }
         segments.push(SegmentInfo {
             id,
@@ -176,6 +192,11 @@ pub fn instance(q: &QueryMasks, width: usize, height: usize, threshold: f64) -> 
             score: round6(score),
         });
     }
+    let ids = rows
+        .iter()
+        .flat_map(|&r| cols.iter().map(move |&c| (r, c)))
+        .map(|(r, c)| laid_out[r * mw as usize + c])
+        .collect();
     Segments {
         width,
         height,
@@ -194,6 +215,7 @@ pub fn instance(q: &QueryMasks, width: usize, height: usize, threshold: f64) -> 
 /// new segment's id follows the shared one). Ids count from 1.
 pub fn panoptic(q: &QueryMasks, width: usize, height: usize, t: &Thresholds, fuse: &[u32]) -> Segments {
     let _guard = tch::no_grad_guard();
+    let fuse: HashSet<u32> = fuse.iter().copied().collect();
     let labels = q.labels();
     let (best, label) = q.classes.softmax(-1, Kind::Float).max_dim(-1, false);
     let keep = label.ne(labels).logical_and(&best.gt(t.threshold));
@@ -212,31 +234,26 @@ pub fn panoptic(q: &QueryMasks, width: usize, height: usize, t: &Thresholds, fus
     // Each kept query's weighted probabilities, a chunk at a time: the
     // pixels where they reach mask_threshold, and the running best query.
     let mut reaching = Vec::with_capacity(kept.len());
-    let mut winner: Option<(Tensor, Tensor)> = None;
-    for (c, chunk) in kept.chunks(QUERIES_AT_ONCE).enumerate() {
-        let index = Tensor::from_slice(chunk);
-        let weights: Vec<f32> = chunk.iter().map(|&k| best[k as usize]).collect();
-        let probs = probabilities(&q.masks.index_select(0, &index))
+    let mut best_query = RunningArgmax::default();
+    let chunk = maps_at_once(pixels);
+    for (c, queries) in kept.chunks(chunk).enumerate() {
+        let index = Tensor::from_slice(queries);
+        let weights: Vec<f32> = queries.iter().map(|&k| best[k as usize]).collect();
+        let mut probs = q
+            .masks
+            .index_select(0, &index)
+            .sigmoid()
             .unsqueeze(0)
             .upsample_bilinear2d([height as i64, width as i64], false, None, None)
-            .squeeze_dim(0)
-            * Tensor::from_slice(&weights).view([-1, 1, 1]);
+            .squeeze_dim(0);
+        let _ = probs.g_mul_(&Tensor::from_slice(&weights).view([-1, 1, 1]));
         let counts = probs
             .ge(t.mask_threshold)
             .sum_dim_intlist([1, 2].as_slice(), false, Kind::Int64);
         reaching.extend(Vec::<i64>::try_from(counts).expect("i64 counts"));
-        let (value, at) = probs.max_dim(0, false);
-        let at = at + (c * QUERIES_AT_ONCE) as i64;
-        winner = Some(match winner {
-            Some((best_value, best_at)) => {
-                let better = value.gt_tensor(&best_value);
-                (value.where_self(&better, &best_value), at.where_self(&better, &best_at))
-            }
-            None => (value, at),
-        });
+        best_query.add(&probs, (c * chunk) as i64);
     }
-    let (_, winner) = winner.expect("a kept query");
-    let winner = Vec::<i64>::try_from(winner.flatten(0, -1)).expect("i64 indices");
+    let winner = best_query.finish();
     let mut won = vec![0i64; kept.len()];
     for &k in &winner {
         won[k as usize] += 1;
@@ -278,6 +295,7 @@ pub fn panoptic(q: &QueryMasks, width: usize, height: usize, t: &Thresholds, fus
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::vision::segmenter::QUERY_MASK_SIDE;
 
     /// Two labels; query masks at 384 x 384 from `masks` (one value per
     /// query, the whole mask).
@@ -336,7 +354,12 @@ mod tests {
         // One query sure of label 0 with a positive mask; the other's mask
         // is negative everywhere (empty, never a segment).
         let q = queries(&[[9.0, 0.0, 0.0], [0.0, 9.0, 0.0]], &[3.0, -3.0]);
-        let seg = instance(&q, 3, 3, 0.5);
+        let t = Thresholds {
+            threshold: 0.5,
+            mask_threshold: 0.5,
+            overlap_mask_area_threshold: 0.8,
+        };
+        let seg = instance(&q, 3, 3, &t, QueryStyle::Mask2Former);
         assert_eq!(seg.segments.len(), 1);
         let s = &seg.segments[0];
         assert_eq!((s.id, s.label), (1, 0));

@@ -14,7 +14,7 @@ use crate::core::config::read_json;
 use crate::core::layers::{BatchNorm, Conv2d, ConvSpec, Linear, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::mit::{MitConfig, MitEncoder};
-use crate::vision::segmenter::{SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
 use crate::{ModelError, Result};
 
 /// `SegformerConfig`, with transformers' defaults.
@@ -146,6 +146,10 @@ impl SegmenterNet for SegformerForSemanticSegmentation {
 
     fn subtasks(&self) -> &'static [Subtask] {
         &[Subtask::Semantic]
+    }
+
+    fn query_style(&self) -> Option<QueryStyle> {
+        None
     }
 
     fn check_input(&self, height: usize, width: usize) -> Result<()> {

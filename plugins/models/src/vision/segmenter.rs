@@ -16,27 +16,55 @@ pub enum SegmenterOutput {
     /// Class logits per pixel [B, labels, h, w] (SegFormer).
     Semantic(Tensor),
     /// Per object query, class logits [B, Q, labels + 1] (the last: no
-    /// object) and mask logits [B, Q, h, w] (Mask2Former).
-    Queries { classes: Tensor, masks: Tensor },
+    /// object) and mask logits [B, Q, h, w] (Mask2Former, panoptic DETR).
+    Queries {
+        classes: Tensor,
+        masks: Tensor,
+        style: QueryStyle,
+    },
 }
 
-/// The side transformers' image processors resize query masks to before
-/// any post-processing, whatever the input's size (Mask2Former's "384 x
-/// 384 for all models").
+/// Whose image processor post-processes a query model's output: they
+/// differ in the masks' size and in instance segmentation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryStyle {
+    /// Mask2FormerImageProcessor: masks resized to 384 x 384 first;
+    /// instance segments are the best (query, label) pairs.
+    Mask2Former,
+    /// DetrImageProcessor: masks at their own size; instance segments are
+    /// panoptic's without fusing.
+    Detr,
+}
+
+/// The side Mask2Former's image processor resizes query masks to before
+/// any post-processing, whatever the input's size ("384 x 384 for all
+/// models").
 pub const QUERY_MASK_SIDE: i64 = 384;
 
 impl SegmenterOutput {
     /// One tensor with a row per image, for running a batch: semantic
-    /// logits as they are; queries as [B, Q, labels + 1 + 384 * 384], the
-    /// class logits beside the mask logits resized to 384 x 384 (bilinear)
-    /// and flattened (see [`crate::vision::mask_queries::QueryMasks`]).
+    /// logits as they are; queries as [B, Q, 2 + labels + 1 + h * w]: the
+    /// masks' height and width (Mask2Former's resized to 384 x 384,
+    /// bilinear), the class logits, the mask logits flattened (see
+    /// [`crate::vision::mask_queries::QueryMasks::from_packed`]).
     pub fn packed(self) -> Tensor {
         match self {
             SegmenterOutput::Semantic(logits) => logits,
-            SegmenterOutput::Queries { classes, masks } => {
-                let side = QUERY_MASK_SIDE;
-                let resized = masks.upsample_bilinear2d([side, side], false, None, None);
-                Tensor::cat(&[classes.to_kind(resized.kind()), resized.flatten(2, -1)], 2)
+            SegmenterOutput::Queries { classes, masks, style } => {
+                let masks = match style {
+                    QueryStyle::Mask2Former => {
+                        let side = QUERY_MASK_SIDE;
+                        masks.upsample_bilinear2d([side, side], false, None, None)
+                    }
+                    QueryStyle::Detr => masks,
+                };
+                let (b, q, h, w) = masks.size4().expect("[B, Q, h, w] masks");
+                let size = Tensor::from_slice(&[h as f32, w as f32])
+                    .to_device(masks.device())
+                    .to_kind(masks.kind())
+                    .view([1, 1, 2])
+                    .expand([b, q, 2], false);
+                Tensor::cat(&[size, classes.to_kind(masks.kind()), masks.flatten(2, -1)], 2)
             }
         }
     }
@@ -74,6 +102,9 @@ pub trait SegmenterNet: Send {
     /// them when none is asked for (panoptic, instance, semantic).
     fn subtasks(&self) -> &'static [Subtask];
 
+    /// How its query outputs are post-processed; None for per-pixel logits.
+    fn query_style(&self) -> Option<QueryStyle>;
+
     /// Whether an image processed to `height` x `width` can run (an
     /// InvalidInput error saying why not).
     fn check_input(&self, height: usize, width: usize) -> Result<()>;
@@ -96,51 +127,85 @@ pub struct LabelMap {
     pub labels: Vec<u32>,
 }
 
-/// Classes resized at once: the resized logits held are this many maps
-/// of the image's size, whatever the model's number of labels (ADE20k's
-/// 150 at a 12-megapixel photo's size would be 7 GB).
-const CLASSES_AT_ONCE: i64 = 16;
+/// Maps of the image's size held at once when classes or queries are
+/// resized to it (ADE20k's 150 classes at a 12-megapixel photo's size
+/// would be 7 GB): at most this many, fewer for large images.
+const MAPS_AT_ONCE: usize = 16;
+/// Values the maps held at once come to at most (2^25, 128 MB of f32).
+const VALUES_AT_ONCE: usize = 1 << 25;
+
+/// How many maps of `pixels` pixels to resize at once.
+pub(crate) fn maps_at_once(pixels: usize) -> usize {
+    (VALUES_AT_ONCE / pixels.max(1)).clamp(1, MAPS_AT_ONCE)
+}
+
+/// Each pixel's best map over maps [c, H, W] given a chunk at a time, in
+/// order: the index of its greatest value (the first of equals, as argmax
+/// picks), a later chunk winning only with a strictly greater value.
+#[derive(Default)]
+pub(crate) struct RunningArgmax {
+    best: Option<(Tensor, Tensor)>,
+}
+
+impl RunningArgmax {
+    /// The next chunk, its first map being number `first`.
+    pub fn add(&mut self, maps: &Tensor, first: i64) {
+        let (value, at) = maps.max_dim(0, false);
+        let at = at + first;
+        self.best = Some(match self.best.take() {
+            Some((best_value, best_at)) => {
+                let better = value.gt_tensor(&best_value);
+                (value.where_self(&better, &best_value), at.where_self(&better, &best_at))
+            }
+            None => (value, at),
+        });
+    }
+
+    /// Each pixel's best map's index, row-major.
+    pub fn finish(self) -> Vec<i64> {
+        let (_, at) = self.best.expect("at least one map");
+        Vec::<i64>::try_from(at.to_device(tch::Device::Cpu).flatten(0, -1)).expect("i64 indices")
+    }
+}
+
+/// A map of ids per pixel as a greyscale PNG: 8-bit when they fit, else
+/// 16-bit.
+pub fn id_png(width: usize, height: usize, ids: &[u32]) -> Vec<u8> {
+    if ids.iter().all(|&i| i <= u8::MAX as u32) {
+        let levels: Vec<u8> = ids.iter().map(|&i| i as u8).collect();
+        encode_grey_png(width, height, &levels)
+    } else {
+        let levels: Vec<u16> = ids.iter().map(|&i| i.min(u16::MAX as u32) as u16).collect();
+        encode_grey16_png(width, height, &levels)
+    }
+}
 
 /// `post_process_semantic_segmentation` of one image: its logits
 /// [labels, h, w] resized to `height` x `width` (bilinear,
 /// align_corners=False), then each pixel's best class (the first of
 /// equals, as argmax picks). Each class is resized on its own, so the
-/// classes are taken a chunk at a time, a later chunk winning a pixel only
-/// with a strictly greater logit.
+/// classes are taken a chunk at a time.
 pub fn semantic_map(logits: &Tensor, width: usize, height: usize) -> LabelMap {
     let _guard = tch::no_grad_guard();
     let (labels, h, w) = logits.size3().expect("[labels, height, width] logits");
     // Contiguous first: a batch's logits may come channels-last, and
     // resizing and argmax over that layout are many times slower.
     let logits = logits.to_kind(Kind::Float).contiguous().view([1, labels, h, w]);
-    let mut best: Option<(Tensor, Tensor)> = None;
-    for first in (0..labels).step_by(CLASSES_AT_ONCE as usize) {
-        let chunk = logits.narrow(1, first, CLASSES_AT_ONCE.min(labels - first));
+    let chunk = maps_at_once(width * height) as i64;
+    let mut best = RunningArgmax::default();
+    for first in (0..labels).step_by(chunk as usize) {
+        let maps = logits.narrow(1, first, chunk.min(labels - first));
         let resized = if (h, w) == (height as i64, width as i64) {
-            chunk
+            maps
         } else {
-            chunk.upsample_bilinear2d([height as i64, width as i64], false, None, None)
+            maps.upsample_bilinear2d([height as i64, width as i64], false, None, None)
         };
-        let (value, class) = resized.get(0).max_dim(0, false);
-        let class = class + first;
-        best = Some(match best {
-            Some((best_value, best_class)) => {
-                let better = value.gt_tensor(&best_value);
-                (
-                    value.where_self(&better, &best_value),
-                    class.where_self(&better, &best_class),
-                )
-            }
-            None => (value, class),
-        });
+        best.add(&resized.get(0), first);
     }
-    let (_, best) = best.expect("at least one label");
-    let best = best.to_kind(Kind::Int).to_device(tch::Device::Cpu);
-    let labels = Vec::<i32>::try_from(best.contiguous().view(-1)).expect("i32 labels");
     LabelMap {
         width,
         height,
-        labels: labels.into_iter().map(|l| l as u32).collect(),
+        labels: best.finish().into_iter().map(|l| l as u32).collect(),
     }
 }
 
@@ -162,13 +227,7 @@ impl LabelMap {
 
     /// The label map as a greyscale PNG of class ids: 8-bit when they fit.
     pub fn png(&self) -> Vec<u8> {
-        if self.labels.iter().all(|&l| l <= u8::MAX as u32) {
-            let levels: Vec<u8> = self.labels.iter().map(|&l| l as u8).collect();
-            encode_grey_png(self.width, self.height, &levels)
-        } else {
-            let levels: Vec<u16> = self.labels.iter().map(|&l| l.min(u16::MAX as u32) as u16).collect();
-            encode_grey16_png(self.width, self.height, &levels)
-        }
+        id_png(self.width, self.height, &self.labels)
     }
 }
 

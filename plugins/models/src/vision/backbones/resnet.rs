@@ -268,14 +268,28 @@ impl ResNet {
 
     /// The feature map after the first `stages` stages.
     pub fn forward_through(&self, pixel_values: &Tensor, stages: usize) -> Tensor {
+        let mut maps = self.forward_stages(pixel_values, stages, false);
+        maps.pop().expect("at least one stage")
+    }
+
+    /// The feature maps of the first `stages` stages, finest first; only
+    /// the last unless `every`.
+    pub fn forward_stages(&self, pixel_values: &Tensor, stages: usize, every: bool) -> Vec<Tensor> {
         let x = self.act.forward(&self.stem.forward(pixel_values));
         let mut x = x.max_pool2d([3, 3], [2, 2], [1, 1], [1, 1], false);
+        let mut maps = Vec::new();
         for stage in &self.stages[..stages.min(self.stages.len())] {
             for block in stage {
                 x = block.forward(&x, self.act);
             }
+            if every {
+                maps.push(x.shallow_clone());
+            }
         }
-        x
+        if !every {
+            maps.push(x);
+        }
+        maps
     }
 }
 

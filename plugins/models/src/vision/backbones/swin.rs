@@ -18,7 +18,7 @@
 //! shifted.
 
 use serde::Deserialize;
-use tch::{nn::Path, Device, Tensor};
+use tch::{nn::Path, Device, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear};
@@ -33,6 +33,10 @@ const DEFAULT_EPS: f64 = 1e-5;
 /// What the attention mask puts between tokens of different regions of a
 /// shifted window (transformers' -100, not -inf).
 const OTHER_REGION: f64 = -100.0;
+
+/// The widest window: a window of ws^2 tokens has ws^4 token pairs (Swin's
+/// checkpoints use 7 and 12).
+const MAX_WINDOW: i64 = 32;
 
 /// `SwinConfig`, with transformers' defaults (Swin-T).
 #[derive(Debug, Clone, Deserialize)]
@@ -51,6 +55,7 @@ pub struct SwinConfig {
     pub use_absolute_embeddings: bool,
     pub layer_norm_eps: f64,
     pub out_features: Option<Vec<String>>,
+    pub out_indices: Option<Vec<i64>>,
 }
 
 impl Default for SwinConfig {
@@ -69,6 +74,7 @@ impl Default for SwinConfig {
             use_absolute_embeddings: false,
             layer_norm_eps: 1e-5,
             out_features: None,
+            out_indices: None,
         }
     }
 }
@@ -106,10 +112,19 @@ impl SwinConfig {
         }
         c.list("depths", self.depths.len())?;
         c.same_length(&[("depths", self.depths.len()), ("num_heads", self.num_heads.len())])?;
+        // transformers' default is the last stage alone; Mask2Former's
+        // checkpoints name every one.
         let stages: Vec<String> = (1..=self.depths.len()).map(|i| format!("stage{i}")).collect();
-        if let Some(out) = self.out_features.as_ref().filter(|out| **out != stages) {
+        let indices: Vec<i64> = (1..=self.depths.len() as i64).collect();
+        let every = match (&self.out_features, &self.out_indices) {
+            (Some(features), _) => *features == stages,
+            (None, Some(out)) => *out == indices,
+            (None, None) => false,
+        };
+        if !every {
             return Err(ModelError::Unsupported(format!(
-                "a Swin backbone with out_features {out:?} (supported: every stage, {stages:?})"
+                "a Swin backbone with out_features {:?} / out_indices {:?} (supported: every stage, {stages:?})",
+                self.out_features, self.out_indices
             )));
         }
         let at = |name: &str| format!("{prefix}.{name}");
@@ -118,7 +133,7 @@ impl SwinConfig {
         c.matches("num_channels", self.num_channels, MAX_SPATIAL, &projection, 1)?;
         c.matches("patch_size", self.patch_size, MAX_SPATIAL, &projection, 2)?;
         c.matches("embed_dim", self.embed_dim, MAX_WIDTH, &projection, 0)?;
-        c.size("window_size", self.window_size, 256)?;
+        c.size("window_size", self.window_size, MAX_WINDOW)?;
         let last = self.depths.len() - 1;
         if self.width(last) > MAX_WIDTH || (self.width(last) >> last) != self.embed_dim {
             return Err(ModelError::bad_file(
@@ -194,7 +209,8 @@ struct WindowAttention {
 }
 
 impl WindowAttention {
-    fn new(p: Path, dim: i64, heads: i64, window: i64, qkv_bias: bool) -> Self {
+    /// `bias_index`: [`relative_position_index`] of `window`.
+    fn new(p: Path, dim: i64, heads: i64, window: i64, qkv_bias: bool, bias_index: &Tensor) -> Self {
         let s = &p / "self";
         let linear = |name: &str| {
             if qkv_bias {
@@ -209,7 +225,7 @@ impl WindowAttention {
             value: linear("value"),
             output: Linear::new(&p / "output" / "dense", dim, dim),
             bias_table: s.zeros_no_train("relative_position_bias_table", &[(2 * window - 1).pow(2), heads]),
-            bias_index: relative_position_index(window, p.device()),
+            bias_index: bias_index.shallow_clone(),
             heads,
             window,
         }
@@ -277,32 +293,19 @@ fn relative_position_index(window: i64, device: Device) -> Tensor {
 /// The attention mask of shifted windows over a `height` x `width` map
 /// (padded to whole windows), [nW, N, N]: 0 between tokens of one region of
 /// the rolled map, -100 between regions that the roll brought together.
+/// Built where the model runs.
 fn shifted_window_mask(height: i64, width: i64, window: i64, shift: i64, device: Device) -> Tensor {
-    let region = |at: i64, side: i64| {
-        if at < side - window {
-            0
-        } else if at < side - shift {
-            1
-        } else {
-            2
-        }
+    // Each row's and column's region: before the last window, in it up to
+    // the shift, or past that.
+    let region = |side: i64| {
+        let at = Tensor::arange(side, (Kind::Int64, device));
+        at.ge(side - window).to_kind(Kind::Int64) + at.ge(side - shift).to_kind(Kind::Int64)
     };
-    let (rows, cols) = (height / window, width / window);
-    let n = (window * window) as usize;
-    let mut mask = Vec::with_capacity((rows * cols) as usize * n * n);
-    for wy in 0..rows {
-        for wx in 0..cols {
-            let ids: Vec<i64> = (0..window * window)
-                .map(|t| region(wy * window + t / window, height) * 3 + region(wx * window + t % window, width))
-                .collect();
-            for a in &ids {
-                mask.extend(ids.iter().map(|b| if a == b { 0f32 } else { OTHER_REGION as f32 }));
-            }
-        }
-    }
-    Tensor::from_slice(&mask)
-        .view([rows * cols, n as i64, n as i64])
-        .to_device(device)
+    let ids = (region(height).view([height, 1]) * 3 + region(width).view([1, width])).view([1, height, width, 1]);
+    let ids = partition(&ids, window).squeeze_dim(-1);
+    let n = window * window;
+    let differ = ids.reshape([-1, n, 1]).ne_tensor(&ids.reshape([-1, 1, n]));
+    differ.to_kind(Kind::Float) * OTHER_REGION
 }
 
 /// [B, H, W, C] (H, W multiples of ws) to windows [B * nW, ws * ws, C].
@@ -416,6 +419,7 @@ impl SwinBackbone {
         let embeddings = p / "embeddings";
         let patch = cfg.patch_size;
         let last = cfg.depths.len() - 1;
+        let bias_index = relative_position_index(cfg.window_size, p.device());
         let stages = (0..cfg.depths.len())
             .map(|i| {
                 let dim = cfg.width(i);
@@ -431,6 +435,7 @@ impl SwinBackbone {
                                 cfg.num_heads[i],
                                 cfg.window_size,
                                 cfg.qkv_bias,
+                                &bias_index,
                             ),
                             norm_after: LayerNorm::new(&b / "layernorm_after", dim, cfg.layer_norm_eps),
                             intermediate: Linear::new(&b / "intermediate" / "dense", dim, cfg.mlp_width(i)),
@@ -509,7 +514,6 @@ impl SwinBackbone {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tch::Kind;
 
     #[test]
     fn relative_positions_index_the_table_as_transformers_does() {

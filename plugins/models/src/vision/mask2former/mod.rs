@@ -21,7 +21,7 @@ use crate::core::config::read_json;
 use crate::core::layers::{Activation, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::swin::{SwinBackbone, SwinConfig};
-use crate::vision::segmenter::{SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
 use crate::{ModelError, Result};
 
 use decoder::{DecoderShape, TransformerDecoder};
@@ -300,11 +300,19 @@ impl Mask2FormerForUniversalSegmentation {
 impl SegmenterNet for Mask2FormerForUniversalSegmentation {
     fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput {
         let (classes, masks) = Mask2FormerForUniversalSegmentation::forward(self, pixel_values);
-        SegmenterOutput::Queries { classes, masks }
+        SegmenterOutput::Queries {
+            classes,
+            masks,
+            style: QueryStyle::Mask2Former,
+        }
     }
 
     fn subtasks(&self) -> &'static [Subtask] {
         &[Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]
+    }
+
+    fn query_style(&self) -> Option<QueryStyle> {
+        Some(QueryStyle::Mask2Former)
     }
 
     /// Any size runs: Swin pads its maps to whole patches and windows.

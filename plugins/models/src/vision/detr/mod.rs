@@ -9,6 +9,8 @@
 //! layout (`vision::backbones::resnet`) with frozen batch norm; and
 //! (`vision::detector` post-processes its outputs).
 
+pub mod segmentation;
+
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
@@ -126,11 +128,14 @@ pub struct DetrConfig {
 
 /// The backbone a config asks for: its network, and the feature map DETR
 /// reads (the last of the backbone's outputs) as the stages run for it.
-struct BackboneChoice {
-    shape: ResNetShape,
+pub(crate) struct BackboneChoice {
+    pub shape: ResNetShape,
     layout: Layout,
     act: Activation,
-    stages: usize,
+    pub stages: usize,
+    /// Whether the backbone outputs every stage's map (what panoptic DETR's
+    /// mask head reads).
+    pub every_stage_out: bool,
 }
 
 const BACKBONE: &str = "model.backbone.conv_encoder.model";
@@ -173,11 +178,13 @@ impl DetrConfig {
             )?;
             shape.stages.truncate(last as usize);
             validate_timm(file, shapes, &shape)?;
+            let every_stage_out = kwargs.out_indices.as_deref().is_none_or(|i| i == [1, 2, 3, 4]);
             return Ok(BackboneChoice {
                 shape,
                 layout: Layout::Timm,
                 act: Activation::Relu,
                 stages: last as usize,
+                every_stage_out,
             });
         }
         let Some(value) = &self.backbone_config else {
@@ -219,11 +226,22 @@ impl DetrConfig {
                 format!("backbone_config's last output is stage {last}, but the ResNet has {stages} stages"),
             ));
         }
+        let named = |key: &str| value.get(key).and_then(|v| v.as_array()).cloned();
+        let every: Vec<String> = (1..=stages).map(|i| format!("stage{i}")).collect();
+        let every_stage_out = named("out_features")
+            .map(|f| {
+                f.iter()
+                    .map(|v| v.as_str().unwrap_or_default())
+                    .eq(every.iter().map(String::as_str))
+            })
+            .or_else(|| named("out_indices").map(|i| i.iter().map(|v| v.as_u64()).eq((1..=stages as u64).map(Some))))
+            .unwrap_or(false);
         Ok(BackboneChoice {
             shape: resnet.shape(),
             layout: Layout::Transformers,
             act: resnet.hidden_act,
             stages: last,
+            every_stage_out,
         })
     }
 
@@ -407,7 +425,7 @@ pub struct DetrForObjectDetection {
 }
 
 impl DetrForObjectDetection {
-    fn new(p: Path, cfg: &DetrConfig, backbone: BackboneChoice, num_labels: i64) -> Self {
+    pub(crate) fn new(p: Path, cfg: &DetrConfig, backbone: BackboneChoice, num_labels: i64) -> Self {
         let m = &p / "model";
         let body = ResNet::new(
             &(&m / "backbone" / "conv_encoder" / "model"),
@@ -471,6 +489,16 @@ impl DetrForObjectDetection {
     /// Class logits and boxes for pixel_values [N, 3, H, W] and their
     /// pixel_mask [N, H, W] (1 on the image, 0 on padding; None: no padding).
     pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> QueryOutputs {
+        let run = self.run(pixel_values, pixel_mask, false);
+        QueryOutputs {
+            logits: run.logits,
+            boxes: run.boxes,
+        }
+    }
+
+    /// The whole forward pass, keeping what the panoptic mask head reads
+    /// (every backbone stage's map with `every_stage`, else the last).
+    pub(crate) fn run(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>, every_stage: bool) -> DetrRun {
         let _guard = tch::no_grad_guard();
         let (n, _, h, w) = pixel_values.size4().expect("[N, 3, H, W] pixel values");
         let device = pixel_values.device();
@@ -478,7 +506,10 @@ impl DetrForObjectDetection {
             Some(mask) => mask.to_kind(Kind::Float),
             None => Tensor::ones([n, h, w], (Kind::Float, device)),
         };
-        let features = self.backbone.forward_through(pixel_values, self.backbone_stages);
+        let stages = self
+            .backbone
+            .forward_stages(pixel_values, self.backbone_stages, every_stage);
+        let features = stages.last().expect("a feature map");
         let (fh, fw) = (features.size()[2], features.size()[3]);
         // The mask at the feature map's size (nearest), then as booleans.
         let mask = pixel_mask
@@ -512,7 +543,7 @@ impl DetrForObjectDetection {
         }
         let queries = self.decoder_norm.forward(&queries);
         let logits = self.classifier.forward(&queries);
-        let mut boxes = queries;
+        let mut boxes = queries.shallow_clone();
         let last = self.box_head.len() - 1;
         for (i, layer) in self.box_head.iter().enumerate() {
             boxes = layer.forward(&boxes);
@@ -520,11 +551,32 @@ impl DetrForObjectDetection {
                 boxes = boxes.relu();
             }
         }
-        QueryOutputs {
+        DetrRun {
+            stages,
+            projected,
+            mask,
+            memory,
+            queries,
             logits,
             boxes: boxes.sigmoid(),
         }
     }
+}
+
+/// One forward pass of DETR, with what the panoptic head reads.
+pub(crate) struct DetrRun {
+    /// The backbone's maps read (every stage's, or the last), finest first.
+    pub stages: Vec<Tensor>,
+    /// The last map projected to `d_model` [N, d, h, w].
+    pub projected: Tensor,
+    /// Where that map is image, not padding [N, h, w].
+    pub mask: Tensor,
+    /// The encoder's output [N, h * w, d].
+    pub memory: Tensor,
+    /// The decoder's normed output [N, Q, d].
+    pub queries: Tensor,
+    pub logits: Tensor,
+    pub boxes: Tensor,
 }
 
 /// `DetrSinePositionEmbedding` (normalised): for each position of the
@@ -558,6 +610,30 @@ impl DetectorNet for DetrForObjectDetection {
     }
 }
 
+impl DetrConfig {
+    /// The config checked against the checkpoint (with `num_labels`
+    /// labels), and the backbone it asks for.
+    pub(crate) fn checked_backbone(
+        &self,
+        config_file: &std::path::Path,
+        shapes: &WeightShapes,
+        num_labels: i64,
+    ) -> Result<BackboneChoice> {
+        self.validate(config_file, shapes)?;
+        let c = ConfigCheck::new(config_file, shapes);
+        c.size("num_labels", num_labels, MAX_LABELS)?;
+        c.anchor(
+            "num_labels",
+            num_labels,
+            num_labels + 1,
+            " (num_labels + 1 classes, the last \"no object\")",
+            "class_labels_classifier.weight",
+            0,
+        )?;
+        self.backbone_choice(config_file, shapes)
+    }
+}
+
 /// Builds `DetrForObjectDetection` from its config.json (checked against the
 /// checkpoint's shapes) with `num_labels` labels.
 pub fn build(
@@ -567,17 +643,6 @@ pub fn build(
     num_labels: i64,
 ) -> Result<Box<dyn DetectorNet>> {
     let cfg: DetrConfig = read_json(config_file)?;
-    cfg.validate(config_file, shapes)?;
-    let c = ConfigCheck::new(config_file, shapes);
-    c.size("num_labels", num_labels, MAX_LABELS)?;
-    c.anchor(
-        "num_labels",
-        num_labels,
-        num_labels + 1,
-        " (num_labels + 1 classes, the last \"no object\")",
-        "class_labels_classifier.weight",
-        0,
-    )?;
-    let backbone = cfg.backbone_choice(config_file, shapes)?;
+    let backbone = cfg.checked_backbone(config_file, shapes, num_labels)?;
     Ok(Box::new(DetrForObjectDetection::new(root, &cfg, backbone, num_labels)))
 }
