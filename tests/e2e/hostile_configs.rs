@@ -490,6 +490,15 @@ async fn config_sizes_no_checkpoint_has_are_refused_quickly_naming_the_field_and
         let dir = edited_file_copy("mask2former-random", file, field, value.clone());
         assert_refused(&daemon, dir.path(), "image-segmentation", what).await;
     }
+    // Panoptic DETR's mask head groups its channels by 8.
+    let dir = edited_copy("detr-panoptic-random", "encoder_attention_heads", json!(4));
+    assert_refused(
+        &daemon,
+        dir.path(),
+        "image-segmentation",
+        "must divide d_model + encoder_attention_heads = 36",
+    )
+    .await;
 
     let grown = daemon.rss_bytes().saturating_sub(rss_before);
     assert!(

@@ -1,7 +1,8 @@
 //! Image segmentation against pipeline("image-segmentation") on the fixture
 //! images: SegFormer's semantic segments
-//! (tests/fixtures/segmentation_fixtures.py) and Mask2Former's panoptic,
-//! instance and semantic ones (tests/fixtures/mask2former_fixtures.py).
+//! (tests/fixtures/segmentation_fixtures.py), Mask2Former's and panoptic
+//! DETR's panoptic, instance and semantic ones
+//! (tests/fixtures/{mask2former,detr_panoptic}_fixtures.py).
 //! The same segments in the same order, scores within 1e-4 (absent for
 //! semantic), masks equal but for pixels the recording counts as near ties;
 //! several images per request and the label map; bad requests refused
@@ -154,26 +155,34 @@ fn case_request(case: &Value) -> SegmentImageRequest {
 
 #[tokio::test]
 async fn universal_segmentation_matches_pipeline() {
+    let daemon = Daemon::start(&[]).await;
+    let mut client = daemon.inference().await;
+    // Mask2Former (Swin), and panoptic DETR in both backbone layouts.
+    for (file, models) in [
+        ("mask2former.json", ["mask2former-random", "mask2former-random-small"]),
+        ("detr_panoptic.json", ["detr-panoptic-random", "detr-panoptic-random-timm"]),
+    ] {
+        for model in models {
+            daemon.load(model, "image-segmentation", &fixture_model(model)).await;
+        }
+        let refs: Value = reference(file);
+        let cases = refs["cases"].as_array().unwrap();
+        let mut subtasks = std::collections::BTreeSet::new();
+        for case in cases {
+            let what = format!("{} on {} {}", case["model"], file_name(case), case["params"]);
+            let response = client
+                .segment_image(case_request(case))
+                .await
+                .unwrap_or_else(|e| panic!("{what}: {e}"))
+                .into_inner();
+            compare(&response.results[0], case, &what);
+            subtasks.insert(case["subtask_resolved"].as_str().unwrap().to_string());
+        }
+        assert_eq!(subtasks.len(), 3, "{file}: {subtasks:?}");
+        assert!(cases.len() >= 100, "{file}");
+    }
     let refs: Value = reference("mask2former.json");
     let cases = refs["cases"].as_array().unwrap();
-    let daemon = Daemon::start(&[]).await;
-    for model in ["mask2former-random", "mask2former-random-small"] {
-        daemon.load(model, "image-segmentation", &fixture_model(model)).await;
-    }
-    let mut client = daemon.inference().await;
-    let mut subtasks = std::collections::BTreeSet::new();
-    for case in cases {
-        let what = format!("{} on {} {}", case["model"], file_name(case), case["params"]);
-        let response = client
-            .segment_image(case_request(case))
-            .await
-            .unwrap_or_else(|e| panic!("{what}: {e}"))
-            .into_inner();
-        compare(&response.results[0], case, &what);
-        subtasks.insert(case["subtask_resolved"].as_str().unwrap());
-    }
-    assert_eq!(subtasks.len(), 3, "{subtasks:?}");
-    assert!(cases.len() >= 100);
     // Every image of a model in one panoptic request, with the label maps:
     // each segment's mask is where the map holds its id.
     let mine: Vec<&Value> = cases
