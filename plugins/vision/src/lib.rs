@@ -76,7 +76,7 @@ impl Task for VisionTask {
                 TaskSpec {
                     name: "image-segmentation".into(),
                     aliases: vec![],
-                    default_model: "nvidia/segformer-b0-finetuned-ade-512-512".into(),
+                    default_model: "facebook/detr-resnet-50-panoptic".into(),
                     architectures: architectures_for("image-segmentation"),
                     needs_model: true,
                     description: "Segment images: each segment's label and mask (Inference/SegmentImage)".into(),
