@@ -160,7 +160,10 @@ async fn universal_segmentation_matches_pipeline() {
     // Mask2Former (Swin), and panoptic DETR in both backbone layouts.
     for (file, models) in [
         ("mask2former.json", ["mask2former-random", "mask2former-random-small"]),
-        ("detr_panoptic.json", ["detr-panoptic-random", "detr-panoptic-random-timm"]),
+        (
+            "detr_panoptic.json",
+            ["detr-panoptic-random", "detr-panoptic-random-timm"],
+        ),
     ] {
         for model in models {
             daemon.load(model, "image-segmentation", &fixture_model(model)).await;

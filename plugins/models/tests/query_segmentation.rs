@@ -67,7 +67,10 @@ fn pixel_values_and_logits_equal_transformers() {
             }
             let what = format!("{model} {image}");
             let segmenter = load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu).unwrap();
-            assert_eq!(segmenter.subtasks(), [Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]);
+            assert_eq!(
+                segmenter.subtasks(),
+                [Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]
+            );
             assert_eq!(segmenter.query_style(), Some(family.style), "{what}");
             let rgb = decode_rgb(&std::fs::read(fixtures().join(image)).unwrap()).unwrap();
             let pixels = segmenter.processor.process(&rgb).unwrap();
@@ -96,7 +99,10 @@ fn pixel_values_and_logits_equal_transformers() {
             let (got, want) = (flat(&masks), file(&case[family.masks]));
             let span = want.iter().fold(0f32, |m, v| m.max(v.abs()));
             let off = got.iter().zip(&want).map(|(g, w)| (g - w).abs()).fold(0f32, f32::max) / span;
-            assert!(off <= mask_tolerance, "{what}: mask logits off by {off} of their span {span}");
+            assert!(
+                off <= mask_tolerance,
+                "{what}: mask logits off by {off} of their span {span}"
+            );
         }
         assert!(seen.len() >= 14, "{}: only {} images", family.reference, seen.len());
     }
