@@ -14,7 +14,7 @@ use crate::core::config::read_json;
 use crate::core::layers::{BatchNorm, Conv2d, ConvSpec, Linear, NormKind};
 use crate::core::weights::WeightShapes;
 use crate::vision::mit::{MitConfig, MitEncoder};
-use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput};
 use crate::{ModelError, Result};
 
 /// `SegformerConfig`, with transformers' defaults.
@@ -142,10 +142,6 @@ impl SegformerForSemanticSegmentation {
 impl SegmenterNet for SegformerForSemanticSegmentation {
     fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput {
         SegmenterOutput::Semantic(SegformerForSemanticSegmentation::forward(self, pixel_values))
-    }
-
-    fn subtasks(&self) -> &'static [Subtask] {
-        &[Subtask::Semantic]
     }
 
     fn query_style(&self) -> Option<QueryStyle> {

@@ -98,16 +98,25 @@ impl Subtask {
 pub trait SegmenterNet: Send {
     fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput;
 
-    /// The subtasks its output supports, in the order pipeline() tries
-    /// them when none is asked for (panoptic, instance, semantic).
-    fn subtasks(&self) -> &'static [Subtask];
-
     /// How its query outputs are post-processed; None for per-pixel logits.
     fn query_style(&self) -> Option<QueryStyle>;
 
+    /// The subtasks its output supports, in the order pipeline() tries
+    /// them when none is asked for: every one from queries (the image
+    /// processors of Mask2Former and DETR post-process all three, panoptic
+    /// first), semantic from per-pixel logits.
+    fn subtasks(&self) -> &'static [Subtask] {
+        match self.query_style() {
+            Some(_) => &[Subtask::Panoptic, Subtask::Instance, Subtask::Semantic],
+            None => &[Subtask::Semantic],
+        }
+    }
+
     /// Whether an image processed to `height` x `width` can run (an
-    /// InvalidInput error saying why not).
-    fn check_input(&self, height: usize, width: usize) -> Result<()>;
+    /// InvalidInput error saying why not); any size by default.
+    fn check_input(&self, _height: usize, _width: usize) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// Builds a segmentation model from its config.json, checked against the

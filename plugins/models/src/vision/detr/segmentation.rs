@@ -10,12 +10,12 @@
 
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::checks::{ConfigCheck, MAX_LABELS};
+use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::detr::{DetrConfig, DetrForObjectDetection};
-use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput};
 use crate::{ModelError, Result};
 
 /// The mask head's first group norm's groups; the others take at most as
@@ -148,17 +148,8 @@ impl SegmenterNet for DetrForSegmentation {
         }
     }
 
-    fn subtasks(&self) -> &'static [Subtask] {
-        &[Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]
-    }
-
     fn query_style(&self) -> Option<QueryStyle> {
         Some(QueryStyle::Detr)
-    }
-
-    /// Any size runs: the backbone's convolutions pad.
-    fn check_input(&self, _height: usize, _width: usize) -> Result<()> {
-        Ok(())
     }
 }
 
@@ -201,7 +192,7 @@ pub fn build(
     let widths = [dim, d / 2, d / 4, d / 8, d / 16];
     for (n, &width) in widths.iter().enumerate().skip(1) {
         let field = format!("d_model / {}", 1 << n);
-        c.size(&field, width, MAX_LABELS)?;
+        c.size(&field, width, MAX_WIDTH)?;
         c.divides(
             &format!("the groups of mask_head.gn{}", n + 1),
             GROUPS.min(width),

@@ -21,7 +21,7 @@ use crate::core::config::read_json;
 use crate::core::layers::{Activation, Linear};
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::swin::{SwinBackbone, SwinConfig};
-use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
+use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput};
 use crate::{ModelError, Result};
 
 use decoder::{DecoderShape, TransformerDecoder};
@@ -307,17 +307,8 @@ impl SegmenterNet for Mask2FormerForUniversalSegmentation {
         }
     }
 
-    fn subtasks(&self) -> &'static [Subtask] {
-        &[Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]
-    }
-
     fn query_style(&self) -> Option<QueryStyle> {
         Some(QueryStyle::Mask2Former)
-    }
-
-    /// Any size runs: Swin pads its maps to whole patches and windows.
-    fn check_input(&self, _height: usize, _width: usize) -> Result<()> {
-        Ok(())
     }
 }
 
