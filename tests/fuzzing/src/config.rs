@@ -17,8 +17,8 @@ use inferd_plugin_vision::VisionTask;
 use inferd_sdk::abi::PluginTable;
 use inferd_sdk::proto::api::{
     AnswerQuestionRequest, AudioInput, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest,
-    FillMaskRequest, GenerateRequest, ImageInput, QuestionInput, SummarizeRequest, TextInput, TranscribeRequest,
-    TranslateRequest, ZeroShotClassifyRequest,
+    FillMaskRequest, GenerateRequest, ImageInput, QuestionInput, SegmentImageRequest, SummarizeRequest, TextInput,
+    TranscribeRequest, TranslateRequest, ZeroShotClassifyRequest,
 };
 use inferd_sdk::proto::task_request::Body as Request;
 use inferd_sdk::proto::task_response::Body as Response;
@@ -164,6 +164,24 @@ const FAMILIES: &[Family] = &[
         request: classify_image,
     },
     Family {
+        fixture: "segformer-random",
+        task: "image-segmentation",
+        plugin: plugin::table::<VisionTask>,
+        request: segment_image,
+    },
+    Family {
+        fixture: "mask2former-random-small",
+        task: "image-segmentation",
+        plugin: plugin::table::<VisionTask>,
+        request: segment_image,
+    },
+    Family {
+        fixture: "detr-panoptic-random",
+        task: "image-segmentation",
+        plugin: plugin::table::<VisionTask>,
+        request: segment_image,
+    },
+    Family {
         fixture: "w2v2-base",
         task: "automatic-speech-recognition",
         plugin: plugin::table::<AudioTask>,
@@ -208,6 +226,16 @@ fn translate(text: &str, src_lang: &str, tgt_lang: &str) -> Request {
 fn classify_image() -> Request {
     let image = fixtures::fixtures_dir().join("images/la_48x36.png");
     Request::ClassifyImage(ClassifyImageRequest {
+        inputs: vec![ImageInput {
+            data: std::fs::read(&image).unwrap_or_else(|e| panic!("{}: {e}", image.display())),
+        }],
+        ..Default::default()
+    })
+}
+
+fn segment_image() -> Request {
+    let image = fixtures::fixtures_dir().join("images/la_48x36.png");
+    Request::SegmentImage(SegmentImageRequest {
         inputs: vec![ImageInput {
             data: std::fs::read(&image).unwrap_or_else(|e| panic!("{}: {e}", image.display())),
         }],
