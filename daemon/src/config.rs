@@ -113,6 +113,13 @@ pub struct ModelConfig {
     /// Work budgets for this model's requests, by name (README, Limits).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub limits: BTreeMap<String, u64>,
+    /// Text to speech: the vocoder's hub id or local directory (relative
+    /// paths: relative to the config file); default: the task's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vocoder: Option<String>,
+    /// The vocoder used with `fallback_source` (the two must match).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_vocoder: Option<String>,
 }
 
 impl ModelConfig {
@@ -239,7 +246,11 @@ impl Config {
             }
         }
         for model in &mut config.models {
-            for source in std::iter::once(&mut model.source).chain(model.fallback_source.as_mut()) {
+            let sources = std::iter::once(&mut model.source)
+                .chain(model.fallback_source.as_mut())
+                .chain(model.vocoder.as_mut())
+                .chain(model.fallback_vocoder.as_mut());
+            for source in sources {
                 if source.starts_with("./") || source.starts_with("../") {
                     *source = base.join(&*source).display().to_string();
                 }
@@ -299,6 +310,8 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         queue_size: None,
         intra_op_threads: None,
         limits: BTreeMap::new(),
+        vocoder: None,
+        fallback_vocoder: None,
     })
 }
 

@@ -29,6 +29,22 @@ pub enum DaemonError {
 }
 
 impl DaemonError {
+    /// The same error (and code) with its message rewritten.
+    pub fn map_message(self, f: impl FnOnce(String) -> String) -> Self {
+        use DaemonError::*;
+        match self {
+            InvalidArgument(m) => InvalidArgument(f(m)),
+            NotFound(m) => NotFound(f(m)),
+            AlreadyExists(m) => AlreadyExists(f(m)),
+            FailedPrecondition(m) => FailedPrecondition(f(m)),
+            Unavailable(m) => Unavailable(f(m)),
+            Unimplemented(m) => Unimplemented(f(m)),
+            ResourceExhausted(m) => ResourceExhausted(f(m)),
+            DeadlineExceeded(m) => DeadlineExceeded(f(m)),
+            Internal(m) => Internal(f(m)),
+        }
+    }
+
     /// No plugin serves `task`: UNIMPLEMENTED, whether met at LoadModel or at
     /// an inference RPC (the task is not implemented by this daemon).
     pub fn no_plugin_for(task: &str, served: &[String]) -> Self {

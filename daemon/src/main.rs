@@ -174,14 +174,20 @@ async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, 
 /// primary source cannot be obtained, and says which one it used.
 fn load_configured(registry: &Registry, model: ModelConfig) {
     let mut source = model.source.clone();
+    let mut vocoder = model.vocoder.clone();
     if let Some(fallback) = &model.fallback_source {
-        match registry.check_source(&model.source, model.revision.as_deref()) {
+        // The vocoder must be at hand too, when the model names one.
+        let available = registry
+            .check_source(&model.source, model.revision.as_deref())
+            .and_then(|()| vocoder.as_ref().map_or(Ok(()), |v| registry.check_source(v, None)));
+        match available {
             Ok(()) => {
                 tracing::info!(task = %model.task, "using {} for {}", model.source, model.task)
             }
             Err(e) => {
                 tracing::warn!(task = %model.task, "{} is not available ({e}); using the local fixture model {fallback} instead", model.source);
                 source = fallback.clone();
+                vocoder = model.fallback_vocoder.clone().or(vocoder);
             }
         }
     }
@@ -202,6 +208,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         make_default: model.default,
         options,
         limits: model.limits,
+        vocoder,
     };
     // Failures are logged by the registry and shown by GetModel.
     let _ = registry.load(spec);

@@ -29,6 +29,9 @@ pub struct LoadSpec {
     pub options: QueueOverrides,
     /// Work budgets for this model, by name (the plugin knows them).
     pub limits: BTreeMap<String, u64>,
+    /// Text to speech: the vocoder's source (hub id or local directory);
+    /// None for the task's default.
+    pub vocoder: Option<String>,
 }
 
 enum State {
@@ -46,6 +49,8 @@ pub struct Model {
     pub source: String,
     path: Mutex<String>,
     architecture: Mutex<String>,
+    /// The vocoder's source, for models that have one.
+    vocoder: Mutex<Option<String>>,
     plugin: String,
     state: RwLock<State>,
     pub metrics: Arc<ModelMetrics>,
@@ -83,6 +88,7 @@ impl Model {
                     .collect();
                 info.memory_bytes = queue.loaded.memory_bytes;
                 info.labels = queue.loaded.labels.clone();
+                info.speakers = queue.loaded.speakers.clone();
                 let options = queue.options();
                 info.options = Some(ModelOptions {
                     max_batch_size: Some(options.max_batch_size as u32),
@@ -90,6 +96,7 @@ impl Model {
                     queue_size: Some(options.queue_size as u32),
                     intra_op_threads: options.intra_op_threads.map(|n| n as u32),
                     limits: queue.loaded.limits.clone(),
+                    vocoder: self.vocoder.lock().expect("lock").clone(),
                 });
                 info.queue_depth = queue.depth() as u32;
             }
@@ -250,6 +257,7 @@ impl Registry {
             source: spec.source.clone(),
             path: Mutex::new(String::new()),
             architecture: Mutex::new(String::new()),
+            vocoder: Mutex::new(None),
             plugin: plugin.manifest.name.clone(),
             state: RwLock::new(State::Loading),
             metrics: self.metrics.model(&name),
@@ -320,6 +328,21 @@ impl Registry {
             *model.architecture.lock().expect("lock") = architecture.clone();
             request.model_dir = dir.display().to_string();
             request.architecture = architecture;
+        }
+        let vocoder = spec
+            .vocoder
+            .clone()
+            .or_else(|| (!task_spec.default_vocoder.is_empty()).then(|| task_spec.default_vocoder.clone()));
+        if let Some(vocoder) = vocoder {
+            let dir = self.sources.resolve(&vocoder, None).map_err(|e| {
+                e.map_message(|m| {
+                    format!(
+                        "the vocoder {vocoder}: {m} (name another in options.vocoder: a hub id or a local directory)"
+                    )
+                })
+            })?;
+            request.vocoder_dir = dir.display().to_string();
+            *model.vocoder.lock().expect("lock") = Some(vocoder);
         }
         let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
         let cpu_instances = devices.iter().filter(|d| *d == "cpu").count();

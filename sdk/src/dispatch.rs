@@ -60,6 +60,7 @@ api_messages! {
     TranscribeRequest => Transcribe, "Inference/Transcribe or Inference/TranscribeStream";
     SummarizeRequest => Summarize, "Inference/Summarize";
     TranslateRequest => Translate, "Inference/Translate";
+    SynthesizeRequest => Synthesize, "Inference/Synthesize";
 }
 
 macro_rules! api_responses {
@@ -90,6 +91,7 @@ api_responses! {
     TranscribeStreamResponse => TranscribeChunk;
     SummarizeResponse => Summarize;
     TranslateResponse => Translate;
+    SynthesizeResponse => Synthesize;
 }
 
 /// One request of a batch, and whether its client wants partial responses.

@@ -37,6 +37,7 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
             .map_err(|e| Error::invalid_argument(format!("undecodable LoadRequest: {e}")))?;
         let ctx = LoadContext {
             model_dir: (!request.model_dir.is_empty()).then(|| PathBuf::from(&request.model_dir)),
+            vocoder_dir: (!request.vocoder_dir.is_empty()).then(|| PathBuf::from(&request.vocoder_dir)),
             task: request.task,
             model_name: request.model_name,
             device: request.device,

@@ -63,6 +63,9 @@ pub struct LoadContext {
     pub model_name: String,
     /// The local directory with the model files; `None` for tasks that need none.
     pub model_dir: Option<PathBuf>,
+    /// Text to speech: the local directory of the vocoder (LoadModel's
+    /// options.vocoder, or the task's default vocoder).
+    pub vocoder_dir: Option<PathBuf>,
     /// "cpu" or "cuda:N".
     pub device: String,
     /// config.json's architecture (e.g. "BertForSequenceClassification").

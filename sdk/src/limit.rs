@@ -131,6 +131,7 @@ mod tests {
             task: "t".into(),
             model_name: "m".into(),
             model_dir: None,
+            vocoder_dir: None,
             device: "cpu".into(),
             architecture: String::new(),
             limits: BTreeMap::new(),

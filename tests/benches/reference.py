@@ -28,7 +28,23 @@ FIXTURES = os.path.join(ROOT, "target", "fixtures", "models")
 PROMPT = "The quick brown fox jumps over the lazy dog"
 
 
-def make_models(out):
+# The models each benchmark of run.sh reads.
+BENCH_MODELS = {
+    "generate": ["gpt2-small"],
+    "classify": ["distilbert-base-cls"],
+    "summarize": ["distilbart-cnn-12-6"],
+    "whisper": ["whisper-base"],
+    "detect": ["detr-resnet-50"],
+    "depth": ["glpn-kitti", "dpt-large"],
+    "segment": ["segformer-b0", "mask2former-swin-tiny"],
+    "speak": ["speecht5-tts", "speecht5-hifigan"],
+}
+
+
+def make_models(out, what="all"):
+    """The benchmark models `what` needs (a run.sh benchmark, or all),
+    each made once."""
+    wanted = lambda path: what == "all" or os.path.basename(path) in BENCH_MODELS[what]
     import torch
     from transformers import (BartConfig, BartForConditionalGeneration, DistilBertConfig,
                               DistilBertForSequenceClassification, GPT2Config, GPT2LMHeadModel, WhisperConfig,
@@ -36,7 +52,7 @@ def make_models(out):
 
     torch.manual_seed(0)
     gpt2 = os.path.join(out, "gpt2-small")
-    if not os.path.exists(os.path.join(gpt2, "model.safetensors")):
+    if wanted(gpt2) and not os.path.exists(os.path.join(gpt2, "model.safetensors")):
         # GPT-2 small's shape (124M parameters), random weights, with the
         # fixture's byte-level tokenizer (its ids are a subset of the vocabulary).
         cfg = GPT2Config(bos_token_id=999, eos_token_id=999)
@@ -48,7 +64,7 @@ def make_models(out):
                 shutil.copy(os.path.join(FIXTURES, "gpt2-gen", f), gpt2)
         print(f"made {gpt2}", file=sys.stderr)
     cls = os.path.join(out, "distilbert-base-cls")
-    if not os.path.exists(os.path.join(cls, "model.safetensors")):
+    if wanted(cls) and not os.path.exists(os.path.join(cls, "model.safetensors")):
         # distilbert-base's shape (66M parameters), with the fixture tokenizer.
         cfg = DistilBertConfig(vocab_size=30522, max_position_embeddings=512, num_labels=2)
         model = DistilBertForSequenceClassification(cfg)
@@ -58,7 +74,7 @@ def make_models(out):
                 shutil.copy(os.path.join(FIXTURES, "distilbert-cls", f), cls)
         print(f"made {cls}", file=sys.stderr)
     bart = os.path.join(out, "distilbart-cnn-12-6")
-    if not os.path.exists(os.path.join(bart, "model.safetensors")):
+    if wanted(bart) and not os.path.exists(os.path.join(bart, "model.safetensors")):
         # sshleifer/distilbart-cnn-12-6's shape (306M parameters) and generation
         # settings, random weights, with the fixture summarization tokenizer.
         cfg = BartConfig(vocab_size=50264, d_model=1024, encoder_layers=12, decoder_layers=6,
@@ -81,7 +97,7 @@ def make_models(out):
         json.dump(config, open(path, "w"), indent=1)
         print(f"made {bart}", file=sys.stderr)
     whisper = os.path.join(out, "whisper-base")
-    if not os.path.exists(os.path.join(whisper, "model.safetensors")):
+    if wanted(whisper) and not os.path.exists(os.path.join(whisper, "model.safetensors")):
         # openai/whisper-base's shape (73M parameters), random weights, with the
         # multilingual fixture's tokenizer, special-token ids and generation
         # settings (same vocabulary as the released checkpoints).
@@ -110,7 +126,7 @@ def make_models(out):
         json.dump(generation, open(os.path.join(whisper, "generation_config.json"), "w"), indent=1)
         print(f"made {whisper}", file=sys.stderr)
     detr = os.path.join(out, "detr-resnet-50")
-    if not os.path.exists(os.path.join(detr, "model.safetensors")):
+    if wanted(detr) and not os.path.exists(os.path.join(detr, "model.safetensors")):
         # facebook/detr-resnet-50's shape (41M parameters: ResNet-50, 6 + 6
         # layers of width 256, 100 queries, COCO's 91 labels), random
         # weights, transformers' ResNet layout (the same maths as timm's).
@@ -124,7 +140,7 @@ def make_models(out):
         DetrImageProcessor().save_pretrained(detr)
         print(f"made {detr}", file=sys.stderr)
     glpn = os.path.join(out, "glpn-kitti")
-    if not os.path.exists(os.path.join(glpn, "model.safetensors")):
+    if wanted(glpn) and not os.path.exists(os.path.join(glpn, "model.safetensors")):
         # vinvino02/glpn-kitti's shape (61M parameters: MiT-b4, decoder 64,
         # max_depth 80), random weights, GLPNImageProcessor's defaults.
         from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
@@ -135,7 +151,7 @@ def make_models(out):
         GLPNImageProcessor().save_pretrained(glpn)
         print(f"made {glpn}", file=sys.stderr)
     dpt = os.path.join(out, "dpt-large")
-    if not os.path.exists(os.path.join(dpt, "model.safetensors")):
+    if wanted(dpt) and not os.path.exists(os.path.join(dpt, "model.safetensors")):
         # Intel/dpt-large's shape (343M parameters: ViT-L/16 at 384, layers
         # 5/11/17/23 reassembled), random weights, its hub
         # preprocessor_config.json (384x384, bilinear).
@@ -150,7 +166,7 @@ def make_models(out):
                   open(os.path.join(dpt, "preprocessor_config.json"), "w"), indent=1)
         print(f"made {dpt}", file=sys.stderr)
     segformer = os.path.join(out, "segformer-b0")
-    if not os.path.exists(os.path.join(segformer, "model.safetensors")):
+    if wanted(segformer) and not os.path.exists(os.path.join(segformer, "model.safetensors")):
         # nvidia/segformer-b0-finetuned-ade-512-512's shape (3.8M parameters:
         # MiT-b0, decoder 256, ADE20k's 150 labels), random weights,
         # SegformerImageProcessor's defaults (512x512).
@@ -163,7 +179,7 @@ def make_models(out):
         print(f"made {segformer}", file=sys.stderr)
 
     mask2former = os.path.join(out, "mask2former-swin-tiny")
-    if not os.path.exists(os.path.join(mask2former, "model.safetensors")):
+    if wanted(mask2former) and not os.path.exists(os.path.join(mask2former, "model.safetensors")):
         # facebook/mask2former-swin-tiny-coco-instance's shape (47M
         # parameters: Swin-T, a 6-layer deformable pixel decoder and a
         # 9-layer masked-attention decoder of width 256, 100 queries, COCO's
@@ -179,6 +195,37 @@ def make_models(out):
         Mask2FormerForUniversalSegmentation(cfg).save_pretrained(mask2former, safe_serialization=True)
         Mask2FormerImageProcessor(size={"shortest_edge": 384, "longest_edge": 1333}).save_pretrained(mask2former)
         print(f"made {mask2former}", file=sys.stderr)
+
+    speecht5 = os.path.join(out, "speecht5-tts")
+    if wanted(speecht5) and not os.path.exists(os.path.join(speecht5, "model.safetensors")):
+        # microsoft/speecht5_tts's shape (144M parameters: 12 encoder and 6
+        # decoder layers of width 768, 80 mel bins, reduction factor 2),
+        # random weights, with the fixture's character tokenizer and one
+        # random speaker (speakers/bench.npy). The stop head never fires
+        # (bias -30), so both sides speak until maxlenratio ends the text.
+        import numpy
+        from transformers import SpeechT5Config, SpeechT5ForTextToSpeech
+
+        fixture = os.path.join(FIXTURES, "speecht5-random")
+        cfg = SpeechT5Config(max_speech_positions=1876, max_text_positions=600)
+        model = SpeechT5ForTextToSpeech(cfg)
+        with torch.no_grad():
+            model.speech_decoder_postnet.prob_out.bias.fill_(-30.0)
+        model.save_pretrained(speecht5, safe_serialization=True)
+        for f in os.listdir(fixture):
+            if f in ("spm_char.model", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"):
+                shutil.copy(os.path.join(fixture, f), speecht5)
+        os.makedirs(os.path.join(speecht5, "speakers"), exist_ok=True)
+        numpy.save(os.path.join(speecht5, "speakers", "bench.npy"),
+                   numpy.random.default_rng(0).standard_normal(512).astype(numpy.float32) * 0.05)
+        print(f"made {speecht5}", file=sys.stderr)
+    hifigan = os.path.join(out, "speecht5-hifigan")
+    if wanted(hifigan) and not os.path.exists(os.path.join(hifigan, "model.safetensors")):
+        # microsoft/speecht5_hifigan's shape (13M parameters), random weights.
+        from transformers import SpeechT5HifiGan, SpeechT5HifiGanConfig
+
+        SpeechT5HifiGan(SpeechT5HifiGanConfig()).save_pretrained(hifigan, safe_serialization=True)
+        print(f"made {hifigan}", file=sys.stderr)
 
 
 def generate(args):
@@ -367,6 +414,29 @@ def segment(args):
                           "calls": calls, "seconds": seconds, "labels": labels}))
 
 
+def speak(args):
+    """pipeline("text-to-speech") on one text with the model's bench speaker,
+    after a warm-up: one call, then `calls` sequential calls. The seconds
+    and each call's audio length in seconds."""
+    import numpy
+    import torch
+    from transformers import SpeechT5HifiGan, pipeline
+
+    torch.set_num_threads(args.threads)
+    vocoder = SpeechT5HifiGan.from_pretrained(args.vocoder)
+    pipe = pipeline("text-to-speech", model=args.model, vocoder=vocoder, device="cpu")
+    speaker = torch.from_numpy(numpy.load(os.path.join(args.model, "speakers", "bench.npy")))[None]
+    forward = {"speaker_embeddings": speaker, "maxlenratio": args.maxlenratio}
+    call = lambda: len(pipe(args.text, forward_params=forward)["audio"]) / 16000
+    call()  # warm-up
+    for calls in (1, args.calls):
+        started = time.perf_counter()
+        durations = [call() for _ in range(calls)]
+        seconds = time.perf_counter() - started
+        print(json.dumps({"bench": "speak", "who": "transformers", "calls": calls, "seconds": seconds,
+                          "durations": durations}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -418,6 +488,7 @@ def main():
     sub = p.add_subparsers(dest="cmd", required=True)
     m = sub.add_parser("make-models")
     m.add_argument("--out", required=True)
+    m.add_argument("--what", default="all", choices=["all", *BENCH_MODELS])
     g = sub.add_parser("generate")
     g.add_argument("--model", required=True)
     g.add_argument("--threads", type=int, required=True)
@@ -455,6 +526,13 @@ def main():
     g.add_argument("--threads", type=int, required=True)
     g.add_argument("--image", required=True)
     g.add_argument("--calls", type=int, default=4)
+    s = sub.add_parser("speak")
+    s.add_argument("--model", required=True)
+    s.add_argument("--vocoder", required=True)
+    s.add_argument("--threads", type=int, required=True)
+    s.add_argument("--text", required=True)
+    s.add_argument("--maxlenratio", type=float, required=True)
+    s.add_argument("--calls", type=int, default=4)
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -463,7 +541,7 @@ def main():
     f.add_argument("--batch", type=int, default=32)
     args = p.parse_args()
     if args.cmd == "make-models":
-        make_models(args.out)
+        make_models(args.out, args.what)
     elif args.cmd == "generate":
         generate(args)
     elif args.cmd == "summarize":
@@ -476,6 +554,8 @@ def main():
         depth(args)
     elif args.cmd == "segment":
         segment(args)
+    elif args.cmd == "speak":
+        speak(args)
     elif args.cmd == "peak":
         peak(args)
     elif args.cmd == "flops":

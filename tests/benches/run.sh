@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|segment|all]
+# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -13,7 +13,7 @@ PY="$VENV/bin/python"
 mkdir -p "$BENCH"
 
 "$PY" tests/fixtures/make_fixtures.py >/dev/null
-"$PY" tests/benches/reference.py make-models --out "$BENCH"
+"$PY" tests/benches/reference.py make-models --out "$BENCH" --what "$WHAT"
 cargo build --release -q -p inferd-bench
 
 # ~64-token inputs for classification.
@@ -177,6 +177,29 @@ PYEOF
       --image "$PHOTO" --calls 4 >> "$RESULTS"
   done
 fi
+if [[ "$WHAT" == speak || "$WHAT" == all ]]; then
+  # A 20-word sentence (102 characters, 104 tokens); maxlenratio 3.65 gives 189 steps,
+  # 6 s of sound, on both sides (the bench model never stops on its own).
+  TEXT="The quick brown fox jumps over the lazy dog while the old man watches from his porch in the afternoon."
+  RATIO=3.65
+  addr_file="$BENCH/address"
+  rm -f "$addr_file"
+  target/release/inferd --listen 127.0.0.1:0 --address-file "$addr_file" --offline --log warn \
+    --metrics-listen "$METRICS" --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
+  DAEMON=$!
+  for _ in $(seq 1 600); do [[ -s "$addr_file" ]] && break; sleep 0.1; done
+  ADDR="http://$(cat "$addr_file")"
+  target/release/inferctl --addr "$ADDR" models load "$BENCH/speecht5-tts" --task text-to-speech --name tts \
+    --vocoder "$BENCH/speecht5-hifigan" > /dev/null
+  B="target/release/inferd-bench --addr $ADDR --model tts"
+  $B speak --text "$TEXT" --maxlenratio "$RATIO" --requests 1 --rounds 3 --metrics "$METRICS" \
+    | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  $B speak --text "$TEXT" --maxlenratio "$RATIO" --requests 4 --rounds 2 --metrics "$METRICS" \
+    | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  "$PY" tests/benches/reference.py speak --model "$BENCH/speecht5-tts" --vocoder "$BENCH/speecht5-hifigan" \
+    --threads "$THREADS" --text "$TEXT" --maxlenratio "$RATIO" --calls 4 >> "$RESULTS"
+fi
 
 "$PY" - "$RESULTS" "$THREADS" <<'PYEOF'
 import json, sys, platform, os
@@ -293,6 +316,22 @@ for model in dict.fromkeys(r["model"] for r in seg):
     for label, i, t, images in (("1 image", i1, t1, 1), (f"{n} concurrent vs sequential", i4, t4, n)):
         print(f"{label:34}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
               f"{images / i['seconds']:>14.2f}{str(i['labels'][0] == t['labels'][0]):>13}")
+    print(f"  {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
+          f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
+speak = [r for r in rows if r["bench"] == "speak"]
+if speak:
+    get = lambda who, key, n: next(r for r in speak if r["who"] == who and r[key] == n)
+    n = max(r["calls"] for r in speak if r["who"] == "transformers")
+    i1, t1 = get("inferd", "requests", 1), get("transformers", "calls", 1)
+    i4, t4 = get("inferd", "requests", n), get("transformers", "calls", n)
+    audio = t1["durations"][0]
+    print(f"\ntext to speech, speecht5_tts-sized SpeechT5 (144M) + speecht5_hifigan-sized vocoder (13M), random "
+          f"weights, a 20-word sentence, {audio:.2f} s of sound")
+    print(f"{'':34}{'inferd s':>10}{'transformers s':>16}{'ratio':>7}{'real-time x':>13}{'same length':>13}")
+    for label, i, t, texts in (("1 request", i1, t1, 1), (f"{n} concurrent vs sequential", i4, t4, n)):
+        same = abs(i["durations"][0] - t["durations"][0]) < 1e-6
+        print(f"{label:34}{i['seconds']:>10.2f}{t['seconds']:>16.2f}{t['seconds'] / i['seconds']:>7.2f}"
+              f"{texts * audio / i['seconds']:>13.2f}{str(same):>13}")
     print(f"  {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
           f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
 PYEOF

@@ -107,14 +107,14 @@ async fn bad_classify_requests_are_invalid_arguments() {
     );
     // A task no plugin serves.
     let unknown_task = RunRequest {
-        task: "text-to-speech".into(),
+        task: "image-to-text".into(),
         inputs: vec![RunInput {
             text: "x".into(),
             data: vec![],
         }],
         ..Default::default()
     };
-    assert_status(client.run(unknown_task).await, Code::Unimplemented, "text-to-speech");
+    assert_status(client.run(unknown_task).await, Code::Unimplemented, "image-to-text");
     still_serves(&daemon).await;
 }
 
@@ -206,10 +206,10 @@ async fn bad_model_sources_are_refused_with_the_reason() {
     // A task no plugin serves.
     assert_status(
         models
-            .load_model(load("m5", "text-to-speech", &fixture.display().to_string()))
+            .load_model(load("m5", "image-to-text", &fixture.display().to_string()))
             .await,
         Code::Unimplemented,
-        "text-to-speech",
+        "image-to-text",
     );
 
     // A hub id that is not cached, offline: fails at once, naming the model.

@@ -17,6 +17,7 @@ mod seq2seq;
 mod serving;
 mod statuses;
 mod text_tasks;
+mod tts;
 mod vision;
 mod whisper;
 mod work_budgets;

@@ -47,20 +47,20 @@ async fn a_task_no_plugin_serves_is_unimplemented_at_load_and_at_inference() {
     let daemon = Daemon::start(&[]).await;
     let load = LoadModelRequest {
         name: "speech".into(),
-        task: "text-to-speech".into(),
+        task: "image-to-text".into(),
         source: fixture_model("bert-cls"),
         ..Default::default()
     };
     assert_status(
         daemon.models().await.load_model(load).await,
         Code::Unimplemented,
-        "text-to-speech",
+        "image-to-text",
         "LoadModel",
     );
     assert_status(
-        daemon.inference().await.run(run("text-to-speech", "")).await,
+        daemon.inference().await.run(run("image-to-text", "")).await,
         Code::Unimplemented,
-        "text-to-speech",
+        "image-to-text",
         "Run",
     );
 }

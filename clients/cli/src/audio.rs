@@ -1,7 +1,9 @@
-//! Audio tasks: transcribe.
+//! Audio tasks: transcribe, say.
 
-use anyhow::Result;
-use inferd_proto::v1::{AudioInput, TranscribeRequest};
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use inferd_proto::v1::{AudioInput, SynthesizeRequest, TranscribeRequest};
 
 use crate::connect::{status, Inference};
 use crate::options::{InputFiles, ModelArg};
@@ -81,5 +83,78 @@ impl Transcribe {
         }
         let response = client.transcribe(request).await.map_err(status)?.into_inner();
         out.transcriptions(&self.files.names(), &response.results)
+    }
+}
+
+/// Speak text (text-to-speech, SpeechT5): writes a WAV file per text.
+#[derive(clap::Args)]
+pub struct Say {
+    /// The text(s) to speak; several are generated together.
+    #[arg(required = true)]
+    texts: Vec<String>,
+    /// Where to write the sound (a WAV file); with several texts, numbered
+    /// out-1.wav, out-2.wav, ...
+    #[arg(long, short)]
+    out: PathBuf,
+    /// A speaker shipped with the model (`inferctl models get NAME` lists
+    /// them).
+    #[arg(long, conflicts_with = "speaker_embeddings")]
+    speaker: Option<String>,
+    /// A file of the speaker's x-vector instead: little-endian float32
+    /// values (e.g. numpy's `x.astype("<f4").tofile(...)`).
+    #[arg(long, value_name = "FILE")]
+    speaker_embeddings: Option<PathBuf>,
+    /// Seed of the dropout SpeechT5 keeps on while speaking: the same seed
+    /// gives the same sound (default: a random one, printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write 32-bit float samples instead of 16-bit PCM.
+    #[arg(long)]
+    float32: bool,
+    /// Spell numbers out first ("$5" is read "five dollars").
+    #[arg(long)]
+    normalize: bool,
+    #[command(flatten)]
+    model: ModelArg,
+}
+
+impl Say {
+    pub async fn run(self, mut client: Inference, out: &Output) -> Result<()> {
+        let speaker_embeddings = match &self.speaker_embeddings {
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+                if bytes.len() % 4 != 0 {
+                    anyhow::bail!("{}: not a whole number of float32 values", path.display());
+                }
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect()
+            }
+            None => vec![],
+        };
+        let request = SynthesizeRequest {
+            model: self.model.name(),
+            inputs: self.texts.clone(),
+            speaker: self.speaker.unwrap_or_default(),
+            speaker_embeddings,
+            seed: self.seed,
+            audio_format: if self.float32 { "float32" } else { "pcm16" }.into(),
+            normalize: self.normalize.then_some(true),
+            ..Default::default()
+        };
+        let response = client.synthesize(request).await.map_err(status)?.into_inner();
+        let count = response.results.len();
+        let mut written = Vec::with_capacity(count);
+        for (i, speech) in response.results.iter().enumerate() {
+            let path = if count == 1 {
+                self.out.clone()
+            } else {
+                crate::options::numbered(&self.out, i + 1)
+            };
+            std::fs::write(&path, &speech.audio).with_context(|| format!("write {}", path.display()))?;
+            written.push(path);
+        }
+        out.speech(&self.texts, &response.results, &written)
     }
 }

@@ -51,6 +51,7 @@ enum Command {
     Summarize(generate::Summarize),
     Translate(generate::Translate),
     Transcribe(audio::Transcribe),
+    Say(audio::Say),
     Run(run::Run),
     #[command(subcommand)]
     Models(models::ModelsCommand),
@@ -85,6 +86,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Summarize(command) => command.run(inference, out).await,
         Command::Translate(command) => command.run(inference, out).await,
         Command::Transcribe(command) => command.run(inference, out).await,
+        Command::Say(command) => command.run(inference, out).await,
         Command::Run(command) => command.run(inference, out).await,
         Command::Models(command) => command.run(models, out).await,
         Command::Plugins => models::plugins(models, out).await,

@@ -57,6 +57,10 @@ pub struct Load {
     /// e.g. max_sequences=64; the README's Limits table lists the names.
     #[arg(long = "limit", value_name = "NAME=VALUE", value_parser = parse_limit)]
     limits: Vec<(String, u64)>,
+    /// Text to speech: the vocoder, a hub id or local directory (default:
+    /// microsoft/speecht5_hifigan, as pipeline() uses).
+    #[arg(long)]
+    vocoder: Option<String>,
 }
 
 fn parse_limit(arg: &str) -> Result<(String, u64), String> {
@@ -121,6 +125,7 @@ impl Load {
                 queue_size: self.queue_size,
                 intra_op_threads: self.intra_op_threads,
                 limits: self.limits.into_iter().collect(),
+                vocoder: self.vocoder,
             }),
         }
     }

@@ -1,6 +1,6 @@
 //! Options that several commands take, defined once and flattened into each.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
@@ -38,4 +38,17 @@ impl InputFiles {
     pub fn names(&self) -> Vec<String> {
         self.paths.iter().map(|p| p.display().to_string()).collect()
     }
+}
+
+/// `out.png` as `out-2.png`.
+pub fn numbered(path: &Path, n: usize) -> PathBuf {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = match path.extension() {
+        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
+        None => format!("{stem}-{n}"),
+    };
+    path.with_file_name(name)
 }

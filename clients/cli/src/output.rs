@@ -10,8 +10,8 @@ use anyhow::Result;
 use inferd_proto::prost_types::{value::Kind, Struct, Value};
 use inferd_proto::v1::{
     Answer, Classification, DepthMap, DetectedObject, Detections, Embedding, FillMaskResult, GenerateResult,
-    GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, Segment, Segmentation, TokenClassification,
-    TokenEntity, TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
+    GenerateStreamResponse, ModelInfo, ModelState, PluginInfo, RunResult, Segment, Segmentation, Speech,
+    TokenClassification, TokenEntity, TranscribeStreamResponse, Transcription, TranscriptionChunk, ZeroShotResult,
 };
 use serde_json::{json, Value as Json};
 
@@ -432,6 +432,36 @@ impl Output {
         print_json(&Json::Array(outputs.collect()))
     }
 
+    /// Spoken texts: where each went, how long it is and its seed.
+    pub fn speech(&self, texts: &[String], results: &[Speech], files: &[std::path::PathBuf]) -> Result<()> {
+        self.print(
+            || {
+                Json::Array(
+                    results
+                        .iter()
+                        .zip(texts)
+                        .zip(files)
+                        .map(|((s, text), file)| {
+                            json!({"text": text, "file": file, "sampling_rate": s.sampling_rate,
+                                "duration_s": s.duration_s, "seed": s.seed})
+                        })
+                        .collect(),
+                )
+            },
+            || {
+                for ((s, text), file) in results.iter().zip(texts).zip(files) {
+                    println!(
+                        "{}: {:.2} s at {} Hz (seed {}): {text}",
+                        file.display(),
+                        s.duration_s,
+                        s.sampling_rate,
+                        s.seed
+                    );
+                }
+            },
+        )
+    }
+
     /// Models, the default of its task starred; the queue as waiting/capacity.
     pub fn models(&self, models: &[ModelInfo]) -> Result<()> {
         self.print(
@@ -461,6 +491,12 @@ impl Output {
                             .map_or("-".into(), |n| format!("{}/{n}", m.queue_depth)),
                         &format!("{}{error}", m.source),
                     ]);
+                    if let Some(vocoder) = &options.vocoder {
+                        println!("  vocoder: {vocoder}");
+                    }
+                    if !m.speakers.is_empty() {
+                        println!("  speakers: {}", m.speakers.join(", "));
+                    }
                 }
             },
         )
@@ -530,10 +566,11 @@ fn model_json(m: &ModelInfo) -> Json {
         "architecture": m.architecture, "plugin": m.plugin, "state": state_name(m.state),
         "devices": m.instances.iter().map(|i| i.device.clone()).collect::<Vec<_>>(),
         "memory_bytes": m.memory_bytes, "is_default": m.is_default, "labels": m.labels, "error": m.error,
-        "queue_depth": m.queue_depth,
+        "queue_depth": m.queue_depth, "speakers": m.speakers,
         "options": m.options.as_ref().map(|o| json!({
             "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
             "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads, "limits": o.limits,
+            "vocoder": o.vocoder,
         })),
     })
 }

@@ -9,7 +9,7 @@ use inferd_proto::v1::{
 
 use crate::connect::{status, Inference};
 use crate::draw::colormap::Colormap;
-use crate::options::{InputFiles, ModelArg};
+use crate::options::{numbered, InputFiles, ModelArg};
 use crate::output::Output;
 
 /// Image classification of image files.
@@ -253,17 +253,4 @@ fn write_npy(path: &Path, map: &DepthMap) -> Result<()> {
     bytes.extend(header.as_bytes());
     bytes.extend(map.predicted_depth.iter().flat_map(|v| v.to_le_bytes()));
     std::fs::write(path, bytes).with_context(|| format!("write {}", path.display()))
-}
-
-/// `out.png` as `out-2.png`.
-fn numbered(path: &Path, n: usize) -> PathBuf {
-    let stem = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let name = match path.extension() {
-        Some(ext) => format!("{stem}-{n}.{}", ext.to_string_lossy()),
-        None => format!("{stem}-{n}"),
-    };
-    path.with_file_name(name)
 }

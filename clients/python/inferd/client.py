@@ -132,9 +132,10 @@ class Client:
     ) -> Any:
         """Loads a model (hub id or local directory) for a task and returns
         its ModelInfo once it is ready. ``options``: max_batch_size,
-        max_queue_delay_ms, queue_size, intra_op_threads, and ``limits``, the
+        max_queue_delay_ms, queue_size, intra_op_threads, ``limits``, the
         model's work budgets by name (``{"max_sequences": 64}``; the README's
-        Limits table lists them)."""
+        Limits table lists them), and for text-to-speech ``vocoder`` (a hub
+        id or local directory; default microsoft/speecht5_hifigan)."""
         request = models_pb2.LoadModelRequest(
             name=name,
             source=source,
@@ -719,6 +720,65 @@ def _speech_recognition(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
     return per_input if _many(inputs) else per_input[0]
 
 
+def _floats(value: Any) -> List[float]:
+    """A tensor, array or (nested) list of numbers, flattened."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu()
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    out: List[float] = []
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, (list, tuple)):
+            stack.extend(reversed(item))
+        else:
+            out.append(float(item))
+    return out
+
+
+def _text_to_speech(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
+    # pipeline(text, forward_params={"speaker_embeddings": ...}) as for
+    # SpeechT5, plus inferd's `speaker` (a name the model ships) and `seed`
+    # (what torch.manual_seed before pipeline() does).
+    forward = dict(kw.get("forward_params") or {})
+    forward.update(kw.get("generate_kwargs") or {})
+    preprocess = dict(kw.get("preprocess_params") or {})
+    unknown = sorted(set(forward) - {"speaker_embeddings", "threshold", "minlenratio", "maxlenratio"})
+    unknown += sorted(set(preprocess) - {"normalize"})
+    if unknown:
+        raise TypeError(f"text-to-speech: unexpected parameter(s) {', '.join(unknown)}")
+    request = api.SynthesizeRequest(
+        model=p.model,
+        inputs=_texts(inputs, "text-to-speech"),
+        speaker=kw.get("speaker") or "",
+        return_samples=True,
+    )
+    if forward.get("speaker_embeddings") is not None:
+        request.speaker_embeddings.extend(_floats(forward["speaker_embeddings"]))
+    for name in ("threshold", "minlenratio", "maxlenratio"):
+        if forward.get(name) is not None:
+            setattr(request, name, float(forward[name]))
+    if preprocess.get("normalize") is not None:
+        request.normalize = bool(preprocess["normalize"])
+    if kw.get("seed") is not None:
+        request.seed = int(kw["seed"])
+
+    def record(s: Any) -> Dict[str, Any]:
+        # pipeline() gives a float32 NumPy array; without NumPy, a list.
+        audio: Any = list(s.samples)
+        try:
+            import numpy
+
+            audio = numpy.asarray(s.samples, dtype=numpy.float32)
+        except ImportError:
+            pass
+        return {"audio": audio, "sampling_rate": s.sampling_rate}
+
+    per_input = [record(s) for s in p.client.call("Synthesize", request).results]
+    return per_input if _many(inputs) else per_input[0]
+
+
 _TaskFunction = Callable[[Pipeline, Any, tuple, Dict[str, Any], Dict[str, Any]], Any]
 
 # Each task: its function and the keyword arguments it takes.
@@ -740,8 +800,11 @@ _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "automatic-speech-recognition": (_speech_recognition, ("return_timestamps", "chunk_length_s", "stride_length_s",
                                                            "return_language", "generate_kwargs")
                                      + _WHISPER_SETTINGS),
+    "text-to-speech": (_text_to_speech, ("forward_params", "generate_kwargs", "preprocess_params", "speaker",
+                                         "seed")),
 }
-_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification"}
+_ALIASES = {"sentiment-analysis": "text-classification", "ner": "token-classification",
+            "text-to-audio": "text-to-speech"}
 
 _INFERENCE_RPCS = set(api.DESCRIPTOR.services_by_name["Inference"].methods_by_name)
 _MODELS_RPCS = set(models_pb2.DESCRIPTOR.services_by_name["Models"].methods_by_name)

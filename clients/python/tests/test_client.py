@@ -307,6 +307,38 @@ class PipelineParity(unittest.TestCase):
             pipe(str(FIXTURES / "images" / "tiny_3x5.png"))
         self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
 
+    def test_text_to_speech(self):
+        # pipeline("text-to-speech")'s {"audio": float32 array, "sampling_rate"}
+        # after torch.manual_seed(seed), as the fixtures recorded it; the
+        # speaker's x-vector given as forward_params["speaker_embeddings"].
+        import numpy
+
+        CLIENT.load_model(str(FIXTURES / "models" / "speecht5-random"), "text-to-audio", name="speecht5-random",
+                          vocoder=str(FIXTURES / "models" / "hifigan-random"))
+        pipe = CLIENT.pipeline("text-to-speech", model="speecht5-random")
+        cases = [c for c in references("speecht5.json") if "pipeline" in c and c["model"] == "speecht5-random"]
+        self.assertGreaterEqual(len(cases), 10)
+        for case in cases:
+            kwargs = {"forward_params": {"speaker_embeddings": numpy.asarray(case["speaker_embeddings"])},
+                      "seed": case["seed"]}
+            if case["normalize"]:
+                kwargs["preprocess_params"] = {"normalize": True}
+            for name in ("threshold", "minlenratio", "maxlenratio"):
+                kwargs["forward_params"][name] = case[name]
+            got = pipe(case["texts"][0], **kwargs)
+            self.assertEqual(set(got), {"audio", "sampling_rate"})
+            self.assertEqual(got["sampling_rate"], case["pipeline"]["sampling_rate"])
+            want = numpy.fromfile(FIXTURES / "references" / case["waveform"], dtype="<f4")[:case["waveform_lengths"][0]]
+            self.assertEqual(got["audio"].dtype, numpy.float32)
+            self.assertEqual(got["audio"].shape, want.shape, case["case"])
+            numpy.testing.assert_allclose(got["audio"], want, rtol=0, atol=1e-4, err_msg=case["case"])
+        two = pipe(["Hi.", "Good morning."], speaker="alice", seed=0)
+        self.assertEqual(len(two), 2)
+        with self.assertRaises(InferdError) as raised:
+            pipe("Hi.")
+        self.assertEqual(raised.exception.code, "INVALID_ARGUMENT")
+        self.assertIn("needs a voice", str(raised.exception))
+
     def test_image_segmentation(self):
         # pipeline("image-segmentation")'s records: score None, the label, the
         # mask as a PIL "L" image of the image's size.

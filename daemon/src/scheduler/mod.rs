@@ -248,6 +248,7 @@ impl ModelQueue {
                 Ok(Ok((l, threads))) => {
                     loaded.memory_bytes += l.memory_bytes;
                     loaded.labels = l.labels;
+                    loaded.speakers = l.speakers;
                     loaded.limits = l.limits;
                     intra_op_threads = threads;
                 }

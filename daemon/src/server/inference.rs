@@ -11,8 +11,9 @@ use inferd_proto::v1::{
     ClassifyResponse, ClassifyTokensRequest, ClassifyTokensResponse, DetectObjectsRequest, DetectObjectsResponse,
     EmbedRequest, EmbedResponse, EstimateDepthRequest, EstimateDepthResponse, FillMaskRequest, FillMaskResponse,
     GenerateRequest, GenerateResponse, GenerateStreamResponse, RunRequest, RunResponse, SegmentImageRequest,
-    SegmentImageResponse, SummarizeRequest, SummarizeResponse, TranscribeRequest, TranscribeResponse,
-    TranscribeStreamResponse, TranslateRequest, TranslateResponse, ZeroShotClassifyRequest, ZeroShotClassifyResponse,
+    SegmentImageResponse, SummarizeRequest, SummarizeResponse, SynthesizeRequest, SynthesizeResponse,
+    TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, TranslateRequest, TranslateResponse,
+    ZeroShotClassifyRequest, ZeroShotClassifyResponse,
 };
 use inferd_sdk::proto::{task_request, task_response, TaskRequest};
 use tonic::{Request, Response, Status};
@@ -524,6 +525,10 @@ impl Inference for InferenceService {
             Transcribe,
             Transcribe
         )
+    }
+
+    async fn synthesize(&self, request: Request<SynthesizeRequest>) -> Result<Response<SynthesizeResponse>, Status> {
+        typed_rpc!(self, request, "Synthesize", "text-to-speech", Synthesize, Synthesize)
     }
 
     async fn embed(&self, request: Request<EmbedRequest>) -> Result<Response<EmbedResponse>, Status> {

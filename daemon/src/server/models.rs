@@ -74,6 +74,7 @@ impl Models for ModelsService {
             }
         }
         let limits = r.options.as_ref().map(|o| o.limits.clone()).unwrap_or_default();
+        let vocoder = r.options.as_ref().and_then(|o| o.vocoder.clone());
         let spec = LoadSpec {
             name: r.name,
             task: r.task,
@@ -92,6 +93,7 @@ impl Models for ModelsService {
                 })
                 .unwrap_or_default(),
             limits,
+            vocoder,
         };
         // The registry logs a failed load in full, under the model's name.
         let shown_as = format!(

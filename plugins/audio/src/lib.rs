@@ -1,10 +1,15 @@
-//! The inferd plugin for audio tasks. Audio arrives as encoded files; the
+//! The inferd plugin for audio tasks: speech recognition (audio arrives as
+//! encoded files) and text to speech (sound leaves as WAV files). The
 //! decoding, the resampling and the models come from `inferd-models`.
 
 pub mod speech_recognition;
+pub mod text_to_speech;
 pub mod whisper;
 
-use inferd_models::auto::{architectures_for, is_whisper, load_ctc_model, load_whisper, CtcModel, WhisperModel};
+use inferd_models::auto::{
+    architectures_for, is_whisper, load_ctc_model, load_text_to_speech, load_whisper, CtcModel, TextToSpeechModel,
+    WhisperModel,
+};
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
@@ -13,16 +18,20 @@ use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Ta
 /// Longest audio accepted per input, in seconds.
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
 
-/// A speech-recognition model: CTC (Wav2Vec2) or Whisper.
-enum SpeechModel {
+/// A loaded model: speech recognition on CTC (Wav2Vec2) or Whisper, or
+/// text to speech.
+enum AudioModel {
     Ctc(CtcModel),
     Whisper(Box<WhisperModel>),
+    TextToSpeech(Box<TextToSpeechModel>),
 }
 
 /// One loaded model, serving one task.
 pub struct AudioTask {
-    model: SpeechModel,
-    max_seconds: Limit,
+    model: AudioModel,
+    /// The task's work budget: seconds of audio per input (speech
+    /// recognition) or texts per request (text to speech).
+    limit: Limit,
 }
 
 impl Task for AudioTask {
@@ -30,49 +39,74 @@ impl Task for AudioTask {
         Manifest {
             name: "audio".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Audio tasks on Wav2Vec2 CTC models (LibTorch)".into(),
-            tasks: vec![TaskSpec {
-                name: "automatic-speech-recognition".into(),
-                aliases: vec!["asr".into()],
-                default_model: "facebook/wav2vec2-base-960h".into(),
-                architectures: architectures_for("automatic-speech-recognition"),
-                needs_model: true,
-                description: "Transcribe speech (Inference/Transcribe)".into(),
-            }],
+            description: "Speech recognition (Wav2Vec2 CTC, Whisper) and text to speech (SpeechT5) on LibTorch".into(),
+            tasks: vec![
+                TaskSpec {
+                    name: "automatic-speech-recognition".into(),
+                    aliases: vec!["asr".into()],
+                    default_model: "facebook/wav2vec2-base-960h".into(),
+                    architectures: architectures_for("automatic-speech-recognition"),
+                    needs_model: true,
+                    description: "Transcribe speech (Inference/Transcribe)".into(),
+                    ..Default::default()
+                },
+                TaskSpec {
+                    name: "text-to-speech".into(),
+                    aliases: vec!["text-to-audio".into()],
+                    default_model: "microsoft/speecht5_tts".into(),
+                    default_vocoder: "microsoft/speecht5_hifigan".into(),
+                    architectures: architectures_for("text-to-speech"),
+                    needs_model: true,
+                    description: "Speak text, as a WAV file (Inference/Synthesize)".into(),
+                },
+            ],
         }
     }
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
-        if ctx.task != "automatic-speech-recognition" {
-            return Err(Error::unimplemented(format!(
-                "the audio plugin has no task {}",
-                ctx.task
-            )));
-        }
         let device = parse_device(&ctx.device)?;
         let dir = ctx
             .model_dir
             .as_deref()
-            .ok_or_else(|| Error::invalid_argument("automatic-speech-recognition needs a model source"))?;
-        let model = if is_whisper(dir)? {
-            SpeechModel::Whisper(Box::new(load_whisper(dir, device)?))
-        } else {
-            SpeechModel::Ctc(load_ctc_model(dir, device)?)
-        };
-        Ok(AudioTask {
-            max_seconds: AUDIO_SECONDS.for_model(ctx)?,
-            model,
-        })
+            .ok_or_else(|| Error::invalid_argument(format!("{} needs a model source", ctx.task)))?;
+        match ctx.task.as_str() {
+            "automatic-speech-recognition" => {
+                let model = if is_whisper(dir)? {
+                    AudioModel::Whisper(Box::new(load_whisper(dir, device)?))
+                } else {
+                    AudioModel::Ctc(load_ctc_model(dir, device)?)
+                };
+                Ok(AudioTask {
+                    limit: AUDIO_SECONDS.for_model(ctx)?,
+                    model,
+                })
+            }
+            "text-to-speech" => {
+                let vocoder = ctx.vocoder_dir.as_deref().ok_or_else(|| {
+                    Error::invalid_argument("text-to-speech needs a vocoder: name one in options.vocoder")
+                })?;
+                Ok(AudioTask {
+                    model: AudioModel::TextToSpeech(Box::new(load_text_to_speech(dir, vocoder, device)?)),
+                    limit: text_to_speech::TEXTS.for_model(ctx)?,
+                })
+            }
+            other => Err(Error::unimplemented(format!("the audio plugin has no task {other}"))),
+        }
     }
 
     fn describe(&self) -> LoadedModel {
         LoadedModel {
             memory_bytes: match &self.model {
-                SpeechModel::Ctc(m) => m.memory_bytes,
-                SpeechModel::Whisper(m) => m.memory_bytes,
+                AudioModel::Ctc(m) => m.memory_bytes,
+                AudioModel::Whisper(m) => m.memory_bytes,
+                AudioModel::TextToSpeech(m) => m.memory_bytes,
             },
             labels: vec![],
-            limits: Limit::report(&[self.max_seconds]),
+            limits: Limit::report(&[self.limit]),
+            speakers: match &self.model {
+                AudioModel::TextToSpeech(m) => m.speakers.keys().cloned().collect(),
+                _ => vec![],
+            },
         }
     }
 
@@ -81,14 +115,19 @@ impl Task for AudioTask {
     /// models' output. Whisper's inputs (30 s windows, never padded) are
     /// decoded together.
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        let max_seconds = self.max_seconds.max as f64;
+        let max_seconds = self.limit.max as f64;
         match &self.model {
-            SpeechModel::Ctc(model) => dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
+            AudioModel::Ctc(model) => dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
                 speech_recognition::transcribe(model, request, max_seconds)
             }),
-            SpeechModel::Whisper(model) => {
+            AudioModel::Whisper(model) => {
                 dispatch::typed("automatic-speech-recognition", batch, emitter, |requests, emitter| {
                     whisper::transcribe_all(model, requests, max_seconds, emitter)
+                })
+            }
+            AudioModel::TextToSpeech(model) => {
+                dispatch::together_within("text-to-speech", batch, emitter, &self.limit, |requests, wanted| {
+                    text_to_speech::synthesize_all(model, requests, wanted)
                 })
             }
         }

@@ -328,6 +328,7 @@ impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
             memory_bytes: self.model.memory_bytes,
             labels: vec![],
             limits: Limit::report(&[self.input_tokens]),
+            ..Default::default()
         }
     }
 }
@@ -355,6 +356,7 @@ impl Task for TextTask {
                     architectures: architectures_for(t.name),
                     needs_model: true,
                     description: format!("{} ({})", t.description, t.rpc),
+                    ..Default::default()
                 })
                 .collect(),
         }

@@ -55,6 +55,7 @@ impl Task for VisionTask {
                     architectures: architectures_for("image-classification"),
                     needs_model: true,
                     description: "Classify images (Inference/ClassifyImage)".into(),
+                    ..Default::default()
                 },
                 TaskSpec {
                     name: "object-detection".into(),
@@ -63,6 +64,7 @@ impl Task for VisionTask {
                     architectures: architectures_for("object-detection"),
                     needs_model: true,
                     description: "Find objects in images, with boxes (Inference/DetectObjects)".into(),
+                    ..Default::default()
                 },
                 TaskSpec {
                     name: "depth-estimation".into(),
@@ -72,6 +74,7 @@ impl Task for VisionTask {
                     needs_model: true,
                     description: "Estimate each pixel's depth, as numbers and a picture (Inference/EstimateDepth)"
                         .into(),
+                    ..Default::default()
                 },
                 TaskSpec {
                     name: "image-segmentation".into(),
@@ -80,6 +83,7 @@ impl Task for VisionTask {
                     architectures: architectures_for("image-segmentation"),
                     needs_model: true,
                     description: "Segment images: each segment's label and mask (Inference/SegmentImage)".into(),
+                    ..Default::default()
                 },
             ],
         }
@@ -129,6 +133,7 @@ impl Task for VisionTask {
             memory_bytes,
             labels,
             limits: Limit::report(&limits),
+            ..Default::default()
         }
     }
 

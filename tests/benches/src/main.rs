@@ -14,7 +14,7 @@ use clap::{Parser, Subcommand};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::{
     AudioInput, ClassifyRequest, DetectObjectsRequest, EstimateDepthRequest, GenerateRequest, ImageInput,
-    SegmentImageRequest, SummarizeRequest, TextInput, TranscribeRequest,
+    SegmentImageRequest, SummarizeRequest, SynthesizeRequest, TextInput, TranscribeRequest,
 };
 use serde_json::json;
 use tonic::transport::Channel;
@@ -86,6 +86,30 @@ enum Command {
     Segment {
         #[arg(long)]
         image: std::path::PathBuf,
+        /// Requests sent at once (each round).
+        #[arg(long, default_value_t = 1)]
+        requests: usize,
+        /// Timed rounds (after one warm-up request).
+        #[arg(long, default_value_t = 2)]
+        rounds: usize,
+        /// The daemon's metrics endpoint (HOST:PORT): report the batches the
+        /// model ran and its time per batch during the timed rounds.
+        #[arg(long)]
+        metrics: Option<String>,
+    },
+    /// Text to speech of one text by the model's `bench` speaker,
+    /// `requests` separate requests in flight at once; the seconds per
+    /// round, the requests' latencies and the last round's audio lengths
+    /// (seconds) are printed.
+    Speak {
+        #[arg(long)]
+        text: String,
+        #[arg(long, default_value = "bench")]
+        speaker: String,
+        /// generate_speech's maxlenratio (the bench model never stops on
+        /// its own).
+        #[arg(long)]
+        maxlenratio: Option<f32>,
         /// Requests sent at once (each round).
         #[arg(long, default_value_t = 1)]
         requests: usize,
@@ -434,6 +458,38 @@ async fn main() -> Result<()> {
                         let response = client.segment_image(request).await?.into_inner();
                         let labels: Vec<&str> = response.results[0].segments.iter().map(|s| s.label.as_str()).collect();
                         anyhow::Ok(json!(labels))
+                    }
+                },
+            )
+            .await?;
+            println!("{figures}");
+        }
+        Command::Speak {
+            text,
+            speaker,
+            maxlenratio,
+            requests,
+            rounds,
+            metrics,
+        } => {
+            let request = SynthesizeRequest {
+                model: model.clone(),
+                inputs: vec![text],
+                speaker,
+                maxlenratio,
+                ..Default::default()
+            };
+            let figures = concurrent_rounds(
+                ("speak", "durations"),
+                &channel,
+                &model,
+                (requests, rounds),
+                metrics.as_deref(),
+                move |mut client| {
+                    let request = request.clone();
+                    async move {
+                        let response = client.synthesize(request).await?.into_inner();
+                        anyhow::Ok(json!(response.results[0].duration_s))
                     }
                 },
             )

@@ -33,13 +33,20 @@ pub struct Instance {
 
 impl Instance {
     /// Loads `task` from `model_dir` (None for a task without a model) on
-    /// the CPU; the plugin's error when the load fails.
+    /// the CPU; the plugin's error when the load fails. Text to speech gets
+    /// the fixtures' vocoder, as the daemon hands a text-to-speech model
+    /// its vocoder.
     pub fn load(table: PluginTable, task: &str, model_dir: Option<&Path>) -> Result<Instance, inferd_sdk::Error> {
+        let vocoder_dir = match task {
+            "text-to-speech" => crate::fixtures::model_dir("hifigan-random").display().to_string(),
+            _ => String::new(),
+        };
         let request = LoadRequest {
             task: task.into(),
             model_name: task.into(),
             model_dir: model_dir.map(|d| d.display().to_string()).unwrap_or_default(),
             device: "cpu".into(),
+            vocoder_dir,
             ..Default::default()
         };
         let bytes = request.encode_to_vec();

@@ -19,7 +19,8 @@ use inferd_plugin_vision::VisionTask;
 use inferd_sdk::abi::PluginTable;
 use inferd_sdk::proto::api::{
     AnswerQuestionRequest, ClassifyImageRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
-    GenerateRequest, RunRequest, SummarizeRequest, TranscribeRequest, TranslateRequest, ZeroShotClassifyRequest,
+    GenerateRequest, RunRequest, SummarizeRequest, SynthesizeRequest, TranscribeRequest, TranslateRequest,
+    ZeroShotClassifyRequest,
 };
 use inferd_sdk::proto::task_request::Body as Request;
 use inferd_sdk::proto::task_response::Body as Response;
@@ -133,6 +134,13 @@ const RPCS: &[Rpc] = &[
         models: &[Some("w2v2-base")],
     },
     Rpc {
+        name: "Synthesize",
+        task: "text-to-speech",
+        decode: decode_as!(SynthesizeRequest, Synthesize),
+        stream: false,
+        models: &[Some("speecht5-random")],
+    },
+    Rpc {
         name: "Run",
         task: "word-count",
         decode: decode_as!(RunRequest, Run),
@@ -145,7 +153,7 @@ const RPCS: &[Rpc] = &[
 fn plugin_for(task: &str) -> PluginTable {
     match task {
         "image-classification" => plugin::table::<VisionTask>(),
-        "automatic-speech-recognition" => plugin::table::<AudioTask>(),
+        "automatic-speech-recognition" | "text-to-speech" => plugin::table::<AudioTask>(),
         "word-count" => plugin::table::<WordCount>(),
         _ => plugin::table::<TextTask>(),
     }
@@ -267,6 +275,7 @@ fn check_answer(rpc: &Rpc, request: &TaskRequest, response: &TaskResponse) {
         (Request::Summarize(q), Response::Summarize(a)) => (q.inputs.len(), a.results.len()),
         (Request::Translate(q), Response::Translate(a)) => (q.inputs.len(), a.results.len()),
         (Request::Transcribe(q), Response::Transcribe(a)) => (q.inputs.len(), a.results.len()),
+        (Request::Synthesize(q), Response::Synthesize(a)) => (q.inputs.len(), a.results.len()),
         (Request::Run(q), Response::Run(a)) => (q.inputs.len(), a.results.len()),
         (_, response) => panic!("{} was answered with {response:?}", rpc.name),
     };

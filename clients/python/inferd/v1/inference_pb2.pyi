@@ -633,6 +633,58 @@ class TranscribeStreamResponse(_message.Message):
     result: Transcription
     def __init__(self, segments: _Optional[_Iterable[_Union[TranscriptionChunk, _Mapping]]] = ..., text: _Optional[str] = ..., done: _Optional[bool] = ..., result: _Optional[_Union[Transcription, _Mapping]] = ...) -> None: ...
 
+class SynthesizeRequest(_message.Message):
+    __slots__ = ("model", "inputs", "speaker", "speaker_embeddings", "seed", "audio_format", "return_samples", "normalize", "threshold", "minlenratio", "maxlenratio", "return_spectrogram")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_FIELD_NUMBER: _ClassVar[int]
+    SPEAKER_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    AUDIO_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    RETURN_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    NORMALIZE_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    MINLENRATIO_FIELD_NUMBER: _ClassVar[int]
+    MAXLENRATIO_FIELD_NUMBER: _ClassVar[int]
+    RETURN_SPECTROGRAM_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    inputs: _containers.RepeatedScalarFieldContainer[str]
+    speaker: str
+    speaker_embeddings: _containers.RepeatedScalarFieldContainer[float]
+    seed: int
+    audio_format: str
+    return_samples: bool
+    normalize: bool
+    threshold: float
+    minlenratio: float
+    maxlenratio: float
+    return_spectrogram: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., speaker: _Optional[str] = ..., speaker_embeddings: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., audio_format: _Optional[str] = ..., return_samples: _Optional[bool] = ..., normalize: _Optional[bool] = ..., threshold: _Optional[float] = ..., minlenratio: _Optional[float] = ..., maxlenratio: _Optional[float] = ..., return_spectrogram: _Optional[bool] = ...) -> None: ...
+
+class Speech(_message.Message):
+    __slots__ = ("audio", "sampling_rate", "samples", "seed", "spectrogram", "num_mel_bins", "duration_s")
+    AUDIO_FIELD_NUMBER: _ClassVar[int]
+    SAMPLING_RATE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    SPECTROGRAM_FIELD_NUMBER: _ClassVar[int]
+    NUM_MEL_BINS_FIELD_NUMBER: _ClassVar[int]
+    DURATION_S_FIELD_NUMBER: _ClassVar[int]
+    audio: bytes
+    sampling_rate: int
+    samples: _containers.RepeatedScalarFieldContainer[float]
+    seed: int
+    spectrogram: _containers.RepeatedScalarFieldContainer[float]
+    num_mel_bins: int
+    duration_s: float
+    def __init__(self, audio: _Optional[bytes] = ..., sampling_rate: _Optional[int] = ..., samples: _Optional[_Iterable[float]] = ..., seed: _Optional[int] = ..., spectrogram: _Optional[_Iterable[float]] = ..., num_mel_bins: _Optional[int] = ..., duration_s: _Optional[float] = ...) -> None: ...
+
+class SynthesizeResponse(_message.Message):
+    __slots__ = ("results",)
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    results: _containers.RepeatedCompositeFieldContainer[Speech]
+    def __init__(self, results: _Optional[_Iterable[_Union[Speech, _Mapping]]] = ...) -> None: ...
+
 class RunInput(_message.Message):
     __slots__ = ("text", "data")
     TEXT_FIELD_NUMBER: _ClassVar[int]

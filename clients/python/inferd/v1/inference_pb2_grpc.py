@@ -114,6 +114,11 @@ class InferenceStub:
                 request_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
                 response_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.FromString,
                 _registered_method=True)
+        self.Synthesize = channel.unary_unary(
+                '/inferd.v1.Inference/Synthesize',
+                request_serializer=inferd_dot_v1_dot_inference__pb2.SynthesizeRequest.SerializeToString,
+                response_deserializer=inferd_dot_v1_dot_inference__pb2.SynthesizeResponse.FromString,
+                _registered_method=True)
         self.Run = channel.unary_unary(
                 '/inferd.v1.Inference/Run',
                 request_serializer=inferd_dot_v1_dot_inference__pb2.RunRequest.SerializeToString,
@@ -240,6 +245,14 @@ class InferenceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Synthesize(self, request, context):
+        """Task `text-to-speech` (alias `text-to-audio`; SpeechT5 with a HiFi-GAN
+        vocoder): each text spoken, as a WAV file.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Run(self, request, context):
         """A task served by a custom plugin, by task name, with free-form parameters.
         """
@@ -329,6 +342,11 @@ def add_InferenceServicer_to_server(servicer, server):
                     servicer.TranscribeStream,
                     request_deserializer=inferd_dot_v1_dot_inference__pb2.TranscribeRequest.FromString,
                     response_serializer=inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.SerializeToString,
+            ),
+            'Synthesize': grpc.unary_unary_rpc_method_handler(
+                    servicer.Synthesize,
+                    request_deserializer=inferd_dot_v1_dot_inference__pb2.SynthesizeRequest.FromString,
+                    response_serializer=inferd_dot_v1_dot_inference__pb2.SynthesizeResponse.SerializeToString,
             ),
             'Run': grpc.unary_unary_rpc_method_handler(
                     servicer.Run,
@@ -768,6 +786,33 @@ class Inference:
             '/inferd.v1.Inference/TranscribeStream',
             inferd_dot_v1_dot_inference__pb2.TranscribeRequest.SerializeToString,
             inferd_dot_v1_dot_inference__pb2.TranscribeStreamResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Synthesize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/inferd.v1.Inference/Synthesize',
+            inferd_dot_v1_dot_inference__pb2.SynthesizeRequest.SerializeToString,
+            inferd_dot_v1_dot_inference__pb2.SynthesizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,7 +39,7 @@ class LoadModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., task: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ..., make_default: _Optional[bool] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ...) -> None: ...
 
 class ModelOptions(_message.Message):
-    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits")
+    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits", "vocoder")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -52,12 +52,14 @@ class ModelOptions(_message.Message):
     QUEUE_SIZE_FIELD_NUMBER: _ClassVar[int]
     INTRA_OP_THREADS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
+    VOCODER_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_queue_delay_ms: int
     queue_size: int
     intra_op_threads: int
     limits: _containers.ScalarMap[str, int]
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ...) -> None: ...
+    vocoder: str
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., vocoder: _Optional[str] = ...) -> None: ...
 
 class InstanceInfo(_message.Message):
     __slots__ = ("device",)
@@ -66,7 +68,7 @@ class InstanceInfo(_message.Message):
     def __init__(self, device: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth")
+    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth", "speakers")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -81,6 +83,7 @@ class ModelInfo(_message.Message):
     LABELS_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
+    SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     source: str
@@ -95,7 +98,8 @@ class ModelInfo(_message.Message):
     labels: _containers.RepeatedScalarFieldContainer[str]
     options: ModelOptions
     queue_depth: int
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ...) -> None: ...
+    speakers: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

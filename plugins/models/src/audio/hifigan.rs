@@ -296,6 +296,11 @@ impl HifiGan {
         }
     }
 
+    /// The mel bins of the spectrograms it reads.
+    pub fn mel_bins(&self) -> i64 {
+        self.conv_pre.weight.size()[1]
+    }
+
     /// The waveform [B, samples] of log-mel spectrograms [B, frames, mels].
     pub fn forward(&self, spectrogram: &Tensor) -> Tensor {
         let _guard = tch::no_grad_guard();

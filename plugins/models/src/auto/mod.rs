@@ -13,6 +13,7 @@ pub mod image;
 pub mod segmentation;
 pub mod seq2seq;
 pub mod text;
+pub mod tts;
 mod vision;
 pub mod vocoder;
 pub mod whisper;
@@ -25,10 +26,12 @@ pub use image::{load_image_classifier, ImageClassifier};
 pub use segmentation::{load_image_segmenter, ImageSegmenter};
 pub use seq2seq::{load_seq2seq, Seq2SeqModel, Seq2SeqTokenizer};
 pub use text::{load_text_model, Head, TextModel};
+pub use tts::{load_text_to_speech, TextToSpeechModel};
 pub use vocoder::{load_vocoder, Vocoder};
 pub use whisper::{is_whisper, load_whisper, WhisperModel};
 
 use crate::audio::ctc::CtcBuilder;
+use crate::audio::speecht5;
 use crate::audio::wav2vec2;
 use crate::audio::whisper as whisper_net;
 use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
@@ -65,7 +68,16 @@ pub enum Build {
     /// SegFormer, Mask2Former: an image to class logits per pixel or per
     /// object query.
     Segmenter(SegmenterBuilder),
+    /// SpeechT5: text to a spectrogram, grown by its own `generate_speech`.
+    TextToSpeech(TextToSpeechBuilder),
 }
+
+/// Builds SpeechT5 for text to speech from its config.json.
+pub type TextToSpeechBuilder = fn(
+    root: tch::nn::Path,
+    config_file: &std::path::Path,
+    shapes: &crate::core::weights::WeightShapes,
+) -> Result<speecht5::SpeechT5ForTextToSpeech>;
 
 /// Builds Whisper from its config.json (see `audio/whisper.rs`).
 pub type WhisperBuilder = fn(
@@ -145,6 +157,7 @@ architectures! {
     "DetrForSegmentation" => &["image-segmentation"], Build::Segmenter(detr::segmentation::build);
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
+    "SpeechT5ForTextToSpeech" => &["text-to-speech"], Build::TextToSpeech(speecht5::build);
 }
 
 /// The architectures that serve `task`, in the table's order.

@@ -28,6 +28,11 @@ impl Vocoder {
         self.net.forward(spectrogram)
     }
 
+    /// The mel bins of the spectrograms it reads.
+    pub fn mel_bins(&self) -> i64 {
+        self.net.mel_bins()
+    }
+
     /// The waveform's samples per second.
     pub fn sampling_rate(&self) -> i64 {
         self.net.sampling_rate

@@ -1,7 +1,8 @@
 //! What every model family is built from: config.json reading, devices,
 //! the error type, layers (linear, norms, embeddings, activations,
 //! attention, KV cache), the decoder traits the generation engine drives,
-//! weight loading, and the numerical helpers on score rows.
+//! weight loading, the numerical helpers on score rows, and PyTorch's CPU
+//! random stream (`random`).
 
 pub mod checks;
 pub mod config;
@@ -10,5 +11,6 @@ pub mod device;
 pub mod error;
 pub mod layers;
 pub mod math;
+pub mod random;
 pub mod scores;
 pub mod weights;

@@ -326,14 +326,14 @@ pub fn unigram_tokenizer(model: &SpmModel, scheme: PrependScheme) -> Result<Toke
 
 /// An AddedToken as tokenizer_config.json's `added_tokens_decoder` writes it.
 #[derive(Debug, Clone, Deserialize)]
-struct AddedTokenSpec {
-    content: String,
+pub(crate) struct AddedTokenSpec {
+    pub content: String,
     #[serde(default)]
     single_word: bool,
     #[serde(default)]
-    lstrip: bool,
+    pub lstrip: bool,
     #[serde(default)]
-    rstrip: bool,
+    pub rstrip: bool,
     #[serde(default)]
     normalized: bool,
     #[serde(default)]
@@ -351,19 +351,19 @@ impl AddedTokenSpec {
 }
 
 #[derive(Debug, Default, Deserialize)]
-struct SpmTokenizerConfig {
+pub(crate) struct SpmTokenizerConfig {
     #[serde(default)]
     model_max_length: Option<f64>,
     #[serde(default)]
-    eos_token: Option<Value>,
+    pub eos_token: Option<Value>,
     #[serde(default)]
-    unk_token: Option<Value>,
+    pub unk_token: Option<Value>,
     #[serde(default)]
-    pad_token: Option<Value>,
+    pub pad_token: Option<Value>,
     #[serde(default)]
     additional_special_tokens: Option<Vec<Value>>,
     #[serde(default)]
-    added_tokens_decoder: Option<BTreeMap<String, AddedTokenSpec>>,
+    pub added_tokens_decoder: Option<BTreeMap<String, AddedTokenSpec>>,
     // T5
     #[serde(default)]
     extra_ids: Option<usize>,
@@ -374,12 +374,15 @@ struct SpmTokenizerConfig {
     // Marian
     #[serde(default)]
     separate_vocabs: Option<bool>,
+    // SpeechT5: spell numbers out before tokenizing.
+    #[serde(default)]
+    pub normalize: Option<bool>,
 }
 
 impl SpmTokenizerConfig {
     /// tokenizer_config.json, with special_tokens_map.json filling in the
     /// special tokens it does not name; both optional.
-    fn read(dir: &Path) -> Result<Self> {
+    pub(crate) fn read(dir: &Path) -> Result<Self> {
         let path = dir.join("tokenizer_config.json");
         let mut config: SpmTokenizerConfig = if is_present(&path) {
             read_json(&path)?
@@ -397,7 +400,7 @@ impl SpmTokenizerConfig {
         Ok(config)
     }
 
-    fn model_max_length(&self) -> usize {
+    pub(crate) fn model_max_length(&self) -> usize {
         match self.model_max_length {
             // transformers writes a huge sentinel (1e30) when there is no limit.
             Some(m) if m > 0.0 && m < 1e9 => m as usize,
@@ -407,7 +410,7 @@ impl SpmTokenizerConfig {
 }
 
 /// A special token's text: a string, or an AddedToken object with `content`.
-fn token_content(value: Option<&Value>, default: &str) -> String {
+pub(crate) fn token_content(value: Option<&Value>, default: &str) -> String {
     match value {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Object(o)) => o.get("content").and_then(Value::as_str).unwrap_or(default).to_string(),
@@ -650,10 +653,15 @@ fn push_bytes(text: &mut String, bytes: &mut Vec<u8>) {
 // MarianTokenizer.
 // ---------------------------------------------------------------------------
 
-/// Python's `str.strip()`: Unicode whitespace plus the ASCII separators
-/// U+001C..U+001F.
+/// Whether Python's `str.strip()` strips `c`: Unicode whitespace plus the
+/// ASCII separators U+001C..U+001F.
+pub(crate) fn is_python_space(c: char) -> bool {
+    c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)
+}
+
+/// Python's `str.strip()`.
 fn python_strip(s: &str) -> &str {
-    s.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c))
+    s.trim_matches(is_python_space)
 }
 
 /// MarianTokenizer (models/marian/tokenization_marian.py): source.spm splits
