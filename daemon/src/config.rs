@@ -69,6 +69,11 @@ pub struct Args {
     /// divided among a model's CPU instances).
     #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
     pub intra_op_threads: Option<usize>,
+    /// Fix each batch when it starts: requests that arrive while a
+    /// generation runs wait for it to end instead of joining it at its
+    /// next step (continuous batching, the default).
+    #[arg(long, env = "INFERD_STATIC_BATCHING")]
+    pub static_batching: bool,
     /// Log filter, e.g. info or inferd=debug (RUST_LOG also works).
     #[arg(long, env = "INFERD_LOG")]
     pub log: Option<String>,
@@ -158,6 +163,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Where to serve Prometheus metrics; none when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Batches fixed when they start (no continuous batching).
+    pub static_batching: bool,
     pub log: String,
     pub models: Vec<ModelConfig>,
 }
@@ -177,6 +184,7 @@ impl Default for Config {
             max_queue_delay_ms: 2,
             max_in_flight: 1024,
             metrics_listen: None,
+            static_batching: false,
             log: "info".into(),
             models: vec![],
         }
@@ -224,6 +232,9 @@ impl Config {
         if args.intra_op_threads.is_some() {
             config.intra_op_threads = args.intra_op_threads;
         }
+        if args.static_batching {
+            config.static_batching = true;
+        }
         if let Some(log) = args.log {
             config.log = log;
         }
@@ -266,6 +277,7 @@ impl Config {
             max_batch_size: self.max_batch_size,
             max_queue_delay: std::time::Duration::from_millis(self.max_queue_delay_ms),
             intra_op_threads: self.intra_op_threads,
+            join: !self.static_batching,
         }
     }
 

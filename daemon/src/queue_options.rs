@@ -13,6 +13,10 @@ pub struct QueueOptions {
     pub max_queue_delay: Duration,
     /// LibTorch threads per operation on each instance's thread.
     pub intra_op_threads: Option<usize>,
+    /// Whether a running batch may take in requests that arrive while it
+    /// runs (continuous batching, for the tasks that can); off: each batch
+    /// is fixed when it starts.
+    pub join: bool,
 }
 
 impl QueueOptions {
@@ -29,6 +33,7 @@ impl QueueOptions {
                 .max_queue_delay_ms
                 .map_or(self.max_queue_delay, Duration::from_millis),
             intra_op_threads: overrides.intra_op_threads.or(self.intra_op_threads).or(shared_cores),
+            join: self.join,
         }
     }
 }
@@ -53,6 +58,7 @@ mod tests {
             max_batch_size: 16,
             max_queue_delay: Duration::from_millis(2),
             intra_op_threads: Some(3),
+            join: true,
         };
         let overrides = QueueOverrides {
             queue_size: Some(0),
@@ -75,6 +81,7 @@ mod tests {
             max_batch_size: 1,
             max_queue_delay: Duration::ZERO,
             intra_op_threads: None,
+            join: true,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(daemon.with(&QueueOverrides::default(), 1).intra_op_threads, None);

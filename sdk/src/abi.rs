@@ -13,7 +13,9 @@
 use std::ffi::c_void;
 
 /// Version of [`PluginTable`]'s layout and of the meaning of its functions.
-pub const ABI_VERSION: u32 = 1;
+/// Version 2 added `run_joined` (continuous batching); the daemon runs
+/// every batch through it.
+pub const ABI_VERSION: u32 = 2;
 
 /// Name of the exported entry point (NUL-terminated, for `dlsym`).
 pub const ENTRY_SYMBOL: &[u8] = b"inferd_plugin_v1\0";
@@ -89,6 +91,28 @@ impl OwnedBytes {
 /// when its client has gone away: the plugin should stop working on it.
 pub type EmitFn = unsafe extern "C" fn(ctx: *mut c_void, index: usize, chunk: ByteSlice) -> bool;
 
+/// Called by a plugin during `run_joined` to take up to `max` requests that
+/// arrived for its model since the batch started (continuous batching: they
+/// join the running work). Returns an encoded `Batch`, empty when none
+/// waits; the bytes stay valid until the next call of `take` or the end of
+/// `run_joined`. Requests are numbered on from those already given: the
+/// batch's are 0..n, the first taken is n, and so on.
+pub type TakeFn = unsafe extern "C" fn(ctx: *mut c_void, max: usize) -> ByteSlice;
+
+/// Called by a plugin during `run_joined` with the final answer (an encoded
+/// `TaskResponse`) of request `index` as soon as it is done, so that its
+/// client has it while the rest of the batch runs on. Each request is
+/// finished once.
+pub type FinishFn = unsafe extern "C" fn(ctx: *mut c_void, index: usize, response: ByteSlice);
+
+/// What the daemon offers a plugin during `run_joined`, with one context.
+#[repr(C)]
+pub struct HostCalls {
+    pub emit: EmitFn,
+    pub take: TakeFn,
+    pub finish: FinishFn,
+}
+
 /// The table a plugin exports. Field order is part of the ABI.
 #[repr(C)]
 pub struct PluginTable {
@@ -113,4 +137,16 @@ pub struct PluginTable {
     pub unload: unsafe extern "C" fn(instance: *mut c_void),
     /// Gives back bytes returned by the functions above.
     pub free: unsafe extern "C" fn(bytes: OwnedBytes),
+    /// Like `run_stream`, and the batch may grow while it runs: the plugin
+    /// may `take` requests that arrive meanwhile and `finish` each request
+    /// as soon as it is done. Every request ends through `finish`; the
+    /// returned `BatchResult` carries only an `error`, when the run failed
+    /// as a whole (the requests not finished by then get it). What the
+    /// daemon calls.
+    pub run_joined: unsafe extern "C" fn(
+        instance: *mut c_void,
+        batch: ByteSlice,
+        host: *const HostCalls,
+        host_ctx: *mut c_void,
+    ) -> OwnedBytes,
 }

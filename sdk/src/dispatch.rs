@@ -146,6 +146,30 @@ impl<'a> Emitter<'a> {
         (self.sink)(at, None)
     }
 
+    /// Runs `run` with a [`Host`] that sends partial responses through this
+    /// emitter, offers no more requests and keeps the answers (None where
+    /// a request was never finished): a task's `run` served by the code it
+    /// has for joined batches.
+    pub fn as_host<T>(
+        &mut self,
+        given: usize,
+        run: impl FnOnce(&mut Host) -> T,
+    ) -> (T, Vec<Option<Result<task_response::Body, Error>>>) {
+        let mut sink = |i: usize, chunk: Option<task_response::Body>| {
+            let at = self.position(i);
+            (self.sink)(at, chunk)
+        };
+        let mut take = |_: usize| Vec::new();
+        let mut answers: Vec<Option<Result<task_response::Body, Error>>> = (0..given).map(|_| None).collect();
+        let mut finish = |i: usize, answer| {
+            if let Some(slot) = answers.get_mut(i) {
+                *slot = Some(answer);
+            }
+        };
+        let value = run(&mut Host::new(&mut sink, &mut take, &mut finish, given));
+        (value, answers)
+    }
+
     /// The same sink for a subset of the requests: `positions[k]` is the
     /// index here of the subset's request `k`.
     fn narrow(&mut self, positions: Vec<usize>) -> Emitter<'_> {
@@ -154,6 +178,192 @@ impl<'a> Emitter<'a> {
             sink: &mut *self.sink,
             positions: Some(positions),
         }
+    }
+}
+
+/// The daemon's side of a batch that may grow while it runs (continuous
+/// batching, [`crate::Task::run_joined`]): partial responses and "still
+/// wanted?" as an [`Emitter`], requests that arrived meanwhile
+/// (`take`), and each request's final answer as soon as it is ready
+/// (`finish`). Indices: the batch's requests are 0..n, taken ones n, n+1, ...
+pub struct Host<'a> {
+    sink: &'a mut Sink<'a>,
+    take: &'a mut dyn FnMut(usize) -> Vec<TaskRequest>,
+    finish: &'a mut dyn FnMut(usize, Result<task_response::Body, Error>),
+    finished: Vec<bool>,
+}
+
+impl<'a> Host<'a> {
+    pub(crate) fn new(
+        sink: &'a mut Sink<'a>,
+        take: &'a mut dyn FnMut(usize) -> Vec<TaskRequest>,
+        finish: &'a mut dyn FnMut(usize, Result<task_response::Body, Error>),
+        given: usize,
+    ) -> Self {
+        Host {
+            sink,
+            take,
+            finish,
+            finished: vec![false; given],
+        }
+    }
+
+    /// Runs `run` with a host that offers `more` (all of it at the first
+    /// `take`, then nothing) and keeps the answers: for running a batch
+    /// outside the daemon (tests, benchmarks). Returns `run`'s value and
+    /// each request's answer (None where it was never finished).
+    pub fn detached<T>(
+        given: usize,
+        more: Vec<TaskRequest>,
+        run: impl FnOnce(&mut Host) -> T,
+    ) -> (T, Vec<Option<Result<task_response::Body, Error>>>) {
+        let mut sink = |_: usize, _: Option<task_response::Body>| true;
+        let mut more = Some(more);
+        let mut take = |max: usize| {
+            let mut waiting = more.take().unwrap_or_default();
+            let rest = waiting.split_off(max.min(waiting.len()));
+            more = Some(rest);
+            waiting
+        };
+        let mut answers: Vec<Option<Result<task_response::Body, Error>>> = Vec::new();
+        let mut finish = |i: usize, answer| {
+            if answers.len() <= i {
+                answers.resize_with(i + 1, || None);
+            }
+            answers[i] = Some(answer);
+        };
+        let value = run(&mut Host::new(&mut sink, &mut take, &mut finish, given));
+        (value, answers)
+    }
+
+    /// Partial responses and "still wanted?", indexed like the requests.
+    pub fn emitter(&mut self) -> Emitter<'_> {
+        Emitter {
+            sink: &mut *self.sink,
+            positions: None,
+        }
+    }
+
+    /// Up to `max` requests that arrived since the batch started, with
+    /// their indices; none when none waits.
+    pub fn take(&mut self, max: usize) -> Vec<(usize, TaskRequest)> {
+        if max == 0 {
+            return vec![];
+        }
+        let taken = (self.take)(max);
+        let first = self.finished.len();
+        self.finished.resize(first + taken.len(), false);
+        taken.into_iter().enumerate().map(|(k, r)| (first + k, r)).collect()
+    }
+
+    /// Request `index`'s final answer, sent to its client now; a second
+    /// answer (or one for an index never given) is ignored.
+    pub fn finish(&mut self, index: usize, answer: Result<task_response::Body, Error>) {
+        if let Some(done @ false) = self.finished.get_mut(index) {
+            *done = true;
+            (self.finish)(index, answer);
+        }
+    }
+
+    /// The requests given so far that have no answer yet.
+    pub fn unfinished(&self) -> Vec<usize> {
+        (0..self.finished.len()).filter(|&i| !self.finished[i]).collect()
+    }
+}
+
+/// A [`Host`] seen by a handler of one request type `R` answering `O`s
+/// (see [`joined`]): requests of another RPC are answered with the
+/// wrong-RPC error as they are taken, and indices are the handler's own.
+pub struct Joiner<'h, 'a, R, O> {
+    host: &'h mut Host<'a>,
+    task: &'h str,
+    /// The host's index of each of the handler's requests.
+    positions: Vec<usize>,
+    _types: std::marker::PhantomData<(R, O)>,
+}
+
+impl<R: ApiRequest, O: ApiResponse> Joiner<'_, '_, R, O> {
+    /// Up to `max` requests that arrived meanwhile, numbered on from the
+    /// handler's earlier ones.
+    pub fn take(&mut self, max: usize) -> Vec<Incoming<R>> {
+        let mut taken = Vec::new();
+        for (index, request) in self.host.take(max) {
+            match request.body.and_then(R::take) {
+                Some(r) => {
+                    self.positions.push(index);
+                    taken.push(Incoming {
+                        request: r,
+                        stream: request.stream,
+                    });
+                }
+                None => self.host.finish(index, Err(wrong_rpc::<R>(self.task))),
+            }
+        }
+        taken
+    }
+
+    /// Request `i`'s final answer, sent now.
+    pub fn finish(&mut self, i: usize, answer: Result<O, Error>) {
+        let at = self.positions[i];
+        self.host.finish(at, answer.map(ApiResponse::into_body));
+    }
+
+    /// Partial responses and "still wanted?", in the handler's indices.
+    pub fn emitter(&mut self) -> Emitter<'_> {
+        Emitter {
+            sink: &mut *self.host.sink,
+            positions: Some(self.positions.clone()),
+        }
+    }
+
+    /// How many requests the handler has been given.
+    pub fn len(&self) -> usize {
+        self.positions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.positions.is_empty()
+    }
+}
+
+/// [`typed`] for a batch that may grow: the handler gets the batch's `R`s
+/// and a [`Joiner`] to take more as they arrive and to finish each one
+/// when it is done. Requests it leaves unfinished get an INTERNAL error.
+pub fn joined<R: ApiRequest, O: ApiResponse>(
+    task: &str,
+    batch: Vec<TaskRequest>,
+    host: &mut Host,
+    handler: impl FnOnce(Vec<Incoming<R>>, &mut Joiner<R, O>),
+) {
+    let mut accepted = Vec::new();
+    let mut positions = Vec::new();
+    for (i, request) in batch.into_iter().enumerate() {
+        match request.body.and_then(R::take) {
+            Some(r) => {
+                accepted.push(Incoming {
+                    request: r,
+                    stream: request.stream,
+                });
+                positions.push(i);
+            }
+            None => host.finish(i, Err(wrong_rpc::<R>(task))),
+        }
+    }
+    let mut joiner = Joiner {
+        host,
+        task,
+        positions,
+        _types: std::marker::PhantomData,
+    };
+    handler(accepted, &mut joiner);
+    for i in 0..joiner.positions.len() {
+        let at = joiner.positions[i];
+        joiner.host.finish(
+            at,
+            Err(Error::internal(format!(
+                "the {task} handler did not answer request {i}"
+            ))),
+        );
     }
 }
 

@@ -8,11 +8,11 @@ use std::path::PathBuf;
 
 use prost::Message;
 
-use crate::abi::{ByteSlice, EmitFn, OwnedBytes};
+use crate::abi::{ByteSlice, EmitFn, HostCalls, OwnedBytes};
 use crate::proto::{
     load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, TaskRequest, TaskResponse,
 };
-use crate::{Emitter, Error, LoadContext, Task};
+use crate::{Emitter, Error, Host, LoadContext, Task};
 
 fn encode<M: Message>(message: &M) -> OwnedBytes {
     OwnedBytes::from_vec(message.encode_to_vec())
@@ -82,6 +82,57 @@ pub unsafe extern "C" fn run_stream<T: Task>(
         unsafe { emit(emit_ctx, index, ByteSlice::new(&bytes)) }
     };
     run_batch(batch, |requests| task.run(requests, &mut Emitter::new(&mut sink)))
+}
+
+pub unsafe extern "C" fn run_joined<T: Task>(
+    instance: *mut c_void,
+    batch: ByteSlice,
+    host: *const HostCalls,
+    host_ctx: *mut c_void,
+) -> OwnedBytes {
+    let task = &mut *(instance as *mut T);
+    // SAFETY: the daemon keeps `host` and `host_ctx` alive for the whole call.
+    let calls = unsafe { &*host };
+    let mut sink = |index: usize, chunk: Option<task_response::Body>| -> bool {
+        let bytes = chunk
+            .map(|body| TaskResponse { body: Some(body) }.encode_to_vec())
+            .unwrap_or_default();
+        unsafe { (calls.emit)(host_ctx, index, ByteSlice::new(&bytes)) }
+    };
+    let mut take = |max: usize| -> Vec<TaskRequest> {
+        // The bytes are the daemon's, valid until the next call.
+        let bytes = unsafe { (calls.take)(host_ctx, max).as_slice() };
+        Batch::decode(bytes).map(|b| b.requests).unwrap_or_default()
+    };
+    let mut finish = |index: usize, answer: Result<task_response::Body, Error>| {
+        let bytes = into_response(answer).encode_to_vec();
+        unsafe { (calls.finish)(host_ctx, index, ByteSlice::new(&bytes)) }
+    };
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<Vec<usize>, Error> {
+        let batch =
+            Batch::decode(batch.as_slice()).map_err(|e| Error::invalid_argument(format!("undecodable Batch: {e}")))?;
+        crate::fault::panic_if_marked(&batch.requests);
+        let mut host = Host::new(&mut sink, &mut take, &mut finish, batch.requests.len());
+        task.run_joined(batch.requests, &mut host);
+        Ok(host.unfinished())
+    }))
+    .unwrap_or_else(|payload| Err(panicked("run", payload)));
+    let error = match outcome {
+        Ok(unfinished) => {
+            for index in unfinished {
+                finish(
+                    index,
+                    Err(Error::internal(format!("the plugin did not answer request {index}"))),
+                );
+            }
+            None
+        }
+        Err(error) => Some(error.into()),
+    };
+    encode(&BatchResult {
+        responses: vec![],
+        error,
+    })
 }
 
 /// Decodes a batch, runs it, checks there is one answer per request, and

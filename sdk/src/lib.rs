@@ -50,7 +50,7 @@ pub mod proto {
     pub use inferd_proto::v1 as api;
 }
 
-pub use dispatch::Emitter;
+pub use dispatch::{Emitter, Host};
 pub use limit::Limit;
 pub use proto::error::Code;
 
@@ -192,6 +192,20 @@ pub trait Task: Sized + 'static {
         batch: Vec<proto::TaskRequest>,
         emitter: &mut Emitter,
     ) -> Vec<Result<proto::task_response::Body, Error>>;
+
+    /// Runs a batch that may grow while it runs (continuous batching), as
+    /// the daemon calls it: the task may `host.take` requests that arrived
+    /// meanwhile (of its model, maybe of another RPC) and must
+    /// `host.finish` every request, each as soon as its answer is ready.
+    /// The default runs [`Task::run`] on the batch, takes nothing and
+    /// finishes the requests when the batch is done.
+    /// [`dispatch::joined`] does the request matching.
+    fn run_joined(&mut self, batch: Vec<proto::TaskRequest>, host: &mut Host) {
+        let answers = self.run(batch, &mut host.emitter());
+        for (i, answer) in answers.into_iter().enumerate() {
+            host.finish(i, answer);
+        }
+    }
 }
 
 /// Exports `$task` (a type implementing [`Task`]) as an inferd plugin.
@@ -209,6 +223,7 @@ macro_rules! export_plugin {
                 run_stream: $crate::glue::run_stream::<$task>,
                 unload: $crate::glue::unload::<$task>,
                 free: $crate::glue::free,
+                run_joined: $crate::glue::run_joined::<$task>,
             };
             &TABLE
         }

@@ -71,7 +71,9 @@ fn assert_one_shared_batch_failed_then_ran_alone(daemon: &Daemon, model: &str, b
         daemon.log()
     );
     assert!(
-        daemon.log().contains("running its requests again one at a time"),
+        daemon
+            .log()
+            .contains("running its unanswered requests again one at a time"),
         "the batch failure is not logged:\n{}",
         daemon.log()
     );

@@ -4,9 +4,10 @@
 use std::ffi::c_void;
 use std::path::{Path, PathBuf};
 
-use inferd_sdk::abi::{ByteSlice, EntryPoint, OwnedBytes, PluginTable, ABI_VERSION, ENTRY_SYMBOL};
+use inferd_sdk::abi::{ByteSlice, EntryPoint, HostCalls, OwnedBytes, PluginTable, ABI_VERSION, ENTRY_SYMBOL};
 use inferd_sdk::proto::{
-    load_result, Batch, BatchResult, LoadRequest, LoadResult, LoadedModel, Manifest, TaskResponse,
+    load_result, task_response, Batch, BatchResult, LoadRequest, LoadResult, LoadedModel, Manifest, TaskRequest,
+    TaskResponse,
 };
 use inferd_sdk::Error;
 use prost::Message;
@@ -57,7 +58,7 @@ impl Plugin {
         }
         // SAFETY: the version matches, so the table has this layout.
         let table: &'static PluginTable = unsafe { &*table_ptr };
-        let bytes = unsafe { take(table, (table.manifest)()) };
+        let bytes = unsafe { take_bytes(table, (table.manifest)()) };
         let manifest = Manifest::decode(bytes.as_slice()).map_err(|e| format!("undecodable manifest: {e}"))?;
         if manifest.name.is_empty() {
             return Err("its manifest has no name".into());
@@ -75,7 +76,7 @@ impl Plugin {
         let bytes = request.encode_to_vec();
         let mut instance: *mut c_void = std::ptr::null_mut();
         // SAFETY: arguments follow the ABI; the returned bytes are given back.
-        let out = unsafe { take(self.table, (self.table.load)(ByteSlice::new(&bytes), &mut instance)) };
+        let out = unsafe { take_bytes(self.table, (self.table.load)(ByteSlice::new(&bytes), &mut instance)) };
         let result = LoadResult::decode(out.as_slice())
             .map_err(|e| Error::internal(format!("plugin {}: undecodable LoadResult: {e}", self.manifest.name)))?;
         match result.result {
@@ -88,54 +89,69 @@ impl Plugin {
         }
     }
 
-    /// Runs a batch on an instance; one response per request, or an error
-    /// for the whole batch.
-    /// `emit(i, chunk)` receives partial responses of request `i` (`None`:
-    /// "is it still wanted?") and answers whether its client is still there.
-    pub fn run(
-        &self,
-        instance: &mut InstanceHandle,
-        batch: &Batch,
-        emit: &mut dyn FnMut(usize, Option<TaskResponse>) -> bool,
-    ) -> Result<Vec<TaskResponse>, Error> {
-        type Emit<'a> = &'a mut dyn FnMut(usize, Option<TaskResponse>) -> bool;
-        unsafe extern "C" fn trampoline(ctx: *mut c_void, index: usize, chunk: ByteSlice) -> bool {
-            // SAFETY: `ctx` points to the `Emit` below, alive for the call.
-            let emit = unsafe { &mut *(ctx as *mut Emit) };
+    /// Runs a batch on an instance through `host`: partial responses and
+    /// "still wanted?" (`emit`), requests that arrived meanwhile (`take`)
+    /// and each request's answer as soon as it is ready (`finish`). Err
+    /// when the run failed as a whole; the requests `host` has not had an
+    /// answer for get it.
+    pub fn run(&self, instance: &mut InstanceHandle, batch: &Batch, host: &mut dyn BatchHost) -> Result<(), Error> {
+        /// The context behind the host calls: the host and the bytes of
+        /// the last `take`, which the plugin borrows until the next.
+        struct Ctx<'a> {
+            host: &'a mut dyn BatchHost,
+            taken: Vec<u8>,
+        }
+        unsafe extern "C" fn emit(ctx: *mut c_void, index: usize, chunk: ByteSlice) -> bool {
+            // SAFETY: `ctx` points to the `Ctx` below, alive for the call.
+            let ctx = unsafe { &mut *(ctx as *mut Ctx) };
             let bytes = unsafe { chunk.as_slice() };
             if bytes.is_empty() {
-                return emit(index, None);
+                return ctx.host.emit(index, None);
             }
             match TaskResponse::decode(bytes) {
-                Ok(response) => emit(index, Some(response)),
+                Ok(response) => ctx.host.emit(index, Some(response)),
                 Err(_) => true,
             }
         }
+        unsafe extern "C" fn take(ctx: *mut c_void, max: usize) -> ByteSlice {
+            // SAFETY: as above.
+            let ctx = unsafe { &mut *(ctx as *mut Ctx) };
+            let requests = ctx.host.take(max);
+            ctx.taken = Batch { requests }.encode_to_vec();
+            ByteSlice::new(&ctx.taken)
+        }
+        unsafe extern "C" fn finish(ctx: *mut c_void, index: usize, response: ByteSlice) {
+            // SAFETY: as above.
+            let ctx = unsafe { &mut *(ctx as *mut Ctx) };
+            let response = TaskResponse::decode(unsafe { response.as_slice() }).unwrap_or_else(|e| TaskResponse {
+                body: Some(task_response::Body::Error(
+                    Error::internal(format!("the plugin answered with undecodable bytes: {e}")).into(),
+                )),
+            });
+            ctx.host.finish(index, response);
+        }
+        let calls = HostCalls { emit, take, finish };
         let bytes = batch.encode_to_vec();
-        let mut emit: Emit = emit;
-        let ctx = &mut emit as *mut Emit as *mut c_void;
+        let mut ctx = Ctx { host, taken: vec![] };
         // SAFETY: `instance` came from this plugin's `load` and is not shared;
-        // `ctx` outlives the call.
+        // `calls` and `ctx` outlive the call.
         let out = unsafe {
-            take(
+            take_bytes(
                 self.table,
-                (self.table.run_stream)(instance.0, ByteSlice::new(&bytes), trampoline, ctx),
+                (self.table.run_joined)(
+                    instance.0,
+                    ByteSlice::new(&bytes),
+                    &calls,
+                    &mut ctx as *mut Ctx as *mut c_void,
+                ),
             )
         };
         let result = BatchResult::decode(out.as_slice())
             .map_err(|e| Error::internal(format!("plugin {}: undecodable BatchResult: {e}", self.manifest.name)))?;
-        if let Some(error) = result.error {
-            return Err(error.into());
+        match result.error {
+            Some(error) => Err(error.into()),
+            None => Ok(()),
         }
-        if result.responses.len() != batch.requests.len() {
-            return Err(Error::internal(format!(
-                "plugin {} answered {} of {} requests",
-                self.manifest.name,
-                result.responses.len(),
-                batch.requests.len()
-            )));
-        }
-        Ok(result.responses)
     }
 
     /// Drops an instance and frees what it holds.
@@ -146,8 +162,20 @@ impl Plugin {
 }
 
 /// Copies bytes returned by the plugin and gives them back to it.
-unsafe fn take(table: &PluginTable, bytes: OwnedBytes) -> Vec<u8> {
+unsafe fn take_bytes(table: &PluginTable, bytes: OwnedBytes) -> Vec<u8> {
     let copy = bytes.as_slice().to_vec();
     (table.free)(bytes);
     copy
+}
+
+/// The daemon's side of a running batch (see [`Plugin::run`]).
+pub trait BatchHost {
+    /// A partial response of request `index` (None only asks); false once
+    /// its client no longer waits.
+    fn emit(&mut self, index: usize, chunk: Option<TaskResponse>) -> bool;
+    /// Up to `max` requests of the model that arrived meanwhile (none when
+    /// joining is off).
+    fn take(&mut self, max: usize) -> Vec<TaskRequest>;
+    /// Request `index`'s final answer.
+    fn finish(&mut self, index: usize, response: TaskResponse);
 }

@@ -4,7 +4,7 @@
 
 mod library;
 
-pub use library::Plugin;
+pub use library::{BatchHost, Plugin};
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

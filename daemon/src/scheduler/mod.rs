@@ -129,6 +129,18 @@ impl Shared {
         }
     }
 
+    /// Up to `max` waiting jobs, oldest first, for a running batch to take
+    /// in (continuous batching); none without waiting.
+    fn take_waiting(&self, max: usize) -> Vec<Job> {
+        if !self.options.join {
+            return vec![];
+        }
+        let mut waiting = self.lock();
+        self.drop_stale(&mut waiting);
+        let count = max.min(waiting.jobs.len());
+        waiting.jobs.drain(..count).collect()
+    }
+
     /// Answers expired jobs DEADLINE_EXCEEDED and forgets abandoned ones.
     fn drop_stale(&self, waiting: &mut Waiting) {
         let now = Instant::now();

@@ -1,11 +1,14 @@
 //! Instance workers: the thread that owns one instance of a model loads it,
-//! then runs the batches its queue hands it and answers each request.
+//! then runs the batches its queue hands it. While a batch runs, the plugin
+//! may take in requests that arrived meanwhile (continuous batching: a
+//! generation joins the running decode) and answers each request as soon
+//! as it is done.
 //!
 //! A batch that fails as a whole (the plugin panicked, or reported an error
-//! for the batch instead of one answer per request) would otherwise fail
-//! every request in it for the fault of one. So when a batch of several
-//! requests fails, each of its requests runs again alone, and gets its own
-//! answer: only the one that causes the failure gets the error again. This
+//! for the batch) would otherwise fail every request in it for the fault
+//! of one. So when a batch of several requests fails, each request it had
+//! not answered yet runs again alone, and gets its own answer: only the one
+//! that causes the failure gets the error again. This
 //! is done here, not in the SDK, so that it holds for every plugin, whatever
 //! its language. Not run again: a streaming request whose client has already
 //! received partial responses (it would see them twice; it gets the batch's
@@ -17,13 +20,13 @@ use std::time::{Duration, Instant};
 
 use prost::Message;
 
-use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskResponse};
+use inferd_sdk::proto::{task_response, Batch, LoadRequest, LoadedModel, TaskRequest, TaskResponse};
 use inferd_sdk::Error;
 
 use super::{Caller, Job, Shared};
 use crate::error::DaemonError;
 use crate::metrics::ModelMetrics;
-use crate::plugins::Plugin;
+use crate::plugins::{BatchHost, Plugin};
 use crate::{heap, torch};
 
 /// A batch this large (its requests' bytes) or this long may have needed
@@ -33,8 +36,9 @@ use crate::{heap, torch};
 const LARGE_BATCH_BYTES: usize = 1 << 20;
 const LONG_BATCH: Duration = Duration::from_secs(1);
 
-/// One run of a batch: a response per request, or an error for the whole batch.
-type Outcome = Result<Vec<TaskResponse>, Error>;
+/// One run of a batch: every request answered through the host, or an
+/// error for the whole batch.
+type Outcome = Result<(), Error>;
 
 /// The worker thread of one instance, until its queue stops.
 pub(super) fn run(
@@ -70,8 +74,16 @@ pub(super) fn run(
         }
         let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
         let running = heap::Running::start();
-        serve(jobs, &model, &shared.metrics, &mut |batch, emit| {
-            plugin.run(&mut instance, batch, emit)
+        let more = |max: usize| {
+            let jobs = shared.take_waiting(max);
+            let now = Instant::now();
+            for job in &jobs {
+                shared.metrics.queue_seconds.observe_duration(now - job.arrived);
+            }
+            jobs
+        };
+        serve(jobs, &model, &shared.metrics, &more, &mut |batch, host| {
+            plugin.run(&mut instance, batch, host)
         });
         drop(running);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
@@ -83,36 +95,104 @@ pub(super) fn run(
     tracing::info!(%model, %device, "instance unloaded");
 }
 
+/// A running batch as the plugin sees the daemon: its requests (those it
+/// started with and those it took in since) and their callers, each
+/// answered as soon as the plugin finishes it.
+struct Running<'a> {
+    requests: Vec<TaskRequest>,
+    callers: Vec<Option<Caller>>,
+    /// Jobs that arrived meanwhile, up to a count (nothing for a batch run
+    /// again alone).
+    more: &'a dyn Fn(usize) -> Vec<Job>,
+}
+
+impl Running<'_> {
+    /// The requests not answered yet, with their callers.
+    fn unfinished(self) -> Vec<(TaskRequest, Caller)> {
+        self.requests
+            .into_iter()
+            .zip(self.callers)
+            .filter_map(|(request, caller)| caller.map(|c| (request, c)))
+            .collect()
+    }
+}
+
+impl BatchHost for Running<'_> {
+    fn emit(&mut self, index: usize, chunk: Option<TaskResponse>) -> bool {
+        self.callers
+            .get_mut(index)
+            .and_then(Option::as_mut)
+            .is_some_and(|caller| caller.emit(chunk))
+    }
+
+    fn take(&mut self, max: usize) -> Vec<TaskRequest> {
+        let jobs = (self.more)(max);
+        let mut taken = Vec::with_capacity(jobs.len());
+        for job in jobs {
+            taken.push(job.request.clone());
+            self.requests.push(job.request);
+            self.callers.push(Some(job.caller));
+        }
+        taken
+    }
+
+    fn finish(&mut self, index: usize, response: TaskResponse) {
+        if let Some(caller) = self.callers.get_mut(index).and_then(Option::take) {
+            caller.answer(response);
+        }
+    }
+}
+
+/// Nothing more to take.
+fn nothing(_: usize) -> Vec<Job> {
+    vec![]
+}
+
 /// Runs `jobs` as one batch with `run` (the plugin's, on this worker's
-/// instance) and answers each job; when a batch of several fails as a
-/// whole, runs its requests again one at a time (see the module's doc).
-fn serve<R>(jobs: Vec<Job>, model: &str, metrics: &ModelMetrics, run: &mut R)
+/// instance), which may take in the jobs `more` gives while it runs; each
+/// request is answered when the plugin finishes it. When a run fails as a
+/// whole, the requests it had not finished run again one at a time if
+/// there were several (see the module's doc).
+fn serve<R>(jobs: Vec<Job>, model: &str, metrics: &ModelMetrics, more: &dyn Fn(usize) -> Vec<Job>, run: &mut R)
 where
-    R: FnMut(&Batch, &mut dyn FnMut(usize, Option<TaskResponse>) -> bool) -> Outcome,
+    R: FnMut(&Batch, &mut dyn BatchHost) -> Outcome,
 {
-    let (requests, mut callers): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.request, j.caller)).unzip();
-    let batch = Batch { requests };
-    let error = match run_once(&batch, &mut callers, metrics, run) {
-        Ok(responses) => {
-            for (caller, response) in callers.into_iter().zip(responses) {
-                caller.answer(response);
+    let (requests, callers): (Vec<_>, Vec<_>) = jobs.into_iter().map(|j| (j.request, Some(j.caller))).unzip();
+    let batch = Batch {
+        requests: requests.clone(),
+    };
+    let mut running = Running {
+        requests,
+        callers,
+        more,
+    };
+    let outcome = run_once(&batch, &mut running, metrics, run);
+    let given = running.requests.len();
+    let unfinished = running.unfinished();
+    let error = match outcome {
+        Ok(()) => {
+            for (_, caller) in unfinished {
+                caller.fail(DaemonError::Internal("the plugin did not answer the request".into()));
             }
             return;
         }
         Err(e) => DaemonError::from(e),
     };
-    if callers.len() == 1 {
+    if given == 1 {
         tracing::warn!(%model, "request failed: {error}");
-        callers.into_iter().for_each(|caller| caller.fail(error.clone()));
+        unfinished
+            .into_iter()
+            .for_each(|(_, caller)| caller.fail(error.clone()));
         return;
     }
     tracing::warn!(
         %model,
-        size = callers.len(),
-        "batch failed as a whole ({error}); running its requests again one at a time"
+        size = given,
+        unfinished = unfinished.len(),
+        "batch failed as a whole ({error}); running its unanswered requests again one at a time"
     );
     metrics.failed_batches.fetch_add(1, Ordering::Relaxed);
-    for (index, (request, caller)) in batch.requests.into_iter().zip(callers).enumerate() {
+    for (index, (request, caller)) in unfinished.into_iter().enumerate() {
         if caller.streamed {
             tracing::info!(%model, index, "not run again: its client has partial responses already");
             caller.fail(error.clone());
@@ -124,33 +204,38 @@ where
             )));
         } else {
             let alone = Batch {
-                requests: vec![request],
+                requests: vec![request.clone()],
             };
-            let mut caller = vec![caller];
-            match run_once(&alone, &mut caller, metrics, run) {
-                Ok(responses) => {
-                    tracing::debug!(%model, index, "answered when run alone");
-                    caller.into_iter().zip(responses).for_each(|(c, r)| c.answer(r));
+            let mut single = Running {
+                requests: vec![request],
+                callers: vec![Some(caller)],
+                more: &nothing,
+            };
+            let outcome = run_once(&alone, &mut single, metrics, run);
+            for (_, caller) in single.unfinished() {
+                match &outcome {
+                    Ok(()) => caller.fail(DaemonError::Internal("the plugin did not answer the request".into())),
+                    Err(e) => {
+                        tracing::warn!(%model, index, "failed again when run alone: {e}");
+                        caller.fail(e.clone().into());
+                    }
                 }
-                Err(e) => {
-                    tracing::warn!(%model, index, "failed again when run alone: {e}");
-                    caller.into_iter().for_each(|c| c.fail(e.clone().into()));
-                }
+            }
+            if outcome.is_ok() {
+                tracing::debug!(%model, index, "answered when run alone");
             }
         }
     }
 }
 
-/// One run of `batch`, with its metrics; `callers[i]` waits for request `i`.
-fn run_once<R>(batch: &Batch, callers: &mut [Caller], metrics: &ModelMetrics, run: &mut R) -> Outcome
+/// One run of `batch`, with its metrics.
+fn run_once<R>(batch: &Batch, running: &mut Running, metrics: &ModelMetrics, run: &mut R) -> Outcome
 where
-    R: FnMut(&Batch, &mut dyn FnMut(usize, Option<TaskResponse>) -> bool) -> Outcome,
+    R: FnMut(&Batch, &mut dyn BatchHost) -> Outcome,
 {
-    metrics.batch_size.observe(callers.len() as f64);
+    metrics.batch_size.observe(batch.requests.len() as f64);
     let started = Instant::now();
-    let outcome = run(batch, &mut |index, chunk| {
-        callers.get_mut(index).is_some_and(|caller| caller.emit(chunk))
-    });
+    let outcome = run(batch, running);
     metrics.inference_seconds.observe_duration(started.elapsed());
     outcome
 }
@@ -270,22 +355,28 @@ mod tests {
     /// A stand-in plugin: fails any batch holding a "bad" request as a whole,
     /// after sending a partial response to each streaming request in it;
     /// echoes otherwise. Records the texts of every batch it runs.
-    fn plugin(
-        runs: &mut Vec<Vec<String>>,
-    ) -> impl FnMut(&Batch, &mut dyn FnMut(usize, Option<TaskResponse>) -> bool) -> Outcome + '_ {
-        move |batch, emit| {
+    fn plugin(runs: &mut Vec<Vec<String>>) -> impl FnMut(&Batch, &mut dyn BatchHost) -> Outcome + '_ {
+        move |batch, host| {
             let texts: Vec<String> = batch.requests.iter().map(|r| text(r).to_string()).collect();
             runs.push(texts.clone());
             if texts.iter().any(|t| t == "bad") {
                 for (i, request) in batch.requests.iter().enumerate() {
                     if request.stream {
                         let chunk = task_response::Body::GenerateChunk(GenerateStreamResponse::default());
-                        emit(i, Some(TaskResponse { body: Some(chunk) }));
+                        host.emit(i, Some(TaskResponse { body: Some(chunk) }));
                     }
                 }
                 return Err(Error::internal("plugin panicked in run: bad request"));
             }
-            Ok(texts.iter().map(|t| echo(t)).collect())
+            answer_all(batch, host);
+            Ok(())
+        }
+    }
+
+    /// Echoes every request of `batch`.
+    fn answer_all(batch: &Batch, host: &mut dyn BatchHost) {
+        for (i, request) in batch.requests.iter().enumerate() {
+            host.finish(i, echo(text(request)));
         }
     }
 
@@ -310,7 +401,7 @@ mod tests {
         let (bad, mut bad_rx, _) = job("bad", false, None);
         let (b, mut b_rx, _) = job("b", false, None);
         let mut runs = vec![];
-        serve(vec![a, bad, b], "m", &metrics, &mut plugin(&mut runs));
+        serve(vec![a, bad, b], "m", &metrics, &nothing, &mut plugin(&mut runs));
         assert_eq!(echoed(a_rx.try_recv().unwrap()), "a");
         assert!(internal(bad_rx.try_recv().unwrap()).contains("bad request"));
         assert_eq!(echoed(b_rx.try_recv().unwrap()), "b");
@@ -324,13 +415,13 @@ mod tests {
         let (a, mut a_rx, _) = job("a", false, None);
         let (b, mut b_rx, _) = job("b", false, None);
         let mut runs = vec![];
-        serve(vec![a, b], "m", &metrics, &mut plugin(&mut runs));
+        serve(vec![a, b], "m", &metrics, &nothing, &mut plugin(&mut runs));
         assert_eq!(
             (echoed(a_rx.try_recv().unwrap()), echoed(b_rx.try_recv().unwrap())),
             ("a".into(), "b".into())
         );
         let (bad, mut bad_rx, _) = job("bad", false, None);
-        serve(vec![bad], "m", &metrics, &mut plugin(&mut runs));
+        serve(vec![bad], "m", &metrics, &nothing, &mut plugin(&mut runs));
         internal(bad_rx.try_recv().unwrap());
         assert_eq!(runs, [vec!["a", "b"], vec!["bad"]]);
         assert_eq!(metrics.failed_batches.load(Ordering::Relaxed), 0);
@@ -344,7 +435,13 @@ mod tests {
         let (quiet, mut quiet_rx, _) = job("q", false, None);
         let mut partials = partials.unwrap();
         let mut runs = vec![];
-        serve(vec![streamed, bad, quiet], "m", &metrics, &mut plugin(&mut runs));
+        serve(
+            vec![streamed, bad, quiet],
+            "m",
+            &metrics,
+            &nothing,
+            &mut plugin(&mut runs),
+        );
         // Its client saw one partial response, then the batch's error.
         assert!(partials.try_recv().is_ok());
         assert!(partials.try_recv().is_err(), "a partial response sent twice");
@@ -361,11 +458,12 @@ mod tests {
         let (late, mut late_rx, _) = job("late", false, Some(soon));
         let (open, mut open_rx, _) = job("open", false, None);
         let mut asked = vec![];
-        serve(vec![late, open], "m", &metrics, &mut |batch, emit| {
-            asked.push((emit(0, None), emit(1, None)));
+        serve(vec![late, open], "m", &metrics, &nothing, &mut |batch, host| {
+            asked.push((host.emit(0, None), host.emit(1, None)));
             std::thread::sleep(Duration::from_millis(30));
-            asked.push((emit(0, None), emit(1, None)));
-            Ok(batch.requests.iter().map(|r| echo(text(r))).collect())
+            asked.push((host.emit(0, None), host.emit(1, None)));
+            answer_all(batch, host);
+            Ok(())
         });
         assert_eq!(asked, [(true, true), (false, true)]);
         assert!(matches!(late_rx.try_recv(), Ok(Err(DaemonError::DeadlineExceeded(_)))));
@@ -384,13 +482,75 @@ mod tests {
         let (good, mut good_rx, _) = job("good", false, None);
         let mut runs = vec![];
         let mut slow = plugin(&mut runs);
-        serve(vec![gone, late, bad, good], "m", &metrics, &mut |batch, emit| {
-            std::thread::sleep(Duration::from_millis(30));
-            slow(batch, emit)
-        });
+        serve(
+            vec![gone, late, bad, good],
+            "m",
+            &metrics,
+            &nothing,
+            &mut |batch, host| {
+                std::thread::sleep(Duration::from_millis(30));
+                slow(batch, host)
+            },
+        );
         drop(slow);
         assert!(matches!(late_rx.try_recv(), Ok(Err(DaemonError::DeadlineExceeded(_)))));
         assert_eq!(echoed(good_rx.try_recv().unwrap()), "good");
         assert_eq!(runs, [vec!["gone", "late", "bad", "good"], vec!["bad"], vec!["good"]]);
+    }
+
+    #[test]
+    fn a_running_batch_takes_in_waiting_requests_and_answers_each_when_done() {
+        let metrics = Metrics::default().model("m");
+        let (first, mut first_rx, _) = job("first", false, None);
+        let (second, mut second_rx, _) = job("second", false, None);
+        let (third, mut third_rx, _) = job("third", false, None);
+        let waiting = std::sync::Mutex::new(vec![second, third]);
+        let more = |max: usize| {
+            let mut waiting = waiting.lock().unwrap();
+            let n = max.min(waiting.len());
+            waiting.drain(..n).collect()
+        };
+        let mut seen = vec![];
+        serve(vec![first], "m", &metrics, &more, &mut |batch, host| {
+            // The late arrivals join; the first finishes before they do.
+            let taken = host.take(8);
+            seen.push(taken.iter().map(|r| text(r).to_string()).collect::<Vec<_>>());
+            host.finish(0, echo(text(&batch.requests[0])));
+            for (k, request) in taken.iter().enumerate().rev() {
+                host.finish(1 + k, echo(text(request)));
+            }
+            Ok(())
+        });
+        assert_eq!(seen, [vec!["second", "third"]]);
+        assert_eq!(echoed(first_rx.try_recv().unwrap()), "first");
+        assert_eq!(echoed(second_rx.try_recv().unwrap()), "second");
+        assert_eq!(echoed(third_rx.try_recv().unwrap()), "third");
+    }
+
+    #[test]
+    fn requests_taken_in_and_left_unanswered_by_a_failed_run_run_again_alone() {
+        let metrics = Metrics::default().model("m");
+        let (first, mut first_rx, _) = job("first", false, None);
+        let (late, mut late_rx, _) = job("late", false, None);
+        let waiting = std::sync::Mutex::new(vec![late]);
+        let more = |max: usize| {
+            let mut waiting = waiting.lock().unwrap();
+            let n = max.min(waiting.len());
+            waiting.drain(..n).collect()
+        };
+        let mut runs = 0;
+        serve(vec![first], "m", &metrics, &more, &mut |batch, host| {
+            runs += 1;
+            if runs == 1 {
+                host.take(1);
+                host.finish(0, echo(text(&batch.requests[0])));
+                return Err(Error::internal("plugin panicked in run"));
+            }
+            answer_all(batch, host);
+            Ok(())
+        });
+        assert_eq!(runs, 2, "only the unanswered request ran again");
+        assert_eq!(echoed(first_rx.try_recv().unwrap()), "first");
+        assert_eq!(echoed(late_rx.try_recv().unwrap()), "late");
     }
 }

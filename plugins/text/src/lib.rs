@@ -25,7 +25,7 @@ use inferd_sdk::proto::api::{
 };
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{export_plugin, Emitter, Error, Limit, LoadContext, Task};
+use inferd_sdk::{export_plugin, Emitter, Error, Host, Limit, LoadContext, Task};
 use tch::Device;
 
 use crate::embeddings::SentenceConfig;
@@ -167,7 +167,12 @@ const TASKS: &[TaskDef] = &[
         default_model: "openai-community/gpt2",
         rpc: "Inference/Generate or Inference/GenerateStream",
         description: "Continue a prompt, greedy or sampled, optionally streamed",
-        limits: &[budget::SEQUENCES, budget::GENERATION_TOKENS],
+        limits: &[
+            budget::SEQUENCES,
+            budget::GENERATION_TOKENS,
+            budget::BATCH_SEQUENCES,
+            budget::BATCH_TOKENS,
+        ],
         load: |dir, device, ctx| {
             Ok(Box::new(GenerationTask {
                 model: load_causal_lm(dir, device)?,
@@ -199,6 +204,15 @@ const TASKS: &[TaskDef] = &[
 trait Runner: Send {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>>;
     fn describe(&self) -> LoadedModel;
+
+    /// A batch that may grow while it runs (continuous batching); by
+    /// default it does not: `run`, then every answer.
+    fn run_joined(&mut self, task: &str, batch: Vec<TaskRequest>, host: &mut Host) {
+        let answers = self.run(task, batch, &mut host.emitter());
+        for (i, answer) in answers.into_iter().enumerate() {
+            host.finish(i, answer);
+        }
+    }
 }
 
 /// What an encoder task knows besides its model: the checkpoint's
@@ -274,9 +288,19 @@ struct GenerationTask {
 }
 
 impl Runner for GenerationTask {
+    /// The batch alone, nothing joining (outside the daemon).
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::typed(task, batch, emitter, |requests, emitter| {
-            text_generation::generate(&mut self.model, &self.limits, requests, emitter)
+        let given = batch.len();
+        let ((), answers) = emitter.as_host(given, |host| self.run_joined(task, batch, host));
+        answers
+            .into_iter()
+            .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
+            .collect()
+    }
+
+    fn run_joined(&mut self, task: &str, batch: Vec<TaskRequest>, host: &mut Host) {
+        dispatch::joined(task, batch, host, |requests, joiner| {
+            text_generation::generate(&mut self.model, &self.limits, requests, joiner)
         })
     }
 
@@ -387,6 +411,10 @@ impl Task for TextTask {
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
         self.runner.run(self.def.name, batch, emitter)
+    }
+
+    fn run_joined(&mut self, batch: Vec<TaskRequest>, host: &mut Host) {
+        self.runner.run_joined(self.def.name, batch, host)
     }
 }
 

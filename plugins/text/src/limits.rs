@@ -42,6 +42,14 @@ pub const SEQUENCES: Limit = Limit::new("INFERD_MAX_SEQUENCES", 256);
 /// what the KV caches hold at the end: 16 full GPT-2 windows, 1.2 GB of
 /// cache for GPT-2 small in f32.
 pub const GENERATION_TOKENS: Limit = Limit::new("INFERD_MAX_GENERATION_TOKENS", 16_384);
+/// Text generation: sequences decoding together on one instance. Requests
+/// that arrive while a decode runs join it at the next step (continuous
+/// batching) while fewer than this many sequences run.
+pub const BATCH_SEQUENCES: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
+/// Text generation: tokens the sequences decoding together may hold in
+/// their caches, each counted as prompt + max_new_tokens (up to the
+/// context window); requests join a running decode while fewer are held.
+pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
 
 /// The budgets in effect for one loaded model.
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +62,8 @@ pub struct Limits {
     pub qa_windows: Limit,
     pub sequences: Limit,
     pub generation_tokens: Limit,
+    pub batch_sequences: Limit,
+    pub batch_tokens: Limit,
 }
 
 impl Default for Limits {
@@ -67,6 +77,8 @@ impl Default for Limits {
             qa_windows: QA_WINDOWS,
             sequences: SEQUENCES,
             generation_tokens: GENERATION_TOKENS,
+            batch_sequences: BATCH_SEQUENCES,
+            batch_tokens: BATCH_TOKENS,
         }
     }
 }
@@ -85,6 +97,8 @@ impl Limits {
             qa_windows: d.qa_windows.for_model(ctx)?,
             sequences: d.sequences.for_model(ctx)?,
             generation_tokens: d.generation_tokens.for_model(ctx)?,
+            batch_sequences: d.batch_sequences.for_model(ctx)?,
+            batch_tokens: d.batch_tokens.for_model(ctx)?,
         })
     }
 
@@ -99,6 +113,8 @@ impl Limits {
             self.qa_windows,
             self.sequences,
             self.generation_tokens,
+            self.batch_sequences,
+            self.batch_tokens,
         ]
         .into_iter()
         .filter(|l| applicable.iter().any(|a| a.var == l.var))

@@ -5,16 +5,24 @@
 //! postprocess, and tokens streamed to clients that asked for them. A
 //! request's sequences and tokens are bounded (`INFERD_MAX_SEQUENCES`,
 //! `INFERD_MAX_GENERATION_TOKENS`) before anything is decoded.
+//!
+//! Continuous batching: requests that arrive while a decode runs join it
+//! at the next step, while the running sequences and their tokens stay
+//! under the model's `max_batch_sequences` and `max_batch_tokens`, and each
+//! request is answered as soon as its last sequence ends.
+
+use std::cell::RefCell;
 
 use inferd_models::auto::CausalModel;
-use inferd_models::generation::causal::{self, Control, FinishReason};
+use inferd_models::generation::causal::{self, Control, FinishReason, Generated};
 use inferd_models::generation::sampling::Rng;
-use inferd_models::generation::{resolve_text_generation, GenerationParams, GenerationSettings};
-use inferd_sdk::dispatch::Incoming;
+use inferd_models::generation::{resolve_text_generation, GenerationParams, GenerationSettings, ModelSettings};
+use inferd_models::text::tokenizer::TextTokenizer;
+use inferd_sdk::dispatch::{Incoming, Joiner};
 use inferd_sdk::proto::api::{
     GenerateRequest, GenerateResponse, GenerateResult, GenerateStreamResponse, GeneratedSequence,
 };
-use inferd_sdk::{Emitter, Error};
+use inferd_sdk::Error;
 
 use crate::limits::Limits;
 
@@ -25,10 +33,19 @@ struct Settings {
     stop: Vec<String>,
 }
 
+/// What planning a prompt reads of the model.
+struct Planner<'m> {
+    tokenizer: &'m mut TextTokenizer,
+    settings: &'m ModelSettings,
+    eos_token_id: i64,
+    /// The context window.
+    window: usize,
+}
+
 /// The request's settings over the model's files and the pipeline's
 /// defaults (generation::resolve_text_generation); `prompt_len` resolves
 /// `max_length` into new tokens.
-fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -> Result<Settings, Error> {
+fn settings(planner: &Planner, request: &GenerateRequest, prompt_len: usize) -> Result<Settings, Error> {
     let count = |n: Option<u32>| n.map(|n| n as usize);
     let asked = GenerationSettings {
         max_length: count(request.max_length),
@@ -44,11 +61,11 @@ fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -
         ..Default::default()
     };
     let params = resolve_text_generation(
-        &model.settings,
+        planner.settings,
         &asked,
         prompt_len,
-        model.model.max_positions(),
-        model.eos_token_id,
+        planner.window,
+        planner.eos_token_id,
         request.seed.unwrap_or_else(Rng::random_seed),
     )?;
     if request.stop.iter().any(String::is_empty) {
@@ -64,10 +81,15 @@ fn settings(model: &CausalModel, request: &GenerateRequest, prompt_len: usize) -
 /// One sequence being generated.
 struct Slot {
     request: usize,
+    /// Its prompt (of the request's) and copy.
+    prompt_index: usize,
+    copy: usize,
     prompt: Vec<u32>,
     generated: Vec<u32>,
     /// Characters of text already streamed.
     streamed_chars: usize,
+    /// Prompt + max_new_tokens, up to the window: what it holds in the cache.
+    tokens: u64,
 }
 
 /// A validated request.
@@ -78,24 +100,24 @@ struct Planned {
     stream: bool,
 }
 
-fn plan(model: &mut CausalModel, request: &GenerateRequest, text: &str, stream: bool) -> Result<Planned, Error> {
+fn plan(planner: &mut Planner, request: &GenerateRequest, text: &str, stream: bool) -> Result<Planned, Error> {
     if text.is_empty() {
         return Err(Error::invalid_argument(
             "the prompt is empty: give some text to continue",
         ));
     }
-    let prompt = model.tokenizer.encode_untruncated(text)?;
+    let prompt = planner.tokenizer.encode_untruncated(text)?;
     if prompt.is_empty() {
         return Err(Error::invalid_argument("the prompt has no tokens"));
     }
-    let window = model.model.max_positions();
+    let window = planner.window;
     if prompt.len() >= window {
         return Err(Error::invalid_argument(format!(
             "the prompt is {} tokens long; the model's context window is {window} tokens including the generated ones",
             prompt.len()
         )));
     }
-    let settings = settings(model, request, prompt.len())?;
+    let settings = settings(planner, request, prompt.len())?;
     Ok(Planned {
         settings,
         prompt,
@@ -125,83 +147,127 @@ fn check_budget(limits: &Limits, planned: &[Planned], window: usize) -> Result<(
     )
 }
 
-/// Generates for a batch of requests, streaming the tokens of those that
-/// asked for it through `emitter`.
-pub fn generate(
-    model: &mut CausalModel,
-    limits: &Limits,
-    requests: Vec<Incoming<GenerateRequest>>,
-    emitter: &mut Emitter,
-) -> Vec<Result<GenerateResponse, Error>> {
-    // Each request may hold several prompts; each prompt is planned alone.
-    let mut plans: Vec<Vec<Result<Planned, Error>>> = Vec::with_capacity(requests.len());
-    let window = model.model.max_positions();
-    for Incoming { request, stream } in &requests {
+/// One request: its prompts, planned, and the sequences each has finished
+/// (None: still going).
+struct Generation {
+    plans: Vec<Planned>,
+    done: Vec<Vec<Option<GeneratedSequence>>>,
+    remaining: usize,
+}
+
+/// The requests of a running decode and their sequences, as the decode
+/// loop's callbacks see them.
+struct Decode<'m, 'j, 'h, 'a> {
+    planner: Planner<'m>,
+    joiner: &'j mut Joiner<'h, 'a, GenerateRequest, GenerateResponse>,
+    limits: Limits,
+    generations: Vec<Generation>,
+    slots: Vec<Slot>,
+    /// Tokens the running sequences hold (see `Slot::tokens`).
+    running_tokens: u64,
+}
+
+impl Decode<'_, '_, '_, '_> {
+    /// Requests that arrived meanwhile, while the running sequences and
+    /// their tokens leave room (the budgets `max_batch_sequences` and
+    /// `max_batch_tokens`).
+    fn arrivals(&mut self, running: usize) -> Vec<Incoming<GenerateRequest>> {
+        let room = (self.limits.batch_sequences.max as usize).saturating_sub(running);
+        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
+            return vec![];
+        }
+        self.joiner.take(room)
+    }
+
+    /// Plans `incoming` (the next requests in order) and returns their
+    /// sequences for the decode; refused requests are answered at once.
+    fn admit(&mut self, incoming: Vec<Incoming<GenerateRequest>>) -> Vec<causal::Request> {
+        let mut sequences = Vec::new();
+        for Incoming { request, stream } in incoming {
+            let r = self.generations.len();
+            match self.plan_request(&request, stream) {
+                Ok(plans) => {
+                    let window = self.planner.window;
+                    let mut count = 0;
+                    for (p, planned) in plans.iter().enumerate() {
+                        for copy in 0..planned.settings.params.num_return_sequences {
+                            let mut params = planned.settings.params.clone();
+                            params.seed = params.seed.wrapping_add(copy as u64);
+                            let tokens = (planned.prompt.len() + params.max_new_tokens).min(window) as u64;
+                            sequences.push(causal::Request {
+                                prompt: planned.prompt.iter().map(|&t| t as i64).collect(),
+                                params,
+                            });
+                            self.slots.push(Slot {
+                                request: r,
+                                prompt_index: p,
+                                copy,
+                                prompt: planned.prompt.clone(),
+                                generated: vec![],
+                                streamed_chars: 0,
+                                tokens,
+                            });
+                            self.running_tokens += tokens;
+                            count += 1;
+                        }
+                    }
+                    let done = plans
+                        .iter()
+                        .map(|p| vec![None; p.settings.params.num_return_sequences])
+                        .collect();
+                    self.generations.push(Generation {
+                        plans,
+                        done,
+                        remaining: count,
+                    });
+                }
+                Err(e) => {
+                    self.generations.push(Generation {
+                        plans: vec![],
+                        done: vec![],
+                        remaining: 0,
+                    });
+                    self.joiner.finish(r, Err(e));
+                }
+            }
+        }
+        sequences
+    }
+
+    /// A request's prompts, each planned alone, within its budgets.
+    fn plan_request(&mut self, request: &GenerateRequest, stream: bool) -> Result<Vec<Planned>, Error> {
         if request.inputs.is_empty() {
-            plans.push(vec![Err(Error::invalid_argument(
-                "`inputs` is empty: send at least one prompt",
-            ))]);
-            continue;
+            return Err(Error::invalid_argument("`inputs` is empty: send at least one prompt"));
         }
         // The sequences are known before the prompts are tokenized.
         let asked = request.inputs.len() as u64 * u64::from(request.num_return_sequences.unwrap_or(1));
-        if let Err(e) = limits.sequences.check(asked, SEQUENCES_ASKED) {
-            plans.push(vec![Err(e)]);
-            continue;
-        }
+        self.limits.sequences.check(asked, SEQUENCES_ASKED)?;
         let planned = request
             .inputs
             .iter()
-            .map(|text| plan(model, request, text, *stream))
-            .collect::<Result<Vec<Planned>, Error>>()
-            .and_then(|p| check_budget(limits, &p, window).map(|()| p));
-        plans.push(match planned {
-            Ok(p) => p.into_iter().map(Ok).collect(),
-            Err(e) => vec![Err(e)],
-        });
+            .map(|text| plan(&mut self.planner, request, text, stream))
+            .collect::<Result<Vec<Planned>, Error>>()?;
+        check_budget(&self.limits, &planned, self.planner.window)?;
+        Ok(planned)
     }
-    // Flatten into sequences: request r, prompt p, copy k.
-    let mut slots: Vec<Slot> = Vec::new();
-    let mut owners: Vec<(usize, usize, usize)> = Vec::new();
-    let mut inputs = Vec::new();
-    for (r, per_prompt) in plans.iter().enumerate() {
-        if per_prompt.iter().any(Result::is_err) {
-            continue;
-        }
-        for (p, planned) in per_prompt.iter().enumerate() {
-            let planned = planned.as_ref().expect("checked above");
-            for k in 0..planned.settings.params.num_return_sequences {
-                let mut params = planned.settings.params.clone();
-                params.seed = params.seed.wrapping_add(k as u64);
-                inputs.push(causal::Request {
-                    prompt: planned.prompt.iter().map(|&t| t as i64).collect(),
-                    params,
-                });
-                slots.push(Slot {
-                    request: r,
-                    prompt: planned.prompt.clone(),
-                    generated: vec![],
-                    streamed_chars: 0,
-                });
-                owners.push((r, p, k));
-            }
-        }
-    }
-    let pad = model.tokenizer.pad_id();
-    let tokenizer = &model.tokenizer;
-    let generated = causal::generate(model.model.as_ref(), inputs, pad, |i, token| {
-        let slot = &mut slots[i];
+
+    /// Streams or checks sequence `i`'s new token; whether it goes on.
+    fn on_token(&mut self, i: usize, token: i64) -> Control {
+        let slot = &mut self.slots[i];
         slot.generated.push(token as u32);
-        let (r, p, _) = owners[i];
-        let planned = plans[r][p].as_ref().expect("planned");
+        let planned = &self.generations[slot.request].plans[slot.prompt_index];
         // Decoding is only needed to stream text or to look for stop sequences.
         let needs_text = planned.stream || !planned.settings.stop.is_empty();
         let text = if needs_text {
-            tokenizer.decode_with(&slot.generated, true, false).unwrap_or_default()
+            self.planner
+                .tokenizer
+                .decode_with(&slot.generated, true, false)
+                .unwrap_or_default()
         } else {
             String::new()
         };
         let stopped = planned.settings.stop.iter().any(|s| text.contains(s.as_str()));
+        let mut emitter = self.joiner.emitter();
         let wanted = if planned.stream {
             // Hold text back while it ends in an incomplete character.
             let chars = text.chars().count();
@@ -230,51 +296,104 @@ pub fn generate(
         } else {
             Control::Continue
         }
-    });
-    // Assemble the answers.
-    let mut results: Vec<Vec<Vec<GeneratedSequence>>> = plans
-        .iter()
-        .map(|per_prompt| per_prompt.iter().map(|_| vec![]).collect())
-        .collect();
-    for ((slot, out), &(r, p, _)) in slots.iter().zip(generated).zip(&owners) {
-        let planned = plans[r][p].as_ref().expect("planned");
-        let sequence = match finish_text(model, planned, &slot.prompt, &out.tokens) {
-            Ok(text) => GeneratedSequence {
-                generated_text: text,
-                finish_reason: out.finish.as_str().into(),
-                prompt_tokens: slot.prompt.len() as u32,
-                generated_tokens: out.tokens.len() as u32,
-                token_ids: out.tokens.clone(),
-            },
-            Err(e) => return requests.iter().map(|_| Err(e.clone())).collect(),
-        };
-        results[r][p].push(sequence);
     }
-    plans
-        .into_iter()
-        .zip(results)
-        .map(|(per_prompt, sequences)| {
-            if let Some(Err(e)) = per_prompt.into_iter().find(Result::is_err) {
-                return Err(e);
+
+    /// Sequence `i` has ended: its request is answered once all of its
+    /// sequences have.
+    fn on_finish(&mut self, i: usize, out: Generated) {
+        let slot = &self.slots[i];
+        self.running_tokens -= slot.tokens;
+        let (r, p, k) = (slot.request, slot.prompt_index, slot.copy);
+        let generation = &mut self.generations[r];
+        let planned = &generation.plans[p];
+        match finish_text(self.planner.tokenizer, planned, &slot.prompt, &out.tokens) {
+            Ok(text) => {
+                generation.done[p][k] = Some(GeneratedSequence {
+                    generated_text: text,
+                    finish_reason: out.finish.as_str().into(),
+                    prompt_tokens: slot.prompt.len() as u32,
+                    generated_tokens: out.tokens.len() as u32,
+                    token_ids: out.tokens.clone(),
+                });
+                generation.remaining -= 1;
+                if generation.remaining == 0 {
+                    let results = std::mem::take(&mut generation.done)
+                        .into_iter()
+                        .map(|sequences| GenerateResult {
+                            sequences: sequences.into_iter().flatten().collect(),
+                        })
+                        .collect();
+                    self.joiner.finish(r, Ok(GenerateResponse { results }));
+                }
             }
-            Ok(GenerateResponse {
-                results: sequences
-                    .into_iter()
-                    .map(|sequences| GenerateResult { sequences })
-                    .collect(),
-            })
-        })
-        .collect()
+            // The host answers a request once: its other sequences' ends
+            // are dropped.
+            Err(e) => self.joiner.finish(r, Err(e)),
+        }
+    }
+}
+
+/// Generates for a batch of requests and those that join it while it
+/// runs, streaming the tokens of those that asked for it; each request is
+/// answered as soon as its sequences have ended.
+pub fn generate(
+    model: &mut CausalModel,
+    limits: &Limits,
+    requests: Vec<Incoming<GenerateRequest>>,
+    joiner: &mut Joiner<GenerateRequest, GenerateResponse>,
+) {
+    let CausalModel {
+        model: net,
+        tokenizer,
+        settings,
+        eos_token_id,
+        ..
+    } = model;
+    let net = net.as_ref();
+    let pad = tokenizer.pad_id();
+    let decode = RefCell::new(Decode {
+        planner: Planner {
+            tokenizer,
+            settings,
+            eos_token_id: *eos_token_id,
+            window: net.max_positions(),
+        },
+        joiner,
+        limits: *limits,
+        generations: vec![],
+        slots: vec![],
+        running_tokens: 0,
+    });
+    let mut first = Some(requests);
+    causal::generate_joined(
+        net,
+        pad,
+        &mut |running| {
+            let mut decode = decode.borrow_mut();
+            let incoming = match first.take() {
+                Some(requests) => requests,
+                None => decode.arrivals(running),
+            };
+            decode.admit(incoming)
+        },
+        &mut |i, token| decode.borrow_mut().on_token(i, token),
+        &mut |i, out| decode.borrow_mut().on_finish(i, out),
+    );
 }
 
 /// pipeline()'s postprocess: decode prompt + continuation (special tokens
 /// skipped, spaces cleaned up), drop as many characters as the decoded
 /// prompt has, and put the original prompt in front when asked.
-fn finish_text(model: &CausalModel, planned: &Planned, prompt: &[u32], generated: &[i64]) -> Result<String, Error> {
+fn finish_text(
+    tokenizer: &TextTokenizer,
+    planned: &Planned,
+    prompt: &[u32],
+    generated: &[i64],
+) -> Result<String, Error> {
     let mut all: Vec<u32> = prompt.to_vec();
     all.extend(generated.iter().map(|&t| t as u32));
-    let text = model.tokenizer.decode_with(&all, true, true)?;
-    let prompt_chars = model.tokenizer.decode_with(prompt, true, true)?.chars().count();
+    let text = tokenizer.decode_with(&all, true, true)?;
+    let prompt_chars = tokenizer.decode_with(prompt, true, true)?.chars().count();
     let new_text: String = text.chars().skip(prompt_chars).collect();
     Ok(if planned.settings.return_full_text {
         format!("{}{new_text}", planned.prompt_text)

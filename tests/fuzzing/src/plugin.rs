@@ -21,6 +21,7 @@ pub fn table<T: Task>() -> PluginTable {
         run_stream: glue::run_stream::<T>,
         unload: glue::unload::<T>,
         free: glue::free,
+        run_joined: glue::run_joined::<T>,
     }
 }
 

@@ -486,6 +486,26 @@ impl KvCache {
         (k, v)
     }
 
+    /// Appends `other`'s rows after these, the keys and values of each side
+    /// padded on the left with zeros to `length` positions (the padding is
+    /// masked out: continuous batching joins histories of other lengths).
+    pub fn merge_rows(&mut self, other: KvCache, length: i64) {
+        let pad = |t: Tensor| {
+            let short = length - t.size()[2];
+            if short > 0 {
+                t.constant_pad_nd([0, 0, short, 0])
+            } else {
+                t
+            }
+        };
+        self.kv = match (self.kv.take(), other.kv) {
+            (Some((k, v)), Some((ok, ov))) => {
+                Some((Tensor::cat(&[pad(k), pad(ok)], 0), Tensor::cat(&[pad(v), pad(ov)], 0)))
+            }
+            (mine, theirs) => mine.or(theirs),
+        };
+    }
+
     /// Keeps the batch rows in `rows` (in that order): drops finished
     /// sequences, or reorders beams.
     pub fn select_rows(&mut self, rows: &Tensor) {

@@ -1,10 +1,11 @@
-//! Test-only plugin built "against another ABI version": its table says
-//! version 999. The daemon must refuse it with a log line and keep serving,
-//! without calling any of its functions.
+//! Test-only plugin built against the previous plugin ABI, version 1 (no
+//! `run_joined`, so a shorter table). The daemon must refuse it with a log
+//! line saying which versions differ and keep serving, without calling any
+//! of its functions.
 
 use std::ffi::c_void;
 
-use inferd_sdk::abi::{ByteSlice, EmitFn, OwnedBytes, PluginTable};
+use inferd_sdk::abi::{ByteSlice, EmitFn, OwnedBytes};
 
 unsafe extern "C" fn manifest() -> OwnedBytes {
     unreachable_call()
@@ -30,10 +31,22 @@ fn unreachable_call() -> ! {
     std::process::abort()
 }
 
+/// The table of plugin ABI version 1.
+#[repr(C)]
+pub struct TableV1 {
+    pub abi_version: u32,
+    pub manifest: unsafe extern "C" fn() -> OwnedBytes,
+    pub load: unsafe extern "C" fn(ByteSlice, *mut *mut c_void) -> OwnedBytes,
+    pub run: unsafe extern "C" fn(*mut c_void, ByteSlice) -> OwnedBytes,
+    pub run_stream: unsafe extern "C" fn(*mut c_void, ByteSlice, EmitFn, *mut c_void) -> OwnedBytes,
+    pub unload: unsafe extern "C" fn(*mut c_void),
+    pub free: unsafe extern "C" fn(OwnedBytes),
+}
+
 #[no_mangle]
-pub extern "C" fn inferd_plugin_v1() -> *const PluginTable {
-    static TABLE: PluginTable = PluginTable {
-        abi_version: 999,
+pub extern "C" fn inferd_plugin_v1() -> *const TableV1 {
+    static TABLE: TableV1 = TableV1 {
+        abi_version: 1,
         manifest,
         load,
         run,
