@@ -102,7 +102,10 @@ pub unsafe extern "C" fn run_joined<T: Task>(
     let mut take = |max: usize| -> Vec<TaskRequest> {
         // The bytes are the daemon's, valid until the next call.
         let bytes = unsafe { (calls.take)(host_ctx, max).as_slice() };
-        Batch::decode(bytes).map(|b| b.requests).unwrap_or_default()
+        let taken = Batch::decode(bytes).map(|b| b.requests).unwrap_or_default();
+        // A marked request panics the run it joins, as one in the batch does.
+        crate::fault::panic_if_marked(&taken);
+        taken
     };
     let mut finish = |index: usize, answer: Result<task_response::Body, Error>| {
         let bytes = into_response(answer).encode_to_vec();

@@ -38,6 +38,7 @@ BENCH_MODELS = {
     "depth": ["glpn-kitti", "dpt-large"],
     "segment": ["segformer-b0", "mask2former-swin-tiny"],
     "speak": ["speecht5-tts", "speecht5-hifigan"],
+    "arrivals": ["gpt2-small"],
 }
 
 
@@ -441,6 +442,47 @@ def speak(args):
                           "durations": durations}))
 
 
+def arrivals(args):
+    """The load of inferd-bench's `arrivals` (its JSON line's "plan": arrival
+    times and lengths) served by transformers one request at a time, as a
+    server without batching would: each request starts when it has arrived
+    and the one before is done; its time to first token is its wait plus
+    its first token's time. Every request's generation is run and timed."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(args.threads)
+    row = json.loads(open(args.inferd).readline())
+    plan = row["plan"]
+    tok = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    ids = tok(args.prompt, return_tensors="pt").input_ids
+
+    def run(n):
+        with torch.no_grad():
+            model.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                           pad_token_id=model.config.eos_token_id)
+
+    run(8)  # warm-up
+    started = time.perf_counter()
+    run(1)
+    first_token = time.perf_counter() - started
+    clock, ttft, tokens = 0.0, [], 0
+    for at, n in plan:
+        begin = max(clock, at)
+        t = time.perf_counter()
+        run(n)
+        took = time.perf_counter() - t
+        ttft.append(begin - at + first_token)
+        clock = begin + took
+        tokens += n
+    ttft.sort()
+    pick = lambda q: ttft[round((len(ttft) - 1) * q)]
+    print(json.dumps({"bench": "arrivals", "who": "transformers", "rate": row["rate"], "requests": len(plan),
+                      "tokens": tokens, "seconds": clock, "tokens_per_s": tokens / clock,
+                      "ttft_p50_s": pick(0.5), "ttft_p99_s": pick(0.99)}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -537,6 +579,11 @@ def main():
     s.add_argument("--text", required=True)
     s.add_argument("--maxlenratio", type=float, required=True)
     s.add_argument("--calls", type=int, default=4)
+    a = sub.add_parser("arrivals")
+    a.add_argument("--model", required=True)
+    a.add_argument("--threads", type=int, required=True)
+    a.add_argument("--prompt", required=True)
+    a.add_argument("--inferd", required=True, help="a file whose first line is inferd-bench arrivals' JSON")
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -558,6 +605,8 @@ def main():
         depth(args)
     elif args.cmd == "segment":
         segment(args)
+    elif args.cmd == "arrivals":
+        arrivals(args)
     elif args.cmd == "speak":
         speak(args)
     elif args.cmd == "peak":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|classify|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|classify|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -55,6 +55,30 @@ if [[ "$WHAT" == generate || "$WHAT" == all ]]; then
   $B generate --streams 8 --rounds 1 | sed 's/^{/{"who":"inferd",/' >> "$RESULTS"
   kill $DAEMON; wait $DAEMON 2>/dev/null || true
   "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" >> "$RESULTS"
+fi
+if [[ "$WHAT" == arrivals || "$WHAT" == all ]]; then
+  # Continuous batching: Poisson arrivals (about 8 sequences running at
+  # once), each 16 to 256 greedy new tokens; then the same binary with
+  # static batching, then transformers serving them one at a time.
+  RATE="${ARRIVALS_RATE:-1.0}"
+  PROMPT="The quick brown fox jumps over the lazy dog"
+  for mode in joined static; do
+    extra=""; [[ "$mode" == static ]] && extra="--static-batching"
+    rm -f "$BENCH/address"
+    target/release/inferd --listen 127.0.0.1:0 --address-file "$BENCH/address" --offline --log warn $extra \
+      --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 \
+      --model "gpt2:text-generation=$BENCH/gpt2-small" &
+    DAEMON=$!
+    for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
+    ADDR="http://$(cat "$BENCH/address")"
+    until target/release/inferctl --addr "$ADDR" models get gpt2 2>/dev/null | grep -q ready; do sleep 0.5; done
+    target/release/inferd-bench --addr "$ADDR" --model gpt2 arrivals --prompt "$PROMPT" --rate "$RATE" \
+      | sed "s/^{/{\"who\":\"inferd $mode\",/" > "$BENCH/arrivals-$mode.json"
+    cat "$BENCH/arrivals-$mode.json" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  done
+  "$PY" tests/benches/reference.py arrivals --model "$BENCH/gpt2-small" --threads "$THREADS" --prompt "$PROMPT" \
+    --inferd "$BENCH/arrivals-joined.json" >> "$RESULTS"
 fi
 if [[ "$WHAT" == summarize || "$WHAT" == all ]]; then
   # 500-word articles, one per line: article.txt holds the first alone.
@@ -318,6 +342,19 @@ for model in dict.fromkeys(r["model"] for r in seg):
               f"{images / i['seconds']:>14.2f}{str(i['labels'][0] == t['labels'][0]):>13}")
     print(f"  {n} concurrent: latency p50 {i4['p50_ms'] / 1e3:.2f} s, max {i4['max_ms'] / 1e3:.2f} s; "
           f"{i4['batches']:.1f} batch(es) per round, {i4['seconds_per_batch']:.2f} s each (daemon metrics)")
+arr = [r for r in rows if r["bench"] == "arrivals"]
+if arr:
+    step = next(r["step_s"] for r in arr if r["who"] == "inferd joined")
+    print(f"\ncontinuous batching, GPT-2 small (124M), {arr[0]['requests']} streamed requests arriving as a Poisson "
+          f"process at {arr[0]['rate']}/s, 16 to 256 greedy new tokens each (one decoding step alone: "
+          f"{step * 1e3:.1f} ms)")
+    print(f"{'':22}{'TTFT p50 s':>12}{'TTFT p99 s':>12}{'step under load s':>19}{'p99 in those steps':>20}"
+          f"{'tokens/s':>10}")
+    for r in arr:
+        load_step = r.get("step_under_load_s")
+        in_steps = f"{r['ttft_p99_s'] / load_step:.1f}" if load_step else "-"
+        print(f"{r['who']:22}{r['ttft_p50_s']:>12.3f}{r['ttft_p99_s']:>12.3f}"
+              f"{(f'{load_step:.3f}' if load_step else '-'):>19}{in_steps:>20}{r['tokens_per_s']:>10.1f}")
 speak = [r for r in rows if r["bench"] == "speak"]
 if speak:
     get = lambda who, key, n: next(r for r in speak if r["who"] == who and r[key] == n)

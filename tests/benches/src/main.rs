@@ -46,6 +46,26 @@ enum Command {
         #[arg(long, default_value_t = 2)]
         rounds: usize,
     },
+    /// Streamed greedy generations arriving as a Poisson process: `requests`
+    /// requests at `rate` per second on average, each of a length drawn
+    /// uniformly from `min_tokens..=max_tokens` (seeded, so a run repeats).
+    /// Prints the time to first token (p50, p99), the aggregate tokens per
+    /// second, and the arrival times and lengths used (for the reference).
+    Arrivals {
+        #[arg(long, default_value = "The quick brown fox jumps over the lazy dog")]
+        prompt: String,
+        /// Mean requests per second.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 40)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        min_tokens: u32,
+        #[arg(long, default_value_t = 256)]
+        max_tokens: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Summaries of the articles in a file (one per line), each its own
     /// request, all sent at once, with the model's own settings; the
     /// seconds per round and the last round's summaries are printed.
@@ -317,6 +337,82 @@ async fn main() -> Result<()> {
                 "{}",
                 json!({"bench": "generate", "streams": streams, "tokens": tokens, "seconds": seconds,
                        "tokens_per_s": tokens as f64 / seconds})
+            );
+        }
+        Command::Arrivals {
+            prompt,
+            rate,
+            requests,
+            min_tokens,
+            max_tokens,
+            seed,
+        } => {
+            let plan = poisson_plan(rate, requests, min_tokens, max_tokens, seed);
+            let request = |tokens: u32| GenerateRequest {
+                model: model.clone(),
+                inputs: vec![prompt.clone()],
+                max_new_tokens: Some(tokens),
+                min_new_tokens: Some(tokens),
+                do_sample: Some(false),
+                ..Default::default()
+            };
+            // Warm-up, and one stream alone for the time of a decoding step.
+            InferenceClient::new(channel.clone()).generate(request(8)).await?;
+            let mut alone = InferenceClient::new(channel.clone())
+                .generate_stream(request(64))
+                .await?
+                .into_inner();
+            let mut stamps = Vec::new();
+            while let Some(message) = alone.message().await? {
+                if !message.token_ids.is_empty() {
+                    stamps.push(Instant::now());
+                }
+            }
+            let step_s = (stamps[stamps.len() - 1] - stamps[1]).as_secs_f64() / (stamps.len() - 2) as f64;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for &(at, tokens) in &plan {
+                let mut client = InferenceClient::new(channel.clone());
+                let request = request(tokens);
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep_until((started + Duration::from_secs_f64(at)).into()).await;
+                    let sent = Instant::now();
+                    let mut stream = client.generate_stream(request).await?.into_inner();
+                    let (mut first, mut last, mut count) = (None, sent, 0u64);
+                    while let Some(message) = stream.message().await? {
+                        if !message.token_ids.is_empty() {
+                            first.get_or_insert_with(Instant::now);
+                            last = Instant::now();
+                            count += message.token_ids.len() as u64;
+                        }
+                    }
+                    let first = first.unwrap_or(sent);
+                    // The time between its tokens: a decoding step under this load.
+                    let step = (last - first).as_secs_f64() / count.saturating_sub(1).max(1) as f64;
+                    anyhow::Ok(((first - sent).as_secs_f64(), step, count))
+                }));
+            }
+            let mut ttft = Vec::new();
+            let mut steps = Vec::new();
+            let mut tokens = 0u64;
+            for task in tasks {
+                let (first, step, count) = task.await??;
+                ttft.push(first);
+                steps.push(step);
+                tokens += count;
+            }
+            steps.sort_by(f64::total_cmp);
+            let step_under_load_s = steps[steps.len() / 2];
+            let seconds = started.elapsed().as_secs_f64();
+            ttft.sort_by(f64::total_cmp);
+            let pick = |q: f64| ttft[((ttft.len() - 1) as f64 * q).round() as usize];
+            println!(
+                "{}",
+                json!({"bench": "arrivals", "rate": rate, "requests": requests, "tokens": tokens,
+                       "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
+                       "ttft_p50_s": pick(0.5), "ttft_p99_s": pick(0.99), "step_s": step_s,
+                       "step_under_load_s": step_under_load_s,
+                       "plan": plan})
             );
         }
         Command::Summarize { payload, rounds } => {
@@ -600,4 +696,26 @@ async fn main() -> Result<()> {
         Command::Soak(_) => unreachable!("the soak returned above"),
     }
     Ok(())
+}
+
+/// `count` arrival times (seconds from the start) of a Poisson process of
+/// `rate` per second, each with a length uniform in `min..=max`, from a
+/// seeded generator (xorshift64*), so that every run and the reference
+/// replay the same load.
+fn poisson_plan(rate: f64, count: usize, min: u32, max: u32, seed: u64) -> Vec<(f64, u32)> {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state >> 12;
+        state ^= state << 25;
+        state ^= state >> 27;
+        (state.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    };
+    let mut at = 0.0;
+    (0..count)
+        .map(|_| {
+            at += -(1.0 - next()).ln() / rate;
+            let tokens = min + ((max - min + 1) as f64 * next()) as u32;
+            (at, tokens.min(max))
+        })
+        .collect()
 }

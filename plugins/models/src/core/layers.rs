@@ -506,6 +506,15 @@ impl KvCache {
         };
     }
 
+    /// Drops the first `count` positions (padding no row attends to).
+    pub fn drop_first(&mut self, count: i64) {
+        if let Some((k, v)) = self.kv.take() {
+            let length = k.size()[2];
+            let count = count.min(length);
+            self.kv = Some((k.narrow(2, count, length - count), v.narrow(2, count, length - count)));
+        }
+    }
+
     /// Keeps the batch rows in `rows` (in that order): drops finished
     /// sequences, or reorders beams.
     pub fn select_rows(&mut self, rows: &Tensor) {

@@ -192,8 +192,27 @@ impl Decoding {
             self.input_ids = self.input_ids.index_select(0, &index);
             self.positions = self.positions.index_select(0, &index);
             self.active = slots.iter().map(|&k| self.active[k]).collect();
+            self.trim();
         }
         Some(self)
+    }
+
+    /// Drops the leading positions that are padding in every row (left by
+    /// rows that have left, or by the longer side of a merge), so that a
+    /// decode that runs on as requests come and go does not attend over
+    /// ever more padding.
+    fn trim(&mut self) {
+        let used = Vec::<i64>::try_from(self.mask.sum_dim_intlist(0, false, Kind::Int64).to_device(Device::Cpu))
+            .expect("mask column sums");
+        let unused = used.iter().take_while(|&&n| n == 0).count() as i64;
+        if unused == 0 {
+            return;
+        }
+        let length = self.mask.size()[1];
+        self.mask = self.mask.narrow(1, unused, length - unused);
+        for layer in self.cache.iter_mut() {
+            layer.drop_first(unused);
+        }
     }
 
     /// These rows and `other`'s in one batch: the shorter history padded on
@@ -213,13 +232,15 @@ impl Decoding {
             .collect();
         let mut active = self.active;
         active.extend(other.active);
-        Decoding {
+        let mut merged = Decoding {
             active,
             input_ids: Tensor::cat(&[self.input_ids, other.input_ids], 0),
             positions: Tensor::cat(&[self.positions, other.positions], 0),
             mask,
             cache,
-        }
+        };
+        merged.trim();
+        merged
     }
 }
 
