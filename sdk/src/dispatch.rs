@@ -286,18 +286,10 @@ impl<R: ApiRequest, O: ApiResponse> Joiner<'_, '_, R, O> {
     /// Up to `max` requests that arrived meanwhile, numbered on from the
     /// handler's earlier ones.
     pub fn take(&mut self, max: usize) -> Vec<Incoming<R>> {
-        let mut taken = Vec::new();
-        for (index, request) in self.host.take(max) {
-            match request.body.and_then(R::take) {
-                Some(r) => {
-                    self.positions.push(index);
-                    taken.push(Incoming {
-                        request: r,
-                        stream: request.stream,
-                    });
-                }
-                None => self.host.finish(index, Err(wrong_rpc::<R>(self.task))),
-            }
+        let (taken, positions, others) = sort_out::<R>(self.host.take(max));
+        self.positions.extend(positions);
+        for index in others {
+            self.host.finish(index, Err(wrong_rpc::<R>(self.task)));
         }
         taken
     }
@@ -335,19 +327,9 @@ pub fn joined<R: ApiRequest, O: ApiResponse>(
     host: &mut Host,
     handler: impl FnOnce(Vec<Incoming<R>>, &mut Joiner<R, O>),
 ) {
-    let mut accepted = Vec::new();
-    let mut positions = Vec::new();
-    for (i, request) in batch.into_iter().enumerate() {
-        match request.body.and_then(R::take) {
-            Some(r) => {
-                accepted.push(Incoming {
-                    request: r,
-                    stream: request.stream,
-                });
-                positions.push(i);
-            }
-            None => host.finish(i, Err(wrong_rpc::<R>(task))),
-        }
+    let (accepted, positions, others) = sort_out::<R>(batch.into_iter().enumerate());
+    for i in others {
+        host.finish(i, Err(wrong_rpc::<R>(task)));
     }
     let mut joiner = Joiner {
         host,
@@ -367,6 +349,27 @@ pub fn joined<R: ApiRequest, O: ApiResponse>(
     }
 }
 
+/// The requests that are `R`s, with their indices, and the indices of
+/// the others (requests of another RPC).
+fn sort_out<R: ApiRequest>(
+    requests: impl IntoIterator<Item = (usize, TaskRequest)>,
+) -> (Vec<Incoming<R>>, Vec<usize>, Vec<usize>) {
+    let (mut accepted, mut positions, mut others) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, request) in requests {
+        match request.body.and_then(R::take) {
+            Some(r) => {
+                accepted.push(Incoming {
+                    request: r,
+                    stream: request.stream,
+                });
+                positions.push(i);
+            }
+            None => others.push(i),
+        }
+    }
+    (accepted, positions, others)
+}
+
 /// The error for a request of another RPC than the task's.
 fn wrong_rpc<R: ApiRequest>(task: &str) -> Error {
     Error::failed_precondition(format!("this model serves {task}; call {}", R::RPC))
@@ -383,21 +386,10 @@ pub fn typed<R: ApiRequest, O: ApiResponse>(
     emitter: &mut Emitter,
     handler: impl FnOnce(Vec<Incoming<R>>, &mut Emitter) -> Vec<Result<O, Error>>,
 ) -> Vec<Result<task_response::Body, Error>> {
-    let mut slots: Vec<Option<Result<task_response::Body, Error>>> = Vec::with_capacity(batch.len());
-    let mut accepted = Vec::new();
-    let mut positions = Vec::new();
-    for (i, request) in batch.into_iter().enumerate() {
-        match request.body.and_then(R::take) {
-            Some(r) => {
-                accepted.push(Incoming {
-                    request: r,
-                    stream: request.stream,
-                });
-                positions.push(i);
-                slots.push(None);
-            }
-            _ => slots.push(Some(Err(wrong_rpc::<R>(task)))),
-        }
+    let mut slots: Vec<Option<Result<task_response::Body, Error>>> = (0..batch.len()).map(|_| None).collect();
+    let (accepted, positions, others) = sort_out::<R>(batch.into_iter().enumerate());
+    for i in others {
+        slots[i] = Some(Err(wrong_rpc::<R>(task)));
     }
     let expected = accepted.len();
     let answers = if accepted.is_empty() {
@@ -569,5 +561,65 @@ mod tests {
         });
         assert_eq!(answers[0].as_ref().unwrap_err().code, crate::Code::Internal);
         assert_eq!(answers[1].as_ref().unwrap_err().code, crate::Code::FailedPrecondition);
+    }
+
+    #[test]
+    fn a_joined_handler_takes_arrivals_and_every_request_ends_once() {
+        let classify = |top_k| {
+            request(
+                task_request::Body::Classify(ClassifyRequest {
+                    top_k,
+                    ..Default::default()
+                }),
+                false,
+            )
+        };
+        let batch = vec![
+            classify(Some(1)),
+            request(task_request::Body::Run(RunRequest::default()), false),
+        ];
+        let arrivals = vec![
+            classify(Some(2)),
+            request(task_request::Body::Run(RunRequest::default()), false),
+            classify(Some(3)),
+        ];
+        let ((), answers) = Host::detached(batch.len(), arrivals, |host| {
+            joined(
+                "text-classification",
+                batch,
+                host,
+                |requests: Vec<Incoming<ClassifyRequest>>, joiner: &mut Joiner<ClassifyRequest, ClassifyResponse>| {
+                    assert_eq!(requests.len(), 1);
+                    let taken = joiner.take(8);
+                    // Its own requests, numbered on; the Run was answered.
+                    assert_eq!(
+                        taken.iter().map(|r| r.request.top_k).collect::<Vec<_>>(),
+                        [Some(2), Some(3)]
+                    );
+                    assert_eq!(joiner.len(), 3);
+                    joiner.finish(2, Ok(ClassifyResponse::default()));
+                    joiner.finish(2, Err(Error::internal("a second answer is ignored")));
+                    joiner.finish(0, Ok(ClassifyResponse::default()));
+                    // Request 1 is left unanswered.
+                },
+            )
+        });
+        assert_eq!(answers.len(), 5);
+        assert!(matches!(answers[0], Some(Ok(task_response::Body::Classify(_)))));
+        let wrong = |a: &Option<Result<task_response::Body, Error>>| {
+            a.as_ref()
+                .unwrap()
+                .as_ref()
+                .unwrap_err()
+                .message
+                .contains("call Inference/Classify")
+        };
+        assert!(wrong(&answers[1]) && wrong(&answers[3]));
+        let unanswered = answers[2].as_ref().unwrap().as_ref().unwrap_err();
+        assert!(
+            unanswered.message.contains("did not answer request 1"),
+            "{unanswered:?}"
+        );
+        assert!(matches!(answers[4], Some(Ok(task_response::Body::Classify(_)))));
     }
 }
