@@ -175,13 +175,16 @@ async fn a_small_queue_refuses_with_resource_exhausted_and_nothing_else() {
 
 /// A daemon with gpt2-slow loaded as "slow" and one generation occupying
 /// its only instance for minutes (until the returned stream is dropped).
+/// Batches are static, so that later requests wait in the queue rather
+/// than join the running generation (tests/e2e/joining.rs has those).
 async fn busy_generator(
     args: &[&str],
 ) -> (
     Daemon,
     tonic::codec::Streaming<inferd_proto::v1::GenerateStreamResponse>,
 ) {
-    let daemon = Daemon::start(args).await;
+    let args: Vec<&str> = ["--static-batching"].into_iter().chain(args.iter().copied()).collect();
+    let daemon = Daemon::start(&args).await;
     daemon
         .load("slow", "text-generation", &fixture_model("gpt2-slow"))
         .await;
