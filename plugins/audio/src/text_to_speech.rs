@@ -9,13 +9,11 @@
 //! what one seeded batch does); a request with a seed runs on its own, so
 //! that it sounds exactly like `torch.manual_seed(seed)` before pipeline().
 
-use std::collections::hash_map::RandomState;
-use std::hash::BuildHasher;
-
 use inferd_models::audio::speecht5::generate::SpeechSettings;
 use inferd_models::audio::wav::{encode_wav, WavFormat};
 use inferd_models::auto::TextToSpeechModel;
 use inferd_models::core::random::TorchGenerator;
+use inferd_models::generation::sampling::Rng;
 use inferd_sdk::proto::api::{Speech, SynthesizeRequest, SynthesizeResponse};
 use inferd_sdk::{Error, Limit};
 
@@ -36,11 +34,6 @@ struct Prepared {
     format: WavFormat,
     return_samples: bool,
     return_spectrogram: bool,
-}
-
-/// A seed for a request that gave none.
-fn random_seed() -> u64 {
-    RandomState::new().hash_one(std::time::SystemTime::now())
 }
 
 fn ratio(name: &str, value: Option<f32>, default: f64) -> Result<f64, Error> {
@@ -192,7 +185,7 @@ pub fn synthesize_all(
         }
     }
     for group in groups {
-        let seed = group[0].1.seed.unwrap_or_else(random_seed);
+        let seed = group[0].1.seed.unwrap_or_else(Rng::random_seed);
         let ids: Vec<Vec<i64>> = group.iter().flat_map(|(_, p)| p.ids.iter().cloned()).collect();
         let speakers: Vec<Vec<f32>> = group.iter().flat_map(|(_, p)| p.speakers.iter().cloned()).collect();
         let mut rng = TorchGenerator::manual_seed(seed);
