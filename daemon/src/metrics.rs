@@ -91,6 +91,8 @@ pub struct ModelMetrics {
     /// Batches of several requests that failed as a whole, whose requests
     /// were then run again one at a time.
     pub failed_batches: AtomicU64,
+    /// Requests taken into a batch already running (continuous batching).
+    pub joined_requests: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -102,6 +104,7 @@ impl ModelMetrics {
             request_seconds: Histogram::new(SECONDS),
             batch_size: Histogram::new(BATCH_SIZES),
             failed_batches: AtomicU64::new(0),
+            joined_requests: AtomicU64::new(0),
         }
     }
 
@@ -236,6 +239,20 @@ impl Metrics {
                 "inferd_failed_batches_total{{model=\"{}\"}} {}",
                 escape(model),
                 m.failed_batches.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "inferd_joined_requests_total",
+            "counter",
+            "Requests that joined a batch already running (continuous batching) instead of waiting for it to end.",
+        );
+        for (model, m) in &models {
+            let _ = writeln!(
+                out,
+                "inferd_joined_requests_total{{model=\"{}\"}} {}",
+                escape(model),
+                m.joined_requests.load(Ordering::Relaxed)
             );
         }
 
@@ -435,6 +452,7 @@ mod tests {
         let models = OneModel(Metrics::default());
         let m = models.metrics().model("m");
         m.failed_batches.fetch_add(1, Ordering::Relaxed);
+        m.joined_requests.fetch_add(3, Ordering::Relaxed);
         m.finished(tonic::Code::Internal);
         let request = Request::builder().uri("/metrics").body(()).unwrap();
         let response = answer(&request, &models, 7);
@@ -447,6 +465,7 @@ mod tests {
             "inferd_model_instances{model=\"m\"} 2\n",
             "inferd_models_loaded 1\n",
             "inferd_failed_batches_total{model=\"m\"} 1\n",
+            "inferd_joined_requests_total{model=\"m\"} 3\n",
             "inferd_requests_total{model=\"m\",code=\"Internal\"} 1\n",
             "inferd_in_flight_limit 7\n",
         ] {

@@ -3,9 +3,15 @@
 //! it ends (counted in the long generation's streamed tokens, its steps),
 //! not after the running one; with `--static-batching` it waits. Requests
 //! that join at different steps get the tokens they get alone, greedy and
-//! seeded sampling alike.
+//! seeded sampling alike. The same for summarization and translation
+//! (BART, T5, Marian; beam search included), whose joins are counted by
+//! `inferd_joined_requests_total`.
 
-use inferd_proto::v1::{GenerateRequest, GenerateResponse};
+use std::time::Duration;
+
+use inferd_proto::v1::{
+    GenerateRequest, GenerateResponse, SummarizeRequest, SummarizeResponse, TranslateRequest, TranslateResponse,
+};
 use inferd_tests::{fixture_model, Daemon};
 use tokio_stream::StreamExt;
 
@@ -138,4 +144,191 @@ async fn requests_joining_at_different_steps_get_the_tokens_they_get_alone() {
             assert_eq!(texts(g), texts(w), "request {k}: text");
         }
     }
+}
+
+/// The `inferd_joined_requests_total` of `model`.
+fn joined_requests(daemon: &Daemon, model: &str) -> u64 {
+    let metrics = daemon.metrics();
+    let prefix = format!("inferd_joined_requests_total{{model=\"{model}\"}} ");
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no {prefix} in\n{metrics}"))
+        .parse()
+        .unwrap()
+}
+
+/// A summary of exactly `tokens` new tokens, greedy.
+fn summary_of_length(model: &str, text: &str, tokens: u32) -> SummarizeRequest {
+    SummarizeRequest {
+        model: model.into(),
+        inputs: vec![text.into()],
+        min_length: Some(tokens + 1),
+        max_new_tokens: Some(tokens),
+        num_beams: Some(1),
+        no_repeat_ngram_size: Some(0),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn a_summary_joins_a_running_one_and_is_answered_first() {
+    for (args, joins) in [(&[][..], true), (&["--static-batching"][..], false)] {
+        let args = [&["--metrics-listen", "127.0.0.1:0"], args].concat();
+        let daemon = Daemon::start(&args).await;
+        daemon.load("t5", "summarization", &fixture_model("t5-small-ish")).await;
+        let mut client = daemon.inference().await;
+        // 2500 decoding steps (T5 has no position table to outgrow).
+        let long = summary_of_length("t5", "The long one goes on and on.", 2500);
+        let running = tokio::spawn(async move { client.summarize(long).await.unwrap().into_inner() });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut other = daemon.inference().await;
+        let short = SummarizeRequest {
+            model: "t5".into(),
+            inputs: vec!["A short text to summarize.".into()],
+            max_length: Some(6),
+            ..Default::default()
+        };
+        let answer = other.summarize(short).await.unwrap().into_inner();
+        assert_eq!(answer.results[0].summaries.len(), 1);
+        if joins {
+            assert!(
+                !running.is_finished(),
+                "the short summary was answered after the long one"
+            );
+        }
+        let long = running.await.unwrap();
+        assert!(!long.results[0].summaries[0].summary_text.is_empty());
+        assert_eq!(joined_requests(&daemon, "t5"), u64::from(joins), "static: {}", !joins);
+    }
+}
+
+#[tokio::test]
+async fn summaries_and_translations_that_join_get_the_answers_they_get_alone() {
+    let daemon = Daemon::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    daemon.load("bart", "summarization", &fixture_model("bart-sum")).await;
+    daemon.load("t5", "translation", &fixture_model("t5-small-ish")).await;
+    daemon
+        .load("marian", "translation", &fixture_model("marian-fr-en"))
+        .await;
+    let texts = [
+        "The tower is 324 metres tall, about the same height as an 81-storey building.",
+        "Short.",
+        "During its construction, the Eiffel Tower surpassed the Washington Monument to become the tallest \
+         man-made structure in the world, a title it held for 41 years.",
+        "It was the first structure to reach a height of 300 metres.",
+    ];
+    let summarize = |k: usize, beams: Option<u32>, returned: Option<u32>| SummarizeRequest {
+        model: "bart".into(),
+        inputs: vec![texts[k % texts.len()].into()],
+        num_beams: beams,
+        num_return_sequences: returned,
+        ..Default::default()
+    };
+    // The model's own settings (4 beams), greedy, 3 beams returning 2, and
+    // two inputs in one request.
+    let summaries = vec![
+        summarize(0, None, None),
+        summarize(1, Some(1), None),
+        summarize(2, Some(3), Some(2)),
+        SummarizeRequest {
+            inputs: vec![texts[3].into(), texts[1].into()],
+            ..summarize(3, None, None)
+        },
+        summarize(2, Some(1), None),
+    ];
+    let translate = |model: &str, k: usize, beams: Option<u32>| TranslateRequest {
+        model: model.into(),
+        inputs: vec![texts[k % texts.len()].into()],
+        num_beams: beams,
+        ..Default::default()
+    };
+    let mut translations = vec![];
+    for model in ["t5", "marian"] {
+        for (k, beams) in [(0, None), (1, Some(1)), (2, Some(2)), (3, None)] {
+            let mut request = translate(model, k, beams);
+            if model == "t5" {
+                request.src_lang = "en".into();
+                request.tgt_lang = "fr".into();
+            }
+            translations.push(request);
+        }
+    }
+    let mut client = daemon.inference().await;
+    let mut alone_summaries = vec![];
+    for request in &summaries {
+        alone_summaries.push(client.summarize(request.clone()).await.unwrap().into_inner());
+    }
+    let mut alone_translations = vec![];
+    for request in &translations {
+        alone_translations.push(client.translate(request.clone()).await.unwrap().into_inner());
+    }
+    let joined_before = joined_requests(&daemon, "t5");
+    // Each model decodes a long greedy request meanwhile, which the others
+    // join at different steps.
+    let mut running = vec![];
+    let mut c = daemon.inference().await;
+    let carrier = summary_of_length("bart", texts[0], 120);
+    running.push(tokio::spawn(async move { drop(c.summarize(carrier).await.unwrap()) }));
+    for (model, tokens) in [("t5", 800), ("marian", 60)] {
+        let mut c = daemon.inference().await;
+        let carrier = summary_of_length(model, texts[0], tokens);
+        let (src_lang, tgt_lang) = if model == "t5" { ("en", "fr") } else { ("", "") };
+        let carrier = TranslateRequest {
+            model: model.into(),
+            inputs: carrier.inputs,
+            min_length: carrier.min_length,
+            max_new_tokens: carrier.max_new_tokens,
+            num_beams: carrier.num_beams,
+            src_lang: src_lang.into(),
+            tgt_lang: tgt_lang.into(),
+            ..Default::default()
+        };
+        running.push(tokio::spawn(async move { drop(c.translate(carrier).await.unwrap()) }));
+    }
+    let mut sent_summaries: Vec<tokio::task::JoinHandle<SummarizeResponse>> = vec![];
+    let mut sent_translations: Vec<tokio::task::JoinHandle<TranslateResponse>> = vec![];
+    for k in 0..summaries.len().max(translations.len()) {
+        tokio::time::sleep(Duration::from_millis(15)).await;
+        if let Some(request) = summaries.get(k).cloned() {
+            let mut c = daemon.inference().await;
+            sent_summaries.push(tokio::spawn(
+                async move { c.summarize(request).await.unwrap().into_inner() },
+            ));
+        }
+        if let Some(request) = translations.get(k).cloned() {
+            let mut c = daemon.inference().await;
+            sent_translations.push(tokio::spawn(
+                async move { c.translate(request).await.unwrap().into_inner() },
+            ));
+        }
+        if let Some(request) = translations.get(k + 4).cloned() {
+            let mut c = daemon.inference().await;
+            sent_translations.push(tokio::spawn(
+                async move { c.translate(request).await.unwrap().into_inner() },
+            ));
+        }
+    }
+    for (k, (call, want)) in sent_summaries.into_iter().zip(&alone_summaries).enumerate() {
+        assert_eq!(&call.await.unwrap(), want, "summary {k}");
+    }
+    let mut sent = sent_translations.into_iter();
+    let mut got = vec![None; translations.len()];
+    for k in 0..4 {
+        got[k] = Some(sent.next().unwrap().await.unwrap());
+        got[k + 4] = Some(sent.next().unwrap().await.unwrap());
+    }
+    for (k, (got, want)) in got.into_iter().zip(&alone_translations).enumerate() {
+        assert_eq!(&got.unwrap(), want, "translation {k} ({})", translations[k].model);
+    }
+    for call in running {
+        call.await.unwrap();
+    }
+    for model in ["bart", "marian"] {
+        eprintln!("{model}: {} requests joined", joined_requests(&daemon, model));
+    }
+    assert!(
+        joined_requests(&daemon, "t5") >= joined_before + 4,
+        "the translations sent while T5 decoded its long request joined it"
+    );
 }

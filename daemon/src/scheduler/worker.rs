@@ -76,6 +76,10 @@ pub(super) fn run(
         let running = heap::Running::start();
         let more = |max: usize| {
             let jobs = shared.take_waiting(max);
+            shared
+                .metrics
+                .joined_requests
+                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
             let now = Instant::now();
             for job in &jobs {
                 shared.metrics.queue_seconds.observe_duration(now - job.arrived);

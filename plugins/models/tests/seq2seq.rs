@@ -1,16 +1,19 @@
 //! Batched encoder-decoder generation on the fixture models (BART, T5, T5
 //! v1.1, Marian): inputs decoded together give the tokens they give one at
 //! a time, share every decoder step, leave the batch when their search is
-//! over, and can be stopped one by one.
+//! over, and can be stopped one by one; inputs that join a running decode
+//! (continuous batching) get the tokens they get alone, and leave it (its
+//! rows freed) as soon as they are done or stopped.
 
 mod common;
 
 use std::cell::RefCell;
+use std::sync::Arc;
 
 use inferd_models::auto::{load_seq2seq, Seq2SeqModel};
 use inferd_models::core::decoding::{DecoderState, Seq2SeqLm};
 use inferd_models::core::layers::padding_bias;
-use inferd_models::generation::seq2seq::{generate, Source};
+use inferd_models::generation::seq2seq::{generate, generate_joined, Arrival, Source};
 use inferd_models::generation::settings::MAX_BATCH_ROWS;
 use inferd_models::generation::{resolve_text2text, GenerationParams, GenerationSettings};
 use tch::{Device, Kind, Tensor};
@@ -67,15 +70,19 @@ fn beams(n: usize) -> GenerationSettings {
 struct Counting<'a> {
     inner: &'a dyn Seq2SeqLm,
     rows: RefCell<Vec<usize>>,
+    /// The rows of the first layer's self-attention cache after each step.
+    cached: RefCell<Vec<usize>>,
 }
 
 impl Seq2SeqLm for Counting<'_> {
     fn encode(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         self.inner.encode(input_ids, padding)
     }
-    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+    fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         self.rows.borrow_mut().push(tokens.len());
-        self.inner.step(tokens, position, state)
+        let logits = self.inner.step(tokens, state);
+        self.cached.borrow_mut().push(state.self_attn[0].rows());
+        logits
     }
     fn decoder_layers(&self) -> usize {
         self.inner.decoder_layers()
@@ -164,6 +171,7 @@ fn inputs_share_decoder_steps_and_leave_when_done() {
         let counting = Counting {
             inner: model.net.as_ref(),
             rows: RefCell::new(vec![]),
+            cached: RefCell::new(vec![]),
         };
         let out = generate(&counting, &sources, &mut |_| true);
         let rows = counting.rows.into_inner();
@@ -241,4 +249,161 @@ fn long_padded_t5_inputs_are_encoded_a_few_at_a_time_with_the_same_result() {
         });
         assert_eq!(batched[i], alone[0], "input {i} ({} tokens)", ids.len());
     }
+}
+
+/// What a joined decode gave: each arrival's sequences (in arrival order),
+/// the iteration each finished in, and the rows decoding before each
+/// iteration's arrivals.
+struct Joined {
+    sequences: Vec<Vec<Vec<i64>>>,
+    finished_at: Vec<usize>,
+    rows: Vec<usize>,
+}
+
+/// Runs a joined decode where `schedule[k]` arrive at iteration k (as
+/// (input, settings) pairs).
+fn joined(
+    model: &dyn Seq2SeqLm,
+    schedule: &[Vec<(Vec<i64>, Arc<GenerationParams>)>],
+    keep_going: &mut dyn FnMut(usize) -> bool,
+) -> Joined {
+    let iteration = RefCell::new(0);
+    let mut rows = Vec::new();
+    let count: usize = schedule.iter().map(Vec::len).sum();
+    let mut out = vec![None; count];
+    generate_joined(
+        model,
+        MAX_BATCH_ROWS,
+        &mut |running| {
+            rows.push(running);
+            let k = rows.len() - 1;
+            *iteration.borrow_mut() = k;
+            schedule.get(k).map_or_else(Vec::new, |arrivals| {
+                arrivals
+                    .iter()
+                    .map(|(ids, params)| Arrival {
+                        input_ids: ids.clone(),
+                        params: Arc::clone(params),
+                    })
+                    .collect()
+            })
+        },
+        keep_going,
+        &mut |i, sequences| {
+            assert!(out[i].is_none(), "arrival {i} finished twice");
+            out[i] = Some((sequences, *iteration.borrow()));
+        },
+    );
+    let (sequences, finished_at) = out.into_iter().map(|o| o.expect("every arrival finished")).unzip();
+    Joined {
+        sequences,
+        finished_at,
+        rows,
+    }
+}
+
+#[test]
+fn inputs_that_join_a_running_decode_get_the_tokens_they_get_alone() {
+    for (name, task) in [
+        ("bart-sum", "summarization"),
+        ("t5-small-ish", "translation_en_to_fr"),
+        ("t5-v1_1", "summarization"),
+        ("marian-fr-en", "translation"),
+    ] {
+        let (model, inputs) = model_and_inputs(name, task);
+        let greedy = Arc::new(params(&model, task, beams(1)));
+        let beam4 = Arc::new(params(&model, task, beams(4)));
+        let two = Arc::new(params(
+            &model,
+            task,
+            GenerationSettings {
+                num_beams: Some(3),
+                num_return_sequences: Some(2),
+                ..Default::default()
+            },
+        ));
+        let n = inputs.len();
+        let at = |k: usize, p: &Arc<GenerationParams>| (inputs[k % n].clone(), Arc::clone(p));
+        // Inputs of other lengths and beam counts, arriving at iterations
+        // 0, 1, 3 and 6 (one twice, into a decode that has moved on).
+        let schedule = vec![
+            vec![at(0, &greedy), at(1, &beam4)],
+            vec![at(2, &greedy)],
+            vec![],
+            vec![at(3, &beam4), at(4, &two), at(1, &greedy)],
+            vec![],
+            vec![],
+            vec![at(0, &greedy), at(5, &beam4)],
+        ];
+        let got = joined(model.net.as_ref(), &schedule, &mut |_| true);
+        let arrivals: Vec<&(Vec<i64>, Arc<GenerationParams>)> = schedule.iter().flatten().collect();
+        for (i, (ids, p)) in arrivals.iter().enumerate() {
+            let alone = generate(model.net.as_ref(), &sources(std::slice::from_ref(ids), p), &mut |_| {
+                true
+            });
+            assert_eq!(
+                got.sequences[i], alone[0],
+                "{name} {task}: arrival {i} ({} beams)",
+                p.num_beams
+            );
+        }
+    }
+}
+
+#[test]
+fn joined_inputs_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
+    let (model, inputs) = model_and_inputs("bart-sum", "summarization");
+    let greedy = Arc::new(params(&model, "summarization", beams(1)));
+    let beam4 = Arc::new(params(&model, "summarization", beams(4)));
+    // A greedy input and a 4-beam one from the start, greedy ones joining
+    // at iterations 2 and 3; the one of iteration 2 is stopped on its
+    // fourth question.
+    let schedule = vec![
+        vec![
+            (inputs[0].clone(), Arc::clone(&greedy)),
+            (inputs[1].clone(), Arc::clone(&beam4)),
+        ],
+        vec![],
+        vec![(inputs[2].clone(), Arc::clone(&greedy))],
+        vec![(inputs[3].clone(), Arc::clone(&greedy))],
+    ];
+    let arrived_at = [0, 0, 2, 3];
+    let width = [1, 4, 1, 1];
+    let mut asked = [0; 4];
+    let counting = Counting {
+        inner: model.net.as_ref(),
+        rows: RefCell::new(vec![]),
+        cached: RefCell::new(vec![]),
+    };
+    let got = joined(&counting, &schedule, &mut |i| {
+        asked[i] += 1;
+        !(i == 2 && asked[i] > 3)
+    });
+    // Before each iteration, the rows decoding are those of the inputs that
+    // arrived before it and had not finished: each left at once.
+    for (k, &rows) in got.rows.iter().enumerate() {
+        let want: usize = (0..4)
+            .filter(|&i| arrived_at[i] < k && got.finished_at[i] >= k)
+            .map(|i| width[i])
+            .sum();
+        assert_eq!(
+            rows, want,
+            "iteration {k}: rows {:?}, finished at {:?}",
+            got.rows, got.finished_at
+        );
+    }
+    assert_eq!(*got.rows.last().unwrap(), 0);
+    assert_eq!(asked[2], 4);
+    // Asked before it is encoded, before its first step alone, before its
+    // first step with the others, and at the next iteration's step.
+    assert_eq!(got.finished_at[2], 3, "stopped when asked the fourth time");
+    assert!(
+        got.rows.windows(2).any(|w| 0 < w[1] && w[1] < w[0]),
+        "some input left while others ran: {:?}",
+        got.rows
+    );
+    // And every step's caches held the rows it fed, no more.
+    let steps = counting.rows.into_inner();
+    let cached = counting.cached.into_inner();
+    assert_eq!(steps, cached);
 }

@@ -62,7 +62,7 @@ fn encoder_states_and_stepwise_logits_match_transformers_within_1e_4() {
     let mut state = DecoderState::new(memory, None, 1, model.decoder_layers());
     for (step, &token) in prefix.iter().enumerate() {
         let tokens = vec![token; items as usize];
-        let logits = model.step(&tokens, step as i64, &mut state);
+        let logits = model.step(&tokens, &mut state);
         let diff = max_abs_difference(&logits, &want.select(1, step as i64));
         println!("step {step}: logits max abs difference {diff:.3e}");
         assert!(diff < TOLERANCE, "step {step}: logits differ by {diff}");

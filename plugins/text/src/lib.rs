@@ -52,9 +52,6 @@ type Loader = fn(&Path, Device, &LoadContext) -> Result<Box<dyn Runner>, Error>;
 /// its pieces).
 type EncoderHandler<R, O> =
     fn(&mut TextModel, &EncoderConfig, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>;
-/// A summarization or translation handler; the closure asks whether
-/// request `i` is still wanted.
-type Text2TextHandler<R, O> = fn(&Seq2SeqModel, &[R], &mut dyn FnMut(usize) -> bool) -> Vec<Result<O, Error>>;
 
 const TASKS: &[TaskDef] = &[
     TaskDef {
@@ -186,8 +183,8 @@ const TASKS: &[TaskDef] = &[
         default_model: "sshleifer/distilbart-cnn-12-6",
         rpc: "Inference/Summarize",
         description: "Summarize texts with an encoder-decoder model (greedy or beam search)",
-        limits: &[budget::INPUTS],
-        load: |dir, device, ctx| text2text(dir, device, ctx, text2text::summarize),
+        limits: &[budget::INPUTS, budget::BATCH_SEQUENCES, budget::BATCH_TOKENS],
+        load: |dir, device, ctx| text2text(dir, device, ctx, &text2text::SUMMARIZATION),
     },
     TaskDef {
         name: "translation",
@@ -195,8 +192,8 @@ const TASKS: &[TaskDef] = &[
         default_model: "google-t5/t5-base",
         rpc: "Inference/Translate",
         description: "Translate texts with an encoder-decoder model (T5 task prefixes)",
-        limits: &[budget::INPUTS],
-        load: |dir, device, ctx| text2text(dir, device, ctx, text2text::translate),
+        limits: &[budget::INPUTS, budget::BATCH_SEQUENCES, budget::BATCH_TOKENS],
+        load: |dir, device, ctx| text2text(dir, device, ctx, &text2text::TRANSLATION),
     },
 ];
 
@@ -287,15 +284,24 @@ struct GenerationTask {
     limits: Limits,
 }
 
+/// A joining runner's batch alone, nothing joining (outside the daemon).
+fn run_alone(
+    runner: &mut dyn Runner,
+    task: &str,
+    batch: Vec<TaskRequest>,
+    emitter: &mut Emitter,
+) -> Vec<Result<Response, Error>> {
+    let given = batch.len();
+    let ((), answers) = emitter.as_host(given, |host| runner.run_joined(task, batch, host));
+    answers
+        .into_iter()
+        .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
+        .collect()
+}
+
 impl Runner for GenerationTask {
-    /// The batch alone, nothing joining (outside the daemon).
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        let given = batch.len();
-        let ((), answers) = emitter.as_host(given, |host| self.run_joined(task, batch, host));
-        answers
-            .into_iter()
-            .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
-            .collect()
+        run_alone(self, task, batch, emitter)
     }
 
     fn run_joined(&mut self, task: &str, batch: Vec<TaskRequest>, host: &mut Host) {
@@ -312,38 +318,42 @@ impl Runner for GenerationTask {
     }
 }
 
-/// Summarization or translation: the inputs of every request of a batch
-/// decoded together; between decoding steps, each request's client is
-/// asked whether it still waits.
-struct Text2TextTask<R, O> {
+/// Summarization or translation: the inputs of every request of a batch,
+/// and of those that join it, decoded together; between decoding steps,
+/// each request's client is asked whether it still waits.
+struct Text2TextTask<R: 'static, O: 'static> {
     model: Seq2SeqModel,
-    inputs: Limit,
+    limits: Limits,
     /// Tokens per input: the encoder's positions unless set lower.
     input_tokens: Limit,
-    handle: Text2TextHandler<R, O>,
+    task: &'static text2text::Text2Text<R, O>,
 }
 
 fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     dir: &Path,
     device: Device,
     ctx: &LoadContext,
-    handle: Text2TextHandler<R, O>,
+    task: &'static text2text::Text2Text<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
     let mut model = load_seq2seq(dir, device)?;
     let input_tokens = Limit::new("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens as u64).for_model(ctx)?;
     model.max_input_tokens = input_tokens.max as usize;
     Ok(Box::new(Text2TextTask {
         model,
-        inputs: budget::INPUTS.for_model(ctx)?,
+        limits: Limits::for_model(ctx)?,
         input_tokens,
-        handle,
+        task,
     }))
 }
 
 impl<R: ApiRequest, O: ApiResponse> Runner for Text2TextTask<R, O> {
     fn run(&mut self, task: &str, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        dispatch::together_within(task, batch, emitter, &self.inputs, |requests, wanted| {
-            (self.handle)(&self.model, requests, wanted)
+        run_alone(self, task, batch, emitter)
+    }
+
+    fn run_joined(&mut self, task: &str, batch: Vec<TaskRequest>, host: &mut Host) {
+        dispatch::joined(task, batch, host, |requests, joiner| {
+            text2text::generate(&self.model, &self.limits, self.task, requests, joiner)
         })
     }
 

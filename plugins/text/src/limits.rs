@@ -42,13 +42,16 @@ pub const SEQUENCES: Limit = Limit::new("INFERD_MAX_SEQUENCES", 256);
 /// what the KV caches hold at the end: 16 full GPT-2 windows, 1.2 GB of
 /// cache for GPT-2 small in f32.
 pub const GENERATION_TOKENS: Limit = Limit::new("INFERD_MAX_GENERATION_TOKENS", 16_384);
-/// Text generation: sequences decoding together on one instance. Requests
-/// that arrive while a decode runs join it at the next step (continuous
-/// batching) while fewer than this many sequences run.
+/// Generation, summarization and translation: sequences (hypotheses, for
+/// beam search) decoding together on one instance. Requests that arrive
+/// while a decode runs join it at the next step (continuous batching)
+/// while fewer than this many run.
 pub const BATCH_SEQUENCES: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
-/// Text generation: tokens the sequences decoding together may hold in
-/// their caches, each counted as prompt + max_new_tokens (up to the
-/// context window); requests join a running decode while fewer are held.
+/// Generation, summarization and translation: tokens the sequences
+/// decoding together may hold in their caches, each counted as prompt +
+/// max_new_tokens (up to the context window; for summarization and
+/// translation, source + beams x (max_new_tokens + 1)); requests join a
+/// running decode while fewer are held.
 pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
 
 /// The budgets in effect for one loaded model.

@@ -6,10 +6,20 @@
 //! the output decoded without special tokens. The inputs of every request in
 //! a batch are decoded together (padded, as pipeline() pads with a
 //! batch_size), each with its own request's settings.
+//!
+//! Continuous batching: requests that arrive while a decode runs join it
+//! at the next step (their inputs encoded on arrival), while the running
+//! hypotheses and their tokens stay under the model's `max_batch_sequences`
+//! and `max_batch_tokens`, and each request is answered as soon as its
+//! last input is done.
+
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use inferd_models::auto::Seq2SeqModel;
-use inferd_models::generation::seq2seq::{generate, Source};
+use inferd_models::generation::seq2seq::{generate_joined, Arrival};
 use inferd_models::generation::{resolve_text2text, EarlyStoppingValue, GenerationParams, GenerationSettings};
+use inferd_sdk::dispatch::{ApiRequest, ApiResponse, Incoming, Joiner};
 use inferd_sdk::proto::api::{
     Summaries, SummarizeRequest, SummarizeResponse, Summary, TranslateRequest, TranslateResponse, Translation,
     Translations,
@@ -17,6 +27,7 @@ use inferd_sdk::proto::api::{
 use inferd_sdk::Error;
 
 use crate::common::check_texts;
+use crate::limits::Limits;
 
 /// The generation settings a request asks for; SummarizeRequest and
 /// TranslateRequest name these fields alike.
@@ -39,8 +50,8 @@ macro_rules! asked_settings {
 }
 
 /// A request ready to generate: its settings and each input's token ids.
-struct Planned {
-    params: GenerationParams,
+pub struct Planned {
+    params: Arc<GenerationParams>,
     inputs: Vec<Vec<i64>>,
 }
 
@@ -93,100 +104,192 @@ fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &GenerationS
             Ok(ids)
         })
         .collect::<Result<_, Error>>()?;
-    Ok(Planned { params, inputs })
+    Ok(Planned {
+        params: Arc::new(params),
+        inputs,
+    })
 }
 
-/// Generates for the inputs of every planned request together; per
-/// request, the output texts of each input, best first. `keep_going(r)`
-/// asks whether request `r` is still wanted.
-fn generate_planned(
-    model: &Seq2SeqModel,
-    plans: &[Result<Planned, Error>],
-    keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Result<Vec<Vec<String>>, Error>> {
-    let mut sources = Vec::new();
-    let mut owners = Vec::new();
-    for (r, plan) in plans.iter().enumerate() {
-        let Ok(plan) = plan else { continue };
-        for input_ids in &plan.inputs {
-            sources.push(Source::tokens(input_ids, &plan.params));
-            owners.push(r);
+/// How one of the two tasks reads its requests and forms its answers.
+pub struct Text2Text<R, O> {
+    /// The request's inputs and settings, checked and tokenized.
+    pub plan: fn(&Seq2SeqModel, &R) -> Result<Planned, Error>,
+    /// The response: each input's texts, best first.
+    pub answer: fn(Vec<Vec<String>>) -> O,
+}
+
+pub const SUMMARIZATION: Text2Text<SummarizeRequest, SummarizeResponse> = Text2Text {
+    plan: |model, request| plan(model, "summarization", &request.inputs, &asked_settings!(request)),
+    answer: |texts| SummarizeResponse {
+        results: texts
+            .into_iter()
+            .map(|texts| Summaries {
+                summaries: texts.into_iter().map(|summary_text| Summary { summary_text }).collect(),
+            })
+            .collect(),
+    },
+};
+
+pub const TRANSLATION: Text2Text<TranslateRequest, TranslateResponse> = Text2Text {
+    plan: |model, request| {
+        let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
+        plan(model, &task, &request.inputs, &asked_settings!(request))
+    },
+    answer: |texts| TranslateResponse {
+        results: texts
+            .into_iter()
+            .map(|texts| Translations {
+                translations: texts
+                    .into_iter()
+                    .map(|translation_text| Translation { translation_text })
+                    .collect(),
+            })
+            .collect(),
+    },
+};
+
+/// A request being answered: each input's texts once it is decoded.
+struct Answering {
+    texts: Vec<Option<Vec<String>>>,
+    remaining: usize,
+}
+
+/// One input decoding: its request, its place there, and the tokens it
+/// holds (source + beams x (max_new_tokens + 1)).
+struct Owner {
+    request: usize,
+    input: usize,
+    tokens: u64,
+}
+
+/// The requests of a running decode, as the decode loop's callbacks see them.
+struct Decode<'m, 'j, 'h, 'a, R, O> {
+    model: &'m Seq2SeqModel,
+    task: &'m Text2Text<R, O>,
+    limits: Limits,
+    joiner: &'j mut Joiner<'h, 'a, R, O>,
+    requests: Vec<Answering>,
+    /// By arrival number.
+    owners: Vec<Owner>,
+    running_tokens: u64,
+}
+
+impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
+    /// Requests that arrived meanwhile, while the running hypotheses and
+    /// their tokens leave room (`max_batch_sequences`, `max_batch_tokens`).
+    fn arrivals(&mut self, rows: usize) -> Vec<Incoming<R>> {
+        let room = (self.limits.batch_sequences.max as usize).saturating_sub(rows);
+        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
+            return vec![];
+        }
+        self.joiner.take(room)
+    }
+
+    /// Plans `incoming` (the next requests in order) and returns their
+    /// inputs for the decode; refused requests are answered at once.
+    fn admit(&mut self, incoming: Vec<Incoming<R>>) -> Vec<Arrival> {
+        let mut arrivals = Vec::new();
+        for Incoming { request, .. } in incoming {
+            let r = self.requests.len();
+            let planned = self
+                .limits
+                .inputs
+                .check(request.inputs() as u64, "inputs")
+                .and_then(|()| (self.task.plan)(self.model, &request));
+            let count = planned.as_ref().map_or(0, |p| p.inputs.len());
+            self.requests.push(Answering {
+                texts: vec![None; count],
+                remaining: count,
+            });
+            match planned {
+                Ok(planned) if count == 0 => {
+                    let _ = planned;
+                    self.joiner.finish(r, Ok((self.task.answer)(vec![])));
+                }
+                Ok(planned) => {
+                    let beams = planned.params.num_beams.max(1);
+                    for (input, input_ids) in planned.inputs.into_iter().enumerate() {
+                        let tokens = (input_ids.len() + beams * (planned.params.max_new_tokens + 1)) as u64;
+                        self.running_tokens += tokens;
+                        self.owners.push(Owner {
+                            request: r,
+                            input,
+                            tokens,
+                        });
+                        arrivals.push(Arrival {
+                            input_ids,
+                            params: Arc::clone(&planned.params),
+                        });
+                    }
+                }
+                Err(e) => self.joiner.finish(r, Err(e)),
+            }
+        }
+        arrivals
+    }
+
+    /// Whether input `i`'s client still waits.
+    fn wanted(&mut self, i: usize) -> bool {
+        let r = self.owners[i].request;
+        self.joiner.emitter().wanted(r)
+    }
+
+    /// Input `i` is decoded: its request is answered once all its inputs are.
+    fn on_finish(&mut self, i: usize, sequences: Vec<Vec<i64>>) {
+        let Owner { request, input, tokens } = self.owners[i];
+        self.running_tokens -= tokens;
+        let texts: Result<Vec<String>, Error> = sequences.iter().map(|s| Ok(self.model.tokenizer.decode(s)?)).collect();
+        match texts {
+            Ok(texts) => {
+                let answering = &mut self.requests[request];
+                answering.texts[input] = Some(texts);
+                answering.remaining -= 1;
+                if answering.remaining == 0 {
+                    let texts = std::mem::take(&mut answering.texts).into_iter().flatten().collect();
+                    self.joiner.finish(request, Ok((self.task.answer)(texts)));
+                }
+            }
+            // The host answers a request once: its other inputs' ends are
+            // dropped.
+            Err(e) => self.joiner.finish(request, Err(e)),
         }
     }
-    let mut generated = generate(model.net.as_ref(), &sources, &mut |i| keep_going(owners[i])).into_iter();
-    plans
-        .iter()
-        .map(|plan| {
-            let plan = plan.as_ref().map_err(Clone::clone)?;
-            // Take every input's sequences, even after a decoding
-            // failure, so that the next request gets its own.
-            let texts: Vec<Result<Vec<String>, Error>> = plan
-                .inputs
-                .iter()
-                .map(|_| {
-                    let sequences = generated.next().expect("sequences for every input");
-                    sequences.iter().map(|s| Ok(model.tokenizer.decode(s)?)).collect()
-                })
-                .collect();
-            texts.into_iter().collect()
-        })
-        .collect()
 }
 
-/// Summarizes every request of a batch, their inputs decoded together.
-pub fn summarize(
+/// Summarizes or translates a batch of requests and those that join it
+/// while it runs: their inputs decoded together (continuous batching), each
+/// request answered as soon as its inputs are done.
+pub fn generate<R: ApiRequest, O: ApiResponse>(
     model: &Seq2SeqModel,
-    requests: &[SummarizeRequest],
-    keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Result<SummarizeResponse, Error>> {
-    let plans: Vec<_> = requests
-        .iter()
-        .map(|request| plan(model, "summarization", &request.inputs, &asked_settings!(request)))
-        .collect();
-    generate_planned(model, &plans, keep_going)
-        .into_iter()
-        .map(|texts| {
-            Ok(SummarizeResponse {
-                results: texts?
-                    .into_iter()
-                    .map(|texts| Summaries {
-                        summaries: texts.into_iter().map(|summary_text| Summary { summary_text }).collect(),
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
-}
-
-/// Translates every request of a batch, their inputs decoded together.
-pub fn translate(
-    model: &Seq2SeqModel,
-    requests: &[TranslateRequest],
-    keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Result<TranslateResponse, Error>> {
-    let plans: Vec<_> = requests
-        .iter()
-        .map(|request| {
-            let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
-            plan(model, &task, &request.inputs, &asked_settings!(request))
-        })
-        .collect();
-    generate_planned(model, &plans, keep_going)
-        .into_iter()
-        .map(|texts| {
-            Ok(TranslateResponse {
-                results: texts?
-                    .into_iter()
-                    .map(|texts| Translations {
-                        translations: texts
-                            .into_iter()
-                            .map(|translation_text| Translation { translation_text })
-                            .collect(),
-                    })
-                    .collect(),
-            })
-        })
-        .collect()
+    limits: &Limits,
+    task: &Text2Text<R, O>,
+    requests: Vec<Incoming<R>>,
+    joiner: &mut Joiner<R, O>,
+) {
+    let decode = RefCell::new(Decode {
+        model,
+        task,
+        limits: *limits,
+        joiner,
+        requests: vec![],
+        owners: vec![],
+        running_tokens: 0,
+    });
+    let mut first = Some(requests);
+    generate_joined(
+        model.net.as_ref(),
+        limits.batch_sequences.max as usize,
+        &mut |rows| {
+            let mut decode = decode.borrow_mut();
+            let incoming = match first.take() {
+                Some(requests) => requests,
+                None => decode.arrivals(rows),
+            };
+            decode.admit(incoming)
+        },
+        &mut |i| decode.borrow_mut().wanted(i),
+        &mut |i, sequences| decode.borrow_mut().on_finish(i, sequences),
+    );
 }
 
 /// The `task_specific_params` key of a translation: `translation_{src}_to_{tgt}`

@@ -11,7 +11,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::decoding::{DecoderState, Seq2SeqLm, Step};
 use crate::core::layers::{
     attention, cross_attention, merge_heads, split_heads, Activation, Embedding, FeedForward, KvCache, LayerNorm,
     Linear,
@@ -196,13 +196,13 @@ impl Attention {
 
     /// Self-attention of new decoder tokens over every earlier one (kept in
     /// `cache`) and themselves.
-    fn step_self(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+    fn step_self(&self, x: &Tensor, cache: &mut KvCache, bias: Option<&Tensor>) -> Tensor {
         let q = split_heads(&self.q.forward(x), self.heads);
         let (k, v) = cache.append(
             split_heads(&self.k.forward(x), self.heads),
             split_heads(&self.v.forward(x), self.heads),
         );
-        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
     }
 
     /// Cross-attention of each hypothesis to its input's encoder states
@@ -293,12 +293,16 @@ impl DecoderLayer {
     fn step(
         &self,
         x: &Tensor,
+        step: &Step,
         memory: &Tensor,
         self_cache: &mut KvCache,
         cross: &mut Option<(Tensor, Tensor)>,
         kept: &[i64],
     ) -> (Tensor, Option<Tensor>) {
-        let mut x = self.self_attn.step_self(&self.self_attn_norm.forward(x), self_cache) + x;
+        let mut x = self
+            .self_attn
+            .step_self(&self.self_attn_norm.forward(x), self_cache, step.bias.as_ref())
+            + x;
         let (attended, probabilities) =
             self.cross_attn
                 .step_cross(&self.cross_attn_norm.forward(&x), memory, cross, kept);
@@ -387,11 +391,12 @@ impl Decoder {
     }
 
     /// Decoder states [rows, 1, d_model] for each row's newest token
-    /// `tokens` [rows, 1] at `position`, with the caches of earlier steps.
-    /// When the state records alignment, the step's cross-attention of the
-    /// alignment heads is kept too.
-    fn step(&self, tokens: &Tensor, position: i64, state: &mut DecoderState) -> Tensor {
-        let mut x = self.embed_tokens.forward(tokens) + self.positions.narrow(0, position, 1).unsqueeze(0);
+    /// `tokens` [rows, 1] at its position, with the caches of earlier
+    /// steps. When the state records alignment, the step's cross-attention
+    /// of the alignment heads is kept too.
+    fn step(&self, tokens: &Tensor, state: &mut DecoderState) -> Tensor {
+        let step = state.begin_step();
+        let mut x = self.embed_tokens.forward(tokens) + self.positions.index_select(0, &step.positions).unsqueeze(1);
         let recording = state.alignment.as_ref().filter(|a| a.recording);
         let kept: Vec<Vec<i64>> = (0..self.layers.len())
             .map(|layer| {
@@ -407,6 +412,7 @@ impl Decoder {
         for (i, layer) in self.layers.iter().enumerate() {
             let (next, p) = layer.step(
                 &x,
+                &step,
                 &state.memory,
                 &mut state.self_attn[i],
                 &mut state.cross_attn[i],
@@ -458,9 +464,9 @@ impl Seq2SeqLm for WhisperForConditionalGeneration {
         self.encode_features(features)
     }
 
-    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+    fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
-        let hidden = self.decoder.step(&ids, position, state).squeeze_dim(1);
+        let hidden = self.decoder.step(&ids, state).squeeze_dim(1);
         hidden.linear(self.decoder.embed_tokens.weight(), None::<&Tensor>)
     }
 

@@ -621,9 +621,7 @@ fn detect_languages(
     let memory = Tensor::cat(&states.iter().map(|s| s.shallow_clone()).collect::<Vec<_>>(), 0);
     let mut state = DecoderState::new(memory, None, 1, model.decoder_layers());
     let start = model.decoder_start_token_id();
-    let logits = model
-        .step(&vec![start; states.len()], 0, &mut state)
-        .to_kind(Kind::Float);
+    let logits = model.step(&vec![start; states.len()], &mut state).to_kind(Kind::Float);
     let ids: Vec<i64> = languages.values().copied().collect();
     let index = Tensor::from_slice(&ids).to_device(logits.device());
     let candidates = logits.index_select(1, &index).to_device(tch::Device::Cpu);

@@ -3,9 +3,9 @@
 //! encoder-decoder keeps between steps. The model families implement these;
 //! `generation/` drives them without naming any family.
 
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
-use crate::core::layers::KvCache;
+use crate::core::layers::{masked_value, padding_bias, KvCache};
 
 /// A model that predicts the next token from a prefix (decoder-only).
 pub trait CausalLm {
@@ -33,15 +33,19 @@ pub trait Seq2SeqLm {
     /// when no input is padded (features never are).
     fn encode(&self, inputs: &Tensor, padding: Option<&Tensor>) -> Tensor;
     /// Logits [rows, vocab] (f32) after feeding each row's newest token
-    /// `tokens` [rows] at decoder position `position`.
-    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor;
+    /// `tokens` [rows], at the positions [`DecoderState::begin_step`] gives.
+    fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor;
     fn decoder_layers(&self) -> usize;
     fn decoder_start_token_id(&self) -> i64;
     fn device(&self) -> Device;
 }
 
 /// What an encoder-decoder keeps between steps. Its rows are hypotheses,
-/// `beams` consecutive rows per input.
+/// `beams` consecutive rows per input. Rows of inputs that joined at
+/// different steps (continuous batching, [`DecoderState::merge`]) have
+/// histories of different lengths: the shorter ones are padded on the left
+/// in the self-attention caches (masked), so every row's newest token is
+/// the caches' last column, and each row has its own decoder position.
 pub struct DecoderState {
     /// Encoder states [items, source, d].
     pub memory: Tensor,
@@ -56,6 +60,28 @@ pub struct DecoderState {
     /// Cross-attention kept for word timestamps (Whisper), when asked for.
     pub alignment: Option<Alignment>,
     rows: usize,
+    /// Hypotheses per input.
+    beams: usize,
+    /// Each row's decoder position for the next step, [rows] (int64).
+    positions: Tensor,
+    /// Which columns of the self-attention caches are each row's own (1)
+    /// and which are left padding (0), [rows, columns]; None while none is
+    /// padding.
+    history: Option<Tensor>,
+    /// Columns of the self-attention caches.
+    columns: i64,
+}
+
+/// What a decoder step reads of the state (see [`DecoderState::begin_step`]).
+pub struct Step {
+    /// Each row's position, [rows] (int64).
+    pub positions: Tensor,
+    /// Columns cached before this step: the newest token of every row is
+    /// column `past` of the self-attention keys.
+    pub past: i64,
+    /// The self-attention's additive bias [rows, 1, 1, past + 1] that hides
+    /// the left padding of rows that joined later; None when there is none.
+    pub bias: Option<Tensor>,
 }
 
 /// Cross-attention probabilities of chosen heads, kept for word timestamps
@@ -97,8 +123,13 @@ impl Alignment {
 
 impl DecoderState {
     pub fn new(memory: Tensor, memory_padding: Option<Tensor>, beams: usize, layers: usize) -> Self {
+        let rows = memory.size()[0] as usize * beams;
         DecoderState {
-            rows: memory.size()[0] as usize * beams,
+            rows,
+            beams,
+            positions: Tensor::zeros([rows as i64], (Kind::Int64, memory.device())),
+            history: None,
+            columns: 0,
             memory,
             memory_padding,
             self_attn: (0..layers).map(|_| KvCache::default()).collect(),
@@ -107,11 +138,165 @@ impl DecoderState {
         }
     }
 
+    /// Hypotheses (rows of the self-attention caches).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Called by the model at the start of each step: the rows' positions
+    /// and the self-attention's padding bias for this step, which the state
+    /// counts as taken (every row moves on by one position).
+    pub fn begin_step(&mut self) -> Step {
+        let step = Step {
+            positions: self.positions.shallow_clone(),
+            past: self.columns,
+            bias: self.history.as_ref().map(|h| {
+                let now = Tensor::cat(&[h, &h.ones_like().narrow(1, 0, 1)], 1);
+                padding_bias(&now, Kind::Float)
+            }),
+        };
+        self.positions = &self.positions + 1;
+        self.columns += 1;
+        if let Some(h) = self.history.as_mut() {
+            *h = Tensor::cat(&[&*h, &h.ones_like().narrow(1, 0, 1)], 1);
+        }
+        step
+    }
+
+    /// These rows and `other`'s in one state (both with the same beams,
+    /// both past their first step, so with their cross-attention keys and
+    /// values, and neither keeping alignment): the shorter self-attention
+    /// history padded on the left, the shorter source on the right, both
+    /// masked, so that every row computes what it computes alone.
+    pub fn merge(self, other: DecoderState) -> DecoderState {
+        assert_eq!(self.beams, other.beams, "states of one beam count merge");
+        assert!(
+            self.alignment.is_none() && other.alignment.is_none(),
+            "no alignment kept"
+        );
+        let device = self.memory.device();
+        // Self-attention: left padding.
+        let columns = self.columns.max(other.columns);
+        let history_of = |s: &DecoderState| {
+            let h = s
+                .history
+                .as_ref()
+                .map(Tensor::shallow_clone)
+                .unwrap_or_else(|| Tensor::ones([s.rows as i64, s.columns], (Kind::Int64, device)));
+            h.constant_pad_nd([columns - s.columns, 0])
+        };
+        let history = Tensor::cat(&[history_of(&self), history_of(&other)], 0);
+        // The encoder's side: right padding.
+        let source = self.memory.size()[1].max(other.memory.size()[1]);
+        let widen = |t: &Tensor, dim: usize| {
+            let short = source - t.size()[dim];
+            let mut pad = vec![0i64; 2 * (t.dim() - dim)];
+            let last = pad.len() - 1;
+            pad[last] = short;
+            if short > 0 {
+                t.constant_pad_nd(pad.as_slice())
+            } else {
+                t.shallow_clone()
+            }
+        };
+        let padding_of = |s: &DecoderState| {
+            let items = s.memory.size()[0];
+            let own = s.memory.size()[1];
+            let bias = s
+                .memory_padding
+                .as_ref()
+                .map(Tensor::shallow_clone)
+                .unwrap_or_else(|| Tensor::zeros([items, 1, 1, own], (Kind::Float, device)));
+            let hidden = Tensor::full(
+                [items, 1, 1, source - own],
+                masked_value(bias.kind()),
+                (bias.kind(), device),
+            );
+            Tensor::cat(&[bias, hidden], 3)
+        };
+        let memory_padding = Tensor::cat(&[padding_of(&self), padding_of(&other)], 0);
+        let memory = Tensor::cat(&[widen(&self.memory, 1), widen(&other.memory, 1)], 0);
+        let cross_attn = self
+            .cross_attn
+            .iter()
+            .zip(&other.cross_attn)
+            .map(|(a, b)| {
+                let ((ak, av), (bk, bv)) = (
+                    a.as_ref().expect("keys after a step"),
+                    b.as_ref().expect("keys after a step"),
+                );
+                Some((
+                    Tensor::cat(&[widen(ak, 2), widen(bk, 2)], 0),
+                    Tensor::cat(&[widen(av, 2), widen(bv, 2)], 0),
+                ))
+            })
+            .collect();
+        let self_attn = self
+            .self_attn
+            .into_iter()
+            .zip(other.self_attn)
+            .map(|(mut a, b)| {
+                a.merge_rows(b, columns);
+                a
+            })
+            .collect();
+        let mut merged = DecoderState {
+            memory,
+            memory_padding: Some(memory_padding),
+            self_attn,
+            cross_attn,
+            alignment: None,
+            rows: self.rows + other.rows,
+            beams: self.beams,
+            positions: Tensor::cat(&[self.positions, other.positions], 0),
+            history: Some(history),
+            columns,
+        };
+        merged.trim();
+        merged
+    }
+
+    /// Drops the padding no row uses any longer (after rows left, or on
+    /// the longer side of a merge): self-attention columns that are padding
+    /// in every row, source positions that are padding in every input.
+    fn trim(&mut self) {
+        if let Some(history) = &self.history {
+            let used = column_counts(history);
+            let unused = used.iter().take_while(|&&n| n == 0).count() as i64;
+            if unused > 0 {
+                for cache in &mut self.self_attn {
+                    cache.drop_first(unused);
+                }
+                self.columns -= unused;
+            }
+            let history = history.narrow(1, unused, self.columns);
+            // No padding left: no mask to carry.
+            self.history = (used.iter().skip(unused as usize).any(|&n| n < self.rows as i64)).then_some(history);
+        }
+        if let Some(bias) = &self.memory_padding {
+            let source = bias.size()[3];
+            let used = column_counts(&bias.eq(0).view([-1, source]));
+            let unused = used.iter().rev().take_while(|&&n| n == 0).count() as i64;
+            let end = (source - unused).max(1);
+            if end < source {
+                self.memory = self.memory.narrow(1, 0, end);
+                for (k, v) in self.cross_attn.iter_mut().flatten() {
+                    *k = k.narrow(2, 0, end);
+                    *v = v.narrow(2, 0, end);
+                }
+            }
+            let items = self.memory.size()[0];
+            let padded = used.iter().take(end as usize).any(|&n| n < items);
+            self.memory_padding = padded.then(|| bias.narrow(3, 0, end));
+        }
+    }
+
     /// Keeps the inputs `items` (their current positions, in order) and the
     /// hypotheses `rows` (current row numbers, in their new order: the
     /// kept inputs' beams, input after input).
     pub fn select(&mut self, items: &[i64], rows: &[i64]) {
         let device = self.memory.device();
+        let shrunk = rows.len() < self.rows || (items.len() as i64) < self.memory.size()[0];
         let unchanged = rows.len() == self.rows && rows.iter().enumerate().all(|(i, &r)| r == i as i64);
         if !unchanged {
             let index = Tensor::from_slice(rows).to_device(device);
@@ -121,6 +306,8 @@ impl DecoderState {
             if let Some(history) = self.alignment.as_mut().and_then(|a| a.history.as_mut()) {
                 *history = history.index_select(0, &index);
             }
+            self.positions = self.positions.index_select(0, &index);
+            self.history = self.history.as_ref().map(|h| h.index_select(0, &index));
             self.rows = rows.len();
         }
         // Inputs only ever leave, so fewer means a different selection.
@@ -133,7 +320,16 @@ impl DecoderState {
                 *v = v.index_select(0, &index);
             }
         }
+        // Rows that leave may leave padding no one uses.
+        if shrunk {
+            self.trim();
+        }
     }
+}
+
+/// The sum of each column of a 0/1 (or boolean) matrix [rows, columns].
+fn column_counts(matrix: &Tensor) -> Vec<i64> {
+    Vec::<i64>::try_from(matrix.sum_dim_intlist(0, false, Kind::Int64).to_device(Device::Cpu)).expect("column sums")
 }
 
 /// A built encoder-decoder, and how many input positions its encoder has

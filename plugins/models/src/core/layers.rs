@@ -422,13 +422,17 @@ pub fn merge_heads(x: &Tensor) -> Tensor {
 pub fn padding_bias(attention_mask: &Tensor, kind: Kind) -> Tensor {
     let (b, s) = attention_mask.size2().expect("2-d attention mask");
     let keep = attention_mask.to_kind(kind).view([b, 1, 1, s]);
-    let min = match kind {
+    (keep.ones_like() - keep) * masked_value(kind)
+}
+
+/// The additive bias of a hidden position in `kind`: its lowest value.
+pub fn masked_value(kind: Kind) -> f64 {
+    match kind {
         Kind::Half => -65504.0,
         Kind::BFloat16 => -3.3895e38,
         Kind::Double => f64::MIN,
         _ => f32::MIN as f64,
-    };
-    (keep.ones_like() - keep) * min
+    }
 }
 
 /// The additive attention bias of a causal decoder step: `new` queries (the
@@ -513,6 +517,11 @@ impl KvCache {
             let count = count.min(length);
             self.kv = Some((k.narrow(2, count, length - count), v.narrow(2, count, length - count)));
         }
+    }
+
+    /// The rows held (0 when empty).
+    pub fn rows(&self) -> usize {
+        self.kv.as_ref().map_or(0, |(k, _)| k.size()[0] as usize)
     }
 
     /// Keeps the batch rows in `rows` (in that order): drops finished

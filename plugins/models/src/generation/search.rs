@@ -5,6 +5,8 @@
 //! the input's prompt (an encoder-decoder's decoder start token); lengths
 //! count it, as transformers' do.
 
+use std::sync::Arc;
+
 use tch::{Kind, Tensor};
 
 use crate::core::math::top_k;
@@ -13,30 +15,32 @@ use crate::generation::sampling::{choose, Rng};
 use crate::generation::settings::{EarlyStopping, GenerationParams};
 
 /// One input's search: greedy or sampled (one hypothesis), or beam search.
-pub enum Search<'a> {
+pub enum Search {
     Single {
-        params: &'a GenerationParams,
+        params: Arc<GenerationParams>,
         prompt_len: usize,
         sequence: Vec<i64>,
         rng: Rng,
         /// Its cross-attention history, when kept (word timestamps).
         alignment: Option<Tensor>,
     },
-    Beams(BeamSearch<'a>),
+    Beams(BeamSearch),
 }
 
 /// A sequence found, with its cross-attention history when it was kept.
 pub type Found = (Vec<i64>, Option<Tensor>);
 
-impl<'a> Search<'a> {
-    pub fn new(prompt: Vec<i64>, params: &'a GenerationParams) -> Self {
+impl Search {
+    /// A search from `prompt` with `params` (shared by the sequences of
+    /// one request).
+    pub fn new(prompt: Vec<i64>, params: Arc<GenerationParams>) -> Self {
         debug_assert!(params.max_new_tokens >= 1, "room for one new token");
         if params.num_beams <= 1 {
             Search::Single {
-                params,
                 prompt_len: prompt.len(),
                 sequence: prompt,
                 rng: Rng::new(params.seed),
+                params,
                 alignment: None,
             }
         } else {
@@ -132,8 +136,8 @@ struct Hypothesis {
 const LARGE_NEGATIVE: f32 = -1.0e9;
 
 /// transformers' `_beam_search` for one input.
-pub struct BeamSearch<'a> {
-    params: &'a GenerationParams,
+pub struct BeamSearch {
+    params: Arc<GenerationParams>,
     prompt_len: usize,
     /// The prompt's length plus max_new_tokens.
     max_length: usize,
@@ -145,12 +149,11 @@ pub struct BeamSearch<'a> {
     cur_len: usize,
 }
 
-impl<'a> BeamSearch<'a> {
-    fn new(prompt: Vec<i64>, params: &'a GenerationParams) -> Self {
+impl BeamSearch {
+    fn new(prompt: Vec<i64>, params: Arc<GenerationParams>) -> Self {
         let beams = params.num_beams;
         let prompt_len = prompt.len();
         BeamSearch {
-            params,
             prompt_len,
             max_length: prompt_len + params.max_new_tokens,
             running: vec![prompt.clone(); beams],
@@ -166,6 +169,7 @@ impl<'a> BeamSearch<'a> {
                 .collect(),
             improvable: true,
             cur_len: prompt_len,
+            params,
         }
     }
 
@@ -175,7 +179,8 @@ impl<'a> BeamSearch<'a> {
 
     /// One step from the beams' log-probabilities [beams * vocab].
     fn advance(&mut self, log_probs: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
-        let params = self.params;
+        let params = Arc::clone(&self.params);
+        let params = params.as_ref();
         let beams = params.num_beams;
         let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
         for (beam, row) in log_probs.chunks_mut(vocab).enumerate() {

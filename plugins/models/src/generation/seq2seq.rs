@@ -11,6 +11,9 @@
 //! Lengths count the decoder's prompt (its start token, and Whisper's
 //! language, task and timestamp tokens), as transformers' do.
 
+use std::collections::VecDeque;
+use std::sync::Arc;
+
 use tch::{Device, Kind, Tensor};
 
 use crate::core::decoding::{Alignment, DecoderState, Seq2SeqLm};
@@ -141,111 +144,189 @@ pub fn generate_aligned(
     for group in order.chunk_by(|&a, &b| key(a) == key(b)) {
         let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input.len()).collect();
         for bounds in batch_bounds(&lengths, key(group[0]).0) {
-            let chosen = &group[bounds];
-            let wanted: Vec<usize> = chosen.iter().copied().filter(|&i| keep_going(i)).collect();
+            let wanted: Vec<Start> = group[bounds]
+                .iter()
+                .filter(|&&i| keep_going(i))
+                .map(|&i| Start {
+                    id: i,
+                    input: sources[i].input,
+                    prompt: prompts[i].clone(),
+                    params: Arc::new(sources[i].params.clone()),
+                })
+                .collect();
             if wanted.is_empty() {
                 continue;
             }
-            let outputs = decode_together(model, sources, &prompts, &wanted, alignment_heads, keep_going);
-            for (&i, sequences) in wanted.iter().zip(outputs) {
-                results[i] = sequences;
-            }
+            let mut batch = Batch::start(model, wanted, alignment_heads);
+            while batch.step(model, keep_going, &mut |i, found| results[i] = found) {}
         }
     }
     results
 }
 
-/// Encodes the token ids of the sources `chosen` as one padded batch, or
-/// stacks their encoder states.
-fn encode_together(model: &dyn Seq2SeqLm, sources: &[Source], chosen: &[usize]) -> (Tensor, Option<Tensor>) {
-    let device = model.device();
-    let mut ids_of = Vec::new();
-    let mut states = Vec::new();
-    for &i in chosen {
-        match sources[i].input {
-            Input::Tokens(ids) => ids_of.push(ids),
-            Input::Encoded(s) => states.push(s.shallow_clone()),
-        }
-    }
-    if !states.is_empty() {
-        assert!(ids_of.is_empty(), "token ids and encoder states in one batch");
-        return (Tensor::cat(&states, 0), None);
-    }
-    let longest = ids_of.iter().map(|ids| ids.len()).max().unwrap_or(0);
-    let (mut ids, mut mask) = (Vec::new(), Vec::new());
-    for input in ids_of {
-        ids.extend(
-            input
-                .iter()
-                .copied()
-                .chain(std::iter::repeat_n(0, longest - input.len())),
-        );
-        mask.extend((0..longest).map(|t| i64::from(t < input.len())));
-    }
-    let shape = [chosen.len() as i64, longest as i64];
-    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
-    let padding = mask
-        .contains(&0)
-        .then(|| padding_bias(&Tensor::from_slice(&mask).view(shape).to_device(device), Kind::Float));
-    (model.encode(&ids, padding.as_ref()), padding)
+/// One input that joins a running decode ([`generate_joined`]).
+pub struct Arrival {
+    /// A text model's token ids.
+    pub input_ids: Vec<i64>,
+    pub params: Arc<GenerationParams>,
 }
 
-/// Encodes the sources `chosen` (all with the same `num_beams` and prompt
-/// length) together and decodes them together.
-fn decode_together(
+/// The decode of a batch that inputs join and leave between steps
+/// (continuous batching), for text inputs decoded from the model's start
+/// token. Before each step `arrivals(rows)` gives the inputs that arrive
+/// now (`rows`: the hypotheses decoding or waiting to); they are numbered
+/// in arrival order from 0 and wait, in order, until their hypotheses fit
+/// beside the running ones within `max_rows` (one input always fits when
+/// none runs). Those that fit are encoded together (within MAX_BATCH_ROWS
+/// hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a time), take
+/// their first step on their own, and join the running inputs with the
+/// same `num_beams` (inputs with other beam counts decode beside them, a
+/// step each in turn). Each input gets the sequences it gets alone: its
+/// rows see only its own history and source. `keep_going(i)` is asked
+/// before every step (false ends input `i` with what it has);
+/// `on_finish(i, sequences)` is called as soon as input `i`'s search is
+/// over. Returns when nothing runs, waits or arrives.
+pub fn generate_joined(
     model: &dyn Seq2SeqLm,
-    sources: &[Source],
-    prompts: &[Vec<i64>],
-    chosen: &[usize],
-    alignment_heads: Option<&[(usize, usize)]>,
+    max_rows: usize,
+    arrivals: &mut dyn FnMut(usize) -> Vec<Arrival>,
     keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Vec<Found>> {
-    let beams = sources[chosen[0]].params.num_beams.max(1);
-    let (memory, padding) = encode_together(model, sources, chosen);
-    let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
-    state.alignment = alignment_heads.map(|heads| Alignment::new(heads.to_vec()));
-
-    let mut searches: Vec<Search> = chosen
-        .iter()
-        .map(|&i| Search::new(prompts[i].clone(), sources[i].params))
-        .collect();
-    // The prompt but its last token goes into the caches first (its logits
-    // choose nothing); the last token's choose the first new one.
-    let prompt_len = prompts[chosen[0]].len();
-    let fed: Vec<Vec<i64>> = (0..prompt_len - 1)
-        .map(|t| {
-            chosen
-                .iter()
-                .flat_map(|&i| std::iter::repeat_n(prompts[i][t], beams))
-                .collect()
-        })
-        .collect();
-    for (position, tokens) in fed.iter().enumerate() {
-        let _ = model.step(tokens, position as i64, &mut state);
-    }
-    // The searches still running, in the decoder state's order.
-    let mut active: Vec<usize> = (0..chosen.len()).collect();
-    let mut position = prompt_len as i64 - 1;
+    on_finish: &mut dyn FnMut(usize, Vec<Vec<i64>>),
+) {
+    let _guard = tch::no_grad_guard();
+    let start = model.decoder_start_token_id();
+    let width = |a: &Arrival| a.params.num_beams.max(1);
+    let mut on_found = |i: usize, found: Vec<Found>| on_finish(i, found.into_iter().map(|(t, _)| t).collect());
+    let mut batches: Vec<Batch> = Vec::new();
+    let mut waiting: VecDeque<(usize, Arrival)> = VecDeque::new();
+    let mut arrived_so_far = 0;
     loop {
-        // An input whose client went away stops here, with what it has.
-        let wanted: Vec<bool> = active.iter().map(|&a| keep_going(chosen[a])).collect();
-        if wanted.contains(&false) {
-            let items = positions(&wanted);
-            if items.is_empty() {
+        let mut rows: usize = batches.iter().map(|b| b.state.rows()).sum();
+        let waiting_rows: usize = waiting.iter().map(|(_, a)| width(a)).sum();
+        let arrived = arrivals(rows + waiting_rows);
+        let count = arrived.len();
+        waiting.extend((arrived_so_far..).zip(arrived));
+        arrived_so_far += count;
+        let mut admitted = Vec::new();
+        while let Some((_, a)) = waiting.front() {
+            if rows > 0 && rows + width(a) > max_rows {
                 break;
             }
+            rows += width(a);
+            admitted.extend(waiting.pop_front());
+        }
+        admitted.sort_by_key(|(_, a)| (width(a), a.input_ids.len()));
+        for group in admitted.chunk_by(|(_, a), (_, b)| width(a) == width(b)) {
+            let beams = width(&group[0].1);
+            let lengths: Vec<usize> = group.iter().map(|(_, a)| a.input_ids.len()).collect();
+            for bounds in batch_bounds(&lengths, beams) {
+                // One no longer wanted ends before it starts, with nothing.
+                let mut wanted = Vec::new();
+                for (i, a) in &group[bounds] {
+                    if !keep_going(*i) {
+                        on_found(*i, vec![]);
+                        continue;
+                    }
+                    wanted.push(Start {
+                        id: *i,
+                        input: Input::Tokens(&a.input_ids),
+                        prompt: vec![start],
+                        params: Arc::clone(&a.params),
+                    });
+                }
+                if wanted.is_empty() {
+                    continue;
+                }
+                // The first step alone computes the new inputs' cross-attention
+                // keys and values, which a merged state holds for every input.
+                let mut fresh = Batch::start(model, wanted, None);
+                if !fresh.step(model, keep_going, &mut on_found) {
+                    continue;
+                }
+                match batches.iter().position(|b| b.beams == beams) {
+                    Some(k) => {
+                        let running = batches.swap_remove(k);
+                        batches.push(running.merge(fresh));
+                    }
+                    None => batches.push(fresh),
+                }
+            }
+        }
+        if batches.is_empty() && waiting.is_empty() {
+            return;
+        }
+        batches.retain_mut(|batch| batch.step(model, keep_going, &mut on_found));
+    }
+}
+
+/// An input to start decoding: its number, encoder input, decoder prompt
+/// and settings.
+struct Start<'a> {
+    id: usize,
+    input: Input<'a>,
+    prompt: Vec<i64>,
+    params: Arc<GenerationParams>,
+}
+
+/// Inputs decoding together, all with the same `num_beams`: their searches
+/// in the decoder state's order (`beams` rows each).
+struct Batch {
+    beams: usize,
+    state: DecoderState,
+    searches: Vec<(usize, Search)>,
+}
+
+impl Batch {
+    /// Encodes the inputs together (token ids padded, or encoder states
+    /// stacked) and feeds their prompts (all of one length) but the last
+    /// token, whose logits choose the first new one.
+    fn start(model: &dyn Seq2SeqLm, inputs: Vec<Start>, alignment_heads: Option<&[(usize, usize)]>) -> Batch {
+        let beams = inputs[0].params.num_beams.max(1);
+        let (memory, padding) = encode_together(model, inputs.iter().map(|s| s.input));
+        let mut state = DecoderState::new(memory, padding, beams, model.decoder_layers());
+        state.alignment = alignment_heads.map(|heads| Alignment::new(heads.to_vec()));
+        let prompt_len = inputs[0].prompt.len();
+        for t in 0..prompt_len - 1 {
+            let tokens: Vec<i64> = inputs
+                .iter()
+                .flat_map(|s| std::iter::repeat_n(s.prompt[t], beams))
+                .collect();
+            let _ = model.step(&tokens, &mut state);
+        }
+        let searches = inputs
+            .into_iter()
+            .map(|s| (s.id, Search::new(s.prompt, s.params)))
+            .collect();
+        Batch { beams, state, searches }
+    }
+
+    /// One decoding step. An input whose `keep_going` is false ends first,
+    /// with what it has; inputs whose search is over after the step are
+    /// handed to `on_finish` and leave. Whether any input goes on.
+    fn step(
+        &mut self,
+        model: &dyn Seq2SeqLm,
+        keep_going: &mut dyn FnMut(usize) -> bool,
+        on_finish: &mut dyn FnMut(usize, Vec<Found>),
+    ) -> bool {
+        let beams = self.beams;
+        let wanted: Vec<bool> = self.searches.iter().map(|(i, _)| keep_going(*i)).collect();
+        if wanted.contains(&false) {
+            let items = positions(&wanted);
             let rows: Vec<i64> = items
                 .iter()
                 .flat_map(|&i| i * beams as i64..(i + 1) * beams as i64)
                 .collect();
-            state.select(&items, &rows);
-            retain(&mut active, &wanted);
+            self.leave(&wanted, on_finish);
+            if items.is_empty() {
+                return false;
+            }
+            self.state.select(&items, &rows);
         }
-        let tokens: Vec<i64> = active.iter().flat_map(|&a| searches[a].newest_tokens()).collect();
-        let logits = model.step(&tokens, position, &mut state);
-        position += 1;
+        let tokens: Vec<i64> = self.searches.iter().flat_map(|(_, s)| s.newest_tokens()).collect();
+        let logits = model.step(&tokens, &mut self.state);
         // Every later step feeds a new token, whose attention is kept.
-        if let Some(alignment) = state.alignment.as_mut() {
+        if let Some(alignment) = self.state.alignment.as_mut() {
             alignment.recording = true;
         }
         // Beam search ranks log-probabilities; greedy, the processed logits.
@@ -256,35 +337,88 @@ fn decode_together(
         };
         let vocab = scores.size()[1] as usize;
         let mut scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).reshape([-1])).expect("f32 scores");
-        let mut going_on = Vec::with_capacity(active.len());
-        let mut rows = Vec::with_capacity(active.len() * beams);
-        for (slot, (&a, item_scores)) in active.iter().zip(scores.chunks_mut(beams * vocab)).enumerate() {
-            let parents = searches[a].advance(item_scores, vocab);
-            if let Some(alignment) = &state.alignment {
-                searches[a].keep_alignment(parents.is_none(), &|beam| alignment.row(slot * beams + beam));
+        let mut going_on = Vec::with_capacity(self.searches.len());
+        let mut rows = Vec::with_capacity(self.searches.len() * beams);
+        for (slot, ((_, search), item_scores)) in self
+            .searches
+            .iter_mut()
+            .zip(scores.chunks_mut(beams * vocab))
+            .enumerate()
+        {
+            let parents = search.advance(item_scores, vocab);
+            if let Some(alignment) = &self.state.alignment {
+                search.keep_alignment(parents.is_none(), &|beam| alignment.row(slot * beams + beam));
             }
             going_on.push(parents.is_some());
             rows.extend(parents.iter().flatten().map(|&b| (slot * beams + b) as i64));
         }
         let items = positions(&going_on);
+        self.leave(&going_on, on_finish);
         if items.is_empty() {
-            break;
+            return false;
         }
-        state.select(&items, &rows);
-        retain(&mut active, &going_on);
+        self.state.select(&items, &rows);
+        true
     }
-    searches.into_iter().map(Search::into_found).collect()
+
+    /// Hands the searches whose flag is false to `on_finish`, keeping the others.
+    fn leave(&mut self, flags: &[bool], on_finish: &mut dyn FnMut(usize, Vec<Found>)) {
+        let mut kept = Vec::with_capacity(self.searches.len());
+        for ((id, search), &keep) in std::mem::take(&mut self.searches).into_iter().zip(flags) {
+            if keep {
+                kept.push((id, search));
+            } else {
+                on_finish(id, search.into_found());
+            }
+        }
+        self.searches = kept;
+    }
+
+    /// These inputs and `other`'s (same beams) in one batch.
+    fn merge(mut self, other: Batch) -> Batch {
+        self.state = self.state.merge(other.state);
+        self.searches.extend(other.searches);
+        self
+    }
+}
+
+/// Encodes token ids as one padded batch, or stacks encoder states.
+fn encode_together<'a>(model: &dyn Seq2SeqLm, inputs: impl Iterator<Item = Input<'a>>) -> (Tensor, Option<Tensor>) {
+    let device = model.device();
+    let mut ids_of = Vec::new();
+    let mut states = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Tokens(ids) => ids_of.push(ids),
+            Input::Encoded(s) => states.push(s.shallow_clone()),
+        }
+    }
+    if !states.is_empty() {
+        assert!(ids_of.is_empty(), "token ids and encoder states in one batch");
+        return (Tensor::cat(&states, 0), None);
+    }
+    let longest = ids_of.iter().map(|ids| ids.len()).max().unwrap_or(0);
+    let (mut ids, mut mask) = (Vec::new(), Vec::new());
+    for input in &ids_of {
+        ids.extend(
+            input
+                .iter()
+                .copied()
+                .chain(std::iter::repeat_n(0, longest - input.len())),
+        );
+        mask.extend((0..longest).map(|t| i64::from(t < input.len())));
+    }
+    let shape = [ids_of.len() as i64, longest as i64];
+    let ids = Tensor::from_slice(&ids).view(shape).to_device(device);
+    let padding = mask
+        .contains(&0)
+        .then(|| padding_bias(&Tensor::from_slice(&mask).view(shape).to_device(device), Kind::Float));
+    (model.encode(&ids, padding.as_ref()), padding)
 }
 
 /// The positions of the `true` flags.
 fn positions(flags: &[bool]) -> Vec<i64> {
     (0..flags.len() as i64).filter(|&i| flags[i as usize]).collect()
-}
-
-/// Keeps the entries of `active` whose flag is true.
-fn retain(active: &mut Vec<usize>, flags: &[bool]) {
-    let mut flags = flags.iter();
-    active.retain(|_| *flags.next().expect("one flag each"));
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
+use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet, Step};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear,
@@ -178,13 +178,14 @@ impl Attention {
 
     /// Self-attention of new decoder tokens over every earlier one (kept in
     /// `cache`) and themselves.
-    fn step_self(&self, x: &Tensor, cache: &mut KvCache) -> Tensor {
+    /// `bias` hides the left padding of rows that joined later.
+    fn step_self(&self, x: &Tensor, cache: &mut KvCache, bias: Option<&Tensor>) -> Tensor {
         let q = split_heads(&self.q.forward(x), self.heads);
         let (k, v) = cache.append(
             split_heads(&self.k.forward(x), self.heads),
             split_heads(&self.v.forward(x), self.heads),
         );
-        self.out.forward(&merge_heads(&attention(&q, &k, &v, None)))
+        self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
     }
 
     /// Cross-attention of each hypothesis to its input's encoder states
@@ -267,12 +268,13 @@ impl DecoderLayer {
     fn step(
         &self,
         x: &Tensor,
+        step: &Step,
         memory: &Tensor,
         memory_padding: Option<&Tensor>,
         self_cache: &mut KvCache,
         cross: &mut Option<(Tensor, Tensor)>,
     ) -> Tensor {
-        let mut h = self.self_attn.step_self(x, self_cache);
+        let mut h = self.self_attn.step_self(x, self_cache, step.bias.as_ref());
         h += x;
         let x = self.self_attn_norm.forward(&h);
         let mut h = self.cross_attn.step_cross(&x, memory, memory_padding, cross);
@@ -352,10 +354,18 @@ impl Embed {
         }
     }
 
-    fn forward(&self, tokens: &Tensor, start: i64) -> Tensor {
+    /// Embedded tokens [batch, seq, d] at positions 0..seq.
+    fn forward(&self, tokens: &Tensor) -> Tensor {
         let seq = tokens.size()[1];
-        let positions = self.positions.narrow(0, start + self.offset, seq).unsqueeze(0);
-        let x = tokens + positions;
+        self.normed(tokens + self.positions.narrow(0, self.offset, seq).unsqueeze(0))
+    }
+
+    /// Embedded tokens [rows, 1, d], each row's at its own `positions` [rows].
+    fn forward_at(&self, tokens: &Tensor, positions: &Tensor) -> Tensor {
+        self.normed(tokens + self.positions.index_select(0, &(positions + self.offset)).unsqueeze(1))
+    }
+
+    fn normed(&self, x: Tensor) -> Tensor {
         match &self.norm {
             Some(norm) => norm.forward(&x),
             None => x,
@@ -411,7 +421,7 @@ impl BartModel {
     fn encode_padded(&self, input_ids: &Tensor, padding: Option<&Tensor>) -> Tensor {
         let mut x = self
             .encoder_embed
-            .forward(&(self.shared.forward(input_ids) * self.embed_scale), 0);
+            .forward(&(self.shared.forward(input_ids) * self.embed_scale));
         for layer in &self.encoder_layers {
             x = layer.forward(&x, padding);
         }
@@ -427,22 +437,24 @@ impl BartModel {
         let memory_bias = padding_bias(memory_mask, Kind::Float);
         let mut x = self
             .decoder_embed
-            .forward(&(self.shared.forward(decoder_ids) * self.embed_scale), 0);
+            .forward(&(self.shared.forward(decoder_ids) * self.embed_scale));
         for layer in &self.decoder_layers {
             x = layer.forward(&x, &self_bias, memory, &memory_bias);
         }
         x
     }
 
-    /// Decoder states [rows, 1, d_model] for each row's newest token at
-    /// `position`, with the caches of earlier steps.
-    fn decode_step(&self, tokens: &Tensor, position: i64, state: &mut DecoderState) -> Tensor {
+    /// Decoder states [rows, 1, d_model] for each row's newest token, at
+    /// its position, with the caches of earlier steps.
+    fn decode_step(&self, tokens: &Tensor, state: &mut DecoderState) -> Tensor {
+        let step = state.begin_step();
         let mut x = self
             .decoder_embed
-            .forward(&(self.shared.forward(tokens) * self.embed_scale), position);
+            .forward_at(&(self.shared.forward(tokens) * self.embed_scale), &step.positions);
         for (i, layer) in self.decoder_layers.iter().enumerate() {
             x = layer.step(
                 &x,
+                &step,
                 &state.memory,
                 state.memory_padding.as_ref(),
                 &mut state.self_attn[i],
@@ -534,9 +546,9 @@ impl Seq2SeqLm for BartForConditionalGeneration {
         self.model.decoder_layers.len()
     }
 
-    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+    fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
-        let hidden = self.model.decode_step(&ids, position, state).squeeze_dim(1);
+        let hidden = self.model.decode_step(&ids, state).squeeze_dim(1);
         hidden.linear(self.model.shared.weight(), None::<&Tensor>) + &self.final_logits_bias
     }
 

@@ -373,12 +373,20 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         self.decoder.len()
     }
 
-    fn step(&self, tokens: &[i64], position: i64, state: &mut DecoderState) -> Tensor {
+    fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let mut x = self.shared.forward(&ids);
+        // Relative positions: every row's newest token is the caches' last
+        // column (rows that joined later are padded on the left), so one
+        // bias serves all rows, plus the padding's.
+        let step = state.begin_step();
         let bias = self.decoder[0]
             .self_attn
-            .position_bias(position, 1, position + 1, self.device);
+            .position_bias(step.past, 1, step.past + 1, self.device);
+        let bias = match &step.bias {
+            Some(padding) => bias + padding,
+            None => bias,
+        };
         for (i, block) in self.decoder.iter().enumerate() {
             let normed = block.self_norm.forward(&x);
             let (k, v) = block.self_attn.keys_values(&normed);
