@@ -39,6 +39,7 @@ BENCH_MODELS = {
     "segment": ["segformer-b0", "mask2former-swin-tiny"],
     "speak": ["speecht5-tts", "speecht5-hifigan"],
     "arrivals": ["gpt2-small"],
+    "summary-arrivals": ["distilbart-cnn-12-6"],
 }
 
 
@@ -483,6 +484,39 @@ def arrivals(args):
                       "ttft_p50_s": pick(0.5), "ttft_p99_s": pick(0.99)}))
 
 
+def summary_arrivals(args):
+    """The load of inferd-bench's `summary-arrivals` (its JSON line's "plan")
+    served by pipeline("summarization") one request at a time, as a server
+    without batching would: each request starts when it has arrived and the
+    one before is done, with the article and exact length inferd was sent.
+    Every request is run and timed."""
+    import torch
+    from transformers import pipeline
+
+    torch.set_num_threads(args.threads)
+    row = json.loads(open(args.inferd).readline())
+    plan = row["plan"]
+    articles = [line for line in open(args.payload).read().splitlines() if line.strip()]
+    pipe = pipeline("summarization", model=args.model, device="cpu")
+    pipe(articles[0], min_length=9, max_new_tokens=8)  # warm-up
+    clock, latency, waits, tokens = 0.0, [], [], 0
+    for k, (at, n) in enumerate(plan):
+        begin = max(clock, at)
+        t = time.perf_counter()
+        pipe(articles[k % len(articles)], min_length=n + 1, max_new_tokens=n)
+        took = time.perf_counter() - t
+        latency.append(begin - at + took)
+        waits.append(begin - at)
+        clock = begin + took
+        tokens += n
+    latency.sort()
+    pick = lambda q: latency[round((len(latency) - 1) * q)]
+    print(json.dumps({"bench": "summary-arrivals", "who": "transformers", "rate": row["rate"],
+                      "requests": len(plan), "tokens": tokens, "seconds": clock, "tokens_per_s": tokens / clock,
+                      "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
+                      "wait_mean_s": sum(waits) / len(waits)}))
+
+
 def peak(args):
     """The machine's fp32 matmul throughput with LibTorch at N threads: the
     best of several 2048x2048 products."""
@@ -584,6 +618,11 @@ def main():
     a.add_argument("--threads", type=int, required=True)
     a.add_argument("--prompt", required=True)
     a.add_argument("--inferd", required=True, help="a file whose first line is inferd-bench arrivals' JSON")
+    y = sub.add_parser("summary-arrivals")
+    y.add_argument("--model", required=True)
+    y.add_argument("--threads", type=int, required=True)
+    y.add_argument("--payload", required=True)
+    y.add_argument("--inferd", required=True, help="a file whose first line is inferd-bench summary-arrivals' JSON")
     k = sub.add_parser("peak")
     k.add_argument("--threads", type=int, required=True)
     f = sub.add_parser("flops")
@@ -607,6 +646,8 @@ def main():
         segment(args)
     elif args.cmd == "arrivals":
         arrivals(args)
+    elif args.cmd == "summary-arrivals":
+        summary_arrivals(args)
     elif args.cmd == "speak":
         speak(args)
     elif args.cmd == "peak":

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|arrivals|classify|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -79,6 +79,39 @@ if [[ "$WHAT" == arrivals || "$WHAT" == all ]]; then
   done
   "$PY" tests/benches/reference.py arrivals --model "$BENCH/gpt2-small" --threads "$THREADS" --prompt "$PROMPT" \
     --inferd "$BENCH/arrivals-joined.json" >> "$RESULTS"
+fi
+if [[ "$WHAT" == summary-arrivals || "$WHAT" == all ]]; then
+  # Continuous batching of summaries: ~150-word articles arriving as a
+  # Poisson process, 16 to 96 new tokens each with the model's 4 beams;
+  # joined, static, then transformers one request at a time.
+  RATE="${SUMMARY_ARRIVALS_RATE:-0.5}"
+  SHORT_ARTICLES="$BENCH/short-articles.txt"
+  "$PY" - "$SHORT_ARTICLES" <<'EOF2'
+import sys, random
+words = ("the council approved a plan to build new bridges over river project will cost million francs and "
+         "should be finished officials said city engineers expect traffic to fall by third after opening").split()
+def article(seed):
+    random.seed(seed)
+    return " ".join(" ".join(random.choice(words) for _ in range(15)).capitalize() + "." for _ in range(10))
+open(sys.argv[1], "w").write("\n".join(article(seed) for seed in range(1, 9)))
+EOF2
+  for mode in joined static; do
+    extra=""; [[ "$mode" == static ]] && extra="--static-batching"
+    rm -f "$BENCH/address"
+    target/release/inferd --listen 127.0.0.1:0 --address-file "$BENCH/address" --offline --log warn $extra \
+      --metrics-listen "$METRICS" --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 \
+      --model "bart:summarization=$BENCH/distilbart-cnn-12-6" &
+    DAEMON=$!
+    for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
+    ADDR="http://$(cat "$BENCH/address")"
+    until target/release/inferctl --addr "$ADDR" models get bart 2>/dev/null | grep -q ready; do sleep 0.5; done
+    target/release/inferd-bench --addr "$ADDR" --model bart summary-arrivals --payload "$SHORT_ARTICLES" \
+      --rate "$RATE" --metrics "$METRICS" | sed "s/^{/{\"who\":\"inferd $mode\",/" > "$BENCH/summary-arrivals-$mode.json"
+    cat "$BENCH/summary-arrivals-$mode.json" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  done
+  "$PY" tests/benches/reference.py summary-arrivals --model "$BENCH/distilbart-cnn-12-6" --threads "$THREADS" \
+    --payload "$SHORT_ARTICLES" --inferd "$BENCH/summary-arrivals-joined.json" >> "$RESULTS"
 fi
 if [[ "$WHAT" == summarize || "$WHAT" == all ]]; then
   # 500-word articles, one per line: article.txt holds the first alone.
@@ -355,6 +388,15 @@ if arr:
         in_steps = f"{r['ttft_p99_s'] / load_step:.1f}" if load_step else "-"
         print(f"{r['who']:22}{r['ttft_p50_s']:>12.3f}{r['ttft_p99_s']:>12.3f}"
               f"{(f'{load_step:.3f}' if load_step else '-'):>19}{in_steps:>20}{r['tokens_per_s']:>10.1f}")
+sarr = [r for r in rows if r["bench"] == "summary-arrivals"]
+if sarr:
+    print(f"\ncontinuous batching, distilbart-cnn-12-6-sized BART (306M), {sarr[0]['requests']} summaries of "
+          f"~150-word articles arriving as a Poisson process at {sarr[0]['rate']}/s, 16 to 96 new tokens each, "
+          f"4 beams")
+    print(f"{'':22}{'latency p50 s':>15}{'latency p99 s':>15}{'queue wait s':>14}{'tokens/s':>10}")
+    for r in sarr:
+        print(f"{r['who']:22}{r['latency_p50_s']:>15.2f}{r['latency_p99_s']:>15.2f}{r['wait_mean_s']:>14.2f}"
+              f"{r['tokens_per_s']:>10.1f}")
 speak = [r for r in rows if r["bench"] == "speak"]
 if speak:
     get = lambda who, key, n: next(r for r in speak if r["who"] == who and r[key] == n)

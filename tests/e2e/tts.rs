@@ -179,10 +179,10 @@ async fn synthesized_speech_matches_transformers() {
 }
 
 /// Without a seed each call draws a fresh one, and sending it back gives
-/// the same sound; unseeded requests that arrive together are generated
-/// together and each still gets its own text.
+/// the same sound; unseeded requests that arrive together are decoded
+/// together, each with its own seed, and each sounds as it does alone.
 #[tokio::test]
-async fn seeds_reproduce_and_unseeded_requests_batch() {
+async fn seeds_reproduce_and_unseeded_requests_decode_together() {
     let daemon = Daemon::start(&[]).await;
     load(&daemon, "tts", "text-to-speech", "speecht5-random", Some(8)).await;
     let mut client = daemon.inference().await;
@@ -235,13 +235,10 @@ async fn seeds_reproduce_and_unseeded_requests_batch() {
         together.push(call.await.unwrap());
     }
     let seeds: std::collections::BTreeSet<u64> = together.iter().map(|s| s.seed).collect();
-    assert!(
-        seeds.len() < texts.len(),
-        "the unseeded requests were batched: {seeds:?}"
-    );
+    assert_eq!(seeds.len(), texts.len(), "a seed per request: {seeds:?}");
     for (text, speech) in texts.iter().zip(&together) {
-        // Each text alone with the seed its batch drew sounds the same (the
-        // masks do not depend on the batch; padding changes only rounding).
+        // Each text alone with the seed it drew sounds the same (its masks
+        // are its own; the others' padding changes only rounding).
         let alone = client
             .synthesize(ask(text, Some(speech.seed)))
             .await
@@ -252,6 +249,51 @@ async fn seeds_reproduce_and_unseeded_requests_batch() {
         let d = off(&alone.samples, &speech.samples, text);
         assert!(d <= 1e-4, "{text}: batched and alone differ by {d}");
     }
+}
+
+/// A request sent while another decodes joins it (counted by
+/// `inferd_joined_requests_total`) and sounds as it does alone.
+#[tokio::test]
+async fn a_request_joins_a_running_synthesis() {
+    let daemon = Daemon::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let request = LoadModelRequest {
+        name: "tts".into(),
+        task: "text-to-speech".into(),
+        source: fixture_model("speecht5-nostop"),
+        options: Some(ModelOptions {
+            vocoder: Some(fixture_model("hifigan-random")),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    daemon.models().await.load_model(request).await.unwrap();
+    let ask = |texts: &[&str], seed: u64| SynthesizeRequest {
+        model: "tts".into(),
+        inputs: texts.iter().map(|t| t.to_string()).collect(),
+        speaker: "alice".into(),
+        seed: Some(seed),
+        maxlenratio: Some(1000.0),
+        return_samples: true,
+        ..Default::default()
+    };
+    let mut client = daemon.inference().await;
+    let short = ask(&["Hi."], 9);
+    let alone = client.synthesize(short.clone()).await.unwrap().into_inner();
+    // 64 texts that never stop, to the model's 300 steps.
+    let long = ask(&["The long one goes on until the model's last position."; 64], 1);
+    let running = tokio::spawn(async move { client.synthesize(long).await.unwrap().into_inner() });
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let mut other = daemon.inference().await;
+    let joined = other.synthesize(short).await.unwrap().into_inner();
+    let long = running.await.unwrap();
+    assert_eq!(long.results.len(), 64);
+    let d = off(&joined.results[0].samples, &alone.results[0].samples, "joined");
+    assert!(d <= 1e-4, "joined and alone differ by {d}");
+    let metrics = daemon.metrics();
+    assert!(
+        metrics.contains("inferd_joined_requests_total{model=\"tts\"} 1\n"),
+        "the short request joined the running one:\n{metrics}"
+    );
 }
 
 #[tokio::test]

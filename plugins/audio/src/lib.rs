@@ -13,7 +13,7 @@ use inferd_models::auto::{
 use inferd_models::core::device::parse_device;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Host, Limit, LoadContext, Task};
 
 /// Longest audio accepted per input, in seconds.
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
@@ -23,15 +23,16 @@ pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
 enum AudioModel {
     Ctc(CtcModel),
     Whisper(Box<WhisperModel>),
-    TextToSpeech(Box<TextToSpeechModel>),
+    TextToSpeech(Box<TextToSpeechModel>, text_to_speech::Limits),
 }
 
 /// One loaded model, serving one task.
 pub struct AudioTask {
     model: AudioModel,
-    /// The task's work budget: seconds of audio per input (speech
-    /// recognition) or texts per request (text to speech).
-    limit: Limit,
+    /// The task's work budgets: seconds of audio per input (speech
+    /// recognition), or texts per request and the batch budgets (text to
+    /// speech).
+    limits: Vec<Limit>,
 }
 
 impl Task for AudioTask {
@@ -77,7 +78,7 @@ impl Task for AudioTask {
                     AudioModel::Ctc(load_ctc_model(dir, device)?)
                 };
                 Ok(AudioTask {
-                    limit: AUDIO_SECONDS.for_model(ctx)?,
+                    limits: vec![AUDIO_SECONDS.for_model(ctx)?],
                     model,
                 })
             }
@@ -85,9 +86,14 @@ impl Task for AudioTask {
                 let vocoder = ctx.vocoder_dir.as_deref().ok_or_else(|| {
                     Error::invalid_argument("text-to-speech needs a vocoder: name one in options.vocoder")
                 })?;
+                let limits = text_to_speech::Limits {
+                    texts: text_to_speech::TEXTS.for_model(ctx)?,
+                    batch_texts: text_to_speech::BATCH_TEXTS.for_model(ctx)?,
+                    batch_tokens: text_to_speech::BATCH_TOKENS.for_model(ctx)?,
+                };
                 Ok(AudioTask {
-                    model: AudioModel::TextToSpeech(Box::new(load_text_to_speech(dir, vocoder, device)?)),
-                    limit: text_to_speech::TEXTS.for_model(ctx)?,
+                    model: AudioModel::TextToSpeech(Box::new(load_text_to_speech(dir, vocoder, device)?), limits),
+                    limits: vec![limits.texts, limits.batch_texts, limits.batch_tokens],
                 })
             }
             other => Err(Error::unimplemented(format!("the audio plugin has no task {other}"))),
@@ -99,12 +105,12 @@ impl Task for AudioTask {
             memory_bytes: match &self.model {
                 AudioModel::Ctc(m) => m.memory_bytes,
                 AudioModel::Whisper(m) => m.memory_bytes,
-                AudioModel::TextToSpeech(m) => m.memory_bytes,
+                AudioModel::TextToSpeech(m, _) => m.memory_bytes,
             },
             labels: vec![],
-            limits: Limit::report(&[self.limit]),
+            limits: Limit::report(&self.limits),
             speakers: match &self.model {
-                AudioModel::TextToSpeech(m) => m.speakers.keys().cloned().collect(),
+                AudioModel::TextToSpeech(m, _) => m.speakers.keys().cloned().collect(),
                 _ => vec![],
             },
         }
@@ -115,7 +121,16 @@ impl Task for AudioTask {
     /// models' output. Whisper's inputs (30 s windows, never padded) are
     /// decoded together.
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        let max_seconds = self.limit.max as f64;
+        if matches!(self.model, AudioModel::TextToSpeech(..)) {
+            // The batch alone, nothing joining (outside the daemon).
+            let given = batch.len();
+            let ((), answers) = emitter.as_host(given, |host| self.run_joined(batch, host));
+            return answers
+                .into_iter()
+                .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
+                .collect();
+        }
+        let max_seconds = self.limits[0].max as f64;
         match &self.model {
             AudioModel::Ctc(model) => dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
                 speech_recognition::transcribe(model, request, max_seconds)
@@ -125,12 +140,22 @@ impl Task for AudioTask {
                     whisper::transcribe_all(model, requests, max_seconds, emitter)
                 })
             }
-            AudioModel::TextToSpeech(model) => {
-                dispatch::together_within("text-to-speech", batch, emitter, &self.limit, |requests, wanted| {
-                    text_to_speech::synthesize_all(model, requests, wanted)
-                })
-            }
+            AudioModel::TextToSpeech(..) => unreachable!("text to speech runs joined"),
         }
+    }
+
+    /// Text to speech takes in requests that arrive while it decodes.
+    fn run_joined(&mut self, batch: Vec<TaskRequest>, host: &mut Host) {
+        let AudioModel::TextToSpeech(model, limits) = &self.model else {
+            let answers = self.run(batch, &mut host.emitter());
+            for (i, answer) in answers.into_iter().enumerate() {
+                host.finish(i, answer);
+            }
+            return;
+        };
+        dispatch::joined("text-to-speech", batch, host, |requests, joiner| {
+            text_to_speech::synthesize(model, limits, requests, joiner)
+        })
     }
 }
 

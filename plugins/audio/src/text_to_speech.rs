@@ -4,21 +4,43 @@
 //! the waveform at the vocoder's sampling rate, here as a WAV file.
 //!
 //! The texts of one request are generated together, as transformers
-//! batches them. Requests without a seed and with the same settings are
-//! generated together too (their random dropout masks shared, which is
-//! what one seeded batch does); a request with a seed runs on its own, so
-//! that it sounds exactly like `torch.manual_seed(seed)` before pipeline().
+//! batches them, with the random stream of its own seed (drawn when the
+//! request gives none, and returned), so that it sounds exactly like
+//! `torch.manual_seed(seed)` before pipeline(). Requests decode side by
+//! side, and those that arrive while others decode join them at the next
+//! step (continuous batching), while the texts decoding and what they hold
+//! stay under the model's `max_batch_sequences` and `max_batch_tokens`;
+//! each request is vocoded and answered as soon as its texts are done.
 
-use inferd_models::audio::speecht5::generate::SpeechSettings;
+use std::cell::RefCell;
+
+use inferd_models::audio::speecht5::generate::{generate_speech_joined, max_steps, SpeechRequest, SpeechSettings};
 use inferd_models::audio::wav::{encode_wav, WavFormat};
 use inferd_models::auto::TextToSpeechModel;
 use inferd_models::core::random::TorchGenerator;
 use inferd_models::generation::sampling::Rng;
+use inferd_sdk::dispatch::{Incoming, Joiner};
 use inferd_sdk::proto::api::{Speech, SynthesizeRequest, SynthesizeResponse};
 use inferd_sdk::{Error, Limit};
 
 /// Texts per request.
 pub const TEXTS: Limit = Limit::new("INFERD_MAX_SPEECH_TEXTS", 64);
+/// Texts decoding together on one instance: requests join a running
+/// decode while fewer decode.
+pub const BATCH_TEXTS: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
+/// What the texts decoding together hold, each counted as its request's
+/// padded tokens (the encoder states) plus its most decoding steps (the
+/// self-attention history); requests join a running decode while less is
+/// held.
+pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
+
+/// The budgets of a text-to-speech model.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub texts: Limit,
+    pub batch_texts: Limit,
+    pub batch_tokens: Limit,
+}
 
 /// The largest length ratio accepted (generation stops at the model's
 /// max_speech_positions steps anyway).
@@ -156,79 +178,145 @@ fn prepare(model: &TextToSpeechModel, request: &SynthesizeRequest) -> Result<Pre
     })
 }
 
-/// Answers every request of a batch; `wanted(i)` is false once request
-/// `i`'s client no longer waits.
-pub fn synthesize_all(
-    model: &TextToSpeechModel,
-    requests: &[SynthesizeRequest],
-    wanted: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Result<SynthesizeResponse, Error>> {
-    let mut answers: Vec<Option<Result<SynthesizeResponse, Error>>> = requests.iter().map(|_| None).collect();
-    let mut prepared = Vec::new();
-    for (i, request) in requests.iter().enumerate() {
-        match prepare(model, request) {
-            Ok(p) => prepared.push((i, p)),
-            Err(e) => answers[i] = Some(Err(e)),
+/// A request being spoken: how to write it, its seed, and what it holds
+/// of the batch budget.
+struct Answering {
+    prepared: Prepared,
+    seed: u64,
+    tokens: u64,
+}
+
+/// The requests of a running decode, as the decode loop's callbacks see them.
+struct Decode<'m, 'j, 'h, 'a> {
+    model: &'m TextToSpeechModel,
+    limits: Limits,
+    joiner: &'j mut Joiner<'h, 'a, SynthesizeRequest, SynthesizeResponse>,
+    /// By arrival number: the request's index and its state.
+    arrivals: Vec<(usize, Answering)>,
+    requests: usize,
+    running_texts: usize,
+    running_tokens: u64,
+}
+
+impl Decode<'_, '_, '_, '_> {
+    /// Requests that arrived meanwhile, while the budgets leave room.
+    fn arrivals(&mut self) -> Vec<Incoming<SynthesizeRequest>> {
+        let room = (self.limits.batch_texts.max as usize).saturating_sub(self.running_texts);
+        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
+            return vec![];
         }
+        self.joiner.take(room)
     }
-    // Groups generated together: each seeded request alone, unseeded ones
-    // by their settings.
-    let mut groups: Vec<Vec<(usize, Prepared)>> = Vec::new();
-    for (i, p) in prepared {
-        let joins = groups.iter_mut().find(|g| {
-            let first = &g[0].1;
-            p.seed.is_none() && first.seed.is_none() && first.settings == p.settings
-        });
-        match joins {
-            Some(group) => group.push((i, p)),
-            None => groups.push(vec![(i, p)]),
+
+    /// Prepares `incoming` (the next requests in order) for the decode;
+    /// refused requests are answered at once.
+    fn admit(&mut self, incoming: Vec<Incoming<SynthesizeRequest>>) -> Vec<SpeechRequest> {
+        let mut started = Vec::new();
+        for Incoming { request, .. } in incoming {
+            let r = self.requests;
+            self.requests += 1;
+            let prepared = self
+                .limits
+                .texts
+                .check(request.inputs.len() as u64, "inputs")
+                .and_then(|()| prepare(self.model, &request));
+            let prepared = match prepared {
+                Ok(p) => p,
+                Err(e) => {
+                    self.joiner.finish(r, Err(e));
+                    continue;
+                }
+            };
+            let seed = prepared.seed.unwrap_or_else(Rng::random_seed);
+            let longest = prepared.ids.iter().map(Vec::len).max().unwrap_or(0) as i64;
+            let steps = max_steps(&self.model.net, longest, prepared.settings);
+            let tokens = prepared.ids.len() as u64 * (longest + steps) as u64;
+            self.running_texts += prepared.ids.len();
+            self.running_tokens += tokens;
+            started.push(self.model.request(
+                &prepared.ids,
+                &prepared.speakers,
+                prepared.settings,
+                TorchGenerator::manual_seed(seed),
+            ));
+            self.arrivals.push((r, Answering { prepared, seed, tokens }));
         }
+        started
     }
-    for group in groups {
-        let seed = group[0].1.seed.unwrap_or_else(Rng::random_seed);
-        let ids: Vec<Vec<i64>> = group.iter().flat_map(|(_, p)| p.ids.iter().cloned()).collect();
-        let speakers: Vec<Vec<f32>> = group.iter().flat_map(|(_, p)| p.speakers.iter().cloned()).collect();
-        let mut rng = TorchGenerator::manual_seed(seed);
-        let members: Vec<usize> = group.iter().map(|(i, _)| *i).collect();
-        let spoken = model.speak(&ids, &speakers, group[0].1.settings, &mut rng, &mut || {
-            !members.iter().any(|&i| wanted(i))
-        });
-        let Some(spoken) = spoken else {
-            for &i in &members {
-                answers[i] = Some(Err(Error::stopped()));
-            }
-            continue;
+
+    /// Whether arrival `i`'s client still waits.
+    fn wanted(&mut self, i: usize) -> bool {
+        let r = self.arrivals[i].0;
+        self.joiner.emitter().wanted(r)
+    }
+
+    /// Arrival `i` is spoken (None: stopped): vocoded and answered.
+    fn on_finish(&mut self, i: usize, speech: Option<Vec<inferd_models::audio::speecht5::generate::Speech>>) {
+        let (r, answering) = &self.arrivals[i];
+        let r = *r;
+        self.running_texts -= answering.prepared.ids.len();
+        self.running_tokens -= answering.tokens;
+        let Some(speech) = speech else {
+            self.joiner.finish(r, Err(Error::stopped()));
+            return;
         };
+        let (p, seed) = (&answering.prepared, answering.seed);
+        let model = self.model;
         let rate = model.vocoder.sampling_rate() as u32;
         let mels = model.net.config.num_mel_bins as u32;
-        let mut spoken = spoken.into_iter();
-        for (i, p) in group {
-            // Each request's texts are vocoded together, as generate()
-            // vocodes its batch, and apart from other requests'.
-            let speech: Vec<_> = spoken.by_ref().take(p.ids.len()).collect();
-            let waves = model.vocode(&speech.iter().map(|s| &s.spectrogram).collect::<Vec<_>>());
-            let results = speech
-                .into_iter()
-                .zip(waves)
-                .map(|(s, samples)| Speech {
-                    audio: encode_wav(&samples, rate, p.format),
-                    sampling_rate: rate,
-                    seed,
-                    spectrogram: if p.return_spectrogram {
-                        Vec::<f32>::try_from(s.spectrogram.flatten(0, -1)).unwrap_or_default()
-                    } else {
-                        vec![]
-                    },
-                    num_mel_bins: mels,
-                    duration_s: samples.len() as f32 / rate.max(1) as f32,
-                    samples: if p.return_samples { samples } else { vec![] },
-                })
-                .collect();
-            answers[i] = Some(Ok(SynthesizeResponse { results }));
-        }
+        // Each request's texts are vocoded together, as generate() vocodes
+        // its batch, and apart from other requests'.
+        let waves = model.vocode(&speech.iter().map(|s| &s.spectrogram).collect::<Vec<_>>());
+        let results = speech
+            .into_iter()
+            .zip(waves)
+            .map(|(s, samples)| Speech {
+                audio: encode_wav(&samples, rate, p.format),
+                sampling_rate: rate,
+                seed,
+                spectrogram: if p.return_spectrogram {
+                    Vec::<f32>::try_from(s.spectrogram.flatten(0, -1)).unwrap_or_default()
+                } else {
+                    vec![]
+                },
+                num_mel_bins: mels,
+                duration_s: samples.len() as f32 / rate.max(1) as f32,
+                samples: if p.return_samples { samples } else { vec![] },
+            })
+            .collect();
+        self.joiner.finish(r, Ok(SynthesizeResponse { results }));
     }
-    answers
-        .into_iter()
-        .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
-        .collect()
+}
+
+/// Speaks a batch of requests and those that join it while it runs, each
+/// answered as soon as its texts are spoken.
+pub fn synthesize(
+    model: &TextToSpeechModel,
+    limits: &Limits,
+    requests: Vec<Incoming<SynthesizeRequest>>,
+    joiner: &mut Joiner<SynthesizeRequest, SynthesizeResponse>,
+) {
+    let decode = RefCell::new(Decode {
+        model,
+        limits: *limits,
+        joiner,
+        arrivals: vec![],
+        requests: 0,
+        running_texts: 0,
+        running_tokens: 0,
+    });
+    let mut first = Some(requests);
+    generate_speech_joined(
+        &model.net,
+        &mut |_| {
+            let mut decode = decode.borrow_mut();
+            let incoming = match first.take() {
+                Some(requests) => requests,
+                None => decode.arrivals(),
+            };
+            decode.admit(incoming)
+        },
+        &mut |i| decode.borrow_mut().wanted(i),
+        &mut |i, speech| decode.borrow_mut().on_finish(i, speech),
+    );
 }

@@ -4,13 +4,15 @@
 //! without number spelling, EnglishNumberNormalizer, and `generate` on a
 //! small random SpeechT5ForTextToSpeech with a random HiFi-GAN: the same
 //! stop steps, spectrograms and waveforms within 1e-4, for single texts,
-//! batches, early and late stops, thresholds and length ratios.
+//! batches, early and late stops, thresholds and length ratios. Requests
+//! that join a running decode (continuous batching) get what they get
+//! alone, and leave it as soon as they are done or stopped.
 
 mod common;
 
 use std::path::PathBuf;
 
-use inferd_models::audio::speecht5::generate::SpeechSettings;
+use inferd_models::audio::speecht5::generate::{generate_speech_joined, SpeechSettings};
 use inferd_models::auto::load_text_to_speech;
 use inferd_models::core::random::TorchGenerator;
 use inferd_models::text::numbers::normalize_numbers;
@@ -142,10 +144,8 @@ fn generated_speech_equals_transformers() {
             minlenratio: case["minlenratio"].as_f64().unwrap(),
             maxlenratio: case["maxlenratio"].as_f64().unwrap(),
         };
-        let mut rng = TorchGenerator::manual_seed(case["seed"].as_u64().unwrap());
-        let spoken = model
-            .speak(&texts, &speakers, settings, &mut rng, &mut || false)
-            .unwrap();
+        let rng = TorchGenerator::manual_seed(case["seed"].as_u64().unwrap());
+        let spoken = model.speak(&texts, &speakers, settings, rng, &mut || false).unwrap();
         let waves = model.vocode(&spoken.iter().map(|s| &s.spectrogram).collect::<Vec<_>>());
 
         let mels = model.net.config.num_mel_bins as usize;
@@ -182,11 +182,132 @@ fn a_cancelled_generation_stops() {
     let ids = model.tokenizer.encode("Hello there.", false).unwrap();
     let speaker = model.speakers["alice"].clone();
     let mut steps = 0;
-    let mut rng = TorchGenerator::manual_seed(3);
-    let spoken = model.speak(&[ids], &[speaker], SpeechSettings::default(), &mut rng, &mut || {
+    let rng = TorchGenerator::manual_seed(3);
+    let spoken = model.speak(&[ids], &[speaker], SpeechSettings::default(), rng, &mut || {
         steps += 1;
         steps == 4
     });
     assert!(spoken.is_none());
     assert_eq!(steps, 4);
+}
+
+#[test]
+fn requests_joining_a_running_decode_speak_as_they_do_alone() {
+    let vocoder = model_dir("hifigan-random");
+    let model = load_text_to_speech(&model_dir("speecht5-random"), &vocoder, Device::Cpu).unwrap();
+    let alice = model.speakers["alice"].clone();
+    let encode = |text: &str| model.tokenizer.encode(text, false).unwrap();
+    let late = SpeechSettings {
+        threshold: 0.9,
+        minlenratio: 1.0,
+        maxlenratio: 3.0,
+    };
+    // (arrives at iteration, texts, settings, seed): one and two texts,
+    // other settings and seeds, joining a decode that has moved on.
+    let schedule: Vec<(usize, Vec<&str>, SpeechSettings, u64)> = vec![
+        (
+            0,
+            vec!["The first request, a long sentence to keep the decode busy."],
+            late,
+            1,
+        ),
+        (0, vec!["Hi."], SpeechSettings::default(), 2),
+        (
+            2,
+            vec!["Two texts", "in one request, padded to the longest."],
+            SpeechSettings::default(),
+            3,
+        ),
+        (5, vec!["A late one."], late, 4),
+        (5, vec!["Stopped."], late, 5),
+    ];
+    let request = |k: usize| {
+        let (_, texts, settings, seed) = &schedule[k];
+        let ids: Vec<Vec<i64>> = texts.iter().map(|t| encode(t)).collect();
+        let speakers = vec![alice.clone(); ids.len()];
+        model.request(&ids, &speakers, *settings, TorchGenerator::manual_seed(*seed))
+    };
+    let mut iteration = 0;
+    let mut rows = Vec::new();
+    let mut spoken: Vec<Option<Option<Vec<_>>>> = (0..schedule.len()).map(|_| None).collect();
+    let mut finished_at = vec![0; schedule.len()];
+    let mut asked_stopped = 0;
+    let at = std::cell::Cell::new(0);
+    generate_speech_joined(
+        &model.net,
+        &mut |running| {
+            rows.push(running);
+            at.set(iteration);
+            let arriving = (0..schedule.len())
+                .filter(|&k| schedule[k].0 == iteration)
+                .map(request)
+                .collect();
+            iteration += 1;
+            arriving
+        },
+        &mut |k| {
+            if k == 4 {
+                asked_stopped += 1;
+                return asked_stopped < 3;
+            }
+            true
+        },
+        &mut |k, speech| {
+            assert!(spoken[k].is_none(), "request {k} finished twice");
+            spoken[k] = Some(speech);
+            finished_at[k] = at.get();
+        },
+    );
+    for (k, got) in spoken.iter().enumerate() {
+        let got = got.as_ref().unwrap_or_else(|| panic!("request {k} never finished"));
+        if k == 4 {
+            assert!(got.is_none(), "the stopped request gives nothing");
+            continue;
+        }
+        let (_, texts, settings, seed) = &schedule[k];
+        let ids: Vec<Vec<i64>> = texts.iter().map(|t| encode(t)).collect();
+        let alone = model
+            .speak(
+                &ids,
+                &vec![alice.clone(); ids.len()],
+                *settings,
+                TorchGenerator::manual_seed(*seed),
+                &mut || false,
+            )
+            .unwrap();
+        let got = got.as_ref().unwrap();
+        assert_eq!(got.len(), alone.len());
+        for (t, (g, a)) in got.iter().zip(&alone).enumerate() {
+            assert_eq!(g.steps, a.steps, "request {k} text {t}: steps");
+            let d = (&g.spectrogram - &a.spectrogram).abs().max().double_value(&[]);
+            assert!(d <= 1e-4, "request {k} text {t}: spectrogram off by {d}");
+        }
+    }
+    // The rows decoding before each iteration are the texts not done yet:
+    // a text takes two steps in the iteration it arrives in (its first on
+    // its own, then one with the others) and one in each after, and leaves
+    // in the iteration of its last step.
+    let mut last_step: Vec<Vec<usize>> = Vec::new();
+    for (k, got) in spoken.iter().enumerate() {
+        let arrived = schedule[k].0;
+        last_step.push(match got.as_ref().unwrap() {
+            Some(speech) => speech
+                .iter()
+                .map(|s| (arrived + s.steps as usize).saturating_sub(2))
+                .collect(),
+            None => vec![finished_at[k]],
+        });
+    }
+    for (k, &r) in rows.iter().enumerate() {
+        let want: usize = (0..schedule.len())
+            .map(|i| {
+                last_step[i]
+                    .iter()
+                    .filter(|&&end| schedule[i].0 < k && k <= end)
+                    .count()
+            })
+            .sum();
+        assert_eq!(r, want, "iteration {k}: rows {rows:?}, last steps {last_step:?}");
+    }
+    assert_eq!(finished_at[4], 6, "stopped after its second step");
 }

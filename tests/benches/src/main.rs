@@ -66,6 +66,31 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Summaries arriving as a Poisson process (continuous batching): the
+    /// articles of a file (one per line) in turn, `requests` requests at
+    /// `rate` per second, each exactly `min_tokens..=max_tokens` new tokens
+    /// (seeded) with the model's own beam search. Prints the latency (p50,
+    /// p99), the mean wait in the queue before a request's decoding started
+    /// (from the daemon's metrics), the aggregate tokens per second, and the
+    /// plan (for the reference).
+    SummaryArrivals {
+        #[arg(long)]
+        payload: std::path::PathBuf,
+        /// Mean requests per second.
+        #[arg(long)]
+        rate: f64,
+        #[arg(long, default_value_t = 16)]
+        requests: usize,
+        #[arg(long, default_value_t = 16)]
+        min_tokens: u32,
+        #[arg(long, default_value_t = 96)]
+        max_tokens: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// The daemon's metrics endpoint (HOST:PORT).
+        #[arg(long)]
+        metrics: String,
+    },
     /// Summaries of the articles in a file (one per line), each its own
     /// request, all sent at once, with the model's own settings; the
     /// seconds per round and the last round's summaries are printed.
@@ -259,6 +284,12 @@ where
 /// Sum and count of the model's batch inference-time histogram, from the
 /// daemon's metrics endpoint.
 fn inference_seconds(metrics: &str, model: &str) -> Result<(f64, f64)> {
+    histogram(metrics, "inferd_inference_duration_seconds", model)
+}
+
+/// Sum and count of the model's histogram `name`, from the daemon's
+/// metrics endpoint.
+fn histogram(metrics: &str, name: &str, model: &str) -> Result<(f64, f64)> {
     use std::io::{Read, Write};
     let mut stream = std::net::TcpStream::connect(metrics).with_context(|| format!("connect {metrics}"))?;
     write!(
@@ -268,7 +299,7 @@ fn inference_seconds(metrics: &str, model: &str) -> Result<(f64, f64)> {
     let mut text = String::new();
     stream.read_to_string(&mut text)?;
     let value = |series: &str| -> f64 {
-        let series = format!("inferd_inference_duration_seconds_{series}{{model=\"{model}\"}} ");
+        let series = format!("{name}_{series}{{model=\"{model}\"}} ");
         text.lines()
             .find_map(|l| l.strip_prefix(&series))
             .and_then(|v| v.trim().parse().ok())
@@ -412,6 +443,61 @@ async fn main() -> Result<()> {
                        "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
                        "ttft_p50_s": pick(0.5), "ttft_p99_s": pick(0.99), "step_s": step_s,
                        "step_under_load_s": step_under_load_s,
+                       "plan": plan})
+            );
+        }
+        Command::SummaryArrivals {
+            payload,
+            rate,
+            requests,
+            min_tokens,
+            max_tokens,
+            seed,
+            metrics,
+        } => {
+            let text = std::fs::read_to_string(&payload).with_context(|| format!("read {}", payload.display()))?;
+            let articles: Vec<String> = text
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(String::from)
+                .collect();
+            let plan = poisson_plan(rate, requests, min_tokens, max_tokens, seed);
+            let request = |k: usize, tokens: u32| SummarizeRequest {
+                model: model.clone(),
+                inputs: vec![articles[k % articles.len()].clone()],
+                min_length: Some(tokens + 1),
+                max_new_tokens: Some(tokens),
+                ..Default::default()
+            };
+            InferenceClient::new(channel.clone()).summarize(request(0, 8)).await?;
+            let (wait_sum0, wait_count0) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for (k, &(at, tokens)) in plan.iter().enumerate() {
+                let mut client = InferenceClient::new(channel.clone());
+                let request = request(k, tokens);
+                tasks.push(tokio::spawn(async move {
+                    tokio::time::sleep_until((started + Duration::from_secs_f64(at)).into()).await;
+                    let sent = Instant::now();
+                    client.summarize(request).await?;
+                    anyhow::Ok(sent.elapsed().as_secs_f64())
+                }));
+            }
+            let mut latency = Vec::new();
+            for task in tasks {
+                latency.push(task.await??);
+            }
+            let seconds = started.elapsed().as_secs_f64();
+            let (wait_sum1, wait_count1) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
+            latency.sort_by(f64::total_cmp);
+            let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
+            let tokens: u64 = plan.iter().map(|&(_, n)| u64::from(n)).sum();
+            println!(
+                "{}",
+                json!({"bench": "summary-arrivals", "rate": rate, "requests": requests, "tokens": tokens,
+                       "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
+                       "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
+                       "wait_mean_s": (wait_sum1 - wait_sum0) / (wait_count1 - wait_count0).max(1.0),
                        "plan": plan})
             );
         }

@@ -8,7 +8,7 @@ use std::path::Path;
 use safetensors::{Dtype, SafeTensors};
 use tch::{Device, Kind, Tensor};
 
-use crate::audio::speecht5::generate::{generate_speech, Speech, SpeechSettings};
+use crate::audio::speecht5::generate::{generate_speech, Speech, SpeechRequest, SpeechSettings};
 use crate::audio::speecht5::SpeechT5ForTextToSpeech;
 use crate::auto::vision::{build_loaded, open};
 use crate::auto::{Build, Vocoder};
@@ -172,20 +172,18 @@ fn floats(kind: Dtype, data: &[u8]) -> std::result::Result<Vec<f32>, String> {
 }
 
 impl TextToSpeechModel {
-    /// The spectrograms of the texts `ids` (one list per text, ending in
-    /// `</s>`, at most `max_text_positions` long: the caller checks) spoken
-    /// by `speakers` (one x-vector per text), as
-    /// transformers' `generate` batches them: right-padded, the dropout
-    /// masks drawn from `rng` and shared. None when `cancelled` said so.
-    pub fn speak(
+    /// The texts `ids` (one list per text, ending in `</s>`, at most
+    /// `max_text_positions` long: the caller checks) spoken by `speakers`
+    /// (one x-vector per text) as one request to the generation: the texts
+    /// right-padded, as transformers' `generate` batches them, the dropout
+    /// masks drawn from `rng` and shared.
+    pub fn request(
         &self,
         ids: &[Vec<i64>],
         speakers: &[Vec<f32>],
         settings: SpeechSettings,
-        rng: &mut TorchGenerator,
-        cancelled: &mut dyn FnMut() -> bool,
-    ) -> Option<Vec<Speech>> {
-        let _guard = tch::no_grad_guard();
+        rng: TorchGenerator,
+    ) -> SpeechRequest {
         let longest = ids.iter().map(Vec::len).max().unwrap_or(0);
         let pad = self.tokenizer.pad_id();
         let mut flat = Vec::with_capacity(ids.len() * longest);
@@ -200,10 +198,26 @@ impl TextToSpeechModel {
         }
         let rows = ids.len() as i64;
         let to_device = |t: Tensor| t.view([rows, -1]).to_device(self.device);
-        let ids = to_device(Tensor::from_slice(&flat));
-        let mask = to_device(Tensor::from_slice(&mask));
-        let speakers = to_device(Tensor::from_slice(&speakers.concat()));
-        generate_speech(&self.net, &ids, &mask, &speakers, settings, rng, cancelled)
+        SpeechRequest {
+            ids: to_device(Tensor::from_slice(&flat)),
+            mask: to_device(Tensor::from_slice(&mask)),
+            speakers: to_device(Tensor::from_slice(&speakers.concat())),
+            settings,
+            rng,
+        }
+    }
+
+    /// The spectrograms of one request's texts (see [`Self::request`]), as
+    /// transformers' `generate` gives them. None when `cancelled` said so.
+    pub fn speak(
+        &self,
+        ids: &[Vec<i64>],
+        speakers: &[Vec<f32>],
+        settings: SpeechSettings,
+        rng: TorchGenerator,
+        cancelled: &mut dyn FnMut() -> bool,
+    ) -> Option<Vec<Speech>> {
+        generate_speech(&self.net, self.request(ids, speakers, settings, rng), cancelled)
     }
 
     /// The waveforms of `spectrograms` [frames, mels] vocoded together, as

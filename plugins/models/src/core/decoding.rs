@@ -206,7 +206,7 @@ impl DecoderState {
                 .memory_padding
                 .as_ref()
                 .map(Tensor::shallow_clone)
-                .unwrap_or_else(|| Tensor::zeros([items, 1, 1, own], (Kind::Float, device)));
+                .unwrap_or_else(|| Tensor::zeros([items, 1, 1, own], (s.memory.kind(), device)));
             let hidden = Tensor::full(
                 [items, 1, 1, source - own],
                 masked_value(bias.kind()),

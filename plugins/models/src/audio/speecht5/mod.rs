@@ -15,6 +15,7 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_LAYERS, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
+use crate::core::decoding::DecoderState;
 use crate::core::layers::{
     merge_heads, padding_bias, split_heads, Activation, BatchNorm, KvCache, LayerNorm, Linear, NormKind,
 };
@@ -432,16 +433,16 @@ impl DecoderPrenet {
     }
 
     /// The decoder input [B, 1, d] for the newest frame `frame` [B, 1,
-    /// mels] at `position`, with `keep[i]` [units] (1 kept, 0 dropped) the
-    /// dropout mask of layer i for this position, shared by every row, and
-    /// `speakers` [B, 1, E] already normalised.
-    fn forward(&self, frame: &Tensor, position: i64, keep: &[Tensor], speakers: &Tensor) -> Tensor {
+    /// mels] of each row at its `positions` [B], with `keep[i]` [B, 1,
+    /// units] (1 kept, 0 dropped) the dropout mask of layer i for this
+    /// step, and `speakers` [B, 1, E] already normalised.
+    fn forward(&self, frame: &Tensor, positions: &Tensor, keep: &[Tensor], speakers: &Tensor) -> Tensor {
         let mut x = frame.shallow_clone();
         for (layer, keep) in self.layers.iter().zip(keep) {
             let h = layer.forward(&x).relu();
             x = h.where_self(&keep.eq(1.0), &h.zeros_like()) / (1.0 - self.dropout);
         }
-        let x = self.final_layer.forward(&x) + &self.alpha * self.positions.narrow(0, position, 1);
+        let x = self.final_layer.forward(&x) + &self.alpha * self.positions.index_select(0, positions).unsqueeze(1);
         self.speaker
             .forward(&Tensor::cat(&[x, speakers.shallow_clone()], -1))
             .relu()
@@ -458,36 +459,29 @@ struct DecoderLayer {
     final_norm: LayerNorm,
 }
 
-/// One decoder layer's cached keys and values: its own, growing, and the
-/// encoder's, computed on the first step.
-#[derive(Default)]
-pub struct LayerCache {
-    own: KvCache,
-    memory: Option<(Tensor, Tensor)>,
-}
-
-impl LayerCache {
-    fn select_rows(&mut self, rows: &Tensor) {
-        self.own.select_rows(rows);
-        if let Some((k, v)) = self.memory.take() {
-            self.memory = Some((k.index_select(0, rows), v.index_select(0, rows)));
-        }
-    }
-}
-
 impl DecoderLayer {
-    fn step(&self, x: &Tensor, memory: &Tensor, padding: &Tensor, cache: &mut LayerCache) -> Tensor {
+    /// One step of every row; `bias` hides the left padding of rows that
+    /// joined later, `padding` the encoder states' padding.
+    fn step(
+        &self,
+        x: &Tensor,
+        bias: Option<&Tensor>,
+        memory: &Tensor,
+        padding: Option<&Tensor>,
+        own: &mut KvCache,
+        cross: &mut Option<(Tensor, Tensor)>,
+    ) -> Tensor {
         let q = self.self_attn.scaled_queries(x);
         let (k, v) = self.self_attn.keys_values(x);
-        let (k, v) = cache.own.append(k, v);
+        let (k, v) = own.append(k, v);
         let x = self
             .self_attn_norm
-            .forward(&(x + self.self_attn.attend(&q, &k, &v, None)));
+            .forward(&(x + self.self_attn.attend(&q, &k, &v, bias)));
         let q = self.cross_attn.scaled_queries(&x);
-        let (k, v) = cache.memory.get_or_insert_with(|| self.cross_attn.keys_values(memory));
+        let (k, v) = cross.get_or_insert_with(|| self.cross_attn.keys_values(memory));
         let x = self
             .cross_attn_norm
-            .forward(&(&x + self.cross_attn.attend(&q, k, v, Some(padding))));
+            .forward(&(&x + self.cross_attn.attend(&q, k, v, padding)));
         self.final_norm.forward(&(&x + self.ffn.forward(&x)))
     }
 }
@@ -590,28 +584,34 @@ impl SpeechT5ForTextToSpeech {
         (speakers / norm).unsqueeze(1)
     }
 
-    /// A fresh decoder cache.
-    pub fn new_cache(&self) -> Vec<LayerCache> {
-        self.layers.iter().map(|_| LayerCache::default()).collect()
+    /// The decoder's state for texts encoded as `memory` [B, T, d] with
+    /// their `padding` bias [B, 1, 1, T] (None: no padding).
+    pub fn new_state(&self, memory: Tensor, padding: Option<Tensor>) -> DecoderState {
+        DecoderState::new(memory, padding, 1, self.layers.len())
     }
 
-    /// One decoding step: from the newest frame [B, 1, mels] at `position`,
-    /// the next `reduction_factor` frames [B, r, mels] and the stop
-    /// probabilities [B, r].
-    #[allow(clippy::too_many_arguments)]
+    /// One decoding step: from each row's newest frame [B, 1, mels] (at
+    /// the position `state` gives), the next `reduction_factor` frames [B,
+    /// r, mels] and the stop probabilities [B, r]; `keep` are the prenet's
+    /// dropout masks (see `DecoderPrenet::forward`).
     pub fn step(
         &self,
         frame: &Tensor,
-        position: i64,
         keep: &[Tensor],
         speakers: &Tensor,
-        memory: &Tensor,
-        padding: &Tensor,
-        cache: &mut [LayerCache],
+        state: &mut DecoderState,
     ) -> (Tensor, Tensor) {
-        let mut x = self.prenet.forward(frame, position, keep, speakers);
-        for (layer, cache) in self.layers.iter().zip(cache.iter_mut()) {
-            x = layer.step(&x, memory, padding, cache);
+        let step = state.begin_step();
+        let mut x = self.prenet.forward(frame, &step.positions, keep, speakers);
+        for (i, layer) in self.layers.iter().enumerate() {
+            x = layer.step(
+                &x,
+                step.bias.as_ref(),
+                &state.memory,
+                state.memory_padding.as_ref(),
+                &mut state.self_attn[i],
+                &mut state.cross_attn[i],
+            );
         }
         let last = x.squeeze_dim(1);
         let rows = last.size()[0];
@@ -627,13 +627,6 @@ impl SpeechT5ForTextToSpeech {
     /// The postnet's refinement of whole spectrograms [B, frames, mels].
     pub fn refine(&self, spectrogram: &Tensor) -> Tensor {
         self.postnet.refine(spectrogram)
-    }
-}
-
-/// Keeps the cache rows in `rows` (finished rows dropped).
-pub fn select_cache_rows(cache: &mut [LayerCache], rows: &Tensor) {
-    for layer in cache {
-        layer.select_rows(rows);
     }
 }
 
