@@ -4,7 +4,9 @@
 //! (multilingual and English-only, with real Whisper tokenizers and
 //! generation configs) and the real Whisper tiny.en converted from
 //! CTranslate2. Text, segments and languages equal pipeline()'s; requests
-//! that cannot be served get a clear error and the daemon goes on.
+//! that cannot be served get a clear error and the daemon goes on. A
+//! request sent while a long transcription decodes joins it (continuous
+//! batching) and gets what it gets alone.
 
 use inferd_proto::v1::{AudioInput, TranscribeRequest, Transcription};
 use inferd_tests::{fixture_model, fixtures_dir, Daemon};
@@ -535,4 +537,49 @@ async fn cancelling_a_stream_stops_its_transcription() {
         waited < remaining / 3,
         "waited {waited:?} after cancelling; the abandoned transcription needed about {remaining:?} more"
     );
+}
+
+#[tokio::test]
+async fn a_request_joins_a_running_transcription() {
+    let daemon = Daemon::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let model = "whisper-random-multi";
+    daemon
+        .load(model, "automatic-speech-recognition", &fixture_model(model))
+        .await;
+    let mut client = daemon.inference().await;
+    let short = TranscribeRequest {
+        model: model.into(),
+        inputs: vec![AudioInput {
+            data: audio("speech_16k.wav"),
+        }],
+        language: "french".into(),
+        return_timestamps: "word".into(),
+        ..Default::default()
+    };
+    let alone = client.transcribe(short.clone()).await.unwrap().into_inner();
+    // 90 s, window after window, streamed: once its first window is
+    // decoded, the short request is sent while the next ones decode.
+    let long = TranscribeRequest {
+        model: model.into(),
+        inputs: vec![AudioInput {
+            data: audio("speech_long_90s.wav"),
+        }],
+        return_timestamps: "true".into(),
+        num_beams: Some(1),
+        ..Default::default()
+    };
+    let mut stream = client.transcribe_stream(long).await.unwrap().into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    assert!(!first.done, "a first window");
+    let joined = client.transcribe(short).await.unwrap().into_inner();
+    let mut rest = 0;
+    while let Some(message) = stream.next().await {
+        message.unwrap();
+        rest += 1;
+    }
+    assert!(rest >= 1, "the long transcription went on");
+    assert_eq!(joined, alone, "joined and alone");
+    let metrics = daemon.metrics();
+    let line = format!("inferd_joined_requests_total{{model=\"{model}\"}} 1\n");
+    assert!(metrics.contains(&line), "the short request joined:\n{metrics}");
 }

@@ -17,12 +17,18 @@ use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Host, Limit, LoadConte
 
 /// Longest audio accepted per input, in seconds.
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
+/// Whisper and SpeechT5: hypotheses (or texts) decoding together on one
+/// instance; requests join a running decode while fewer decode.
+pub const BATCH_SEQUENCES: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
+/// Whisper and SpeechT5: what the sequences decoding together hold (see
+/// each task's count); requests join a running decode while less is held.
+pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
 
 /// A loaded model: speech recognition on CTC (Wav2Vec2) or Whisper, or
 /// text to speech.
 enum AudioModel {
     Ctc(CtcModel),
-    Whisper(Box<WhisperModel>),
+    Whisper(Box<WhisperModel>, whisper::Limits),
     TextToSpeech(Box<TextToSpeechModel>, text_to_speech::Limits),
 }
 
@@ -72,14 +78,21 @@ impl Task for AudioTask {
             .ok_or_else(|| Error::invalid_argument(format!("{} needs a model source", ctx.task)))?;
         match ctx.task.as_str() {
             "automatic-speech-recognition" => {
-                let model = if is_whisper(dir)? {
-                    AudioModel::Whisper(Box::new(load_whisper(dir, device)?))
-                } else {
-                    AudioModel::Ctc(load_ctc_model(dir, device)?)
+                let seconds = AUDIO_SECONDS.for_model(ctx)?;
+                if !is_whisper(dir)? {
+                    return Ok(AudioTask {
+                        model: AudioModel::Ctc(load_ctc_model(dir, device)?),
+                        limits: vec![seconds],
+                    });
+                }
+                let limits = whisper::Limits {
+                    seconds,
+                    batch_sequences: BATCH_SEQUENCES.for_model(ctx)?,
+                    batch_tokens: BATCH_TOKENS.for_model(ctx)?,
                 };
                 Ok(AudioTask {
-                    limits: vec![AUDIO_SECONDS.for_model(ctx)?],
-                    model,
+                    model: AudioModel::Whisper(Box::new(load_whisper(dir, device)?), limits),
+                    limits: vec![limits.seconds, limits.batch_sequences, limits.batch_tokens],
                 })
             }
             "text-to-speech" => {
@@ -88,8 +101,8 @@ impl Task for AudioTask {
                 })?;
                 let limits = text_to_speech::Limits {
                     texts: text_to_speech::TEXTS.for_model(ctx)?,
-                    batch_texts: text_to_speech::BATCH_TEXTS.for_model(ctx)?,
-                    batch_tokens: text_to_speech::BATCH_TOKENS.for_model(ctx)?,
+                    batch_texts: BATCH_SEQUENCES.for_model(ctx)?,
+                    batch_tokens: BATCH_TOKENS.for_model(ctx)?,
                 };
                 Ok(AudioTask {
                     model: AudioModel::TextToSpeech(Box::new(load_text_to_speech(dir, vocoder, device)?), limits),
@@ -104,7 +117,7 @@ impl Task for AudioTask {
         LoadedModel {
             memory_bytes: match &self.model {
                 AudioModel::Ctc(m) => m.memory_bytes,
-                AudioModel::Whisper(m) => m.memory_bytes,
+                AudioModel::Whisper(m, _) => m.memory_bytes,
                 AudioModel::TextToSpeech(m, _) => m.memory_bytes,
             },
             labels: vec![],
@@ -119,9 +132,9 @@ impl Task for AudioTask {
     /// On a CTC model, each audio file (or chunk) runs as its own forward
     /// pass, as pipeline() does: padding would change the group-normed base
     /// models' output. Whisper's inputs (30 s windows, never padded) are
-    /// decoded together.
+    /// decoded together, as are texts to speak.
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        if matches!(self.model, AudioModel::TextToSpeech(..)) {
+        if !matches!(self.model, AudioModel::Ctc(_)) {
             // The batch alone, nothing joining (outside the daemon).
             let given = batch.len();
             let ((), answers) = emitter.as_host(given, |host| self.run_joined(batch, host));
@@ -131,31 +144,35 @@ impl Task for AudioTask {
                 .collect();
         }
         let max_seconds = self.limits[0].max as f64;
-        match &self.model {
-            AudioModel::Ctc(model) => dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
-                speech_recognition::transcribe(model, request, max_seconds)
-            }),
-            AudioModel::Whisper(model) => {
-                dispatch::typed("automatic-speech-recognition", batch, emitter, |requests, emitter| {
-                    whisper::transcribe_all(model, requests, max_seconds, emitter)
-                })
-            }
-            AudioModel::TextToSpeech(..) => unreachable!("text to speech runs joined"),
-        }
+        let AudioModel::Ctc(model) = &self.model else {
+            unreachable!("Whisper and text to speech run joined")
+        };
+        dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
+            speech_recognition::transcribe(model, request, max_seconds)
+        })
     }
 
-    /// Text to speech takes in requests that arrive while it decodes.
+    /// Whisper and text to speech take in requests that arrive while they
+    /// decode.
     fn run_joined(&mut self, batch: Vec<TaskRequest>, host: &mut Host) {
-        let AudioModel::TextToSpeech(model, limits) = &self.model else {
-            let answers = self.run(batch, &mut host.emitter());
-            for (i, answer) in answers.into_iter().enumerate() {
-                host.finish(i, answer);
+        match &self.model {
+            AudioModel::Whisper(model, limits) => {
+                dispatch::joined("automatic-speech-recognition", batch, host, |requests, joiner| {
+                    whisper::transcribe(model, limits, requests, joiner)
+                })
             }
-            return;
-        };
-        dispatch::joined("text-to-speech", batch, host, |requests, joiner| {
-            text_to_speech::synthesize(model, limits, requests, joiner)
-        })
+            AudioModel::TextToSpeech(model, limits) => {
+                dispatch::joined("text-to-speech", batch, host, |requests, joiner| {
+                    text_to_speech::synthesize(model, limits, requests, joiner)
+                })
+            }
+            AudioModel::Ctc(_) => {
+                let answers = self.run(batch, &mut host.emitter());
+                for (i, answer) in answers.into_iter().enumerate() {
+                    host.finish(i, answer);
+                }
+            }
+        }
     }
 }
 

@@ -25,16 +25,10 @@ use inferd_sdk::{Error, Limit};
 
 /// Texts per request.
 pub const TEXTS: Limit = Limit::new("INFERD_MAX_SPEECH_TEXTS", 64);
-/// Texts decoding together on one instance: requests join a running
-/// decode while fewer decode.
-pub const BATCH_TEXTS: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
-/// What the texts decoding together hold, each counted as its request's
-/// padded tokens (the encoder states) plus its most decoding steps (the
-/// self-attention history); requests join a running decode while less is
-/// held.
-pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
-
-/// The budgets of a text-to-speech model.
+/// The budgets of a text-to-speech model: texts per request, texts
+/// decoding together, and what they hold, each text counted as its
+/// request's padded tokens (the encoder states) plus its most decoding
+/// steps (the self-attention history).
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub texts: Limit,

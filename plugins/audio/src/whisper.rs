@@ -6,12 +6,18 @@
 //! `generate` with the request's
 //! language, task and settings, and the tokens turned into text, segments
 //! and language as the tokenizer's `_decode_asr` does. The inputs of every
-//! request in a batch are decoded together.
+//! request in a batch are decoded together, and those of requests that
+//! arrive meanwhile join the running decode at its next step (continuous
+//! batching), within the model's `max_batch_sequences` and
+//! `max_batch_tokens`.
+
+use std::cell::RefCell;
+use std::sync::Arc;
 
 use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
 use inferd_models::audio::whisper_generate::{
-    plan, transcribe, Audio, Listener, Plan, Transcript, WhisperOptions, TIME_PRECISION,
+    plan, transcribe_joined, AudioInput, Listener, Plan, Transcript, WhisperOptions, TIME_PRECISION,
 };
 use inferd_models::audio::whisper_text::{
     decode_asr, language_name, AsrOptions, AsrOutput, ChunkTokens, ReturnTimestamps as Timestamps, Stride,
@@ -20,11 +26,11 @@ use inferd_models::audio::whisper_text::{
 use inferd_models::auto::WhisperModel;
 use inferd_models::generation::GenerationSettings;
 use inferd_models::ModelError;
-use inferd_sdk::dispatch::Incoming;
+use inferd_sdk::dispatch::{Incoming, Joiner};
 use inferd_sdk::proto::api::{
     TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, Transcription, TranscriptionChunk,
 };
-use inferd_sdk::{Emitter, Error};
+use inferd_sdk::{Error, Limit};
 use tch::Tensor;
 
 use crate::speech_recognition::Chunking;
@@ -171,36 +177,192 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
     })
 }
 
-/// Hears of the decoding: whether each window's request is still wanted,
-/// and each decoded window, whose segments go to a streaming request.
-struct Progress<'a, 'e> {
-    model: &'a WhisperModel,
-    emitter: &'a mut Emitter<'e>,
-    /// Each window's request.
-    owners: &'a [usize],
-    /// Each window's request streams it (one input, not chunked), and wants
-    /// its language.
-    streamed: &'a [Option<bool>],
+/// The budgets of a Whisper model: seconds of audio per input, and what
+/// decodes together.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub seconds: Limit,
+    pub batch_sequences: Limit,
+    pub batch_tokens: Limit,
 }
 
-impl Listener for Progress<'_, '_> {
+/// A request being transcribed: its plan, whether it streams (one input,
+/// not chunked), and each input's windows' transcripts once done.
+struct Answering {
+    planned: Planned,
+    streams: bool,
+    transcripts: Vec<Vec<Option<Transcript>>>,
+    remaining: usize,
+    /// What its inputs hold of the batch budget.
+    tokens: u64,
+}
+
+/// One transcription: its request, input and window (chunk).
+#[derive(Clone, Copy)]
+struct Owner {
+    request: usize,
+    input: usize,
+    chunk: usize,
+}
+
+/// The requests of a running transcription, as its callbacks see them.
+struct Decode<'m, 'j, 'h, 'a> {
+    model: &'m WhisperModel,
+    limits: Limits,
+    joiner: &'j mut Joiner<'h, 'a, TranscribeRequest, TranscribeResponse>,
+    requests: Vec<Option<Answering>>,
+    /// By transcription number.
+    owners: Vec<Owner>,
+    running_tokens: u64,
+}
+
+impl Decode<'_, '_, '_, '_> {
+    /// Requests that arrived meanwhile, while the budgets leave room.
+    fn arrivals(&mut self, rows: usize) -> Vec<Incoming<TranscribeRequest>> {
+        let room = (self.limits.batch_sequences.max as usize).saturating_sub(rows);
+        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
+            return vec![];
+        }
+        self.joiner.take(room)
+    }
+
+    /// Prepares `incoming` (the next requests in order) and gives their
+    /// inputs' windows to transcribe; refused requests are answered at once.
+    fn admit(&mut self, incoming: Vec<Incoming<TranscribeRequest>>) -> Vec<AudioInput> {
+        let mut inputs = Vec::new();
+        for Incoming { request, stream } in incoming {
+            let r = self.requests.len();
+            let planned = match prepare(self.model, &request, self.limits.seconds.max as f64) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.requests.push(None);
+                    self.joiner.finish(r, Err(e));
+                    continue;
+                }
+            };
+            let plan = Arc::new(planned.plan.clone());
+            let beams = plan.params.num_beams.max(1);
+            let per_window =
+                (self.model.net.config.max_source_positions as usize + beams * (plan.params.max_new_tokens + 4)) as u64;
+            let mut tokens = 0;
+            for (k, windows) in planned.inputs.iter().enumerate() {
+                for (c, window) in windows.iter().enumerate() {
+                    self.owners.push(Owner {
+                        request: r,
+                        input: k,
+                        chunk: c,
+                    });
+                    inputs.push(AudioInput {
+                        features: window.features.shallow_clone(),
+                        plan: Arc::clone(&plan),
+                        num_frames: window.num_frames,
+                    });
+                    tokens += per_window;
+                }
+            }
+            self.running_tokens += tokens;
+            let whole = planned.inputs.iter().all(|windows| windows.len() == 1);
+            let remaining = planned.inputs.iter().map(Vec::len).sum();
+            self.requests.push(Some(Answering {
+                streams: stream && whole,
+                transcripts: planned.inputs.iter().map(|w| vec![None; w.len()]).collect(),
+                remaining,
+                tokens,
+                planned,
+            }));
+            if remaining == 0 {
+                self.answer(r);
+            }
+        }
+        inputs
+    }
+
+    /// Transcription `i` is done: its request is answered once all of its
+    /// inputs' windows are.
+    fn done(&mut self, i: usize, transcript: Transcript) {
+        let Owner { request, input, chunk } = self.owners[i];
+        let Some(answering) = self.requests[request].as_mut() else {
+            return;
+        };
+        answering.transcripts[input][chunk] = Some(transcript);
+        answering.remaining -= 1;
+        if answering.remaining == 0 {
+            self.answer(request);
+        }
+    }
+
+    /// Answers request `r` from its transcripts, as `_decode_asr` joins them.
+    fn answer(&mut self, r: usize) {
+        let Some(answering) = self.requests[r].take() else {
+            return;
+        };
+        self.running_tokens -= answering.tokens;
+        let model = self.model;
+        let p = &answering.planned;
+        let options = AsrOptions {
+            return_timestamps: p.timestamps,
+            return_language: p.return_language,
+            time_precision: TIME_PRECISION,
+        };
+        let special = special_tokens(model);
+        let decode = |ids: &[i64]| text_of(model, ids);
+        let results = p
+            .inputs
+            .iter()
+            .zip(answering.transcripts)
+            .map(|(windows, transcripts)| {
+                let outputs: Vec<ChunkTokens> = windows
+                    .iter()
+                    .zip(transcripts)
+                    .map(|(w, transcript)| {
+                        let transcript = transcript.unwrap_or_default();
+                        ChunkTokens {
+                            tokens: transcript.tokens(),
+                            stride: w.stride,
+                            token_timestamps: p
+                                .plan
+                                .words
+                                .then(|| transcript.token_times().iter().map(|&t| f64::from(t)).collect()),
+                        }
+                    })
+                    .collect();
+                let asr = decode_asr(&decode, &special, &outputs, &options)?;
+                Ok(transcription(asr, &options))
+            })
+            .collect::<Result<Vec<_>, Error>>()
+            .map(|results| TranscribeResponse { results });
+        self.joiner.finish(r, results);
+    }
+}
+
+/// Hears of the decoding for a [`Decode`]: whether each transcription's
+/// request is still wanted, and each decoded window, whose segments go to a
+/// streaming request.
+struct Progress<'d, 'm, 'j, 'h, 'a>(&'d RefCell<Decode<'m, 'j, 'h, 'a>>);
+
+impl Listener for Progress<'_, '_, '_, '_, '_> {
     fn keep_going(&mut self, i: usize) -> bool {
-        self.emitter.wanted(self.owners[i])
+        let mut decode = self.0.borrow_mut();
+        let r = decode.owners[i].request;
+        decode.joiner.emitter().wanted(r)
     }
 
     fn decoded(&mut self, i: usize, transcript: &Transcript, new: usize) {
-        let Some(return_language) = self.streamed[i] else {
+        let mut decode = self.0.borrow_mut();
+        let r = decode.owners[i].request;
+        let Some(answering) = decode.requests[r].as_ref().filter(|a| a.streams) else {
             return;
         };
+        let model = decode.model;
         let language = transcript
             .language
-            .filter(|_| return_language)
-            .and_then(|id| language_of(self.model, id))
+            .filter(|_| answering.planned.return_language)
+            .and_then(|id| language_of(model, id))
             .unwrap_or_default();
         let segments: Vec<TranscriptionChunk> = transcript.segments[new..]
             .iter()
             .map(|segment| TranscriptionChunk {
-                text: segment_text(self.model, &segment.tokens),
+                text: segment_text(model, &segment.tokens),
                 timestamp: vec![segment.start, segment.end],
                 language: language.clone(),
             })
@@ -211,81 +373,44 @@ impl Listener for Progress<'_, '_> {
             text,
             ..Default::default()
         };
-        self.emitter.send(self.owners[i], message);
+        decode.joiner.emitter().send(r, message);
     }
 }
 
-/// Transcribes the requests' inputs together; one result per request.
-/// A streaming request hears of each segment as its window is decoded.
-pub fn transcribe_all(
+/// Transcribes a batch of requests and those that join it while it runs
+/// (continuous batching): every input's windows decoded together, a
+/// streaming request hearing of each segment as its window is decoded,
+/// each request answered as soon as its inputs are transcribed.
+pub fn transcribe(
     model: &WhisperModel,
+    limits: &Limits,
     requests: Vec<Incoming<TranscribeRequest>>,
-    max_seconds: f64,
-    emitter: &mut Emitter,
-) -> Vec<Result<TranscribeResponse, Error>> {
-    let planned: Vec<Result<Planned, Error>> = requests
-        .iter()
-        .map(|r| prepare(model, &r.request, max_seconds))
-        .collect();
-    let mut audio = Vec::new();
-    let mut owners = Vec::new();
-    let mut streamed = Vec::new();
-    for (r, p) in planned.iter().enumerate() {
-        let Ok(p) = p else { continue };
-        let whole = p.inputs.iter().all(|windows| windows.len() == 1);
-        for window in p.inputs.iter().flatten() {
-            audio.push(Audio {
-                features: &window.features,
-                plan: &p.plan,
-                num_frames: window.num_frames,
-            });
-            owners.push(r);
-            streamed.push((requests[r].stream && whole).then_some(p.return_language));
-        }
-    }
-    let mut progress = Progress {
+    joiner: &mut Joiner<TranscribeRequest, TranscribeResponse>,
+) {
+    let decode = RefCell::new(Decode {
         model,
-        emitter,
-        owners: &owners,
-        streamed: &streamed,
-    };
-    let mut transcripts = transcribe(&model.net, &model.generation, &audio, &mut progress).into_iter();
-    let special = special_tokens(model);
-    let decode = |ids: &[i64]| text_of(model, ids);
-    planned
-        .into_iter()
-        .map(|p| {
-            let p = p?;
-            let options = AsrOptions {
-                return_timestamps: p.timestamps,
-                return_language: p.return_language,
-                time_precision: TIME_PRECISION,
+        limits: *limits,
+        joiner,
+        requests: vec![],
+        owners: vec![],
+        running_tokens: 0,
+    });
+    let mut first = Some(requests);
+    transcribe_joined(
+        &model.net,
+        &model.generation,
+        limits.batch_sequences.max as usize,
+        &mut |rows| {
+            let mut decode = decode.borrow_mut();
+            let incoming = match first.take() {
+                Some(requests) => requests,
+                None => decode.arrivals(rows),
             };
-            let results = p
-                .inputs
-                .iter()
-                .map(|windows| {
-                    let outputs: Vec<ChunkTokens> = windows
-                        .iter()
-                        .map(|w| {
-                            let transcript = transcripts.next().expect("a transcript per window");
-                            ChunkTokens {
-                                tokens: transcript.tokens(),
-                                stride: w.stride,
-                                token_timestamps: p
-                                    .plan
-                                    .words
-                                    .then(|| transcript.token_times().iter().map(|&t| f64::from(t)).collect()),
-                            }
-                        })
-                        .collect();
-                    let asr = decode_asr(&decode, &special, &outputs, &options)?;
-                    Ok(transcription(asr, &options))
-                })
-                .collect::<Result<Vec<_>, Error>>()?;
-            Ok(TranscribeResponse { results })
-        })
-        .collect()
+            decode.admit(incoming)
+        },
+        &mut Progress(&decode),
+        &mut |i, transcript| decode.borrow_mut().done(i, transcript),
+    );
 }
 
 /// A segment's text: its tokens but the timestamps and special tokens.

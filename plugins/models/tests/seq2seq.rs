@@ -274,6 +274,7 @@ fn joined(
     generate_joined(
         model,
         MAX_BATCH_ROWS,
+        None,
         &mut |running| {
             rows.push(running);
             let k = rows.len() - 1;
@@ -281,16 +282,14 @@ fn joined(
             schedule.get(k).map_or_else(Vec::new, |arrivals| {
                 arrivals
                     .iter()
-                    .map(|(ids, params)| Arrival {
-                        input_ids: ids.clone(),
-                        params: Arc::clone(params),
-                    })
+                    .map(|(ids, params)| Arrival::tokens(ids.clone(), Arc::clone(params)))
                     .collect()
             })
         },
         keep_going,
-        &mut |i, sequences| {
+        &mut |i, found| {
             assert!(out[i].is_none(), "arrival {i} finished twice");
+            let sequences: Vec<Vec<i64>> = found.into_iter().map(|(tokens, _)| tokens).collect();
             out[i] = Some((sequences, *iteration.borrow()));
         },
     );

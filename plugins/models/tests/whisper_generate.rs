@@ -5,15 +5,18 @@
 //! ids `transcribe` gives (all the case's files decoded together) are
 //! exactly the ones `generate` returned: prompts, language detection,
 //! suppressed tokens, timestamp rules, greedy and beam search, and the
-//! long-form windows; with word timestamps, each token's time too.
+//! long-form windows; with word timestamps, each token's time too. Inputs
+//! that join a running transcription (continuous batching) get the
+//! transcripts they get alone.
 
 mod common;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
-use inferd_models::audio::whisper_generate::{plan, transcribe, Audio, WhisperOptions};
+use inferd_models::audio::whisper_generate::{plan, transcribe, transcribe_joined, Audio, AudioInput, WhisperOptions};
 use inferd_models::auto::{load_whisper, WhisperModel};
 use serde_json::Value;
 use tch::{Device, Tensor};
@@ -193,4 +196,95 @@ fn token_ids_equal_whisper_generate() {
     );
     println!("{compared} transcripts equal to generate's token ids");
     assert!(compared >= 40, "only {compared} transcripts compared");
+}
+
+#[test]
+fn inputs_joining_a_running_transcription_get_what_they_get_alone() {
+    let refs: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("references/whisper_pipeline.json")).unwrap())
+            .unwrap();
+    let mut models: HashMap<String, WhisperModel> = HashMap::new();
+    // Every case's files, with its plan, per model: other prompts, beams,
+    // word timestamps and long audio side by side.
+    let mut inputs: HashMap<String, Vec<AudioInput>> = HashMap::new();
+    for case in refs["cases"].as_array().unwrap() {
+        let kwargs = &case["kwargs"];
+        if case.get("error").is_some() || kwargs.get("chunk_length_s").is_some() {
+            continue;
+        }
+        let name = case["model"].as_str().unwrap();
+        let model = models
+            .entry(name.to_string())
+            .or_insert_with(|| load_whisper(&fixtures().join("models").join(name), Device::Cpu).unwrap());
+        let files: Vec<(Tensor, i64)> = case["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| features(model, f.as_str().unwrap()))
+            .collect();
+        let mut options = options(kwargs);
+        if files.iter().any(|(f, _)| f.size()[1] > 3000) {
+            options.timestamps = true;
+        }
+        let plan = Arc::new(
+            plan(
+                &model.generation,
+                &options,
+                model.net.config.max_target_positions as usize,
+            )
+            .unwrap(),
+        );
+        for (features, num_frames) in files {
+            inputs.entry(name.to_string()).or_default().push(AudioInput {
+                features,
+                plan: Arc::clone(&plan),
+                num_frames,
+            });
+        }
+    }
+    let mut compared = 0;
+    for (name, inputs) in &inputs {
+        let model = &models[name];
+        let alone: Vec<_> = inputs
+            .iter()
+            .map(|a| {
+                let audio = Audio {
+                    features: &a.features,
+                    plan: &a.plan,
+                    num_frames: a.num_frames,
+                };
+                transcribe(&model.net, &model.generation, &[audio], &mut |_: usize| true).remove(0)
+            })
+            .collect();
+        // One input arrives every third step.
+        let mut step = 0;
+        let mut got = vec![None; inputs.len()];
+        transcribe_joined(
+            &model.net,
+            &model.generation,
+            64,
+            &mut |_| {
+                step += 1;
+                let k = (step - 1) / 3;
+                if (step - 1) % 3 == 0 && k < inputs.len() {
+                    let a = &inputs[k];
+                    vec![AudioInput {
+                        features: a.features.shallow_clone(),
+                        plan: Arc::clone(&a.plan),
+                        num_frames: a.num_frames,
+                    }]
+                } else {
+                    vec![]
+                }
+            },
+            &mut |_: usize| true,
+            &mut |i, transcript| got[i] = Some(transcript),
+        );
+        assert!(step > 3 * inputs.len(), "{name}: every input arrived while others ran");
+        for (k, (got, want)) in got.iter().zip(&alone).enumerate() {
+            assert_eq!(got.as_ref(), Some(want), "{name}: input {k}");
+            compared += 1;
+        }
+    }
+    assert!(compared >= 10, "only {compared} inputs");
 }

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::sync::Arc;
 
 use inferd_models::auto::Seq2SeqModel;
+use inferd_models::generation::search::Found;
 use inferd_models::generation::seq2seq::{generate_joined, Arrival};
 use inferd_models::generation::{resolve_text2text, EarlyStoppingValue, GenerationParams, GenerationSettings};
 use inferd_sdk::dispatch::{ApiRequest, ApiResponse, Incoming, Joiner};
@@ -216,10 +217,7 @@ impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
                             input,
                             tokens,
                         });
-                        arrivals.push(Arrival {
-                            input_ids,
-                            params: Arc::clone(&planned.params),
-                        });
+                        arrivals.push(Arrival::tokens(input_ids, Arc::clone(&planned.params)));
                     }
                 }
                 Err(e) => self.joiner.finish(r, Err(e)),
@@ -235,10 +233,13 @@ impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
     }
 
     /// Input `i` is decoded: its request is answered once all its inputs are.
-    fn on_finish(&mut self, i: usize, sequences: Vec<Vec<i64>>) {
+    fn on_finish(&mut self, i: usize, found: Vec<Found>) {
         let Owner { request, input, tokens } = self.owners[i];
         self.running_tokens -= tokens;
-        let texts: Result<Vec<String>, Error> = sequences.iter().map(|s| Ok(self.model.tokenizer.decode(s)?)).collect();
+        let texts: Result<Vec<String>, Error> = found
+            .iter()
+            .map(|(sequence, _)| Ok(self.model.tokenizer.decode(sequence)?))
+            .collect();
         match texts {
             Ok(texts) => {
                 let answering = &mut self.requests[request];
@@ -279,6 +280,7 @@ pub fn generate<R: ApiRequest, O: ApiResponse>(
     generate_joined(
         model.net.as_ref(),
         limits.batch_sequences.max as usize,
+        None,
         &mut |rows| {
             let mut decode = decode.borrow_mut();
             let incoming = match first.take() {
@@ -288,7 +290,7 @@ pub fn generate<R: ApiRequest, O: ApiResponse>(
             decode.admit(incoming)
         },
         &mut |i| decode.borrow_mut().wanted(i),
-        &mut |i, sequences| decode.borrow_mut().on_finish(i, sequences),
+        &mut |i, found| decode.borrow_mut().on_finish(i, found),
     );
 }
 

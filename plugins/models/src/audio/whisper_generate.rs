@@ -13,10 +13,14 @@
 //!   is decoded again from that segment's start, as long audio is; each
 //!   window's tokens are cut into segments (`_retrieve_segment`).
 //!
-//! The windows of all inputs still being transcribed are encoded and
-//! decoded together, each with its own prompt and settings.
+//! The windows of all inputs still being transcribed are decoded together,
+//! each with its own prompt and settings; an input's next window, and a new
+//! input's first, join the running decode as soon as they are ready
+//! (continuous batching).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::Deserialize;
 use tch::{Kind, Tensor};
@@ -24,8 +28,9 @@ use tch::{Kind, Tensor};
 use crate::audio::whisper::WhisperForConditionalGeneration;
 use crate::audio::whisper_text::{alignment_matrix, language_code, token_timestamps};
 use crate::core::decoding::{DecoderState, Seq2SeqLm};
-use crate::generation::seq2seq::{generate_aligned, Input, Source};
-use crate::generation::settings::{GenerationParams, GenerationSettings, TimestampRules};
+use crate::generation::search::Found;
+use crate::generation::seq2seq::{generate_joined, Arrival, Owned};
+use crate::generation::settings::{GenerationParams, GenerationSettings, TimestampRules, MAX_BATCH_ROWS};
 use crate::{ModelError, Result};
 
 /// Seconds per timestamp token, and per encoder position.
@@ -452,115 +457,252 @@ pub fn transcribe(
     inputs: &[Audio],
     listener: &mut dyn Listener,
 ) -> Vec<Transcript> {
-    let _guard = tch::no_grad_guard();
-    let window = model.config.input_frames();
-    let max_frames: Vec<i64> = inputs.iter().map(|a| a.features.size()[1]).collect();
-    let mut seek = vec![0i64; inputs.len()];
+    let mut first: Option<Vec<AudioInput>> = Some(
+        inputs
+            .iter()
+            .map(|a| AudioInput {
+                features: a.features.shallow_clone(),
+                plan: Arc::new(a.plan.clone()),
+                num_frames: a.num_frames,
+            })
+            .collect(),
+    );
     let mut transcripts = vec![Transcript::default(); inputs.len()];
-    let mut prompts: Vec<Option<Vec<i64>>> = vec![None; inputs.len()];
-    loop {
-        let active: Vec<usize> = (0..inputs.len())
-            .filter(|&i| seek[i] < max_frames[i] && listener.keep_going(i))
-            .collect();
-        if active.is_empty() {
-            break;
+    transcribe_joined(
+        model,
+        config,
+        MAX_BATCH_ROWS,
+        &mut |_| first.take().unwrap_or_default(),
+        listener,
+        &mut |i, transcript| transcripts[i] = transcript,
+    );
+    transcripts
+}
+
+/// One input to transcribe, owned ([`transcribe_joined`]).
+pub struct AudioInput {
+    pub features: Tensor,
+    pub plan: Arc<Plan>,
+    pub num_frames: i64,
+}
+
+/// Transcribes inputs that join the running decode between its steps
+/// (continuous batching): before each step `arrivals(rows)` gives the new
+/// inputs (`rows`: the hypotheses decoding or waiting to), numbered in
+/// arrival order from 0. Each input's windows are decoded one after the
+/// other, each joining the running decode as soon as the one before is
+/// done, within `max_rows` hypotheses (see `seq2seq::generate_joined`).
+/// `listener` is asked whether input `i` goes on before its every window
+/// and step, and told of each decoded window; `on_done(i, transcript)` as
+/// soon as input `i` is transcribed (or stopped).
+pub fn transcribe_joined(
+    model: &WhisperForConditionalGeneration,
+    config: &WhisperGenerationConfig,
+    max_rows: usize,
+    arrivals: &mut dyn FnMut(usize) -> Vec<AudioInput>,
+    listener: &mut dyn Listener,
+    on_done: &mut dyn FnMut(usize, Transcript),
+) {
+    let _guard = tch::no_grad_guard();
+    let windows = RefCell::new(Windows {
+        model,
+        config,
+        listener,
+        on_done,
+        inputs: vec![],
+        ready: vec![],
+        owners: vec![],
+    });
+    generate_joined(
+        model,
+        max_rows,
+        config.alignment_heads.as_deref(),
+        &mut |rows| {
+            let new = arrivals(rows);
+            windows.borrow_mut().next_windows(new)
+        },
+        &mut |w| {
+            let mut windows = windows.borrow_mut();
+            let i = windows.owners[w];
+            windows.listener.keep_going(i)
+        },
+        &mut |w, found| windows.borrow_mut().decoded(w, found),
+    );
+}
+
+/// An input being transcribed: where its next window starts, its
+/// transcript so far, and its prompt once settled (on the first window).
+struct Transcribing {
+    input: AudioInput,
+    params: Arc<GenerationParams>,
+    seek: i64,
+    max_frames: i64,
+    transcript: Transcript,
+    prompt: Option<Vec<i64>>,
+}
+
+/// The inputs of a joined transcription and their windows.
+struct Windows<'a> {
+    model: &'a WhisperForConditionalGeneration,
+    config: &'a WhisperGenerationConfig,
+    listener: &'a mut dyn Listener,
+    on_done: &'a mut dyn FnMut(usize, Transcript),
+    inputs: Vec<Transcribing>,
+    /// Inputs whose next window is to start.
+    ready: Vec<usize>,
+    /// Each window's input, by its arrival number in the decode.
+    owners: Vec<usize>,
+}
+
+impl Windows<'_> {
+    /// Takes in `new` inputs, and starts the next window of every input
+    /// ready for one: encoded, its language detected on the first window
+    /// where asked, and its prompt settled.
+    fn next_windows(&mut self, new: Vec<AudioInput>) -> Vec<Arrival> {
+        for input in new {
+            self.ready.push(self.inputs.len());
+            self.inputs.push(Transcribing {
+                max_frames: input.features.size()[1],
+                params: Arc::new(input.plan.params.clone()),
+                input,
+                seek: 0,
+                transcript: Transcript::default(),
+                prompt: None,
+            });
         }
-        let windows: Vec<Tensor> = active
+        let mut active = Vec::new();
+        for i in std::mem::take(&mut self.ready) {
+            if self.inputs[i].seek < self.inputs[i].max_frames && self.listener.keep_going(i) {
+                active.push(i);
+            } else {
+                self.done(i);
+            }
+        }
+        if active.is_empty() {
+            return vec![];
+        }
+        let window = self.model.config.input_frames();
+        let cuts: Vec<Tensor> = active
             .iter()
             .map(|&i| {
-                let frames = (max_frames[i] - seek[i]).min(window);
-                let cut = inputs[i].features.narrow(1, seek[i], frames);
+                let t = &self.inputs[i];
+                let frames = (t.max_frames - t.seek).min(window);
+                let cut = t.input.features.narrow(1, t.seek, frames);
                 cut.constant_pad_nd([0, window - frames])
             })
             .collect();
-        let states = encode(model, &windows);
+        let states = encode(self.model, &cuts);
         // The prompt is settled on the first window, the language detected
         // from it where asked.
-        let undecided: Vec<usize> = (0..active.len()).filter(|&k| prompts[active[k]].is_none()).collect();
+        let undecided: Vec<usize> = (0..active.len())
+            .filter(|&k| self.inputs[active[k]].prompt.is_none())
+            .collect();
         let detecting: Vec<usize> = undecided
             .iter()
             .copied()
-            .filter(|&k| inputs[active[k]].plan.detects_language())
+            .filter(|&k| self.inputs[active[k]].input.plan.detects_language())
             .collect();
         let detected = detect_languages(
-            model,
-            config,
+            self.model,
+            self.config,
             &detecting.iter().map(|&k| &states[k]).collect::<Vec<_>>(),
         );
         let mut detected = detecting.iter().zip(detected).collect::<BTreeMap<_, _>>();
         for &k in &undecided {
-            let i = active[k];
+            let t = &mut self.inputs[active[k]];
             let language = detected.remove(&k);
-            let prompt = inputs[i].plan.prompt(language);
-            transcripts[i].language = language.or_else(|| language_in(config, &prompt));
-            prompts[i] = Some(prompt);
+            let prompt = t.input.plan.prompt(language);
+            t.transcript.language = language.or_else(|| language_in(self.config, &prompt));
+            t.prompt = Some(prompt);
         }
-        let sources: Vec<Source> = active
+        active
             .iter()
-            .zip(&states)
-            .map(|(&i, state)| Source {
-                input: Input::Encoded(state),
-                prompt: prompts[i].clone().expect("settled"),
-                params: &inputs[i].plan.params,
+            .zip(states)
+            .map(|(&i, states)| {
+                self.owners.push(i);
+                let t = &self.inputs[i];
+                Arrival {
+                    input: Owned::Encoded(states),
+                    prompt: t.prompt.clone().expect("settled"),
+                    params: Arc::clone(&t.params),
+                    aligned: t.input.plan.words,
+                }
             })
-            .collect();
-        let heads = config
-            .alignment_heads
-            .as_deref()
-            .filter(|_| active.iter().any(|&i| inputs[i].plan.words));
-        let found = generate_aligned(model, &sources, heads, &mut |k| listener.keep_going(active[k]));
-        for (k, &i) in active.iter().enumerate() {
-            let Some((sequence, alignment)) = found[k].first() else {
-                // Ended before it began (its client went away).
-                seek[i] = max_frames[i];
-                continue;
-            };
-            let prompt_len = sources[k].prompt.len();
-            let mut tokens = &sequence[prompt_len.min(sequence.len())..];
-            let times = inputs[i]
-                .plan
-                .words
-                .then(|| {
-                    // As transformers crops, Python's slicing included:
-                    // past the audio, a negative end counts from the end.
-                    let frames = (inputs[i].num_frames - seek[i]).div_euclid(2);
-                    let times = word_times(alignment.as_ref(), frames, prompt_len, model.config.median_filter_width);
-                    times.map(|mut t| {
-                        t.resize(sequence.len().max(t.len()), *t.last().unwrap_or(&0.0));
-                        t
-                    })
+            .collect()
+    }
+
+    /// Input `i` is transcribed, or stopped: handed over.
+    fn done(&mut self, i: usize) {
+        let transcript = std::mem::take(&mut self.inputs[i].transcript);
+        (self.on_done)(i, transcript);
+    }
+
+    /// Window `w` was decoded: its tokens cut into segments (with word
+    /// times where asked), its input moved on, and the next window made
+    /// ready, or the input done.
+    fn decoded(&mut self, w: usize, found: Vec<Found>) {
+        let i = self.owners[w];
+        let window = self.model.config.input_frames();
+        let timestamp_begin = self.config.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1);
+        let t = &mut self.inputs[i];
+        let Some((sequence, alignment)) = found.first() else {
+            // Ended before it began (its client went away).
+            self.done(i);
+            return;
+        };
+        let prompt_len = t.prompt.as_ref().map_or(0, Vec::len);
+        let mut tokens = &sequence[prompt_len.min(sequence.len())..];
+        let plan = &t.input.plan;
+        let times = plan
+            .words
+            .then(|| {
+                // As transformers crops, Python's slicing included: past
+                // the audio, a negative end counts from the end.
+                let frames = (t.input.num_frames - t.seek).div_euclid(2);
+                let times = word_times(
+                    alignment.as_ref(),
+                    frames,
+                    prompt_len,
+                    self.model.config.median_filter_width,
+                );
+                times.map(|mut times| {
+                    times.resize(sequence.len().max(times.len()), *times.last().unwrap_or(&0.0));
+                    times
                 })
-                .transpose()
-                .unwrap_or_else(|e| {
-                    tracing::warn!("word timestamps of input {i}: {e}");
-                    None
-                });
-            if let Some((last, rest)) = tokens.split_last() {
-                if inputs[i].plan.params.eos_token_ids.contains(last) {
-                    tokens = rest;
-                }
+            })
+            .transpose()
+            .unwrap_or_else(|e| {
+                tracing::warn!("word timestamps of input {i}: {e}");
+                None
+            });
+        if let Some((last, rest)) = tokens.split_last() {
+            if plan.params.eos_token_ids.contains(last) {
+                tokens = rest;
             }
-            let frames = (max_frames[i] - seek[i]).min(window);
-            let timestamp_begin = config.no_timestamps_token_id.map_or(i64::MAX, |n| n + 1);
-            let (mut segments, advance) = segments_of(tokens, seek[i], frames, timestamp_begin);
-            if let Some(times) = times {
-                // Each segment's tokens' times, after the prompt's, moved to
-                // the window's place in the audio (f32, as transformers adds).
-                let offset = (seek[i] as f64 * TIME_PRECISION / INPUT_STRIDE as f64) as f32;
-                let mut at = prompt_len;
-                for segment in &mut segments {
-                    let end = (at + segment.tokens.len()).min(times.len());
-                    segment.token_times = times[at.min(end)..end].iter().map(|t| t + offset).collect();
-                    at += segment.tokens.len();
-                }
+        }
+        let frames = (t.max_frames - t.seek).min(window);
+        let (mut segments, advance) = segments_of(tokens, t.seek, frames, timestamp_begin);
+        if let Some(times) = times {
+            // Each segment's tokens' times, after the prompt's, moved to
+            // the window's place in the audio (f32, as transformers adds).
+            let offset = (t.seek as f64 * TIME_PRECISION / INPUT_STRIDE as f64) as f32;
+            let mut at = prompt_len;
+            for segment in &mut segments {
+                let end = (at + segment.tokens.len()).min(times.len());
+                segment.token_times = times[at.min(end)..end].iter().map(|t| t + offset).collect();
+                at += segment.tokens.len();
             }
-            let new = transcripts[i].segments.len();
-            transcripts[i].segments.extend(segments);
-            seek[i] += advance.max(1);
-            listener.decoded(i, &transcripts[i], new);
+        }
+        let new = t.transcript.segments.len();
+        t.transcript.segments.extend(segments);
+        t.seek += advance.max(1);
+        self.listener.decoded(i, &t.transcript, new);
+        if self.inputs[i].seek < self.inputs[i].max_frames {
+            self.ready.push(i);
+        } else {
+            self.done(i);
         }
     }
-    transcripts
 }
 
 /// `_extract_token_timestamps` for one sequence: its new tokens' kept

@@ -166,71 +166,120 @@ pub fn generate_aligned(
 
 /// One input that joins a running decode ([`generate_joined`]).
 pub struct Arrival {
-    /// A text model's token ids.
-    pub input_ids: Vec<i64>,
+    pub input: Owned,
+    /// The decoder's first tokens; empty: the model's start token alone.
+    pub prompt: Vec<i64>,
     pub params: Arc<GenerationParams>,
+    /// Whether its sequences keep the cross-attention of the alignment
+    /// heads (Whisper's word timestamps).
+    pub aligned: bool,
+}
+
+/// What the encoder starts from, owned ([`Input`]'s).
+pub enum Owned {
+    Tokens(Vec<i64>),
+    Encoded(Tensor),
+}
+
+impl Arrival {
+    /// A text model's token ids, decoded from the start token.
+    pub fn tokens(input_ids: Vec<i64>, params: Arc<GenerationParams>) -> Self {
+        Arrival {
+            input: Owned::Tokens(input_ids),
+            prompt: vec![],
+            params,
+            aligned: false,
+        }
+    }
+
+    fn input(&self) -> Input<'_> {
+        match &self.input {
+            Owned::Tokens(ids) => Input::Tokens(ids),
+            Owned::Encoded(states) => Input::Encoded(states),
+        }
+    }
+
+    fn beams(&self) -> usize {
+        self.params.num_beams.max(1)
+    }
 }
 
 /// The decode of a batch that inputs join and leave between steps
-/// (continuous batching), for text inputs decoded from the model's start
-/// token. Before each step `arrivals(rows)` gives the inputs that arrive
-/// now (`rows`: the hypotheses decoding or waiting to); they are numbered
-/// in arrival order from 0 and wait, in order, until their hypotheses fit
-/// beside the running ones within `max_rows` (one input always fits when
-/// none runs). Those that fit are encoded together (within MAX_BATCH_ROWS
-/// hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a time), take
-/// their first step on their own, and join the running inputs with the
-/// same `num_beams` (inputs with other beam counts decode beside them, a
-/// step each in turn). Each input gets the sequences it gets alone: its
+/// (continuous batching). Before each step `arrivals(rows)` gives the
+/// inputs that arrive now (`rows`: the hypotheses decoding or waiting to);
+/// they are numbered in arrival order from 0 and wait, in order, until
+/// their hypotheses fit beside the running ones within `max_rows` (one
+/// input always fits when none runs). Those that fit are encoded together
+/// (within MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source
+/// tokens at a time; encoder states given beforehand are stacked), feed
+/// their prompts, take their first step on their own, and join the running
+/// inputs with the same `num_beams` (inputs with other beam counts decode
+/// beside them, a step each in turn). Inputs that keep their alignment
+/// (`aligned`, with `alignment_heads`) decode in batches of their own,
+/// which nothing joins. Each input gets the sequences it gets alone: its
 /// rows see only its own history and source. `keep_going(i)` is asked
 /// before every step (false ends input `i` with what it has);
-/// `on_finish(i, sequences)` is called as soon as input `i`'s search is
-/// over. Returns when nothing runs, waits or arrives.
+/// `on_finish(i, found)` is called as soon as input `i`'s search is over.
+/// Returns when nothing runs or waits and nothing arrived at the last ask.
 pub fn generate_joined(
     model: &dyn Seq2SeqLm,
     max_rows: usize,
+    alignment_heads: Option<&[(usize, usize)]>,
     arrivals: &mut dyn FnMut(usize) -> Vec<Arrival>,
     keep_going: &mut dyn FnMut(usize) -> bool,
-    on_finish: &mut dyn FnMut(usize, Vec<Vec<i64>>),
+    on_finish: &mut dyn FnMut(usize, Vec<Found>),
 ) {
     let _guard = tch::no_grad_guard();
     let start = model.decoder_start_token_id();
-    let width = |a: &Arrival| a.params.num_beams.max(1);
-    let mut on_found = |i: usize, found: Vec<Found>| on_finish(i, found.into_iter().map(|(t, _)| t).collect());
     let mut batches: Vec<Batch> = Vec::new();
     let mut waiting: VecDeque<(usize, Arrival)> = VecDeque::new();
     let mut arrived_so_far = 0;
     loop {
         let mut rows: usize = batches.iter().map(|b| b.state.rows()).sum();
-        let waiting_rows: usize = waiting.iter().map(|(_, a)| width(a)).sum();
+        let waiting_rows: usize = waiting.iter().map(|(_, a)| a.beams()).sum();
         let arrived = arrivals(rows + waiting_rows);
         let count = arrived.len();
         waiting.extend((arrived_so_far..).zip(arrived));
         arrived_so_far += count;
         let mut admitted = Vec::new();
         while let Some((_, a)) = waiting.front() {
-            if rows > 0 && rows + width(a) > max_rows {
+            if rows > 0 && rows + a.beams() > max_rows {
                 break;
             }
-            rows += width(a);
+            rows += a.beams();
             admitted.extend(waiting.pop_front());
         }
-        admitted.sort_by_key(|(_, a)| (width(a), a.input_ids.len()));
-        for group in admitted.chunk_by(|(_, a), (_, b)| width(a) == width(b)) {
-            let beams = width(&group[0].1);
-            let lengths: Vec<usize> = group.iter().map(|(_, a)| a.input_ids.len()).collect();
+        for (_, a) in &mut admitted {
+            if a.prompt.is_empty() {
+                a.prompt = vec![start];
+            }
+            a.aligned &= alignment_heads.is_some();
+        }
+        // What must agree within a batch: beams, prompt length, alignment
+        // and the length of states encoded beforehand (they are stacked).
+        let key = |a: &Arrival| {
+            let encoded = match &a.input {
+                Owned::Tokens(_) => 0,
+                Owned::Encoded(states) => states.size()[1],
+            };
+            (a.beams(), a.prompt.len(), a.aligned, encoded)
+        };
+        admitted.sort_by_key(|(_, a)| (key(a), a.input().len()));
+        for group in admitted.chunk_by(|(_, a), (_, b)| key(a) == key(b)) {
+            let (beams, _, aligned, _) = key(&group[0].1);
+            let lengths: Vec<usize> = group.iter().map(|(_, a)| a.input().len()).collect();
             for bounds in batch_bounds(&lengths, beams) {
                 // One no longer wanted ends before it starts, with nothing.
                 let mut wanted = Vec::new();
                 for (i, a) in &group[bounds] {
                     if !keep_going(*i) {
-                        on_found(*i, vec![]);
+                        on_finish(*i, vec![]);
                         continue;
                     }
                     wanted.push(Start {
                         id: *i,
-                        input: Input::Tokens(&a.input_ids),
-                        prompt: vec![start],
+                        input: a.input(),
+                        prompt: a.prompt.clone(),
                         params: Arc::clone(&a.params),
                     });
                 }
@@ -239,11 +288,14 @@ pub fn generate_joined(
                 }
                 // The first step alone computes the new inputs' cross-attention
                 // keys and values, which a merged state holds for every input.
-                let mut fresh = Batch::start(model, wanted, None);
-                if !fresh.step(model, keep_going, &mut on_found) {
+                let mut fresh = Batch::start(model, wanted, alignment_heads.filter(|_| aligned));
+                if !fresh.step(model, keep_going, on_finish) {
                     continue;
                 }
-                match batches.iter().position(|b| b.beams == beams) {
+                match batches
+                    .iter()
+                    .position(|b| b.beams == beams && !aligned && b.state.alignment.is_none())
+                {
                     Some(k) => {
                         let running = batches.swap_remove(k);
                         batches.push(running.merge(fresh));
@@ -253,9 +305,13 @@ pub fn generate_joined(
             }
         }
         if batches.is_empty() && waiting.is_empty() {
-            return;
+            if count == 0 {
+                return;
+            }
+            // What arrived ended at once: ask again.
+            continue;
         }
-        batches.retain_mut(|batch| batch.step(model, keep_going, &mut on_found));
+        batches.retain_mut(|batch| batch.step(model, keep_going, on_finish));
     }
 }
 
