@@ -1,0 +1,127 @@
+//! Continuous batching of decoder-only generation on the GPT-2 fixture: the
+//! sequences that join a running decode get the tokens they get alone, and
+//! finished or stopped sequences leave the batch at once, their KV cache
+//! rows with them.
+
+mod common;
+
+use std::cell::RefCell;
+
+use inferd_models::auto::load_causal_lm;
+use inferd_models::core::decoding::CausalLm;
+use inferd_models::core::layers::KvCache;
+use inferd_models::generation::causal::{generate, generate_joined, Control, FinishReason, Request};
+use inferd_models::generation::{resolve_text_generation, GenerationSettings};
+use tch::{Device, Tensor};
+
+use common::fixtures;
+
+/// Counts the rows each forward pass computes and its caches hold after.
+struct Counting<'a> {
+    inner: &'a dyn CausalLm,
+    rows: RefCell<Vec<(usize, usize)>>,
+}
+
+impl CausalLm for Counting<'_> {
+    fn new_cache(&self) -> Vec<KvCache> {
+        self.inner.new_cache()
+    }
+    fn forward_last(&self, input_ids: &Tensor, position_ids: &Tensor, mask: &Tensor, cache: &mut [KvCache]) -> Tensor {
+        let logits = self.inner.forward_last(input_ids, position_ids, mask, cache);
+        self.rows.borrow_mut().push((input_ids.size()[0] as usize, cache[0].rows()));
+        logits
+    }
+    fn max_positions(&self) -> usize {
+        self.inner.max_positions()
+    }
+    fn device(&self) -> Device {
+        self.inner.device()
+    }
+}
+
+#[test]
+fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
+    let mut model = load_causal_lm(&fixtures().join("models").join("gpt2-gen"), Device::Cpu).unwrap();
+    let pad = model.tokenizer.pad_id();
+    // (arrives at iteration, prompt, new tokens); the third is stopped after
+    // its fourth token.
+    let schedule: [(usize, &str, usize); 4] = [
+        (0, "Once upon a time", 24),
+        (0, "Hello", 6),
+        (2, "A longer prompt than the others have", 12),
+        (5, "Short", 3),
+    ];
+    let prompts: Vec<Vec<i64>> = schedule
+        .iter()
+        .map(|s| {
+            let ids = model.tokenizer.encode_untruncated(s.1).unwrap();
+            ids.into_iter().map(i64::from).collect()
+        })
+        .collect();
+    let request = |k: usize| {
+        let (prompt, tokens) = (prompts[k].clone(), schedule[k].2);
+        let asked = GenerationSettings {
+            max_new_tokens: Some(tokens),
+            min_new_tokens: Some(tokens),
+            do_sample: Some(false),
+            ..Default::default()
+        };
+        let params = resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
+        Request { prompt, params }
+    };
+    let counting = Counting {
+        inner: model.model.as_ref(),
+        rows: RefCell::new(vec![]),
+    };
+    let iteration = RefCell::new(0);
+    let mut running = Vec::new();
+    let mut finished_at = vec![None; schedule.len()];
+    let mut tokens = vec![Vec::new(); schedule.len()];
+    generate_joined(
+        &counting,
+        pad,
+        &mut |rows| {
+            running.push(rows);
+            let k = running.len() - 1;
+            *iteration.borrow_mut() = k;
+            (0..schedule.len()).filter(|&i| schedule[i].0 == k).map(request).collect()
+        },
+        &mut |i, token| {
+            tokens[i].push(token);
+            if i == 2 && tokens[i].len() == 4 {
+                Control::Stop(FinishReason::Cancelled)
+            } else {
+                Control::Continue
+            }
+        },
+        &mut |i, generated| {
+            assert!(finished_at[i].is_none(), "sequence {i} finished twice");
+            finished_at[i] = Some((*iteration.borrow(), generated));
+        },
+    );
+    let finished_at: Vec<_> = finished_at.into_iter().map(|f| f.expect("every sequence finished")).collect();
+    assert_eq!(finished_at[2].1.finish, FinishReason::Cancelled);
+    assert_eq!(finished_at[2].1.tokens.len(), 4);
+    // The rows decoding before each iteration are the sequences that
+    // arrived before it and had not finished: each left at once.
+    for (k, &rows) in running.iter().enumerate() {
+        let want = (0..schedule.len())
+            .filter(|&i| schedule[i].0 < k && finished_at[i].0 >= k)
+            .count();
+        assert_eq!(rows, want, "iteration {k}: rows {running:?}");
+    }
+    assert!(
+        running.windows(2).any(|w| 0 < w[1] && w[1] < w[0]),
+        "some sequence left while others ran: {running:?}"
+    );
+    // Every forward pass's caches held its rows and no more.
+    for (fed, cached) in counting.rows.into_inner() {
+        assert_eq!(fed, cached);
+    }
+    // And each sequence's tokens are those it gets alone.
+    for i in 0..schedule.len() {
+        let alone = generate(model.model.as_ref(), vec![request(i)], pad, |_, _| Control::Continue);
+        let want = if i == 2 { &alone[0].tokens[..4] } else { &alone[0].tokens[..] };
+        assert_eq!(finished_at[i].1.tokens, want, "sequence {i}");
+    }
+}
