@@ -294,6 +294,24 @@ impl<R: ApiRequest, O: ApiResponse> Joiner<'_, '_, R, O> {
         taken
     }
 
+    /// The requests that arrived meanwhile, while a running decode holding
+    /// `sequences` sequences and `tokens` tokens leaves room under the
+    /// model's budgets (`max_batch_sequences`, `max_batch_tokens`): up to
+    /// one per free sequence, none once either is reached.
+    pub fn take_within(
+        &mut self,
+        sequences: usize,
+        tokens: u64,
+        max_sequences: &Limit,
+        max_tokens: &Limit,
+    ) -> Vec<Incoming<R>> {
+        let room = (max_sequences.max as usize).saturating_sub(sequences);
+        if room == 0 || tokens >= max_tokens.max {
+            return vec![];
+        }
+        self.take(room)
+    }
+
     /// Request `i`'s final answer, sent now.
     pub fn finish(&mut self, i: usize, answer: Result<O, Error>) {
         let at = self.positions[i];

@@ -195,11 +195,13 @@ struct Decode<'m, 'j, 'h, 'a> {
 impl Decode<'_, '_, '_, '_> {
     /// Requests that arrived meanwhile, while the budgets leave room.
     fn arrivals(&mut self) -> Vec<Incoming<SynthesizeRequest>> {
-        let room = (self.limits.batch_texts.max as usize).saturating_sub(self.running_texts);
-        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
-            return vec![];
-        }
-        self.joiner.take(room)
+        let limits = &self.limits;
+        self.joiner.take_within(
+            self.running_texts,
+            self.running_tokens,
+            &limits.batch_texts,
+            &limits.batch_tokens,
+        )
     }
 
     /// Prepares `incoming` (the next requests in order) for the decode;

@@ -219,11 +219,9 @@ struct Decode<'m, 'j, 'h, 'a> {
 impl Decode<'_, '_, '_, '_> {
     /// Requests that arrived meanwhile, while the budgets leave room.
     fn arrivals(&mut self, rows: usize) -> Vec<Incoming<TranscribeRequest>> {
-        let room = (self.limits.batch_sequences.max as usize).saturating_sub(rows);
-        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
-            return vec![];
-        }
-        self.joiner.take(room)
+        let limits = &self.limits;
+        self.joiner
+            .take_within(rows, self.running_tokens, &limits.batch_sequences, &limits.batch_tokens)
     }
 
     /// Prepares `incoming` (the next requests in order) and gives their

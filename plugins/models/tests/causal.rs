@@ -28,7 +28,9 @@ impl CausalLm for Counting<'_> {
     }
     fn forward_last(&self, input_ids: &Tensor, position_ids: &Tensor, mask: &Tensor, cache: &mut [KvCache]) -> Tensor {
         let logits = self.inner.forward_last(input_ids, position_ids, mask, cache);
-        self.rows.borrow_mut().push((input_ids.size()[0] as usize, cache[0].rows()));
+        self.rows
+            .borrow_mut()
+            .push((input_ids.size()[0] as usize, cache[0].rows()));
         logits
     }
     fn max_positions(&self) -> usize {
@@ -66,7 +68,8 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
             do_sample: Some(false),
             ..Default::default()
         };
-        let params = resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
+        let params =
+            resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
         Request { prompt, params }
     };
     let counting = Counting {
@@ -84,7 +87,10 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
             running.push(rows);
             let k = running.len() - 1;
             *iteration.borrow_mut() = k;
-            (0..schedule.len()).filter(|&i| schedule[i].0 == k).map(request).collect()
+            (0..schedule.len())
+                .filter(|&i| schedule[i].0 == k)
+                .map(request)
+                .collect()
         },
         &mut |i, token| {
             tokens[i].push(token);
@@ -99,7 +105,10 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
             finished_at[i] = Some((*iteration.borrow(), generated));
         },
     );
-    let finished_at: Vec<_> = finished_at.into_iter().map(|f| f.expect("every sequence finished")).collect();
+    let finished_at: Vec<_> = finished_at
+        .into_iter()
+        .map(|f| f.expect("every sequence finished"))
+        .collect();
     assert_eq!(finished_at[2].1.finish, FinishReason::Cancelled);
     assert_eq!(finished_at[2].1.tokens.len(), 4);
     // The rows decoding before each iteration are the sequences that
@@ -121,7 +130,11 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
     // And each sequence's tokens are those it gets alone.
     for i in 0..schedule.len() {
         let alone = generate(model.model.as_ref(), vec![request(i)], pad, |_, _| Control::Continue);
-        let want = if i == 2 { &alone[0].tokens[..4] } else { &alone[0].tokens[..] };
+        let want = if i == 2 {
+            &alone[0].tokens[..4]
+        } else {
+            &alone[0].tokens[..]
+        };
         assert_eq!(finished_at[i].1.tokens, want, "sequence {i}");
     }
 }

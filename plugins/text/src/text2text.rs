@@ -179,11 +179,9 @@ impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
     /// Requests that arrived meanwhile, while the running hypotheses and
     /// their tokens leave room (`max_batch_sequences`, `max_batch_tokens`).
     fn arrivals(&mut self, rows: usize) -> Vec<Incoming<R>> {
-        let room = (self.limits.batch_sequences.max as usize).saturating_sub(rows);
-        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
-            return vec![];
-        }
-        self.joiner.take(room)
+        let limits = &self.limits;
+        self.joiner
+            .take_within(rows, self.running_tokens, &limits.batch_sequences, &limits.batch_tokens)
     }
 
     /// Plans `incoming` (the next requests in order) and returns their

@@ -172,11 +172,13 @@ impl Decode<'_, '_, '_, '_> {
     /// their tokens leave room (the budgets `max_batch_sequences` and
     /// `max_batch_tokens`).
     fn arrivals(&mut self, running: usize) -> Vec<Incoming<GenerateRequest>> {
-        let room = (self.limits.batch_sequences.max as usize).saturating_sub(running);
-        if room == 0 || self.running_tokens >= self.limits.batch_tokens.max {
-            return vec![];
-        }
-        self.joiner.take(room)
+        let limits = &self.limits;
+        self.joiner.take_within(
+            running,
+            self.running_tokens,
+            &limits.batch_sequences,
+            &limits.batch_tokens,
+        )
     }
 
     /// Plans `incoming` (the next requests in order) and returns their
