@@ -514,7 +514,9 @@ def summary_arrivals(args):
     print(json.dumps({"bench": "summary-arrivals", "who": "transformers", "rate": row["rate"],
                       "requests": len(plan), "tokens": tokens, "seconds": clock, "tokens_per_s": tokens / clock,
                       "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
-                      "wait_mean_s": sum(waits) / len(waits)}))
+                      "wait_mean_s": sum(waits) / len(waits),
+                      "wait_p50_s": sorted(waits)[round((len(waits) - 1) * 0.5)],
+                      "wait_p99_s": sorted(waits)[round((len(waits) - 1) * 0.99)]}))
 
 
 def peak(args):

@@ -5,14 +5,15 @@
 //! that join at different steps get the tokens they get alone, greedy and
 //! seeded sampling alike. The same for summarization and translation
 //! (BART, T5, Marian; beam search included), whose joins are counted by
-//! `inferd_joined_requests_total`.
+//! `inferd_joined_requests_total`. A request that joined and is then
+//! cancelled, or runs out of time, stops without disturbing the others.
 
 use std::time::Duration;
 
 use inferd_proto::v1::{
     GenerateRequest, GenerateResponse, SummarizeRequest, SummarizeResponse, TranslateRequest, TranslateResponse,
 };
-use inferd_tests::{fixture_model, Daemon};
+use inferd_tests::{fixture_model, metric, Daemon};
 use tokio_stream::StreamExt;
 
 async fn gpt2_daemon(args: &[&str]) -> Daemon {
@@ -75,6 +76,56 @@ async fn a_request_joins_a_running_generation_and_is_answered_first() {
     let (at, answer) = joined_after(&daemon, 60, greedy("Hello", 3)).await;
     assert_eq!(answer.results[0].sequences[0].generated_tokens, 3);
     assert_eq!(at, 60, "with --static-batching a request waits for the running batch");
+}
+
+#[tokio::test]
+async fn joined_requests_that_are_cancelled_or_run_out_of_time_stop_and_the_others_go_on() {
+    let daemon = gpt2_daemon(&["--metrics-listen", "127.0.0.1:0"]).await;
+    let mut client = daemon.inference().await;
+    let long = greedy("Once upon a time", 120);
+    let alone = client.generate(long.clone()).await.unwrap().into_inner();
+    let mut stream = client.generate_stream(long).await.unwrap().into_inner();
+    let mut tokens = vec![];
+    while tokens.len() < 3 {
+        tokens.extend(stream.next().await.unwrap().unwrap().token_ids);
+    }
+    // A stream that joins and is dropped after two of its tokens.
+    let mut other = daemon.inference().await;
+    let mut dropped = other.generate_stream(greedy("Hello", 200)).await.unwrap().into_inner();
+    let mut seen = 0;
+    while seen < 2 {
+        seen += dropped.next().await.unwrap().unwrap().token_ids.len();
+    }
+    drop(dropped);
+    // One that joins with a deadline it cannot meet.
+    let mut late = daemon.inference().await;
+    let mut request = tonic::Request::new(greedy("Out of time", 200));
+    request.set_timeout(Duration::from_millis(300));
+    let status = late.generate(request).await.unwrap_err();
+    // tonic's client may time out by itself first (CANCELLED "Timeout
+    // expired"); what the daemon did is in its metrics below.
+    let client_timeout = status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired";
+    assert!(status.code() == tonic::Code::DeadlineExceeded || client_timeout, "{status}");
+    while let Some(message) = stream.next().await {
+        tokens.extend(message.unwrap().token_ids);
+    }
+    assert_eq!(
+        tokens, alone.results[0].sequences[0].token_ids,
+        "the running generation"
+    );
+    // The daemon saw both go (the dropped one as cancelled) and answered
+    // nothing more for them.
+    let metrics = daemon.metrics();
+    assert_eq!(joined_requests(&daemon, "gpt2"), 2, "{metrics}");
+    let code = |c: &str| {
+        metric(
+            &metrics,
+            &format!("inferd_requests_total{{model=\"gpt2\",code=\"{c}\"}}"),
+        )
+    };
+    assert_eq!(code("DeadlineExceeded"), 1.0, "{metrics}");
+    assert_eq!(code("Cancelled"), 1.0, "{metrics}");
+    assert_eq!(code("Ok"), 2.0, "{metrics}");
 }
 
 #[tokio::test]

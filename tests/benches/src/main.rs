@@ -70,8 +70,9 @@ enum Command {
     /// articles of a file (one per line) in turn, `requests` requests at
     /// `rate` per second, each exactly `min_tokens..=max_tokens` new tokens
     /// (seeded) with the model's own beam search. Prints the latency (p50,
-    /// p99), the mean wait in the queue before a request's decoding started
-    /// (from the daemon's metrics), the aggregate tokens per second, and the
+    /// p99), the wait in the queue before a request's decoding started (its
+    /// mean, and the histogram bucket bounds its p50 and p99 fall under,
+    /// from the daemon's metrics), the aggregate tokens per second, and the
     /// plan (for the reference).
     SummaryArrivals {
         #[arg(long)]
@@ -290,14 +291,7 @@ fn inference_seconds(metrics: &str, model: &str) -> Result<(f64, f64)> {
 /// Sum and count of the model's histogram `name`, from the daemon's
 /// metrics endpoint.
 fn histogram(metrics: &str, name: &str, model: &str) -> Result<(f64, f64)> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect(metrics).with_context(|| format!("connect {metrics}"))?;
-    write!(
-        stream,
-        "GET /metrics HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut text = String::new();
-    stream.read_to_string(&mut text)?;
+    let text = metrics_text(metrics)?;
     let value = |series: &str| -> f64 {
         let series = format!("{name}_{series}{{model=\"{model}\"}} ");
         text.lines()
@@ -306,6 +300,46 @@ fn histogram(metrics: &str, name: &str, model: &str) -> Result<(f64, f64)> {
             .unwrap_or(0.0)
     };
     Ok((value("sum"), value("count")))
+}
+
+/// The cumulative buckets (upper bound, count) of the model's histogram
+/// `name`, from the daemon's metrics endpoint.
+fn histogram_buckets(metrics: &str, name: &str, model: &str) -> Result<Vec<(f64, f64)>> {
+    let text = metrics_text(metrics)?;
+    let prefix = format!("{name}_bucket{{model=\"{model}\",le=\"");
+    Ok(text
+        .lines()
+        .filter_map(|l| l.strip_prefix(&prefix))
+        .filter_map(|rest| {
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect())
+}
+
+/// The smallest bucket bound under which a share `q` of the observations
+/// between two readings of a histogram's buckets fall.
+fn quantile_bound(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
+    let counted = |le: f64, buckets: &[(f64, f64)]| buckets.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
+    let total = after.last().map_or(0.0, |b| b.1 - counted(b.0, before));
+    after
+        .iter()
+        .find(|(le, n)| n - counted(*le, before) >= q * total)
+        .map_or(f64::INFINITY, |b| b.0)
+}
+
+/// The daemon's metrics page.
+fn metrics_text(metrics: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(metrics).with_context(|| format!("connect {metrics}"))?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    Ok(text)
 }
 
 async fn connect(addr: &str) -> Result<Channel> {
@@ -471,6 +505,7 @@ async fn main() -> Result<()> {
             };
             InferenceClient::new(channel.clone()).summarize(request(0, 8)).await?;
             let (wait_sum0, wait_count0) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
+            let waits0 = histogram_buckets(&metrics, "inferd_queue_duration_seconds", &model)?;
             let started = Instant::now();
             let mut tasks = Vec::new();
             for (k, &(at, tokens)) in plan.iter().enumerate() {
@@ -489,6 +524,7 @@ async fn main() -> Result<()> {
             }
             let seconds = started.elapsed().as_secs_f64();
             let (wait_sum1, wait_count1) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
+            let waits1 = histogram_buckets(&metrics, "inferd_queue_duration_seconds", &model)?;
             latency.sort_by(f64::total_cmp);
             let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
             let tokens: u64 = plan.iter().map(|&(_, n)| u64::from(n)).sum();
@@ -498,6 +534,8 @@ async fn main() -> Result<()> {
                        "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
                        "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
                        "wait_mean_s": (wait_sum1 - wait_sum0) / (wait_count1 - wait_count0).max(1.0),
+                       "wait_p50_at_most_s": quantile_bound(&waits0, &waits1, 0.5),
+                       "wait_p99_at_most_s": quantile_bound(&waits0, &waits1, 0.99),
                        "plan": plan})
             );
         }
