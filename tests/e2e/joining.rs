@@ -105,7 +105,10 @@ async fn joined_requests_that_are_cancelled_or_run_out_of_time_stop_and_the_othe
     // tonic's client may time out by itself first (CANCELLED "Timeout
     // expired"); what the daemon did is in its metrics below.
     let client_timeout = status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired";
-    assert!(status.code() == tonic::Code::DeadlineExceeded || client_timeout, "{status}");
+    assert!(
+        status.code() == tonic::Code::DeadlineExceeded || client_timeout,
+        "{status}"
+    );
     while let Some(message) = stream.next().await {
         tokens.extend(message.unwrap().token_ids);
     }
@@ -224,6 +227,7 @@ fn summary_of_length(model: &str, text: &str, tokens: u32) -> SummarizeRequest {
 
 #[tokio::test]
 async fn a_summary_joins_a_running_one_and_is_answered_first() {
+    let mut waits = vec![];
     for (args, joins) in [(&[][..], true), (&["--static-batching"][..], false)] {
         let args = [&["--metrics-listen", "127.0.0.1:0"], args].concat();
         let daemon = Daemon::start(&args).await;
@@ -240,7 +244,12 @@ async fn a_summary_joins_a_running_one_and_is_answered_first() {
             max_length: Some(6),
             ..Default::default()
         };
-        let answer = other.summarize(short).await.unwrap().into_inner();
+        let answer = other.summarize(short).await.unwrap();
+        // The response tells how long the request waited before its
+        // decoding started.
+        let header = answer.metadata().get("inferd-queue-ms").expect("the queue time header");
+        waits.push(header.to_str().unwrap().parse::<f64>().unwrap());
+        let answer = answer.into_inner();
         assert_eq!(answer.results[0].summaries.len(), 1);
         if joins {
             assert!(
@@ -252,6 +261,9 @@ async fn a_summary_joins_a_running_one_and_is_answered_first() {
         assert!(!long.results[0].summaries[0].summary_text.is_empty());
         assert_eq!(joined_requests(&daemon, "t5"), u64::from(joins), "static: {}", !joins);
     }
+    // Joined, it waited for the next step; in static batches, for the
+    // long summary to end.
+    assert!(waits[0] < waits[1], "queue times {waits:?} ms");
 }
 
 #[tokio::test]

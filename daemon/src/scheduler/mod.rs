@@ -15,7 +15,7 @@
 mod worker;
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -41,7 +41,17 @@ struct Job {
     /// Encoded size of the request: the length used to group batches.
     size: usize,
     arrived: Instant,
+    /// When a batch took it in (its wait in the queue ends), told to the
+    /// ticket.
+    started: Arc<OnceLock<Instant>>,
     caller: Caller,
+}
+
+impl Job {
+    /// Marks the job as taken into a batch at `now`.
+    fn start(&self, now: Instant) {
+        let _ = self.started.set(now);
+    }
 }
 
 /// Whoever waits for a job's answer, and its partial responses.
@@ -195,6 +205,8 @@ pub struct Ticket {
     id: u64,
     shared: Arc<Shared>,
     pub reply: oneshot::Receiver<Reply>,
+    /// When a batch took the request in; unset while it waits.
+    pub started: Arc<OnceLock<Instant>>,
 }
 
 impl Drop for Ticket {
@@ -329,11 +341,13 @@ impl ModelQueue {
         }
         waiting.next_id += 1;
         let id = waiting.next_id;
+        let started = Arc::new(OnceLock::new());
         waiting.jobs.push_back(Job {
             id,
             request,
             size,
             arrived: Instant::now(),
+            started: started.clone(),
             caller: Caller {
                 reply,
                 partial,
@@ -348,6 +362,7 @@ impl ModelQueue {
             id,
             shared: self.shared.clone(),
             reply: rx,
+            started,
         })
     }
 

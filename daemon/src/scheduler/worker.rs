@@ -70,6 +70,7 @@ pub(super) fn run(
         let _enter = span.enter();
         let started = Instant::now();
         for job in &jobs {
+            job.start(started);
             shared.metrics.queue_seconds.observe_duration(started - job.arrived);
         }
         let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
@@ -82,6 +83,7 @@ pub(super) fn run(
                 .fetch_add(jobs.len() as u64, Ordering::Relaxed);
             let now = Instant::now();
             for job in &jobs {
+                job.start(now);
                 shared.metrics.queue_seconds.observe_duration(now - job.arrived);
             }
             jobs
@@ -328,6 +330,7 @@ mod tests {
             request,
             size: text.len(),
             arrived: Instant::now(),
+            started: Default::default(),
             caller: Caller {
                 reply,
                 partial,

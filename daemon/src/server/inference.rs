@@ -3,7 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use inferd_proto::v1::inference_server::Inference;
 use inferd_proto::v1::{
@@ -110,14 +110,15 @@ impl InferenceService {
     }
 
     /// Queues one request on `model` and waits for its answer, at most
-    /// until `deadline`.
+    /// until `deadline`: the answer, and how long the request waited
+    /// before a batch took it in (from its arrival).
     async fn call(
         &self,
         rpc: &'static str,
         model: Arc<Model>,
         body: task_request::Body,
         deadline: Option<Instant>,
-    ) -> Result<task_response::Body, Status> {
+    ) -> Result<(task_response::Body, Duration), Status> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let span = tracing::info_span!("request", id, rpc, model = %model.name);
         let outcome = Outcome::new(&model);
@@ -138,7 +139,11 @@ impl InferenceService {
                 None => (&mut ticket.reply).await,
             };
             let answer = answer.map_err(|_| stopped(&model.name))?;
-            answer.map_err(Status::from)
+            let waited = ticket
+                .started
+                .get()
+                .map_or(Duration::ZERO, |s| s.saturating_duration_since(outcome.arrived));
+            answer.map(|body| (body, waited)).map_err(Status::from)
         }
         .instrument(span.clone())
         .await;
@@ -184,10 +189,25 @@ macro_rules! typed_rpc {
             .call($rpc, model, task_request::Body::$req_variant(request), deadline)
             .await?
         {
-            task_response::Body::$resp_variant(response) => Ok(Response::new(response)),
+            (task_response::Body::$resp_variant(response), waited) => Ok(with_queue_time(response, waited)),
             _ => Err(unexpected($rpc)),
         }
     }};
+}
+
+/// The response's metadata header that tells how long its request waited
+/// in its model's queue before a batch took it in (joining a running one,
+/// or starting one), in milliseconds.
+pub const QUEUE_TIME_HEADER: &str = "inferd-queue-ms";
+
+/// `message` as the RPC's response, with the queue time header.
+fn with_queue_time<T>(message: T, waited: Duration) -> Response<T> {
+    let mut response = Response::new(message);
+    let ms = format!("{:.3}", waited.as_secs_f64() * 1e3);
+    if let Ok(value) = ms.parse() {
+        response.metadata_mut().insert(QUEUE_TIME_HEADER, value);
+    }
+    response
 }
 
 /// The last message of a GenerateStream, from the final response.
@@ -551,7 +571,7 @@ impl Inference for InferenceService {
             .call("Run", model, task_request::Body::Run(request), deadline)
             .await?
         {
-            task_response::Body::Run(response) => Ok(Response::new(response)),
+            (task_response::Body::Run(response), waited) => Ok(with_queue_time(response, waited)),
             _ => Err(unexpected("Run")),
         }
     }

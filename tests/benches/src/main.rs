@@ -70,10 +70,9 @@ enum Command {
     /// articles of a file (one per line) in turn, `requests` requests at
     /// `rate` per second, each exactly `min_tokens..=max_tokens` new tokens
     /// (seeded) with the model's own beam search. Prints the latency (p50,
-    /// p99), the wait in the queue before a request's decoding started (its
-    /// mean, and the histogram bucket bounds its p50 and p99 fall under,
-    /// from the daemon's metrics), the aggregate tokens per second, and the
-    /// plan (for the reference).
+    /// p99), the wait before a request's decoding started (the responses'
+    /// `inferd-queue-ms` header: mean, p50, p99), the aggregate tokens per
+    /// second, and the plan (for the reference).
     SummaryArrivals {
         #[arg(long)]
         payload: std::path::PathBuf,
@@ -88,9 +87,6 @@ enum Command {
         max_tokens: u32,
         #[arg(long, default_value_t = 1)]
         seed: u64,
-        /// The daemon's metrics endpoint (HOST:PORT).
-        #[arg(long)]
-        metrics: String,
     },
     /// Summaries of the articles in a file (one per line), each its own
     /// request, all sent at once, with the model's own settings; the
@@ -302,33 +298,6 @@ fn histogram(metrics: &str, name: &str, model: &str) -> Result<(f64, f64)> {
     Ok((value("sum"), value("count")))
 }
 
-/// The cumulative buckets (upper bound, count) of the model's histogram
-/// `name`, from the daemon's metrics endpoint.
-fn histogram_buckets(metrics: &str, name: &str, model: &str) -> Result<Vec<(f64, f64)>> {
-    let text = metrics_text(metrics)?;
-    let prefix = format!("{name}_bucket{{model=\"{model}\",le=\"");
-    Ok(text
-        .lines()
-        .filter_map(|l| l.strip_prefix(&prefix))
-        .filter_map(|rest| {
-            let (le, count) = rest.split_once("\"} ")?;
-            let le = if le == "+Inf" { f64::INFINITY } else { le.parse().ok()? };
-            Some((le, count.trim().parse().ok()?))
-        })
-        .collect())
-}
-
-/// The smallest bucket bound under which a share `q` of the observations
-/// between two readings of a histogram's buckets fall.
-fn quantile_bound(before: &[(f64, f64)], after: &[(f64, f64)], q: f64) -> f64 {
-    let counted = |le: f64, buckets: &[(f64, f64)]| buckets.iter().find(|b| b.0 == le).map_or(0.0, |b| b.1);
-    let total = after.last().map_or(0.0, |b| b.1 - counted(b.0, before));
-    after
-        .iter()
-        .find(|(le, n)| n - counted(*le, before) >= q * total)
-        .map_or(f64::INFINITY, |b| b.0)
-}
-
 /// The daemon's metrics page.
 fn metrics_text(metrics: &str) -> Result<String> {
     use std::io::{Read, Write};
@@ -487,7 +456,6 @@ async fn main() -> Result<()> {
             min_tokens,
             max_tokens,
             seed,
-            metrics,
         } => {
             let text = std::fs::read_to_string(&payload).with_context(|| format!("read {}", payload.display()))?;
             let articles: Vec<String> = text
@@ -504,8 +472,6 @@ async fn main() -> Result<()> {
                 ..Default::default()
             };
             InferenceClient::new(channel.clone()).summarize(request(0, 8)).await?;
-            let (wait_sum0, wait_count0) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
-            let waits0 = histogram_buckets(&metrics, "inferd_queue_duration_seconds", &model)?;
             let started = Instant::now();
             let mut tasks = Vec::new();
             for (k, &(at, tokens)) in plan.iter().enumerate() {
@@ -514,28 +480,34 @@ async fn main() -> Result<()> {
                 tasks.push(tokio::spawn(async move {
                     tokio::time::sleep_until((started + Duration::from_secs_f64(at)).into()).await;
                     let sent = Instant::now();
-                    client.summarize(request).await?;
-                    anyhow::Ok(sent.elapsed().as_secs_f64())
+                    let response = client.summarize(request).await?;
+                    let waited_ms: f64 = response
+                        .metadata()
+                        .get("inferd-queue-ms")
+                        .and_then(|v| v.to_str().ok()?.parse().ok())
+                        .context("no inferd-queue-ms header")?;
+                    anyhow::Ok((sent.elapsed().as_secs_f64(), waited_ms / 1e3))
                 }));
             }
-            let mut latency = Vec::new();
+            let (mut latency, mut waits) = (Vec::new(), Vec::new());
             for task in tasks {
-                latency.push(task.await??);
+                let (took, waited) = task.await??;
+                latency.push(took);
+                waits.push(waited);
             }
             let seconds = started.elapsed().as_secs_f64();
-            let (wait_sum1, wait_count1) = histogram(&metrics, "inferd_queue_duration_seconds", &model)?;
-            let waits1 = histogram_buckets(&metrics, "inferd_queue_duration_seconds", &model)?;
             latency.sort_by(f64::total_cmp);
-            let pick = |q: f64| latency[((latency.len() - 1) as f64 * q).round() as usize];
+            waits.sort_by(f64::total_cmp);
+            let at = |sorted: &[f64], q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+            let pick = |q: f64| at(&latency, q);
             let tokens: u64 = plan.iter().map(|&(_, n)| u64::from(n)).sum();
             println!(
                 "{}",
                 json!({"bench": "summary-arrivals", "rate": rate, "requests": requests, "tokens": tokens,
                        "seconds": seconds, "tokens_per_s": tokens as f64 / seconds,
                        "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
-                       "wait_mean_s": (wait_sum1 - wait_sum0) / (wait_count1 - wait_count0).max(1.0),
-                       "wait_p50_at_most_s": quantile_bound(&waits0, &waits1, 0.5),
-                       "wait_p99_at_most_s": quantile_bound(&waits0, &waits1, 0.99),
+                       "wait_mean_s": waits.iter().sum::<f64>() / waits.len().max(1) as f64,
+                       "wait_p50_s": at(&waits, 0.5), "wait_p99_s": at(&waits, 0.99),
                        "plan": plan})
             );
         }
