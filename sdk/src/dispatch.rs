@@ -294,22 +294,33 @@ impl<R: ApiRequest, O: ApiResponse> Joiner<'_, '_, R, O> {
         taken
     }
 
-    /// The requests that arrived meanwhile, while a running decode holding
-    /// `sequences` sequences and `tokens` tokens leaves room under the
-    /// model's budgets (`max_batch_sequences`, `max_batch_tokens`): up to
-    /// one per free sequence, none once either is reached.
+    /// The next request that arrived meanwhile, if a running decode holding
+    /// `sequences` sequences and `tokens` tokens is under the model's
+    /// budgets (`max_batch_sequences`, `max_batch_tokens`). One at a time,
+    /// so that the caller counts what each holds before taking the next.
     pub fn take_within(
         &mut self,
         sequences: usize,
         tokens: u64,
         max_sequences: &Limit,
         max_tokens: &Limit,
-    ) -> Vec<Incoming<R>> {
-        let room = (max_sequences.max as usize).saturating_sub(sequences);
-        if room == 0 || tokens >= max_tokens.max {
-            return vec![];
+    ) -> Option<Incoming<R>> {
+        if sequences as u64 >= max_sequences.max || tokens >= max_tokens.max {
+            return None;
         }
-        self.take(room)
+        self.take(1).pop()
+    }
+
+    /// Whether request `i`'s client still waits ([`Emitter::wanted`]).
+    pub fn wanted(&mut self, i: usize) -> bool {
+        let at = self.positions[i];
+        (self.host.sink)(at, None)
+    }
+
+    /// Sends a partial response of request `i` ([`Emitter::send`]).
+    pub fn send(&mut self, i: usize, chunk: impl ApiResponse) -> bool {
+        let at = self.positions[i];
+        (self.host.sink)(at, Some(chunk.into_body()))
     }
 
     /// Request `i`'s final answer, sent now.

@@ -126,8 +126,9 @@ async fn joined_requests_that_are_cancelled_or_run_out_of_time_stop_and_the_othe
             &format!("inferd_requests_total{{model=\"gpt2\",code=\"{c}\"}}"),
         )
     };
-    assert_eq!(code("DeadlineExceeded"), 1.0, "{metrics}");
-    assert_eq!(code("Cancelled"), 1.0, "{metrics}");
+    // The late one is DEADLINE_EXCEEDED, or CANCELLED when the client gave
+    // up first.
+    assert_eq!(code("DeadlineExceeded") + code("Cancelled"), 2.0, "{metrics}");
     assert_eq!(code("Ok"), 2.0, "{metrics}");
 }
 

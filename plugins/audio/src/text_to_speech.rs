@@ -193,15 +193,23 @@ struct Decode<'m, 'j, 'h, 'a> {
 }
 
 impl Decode<'_, '_, '_, '_> {
-    /// Requests that arrived meanwhile, while the budgets leave room.
-    fn arrivals(&mut self) -> Vec<Incoming<SynthesizeRequest>> {
-        let limits = &self.limits;
-        self.joiner.take_within(
-            self.running_texts,
-            self.running_tokens,
-            &limits.batch_texts,
-            &limits.batch_tokens,
-        )
+    /// The requests that arrived meanwhile, taken one at a time while the
+    /// texts decoding and what they hold are under `max_batch_sequences`
+    /// and `max_batch_tokens`, prepared for the decode.
+    fn arrivals(&mut self) -> Vec<SpeechRequest> {
+        let mut started = Vec::new();
+        loop {
+            let limits = &self.limits;
+            let Some(incoming) = self.joiner.take_within(
+                self.running_texts,
+                self.running_tokens,
+                &limits.batch_texts,
+                &limits.batch_tokens,
+            ) else {
+                return started;
+            };
+            started.extend(self.admit(vec![incoming]));
+        }
     }
 
     /// Prepares `incoming` (the next requests in order) for the decode;
@@ -243,7 +251,7 @@ impl Decode<'_, '_, '_, '_> {
     /// Whether arrival `i`'s client still waits.
     fn wanted(&mut self, i: usize) -> bool {
         let r = self.arrivals[i].0;
-        self.joiner.emitter().wanted(r)
+        self.joiner.wanted(r)
     }
 
     /// Arrival `i` is spoken (None: stopped): vocoded and answered.
@@ -306,11 +314,10 @@ pub fn synthesize(
         &model.net,
         &mut |_| {
             let mut decode = decode.borrow_mut();
-            let incoming = match first.take() {
-                Some(requests) => requests,
+            match first.take() {
+                Some(requests) => decode.admit(requests),
                 None => decode.arrivals(),
-            };
-            decode.admit(incoming)
+            }
         },
         &mut |i| decode.borrow_mut().wanted(i),
         &mut |i, speech| decode.borrow_mut().on_finish(i, speech),

@@ -217,11 +217,24 @@ struct Decode<'m, 'j, 'h, 'a> {
 }
 
 impl Decode<'_, '_, '_, '_> {
-    /// Requests that arrived meanwhile, while the budgets leave room.
-    fn arrivals(&mut self, rows: usize) -> Vec<Incoming<TranscribeRequest>> {
-        let limits = &self.limits;
-        self.joiner
-            .take_within(rows, self.running_tokens, &limits.batch_sequences, &limits.batch_tokens)
+    /// The inputs of requests that arrived meanwhile, taken one request at
+    /// a time while the hypotheses decoding or waiting (`rows`) and what
+    /// they hold are under `max_batch_sequences` and `max_batch_tokens`.
+    fn arrivals(&mut self, rows: usize) -> Vec<AudioInput> {
+        let mut inputs: Vec<AudioInput> = Vec::new();
+        loop {
+            let added: usize = inputs.iter().map(|a| a.plan.params.num_beams.max(1)).sum();
+            let limits = &self.limits;
+            let Some(incoming) = self.joiner.take_within(
+                rows + added,
+                self.running_tokens,
+                &limits.batch_sequences,
+                &limits.batch_tokens,
+            ) else {
+                return inputs;
+            };
+            inputs.extend(self.admit(vec![incoming]));
+        }
     }
 
     /// Prepares `incoming` (the next requests in order) and gives their
@@ -342,7 +355,7 @@ impl Listener for Progress<'_, '_, '_, '_, '_> {
     fn keep_going(&mut self, i: usize) -> bool {
         let mut decode = self.0.borrow_mut();
         let r = decode.owners[i].request;
-        decode.joiner.emitter().wanted(r)
+        decode.joiner.wanted(r)
     }
 
     fn decoded(&mut self, i: usize, transcript: &Transcript, new: usize) {
@@ -371,7 +384,7 @@ impl Listener for Progress<'_, '_, '_, '_, '_> {
             text,
             ..Default::default()
         };
-        decode.joiner.emitter().send(r, message);
+        decode.joiner.send(r, message);
     }
 }
 
@@ -400,11 +413,10 @@ pub fn transcribe(
         limits.batch_sequences.max as usize,
         &mut |rows| {
             let mut decode = decode.borrow_mut();
-            let incoming = match first.take() {
-                Some(requests) => requests,
+            match first.take() {
+                Some(requests) => decode.admit(requests),
                 None => decode.arrivals(rows),
-            };
-            decode.admit(incoming)
+            }
         },
         &mut Progress(&decode),
         &mut |i, transcript| decode.borrow_mut().done(i, transcript),

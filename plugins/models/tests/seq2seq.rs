@@ -406,3 +406,52 @@ fn joined_inputs_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
     let cached = counting.cached.into_inner();
     assert_eq!(steps, cached);
 }
+
+#[test]
+fn an_input_that_ends_on_its_first_step_after_waiting_still_lets_the_caller_add_more() {
+    let (model, inputs) = model_and_inputs("bart-sum", "summarization");
+    let settings = |tokens: usize| {
+        Arc::new(params(
+            &model,
+            "summarization",
+            GenerationSettings {
+                num_beams: Some(1),
+                max_new_tokens: Some(tokens),
+                min_length: Some(0),
+                ..Default::default()
+            },
+        ))
+    };
+    // One row at a time: the second input waits for the first, then ends
+    // on its first step with nothing else running; its end makes the
+    // caller add a third (as Whisper adds an input's next window).
+    let mut asked = 0;
+    let more = std::cell::Cell::new(false);
+    let mut done = vec![];
+    generate_joined(
+        model.net.as_ref(),
+        1,
+        None,
+        &mut |_| {
+            asked += 1;
+            if asked == 1 {
+                vec![
+                    Arrival::tokens(inputs[0].clone(), settings(5)),
+                    Arrival::tokens(inputs[1].clone(), settings(1)),
+                ]
+            } else if more.replace(false) {
+                vec![Arrival::tokens(inputs[2].clone(), settings(1))]
+            } else {
+                vec![]
+            }
+        },
+        &mut |_| true,
+        &mut |i, _| {
+            done.push(i);
+            if i == 1 {
+                more.set(true);
+            }
+        },
+    );
+    assert_eq!(done, vec![0, 1, 2]);
+}

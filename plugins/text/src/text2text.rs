@@ -176,12 +176,24 @@ struct Decode<'m, 'j, 'h, 'a, R, O> {
 }
 
 impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
-    /// Requests that arrived meanwhile, while the running hypotheses and
-    /// their tokens leave room (`max_batch_sequences`, `max_batch_tokens`).
-    fn arrivals(&mut self, rows: usize) -> Vec<Incoming<R>> {
-        let limits = &self.limits;
-        self.joiner
-            .take_within(rows, self.running_tokens, &limits.batch_sequences, &limits.batch_tokens)
+    /// The inputs of requests that arrived meanwhile, taken one request at
+    /// a time while the hypotheses decoding or waiting (`rows`) and their
+    /// tokens are under `max_batch_sequences` and `max_batch_tokens`.
+    fn arrivals(&mut self, rows: usize) -> Vec<Arrival> {
+        let mut arrivals: Vec<Arrival> = Vec::new();
+        loop {
+            let added: usize = arrivals.iter().map(|a| a.params.num_beams.max(1)).sum();
+            let limits = &self.limits;
+            let Some(incoming) = self.joiner.take_within(
+                rows + added,
+                self.running_tokens,
+                &limits.batch_sequences,
+                &limits.batch_tokens,
+            ) else {
+                return arrivals;
+            };
+            arrivals.extend(self.admit(vec![incoming]));
+        }
     }
 
     /// Plans `incoming` (the next requests in order) and returns their
@@ -227,7 +239,7 @@ impl<R: ApiRequest, O: ApiResponse> Decode<'_, '_, '_, '_, R, O> {
     /// Whether input `i`'s client still waits.
     fn wanted(&mut self, i: usize) -> bool {
         let r = self.owners[i].request;
-        self.joiner.emitter().wanted(r)
+        self.joiner.wanted(r)
     }
 
     /// Input `i` is decoded: its request is answered once all its inputs are.
@@ -281,11 +293,10 @@ pub fn generate<R: ApiRequest, O: ApiResponse>(
         None,
         &mut |rows| {
             let mut decode = decode.borrow_mut();
-            let incoming = match first.take() {
-                Some(requests) => requests,
+            match first.take() {
+                Some(requests) => decode.admit(requests),
                 None => decode.arrivals(rows),
-            };
-            decode.admit(incoming)
+            }
         },
         &mut |i| decode.borrow_mut().wanted(i),
         &mut |i, found| decode.borrow_mut().on_finish(i, found),

@@ -168,17 +168,23 @@ struct Decode<'m, 'j, 'h, 'a> {
 }
 
 impl Decode<'_, '_, '_, '_> {
-    /// Requests that arrived meanwhile, while the running sequences and
-    /// their tokens leave room (the budgets `max_batch_sequences` and
-    /// `max_batch_tokens`).
-    fn arrivals(&mut self, running: usize) -> Vec<Incoming<GenerateRequest>> {
-        let limits = &self.limits;
-        self.joiner.take_within(
-            running,
-            self.running_tokens,
-            &limits.batch_sequences,
-            &limits.batch_tokens,
-        )
+    /// The sequences of requests that arrived meanwhile, taken one request
+    /// at a time while the running sequences and their tokens are under the
+    /// budgets `max_batch_sequences` and `max_batch_tokens`.
+    fn arrivals(&mut self, running: usize) -> Vec<causal::Request> {
+        let mut sequences = Vec::new();
+        loop {
+            let limits = &self.limits;
+            let Some(incoming) = self.joiner.take_within(
+                running + sequences.len(),
+                self.running_tokens,
+                &limits.batch_sequences,
+                &limits.batch_tokens,
+            ) else {
+                return sequences;
+            };
+            sequences.extend(self.admit(vec![incoming]));
+        }
     }
 
     /// Plans `incoming` (the next requests in order) and returns their
@@ -269,7 +275,6 @@ impl Decode<'_, '_, '_, '_> {
             String::new()
         };
         let stopped = planned.settings.stop.iter().any(|s| text.contains(s.as_str()));
-        let mut emitter = self.joiner.emitter();
         let wanted = if planned.stream {
             // Hold text back while it ends in an incomplete character.
             let chars = text.chars().count();
@@ -280,7 +285,7 @@ impl Decode<'_, '_, '_, '_> {
                 slot.streamed_chars = chars;
                 d
             };
-            emitter.send(
+            self.joiner.send(
                 slot.request,
                 GenerateStreamResponse {
                     token_ids: vec![token],
@@ -289,7 +294,7 @@ impl Decode<'_, '_, '_, '_> {
                 },
             )
         } else {
-            emitter.wanted(slot.request)
+            self.joiner.wanted(slot.request)
         };
         if !wanted {
             Control::Stop(FinishReason::Cancelled)
@@ -372,11 +377,10 @@ pub fn generate(
         pad,
         &mut |running| {
             let mut decode = decode.borrow_mut();
-            let incoming = match first.take() {
-                Some(requests) => requests,
+            match first.take() {
+                Some(requests) => decode.admit(requests),
                 None => decode.arrivals(running),
-            };
-            decode.admit(incoming)
+            }
         },
         &mut |i, token| decode.borrow_mut().on_token(i, token),
         &mut |i, out| decode.borrow_mut().on_finish(i, out),

@@ -234,7 +234,15 @@ pub fn generate_joined(
     let mut batches: Vec<Batch> = Vec::new();
     let mut waiting: VecDeque<(usize, Arrival)> = VecDeque::new();
     let mut arrived_so_far = 0;
+    // Inputs finished since the last ask: the caller may have more for the
+    // decode (Whisper's next window), so it is asked again before the end.
+    let finished = std::cell::Cell::new(0usize);
+    let on_finish = &mut |i: usize, found: Vec<Found>| {
+        finished.set(finished.get() + 1);
+        on_finish(i, found)
+    };
     loop {
+        finished.set(0);
         let mut rows: usize = batches.iter().map(|b| b.state.rows()).sum();
         let waiting_rows: usize = waiting.iter().map(|(_, a)| a.beams()).sum();
         let arrived = arrivals(rows + waiting_rows);
@@ -292,10 +300,8 @@ pub fn generate_joined(
                 if !fresh.step(model, keep_going, on_finish) {
                     continue;
                 }
-                match batches
-                    .iter()
-                    .position(|b| b.beams == beams && !aligned && b.state.alignment.is_none())
-                {
+                let joins = |b: &Batch| b.beams == beams && !aligned && b.state.alignment.is_none() && b.fits(&fresh);
+                match batches.iter().position(joins) {
                     Some(k) => {
                         let running = batches.swap_remove(k);
                         batches.push(running.merge(fresh));
@@ -305,10 +311,10 @@ pub fn generate_joined(
             }
         }
         if batches.is_empty() && waiting.is_empty() {
-            if count == 0 {
+            if count == 0 && finished.get() == 0 {
                 return;
             }
-            // What arrived ended at once: ask again.
+            // What arrived, or what was waiting, ended at once: ask again.
             continue;
         }
         batches.retain_mut(|batch| batch.step(model, keep_going, on_finish));
@@ -428,6 +434,15 @@ impl Batch {
             }
         }
         self.searches = kept;
+    }
+
+    /// Whether `other`'s inputs may join these: merging pads every input's
+    /// source to the longest, which stays within MAX_BATCH_SOURCE_TOKENS
+    /// (sources of one length, as Whisper's, are never padded).
+    fn fits(&self, other: &Batch) -> bool {
+        let (a, b) = (self.state.memory.size(), other.state.memory.size());
+        let padded = (a[0] + b[0]) * a[1].max(b[1]);
+        a[1] == b[1] || padded as usize <= MAX_BATCH_SOURCE_TOKENS
     }
 
     /// These inputs and `other`'s (same beams) in one batch.
