@@ -145,6 +145,10 @@ impl BatchHost for Running<'_> {
     fn finish(&mut self, index: usize, response: TaskResponse) {
         if let Some(caller) = self.callers.get_mut(index).and_then(Option::take) {
             caller.answer(response);
+            // Kept only to run it again should the batch fail: an answered
+            // request's body (audio, images) goes now, not when a long
+            // joined run ends.
+            self.requests[index] = TaskRequest::default();
         }
     }
 }

@@ -631,9 +631,12 @@ impl Windows<'_> {
             .collect()
     }
 
-    /// Input `i` is transcribed, or stopped: handed over.
+    /// Input `i` is transcribed, or stopped: handed over, and its features
+    /// let go (a joined decode may run on long after).
     fn done(&mut self, i: usize) {
-        let transcript = std::mem::take(&mut self.inputs[i].transcript);
+        let input = &mut self.inputs[i];
+        input.input.features = Tensor::new();
+        let transcript = std::mem::take(&mut input.transcript);
         (self.on_done)(i, transcript);
     }
 
