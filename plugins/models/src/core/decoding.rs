@@ -147,19 +147,18 @@ impl DecoderState {
     /// and the self-attention's padding bias for this step, which the state
     /// counts as taken (every row moves on by one position).
     pub fn begin_step(&mut self) -> Step {
+        // The history with this step's column, every row's own.
+        self.history = self
+            .history
+            .as_ref()
+            .map(|h| Tensor::cat(&[h, &h.ones_like().narrow(1, 0, 1)], 1));
         let step = Step {
             positions: self.positions.shallow_clone(),
             past: self.columns,
-            bias: self.history.as_ref().map(|h| {
-                let now = Tensor::cat(&[h, &h.ones_like().narrow(1, 0, 1)], 1);
-                padding_bias(&now, Kind::Float)
-            }),
+            bias: self.history.as_ref().map(|h| padding_bias(h, Kind::Float)),
         };
         self.positions = &self.positions + 1;
         self.columns += 1;
-        if let Some(h) = self.history.as_mut() {
-            *h = Tensor::cat(&[&*h, &h.ones_like().narrow(1, 0, 1)], 1);
-        }
         step
     }
 

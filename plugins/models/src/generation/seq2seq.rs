@@ -87,80 +87,42 @@ fn batch_bounds(lengths: &[usize], beams: usize) -> Vec<std::ops::Range<usize>> 
 }
 
 /// Generates for each source up to `num_return_sequences` decoder sequences
-/// (prompt first, EOS included when reached), best first. Sources with
+/// (prompt first, EOS included when reached), best first: the sources
+/// given at once to [`generate_joined`], which decodes together those with
 /// the same `num_beams` and prompt length (and, encoded beforehand, the same
-/// number of source positions) are decoded together, sorted by length, within
-/// MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens at a
-/// time. `keep_going(i)` is asked before
-/// encoding and before every step for each source `i` still being decoded;
-/// false (e.g. its client went away) ends that source's search with what
-/// it has: no sequences when it had not started.
+/// number of source positions), sorted by length, within MAX_BATCH_ROWS
+/// hypotheses and MAX_BATCH_SOURCE_TOKENS source tokens. `keep_going(i)`
+/// is asked before encoding and before every step for each source `i`
+/// still being decoded; false (e.g. its client went away) ends that
+/// source's search with what it has: no sequences when it had not started.
 pub fn generate(
     model: &dyn Seq2SeqLm,
     sources: &[Source],
     keep_going: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Vec<Vec<i64>>> {
-    generate_aligned(model, sources, None, keep_going)
-        .into_iter()
-        .map(|found| found.into_iter().map(|(tokens, _)| tokens).collect())
-        .collect()
-}
-
-/// [`generate`], keeping with each sequence, when `alignment_heads` are
-/// given, the cross-attention probabilities of those (layer, head) pairs
-/// for each of its new tokens but the last (the ones fed back to the
-/// decoder), [new tokens - 1, heads, source]: what word timestamps are
-/// computed from.
-pub fn generate_aligned(
-    model: &dyn Seq2SeqLm,
-    sources: &[Source],
-    alignment_heads: Option<&[(usize, usize)]>,
-    keep_going: &mut dyn FnMut(usize) -> bool,
-) -> Vec<Vec<Found>> {
-    let _guard = tch::no_grad_guard();
-    let start = model.decoder_start_token_id();
-    let prompts: Vec<Vec<i64>> = sources
-        .iter()
-        .map(|s| {
-            if s.prompt.is_empty() {
-                vec![start]
-            } else {
-                s.prompt.clone()
-            }
-        })
-        .collect();
-    // What must agree within a batch: beams, prompt length, and the length
-    // of states encoded beforehand (they are stacked, not padded).
-    let key = |i: usize| {
-        let encoded = match sources[i].input {
-            Input::Tokens(_) => 0,
-            Input::Encoded(_) => sources[i].input.len(),
-        };
-        (sources[i].params.num_beams.max(1), prompts[i].len(), encoded)
-    };
-    let mut order: Vec<usize> = (0..sources.len()).collect();
-    order.sort_by_key(|&i| (key(i), sources[i].input.len()));
-    let mut results: Vec<Vec<Found>> = (0..sources.len()).map(|_| Vec::new()).collect();
-    for group in order.chunk_by(|&a, &b| key(a) == key(b)) {
-        let lengths: Vec<usize> = group.iter().map(|&i| sources[i].input.len()).collect();
-        for bounds in batch_bounds(&lengths, key(group[0]).0) {
-            let wanted: Vec<Start> = group[bounds]
-                .iter()
-                .filter(|&&i| keep_going(i))
-                .map(|&i| Start {
-                    id: i,
-                    input: sources[i].input,
-                    prompt: prompts[i].clone(),
-                    params: Arc::new(sources[i].params.clone()),
-                })
-                .collect();
-            if wanted.is_empty() {
-                continue;
-            }
-            let mut batch = Batch::start(model, wanted, alignment_heads);
-            while batch.step(model, keep_going, &mut |i, found| results[i] = found) {}
-        }
-    }
+    let mut first = Some(
+        sources
+            .iter()
+            .map(|s| Arrival {
+                input: match s.input {
+                    Input::Tokens(ids) => Owned::Tokens(ids.to_vec()),
+                    Input::Encoded(states) => Owned::Encoded(states.shallow_clone()),
+                },
+                prompt: s.prompt.clone(),
+                params: Arc::new(s.params.clone()),
+                aligned: false,
+            })
+            .collect(),
+    );
+    let mut results = vec![Vec::new(); sources.len()];
+    generate_joined(
+        model,
+        MAX_BATCH_ROWS,
+        None,
+        &mut |_| first.take().unwrap_or_default(),
+        keep_going,
+        &mut |i, found| results[i] = found.into_iter().map(|(tokens, _)| tokens).collect(),
+    );
     results
 }
 
