@@ -241,7 +241,8 @@ async fn object_detection_matches_pipeline() {
         };
         assert_eq!(response.results.len(), expected.len(), "{what}");
         // The boxes before truncation: one within float noise of a whole
-        // pixel may truncate to its neighbour.
+        // pixel (0.01 px, ~2e-5 of a 512 px side: what thread counts and
+        // CPUs move it by) may truncate to its neighbour.
         let floats: Vec<Value> = match (&case["input"], &case["boxes_float"]) {
             (Value::Array(_), Value::Array(per_image)) => per_image.clone(),
             (_, one) => vec![one.clone()],
@@ -264,7 +265,7 @@ async fn object_detection_matches_pipeline() {
                         continue;
                     }
                     let float = floats[k][c].as_f64().unwrap();
-                    let on_edge = (float - float.round()).abs() < 1e-3 && (corners[c] - want_corners[c]).abs() == 1;
+                    let on_edge = (float - float.round()).abs() < 1e-2 && (corners[c] - want_corners[c]).abs() == 1;
                     assert!(
                         on_edge,
                         "{what}: box of {} is {corners:?}, pipeline() gave {want_corners:?} ({float} before truncation)",
