@@ -84,6 +84,9 @@ impl Seq2SeqLm for Counting<'_> {
         self.cached.borrow_mut().push(state.self_attn[0].rows());
         logits
     }
+    fn cross_keys_values(&self, state: &mut DecoderState) {
+        self.inner.cross_keys_values(state)
+    }
     fn decoder_layers(&self) -> usize {
         self.inner.decoder_layers()
     }
@@ -393,9 +396,11 @@ fn joined_inputs_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
     }
     assert_eq!(*got.rows.last().unwrap(), 0);
     assert_eq!(asked[2], 4);
-    // Asked before it is encoded, before its first step alone, before its
-    // first step with the others, and at the next iteration's step.
-    assert_eq!(got.finished_at[2], 3, "stopped when asked the fourth time");
+    // Asked before it is encoded (iteration 2; arrivals are asked again
+    // before the next step: input 3 at iteration 3, nothing at 4), then
+    // before each step, which it takes with the others from its first:
+    // those of iterations 4, 5 and 6.
+    assert_eq!(got.finished_at[2], 6, "stopped when asked the fourth time");
     assert!(
         got.rows.windows(2).any(|w| 0 < w[1] && w[1] < w[0]),
         "some input left while others ran: {:?}",

@@ -472,6 +472,22 @@ async fn main() -> Result<()> {
                 ..Default::default()
             };
             InferenceClient::new(channel.clone()).summarize(request(0, 8)).await?;
+            // Alone: the prefill (encoder and first step: a one-token summary)
+            // and a decoding step (what 32 more tokens add), best of three.
+            let alone = |tokens: u32| {
+                let (channel, request) = (channel.clone(), request(0, tokens));
+                async move {
+                    let mut best = f64::INFINITY;
+                    for _ in 0..3 {
+                        let sent = Instant::now();
+                        InferenceClient::new(channel.clone()).summarize(request.clone()).await?;
+                        best = best.min(sent.elapsed().as_secs_f64());
+                    }
+                    anyhow::Ok(best)
+                }
+            };
+            let prefill_s = alone(1).await?;
+            let step_s = (alone(33).await? - prefill_s) / 32.0;
             let started = Instant::now();
             let mut tasks = Vec::new();
             for (k, &(at, tokens)) in plan.iter().enumerate() {
@@ -486,15 +502,39 @@ async fn main() -> Result<()> {
                         .get("inferd-queue-ms")
                         .and_then(|v| v.to_str().ok()?.parse().ok())
                         .context("no inferd-queue-ms header")?;
-                    anyhow::Ok((sent.elapsed().as_secs_f64(), waited_ms / 1e3))
+                    let sent_at = (sent - started).as_secs_f64();
+                    anyhow::Ok((sent_at, sent.elapsed().as_secs_f64(), waited_ms / 1e3))
                 }));
             }
-            let (mut latency, mut waits) = (Vec::new(), Vec::new());
-            for task in tasks {
-                let (took, waited) = task.await??;
+            let (mut latency, mut waits, mut steps, mut spans) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for (task, &(_, tokens)) in tasks.into_iter().zip(&plan) {
+                let (sent_at, took, waited) = task.await??;
                 latency.push(took);
                 waits.push(waited);
+                spans.push((sent_at, waited));
+                // Its decoding steps under this load: what its answer took
+                // past the wait and a prefill, over its tokens after the first.
+                steps.push((took - waited - prefill_s) / f64::from(tokens.max(2) - 1));
             }
+            steps.sort_by(f64::total_cmp);
+            let step_under_load_s = steps[steps.len() / 2];
+            // Each wait less the time other requests' prefills (each taken as
+            // long as one alone, from when it was taken in) ran during it:
+            // what it waited for decoding steps and scheduling.
+            let mut beyond: Vec<f64> = spans
+                .iter()
+                .enumerate()
+                .map(|(i, &(sent, waited))| {
+                    let others: Vec<(f64, f64)> = spans
+                        .iter()
+                        .enumerate()
+                        .filter(|&(j, _)| j != i)
+                        .map(|(_, &(s, w))| (s + w, s + w + prefill_s))
+                        .collect();
+                    waited - covered(sent, sent + waited, others)
+                })
+                .collect();
+            beyond.sort_by(f64::total_cmp);
             let seconds = started.elapsed().as_secs_f64();
             latency.sort_by(f64::total_cmp);
             waits.sort_by(f64::total_cmp);
@@ -508,6 +548,8 @@ async fn main() -> Result<()> {
                        "latency_p50_s": pick(0.5), "latency_p99_s": pick(0.99),
                        "wait_mean_s": waits.iter().sum::<f64>() / waits.len().max(1) as f64,
                        "wait_p50_s": at(&waits, 0.5), "wait_p99_s": at(&waits, 0.99),
+                       "prefill_s": prefill_s, "step_s": step_s, "step_under_load_s": step_under_load_s,
+                       "wait_beyond_prefills_p99_s": at(&beyond, 0.99),
                        "plan": plan})
             );
         }
@@ -798,6 +840,20 @@ async fn main() -> Result<()> {
 /// `rate` per second, each with a length uniform in `min..=max`, from a
 /// seeded generator (xorshift64*), so that every run and the reference
 /// replay the same load.
+/// How much of [start, end] the intervals cover (overlaps counted once).
+fn covered(start: f64, end: f64, mut intervals: Vec<(f64, f64)>) -> f64 {
+    intervals.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let (mut total, mut reached) = (0.0, start);
+    for (a, b) in intervals {
+        let (a, b) = (a.max(reached), b.min(end));
+        if b > a {
+            total += b - a;
+            reached = b;
+        }
+    }
+    total
+}
+
 fn poisson_plan(rate: f64, count: usize, min: u32, max: u32, seed: u64) -> Vec<(f64, u32)> {
     let mut state = seed.max(1);
     let mut next = move || {
@@ -814,4 +870,18 @@ fn poisson_plan(rate: f64, count: usize, min: u32, max: u32, seed: u64) -> Vec<(
             (at, tokens.min(max))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::covered;
+
+    #[test]
+    fn coverage_counts_overlaps_once_and_only_inside() {
+        let near = |a: f64, b: f64| assert!((a - b).abs() < 1e-12, "{a} vs {b}");
+        near(covered(0.0, 10.0, vec![]), 0.0);
+        near(covered(0.0, 10.0, vec![(2.0, 4.0), (3.0, 5.0)]), 3.0);
+        near(covered(1.0, 3.0, vec![(-1.0, 2.0), (2.5, 9.0), (20.0, 30.0)]), 1.5);
+        near(covered(0.0, 1.0, vec![(0.5, 0.6), (0.0, 0.2)]), 0.3);
+    }
 }

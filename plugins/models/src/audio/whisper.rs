@@ -205,9 +205,18 @@ impl Attention {
         self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
     }
 
+    /// The keys and values of the encoder states `memory` [items, 1500, d],
+    /// [items, heads, 1500, head_dim] each.
+    fn memory_keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
+        (
+            split_heads(&self.k.forward(memory), self.heads),
+            split_heads(&self.v.forward(memory), self.heads),
+        )
+    }
+
     /// Cross-attention of each hypothesis to its input's encoder states
     /// (`memory` [items, 1500, d]), whose keys and values are computed on
-    /// the first step and kept. Whisper's inputs are never padded.
+    /// the first step (unless given before) and kept. Whisper's inputs are never padded.
     /// With `kept` heads, also their attention probabilities [rows, kept,
     /// source] (the alignment heads of word timestamps).
     fn step_cross(
@@ -217,12 +226,7 @@ impl Attention {
         cached: &mut Option<(Tensor, Tensor)>,
         kept: &[i64],
     ) -> (Tensor, Option<Tensor>) {
-        let (k, v) = cached.get_or_insert_with(|| {
-            (
-                split_heads(&self.k.forward(memory), self.heads),
-                split_heads(&self.v.forward(memory), self.heads),
-            )
-        });
+        let (k, v) = cached.get_or_insert_with(|| self.memory_keys_values(memory));
         let q = split_heads(&self.q.forward(x), self.heads);
         let probabilities = (!kept.is_empty()).then(|| {
             // Rows are `beams` hypotheses per input, keys one set per input.
@@ -472,6 +476,12 @@ impl Seq2SeqLm for WhisperForConditionalGeneration {
 
     fn decoder_layers(&self) -> usize {
         self.decoder.layers.len()
+    }
+
+    fn cross_keys_values(&self, state: &mut DecoderState) {
+        for (layer, cached) in self.decoder.layers.iter().zip(&mut state.cross_attn) {
+            *cached = Some(layer.cross_attn.memory_keys_values(&state.memory));
+        }
     }
 
     fn decoder_start_token_id(&self) -> i64 {

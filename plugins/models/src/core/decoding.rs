@@ -35,6 +35,10 @@ pub trait Seq2SeqLm {
     /// Logits [rows, vocab] (f32) after feeding each row's newest token
     /// `tokens` [rows], at the positions [`DecoderState::begin_step`] gives.
     fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor;
+    /// Computes every decoder layer's cross-attention keys and values from
+    /// the state's encoder states (as the first step would), so that the
+    /// state can join others before its first step.
+    fn cross_keys_values(&self, state: &mut DecoderState);
     fn decoder_layers(&self) -> usize;
     fn decoder_start_token_id(&self) -> i64;
     fn device(&self) -> Device;
@@ -162,10 +166,11 @@ impl DecoderState {
         step
     }
 
-    /// These rows and `other`'s in one state (both with the same beams,
-    /// both past their first step, so with their cross-attention keys and
-    /// values, and neither keeping alignment): the shorter self-attention
-    /// history padded on the left, the shorter source on the right, both
+    /// These rows and `other`'s in one state (both with the same beams and
+    /// their cross-attention keys and values: past their first step or given
+    /// them by [`Seq2SeqLm::cross_keys_values`]; neither keeping alignment):
+    /// the shorter self-attention history padded on the left (all of it for
+    /// rows before their first step), the shorter source on the right, both
     /// masked, so that every row computes what it computes alone.
     pub fn merge(self, other: DecoderState) -> DecoderState {
         assert_eq!(self.beams, other.beams, "states of one beam count merge");
@@ -230,12 +235,13 @@ impl DecoderState {
                 ))
             })
             .collect();
+        let rows = [self.rows, other.rows];
         let self_attn = self
             .self_attn
             .into_iter()
             .zip(other.self_attn)
             .map(|(mut a, b)| {
-                a.merge_rows(b, columns);
+                a.merge_rows(b, rows, columns);
                 a
             })
             .collect();

@@ -490,10 +490,12 @@ impl KvCache {
         (k, v)
     }
 
-    /// Appends `other`'s rows after these, the keys and values of each side
-    /// padded on the left with zeros to `length` positions (the padding is
-    /// masked out: continuous batching joins histories of other lengths).
-    pub fn merge_rows(&mut self, other: KvCache, length: i64) {
+    /// Appends `other`'s rows after these (`rows`: how many each side holds;
+    /// a side with no keys yet holds rows before their first step), the keys
+    /// and values of each side padded on the left with zeros to `length`
+    /// positions (the padding is masked out: continuous batching joins
+    /// histories of other lengths).
+    pub fn merge_rows(&mut self, other: KvCache, rows: [usize; 2], length: i64) {
         let pad = |t: Tensor| {
             let short = length - t.size()[2];
             if short > 0 {
@@ -502,12 +504,18 @@ impl KvCache {
                 t
             }
         };
-        self.kv = match (self.kv.take(), other.kv) {
-            (Some((k, v)), Some((ok, ov))) => {
-                Some((Tensor::cat(&[pad(k), pad(ok)], 0), Tensor::cat(&[pad(v), pad(ov)], 0)))
-            }
-            (mine, theirs) => mine.or(theirs),
+        let (mine, theirs) = (self.kv.take(), other.kv);
+        let Some(like) = mine.as_ref().or(theirs.as_ref()).map(|(k, _)| k.shallow_clone()) else {
+            return;
         };
+        // Rows with no history yet: all padding.
+        let zeros = |n: usize| {
+            let size = like.size();
+            Tensor::zeros([n as i64, size[1], 0, size[3]], (like.kind(), like.device()))
+        };
+        let [(k, v), (ok, ov)] =
+            [(mine, rows[0]), (theirs, rows[1])].map(|(kv, n)| kv.unwrap_or_else(|| (zeros(n), zeros(n))));
+        self.kv = Some((Tensor::cat(&[pad(k), pad(ok)], 0), Tensor::cat(&[pad(v), pad(ov)], 0)));
     }
 
     /// Drops the first `count` positions (padding no row attends to).

@@ -221,12 +221,13 @@ impl Decoding {
         let length = self.mask.size()[1].max(other.mask.size()[1]);
         let pad_mask = |m: &Tensor| m.constant_pad_nd([length - m.size()[1], 0]);
         let mask = Tensor::cat(&[pad_mask(&self.mask), pad_mask(&other.mask)], 0);
+        let rows = [self.mask.size()[0] as usize, other.mask.size()[0] as usize];
         let cache = self
             .cache
             .into_iter()
             .zip(other.cache)
             .map(|(mut a, b)| {
-                a.merge_rows(b, length - 1);
+                a.merge_rows(b, rows, length - 1);
                 a
             })
             .collect();

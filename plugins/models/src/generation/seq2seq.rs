@@ -67,6 +67,11 @@ impl<'a> Source<'a> {
 /// grow with them (16 BART inputs of 1024 tokens).
 pub const MAX_BATCH_SOURCE_TOKENS: usize = 16 * 1024;
 
+/// Rounds of arrivals encoded between two decoding steps at most: arrivals
+/// go first (their first token sooner), but a stream of them cannot hold
+/// the running inputs back for more than this many encoder passes a step.
+pub const MAX_PREFILLS_PER_STEP: usize = 2;
+
 /// Splits inputs of `lengths` (sorted, shortest first) with `beams`
 /// hypotheses each into consecutive batches within MAX_BATCH_ROWS and
 /// MAX_BATCH_SOURCE_TOKENS (an input alone over them is a batch of its own).
@@ -174,9 +179,14 @@ impl Arrival {
 /// input always fits when none runs). Those that fit are encoded together
 /// (within MAX_BATCH_ROWS hypotheses and MAX_BATCH_SOURCE_TOKENS source
 /// tokens at a time; encoder states given beforehand are stacked), feed
-/// their prompts, take their first step on their own, and join the running
-/// inputs with the same `num_beams` (inputs with other beam counts decode
-/// beside them, a step each in turn). Inputs that keep their alignment
+/// their prompts but the last token, and join the running inputs with the
+/// same `num_beams` before their first step, which they take with them
+/// (their cross-attention keys and values computed beforehand; inputs with
+/// other beam counts decode beside them, a step each in turn). After a
+/// prefill the caller is asked again before the next step (up to
+/// MAX_PREFILLS_PER_STEP prefills between two steps), so an input that
+/// arrived during another's encoder pass does not also wait for a step.
+/// Inputs that keep their alignment
 /// (`aligned`, with `alignment_heads`) decode in batches of their own,
 /// which nothing joins. Each input gets the sequences it gets alone: its
 /// rows see only its own history and source. `keep_going(i)` is asked
@@ -203,6 +213,7 @@ pub fn generate_joined(
         finished.set(finished.get() + 1);
         on_finish(i, found)
     };
+    let mut prefills = 0;
     loop {
         finished.set(0);
         let mut rows: usize = batches.iter().map(|b| b.state.rows()).sum();
@@ -256,17 +267,12 @@ pub fn generate_joined(
                 if wanted.is_empty() {
                     continue;
                 }
-                // The first step alone computes the new inputs' cross-attention
-                // keys and values, which a merged state holds for every input.
-                let mut fresh = Batch::start(model, wanted, alignment_heads.filter(|_| aligned));
-                if !fresh.step(model, keep_going, on_finish) {
-                    continue;
-                }
+                let fresh = Batch::start(model, wanted, alignment_heads.filter(|_| aligned));
                 let joins = |b: &Batch| b.beams == beams && !aligned && b.state.alignment.is_none() && b.fits(&fresh);
                 match batches.iter().position(joins) {
                     Some(k) => {
-                        let running = batches.swap_remove(k);
-                        batches.push(running.merge(fresh));
+                        let running = batches.swap_remove(k).with_cross(model);
+                        batches.push(running.merge(fresh.with_cross(model)));
                     }
                     None => batches.push(fresh),
                 }
@@ -279,6 +285,11 @@ pub fn generate_joined(
             // What arrived, or what was waiting, ended at once: ask again.
             continue;
         }
+        if !admitted.is_empty() && prefills < MAX_PREFILLS_PER_STEP {
+            prefills += 1;
+            continue;
+        }
+        prefills = 0;
         batches.retain_mut(|batch| batch.step(model, keep_going, on_finish));
     }
 }
@@ -405,6 +416,15 @@ impl Batch {
         let (a, b) = (self.state.memory.size(), other.state.memory.size());
         let padded = (a[0] + b[0]) * a[1].max(b[1]);
         a[1] == b[1] || padded as usize <= MAX_BATCH_SOURCE_TOKENS
+    }
+
+    /// The batch with its cross-attention keys and values, which a batch
+    /// that has not taken its first step computes here (to merge).
+    fn with_cross(mut self, model: &dyn Seq2SeqLm) -> Batch {
+        if self.state.cross_attn.iter().any(Option::is_none) {
+            model.cross_keys_values(&mut self.state);
+        }
+        self
     }
 
     /// These inputs and `other`'s (same beams) in one batch.

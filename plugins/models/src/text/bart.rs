@@ -188,9 +188,18 @@ impl Attention {
         self.out.forward(&merge_heads(&attention(&q, &k, &v, bias)))
     }
 
+    /// The keys and values of the encoder states `memory` [items, src, d],
+    /// [items, heads, src, head_dim] each.
+    fn memory_keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
+        (
+            split_heads(&self.k.forward(memory), self.heads),
+            split_heads(&self.v.forward(memory), self.heads),
+        )
+    }
+
     /// Cross-attention of each hypothesis to its input's encoder states
     /// (`memory` [items, src, d]), whose keys and values are computed on
-    /// the first step and kept.
+    /// the first step (unless given before) and kept.
     fn step_cross(
         &self,
         x: &Tensor,
@@ -198,12 +207,7 @@ impl Attention {
         padding: Option<&Tensor>,
         cached: &mut Option<(Tensor, Tensor)>,
     ) -> Tensor {
-        let (k, v) = cached.get_or_insert_with(|| {
-            (
-                split_heads(&self.k.forward(memory), self.heads),
-                split_heads(&self.v.forward(memory), self.heads),
-            )
-        });
+        let (k, v) = cached.get_or_insert_with(|| self.memory_keys_values(memory));
         let q = split_heads(&self.q.forward(x), self.heads);
         self.out.forward(&cross_attention(&q, k, v, padding, None))
     }
@@ -550,6 +554,12 @@ impl Seq2SeqLm for BartForConditionalGeneration {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let hidden = self.model.decode_step(&ids, state).squeeze_dim(1);
         hidden.linear(self.model.shared.weight(), None::<&Tensor>) + &self.final_logits_bias
+    }
+
+    fn cross_keys_values(&self, state: &mut DecoderState) {
+        for (layer, cached) in self.model.decoder_layers.iter().zip(&mut state.cross_attn) {
+            *cached = Some(layer.cross_attn.memory_keys_values(&state.memory));
+        }
     }
 
     fn decoder_start_token_id(&self) -> i64 {

@@ -404,6 +404,13 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         }
     }
 
+    fn cross_keys_values(&self, state: &mut DecoderState) {
+        for (block, cached) in self.decoder.iter().zip(&mut state.cross_attn) {
+            let (cross, _) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
+            *cached = Some(cross.keys_values(&state.memory));
+        }
+    }
+
     fn decoder_start_token_id(&self) -> i64 {
         self.decoder_start
     }
