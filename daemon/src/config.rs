@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 
+use crate::access::{Keys, Secret};
 use crate::queue_options::{QueueOptions, QueueOverrides};
 
 /// Command-line flags. Every flag overrides the same key of the config file.
@@ -81,6 +82,35 @@ pub struct Args {
     /// once the daemon is listening.
     #[arg(long, value_name = "PATH")]
     pub address_file: Option<PathBuf>,
+    /// Key clients must send as `authorization: Bearer KEY` for inference
+    /// and for listing models (health, reflection and metrics stay open).
+    /// Prefer INFERD_API_KEY or --api-key-file: a flag shows in `ps`.
+    #[arg(long, env = "INFERD_API_KEY", hide_env_values = true, value_name = "KEY")]
+    pub api_key: Option<String>,
+    /// File holding the API key (its first line).
+    #[arg(long, env = "INFERD_API_KEY_FILE", value_name = "PATH")]
+    pub api_key_file: Option<PathBuf>,
+    /// Key for LoadModel and UnloadModel (also good for everything else);
+    /// unset: the API key manages models too.
+    #[arg(long, env = "INFERD_ADMIN_KEY", hide_env_values = true, value_name = "KEY")]
+    pub admin_key: Option<String>,
+    /// File holding the admin key.
+    #[arg(long, env = "INFERD_ADMIN_KEY_FILE", value_name = "PATH")]
+    pub admin_key_file: Option<PathBuf>,
+    /// Directory a client's LoadModel may load local models from
+    /// (repeatable; after resolving `..` and symbolic links). Unset: any.
+    /// Start-up models are not restricted.
+    #[arg(
+        long = "allow-model-dir",
+        env = "INFERD_ALLOW_MODEL_DIRS",
+        value_delimiter = ':',
+        value_name = "DIR"
+    )]
+    pub allow_model_dirs: Vec<PathBuf>,
+    /// A client's LoadModel of a hub id is served from the Hugging Face
+    /// cache only, never downloaded (start-up models still download).
+    #[arg(long, env = "INFERD_NO_CLIENT_DOWNLOADS")]
+    pub no_client_downloads: bool,
 }
 
 /// A model to load at start-up.
@@ -166,7 +196,18 @@ pub struct Config {
     /// Batches fixed when they start (no continuous batching).
     pub static_batching: bool,
     pub log: String,
+    /// Files holding the API and admin keys (see the flags).
+    pub api_key_file: Option<PathBuf>,
+    pub admin_key_file: Option<PathBuf>,
+    /// Directories a client's LoadModel may load from; empty: any.
+    pub allow_model_dirs: Vec<PathBuf>,
+    /// Whether a client's LoadModel may download from the hub.
+    pub client_downloads: bool,
     pub models: Vec<ModelConfig>,
+    /// The keys themselves (from the flags, environment or key files),
+    /// never printed.
+    #[serde(skip)]
+    pub keys: Keys,
 }
 
 impl Default for Config {
@@ -186,7 +227,12 @@ impl Default for Config {
             metrics_listen: None,
             static_batching: false,
             log: "info".into(),
+            api_key_file: None,
+            admin_key_file: None,
+            allow_model_dirs: vec![],
+            client_downloads: true,
             models: vec![],
+            keys: Keys::default(),
         }
     }
 }
@@ -241,6 +287,20 @@ impl Config {
         for spec in &args.models {
             config.models.push(parse_model_flag(spec)?);
         }
+        if args.api_key_file.is_some() {
+            config.api_key_file = args.api_key_file;
+        }
+        if args.admin_key_file.is_some() {
+            config.admin_key_file = args.admin_key_file;
+        }
+        config.allow_model_dirs.extend(args.allow_model_dirs);
+        if args.no_client_downloads {
+            config.client_downloads = false;
+        }
+        config.keys = Keys {
+            api: Secret::load(args.api_key.as_deref(), config.api_key_file.as_deref(), "API key")?,
+            admin: Secret::load(args.admin_key.as_deref(), config.admin_key_file.as_deref(), "admin key")?,
+        };
         Ok(config)
     }
 
@@ -251,7 +311,13 @@ impl Config {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         // Relative paths in the file are relative to the file, not to the cwd.
         let base = path.parent().unwrap_or(Path::new("."));
-        for dir in &mut config.plugin_dirs {
+        let files = config.api_key_file.iter_mut().chain(config.admin_key_file.iter_mut());
+        for dir in config
+            .plugin_dirs
+            .iter_mut()
+            .chain(config.allow_model_dirs.iter_mut())
+            .chain(files)
+        {
             if dir.is_relative() {
                 *dir = base.join(&*dir);
             }

@@ -26,6 +26,10 @@ pub enum DaemonError {
     DeadlineExceeded(String),
     #[error("{0}")]
     Internal(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl DaemonError {
@@ -42,6 +46,8 @@ impl DaemonError {
             ResourceExhausted(m) => ResourceExhausted(f(m)),
             DeadlineExceeded(m) => DeadlineExceeded(f(m)),
             Internal(m) => Internal(f(m)),
+            Unauthenticated(m) => Unauthenticated(f(m)),
+            PermissionDenied(m) => PermissionDenied(f(m)),
         }
     }
 
@@ -191,6 +197,8 @@ impl From<DaemonError> for Status {
             DaemonError::ResourceExhausted(m) => Status::resource_exhausted(m),
             DaemonError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             DaemonError::Internal(m) => Status::internal(m),
+            DaemonError::Unauthenticated(m) => Status::unauthenticated(m),
+            DaemonError::PermissionDenied(m) => Status::permission_denied(m),
         }
     }
 }

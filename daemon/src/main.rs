@@ -1,6 +1,7 @@
 //! inferd: a local inference daemon. It loads task plugins, loads models on
 //! CPU or CUDA devices, and serves Hugging Face pipeline() tasks over gRPC.
 
+mod access;
 mod config;
 mod devices;
 mod error;
@@ -23,11 +24,12 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tracing_subscriber::EnvFilter;
 
+use crate::access::LoadPolicy;
 use crate::config::{Args, Config, ModelConfig};
 use crate::devices::DevicePool;
 use crate::plugins::PluginSet;
 use crate::registry::{LoadSpec, Registry};
-use crate::sources::Sources;
+use crate::sources::{Caller, Sources};
 
 fn main() -> ExitCode {
     heap::tune_allocator();
@@ -97,7 +99,17 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     }
     let devices = DevicePool::discover(&config.device)?;
     tracing::info!(devices = %devices.names().join(", "), "device pool");
-    let sources = Sources::new(config.offline);
+    let policy = LoadPolicy::new(&config.allow_model_dirs, config.client_downloads)?;
+    if !config.allow_model_dirs.is_empty() || !config.client_downloads {
+        tracing::info!(dirs = ?config.allow_model_dirs, client_downloads = config.client_downloads, "LoadModel sources restricted");
+    }
+    let sources = Sources::new(config.offline, policy);
+    let set = |key: &Option<access::Secret>| if key.is_some() { "required" } else { "not set" };
+    tracing::info!(
+        api_key = set(&config.keys.api),
+        admin_key = set(&config.keys.admin),
+        "keys (health, reflection and metrics are open)"
+    );
     tracing::info!(cache = %sources.cache_dir().display(), offline = config.offline, "model sources");
     let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options()));
 
@@ -134,6 +146,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         health_service,
         config.max_request_bytes,
         config.max_in_flight,
+        config.keys.clone(),
         shutdown_signal(),
     )
     .await?;
@@ -157,6 +170,7 @@ async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, 
             name: task.clone(),
             task,
             instances: 1,
+            caller: Caller::Operator,
             ..Default::default()
         };
         let r = registry.clone();
@@ -209,6 +223,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         options,
         limits: model.limits,
         vocoder,
+        caller: Caller::Operator,
     };
     // Failures are logged by the registry and shown by GetModel.
     let _ = registry.load(spec);

@@ -14,7 +14,7 @@ use crate::metrics::{Metrics, ModelGauges, ModelMetrics, Scraped};
 use crate::plugins::{Plugin, PluginSet};
 use crate::queue_options::{QueueOptions, QueueOverrides};
 use crate::scheduler::{ModelQueue, Partial, Ticket};
-use crate::sources::Sources;
+use crate::sources::{Caller, Sources};
 
 /// What to load.
 #[derive(Debug, Clone, Default)]
@@ -32,6 +32,8 @@ pub struct LoadSpec {
     /// Text to speech: the vocoder's source (hub id or local directory);
     /// None for the task's default.
     pub vocoder: Option<String>,
+    /// Whose load it is (a client's sources are held to the load policy).
+    pub caller: Caller,
 }
 
 enum State {
@@ -314,7 +316,9 @@ impl Registry {
             ..Default::default()
         };
         if !spec.source.is_empty() {
-            let dir = self.sources.resolve(&spec.source, spec.revision.as_deref())?;
+            let dir = self
+                .sources
+                .resolve(&spec.source, spec.revision.as_deref(), spec.caller)?;
             let architecture = read_architecture(&dir)?;
             if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
                 return Err(DaemonError::unsupported_architecture(
@@ -334,7 +338,7 @@ impl Registry {
             .clone()
             .or_else(|| (!task_spec.default_vocoder.is_empty()).then(|| task_spec.default_vocoder.clone()));
         if let Some(vocoder) = vocoder {
-            let dir = self.sources.resolve(&vocoder, None).map_err(|e| {
+            let dir = self.sources.resolve(&vocoder, None, spec.caller).map_err(|e| {
                 e.map_message(|m| {
                     format!(
                         "the vocoder {vocoder}: {m} (name another in options.vocoder: a hub id or a local directory)"
@@ -353,9 +357,10 @@ impl Registry {
         })
     }
 
-    /// Whether a source can be obtained (cached, downloadable or local).
+    /// Whether a source can be obtained (cached, downloadable or local) for
+    /// the operator's start-up loads.
     pub fn check_source(&self, source: &str, revision: Option<&str>) -> Result<()> {
-        self.sources.resolve(source, revision).map(|_| ())
+        self.sources.resolve(source, revision, Caller::Operator).map(|_| ())
     }
 
     /// Removes a model, lets its queued requests finish, and frees its

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use hf_hub::{api::sync::ApiBuilder, Cache, Repo, RepoType};
 
+use crate::access::LoadPolicy;
 use crate::error::{DaemonError, Result};
 
 /// How long to wait for the hub before treating it as unreachable.
@@ -19,10 +20,21 @@ pub struct Sources {
     cache: Cache,
     /// The hub probe's answer, asked once.
     reachable: std::sync::OnceLock<bool>,
+    /// What a client's LoadModel may name.
+    policy: LoadPolicy,
+}
+
+/// Who asks for a source: the operator (start-up models) may name any; a
+/// client (LoadModel) is held to the [`LoadPolicy`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Caller {
+    Operator,
+    #[default]
+    Client,
 }
 
 impl Sources {
-    pub fn new(offline: bool) -> Self {
+    pub fn new(offline: bool, policy: LoadPolicy) -> Self {
         let cache = match std::env::var_os("HF_HUB_CACHE") {
             Some(dir) => Cache::new(PathBuf::from(dir)),
             None => Cache::from_env(),
@@ -31,6 +43,7 @@ impl Sources {
             offline,
             cache,
             reachable: std::sync::OnceLock::new(),
+            policy,
         }
     }
 
@@ -49,13 +62,16 @@ impl Sources {
     }
 
     /// A local directory holding the model's files.
-    pub fn resolve(&self, source: &str, revision: Option<&str>) -> Result<PathBuf> {
+    pub fn resolve(&self, source: &str, revision: Option<&str>, caller: Caller) -> Result<PathBuf> {
         if source.is_empty() {
             return Err(DaemonError::InvalidArgument(
                 "`source` is empty: give a hub id or a local model directory".into(),
             ));
         }
         if Self::is_local(source) {
+            if caller == Caller::Client {
+                self.policy.check_local(source)?;
+            }
             let path = PathBuf::from(source);
             return if path.is_dir() {
                 Ok(path)
@@ -74,6 +90,12 @@ impl Sources {
                 config.parent().unwrap_or(Path::new("")).display()
             );
             return Ok(config.parent().expect("a file has a parent").to_path_buf());
+        }
+        if caller == Caller::Client && !self.policy.client_downloads {
+            return Err(DaemonError::PermissionDenied(format!(
+                "model {source} (revision {revision}) is not in the Hugging Face cache, and this daemon does not \
+                 download models for clients (--no-client-downloads): ask its operator to add it"
+            )));
         }
         let why_not = if self.offline {
             Some("offline mode is on (HF_HUB_OFFLINE=1 or --offline)".to_string())
@@ -214,12 +236,41 @@ mod tests {
             offline: true,
             cache: Cache::new(cache.path().to_path_buf()),
             reachable: std::sync::OnceLock::new(),
+            policy: LoadPolicy::default(),
         };
         let started = std::time::Instant::now();
-        let err = sources.resolve("someone/some-model", None).unwrap_err().to_string();
+        let err = sources
+            .resolve("someone/some-model", None, Caller::Operator)
+            .unwrap_err()
+            .to_string();
         assert!(started.elapsed() < Duration::from_secs(1));
         assert!(err.contains("someone/some-model") && err.contains("offline"), "{err}");
-        let err = sources.resolve("/no/such/dir", None).unwrap_err();
+        let err = sources.resolve("/no/such/dir", None, Caller::Client).unwrap_err();
         assert!(matches!(err, DaemonError::NotFound(_)));
+    }
+
+    #[test]
+    fn clients_are_held_to_the_policy_and_the_operator_is_not() {
+        let cache = tempfile::tempdir().unwrap();
+        let allowed = tempfile::tempdir().unwrap();
+        let sources = Sources {
+            offline: false,
+            cache: Cache::new(cache.path().to_path_buf()),
+            reachable: std::sync::OnceLock::new(),
+            policy: LoadPolicy::new(&[allowed.path().to_path_buf()], false).unwrap(),
+        };
+        let denied = |r: Result<PathBuf>| matches!(r, Err(DaemonError::PermissionDenied(_)));
+        assert!(denied(sources.resolve("/tmp", None, Caller::Client)));
+        assert!(denied(sources.resolve("someone/some-model", None, Caller::Client)));
+        assert_eq!(
+            sources
+                .resolve(&allowed.path().display().to_string(), None, Caller::Client)
+                .unwrap(),
+            allowed.path()
+        );
+        assert_eq!(
+            sources.resolve("/tmp", None, Caller::Operator).unwrap(),
+            Path::new("/tmp")
+        );
     }
 }

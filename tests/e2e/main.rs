@@ -13,6 +13,7 @@ mod isolation;
 mod joining;
 mod lifecycle;
 mod plugins;
+mod security;
 mod segmentation;
 mod seq2seq;
 mod serving;

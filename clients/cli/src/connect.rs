@@ -4,17 +4,42 @@
 use anyhow::{Context, Result};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
+use tonic::metadata::MetadataValue;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
 
-pub type Inference = InferenceClient<Channel>;
-pub type Models = ModelsClient<Channel>;
+pub type Inference = InferenceClient<InterceptedService<Channel, Bearer>>;
+pub type Models = ModelsClient<InterceptedService<Channel, Bearer>>;
 
-/// Where the daemon listens.
+/// Where the daemon listens, and the key it may ask for.
 #[derive(clap::Args)]
 pub struct DaemonAddr {
     /// Address of the daemon.
     #[arg(long, global = true, env = "INFERD_ADDR", default_value = "http://127.0.0.1:50051")]
     addr: String,
+    /// Key to send (`authorization: Bearer KEY`) to a daemon started with
+    /// --api-key or --admin-key; loading and unloading take the admin key.
+    #[arg(
+        long,
+        global = true,
+        env = "INFERD_API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    api_key: Option<String>,
+}
+
+/// Adds the key, if any, to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(value) = &self.0 {
+            request.metadata_mut().insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
 }
 
 /// The daemon's two services, sharing one connection.
@@ -36,10 +61,20 @@ impl DaemonAddr {
             .connect()
             .await
             .with_context(|| format!("cannot connect to inferd at {addr} (is it running?)"))?;
+        let bearer = match &self.api_key {
+            Some(key) => Some(
+                format!("Bearer {}", key.trim())
+                    .parse()
+                    .context("--api-key must be printable ASCII")?,
+            ),
+            None => None,
+        };
+        let bearer = Bearer(bearer);
         Ok(Clients {
             // Depth maps are 4 bytes a pixel: a 12-megapixel photo's is 48 MB.
-            inference: InferenceClient::new(channel.clone()).max_decoding_message_size(usize::MAX),
-            models: ModelsClient::new(channel),
+            inference: InferenceClient::with_interceptor(channel.clone(), bearer.clone())
+                .max_decoding_message_size(usize::MAX),
+            models: ModelsClient::with_interceptor(channel, bearer),
         })
     }
 }

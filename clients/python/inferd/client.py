@@ -68,15 +68,36 @@ _LOCAL_EXECUTION = ("device", "device_map", "dtype", "torch_dtype", "framework",
                     "tokenizer", "feature_extractor", "image_processor", "use_fast", "model_kwargs")
 
 
+class _Bearer(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+    """Adds ``authorization: Bearer <key>`` to every call."""
+
+    def __init__(self, key: str):
+        self._metadata = ("authorization", f"Bearer {key}")
+
+    def _with_key(self, details: Any) -> Any:
+        metadata = list(details.metadata or []) + [self._metadata]
+        return details._replace(metadata=metadata)
+
+    def intercept_unary_unary(self, continuation, client_call_details, request):
+        return continuation(self._with_key(client_call_details), request)
+
+    def intercept_unary_stream(self, continuation, client_call_details, request):
+        return continuation(self._with_key(client_call_details), request)
+
+
 class Client:
     """A connection to an inferd daemon.
 
     ``address`` is ``host:port`` (an ``http://`` prefix is accepted);
     absent, ``$INFERD_ADDR`` or ``localhost:50051``. ``timeout`` (seconds)
-    becomes every call's gRPC deadline.
+    becomes every call's gRPC deadline. ``api_key`` (absent:
+    ``$INFERD_API_KEY``, if set) goes with every call as
+    ``authorization: Bearer <key>``, for a daemon started with ``--api-key``
+    or ``--admin-key``.
     """
 
-    def __init__(self, address: Optional[str] = None, *, timeout: Optional[float] = None):
+    def __init__(self, address: Optional[str] = None, *, timeout: Optional[float] = None,
+                 api_key: Optional[str] = None):
         self.address = _address(address)
         self.timeout = timeout
         options = [
@@ -84,6 +105,9 @@ class Client:
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
         self._channel = grpc.insecure_channel(self.address, options=options)
+        api_key = api_key if api_key is not None else os.environ.get("INFERD_API_KEY")
+        if api_key:
+            self._channel = grpc.intercept_channel(self._channel, _Bearer(api_key.strip()))
         self.inference = inference_pb2_grpc.InferenceStub(self._channel)
         self.models = models_pb2_grpc.ModelsStub(self._channel)
 
@@ -159,11 +183,12 @@ class Client:
 
 
 def pipeline(task: str, model: Optional[str] = None, *, address: Optional[str] = None,
-             timeout: Optional[float] = None, **defaults: Any) -> "Pipeline":
+             timeout: Optional[float] = None, api_key: Optional[str] = None, **defaults: Any) -> "Pipeline":
     """``transformers.pipeline(task, model=...)``, answered by the daemon at
-    ``address`` (absent: ``$INFERD_ADDR`` or ``localhost:50051``). The
+    ``address`` (absent: ``$INFERD_ADDR`` or ``localhost:50051``), with
+    ``api_key`` (absent: ``$INFERD_API_KEY``) when it asks for one. The
     pipeline owns its connection: ``close()`` it, or use it in a ``with``."""
-    p = Client(address, timeout=timeout).pipeline(task, model, **defaults)
+    p = Client(address, timeout=timeout, api_key=api_key).pipeline(task, model, **defaults)
     p._owns_client = True
     return p
 

@@ -91,14 +91,15 @@ def assert_close(test, got, want, where):
 
 
 class Daemon:
-    def __init__(self):
+    def __init__(self, extra_env=None):
         binary = RELEASE / "inferd"
         if not binary.is_file():
             raise RuntimeError(f"{binary} is missing: run scripts/test.sh")
         self.dir = tempfile.mkdtemp(prefix="inferd-python-")
         address_file = pathlib.Path(self.dir) / "address"
         self.log = open(pathlib.Path(self.dir) / "inferd.log", "wb")
-        env = dict(os.environ, HF_HUB_CACHE=str(pathlib.Path(self.dir) / "hf-cache"), NO_COLOR="1")
+        env = dict(os.environ, HF_HUB_CACHE=str(pathlib.Path(self.dir) / "hf-cache"), NO_COLOR="1",
+                   **(extra_env or {}))
         self.process = subprocess.Popen(
             [str(binary), "--listen", "127.0.0.1:0", "--offline", "--address-file", str(address_file)],
             stdout=subprocess.DEVNULL, stderr=self.log, env=env)
@@ -539,6 +540,36 @@ class Behaviour(unittest.TestCase):
         self.assertIn("max_inputs", refused.exception.message)
         CLIENT.unload_model("spare")
         self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
+
+    def test_keys_go_with_every_call(self):
+        keyed = Daemon({"INFERD_API_KEY": "py-use-key", "INFERD_ADMIN_KEY": "py-admin-key"})
+        model = str(FIXTURES / "models" / "bert-cls")
+        try:
+            with inferd.Client(keyed.address, timeout=60) as anonymous:
+                with self.assertRaises(InferdError) as refused:
+                    anonymous.list_models()
+                self.assertEqual(refused.exception.code, "UNAUTHENTICATED")
+            with inferd.Client(keyed.address, timeout=60, api_key="py-use-key") as user:
+                self.assertNotIn("cls", {m.name for m in user.list_models()})
+                with self.assertRaises(InferdError) as refused:
+                    user.load_model(model, "text-classification", name="cls")
+                self.assertEqual(refused.exception.code, "PERMISSION_DENIED")
+            with inferd.Client(keyed.address, timeout=60, api_key="py-admin-key") as admin:
+                admin.load_model(model, "text-classification", name="cls")
+            # The key from the environment, for pipeline() and its streams.
+            before = os.environ.get("INFERD_API_KEY")
+            os.environ["INFERD_API_KEY"] = "py-use-key"
+            try:
+                with inferd.pipeline("text-classification", model="cls", address=keyed.address) as pipe:
+                    got = pipe("a fine day")
+            finally:
+                if before is None:
+                    del os.environ["INFERD_API_KEY"]
+                else:
+                    os.environ["INFERD_API_KEY"] = before
+            self.assertEqual(len(got), 1)
+        finally:
+            keyed.stop()
 
     def test_default_address_comes_from_the_environment(self):
         before = os.environ.get("INFERD_ADDR")

@@ -2,6 +2,7 @@
 //! health and reflection (v1 and v1alpha), and shuts down gracefully. The
 //! handlers are thin: validate, hand over to the registry, convert back.
 
+mod auth;
 mod deadline;
 mod inference;
 mod models;
@@ -19,6 +20,7 @@ use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
+use crate::access::Keys;
 use crate::registry::Registry;
 
 pub struct Listening {
@@ -60,6 +62,7 @@ pub async fn serve<S>(
     health_service: tonic_health::pb::health_server::HealthServer<S>,
     max_request_bytes: usize,
     max_in_flight: usize,
+    keys: Keys,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
 where
@@ -79,6 +82,7 @@ where
     let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
     Server::builder()
         .layer(tonic_status::TonicStatusLayer::new(max_request_bytes))
+        .layer(auth::AuthLayer::new(keys))
         .layer(deadline::DeadlineLayer)
         .add_service(health_service)
         .add_service(reflection_v1)

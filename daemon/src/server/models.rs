@@ -13,6 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::error::{self, DaemonError};
 use crate::queue_options::QueueOverrides;
 use crate::registry::{LoadSpec, Registry};
+use crate::sources::Caller;
 
 pub struct ModelsService {
     registry: Arc<Registry>,
@@ -94,6 +95,7 @@ impl Models for ModelsService {
                 .unwrap_or_default(),
             limits,
             vocoder,
+            caller: Caller::Client,
         };
         // The registry logs a failed load in full, under the model's name.
         let shown_as = format!(
