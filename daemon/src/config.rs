@@ -87,7 +87,7 @@ pub struct Args {
     /// Prefer INFERD_API_KEY or --api-key-file: a flag shows in `ps`.
     #[arg(long, env = "INFERD_API_KEY", hide_env_values = true, value_name = "KEY")]
     pub api_key: Option<String>,
-    /// File holding the API key (its first line).
+    /// File holding the API key (a final newline is dropped).
     #[arg(long, env = "INFERD_API_KEY_FILE", value_name = "PATH")]
     pub api_key_file: Option<PathBuf>,
     /// Key for LoadModel and UnloadModel (also good for everything else);
@@ -111,6 +111,17 @@ pub struct Args {
     /// cache only, never downloaded (start-up models still download).
     #[arg(long, env = "INFERD_NO_CLIENT_DOWNLOADS")]
     pub no_client_downloads: bool,
+    /// Serve gRPC over TLS with this certificate chain (PEM, leaf first);
+    /// needs --tls-key. Both are read again on SIGHUP.
+    #[arg(long, env = "INFERD_TLS_CERT", value_name = "PATH")]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "INFERD_TLS_KEY", value_name = "PATH")]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM) on the TLS
+    /// listener.
+    #[arg(long, env = "INFERD_TLS_CLIENT_CA", value_name = "PATH")]
+    pub tls_client_ca: Option<PathBuf>,
 }
 
 /// A model to load at start-up.
@@ -203,6 +214,11 @@ pub struct Config {
     pub allow_model_dirs: Vec<PathBuf>,
     /// Whether a client's LoadModel may download from the hub.
     pub client_downloads: bool,
+    /// TLS for the gRPC listener: certificate chain, key, and the CA of
+    /// required client certificates.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    pub tls_client_ca: Option<PathBuf>,
     pub models: Vec<ModelConfig>,
     /// The keys themselves (from the flags, environment or key files),
     /// never printed.
@@ -231,6 +247,9 @@ impl Default for Config {
             admin_key_file: None,
             allow_model_dirs: vec![],
             client_downloads: true,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
             models: vec![],
             keys: Keys::default(),
         }
@@ -297,6 +316,23 @@ impl Config {
         if args.no_client_downloads {
             config.client_downloads = false;
         }
+        for (flag, value) in [
+            (&mut config.tls_cert, args.tls_cert),
+            (&mut config.tls_key, args.tls_key),
+            (&mut config.tls_client_ca, args.tls_client_ca),
+        ] {
+            if value.is_some() {
+                *flag = value;
+            }
+        }
+        anyhow::ensure!(
+            config.tls_cert.is_some() == config.tls_key.is_some(),
+            "TLS needs both --tls-cert and --tls-key"
+        );
+        anyhow::ensure!(
+            config.tls_client_ca.is_none() || config.tls_cert.is_some(),
+            "--tls-client-ca needs TLS (--tls-cert and --tls-key)"
+        );
         config.keys = Keys {
             api: Secret::load(args.api_key.as_deref(), config.api_key_file.as_deref(), "API key")?,
             admin: Secret::load(args.admin_key.as_deref(), config.admin_key_file.as_deref(), "admin key")?,
@@ -311,7 +347,15 @@ impl Config {
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         // Relative paths in the file are relative to the file, not to the cwd.
         let base = path.parent().unwrap_or(Path::new("."));
-        let files = config.api_key_file.iter_mut().chain(config.admin_key_file.iter_mut());
+        let files = [
+            &mut config.api_key_file,
+            &mut config.admin_key_file,
+            &mut config.tls_cert,
+            &mut config.tls_key,
+            &mut config.tls_client_ca,
+        ]
+        .into_iter()
+        .flatten();
         for dir in config
             .plugin_dirs
             .iter_mut()

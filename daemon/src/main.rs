@@ -78,6 +78,28 @@ fn main() -> ExitCode {
 
 async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()> {
     let listening = server::bind(config.listen).await?;
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => {
+            let files = server::tls::TlsFiles {
+                cert: cert.clone(),
+                key: key.clone(),
+                client_ca: config.tls_client_ca.clone(),
+            };
+            let tls = server::tls::Reloadable::new(files)?;
+            #[cfg(unix)]
+            tls.reload_on_sighup()?;
+            tracing::info!(
+                client_certificates = if config.tls_client_ca.is_some() {
+                    "required"
+                } else {
+                    "not asked for"
+                },
+                "TLS on (certificate and key read again on SIGHUP)"
+            );
+            Some(tls)
+        }
+        _ => None,
+    };
     let metrics_listener = match config.metrics_listen {
         Some(addr) => Some(metrics::bind(addr).await?),
         None => None,
@@ -144,9 +166,12 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         listening,
         registry.clone(),
         health_service,
-        config.max_request_bytes,
-        config.max_in_flight,
-        config.keys.clone(),
+        server::Guards {
+            max_request_bytes: config.max_request_bytes,
+            max_in_flight: config.max_in_flight,
+            keys: config.keys.clone(),
+            tls,
+        },
         shutdown_signal(),
     )
     .await?;

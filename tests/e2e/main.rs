@@ -19,6 +19,7 @@ mod seq2seq;
 mod serving;
 mod statuses;
 mod text_tasks;
+mod tls;
 mod tts;
 mod vision;
 mod whisper;

@@ -6,7 +6,7 @@ use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
 
 pub type Inference = InferenceClient<InterceptedService<Channel, Bearer>>;
 pub type Models = ModelsClient<InterceptedService<Channel, Bearer>>;
@@ -27,6 +27,28 @@ pub struct DaemonAddr {
         value_name = "KEY"
     )]
     api_key: Option<String>,
+    /// CA certificate (PEM) to trust for a TLS daemon (an https:// --addr);
+    /// default: the system's trusted roots.
+    #[arg(long, global = true, env = "INFERD_TLS_CA", value_name = "PATH")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for a daemon started with --tls-client-ca.
+    #[arg(
+        long,
+        global = true,
+        env = "INFERD_TLS_CERT",
+        value_name = "PATH",
+        requires = "tls_key"
+    )]
+    tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(
+        long,
+        global = true,
+        env = "INFERD_TLS_KEY",
+        value_name = "PATH",
+        requires = "tls_cert"
+    )]
+    tls_key: Option<std::path::PathBuf>,
 }
 
 /// Adds the key, if any, to every call.
@@ -56,8 +78,13 @@ impl DaemonAddr {
         } else {
             format!("http://{}", self.addr)
         };
-        let channel = Channel::from_shared(addr.clone())
-            .context("invalid --addr")?
+        let mut endpoint = Channel::from_shared(addr.clone()).context("invalid --addr")?;
+        if addr.starts_with("https://") {
+            endpoint = endpoint.tls_config(self.tls()?).context("TLS settings")?;
+        } else if self.tls_ca.is_some() || self.tls_cert.is_some() {
+            anyhow::bail!("--tls-ca and --tls-cert are for a TLS daemon: give --addr as https://HOST:PORT");
+        }
+        let channel = endpoint
             .connect()
             .await
             .with_context(|| format!("cannot connect to inferd at {addr} (is it running?)"))?;
@@ -76,6 +103,24 @@ impl DaemonAddr {
                 .max_decoding_message_size(usize::MAX),
             models: ModelsClient::with_interceptor(channel, bearer),
         })
+    }
+}
+
+impl DaemonAddr {
+    /// The client's TLS settings: the CA given, else the system's roots;
+    /// a client certificate when given.
+    fn tls(&self) -> Result<ClientTlsConfig> {
+        let read =
+            |path: &std::path::Path| std::fs::read(path).with_context(|| format!("cannot read {}", path.display()));
+        let mut tls = ClientTlsConfig::new();
+        tls = match &self.tls_ca {
+            Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca)?)),
+            None => tls.with_native_roots(),
+        };
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            tls = tls.identity(Identity::from_pem(read(cert)?, read(key)?));
+        }
+        Ok(tls)
     }
 }
 

@@ -50,9 +50,7 @@ def _refusal(e: grpc.RpcError) -> InferdError:
 
 def _address(address: Optional[str]) -> str:
     address = address or os.environ.get("INFERD_ADDR") or DEFAULT_ADDRESS
-    if address.startswith("https://"):
-        raise ValueError("inferd serves plaintext gRPC: use host:port or http://host:port")
-    for scheme in ("http://", "grpc://"):
+    for scheme in ("http://", "https://", "grpc://"):
         if address.startswith(scheme):
             address = address[len(scheme):]
     address = address.rstrip("/")
@@ -93,18 +91,37 @@ class Client:
     becomes every call's gRPC deadline. ``api_key`` (absent:
     ``$INFERD_API_KEY``, if set) goes with every call as
     ``authorization: Bearer <key>``, for a daemon started with ``--api-key``
-    or ``--admin-key``.
+    or ``--admin-key``. For a daemon serving TLS (``--tls-cert``), give an
+    ``https://`` address or ``tls_ca``: ``tls_ca`` is the CA certificate
+    file (PEM) to trust (absent: the system's roots), ``tls_cert`` and
+    ``tls_key`` a client certificate for a daemon that asks for one
+    (``--tls-client-ca``).
     """
 
     def __init__(self, address: Optional[str] = None, *, timeout: Optional[float] = None,
-                 api_key: Optional[str] = None):
+                 api_key: Optional[str] = None, tls_ca: Optional[str] = None,
+                 tls_cert: Optional[str] = None, tls_key: Optional[str] = None):
+        given = address or os.environ.get("INFERD_ADDR") or DEFAULT_ADDRESS
         self.address = _address(address)
         self.timeout = timeout
         options = [
             ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
             ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
         ]
-        self._channel = grpc.insecure_channel(self.address, options=options)
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("a client certificate needs both tls_cert and tls_key")
+        if given.startswith("https://") or tls_ca or tls_cert:
+            def read(path: Optional[str]) -> Optional[bytes]:
+                if path is None:
+                    return None
+                with open(path, "rb") as f:
+                    return f.read()
+
+            credentials = grpc.ssl_channel_credentials(root_certificates=read(tls_ca), private_key=read(tls_key),
+                                                       certificate_chain=read(tls_cert))
+            self._channel = grpc.secure_channel(self.address, credentials, options=options)
+        else:
+            self._channel = grpc.insecure_channel(self.address, options=options)
         api_key = api_key if api_key is not None else os.environ.get("INFERD_API_KEY")
         if api_key:
             self._channel = grpc.intercept_channel(self._channel, _Bearer(api_key.strip()))

@@ -571,6 +571,44 @@ class Behaviour(unittest.TestCase):
         finally:
             keyed.stop()
 
+    def test_tls_with_a_ca_and_a_client_certificate(self):
+        openssl = shutil.which("openssl")
+        if openssl is None:
+            self.skipTest("the openssl command makes this test's certificates")
+        pki = pathlib.Path(tempfile.mkdtemp(prefix="inferd-pki-"))
+
+        def run(*args):
+            subprocess.run([openssl, *args], cwd=pki, check=True, capture_output=True)
+
+        def new_key(name):
+            run("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out", f"{name}.key")
+
+        new_key("ca")
+        run("req", "-x509", "-new", "-key", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=inferd test CA",
+            "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign")
+        for name, alt in (("server", "DNS:localhost,IP:127.0.0.1"), ("client", "DNS:client")):
+            new_key(name)
+            run("req", "-new", "-key", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}")
+            (pki / f"{name}.ext").write_text(f"subjectAltName={alt}\nbasicConstraints=CA:FALSE\n")
+            run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}.pem", "-days", "1", "-extfile", f"{name}.ext")
+        tls = Daemon({"INFERD_TLS_CERT": str(pki / "server.pem"), "INFERD_TLS_KEY": str(pki / "server.key"),
+                      "INFERD_TLS_CLIENT_CA": str(pki / "ca.pem")})
+        try:
+            with inferd.Client(tls.address, timeout=30, tls_ca=str(pki / "ca.pem"), tls_cert=str(pki / "client.pem"),
+                               tls_key=str(pki / "client.key")) as client:
+                self.assertIsInstance(client.list_models(), list)
+            with inferd.Client(tls.address, timeout=5, tls_ca=str(pki / "ca.pem")) as anonymous:
+                with self.assertRaises(InferdError) as refused:
+                    anonymous.list_models()
+                self.assertEqual(refused.exception.code, "UNAVAILABLE")
+            with inferd.Client(tls.address, timeout=5) as plaintext:
+                with self.assertRaises(InferdError):
+                    plaintext.list_models()
+        finally:
+            tls.stop()
+            shutil.rmtree(pki, ignore_errors=True)
+
     def test_default_address_comes_from_the_environment(self):
         before = os.environ.get("INFERD_ADDR")
         os.environ["INFERD_ADDR"] = f"http://{DAEMON.address}"

@@ -6,6 +6,7 @@ mod auth;
 mod deadline;
 mod inference;
 mod models;
+pub mod tls;
 mod tonic_status;
 
 use std::future::Future;
@@ -54,20 +55,35 @@ pub async fn health() -> (
     (reporter, service)
 }
 
+/// What the listener enforces before and around the handlers.
+pub struct Guards {
+    /// Largest request message accepted, in bytes.
+    pub max_request_bytes: usize,
+    /// Requests served at once, over all models.
+    pub max_in_flight: usize,
+    pub keys: Keys,
+    /// TLS for every connection; None: plaintext.
+    pub tls: Option<Arc<tls::Reloadable>>,
+}
+
 /// Serves until `shutdown` resolves, then stops accepting connections and
 /// waits for in-flight requests to finish.
 pub async fn serve<S>(
     listening: Listening,
     registry: Arc<Registry>,
     health_service: tonic_health::pb::health_server::HealthServer<S>,
-    max_request_bytes: usize,
-    max_in_flight: usize,
-    keys: Keys,
+    guards: Guards,
     shutdown: impl Future<Output = ()> + Send,
 ) -> anyhow::Result<()>
 where
     S: tonic_health::pb::health_server::Health,
 {
+    let Guards {
+        max_request_bytes,
+        max_in_flight,
+        keys,
+        tls,
+    } = guards;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -80,7 +96,7 @@ where
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(usize::MAX);
     let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
-    Server::builder()
+    let router = Server::builder()
         .layer(tonic_status::TonicStatusLayer::new(max_request_bytes))
         .layer(auth::AuthLayer::new(keys))
         .layer(deadline::DeadlineLayer)
@@ -88,8 +104,18 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
-        .add_service(models)
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listening.listener), shutdown)
-        .await?;
+        .add_service(models);
+    match tls {
+        Some(tls) => {
+            router
+                .serve_with_incoming_shutdown(tls::incoming(listening.listener, tls), shutdown)
+                .await?
+        }
+        None => {
+            router
+                .serve_with_incoming_shutdown(TcpListenerStream::new(listening.listener), shutdown)
+                .await?
+        }
+    }
     Ok(())
 }
