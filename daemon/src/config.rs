@@ -9,7 +9,7 @@ use clap::Parser;
 use serde::{Deserialize, Serialize};
 
 use crate::access::{Keys, Secret};
-use crate::queue_options::{QueueOptions, QueueOverrides};
+use crate::queue_options::{Isolation, QueueOptions, QueueOverrides};
 
 /// Command-line flags. Every flag overrides the same key of the config file.
 #[derive(Debug, Parser)]
@@ -75,6 +75,11 @@ pub struct Args {
     /// next step (continuous batching, the default).
     #[arg(long, env = "INFERD_STATIC_BATCHING")]
     pub static_batching: bool,
+    /// Where model instances run: in-process (the default), or process (each
+    /// in a child process, restarted when it dies; per model:
+    /// LoadModel options.isolation, `isolation` in [[models]]).
+    #[arg(long, env = "INFERD_ISOLATION", value_enum)]
+    pub isolation: Option<Isolation>,
     /// Log filter, e.g. info or inferd=debug (RUST_LOG also works).
     #[arg(long, env = "INFERD_LOG")]
     pub log: Option<String>,
@@ -166,6 +171,9 @@ pub struct ModelConfig {
     /// The vocoder used with `fallback_source` (the two must match).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback_vocoder: Option<String>,
+    /// "process": each instance in a child process (default: the daemon's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation: Option<Isolation>,
 }
 
 impl ModelConfig {
@@ -175,6 +183,7 @@ impl ModelConfig {
             max_batch_size: self.max_batch_size,
             max_queue_delay_ms: self.max_queue_delay_ms,
             intra_op_threads: self.intra_op_threads,
+            isolated: self.isolation.map(|i| i == Isolation::Process),
         }
     }
 }
@@ -206,6 +215,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Batches fixed when they start (no continuous batching).
     pub static_batching: bool,
+    /// Where model instances run unless a model says otherwise.
+    pub isolation: Isolation,
     pub log: String,
     /// Files holding the API and admin keys (see the flags).
     pub api_key_file: Option<PathBuf>,
@@ -242,6 +253,7 @@ impl Default for Config {
             max_in_flight: 1024,
             metrics_listen: None,
             static_batching: false,
+            isolation: Isolation::InProcess,
             log: "info".into(),
             api_key_file: None,
             admin_key_file: None,
@@ -299,6 +311,9 @@ impl Config {
         }
         if args.static_batching {
             config.static_batching = true;
+        }
+        if let Some(isolation) = args.isolation {
+            config.isolation = isolation;
         }
         if let Some(log) = args.log {
             config.log = log;
@@ -388,6 +403,7 @@ impl Config {
             max_queue_delay: std::time::Duration::from_millis(self.max_queue_delay_ms),
             intra_op_threads: self.intra_op_threads,
             join: !self.static_batching,
+            isolated: self.isolation == Isolation::Process,
         }
     }
 
@@ -434,6 +450,7 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         limits: BTreeMap::new(),
         vocoder: None,
         fallback_vocoder: None,
+        isolation: None,
     })
 }
 
@@ -493,5 +510,26 @@ mod tests {
         let args = Args::parse_from(["inferd", "--config", path.to_str().unwrap()]);
         let err = Config::load(args).unwrap_err().to_string();
         assert!(err.contains("listn"), "{err}");
+    }
+
+    #[test]
+    fn isolation_is_read_per_model_and_for_the_daemon() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("iso.toml");
+        std::fs::write(
+            &path,
+            "isolation = \"process\"\n[[models]]\ntask = \"text-classification\"\nsource = \"/m\"\n\
+             isolation = \"in-process\"\n",
+        )
+        .unwrap();
+        let config = Config::load(Args::parse_from(["inferd", "--config", path.to_str().unwrap()])).unwrap();
+        assert!(config.queue_options().isolated);
+        assert_eq!(config.models[0].queue_overrides().isolated, Some(false));
+        let flag = Config::load(Args::parse_from(["inferd", "--isolation", "process"])).unwrap();
+        assert_eq!(flag.isolation, Isolation::Process);
+        std::fs::write(&path, "isolation = \"sandbox\"\n").unwrap();
+        let err = Config::load(Args::parse_from(["inferd", "--config", path.to_str().unwrap()])).unwrap_err();
+        assert!(err.to_string().contains("sandbox"), "{err}");
+        assert!(Args::try_parse_from(["inferd", "--isolation", "sandbox"]).is_err());
     }
 }

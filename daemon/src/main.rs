@@ -32,6 +32,10 @@ use crate::registry::{LoadSpec, Registry};
 use crate::sources::{Caller, Sources};
 
 fn main() -> ExitCode {
+    let raw: Vec<String> = std::env::args().collect();
+    if raw.get(1).map(String::as_str) == Some(plugins::child::CHILD_ARG) {
+        return plugins::child::child_main(&raw[2..]);
+    }
     heap::tune_allocator();
     let mut args = Args::parse();
     let address_file = args.address_file.take();

@@ -93,6 +93,8 @@ pub struct ModelMetrics {
     pub failed_batches: AtomicU64,
     /// Requests taken into a batch already running (continuous batching).
     pub joined_requests: AtomicU64,
+    /// Restarts of the model's process after it died (process isolation).
+    pub restarts: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -105,6 +107,7 @@ impl ModelMetrics {
             batch_size: Histogram::new(BATCH_SIZES),
             failed_batches: AtomicU64::new(0),
             joined_requests: AtomicU64::new(0),
+            restarts: AtomicU64::new(0),
         }
     }
 
@@ -253,6 +256,20 @@ impl Metrics {
                 "inferd_joined_requests_total{{model=\"{}\"}} {}",
                 escape(model),
                 m.joined_requests.load(Ordering::Relaxed)
+            );
+        }
+        header(
+            &mut out,
+            "inferd_model_restarts_total",
+            "counter",
+            "Restarts of a model's process after it died (isolation = \"process\").",
+        );
+        for (model, m) in &models {
+            let _ = writeln!(
+                out,
+                "inferd_model_restarts_total{{model=\"{}\"}} {}",
+                escape(model),
+                m.restarts.load(Ordering::Relaxed)
             );
         }
 

@@ -17,6 +17,9 @@ pub struct QueueOptions {
     /// runs (continuous batching, for the tasks that can); off: each batch
     /// is fixed when it starts.
     pub join: bool,
+    /// Whether each instance runs in a child process of its own
+    /// (`isolation = "process"`), so that a crash ends only that process.
+    pub isolated: bool,
 }
 
 impl QueueOptions {
@@ -34,6 +37,37 @@ impl QueueOptions {
                 .map_or(self.max_queue_delay, Duration::from_millis),
             intra_op_threads: overrides.intra_op_threads.or(self.intra_op_threads).or(shared_cores),
             join: self.join,
+            isolated: overrides.isolated.unwrap_or(self.isolated),
+        }
+    }
+}
+
+/// Where a model's instances run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Isolation {
+    /// In the daemon's process (a crash in the plugin ends the daemon).
+    #[default]
+    InProcess,
+    /// Each instance in a child process of its own, restarted when it dies.
+    Process,
+}
+
+impl Isolation {
+    pub fn parse(value: &str) -> Result<Isolation, String> {
+        match value {
+            "in-process" => Ok(Isolation::InProcess),
+            "process" => Ok(Isolation::Process),
+            other => Err(format!(
+                "isolation must be \"in-process\" or \"process\", not {other:?}"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isolation::InProcess => "in-process",
+            Isolation::Process => "process",
         }
     }
 }
@@ -45,6 +79,8 @@ pub struct QueueOverrides {
     pub max_batch_size: Option<usize>,
     pub max_queue_delay_ms: Option<u64>,
     pub intra_op_threads: Option<usize>,
+    /// Process isolation for this model.
+    pub isolated: Option<bool>,
 }
 
 #[cfg(test)]
@@ -59,14 +95,17 @@ mod tests {
             max_queue_delay: Duration::from_millis(2),
             intra_op_threads: Some(3),
             join: true,
+            isolated: false,
         };
         let overrides = QueueOverrides {
             queue_size: Some(0),
             max_batch_size: Some(4),
             max_queue_delay_ms: Some(300),
             intra_op_threads: None,
+            isolated: Some(true),
         };
         let options = daemon.with(&overrides, 1);
+        assert!(options.isolated);
         assert_eq!(options.queue_size, 1);
         assert_eq!(options.max_batch_size, 4);
         assert_eq!(options.max_queue_delay, Duration::from_millis(300));
@@ -82,6 +121,7 @@ mod tests {
             max_queue_delay: Duration::ZERO,
             intra_op_threads: None,
             join: true,
+            isolated: false,
         };
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         assert_eq!(daemon.with(&QueueOverrides::default(), 1).intra_op_threads, None);

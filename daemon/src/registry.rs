@@ -12,7 +12,7 @@ use crate::devices::DevicePool;
 use crate::error::{DaemonError, Result};
 use crate::metrics::{Metrics, ModelGauges, ModelMetrics, Scraped};
 use crate::plugins::{Plugin, PluginSet};
-use crate::queue_options::{QueueOptions, QueueOverrides};
+use crate::queue_options::{Isolation, QueueOptions, QueueOverrides};
 use crate::scheduler::{ModelQueue, Partial, Ticket};
 use crate::sources::{Caller, Sources};
 
@@ -99,6 +99,15 @@ impl Model {
                     intra_op_threads: options.intra_op_threads.map(|n| n as u32),
                     limits: queue.loaded.limits.clone(),
                     vocoder: self.vocoder.lock().expect("lock").clone(),
+                    isolation: Some(
+                        if options.isolated {
+                            Isolation::Process
+                        } else {
+                            Isolation::InProcess
+                        }
+                        .name()
+                        .into(),
+                    ),
                 });
                 info.queue_depth = queue.depth() as u32;
             }

@@ -40,6 +40,7 @@ BENCH_MODELS = {
     "speak": ["speecht5-tts", "speecht5-hifigan"],
     "arrivals": ["gpt2-small"],
     "summary-arrivals": ["distilbart-cnn-12-6"],
+    "isolation": ["distilbert-base-cls"],
 }
 
 

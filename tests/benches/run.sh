@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -37,7 +37,7 @@ start_daemon() {
   rm -f "$addr_file"
   target/release/inferd --listen 127.0.0.1:0 --address-file "$addr_file" --offline --log warn \
     --metrics-listen "$METRICS" \
-    --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 --model "$1" &
+    --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 --model "$1" "${@:2}" &
   DAEMON=$!
   for _ in $(seq 1 600); do [[ -s "$addr_file" ]] && break; sleep 0.1; done
   ADDR="http://$(cat "$addr_file")"
@@ -153,6 +153,18 @@ if [[ "$WHAT" == classify || "$WHAT" == all ]]; then
     --payload "$PAYLOAD" --requests 128 >> "$RESULTS"
   "$PY" tests/benches/reference.py flops --model "$BENCH/distilbert-base-cls" --payload "$PAYLOAD" --batch 32 >> "$RESULTS"
   "$PY" tests/benches/reference.py peak --threads "$THREADS" >> "$RESULTS"
+fi
+if [[ "$WHAT" == isolation || "$WHAT" == all ]]; then
+  # The cost of running the model in a child process (--isolation process):
+  # the same classification load in-process and isolated.
+  for mode in in-process process; do
+    start_daemon "cls:text-classification=$BENCH/distilbert-base-cls" --isolation "$mode"
+    for c in 1 32; do
+      target/release/inferd-bench --addr "$ADDR" --model cls classify --payload "$PAYLOAD" --concurrency "$c" \
+        --requests 256 | sed "s/^{\"bench\":\"classify\"/{\"bench\":\"isolation\",\"who\":\"$mode\"/" >> "$RESULTS"
+    done
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  done
 fi
 if [[ "$WHAT" == whisper || "$WHAT" == all ]]; then
   # 30 s of speech (the committed recording tiled, 16 kHz): one full window.
@@ -388,6 +400,12 @@ if arr:
         in_steps = f"{r['ttft_p99_s'] / load_step:.1f}" if load_step else "-"
         print(f"{r['who']:22}{r['ttft_p50_s']:>12.3f}{r['ttft_p99_s']:>12.3f}"
               f"{(f'{load_step:.3f}' if load_step else '-'):>19}{in_steps:>20}{r['tokens_per_s']:>10.1f}")
+iso = [r for r in rows if r["bench"] == "isolation"]
+if iso:
+    print("\nprocess isolation, DistilBERT-base classifier (66M), ~64-token inputs: in the daemon's process vs a child")
+    print(f"{'':12}{'concurrency':>12}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}")
+    for r in iso:
+        print(f"{r['who']:12}{r['concurrency']:>12}{r['rps']:>9.1f}{r['p50_ms']:>9.1f}{r['p99_ms']:>9.1f}")
 sarr = [r for r in rows if r["bench"] == "summary-arrivals"]
 if sarr:
     print(f"\ncontinuous batching, distilbart-cnn-12-6-sized BART (306M), {sarr[0]['requests']} summaries of "

@@ -365,3 +365,172 @@ async fn a_request_that_panics_the_panicky_plugin_fails_alone_and_its_batch_mate
     assert_eq!(answers[3].as_ref().expect("again"), &alone[2]);
     assert_one_shared_batch_failed_then_ran_alone(&daemon, "panicky", before, 4);
 }
+
+/// Process isolation: the panicky plugin's model in a child process, which
+/// a segfault or an abort ends. The requests it was running get
+/// UNAVAILABLE (the one that crashes it, when run again alone; its batch
+/// mates get their answers), the daemon and its other models never notice,
+/// and the model answers again from a new process, counted by the metrics.
+#[tokio::test]
+async fn a_crash_in_an_isolated_model_costs_only_the_request_that_causes_it() {
+    let dir = test_plugin_dir();
+    let cls = format!("cls:text-classification={}", fixture_model("distilbert-cls"));
+    let daemon = Daemon::start(&[
+        "--plugin-dir",
+        dir.to_str().unwrap(),
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--model",
+        &cls,
+    ])
+    .await;
+    let request = LoadModelRequest {
+        name: "crashy".into(),
+        task: "panic".into(),
+        options: Some(ModelOptions {
+            max_batch_size: Some(16),
+            max_queue_delay_ms: Some(MAX_QUEUE_DELAY_MS),
+            isolation: Some("process".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let info = daemon.models().await.load_model(request).await.unwrap().into_inner();
+    assert_eq!(info.options.unwrap().isolation.as_deref(), Some("process"));
+    let bad = LoadModelRequest {
+        name: "bad".into(),
+        task: "panic".into(),
+        options: Some(ModelOptions {
+            isolation: Some("sandbox".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    let status = daemon.models().await.load_model(bad).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+
+    let client = daemon.inference().await;
+    let run = |model: &str, text: &str| RunRequest {
+        model: model.into(),
+        task: "panic".into(),
+        inputs: vec![RunInput {
+            text: text.into(),
+            data: vec![],
+        }],
+        ..Default::default()
+    };
+    let hello = client.clone().run(run("crashy", "hello")).await.unwrap().into_inner();
+    let restarts = || metric(&daemon.metrics(), "inferd_model_restarts_total{model=\"crashy\"}");
+    for (n, (text, signal)) in [("segfault", "SIGSEGV"), ("abort", "SIGABRT")].into_iter().enumerate() {
+        let status = client.clone().run(run("crashy", text)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert!(status.message().contains(signal), "{status:?}");
+        // The daemon, its in-process models and the crashed one answer.
+        let classified = daemon
+            .inference()
+            .await
+            .classify(ClassifyRequest {
+                model: "cls".into(),
+                inputs: vec![TextInput {
+                    text: "a fine day".into(),
+                    text_pair: None,
+                }],
+                ..Default::default()
+            })
+            .await;
+        assert!(classified.is_ok(), "{classified:?}");
+        assert!(client.clone().run(run("panic", "in-process")).await.is_ok());
+        let again = client.clone().run(run("crashy", "hello")).await.unwrap().into_inner();
+        assert_eq!(again, hello);
+        assert_eq!(restarts(), (n + 1) as f64, "{}", daemon.log());
+    }
+
+    // In a batch: the crash fails the batch, whose requests run again
+    // alone, each in a process that is there for it.
+    let calls = ["one", "segfault", "two"]
+        .into_iter()
+        .map(|text| {
+            let (mut client, request) = (client.clone(), run("crashy", text));
+            async move { client.run(request).await.map(|r| r.into_inner()) }
+        })
+        .collect();
+    let answers = together(calls).await;
+    assert!(answers[0].is_ok() && answers[2].is_ok(), "{answers:?}");
+    assert_eq!(answers[1].as_ref().unwrap_err().code(), Code::Unavailable);
+    assert!(restarts() >= 3.0);
+    let log = daemon.log();
+    assert!(log.contains("model's process ended (signal"), "{log}");
+}
+
+/// A generative model in a child process streams, takes in requests that
+/// arrive while it decodes (continuous batching) and answers each as it
+/// ends, as it does in the daemon's process: the same tokens either way.
+#[tokio::test]
+async fn an_isolated_generator_streams_and_joins_as_in_process() {
+    let daemon = Daemon::start(&["--metrics-listen", "127.0.0.1:0"]).await;
+    daemon
+        .load("local", "text-generation", &fixture_model("gpt2-slow"))
+        .await;
+    let request = LoadModelRequest {
+        name: "iso".into(),
+        task: "text-generation".into(),
+        source: fixture_model("gpt2-slow"),
+        options: Some(ModelOptions {
+            isolation: Some("process".into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    daemon.models().await.load_model(request).await.unwrap();
+    let generate = |model: &str, prompt: &str, tokens: u32| GenerateRequest {
+        model: model.into(),
+        inputs: vec![prompt.into()],
+        max_new_tokens: Some(tokens),
+        min_new_tokens: Some(tokens),
+        do_sample: Some(false),
+        ..Default::default()
+    };
+    let client = daemon.inference().await;
+    let tokens = |r: inferd_proto::v1::GenerateResponse| r.results[0].sequences[0].token_ids.clone();
+    let want_long = tokens(
+        client
+            .clone()
+            .generate(generate("local", "The cat", 200))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    let want_short = tokens(
+        client
+            .clone()
+            .generate(generate("local", "A dog", 5))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+
+    let mut stream = client
+        .clone()
+        .generate_stream(generate("iso", "The cat", 200))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap();
+    // While the long one decodes, a short one joins it and ends first.
+    let short = tokens(
+        client
+            .clone()
+            .generate(generate("iso", "A dog", 5))
+            .await
+            .unwrap()
+            .into_inner(),
+    );
+    assert_eq!(short, want_short);
+    let mut streamed = first.token_ids;
+    while let Some(message) = stream.next().await {
+        streamed.extend(message.unwrap().token_ids);
+    }
+    assert_eq!(streamed, want_long);
+    let joined = metric(&daemon.metrics(), "inferd_joined_requests_total{model=\"iso\"}");
+    assert_eq!(joined, 1.0, "the short request joined the running decode");
+}

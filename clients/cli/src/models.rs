@@ -16,7 +16,7 @@ pub enum ModelsCommand {
     /// Show one model.
     Get { name: String },
     /// Load a model from a hub id or a local directory.
-    Load(Load),
+    Load(Box<Load>),
     /// Unload a model and free its memory.
     Unload { name: String },
 }
@@ -61,6 +61,10 @@ pub struct Load {
     /// microsoft/speecht5_hifigan, as pipeline() uses).
     #[arg(long)]
     vocoder: Option<String>,
+    /// Where the instances run: in-process, or process (each in a child
+    /// process, restarted when it dies; default: the daemon's).
+    #[arg(long, value_parser = ["in-process", "process"])]
+    isolation: Option<String>,
 }
 
 fn parse_limit(arg: &str) -> Result<(String, u64), String> {
@@ -94,7 +98,7 @@ impl ModelsCommand {
                 out.models(&[model])
             }
             ModelsCommand::Load(load) => {
-                let model = client.load_model(load.request()).await.map_err(status)?.into_inner();
+                let model = client.load_model((*load).request()).await.map_err(status)?.into_inner();
                 out.models(&[model])
             }
             ModelsCommand::Unload { name } => {
@@ -126,6 +130,7 @@ impl Load {
                 intra_op_threads: self.intra_op_threads,
                 limits: self.limits.into_iter().collect(),
                 vocoder: self.vocoder,
+                isolation: self.isolation,
             }),
         }
     }

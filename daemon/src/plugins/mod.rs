@@ -2,9 +2,11 @@
 //! their manifests, and wraps their C functions in safe calls. It knows
 //! nothing of scheduling; the scheduler calls `load`/`run` on worker threads.
 
+pub mod child;
 mod library;
 
-pub use library::{BatchHost, Plugin};
+pub use child::ChildInstance;
+pub use library::{BatchHost, InstanceHandle, Plugin};
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;

@@ -26,7 +26,7 @@ use inferd_sdk::Error;
 use super::{Caller, Job, Shared};
 use crate::error::DaemonError;
 use crate::metrics::ModelMetrics;
-use crate::plugins::{BatchHost, Plugin};
+use crate::plugins::{BatchHost, ChildInstance, InstanceHandle, Plugin};
 use crate::{heap, torch};
 
 /// A batch this large (its requests' bytes) or this long may have needed
@@ -38,7 +38,44 @@ const LONG_BATCH: Duration = Duration::from_secs(1);
 
 /// One run of a batch: every request answered through the host, or an
 /// error for the whole batch.
-type Outcome = Result<(), Error>;
+type Outcome = Result<(), DaemonError>;
+
+/// The instance a worker runs batches on: in this process, or in a child
+/// process of its own (`isolation = "process"`).
+enum Instance {
+    InProcess(InstanceHandle),
+    Child(Box<ChildInstance>),
+}
+
+impl Instance {
+    fn load(plugin: &Plugin, request: &LoadRequest, shared: &Shared) -> Result<(Instance, LoadedModel), Error> {
+        if !shared.options.isolated {
+            return plugin
+                .load(request)
+                .map(|(handle, loaded)| (Instance::InProcess(handle), loaded));
+        }
+        let metrics = shared.metrics.clone();
+        let on_restart = Box::new(move || {
+            metrics.restarts.fetch_add(1, Ordering::Relaxed);
+        });
+        ChildInstance::load(plugin, request.clone(), shared.options.intra_op_threads, on_restart)
+            .map(|(child, loaded)| (Instance::Child(Box::new(child)), loaded))
+    }
+
+    fn run(&mut self, plugin: &Plugin, batch: &Batch, host: &mut dyn BatchHost) -> Outcome {
+        match self {
+            Instance::InProcess(handle) => plugin.run(handle, batch, host).map_err(DaemonError::from),
+            Instance::Child(child) => child.run(batch, host),
+        }
+    }
+
+    fn unload(self, plugin: &Plugin) {
+        match self {
+            Instance::InProcess(handle) => plugin.unload(handle),
+            Instance::Child(child) => child.unload(),
+        }
+    }
+}
 
 /// The worker thread of one instance, until its queue stops.
 pub(super) fn run(
@@ -54,7 +91,7 @@ pub(super) fn run(
         torch::set_intra_op_threads(threads);
     }
     let started = Instant::now();
-    let mut instance = match plugin.load(&request) {
+    let mut instance = match Instance::load(&plugin, &request, &shared) {
         Ok((instance, loaded)) => {
             tracing::info!(%model, %device, elapsed_ms = started.elapsed().as_millis() as u64, "instance loaded");
             let _ = ready.send(Ok((loaded, torch::intra_op_threads())));
@@ -89,7 +126,7 @@ pub(super) fn run(
             jobs
         };
         serve(jobs, &model, &shared.metrics, &more, &mut |batch, host| {
-            plugin.run(&mut instance, batch, host)
+            instance.run(&plugin, batch, host)
         });
         drop(running);
         tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
@@ -97,7 +134,7 @@ pub(super) fn run(
             heap::release_free_memory_soon();
         }
     }
-    plugin.unload(instance);
+    instance.unload(&plugin);
     tracing::info!(%model, %device, "instance unloaded");
 }
 
@@ -186,7 +223,7 @@ where
             }
             return;
         }
-        Err(e) => DaemonError::from(e),
+        Err(e) => e,
     };
     if given == 1 {
         tracing::warn!(%model, "request failed: {error}");
@@ -227,7 +264,7 @@ where
                     Ok(()) => caller.fail(DaemonError::Internal("the plugin did not answer the request".into())),
                     Err(e) => {
                         tracing::warn!(%model, index, "failed again when run alone: {e}");
-                        caller.fail(e.clone().into());
+                        caller.fail(e.clone());
                     }
                 }
             }
@@ -377,7 +414,7 @@ mod tests {
                         host.emit(i, Some(TaskResponse { body: Some(chunk) }));
                     }
                 }
-                return Err(Error::internal("plugin panicked in run: bad request"));
+                return Err(Error::internal("plugin panicked in run: bad request").into());
             }
             answer_all(batch, host);
             Ok(())
@@ -555,7 +592,7 @@ mod tests {
             if runs == 1 {
                 host.take(1);
                 host.finish(0, echo(text(&batch.requests[0])));
-                return Err(Error::internal("plugin panicked in run"));
+                return Err(Error::internal("plugin panicked in run").into());
             }
             answer_all(batch, host);
             Ok(())

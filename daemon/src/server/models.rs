@@ -11,7 +11,7 @@ use inferd_sdk::abi::ABI_VERSION;
 use tonic::{Request, Response, Status};
 
 use crate::error::{self, DaemonError};
-use crate::queue_options::QueueOverrides;
+use crate::queue_options::{Isolation, QueueOverrides};
 use crate::registry::{LoadSpec, Registry};
 use crate::sources::Caller;
 
@@ -75,6 +75,13 @@ impl Models for ModelsService {
             }
         }
         let limits = r.options.as_ref().map(|o| o.limits.clone()).unwrap_or_default();
+        let isolated = match r.options.as_ref().and_then(|o| o.isolation.as_deref()) {
+            Some(value) => Some(
+                Isolation::parse(value).map_err(|e| DaemonError::InvalidArgument(format!("options.{e}")))?
+                    == Isolation::Process,
+            ),
+            None => None,
+        };
         let vocoder = r.options.as_ref().and_then(|o| o.vocoder.clone());
         let spec = LoadSpec {
             name: r.name,
@@ -91,6 +98,7 @@ impl Models for ModelsService {
                     max_batch_size: o.max_batch_size.map(|n| n as usize),
                     max_queue_delay_ms: o.max_queue_delay_ms.map(u64::from),
                     intra_op_threads: o.intra_op_threads.map(|n| n as usize),
+                    isolated,
                 })
                 .unwrap_or_default(),
             limits,

@@ -6,7 +6,8 @@
 //! into the panic message: one physical line of kilobytes, frames after `\n`
 //! escapes), and "torch-error" answers its request with INTERNAL and the
 //! error's Display (frames on lines of their own), as a plugin passing on a
-//! `tch::TchError` does.
+//! `tch::TchError` does. And two end the process as C++ code can:
+//! "segfault" raises SIGSEGV and "abort" aborts (process isolation's tests).
 
 use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
 use inferd_sdk::proto::{task_response, Manifest, TaskRequest, TaskSpec};
@@ -39,6 +40,13 @@ impl Task for Panicky {
             for input in &run.inputs {
                 match input.text.as_str() {
                     "panic" => panic!("asked to panic"),
+                    // SAFETY: ending this process by a signal is what is asked
+                    // (the default action: Rust's own handler would return).
+                    "segfault" => unsafe {
+                        libc::signal(libc::SIGSEGV, libc::SIG_DFL);
+                        libc::raise(libc::SIGSEGV);
+                    },
+                    "abort" => std::process::abort(),
                     "torch-panic" => panic!(
                         "called `Result::unwrap()` on an `Err` value: Torch({:?})",
                         torch_error_text()
