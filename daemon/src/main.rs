@@ -13,6 +13,7 @@ mod registry;
 mod scheduler;
 mod server;
 mod sources;
+mod tls;
 mod torch;
 
 use std::path::PathBuf;
@@ -84,12 +85,12 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let listening = server::bind(config.listen).await?;
     let tls = match (&config.tls_cert, &config.tls_key) {
         (Some(cert), Some(key)) => {
-            let files = server::tls::TlsFiles {
+            let files = tls::TlsFiles {
                 cert: cert.clone(),
                 key: key.clone(),
                 client_ca: config.tls_client_ca.clone(),
             };
-            let tls = server::tls::Reloadable::new(files)?;
+            let tls = tls::Reloadable::new(files)?;
             #[cfg(unix)]
             tls.reload_on_sighup()?;
             tracing::info!(
@@ -143,11 +144,13 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
     if let Some(listener) = metrics_listener {
         let addr = listener.local_addr()?;
-        tracing::info!(%addr, "metrics at http://{addr}/metrics");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, "metrics at {scheme}://{addr}/metrics");
         tokio::spawn(metrics::serve(
             listener,
             registry.clone(),
             config.max_in_flight,
+            tls.clone(),
             async {
                 let _ = metrics_stopped.await;
             },

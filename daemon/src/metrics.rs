@@ -357,6 +357,7 @@ pub async fn serve(
     listener: TcpListener,
     models: Arc<dyn Scraped>,
     in_flight_limit: usize,
+    tls: Option<Arc<crate::tls::Reloadable>>,
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -373,19 +374,34 @@ pub async fn serve(
             _ = &mut shutdown => return,
         };
         let models = models.clone();
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor(b"http/1.1"));
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
-                let models = models.clone();
-                async move { Ok::<_, Infallible>(answer(&request, &*models, in_flight_limit)) }
-            });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await
-            {
-                tracing::debug!(%peer, "metrics connection: {e}");
+            match acceptor {
+                Some(acceptor) => {
+                    if let Some(stream) = crate::tls::handshake(&acceptor, stream, peer).await {
+                        serve_connection(stream, peer, models, in_flight_limit).await;
+                    }
+                }
+                None => serve_connection(stream, peer, models, in_flight_limit).await,
             }
         });
+    }
+}
+
+/// HTTP/1.1 on one connection, plain or TLS.
+async fn serve_connection<IO>(io: IO, peer: SocketAddr, models: Arc<dyn Scraped>, in_flight_limit: usize)
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |request: Request<hyper::body::Incoming>| {
+        let models = models.clone();
+        async move { Ok::<_, Infallible>(answer(&request, &*models, in_flight_limit)) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(hyper_util::rt::TokioIo::new(io), service)
+        .await
+    {
+        tracing::debug!(%peer, "metrics connection: {e}");
     }
 }
 

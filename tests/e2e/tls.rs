@@ -5,6 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use inferd_proto::v1::models_client::ModelsClient;
@@ -119,6 +120,49 @@ impl TlsDaemon {
         }
     }
 
+    /// GET /metrics over TLS trusting `ca`: the status line, None when the
+    /// handshake fails.
+    async fn metrics_status(&self, ca: &str) -> Option<String> {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        use tokio_rustls::rustls::{self, pki_types::pem::PemObject, pki_types::CertificateDer};
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("metrics at https://"))
+            .expect("metrics over https");
+        let addr = line[line.find("https://").unwrap() + 8..]
+            .split('/')
+            .next()
+            .unwrap()
+            .to_string();
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap())
+            .unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+        let mut stream = connector.connect(name, tcp).await.ok()?;
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response).await;
+        Some(
+            String::from_utf8_lossy(&response)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+        )
+    }
+
     /// ListPlugins in plaintext: whether it is answered.
     async fn answers_plaintext(&self) -> bool {
         let endpoint = Channel::from_shared(format!("http://{}", self.addr))
@@ -152,8 +196,12 @@ async fn tls_serves_clients_that_trust_its_ca_and_reloads_on_sighup() {
     let dir = tempfile::tempdir().unwrap();
     let (ca, other_ca) = (Authority::new("one"), Authority::new("two"));
     write_server_files(dir.path(), &ca.issue(&["localhost", "127.0.0.1"]));
-    let daemon = TlsDaemon::start(dir.path(), &[]);
+    let daemon = TlsDaemon::start(dir.path(), &["--metrics-listen", "127.0.0.1:0"]);
     assert!(daemon.answers(&ca.pem, None).await, "{}", daemon.log());
+    // The metrics listener serves TLS with the same certificate.
+    let status = daemon.metrics_status(&ca.pem).await;
+    assert!(status.as_deref().is_some_and(|s| s.contains(" 200 ")), "{status:?}");
+    assert_eq!(daemon.metrics_status(&other_ca.pem).await, None);
     assert!(!daemon.answers(&other_ca.pem, None).await);
     assert!(!daemon.answers_plaintext().await);
     // inferctl: https:// with the CA; the system's roots do not know it.

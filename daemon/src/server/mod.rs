@@ -6,7 +6,6 @@ mod auth;
 mod deadline;
 mod inference;
 mod models;
-pub mod tls;
 mod tonic_status;
 
 use std::future::Future;
@@ -63,7 +62,7 @@ pub struct Guards {
     pub max_in_flight: usize,
     pub keys: Keys,
     /// TLS for every connection; None: plaintext.
-    pub tls: Option<Arc<tls::Reloadable>>,
+    pub tls: Option<Arc<crate::tls::Reloadable>>,
 }
 
 /// Serves until `shutdown` resolves, then stops accepting connections and
@@ -108,7 +107,7 @@ where
     match tls {
         Some(tls) => {
             router
-                .serve_with_incoming_shutdown(tls::incoming(listening.listener, tls), shutdown)
+                .serve_with_incoming_shutdown(crate::tls::incoming(listening.listener, tls), shutdown)
                 .await?
         }
         None => {

@@ -1,9 +1,9 @@
-//! TLS for the gRPC listener (rustls): a certificate chain and key from PEM
-//! files, optionally a CA whose client certificates are required, all read
-//! again on SIGHUP (a failed reload keeps the running configuration). Each
-//! connection's handshake runs in its own task, so a slow or failing client
-//! never holds up the others; connections that finish it are handed to
-//! tonic.
+//! TLS for the gRPC and metrics listeners (rustls): a certificate chain and
+//! key from PEM files, optionally a CA whose client certificates are
+//! required, all read again on SIGHUP (a failed reload keeps the running
+//! configuration). Each connection's handshake runs in its own task, so a
+//! slow or failing client never holds up the others; gRPC connections that
+//! finish it are handed to tonic (ALPN h2), metrics ones to hyper (HTTP/1.1).
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -34,7 +34,7 @@ pub struct TlsFiles {
 }
 
 impl TlsFiles {
-    /// A server configuration from the files (ALPN h2, as gRPC wants).
+    /// A server configuration from the files (no ALPN protocols yet).
     pub fn server_config(&self) -> anyhow::Result<Arc<ServerConfig>> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let certs = read_certs(&self.cert)?;
@@ -58,10 +58,9 @@ impl TlsFiles {
             }
             None => builder.with_no_client_auth(),
         };
-        let mut config = builder
+        let config = builder
             .with_single_cert(certs, key)
             .with_context(|| format!("TLS certificate {} and key {}", self.cert.display(), self.key.display()))?;
-        config.alpn_protocols = vec![b"h2".to_vec()];
         Ok(Arc::new(config))
     }
 }
@@ -86,8 +85,12 @@ impl Reloadable {
         Ok(Arc::new(Reloadable { files, current }))
     }
 
-    fn acceptor(&self) -> TlsAcceptor {
-        TlsAcceptor::from(self.current.read().expect("lock").clone())
+    /// An acceptor with the current configuration, offering `protocol`
+    /// (ALPN: "h2" for gRPC, "http/1.1" for the metrics).
+    pub fn acceptor(&self, protocol: &[u8]) -> TlsAcceptor {
+        let mut config = ServerConfig::clone(&self.current.read().expect("lock"));
+        config.alpn_protocols = vec![protocol.to_vec()];
+        TlsAcceptor::from(Arc::new(config))
     }
 
     /// Reads the files again; the running configuration stays when they
@@ -116,7 +119,27 @@ impl Reloadable {
     }
 }
 
-/// The connections of `listener` that complete a TLS handshake.
+/// The TLS side of a connection, None (logged at debug) when the client
+/// fails the handshake or takes too long.
+pub async fn handshake(
+    acceptor: &TlsAcceptor,
+    tcp: TcpStream,
+    peer: std::net::SocketAddr,
+) -> Option<TlsStream<TcpStream>> {
+    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+        Ok(Ok(stream)) => Some(stream),
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::debug!(%peer, "TLS handshake timed out");
+            None
+        }
+    }
+}
+
+/// The connections of `listener` that complete a TLS handshake (for gRPC).
 pub fn incoming(
     listener: TcpListener,
     tls: Arc<Reloadable>,
@@ -138,15 +161,11 @@ pub fn incoming(
                     continue;
                 }
             };
-            let acceptor = tls.acceptor();
+            let acceptor = tls.acceptor(b"h2");
             let tx = tx.clone();
             tokio::spawn(async move {
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                    Ok(Ok(stream)) => {
-                        let _ = tx.send(Ok(stream)).await;
-                    }
-                    Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
-                    Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                    let _ = tx.send(Ok(stream)).await;
                 }
             });
         }
