@@ -174,15 +174,15 @@ impl LoadPolicy {
 
     /// PERMISSION_DENIED unless the local `source` is inside an allowed
     /// directory once `..` and symbolic links are resolved (a path that
-    /// does not exist yet is judged by its nearest existing parent).
-    pub fn check_local(&self, source: &str) -> Result<(), DaemonError> {
+    /// does not exist yet is judged by its nearest existing parent). The
+    /// path as judged, to load that and nothing else; None when any is.
+    pub fn check_local(&self, source: &str) -> Result<Option<PathBuf>, DaemonError> {
         if self.allowed_dirs.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let inside =
-            resolved(Path::new(source)).is_some_and(|path| self.allowed_dirs.iter().any(|dir| path.starts_with(dir)));
-        if inside {
-            return Ok(());
+        let judged = resolved(Path::new(source));
+        if let Some(path) = judged.filter(|path| self.allowed_dirs.iter().any(|dir| path.starts_with(dir))) {
+            return Ok(Some(path));
         }
         let allowed: Vec<String> = self.allowed_dirs.iter().map(|d| d.display().to_string()).collect();
         Err(DaemonError::PermissionDenied(format!(
@@ -226,9 +226,9 @@ mod tests {
         }
     }
 
-    fn code(result: Result<(), DaemonError>) -> &'static str {
+    fn code<T>(result: Result<T, DaemonError>) -> &'static str {
         match result {
-            Ok(()) => "ok",
+            Ok(_) => "ok",
             Err(DaemonError::Unauthenticated(_)) => "unauthenticated",
             Err(DaemonError::PermissionDenied(_)) => "denied",
             Err(e) => panic!("unexpected {e:?}"),
@@ -292,7 +292,8 @@ mod tests {
 
     #[test]
     fn local_sources_stay_inside_the_allowed_directories() {
-        let root = std::env::temp_dir().join(format!("inferd-access-{}", std::process::id()));
+        let temp = tempfile::tempdir().unwrap();
+        let root = temp.path().canonicalize().unwrap();
         let allowed = root.join("models");
         std::fs::create_dir_all(allowed.join("bert")).unwrap();
         std::fs::create_dir_all(root.join("secret")).unwrap();
@@ -311,6 +312,7 @@ mod tests {
         assert_eq!(check(allowed.join("link")), "denied");
         assert!(LoadPolicy::new(&[root.join("nowhere")], true).is_err());
         assert_eq!(code(LoadPolicy::default().check_local("/etc")), "ok");
-        std::fs::remove_dir_all(&root).unwrap();
+        let bert = allowed.join("bert/../bert").display().to_string();
+        assert_eq!(policy.check_local(&bert).unwrap(), Some(allowed.join("bert")));
     }
 }

@@ -358,6 +358,20 @@ impl Config {
     fn from_file(path: &Path) -> anyhow::Result<Self> {
         let text = std::fs::read_to_string(path)
             .map_err(|e| anyhow::anyhow!("cannot read config file {}: {e}", path.display()))?;
+        // A key written into the file would be quoted by the parser's error:
+        // say what to do without repeating the line.
+        if let Ok(table) = text.parse::<toml::Table>() {
+            for key in ["api_key", "admin_key"] {
+                if table.contains_key(key) {
+                    anyhow::bail!(
+                        "config file {}: keys do not go in the file: give {key}_file (a file holding the key) \
+                         or INFERD_{} instead",
+                        path.display(),
+                        key.to_ascii_uppercase()
+                    );
+                }
+            }
+        }
         let mut config: Config =
             toml::from_str(&text).map_err(|e| anyhow::anyhow!("config file {}: {e}", path.display()))?;
         // Relative paths in the file are relative to the file, not to the cwd.
@@ -531,5 +545,16 @@ mod tests {
         let err = Config::load(Args::parse_from(["inferd", "--config", path.to_str().unwrap()])).unwrap_err();
         assert!(err.to_string().contains("sandbox"), "{err}");
         assert!(Args::try_parse_from(["inferd", "--isolation", "sandbox"]).is_err());
+    }
+
+    #[test]
+    fn a_key_in_the_file_is_refused_without_being_repeated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("keys.toml");
+        std::fs::write(&path, "api_key = \"s3cret-value\"\n").unwrap();
+        let err = Config::load(Args::parse_from(["inferd", "--config", path.to_str().unwrap()]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("api_key_file") && !err.contains("s3cret"), "{err}");
     }
 }

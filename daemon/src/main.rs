@@ -6,6 +6,7 @@ mod config;
 mod devices;
 mod error;
 mod heap;
+mod hub;
 mod metrics;
 mod plugins;
 mod queue_options;
@@ -130,14 +131,14 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     if !config.allow_model_dirs.is_empty() || !config.client_downloads {
         tracing::info!(dirs = ?config.allow_model_dirs, client_downloads = config.client_downloads, "LoadModel sources restricted");
     }
-    let sources = Sources::new(config.offline, policy);
+    let sources = Sources::new(config.offline, policy)?;
     let set = |key: &Option<access::Secret>| if key.is_some() { "required" } else { "not set" };
     tracing::info!(
         api_key = set(&config.keys.api),
         admin_key = set(&config.keys.admin),
         "keys (health, reflection and metrics are open)"
     );
-    tracing::info!(cache = %sources.cache_dir().display(), offline = config.offline, "model sources");
+    tracing::info!(cache = %sources.cache_dir().display(), endpoint = sources.endpoint(), offline = config.offline, "model sources");
     let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options()));
 
     // The metrics endpoint outlives the gRPC server, to show the drain.

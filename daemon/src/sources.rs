@@ -7,10 +7,11 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use hf_hub::{api::sync::ApiBuilder, Cache, Repo, RepoType};
+use hf_hub::{Cache, Repo, RepoType};
 
 use crate::access::LoadPolicy;
 use crate::error::{DaemonError, Result};
+use crate::hub::Hub;
 
 /// How long to wait for the hub before treating it as unreachable.
 const HUB_PROBE_TIMEOUT: Duration = Duration::from_secs(3);
@@ -22,6 +23,8 @@ pub struct Sources {
     reachable: std::sync::OnceLock<bool>,
     /// What a client's LoadModel may name.
     policy: LoadPolicy,
+    /// Downloads (HF_ENDPOINT, token, proxies, CA bundles).
+    hub: Hub,
 }
 
 /// Who asks for a source: the operator (start-up models) may name any; a
@@ -34,17 +37,23 @@ pub enum Caller {
 }
 
 impl Sources {
-    pub fn new(offline: bool, policy: LoadPolicy) -> Self {
+    pub fn new(offline: bool, policy: LoadPolicy) -> anyhow::Result<Self> {
         let cache = match std::env::var_os("HF_HUB_CACHE") {
             Some(dir) => Cache::new(PathBuf::from(dir)),
             None => Cache::from_env(),
         };
-        Sources {
+        Ok(Sources {
             offline,
             cache,
             reachable: std::sync::OnceLock::new(),
             policy,
-        }
+            hub: Hub::from_env()?,
+        })
+    }
+
+    /// Where downloads come from (HF_ENDPOINT).
+    pub fn endpoint(&self) -> &str {
+        self.hub.endpoint()
     }
 
     pub fn cache_dir(&self) -> &Path {
@@ -69,10 +78,12 @@ impl Sources {
             ));
         }
         if Self::is_local(source) {
-            if caller == Caller::Client {
-                self.policy.check_local(source)?;
-            }
-            let path = PathBuf::from(source);
+            // A client's path is loaded as judged: resolved once, here.
+            let judged = match caller {
+                Caller::Client => self.policy.check_local(source)?,
+                Caller::Operator => None,
+            };
+            let path = judged.unwrap_or_else(|| PathBuf::from(source));
             return if path.is_dir() {
                 Ok(path)
             } else {
@@ -82,14 +93,23 @@ impl Sources {
             };
         }
         let revision = revision.unwrap_or("main");
+        check_hub_names(source, revision)?;
         let repo = Repo::with_revision(source.to_string(), RepoType::Model, revision.to_string());
         if let Some(config) = self.cache.repo(repo.clone()).get("config.json") {
-            tracing::info!(
-                model = source,
-                "using the Hugging Face cache: {}",
-                config.parent().unwrap_or(Path::new("")).display()
-            );
-            return Ok(config.parent().expect("a file has a parent").to_path_buf());
+            let dir = config.parent().expect("a file has a parent").to_path_buf();
+            // A ref file names the snapshot: it must stay inside the cache.
+            let inside = match (dir.canonicalize(), self.cache.path().canonicalize()) {
+                (Ok(dir), Ok(cache)) => dir.starts_with(cache),
+                _ => false,
+            };
+            if !inside {
+                return Err(DaemonError::FailedPrecondition(format!(
+                    "the Hugging Face cache's entry for {source} (revision {revision}) points outside the cache at {}",
+                    self.cache.path().display()
+                )));
+            }
+            tracing::info!(model = source, "using the Hugging Face cache: {}", dir.display());
+            return Ok(dir);
         }
         if caller == Caller::Client && !self.policy.client_downloads {
             return Err(DaemonError::PermissionDenied(format!(
@@ -112,29 +132,15 @@ impl Sources {
                 self.cache.path().display()
             )));
         }
-        self.download(source, repo)
-    }
-
-    fn download(&self, source: &str, repo: Repo) -> Result<PathBuf> {
-        let unavailable =
-            |e: hf_hub::api::sync::ApiError| DaemonError::NotFound(format!("cannot fetch {source} from the hub: {e}"));
-        let api = ApiBuilder::from_cache(Cache::new(self.cache.path().clone()))
-            .with_progress(false)
-            .build()
-            .map_err(unavailable)?;
-        let api_repo = api.repo(repo);
-        let info = api_repo.info().map_err(unavailable)?;
-        let files: Vec<String> = info.siblings.into_iter().map(|s| s.rfilename).collect();
-        let wanted = files_to_download(&files);
-        tracing::info!(model = source, files = wanted.len(), "downloading from the hub");
-        let mut dir = None;
-        for file in wanted {
-            let path = api_repo.get(&file).map_err(unavailable)?;
-            if file == "config.json" {
-                dir = path.parent().map(Path::to_path_buf);
-            }
+        let dir = self
+            .hub
+            .download(self.cache.path(), source, revision, files_to_download)?;
+        if !dir.join("config.json").is_file() {
+            return Err(DaemonError::FailedPrecondition(format!(
+                "hub repository {source} has no config.json"
+            )));
         }
-        dir.ok_or_else(|| DaemonError::FailedPrecondition(format!("hub repository {source} has no config.json")))
+        Ok(dir)
     }
 }
 
@@ -159,12 +165,50 @@ fn files_to_download(files: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn hub_endpoint() -> String {
-    std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".to_string())
+/// INVALID_ARGUMENT unless `id` reads as a hub id (`name` or `org/name`)
+/// and `revision` as a branch, tag or commit: names of letters, digits,
+/// `.`, `_` and `-` (a revision may have `/`), never `..`. Both become
+/// paths in the cache.
+fn check_hub_names(id: &str, revision: &str) -> Result<()> {
+    let name_ok = |part: &str| {
+        !part.is_empty()
+            && part != "."
+            && part != ".."
+            && part.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    if !id.split('/').all(name_ok) || id.split('/').count() > 2 {
+        return Err(DaemonError::InvalidArgument(format!(
+            "{id:?} is neither a local directory nor a hub id (ORG/NAME of letters, digits, '.', '_', '-')"
+        )));
+    }
+    if revision.len() > 256 || !revision.split('/').all(name_ok) {
+        return Err(DaemonError::InvalidArgument(format!(
+            "revision {revision:?} is not a branch, tag or commit name (letters, digits, '.', '_', '-' and '/')"
+        )));
+    }
+    Ok(())
 }
 
-/// A quick TCP probe of the hub, bounded in time (DNS included).
+fn hub_endpoint() -> String {
+    crate::hub::endpoint()
+}
+
+/// A quick TCP probe of the hub, bounded in time (DNS included). Behind a
+/// proxy the hub may not be reachable directly: the download says then.
 fn hub_reachable() -> bool {
+    let proxied = [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .iter()
+    .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()));
+    if proxied {
+        return true;
+    }
     let endpoint = hub_endpoint();
     let host = endpoint
         .trim_start_matches("https://")
@@ -237,6 +281,7 @@ mod tests {
             cache: Cache::new(cache.path().to_path_buf()),
             reachable: std::sync::OnceLock::new(),
             policy: LoadPolicy::default(),
+            hub: Hub::from_env().unwrap(),
         };
         let started = std::time::Instant::now();
         let err = sources
@@ -250,6 +295,26 @@ mod tests {
     }
 
     #[test]
+    fn hub_ids_and_revisions_are_names_not_paths() {
+        for (id, revision) in [("org/name", "main"), ("gpt2", "v1.0"), ("a-b/c_d.e", "refs/pr/1")] {
+            assert!(check_hub_names(id, revision).is_ok(), "{id} {revision}");
+        }
+        for (id, revision) in [
+            ("org/name", "/etc"),
+            ("org/name", "../../x"),
+            ("org/name", "a//b"),
+            ("org/..", "main"),
+            ("org/na me", "main"),
+            ("org/name", ""),
+        ] {
+            assert!(
+                matches!(check_hub_names(id, revision), Err(DaemonError::InvalidArgument(_))),
+                "{id} {revision}"
+            );
+        }
+    }
+
+    #[test]
     fn clients_are_held_to_the_policy_and_the_operator_is_not() {
         let cache = tempfile::tempdir().unwrap();
         let allowed = tempfile::tempdir().unwrap();
@@ -258,6 +323,7 @@ mod tests {
             cache: Cache::new(cache.path().to_path_buf()),
             reachable: std::sync::OnceLock::new(),
             policy: LoadPolicy::new(&[allowed.path().to_path_buf()], false).unwrap(),
+            hub: Hub::from_env().unwrap(),
         };
         let denied = |r: Result<PathBuf>| matches!(r, Err(DaemonError::PermissionDenied(_)));
         assert!(denied(sources.resolve("/tmp", None, Caller::Client)));

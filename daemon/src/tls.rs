@@ -21,6 +21,9 @@ use tokio_stream::wrappers::ReceiverStream;
 
 /// A client that has not finished its handshake by then is dropped.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Handshakes under way at once, at most; more connections wait to be
+/// accepted.
+const MAX_HANDSHAKES: usize = 256;
 
 /// Where the TLS material is.
 #[derive(Debug, Clone)]
@@ -145,8 +148,12 @@ pub fn incoming(
     tls: Arc<Reloadable>,
 ) -> ReceiverStream<Result<TlsStream<TcpStream>, std::io::Error>> {
     let (tx, rx) = tokio::sync::mpsc::channel(64);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     tokio::spawn(async move {
         loop {
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
             // Until the server stops taking connections.
             let accepted = tokio::select! {
                 _ = tx.closed() => return,
@@ -164,7 +171,9 @@ pub fn incoming(
             let acceptor = tls.acceptor(b"h2");
             let tx = tx.clone();
             tokio::spawn(async move {
-                if let Some(stream) = handshake(&acceptor, tcp, peer).await {
+                let stream = handshake(&acceptor, tcp, peer).await;
+                drop(slot);
+                if let Some(stream) = stream {
                     let _ = tx.send(Ok(stream)).await;
                 }
             });

@@ -10,7 +10,7 @@
 
 use inferd_proto::v1::{
     AudioInput, Classification, ClassifyImageRequest, ClassifyRequest, GenerateRequest, ImageInput, LoadModelRequest,
-    ModelOptions, RunInput, RunRequest, TextInput, TranscribeRequest,
+    ModelOptions, RunInput, RunRequest, TextInput, TranscribeRequest, UnloadModelRequest,
 };
 use inferd_tests::{fixture_model, fixtures_dir, metric, test_plugin_dir, Daemon};
 use tokio_stream::StreamExt;
@@ -460,6 +460,33 @@ async fn a_crash_in_an_isolated_model_costs_only_the_request_that_causes_it() {
     assert!(restarts() >= 3.0);
     let log = daemon.log();
     assert!(log.contains("model's process ended (signal"), "{log}");
+
+    // Unloading ends the model's process: no child is left behind.
+    assert_eq!(children(daemon.pid()).len(), 1, "one child for the isolated model");
+    daemon
+        .models()
+        .await
+        .unload_model(UnloadModelRequest { name: "crashy".into() })
+        .await
+        .unwrap();
+    assert_eq!(children(daemon.pid()), Vec::<u32>::new());
+}
+
+/// The processes whose parent is `pid`.
+fn children(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // pid (comm) state ppid ...: the fields after the last ')'.
+        let ppid = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1));
+        if ppid.and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            found.push(child);
+        }
+    }
+    found
 }
 
 /// A generative model in a child process streams, takes in requests that

@@ -9,6 +9,7 @@ mod generation;
 mod hostile_configs;
 mod hostile_model_files;
 mod hostile_requests;
+mod hub;
 mod isolation;
 mod joining;
 mod lifecycle;

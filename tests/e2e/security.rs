@@ -257,4 +257,11 @@ async fn client_loads_stay_inside_the_allowed_directories() {
     let status = models.load_model(load("hub", "someone/some-model")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
     assert!(status.message().contains("--no-client-downloads"), "{status:?}");
+    // A revision is a name in the cache, never a path out of it.
+    for revision in ["/etc", "../../../../etc", "main/../../x"] {
+        let mut request = load("hub", "someone/some-model");
+        request.revision = revision.into();
+        let status = models.load_model(request).await.unwrap_err();
+        assert_eq!(status.code(), Code::InvalidArgument, "{revision}: {status:?}");
+    }
 }

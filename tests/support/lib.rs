@@ -81,6 +81,15 @@ impl Daemon {
 
     /// As `start`, with extra environment variables.
     pub async fn start_with_env(extra_args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(extra_args, env, true).await
+    }
+
+    /// As `start_with_env`, allowed to reach the hub (its HF_ENDPOINT).
+    pub async fn start_online(extra_args: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Self::start_full(extra_args, env, false).await
+    }
+
+    async fn start_full(extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> Daemon {
         let dir = tempfile::tempdir().expect("temp dir");
         let address_file = dir.path().join("address");
         let log_path = dir.path().join("inferd.log");
@@ -92,13 +101,14 @@ impl Daemon {
         );
         let log = std::fs::File::create(&log_path).expect("log file");
         let child = Command::new(&binary)
-            .args(["--listen", "127.0.0.1:0", "--offline", "--log", "info,inferd=debug"])
+            .args(["--listen", "127.0.0.1:0", "--log", "info,inferd=debug"])
+            .args(offline.then_some("--offline"))
             .arg("--address-file")
             .arg(&address_file)
             .args(extra_args)
-            .envs(env.iter().copied())
             .env("NO_COLOR", "1")
             .env("HF_HUB_CACHE", dir.path().join("hf-cache"))
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))

@@ -29,13 +29,13 @@ pub struct DaemonAddr {
     api_key: Option<String>,
     /// CA certificate (PEM) to trust for a TLS daemon (an https:// --addr);
     /// default: the system's trusted roots.
-    #[arg(long, global = true, env = "INFERD_TLS_CA", value_name = "PATH")]
+    #[arg(long, global = true, env = "INFERCTL_TLS_CA", value_name = "PATH")]
     tls_ca: Option<std::path::PathBuf>,
     /// Client certificate (PEM) for a daemon started with --tls-client-ca.
     #[arg(
         long,
         global = true,
-        env = "INFERD_TLS_CERT",
+        env = "INFERCTL_TLS_CERT",
         value_name = "PATH",
         requires = "tls_key"
     )]
@@ -44,7 +44,7 @@ pub struct DaemonAddr {
     #[arg(
         long,
         global = true,
-        env = "INFERD_TLS_KEY",
+        env = "INFERCTL_TLS_KEY",
         value_name = "PATH",
         requires = "tls_cert"
     )]

@@ -200,12 +200,15 @@ class Client:
 
 
 def pipeline(task: str, model: Optional[str] = None, *, address: Optional[str] = None,
-             timeout: Optional[float] = None, api_key: Optional[str] = None, **defaults: Any) -> "Pipeline":
+             timeout: Optional[float] = None, api_key: Optional[str] = None, tls_ca: Optional[str] = None,
+             tls_cert: Optional[str] = None, tls_key: Optional[str] = None, **defaults: Any) -> "Pipeline":
     """``transformers.pipeline(task, model=...)``, answered by the daemon at
     ``address`` (absent: ``$INFERD_ADDR`` or ``localhost:50051``), with
-    ``api_key`` (absent: ``$INFERD_API_KEY``) when it asks for one. The
-    pipeline owns its connection: ``close()`` it, or use it in a ``with``."""
-    p = Client(address, timeout=timeout, api_key=api_key).pipeline(task, model, **defaults)
+    ``api_key`` (absent: ``$INFERD_API_KEY``) when it asks for one, and
+    ``tls_*`` as ``Client`` takes them. The pipeline owns its connection:
+    ``close()`` it, or use it in a ``with``."""
+    client = Client(address, timeout=timeout, api_key=api_key, tls_ca=tls_ca, tls_cert=tls_cert, tls_key=tls_key)
+    p = client.pipeline(task, model, **defaults)
     p._owns_client = True
     return p
 

@@ -47,8 +47,10 @@ const FIRST_PAUSE: Duration = Duration::from_millis(250);
 const LONGEST_PAUSE: Duration = Duration::from_secs(10);
 
 fn write_frame<W: Write + ?Sized>(out: &mut W, kind: u8, body: &[u8]) -> std::io::Result<()> {
+    let len = u32::try_from(body.len())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "a frame over 4 GiB"))?;
     out.write_all(&[kind])?;
-    out.write_all(&(body.len() as u32).to_le_bytes())?;
+    out.write_all(&len.to_le_bytes())?;
     out.write_all(body)?;
     out.flush()
 }
@@ -92,6 +94,28 @@ struct Running {
     from: BufReader<ChildStdout>,
 }
 
+impl Running {
+    /// Ends the child: given `grace` to finish (its stdin closed, it
+    /// unloads and exits), then killed; always waited for (no zombie).
+    fn end(self, grace: Duration) -> std::io::Result<ExitStatus> {
+        let Running { mut child, to, from } = self;
+        drop(to);
+        drop(from);
+        let deadline = std::time::Instant::now() + grace;
+        while std::time::Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        child.wait()
+    }
+}
+
+/// How long an unloaded child may take to exit before it is killed.
+const UNLOAD_GRACE: Duration = Duration::from_secs(30);
+
 impl ChildInstance {
     /// Starts a child for `plugin` and loads `request` in it (LibTorch
     /// there uses `threads` per operation, when set).
@@ -123,6 +147,22 @@ impl ChildInstance {
         if let Some(threads) = self.threads {
             command.arg(threads.to_string());
         }
+        // The plugin has no business with the daemon's keys.
+        for var in ["INFERD_API_KEY", "INFERD_ADMIN_KEY"] {
+            command.env_remove(var);
+        }
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: prctl is async-signal-safe; the child dies with the
+            // daemon's thread that started it (no orphan holding memory).
+            unsafe {
+                command.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+        }
         let mut child = command
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -137,18 +177,23 @@ impl ChildInstance {
         let answer = write_frame(&mut running.to, LOAD, &self.request.encode_to_vec())
             .and_then(|()| read_frame(&mut running.from));
         let result = match answer {
-            Ok((LOADED, body)) => LoadResult::decode(body.as_slice()).map_err(|e| {
-                Error::internal(format!(
-                    "the model's process answered its load with undecodable bytes: {e}"
-                ))
-            })?,
+            Ok((LOADED, body)) => match LoadResult::decode(body.as_slice()) {
+                Ok(result) => result,
+                Err(e) => {
+                    let _ = running.end(Duration::ZERO);
+                    return Err(Error::internal(format!(
+                        "the model's process answered its load with undecodable bytes: {e}"
+                    )));
+                }
+            },
             Ok((kind, _)) => {
+                let _ = running.end(Duration::ZERO);
                 return Err(Error::internal(format!(
                     "the model's process answered its load with a frame of kind {kind}"
-                )))
+                )));
             }
             Err(_) => {
-                let status = running.child.wait();
+                let status = running.end(Duration::ZERO);
                 return Err(Error::internal(died("while loading the model", status).to_string()));
             }
         };
@@ -158,8 +203,14 @@ impl ChildInstance {
                 self.running = Some(running);
                 Ok(loaded)
             }
-            Some(load_result::Result::Error(e)) => Err(e.into()),
-            None => Err(Error::internal("the model's process returned no load result")),
+            Some(load_result::Result::Error(e)) => {
+                let _ = running.end(UNLOAD_GRACE);
+                Err(e.into())
+            }
+            None => {
+                let _ = running.end(Duration::ZERO);
+                Err(Error::internal("the model's process returned no load result"))
+            }
         }
     }
 
@@ -175,8 +226,9 @@ impl ChildInstance {
                 outcome
             }
             Err(_) => {
-                let mut gone = self.running.take().expect("started");
-                let status = gone.child.wait();
+                // Dead, or speaking out of turn: either way it goes.
+                let gone = self.running.take().expect("started");
+                let status = gone.end(Duration::ZERO);
                 self.crashes += 1;
                 let error = died("while it ran this batch; it is being restarted", status);
                 tracing::error!(model = %self.request.model_name, "{error}");
@@ -207,11 +259,11 @@ impl ChildInstance {
         }
     }
 
-    /// Ends the child (it unloads the model when its stdin closes).
+    /// Ends the child (it unloads the model when its stdin closes; one that
+    /// takes longer than UNLOAD_GRACE is killed).
     pub fn unload(mut self) {
-        if let Some(mut running) = self.running.take() {
-            drop(running.to);
-            let _ = running.child.wait();
+        if let Some(running) = self.running.take() {
+            let _ = running.end(UNLOAD_GRACE);
         }
     }
 }
@@ -330,17 +382,28 @@ pub fn child_main(args: &[String]) -> ExitCode {
         eprintln!("inferd {CHILD_ARG}: the plugin library is missing");
         return ExitCode::from(2);
     };
-    // The protocol keeps the original stdout; what the plugin prints goes
-    // to stderr.
-    // SAFETY: plain descriptor calls on this process's own descriptors.
-    let protocol_fd = unsafe { libc::dup(1) };
-    if protocol_fd < 0 || unsafe { libc::dup2(2, 1) } < 0 {
-        eprintln!("inferd {CHILD_ARG}: cannot set up its descriptors");
-        return ExitCode::FAILURE;
-    }
-    // SAFETY: `protocol_fd` is a fresh descriptor owned from here on.
-    let mut to = BufWriter::new(unsafe { <std::fs::File as std::os::fd::FromRawFd>::from_raw_fd(protocol_fd) });
-    let mut from = BufReader::new(std::io::stdin().lock());
+    // The protocol moves to descriptors that the plugin's own processes do
+    // not inherit; what the plugin prints goes to stderr, and it reads
+    // nothing from stdin. Ctrl-C and SIGTERM are the daemon's to handle:
+    // the child ends when its stdin closes (or with the daemon).
+    // SAFETY: plain descriptor and signal calls on this process's own.
+    let (protocol_in, protocol_out) = unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+        libc::signal(libc::SIGTERM, libc::SIG_IGN);
+        let protocol_in = libc::fcntl(0, libc::F_DUPFD_CLOEXEC, 3);
+        let protocol_out = libc::fcntl(1, libc::F_DUPFD_CLOEXEC, 3);
+        let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDONLY);
+        if protocol_in < 0 || protocol_out < 0 || null < 0 || libc::dup2(null, 0) < 0 || libc::dup2(2, 1) < 0 {
+            eprintln!("inferd {CHILD_ARG}: cannot set up its descriptors");
+            return ExitCode::FAILURE;
+        }
+        libc::close(null);
+        (protocol_in, protocol_out)
+    };
+    use std::os::fd::FromRawFd;
+    // SAFETY: both are fresh descriptors owned from here on.
+    let mut to = BufWriter::new(unsafe { std::fs::File::from_raw_fd(protocol_out) });
+    let mut from = BufReader::new(unsafe { std::fs::File::from_raw_fd(protocol_in) });
     if let Some(threads) = args.get(1).and_then(|t| t.parse().ok()) {
         crate::torch::set_intra_op_threads(threads);
     }

@@ -1,0 +1,245 @@
+//! Hub downloads through the real daemon, from a stand-in for the hub
+//! (tests/support/hub_standin.py) reached by HF_ENDPOINT: a download that
+//! is cut off and resumed, a revision, a .bin-only repository, a gated one
+//! without, with a wrong and with the right token, a missing one, two
+//! loads of one repository at once (each file fetched once), and the
+//! cache shared with Python's huggingface_hub both ways.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use inferd_proto::v1::{ClassifyRequest, LoadModelRequest, TextInput};
+use inferd_tests::{fixture_model, repo_root, Daemon};
+use serde_json::Value;
+use tonic::Code;
+
+const TOKEN: &str = "hf_standin_token";
+
+struct Standin {
+    child: Child,
+    url: String,
+}
+
+impl Standin {
+    fn start(args: &[String]) -> Standin {
+        let mut child = Command::new(repo_root().join(".venv/bin/python"))
+            .arg(repo_root().join("tests/support/hub_standin.py"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the hub stand-in (.venv/bin/python)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().strip_prefix("PORT ").expect("PORT n").to_string();
+        Standin {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    /// GETs of each file body so far.
+    fn gets(&self, repo: &str, file: &str) -> u64 {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET /_stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let body = response.split_once("\r\n\r\n").unwrap().1;
+        let stats: Value = serde_json::from_str(body).unwrap();
+        stats[format!("/{repo}/resolve/{}/{file}", self.commit(repo))]
+            .as_u64()
+            .unwrap_or(0)
+    }
+
+    fn commit(&self, repo: &str) -> String {
+        let addr = self.url.trim_start_matches("http://");
+        let mut stream = std::net::TcpStream::connect(addr).unwrap();
+        write!(stream, "GET /api/models/{repo}/revision/main HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nConnection: close\r\n\r\n").unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let info: Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+        info["sha"].as_str().unwrap().to_string()
+    }
+}
+
+impl Drop for Standin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn load(name: &str, source: &str, revision: &str) -> LoadModelRequest {
+    LoadModelRequest {
+        name: name.into(),
+        task: "text-classification".into(),
+        source: source.into(),
+        revision: revision.into(),
+        ..Default::default()
+    }
+}
+
+async fn scores(daemon: &Daemon, model: &str) -> Vec<f32> {
+    let response = daemon
+        .inference()
+        .await
+        .classify(ClassifyRequest {
+            model: model.into(),
+            inputs: vec![TextInput {
+                text: "what a wonderful day".into(),
+                text_pair: None,
+            }],
+            top_k: Some(0),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    response.results[0].labels.iter().map(|c| c.score).collect()
+}
+
+/// A copy of the fixture classifier with its weights as pytorch_model.bin.
+fn bin_only(dir: &Path) -> PathBuf {
+    let out = dir.join("bin-only");
+    std::fs::create_dir_all(&out).unwrap();
+    let source = PathBuf::from(fixture_model("distilbert-cls"));
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+        }
+    }
+    let status = Command::new(repo_root().join(".venv/bin/python"))
+        .arg("-c")
+        .arg("import sys, torch, safetensors.torch as st; torch.save(st.load_file(sys.argv[1]), sys.argv[2])")
+        .arg(source.join("model.safetensors"))
+        .arg(out.join("pytorch_model.bin"))
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+#[tokio::test]
+async fn models_download_from_hf_endpoint_and_share_the_cache_with_python() {
+    let work = tempfile::tempdir().unwrap();
+    let cls = fixture_model("distilbert-cls");
+    let bin = bin_only(work.path());
+    let repo = |id: &str, dir: &str| format!("--repo={id}={dir}");
+    let standin = Standin::start(&[
+        repo("org/cls", &cls),
+        repo("org/twice", &cls),
+        repo("org/gated", &cls),
+        repo("org/bin", bin.to_str().unwrap()),
+        "--tag=org/cls=v1".into(),
+        "--gated=org/gated".into(),
+        format!("--token={TOKEN}"),
+        "--cut=org/cls/model.safetensors".into(),
+    ]);
+    let cache = work.path().join("cache");
+    let env = [
+        ("HF_ENDPOINT", standin.url.as_str()),
+        ("HF_HUB_CACHE", cache.to_str().unwrap()),
+    ];
+    let daemon = Daemon::start_online(&[], &env).await;
+    let mut models = daemon.models().await;
+
+    // Cut off halfway: the load fails saying so; the next resumes the file.
+    let status = models.load_model(load("cls", "org/cls", "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("cut off"), "{status:?}");
+    models.load_model(load("cls", "org/cls", "")).await.unwrap();
+    assert_eq!(standin.gets("org/cls", "model.safetensors"), 2);
+    assert!(
+        daemon.log().contains("resuming a download that was cut off"),
+        "{}",
+        daemon.log()
+    );
+    daemon.load("local", "text-classification", &cls).await;
+    assert_eq!(scores(&daemon, "cls").await, scores(&daemon, "local").await);
+    // A tag of the same commit: from the cache, nothing fetched again.
+    models.load_model(load("cls-v1", "org/cls", "v1")).await.unwrap();
+    assert_eq!(standin.gets("org/cls", "model.safetensors"), 2);
+    assert_eq!(
+        std::fs::read_to_string(cache.join("models--org--cls/refs/v1")).unwrap(),
+        standin.commit("org/cls")
+    );
+    // Weights as pytorch_model.bin only.
+    models.load_model(load("bin", "org/bin", "")).await.unwrap();
+    assert_eq!(scores(&daemon, "bin").await, scores(&daemon, "local").await);
+    // Missing repository and revision.
+    let status = models.load_model(load("missing", "org/missing", "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    let status = models.load_model(load("missing", "org/cls", "v9")).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound, "{status:?}");
+    // Two loads of one repository at once: each file fetched once.
+    let (mut a, mut b) = (models.clone(), models.clone());
+    let (first, second) = tokio::join!(
+        a.load_model(load("twice-a", "org/twice", "")),
+        b.load_model(load("twice-b", "org/twice", ""))
+    );
+    first.unwrap();
+    second.unwrap();
+    for file in ["model.safetensors", "config.json", "tokenizer.json"] {
+        assert_eq!(standin.gets("org/twice", file), 1, "{file}");
+    }
+
+    // Gated: no token, a wrong one, the right one.
+    let status = models.load_model(load("gated", "org/gated", "")).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+    assert!(
+        status.message().contains("HF_TOKEN") && status.message().contains("org/gated"),
+        "{status:?}"
+    );
+    let wrong = Daemon::start_online(&[], &[env[0], env[1], ("HF_TOKEN", "hf_wrong")]).await;
+    let status = wrong
+        .models()
+        .await
+        .load_model(load("gated", "org/gated", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::PermissionDenied, "{status:?}");
+    let right = Daemon::start_online(&[], &[env[0], env[1], ("HF_TOKEN", TOKEN)]).await;
+    right
+        .models()
+        .await
+        .load_model(load("gated", "org/gated", ""))
+        .await
+        .unwrap();
+
+    // Python's huggingface_hub finds inferd's download in the cache...
+    let python = |code: &str, env: &[(&str, &str)]| {
+        let out = Command::new(repo_root().join(".venv/bin/python"))
+            .args(["-c", code])
+            .envs(env.iter().copied())
+            .env_remove("HF_HUB_OFFLINE")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8(out.stdout).unwrap().trim().to_string()
+    };
+    let found = python(
+        "from huggingface_hub import snapshot_download; print(snapshot_download('org/cls', local_files_only=True))",
+        &[("HF_HUB_CACHE", cache.to_str().unwrap())],
+    );
+    assert!(Path::new(&found).join("model.safetensors").is_file(), "{found}");
+    // ...and inferd, offline, finds Python's.
+    let python_cache = work.path().join("python-cache");
+    python(
+        "from huggingface_hub import snapshot_download; snapshot_download('org/twice')",
+        &[
+            ("HF_ENDPOINT", standin.url.as_str()),
+            ("HF_HUB_CACHE", python_cache.to_str().unwrap()),
+        ],
+    );
+    let offline = Daemon::start_with_env(&[], &[("HF_HUB_CACHE", python_cache.to_str().unwrap())]).await;
+    offline
+        .models()
+        .await
+        .load_model(load("py", "org/twice", ""))
+        .await
+        .unwrap();
+    assert_eq!(scores(&offline, "py").await, scores(&daemon, "local").await);
+}
