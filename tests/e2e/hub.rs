@@ -243,3 +243,102 @@ async fn models_download_from_hf_endpoint_and_share_the_cache_with_python() {
         .unwrap();
     assert_eq!(scores(&offline, "py").await, scores(&daemon, "local").await);
 }
+
+/// A copy of the fixture classifier with its weights in two safetensors
+/// shards and their index.
+fn sharded(dir: &Path) -> PathBuf {
+    let out = dir.join("sharded");
+    std::fs::create_dir_all(&out).unwrap();
+    let source = PathBuf::from(fixture_model("distilbert-cls"));
+    for entry in std::fs::read_dir(&source).unwrap().flatten() {
+        if entry.file_name() != "model.safetensors" {
+            std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
+        }
+    }
+    let script = "import sys, json, safetensors.torch as st\n\
+        weights = st.load_file(sys.argv[1])\n\
+        names = sorted(weights)\n\
+        half = len(names) // 2\n\
+        index = {'metadata': {}, 'weight_map': {}}\n\
+        for i, part in enumerate((names[:half], names[half:])):\n\
+        \x20   file = f'model-0000{i + 1}-of-00002.safetensors'\n\
+        \x20   st.save_file({n: weights[n].contiguous() for n in part}, sys.argv[2] + '/' + file, metadata={'format': 'pt'})\n\
+        \x20   index['weight_map'].update({n: file for n in part})\n\
+        json.dump(index, open(sys.argv[2] + '/model.safetensors.index.json', 'w'))\n";
+    let status = Command::new(repo_root().join(".venv/bin/python"))
+        .args(["-c", script])
+        .arg(source.join("model.safetensors"))
+        .arg(&out)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    out
+}
+
+/// A hub (or mirror) behind TLS with a private CA: trusted through
+/// SSL_CERT_FILE (or REQUESTS_CA_BUNDLE), refused without it; a sharded
+/// checkpoint downloads whole.
+#[tokio::test]
+async fn a_mirror_with_a_private_ca_is_trusted_through_the_ca_bundle() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let work = tempfile::tempdir().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let server_key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .signed_by(&server_key, &ca, &ca_key)
+        .unwrap();
+    let (ca_file, cert_file, key_file) = (
+        work.path().join("ca.pem"),
+        work.path().join("server.pem"),
+        work.path().join("server.key"),
+    );
+    std::fs::write(&ca_file, ca.pem()).unwrap();
+    std::fs::write(&cert_file, server.pem()).unwrap();
+    std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+    let shards = sharded(work.path());
+    let standin = Standin::start(&[
+        format!("--repo=org/sharded={}", shards.display()),
+        format!("--cert={}", cert_file.display()),
+        format!("--key={}", key_file.display()),
+    ]);
+    let endpoint = standin.url.replace("http://127.0.0.1", "https://localhost");
+
+    let untrusting = Daemon::start_online(&[], &[("HF_ENDPOINT", endpoint.as_str())]).await;
+    let status = untrusting
+        .models()
+        .await
+        .load_model(load("sharded", "org/sharded", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("cannot reach the hub"), "{status:?}");
+
+    for variable in ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"] {
+        let daemon = Daemon::start_online(
+            &[],
+            &[
+                ("HF_ENDPOINT", endpoint.as_str()),
+                (variable, ca_file.to_str().unwrap()),
+            ],
+        )
+        .await;
+        daemon
+            .models()
+            .await
+            .load_model(load("sharded", "org/sharded", ""))
+            .await
+            .unwrap();
+        daemon
+            .load("local", "text-classification", &fixture_model("distilbert-cls"))
+            .await;
+        assert_eq!(
+            scores(&daemon, "sharded").await,
+            scores(&daemon, "local").await,
+            "{variable}"
+        );
+    }
+}

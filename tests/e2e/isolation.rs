@@ -461,7 +461,12 @@ async fn a_crash_in_an_isolated_model_costs_only_the_request_that_causes_it() {
     let log = daemon.log();
     assert!(log.contains("model's process ended (signal"), "{log}");
 
-    // Unloading ends the model's process: no child is left behind.
+    // Unloading ends the model's process: no child is left behind. (A
+    // crash restarts it on the next request: one, to have it running.)
+    assert_eq!(
+        client.clone().run(run("crashy", "hello")).await.unwrap().into_inner(),
+        hello
+    );
     assert_eq!(children(daemon.pid()).len(), 1, "one child for the isolated model");
     daemon
         .models()
