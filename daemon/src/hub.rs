@@ -74,18 +74,9 @@ impl Hub {
             }
             builder.build()
         };
-        let proxy = [
-            "HTTPS_PROXY",
-            "https_proxy",
-            "ALL_PROXY",
-            "all_proxy",
-            "HTTP_PROXY",
-            "http_proxy",
-        ]
-        .iter()
-        .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
-        .map(|url| ureq::Proxy::new(&url).map_err(|e| anyhow::anyhow!("proxy {url}: {e}")))
-        .transpose()?;
+        let proxy = proxy_from_env()
+            .map(|url| ureq::Proxy::new(&url).map_err(|e| anyhow::anyhow!("proxy {url}: {e}")))
+            .transpose()?;
         let no_proxy = ["NO_PROXY", "no_proxy"]
             .iter()
             .find_map(|var| std::env::var(var).ok())
@@ -340,6 +331,21 @@ fn encode(segment: &str) -> String {
             _ => format!("%{b:02X}"),
         })
         .collect()
+}
+
+/// The proxy the environment names (HTTPS_PROXY, then ALL_PROXY, then
+/// HTTP_PROXY, each in either case), if any.
+pub fn proxy_from_env() -> Option<String> {
+    [
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTP_PROXY",
+        "http_proxy",
+    ]
+    .iter()
+    .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
 }
 
 /// HF_ENDPOINT, without a trailing slash.

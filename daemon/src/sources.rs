@@ -196,17 +196,7 @@ fn hub_endpoint() -> String {
 /// A quick TCP probe of the hub, bounded in time (DNS included). Behind a
 /// proxy the hub may not be reachable directly: the download says then.
 fn hub_reachable() -> bool {
-    let proxied = [
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-        "HTTP_PROXY",
-        "http_proxy",
-    ]
-    .iter()
-    .any(|var| std::env::var(var).is_ok_and(|v| !v.is_empty()));
-    if proxied {
+    if crate::hub::proxy_from_env().is_some() {
         return true;
     }
     let endpoint = hub_endpoint();

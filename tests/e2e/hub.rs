@@ -101,16 +101,23 @@ async fn scores(daemon: &Daemon, model: &str) -> Vec<f32> {
     response.results[0].labels.iter().map(|c| c.score).collect()
 }
 
-/// A copy of the fixture classifier with its weights as pytorch_model.bin.
-fn bin_only(dir: &Path) -> PathBuf {
-    let out = dir.join("bin-only");
-    std::fs::create_dir_all(&out).unwrap();
+/// The fixture classifier's files but its weights, copied to `out`; the
+/// fixture's directory.
+fn copy_but_weights(out: &Path) -> PathBuf {
+    std::fs::create_dir_all(out).unwrap();
     let source = PathBuf::from(fixture_model("distilbert-cls"));
     for entry in std::fs::read_dir(&source).unwrap().flatten() {
         if entry.file_name() != "model.safetensors" {
             std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
         }
     }
+    source
+}
+
+/// A copy of the fixture classifier with its weights as pytorch_model.bin.
+fn bin_only(dir: &Path) -> PathBuf {
+    let out = dir.join("bin-only");
+    let source = copy_but_weights(&out);
     let status = Command::new(repo_root().join(".venv/bin/python"))
         .arg("-c")
         .arg("import sys, torch, safetensors.torch as st; torch.save(st.load_file(sys.argv[1]), sys.argv[2])")
@@ -248,13 +255,7 @@ async fn models_download_from_hf_endpoint_and_share_the_cache_with_python() {
 /// shards and their index.
 fn sharded(dir: &Path) -> PathBuf {
     let out = dir.join("sharded");
-    std::fs::create_dir_all(&out).unwrap();
-    let source = PathBuf::from(fixture_model("distilbert-cls"));
-    for entry in std::fs::read_dir(&source).unwrap().flatten() {
-        if entry.file_name() != "model.safetensors" {
-            std::fs::copy(entry.path(), out.join(entry.file_name())).unwrap();
-        }
-    }
+    let source = copy_but_weights(&out);
     let script = "import sys, json, safetensors.torch as st\n\
         weights = st.load_file(sys.argv[1])\n\
         names = sorted(weights)\n\
