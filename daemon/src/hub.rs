@@ -377,7 +377,6 @@ fn token() -> Option<String> {
 
 /// The system's roots plus the CA bundles the environment names.
 fn client_tls() -> anyhow::Result<rustls::ClientConfig> {
-    use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
     let native = rustls_native_certs::load_native_certs();
     for cert in native.certs {
@@ -387,13 +386,12 @@ fn client_tls() -> anyhow::Result<rustls::ClientConfig> {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
         };
-        let certs = CertificateDer::pem_file_iter(&path)
-            .and_then(|certs| certs.collect::<std::result::Result<Vec<_>, _>>())
-            .map_err(|e| anyhow::anyhow!("{var}={}: {e}", Path::new(&path).display()))?;
+        let path = Path::new(&path);
+        let certs = crate::tls::pem_certificates(path).map_err(|e| anyhow::anyhow!("{var}: {e:#}"))?;
         for cert in certs {
             roots
                 .add(cert)
-                .map_err(|e| anyhow::anyhow!("{var}={}: {e}", Path::new(&path).display()))?;
+                .map_err(|e| anyhow::anyhow!("{var}={}: {e}", path.display()))?;
         }
     }
     Ok(

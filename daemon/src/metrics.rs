@@ -230,47 +230,34 @@ impl Metrics {
                 pick(m).render(&mut out, name, &format!("model=\"{}\"", escape(model)));
             }
         }
-        header(
-            &mut out,
-            "inferd_failed_batches_total",
-            "counter",
-            "Batches of several requests that failed as a whole; their requests ran again one at a time.",
-        );
-        for (model, m) in &models {
-            let _ = writeln!(
-                out,
-                "inferd_failed_batches_total{{model=\"{}\"}} {}",
-                escape(model),
-                m.failed_batches.load(Ordering::Relaxed)
-            );
-        }
-        header(
-            &mut out,
-            "inferd_joined_requests_total",
-            "counter",
-            "Requests that joined a batch already running (continuous batching) instead of waiting for it to end.",
-        );
-        for (model, m) in &models {
-            let _ = writeln!(
-                out,
-                "inferd_joined_requests_total{{model=\"{}\"}} {}",
-                escape(model),
-                m.joined_requests.load(Ordering::Relaxed)
-            );
-        }
-        header(
-            &mut out,
-            "inferd_model_restarts_total",
-            "counter",
-            "Restarts of a model's process after it died (isolation = \"process\").",
-        );
-        for (model, m) in &models {
-            let _ = writeln!(
-                out,
-                "inferd_model_restarts_total{{model=\"{}\"}} {}",
-                escape(model),
-                m.restarts.load(Ordering::Relaxed)
-            );
+        type Count = fn(&ModelMetrics) -> &AtomicU64;
+        let counters: [(&str, &str, Count); 3] = [
+            (
+                "inferd_failed_batches_total",
+                "Batches of several requests that failed as a whole; their requests ran again one at a time.",
+                |m| &m.failed_batches,
+            ),
+            (
+                "inferd_joined_requests_total",
+                "Requests that joined a batch already running (continuous batching) instead of waiting for it to end.",
+                |m| &m.joined_requests,
+            ),
+            (
+                "inferd_model_restarts_total",
+                "Restarts of a model's process after it died (isolation = \"process\").",
+                |m| &m.restarts,
+            ),
+        ];
+        for (name, help, count) in counters {
+            header(&mut out, name, "counter", help);
+            for (model, m) in &models {
+                let _ = writeln!(
+                    out,
+                    "{name}{{model=\"{}\"}} {}",
+                    escape(model),
+                    count(m).load(Ordering::Relaxed)
+                );
+            }
         }
 
         header(

@@ -120,7 +120,7 @@ impl Sources {
         let why_not = if self.offline {
             Some("offline mode is on (HF_HUB_OFFLINE=1 or --offline)".to_string())
         } else if !*self.reachable.get_or_init(hub_reachable) {
-            Some(format!("the hub ({}) cannot be reached", hub_endpoint()))
+            Some(format!("the hub ({}) cannot be reached", self.hub.endpoint()))
         } else {
             None
         };
@@ -189,17 +189,13 @@ fn check_hub_names(id: &str, revision: &str) -> Result<()> {
     Ok(())
 }
 
-fn hub_endpoint() -> String {
-    crate::hub::endpoint()
-}
-
 /// A quick TCP probe of the hub, bounded in time (DNS included). Behind a
 /// proxy the hub may not be reachable directly: the download says then.
 fn hub_reachable() -> bool {
     if crate::hub::proxy_from_env().is_some() {
         return true;
     }
-    let endpoint = hub_endpoint();
+    let endpoint = crate::hub::endpoint();
     let host = endpoint
         .trim_start_matches("https://")
         .trim_start_matches("http://")

@@ -68,10 +68,16 @@ impl TlsFiles {
     }
 }
 
-fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
-    let certs = CertificateDer::pem_file_iter(path)
+/// The PEM certificates in `path` (none, for a file without any).
+pub fn pem_certificates(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    CertificateDer::pem_file_iter(path)
         .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .with_context(|| format!("cannot read PEM certificates from {}", path.display()))?;
+        .with_context(|| format!("cannot read PEM certificates from {}", path.display()))
+}
+
+/// At least one PEM certificate from `path`.
+fn read_certs(path: &Path) -> anyhow::Result<Vec<CertificateDer<'static>>> {
+    let certs = pem_certificates(path)?;
     anyhow::ensure!(!certs.is_empty(), "{}: no PEM certificate in it", path.display());
     Ok(certs)
 }
