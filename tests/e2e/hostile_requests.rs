@@ -6,10 +6,9 @@
 
 use inferd_proto::v1::{
     AnswerQuestionRequest, AudioInput, ClassifyRequest, GenerateRequest, GetModelRequest, ListModelsRequest,
-    LoadModelRequest, ModelOptions, QuestionInput, RunInput, RunRequest, SummarizeRequest, TextInput,
-    TranscribeRequest, TranslateRequest,
+    LoadModelRequest, ModelOptions, QuestionInput, SummarizeRequest, TextInput, TranscribeRequest, TranslateRequest,
 };
-use inferd_tests::{fixture_model, test_plugin_dir, Daemon, RawCodec};
+use inferd_tests::{fixture_model, panic_request as run, test_plugin_dir, Daemon, RawCodec};
 use prost::Message;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::{Code, Status};
@@ -73,18 +72,6 @@ fn test_plugins_arg() -> String {
         dir.display()
     );
     dir.display().to_string()
-}
-
-fn run(model: &str, text: &str) -> RunRequest {
-    RunRequest {
-        model: model.into(),
-        task: "panic".into(),
-        inputs: vec![RunInput {
-            text: text.into(),
-            data: vec![],
-        }],
-        ..Default::default()
-    }
 }
 
 fn classify(text: &str) -> ClassifyRequest {

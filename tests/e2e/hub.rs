@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 use inferd_proto::v1::{ClassifyRequest, LoadModelRequest, TextInput};
-use inferd_tests::{fixture_model, repo_root, Daemon};
+use inferd_tests::{fixture_model, repo_root, Daemon, TestCa};
 use serde_json::Value;
 use tonic::Code;
 
@@ -281,25 +281,17 @@ fn sharded(dir: &Path) -> PathBuf {
 /// checkpoint downloads whole.
 #[tokio::test]
 async fn a_mirror_with_a_private_ca_is_trusted_through_the_ca_bundle() {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
     let work = tempfile::tempdir().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca_key = KeyPair::generate().unwrap();
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let server_key = KeyPair::generate().unwrap();
-    let server = CertificateParams::new(vec!["localhost".to_string()])
-        .unwrap()
-        .signed_by(&server_key, &ca, &ca_key)
-        .unwrap();
+    let ca = TestCa::new("mirror");
+    let (server_cert, server_key) = ca.issue(&["localhost"]);
     let (ca_file, cert_file, key_file) = (
         work.path().join("ca.pem"),
         work.path().join("server.pem"),
         work.path().join("server.key"),
     );
-    std::fs::write(&ca_file, ca.pem()).unwrap();
-    std::fs::write(&cert_file, server.pem()).unwrap();
-    std::fs::write(&key_file, server_key.serialize_pem()).unwrap();
+    std::fs::write(&ca_file, &ca.pem).unwrap();
+    std::fs::write(&cert_file, server_cert).unwrap();
+    std::fs::write(&key_file, server_key).unwrap();
     let shards = sharded(work.path());
     let standin = Standin::start(&[
         format!("--repo=org/sharded={}", shards.display()),

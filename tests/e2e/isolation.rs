@@ -10,9 +10,9 @@
 
 use inferd_proto::v1::{
     AudioInput, Classification, ClassifyImageRequest, ClassifyRequest, GenerateRequest, ImageInput, LoadModelRequest,
-    ModelOptions, RunInput, RunRequest, TextInput, TranscribeRequest, UnloadModelRequest,
+    ModelOptions, TextInput, TranscribeRequest, UnloadModelRequest,
 };
-use inferd_tests::{fixture_model, fixtures_dir, metric, test_plugin_dir, Daemon};
+use inferd_tests::{fixture_model, fixtures_dir, metric, panic_request, test_plugin_dir, Daemon};
 use tokio_stream::StreamExt;
 use tonic::{Code, Status};
 
@@ -333,15 +333,7 @@ async fn a_request_that_panics_the_panicky_plugin_fails_alone_and_its_batch_mate
     let daemon = Daemon::start(&["--plugin-dir", dir.to_str().unwrap(), "--metrics-listen", "127.0.0.1:0"]).await;
     load_batching(&daemon, "panicky", "panic", "").await;
     let client = daemon.inference().await;
-    let run = |text: &str| RunRequest {
-        model: "panicky".into(),
-        task: "panic".into(),
-        inputs: vec![RunInput {
-            text: text.into(),
-            data: vec![],
-        }],
-        ..Default::default()
-    };
+    let run = |text: &str| panic_request("panicky", text);
     let good = ["hello", "world", "again"];
     let mut alone = Vec::new();
     for text in good {
@@ -410,15 +402,7 @@ async fn a_crash_in_an_isolated_model_costs_only_the_request_that_causes_it() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
 
     let client = daemon.inference().await;
-    let run = |model: &str, text: &str| RunRequest {
-        model: model.into(),
-        task: "panic".into(),
-        inputs: vec![RunInput {
-            text: text.into(),
-            data: vec![],
-        }],
-        ..Default::default()
-    };
+    let run = panic_request;
     let hello = client.clone().run(run("crashy", "hello")).await.unwrap().into_inner();
     let restarts = || metric(&daemon.metrics(), "inferd_model_restarts_total{model=\"crashy\"}");
     for (n, (text, signal)) in [("segfault", "SIGSEGV"), ("abort", "SIGABRT")].into_iter().enumerate() {

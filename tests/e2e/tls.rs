@@ -10,38 +10,8 @@ use std::time::{Duration, Instant};
 
 use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::ListPluginsRequest;
-use inferd_tests::release_dir;
-use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+use inferd_tests::{release_dir, TestCa as Authority};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Identity};
-
-/// A certificate authority that signs server and client certificates.
-struct Authority {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-impl Authority {
-    fn new(name: &str) -> Authority {
-        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, format!("inferd test CA {name}"));
-        let key = KeyPair::generate().unwrap();
-        let pem = params.clone().self_signed(&key).unwrap().pem();
-        Authority { params, key, pem }
-    }
-
-    /// A certificate for `names` (DNS names or IP addresses) and its key, PEM.
-    fn issue(&self, names: &[&str]) -> (String, String) {
-        let params = CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-        let key = KeyPair::generate().unwrap();
-        let issuer = self.params.clone().self_signed(&self.key).unwrap();
-        let cert = params.signed_by(&key, &issuer, &self.key).unwrap();
-        (cert.pem(), key.serialize_pem())
-    }
-}
 
 /// inferd on a free port with TLS (and `extra_args`), its files in `dir`.
 struct TlsDaemon {

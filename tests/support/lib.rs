@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use inferd_proto::prost::bytes::{Buf, BufMut};
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::models_client::ModelsClient;
-use inferd_proto::v1::{LoadModelRequest, ModelInfo};
+use inferd_proto::v1::{LoadModelRequest, ModelInfo, RunInput, RunRequest};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
 use tonic::Status;
@@ -361,5 +361,50 @@ impl Decoder for RawCodec {
     type Error = Status;
     fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Vec<u8>>, Status> {
         Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
+}
+
+/// A `Run` request of the test-only panicky plugin's task `panic` for
+/// `model` (empty: the task's default) with one input `text`.
+pub fn panic_request(model: &str, text: &str) -> RunRequest {
+    RunRequest {
+        model: model.into(),
+        task: "panic".into(),
+        inputs: vec![RunInput {
+            text: text.into(),
+            data: vec![],
+        }],
+        ..Default::default()
+    }
+}
+
+/// A certificate authority for tests, signing server and client
+/// certificates (rcgen).
+pub struct TestCa {
+    params: rcgen::CertificateParams,
+    key: rcgen::KeyPair,
+    /// Its certificate, PEM.
+    pub pem: String,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, format!("inferd test CA {name}"));
+        let key = rcgen::KeyPair::generate().unwrap();
+        let pem = params.clone().self_signed(&key).unwrap().pem();
+        TestCa { params, key, pem }
+    }
+
+    /// A certificate for `names` (DNS names or IP addresses) and its key, PEM.
+    pub fn issue(&self, names: &[&str]) -> (String, String) {
+        let params = rcgen::CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let issuer = self.params.clone().self_signed(&self.key).unwrap();
+        let cert = params.signed_by(&key, &issuer, &self.key).unwrap();
+        (cert.pem(), key.serialize_pem())
     }
 }
