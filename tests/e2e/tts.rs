@@ -8,7 +8,7 @@
 //! decode; bad requests are refused clearly; `inferctl say`.
 
 use inferd_proto::v1::{LoadModelRequest, ModelOptions, SynthesizeRequest};
-use inferd_tests::{fixture_model, fixtures_dir, reference, Daemon};
+use inferd_tests::{fixture_model, fixtures_dir, metric, reference, Daemon};
 use serde_json::Value;
 use tonic::Code;
 
@@ -282,7 +282,17 @@ async fn a_request_joins_a_running_synthesis() {
     // 64 texts that never stop, to the model's 300 steps.
     let long = ask(&["The long one goes on until the model's last position."; 64], 1);
     let running = tokio::spawn(async move { client.synthesize(long).await.unwrap().into_inner() });
-    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    // Sent once the long one's batch runs (the model's second batch), not
+    // after a fixed pause: under load, a short one sent too early would
+    // share its batch from the start instead of joining it.
+    let started = std::time::Instant::now();
+    while metric(&daemon.metrics(), "inferd_batch_size_count{model=\"tts\"}") < 2.0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the long request never ran"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut other = daemon.inference().await;
     let joined = other.synthesize(short).await.unwrap().into_inner();
     let long = running.await.unwrap();
