@@ -174,6 +174,9 @@ pub struct ModelConfig {
     /// "process": each instance in a child process (default: the daemon's).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub isolation: Option<Isolation>,
+    /// "dynamic-int8": the linear layers of a text model in int8 (CPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<String>,
 }
 
 impl ModelConfig {
@@ -464,6 +467,7 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         limits: BTreeMap::new(),
         vocoder: None,
         fallback_vocoder: None,
+        quantize: None,
         isolation: None,
     })
 }

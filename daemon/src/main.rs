@@ -256,6 +256,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         options,
         limits: model.limits,
         vocoder,
+        quantize: model.quantize,
         caller: Caller::Operator,
     };
     // Failures are logged by the registry and shown by GetModel.

@@ -32,6 +32,9 @@ pub struct LoadSpec {
     /// Text to speech: the vocoder's source (hub id or local directory);
     /// None for the task's default.
     pub vocoder: Option<String>,
+    /// "dynamic-int8" to run the model's linear layers in int8 (the
+    /// plugin refuses what it cannot do).
+    pub quantize: Option<String>,
     /// Whose load it is (a client's sources are held to the load policy).
     pub caller: Caller,
 }
@@ -108,6 +111,10 @@ impl Model {
                         .name()
                         .into(),
                     ),
+                    quantize: Some(match queue.loaded.quantize.as_str() {
+                        "" => "none".into(),
+                        q => q.into(),
+                    }),
                 });
                 info.queue_depth = queue.depth() as u32;
             }
@@ -322,6 +329,7 @@ impl Registry {
             task: model.task.clone(),
             model_name: model.name.clone(),
             limits: spec.limits.clone(),
+            quantize: spec.quantize.clone().unwrap_or_default(),
             ..Default::default()
         };
         if !spec.source.is_empty() {

@@ -31,6 +31,20 @@ pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
     encode(&manifest)
 }
 
+/// INVALID_ARGUMENT when a load asked for a quantization the instance does
+/// not report running with (a task that ignores the option).
+fn check_quantize(ctx: &LoadContext, loaded: &crate::proto::LoadedModel) -> Result<(), Error> {
+    let asked = ctx.quantize.as_str();
+    if matches!(asked, "" | "none") || loaded.quantize == asked {
+        return Ok(());
+    }
+    Err(Error::invalid_argument(format!(
+        "quantize = {asked:?} is not available for the {} task (its plugin runs models as loaded); leave \
+         quantize out for this model",
+        ctx.task
+    )))
+}
+
 pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<_, Error> {
         let request = LoadRequest::decode(request.as_slice())
@@ -43,10 +57,12 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
             device: request.device,
             architecture: request.architecture,
             limits: request.limits,
+            quantize: request.quantize,
         };
         let task = T::load(&ctx)?;
         let loaded = task.describe();
         crate::limit::check_names(&ctx.limits, &loaded.limits)?;
+        check_quantize(&ctx, &loaded)?;
         Ok((Box::new(task), loaded))
     }))
     .unwrap_or_else(|payload| Err(panicked("load", payload)));

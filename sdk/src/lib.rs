@@ -72,6 +72,10 @@ pub struct LoadContext {
     pub architecture: String,
     /// Work budgets set for this model, by name (see [`Limit::for_model`]).
     pub limits: BTreeMap<String, u64>,
+    /// How to quantize the weights: "" or "none", or "dynamic-int8". A task
+    /// that honours it says so in `LoadedModel.quantize`; the load of one
+    /// that does not is refused.
+    pub quantize: String,
 }
 
 /// An error with the gRPC-like code the daemon will answer with.

@@ -135,6 +135,7 @@ mod tests {
             device: "cpu".into(),
             architecture: String::new(),
             limits: BTreeMap::new(),
+            quantize: String::new(),
         };
         assert_eq!(limit.for_model(&ctx).unwrap().max, 3);
         ctx.limits.insert("max_test_model_widgets".into(), 11);

@@ -41,6 +41,7 @@ BENCH_MODELS = {
     "arrivals": ["gpt2-small"],
     "summary-arrivals": ["distilbart-cnn-12-6"],
     "isolation": ["distilbert-base-cls"],
+    "int8": ["distilbert-base-cls", "gpt2-small"],
 }
 
 
@@ -241,7 +242,7 @@ def generate(args):
 
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model)
-    model = AutoModelForCausalLM.from_pretrained(args.model).eval()
+    model = quantized(AutoModelForCausalLM.from_pretrained(args.model).eval(), args)
     inputs = tok(PROMPT, return_tensors="pt")
     kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=999)
     with torch.no_grad():
@@ -250,8 +251,10 @@ def generate(args):
         out = model.generate(**inputs, **kwargs)
         one = time.perf_counter() - started
         new = out.shape[1] - inputs["input_ids"].shape[1]
-        print(json.dumps({"bench": "generate", "who": "transformers", "calls": 1, "tokens": new,
+        print(json.dumps({"bench": "generate", "who": "transformers" + args.who_suffix, "calls": 1, "tokens": new,
                           "seconds": one, "tokens_per_s": new / one}))
+        if args.calls == 0:
+            return
         started = time.perf_counter()
         total = 0
         for _ in range(args.calls):
@@ -262,13 +265,27 @@ def generate(args):
                           "seconds": seconds, "tokens_per_s": total / seconds}))
 
 
+def quantized(model, args):
+    """The model with torch.ao's dynamic int8 quantization of its Linear
+    layers when --int8 is given (what inferd's quantize = "dynamic-int8"
+    does, with per-tensor rather than per-row weight scales)."""
+    if not args.int8:
+        return model
+    import torch
+    import warnings
+    warnings.filterwarnings("ignore")
+    return torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+
+
 def classify(args):
     import torch
-    from transformers import pipeline
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
 
     torch.set_num_threads(args.threads)
     texts = [l for l in open(args.payload).read().splitlines() if l.strip()]
-    pipe = pipeline("text-classification", model=args.model, device="cpu")
+    model = quantized(AutoModelForSequenceClassification.from_pretrained(args.model).eval(), args)
+    pipe = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(args.model),
+                    device="cpu")
     pipe(texts[0])
     latencies = []
     started = time.perf_counter()
@@ -279,7 +296,8 @@ def classify(args):
     seconds = time.perf_counter() - started
     latencies.sort()
     pct = lambda p: latencies[round((len(latencies) - 1) * p)] * 1e3
-    print(json.dumps({"bench": "classify", "who": "transformers per request", "requests": args.requests,
+    print(json.dumps({"bench": "classify", "who": "transformers per request" + args.who_suffix,
+                      "requests": args.requests,
                       "rps": args.requests / seconds, "p50_ms": pct(0.5), "p99_ms": pct(0.99)}))
     best = None
     for batch_size in (8, 16, 32, 64):
@@ -289,7 +307,8 @@ def classify(args):
         rps = args.requests / (time.perf_counter() - started)
         if best is None or rps > best[1]:
             best = (batch_size, rps)
-    print(json.dumps({"bench": "classify", "who": "transformers batched", "batch_size": best[0], "rps": best[1]}))
+    print(json.dumps({"bench": "classify", "who": "transformers batched" + args.who_suffix, "batch_size": best[0],
+                      "rps": best[1]}))
 
 
 def summarize(args):
@@ -582,6 +601,9 @@ def main():
     c.add_argument("--threads", type=int, required=True)
     c.add_argument("--payload", required=True)
     c.add_argument("--requests", type=int, default=200)
+    for q in (g, c):
+        q.add_argument("--int8", action="store_true", help="torch.ao dynamic int8 quantization of Linear layers")
+        q.add_argument("--who-suffix", default="", help="appended to the 'who' of each result")
     z = sub.add_parser("summarize")
     z.add_argument("--model", required=True)
     z.add_argument("--threads", type=int, required=True)

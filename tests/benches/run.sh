@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|int8|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -164,6 +164,41 @@ if [[ "$WHAT" == isolation || "$WHAT" == all ]]; then
         --requests 256 | sed "s/^{\"bench\":\"classify\"/{\"bench\":\"isolation\",\"who\":\"$mode\"/" >> "$RESULTS"
     done
     kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  done
+fi
+if [[ "$WHAT" == int8 || "$WHAT" == all ]]; then
+  # quantize = "dynamic-int8" against float on the same models and load:
+  # DistilBERT-base classification at concurrency 1 and 32, GPT-2 small one
+  # stream; transformers float and with torch.ao's quantize_dynamic beside.
+  start_quantized() {  # NAME TASK SOURCE QUANTIZE
+    printf '[[models]]\nname = "%s"\ntask = "%s"\nsource = "%s"\nquantize = "%s"\n' "$@" > "$BENCH/int8.toml"
+    rm -f "$BENCH/address"
+    target/release/inferd --config "$BENCH/int8.toml" --listen 127.0.0.1:0 --address-file "$BENCH/address" \
+      --offline --log warn --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
+    DAEMON=$!
+    for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
+    ADDR="http://$(cat "$BENCH/address")"
+    until target/release/inferctl --addr "$ADDR" models get "$1" 2>/dev/null | grep -q ready; do sleep 0.5; done
+  }
+  for q in none dynamic-int8; do
+    who="inferd $q"; [[ "$q" == none ]] && who="inferd float"
+    start_quantized cls text-classification "$BENCH/distilbert-base-cls" "$q"
+    for c in 1 32; do
+      target/release/inferd-bench --addr "$ADDR" --model cls classify --payload "$PAYLOAD" --concurrency "$c" \
+        --requests 256 | sed "s/^{\"bench\":\"classify\"/{\"bench\":\"int8-classify\",\"who\":\"$who\"/" >> "$RESULTS"
+    done
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+    start_quantized gpt2 text-generation "$BENCH/gpt2-small" "$q"
+    target/release/inferd-bench --addr "$ADDR" --model gpt2 generate --streams 1 --rounds 2 \
+      | sed "s/^{\"bench\":\"generate\"/{\"bench\":\"int8-generate\",\"who\":\"$who\"/" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  done
+  for q in "" --int8; do
+    suffix=" float"; [[ -n "$q" ]] && suffix=" torch.ao int8"
+    "$PY" tests/benches/reference.py classify --model "$BENCH/distilbert-base-cls" --threads "$THREADS" \
+      --payload "$PAYLOAD" --requests 128 $q --who-suffix "$suffix" | sed 's/"bench": "classify"/"bench": "int8-classify"/' >> "$RESULTS"
+    "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" --calls 0 $q \
+      --who-suffix "$suffix" | sed 's/"bench": "generate"/"bench": "int8-generate"/' >> "$RESULTS"
   done
 fi
 if [[ "$WHAT" == whisper || "$WHAT" == all ]]; then
@@ -400,6 +435,30 @@ if arr:
         in_steps = f"{r['ttft_p99_s'] / load_step:.1f}" if load_step else "-"
         print(f"{r['who']:22}{r['ttft_p50_s']:>12.3f}{r['ttft_p99_s']:>12.3f}"
               f"{(f'{load_step:.3f}' if load_step else '-'):>19}{in_steps:>20}{r['tokens_per_s']:>10.1f}")
+q8 = [r for r in rows if r["bench"] in ("int8-classify", "int8-generate")]
+if q8:
+    def one(bench, who, **match):
+        found = [r for r in q8 if r["bench"] == bench and r["who"] == who
+                 and all(r.get(k) == v for k, v in match.items())]
+        return found[0] if found else None
+    print("\ndynamic int8 (quantize = \"dynamic-int8\") against float: DistilBERT-base classifier (66M), "
+          "~64-token inputs; GPT-2 small (124M), 128 new tokens greedy, one stream")
+    print(f"{'':44}{'float':>10}{'int8':>10}{'int8/float':>12}")
+    def line(label, f, i, key):
+        if f and i:
+            print(f"{label:44}{f[key]:>10.1f}{i[key]:>10.1f}{i[key] / f[key]:>12.2f}")
+    for c in (1, 32):
+        line(f"inferd classify, concurrency {c} (req/s)", one("int8-classify", "inferd float", concurrency=c),
+             one("int8-classify", "inferd dynamic-int8", concurrency=c), "rps")
+    line("transformers pipeline() per request (req/s)", one("int8-classify", "transformers per request float"),
+         one("int8-classify", "transformers per request torch.ao int8"), "rps")
+    line("transformers pipeline() batched (req/s)", one("int8-classify", "transformers batched float"),
+         one("int8-classify", "transformers batched torch.ao int8"), "rps")
+    gen = lambda who: ([r for r in q8 if r["bench"] == "int8-generate" and r["who"] == who
+                        and r.get("streams", 1) == 1 and r.get("calls", 1) == 1] or [None])[0]
+    line("inferd GPT-2, 1 stream (tok/s)", gen("inferd float"), gen("inferd dynamic-int8"), "tokens_per_s")
+    line("transformers GPT-2, 1 call (tok/s)", gen("transformers float"), gen("transformers torch.ao int8"),
+         "tokens_per_s")
 iso = [r for r in rows if r["bench"] == "isolation"]
 if iso:
     print("\nprocess isolation, DistilBERT-base classifier (66M), ~64-token inputs: in the daemon's process vs a child")

@@ -10,6 +10,7 @@ mod hostile_configs;
 mod hostile_model_files;
 mod hostile_requests;
 mod hub;
+mod int8;
 mod isolation;
 mod joining;
 mod lifecycle;

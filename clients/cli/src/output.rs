@@ -494,6 +494,9 @@ impl Output {
                     if let Some(vocoder) = &options.vocoder {
                         println!("  vocoder: {vocoder}");
                     }
+                    if let Some(quantize) = options.quantize.as_deref().filter(|q| *q != "none") {
+                        println!("  quantize: {quantize}");
+                    }
                     if !m.speakers.is_empty() {
                         println!("  speakers: {}", m.speakers.join(", "));
                     }
@@ -570,7 +573,7 @@ fn model_json(m: &ModelInfo) -> Json {
         "options": m.options.as_ref().map(|o| json!({
             "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
             "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads, "limits": o.limits,
-            "vocoder": o.vocoder,
+            "vocoder": o.vocoder, "isolation": o.isolation, "quantize": o.quantize,
         })),
     })
 }

@@ -175,8 +175,10 @@ class Client:
         its ModelInfo once it is ready. ``options``: max_batch_size,
         max_queue_delay_ms, queue_size, intra_op_threads, ``limits``, the
         model's work budgets by name (``{"max_sequences": 64}``; the README's
-        Limits table lists them), and for text-to-speech ``vocoder`` (a hub
-        id or local directory; default microsoft/speecht5_hifigan)."""
+        Limits table lists them), ``isolation`` ("process" or "in-process"),
+        ``quantize`` ("dynamic-int8" for a text model's linear layers in int8
+        on the CPU), and for text-to-speech ``vocoder`` (a hub id or local
+        directory; default microsoft/speecht5_hifigan)."""
         request = models_pb2.LoadModelRequest(
             name=name,
             source=source,

@@ -274,6 +274,7 @@ impl ModelQueue {
                     loaded.labels = l.labels;
                     loaded.speakers = l.speakers;
                     loaded.limits = l.limits;
+                    loaded.quantize = l.quantize;
                     intra_op_threads = threads;
                 }
                 Ok(Err(e)) => failure = Some(e),

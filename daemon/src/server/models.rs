@@ -83,6 +83,7 @@ impl Models for ModelsService {
             None => None,
         };
         let vocoder = r.options.as_ref().and_then(|o| o.vocoder.clone());
+        let quantize = r.options.as_ref().and_then(|o| o.quantize.clone());
         let spec = LoadSpec {
             name: r.name,
             task: r.task,
@@ -103,6 +104,7 @@ impl Models for ModelsService {
                 .unwrap_or_default(),
             limits,
             vocoder,
+            quantize,
             caller: Caller::Client,
         };
         // The registry logs a failed load in full, under the model's name.

@@ -126,6 +126,7 @@ impl Task for AudioTask {
                 AudioModel::TextToSpeech(m, _) => m.speakers.keys().cloned().collect(),
                 _ => vec![],
             },
+            ..Default::default()
         }
     }
 

@@ -16,7 +16,13 @@ fn main() {
     let batch_size: usize = args.get(3).map_or(32, |s| s.parse().expect("batch"));
     let threads: i32 = args.get(4).map_or(2, |s| s.parse().expect("threads"));
     tch::set_num_threads(threads);
-    let model = load_text_model(Path::new(&args[1]), tch::Device::Cpu, Head::SequenceClassification).expect("load");
+    let model = load_text_model(
+        Path::new(&args[1]),
+        tch::Device::Cpu,
+        Head::SequenceClassification,
+        Default::default(),
+    )
+    .expect("load");
     let texts: Vec<String> = std::fs::read_to_string(&args[2])
         .expect("payload")
         .lines()

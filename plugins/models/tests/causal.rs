@@ -43,7 +43,12 @@ impl CausalLm for Counting<'_> {
 
 #[test]
 fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
-    let mut model = load_causal_lm(&fixtures().join("models").join("gpt2-gen"), Device::Cpu).unwrap();
+    let mut model = load_causal_lm(
+        &fixtures().join("models").join("gpt2-gen"),
+        Device::Cpu,
+        Default::default(),
+    )
+    .unwrap();
     let pad = model.tokenizer.pad_id();
     // (arrives at iteration, prompt, new tokens); the third is stopped after
     // its fourth token.

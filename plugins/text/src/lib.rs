@@ -18,6 +18,7 @@ use inferd_models::auto::{
     architectures_for, load_causal_lm, load_seq2seq, load_text_model, CausalModel, Head, Seq2SeqModel, TextModel,
 };
 use inferd_models::core::device::parse_device;
+use inferd_models::core::int8::Quantization;
 use inferd_sdk::dispatch::{self, ApiRequest, ApiResponse};
 use inferd_sdk::proto::api::{
     AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
@@ -172,7 +173,7 @@ const TASKS: &[TaskDef] = &[
         ],
         load: |dir, device, ctx| {
             Ok(Box::new(GenerationTask {
-                model: load_causal_lm(dir, device)?,
+                model: load_causal_lm(dir, device, Quantization::parse(&ctx.quantize)?)?,
                 limits: Limits::for_model(ctx)?,
             }))
         },
@@ -239,7 +240,7 @@ impl<R, O> EncoderTask<R, O> {
             limits: Limits::for_model(ctx)?,
         };
         Ok(EncoderTask {
-            model: load_text_model(dir, device, head)?,
+            model: load_text_model(dir, device, head, Quantization::parse(&ctx.quantize)?)?,
             config,
             handle,
         })
@@ -335,7 +336,7 @@ fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     ctx: &LoadContext,
     task: &'static text2text::Text2Text<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
-    let mut model = load_seq2seq(dir, device)?;
+    let mut model = load_seq2seq(dir, device, Quantization::parse(&ctx.quantize)?)?;
     let input_tokens = Limit::new("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens as u64).for_model(ctx)?;
     model.max_input_tokens = input_tokens.max as usize;
     Ok(Box::new(Text2TextTask {
@@ -373,6 +374,8 @@ pub struct TextTask {
     runner: Box<dyn Runner>,
     /// The task's work budgets, as set for this model.
     limits: Vec<Limit>,
+    /// Every text model can run its linear layers in int8.
+    quantization: Quantization,
 }
 
 impl Task for TextTask {
@@ -410,12 +413,14 @@ impl Task for TextTask {
             def,
             runner: (def.load)(dir, device, ctx)?,
             limits: Limits::for_model(ctx)?.applying(def.limits),
+            quantization: Quantization::parse(&ctx.quantize)?,
         })
     }
 
     fn describe(&self) -> LoadedModel {
         let mut loaded = self.runner.describe();
         loaded.limits.extend(Limit::report(&self.limits));
+        loaded.quantize = self.quantization.name().into();
         loaded
     }
 

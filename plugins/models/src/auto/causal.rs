@@ -9,6 +9,7 @@ use crate::auto::Build;
 use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::decoding::CausalLm;
+use crate::core::int8::{build_quantized, Quantization};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::ModelSettings;
 use crate::text::tokenizer::TextTokenizer;
@@ -28,8 +29,9 @@ pub struct CausalModel {
     pub memory_bytes: u64,
 }
 
-/// Loads a `*LMHeadModel` for text generation.
-pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
+/// Loads a `*LMHeadModel` for text generation, its linear layers quantized
+/// as `quantization` asks (the LM head, tied to the embeddings, stays float).
+pub fn load_causal_lm(dir: &Path, device: Device, quantization: Quantization) -> Result<CausalModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Causal(build) = crate::auto::find(&architecture, "text-generation", "for text generation")?.build else {
@@ -38,16 +40,21 @@ pub fn load_causal_lm(dir: &Path, device: Device) -> Result<CausalModel> {
         )));
     };
     let mut vs = VarStore::new(device);
+    quantization.check(device, vs.root().kind())?;
     let checkpoint = Checkpoint::open(dir)?;
-    let built = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
+    let (built, int8) = build_quantized(quantization, || {
+        build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))
+    });
+    let built = built?;
     checkpoint.load_into(&mut vs)?;
+    let int8_bytes = int8.pack()?;
     let settings = ModelSettings::from_dir(dir, &config_file, false)?;
     let pad = settings.file.pad_token_id.unwrap_or(built.eos_token_id);
     let tokenizer = TextTokenizer::from_dir(dir, built.net.max_positions(), pad)?;
     Ok(CausalModel {
         model: built.net,
         eos_token_id: built.eos_token_id,
-        memory_bytes: var_store_bytes(&vs),
+        memory_bytes: var_store_bytes(&vs) + int8_bytes,
         _vs: vs,
         tokenizer,
         settings,

@@ -10,6 +10,7 @@ use crate::auto::Build;
 use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::decoding::Seq2SeqLm;
+use crate::core::int8::{build_quantized, Quantization};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::{GenerationSettings, ModelSettings};
 use crate::text::sentencepiece::MarianTokenizer;
@@ -85,8 +86,9 @@ impl Seq2SeqModel {
     }
 }
 
-/// Loads the encoder-decoder checkpoint in `dir` on `device`.
-pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
+/// Loads the encoder-decoder checkpoint in `dir` on `device`, its linear
+/// layers quantized as `quantization` asks.
+pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> Result<Seq2SeqModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Seq2Seq(build) =
@@ -97,13 +99,18 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
         )));
     };
     let mut vs = VarStore::new(device);
+    quantization.check(device, vs.root().kind())?;
     let checkpoint = Checkpoint::open(dir)?;
-    let built = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
+    let (built, int8) = build_quantized(quantization, || {
+        build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))
+    });
+    let built = built?;
     let net = built.net;
     // None: T5's relative positions have no table to outgrow; pipeline()
     // does not truncate its inputs.
     let positions = built.positions;
     checkpoint.load_into(&mut vs)?;
+    let int8_bytes = int8.pack()?;
     let settings = ModelSettings::from_dir(dir, &config_file, true)?;
     #[derive(serde::Deserialize)]
     struct Padding {
@@ -138,7 +145,7 @@ pub fn load_seq2seq(dir: &Path, device: Device) -> Result<Seq2SeqModel> {
     Ok(Seq2SeqModel {
         direction: languages.source_lang.zip(languages.target_lang),
         net,
-        memory_bytes: var_store_bytes(&vs),
+        memory_bytes: var_store_bytes(&vs) + int8_bytes,
         _vs: vs,
         tokenizer,
         settings,

@@ -9,6 +9,7 @@ use tch::{nn::VarStore, Device, Tensor};
 use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
+use crate::core::int8::{build_quantized, Quantization};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 pub use crate::text::encoder::Head;
 use crate::text::encoder::{EncoderNet, EncoderSpec};
@@ -48,8 +49,9 @@ impl TextModel {
     }
 }
 
-/// Loads the model in `dir` with `head` on `device`.
-pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextModel> {
+/// Loads the model in `dir` with `head` on `device`, its linear layers
+/// quantized as `quantization` asks.
+pub fn load_text_model(dir: &Path, device: Device, head: Head, quantization: Quantization) -> Result<TextModel> {
     let config_file = config_path(dir)?;
     let common = CommonConfig::from_dir(dir)?;
     let architecture = common.architecture(&config_file)?;
@@ -60,18 +62,23 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
     check_labels(&config_file, labels.len())?;
     let checkpoint = Checkpoint::open(dir)?;
     let mut vs = VarStore::new(device);
-    let encoder = build_fallibly(|| {
-        build(&EncoderSpec {
-            root: vs.root(),
-            config_file: &config_file,
-            shapes: checkpoint.shapes(),
-            head,
-            num_labels: labels.len() as i64,
-            // A base-model checkpoint ("BertModel") has no prefix; task checkpoints do.
-            base_at_root: architecture.ends_with("Model"),
+    quantization.check(device, vs.root().kind())?;
+    let (encoder, int8) = build_quantized(quantization, || {
+        build_fallibly(|| {
+            build(&EncoderSpec {
+                root: vs.root(),
+                config_file: &config_file,
+                shapes: checkpoint.shapes(),
+                head,
+                num_labels: labels.len() as i64,
+                // A base-model checkpoint ("BertModel") has no prefix; task checkpoints do.
+                base_at_root: architecture.ends_with("Model"),
+            })
         })
-    })?;
+    });
+    let encoder = encoder?;
     checkpoint.load_into(&mut vs)?;
+    let int8_bytes = int8.pack()?;
     let tokenizer = TextTokenizer::from_dir(dir, encoder.positions.max(1) as usize, encoder.pad_token_id)?;
     // A head that reads a token's state would index past an input that
     // lacks it.
@@ -87,7 +94,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head) -> Result<TextMod
     }
     Ok(TextModel {
         net: encoder.net,
-        memory_bytes: var_store_bytes(&vs),
+        memory_bytes: var_store_bytes(&vs) + int8_bytes,
         _vs: vs,
         tokenizer,
         config: common,

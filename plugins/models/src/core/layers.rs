@@ -8,30 +8,42 @@
 use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
-/// `torch.nn.Linear`: y = x Wᵀ + b, W of shape [out, in].
+use crate::core::int8::Int8Slot;
+
+/// `torch.nn.Linear`: y = x Wᵀ + b, W of shape [out, in]; in int8 when
+/// the model is built quantized (see `int8.rs`).
 #[derive(Debug)]
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
+    int8: Int8Slot,
 }
 
 impl Linear {
     pub fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        let weight = p.zeros_no_train("weight", &[out_dim, in_dim]);
+        let bias = p.zeros_no_train("bias", &[out_dim]);
         Linear {
-            weight: p.zeros_no_train("weight", &[out_dim, in_dim]),
-            bias: Some(p.zeros_no_train("bias", &[out_dim])),
+            int8: Int8Slot::claim(&weight, Some(&bias), false),
+            weight,
+            bias: Some(bias),
         }
     }
 
     pub fn no_bias(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        let weight = p.zeros_no_train("weight", &[out_dim, in_dim]);
         Linear {
-            weight: p.zeros_no_train("weight", &[out_dim, in_dim]),
+            int8: Int8Slot::claim(&weight, None, false),
+            weight,
             bias: None,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        match self.int8.packed() {
+            Some(packed) => packed.forward(x),
+            None => x.linear(&self.weight, self.bias.as_ref()),
+        }
     }
 }
 
@@ -44,6 +56,7 @@ pub struct FusedLinear {
     weight: Tensor,
     bias: Tensor,
     out_dim: i64,
+    int8: Int8Slot,
 }
 
 impl FusedLinear {
@@ -58,7 +71,12 @@ impl FusedLinear {
             let _ = p.add("weight", weight.narrow(0, rows, out_dim), false);
             let _ = p.add("bias", bias.narrow(0, rows, out_dim), false);
         }
-        FusedLinear { weight, bias, out_dim }
+        FusedLinear {
+            int8: Int8Slot::claim(&weight, Some(&bias), false),
+            weight,
+            bias,
+            out_dim,
+        }
     }
 
     /// The query, key and value heads [batch, heads, seq, head_dim] of an
@@ -83,6 +101,11 @@ impl FusedLinear {
     /// Parts `first..first + count` of the output, each [.., out].
     pub fn forward_parts(&self, x: &Tensor, first: i64, count: i64) -> Vec<Tensor> {
         let (start, len) = (first * self.out_dim, count * self.out_dim);
+        if let Some(packed) = self.int8.packed() {
+            // One packed product for all parts: the unused ones cost less
+            // than quantizing the input once per part.
+            return packed.forward(x).narrow(-1, start, len).split(self.out_dim, -1);
+        }
         x.linear(
             &self.weight.narrow(0, start, len),
             Some(&self.bias.narrow(0, start, len)),

@@ -9,6 +9,7 @@ pub mod config;
 pub mod decoding;
 pub mod device;
 pub mod error;
+pub mod int8;
 pub mod layers;
 pub mod math;
 pub mod random;

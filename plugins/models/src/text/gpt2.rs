@@ -10,6 +10,7 @@ use tch::{nn::Path, Tensor};
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{CausalLm, CausalNet};
+use crate::core::int8::Int8Slot;
 use crate::core::layers::{
     attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
 };
@@ -92,21 +93,29 @@ impl Config {
     }
 }
 
-/// `Conv1D`: y = x W + b with W stored [in, out].
+/// `Conv1D`: y = x W + b with W stored [in, out] (in int8 when the model
+/// is built quantized).
 struct Conv1D {
     weight: Tensor,
     bias: Tensor,
+    int8: Int8Slot,
 }
 
 impl Conv1D {
     fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
+        let weight = p.zeros_no_train("weight", &[in_dim, out_dim]);
+        let bias = p.zeros_no_train("bias", &[out_dim]);
         Conv1D {
-            weight: p.zeros_no_train("weight", &[in_dim, out_dim]),
-            bias: p.zeros_no_train("bias", &[out_dim]),
+            int8: Int8Slot::claim(&weight, Some(&bias), true),
+            weight,
+            bias,
         }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
+        if let Some(packed) = self.int8.packed() {
+            return packed.forward(x);
+        }
         // addmm on the flattened rows, as transformers' Conv1D does.
         let size = x.size();
         let (rows, width) = (size[..size.len() - 1].iter().product::<i64>(), size[size.len() - 1]);
