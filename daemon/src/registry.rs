@@ -56,6 +56,8 @@ pub struct Model {
     architecture: Mutex<String>,
     /// The vocoder's source, for models that have one.
     vocoder: Mutex<Option<String>>,
+    /// Seconds from the start of the load to ready.
+    load_seconds: Mutex<f64>,
     plugin: String,
     state: RwLock<State>,
     pub metrics: Arc<ModelMetrics>,
@@ -94,6 +96,8 @@ impl Model {
                 info.memory_bytes = queue.loaded.memory_bytes;
                 info.labels = queue.loaded.labels.clone();
                 info.speakers = queue.loaded.speakers.clone();
+                info.load_seconds = *self.load_seconds.lock().expect("lock");
+                info.warm_up_seconds = queue.loaded.warm_up_seconds;
                 let options = queue.options();
                 info.options = Some(ModelOptions {
                     max_batch_size: Some(options.max_batch_size as u32),
@@ -276,6 +280,7 @@ impl Registry {
             path: Mutex::new(String::new()),
             architecture: Mutex::new(String::new()),
             vocoder: Mutex::new(None),
+            load_seconds: Mutex::new(0.0),
             plugin: plugin.manifest.name.clone(),
             state: RwLock::new(State::Loading),
             metrics: self.metrics.model(&name),
@@ -290,8 +295,17 @@ impl Registry {
             inner.models.insert(name.clone(), model.clone());
         }
         tracing::info!(model = %name, %task, source = %spec.source, "loading model");
+        let started = std::time::Instant::now();
         match self.start(&model, &spec, &plugin, &task_spec) {
             Ok(queue) => {
+                *model.load_seconds.lock().expect("lock") = started.elapsed().as_secs_f64();
+                if !queue.loaded.warm_up_refused.is_empty() {
+                    tracing::warn!(
+                        model = %name, %task,
+                        "the warm-up request was refused ({}); the model is ready, but its first request may be slower",
+                        queue.loaded.warm_up_refused
+                    );
+                }
                 *model.state.write().expect("lock") = State::Ready(queue);
                 let mut inner = self.inner.write().expect("registry lock");
                 if spec.make_default || !inner.defaults.contains_key(&task) {
@@ -299,7 +313,11 @@ impl Registry {
                 }
                 drop(inner);
                 let info = self.info(&name)?;
-                tracing::info!(model = %name, %task, memory_mb = info.memory_bytes / (1 << 20), "model ready");
+                tracing::info!(
+                    model = %name, %task, memory_mb = info.memory_bytes / (1 << 20),
+                    load_s = format!("{:.2}", info.load_seconds), warm_up_s = format!("{:.3}", info.warm_up_seconds),
+                    "model ready"
+                );
                 Ok(info)
             }
             Err(e) => {

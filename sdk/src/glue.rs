@@ -45,6 +45,26 @@ fn check_quantize(ctx: &LoadContext, loaded: &crate::proto::LoadedModel) -> Resu
     )))
 }
 
+/// Runs the task's warm-up request through a new instance: its seconds,
+/// and why it was refused if it was. An INTERNAL error fails the load.
+fn warm_up<T: Task>(task: &mut T, name: &str) -> Result<(f64, String), Error> {
+    let Some(request) = task.warm_up_request(name) else {
+        return Ok((0.0, String::new()));
+    };
+    let started = std::time::Instant::now();
+    let mut answers = Emitter::detached(|emitter| task.run(vec![request], emitter));
+    let seconds = started.elapsed().as_secs_f64();
+    match answers.pop() {
+        Some(Ok(_)) => Ok((seconds, String::new())),
+        Some(Err(e)) if e.code == crate::Code::Internal => Err(Error::internal(format!(
+            "the model failed its warm-up request: {}",
+            e.message
+        ))),
+        Some(Err(e)) => Ok((seconds, e.to_string())),
+        None => Err(Error::internal("the warm-up request got no answer")),
+    }
+}
+
 pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c_void) -> OwnedBytes {
     let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<_, Error> {
         let request = LoadRequest::decode(request.as_slice())
@@ -59,8 +79,11 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
             limits: request.limits,
             quantize: request.quantize,
         };
-        let task = T::load(&ctx)?;
-        let loaded = task.describe();
+        let mut task = T::load(&ctx)?;
+        let (seconds, refused) = warm_up(&mut task, &ctx.task)?;
+        let mut loaded = task.describe();
+        loaded.warm_up_seconds = seconds;
+        loaded.warm_up_refused = refused;
         crate::limit::check_names(&ctx.limits, &loaded.limits)?;
         check_quantize(&ctx, &loaded)?;
         Ok((Box::new(task), loaded))

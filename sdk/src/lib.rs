@@ -36,6 +36,7 @@ pub mod files;
 pub mod glue;
 mod limit;
 pub mod values;
+pub mod warm_up;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -184,6 +185,15 @@ pub trait Task: Sized + 'static {
     /// Facts the daemon reports about the loaded instance (memory, labels).
     fn describe(&self) -> proto::LoadedModel {
         proto::LoadedModel::default()
+    }
+
+    /// The request run through a new instance (with [`Task::run`]) before
+    /// the daemon declares it ready: by default [`warm_up::request`], the
+    /// built-in one of `task`; None runs nothing. A refusal of it is
+    /// reported and the instance still loads; an INTERNAL error (or a
+    /// panic) fails the load.
+    fn warm_up_request(&self, task: &str) -> Option<proto::TaskRequest> {
+        warm_up::request(task)
     }
 
     /// Runs a batch of requests; returns exactly one result per request, in

@@ -24,5 +24,6 @@ mod text_tasks;
 mod tls;
 mod tts;
 mod vision;
+mod warm_up;
 mod whisper;
 mod work_budgets;

@@ -570,6 +570,7 @@ fn model_json(m: &ModelInfo) -> Json {
         "devices": m.instances.iter().map(|i| i.device.clone()).collect::<Vec<_>>(),
         "memory_bytes": m.memory_bytes, "is_default": m.is_default, "labels": m.labels, "error": m.error,
         "queue_depth": m.queue_depth, "speakers": m.speakers,
+        "load_seconds": m.load_seconds, "warm_up_seconds": m.warm_up_seconds,
         "options": m.options.as_ref().map(|o| json!({
             "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
             "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads, "limits": o.limits,

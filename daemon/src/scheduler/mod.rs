@@ -275,6 +275,10 @@ impl ModelQueue {
                     loaded.speakers = l.speakers;
                     loaded.limits = l.limits;
                     loaded.quantize = l.quantize;
+                    loaded.warm_up_seconds = loaded.warm_up_seconds.max(l.warm_up_seconds);
+                    if !l.warm_up_refused.is_empty() {
+                        loaded.warm_up_refused = l.warm_up_refused;
+                    }
                     intra_op_threads = threads;
                 }
                 Ok(Err(e)) => failure = Some(e),

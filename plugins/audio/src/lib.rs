@@ -11,9 +11,10 @@ use inferd_models::auto::{
     WhisperModel,
 };
 use inferd_models::core::device::parse_device;
+use inferd_sdk::proto::task_request::Body;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Host, Limit, LoadContext, Task};
+use inferd_sdk::{dispatch, export_plugin, warm_up, Emitter, Error, Host, Limit, LoadContext, Task};
 
 /// Longest audio accepted per input, in seconds.
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
@@ -111,6 +112,21 @@ impl Task for AudioTask {
             }
             other => Err(Error::unimplemented(format!("the audio plugin has no task {other}"))),
         }
+    }
+
+    /// Text to speech warms up with a voice: the model's first speaker, or
+    /// a flat x-vector of its size.
+    fn warm_up_request(&self, task: &str) -> Option<TaskRequest> {
+        let mut request = warm_up::request(task)?;
+        if let (AudioModel::TextToSpeech(m, _), Some(Body::Synthesize(synthesize))) =
+            (&self.model, request.body.as_mut())
+        {
+            match m.speakers.keys().next() {
+                Some(speaker) => synthesize.speaker = speaker.clone(),
+                None => synthesize.speaker_embeddings = vec![0.05; m.net.config.speaker_embedding_dim as usize],
+            }
+        }
+        Some(request)
     }
 
     fn describe(&self) -> LoadedModel {

@@ -26,7 +26,7 @@ use inferd_sdk::proto::api::{
 };
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
-use inferd_sdk::{export_plugin, Emitter, Error, Host, Limit, LoadContext, Task};
+use inferd_sdk::{export_plugin, warm_up, Emitter, Error, Host, Limit, LoadContext, Task};
 use tch::Device;
 
 use crate::embeddings::SentenceConfig;
@@ -211,6 +211,11 @@ trait Runner: Send {
             host.finish(i, answer);
         }
     }
+
+    /// The request a new instance runs before it is ready.
+    fn warm_up_request(&self, task: &str) -> Option<TaskRequest> {
+        warm_up::request(task)
+    }
 }
 
 /// What an encoder task knows besides its model: the checkpoint's
@@ -262,6 +267,21 @@ impl<R: ApiRequest, O: ApiResponse> Runner for EncoderTask<R, O> {
         let inputs = self.config.limits.inputs;
         dispatch::together_within(task, batch, emitter, &inputs, |requests, wanted| {
             (self.handle)(&mut self.model, &self.config, requests, wanted)
+        })
+    }
+
+    /// fill-mask's warm-up names the model's own mask token.
+    fn warm_up_request(&self, task: &str) -> Option<TaskRequest> {
+        if self.model.head != Head::MaskedLm {
+            return warm_up::request(task);
+        }
+        let (mask, _) = self.model.tokenizer.mask_token()?;
+        Some(TaskRequest {
+            body: Some(inferd_sdk::proto::task_request::Body::FillMask(FillMaskRequest {
+                inputs: vec![format!("The weather in Paris was {mask} this morning.")],
+                ..Default::default()
+            })),
+            stream: false,
         })
     }
 
@@ -426,6 +446,10 @@ impl Task for TextTask {
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
         self.runner.run(self.def.name, batch, emitter)
+    }
+
+    fn warm_up_request(&self, task: &str) -> Option<TaskRequest> {
+        self.runner.warm_up_request(task)
     }
 
     fn run_joined(&mut self, batch: Vec<TaskRequest>, host: &mut Host) {

@@ -72,7 +72,7 @@ class InstanceInfo(_message.Message):
     def __init__(self, device: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth", "speakers")
+    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth", "speakers", "load_seconds", "warm_up_seconds")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,8 @@ class ModelInfo(_message.Message):
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
     QUEUE_DEPTH_FIELD_NUMBER: _ClassVar[int]
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WARM_UP_SECONDS_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     source: str
@@ -103,7 +105,9 @@ class ModelInfo(_message.Message):
     options: ModelOptions
     queue_depth: int
     speakers: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ...) -> None: ...
+    load_seconds: float
+    warm_up_seconds: float
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ..., load_seconds: _Optional[float] = ..., warm_up_seconds: _Optional[float] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

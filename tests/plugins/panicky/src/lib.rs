@@ -8,13 +8,21 @@
 //! error's Display (frames on lines of their own), as a plugin passing on a
 //! `tch::TchError` does. And two end the process as C++ code can:
 //! "segfault" raises SIGSEGV and "abort" aborts (process isolation's tests).
+//!
+//! Its warm-up request depends on the name it is loaded under: a name
+//! starting "warm-up-" warms up with the rest of the name as input
+//! ("warm-up-panic", "warm-up-torch-error", "warm-up-refuse" refused
+//! with INVALID_ARGUMENT, "warm-up-slow" taking 300 ms); any other name
+//! warms up with "hello".
 
 use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
-use inferd_sdk::proto::{task_response, Manifest, TaskRequest, TaskSpec};
+use inferd_sdk::proto::{task_request, task_response, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::values::{object, string};
 use inferd_sdk::{dispatch, export_plugin, Emitter, Error, LoadContext, Task};
 
-pub struct Panicky;
+pub struct Panicky {
+    warm_up_input: String,
+}
 
 impl Task for Panicky {
     fn manifest() -> Manifest {
@@ -30,8 +38,23 @@ impl Task for Panicky {
         }
     }
 
-    fn load(_ctx: &LoadContext) -> Result<Self, Error> {
-        Ok(Panicky)
+    fn load(ctx: &LoadContext) -> Result<Self, Error> {
+        Ok(Panicky {
+            warm_up_input: ctx.model_name.strip_prefix("warm-up-").unwrap_or("hello").to_string(),
+        })
+    }
+
+    fn warm_up_request(&self, _task: &str) -> Option<TaskRequest> {
+        Some(TaskRequest {
+            body: Some(task_request::Body::Run(RunRequest {
+                inputs: vec![inferd_sdk::proto::api::RunInput {
+                    text: self.warm_up_input.clone(),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            })),
+            stream: false,
+        })
     }
 
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<task_response::Body, Error>> {
@@ -47,6 +70,8 @@ impl Task for Panicky {
                         libc::raise(libc::SIGSEGV);
                     },
                     "abort" => std::process::abort(),
+                    "refuse" => return Err(Error::invalid_argument("refused on demand")),
+                    "slow" => std::thread::sleep(std::time::Duration::from_millis(300)),
                     "torch-panic" => panic!(
                         "called `Result::unwrap()` on an `Err` value: Torch({:?})",
                         torch_error_text()
