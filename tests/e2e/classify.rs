@@ -39,6 +39,7 @@ struct Expected {
 
 fn request(model: &str, case: &Case, inputs: Vec<TextInput>) -> ClassifyRequest {
     ClassifyRequest {
+        truncation: None,
         model: model.to_string(),
         inputs,
         top_k: case.params.top_k,

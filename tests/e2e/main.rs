@@ -22,6 +22,7 @@ mod serving;
 mod statuses;
 mod text_tasks;
 mod tls;
+mod truncation;
 mod tts;
 mod vision;
 mod warm_up;

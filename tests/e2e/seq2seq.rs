@@ -62,6 +62,7 @@ fn request(case: &serde_json::Value) -> SummarizeRequest {
     };
     let uint = |key: &str| kwargs[key].as_u64().map(|n| n as u32);
     SummarizeRequest {
+        truncation: None,
         model: case["model"].as_str().unwrap().into(),
         inputs,
         min_length: uint("min_length"),
@@ -286,6 +287,7 @@ async fn translations_equal_the_pipeline() {
         let s = request(&case);
         let response = client
             .translate(TranslateRequest {
+                truncation: None,
                 model: s.model,
                 inputs: s.inputs,
                 src_lang: src,

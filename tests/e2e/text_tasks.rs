@@ -88,6 +88,7 @@ async fn fill_mask_matches_pipeline() {
     for (n, case) in cases.iter().enumerate() {
         let p = &case["params"];
         let request = FillMaskRequest {
+            truncation: None,
             model: case["model"].as_str().unwrap().into(),
             inputs: vec![case["text"].as_str().unwrap().into()],
             top_k: opt_u32(p, "top_k"),
@@ -238,6 +239,7 @@ async fn feature_extraction_matches_pipeline_and_pooling() {
         let model = case["model"].as_str().unwrap();
         let text = case["text"].as_str().unwrap();
         let request = |pooling: &str, normalize: Option<bool>| EmbedRequest {
+            truncation: None,
             model: model.into(),
             inputs: vec![text.into()],
             pooling: pooling.into(),

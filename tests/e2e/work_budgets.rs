@@ -48,6 +48,7 @@ fn zero_shot(inputs: Vec<String>, labels: usize) -> ZeroShotClassifyRequest {
 
 fn fill_mask(masks: usize, top_k: u32) -> FillMaskRequest {
     FillMaskRequest {
+        truncation: None,
         model: "mlm".into(),
         inputs: vec![format!("the {} end", "[MASK] ".repeat(masks))],
         top_k: Some(top_k),

@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use inferd_proto::v1::{GenerateRequest, SummarizeRequest, TranslateRequest};
 
 use crate::connect::{status, Inference};
-use crate::options::ModelArg;
+use crate::options::{ModelArg, TruncationArg};
 use crate::output::Output;
 
 /// Text generation: continue prompts (greedy by default here; --sample to sample).
@@ -97,6 +97,8 @@ pub struct Seq2SeqSettings {
     /// Outputs per input, best first (at most --num-beams).
     #[arg(long)]
     num_return_sequences: Option<u32>,
+    #[command(flatten)]
+    truncation: TruncationArg,
 }
 
 /// A SummarizeRequest or TranslateRequest with the given fields and the
@@ -114,6 +116,7 @@ macro_rules! with_settings {
             early_stopping: s.early_stopping.unwrap_or_default(),
             no_repeat_ngram_size: s.no_repeat_ngram_size,
             num_return_sequences: s.num_return_sequences,
+            truncation: s.truncation.truncation,
         }
     }};
 }

@@ -18,6 +18,16 @@ impl ModelArg {
     }
 }
 
+/// pipeline()'s `truncation`, for the tasks that have it.
+#[derive(clap::Args, Clone, Copy)]
+pub struct TruncationArg {
+    /// true: cut an input longer than the tokenizer's model_max_length
+    /// there; false: keep it whole (refused when longer than the model's
+    /// positions). Default: cut (T5 summaries and translations: keep whole).
+    #[arg(long, value_name = "true|false")]
+    pub truncation: Option<bool>,
+}
+
 /// Files to send whole, one input each (images, audio).
 #[derive(clap::Args)]
 pub struct InputFiles {

@@ -8,7 +8,7 @@ use inferd_proto::v1::{
 };
 
 use crate::connect::{status, Inference};
-use crate::options::ModelArg;
+use crate::options::{ModelArg, TruncationArg};
 use crate::output::Output;
 
 /// Text classification / sentiment analysis.
@@ -29,6 +29,8 @@ pub struct Classify {
     /// softmax, sigmoid or none (default: as pipeline() picks).
     #[arg(long = "function")]
     function_to_apply: Option<String>,
+    #[command(flatten)]
+    truncation: TruncationArg,
     #[command(flatten)]
     model: ModelArg,
 }
@@ -52,6 +54,7 @@ impl Classify {
             inputs,
             top_k: self.top_k,
             function_to_apply: self.function_to_apply.unwrap_or_default(),
+            truncation: self.truncation.truncation,
         };
         let response = client.classify(request).await.map_err(status)?.into_inner();
         out.classifications(&self.texts, &response.results)
@@ -101,6 +104,8 @@ pub struct FillMask {
     #[arg(long = "target")]
     targets: Vec<String>,
     #[command(flatten)]
+    truncation: TruncationArg,
+    #[command(flatten)]
     model: ModelArg,
 }
 
@@ -111,6 +116,7 @@ impl FillMask {
             inputs: self.texts.clone(),
             top_k: self.top_k,
             targets: self.targets,
+            truncation: self.truncation.truncation,
         };
         let response = client.fill_mask(request).await.map_err(status)?.into_inner();
         out.fill_mask(&self.texts, &response.results)
@@ -194,6 +200,8 @@ pub struct Embed {
     #[arg(long)]
     tokens: bool,
     #[command(flatten)]
+    truncation: TruncationArg,
+    #[command(flatten)]
     model: ModelArg,
 }
 
@@ -205,6 +213,7 @@ impl Embed {
             pooling: self.pooling.unwrap_or_default(),
             normalize: self.normalize,
             return_token_embeddings: self.tokens,
+            truncation: self.truncation.truncation,
         };
         let response = client.embed(request).await.map_err(status)?.into_inner();
         out.embeddings(&self.texts, &response.results, self.tokens)

@@ -234,8 +234,8 @@ class Pipeline:
         merged = {**self.defaults, **kwargs}
         _take(merged, self._known + _EVERY_TASK, self.task)
         merged.pop("batch_size", None)  # the daemon batches requests itself
-        if merged.pop("truncation", True) is False:
-            raise ValueError("inferd truncates inputs longer than a model's positions, as truncation=True does")
+        if self._run not in _TRUNCATING and _truncation(merged.pop("truncation", None)) is False:
+            raise ValueError(f"{self.task}: inferd cuts inputs longer than a model's maximum, as truncation=True does")
         if isinstance(inputs, list) and not inputs:
             return []
         return self._run(self, inputs, args, merged, dict(kwargs))
@@ -287,9 +287,26 @@ class Pipeline:
 # ---------------------------------------------------------------------------
 
 
-# Accepted by every task: the daemon batches requests itself, and always
-# truncates inputs longer than a model's positions.
+# Accepted by every task: the daemon batches requests itself; `truncation`
+# goes to the daemon for the tasks whose requests have it (_TRUNCATING), and
+# the others always cut inputs longer than a model's maximum.
 _EVERY_TASK = ("batch_size", "truncation")
+
+
+def _truncation(value: Any) -> Optional[bool]:
+    """pipeline()'s truncation (a bool or a strategy name) as the daemon's
+    flag; None when not given."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value != "do_not_truncate"
+    return bool(value)
+
+
+def _set_truncation(request: Any, kw: Dict[str, Any]) -> None:
+    flag = _truncation(kw.get("truncation"))
+    if flag is not None:
+        request.truncation = flag
 
 
 def _take(kwargs: Dict[str, Any], known: Iterable[str], task: str) -> Dict[str, Any]:
@@ -408,6 +425,7 @@ def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: 
         top_k=1 if legacy else (0 if top_k is None else max(int(top_k), 1)),
         function_to_apply=_name(kw.get("function_to_apply")),
     )
+    _set_truncation(request, kw)
     results = p.client.call("Classify", request).results
     per_input = [(_scores(r.labels)[0] if legacy else _scores(r.labels)[: top_k and int(top_k)])
                  for r in results]
@@ -445,6 +463,7 @@ def _fill_mask(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked:
     if isinstance(targets, str):
         targets = [targets]
     request = api.FillMaskRequest(model=p.model, inputs=_texts(inputs, p.task), targets=list(targets))
+    _set_truncation(request, kw)
     if kw.get("top_k") is not None:
         request.top_k = int(kw["top_k"])
     per_input = []
@@ -536,6 +555,7 @@ def _question_answering(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any
 def _feature_extraction(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
     request = api.EmbedRequest(model=p.model, inputs=_texts(inputs, p.task), pooling="none",
                                return_token_embeddings=True)
+    _set_truncation(request, kw)
     # pipeline() keeps the batch dimension of 1: [1][tokens][hidden] per text.
     per_input = [[[list(v.values) for v in r.token_embeddings]] for r in p.client.call("Embed", request).results]
     return per_input if _many(inputs) else per_input[0]
@@ -590,6 +610,7 @@ def _seq2seq(p: Pipeline, inputs: Any, kw: Dict[str, Any], rpc: str, request: An
     if kw.get("length_penalty") is not None:
         request.length_penalty = float(kw["length_penalty"])
     request.early_stopping = _early_stopping(kw.get("early_stopping"))
+    _set_truncation(request, kw)
     field = "summaries" if rpc == "Summarize" else "translations"
     per_input = [[{key: getattr(t, key)} for t in getattr(r, field)] for r in p.client.call(rpc, request).results]
     if not _many(inputs):
@@ -829,6 +850,9 @@ def _text_to_speech(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], a
 _TaskFunction = Callable[[Pipeline, Any, tuple, Dict[str, Any], Dict[str, Any]], Any]
 
 # Each task: its function and the keyword arguments it takes.
+# The tasks whose requests carry `truncation`.
+_TRUNCATING = (_classify, _fill_mask, _feature_extraction, _summarization, _translation)
+
 _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
     "text-classification": (_classify, ("top_k", "function_to_apply")),
     "zero-shot-classification": (_zero_shot, ("candidate_labels", "hypothesis_template", "multi_label")),

@@ -459,6 +459,35 @@ class PipelineParity(unittest.TestCase):
         with self.assertRaises(TypeError):
             pipe(pcm.astype(np.float32))
 
+    def test_truncation_is_passed_on_as_pipeline_takes_it(self):
+        # Models whose model_max_length is below their position table.
+        refused = 0
+        for case in references("truncation.json"):
+            name, task = case["model"], case["task"]
+            if name not in [m.name for m in CLIENT.list_models()]:
+                CLIENT.load_model(str(FIXTURES / "models" / name), task, name=name)
+            pipe = CLIENT.pipeline(task, model=name)
+            kw = {"top_k": None} if task == "text-classification" else {"max_new_tokens": 6, "min_length": 0}
+            cut = pipe(case["text"], truncation=True, **kw)
+            self.assert_same(cut, case["truncated"], name)
+            if "whole" in case:
+                self.assert_same(pipe(case["text"], truncation=False, **kw), case["whole"], name)
+            else:
+                with self.assertRaises(InferdError) as e:
+                    pipe(case["text"], truncation=False, **kw)
+                self.assertEqual(e.exception.code, "INVALID_ARGUMENT")
+                refused += 1
+        self.assertEqual(refused, 3)
+
+    def assert_same(self, got, want, what):
+        self.assertEqual(len(got), len(want), what)
+        for g, w in zip(got, want):
+            if "score" in w:
+                self.assertEqual(g["label"], w["label"], what)
+                self.assertAlmostEqual(g["score"], w["score"], delta=1e-4, msg=what)
+            else:
+                self.assertEqual(g, w, what)
+
     def test_summarization_and_translation(self):
         compared = 0
         for case in references("seq2seq.json"):

@@ -42,7 +42,7 @@ fn model_and_inputs(name: &str, task: &str) -> (Seq2SeqModel, Vec<Vec<i64>>) {
     let (_, prefix) = model.task(task).unwrap();
     let ids = texts
         .iter()
-        .map(|t| model.tokenizer.encode(&format!("{prefix}{t}")).unwrap())
+        .map(|t| model.tokenizer.encode(&format!("{prefix}{t}"), None).unwrap())
         .collect();
     (model, ids)
 }

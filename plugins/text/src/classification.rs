@@ -12,12 +12,15 @@ use crate::common::{forward_encodings, values, MAX_FORWARD_BATCH};
 
 /// A validated request, ready to run.
 struct Plan<'a> {
-    texts: Vec<(&'a str, Option<&'a str>)>,
+    texts: Vec<Text<'a>>,
     function: ScoreFunction,
     top_k: usize,
 }
 
-fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>, Error> {
+/// An input: its text, its pair, and how to cut it (`truncation`).
+type Text<'a> = (&'a str, Option<&'a str>, Option<bool>);
+
+fn plan<'a>(request: &'a ClassifyRequest, model: &mut TextModel) -> Result<Plan<'a>, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
             "`inputs` is empty: send at least one text to classify",
@@ -33,7 +36,18 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>,
                 "inputs[{i}].text_pair is empty (leave it unset for a single text)"
             )));
         }
-        texts.push((input.text.as_str(), input.text_pair.as_deref()));
+        if request.truncation == Some(false) {
+            // Refused now if too long for the model whole, rather than
+            // failing the batch it would share.
+            model
+                .tokenizer
+                .encode_truncating(&input.text, input.text_pair.as_deref(), Some(false))
+                .map_err(|e| {
+                    let e = Error::from(e);
+                    Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+                })?;
+        }
+        texts.push((input.text.as_str(), input.text_pair.as_deref(), request.truncation));
     }
     let num_labels = model.labels.len();
     let function = ScoreFunction::parse(&request.function_to_apply)?
@@ -50,12 +64,12 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &TextModel) -> Result<Plan<'a>,
 /// between passes, stops once none of the requests is still wanted
 /// (`wanted(i)` for request `i`).
 pub fn classify(
-    model: &TextModel,
+    model: &mut TextModel,
     requests: &[ClassifyRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ClassifyResponse, Error>> {
     let plans: Vec<Result<Plan, Error>> = requests.iter().map(|r| plan(r, model)).collect();
-    let all_texts: Vec<(&str, Option<&str>)> = plans
+    let all_texts: Vec<Text> = plans
         .iter()
         .filter_map(|p| p.as_ref().ok())
         .flat_map(|p| p.texts.iter().copied())
@@ -88,8 +102,8 @@ pub fn classify(
 /// Logits rows, one per text, through batched forward passes, each text
 /// tokenized just before its pass; `keep_going` is asked before each.
 fn forward(
-    model: &TextModel,
-    texts: &[(&str, Option<&str>)],
+    model: &mut TextModel,
+    texts: &[Text],
     keep_going: &mut dyn FnMut() -> bool,
 ) -> Result<Vec<Vec<f32>>, Error> {
     let mut rows = Vec::with_capacity(texts.len());
@@ -99,7 +113,7 @@ fn forward(
         }
         let encodings = piece
             .iter()
-            .map(|(text, pair)| model.tokenizer.encode(text, *pair))
+            .map(|(text, pair, truncation)| model.tokenizer.encode_truncating(text, *pair, *truncation))
             .collect::<Result<Vec<_>, _>>()?;
         rows.extend(forward_encodings(model, &encodings)?.iter().map(values));
     }

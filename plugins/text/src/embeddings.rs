@@ -144,8 +144,16 @@ fn embed_one(
             ..Default::default()
         });
     let mut encodings = Vec::with_capacity(request.inputs.len());
-    for text in &request.inputs {
-        let mut encoding = model.tokenizer.encode_with(text, None, truncation.clone())?;
+    for (i, text) in request.inputs.iter().enumerate() {
+        let encoding = if request.truncation == Some(false) {
+            model.tokenizer.encode_truncating(text, None, Some(false))
+        } else {
+            model.tokenizer.encode_with(text, None, truncation.clone())
+        };
+        let mut encoding = encoding.map_err(|e| {
+            let e = Error::from(e);
+            Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+        })?;
         // Only the first window of a text longer than the model's is used.
         encoding.get_overflowing_mut().clear();
         encodings.push(encoding);

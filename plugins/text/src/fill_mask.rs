@@ -76,7 +76,13 @@ fn fill_one(
     };
     let mut encodings = Vec::new();
     for (i, text) in request.inputs.iter().enumerate() {
-        let mut encoding = model.tokenizer.encode(text, None)?;
+        let mut encoding = model
+            .tokenizer
+            .encode_truncating(text, None, request.truncation)
+            .map_err(|e| {
+                let e = Error::from(e);
+                Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+            })?;
         // Only the first window of a text longer than the model's is used.
         encoding.get_overflowing_mut().clear();
         if !encoding.get_ids().contains(&mask_id) {

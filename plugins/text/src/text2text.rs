@@ -57,8 +57,14 @@ pub struct Planned {
 }
 
 /// Checks a request's inputs and settings and tokenizes its inputs with
-/// the task's prefix.
-fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &GenerationSettings) -> Result<Planned, Error> {
+/// the task's prefix, cut as its `truncation` asks.
+fn plan(
+    model: &Seq2SeqModel,
+    task: &str,
+    inputs: &[String],
+    asked: &GenerationSettings,
+    truncation: Option<bool>,
+) -> Result<Planned, Error> {
     check_texts(inputs.iter().map(String::as_str), "")?;
     let (task_settings, prefix) = model.task(task)?;
     // The decoder cannot go past its positions: a request asking for more
@@ -90,7 +96,13 @@ fn plan(model: &Seq2SeqModel, task: &str, inputs: &[String], asked: &GenerationS
         .iter()
         .enumerate()
         .map(|(i, text)| {
-            let ids = model.tokenizer.encode(&format!("{prefix}{text}"))?;
+            let ids = model
+                .tokenizer
+                .encode(&format!("{prefix}{text}"), truncation)
+                .map_err(|e| {
+                    let e = Error::from(e);
+                    Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+                })?;
             if ids.is_empty() {
                 return Err(Error::invalid_argument(format!("inputs[{i}] has no tokens")));
             }
@@ -120,7 +132,15 @@ pub struct Text2Text<R, O> {
 }
 
 pub const SUMMARIZATION: Text2Text<SummarizeRequest, SummarizeResponse> = Text2Text {
-    plan: |model, request| plan(model, "summarization", &request.inputs, &asked_settings!(request)),
+    plan: |model, request| {
+        plan(
+            model,
+            "summarization",
+            &request.inputs,
+            &asked_settings!(request),
+            request.truncation,
+        )
+    },
     answer: |texts| SummarizeResponse {
         results: texts
             .into_iter()
@@ -134,7 +154,13 @@ pub const SUMMARIZATION: Text2Text<SummarizeRequest, SummarizeResponse> = Text2T
 pub const TRANSLATION: Text2Text<TranslateRequest, TranslateResponse> = Text2Text {
     plan: |model, request| {
         let task = translation_task(model, &request.src_lang, &request.tgt_lang)?;
-        plan(model, &task, &request.inputs, &asked_settings!(request))
+        plan(
+            model,
+            &task,
+            &request.inputs,
+            &asked_settings!(request),
+            request.truncation,
+        )
     },
     answer: |texts| TranslateResponse {
         results: texts

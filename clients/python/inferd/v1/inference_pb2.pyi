@@ -16,16 +16,18 @@ class TextInput(_message.Message):
     def __init__(self, text: _Optional[str] = ..., text_pair: _Optional[str] = ...) -> None: ...
 
 class ClassifyRequest(_message.Message):
-    __slots__ = ("model", "inputs", "top_k", "function_to_apply")
+    __slots__ = ("model", "inputs", "top_k", "function_to_apply", "truncation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     FUNCTION_TO_APPLY_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedCompositeFieldContainer[TextInput]
     top_k: int
     function_to_apply: str
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TextInput, _Mapping]]] = ..., top_k: _Optional[int] = ..., function_to_apply: _Optional[str] = ...) -> None: ...
+    truncation: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[_Union[TextInput, _Mapping]]] = ..., top_k: _Optional[int] = ..., function_to_apply: _Optional[str] = ..., truncation: _Optional[bool] = ...) -> None: ...
 
 class LabelScore(_message.Message):
     __slots__ = ("label", "score")
@@ -78,16 +80,18 @@ class ZeroShotClassifyResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[ZeroShotResult, _Mapping]]] = ...) -> None: ...
 
 class FillMaskRequest(_message.Message):
-    __slots__ = ("model", "inputs", "top_k", "targets")
+    __slots__ = ("model", "inputs", "top_k", "targets", "truncation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     TARGETS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     top_k: int
     targets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., targets: _Optional[_Iterable[str]] = ...) -> None: ...
+    truncation: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., top_k: _Optional[int] = ..., targets: _Optional[_Iterable[str]] = ..., truncation: _Optional[bool] = ...) -> None: ...
 
 class FillMaskCandidate(_message.Message):
     __slots__ = ("score", "token", "token_str", "sequence")
@@ -222,18 +226,20 @@ class AnswerQuestionResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[AnswerResult, _Mapping]]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("model", "inputs", "pooling", "normalize", "return_token_embeddings")
+    __slots__ = ("model", "inputs", "pooling", "normalize", "return_token_embeddings", "truncation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     POOLING_FIELD_NUMBER: _ClassVar[int]
     NORMALIZE_FIELD_NUMBER: _ClassVar[int]
     RETURN_TOKEN_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     pooling: str
     normalize: bool
     return_token_embeddings: bool
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., pooling: _Optional[str] = ..., normalize: _Optional[bool] = ..., return_token_embeddings: _Optional[bool] = ...) -> None: ...
+    truncation: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., pooling: _Optional[str] = ..., normalize: _Optional[bool] = ..., return_token_embeddings: _Optional[bool] = ..., truncation: _Optional[bool] = ...) -> None: ...
 
 class Vector(_message.Message):
     __slots__ = ("values",)
@@ -476,7 +482,7 @@ class SegmentImageResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Segmentation, _Mapping]]] = ...) -> None: ...
 
 class SummarizeRequest(_message.Message):
-    __slots__ = ("model", "inputs", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences")
+    __slots__ = ("model", "inputs", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences", "truncation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     MIN_LENGTH_FIELD_NUMBER: _ClassVar[int]
@@ -487,6 +493,7 @@ class SummarizeRequest(_message.Message):
     EARLY_STOPPING_FIELD_NUMBER: _ClassVar[int]
     NO_REPEAT_NGRAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_RETURN_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     min_length: int
@@ -497,7 +504,8 @@ class SummarizeRequest(_message.Message):
     early_stopping: str
     no_repeat_ngram_size: int
     num_return_sequences: int
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., min_length: _Optional[int] = ..., max_length: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., num_beams: _Optional[int] = ..., length_penalty: _Optional[float] = ..., early_stopping: _Optional[str] = ..., no_repeat_ngram_size: _Optional[int] = ..., num_return_sequences: _Optional[int] = ...) -> None: ...
+    truncation: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., min_length: _Optional[int] = ..., max_length: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., num_beams: _Optional[int] = ..., length_penalty: _Optional[float] = ..., early_stopping: _Optional[str] = ..., no_repeat_ngram_size: _Optional[int] = ..., num_return_sequences: _Optional[int] = ..., truncation: _Optional[bool] = ...) -> None: ...
 
 class Summary(_message.Message):
     __slots__ = ("summary_text",)
@@ -518,7 +526,7 @@ class SummarizeResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[Summaries, _Mapping]]] = ...) -> None: ...
 
 class TranslateRequest(_message.Message):
-    __slots__ = ("model", "inputs", "src_lang", "tgt_lang", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences")
+    __slots__ = ("model", "inputs", "src_lang", "tgt_lang", "min_length", "max_length", "max_new_tokens", "num_beams", "length_penalty", "early_stopping", "no_repeat_ngram_size", "num_return_sequences", "truncation")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     SRC_LANG_FIELD_NUMBER: _ClassVar[int]
@@ -531,6 +539,7 @@ class TranslateRequest(_message.Message):
     EARLY_STOPPING_FIELD_NUMBER: _ClassVar[int]
     NO_REPEAT_NGRAM_SIZE_FIELD_NUMBER: _ClassVar[int]
     NUM_RETURN_SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    TRUNCATION_FIELD_NUMBER: _ClassVar[int]
     model: str
     inputs: _containers.RepeatedScalarFieldContainer[str]
     src_lang: str
@@ -543,7 +552,8 @@ class TranslateRequest(_message.Message):
     early_stopping: str
     no_repeat_ngram_size: int
     num_return_sequences: int
-    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., src_lang: _Optional[str] = ..., tgt_lang: _Optional[str] = ..., min_length: _Optional[int] = ..., max_length: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., num_beams: _Optional[int] = ..., length_penalty: _Optional[float] = ..., early_stopping: _Optional[str] = ..., no_repeat_ngram_size: _Optional[int] = ..., num_return_sequences: _Optional[int] = ...) -> None: ...
+    truncation: bool
+    def __init__(self, model: _Optional[str] = ..., inputs: _Optional[_Iterable[str]] = ..., src_lang: _Optional[str] = ..., tgt_lang: _Optional[str] = ..., min_length: _Optional[int] = ..., max_length: _Optional[int] = ..., max_new_tokens: _Optional[int] = ..., num_beams: _Optional[int] = ..., length_penalty: _Optional[float] = ..., early_stopping: _Optional[str] = ..., no_repeat_ngram_size: _Optional[int] = ..., num_return_sequences: _Optional[int] = ..., truncation: _Optional[bool] = ...) -> None: ...
 
 class Translation(_message.Message):
     __slots__ = ("translation_text",)

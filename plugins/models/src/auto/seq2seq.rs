@@ -3,6 +3,7 @@
 //! limits on its inputs and outputs.
 
 use std::path::Path;
+use std::sync::Mutex;
 
 use tch::{nn::VarStore, Device};
 
@@ -20,20 +21,50 @@ use crate::{ModelError, Result};
 /// The tokenizer of an encoder-decoder model: a tokenizer.json, or
 /// Marian's SentencePiece models with their joint vocabulary.
 pub enum Seq2SeqTokenizer {
-    Text(TextTokenizer),
+    /// Locked because the tokenizers crate sets truncation on the tokenizer
+    /// itself, and a request may ask for its own.
+    Text(Mutex<TextTokenizer>),
     Marian {
         tokenizer: MarianTokenizer,
+        /// The smaller of model_max_length and the positions.
         max_length: usize,
+        positions: usize,
     },
 }
 
 impl Seq2SeqTokenizer {
-    /// Token ids with the special tokens the model expects, truncated to
-    /// the model's positions where it has a limit.
-    pub fn encode(&self, text: &str) -> Result<Vec<i64>> {
+    /// Token ids with the special tokens the model expects, cut as
+    /// pipeline()'s `truncation` asks (see `TextTokenizer::encode_truncating`;
+    /// None: at the model's maximum where it has positions, T5's inputs
+    /// whole).
+    pub fn encode(&self, text: &str, truncation: Option<bool>) -> Result<Vec<i64>> {
         match self {
-            Seq2SeqTokenizer::Text(t) => Ok(t.encode(text, None)?.get_ids().iter().map(|&id| id as i64).collect()),
-            Seq2SeqTokenizer::Marian { tokenizer, max_length } => tokenizer.encode(text, Some(*max_length)),
+            Seq2SeqTokenizer::Text(t) => {
+                let mut t = t.lock().expect("tokenizer lock");
+                Ok(t.encode_truncating(text, None, truncation)?
+                    .get_ids()
+                    .iter()
+                    .map(|&id| id as i64)
+                    .collect())
+            }
+            Seq2SeqTokenizer::Marian {
+                tokenizer,
+                max_length,
+                positions,
+            } => {
+                if truncation != Some(false) {
+                    return tokenizer.encode(text, Some(*max_length));
+                }
+                let ids = tokenizer.encode(text, None)?;
+                if ids.len() > *positions {
+                    return Err(ModelError::InvalidInput(format!(
+                        "the input is {} tokens long, more than this model's {positions} positions; send \
+                         truncation=true (or leave truncation out) to cut it at {max_length} tokens",
+                        ids.len()
+                    )));
+                }
+                Ok(ids)
+            }
         }
     }
 
@@ -43,7 +74,7 @@ impl Seq2SeqTokenizer {
         match self {
             Seq2SeqTokenizer::Text(t) => {
                 let ids: Vec<u32> = ids.iter().map(|&id| id as u32).collect();
-                t.decode_with(&ids, true, false)
+                t.lock().expect("tokenizer lock").decode_with(&ids, true, false)
             }
             Seq2SeqTokenizer::Marian { tokenizer, .. } => tokenizer.decode(ids),
         }
@@ -119,9 +150,14 @@ pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> R
     }
     let padding: Padding = read_json(&config_file)?;
     let tokenizer = if !is_present(&dir.join("tokenizer.json")) && is_present(&dir.join("source.spm")) {
+        let tokenizer = MarianTokenizer::from_dir(dir)?;
+        let positions = positions.unwrap_or(usize::MAX);
         Seq2SeqTokenizer::Marian {
-            tokenizer: MarianTokenizer::from_dir(dir)?,
-            max_length: positions.unwrap_or(usize::MAX),
+            // truncation=True cuts at model_max_length, as the slow
+            // MarianTokenizer does, and the positions bound it.
+            max_length: tokenizer.model_max_length().min(positions),
+            positions,
+            tokenizer,
         }
     } else {
         let mut tokenizer =
@@ -129,7 +165,7 @@ pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> R
         if positions.is_none() {
             tokenizer.disable_truncation()?;
         }
-        Seq2SeqTokenizer::Text(tokenizer)
+        Seq2SeqTokenizer::Text(Mutex::new(tokenizer))
     };
     #[derive(serde::Deserialize, Default)]
     struct Languages {

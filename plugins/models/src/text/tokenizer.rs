@@ -50,8 +50,14 @@ struct TokenizerConfig {
 pub struct TextTokenizer {
     inner: Tokenizer,
     max_length: usize,
+    /// The longest input the model's positions allow.
+    positions: usize,
     pad_id: i64,
+    /// Cutting at `max_length`, as `truncation=True` does.
     truncation: TruncationParams,
+    /// What `encode` does unless asked otherwise: `truncation`, or nothing
+    /// (`disable_truncation`).
+    default_truncation: Option<TruncationParams>,
     clean_up_spaces: bool,
     mask_token: Option<(String, u32)>,
     unk_id: Option<u32>,
@@ -127,7 +133,9 @@ impl TextTokenizer {
         Ok(TextTokenizer {
             inner,
             max_length,
+            positions: model_limit,
             pad_id,
+            default_truncation: Some(truncation.clone()),
             truncation,
             clean_up_spaces,
             mask_token,
@@ -174,11 +182,48 @@ impl TextTokenizer {
             None => self.inner.encode_char_offsets(text, true),
         };
         if custom {
-            self.inner
-                .with_truncation(Some(self.truncation.clone()))
-                .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+            self.restore_truncation()?;
         }
         encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))
+    }
+
+    fn restore_truncation(&mut self) -> Result<()> {
+        self.inner
+            .with_truncation(self.default_truncation.clone())
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        Ok(())
+    }
+
+    /// Encodes as pipeline()'s `truncation` asks: true cuts at the model's
+    /// maximum (tokenizer_config.json's model_max_length, never past the
+    /// positions); false leaves the input whole and refuses one longer than
+    /// the position table; None does what the tokenizer does by default
+    /// (cut, unless `disable_truncation`).
+    pub fn encode_truncating(&mut self, text: &str, pair: Option<&str>, truncation: Option<bool>) -> Result<Encoding> {
+        let params = match truncation {
+            None => return self.encode(text, pair),
+            Some(true) => Some(self.truncation.clone()),
+            Some(false) => None,
+        };
+        self.inner
+            .with_truncation(params)
+            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let encoding = match pair {
+            Some(pair) => self.inner.encode((text, pair), true),
+            None => self.inner.encode(text, true),
+        };
+        self.restore_truncation()?;
+        let encoding = encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))?;
+        if encoding.len() > self.positions {
+            return Err(ModelError::InvalidInput(format!(
+                "the input is {} tokens long, more than this model's {} positions; send truncation=true (or \
+                 leave truncation out) to cut it at {} tokens",
+                encoding.len(),
+                self.positions,
+                self.max_length
+            )));
+        }
+        Ok(encoding)
     }
 
     /// Token ids of a text without special tokens (truncated to the model's
@@ -209,10 +254,8 @@ impl TextTokenizer {
     /// Never truncate (models without a length limit, such as T5, whose
     /// pipeline() does not truncate).
     pub fn disable_truncation(&mut self) -> Result<()> {
-        self.inner
-            .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        Ok(())
+        self.default_truncation = None;
+        self.restore_truncation()
     }
 
     /// Token ids of a text with special tokens, not truncated.
@@ -221,9 +264,7 @@ impl TextTokenizer {
             .with_truncation(None)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let encoding = self.inner.encode(text, true);
-        self.inner
-            .with_truncation(Some(self.truncation.clone()))
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        self.restore_truncation()?;
         Ok(encoding
             .map_err(|e| ModelError::InvalidInput(e.to_string()))?
             .get_ids()
