@@ -70,6 +70,15 @@ pub struct Args {
     /// divided among a model's CPU instances).
     #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
     pub intra_op_threads: Option<usize>,
+    /// Bytes all models may hold together, e.g. 8GiB or 512MiB (default:
+    /// no limit). A load that would not fit (estimated from its weight
+    /// files, once per instance) is refused with RESOURCE_EXHAUSTED saying
+    /// how much is free.
+    #[arg(long, env = "INFERD_MEMORY_BUDGET", value_name = "SIZE")]
+    pub memory_budget: Option<String>,
+    /// Start-up models loaded at once (default: the cores, at most 4).
+    #[arg(long, env = "INFERD_PARALLEL_LOADS", value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel_loads: Option<u16>,
     /// Fix each batch when it starts: requests that arrive while a
     /// generation runs wait for it to end instead of joining it at its
     /// next step (continuous batching, the default).
@@ -218,6 +227,10 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Batches fixed when they start (no continuous batching).
     pub static_batching: bool,
+    /// Bytes all models may hold together ("8GiB"); none when unset.
+    pub memory_budget: Option<String>,
+    /// Start-up models loaded at once; unset: the cores, at most 4.
+    pub parallel_loads: Option<u16>,
     /// Where model instances run unless a model says otherwise.
     pub isolation: Isolation,
     pub log: String,
@@ -256,6 +269,8 @@ impl Default for Config {
             max_in_flight: 1024,
             metrics_listen: None,
             static_batching: false,
+            memory_budget: None,
+            parallel_loads: None,
             isolation: Isolation::InProcess,
             log: "info".into(),
             api_key_file: None,
@@ -315,6 +330,12 @@ impl Config {
         if args.static_batching {
             config.static_batching = true;
         }
+        if args.memory_budget.is_some() {
+            config.memory_budget = args.memory_budget;
+        }
+        if args.parallel_loads.is_some() {
+            config.parallel_loads = args.parallel_loads;
+        }
         if let Some(isolation) = args.isolation {
             config.isolation = isolation;
         }
@@ -351,6 +372,7 @@ impl Config {
             config.tls_client_ca.is_none() || config.tls_cert.is_some(),
             "--tls-client-ca needs TLS (--tls-cert and --tls-key)"
         );
+        config.memory_budget()?;
         config.keys = Keys {
             api: Secret::load(args.api_key.as_deref(), config.api_key_file.as_deref(), "API key")?,
             admin: Secret::load(args.admin_key.as_deref(), config.admin_key_file.as_deref(), "admin key")?,
@@ -410,6 +432,21 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Start-up models loaded at once.
+    pub fn parallel_loads(&self) -> usize {
+        self.parallel_loads
+            .map(usize::from)
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()).min(4))
+    }
+
+    /// The memory budget in bytes, if one is set.
+    pub fn memory_budget(&self) -> anyhow::Result<Option<u64>> {
+        self.memory_budget
+            .as_deref()
+            .map(|text| crate::budget::parse_size(text).map_err(|e| anyhow::anyhow!("memory_budget: {e}")))
+            .transpose()
     }
 
     /// The daemon's queue options, which each model may override.

@@ -2,6 +2,7 @@
 //! CPU or CUDA devices, and serves Hugging Face pipeline() tasks over gRPC.
 
 mod access;
+mod budget;
 mod config;
 mod devices;
 mod error;
@@ -139,7 +140,8 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         "keys (health, reflection and metrics are open)"
     );
     tracing::info!(cache = %sources.cache_dir().display(), endpoint = sources.endpoint(), offline = config.offline, "model sources");
-    let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options()));
+    let budget = budget::MemoryBudget::new(config.memory_budget()?);
+    let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options(), budget));
 
     // The metrics endpoint outlives the gRPC server, to show the drain.
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -162,6 +164,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     tokio::spawn(load_startup_models(
         registry.clone(),
         config.models.clone(),
+        config.parallel_loads(),
         health_reporter,
     ));
 
@@ -191,7 +194,12 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
 /// Loads the model-less plugin tasks and the configured models, then
 /// reports the daemon healthy.
-async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, health: HealthReporter) {
+async fn load_startup_models(
+    registry: Arc<Registry>,
+    models: Vec<ModelConfig>,
+    parallel_loads: usize,
+    health: HealthReporter,
+) {
     let modelless: Vec<String> = registry
         .plugins
         .tasks()
@@ -209,12 +217,41 @@ async fn load_startup_models(registry: Arc<Registry>, models: Vec<ModelConfig>, 
         let r = registry.clone();
         let _ = tokio::task::spawn_blocking(move || r.load(spec)).await;
     }
+    // Several at once (each load mostly reads files and waits on LibTorch's
+    // own threads), the first configured model of each task made its
+    // default whichever finishes first, as when they loaded one by one.
+    let mut models = models;
+    let mut tasks_with_default: Vec<String> = models
+        .iter()
+        .filter(|m| m.default)
+        .map(|m| canonical(&registry, &m.task))
+        .collect();
+    for model in &mut models {
+        let task = canonical(&registry, &model.task);
+        if !tasks_with_default.contains(&task) {
+            model.default = true;
+            tasks_with_default.push(task);
+        }
+    }
+    let slots = Arc::new(tokio::sync::Semaphore::new(parallel_loads.max(1)));
+    let mut loads = tokio::task::JoinSet::new();
     for model in models {
         let r = registry.clone();
-        let _ = tokio::task::spawn_blocking(move || load_configured(&r, model)).await;
+        let slot = slots.clone().acquire_owned().await.expect("semaphore open");
+        loads.spawn_blocking(move || {
+            load_configured(&r, model);
+            drop(slot);
+        });
     }
+    while loads.join_next().await.is_some() {}
     health.set_service_status("", ServingStatus::Serving).await;
     tracing::info!("start-up models loaded; serving");
+}
+
+/// A task's canonical name (an alias resolved), or the name as given when
+/// no plugin serves it (its load then fails saying so).
+fn canonical(registry: &Registry, task: &str) -> String {
+    registry.canonical_task(task).unwrap_or(task).to_string()
 }
 
 /// Loads a configured model, falling back to `fallback_source` when the

@@ -127,6 +127,11 @@ impl ModelMetrics {
 pub trait Scraped: Send + Sync + 'static {
     fn metrics(&self) -> &Metrics;
     fn gauges(&self) -> Vec<ModelGauges>;
+    /// The memory budget and the bytes held of it (0 and the total
+    /// without a budget).
+    fn memory(&self) -> (u64, u64) {
+        (0, self.gauges().iter().map(|g| g.memory_bytes).sum())
+    }
 }
 
 /// The live figures of one model at scrape time.
@@ -182,7 +187,7 @@ impl Metrics {
     }
 
     /// The text exposition format.
-    pub fn render(&self, gauges: &[ModelGauges], in_flight_limit: usize) -> String {
+    pub fn render(&self, gauges: &[ModelGauges], in_flight_limit: usize, memory: (u64, u64)) -> String {
         let mut out = String::new();
         let models = self.models.lock().expect("metrics lock").clone();
 
@@ -326,6 +331,20 @@ impl Metrics {
             "Most requests admitted at once (--max-in-flight).",
         );
         let _ = writeln!(out, "inferd_in_flight_limit {in_flight_limit}");
+        header(
+            &mut out,
+            "inferd_memory_budget_bytes",
+            "gauge",
+            "Bytes all models may hold together (--memory-budget; 0: no limit).",
+        );
+        let _ = writeln!(out, "inferd_memory_budget_bytes {}", memory.0);
+        header(
+            &mut out,
+            "inferd_memory_reserved_bytes",
+            "gauge",
+            "Bytes of the budget held by loaded models and reserved by loading ones.",
+        );
+        let _ = writeln!(out, "inferd_memory_reserved_bytes {}", memory.1);
         out
     }
 }
@@ -406,7 +425,9 @@ fn answer<B>(request: &Request<B>, models: &dyn Scraped, in_flight_limit: usize)
         (&hyper::Method::GET, "/metrics") => reply(
             StatusCode::OK,
             "text/plain; version=0.0.4; charset=utf-8",
-            models.metrics().render(&models.gauges(), in_flight_limit),
+            models
+                .metrics()
+                .render(&models.gauges(), in_flight_limit, models.memory()),
         ),
         (&hyper::Method::GET, _) => reply(
             StatusCode::NOT_FOUND,

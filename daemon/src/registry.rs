@@ -3,11 +3,13 @@
 //! here and are handed to its queue.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex, RwLock};
 
 use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelOptions, ModelState};
 use inferd_sdk::proto::{LoadRequest, TaskRequest};
 
+use crate::budget::{format_bytes, weight_bytes, MemoryBudget};
 use crate::devices::DevicePool;
 use crate::error::{DaemonError, Result};
 use crate::metrics::{Metrics, ModelGauges, ModelMetrics, Scraped};
@@ -171,10 +173,17 @@ pub struct Registry {
     sources: Sources,
     options: QueueOptions,
     pub metrics: Metrics,
+    pub budget: MemoryBudget,
 }
 
 impl Registry {
-    pub fn new(plugins: PluginSet, devices: DevicePool, sources: Sources, options: QueueOptions) -> Self {
+    pub fn new(
+        plugins: PluginSet,
+        devices: DevicePool,
+        sources: Sources,
+        options: QueueOptions,
+        budget: MemoryBudget,
+    ) -> Self {
         Registry {
             inner: RwLock::new(Inner::default()),
             plugins,
@@ -182,12 +191,13 @@ impl Registry {
             sources,
             options,
             metrics: Metrics::default(),
+            budget,
         }
     }
 
     /// The canonical name of `task`; UNIMPLEMENTED when no plugin serves it
     /// (for loading and for inference alike).
-    fn canonical_task(&self, task: &str) -> Result<&str> {
+    pub fn canonical_task(&self, task: &str) -> Result<&str> {
         self.plugins
             .canonical_task(task)
             .ok_or_else(|| DaemonError::no_plugin_for(task, &self.plugins.task_names()))
@@ -383,13 +393,44 @@ impl Registry {
             request.vocoder_dir = dir.display().to_string();
             *model.vocoder.lock().expect("lock") = Some(vocoder);
         }
-        let devices = self.devices.place(&spec.devices, spec.instances.max(1) as usize)?;
+        self.reserve_memory(&model.name, &request, spec)?;
+        let devices = self
+            .devices
+            .place(&spec.devices, spec.instances.max(1) as usize)
+            .inspect_err(|_| {
+                self.budget.release(&model.name);
+            })?;
         let cpu_instances = devices.iter().filter(|d| *d == "cpu").count();
         let options = self.options.with(&spec.options, cpu_instances);
-        ModelQueue::start(plugin.clone(), request, devices.clone(), options, model.metrics.clone()).map_err(|e| {
-            self.devices.release(&devices);
-            DaemonError::from(e)
-        })
+        match ModelQueue::start(plugin.clone(), request, devices.clone(), options, model.metrics.clone()) {
+            Ok(queue) => {
+                self.budget.settle(&model.name, queue.loaded.memory_bytes);
+                Ok(queue)
+            }
+            Err(e) => {
+                self.devices.release(&devices);
+                self.budget.release(&model.name);
+                Err(DaemonError::from(e))
+            }
+        }
+    }
+
+    /// Reserves a load's estimated memory in the budget: its weight files
+    /// (and its vocoder's), once per instance, a quarter more with int8
+    /// (the int8 weights are held beside the float ones).
+    fn reserve_memory(&self, name: &str, request: &LoadRequest, spec: &LoadSpec) -> Result<()> {
+        let files = weight_bytes(Path::new(&request.model_dir)) + weight_bytes(Path::new(&request.vocoder_dir));
+        let instances = u64::from(spec.instances.max(1));
+        let mut estimate = files * instances;
+        if request.quantize == "dynamic-int8" {
+            estimate += estimate / 4;
+        }
+        let how = format!(
+            "{} of weight files x {instances} instance{}",
+            format_bytes(files),
+            if instances == 1 { "" } else { "s" }
+        );
+        self.budget.reserve(name, estimate, &how)
     }
 
     /// Whether a source can be obtained (cached, downloadable or local) for
@@ -427,6 +468,7 @@ impl Registry {
             let devices = queue.devices.clone();
             queue.stop();
             self.devices.release(&devices);
+            self.budget.release(name);
         }
         crate::heap::release_free_memory();
         tracing::info!(model = %name, "model unloaded");
@@ -455,6 +497,10 @@ impl Registry {
 impl Scraped for Registry {
     fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    fn memory(&self) -> (u64, u64) {
+        self.budget.usage()
     }
 
     fn gauges(&self) -> Vec<ModelGauges> {

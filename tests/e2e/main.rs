@@ -3,6 +3,7 @@
 
 mod audio;
 mod bad_input;
+mod budget;
 mod classify;
 mod depth;
 mod generation;
