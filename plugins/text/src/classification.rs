@@ -8,7 +8,7 @@ use inferd_sdk::proto::api::{Classification, ClassifyRequest, ClassifyResponse};
 use inferd_sdk::values::label_scores;
 use inferd_sdk::Error;
 
-use crate::common::{forward_encodings, values, MAX_FORWARD_BATCH};
+use crate::common::{forward_encodings, input_error, values, MAX_FORWARD_BATCH};
 
 /// A validated request, ready to run.
 struct Plan<'a> {
@@ -42,10 +42,7 @@ fn plan<'a>(request: &'a ClassifyRequest, model: &mut TextModel) -> Result<Plan<
             model
                 .tokenizer
                 .encode_truncating(&input.text, input.text_pair.as_deref(), Some(false))
-                .map_err(|e| {
-                    let e = Error::from(e);
-                    Error::new(e.code, format!("inputs[{i}]: {}", e.message))
-                })?;
+                .map_err(|e| input_error(i, e))?;
         }
         texts.push((input.text.as_str(), input.text_pair.as_deref(), request.truncation));
     }

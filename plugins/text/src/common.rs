@@ -25,6 +25,13 @@ pub fn check_texts<'a>(texts: impl IntoIterator<Item = &'a str>, what: &str) -> 
     Ok(())
 }
 
+/// A model error about input `i` of a request, as the request's answer
+/// ("inputs[2]: the input is 600 tokens long, ...").
+pub fn input_error(i: usize, e: impl Into<Error>) -> Error {
+    let e = e.into();
+    Error::new(e.code, format!("inputs[{i}]: {}", e.message))
+}
+
 /// Runs the model over encodings in chunks; returns the output of each
 /// encoding as a CPU f32 tensor (its padded length kept), in order.
 pub fn forward_encodings(model: &TextModel, encodings: &[Encoding]) -> Result<Vec<Tensor>, Error> {

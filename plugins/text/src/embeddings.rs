@@ -16,7 +16,7 @@ use inferd_sdk::Error;
 use serde::Deserialize;
 use tch::{Kind, Tensor};
 
-use crate::common::{check_texts, each_wanted, forward_encodings, values, MAX_FORWARD_BATCH};
+use crate::common::{check_texts, each_wanted, forward_encodings, input_error, values, MAX_FORWARD_BATCH};
 use crate::limits::Limits;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,10 +150,7 @@ fn embed_one(
         } else {
             model.tokenizer.encode_with(text, None, truncation.clone())
         };
-        let mut encoding = encoding.map_err(|e| {
-            let e = Error::from(e);
-            Error::new(e.code, format!("inputs[{i}]: {}", e.message))
-        })?;
+        let mut encoding = encoding.map_err(|e| input_error(i, e))?;
         // Only the first window of a text longer than the model's is used.
         encoding.get_overflowing_mut().clear();
         encodings.push(encoding);

@@ -10,7 +10,7 @@ use inferd_sdk::proto::api::{FillMaskCandidate, FillMaskRequest, FillMaskRespons
 use inferd_sdk::Error;
 use tch::{Kind, Tensor};
 
-use crate::common::{check_texts, each_wanted, MAX_FORWARD_BATCH};
+use crate::common::{check_texts, each_wanted, input_error, MAX_FORWARD_BATCH};
 use crate::limits::Limits;
 
 const DEFAULT_TOP_K: u32 = 5;
@@ -79,10 +79,7 @@ fn fill_one(
         let mut encoding = model
             .tokenizer
             .encode_truncating(text, None, request.truncation)
-            .map_err(|e| {
-                let e = Error::from(e);
-                Error::new(e.code, format!("inputs[{i}]: {}", e.message))
-            })?;
+            .map_err(|e| input_error(i, e))?;
         // Only the first window of a text longer than the model's is used.
         encoding.get_overflowing_mut().clear();
         if !encoding.get_ids().contains(&mask_id) {

@@ -12,7 +12,7 @@ use inferd_models::text::tokenizer::{Encoding, TruncationDirection, TruncationPa
 use inferd_sdk::proto::api::{Answer, AnswerQuestionRequest, AnswerQuestionResponse, AnswerResult, QuestionInput};
 use inferd_sdk::Error;
 
-use crate::common::{char_slice, each_wanted, forward_encodings, softmax, values, MAX_FORWARD_BATCH};
+use crate::common::{char_slice, each_wanted, forward_encodings, input_error, softmax, values, MAX_FORWARD_BATCH};
 use crate::limits::Limits;
 
 const DEFAULT_MAX_ANSWER_LEN: u32 = 15;
@@ -89,12 +89,7 @@ fn answer_one(
         }
     }
     let params = params(model, request)?;
-    let at_input = |i: usize| {
-        move |e: Error| Error {
-            message: format!("inputs[{i}]: {}", e.message),
-            ..e
-        }
-    };
+    let at_input = |i: usize| move |e: Error| input_error(i, e);
     // The windows are the request's cost: all are counted before any runs.
     let mut windows_of = Vec::with_capacity(request.inputs.len());
     let mut count = 0;

@@ -27,7 +27,7 @@ use inferd_sdk::proto::api::{
 };
 use inferd_sdk::Error;
 
-use crate::common::check_texts;
+use crate::common::{check_texts, input_error};
 use crate::limits::Limits;
 
 /// The generation settings a request asks for; SummarizeRequest and
@@ -99,10 +99,7 @@ fn plan(
             let ids = model
                 .tokenizer
                 .encode(&format!("{prefix}{text}"), truncation)
-                .map_err(|e| {
-                    let e = Error::from(e);
-                    Error::new(e.code, format!("inputs[{i}]: {}", e.message))
-                })?;
+                .map_err(|e| input_error(i, e))?;
             if ids.is_empty() {
                 return Err(Error::invalid_argument(format!("inputs[{i}] has no tokens")));
             }
