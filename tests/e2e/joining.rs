@@ -120,10 +120,13 @@ async fn joined_requests_that_are_cancelled_or_run_out_of_time_stop_and_the_othe
     // nothing more for them. The dropped stream joined (it streamed while
     // the long one ran); the late one joins too unless, on a loaded
     // machine, its 300 ms pass before the next step takes it in, when the
-    // queue answers it instead.
+    // queue answers it instead. The long stream itself may have joined the
+    // tail of the first request's batch: that request is answered as soon
+    // as its last token is out, and the stream sent right after can arrive
+    // before that batch has ended (seen on a fresh-clone CI run).
     let metrics = daemon.metrics();
     let joined = joined_requests(&daemon, "gpt2");
-    assert!((1..=2).contains(&joined), "{joined} joined: {metrics}");
+    assert!((1..=3).contains(&joined), "{joined} joined: {metrics}");
     let code = |c: &str| {
         metric(
             &metrics,
