@@ -42,6 +42,8 @@ BENCH_MODELS = {
     "summary-arrivals": ["distilbart-cnn-12-6"],
     "isolation": ["distilbert-base-cls"],
     "int8": ["distilbert-base-cls", "gpt2-small"],
+    "startup": ["distilbert-base-cls", "gpt2-small", "distilbart-cnn-12-6", "whisper-base", "speecht5-tts",
+                "speecht5-hifigan"],
 }
 
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|int8|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|int8|startup|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -199,6 +199,47 @@ if [[ "$WHAT" == int8 || "$WHAT" == all ]]; then
       --payload "$PAYLOAD" --requests 128 $q --who-suffix "$suffix" | sed 's/"bench": "classify"/"bench": "int8-classify"/' >> "$RESULTS"
     "$PY" tests/benches/reference.py generate --model "$BENCH/gpt2-small" --threads "$THREADS" --calls 0 $q \
       --who-suffix "$suffix" | sed 's/"bench": "generate"/"bench": "int8-generate"/' >> "$RESULTS"
+  done
+fi
+if [[ "$WHAT" == startup || "$WHAT" == all ]]; then
+  # Start-up to SERVING with five models of real sizes (2.8 GB of weights),
+  # loaded one at a time and then --parallel-loads at once (the default: the
+  # cores, at most 4), files already in the page cache for both.
+  cat > "$BENCH/startup.toml" <<EOF2
+[[models]]
+name = "cls"
+task = "text-classification"
+source = "$BENCH/distilbert-base-cls"
+[[models]]
+name = "gpt2"
+task = "text-generation"
+source = "$BENCH/gpt2-small"
+[[models]]
+name = "bart"
+task = "summarization"
+source = "$BENCH/distilbart-cnn-12-6"
+[[models]]
+name = "whisper"
+task = "automatic-speech-recognition"
+source = "$BENCH/whisper-base"
+[[models]]
+name = "tts"
+task = "text-to-speech"
+source = "$BENCH/speecht5-tts"
+vocoder = "$BENCH/speecht5-hifigan"
+EOF2
+  cat "$BENCH"/{distilbert-base-cls,gpt2-small,distilbart-cnn-12-6,whisper-base,speecht5-tts,speecht5-hifigan}/*.safetensors > /dev/null
+  for loads in 1 default; do
+    extra=(); [[ "$loads" != default ]] && extra=(--parallel-loads "$loads")
+    started=$(date +%s.%N)
+    target/release/inferd --config "$BENCH/startup.toml" --listen 127.0.0.1:0 --offline --log info \
+      --intra-op-threads "$THREADS" "${extra[@]}" > "$BENCH/startup.log" 2>&1 &
+    DAEMON=$!
+    until grep -q "start-up models loaded; serving" "$BENCH/startup.log"; do sleep 0.05; done
+    seconds=$("$PY" -c "print(round($(date +%s.%N) - $started, 3))")
+    models=$(grep -c "model ready" "$BENCH/startup.log")
+    echo "{\"bench\":\"startup\",\"who\":\"inferd\",\"parallel_loads\":\"$loads\",\"models_ready\":$models,\"seconds\":$seconds}" >> "$RESULTS"
+    kill $DAEMON; wait $DAEMON 2>/dev/null || true
   done
 fi
 if [[ "$WHAT" == whisper || "$WHAT" == all ]]; then
@@ -459,6 +500,13 @@ if q8:
     line("inferd GPT-2, 1 stream (tok/s)", gen("inferd float"), gen("inferd dynamic-int8"), "tokens_per_s")
     line("transformers GPT-2, 1 call (tok/s)", gen("transformers float"), gen("transformers torch.ao int8"),
          "tokens_per_s")
+boot = [r for r in rows if r["bench"] == "startup"]
+if boot:
+    print("\nstart-up to SERVING, five models of real sizes (DistilBERT-base, GPT-2 small, distilbart-cnn-12-6, "
+          "whisper-base, SpeechT5 + HiFi-GAN; weights in the page cache), each loaded and warmed up")
+    for r in boot:
+        label = "one at a time" if r["parallel_loads"] == "1" else f"--parallel-loads {r['parallel_loads']}"
+        print(f"  {label:28}{r['seconds']:>8.2f} s  ({r['models_ready']} models ready)")
 iso = [r for r in rows if r["bench"] == "isolation"]
 if iso:
     print("\nprocess isolation, DistilBERT-base classifier (66M), ~64-token inputs: in the daemon's process vs a child")

@@ -115,16 +115,18 @@ impl Task for AudioTask {
     }
 
     /// Text to speech warms up with a voice: the model's first speaker, or
-    /// a flat x-vector of its size.
+    /// a flat x-vector of its size. Whisper stops after two tokens: a model
+    /// that does not recognise silence would otherwise decode up to its
+    /// 448 (19 s for a random whisper-base on 2 cores).
     fn warm_up_request(&self, task: &str) -> Option<TaskRequest> {
         let mut request = warm_up::request(task)?;
-        if let (AudioModel::TextToSpeech(m, _), Some(Body::Synthesize(synthesize))) =
-            (&self.model, request.body.as_mut())
-        {
-            match m.speakers.keys().next() {
+        match (&self.model, request.body.as_mut()) {
+            (AudioModel::TextToSpeech(m, _), Some(Body::Synthesize(synthesize))) => match m.speakers.keys().next() {
                 Some(speaker) => synthesize.speaker = speaker.clone(),
                 None => synthesize.speaker_embeddings = vec![0.05; m.net.config.speaker_embedding_dim as usize],
-            }
+            },
+            (AudioModel::Whisper(..), Some(Body::Transcribe(transcribe))) => transcribe.max_new_tokens = Some(2),
+            _ => {}
         }
         Some(request)
     }
