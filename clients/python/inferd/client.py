@@ -13,6 +13,7 @@ from __future__ import annotations
 import io
 import os
 import struct
+import warnings
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import grpc
@@ -415,9 +416,17 @@ def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: 
         else:
             raise TypeError("text-classification inputs are strings or {'text', 'text_pair'} dicts")
     # pipeline(): without top_k, the best label as a bare dict; top_k=None
-    # every label, top_k=k the best k, as lists.
+    # every label, top_k=k the best k, as lists. The deprecated
+    # return_all_scores=True gives every label in the model's order.
     legacy = "top_k" not in kw
     top_k = kw.get("top_k", 1)
+    all_scores = kw.get("return_all_scores")
+    if isinstance(all_scores, bool):
+        warnings.warn("`return_all_scores` is now deprecated,  if want a similar functionality use `top_k=None` "
+                      "instead of `return_all_scores=True` or `top_k=1` instead of `return_all_scores=False`.",
+                      UserWarning, stacklevel=3)
+        if all_scores and legacy:
+            return _all_scores_in_label_order(p, messages, inputs)
     request = api.ClassifyRequest(
         model=p.model,
         inputs=messages,
@@ -434,6 +443,26 @@ def _classify(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: 
     if isinstance(inputs, str) and "top_k" not in asked:
         return [per_input[0]]
     return per_input[0]
+
+
+def _all_scores_in_label_order(p: Pipeline, messages: List[Any], inputs: Any) -> Any:
+    """return_all_scores=True: every label's score, in the model's label
+    order, a list per input (also for one string, as pipeline() wraps it)."""
+    request = api.ClassifyRequest(model=p.model, inputs=messages, top_k=0)
+    results = p.client.call("Classify", request).results
+    order = _model_labels(p)
+    rank = {label: i for i, label in enumerate(order)}
+    per_input = [sorted(_scores(r.labels), key=lambda s: rank.get(s["label"], len(rank))) for r in results]
+    return per_input if _many(inputs) or isinstance(inputs, str) else per_input[0]
+
+
+def _model_labels(p: Pipeline) -> List[str]:
+    """The labels of the pipeline's model (or its task's default), in
+    id order."""
+    for m in p.client.list_models():
+        if (m.name == p.model) if p.model else (m.task == _ALIASES.get(p.task, p.task) and m.is_default):
+            return list(m.labels)
+    return []
 
 
 def _zero_shot(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
@@ -480,11 +509,33 @@ def _fill_mask(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked:
     return per_input[0]
 
 
+def _aggregation_strategy(kw: Dict[str, Any]) -> str:
+    """aggregation_strategy, or what the deprecated grouped_entities /
+    ignore_subwords ask for, with transformers 4.57.6's warning."""
+    strategy = (_name(kw.get("aggregation_strategy")) or "none").lower()
+    grouped, ignore_subwords = kw.get("grouped_entities"), kw.get("ignore_subwords")
+    if grouped is None and ignore_subwords is None:
+        return strategy
+    if grouped and ignore_subwords:
+        strategy = "first"
+    elif grouped:
+        strategy = "simple"
+    else:
+        strategy = "none"
+    if grouped is not None:
+        warnings.warn(f'`grouped_entities` is deprecated and will be removed in version v5.0.0, defaulted to '
+                      f'`aggregation_strategy="{strategy}"` instead.', UserWarning, stacklevel=4)
+    if ignore_subwords is not None:
+        warnings.warn(f'`ignore_subwords` is deprecated and will be removed in version v5.0.0, defaulted to '
+                      f'`aggregation_strategy="{strategy}"` instead.', UserWarning, stacklevel=4)
+    return strategy
+
+
 def _token_classification(p: Pipeline, inputs: Any, args: tuple, kw: Dict[str, Any], asked: Dict[str, Any]) -> Any:
     request = api.ClassifyTokensRequest(
         model=p.model,
         inputs=_texts(inputs, p.task),
-        aggregation_strategy=(_name(kw.get("aggregation_strategy")) or "none").lower(),
+        aggregation_strategy=_aggregation_strategy(kw),
     )
     ignore = kw.get("ignore_labels")
     if ignore is not None:
@@ -854,10 +905,11 @@ _TaskFunction = Callable[[Pipeline, Any, tuple, Dict[str, Any], Dict[str, Any]],
 _TRUNCATING = (_classify, _fill_mask, _feature_extraction, _summarization, _translation)
 
 _TASKS: Dict[str, Tuple[_TaskFunction, Tuple[str, ...]]] = {
-    "text-classification": (_classify, ("top_k", "function_to_apply")),
+    "text-classification": (_classify, ("top_k", "function_to_apply", "return_all_scores")),
     "zero-shot-classification": (_zero_shot, ("candidate_labels", "hypothesis_template", "multi_label")),
     "fill-mask": (_fill_mask, ("top_k", "targets")),
-    "token-classification": (_token_classification, ("aggregation_strategy", "ignore_labels")),
+    "token-classification": (_token_classification, ("aggregation_strategy", "ignore_labels", "grouped_entities",
+                                                     "ignore_subwords")),
     "question-answering": (_question_answering, ("question", "context") + _QA_SETTINGS),
     "feature-extraction": (_feature_extraction, ()),
     "text-generation": (_text_generation, _GENERATE_SETTINGS),

@@ -459,6 +459,27 @@ class PipelineParity(unittest.TestCase):
         with self.assertRaises(TypeError):
             pipe(pcm.astype(np.float32))
 
+    def test_deprecated_arguments_transformers_still_takes_work_with_its_warning(self):
+        classify = CLIENT.pipeline("text-classification", model="bert-cls")
+        text = "a good film"
+        with self.assertWarnsRegex(UserWarning, "return_all_scores` is now deprecated"):
+            every = classify(text, return_all_scores=True)
+        # pipeline(): a list per input even for one string, labels in the model's order.
+        labels = list(CLIENT.get_model("bert-cls").labels)
+        self.assertEqual([[s["label"] for s in every[0]]], [labels])
+        by_label = {s["label"]: s["score"] for s in classify(text, top_k=None)}
+        for s in every[0]:
+            self.assertAlmostEqual(s["score"], by_label[s["label"]], places=6)
+        with self.assertWarns(UserWarning):
+            self.assertEqual(classify(text, return_all_scores=False), classify(text))
+        ner = CLIENT.pipeline("ner", model="bert-ner")
+        text = "My name is Sylvain and I live in Paris"
+        with self.assertWarnsRegex(UserWarning, "grouped_entities` is deprecated.*simple"):
+            self.assertEqual(ner(text, grouped_entities=True), ner(text, aggregation_strategy="simple"))
+        with self.assertWarnsRegex(UserWarning, "first"):
+            self.assertEqual(ner(text, grouped_entities=True, ignore_subwords=True),
+                             ner(text, aggregation_strategy="first"))
+
     def test_truncation_is_passed_on_as_pipeline_takes_it(self):
         # Models whose model_max_length is below their position table.
         refused = 0
