@@ -442,3 +442,70 @@ async fn concurrent_requests_get_their_own_answers() {
         );
     }
 }
+
+/// inferctl generate: --stream prints the prompt and then the tokens, the
+/// same text as the unary answer; --min-new-tokens, --max-length and
+/// --num-return-sequences reach the request.
+#[tokio::test]
+async fn inferctl_generate_streams_the_whole_text_and_passes_its_length_flags() {
+    let daemon = gpt2_daemon("gpt2-gen", &[]).await;
+    let base = ["generate", "Hello, my dog", "--model", "gpt2", "--max-new-tokens", "6"];
+    let unary = daemon.inferctl(&base);
+    let (text, _) = unary.split_once("\n  [").expect("the text, then its finish line");
+    assert!(text.starts_with("Hello, my dog"), "{unary}");
+    let streamed = daemon.inferctl(&[&base[..], &["--stream"]].concat());
+    assert_eq!(
+        streamed.trim_end(),
+        text,
+        "the stream prints the prompt, then the new text"
+    );
+
+    // The token count inferctl prints is the one the same request gets over gRPC.
+    let tokens_printed = |args: &[&str]| -> u32 {
+        let printed = daemon.inferctl(&[&["generate", "Hello", "--model", "gpt2"], args].concat());
+        let count = printed.rsplit_once(" after ").expect("a finish line").1;
+        count.trim_end().trim_end_matches(" tokens]").parse().unwrap()
+    };
+    let client = daemon.inference().await;
+    let tokens_answered = |request: GenerateRequest| {
+        let mut client = client.clone();
+        let request = GenerateRequest {
+            model: "gpt2".into(),
+            inputs: vec!["Hello".into()],
+            ..request
+        };
+        async move { client.generate(request).await.unwrap().into_inner().results[0].sequences[0].generated_tokens }
+    };
+    let by_total = tokens_answered(GenerateRequest {
+        max_length: Some(4),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(tokens_printed(&["--max-length", "4"]), by_total);
+    let at_least = tokens_answered(GenerateRequest {
+        min_new_tokens: Some(9),
+        max_new_tokens: Some(9),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(
+        tokens_printed(&["--min-new-tokens", "9", "--max-new-tokens", "9"]),
+        at_least
+    );
+    let sampled = daemon.inferctl(&[
+        "--json",
+        "generate",
+        "Hello",
+        "--model",
+        "gpt2",
+        "--sample",
+        "--seed",
+        "3",
+        "--num-return-sequences",
+        "2",
+        "--max-new-tokens",
+        "4",
+    ]);
+    let sampled: Value = serde_json::from_str(&sampled).unwrap();
+    assert_eq!(sampled[0].as_array().unwrap().len(), 2, "{sampled}");
+}

@@ -326,6 +326,17 @@ impl Output {
         )
     }
 
+    /// A streamed generation's prompt, before its tokens (not with --json,
+    /// whose lines are the stream's messages).
+    pub fn stream_prompt(&self, prompt: &str) -> Result<()> {
+        if !self.json {
+            let mut out = std::io::stdout();
+            write!(out, "{prompt}")?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+
     /// One message of a generation stream as it arrives: its text (the end
     /// goes to stderr), or with --json one compact JSON object per line.
     pub fn streamed(&self, message: &GenerateStreamResponse) -> Result<()> {
