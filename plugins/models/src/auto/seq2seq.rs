@@ -15,7 +15,7 @@ use crate::core::int8::{build_quantized, Quantization};
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::generation::{GenerationSettings, ModelSettings};
 use crate::text::sentencepiece::MarianTokenizer;
-use crate::text::tokenizer::TextTokenizer;
+use crate::text::tokenizer::{longer_than_positions, TextTokenizer};
 use crate::{ModelError, Result};
 
 /// The tokenizer of an encoder-decoder model: a tokenizer.json, or
@@ -57,11 +57,7 @@ impl Seq2SeqTokenizer {
                 }
                 let ids = tokenizer.encode(text, None)?;
                 if ids.len() > *positions {
-                    return Err(ModelError::InvalidInput(format!(
-                        "the input is {} tokens long, more than this model's {positions} positions; send \
-                         truncation=true (or leave truncation out) to cut it at {max_length} tokens",
-                        ids.len()
-                    )));
+                    return Err(longer_than_positions(ids.len(), *positions, *max_length));
                 }
                 Ok(ids)
             }

@@ -161,10 +161,6 @@ impl PackedLinear {
         }
         unsafe { Tensor::from_ptr(raw.cast()) }
     }
-
-    pub fn out_features(&self) -> i64 {
-        self.out_features
-    }
 }
 
 impl Drop for PackedLinear {

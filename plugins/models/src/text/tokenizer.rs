@@ -64,6 +64,15 @@ pub struct TextTokenizer {
     cls_id: Option<u32>,
 }
 
+/// The refusal of an input kept whole (`truncation=false`) that is longer
+/// than the model's positions.
+pub(crate) fn longer_than_positions(tokens: usize, positions: usize, max_length: usize) -> ModelError {
+    ModelError::InvalidInput(format!(
+        "the input is {tokens} tokens long, more than this model's {positions} positions; send truncation=true \
+         (or leave truncation out) to cut it at {max_length} tokens"
+    ))
+}
+
 /// A padded batch of encoded texts, as tensors on the model's device.
 pub struct EncodedBatch {
     /// [batch, seq] token ids.
@@ -205,25 +214,24 @@ impl TextTokenizer {
             Some(true) => Some(self.truncation.clone()),
             Some(false) => None,
         };
+        let encoding = self.encode_cut(params, text, pair)?;
+        if encoding.len() > self.positions {
+            return Err(longer_than_positions(encoding.len(), self.positions, self.max_length));
+        }
+        Ok(encoding)
+    }
+
+    /// Encodes with `truncation` in place of the default for this one call.
+    fn encode_cut(&mut self, truncation: Option<TruncationParams>, text: &str, pair: Option<&str>) -> Result<Encoding> {
         self.inner
-            .with_truncation(params)
+            .with_truncation(truncation)
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
         let encoding = match pair {
             Some(pair) => self.inner.encode((text, pair), true),
             None => self.inner.encode(text, true),
         };
         self.restore_truncation()?;
-        let encoding = encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))?;
-        if encoding.len() > self.positions {
-            return Err(ModelError::InvalidInput(format!(
-                "the input is {} tokens long, more than this model's {} positions; send truncation=true (or \
-                 leave truncation out) to cut it at {} tokens",
-                encoding.len(),
-                self.positions,
-                self.max_length
-            )));
-        }
-        Ok(encoding)
+        encoding.map_err(|e| ModelError::InvalidInput(e.to_string()))
     }
 
     /// Token ids of a text without special tokens (truncated to the model's
@@ -260,15 +268,7 @@ impl TextTokenizer {
 
     /// Token ids of a text with special tokens, not truncated.
     pub fn encode_untruncated(&mut self, text: &str) -> Result<Vec<u32>> {
-        self.inner
-            .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let encoding = self.inner.encode(text, true);
-        self.restore_truncation()?;
-        Ok(encoding
-            .map_err(|e| ModelError::InvalidInput(e.to_string()))?
-            .get_ids()
-            .to_vec())
+        Ok(self.encode_cut(None, text, None)?.get_ids().to_vec())
     }
 
     /// `all_special_ids`: the added tokens marked special.
