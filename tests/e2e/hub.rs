@@ -21,19 +21,26 @@ struct Standin {
     url: String,
 }
 
+/// Starts one of tests/support's Python servers; it and the port it
+/// listens on (its first line: "PORT n").
+fn start_server(script: &str, args: &[String]) -> (Child, String) {
+    let mut child = Command::new(repo_root().join(".venv/bin/python"))
+        .arg(repo_root().join("tests/support").join(script))
+        .args(args)
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {script} (.venv/bin/python): {e}"));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line.trim().strip_prefix("PORT ").expect("PORT n").to_string();
+    (child, port)
+}
+
 impl Standin {
     fn start(args: &[String]) -> Standin {
-        let mut child = Command::new(repo_root().join(".venv/bin/python"))
-            .arg(repo_root().join("tests/support/hub_standin.py"))
-            .args(args)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start the hub stand-in (.venv/bin/python)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().strip_prefix("PORT ").expect("PORT n").to_string();
+        let (child, port) = start_server("hub_standin.py", args);
         Standin {
             child,
             url: format!("http://127.0.0.1:{port}"),
@@ -334,4 +341,96 @@ async fn a_mirror_with_a_private_ca_is_trusted_through_the_ca_bundle() {
             "{variable}"
         );
     }
+}
+
+/// A forward proxy (tests/support/forward_proxy.py) that alone knows the
+/// hub's host name, as behind a corporate proxy.
+struct Proxy {
+    child: Child,
+    port: String,
+}
+
+impl Proxy {
+    /// Requests it forwarded to `host`.
+    fn forwarded(&self, host: &str) -> u64 {
+        let mut stream = std::net::TcpStream::connect(format!("127.0.0.1:{}", self.port)).unwrap();
+        write!(
+            stream,
+            "GET /_proxy_stats HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        let stats: Value = serde_json::from_str(response.split_once("\r\n\r\n").unwrap().1).unwrap();
+        stats[host].as_u64().unwrap_or(0)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn downloads_go_through_https_proxy_except_for_hosts_no_proxy_lists() {
+    let standin = Standin::start(&[format!("--repo=org/cls={}", fixture_model("distilbert-cls"))]);
+    let port = standin.url.rsplit(':').next().unwrap().to_string();
+    // `.invalid` never resolves: only the proxy reaches the hub by that name.
+    let host = "hub.invalid";
+    let (child, proxy_port) = start_server("forward_proxy.py", &[format!("--host={host}=127.0.0.1")]);
+    let proxy = Proxy {
+        child,
+        port: proxy_port,
+    };
+    let endpoint = format!("http://{host}:{port}");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+
+    for variable in ["HTTPS_PROXY", "https_proxy", "ALL_PROXY"] {
+        let before = proxy.forwarded(host);
+        let daemon = Daemon::start_online(
+            &[],
+            &[("HF_ENDPOINT", endpoint.as_str()), (variable, proxy_url.as_str())],
+        )
+        .await;
+        daemon
+            .models()
+            .await
+            .load_model(load("cls", "org/cls", ""))
+            .await
+            .unwrap_or_else(|e| panic!("{variable}: {e}"));
+        assert!(
+            proxy.forwarded(host) > before,
+            "{variable}: nothing went through the proxy"
+        );
+        daemon
+            .load("local", "text-classification", &fixture_model("distilbert-cls"))
+            .await;
+        assert_eq!(
+            scores(&daemon, "cls").await,
+            scores(&daemon, "local").await,
+            "{variable}"
+        );
+    }
+
+    // NO_PROXY lists the hub: the daemon goes direct, and cannot resolve it.
+    let before = proxy.forwarded(host);
+    let daemon = Daemon::start_online(
+        &[],
+        &[
+            ("HF_ENDPOINT", endpoint.as_str()),
+            ("HTTPS_PROXY", proxy_url.as_str()),
+            ("NO_PROXY", "localhost,.invalid"),
+        ],
+    )
+    .await;
+    let status = daemon
+        .models()
+        .await
+        .load_model(load("cls", "org/cls", ""))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert_eq!(proxy.forwarded(host), before, "NO_PROXY's host went through the proxy");
 }
