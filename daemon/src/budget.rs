@@ -123,6 +123,12 @@ impl MemoryBudget {
         self.held.lock().expect("budget lock").remove(model);
     }
 
+    /// What is free under the limit; None without one.
+    pub fn free(&self) -> Option<u64> {
+        let held: u64 = self.held.lock().expect("budget lock").values().sum();
+        self.limit.map(|limit| limit.saturating_sub(held))
+    }
+
     /// (limit, bytes held) for the metrics; the limit is 0 without one.
     pub fn usage(&self) -> (u64, u64) {
         (

@@ -186,6 +186,31 @@ pub struct ModelConfig {
     /// "dynamic-int8": the linear layers of a text model in int8 (CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<String>,
+    /// "lazy": loaded by its first request instead of at start-up, and
+    /// evicted when idle (least recently used first) if the memory budget
+    /// needs room for another load.
+    #[serde(default, skip_serializing_if = "LoadWhen::is_eager")]
+    pub load: LoadWhen,
+    /// Further tasks served with the same weights (one copy).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_tasks: Vec<String>,
+}
+
+/// When a configured model loads.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LoadWhen {
+    /// At start-up; never evicted.
+    #[default]
+    Eager,
+    /// On its first request; may be evicted under the memory budget.
+    Lazy,
+}
+
+impl LoadWhen {
+    fn is_eager(&self) -> bool {
+        *self == LoadWhen::Eager
+    }
 }
 
 impl ModelConfig {
@@ -506,6 +531,8 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         fallback_vocoder: None,
         quantize: None,
         isolation: None,
+        load: LoadWhen::Eager,
+        also_tasks: vec![],
     })
 }
 

@@ -28,7 +28,7 @@ use tonic_health::ServingStatus;
 use tracing_subscriber::EnvFilter;
 
 use crate::access::LoadPolicy;
-use crate::config::{Args, Config, ModelConfig};
+use crate::config::{Args, Config, LoadWhen, ModelConfig};
 use crate::devices::DevicePool;
 use crate::plugins::PluginSet;
 use crate::registry::{LoadSpec, Registry};
@@ -295,6 +295,8 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         vocoder,
         quantize: model.quantize,
         caller: Caller::Operator,
+        also_tasks: model.also_tasks,
+        lazy: model.load == LoadWhen::Lazy,
     };
     // Failures are logged by the registry and shown by GetModel.
     let _ = registry.load(spec);

@@ -95,6 +95,12 @@ pub struct ModelMetrics {
     pub joined_requests: AtomicU64,
     /// Restarts of the model's process after it died (process isolation).
     pub restarts: AtomicU64,
+    /// Times the model was loaded on first use (`load = "lazy"`), again
+    /// after an eviction included.
+    pub lazy_loads: AtomicU64,
+    /// Times the model was unloaded to make room for another under the
+    /// memory budget (least recently used first).
+    pub evictions: AtomicU64,
 }
 
 impl ModelMetrics {
@@ -108,6 +114,8 @@ impl ModelMetrics {
             failed_batches: AtomicU64::new(0),
             joined_requests: AtomicU64::new(0),
             restarts: AtomicU64::new(0),
+            lazy_loads: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -236,7 +244,7 @@ impl Metrics {
             }
         }
         type Count = fn(&ModelMetrics) -> &AtomicU64;
-        let counters: [(&str, &str, Count); 3] = [
+        let counters: [(&str, &str, Count); 5] = [
             (
                 "inferd_failed_batches_total",
                 "Batches of several requests that failed as a whole; their requests ran again one at a time.",
@@ -251,6 +259,16 @@ impl Metrics {
                 "inferd_model_restarts_total",
                 "Restarts of a model's process after it died (isolation = \"process\").",
                 |m| &m.restarts,
+            ),
+            (
+                "inferd_model_lazy_loads_total",
+                "Loads of a load = \"lazy\" model on its first request (again after an eviction).",
+                |m| &m.lazy_loads,
+            ),
+            (
+                "inferd_model_evictions_total",
+                "Unloads of an idle lazy model, least recently used first, to make room under --memory-budget.",
+                |m| &m.evictions,
             ),
         ];
         for (name, help, count) in counters {

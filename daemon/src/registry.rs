@@ -4,10 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
+use std::time::Instant;
 
 use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelOptions, ModelState};
-use inferd_sdk::proto::{LoadRequest, TaskRequest};
+use inferd_sdk::proto::{LoadRequest, LoadedModel, TaskRequest, TaskSpec};
 
 use crate::budget::{format_bytes, weight_bytes, MemoryBudget};
 use crate::devices::DevicePool;
@@ -39,20 +41,85 @@ pub struct LoadSpec {
     pub quantize: Option<String>,
     /// Whose load it is (a client's sources are held to the load policy).
     pub caller: Caller,
+    /// Further tasks the model serves from the same weights (T5 for
+    /// summarization and translation, an NLI model for zero-shot and
+    /// text-classification): an instance per task, one copy of the weights
+    /// where the plugin shares them (the built-in text plugin does).
+    pub also_tasks: Vec<String>,
+    /// `load = "lazy"`: registered now, loaded by its first request, and
+    /// evicted (least recently used first) when the memory budget needs
+    /// room for another load.
+    pub lazy: bool,
 }
 
 enum State {
+    /// A lazy model not loaded now.
+    Idle,
     Loading,
-    Ready(ModelQueue),
+    Ready(Served),
     Failed(String),
     /// Taken out of the registry; a request that found the model just
     /// before is answered as if it had come just after.
     Unloaded,
 }
 
+/// A ready model: one queue per task it serves, its own task's first.
+struct Served {
+    queues: Vec<(String, ModelQueue)>,
+    /// The first queue's, with the memory of all of them.
+    loaded: LoadedModel,
+    devices: Vec<String>,
+}
+
+impl Served {
+    fn new(queues: Vec<(String, ModelQueue)>, devices: Vec<String>) -> Served {
+        let mut loaded = queues[0].1.loaded.clone();
+        loaded.memory_bytes = queues.iter().map(|(_, q)| q.loaded.memory_bytes).sum();
+        Served {
+            queues,
+            loaded,
+            devices,
+        }
+    }
+
+    fn options(&self) -> QueueOptions {
+        self.queues[0].1.options()
+    }
+
+    /// Requests waiting, for all its tasks.
+    fn depth(&self) -> usize {
+        self.queues.iter().map(|(_, q)| q.depth()).sum()
+    }
+
+    /// Queues a request of `task` (a canonical name) on that task's queue.
+    fn submit(
+        &self,
+        task: &str,
+        request: TaskRequest,
+        partial: Option<Partial>,
+        deadline: Option<Instant>,
+    ) -> Result<Ticket> {
+        let queue = self
+            .queues
+            .iter()
+            .find(|(t, _)| t == task)
+            .map_or(&self.queues[0].1, |(_, q)| q);
+        queue.submit(request, partial, deadline)
+    }
+
+    /// Lets every queue finish what it holds, then frees the instances.
+    fn stop(self) {
+        for (_, queue) in self.queues {
+            queue.stop();
+        }
+    }
+}
+
 pub struct Model {
     pub name: String,
     pub task: String,
+    /// Other tasks it serves with the same weights.
+    pub also_tasks: Vec<String>,
     pub source: String,
     path: Mutex<String>,
     architecture: Mutex<String>,
@@ -63,14 +130,34 @@ pub struct Model {
     plugin: String,
     state: RwLock<State>,
     pub metrics: Arc<ModelMetrics>,
+    /// What to load, for a lazy model (loaded on its first request).
+    lazy: Option<LoadSpec>,
+    /// Why its last load on demand failed (a lazy model), with the status
+    /// the requests that waited for it get.
+    lazy_error: Mutex<Option<DaemonError>>,
+    /// Signalled when a lazy model's state changes.
+    changed: tokio::sync::Notify,
+    /// When a request last came for it (evictions go least recent first).
+    last_used: Mutex<Instant>,
 }
 
 impl Model {
+    /// Whether it serves `task` (a canonical name).
+    pub fn serves(&self, task: &str) -> bool {
+        self.task == task || self.also_tasks.iter().any(|t| t == task)
+    }
+
+    /// Its task, then the others it serves.
+    fn tasks(&self) -> impl Iterator<Item = &String> {
+        std::iter::once(&self.task).chain(&self.also_tasks)
+    }
+
     fn info(&self, is_default: bool) -> ModelInfo {
         let state = self.state.read().expect("model state lock");
         let mut info = ModelInfo {
             name: self.name.clone(),
             task: self.task.clone(),
+            also_tasks: self.also_tasks.clone(),
             source: self.source.clone(),
             path: self.path.lock().expect("lock").clone(),
             architecture: self.architecture.lock().expect("lock").clone(),
@@ -79,6 +166,7 @@ impl Model {
             ..Default::default()
         };
         match &*state {
+            State::Idle => info.state = ModelState::Idle as i32,
             State::Loading => info.state = ModelState::Loading as i32,
             State::Failed(e) => {
                 info.state = ModelState::Failed as i32;
@@ -128,18 +216,19 @@ impl Model {
         info
     }
 
-    /// Queues a request for this model; `partial` receives the partial
-    /// responses of a streaming request. A request still queued at
-    /// `deadline` never runs.
+    /// Queues a request of `task` (canonical) for this model; `partial`
+    /// receives the partial responses of a streaming request. A request
+    /// still queued at `deadline` never runs.
     pub fn submit(
         &self,
+        task: &str,
         request: TaskRequest,
         partial: Option<Partial>,
         deadline: Option<std::time::Instant>,
     ) -> Result<Ticket> {
         match &*self.state.read().expect("model state lock") {
-            State::Ready(queue) => queue.submit(request, partial, deadline),
-            State::Loading => Err(DaemonError::still_loading(&self.name, "retry in a moment")),
+            State::Ready(served) => served.submit(task, request, partial, deadline),
+            State::Loading | State::Idle => Err(DaemonError::still_loading(&self.name, "retry in a moment")),
             State::Failed(e) => Err(DaemonError::FailedPrecondition(format!(
                 "model {} failed to load: {e}",
                 self.name
@@ -224,8 +313,9 @@ impl Registry {
             return Ok(inner.models[name].clone());
         }
         let found = inner.find(model)?;
-        if found.task != canonical {
-            return Err(DaemonError::wrong_task(model, &found.task, canonical));
+        if !found.serves(canonical) {
+            let serves: Vec<&str> = found.tasks().map(String::as_str).collect();
+            return Err(DaemonError::wrong_task(model, &serves.join(" and "), canonical));
         }
         Ok(found.clone())
     }
@@ -252,8 +342,58 @@ impl Registry {
     }
 
     /// Loads a model; blocking (source download, weights): call it from a
-    /// blocking context. Returns once every instance is ready.
+    /// blocking context. Returns once every instance is ready. A lazy spec
+    /// is only registered (see [`Registry::register_lazy`]).
     pub fn load(&self, spec: LoadSpec) -> Result<ModelInfo> {
+        if spec.lazy {
+            return self.register_lazy(spec);
+        }
+        let (model, plugin, task_spec) = self.register(&spec, State::Loading)?;
+        let (name, task) = (model.name.clone(), model.task.clone());
+        tracing::info!(model = %name, %task, source = %spec.source, "loading model");
+        match self.bring_up(&model, &spec, &plugin, &task_spec) {
+            Ok(()) => {
+                self.make_default(&model, spec.make_default);
+                self.info(&name)
+            }
+            Err(e) => {
+                // Not kept: the error is LoadModel's answer, and the name is
+                // free to load again. A request that found the model while it
+                // loaded is told it failed.
+                let mut inner = self.inner.write().expect("registry lock");
+                if inner.models.get(&name).is_some_and(|m| Arc::ptr_eq(m, &model)) {
+                    inner.models.remove(&name);
+                    self.metrics.forget_unused(&name);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Registers a `load = "lazy"` model without loading it: its first
+    /// request loads it (and waits for it). It may become its task's
+    /// default as a loaded model does.
+    pub fn register_lazy(&self, spec: LoadSpec) -> Result<ModelInfo> {
+        let (model, _, _) = self.register(&spec, State::Idle)?;
+        self.make_default(&model, spec.make_default);
+        tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "registered; loads on its first request (load = \"lazy\")");
+        self.info(&model.name)
+    }
+
+    /// Makes `model` the default of each task it serves that has none, or
+    /// of all of them if `always`.
+    fn make_default(&self, model: &Model, always: bool) {
+        let mut inner = self.inner.write().expect("registry lock");
+        for task in model.tasks() {
+            if always || !inner.defaults.contains_key(task) {
+                inner.defaults.insert(task.clone(), model.name.clone());
+            }
+        }
+    }
+
+    /// Checks a load's spec and enters its model in the registry in
+    /// `state`; ALREADY_EXISTS if the name is taken.
+    fn register(&self, spec: &LoadSpec, state: State) -> Result<(Arc<Model>, Arc<Plugin>, TaskSpec)> {
         let task = self.canonical_task(&spec.task)?.to_string();
         let (plugin, task_spec) = self
             .plugins
@@ -283,30 +423,52 @@ impl Registry {
                 "task {task} needs a model: give `source` (a hub id or a local directory)"
             )));
         }
+        let mut also_tasks: Vec<String> = Vec::new();
+        for other in &spec.also_tasks {
+            let other = self.canonical_task(other)?.to_string();
+            let needs_model = self.plugins.task(&other).is_some_and(|(_, s)| s.needs_model);
+            if !needs_model || !task_spec.needs_model {
+                return Err(DaemonError::InvalidArgument(format!(
+                    "also_tasks: {other} and {task} cannot share a model: only tasks that load model files can"
+                )));
+            }
+            if other != task && !also_tasks.contains(&other) {
+                also_tasks.push(other);
+            }
+        }
         let model = Arc::new(Model {
             name: name.clone(),
             task: task.clone(),
+            also_tasks,
             source: spec.source.clone(),
             path: Mutex::new(String::new()),
             architecture: Mutex::new(String::new()),
             vocoder: Mutex::new(None),
             load_seconds: Mutex::new(0.0),
             plugin: plugin.manifest.name.clone(),
-            state: RwLock::new(State::Loading),
+            state: RwLock::new(state),
             metrics: self.metrics.model(&name),
+            lazy: spec.lazy.then(|| spec.clone()),
+            lazy_error: Mutex::new(None),
+            changed: tokio::sync::Notify::new(),
+            last_used: Mutex::new(Instant::now()),
         });
-        {
-            let mut inner = self.inner.write().expect("registry lock");
-            if inner.models.contains_key(&name) {
-                return Err(DaemonError::AlreadyExists(format!(
-                    "a model named `{name}` is already loaded; unload it first or choose another name"
-                )));
-            }
-            inner.models.insert(name.clone(), model.clone());
+        let mut inner = self.inner.write().expect("registry lock");
+        if inner.models.contains_key(&name) {
+            return Err(DaemonError::AlreadyExists(format!(
+                "a model named `{name}` is already loaded; unload it first or choose another name"
+            )));
         }
-        tracing::info!(model = %name, %task, source = %spec.source, "loading model");
-        let started = std::time::Instant::now();
-        match self.start(&model, &spec, &plugin, &task_spec) {
+        inner.models.insert(name, model.clone());
+        Ok((model, plugin, task_spec))
+    }
+
+    /// Loads a registered model's instances and makes it ready, or marks
+    /// it failed; logs either way.
+    fn bring_up(&self, model: &Model, spec: &LoadSpec, plugin: &Arc<Plugin>, task_spec: &TaskSpec) -> Result<()> {
+        let (name, task) = (&model.name, &model.task);
+        let started = Instant::now();
+        match self.start(model, spec, plugin, task_spec) {
             Ok(queue) => {
                 *model.load_seconds.lock().expect("lock") = started.elapsed().as_secs_f64();
                 if !queue.loaded.warm_up_refused.is_empty() {
@@ -316,43 +478,154 @@ impl Registry {
                         queue.loaded.warm_up_refused
                     );
                 }
+                let (memory, warm_up) = (queue.loaded.memory_bytes, queue.loaded.warm_up_seconds);
                 *model.state.write().expect("lock") = State::Ready(queue);
-                let mut inner = self.inner.write().expect("registry lock");
-                if spec.make_default || !inner.defaults.contains_key(&task) {
-                    inner.defaults.insert(task.clone(), name.clone());
-                }
-                drop(inner);
-                let info = self.info(&name)?;
                 tracing::info!(
-                    model = %name, %task, memory_mb = info.memory_bytes / (1 << 20),
-                    load_s = format!("{:.2}", info.load_seconds), warm_up_s = format!("{:.3}", info.warm_up_seconds),
+                    model = %name, %task, memory_mb = memory / (1 << 20),
+                    load_s = format!("{:.2}", started.elapsed().as_secs_f64()), warm_up_s = format!("{warm_up:.3}"),
                     "model ready"
                 );
-                Ok(info)
+                Ok(())
             }
             Err(e) => {
                 tracing::error!(model = %name, %task, "model failed to load: {e}");
-                // Not kept: the error is LoadModel's answer, and the name is
-                // free to load again. A request that found the model while it
-                // loaded is told it failed.
                 *model.state.write().expect("lock") = State::Failed(e.to_string());
-                let mut inner = self.inner.write().expect("registry lock");
-                if inner.models.get(&name).is_some_and(|m| Arc::ptr_eq(m, &model)) {
-                    inner.models.remove(&name);
-                    self.metrics.forget_unused(&name);
-                }
                 Err(e)
             }
         }
     }
 
-    fn start(
-        &self,
-        model: &Model,
-        spec: &LoadSpec,
-        plugin: &Arc<Plugin>,
-        task_spec: &inferd_sdk::proto::TaskSpec,
-    ) -> Result<ModelQueue> {
+    /// Queues a request on `model`. A lazy model that is not loaded is
+    /// loaded first, and the request waits for it (until its deadline); a
+    /// failed load on demand is the error of the requests that waited for
+    /// it, and the next request tries again.
+    pub async fn submit(
+        self: &Arc<Self>,
+        model: &Arc<Model>,
+        task: &str,
+        request: TaskRequest,
+        partial: Option<Partial>,
+        deadline: Option<Instant>,
+    ) -> Result<Ticket> {
+        *model.last_used.lock().expect("lock") = Instant::now();
+        if model.lazy.is_none() {
+            return model.submit(task, request, partial, deadline);
+        }
+        let mut waited = false;
+        loop {
+            let changed = model.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = model.state.read().expect("model state lock");
+                match &*state {
+                    State::Ready(served) => return served.submit(task, request, partial, deadline),
+                    State::Unloaded => return Err(DaemonError::model_unloaded(&model.name)),
+                    State::Failed(e) if waited => {
+                        let error = model.lazy_error.lock().expect("lock").clone();
+                        return Err(error.unwrap_or_else(|| DaemonError::FailedPrecondition(e.clone())));
+                    }
+                    State::Loading => {}
+                    State::Idle | State::Failed(_) => {
+                        drop(state);
+                        self.load_on_demand(model);
+                    }
+                }
+            }
+            waited = true;
+            match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline.into(), changed).await.map_err(|_| {
+                    DaemonError::DeadlineExceeded(format!(
+                        "the deadline passed while model {} was loading for it (load = \"lazy\": its first request \
+                         loads it)",
+                        model.name
+                    ))
+                })?,
+                None => changed.await,
+            }
+        }
+    }
+
+    /// Starts loading a lazy model that is idle (or whose last load
+    /// failed), unless another request has started it already.
+    fn load_on_demand(self: &Arc<Self>, model: &Arc<Model>) {
+        {
+            let mut state = model.state.write().expect("model state lock");
+            if !matches!(*state, State::Idle | State::Failed(_)) {
+                return;
+            }
+            *state = State::Loading;
+        }
+        let registry = self.clone();
+        let model = model.clone();
+        tokio::task::spawn_blocking(move || {
+            let spec = model.lazy.clone().expect("a lazy model");
+            tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "loading model for its first request (load = \"lazy\")");
+            let outcome = match registry.plugins.task(&model.task).map(|(p, s)| (p.clone(), s.clone())) {
+                Some((plugin, task_spec)) => registry.bring_up(&model, &spec, &plugin, &task_spec),
+                None => {
+                    let e = registry.canonical_task(&model.task).map(|_| ()).unwrap_err();
+                    *model.state.write().expect("lock") = State::Failed(e.to_string());
+                    Err(e)
+                }
+            };
+            match outcome {
+                Ok(()) => {
+                    model.metrics.lazy_loads.fetch_add(1, Ordering::Relaxed);
+                    *model.lazy_error.lock().expect("lock") = None;
+                }
+                Err(e) => *model.lazy_error.lock().expect("lock") = Some(e),
+            }
+            model.changed.notify_waiters();
+        });
+    }
+
+    /// Unloads lazy models, least recently used first, until `bytes` fit in
+    /// the memory budget beside what is held, or no lazy model is loaded
+    /// but `for_model`. Models loaded eagerly are never evicted.
+    fn make_room(&self, for_model: &str, bytes: u64) {
+        while self.budget.free().is_some_and(|free| free < bytes) {
+            let victim = {
+                let inner = self.inner.read().expect("registry lock");
+                inner
+                    .models
+                    .values()
+                    .filter(|m| m.lazy.is_some() && m.name != for_model)
+                    .filter(|m| matches!(*m.state.read().expect("lock"), State::Ready(_)))
+                    .min_by_key(|m| *m.last_used.lock().expect("lock"))
+                    .cloned()
+            };
+            let Some(victim) = victim else { return };
+            self.evict(&victim, for_model);
+        }
+    }
+
+    /// Unloads a lazy model to make room for `for_model`; it goes back to
+    /// idle, and its next request loads it again. Requests already queued
+    /// on it are served first; those that come meanwhile wait for the
+    /// reload.
+    fn evict(&self, model: &Model, for_model: &str) {
+        let state = {
+            let mut state = model.state.write().expect("model state lock");
+            if !matches!(*state, State::Ready(_)) {
+                return;
+            }
+            std::mem::replace(&mut *state, State::Loading)
+        };
+        tracing::info!(model = %model.name, "evicting the least recently used lazy model to make room for {for_model}");
+        if let State::Ready(queue) = state {
+            let devices = queue.devices.clone();
+            queue.stop();
+            self.devices.release(&devices);
+            self.budget.release(&model.name);
+        }
+        crate::heap::release_free_memory();
+        *model.state.write().expect("model state lock") = State::Idle;
+        model.metrics.evictions.fetch_add(1, Ordering::Relaxed);
+        model.changed.notify_waiters();
+    }
+
+    fn start(&self, model: &Model, spec: &LoadSpec, plugin: &Arc<Plugin>, task_spec: &TaskSpec) -> Result<Served> {
         let mut request = LoadRequest {
             task: model.task.clone(),
             model_name: model.name.clone(),
@@ -365,13 +638,26 @@ impl Registry {
                 .sources
                 .resolve(&spec.source, spec.revision.as_deref(), spec.caller)?;
             let architecture = read_architecture(&dir)?;
-            if !task_spec.architectures.is_empty() && !task_spec.architectures.contains(&architecture) {
-                return Err(DaemonError::unsupported_architecture(
-                    &spec.source,
-                    &architecture,
-                    &model.task,
-                    &task_spec.architectures,
-                ));
+            for task in model.tasks() {
+                let architectures = match task == &model.task {
+                    true => &task_spec.architectures,
+                    false => {
+                        &self
+                            .plugins
+                            .task(task)
+                            .expect("checked at registration")
+                            .1
+                            .architectures
+                    }
+                };
+                if !architectures.is_empty() && !architectures.contains(&architecture) {
+                    return Err(DaemonError::unsupported_architecture(
+                        &spec.source,
+                        &architecture,
+                        task,
+                        architectures,
+                    ));
+                }
             }
             *model.path.lock().expect("lock") = dir.display().to_string();
             *model.architecture.lock().expect("lock") = architecture.clone();
@@ -402,17 +688,33 @@ impl Registry {
             })?;
         let cpu_instances = devices.iter().filter(|d| *d == "cpu").count();
         let options = self.options.with(&spec.options, cpu_instances);
-        match ModelQueue::start(plugin.clone(), request, devices.clone(), options, model.metrics.clone()) {
-            Ok(queue) => {
-                self.budget.settle(&model.name, queue.loaded.memory_bytes);
-                Ok(queue)
-            }
-            Err(e) => {
-                self.devices.release(&devices);
-                self.budget.release(&model.name);
-                Err(DaemonError::from(e))
+        // One task after the other, so that each instance after the first
+        // finds the weights the first loaded (and shares them).
+        let mut queues = Vec::new();
+        for task in model.tasks() {
+            let plugin = match task == &model.task {
+                true => plugin.clone(),
+                false => self.plugins.task(task).expect("checked at registration").0.clone(),
+            };
+            let request = LoadRequest {
+                task: task.clone(),
+                ..request.clone()
+            };
+            match ModelQueue::start(plugin, request, devices.clone(), options, model.metrics.clone()) {
+                Ok(queue) => queues.push((task.clone(), queue)),
+                Err(e) => {
+                    queues
+                        .into_iter()
+                        .for_each(|(_, queue): (String, ModelQueue)| queue.stop());
+                    self.devices.release(&devices);
+                    self.budget.release(&model.name);
+                    return Err(DaemonError::from(e));
+                }
             }
         }
+        let served = Served::new(queues, devices);
+        self.budget.settle(&model.name, served.loaded.memory_bytes);
+        Ok(served)
     }
 
     /// Reserves a load's estimated memory in the budget: its weight files
@@ -430,6 +732,7 @@ impl Registry {
             format_bytes(files),
             if instances == 1 { "" } else { "s" }
         );
+        self.make_room(name, estimate);
         self.budget.reserve(name, estimate, &how)
     }
 
@@ -449,21 +752,25 @@ impl Registry {
                 return Err(DaemonError::still_loading(name, "unload it once it is ready"));
             }
             inner.models.remove(name);
-            if inner.defaults.get(&model.task).map(String::as_str) == Some(name) {
-                inner.defaults.remove(&model.task);
+            for task in model.tasks() {
+                if inner.defaults.get(task).map(String::as_str) != Some(name) {
+                    continue;
+                }
+                inner.defaults.remove(task);
                 // Another ready model of the same task becomes the default.
                 let successor = inner
                     .models
                     .values()
-                    .find(|m| m.task == model.task && matches!(*m.state.read().expect("lock"), State::Ready(_)))
+                    .find(|m| m.serves(task) && matches!(*m.state.read().expect("lock"), State::Ready(_) | State::Idle))
                     .map(|m| m.name.clone());
                 if let Some(successor) = successor {
-                    inner.defaults.insert(model.task.clone(), successor);
+                    inner.defaults.insert(task.clone(), successor);
                 }
             }
             model
         };
         let state = std::mem::replace(&mut *model.state.write().expect("lock"), State::Unloaded);
+        model.changed.notify_waiters();
         if let State::Ready(queue) = state {
             let devices = queue.devices.clone();
             queue.stop();
@@ -516,7 +823,7 @@ impl Scraped for Registry {
                     queue_depth: queue.depth(),
                     instances: queue.devices.len(),
                 },
-                State::Loading | State::Failed(_) | State::Unloaded => ModelGauges {
+                State::Idle | State::Loading | State::Failed(_) | State::Unloaded => ModelGauges {
                     name: m.name.clone(),
                     ready: false,
                     memory_bytes: 0,

@@ -6,9 +6,11 @@ fn main() {
 }
 
 /// The C++ entry points to LibTorch's quantized linear kernels (see
-/// cpp/int8_linear.cpp), compiled against the same LibTorch headers.
+/// cpp/int8_linear.cpp) and to a tensor's view base (cpp/views.cpp),
+/// compiled against the same LibTorch headers.
 fn compile_int8_kernels() {
     println!("cargo:rerun-if-changed=cpp/int8_linear.cpp");
+    println!("cargo:rerun-if-changed=cpp/views.cpp");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
     cc::Build::new()
@@ -21,5 +23,6 @@ fn compile_int8_kernels() {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("cpp/int8_linear.cpp")
+        .file("cpp/views.cpp")
         .compile("inferd_int8");
 }

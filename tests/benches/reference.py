@@ -44,6 +44,8 @@ BENCH_MODELS = {
     "int8": ["distilbert-base-cls", "gpt2-small"],
     "startup": ["distilbert-base-cls", "gpt2-small", "distilbart-cnn-12-6", "whisper-base", "speecht5-tts",
                 "speecht5-hifigan"],
+    "shared": ["distilbert-base-cls", "gpt2-small", "distilbart-cnn-12-6", "whisper-base", "speecht5-tts",
+               "speecht5-hifigan"],
 }
 
 

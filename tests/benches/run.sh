@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks: inferd against transformers on the same weights and the same
 # thread count, in one invocation; prints a table. Run by hand (not part of
-# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|int8|startup|summarize|whisper|detect|depth|segment|speak|all]
+# the test command):  tests/benches/run.sh [generate|arrivals|summary-arrivals|classify|isolation|int8|startup|shared|summarize|whisper|detect|depth|segment|speak|all]
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 cd "$ROOT"
@@ -27,10 +27,8 @@ with open(sys.argv[1], "w") as f:
         f.write(" ".join(random.choice(words) for _ in range(58)) + "\n")
 PYEOF
 
-# One daemon per benchmark, serving only the model measured: with several
-# large models, each instance thread owns an OpenMP pool, and once the pools
-# hold more threads than there are cores, libgomp stops spin-waiting between
-# parallel regions, which slows every model (see README, Performance).
+# One daemon per benchmark, serving only the model measured (the `shared`
+# benchmark measures what other loaded models cost).
 METRICS="127.0.0.1:${METRICS_PORT:-9464}"
 start_daemon() {
   local addr_file="$BENCH/address"
@@ -45,6 +43,34 @@ start_daemon() {
   until target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null | grep -q ready; do sleep 0.5; done
 }
 trap 'kill ${DAEMON:-0} 2>/dev/null || true' EXIT
+
+# Five models of real sizes from serve.toml's set (2.8 GB of weights), for
+# the start-up and shared-machine benchmarks.
+write_set_config() {
+  cat > "$BENCH/startup.toml" <<EOF2
+[[models]]
+name = "cls"
+task = "text-classification"
+source = "$BENCH/distilbert-base-cls"
+[[models]]
+name = "gpt2"
+task = "text-generation"
+source = "$BENCH/gpt2-small"
+[[models]]
+name = "bart"
+task = "summarization"
+source = "$BENCH/distilbart-cnn-12-6"
+[[models]]
+name = "whisper"
+task = "automatic-speech-recognition"
+source = "$BENCH/whisper-base"
+[[models]]
+name = "tts"
+task = "text-to-speech"
+source = "$BENCH/speecht5-tts"
+vocoder = "$BENCH/speecht5-hifigan"
+EOF2
+}
 
 RESULTS="$BENCH/results.jsonl"
 : > "$RESULTS"
@@ -205,29 +231,7 @@ if [[ "$WHAT" == startup || "$WHAT" == all ]]; then
   # Start-up to SERVING with five models of real sizes (2.8 GB of weights),
   # loaded one at a time and then --parallel-loads at once (the default: the
   # cores, at most 4), files already in the page cache for both.
-  cat > "$BENCH/startup.toml" <<EOF2
-[[models]]
-name = "cls"
-task = "text-classification"
-source = "$BENCH/distilbert-base-cls"
-[[models]]
-name = "gpt2"
-task = "text-generation"
-source = "$BENCH/gpt2-small"
-[[models]]
-name = "bart"
-task = "summarization"
-source = "$BENCH/distilbart-cnn-12-6"
-[[models]]
-name = "whisper"
-task = "automatic-speech-recognition"
-source = "$BENCH/whisper-base"
-[[models]]
-name = "tts"
-task = "text-to-speech"
-source = "$BENCH/speecht5-tts"
-vocoder = "$BENCH/speecht5-hifigan"
-EOF2
+  write_set_config
   cat "$BENCH"/{distilbert-base-cls,gpt2-small,distilbart-cnn-12-6,whisper-base,speecht5-tts,speecht5-hifigan}/*.safetensors > /dev/null
   for loads in 1 default; do
     extra=(); [[ "$loads" != default ]] && extra=(--parallel-loads "$loads")
@@ -241,6 +245,43 @@ EOF2
     echo "{\"bench\":\"startup\",\"who\":\"inferd\",\"parallel_loads\":\"$loads\",\"models_ready\":$models,\"seconds\":$seconds}" >> "$RESULTS"
     kill $DAEMON; wait $DAEMON 2>/dev/null || true
   done
+fi
+if [[ "$WHAT" == shared || "$WHAT" == all ]]; then
+  # Many models on one machine: GPT-2 single stream and the classifier at
+  # concurrency 1 and 32, each in a daemon serving it alone, then in one
+  # daemon with all five models of the start-up set loaded and warm (the
+  # others idle while one is measured).
+  write_set_config
+  shared_runs() {
+    local who="$1"
+    target/release/inferd-bench --addr "$ADDR" --model gpt2 generate --streams 1 --rounds 2 \
+      | sed "s/^{\"bench\":\"generate\"/{\"bench\":\"shared-generate\",\"who\":\"$who\"/" >> "$RESULTS"
+  }
+  shared_classify() {
+    local who="$1"
+    for c in 1 32; do
+      target/release/inferd-bench --addr "$ADDR" --model cls classify --payload "$PAYLOAD" --concurrency "$c" \
+        --requests 256 | sed "s/^{\"bench\":\"classify\"/{\"bench\":\"shared-classify\",\"who\":\"$who\"/" >> "$RESULTS"
+    done
+  }
+  start_daemon "gpt2:text-generation=$BENCH/gpt2-small"
+  shared_runs alone
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  start_daemon "cls:text-classification=$BENCH/distilbert-base-cls"
+  shared_classify alone
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
+  rm -f "$BENCH/address"
+  target/release/inferd --config "$BENCH/startup.toml" --listen 127.0.0.1:0 --address-file "$BENCH/address" \
+    --offline --log warn --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
+  DAEMON=$!
+  for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
+  ADDR="http://$(cat "$BENCH/address")"
+  for name in cls gpt2 bart whisper tts; do
+    until [[ "$(target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null)" == *ready* ]]; do sleep 0.5; done
+  done
+  shared_runs "five models"
+  shared_classify "five models"
+  kill $DAEMON; wait $DAEMON 2>/dev/null || true
 fi
 if [[ "$WHAT" == whisper || "$WHAT" == all ]]; then
   # 30 s of speech (the committed recording tiled, 16 kHz): one full window.
@@ -500,6 +541,21 @@ if q8:
     line("inferd GPT-2, 1 stream (tok/s)", gen("inferd float"), gen("inferd dynamic-int8"), "tokens_per_s")
     line("transformers GPT-2, 1 call (tok/s)", gen("transformers float"), gen("transformers torch.ao int8"),
          "tokens_per_s")
+shr = [r for r in rows if r["bench"] in ("shared-generate", "shared-classify")]
+if shr:
+    print("\nmany models on one machine: each model alone in its daemon, then with the five models of the start-up "
+          "set loaded and warm (the others idle)")
+    print(f"{'':40}{'alone':>10}{'five models':>13}{'ratio':>8}")
+    pick = lambda bench, who, **m: next((r for r in shr if r["bench"] == bench and r["who"] == who
+                                         and all(r.get(k) == v for k, v in m.items())), None)
+    for label, bench, key, match in (("GPT-2 small, 1 stream (tok/s)", "shared-generate", "tokens_per_s", {}),
+                                     ("DistilBERT classify, concurrency 1 (req/s)", "shared-classify", "rps",
+                                      {"concurrency": 1}),
+                                     ("DistilBERT classify, concurrency 32 (req/s)", "shared-classify", "rps",
+                                      {"concurrency": 32})):
+        a, t = pick(bench, "alone", **match), pick(bench, "five models", **match)
+        if a and t:
+            print(f"{label:40}{a[key]:>10.1f}{t[key]:>13.1f}{t[key] / a[key]:>8.2f}")
 boot = [r for r in rows if r["bench"] == "startup"]
 if boot:
     print("\nstart-up to SERVING, five models of real sizes (DistilBERT-base, GPT-2 small, distilbart-cnn-12-6, "

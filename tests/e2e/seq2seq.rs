@@ -14,7 +14,7 @@ use inferd_proto::v1::{
 use inferd_tests::{fixture_model, metric, Daemon};
 use tonic::Code;
 
-fn cases(model: &str, task: &str) -> Vec<serde_json::Value> {
+pub(crate) fn cases(model: &str, task: &str) -> Vec<serde_json::Value> {
     let refs: serde_json::Value = inferd_tests::reference("seq2seq.json");
     refs["cases"]
         .as_array()
@@ -26,7 +26,7 @@ fn cases(model: &str, task: &str) -> Vec<serde_json::Value> {
 }
 
 /// The texts pipeline() gave, per input.
-fn outputs(case: &serde_json::Value) -> Vec<Vec<String>> {
+pub(crate) fn outputs(case: &serde_json::Value) -> Vec<Vec<String>> {
     case["outputs"]
         .as_array()
         .unwrap()
@@ -42,18 +42,18 @@ fn outputs(case: &serde_json::Value) -> Vec<Vec<String>> {
 }
 
 /// The summaries of each input.
-fn summary_texts(response: SummarizeResponse) -> Vec<Vec<String>> {
+pub(crate) fn summary_texts(response: SummarizeResponse) -> Vec<Vec<String>> {
     let texts = |r: Summaries| r.summaries.into_iter().map(|s| s.summary_text).collect();
     response.results.into_iter().map(texts).collect()
 }
 
 /// The translations of each input.
-fn translation_texts(response: TranslateResponse) -> Vec<Vec<String>> {
+pub(crate) fn translation_texts(response: TranslateResponse) -> Vec<Vec<String>> {
     let texts = |r: Translations| r.translations.into_iter().map(|t| t.translation_text).collect();
     response.results.into_iter().map(texts).collect()
 }
 
-fn request(case: &serde_json::Value) -> SummarizeRequest {
+pub(crate) fn request(case: &serde_json::Value) -> SummarizeRequest {
     let kwargs = &case["pipeline_kwargs"];
     let inputs = match &case["inputs"] {
         serde_json::Value::String(s) => vec![s.clone()],
@@ -77,6 +77,32 @@ fn request(case: &serde_json::Value) -> SummarizeRequest {
         },
         no_repeat_ngram_size: uint("no_repeat_ngram_size"),
         num_return_sequences: uint("num_return_sequences"),
+    }
+}
+
+/// A translation case's request.
+pub(crate) fn translate_request(case: &serde_json::Value) -> TranslateRequest {
+    // "translation_en_to_fr" -> en, fr; plain "translation": the model's own.
+    let task = case["task"].as_str().unwrap();
+    let (src, tgt) = match task.strip_prefix("translation_").and_then(|t| t.split_once("_to_")) {
+        Some((src, tgt)) => (src.to_string(), tgt.to_string()),
+        None => (String::new(), String::new()),
+    };
+    let s = request(case);
+    TranslateRequest {
+        truncation: None,
+        model: s.model,
+        inputs: s.inputs,
+        src_lang: src,
+        tgt_lang: tgt,
+        min_length: s.min_length,
+        max_length: s.max_length,
+        max_new_tokens: s.max_new_tokens,
+        num_beams: s.num_beams,
+        length_penalty: s.length_penalty,
+        early_stopping: s.early_stopping,
+        no_repeat_ngram_size: s.no_repeat_ngram_size,
+        num_return_sequences: s.num_return_sequences,
     }
 }
 
@@ -278,29 +304,8 @@ async fn translations_equal_the_pipeline() {
         if case.get("pipeline_error").is_some() {
             continue;
         }
-        // "translation_en_to_fr" -> en, fr; plain "translation": the model's own.
-        let task = case["task"].as_str().unwrap();
-        let (src, tgt) = match task.strip_prefix("translation_").and_then(|t| t.split_once("_to_")) {
-            Some((src, tgt)) => (src.to_string(), tgt.to_string()),
-            None => (String::new(), String::new()),
-        };
-        let s = request(&case);
         let response = client
-            .translate(TranslateRequest {
-                truncation: None,
-                model: s.model,
-                inputs: s.inputs,
-                src_lang: src,
-                tgt_lang: tgt,
-                min_length: s.min_length,
-                max_length: s.max_length,
-                max_new_tokens: s.max_new_tokens,
-                num_beams: s.num_beams,
-                length_penalty: s.length_penalty,
-                early_stopping: s.early_stopping,
-                no_repeat_ngram_size: s.no_repeat_ngram_size,
-                num_return_sequences: s.num_return_sequences,
-            })
+            .translate(translate_request(&case))
             .await
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .into_inner();

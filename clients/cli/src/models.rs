@@ -28,6 +28,10 @@ pub struct Load {
     /// pipeline() task, e.g. text-classification.
     #[arg(long)]
     task: String,
+    /// Another task the model serves with the same weights, e.g.
+    /// translation for a T5 loaded for summarization (repeatable).
+    #[arg(long = "also-task", value_name = "TASK")]
+    also_tasks: Vec<String>,
     /// Name for requests (default: the source).
     #[arg(long)]
     name: Option<String>,
@@ -137,6 +141,7 @@ impl Load {
                 isolation: self.isolation,
                 quantize: self.quantize,
             }),
+            also_tasks: self.also_tasks,
         }
     }
 }

@@ -478,9 +478,11 @@ impl Output {
         self.print(
             || Json::Array(models.iter().map(model_json).collect()),
             || {
-                MODELS.row(&[
-                    &"NAME", &"TASK", &"STATE", &"DEVICES", &"MEMORY", &"BATCH", &"QUEUED", &"SOURCE",
-                ]);
+                let header = [
+                    "NAME", "TASK", "STATE", "DEVICES", "MEMORY", "BATCH", "QUEUED", "SOURCE",
+                ];
+                let mut rows = vec![header.map(String::from).to_vec()];
+                let mut notes = vec![vec![]];
                 for m in models {
                     let default = if m.is_default { "*" } else { "" };
                     let options = m.options.clone().unwrap_or_default();
@@ -490,27 +492,36 @@ impl Output {
                     } else {
                         format!("  ({})", m.error)
                     };
-                    MODELS.row(&[
-                        &format!("{}{default}", m.name),
-                        &m.task,
-                        &state_name(m.state),
-                        &devices.join(","),
-                        &format!("{:.1}MB", m.memory_bytes as f64 / 1e6),
-                        &options.max_batch_size.map_or("-".into(), |n| n.to_string()),
-                        &options
+                    rows.push(vec![
+                        format!("{}{default}", m.name),
+                        m.task.clone(),
+                        state_name(m.state).to_string(),
+                        devices.join(","),
+                        format!("{:.1}MB", m.memory_bytes as f64 / 1e6),
+                        options.max_batch_size.map_or("-".into(), |n| n.to_string()),
+                        options
                             .queue_size
                             .map_or("-".into(), |n| format!("{}/{n}", m.queue_depth)),
-                        &format!("{}{error}", m.source),
+                        format!("{}{error}", m.source),
                     ]);
+                    let mut lines = vec![];
+                    if !m.also_tasks.is_empty() {
+                        lines.push(format!("  also serves: {}", m.also_tasks.join(", ")));
+                    }
                     if let Some(vocoder) = &options.vocoder {
-                        println!("  vocoder: {vocoder}");
+                        lines.push(format!("  vocoder: {vocoder}"));
                     }
                     if let Some(quantize) = options.quantize.as_deref().filter(|q| *q != "none") {
-                        println!("  quantize: {quantize}");
+                        lines.push(format!("  quantize: {quantize}"));
                     }
                     if !m.speakers.is_empty() {
-                        println!("  speakers: {}", m.speakers.join(", "));
+                        lines.push(format!("  speakers: {}", m.speakers.join(", ")));
                     }
+                    notes.push(lines);
+                }
+                for (line, notes) in MODELS.fitted(&rows).into_iter().zip(notes) {
+                    println!("{line}");
+                    notes.iter().for_each(|note| println!("{note}"));
                 }
             },
         )
@@ -570,6 +581,7 @@ fn state_name(state: i32) -> &'static str {
         Ok(ModelState::Loading) => "loading",
         Ok(ModelState::Ready) => "ready",
         Ok(ModelState::Failed) => "failed",
+        Ok(ModelState::Idle) => "idle",
         _ => "unknown",
     }
 }

@@ -170,10 +170,13 @@ class Client:
         devices: Sequence[str] = (),
         instances: int = 0,
         make_default: bool = False,
+        also_tasks: Sequence[str] = (),
         **options: Any,
     ) -> Any:
         """Loads a model (hub id or local directory) for a task and returns
-        its ModelInfo once it is ready. ``options``: max_batch_size,
+        its ModelInfo once it is ready. ``also_tasks``: further tasks it
+        serves with the same weights (one copy), e.g. ``["translation"]``
+        for a T5 loaded for summarization. ``options``: max_batch_size,
         max_queue_delay_ms, queue_size, intra_op_threads, ``limits``, the
         model's work budgets by name (``{"max_sequences": 64}``; the README's
         Limits table lists them), ``isolation`` ("process" or "in-process"),
@@ -189,6 +192,7 @@ class Client:
             instances=instances,
             make_default=make_default,
             options=models_pb2.ModelOptions(**options) if options else None,
+            also_tasks=[also_tasks] if isinstance(also_tasks, str) else list(also_tasks),
         )
         return self.call("LoadModel", request)
 

@@ -591,6 +591,16 @@ class Behaviour(unittest.TestCase):
         CLIENT.unload_model("spare")
         self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
 
+    def test_one_model_serves_further_tasks_with_also_tasks(self):
+        info = CLIENT.load_model(str(FIXTURES / "models" / "bert-cls"), "text-classification", name="two-tasks",
+                                 also_tasks=["feature-extraction"])
+        self.assertEqual(list(info.also_tasks), ["feature-extraction"])
+        embedded = CLIENT.pipeline("feature-extraction", model="two-tasks")("one model, two tasks")
+        self.assertTrue(embedded)
+        labels = CLIENT.pipeline("text-classification", model="two-tasks")("one model, two tasks")
+        self.assertTrue(labels[0]["label"])
+        CLIENT.unload_model("two-tasks")
+
     def test_keys_go_with_every_call(self):
         keyed = Daemon({"INFERD_API_KEY": "py-use-key", "INFERD_ADMIN_KEY": "py-admin-key"})
         model = str(FIXTURES / "models" / "bert-cls")

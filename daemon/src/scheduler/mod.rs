@@ -17,7 +17,7 @@ mod worker;
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use inferd_sdk::proto::{task_response, LoadRequest, LoadedModel, TaskRequest};
 use inferd_sdk::Error;
@@ -96,8 +96,10 @@ impl Shared {
         self.waiting.lock().expect("model queue lock")
     }
 
-    /// Takes the next batch; None once the queue is stopping and empty.
-    fn next_batch(&self) -> Option<Vec<Job>> {
+    /// Takes the next batch; None once the queue is stopping and empty, or
+    /// once it has been empty for `idle` where that is given.
+    fn next_batch(&self, idle: Option<Duration>) -> Option<Vec<Job>> {
+        let idle_until = idle.map(|idle| Instant::now() + idle);
         let mut waiting = self.lock();
         loop {
             self.drop_stale(&mut waiting);
@@ -105,7 +107,19 @@ impl Shared {
                 if waiting.stopping {
                     return None;
                 }
-                waiting = self.changed.wait(waiting).expect("model queue lock");
+                waiting = match idle_until {
+                    None => self.changed.wait(waiting).expect("model queue lock"),
+                    Some(until) => {
+                        let now = Instant::now();
+                        if now >= until {
+                            return None;
+                        }
+                        self.changed
+                            .wait_timeout(waiting, until - now)
+                            .expect("model queue lock")
+                            .0
+                    }
+                };
                 continue;
             };
             // Wait for others to join, unless the batch is full already; a
@@ -219,7 +233,6 @@ impl Drop for Ticket {
 pub struct ModelQueue {
     shared: Arc<Shared>,
     workers: Vec<JoinHandle<()>>,
-    pub devices: Vec<String>,
     pub loaded: LoadedModel,
     /// LibTorch's intra-op threads on the instances, as they report it.
     intra_op_threads: usize,
@@ -288,7 +301,6 @@ impl ModelQueue {
         let queue = ModelQueue {
             shared,
             workers,
-            devices,
             loaded,
             intra_op_threads,
         };

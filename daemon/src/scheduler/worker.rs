@@ -15,7 +15,7 @@
 //! error), and a request whose client has gone or whose deadline has passed.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use prost::Message;
@@ -77,7 +77,22 @@ impl Instance {
     }
 }
 
+/// How long an in-process CPU instance may sit idle before the thread that
+/// ran its work ends (see [`run`]).
+const IDLE_RELEASE: Duration = Duration::from_secs(1);
+
 /// The worker thread of one instance, until its queue stops.
+///
+/// OpenMP gives every thread that starts parallel work a pool of its own,
+/// kept for the thread's life, and libgomp stops spin-waiting between
+/// parallel regions once its pools hold more threads than there are cores.
+/// A worker that ran LibTorch itself would keep its pool for good, and two
+/// loaded models, even one of them idle, would slow each other (single-
+/// stream GPT-2 by a third beside an idle DistilBERT on 2 cores). So an
+/// in-process CPU instance is loaded, and serves each busy spell, on a
+/// compute thread of its own that ends once the queue has been empty for
+/// [`IDLE_RELEASE`]; the worker itself only waits. Idle models then hold
+/// no OpenMP threads, and loading more models costs memory, not speed.
 pub(super) fn run(
     plugin: Arc<Plugin>,
     request: LoadRequest,
@@ -86,15 +101,23 @@ pub(super) fn run(
 ) {
     let model = request.model_name.clone();
     let device = request.device.clone();
-    if let Some(threads) = shared.options.intra_op_threads {
-        // OpenMP's thread count is per calling thread: set it on this one.
-        torch::set_intra_op_threads(threads);
-    }
+    let threads = shared.options.intra_op_threads;
+    let spells = !shared.options.isolated && device == "cpu";
     let started = Instant::now();
-    let mut instance = match Instance::load(&plugin, &request, &shared) {
-        Ok((instance, loaded)) => {
+    let loading = || {
+        let loaded = Instance::load(&plugin, &request, &shared);
+        loaded.map(|(instance, loaded)| (instance, loaded, torch::intra_op_threads()))
+    };
+    let loaded = if spells {
+        on_compute_thread(threads, loading)
+    } else {
+        set_threads(threads);
+        loading()
+    };
+    let mut instance = match loaded {
+        Ok((instance, loaded, threads)) => {
             tracing::info!(%model, %device, elapsed_ms = started.elapsed().as_millis() as u64, "instance loaded");
-            let _ = ready.send(Ok((loaded, torch::intra_op_threads())));
+            let _ = ready.send(Ok((loaded, threads)));
             instance
         }
         Err(e) => {
@@ -102,40 +125,99 @@ pub(super) fn run(
             return;
         }
     };
-    while let Some(jobs) = shared.next_batch() {
-        let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
-        let _enter = span.enter();
-        let started = Instant::now();
-        for job in &jobs {
-            job.start(started);
-            shared.metrics.queue_seconds.observe_duration(started - job.arrived);
-        }
-        let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
-        let running = heap::Running::start();
-        let more = |max: usize| {
-            let jobs = shared.take_waiting(max);
-            shared
-                .metrics
-                .joined_requests
-                .fetch_add(jobs.len() as u64, Ordering::Relaxed);
-            let now = Instant::now();
-            for job in &jobs {
-                job.start(now);
-                shared.metrics.queue_seconds.observe_duration(now - job.arrived);
+    let idle = spells.then_some(IDLE_RELEASE);
+    while let Some(jobs) = shared.next_batch(None) {
+        let spell = || {
+            let mut jobs = jobs;
+            loop {
+                run_batch(jobs, &model, &device, &shared, &plugin, &mut instance);
+                match shared.next_batch(idle) {
+                    Some(next) => jobs = next,
+                    None => break,
+                }
             }
-            jobs
         };
-        serve(jobs, &model, &shared.metrics, &more, &mut |batch, host| {
-            instance.run(&plugin, batch, host)
-        });
-        drop(running);
-        tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
-        if bytes >= LARGE_BATCH_BYTES || started.elapsed() >= LONG_BATCH {
-            heap::release_free_memory_soon();
+        if spells {
+            on_compute_thread(threads, spell);
+        } else {
+            spell();
         }
     }
     instance.unload(&plugin);
     tracing::info!(%model, %device, "instance unloaded");
+}
+
+/// Sets LibTorch's intra-op thread count on the calling thread, if the
+/// options give one (OpenMP's count is per thread).
+fn set_threads(threads: Option<usize>) {
+    if let Some(threads) = threads {
+        torch::set_intra_op_threads(threads);
+    }
+}
+
+/// Runs `work` on a new thread, named after this one, with `threads`
+/// intra-op threads, and returns its result once that thread has ended
+/// (and with it, its OpenMP pool). Where no thread can be started, `work`
+/// runs here.
+fn on_compute_thread<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> T {
+    let name = format!("{}+", std::thread::current().name().unwrap_or("worker"));
+    let slot = Mutex::new(Some(work));
+    let take = || slot.lock().expect("compute work").take();
+    let spawned = std::thread::scope(|scope| {
+        let handle = std::thread::Builder::new().name(name).spawn_scoped(scope, || {
+            set_threads(threads);
+            take().map(|work| work())
+        });
+        match handle {
+            Ok(handle) => Some(handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))),
+            Err(e) => {
+                tracing::warn!("cannot start a compute thread ({e}); running on the worker's");
+                None
+            }
+        }
+    });
+    match spawned.flatten() {
+        Some(result) => result,
+        None => {
+            set_threads(threads);
+            take().expect("work not run by the failed thread")()
+        }
+    }
+}
+
+/// Runs one batch the queue handed out, answering its requests, and lets
+/// go of the memory a large one needed.
+fn run_batch(jobs: Vec<Job>, model: &str, device: &str, shared: &Shared, plugin: &Plugin, instance: &mut Instance) {
+    let span = tracing::debug_span!("batch", %model, %device, size = jobs.len());
+    let _enter = span.enter();
+    let started = Instant::now();
+    for job in &jobs {
+        job.start(started);
+        shared.metrics.queue_seconds.observe_duration(started - job.arrived);
+    }
+    let bytes: usize = jobs.iter().map(|job| job.request.encoded_len()).sum();
+    let running = heap::Running::start();
+    let more = |max: usize| {
+        let jobs = shared.take_waiting(max);
+        shared
+            .metrics
+            .joined_requests
+            .fetch_add(jobs.len() as u64, Ordering::Relaxed);
+        let now = Instant::now();
+        for job in &jobs {
+            job.start(now);
+            shared.metrics.queue_seconds.observe_duration(now - job.arrived);
+        }
+        jobs
+    };
+    serve(jobs, model, &shared.metrics, &more, &mut |batch, host| {
+        instance.run(plugin, batch, host)
+    });
+    drop(running);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "batch done");
+    if bytes >= LARGE_BATCH_BYTES || started.elapsed() >= LONG_BATCH {
+        heap::release_free_memory_soon();
+    }
 }
 
 /// A running batch as the plugin sees the daemon: its requests (those it

@@ -115,6 +115,7 @@ impl InferenceService {
     async fn call(
         &self,
         rpc: &'static str,
+        task: &str,
         model: Arc<Model>,
         body: task_request::Body,
         deadline: Option<Instant>,
@@ -124,14 +125,11 @@ impl InferenceService {
         let outcome = Outcome::new(&model);
         let result = async {
             let _admitted = self.admit()?;
-            let mut ticket = model.submit(
-                TaskRequest {
-                    body: Some(body),
-                    stream: false,
-                },
-                None,
-                deadline,
-            )?;
+            let request = TaskRequest {
+                body: Some(body),
+                stream: false,
+            };
+            let mut ticket = self.registry.submit(&model, task, request, None, deadline).await?;
             let answer = match deadline {
                 Some(deadline) => tokio::time::timeout_at(deadline.into(), &mut ticket.reply)
                     .await
@@ -186,7 +184,7 @@ macro_rules! typed_rpc {
         let request = $request.into_inner();
         let model = $self.route($task, &request.model)?;
         match $self
-            .call($rpc, model, task_request::Body::$req_variant(request), deadline)
+            .call($rpc, $task, model, task_request::Body::$req_variant(request), deadline)
             .await?
         {
             (task_response::Body::$resp_variant(response), waited) => Ok(with_queue_time(response, waited)),
@@ -277,7 +275,7 @@ impl InferenceService {
     /// last message made from the final response. When the client goes
     /// away, the ticket is dropped, which tells the worker to stop; at the
     /// deadline the stream ends with DEADLINE_EXCEEDED.
-    fn stream<T: Send + 'static>(
+    async fn stream<T: Send + 'static>(
         &self,
         kind: StreamKind<T>,
         model: &str,
@@ -300,7 +298,11 @@ impl InferenceService {
             body: Some(body),
             stream: true,
         };
-        let mut ticket = match model.submit(task, Some(partial_tx), deadline) {
+        let mut ticket = match self
+            .registry
+            .submit(&model, kind.task, task, Some(partial_tx), deadline)
+            .await
+        {
             Ok(ticket) => ticket,
             Err(e) => {
                 let status = Status::from(e);
@@ -400,6 +402,7 @@ impl Inference for InferenceService {
         };
         let model = request.model.clone();
         self.stream(kind, &model, task_request::Body::Generate(request), deadline)
+            .await
     }
 
     async fn transcribe_stream(
@@ -420,6 +423,7 @@ impl Inference for InferenceService {
         };
         let model = request.model.clone();
         self.stream(kind, &model, task_request::Body::Transcribe(request), deadline)
+            .await
     }
 
     async fn classify(&self, request: Request<ClassifyRequest>) -> Result<Response<ClassifyResponse>, Status> {
@@ -567,8 +571,12 @@ impl Inference for InferenceService {
             ("", model) => self.counted(self.registry.model(model))?,
             (task, model) => self.route(task, model)?,
         };
+        let task = match request.task.as_str() {
+            "" => model.task.clone(),
+            task => self.registry.canonical_task(task).unwrap_or(task).to_string(),
+        };
         match self
-            .call("Run", model, task_request::Body::Run(request), deadline)
+            .call("Run", &task, model, task_request::Body::Run(request), deadline)
             .await?
         {
             (task_response::Body::Run(response), waited) => Ok(with_queue_time(response, waited)),

@@ -106,6 +106,8 @@ impl Models for ModelsService {
             vocoder,
             quantize,
             caller: Caller::Client,
+            also_tasks: r.also_tasks,
+            lazy: false,
         };
         // The registry logs a failed load in full, under the model's name.
         let shown_as = format!(

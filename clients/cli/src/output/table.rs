@@ -71,7 +71,36 @@ impl Table {
         println!("{}", self.line(cells));
     }
 
+    /// The lines of a whole table, each padded column widened to its
+    /// widest cell, so that rows line up whatever they hold.
+    pub fn fitted(&self, rows: &[Vec<String>]) -> Vec<String> {
+        let widths: Vec<usize> = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| match column.width {
+                0 => 0,
+                width => rows
+                    .iter()
+                    .filter_map(|row| row.get(i))
+                    .map(|cell| cell.chars().count())
+                    .fold(width, usize::max),
+            })
+            .collect();
+        rows.iter()
+            .map(|row| {
+                let cells: Vec<&dyn Display> = row.iter().map(|c| c as &dyn Display).collect();
+                self.line_in(&cells, &widths)
+            })
+            .collect()
+    }
+
     fn line(&self, cells: &[&dyn Display]) -> String {
+        let widths: Vec<usize> = self.columns.iter().map(|c| c.width).collect();
+        self.line_in(cells, &widths)
+    }
+
+    fn line_in(&self, cells: &[&dyn Display], widths: &[usize]) -> String {
         assert_eq!(cells.len(), self.columns.len(), "a table row needs one cell per column");
         let mut line = " ".repeat(self.indent);
         for (i, (column, cell)) in self.columns.iter().zip(cells).enumerate() {
@@ -80,7 +109,7 @@ impl Table {
             }
             // Through a String: a Display that ignores width would not be padded.
             let cell = cell.to_string();
-            let width = column.width;
+            let width = widths[i];
             let written = match column.align {
                 Align::Left => write!(line, "{cell:<width$}"),
                 Align::Right => write!(line, "{cell:>width$}"),
@@ -105,6 +134,16 @@ mod tests {
     fn a_cell_wider_than_its_column_is_printed_whole() {
         const TABLE: Table = Table::flush(&[Column::left(2), Column::unpadded()]);
         assert_eq!(TABLE.line(&[&"wider", &"x"]), "wider x");
+    }
+
+    #[test]
+    fn a_fitted_table_widens_a_column_to_its_widest_cell_on_every_row() {
+        const TABLE: Table = Table::flush(&[Column::left(4), Column::right(2), Column::unpadded()]);
+        let rows = [
+            vec!["name".to_string(), "1".into(), "x".into()],
+            vec!["longer-name".to_string(), "100".into(), "y".into()],
+        ];
+        assert_eq!(TABLE.fitted(&rows), ["name          1 x", "longer-name 100 y"]);
     }
 
     #[test]

@@ -13,13 +13,15 @@ class ModelState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     MODEL_STATE_LOADING: _ClassVar[ModelState]
     MODEL_STATE_READY: _ClassVar[ModelState]
     MODEL_STATE_FAILED: _ClassVar[ModelState]
+    MODEL_STATE_IDLE: _ClassVar[ModelState]
 MODEL_STATE_UNSPECIFIED: ModelState
 MODEL_STATE_LOADING: ModelState
 MODEL_STATE_READY: ModelState
 MODEL_STATE_FAILED: ModelState
+MODEL_STATE_IDLE: ModelState
 
 class LoadModelRequest(_message.Message):
-    __slots__ = ("name", "source", "revision", "task", "devices", "instances", "make_default", "options")
+    __slots__ = ("name", "source", "revision", "task", "devices", "instances", "make_default", "options", "also_tasks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +30,7 @@ class LoadModelRequest(_message.Message):
     INSTANCES_FIELD_NUMBER: _ClassVar[int]
     MAKE_DEFAULT_FIELD_NUMBER: _ClassVar[int]
     OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    ALSO_TASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     source: str
     revision: str
@@ -36,7 +39,8 @@ class LoadModelRequest(_message.Message):
     instances: int
     make_default: bool
     options: ModelOptions
-    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., task: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ..., make_default: _Optional[bool] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ...) -> None: ...
+    also_tasks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., task: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ..., make_default: _Optional[bool] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., also_tasks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelOptions(_message.Message):
     __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits", "vocoder", "isolation", "quantize")
@@ -72,7 +76,7 @@ class InstanceInfo(_message.Message):
     def __init__(self, device: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth", "speakers", "load_seconds", "warm_up_seconds")
+    __slots__ = ("name", "task", "source", "path", "architecture", "plugin", "state", "instances", "memory_bytes", "error", "is_default", "labels", "options", "queue_depth", "speakers", "load_seconds", "warm_up_seconds", "also_tasks")
     NAME_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
@@ -90,6 +94,7 @@ class ModelInfo(_message.Message):
     SPEAKERS_FIELD_NUMBER: _ClassVar[int]
     LOAD_SECONDS_FIELD_NUMBER: _ClassVar[int]
     WARM_UP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    ALSO_TASKS_FIELD_NUMBER: _ClassVar[int]
     name: str
     task: str
     source: str
@@ -107,7 +112,8 @@ class ModelInfo(_message.Message):
     speakers: _containers.RepeatedScalarFieldContainer[str]
     load_seconds: float
     warm_up_seconds: float
-    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ..., load_seconds: _Optional[float] = ..., warm_up_seconds: _Optional[float] = ...) -> None: ...
+    also_tasks: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[str] = ..., source: _Optional[str] = ..., path: _Optional[str] = ..., architecture: _Optional[str] = ..., plugin: _Optional[str] = ..., state: _Optional[_Union[ModelState, str]] = ..., instances: _Optional[_Iterable[_Union[InstanceInfo, _Mapping]]] = ..., memory_bytes: _Optional[int] = ..., error: _Optional[str] = ..., is_default: _Optional[bool] = ..., labels: _Optional[_Iterable[str]] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., queue_depth: _Optional[int] = ..., speakers: _Optional[_Iterable[str]] = ..., load_seconds: _Optional[float] = ..., warm_up_seconds: _Optional[float] = ..., also_tasks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListModelsRequest(_message.Message):
     __slots__ = ()

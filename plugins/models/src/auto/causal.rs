@@ -10,7 +10,7 @@ use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::decoding::CausalLm;
 use crate::core::int8::{build_quantized, Quantization};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::core::weights::{Checkpoint, LoadedWeights};
 use crate::generation::ModelSettings;
 use crate::text::tokenizer::TextTokenizer;
 use crate::{ModelError, Result};
@@ -22,6 +22,8 @@ pub struct CausalModel {
     /// config.json's EOS token (when generation_config.json names none).
     pub eos_token_id: i64,
     _vs: VarStore,
+    /// Its tensors, shared with other models loaded from the same files.
+    _weights: LoadedWeights,
     pub tokenizer: TextTokenizer,
     /// generation_config.json and config.json's task_specific_params.
     pub settings: ModelSettings,
@@ -46,7 +48,7 @@ pub fn load_causal_lm(dir: &Path, device: Device, quantization: Quantization) ->
         build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))
     });
     let built = built?;
-    checkpoint.load_into(&mut vs)?;
+    let weights = checkpoint.load_shared(&mut vs)?;
     let int8_bytes = int8.pack()?;
     let settings = ModelSettings::from_dir(dir, &config_file, false)?;
     let pad = settings.file.pad_token_id.unwrap_or(built.eos_token_id);
@@ -54,8 +56,9 @@ pub fn load_causal_lm(dir: &Path, device: Device, quantization: Quantization) ->
     Ok(CausalModel {
         model: built.net,
         eos_token_id: built.eos_token_id,
-        memory_bytes: var_store_bytes(&vs) + int8_bytes,
+        memory_bytes: weights.bytes + int8_bytes,
         _vs: vs,
+        _weights: weights,
         tokenizer,
         settings,
         architecture,

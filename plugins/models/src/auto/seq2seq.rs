@@ -12,7 +12,7 @@ use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::decoding::Seq2SeqLm;
 use crate::core::int8::{build_quantized, Quantization};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::core::weights::{Checkpoint, LoadedWeights};
 use crate::generation::{GenerationSettings, ModelSettings};
 use crate::text::sentencepiece::MarianTokenizer;
 use crate::text::tokenizer::{longer_than_positions, TextTokenizer};
@@ -90,6 +90,8 @@ pub const DEFAULT_MAX_INPUT_TOKENS: usize = 4096;
 pub struct Seq2SeqModel {
     pub net: Box<dyn Seq2SeqLm + Send>,
     _vs: VarStore,
+    /// Its tensors, shared with other models loaded from the same files.
+    _weights: LoadedWeights,
     pub tokenizer: Seq2SeqTokenizer,
     /// generation_config.json (or, without one, config.json) and
     /// config.json's `task_specific_params`.
@@ -136,7 +138,7 @@ pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> R
     // None: T5's relative positions have no table to outgrow; pipeline()
     // does not truncate its inputs.
     let positions = built.positions;
-    checkpoint.load_into(&mut vs)?;
+    let weights = checkpoint.load_shared(&mut vs)?;
     let int8_bytes = int8.pack()?;
     let settings = ModelSettings::from_dir(dir, &config_file, true)?;
     #[derive(serde::Deserialize)]
@@ -177,8 +179,9 @@ pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> R
     Ok(Seq2SeqModel {
         direction: languages.source_lang.zip(languages.target_lang),
         net,
-        memory_bytes: var_store_bytes(&vs) + int8_bytes,
+        memory_bytes: weights.bytes + int8_bytes,
         _vs: vs,
+        _weights: weights,
         tokenizer,
         settings,
         architecture,

@@ -10,7 +10,7 @@ use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::int8::{build_quantized, Quantization};
-use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::core::weights::{Checkpoint, LoadedWeights};
 pub use crate::text::encoder::Head;
 use crate::text::encoder::{EncoderNet, EncoderSpec};
 use crate::text::tokenizer::{EncodedBatch, TextTokenizer};
@@ -20,6 +20,8 @@ use crate::{ModelError, Result};
 pub struct TextModel {
     net: Box<dyn EncoderNet>,
     _vs: VarStore,
+    /// Its tensors, shared with other models loaded from the same files.
+    _weights: LoadedWeights,
     pub tokenizer: TextTokenizer,
     pub config: CommonConfig,
     pub labels: Vec<String>,
@@ -77,7 +79,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head, quantization: Qua
         })
     });
     let encoder = encoder?;
-    checkpoint.load_into(&mut vs)?;
+    let weights = checkpoint.load_shared(&mut vs)?;
     let int8_bytes = int8.pack()?;
     let tokenizer = TextTokenizer::from_dir(dir, encoder.positions.max(1) as usize, encoder.pad_token_id)?;
     // A head that reads a token's state would index past an input that
@@ -94,8 +96,9 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head, quantization: Qua
     }
     Ok(TextModel {
         net: encoder.net,
-        memory_bytes: var_store_bytes(&vs) + int8_bytes,
+        memory_bytes: weights.bytes + int8_bytes,
         _vs: vs,
+        _weights: weights,
         tokenizer,
         config: common,
         labels,

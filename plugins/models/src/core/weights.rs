@@ -9,6 +9,8 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::SystemTime;
 
 use safetensors::{Dtype, SafeTensors};
 use tch::{nn::VarStore, Kind, Tensor};
@@ -211,29 +213,144 @@ impl Checkpoint {
     /// embedding tensor, so nothing needs to be found for them.)
     pub fn load_into(&self, vs: &mut VarStore) -> Result<()> {
         let _guard = tch::no_grad_guard();
-        let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
-        variables.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, mut var) in variables {
-            let candidates = Self::candidates(&name);
-            let found = candidates.iter().find(|c| self.contains(c));
-            let Some(source_name) = found else {
-                return Err(ModelError::MissingWeight {
-                    name,
-                    files: self.describe_files(),
-                });
-            };
-            let source = self.get(source_name)?.expect("indexed tensor exists");
-            if source.size() != var.size() {
-                return Err(ModelError::WeightShape {
-                    name,
-                    found: source.size(),
-                    expected: var.size(),
-                });
-            }
-            var.f_copy_(&source)?;
+        for (name, mut var) in sorted_variables(vs) {
+            let source = self.source_for(&name, &var)?;
+            var.f_copy_(&source.1)?;
         }
         Ok(())
     }
+
+    /// As [`Checkpoint::load_into`], but a variable whose tensor a live
+    /// model loaded from the same files (same size, dtype and device) holds
+    /// already is made to share it instead of holding a copy: a checkpoint
+    /// loaded for several tasks is in memory once. The result keeps the
+    /// sharing alive; hold it as long as the model.
+    pub fn load_shared(&self, vs: &mut VarStore) -> Result<LoadedWeights> {
+        let _guard = tch::no_grad_guard();
+        let shared = SharedWeights::of(self.files_key());
+        let mut tensors = shared.tensors.lock().expect("shared weights lock");
+        let mut bytes = 0;
+        for (name, mut var) in sorted_variables(vs) {
+            let (source_name, source) = self.source_for(&name, &var)?;
+            let held = tensors
+                .get(&source_name)
+                .filter(|held| held.size() == var.size() && held.kind() == var.kind() && held.device() == var.device());
+            // A view (a part of a fused layer's weight) shares only if its
+            // base can point at the held one's base.
+            let bases = match (held, view_base(&var)) {
+                (None, _) => None,
+                (Some(_), None) => Some(None),
+                (Some(held), Some(base)) => view_base(held)
+                    .filter(|held_base| held_base.size() == base.size())
+                    .map(|held_base| Some((base, held_base))),
+            };
+            match (held, bases) {
+                (Some(held), Some(bases)) => {
+                    if let Some((mut base, held_base)) = bases {
+                        if base.data_ptr() != held_base.data_ptr() {
+                            base.set_data(&held_base);
+                        }
+                    }
+                    var.set_data(held);
+                }
+                _ => {
+                    var.f_copy_(&source)?;
+                    bytes += (var.numel() * var.kind().elt_size_in_bytes()) as u64;
+                    tensors.entry(source_name).or_insert_with(|| var.shallow_clone());
+                }
+            }
+        }
+        drop(tensors);
+        Ok(LoadedWeights { _shared: shared, bytes })
+    }
+
+    /// The checkpoint tensor for variable `name` (by its name or an older
+    /// spelling), checked to have the variable's shape.
+    fn source_for(&self, name: &str, var: &Tensor) -> Result<(String, Tensor)> {
+        let candidates = Self::candidates(name);
+        let Some(source_name) = candidates.iter().find(|c| self.contains(c)) else {
+            return Err(ModelError::MissingWeight {
+                name: name.to_string(),
+                files: self.describe_files(),
+            });
+        };
+        let source = self.get(source_name)?.expect("indexed tensor exists");
+        if source.size() != var.size() {
+            return Err(ModelError::WeightShape {
+                name: name.to_string(),
+                found: source.size(),
+                expected: var.size(),
+            });
+        }
+        Ok((source_name.clone(), source))
+    }
+
+    /// What identifies the checkpoint's files: their real paths, sizes and
+    /// modification times (a file replaced in place is another checkpoint).
+    fn files_key(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+        self.files
+            .iter()
+            .map(|file| {
+                let real = std::fs::canonicalize(file).unwrap_or_else(|_| file.clone());
+                let meta = std::fs::metadata(&real).ok();
+                let len = meta.as_ref().map_or(0, |m| m.len());
+                (real, len, meta.and_then(|m| m.modified().ok()))
+            })
+            .collect()
+    }
+}
+
+extern "C" {
+    fn inferd_tensor_view_base(tensor: *const std::ffi::c_void) -> *mut std::ffi::c_void;
+}
+
+/// The tensor `tensor` is a view of, if it is one.
+fn view_base(tensor: &Tensor) -> Option<Tensor> {
+    // SAFETY: a live tensor for the call; a non-null result is a new
+    // at::Tensor that tch takes over.
+    let raw = unsafe { inferd_tensor_view_base(tensor.as_ptr().cast()) };
+    (!raw.is_null()).then(|| unsafe { Tensor::from_ptr(raw.cast()) })
+}
+
+/// A var store's variables, by name.
+fn sorted_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
+    let mut variables: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    variables.sort_by(|a, b| a.0.cmp(&b.0));
+    variables
+}
+
+/// The tensors loaded from one checkpoint's files (by checkpoint name),
+/// while a model loaded from them lives.
+pub struct SharedWeights {
+    key: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    tensors: Mutex<HashMap<String, Tensor>>,
+}
+
+/// The checkpoints models hold now; an entry goes when its last model does.
+static SHARED: Mutex<Vec<Weak<SharedWeights>>> = Mutex::new(Vec::new());
+
+impl SharedWeights {
+    /// The live entry for these files, or a new empty one.
+    fn of(key: Vec<(PathBuf, u64, Option<SystemTime>)>) -> Arc<SharedWeights> {
+        let mut all = SHARED.lock().expect("shared weights lock");
+        all.retain(|entry| entry.strong_count() > 0);
+        if let Some(found) = all.iter().filter_map(Weak::upgrade).find(|s| s.key == key) {
+            return found;
+        }
+        let fresh = Arc::new(SharedWeights {
+            key,
+            tensors: Mutex::new(HashMap::new()),
+        });
+        all.push(Arc::downgrade(&fresh));
+        fresh
+    }
+}
+
+/// What [`Checkpoint::load_shared`] loaded: the bytes this load added (0
+/// where every tensor was shared), and the sharing, kept alive with it.
+pub struct LoadedWeights {
+    _shared: Arc<SharedWeights>,
+    pub bytes: u64,
 }
 
 /// The names and shapes of a checkpoint's tensors, without their data.
@@ -349,6 +466,64 @@ mod tests {
 
     fn write_checkpoint(dir: &Path, tensors: &[(&str, Tensor)]) {
         Tensor::write_safetensors(tensors, dir.join("model.safetensors")).unwrap();
+    }
+
+    #[test]
+    fn models_loaded_from_the_same_files_share_their_tensors_while_one_lives() {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(
+            dir.path(),
+            &[("dense.weight", Tensor::from_slice(&[1f32, 2., 3., 4.]).view([2, 2]))],
+        );
+        let load = || {
+            let mut vs = VarStore::new(Device::Cpu);
+            let w = vs.root().sub("dense").zeros_no_train("weight", &[2, 2]);
+            let loaded = Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs).unwrap();
+            (vs, w, loaded)
+        };
+        let (_vs1, w1, first) = load();
+        let (_vs2, w2, second) = load();
+        assert_eq!(first.bytes, 16);
+        assert_eq!(second.bytes, 0, "the second load adds nothing");
+        assert_eq!(w1.data_ptr(), w2.data_ptr(), "one copy");
+        assert_eq!(Vec::<f32>::try_from(w2.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4.]);
+        // Once every model from the files is gone, a new load starts afresh.
+        drop((first, second));
+        let (_vs4, w4, fourth) = load();
+        assert_eq!(fourth.bytes, 16);
+        assert_ne!(w4.data_ptr(), w1.data_ptr());
+    }
+
+    #[test]
+    fn a_fused_layer_whose_variables_are_views_of_one_weight_shares_that_weight() {
+        let dir = tempfile::tempdir().unwrap();
+        write_checkpoint(
+            dir.path(),
+            &[
+                ("q.weight", Tensor::from_slice(&[1f32, 2., 3., 4.]).view([2, 2])),
+                ("k.weight", Tensor::from_slice(&[5f32, 6., 7., 8.]).view([2, 2])),
+            ],
+        );
+        let load = || {
+            let mut vs = VarStore::new(Device::Cpu);
+            // As core::layers::FusedLinear registers its parts.
+            let fused = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
+            let _ = vs.root().sub("q").add("weight", fused.narrow(0, 0, 2), false);
+            let _ = vs.root().sub("k").add("weight", fused.narrow(0, 2, 2), false);
+            let loaded = Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs).unwrap();
+            (vs, fused, loaded)
+        };
+        let (_vs1, fused1, first) = load();
+        let (_vs2, fused2, second) = load();
+        let values = |t: &Tensor| Vec::<f32>::try_from(t.flatten(0, -1)).unwrap();
+        assert_eq!(values(&fused1), [1., 2., 3., 4., 5., 6., 7., 8.]);
+        assert_eq!(
+            values(&fused2),
+            values(&fused1),
+            "the layer computes with the loaded weight"
+        );
+        assert_eq!(fused2.data_ptr(), fused1.data_ptr(), "one copy");
+        assert_eq!((first.bytes, second.bytes), (32, 0));
     }
 
     #[test]

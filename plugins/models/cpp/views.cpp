@@ -1,0 +1,24 @@
+// What tch does not expose about a tensor's memory: whether it is a view
+// of another tensor, and which. A fused layer registers narrow views of
+// one weight as its variables; a model that shares a checkpoint's tensors
+// with another (core/weights.rs, `load_shared`) must point the view's base
+// at the other model's base too, or the layer would compute with its own,
+// never loaded copy. No entry point lets a C++ exception cross into Rust.
+
+#include <ATen/ATen.h>
+
+extern "C" {
+
+// The tensor `tensor` is a view of, as a new at::Tensor for tch to own;
+// null when it is no view (or on any error).
+void* inferd_tensor_view_base(const void* tensor) {
+  try {
+    const auto& t = *static_cast<const at::Tensor*>(tensor);
+    if (!t.is_view()) return nullptr;
+    return new at::Tensor(t._base());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+}  // extern "C"
