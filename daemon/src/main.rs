@@ -64,6 +64,8 @@ fn main() -> ExitCode {
     if let Some(threads) = config.intra_op_threads {
         torch::set_intra_op_threads(threads);
     }
+    // Read now, before any model sets a count of its own.
+    torch::default_intra_op_threads();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

@@ -99,12 +99,10 @@ impl Served {
         partial: Option<Partial>,
         deadline: Option<Instant>,
     ) -> Result<Ticket> {
-        let queue = self
-            .queues
-            .iter()
-            .find(|(t, _)| t == task)
-            .map_or(&self.queues[0].1, |(_, q)| q);
-        queue.submit(request, partial, deadline)
+        match self.queues.iter().find(|(t, _)| t == task) {
+            Some((_, queue)) => queue.submit(request, partial, deadline),
+            None => Err(DaemonError::Internal(format!("no queue for task {task}"))),
+        }
     }
 
     /// Lets every queue finish what it holds, then frees the instances.
@@ -263,6 +261,8 @@ pub struct Registry {
     options: QueueOptions,
     pub metrics: Metrics,
     pub budget: MemoryBudget,
+    /// Held while a load makes room in the budget and reserves its share.
+    admission: Mutex<()>,
 }
 
 impl Registry {
@@ -281,6 +281,7 @@ impl Registry {
             options,
             metrics: Metrics::default(),
             budget,
+            admission: Mutex::new(()),
         }
     }
 
@@ -380,12 +381,12 @@ impl Registry {
         self.info(&model.name)
     }
 
-    /// Makes `model` the default of each task it serves that has none, or
-    /// of all of them if `always`.
+    /// Makes `model` the default of each task it serves that has none, and
+    /// of its own task anyway if `always`.
     fn make_default(&self, model: &Model, always: bool) {
         let mut inner = self.inner.write().expect("registry lock");
         for task in model.tasks() {
-            if always || !inner.defaults.contains_key(task) {
+            if (always && task == &model.task) || !inner.defaults.contains_key(task) {
                 inner.defaults.insert(task.clone(), model.name.clone());
             }
         }
@@ -559,43 +560,74 @@ impl Registry {
         let registry = self.clone();
         let model = model.clone();
         tokio::task::spawn_blocking(move || {
-            let spec = model.lazy.clone().expect("a lazy model");
-            tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "loading model for its first request (load = \"lazy\")");
-            let outcome = match registry.plugins.task(&model.task).map(|(p, s)| (p.clone(), s.clone())) {
-                Some((plugin, task_spec)) => registry.bring_up(&model, &spec, &plugin, &task_spec),
-                None => {
-                    let e = registry.canonical_task(&model.task).map(|_| ()).unwrap_err();
-                    *model.state.write().expect("lock") = State::Failed(e.to_string());
-                    Err(e)
-                }
-            };
-            match outcome {
-                Ok(()) => {
-                    model.metrics.lazy_loads.fetch_add(1, Ordering::Relaxed);
-                    *model.lazy_error.lock().expect("lock") = None;
-                }
-                Err(e) => *model.lazy_error.lock().expect("lock") = Some(e),
+            let loading = std::panic::AssertUnwindSafe(|| registry.load_lazy(&model));
+            if std::panic::catch_unwind(loading).is_err() {
+                let error = DaemonError::Internal(format!("loading model {} panicked", model.name));
+                *model.lazy_error.lock().expect("lock") = Some(error.clone());
+                *model.state.write().expect("lock") = State::Failed(error.to_string());
+                model.changed.notify_waiters();
             }
-            model.changed.notify_waiters();
         });
+    }
+
+    /// Loads a lazy model for its first request (on a blocking thread), and
+    /// wakes the requests waiting for it.
+    fn load_lazy(&self, model: &Arc<Model>) {
+        let spec = model.lazy.clone().expect("a lazy model");
+        tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "loading model for its first request (load = \"lazy\")");
+        let outcome = match self.plugins.task(&model.task).map(|(p, s)| (p.clone(), s.clone())) {
+            Some((plugin, task_spec)) => self.bring_up(model, &spec, &plugin, &task_spec),
+            None => {
+                let e = self.canonical_task(&model.task).map(|_| ()).unwrap_err();
+                *model.state.write().expect("lock") = State::Failed(e.to_string());
+                Err(e)
+            }
+        };
+        match outcome {
+            Ok(()) => {
+                model.metrics.lazy_loads.fetch_add(1, Ordering::Relaxed);
+                *model.lazy_error.lock().expect("lock") = None;
+            }
+            Err(e) => *model.lazy_error.lock().expect("lock") = Some(e),
+        }
+        model.changed.notify_waiters();
     }
 
     /// Unloads lazy models, least recently used first, until `bytes` fit in
     /// the memory budget beside what is held, or no lazy model is loaded
     /// but `for_model`. Models loaded eagerly are never evicted.
+    /// Nothing is evicted when even all of them would not make room.
+    /// Models with nothing queued go first.
     fn make_room(&self, for_model: &str, bytes: u64) {
-        while self.budget.free().is_some_and(|free| free < bytes) {
-            let victim = {
-                let inner = self.inner.read().expect("registry lock");
-                inner
-                    .models
-                    .values()
-                    .filter(|m| m.lazy.is_some() && m.name != for_model)
-                    .filter(|m| matches!(*m.state.read().expect("lock"), State::Ready(_)))
-                    .min_by_key(|m| *m.last_used.lock().expect("lock"))
-                    .cloned()
-            };
-            let Some(victim) = victim else { return };
+        let Some(free) = self.budget.free() else { return };
+        if free >= bytes {
+            return;
+        }
+        let mut victims: Vec<(bool, Instant, u64, Arc<Model>)> = {
+            let inner = self.inner.read().expect("registry lock");
+            inner
+                .models
+                .values()
+                .filter(|m| m.lazy.is_some() && m.name != for_model)
+                .filter_map(|m| match &*m.state.read().expect("lock") {
+                    State::Ready(served) => Some((
+                        served.depth() > 0,
+                        *m.last_used.lock().expect("lock"),
+                        served.loaded.memory_bytes,
+                        m.clone(),
+                    )),
+                    _ => None,
+                })
+                .collect()
+        };
+        if free + victims.iter().map(|v| v.2).sum::<u64>() < bytes {
+            return;
+        }
+        victims.sort_by_key(|v| (v.0, v.1));
+        for (_, _, _, victim) in victims {
+            if self.budget.free().is_some_and(|free| free >= bytes) {
+                return;
+            }
             self.evict(&victim, for_model);
         }
     }
@@ -732,6 +764,9 @@ impl Registry {
             format_bytes(files),
             if instances == 1 { "" } else { "s" }
         );
+        // One load at a time makes room and reserves it, so that two loads
+        // do not evict for each other, nor take each other's room.
+        let _admission = self.admission.lock().expect("admission lock");
         self.make_room(name, estimate);
         self.budget.reserve(name, estimate, &how)
     }
@@ -745,12 +780,18 @@ impl Registry {
     /// Removes a model, lets its queued requests finish, and frees its
     /// instances. Blocking.
     pub fn unload(&self, name: &str) -> Result<()> {
-        let model = {
+        let (model, state) = {
             let mut inner = self.inner.write().expect("registry lock");
             let model = inner.find(name)?.clone();
-            if matches!(*model.state.read().expect("lock"), State::Loading) {
-                return Err(DaemonError::still_loading(name, "unload it once it is ready"));
-            }
+            // Checked and replaced under one lock: a lazy load or an
+            // eviction cannot start in between.
+            let state = {
+                let mut state = model.state.write().expect("lock");
+                if matches!(*state, State::Loading) {
+                    return Err(DaemonError::still_loading(name, "unload it once it is ready"));
+                }
+                std::mem::replace(&mut *state, State::Unloaded)
+            };
             inner.models.remove(name);
             for task in model.tasks() {
                 if inner.defaults.get(task).map(String::as_str) != Some(name) {
@@ -767,9 +808,8 @@ impl Registry {
                     inner.defaults.insert(task.clone(), successor);
                 }
             }
-            model
+            (model, state)
         };
-        let state = std::mem::replace(&mut *model.state.write().expect("lock"), State::Unloaded);
         model.changed.notify_waiters();
         if let State::Ready(queue) = state {
             let devices = queue.devices.clone();

@@ -13,6 +13,15 @@ pub fn set_intra_op_threads(threads: usize) {
     tch::set_num_threads(threads.max(1) as i32);
 }
 
+/// LibTorch's intra-op thread count before any model set one of its own,
+/// read once: call it at start-up, before models load. (A thread's count,
+/// unless set on it, comes from the last one any thread set, so each
+/// instance sets its own.)
+pub fn default_intra_op_threads() -> usize {
+    static DEFAULT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *DEFAULT.get_or_init(intra_op_threads)
+}
+
 /// The intra-op thread count LibTorch has for the calling thread.
 pub fn intra_op_threads() -> usize {
     tch::get_num_threads().max(1) as usize

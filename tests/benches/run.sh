@@ -42,6 +42,19 @@ start_daemon() {
   local name="${1%%:*}"
   until target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null | grep -q ready; do sleep 0.5; done
 }
+# A daemon from a config file, once each model named after it is ready.
+start_config_daemon() {  # CONFIG NAME...
+  rm -f "$BENCH/address"
+  target/release/inferd --config "$1" --listen 127.0.0.1:0 --address-file "$BENCH/address" \
+    --offline --log warn --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
+  DAEMON=$!
+  for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
+  ADDR="http://$(cat "$BENCH/address")"
+  local name
+  for name in "${@:2}"; do
+    until [[ "$(target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null)" == *ready* ]]; do sleep 0.5; done
+  done
+}
 trap 'kill ${DAEMON:-0} 2>/dev/null || true' EXIT
 
 # Five models of real sizes from serve.toml's set (2.8 GB of weights), for
@@ -198,13 +211,7 @@ if [[ "$WHAT" == int8 || "$WHAT" == all ]]; then
   # stream; transformers float and with torch.ao's quantize_dynamic beside.
   start_quantized() {  # NAME TASK SOURCE QUANTIZE
     printf '[[models]]\nname = "%s"\ntask = "%s"\nsource = "%s"\nquantize = "%s"\n' "$@" > "$BENCH/int8.toml"
-    rm -f "$BENCH/address"
-    target/release/inferd --config "$BENCH/int8.toml" --listen 127.0.0.1:0 --address-file "$BENCH/address" \
-      --offline --log warn --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
-    DAEMON=$!
-    for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
-    ADDR="http://$(cat "$BENCH/address")"
-    until target/release/inferctl --addr "$ADDR" models get "$1" 2>/dev/null | grep -q ready; do sleep 0.5; done
+    start_config_daemon "$BENCH/int8.toml" "$1"
   }
   for q in none dynamic-int8; do
     who="inferd $q"; [[ "$q" == none ]] && who="inferd float"
@@ -270,15 +277,7 @@ if [[ "$WHAT" == shared || "$WHAT" == all ]]; then
   start_daemon "cls:text-classification=$BENCH/distilbert-base-cls"
   shared_classify alone
   kill $DAEMON; wait $DAEMON 2>/dev/null || true
-  rm -f "$BENCH/address"
-  target/release/inferd --config "$BENCH/startup.toml" --listen 127.0.0.1:0 --address-file "$BENCH/address" \
-    --offline --log warn --intra-op-threads "$THREADS" --max-queue-delay-ms 5 --max-batch-size 32 &
-  DAEMON=$!
-  for _ in $(seq 1 600); do [[ -s "$BENCH/address" ]] && break; sleep 0.1; done
-  ADDR="http://$(cat "$BENCH/address")"
-  for name in cls gpt2 bart whisper tts; do
-    until [[ "$(target/release/inferctl --addr "$ADDR" models get "$name" 2>/dev/null)" == *ready* ]]; do sleep 0.5; done
-  done
+  start_config_daemon "$BENCH/startup.toml" cls gpt2 bart whisper tts
   shared_runs "five models"
   shared_classify "five models"
   kill $DAEMON; wait $DAEMON 2>/dev/null || true

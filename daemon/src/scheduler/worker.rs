@@ -101,7 +101,14 @@ pub(super) fn run(
 ) {
     let model = request.model_name.clone();
     let device = request.device.clone();
-    let threads = shared.options.intra_op_threads;
+    // A count of its own, set on each compute thread: otherwise a new
+    // thread would take whatever count another model set last.
+    let threads = Some(
+        shared
+            .options
+            .intra_op_threads
+            .unwrap_or_else(torch::default_intra_op_threads),
+    );
     let spells = !shared.options.isolated && device == "cpu";
     let started = Instant::now();
     let loading = || {

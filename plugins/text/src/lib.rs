@@ -19,6 +19,7 @@ use inferd_models::auto::{
 };
 use inferd_models::core::device::parse_device;
 use inferd_models::core::int8::Quantization;
+use inferd_models::core::weights::sharing_weights_of;
 use inferd_sdk::dispatch::{self, ApiRequest, ApiResponse};
 use inferd_sdk::proto::api::{
     AnswerQuestionRequest, ClassifyRequest, ClassifyTokensRequest, EmbedRequest, FillMaskRequest,
@@ -431,7 +432,9 @@ impl Task for TextTask {
             .ok_or_else(|| Error::invalid_argument(format!("task {} needs a model source", ctx.task)))?;
         Ok(TextTask {
             def,
-            runner: (def.load)(dir, device, ctx)?,
+            // The instances of one model (one per task it serves) share
+            // one copy of its weights.
+            runner: sharing_weights_of(&ctx.model_name, || (def.load)(dir, device, ctx))?,
             limits: Limits::for_model(ctx)?.applying(def.limits),
             quantization: Quantization::parse(&ctx.quantize)?,
         })

@@ -220,21 +220,31 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// As [`Checkpoint::load_into`], but a variable whose tensor a live
-    /// model loaded from the same files (same size, dtype and device) holds
-    /// already is made to share it instead of holding a copy: a checkpoint
-    /// loaded for several tasks is in memory once. The result keeps the
+    /// As [`Checkpoint::load_into`], but inside [`sharing_weights_of`], a
+    /// variable whose tensor a live load of the same group from the same
+    /// files (same size, strides, dtype and device) holds already is made
+    /// to share it instead of holding a copy: a checkpoint loaded for
+    /// several tasks of one model is in memory once. The result keeps the
     /// sharing alive; hold it as long as the model.
     pub fn load_shared(&self, vs: &mut VarStore) -> Result<LoadedWeights> {
         let _guard = tch::no_grad_guard();
-        let shared = SharedWeights::of(self.files_key());
+        let Some(group) = SHARING_GROUP.with(|g| g.borrow().clone()) else {
+            self.load_into(vs)?;
+            let bytes = var_store_bytes(vs);
+            return Ok(LoadedWeights { _shared: None, bytes });
+        };
+        let shared = SharedWeights::of((group, self.files_key()));
         let mut tensors = shared.tensors.lock().expect("shared weights lock");
         let mut bytes = 0;
         for (name, mut var) in sorted_variables(vs) {
             let (source_name, source) = self.source_for(&name, &var)?;
-            let held = tensors
-                .get(&source_name)
-                .filter(|held| held.size() == var.size() && held.kind() == var.kind() && held.device() == var.device());
+            let held = tensors.get(&source_name).filter(|held| {
+                held.size() == var.size()
+                    && held.stride() == var.stride()
+                    && held.f_storage_offset().ok() == var.f_storage_offset().ok()
+                    && held.kind() == var.kind()
+                    && held.device() == var.device()
+            });
             // A view (a part of a fused layer's weight) shares only if its
             // base can point at the held one's base.
             let bases = match (held, view_base(&var)) {
@@ -261,7 +271,10 @@ impl Checkpoint {
             }
         }
         drop(tensors);
-        Ok(LoadedWeights { _shared: shared, bytes })
+        Ok(LoadedWeights {
+            _shared: Some(shared),
+            bytes,
+        })
     }
 
     /// The checkpoint tensor for variable `name` (by its name or an older
@@ -287,7 +300,7 @@ impl Checkpoint {
 
     /// What identifies the checkpoint's files: their real paths, sizes and
     /// modification times (a file replaced in place is another checkpoint).
-    fn files_key(&self) -> Vec<(PathBuf, u64, Option<SystemTime>)> {
+    fn files_key(&self) -> FilesKey {
         self.files
             .iter()
             .map(|file| {
@@ -319,11 +332,38 @@ fn sorted_variables(vs: &VarStore) -> Vec<(String, Tensor)> {
     variables
 }
 
-/// The tensors loaded from one checkpoint's files (by checkpoint name),
-/// while a model loaded from them lives.
+/// What identifies a checkpoint's files: their real paths, sizes and
+/// modification times.
+type FilesKey = Vec<(PathBuf, u64, Option<SystemTime>)>;
+
+/// The tensors loaded from one checkpoint's files (by checkpoint name) for
+/// one sharing group, while a model loaded from them lives.
 pub struct SharedWeights {
-    key: Vec<(PathBuf, u64, Option<SystemTime>)>,
+    key: (String, FilesKey),
     tensors: Mutex<HashMap<String, Tensor>>,
+}
+
+thread_local! {
+    /// The group whose loads share their tensors, while a load on this
+    /// thread runs inside [`sharing_weights_of`].
+    static SHARING_GROUP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `load` so that the models it loads share their tensors with the
+/// live models loaded in the same `group` from the same files (the text
+/// plugin passes the daemon's model name: the instances of one model, one
+/// per task it serves, hold one copy, and what the daemon counts for the
+/// model is what it holds). Outside of it, each load holds its own copy.
+pub fn sharing_weights_of<T>(group: &str, load: impl FnOnce() -> T) -> T {
+    /// Puts the outer group back, even when the load panics.
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            SHARING_GROUP.with(|g| *g.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(SHARING_GROUP.with(|g| g.replace(Some(group.to_string()))));
+    load()
 }
 
 /// The checkpoints models hold now; an entry goes when its last model does.
@@ -331,7 +371,7 @@ static SHARED: Mutex<Vec<Weak<SharedWeights>>> = Mutex::new(Vec::new());
 
 impl SharedWeights {
     /// The live entry for these files, or a new empty one.
-    fn of(key: Vec<(PathBuf, u64, Option<SystemTime>)>) -> Arc<SharedWeights> {
+    fn of(key: (String, FilesKey)) -> Arc<SharedWeights> {
         let mut all = SHARED.lock().expect("shared weights lock");
         all.retain(|entry| entry.strong_count() > 0);
         if let Some(found) = all.iter().filter_map(Weak::upgrade).find(|s| s.key == key) {
@@ -349,7 +389,7 @@ impl SharedWeights {
 /// What [`Checkpoint::load_shared`] loaded: the bytes this load added (0
 /// where every tensor was shared), and the sharing, kept alive with it.
 pub struct LoadedWeights {
-    _shared: Arc<SharedWeights>,
+    _shared: Option<Arc<SharedWeights>>,
     pub bytes: u64,
 }
 
@@ -478,7 +518,8 @@ mod tests {
         let load = || {
             let mut vs = VarStore::new(Device::Cpu);
             let w = vs.root().sub("dense").zeros_no_train("weight", &[2, 2]);
-            let loaded = Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs).unwrap();
+            let loaded =
+                sharing_weights_of("m", || Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs)).unwrap();
             (vs, w, loaded)
         };
         let (_vs1, w1, first) = load();
@@ -487,11 +528,27 @@ mod tests {
         assert_eq!(second.bytes, 0, "the second load adds nothing");
         assert_eq!(w1.data_ptr(), w2.data_ptr(), "one copy");
         assert_eq!(Vec::<f32>::try_from(w2.flatten(0, -1)).unwrap(), vec![1., 2., 3., 4.]);
-        // Once every model from the files is gone, a new load starts afresh.
+        // Another group, or none, holds its own copy.
+        let mut vs3 = VarStore::new(Device::Cpu);
+        let w3 = vs3.root().sub("dense").zeros_no_train("weight", &[2, 2]);
+        let other = sharing_weights_of("n", || Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs3)).unwrap();
+        assert_eq!(other.bytes, 16);
+        assert_ne!(w3.data_ptr(), w1.data_ptr());
+        let mut vs4 = VarStore::new(Device::Cpu);
+        let _ = vs4.root().sub("dense").zeros_no_train("weight", &[2, 2]);
+        assert_eq!(
+            Checkpoint::open(dir.path())
+                .unwrap()
+                .load_shared(&mut vs4)
+                .unwrap()
+                .bytes,
+            16
+        );
+        // Once every model of the group is gone, a new load starts afresh.
         drop((first, second));
-        let (_vs4, w4, fourth) = load();
-        assert_eq!(fourth.bytes, 16);
-        assert_ne!(w4.data_ptr(), w1.data_ptr());
+        let (_vs5, w5, fifth) = load();
+        assert_eq!(fifth.bytes, 16);
+        assert_ne!(w5.data_ptr(), w1.data_ptr());
     }
 
     #[test]
@@ -510,7 +567,8 @@ mod tests {
             let fused = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
             let _ = vs.root().sub("q").add("weight", fused.narrow(0, 0, 2), false);
             let _ = vs.root().sub("k").add("weight", fused.narrow(0, 2, 2), false);
-            let loaded = Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs).unwrap();
+            let loaded =
+                sharing_weights_of("m", || Checkpoint::open(dir.path()).unwrap().load_shared(&mut vs)).unwrap();
             (vs, fused, loaded)
         };
         let (_vs1, fused1, first) = load();
