@@ -45,6 +45,27 @@ class InferdError(Exception):
         return f"{self.code}: {self.message}"
 
 
+def _naming_the_argument(error: ValueError, arguments: Dict[str, Any]) -> ValueError:
+    """protobuf's "Value out of range: -1", which names no field, with the
+    pipeline argument(s) that carried the value (nested ones such as
+    generate_kwargs included)."""
+    text = str(error)
+    prefix = "Value out of range: "
+    if not text.startswith(prefix):
+        return error
+    value = text[len(prefix):]
+    flat = dict(arguments)
+    for outer, inner in arguments.items():
+        if isinstance(inner, dict):
+            flat.update({f"{outer}[{key!r}]": v for key, v in inner.items()})
+    names = [name for name, v in flat.items()
+             if isinstance(v, (int, float)) and not isinstance(v, bool) and str(v) == value]
+    if not names:
+        return error
+    return ValueError(f"{' / '.join(names)}={value} is out of range: the daemon takes a count here (0 or more, "
+                      f"below 2**32)")
+
+
 def _refusal(e: grpc.RpcError) -> InferdError:
     return InferdError(e.code().name, e.details() or "")
 
@@ -243,7 +264,10 @@ class Pipeline:
             raise ValueError(f"{self.task}: inferd cuts inputs longer than a model's maximum, as truncation=True does")
         if isinstance(inputs, list) and not inputs:
             return []
-        return self._run(self, inputs, args, merged, dict(kwargs))
+        try:
+            return self._run(self, inputs, args, merged, dict(kwargs))
+        except ValueError as e:
+            raise _naming_the_argument(e, merged) from None
 
     def stream(self, inputs: Any, **kwargs: Any) -> Iterable[Any]:
         """As the daemon produces it, for one input:
@@ -256,11 +280,17 @@ class Pipeline:
         merged = {**self.defaults, **kwargs}
         _take(merged, self._known + _EVERY_TASK, self.task)
         if self._run is _text_generation:
-            request = _generate_request(self, [inputs], merged)
+            try:
+                request = _generate_request(self, [inputs], merged)
+            except ValueError as e:
+                raise _naming_the_argument(e, merged) from None
             responses = self.client.inference.GenerateStream(request, timeout=self.client.timeout)
             pieces = (r.text for r in responses if r.text)
         elif self._run is _speech_recognition:
-            request = _transcribe_request(self, [inputs], merged)
+            try:
+                request = _transcribe_request(self, [inputs], merged)
+            except ValueError as e:
+                raise _naming_the_argument(e, merged) from None
             responses = self.client.inference.TranscribeStream(request, timeout=self.client.timeout)
             pieces = ({"text": c.text, "timestamp": tuple(c.timestamp)}
                       for r in responses for c in r.segments)

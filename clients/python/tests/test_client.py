@@ -591,6 +591,19 @@ class Behaviour(unittest.TestCase):
         CLIENT.unload_model("spare")
         self.assertNotIn("spare", {m.name for m in CLIENT.list_models()})
 
+    def test_an_out_of_range_argument_is_named(self):
+        fill = CLIENT.pipeline("fill-mask", model="bert-mlm")
+        with self.assertRaises(ValueError) as refused:
+            fill("Paris is the [MASK] of France.", top_k=-1)
+        self.assertIn("top_k=-1 is out of range", str(refused.exception))
+        generate = CLIENT.pipeline("text-generation", model="gpt2-gen")
+        with self.assertRaises(ValueError) as refused:
+            generate("Hello", max_new_tokens=2 ** 40)
+        self.assertIn(f"max_new_tokens={2 ** 40} is out of range", str(refused.exception))
+        with self.assertRaises(ValueError) as refused:
+            list(generate.stream("Hello", max_new_tokens=-3))
+        self.assertIn("max_new_tokens=-3 is out of range", str(refused.exception))
+
     def test_one_model_serves_further_tasks_with_also_tasks(self):
         info = CLIENT.load_model(str(FIXTURES / "models" / "bert-cls"), "text-classification", name="two-tasks",
                                  also_tasks=["feature-extraction"])
