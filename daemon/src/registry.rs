@@ -349,10 +349,10 @@ impl Registry {
         if spec.lazy {
             return self.register_lazy(spec);
         }
-        let (model, plugin, task_spec) = self.register(&spec, State::Loading)?;
+        let model = self.register(&spec, State::Loading)?;
         let (name, task) = (model.name.clone(), model.task.clone());
         tracing::info!(model = %name, %task, source = %spec.source, "loading model");
-        match self.bring_up(&model, &spec, &plugin, &task_spec) {
+        match self.bring_up(&model, &spec) {
             Ok(()) => {
                 self.make_default(&model, spec.make_default);
                 self.info(&name)
@@ -375,7 +375,7 @@ impl Registry {
     /// request loads it (and waits for it). It may become its task's
     /// default as a loaded model does.
     pub fn register_lazy(&self, spec: LoadSpec) -> Result<ModelInfo> {
-        let (model, _, _) = self.register(&spec, State::Idle)?;
+        let model = self.register(&spec, State::Idle)?;
         self.make_default(&model, spec.make_default);
         tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "registered; loads on its first request (load = \"lazy\")");
         self.info(&model.name)
@@ -394,13 +394,9 @@ impl Registry {
 
     /// Checks a load's spec and enters its model in the registry in
     /// `state`; ALREADY_EXISTS if the name is taken.
-    fn register(&self, spec: &LoadSpec, state: State) -> Result<(Arc<Model>, Arc<Plugin>, TaskSpec)> {
+    fn register(&self, spec: &LoadSpec, state: State) -> Result<Arc<Model>> {
         let task = self.canonical_task(&spec.task)?.to_string();
-        let (plugin, task_spec) = self
-            .plugins
-            .task(&task)
-            .map(|(p, s)| (p.clone(), s.clone()))
-            .expect("canonical task");
+        let (plugin, task_spec) = self.plugins.task(&task).expect("canonical task");
         let name = if spec.name.is_empty() {
             spec.source.clone()
         } else {
@@ -461,15 +457,15 @@ impl Registry {
             )));
         }
         inner.models.insert(name, model.clone());
-        Ok((model, plugin, task_spec))
+        Ok(model)
     }
 
     /// Loads a registered model's instances and makes it ready, or marks
     /// it failed; logs either way.
-    fn bring_up(&self, model: &Model, spec: &LoadSpec, plugin: &Arc<Plugin>, task_spec: &TaskSpec) -> Result<()> {
+    fn bring_up(&self, model: &Model, spec: &LoadSpec) -> Result<()> {
         let (name, task) = (&model.name, &model.task);
         let started = Instant::now();
-        match self.start(model, spec, plugin, task_spec) {
+        match self.start(model, spec) {
             Ok(queue) => {
                 *model.load_seconds.lock().expect("lock") = started.elapsed().as_secs_f64();
                 if !queue.loaded.warm_up_refused.is_empty() {
@@ -575,15 +571,7 @@ impl Registry {
     fn load_lazy(&self, model: &Arc<Model>) {
         let spec = model.lazy.clone().expect("a lazy model");
         tracing::info!(model = %model.name, task = %model.task, source = %spec.source, "loading model for its first request (load = \"lazy\")");
-        let outcome = match self.plugins.task(&model.task).map(|(p, s)| (p.clone(), s.clone())) {
-            Some((plugin, task_spec)) => self.bring_up(model, &spec, &plugin, &task_spec),
-            None => {
-                let e = self.canonical_task(&model.task).map(|_| ()).unwrap_err();
-                *model.state.write().expect("lock") = State::Failed(e.to_string());
-                Err(e)
-            }
-        };
-        match outcome {
+        match self.bring_up(model, &spec) {
             Ok(()) => {
                 model.metrics.lazy_loads.fetch_add(1, Ordering::Relaxed);
                 *model.lazy_error.lock().expect("lock") = None;
@@ -645,19 +633,26 @@ impl Registry {
             std::mem::replace(&mut *state, State::Loading)
         };
         tracing::info!(model = %model.name, "evicting the least recently used lazy model to make room for {for_model}");
-        if let State::Ready(queue) = state {
-            let devices = queue.devices.clone();
-            queue.stop();
-            self.devices.release(&devices);
-            self.budget.release(&model.name);
+        if let State::Ready(served) = state {
+            self.shut_down(&model.name, served);
         }
-        crate::heap::release_free_memory();
         *model.state.write().expect("model state lock") = State::Idle;
         model.metrics.evictions.fetch_add(1, Ordering::Relaxed);
         model.changed.notify_waiters();
     }
 
-    fn start(&self, model: &Model, spec: &LoadSpec, plugin: &Arc<Plugin>, task_spec: &TaskSpec) -> Result<Served> {
+    /// Starts a queue (and its instances) for each task the model serves;
+    /// blocking.
+    fn start(&self, model: &Model, spec: &LoadSpec) -> Result<Served> {
+        // Each task's plugin (the tasks were checked at registration).
+        let plugins: Vec<(&String, &Arc<Plugin>, &TaskSpec)> = model
+            .tasks()
+            .map(|task| {
+                let (plugin, task_spec) = self.plugins.task(task).expect("checked at registration");
+                (task, plugin, task_spec)
+            })
+            .collect();
+        let task_spec = plugins[0].2;
         let mut request = LoadRequest {
             task: model.task.clone(),
             model_name: model.name.clone(),
@@ -670,18 +665,8 @@ impl Registry {
                 .sources
                 .resolve(&spec.source, spec.revision.as_deref(), spec.caller)?;
             let architecture = read_architecture(&dir)?;
-            for task in model.tasks() {
-                let architectures = match task == &model.task {
-                    true => &task_spec.architectures,
-                    false => {
-                        &self
-                            .plugins
-                            .task(task)
-                            .expect("checked at registration")
-                            .1
-                            .architectures
-                    }
-                };
+            for (task, _, task_spec) in &plugins {
+                let architectures = &task_spec.architectures;
                 if !architectures.is_empty() && !architectures.contains(&architecture) {
                     return Err(DaemonError::unsupported_architecture(
                         &spec.source,
@@ -723,16 +708,12 @@ impl Registry {
         // One task after the other, so that each instance after the first
         // finds the weights the first loaded (and shares them).
         let mut queues = Vec::new();
-        for task in model.tasks() {
-            let plugin = match task == &model.task {
-                true => plugin.clone(),
-                false => self.plugins.task(task).expect("checked at registration").0.clone(),
-            };
+        for (task, plugin, _) in plugins {
             let request = LoadRequest {
                 task: task.clone(),
                 ..request.clone()
             };
-            match ModelQueue::start(plugin, request, devices.clone(), options, model.metrics.clone()) {
+            match ModelQueue::start(plugin.clone(), request, devices.clone(), options, model.metrics.clone()) {
                 Ok(queue) => queues.push((task.clone(), queue)),
                 Err(e) => {
                     queues
@@ -811,15 +792,24 @@ impl Registry {
             (model, state)
         };
         model.changed.notify_waiters();
-        if let State::Ready(queue) = state {
-            let devices = queue.devices.clone();
-            queue.stop();
-            self.devices.release(&devices);
-            self.budget.release(name);
+        if let State::Ready(served) = state {
+            self.shut_down(name, served);
+        } else {
+            crate::heap::release_free_memory();
         }
-        crate::heap::release_free_memory();
         tracing::info!(model = %name, "model unloaded");
         Ok(())
+    }
+
+    /// Lets a ready model's queues finish what they hold, frees its
+    /// instances, their devices and its share of the budget, and gives the
+    /// freed memory back to the system. Blocking.
+    fn shut_down(&self, name: &str, served: Served) {
+        let devices = served.devices.clone();
+        served.stop();
+        self.devices.release(&devices);
+        self.budget.release(name);
+        crate::heap::release_free_memory();
     }
 
     /// Stops every model (for shutdown). Blocking.

@@ -103,12 +103,10 @@ pub(super) fn run(
     let device = request.device.clone();
     // A count of its own, set on each compute thread: otherwise a new
     // thread would take whatever count another model set last.
-    let threads = Some(
-        shared
-            .options
-            .intra_op_threads
-            .unwrap_or_else(torch::default_intra_op_threads),
-    );
+    let threads = shared
+        .options
+        .intra_op_threads
+        .unwrap_or_else(torch::default_intra_op_threads);
     let spells = !shared.options.isolated && device == "cpu";
     let started = Instant::now();
     let loading = || {
@@ -118,7 +116,7 @@ pub(super) fn run(
     let loaded = if spells {
         on_compute_thread(threads, loading)
     } else {
-        set_threads(threads);
+        torch::set_intra_op_threads(threads);
         loading()
     };
     let mut instance = match loaded {
@@ -154,25 +152,17 @@ pub(super) fn run(
     tracing::info!(%model, %device, "instance unloaded");
 }
 
-/// Sets LibTorch's intra-op thread count on the calling thread, if the
-/// options give one (OpenMP's count is per thread).
-fn set_threads(threads: Option<usize>) {
-    if let Some(threads) = threads {
-        torch::set_intra_op_threads(threads);
-    }
-}
-
 /// Runs `work` on a new thread, named after this one, with `threads`
 /// intra-op threads, and returns its result once that thread has ended
 /// (and with it, its OpenMP pool). Where no thread can be started, `work`
 /// runs here.
-fn on_compute_thread<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T + Send) -> T {
+fn on_compute_thread<T: Send>(threads: usize, work: impl FnOnce() -> T + Send) -> T {
     let name = format!("{}+", std::thread::current().name().unwrap_or("worker"));
     let slot = Mutex::new(Some(work));
     let take = || slot.lock().expect("compute work").take();
     let spawned = std::thread::scope(|scope| {
         let handle = std::thread::Builder::new().name(name).spawn_scoped(scope, || {
-            set_threads(threads);
+            torch::set_intra_op_threads(threads);
             take().map(|work| work())
         });
         match handle {
@@ -186,7 +176,7 @@ fn on_compute_thread<T: Send>(threads: Option<usize>, work: impl FnOnce() -> T +
     match spawned.flatten() {
         Some(result) => result,
         None => {
-            set_threads(threads);
+            torch::set_intra_op_threads(threads);
             take().expect("work not run by the failed thread")()
         }
     }

@@ -247,15 +247,14 @@ impl Checkpoint {
             });
             // A view (a part of a fused layer's weight) shares only if its
             // base can point at the held one's base.
-            let bases = match (held, view_base(&var)) {
-                (None, _) => None,
-                (Some(_), None) => Some(None),
-                (Some(held), Some(base)) => view_base(held)
+            let shareable = held.and_then(|held| match view_base(&var) {
+                None => Some((held, None)),
+                Some(base) => view_base(held)
                     .filter(|held_base| held_base.size() == base.size())
-                    .map(|held_base| Some((base, held_base))),
-            };
-            match (held, bases) {
-                (Some(held), Some(bases)) => {
+                    .map(|held_base| (held, Some((base, held_base)))),
+            });
+            match shareable {
+                Some((held, bases)) => {
                     if let Some((mut base, held_base)) = bases {
                         if base.data_ptr() != held_base.data_ptr() {
                             base.set_data(&held_base);
@@ -263,7 +262,7 @@ impl Checkpoint {
                     }
                     var.set_data(held);
                 }
-                _ => {
+                None => {
                     var.f_copy_(&source)?;
                     bytes += (var.numel() * var.kind().elt_size_in_bytes()) as u64;
                     tensors.entry(source_name).or_insert_with(|| var.shallow_clone());
