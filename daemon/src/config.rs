@@ -66,6 +66,16 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
     #[arg(long, env = "INFERD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Seconds to keep serving after SIGTERM with readiness already
+    /// NOT_SERVING, so that balancers stop sending requests here before the
+    /// listener closes (default 0; a second signal cuts it short).
+    #[arg(long, env = "INFERD_DRAIN_SECONDS", value_name = "SECONDS")]
+    pub drain_seconds: Option<u64>,
+    /// Seconds the requests in flight may take to finish once the listener
+    /// is closed; then the daemon exits without them, with status 1
+    /// (default 30).
+    #[arg(long, env = "INFERD_EXIT_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub exit_timeout_seconds: Option<u64>,
     /// Threads LibTorch may use for one operation (default: the cores,
     /// divided among a model's CPU instances).
     #[arg(long, env = "INFERD_INTRA_OP_THREADS")]
@@ -250,6 +260,10 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Where to serve Prometheus metrics; none when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Seconds served after SIGTERM while readiness says NOT_SERVING.
+    pub drain_seconds: u64,
+    /// Seconds in-flight requests may take once the listener is closed.
+    pub exit_timeout_seconds: u64,
     /// Batches fixed when they start (no continuous batching).
     pub static_batching: bool,
     /// Bytes all models may hold together ("8GiB"); none when unset.
@@ -293,6 +307,8 @@ impl Default for Config {
             max_queue_delay_ms: 2,
             max_in_flight: 1024,
             metrics_listen: None,
+            drain_seconds: 0,
+            exit_timeout_seconds: 30,
             static_batching: false,
             memory_budget: None,
             parallel_loads: None,
@@ -348,6 +364,12 @@ impl Config {
         }
         if args.metrics_listen.is_some() {
             config.metrics_listen = args.metrics_listen;
+        }
+        if let Some(n) = args.drain_seconds {
+            config.drain_seconds = n;
+        }
+        if let Some(n) = args.exit_timeout_seconds {
+            config.exit_timeout_seconds = n;
         }
         if args.intra_op_threads.is_some() {
             config.intra_op_threads = args.intra_op_threads;

@@ -11,6 +11,7 @@ mod hub;
 mod metrics;
 mod plugins;
 mod queue_options;
+mod readiness;
 mod registry;
 mod scheduler;
 mod server;
@@ -23,14 +24,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
+use std::time::Duration;
 use tracing_subscriber::EnvFilter;
 
 use crate::access::LoadPolicy;
 use crate::config::{Args, Config, LoadWhen, ModelConfig};
 use crate::devices::DevicePool;
 use crate::plugins::PluginSet;
+use crate::readiness::Readiness;
 use crate::registry::{LoadSpec, Registry};
 use crate::sources::{Caller, Sources};
 
@@ -73,7 +74,10 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(config, address_file)) {
+    let result = runtime.block_on(run(config, address_file));
+    // Requests abandoned at the exit timeout may still hold blocking threads.
+    runtime.shutdown_background();
+    match result {
         Ok(()) => {
             tracing::info!("inferd stopped");
             ExitCode::SUCCESS
@@ -162,12 +166,14 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         ));
     }
 
-    let (health_reporter, health_service) = server::health().await;
+    let (health_reporter, health_service) = tonic_health::server::health_reporter();
+    let readiness = Readiness::new();
+    tokio::spawn(readiness.clone().publish(registry.clone(), health_reporter));
     tokio::spawn(load_startup_models(
         registry.clone(),
         config.models.clone(),
         config.parallel_loads(),
-        health_reporter,
+        readiness.clone(),
     ));
 
     tracing::info!(addr = %listening.addr, "inferd listening on {}", listening.addr);
@@ -175,7 +181,8 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         std::fs::write(&path, listening.addr.to_string())
             .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     }
-    server::serve(
+    let (close, closed) = tokio::sync::oneshot::channel::<()>();
+    let serving = server::serve(
         listening,
         registry.clone(),
         health_service,
@@ -185,13 +192,60 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
             keys: config.keys.clone(),
             tls,
         },
-        shutdown_signal(),
-    )
-    .await?;
-    tracing::info!("no longer accepting requests; in-flight requests are done; unloading models");
+        async {
+            let _ = closed.await;
+        },
+    );
+    stop_when_told(serving, close, &readiness, &config).await?;
+    tracing::info!("in-flight requests are done; unloading models");
     tokio::task::spawn_blocking(move || registry.unload_all()).await?;
     let _ = metrics_stop.send(());
     Ok(())
+}
+
+/// Serves until the first SIGTERM (or Ctrl-C), then stops in three steps:
+/// readiness turns NOT_SERVING while requests are still served for
+/// `drain_seconds`; the listener closes; the requests in flight get
+/// `exit_timeout_seconds` to finish. A second signal skips what is left
+/// of the drain; one while the requests finish exits without them.
+async fn stop_when_told(
+    serving: impl std::future::Future<Output = anyhow::Result<()>>,
+    close: tokio::sync::oneshot::Sender<()>,
+    readiness: &Readiness,
+    config: &Config,
+) -> anyhow::Result<()> {
+    tokio::pin!(serving);
+    tokio::select! {
+        result = &mut serving => return result,
+        signal = shutdown_signal() => tracing::info!("{signal}: shutting down"),
+    }
+    readiness.drain();
+    if config.drain_seconds > 0 {
+        tracing::info!(
+            "draining: readiness is NOT_SERVING; requests are still served for {} s (--drain-seconds; signal again to \
+             stop now)",
+            config.drain_seconds
+        );
+        tokio::select! {
+            result = &mut serving => return result,
+            () = tokio::time::sleep(Duration::from_secs(config.drain_seconds)) => {}
+            signal = shutdown_signal() => tracing::info!("{signal} again: the drain is cut short"),
+        }
+    }
+    tracing::info!(
+        "no longer accepting requests; waiting for those in flight (at most {} s, --exit-timeout-seconds)",
+        config.exit_timeout_seconds
+    );
+    let _ = close.send(());
+    tokio::select! {
+        result = &mut serving => result,
+        () = tokio::time::sleep(Duration::from_secs(config.exit_timeout_seconds)) => Err(anyhow::anyhow!(
+            "requests were still in flight {} s after the listener closed (--exit-timeout-seconds): exiting without \
+             them",
+            config.exit_timeout_seconds
+        )),
+        signal = shutdown_signal() => Err(anyhow::anyhow!("{signal} again: exiting without the requests in flight")),
+    }
 }
 
 /// Loads the model-less plugin tasks and the configured models, then
@@ -200,7 +254,7 @@ async fn load_startup_models(
     registry: Arc<Registry>,
     models: Vec<ModelConfig>,
     parallel_loads: usize,
-    health: HealthReporter,
+    readiness: Arc<Readiness>,
 ) {
     let modelless: Vec<String> = registry
         .plugins
@@ -246,8 +300,8 @@ async fn load_startup_models(
         });
     }
     while loads.join_next().await.is_some() {}
-    health.set_service_status("", ServingStatus::Serving).await;
-    tracing::info!("start-up models loaded; serving");
+    readiness.started();
+    tracing::info!("start-up models loaded and warmed up; ready");
 }
 
 /// A task's canonical name (an alias resolved), or the name as given when
@@ -304,7 +358,8 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
     let _ = registry.load(spec);
 }
 
-async fn shutdown_signal() {
+/// Waits for SIGTERM or Ctrl-C and names it.
+async fn shutdown_signal() -> &'static str {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
@@ -320,7 +375,7 @@ async fn shutdown_signal() {
     #[cfg(not(unix))]
     let terminate = std::future::pending::<()>();
     tokio::select! {
-        _ = ctrl_c => tracing::info!("interrupted: shutting down"),
-        _ = terminate => tracing::info!("SIGTERM: shutting down"),
+        _ = ctrl_c => "interrupted",
+        _ = terminate => "SIGTERM",
     }
 }

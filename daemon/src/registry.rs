@@ -145,6 +145,16 @@ impl Model {
         self.task == task || self.also_tasks.iter().any(|t| t == task)
     }
 
+    /// Whether a request for it is served now: it is loaded, or it is lazy
+    /// and its request loads it.
+    pub fn can_serve(&self) -> bool {
+        match &*self.state.read().expect("model state lock") {
+            State::Ready(_) => true,
+            State::Unloaded => false,
+            State::Idle | State::Loading | State::Failed(_) => self.lazy.is_some(),
+        }
+    }
+
     /// Its task, then the others it serves.
     fn tasks(&self) -> impl Iterator<Item = &String> {
         std::iter::once(&self.task).chain(&self.also_tasks)
@@ -263,6 +273,9 @@ pub struct Registry {
     pub budget: MemoryBudget,
     /// Held while a load makes room in the budget and reserves its share.
     admission: Mutex<()>,
+    /// Marked changed whenever a model comes, goes, or becomes ready or
+    /// not (see [`Registry::readiness`]).
+    changes: tokio::sync::watch::Sender<()>,
 }
 
 impl Registry {
@@ -282,7 +295,28 @@ impl Registry {
             metrics: Metrics::default(),
             budget,
             admission: Mutex::new(()),
+            changes: tokio::sync::watch::Sender::new(()),
         }
+    }
+
+    /// Changes of [`Registry::readiness`] mark this receiver changed.
+    pub fn watch_readiness(&self) -> tokio::sync::watch::Receiver<()> {
+        self.changes.subscribe()
+    }
+
+    /// Each model's name and whether requests for it are served now: it is
+    /// loaded, or it is lazy (its next request loads it).
+    pub fn readiness(&self) -> Vec<(String, bool)> {
+        let inner = self.inner.read().expect("registry lock");
+        inner
+            .models
+            .values()
+            .map(|m| (m.name.clone(), m.can_serve()))
+            .collect()
+    }
+
+    fn readiness_changed(&self) {
+        self.changes.send_replace(());
     }
 
     /// The canonical name of `task`; UNIMPLEMENTED when no plugin serves it
@@ -366,6 +400,8 @@ impl Registry {
                     inner.models.remove(&name);
                     self.metrics.forget_unused(&name);
                 }
+                drop(inner);
+                self.readiness_changed();
                 Err(e)
             }
         }
@@ -457,6 +493,8 @@ impl Registry {
             )));
         }
         inner.models.insert(name, model.clone());
+        drop(inner);
+        self.readiness_changed();
         Ok(model)
     }
 
@@ -477,6 +515,7 @@ impl Registry {
                 }
                 let (memory, warm_up) = (queue.loaded.memory_bytes, queue.loaded.warm_up_seconds);
                 *model.state.write().expect("lock") = State::Ready(queue);
+                self.readiness_changed();
                 tracing::info!(
                     model = %name, %task, memory_mb = memory / (1 << 20),
                     load_s = format!("{:.2}", started.elapsed().as_secs_f64()), warm_up_s = format!("{warm_up:.3}"),
@@ -792,6 +831,7 @@ impl Registry {
             (model, state)
         };
         model.changed.notify_waiters();
+        self.readiness_changed();
         if let State::Ready(served) = state {
             self.shut_down(name, served);
         } else {

@@ -6,6 +6,7 @@ mod bad_input;
 mod budget;
 mod classify;
 mod depth;
+mod drain;
 mod generation;
 mod hostile_configs;
 mod hostile_model_files;

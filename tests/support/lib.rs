@@ -12,6 +12,7 @@ use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{LoadModelRequest, ModelInfo, RunInput, RunRequest};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
+pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic::Status;
 
 /// How long a daemon may take to start serving.
@@ -89,7 +90,20 @@ impl Daemon {
         Self::start_full(extra_args, env, false).await
     }
 
+    /// Starts inferd as `start` does, but returns as soon as it listens,
+    /// ready or not.
+    pub async fn start_listening(extra_args: &[&str]) -> Daemon {
+        Self::spawn(extra_args, &[], true).await.0
+    }
+
     async fn start_full(extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> Daemon {
+        let (mut daemon, started) = Self::spawn(extra_args, env, offline).await;
+        daemon.wait_serving(started).await;
+        daemon
+    }
+
+    /// Starts the binary and waits for its address file.
+    async fn spawn(extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> (Daemon, Instant) {
         let dir = tempfile::tempdir().expect("temp dir");
         let address_file = dir.path().join("address");
         let log_path = dir.path().join("inferd.log");
@@ -143,8 +157,7 @@ impl Daemon {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-        daemon.wait_serving(started).await;
-        daemon
+        (daemon, started)
     }
 
     async fn wait_serving(&mut self, started: Instant) {
@@ -276,20 +289,38 @@ impl Daemon {
 
     /// Sends SIGTERM and waits for the exit status.
     pub async fn terminate(mut self) -> ExitStatus {
-        let pid = self.child.id() as i32;
-        let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+        self.signal("TERM");
+        self.wait_exit(Duration::from_secs(60)).await
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let _ = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Waits for the daemon to exit (panics after `within`).
+    pub async fn wait_exit(&mut self, within: Duration) -> ExitStatus {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = self.child.try_wait() {
                 return status;
             }
             assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "inferd did not stop after SIGTERM:\n{}",
+                started.elapsed() < within,
+                "inferd did not stop within {within:?}:\n{}",
                 self.log()
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The grpc.health.v1 status of `service` ("" is the daemon, a model's
+    /// name that model); Err: the call's status (NOT_FOUND for a service
+    /// the daemon does not know).
+    pub async fn health(&self, service: &str) -> Result<ServingStatus, tonic::Status> {
+        health_check(&self.url(), service).await
     }
 }
 
@@ -311,17 +342,20 @@ pub fn metric(text: &str, series: &str) -> f64 {
 
 /// The daemon's overall health status is SERVING.
 async fn is_serving(url: &str) -> bool {
-    use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-    let Ok(channel) = Channel::from_shared(url.to_string()).expect("url").connect().await else {
-        return false;
-    };
-    match HealthClient::new(channel)
-        .check(HealthCheckRequest { service: String::new() })
+    matches!(health_check(url, "").await, Ok(ServingStatus::Serving))
+}
+
+async fn health_check(url: &str, service: &str) -> Result<ServingStatus, tonic::Status> {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let channel = Channel::from_shared(url.to_string())
+        .expect("url")
+        .connect()
         .await
-    {
-        Ok(r) => r.into_inner().status == ServingStatus::Serving as i32,
-        Err(_) => false,
-    }
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let response = HealthClient::new(channel)
+        .check(HealthCheckRequest { service: service.into() })
+        .await?;
+    Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }
 
 /// Asserts two scores agree within 1e-4 (relative for large magnitudes).

@@ -17,8 +17,6 @@ use inferd_proto::v1::models_server::ModelsServer;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
-use tonic_health::server::HealthReporter;
-use tonic_health::ServingStatus;
 
 use crate::access::Keys;
 use crate::registry::Registry;
@@ -37,21 +35,6 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<Listening> {
         addr: listener.local_addr()?,
         listener,
     })
-}
-
-/// The health service; the overall status ("") starts NOT_SERVING and turns
-/// SERVING once the start-up models are loaded.
-pub async fn health() -> (
-    HealthReporter,
-    tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
-) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    reporter.set_service_status("", ServingStatus::NotServing).await;
-    reporter
-        .set_serving::<InferenceServer<inference::InferenceService>>()
-        .await;
-    reporter.set_serving::<ModelsServer<models::ModelsService>>().await;
-    (reporter, service)
 }
 
 /// What the listener enforces before and around the handlers.

@@ -8,11 +8,13 @@
 //! error's Display (frames on lines of their own), as a plugin passing on a
 //! `tch::TchError` does. And two end the process as C++ code can:
 //! "segfault" raises SIGSEGV and "abort" aborts (process isolation's tests).
+//! "sleep-N" takes N milliseconds (shutdown's tests).
 //!
 //! Its warm-up request depends on the name it is loaded under: a name
 //! starting "warm-up-" warms up with the rest of the name as input
 //! ("warm-up-panic", "warm-up-torch-error", "warm-up-refuse" refused
-//! with INVALID_ARGUMENT, "warm-up-slow" taking 300 ms); any other name
+//! with INVALID_ARGUMENT, "warm-up-slow" taking 300 ms, "warm-up-sleep-N"
+//! N ms); any other name
 //! warms up with "hello".
 
 use inferd_sdk::proto::api::{RunRequest, RunResponse, RunResult};
@@ -72,6 +74,12 @@ impl Task for Panicky {
                     "abort" => std::process::abort(),
                     "refuse" => return Err(Error::invalid_argument("refused on demand")),
                     "slow" => std::thread::sleep(std::time::Duration::from_millis(300)),
+                    text if text.starts_with("sleep-") => {
+                        let ms = text["sleep-".len()..]
+                            .parse()
+                            .map_err(|_| Error::invalid_argument("sleep-N: N is milliseconds"))?;
+                        std::thread::sleep(std::time::Duration::from_millis(ms));
+                    }
                     "torch-panic" => panic!(
                         "called `Result::unwrap()` on an `Err` value: Torch({:?})",
                         torch_error_text()
