@@ -21,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 "inferd/v1/inference.proto",
                 "inferd/v1/models.proto",
                 "inferd/plugin/v1/plugin.proto",
+                "inference/grpc_predict_v2.proto",
             ],
             &[".", well_known.to_str().expect("utf-8 include path")],
         )?;

@@ -80,9 +80,20 @@ pub enum Right {
 
 /// The right the gRPC method at `path` (`/package.Service/Method`) needs.
 pub fn right_for(path: &str) -> Right {
-    if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") {
+    const KSERVE_PROBES: [&str; 3] = [
+        "/inference.GRPCInferenceService/ServerLive",
+        "/inference.GRPCInferenceService/ServerReady",
+        "/inference.GRPCInferenceService/ModelReady",
+    ];
+    if path.starts_with("/grpc.health.") || path.starts_with("/grpc.reflection.") || KSERVE_PROBES.contains(&path) {
         Right::Open
-    } else if matches!(path, "/inferd.v1.Models/LoadModel" | "/inferd.v1.Models/UnloadModel") {
+    } else if matches!(
+        path,
+        "/inferd.v1.Models/LoadModel"
+            | "/inferd.v1.Models/UnloadModel"
+            | "/inference.GRPCInferenceService/RepositoryModelLoad"
+            | "/inference.GRPCInferenceService/RepositoryModelUnload"
+    ) {
         Right::Manage
     } else {
         Right::Use
@@ -247,6 +258,15 @@ mod tests {
         assert_eq!(right_for("/inferd.v1.Models/LoadModel"), Right::Manage);
         assert_eq!(right_for("/inferd.v1.Models/UnloadModel"), Right::Manage);
         assert_eq!(right_for("/something.Else/Method"), Right::Use);
+        let kserve = |method: &str| right_for(&format!("/inference.GRPCInferenceService/{method}"));
+        for probe in ["ServerLive", "ServerReady", "ModelReady"] {
+            assert_eq!(kserve(probe), Right::Open, "{probe}");
+        }
+        for used in ["ServerMetadata", "ModelMetadata", "ModelInfer"] {
+            assert_eq!(kserve(used), Right::Use, "{used}");
+        }
+        assert_eq!(kserve("RepositoryModelLoad"), Right::Manage);
+        assert_eq!(kserve("RepositoryModelUnload"), Right::Manage);
     }
 
     #[test]

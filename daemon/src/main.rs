@@ -185,6 +185,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let serving = server::serve(
         listening,
         registry.clone(),
+        readiness.clone(),
         health_service,
         server::Guards {
             max_request_bytes: config.max_request_bytes,

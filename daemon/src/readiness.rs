@@ -58,6 +58,11 @@ impl Readiness {
         *self.phase.borrow() == Phase::Serving
     }
 
+    /// Whether it has been told to stop.
+    pub fn is_draining(&self) -> bool {
+        *self.phase.borrow() == Phase::Draining
+    }
+
     /// Keeps the health service equal to the daemon's phase and to each
     /// model's readiness, for as long as the daemon runs.
     pub async fn publish(self: Arc<Self>, registry: Arc<Registry>, mut health: HealthReporter) {

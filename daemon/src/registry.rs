@@ -308,11 +308,7 @@ impl Registry {
     /// loaded, or it is lazy (its next request loads it).
     pub fn readiness(&self) -> Vec<(String, bool)> {
         let inner = self.inner.read().expect("registry lock");
-        inner
-            .models
-            .values()
-            .map(|m| (m.name.clone(), m.can_serve()))
-            .collect()
+        inner.models.values().map(|m| (m.name.clone(), m.can_serve())).collect()
     }
 
     fn readiness_changed(&self) {

@@ -1,5 +1,6 @@
-//! The inferd API (`inferd.v1`) and the plugin payloads (`inferd.plugin.v1`),
-//! generated from the .proto files in this folder.
+//! The inferd API (`inferd.v1`), the plugin payloads (`inferd.plugin.v1`)
+//! and the Open Inference Protocol (`inference`, KServe v2), generated from
+//! the .proto files in this folder.
 
 pub mod v1 {
     include!(concat!(env!("OUT_DIR"), "/inferd.v1.rs"));
@@ -9,6 +10,11 @@ pub mod plugin {
     pub mod v1 {
         include!(concat!(env!("OUT_DIR"), "/inferd.plugin.v1.rs"));
     }
+}
+
+/// The Open Inference Protocol (KServe v2): `inference.GRPCInferenceService`.
+pub mod kserve {
+    include!(concat!(env!("OUT_DIR"), "/inference.rs"));
 }
 
 /// Encoded `FileDescriptorSet` of every inferd .proto, for server reflection.

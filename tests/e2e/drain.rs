@@ -58,7 +58,11 @@ async fn readiness_waits_for_the_start_up_models_to_be_loaded_and_warmed_up() {
             Ok(ServingStatus::NotServing) => saw_not_serving = true,
             other => panic!("health while starting: {other:?}"),
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "never ready:\n{}", daemon.log());
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never ready:\n{}",
+            daemon.log()
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(saw_not_serving, "ready before the warm-up ran");
@@ -79,7 +83,11 @@ async fn readiness_waits_for_the_start_up_models_to_be_loaded_and_warmed_up() {
 
 #[tokio::test]
 async fn each_model_has_a_health_service_of_its_name_that_follows_its_loads_and_unloads() {
-    let daemon = Daemon::start(&["--model", &format!("cls:text-classification={}", fixture_model("bert-cls"))]).await;
+    let daemon = Daemon::start(&[
+        "--model",
+        &format!("cls:text-classification={}", fixture_model("bert-cls")),
+    ])
+    .await;
     wait_health(&daemon, "cls", Ok(ServingStatus::Serving)).await;
     wait_health(&daemon, "nothing-of-that-name", Err(Code::NotFound)).await;
 
@@ -132,7 +140,10 @@ async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exi
     // Still served, on a new connection too, while the balancer catches up.
     let answer = daemon.inference().await.classify(classify("cls")).await;
     assert!(answer.is_ok(), "refused during the drain: {answer:?}");
-    assert!(signalled.elapsed() < Duration::from_secs(3), "the test was too slow to see the drain");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(3),
+        "the test was too slow to see the drain"
+    );
     let log_during_drain = daemon.log();
     let status = daemon.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status}");
@@ -141,7 +152,10 @@ async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exi
         "exited {:?} after SIGTERM, before the drain ended",
         signalled.elapsed()
     );
-    assert!(log_during_drain.contains("draining: readiness is NOT_SERVING"), "{log_during_drain}");
+    assert!(
+        log_during_drain.contains("draining: readiness is NOT_SERVING"),
+        "{log_during_drain}"
+    );
 }
 
 #[tokio::test]

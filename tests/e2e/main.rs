@@ -15,6 +15,7 @@ mod hub;
 mod int8;
 mod isolation;
 mod joining;
+mod kserve;
 mod lazy;
 mod lifecycle;
 mod multi_task;

@@ -12,8 +12,8 @@ use inferd_proto::v1::models_client::ModelsClient;
 use inferd_proto::v1::{LoadModelRequest, ModelInfo, RunInput, RunRequest};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::transport::Channel;
-pub use tonic_health::pb::health_check_response::ServingStatus;
 use tonic::Status;
+pub use tonic_health::pb::health_check_response::ServingStatus;
 
 /// How long a daemon may take to start serving.
 const START_TIMEOUT: Duration = Duration::from_secs(120);
@@ -38,6 +38,49 @@ pub fn test_plugin_dir() -> PathBuf {
     std::env::var_os("INFERD_TEST_PLUGIN_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/test-plugins/release"))
+}
+
+/// The python of a virtualenv of its own holding `requirements` (made on
+/// first use by tests/support/client_venv.sh), for a client whose
+/// dependencies clash with the project's virtualenv.
+pub fn client_python(name: &str, requirements: &[&str]) -> PathBuf {
+    let out = Command::new(repo_root().join("tests/support/client_venv.sh"))
+        .arg(name)
+        .args(requirements)
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/support/client_venv.sh");
+    assert!(out.status.success(), "cannot make the {name} virtualenv");
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}
+
+/// Makes `calls` (see tests/support/triton_calls.py) with NVIDIA's
+/// tritonclient against `daemon`'s KServe v2 service; one answer per call.
+pub fn triton_calls(daemon: &Daemon, calls: &serde_json::Value) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let python = client_python("triton", &["tritonclient[grpc]==2.73.0"]);
+    let mut child = Command::new(python)
+        .arg(repo_root().join("tests/support/triton_calls.py"))
+        .arg(&daemon.addr)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run triton_calls.py");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(calls.to_string().as_bytes())
+        .expect("write the calls");
+    let out = child.wait_with_output().expect("triton_calls.py output");
+    assert!(
+        out.status.success(),
+        "triton_calls.py failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        daemon.log()
+    );
+    serde_json::from_slice(&out.stdout).expect("JSON answers")
 }
 
 /// The fixture directory written by tests/fixtures/make_fixtures.py.
@@ -353,7 +396,9 @@ async fn health_check(url: &str, service: &str) -> Result<ServingStatus, tonic::
         .await
         .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
     let response = HealthClient::new(channel)
-        .check(HealthCheckRequest { service: service.into() })
+        .check(HealthCheckRequest {
+            service: service.into(),
+        })
         .await?;
     Ok(ServingStatus::try_from(response.into_inner().status).unwrap_or(ServingStatus::Unknown))
 }

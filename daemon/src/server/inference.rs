@@ -155,6 +155,22 @@ impl InferenceService {
     }
 }
 
+impl InferenceService {
+    /// A request of `task` for the model named `model`, queued and answered
+    /// as the inferd.v1 RPC `rpc` would be (for the other protocols).
+    pub async fn call_model(
+        &self,
+        rpc: &'static str,
+        model: &str,
+        task: &str,
+        body: task_request::Body,
+        deadline: Option<Instant>,
+    ) -> Result<task_response::Body, Status> {
+        let model = self.route(task, model)?;
+        self.call(rpc, task, model, body, deadline).await.map(|(body, _)| body)
+    }
+}
+
 /// Logs a request's failure, in full, in its span (which names the request
 /// id the client is shown); INTERNAL ones (a panic, a LibTorch error) as
 /// warnings.

@@ -1,10 +1,12 @@
-//! The gRPC transport: binds the address, serves the inferd services plus
-//! health and reflection (v1 and v1alpha), and shuts down gracefully. The
+//! The gRPC transport: binds the address, serves the inferd services, the
+//! Open Inference Protocol (KServe v2), health and reflection (v1 and
+//! v1alpha), and shuts down gracefully. The
 //! handlers are thin: validate, hand over to the registry, convert back.
 
 mod auth;
 mod deadline;
 mod inference;
+mod kserve;
 mod models;
 mod tonic_status;
 
@@ -12,6 +14,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use inferd_proto::kserve::grpc_inference_service_server::GrpcInferenceServiceServer;
 use inferd_proto::v1::inference_server::InferenceServer;
 use inferd_proto::v1::models_server::ModelsServer;
 use tokio::net::TcpListener;
@@ -19,6 +22,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 use crate::access::Keys;
+use crate::readiness::Readiness;
 use crate::registry::Registry;
 
 pub struct Listening {
@@ -53,6 +57,7 @@ pub struct Guards {
 pub async fn serve<S>(
     listening: Listening,
     registry: Arc<Registry>,
+    readiness: Arc<Readiness>,
     health_service: tonic_health::pb::health_server::HealthServer<S>,
     guards: Guards,
     shutdown: impl Future<Output = ()> + Send,
@@ -74,10 +79,20 @@ where
         .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let inference = InferenceServer::new(inference::InferenceService::new(registry.clone(), max_in_flight))
+    let inference_service = Arc::new(inference::InferenceService::new(registry.clone(), max_in_flight));
+    let models_service = Arc::new(models::ModelsService::new(registry.clone()));
+    let kserve = GrpcInferenceServiceServer::new(kserve::KserveService::new(
+        inference_service.clone(),
+        models_service.clone(),
+        registry,
+        readiness,
+    ))
+    .max_decoding_message_size(max_request_bytes)
+    .max_encoding_message_size(usize::MAX);
+    let inference = InferenceServer::from_arc(inference_service)
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(usize::MAX);
-    let models = ModelsServer::new(models::ModelsService::new(registry)).max_decoding_message_size(max_request_bytes);
+    let models = ModelsServer::from_arc(models_service).max_decoding_message_size(max_request_bytes);
     let router = Server::builder()
         .layer(tonic_status::TonicStatusLayer::new(max_request_bytes))
         .layer(auth::AuthLayer::new(keys))
@@ -86,7 +101,8 @@ where
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
         .add_service(inference)
-        .add_service(models);
+        .add_service(models)
+        .add_service(kserve);
     match tls {
         Some(tls) => {
             router
