@@ -3,6 +3,7 @@
 
 mod audio;
 mod bad_input;
+mod balancer;
 mod budget;
 mod classify;
 mod depth;

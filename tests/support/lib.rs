@@ -496,3 +496,100 @@ impl TestCa {
         (cert.pem(), key.serialize_pem())
     }
 }
+
+/// nginx (Debian's, installed by tests/support/need_nginx.sh when missing)
+/// balancing gRPC over `upstreams` round-robin, one worker, no upstream
+/// keep-alive; killed when dropped.
+pub struct Nginx {
+    child: Child,
+    pub addr: String,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    pub async fn start(upstreams: &[&str]) -> Nginx {
+        let out = Command::new(repo_root().join("tests/support/need_nginx.sh"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run tests/support/need_nginx.sh");
+        assert!(out.status.success(), "nginx is not available");
+        let nginx = String::from_utf8(out.stdout).expect("a path").trim().to_string();
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let servers: String = upstreams
+            .iter()
+            .map(|u| format!("    server {u} max_fails=1 fail_timeout=30s;\n"))
+            .collect();
+        let d = dir.path().display();
+        let config = format!(
+            "worker_processes 1;\n\
+             pid {d}/nginx.pid;\n\
+             error_log {d}/error.log info;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{\n\
+               access_log {d}/access.log;\n\
+               client_body_temp_path {d}/body;\n\
+               proxy_temp_path {d}/proxy;\n\
+               fastcgi_temp_path {d}/fastcgi;\n\
+               uwsgi_temp_path {d}/uwsgi;\n\
+               scgi_temp_path {d}/scgi;\n\
+               upstream inferd {{\n{servers}  }}\n\
+               server {{\n\
+                 listen 127.0.0.1:{port} http2;\n\
+                 location / {{\n\
+                   grpc_pass grpc://inferd;\n\
+                   grpc_next_upstream error timeout non_idempotent;\n\
+                 }}\n\
+               }}\n\
+             }}\n"
+        );
+        let path = dir.path().join("nginx.conf");
+        std::fs::write(&path, config).expect("write nginx.conf");
+        let child = Command::new(nginx)
+            .args(["-e", &format!("{d}/error.log"), "-g", "daemon off;", "-c"])
+            .arg(&path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nginx");
+        let nginx = Nginx {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(&nginx.addr).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "nginx did not start:\n{}",
+                nginx.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        nginx
+    }
+
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .expect("url")
+            .connect()
+            .await
+            .expect("connect to nginx")
+    }
+
+    /// nginx's error log.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
