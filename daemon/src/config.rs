@@ -66,6 +66,12 @@ pub struct Args {
     /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9090).
     #[arg(long, env = "INFERD_METRICS_LISTEN", value_name = "ADDR")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve an OpenAI-compatible HTTP API here (e.g. 127.0.0.1:8080):
+    /// /v1/models, /v1/embeddings, /v1/completions, /v1/audio/transcriptions,
+    /// /v1/audio/translations and /v1/audio/speech, plus /v2/health/live,
+    /// /v2/health/ready and /metrics (default: off).
+    #[arg(long, env = "INFERD_HTTP_LISTEN", value_name = "ADDR")]
+    pub http_listen: Option<SocketAddr>,
     /// Seconds to keep serving after SIGTERM with readiness already
     /// NOT_SERVING, so that balancers stop sending requests here before the
     /// listener closes (default 0; a second signal cuts it short).
@@ -260,6 +266,8 @@ pub struct Config {
     pub max_in_flight: usize,
     /// Where to serve Prometheus metrics; none when unset.
     pub metrics_listen: Option<SocketAddr>,
+    /// Where to serve the OpenAI-compatible HTTP API; none when unset.
+    pub http_listen: Option<SocketAddr>,
     /// Seconds served after SIGTERM while readiness says NOT_SERVING.
     pub drain_seconds: u64,
     /// Seconds in-flight requests may take once the listener is closed.
@@ -307,6 +315,7 @@ impl Default for Config {
             max_queue_delay_ms: 2,
             max_in_flight: 1024,
             metrics_listen: None,
+            http_listen: None,
             drain_seconds: 0,
             exit_timeout_seconds: 30,
             static_batching: false,
@@ -364,6 +373,9 @@ impl Config {
         }
         if args.metrics_listen.is_some() {
             config.metrics_listen = args.metrics_listen;
+        }
+        if args.http_listen.is_some() {
+            config.http_listen = args.http_listen;
         }
         if let Some(n) = args.drain_seconds {
             config.drain_seconds = n;

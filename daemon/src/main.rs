@@ -9,6 +9,7 @@ mod error;
 mod heap;
 mod hub;
 mod metrics;
+mod openai;
 mod plugins;
 mod queue_options;
 mod readiness;
@@ -117,6 +118,10 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         Some(addr) => Some(metrics::bind(addr).await?),
         None => None,
     };
+    let http_listener = match config.http_listen {
+        Some(addr) => Some(openai::bind(addr).await?),
+        None => None,
+    };
 
     let mut plugin_dirs = Vec::new();
     if config.default_plugin_dir {
@@ -168,6 +173,33 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Readiness::new();
+    let inference = Arc::new(server::InferenceService::new(registry.clone(), config.max_in_flight));
+    // The HTTP API closes with the gRPC listener, and waits for its own
+    // requests in flight.
+    let (http_close, http_closed) = tokio::sync::watch::channel(false);
+    let mut http_served = None;
+    if let Some(listener) = http_listener {
+        let addr = listener.local_addr()?;
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, "OpenAI-compatible HTTP API at {scheme}://{addr}/v1");
+        let api = Arc::new(openai::Api {
+            inference: inference.clone(),
+            registry: registry.clone(),
+            readiness: readiness.clone(),
+            keys: config.keys.clone(),
+            max_request_bytes: config.max_request_bytes,
+            max_in_flight: config.max_in_flight,
+        });
+        let mut closed = http_closed.clone();
+        http_served = Some(tokio::spawn(openai::serve(
+            listener,
+            openai::router(api),
+            tls.clone(),
+            async move {
+                let _ = closed.wait_for(|closed| *closed).await;
+            },
+        )));
+    }
     tokio::spawn(readiness.clone().publish(registry.clone(), health_reporter));
     tokio::spawn(load_startup_models(
         registry.clone(),
@@ -185,18 +217,26 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let serving = server::serve(
         listening,
         registry.clone(),
+        inference,
         readiness.clone(),
         health_service,
         server::Guards {
             max_request_bytes: config.max_request_bytes,
-            max_in_flight: config.max_in_flight,
             keys: config.keys.clone(),
             tls,
         },
         async {
             let _ = closed.await;
+            let _ = http_close.send(true);
         },
     );
+    let serving = async {
+        serving.await?;
+        if let Some(http) = http_served {
+            http.await?;
+        }
+        Ok(())
+    };
     stop_when_told(serving, close, &readiness, &config).await?;
     tracing::info!("in-flight requests are done; unloading models");
     tokio::task::spawn_blocking(move || registry.unload_all()).await?;

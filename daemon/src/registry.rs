@@ -145,6 +145,11 @@ impl Model {
         self.task == task || self.also_tasks.iter().any(|t| t == task)
     }
 
+    /// Its config.json's architecture (empty until its first load).
+    pub fn architecture(&self) -> String {
+        self.architecture.lock().expect("lock").clone()
+    }
+
     /// Whether a request for it is served now: it is loaded, or it is lazy
     /// and its request loads it.
     pub fn can_serve(&self) -> bool {

@@ -20,6 +20,7 @@ mod kserve;
 mod lazy;
 mod lifecycle;
 mod multi_task;
+mod openai;
 mod plugins;
 mod security;
 mod segmentation;

@@ -57,26 +57,47 @@ pub fn client_python(name: &str, requirements: &[&str]) -> PathBuf {
 /// Makes `calls` (see tests/support/triton_calls.py) with NVIDIA's
 /// tritonclient against `daemon`'s KServe v2 service; one answer per call.
 pub fn triton_calls(daemon: &Daemon, calls: &serde_json::Value) -> Vec<serde_json::Value> {
-    use std::io::Write;
     let python = client_python("triton", &["tritonclient[grpc]==2.73.0"]);
+    python_calls(&python, "triton_calls.py", &[&daemon.addr], calls, daemon)
+}
+
+/// Makes `calls` (see tests/support/openai_calls.py) with the `openai`
+/// client against `daemon`'s HTTP API (started with --http-listen), with
+/// `key` as the API key; one answer per call.
+pub fn openai_calls(daemon: &Daemon, key: &str, calls: &serde_json::Value) -> Vec<serde_json::Value> {
+    let python = client_python("openai", &["openai==3.60.0"]);
+    let url = format!("http://{}/v1", daemon.http_addr());
+    python_calls(&python, "openai_calls.py", &[&url, key], calls, daemon)
+}
+
+/// Runs tests/support/SCRIPT ARGS with `calls` as JSON on its stdin, and
+/// returns the JSON list it prints.
+fn python_calls(
+    python: &Path,
+    script: &str,
+    args: &[&str],
+    calls: &serde_json::Value,
+    daemon: &Daemon,
+) -> Vec<serde_json::Value> {
+    use std::io::Write;
     let mut child = Command::new(python)
-        .arg(repo_root().join("tests/support/triton_calls.py"))
-        .arg(&daemon.addr)
+        .arg(repo_root().join("tests/support").join(script))
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("run triton_calls.py");
+        .unwrap_or_else(|e| panic!("run {script}: {e}"));
     child
         .stdin
         .take()
         .expect("stdin")
         .write_all(calls.to_string().as_bytes())
         .expect("write the calls");
-    let out = child.wait_with_output().expect("triton_calls.py output");
+    let out = child.wait_with_output().expect("the script's output");
     assert!(
         out.status.success(),
-        "triton_calls.py failed: {}\n{}",
+        "{script} failed: {}\n{}",
         String::from_utf8_lossy(&out.stderr),
         daemon.log()
     );
@@ -289,6 +310,46 @@ impl Daemon {
             .unwrap_or_else(|| panic!("the daemon does not serve metrics:\n{log}"));
         let url = &line[line.find("http://").expect("url") + 7..];
         url.split('/').next().expect("address").to_string()
+    }
+
+    /// The HTTP API's address, from the log line that announces it (start
+    /// the daemon with `--http-listen 127.0.0.1:0`).
+    pub fn http_addr(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("HTTP API at http://"))
+            .unwrap_or_else(|| panic!("the daemon does not serve the HTTP API:\n{log}"));
+        let url = &line[line.find("http://").expect("url") + 7..];
+        url.split('/').next().expect("address").to_string()
+    }
+
+    /// One request to the HTTP API: (status code, body).
+    pub fn http_call(&self, method: &str, path: &str, content_type: &str, body: &[u8]) -> (u16, Vec<u8>) {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(self.http_addr()).expect("connect to the HTTP API");
+        write!(
+            stream,
+            "{method} {path} HTTP/1.1\r\nHost: inferd\r\nConnection: close\r\nContent-Type: {content_type}\r\n\
+             Content-Length: {}\r\n\r\n",
+            body.len()
+        )
+        .expect("send");
+        // The server may answer (413) before reading the whole body.
+        let _ = stream.write_all(body);
+        let mut response = Vec::new();
+        let _ = stream.read_to_end(&mut response);
+        let split = response
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .expect("an HTTP response");
+        let head = String::from_utf8_lossy(&response[..split]).to_string();
+        let status = head
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status code");
+        (status, response[split + 4..].to_vec())
     }
 
     /// GET `path` from the metrics endpoint: (status line, body).

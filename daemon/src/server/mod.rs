@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
+pub use inference::InferenceService;
+
 use crate::access::Keys;
 use crate::readiness::Readiness;
 use crate::registry::Registry;
@@ -45,8 +47,6 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<Listening> {
 pub struct Guards {
     /// Largest request message accepted, in bytes.
     pub max_request_bytes: usize,
-    /// Requests served at once, over all models.
-    pub max_in_flight: usize,
     pub keys: Keys,
     /// TLS for every connection; None: plaintext.
     pub tls: Option<Arc<crate::tls::Reloadable>>,
@@ -57,6 +57,7 @@ pub struct Guards {
 pub async fn serve<S>(
     listening: Listening,
     registry: Arc<Registry>,
+    inference_service: Arc<InferenceService>,
     readiness: Arc<Readiness>,
     health_service: tonic_health::pb::health_server::HealthServer<S>,
     guards: Guards,
@@ -67,7 +68,6 @@ where
 {
     let Guards {
         max_request_bytes,
-        max_in_flight,
         keys,
         tls,
     } = guards;
@@ -79,7 +79,6 @@ where
         .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let inference_service = Arc::new(inference::InferenceService::new(registry.clone(), max_in_flight));
     let models_service = Arc::new(models::ModelsService::new(registry.clone()));
     let kserve = GrpcInferenceServiceServer::new(kserve::KserveService::new(
         inference_service.clone(),
