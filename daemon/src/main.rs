@@ -200,6 +200,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
             },
         )));
     }
+    Readiness::publish_first(&health_reporter).await;
     tokio::spawn(readiness.clone().publish(registry.clone(), health_reporter));
     tokio::spawn(load_startup_models(
         registry.clone(),

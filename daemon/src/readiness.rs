@@ -3,7 +3,9 @@
 //! when it is told to stop, before it stops serving (the drain). It is
 //! published through grpc.health.v1: the empty service name is the daemon,
 //! each model's name is that model (SERVING while its requests are served),
-//! and the inferd.v1 service names follow the daemon.
+//! and the inferd.v1 service names follow the daemon. The service
+//! `liveness` is SERVING for as long as the process answers (a liveness
+//! probe that must not fail during start-up or the drain).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -14,6 +16,9 @@ use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 
 use crate::registry::Registry;
+
+/// The health service name that says only that the process answers.
+pub const LIVENESS: &str = "liveness";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -63,6 +68,13 @@ impl Readiness {
         *self.phase.borrow() == Phase::Draining
     }
 
+    /// What the health service says before the daemon listens: alive, not
+    /// ready.
+    pub async fn publish_first(health: &HealthReporter) {
+        health.set_service_status(LIVENESS, ServingStatus::Serving).await;
+        health.set_service_status("", ServingStatus::NotServing).await;
+    }
+
     /// Keeps the health service equal to the daemon's phase and to each
     /// model's readiness, for as long as the daemon runs.
     pub async fn publish(self: Arc<Self>, registry: Arc<Registry>, mut health: HealthReporter) {
@@ -90,6 +102,8 @@ impl Readiness {
             let current: BTreeMap<String, bool> = registry
                 .readiness()
                 .into_iter()
+                // A model named like the liveness service does not take it over.
+                .filter(|(name, _)| name != LIVENESS)
                 .map(|(name, can_serve)| (name, can_serve && now != Phase::Draining))
                 .collect();
             for name in published.keys().filter(|name| !current.contains_key(*name)) {

@@ -55,7 +55,11 @@ async fn readiness_waits_for_the_start_up_models_to_be_loaded_and_warmed_up() {
     loop {
         match daemon.health("").await {
             Ok(ServingStatus::Serving) => break,
-            Ok(ServingStatus::NotServing) => saw_not_serving = true,
+            Ok(ServingStatus::NotServing) => {
+                saw_not_serving = true;
+                // Alive while it starts: a liveness probe must not restart it.
+                assert_eq!(daemon.health("liveness").await.ok(), Some(ServingStatus::Serving));
+            }
             other => panic!("health while starting: {other:?}"),
         }
         assert!(
@@ -132,6 +136,8 @@ async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exi
     wait_health(&daemon, "", Ok(ServingStatus::NotServing)).await;
     wait_health(&daemon, "cls", Ok(ServingStatus::NotServing)).await;
     wait_health(&daemon, "inferd.v1.Inference", Ok(ServingStatus::NotServing)).await;
+    // Alive all the same: a liveness probe must not restart it now.
+    wait_health(&daemon, "liveness", Ok(ServingStatus::Serving)).await;
     assert!(
         signalled.elapsed() < Duration::from_secs(2),
         "readiness took {:?} to turn off",

@@ -6,6 +6,7 @@ mod bad_input;
 mod balancer;
 mod budget;
 mod classify;
+mod deploy;
 mod depth;
 mod drain;
 mod generation;

@@ -157,28 +157,37 @@ impl Daemon {
     /// Starts inferd as `start` does, but returns as soon as it listens,
     /// ready or not.
     pub async fn start_listening(extra_args: &[&str]) -> Daemon {
-        Self::spawn(extra_args, &[], true).await.0
+        Self::spawn(&release_dir().join("inferd"), extra_args, &[], true)
+            .await
+            .0
     }
 
     async fn start_full(extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> Daemon {
-        let (mut daemon, started) = Self::spawn(extra_args, env, offline).await;
+        let (mut daemon, started) = Self::spawn(&release_dir().join("inferd"), extra_args, env, offline).await;
         daemon.wait_serving(started).await;
         daemon
     }
 
-    /// Starts the binary and waits for its address file.
-    async fn spawn(extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> (Daemon, Instant) {
+    /// Starts another inferd binary (an installed copy) as `start` does,
+    /// without LD_LIBRARY_PATH.
+    pub async fn start_binary(binary: &Path, extra_args: &[&str]) -> Daemon {
+        let (mut daemon, started) = Self::spawn(binary, extra_args, &[], true).await;
+        daemon.wait_serving(started).await;
+        daemon
+    }
+
+    /// Starts `binary` and waits for its address file.
+    async fn spawn(binary: &Path, extra_args: &[&str], env: &[(&str, &str)], offline: bool) -> (Daemon, Instant) {
         let dir = tempfile::tempdir().expect("temp dir");
         let address_file = dir.path().join("address");
         let log_path = dir.path().join("inferd.log");
-        let binary = release_dir().join("inferd");
         assert!(
             binary.is_file(),
             "{} is missing: run scripts/test.sh (it builds it)",
             binary.display()
         );
         let log = std::fs::File::create(&log_path).expect("log file");
-        let child = Command::new(&binary)
+        let child = Command::new(binary)
             .args(["--listen", "127.0.0.1:0", "--log", "info,inferd=debug"])
             .args(offline.then_some("--offline"))
             .arg("--address-file")
@@ -195,6 +204,7 @@ impl Daemon {
             .env_remove("http_proxy")
             .env_remove("NO_PROXY")
             .env_remove("no_proxy")
+            .env_remove("LD_LIBRARY_PATH")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
