@@ -8,6 +8,7 @@ mod devices;
 mod error;
 mod heap;
 mod hub;
+mod kserve_rest;
 mod metrics;
 mod openai;
 mod plugins;
@@ -173,7 +174,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
     let readiness = Readiness::new();
-    let inference = Arc::new(server::InferenceService::new(registry.clone(), config.max_in_flight));
+    let services = server::Services::new(registry.clone(), readiness.clone(), config.max_in_flight);
     // The HTTP API closes with the gRPC listener, and waits for its own
     // requests in flight.
     let (http_close, http_closed) = tokio::sync::watch::channel(false);
@@ -183,7 +184,8 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         let scheme = if tls.is_some() { "https" } else { "http" };
         tracing::info!(%addr, "OpenAI-compatible HTTP API at {scheme}://{addr}/v1");
         let api = Arc::new(openai::Api {
-            inference: inference.clone(),
+            inference: services.inference.clone(),
+            kserve: services.kserve.clone(),
             registry: registry.clone(),
             readiness: readiness.clone(),
             keys: config.keys.clone(),
@@ -217,9 +219,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     let (close, closed) = tokio::sync::oneshot::channel::<()>();
     let serving = server::serve(
         listening,
-        registry.clone(),
-        inference,
-        readiness.clone(),
+        &services,
         health_service,
         server::Guards {
             max_request_bytes: config.max_request_bytes,

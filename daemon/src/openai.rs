@@ -4,8 +4,8 @@
 //! translations, and speech. Each endpoint builds the inferd.v1 request of
 //! its task and calls the same handler as gRPC (queues, batching, limits);
 //! gRPC statuses become OpenAI's error JSON with the matching HTTP code.
-//! The port also answers the KServe v2 HTTP probes (/v2/health/live and
-//! /v2/health/ready) and /metrics.
+//! The port also serves KServe v2 over HTTP (`kserve_rest`), with its
+//! probes /v2/health/live and /v2/health/ready, and /metrics.
 //!
 //! An endpoint is a handler that parses its body, calls one
 //! `InferenceService` RPC and shapes the answer; adding one is a route and
@@ -44,6 +44,7 @@ use crate::server::InferenceService;
 
 pub struct Api {
     pub inference: Arc<InferenceService>,
+    pub kserve: Arc<crate::server::KserveService>,
     pub registry: Arc<Registry>,
     pub readiness: Arc<Readiness>,
     pub keys: Keys,
@@ -51,9 +52,11 @@ pub struct Api {
     pub max_in_flight: usize,
 }
 
-/// The routes, with the API key checked on /v1.
+/// The routes (KServe v2 REST's among them), with the API key checked
+/// on all but the probes and metrics.
 pub fn router(api: Arc<Api>) -> Router {
     let limit = api.max_request_bytes;
+    let kserve = crate::kserve_rest::router(api.kserve.clone());
     Router::new()
         .route("/v1/models", get(list_models))
         .route("/v1/models/{*id}", get(get_model))
@@ -70,15 +73,23 @@ pub fn router(api: Arc<Api>) -> Router {
                 StatusCode::NOT_FOUND,
                 format!(
                     "no endpoint {} {}; inferd serves /v1/models, /v1/embeddings, /v1/completions, \
-                     /v1/audio/transcriptions, /v1/audio/translations and /v1/audio/speech",
+                     /v1/audio/transcriptions, /v1/audio/translations, /v1/audio/speech and KServe v2 under /v2",
                     request.method(),
                     request.uri().path()
                 ),
             )
         })
-        .layer(axum::middleware::from_fn_with_state(api.clone(), check_key))
+        .with_state(api.clone())
+        .merge(kserve)
+        .layer(axum::middleware::from_fn_with_state(api, check_key))
         .layer(DefaultBodyLimit::max(limit))
-        .with_state(api)
+}
+
+/// Whether a path is open without a key: the probes and metrics.
+fn open_path(path: &str) -> bool {
+    path.starts_with("/v2/health/")
+        || path == "/metrics"
+        || (path.starts_with("/v2/models/") && path.ends_with("/ready"))
 }
 
 /// An error in OpenAI's shape: `{"error": {"message", "type", "param", "code"}}`.
@@ -181,7 +192,7 @@ impl From<crate::error::DaemonError> for ApiError {
 }
 
 async fn check_key(State(api): State<Arc<Api>>, request: Request, next: Next) -> Response {
-    if request.uri().path().starts_with("/v1/") {
+    if !open_path(request.uri().path()) {
         let authorization = request.headers().get(header::AUTHORIZATION).map(HeaderValue::as_bytes);
         if let Err(e) = api.keys.check(access::Right::Use, authorization) {
             return ApiError::from(e).into_response();
@@ -897,6 +908,29 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_probes_and_metrics_are_open_without_a_key() {
+        for open in [
+            "/v2/health/live",
+            "/v2/health/ready",
+            "/metrics",
+            "/v2/models/m/ready",
+            "/v2/models/m/versions/1/ready",
+        ] {
+            assert!(open_path(open), "{open}");
+        }
+        for closed in [
+            "/v1/models",
+            "/v1/embeddings",
+            "/v2",
+            "/v2/models/m",
+            "/v2/models/m/infer",
+            "/v2/models/ready/infer",
+        ] {
+            assert!(!open_path(closed), "{closed}");
+        }
+    }
 
     #[test]
     fn statuses_map_to_the_codes_openai_clients_know() {

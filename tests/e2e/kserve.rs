@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use base64::Engine;
 use inferd_proto::kserve::grpc_inference_service_client::GrpcInferenceServiceClient;
 use inferd_proto::kserve::model_infer_request::{InferInputTensor, InferRequestedOutputTensor};
 use inferd_proto::kserve::{
@@ -506,4 +507,121 @@ async fn malformed_v2_requests_are_refused_saying_what_is_wrong() {
     // The daemon is still fine.
     let fine = v2.model_infer(request(vec![text_tensor("text", &["good"])])).await;
     assert!(fine.is_ok(), "{fine:?}");
+}
+
+#[tokio::test]
+async fn kserve_v2_over_http_answers_as_the_grpc_service_does() {
+    let daemon = Daemon::start(&[
+        "--http-listen",
+        "127.0.0.1:0",
+        "--model",
+        &format!("cls:text-classification={}", fixture_model("bert-cls")),
+        "--model",
+        &format!("img:image-classification={}", fixture_model("vit-cls")),
+    ])
+    .await;
+    let call = |method: &str, path: &str, body: Value| {
+        let (status, body) = daemon.http_call(method, path, "application/json", body.to_string().as_bytes());
+        (status, serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null))
+    };
+    let (status, server) = call("GET", "/v2", Value::Null);
+    assert_eq!((status, server["name"].as_str()), (200, Some("inferd")));
+    let (status, metadata) = call("GET", "/v2/models/cls", Value::Null);
+    assert_eq!(status, 200);
+    assert_eq!(metadata["platform"], "inferd/text-classification");
+    assert_eq!(call("GET", "/v2/models/cls/ready", Value::Null).0, 200);
+    assert_eq!(call("GET", "/v2/models/cls/versions/1/ready", Value::Null).0, 200);
+    let (status, missing) = call("GET", "/v2/models/nope/ready", Value::Null);
+    assert_eq!(status, 404, "{missing}");
+
+    // Text, against the gRPC service's answer.
+    let (status, answer) = call(
+        "POST",
+        "/v2/models/cls/infer",
+        json!({"id": "r1", "parameters": {"top_k": 2},
+               "inputs": [{"name": "text", "shape": [2], "datatype": "BYTES", "data": ["good", "bad"]}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["id"], "r1");
+    let mut v2 = GrpcInferenceServiceClient::new(daemon.channel().await);
+    let mut request = ModelInferRequest {
+        model_name: "cls".into(),
+        inputs: vec![text_tensor("text", &["good", "bad"])],
+        ..Default::default()
+    };
+    request.parameters.insert(
+        "top_k".into(),
+        InferParameter {
+            parameter_choice: Some(ParameterChoice::Int64Param(2)),
+        },
+    );
+    let grpc = v2.model_infer(request).await.unwrap().into_inner();
+    let score = |name: &str| {
+        answer["outputs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|o| o["name"] == name)
+            .unwrap()
+            .clone()
+    };
+    let grpc_scores = &grpc
+        .outputs
+        .iter()
+        .find(|o| o.name == "score")
+        .unwrap()
+        .contents
+        .as_ref()
+        .unwrap()
+        .fp32_contents;
+    let rest_scores: Vec<f32> = score("score")["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap() as f32)
+        .collect();
+    assert_eq!(&rest_scores, grpc_scores);
+    assert_eq!(score("label")["shape"], json!([2, 2]));
+
+    // An image, base64-encoded in the JSON.
+    let png = std::fs::read(image("coffee.png")).unwrap();
+    let encoded = base64::engine::general_purpose::STANDARD.encode(&png);
+    let (status, answer) = call(
+        "POST",
+        "/v2/models/img/infer",
+        json!({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES", "data": [encoded]}],
+               "outputs": [{"name": "label"}]}),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let want = v1_image_label(&daemon, &png).await;
+    assert_eq!(answer["outputs"][0]["data"][0], want.as_str());
+
+    // Errors: the protocol's {"error": ...} with the status's code.
+    let (status, error) = call(
+        "POST",
+        "/v2/models/cls/infer",
+        json!({"inputs": [{"name": "text", "shape": [3], "datatype": "BYTES", "data": ["a"]}]}),
+    );
+    assert_eq!(status, 400);
+    assert!(error["error"].as_str().unwrap().contains("shape [3]"), "{error}");
+    let (status, _) = call("POST", "/v2/models/nope/infer", json!({"inputs": []}));
+    assert_eq!(status, 404);
+}
+
+async fn v1_image_label(daemon: &Daemon, png: &[u8]) -> String {
+    daemon
+        .inference()
+        .await
+        .classify_image(ClassifyImageRequest {
+            model: "img".into(),
+            inputs: vec![ImageInput { data: png.to_vec() }],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .results[0]
+        .labels[0]
+        .label
+        .clone()
 }

@@ -268,6 +268,16 @@ static RUN: TaskTensors = TaskTensors {
     outputs: &[],
 };
 
+/// Whether the input `name` of `task` is text (else file bytes); true for
+/// a name the task does not take (ModelInfer refuses it anyway).
+pub fn is_text_input(task: &str, name: &str) -> bool {
+    tensors_of(task)
+        .inputs
+        .iter()
+        .find(|i| i.name == name)
+        .is_none_or(|i| i.text)
+}
+
 fn tensors_of(task: &str) -> &'static TaskTensors {
     TASKS.iter().find(|t| t.task == task).unwrap_or(&RUN)
 }
@@ -338,7 +348,7 @@ impl KserveService {
 
     /// The task of the model named `name` (NOT_FOUND listing the loaded
     /// ones), for `version` "" or "1".
-    fn task_of(&self, name: &str, version: &str) -> Result<String, Status> {
+    pub fn task_of(&self, name: &str, version: &str) -> Result<String, Status> {
         let model = self.registry.model(name)?;
         if !version.is_empty() && version != VERSION {
             return Err(DaemonError::NotFound(format!(

@@ -22,6 +22,33 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 
 pub use inference::InferenceService;
+pub use kserve::{is_text_input, KserveService};
+pub use models::ModelsService;
+
+/// The handlers behind the gRPC port and the HTTP API alike.
+pub struct Services {
+    pub inference: Arc<InferenceService>,
+    pub models: Arc<ModelsService>,
+    pub kserve: Arc<KserveService>,
+}
+
+impl Services {
+    pub fn new(registry: Arc<Registry>, readiness: Arc<Readiness>, max_in_flight: usize) -> Self {
+        let inference = Arc::new(InferenceService::new(registry.clone(), max_in_flight));
+        let models = Arc::new(ModelsService::new(registry.clone()));
+        let kserve = Arc::new(KserveService::new(
+            inference.clone(),
+            models.clone(),
+            registry,
+            readiness,
+        ));
+        Services {
+            inference,
+            models,
+            kserve,
+        }
+    }
+}
 
 use crate::access::Keys;
 use crate::readiness::Readiness;
@@ -56,9 +83,7 @@ pub struct Guards {
 /// waits for in-flight requests to finish.
 pub async fn serve<S>(
     listening: Listening,
-    registry: Arc<Registry>,
-    inference_service: Arc<InferenceService>,
-    readiness: Arc<Readiness>,
+    services: &Services,
     health_service: tonic_health::pb::health_server::HealthServer<S>,
     guards: Guards,
     shutdown: impl Future<Output = ()> + Send,
@@ -79,19 +104,13 @@ where
         .register_encoded_file_descriptor_set(inferd_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()?;
-    let models_service = Arc::new(models::ModelsService::new(registry.clone()));
-    let kserve = GrpcInferenceServiceServer::new(kserve::KserveService::new(
-        inference_service.clone(),
-        models_service.clone(),
-        registry,
-        readiness,
-    ))
-    .max_decoding_message_size(max_request_bytes)
-    .max_encoding_message_size(usize::MAX);
-    let inference = InferenceServer::from_arc(inference_service)
+    let kserve = GrpcInferenceServiceServer::from_arc(services.kserve.clone())
         .max_decoding_message_size(max_request_bytes)
         .max_encoding_message_size(usize::MAX);
-    let models = ModelsServer::from_arc(models_service).max_decoding_message_size(max_request_bytes);
+    let inference = InferenceServer::from_arc(services.inference.clone())
+        .max_decoding_message_size(max_request_bytes)
+        .max_encoding_message_size(usize::MAX);
+    let models = ModelsServer::from_arc(services.models.clone()).max_decoding_message_size(max_request_bytes);
     let router = Server::builder()
         .layer(tonic_status::TonicStatusLayer::new(max_request_bytes))
         .layer(auth::AuthLayer::new(keys))
