@@ -23,6 +23,7 @@ mod lifecycle;
 mod multi_task;
 mod openai;
 mod plugins;
+mod readme;
 mod security;
 mod segmentation;
 mod seq2seq;

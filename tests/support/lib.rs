@@ -568,7 +568,19 @@ impl TestCa {
     }
 }
 
-/// nginx (Debian's, installed by tests/support/need_nginx.sh when missing)
+/// The path of the program `tool`, installed from the Debian package
+/// `package` when missing (tests/support/need_tool.sh).
+pub fn need_tool(tool: &str, package: &str) -> PathBuf {
+    let out = Command::new(repo_root().join("tests/support/need_tool.sh"))
+        .args([tool, package])
+        .stderr(Stdio::inherit())
+        .output()
+        .expect("run tests/support/need_tool.sh");
+    assert!(out.status.success(), "{tool} is not available");
+    PathBuf::from(String::from_utf8(out.stdout).expect("a path").trim())
+}
+
+/// nginx (Debian's nginx-light, installed when missing)
 /// balancing gRPC over `upstreams` round-robin, one worker, no upstream
 /// keep-alive; killed when dropped.
 pub struct Nginx {
@@ -579,12 +591,7 @@ pub struct Nginx {
 
 impl Nginx {
     pub async fn start(upstreams: &[&str]) -> Nginx {
-        let out = Command::new(repo_root().join("tests/support/need_nginx.sh"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run tests/support/need_nginx.sh");
-        assert!(out.status.success(), "nginx is not available");
-        let nginx = String::from_utf8(out.stdout).expect("a path").trim().to_string();
+        let nginx = need_tool("nginx", "nginx-light");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
