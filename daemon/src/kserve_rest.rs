@@ -12,7 +12,7 @@ use std::sync::Arc;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -139,25 +139,41 @@ async fn ready(kserve: &KserveService, name: String, version: String) -> Result<
 async fn infer(
     State(kserve): State<Arc<KserveService>>,
     Path(name): Path<String>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Json>> {
-    run(&kserve, name, String::new(), body).await
+    run(&kserve, name, String::new(), &headers, body).await
 }
 
 async fn infer_version(
     State(kserve): State<Arc<KserveService>>,
     Path((name, version)): Path<(String, String)>,
+    headers: HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Json>> {
-    run(&kserve, name, version, body).await
+    run(&kserve, name, version, &headers, body).await
 }
+
+/// Triton's binary tensor extension: a JSON header then raw tensor bytes.
+const BINARY_EXTENSION_HEADER: &str = "inference-header-content-length";
+
+/// Parameters Triton's HTTP client adds for its binary extension, which
+/// change nothing here (outputs come back as JSON).
+const TRITON_BINARY_PARAMETERS: [&str; 2] = ["binary_data_output", "binary_data"];
 
 async fn run(
     kserve: &KserveService,
     name: String,
     version: String,
+    headers: &HeaderMap,
     body: std::result::Result<Bytes, BytesRejection>,
 ) -> Result<axum::Json<Json>> {
+    if headers.contains_key(BINARY_EXTENSION_HEADER) {
+        return Err(bad(
+            "the binary tensor extension (Inference-Header-Content-Length) is not supported: send the tensors as \
+             JSON (tritonclient.http: binary_data=False on inputs and outputs), or use the gRPC protocol",
+        ));
+    }
     let body = body.map_err(|e| RestError(e.status(), e.body_text()))?;
     let body: Json = serde_json::from_slice(&body).map_err(|e| bad(format!("the JSON body: {e}")))?;
     let task = kserve.task_of(&name, &version)?;
@@ -304,6 +320,7 @@ fn parameters(value: Option<&Json>) -> Result<BTreeMap<String, InferParameter>> 
     let object = value.as_object().ok_or_else(|| bad("`parameters` must be an object"))?;
     object
         .iter()
+        .filter(|(key, _)| !TRITON_BINARY_PARAMETERS.contains(&key.as_str()))
         .map(|(key, value)| {
             let choice = match value {
                 Json::Bool(b) => ParameterChoice::BoolParam(*b),

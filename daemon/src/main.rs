@@ -238,9 +238,19 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
         }
         Ok(())
     };
-    stop_when_told(serving, close, &readiness, &config).await?;
+    let deadline = stop_when_told(serving, close, &readiness, &config).await?;
     tracing::info!("in-flight requests are done; unloading models");
-    tokio::task::spawn_blocking(move || registry.unload_all()).await?;
+    // Within what is left of the exit timeout: a batch whose client is gone
+    // may still be running.
+    let unloading = tokio::task::spawn_blocking(move || registry.unload_all());
+    match tokio::time::timeout_at(deadline.into(), unloading).await {
+        Ok(unloaded) => unloaded?,
+        Err(_) => anyhow::bail!(
+            "models were still working {} s after the listener closed (--exit-timeout-seconds): exiting without \
+             them",
+            config.exit_timeout_seconds
+        ),
+    }
     let _ = metrics_stop.send(());
     Ok(())
 }
@@ -248,17 +258,19 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
 /// Serves until the first SIGTERM (or Ctrl-C), then stops in three steps:
 /// readiness turns NOT_SERVING while requests are still served for
 /// `drain_seconds`; the listener closes; the requests in flight get
-/// `exit_timeout_seconds` to finish. A second signal skips what is left
-/// of the drain; one while the requests finish exits without them.
+/// `exit_timeout_seconds` to finish (the models' unloading after them
+/// too: the deadline returned). A second signal skips what is left of the
+/// drain; one while the requests finish exits without them.
 async fn stop_when_told(
     serving: impl std::future::Future<Output = anyhow::Result<()>>,
     close: tokio::sync::oneshot::Sender<()>,
     readiness: &Readiness,
     config: &Config,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<std::time::Instant> {
     tokio::pin!(serving);
+    let exit_timeout = Duration::from_secs(config.exit_timeout_seconds);
     tokio::select! {
-        result = &mut serving => return result,
+        result = &mut serving => return result.map(|()| std::time::Instant::now() + exit_timeout),
         signal = shutdown_signal() => tracing::info!("{signal}: shutting down"),
     }
     readiness.drain();
@@ -269,7 +281,7 @@ async fn stop_when_told(
             config.drain_seconds
         );
         tokio::select! {
-            result = &mut serving => return result,
+            result = &mut serving => return result.map(|()| std::time::Instant::now() + exit_timeout),
             () = tokio::time::sleep(Duration::from_secs(config.drain_seconds)) => {}
             signal = shutdown_signal() => tracing::info!("{signal} again: the drain is cut short"),
         }
@@ -279,9 +291,11 @@ async fn stop_when_told(
         config.exit_timeout_seconds
     );
     let _ = close.send(());
+    readiness.close();
+    let deadline = std::time::Instant::now() + exit_timeout;
     tokio::select! {
-        result = &mut serving => result,
-        () = tokio::time::sleep(Duration::from_secs(config.exit_timeout_seconds)) => Err(anyhow::anyhow!(
+        result = &mut serving => result.map(|()| deadline),
+        () = tokio::time::sleep_until(deadline.into()) => Err(anyhow::anyhow!(
             "requests were still in flight {} s after the listener closed (--exit-timeout-seconds): exiting without \
              them",
             config.exit_timeout_seconds

@@ -848,6 +848,12 @@ fn wav_samples(wav: &[u8]) -> &[u8] {
     &[]
 }
 
+/// Connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 1024;
+
+/// How long a client may take to send a request's headers.
+const HEADER_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Serves the API on `listener` until `shutdown` resolves; then waits
 /// for the requests in flight.
 pub async fn serve(
@@ -857,12 +863,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()>,
 ) {
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     tokio::pin!(shutdown);
     loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(a) => a,
-                Err(e) => {
+        let (slot, stream, peer) = tokio::select! {
+            accepted = async {
+                let slot = slots.clone().acquire_owned().await.expect("the semaphore is never closed");
+                (slot, listener.accept().await)
+            } => match accepted {
+                (slot, Ok((stream, peer))) => (slot, stream, peer),
+                (_, Err(e)) => {
                     tracing::warn!("HTTP API: accept failed: {e}");
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                     continue;
@@ -874,7 +884,13 @@ pub async fn serve(
         let acceptor = tls.as_ref().map(|tls| tls.acceptor(b"http/1.1"));
         let watcher = graceful.watcher();
         tokio::spawn(async move {
-            let builder = hyper::server::conn::http1::Builder::new();
+            let _slot = slot;
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            // A client that sends its headers slowly neither holds the
+            // connection nor delays a shutdown for long.
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT);
             let served = match acceptor {
                 Some(acceptor) => match crate::tls::handshake(&acceptor, stream, peer).await {
                     Some(stream) => {

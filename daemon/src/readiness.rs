@@ -27,6 +27,10 @@ pub enum Phase {
     Serving,
     /// Told to stop: still serving, no longer ready.
     Draining,
+    /// The listeners are closed: the health statuses are withdrawn (but
+    /// liveness), which ends the clients' Watch streams, which a graceful
+    /// shutdown would wait for.
+    Closed,
 }
 
 /// The daemon's phase, shared by the health service and the other
@@ -65,7 +69,12 @@ impl Readiness {
 
     /// Whether it has been told to stop.
     pub fn is_draining(&self) -> bool {
-        *self.phase.borrow() == Phase::Draining
+        matches!(*self.phase.borrow(), Phase::Draining | Phase::Closed)
+    }
+
+    /// The listeners are closing: health statuses are withdrawn.
+    pub fn close(&self) {
+        self.phase.send_replace(Phase::Closed);
     }
 
     /// What the health service says before the daemon listens: alive, not
@@ -85,6 +94,16 @@ impl Readiness {
         loop {
             let now = *phase.borrow_and_update();
             models.borrow_and_update();
+            if now == Phase::Closed {
+                for name in published.keys() {
+                    health.clear_service_status(name).await;
+                }
+                // Liveness stays: probes Check it, nobody Watches it.
+                for service in ["", inference_server::SERVICE_NAME, models_server::SERVICE_NAME] {
+                    health.clear_service_status(service).await;
+                }
+                return;
+            }
             let ready = now == Phase::Serving;
             if published_phase != Some(now) {
                 let status = serving(ready);
@@ -93,17 +112,14 @@ impl Readiness {
                     health.set_service_status(service, status).await;
                 }
                 published_phase = Some(now);
-                // Models keep their status while the daemon starts: a model
-                // loaded early can be probed on its own.
-                if now == Phase::Draining {
-                    published.clear();
-                }
             }
             let current: BTreeMap<String, bool> = registry
                 .readiness()
                 .into_iter()
                 // A model named like the liveness service does not take it over.
                 .filter(|(name, _)| name != LIVENESS)
+                // Models keep their status while the daemon starts: a model
+                // loaded early can be probed on its own.
                 .map(|(name, can_serve)| (name, can_serve && now != Phase::Draining))
                 .collect();
             for name in published.keys().filter(|name| !current.contains_key(*name)) {

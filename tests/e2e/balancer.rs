@@ -1,8 +1,8 @@
 //! A real load balancer: nginx (`grpc_pass`, round-robin) in front of three
 //! inferd replicas on loopback. A replica stopped under load (SIGTERM)
 //! drains without failing a client request and exits 0; a replica whose
-//! requests are refused with RESOURCE_EXHAUSTED sends a retrying client to
-//! another replica.
+//! queue is full answers RESOURCE_EXHAUSTED at once, so that a retrying
+//! client lands on another replica.
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use inferd_proto::v1::inference_client::InferenceClient;
 use inferd_proto::v1::{ClassifyRequest, TextInput};
-use inferd_tests::{fixture_model, panic_request, test_plugin_dir, Daemon, Nginx};
+use inferd_tests::{fixture_model, metric, panic_request, test_plugin_dir, Daemon, Nginx};
 use tonic::Code;
 
 fn classify(text: &str) -> ClassifyRequest {
@@ -102,19 +102,44 @@ async fn a_replica_stopped_under_load_drains_without_failing_a_request_and_exits
 }
 
 #[tokio::test]
-async fn a_full_replica_answers_resource_exhausted_and_a_retry_lands_on_another() {
+async fn a_full_queue_answers_resource_exhausted_and_a_retry_lands_on_another_replica() {
     let plugins = test_plugin_dir();
     let plugins = plugins.to_str().unwrap();
-    // The first replica serves one request at a time; the others more.
-    let full = Daemon::start(&["--plugin-dir", plugins, "--max-in-flight", "1"]).await;
+    // The first replica's queue holds one request, and is kept full for the
+    // whole test: one long request runs, another waits.
+    let full = Daemon::start(&[
+        "--plugin-dir",
+        plugins,
+        "--queue-size",
+        "1",
+        "--max-batch-size",
+        "1",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
     let others = [
         Daemon::start(&["--plugin-dir", plugins]).await,
         Daemon::start(&["--plugin-dir", plugins]).await,
     ];
-    // Kept busy for the whole test.
-    let mut busy = InferenceClient::new(full.channel().await);
-    let long = tokio::spawn(async move { busy.run(panic_request("", "sleep-20000")).await });
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut long = Vec::new();
+    for (series, value) in [
+        ("inferd_in_flight_requests", 1.0),
+        ("inferd_queue_depth{model=\"panic\"}", 1.0),
+    ] {
+        let mut busy = InferenceClient::new(full.channel().await);
+        long.push(tokio::spawn(
+            async move { busy.run(panic_request("", "sleep-20000")).await },
+        ));
+        let started = Instant::now();
+        while metric(&full.metrics(), series) < value {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{series} never reached {value}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     let nginx = Nginx::start(&[&full.addr, &others[0].addr, &others[1].addr]).await;
     let mut client = InferenceClient::new(nginx.channel().await);
     let mut exhausted = 0;
@@ -125,7 +150,7 @@ async fn a_full_replica_answers_resource_exhausted_and_a_retry_lands_on_another(
             match client.run(panic_request("", &format!("request {i}"))).await {
                 Ok(_) => break,
                 Err(e) if e.code() == Code::ResourceExhausted && attempts < 3 => {
-                    assert!(e.message().contains("--max-in-flight"), "{e:?}");
+                    assert!(e.message().contains("queue is full"), "{e:?}");
                     exhausted += 1;
                 }
                 Err(e) => panic!("request {i}, attempt {attempts}: {e:?}\n{}", nginx.log()),
@@ -134,5 +159,5 @@ async fn a_full_replica_answers_resource_exhausted_and_a_retry_lands_on_another(
     }
     // Round-robin over three: one request in three reached the full one.
     assert!(exhausted >= 2, "only {exhausted} requests reached the full replica");
-    long.abort();
+    long.iter().for_each(|l| l.abort());
 }

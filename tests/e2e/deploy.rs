@@ -261,7 +261,7 @@ async fn the_kserve_runtime_serves_v2_and_grpc_v2_on_an_h2c_port_and_the_sample_
     assert_eq!(
         port_of(&env["INFERD_HTTP_LISTEN"]),
         8080,
-        "KServe sends HTTP to 8080 (/v2 REST, health)"
+        "the HTTP API (v2 REST, probes) on KServe's usual HTTP port"
     );
 
     let service = &documents("kserve/inference-service.yaml")[0];
@@ -282,6 +282,12 @@ async fn the_kserve_runtime_serves_v2_and_grpc_v2_on_an_h2c_port_and_the_sample_
         .find(|e| e["name"] == "INFERD_MODEL_TASK")
         .expect("the sample names its task");
     assert_eq!(task["value"], "text-classification");
+    let grace = service["spec"]["predictor"]["terminationGracePeriodSeconds"]
+        .as_u64()
+        .unwrap();
+    let drain: u64 = env["INFERD_DRAIN_SECONDS"].parse().unwrap();
+    let exit: u64 = env["INFERD_EXIT_TIMEOUT_SECONDS"].parse().unwrap();
+    assert!(grace > drain + exit, "{grace} <= {drain} + {exit}");
 }
 
 #[test]
@@ -312,4 +318,10 @@ fn the_container_recipe_builds_in_one_stage_and_runs_as_a_user_from_the_installe
     let install = std::fs::read_to_string(root.join("scripts/install.sh")).unwrap();
     assert!(install.contains("deploy/entrypoint.sh\" \"$PREFIX/bin/inferd-entrypoint\""));
     assert!(Path::new(&root.join("deploy/entrypoint.sh")).is_file());
+    // The build context leaves out the host's build output and virtualenv
+    // (a copied .venv would hide the torch the recipe installs).
+    let ignored = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    for path in ["/target", "/.venv", "/.git"] {
+        assert!(ignored.lines().any(|l| l.trim() == path), ".dockerignore lacks {path}");
+    }
 }

@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use inferd_proto::v1::{ClassifyRequest, GetModelRequest, LoadModelRequest, ModelState, TextInput, UnloadModelRequest};
-use inferd_tests::{fixture_model, panic_request, test_plugin_dir, Daemon, ServingStatus};
+use inferd_tests::{fixture_model, metric, panic_request, test_plugin_dir, Daemon, ServingStatus};
 use tonic::Code;
 
 /// Waits until `service`'s health is `want` (Err: that call status code).
@@ -125,7 +125,7 @@ async fn each_model_has_a_health_service_of_its_name_that_follows_its_loads_and_
 async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exits_cleanly() {
     let mut daemon = Daemon::start(&[
         "--drain-seconds",
-        "3",
+        "8",
         "--model",
         &format!("cls:text-classification={}", fixture_model("bert-cls")),
     ])
@@ -139,7 +139,7 @@ async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exi
     // Alive all the same: a liveness probe must not restart it now.
     wait_health(&daemon, "liveness", Ok(ServingStatus::Serving)).await;
     assert!(
-        signalled.elapsed() < Duration::from_secs(2),
+        signalled.elapsed() < Duration::from_secs(5),
         "readiness took {:?} to turn off",
         signalled.elapsed()
     );
@@ -154,7 +154,7 @@ async fn sigterm_turns_readiness_off_first_and_serves_through_the_drain_then_exi
     let status = daemon.wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "exit status {status}");
     assert!(
-        signalled.elapsed() >= Duration::from_secs(3),
+        signalled.elapsed() >= Duration::from_secs(8),
         "exited {:?} after SIGTERM, before the drain ended",
         signalled.elapsed()
     );
@@ -179,10 +179,22 @@ async fn a_second_signal_cuts_the_drain_short() {
 #[tokio::test]
 async fn requests_still_running_at_the_exit_timeout_are_abandoned_with_status_1() {
     let plugins = test_plugin_dir();
-    let mut daemon = Daemon::start(&["--plugin-dir", plugins.to_str().unwrap(), "--exit-timeout-seconds", "1"]).await;
+    let mut daemon = Daemon::start(&[
+        "--plugin-dir",
+        plugins.to_str().unwrap(),
+        "--exit-timeout-seconds",
+        "1",
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ])
+    .await;
     let mut client = daemon.inference().await;
     let long = tokio::spawn(async move { client.run(panic_request("", "sleep-60000")).await });
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let started = Instant::now();
+    while metric(&daemon.metrics(), "inferd_in_flight_requests") < 1.0 {
+        assert!(started.elapsed() < Duration::from_secs(20), "the request never arrived");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     daemon.signal("TERM");
     let signalled = Instant::now();
     let status = daemon.wait_exit(Duration::from_secs(30)).await;
@@ -197,5 +209,29 @@ async fn requests_still_running_at_the_exit_timeout_are_abandoned_with_status_1(
         daemon.log().contains("exiting without them"),
         "the log does not say why:\n{}",
         daemon.log()
+    );
+}
+
+#[tokio::test]
+async fn a_client_watching_health_does_not_hold_the_shutdown_up() {
+    use tonic_health::pb::{health_client::HealthClient, HealthCheckRequest};
+    let mut daemon = Daemon::start(&["--exit-timeout-seconds", "20"]).await;
+    // Client-side health checking (grpc-go's healthCheckConfig) keeps a
+    // Watch stream open; a graceful shutdown waits for open streams.
+    let mut watch = HealthClient::new(daemon.channel().await)
+        .watch(HealthCheckRequest { service: String::new() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert_eq!(first.status, ServingStatus::Serving as i32);
+    daemon.signal("TERM");
+    let status = daemon.wait_exit(Duration::from_secs(15)).await;
+    assert!(status.success(), "exit status {status}:\n{}", daemon.log());
+    // The watcher saw the daemon stop being ready.
+    let next = watch.message().await;
+    assert!(
+        !matches!(&next, Ok(Some(m)) if m.status == ServingStatus::Serving as i32),
+        "{next:?}"
     );
 }

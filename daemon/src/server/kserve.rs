@@ -374,8 +374,18 @@ impl GrpcInferenceService for KserveService {
 
     async fn model_ready(&self, request: Request<ModelReadyRequest>) -> Result<Response<ModelReadyResponse>, Status> {
         let request = request.into_inner();
-        self.task_of(&request.name, &request.version)?;
-        let model = self.registry.model(&request.name)?;
+        // Open without a key: the error does not list the loaded models.
+        let unknown = || -> Status {
+            let version = match request.version.as_str() {
+                "" => String::new(),
+                v => format!(" in version {v:?}"),
+            };
+            DaemonError::NotFound(format!("model `{}` is not loaded{version}", request.name)).into()
+        };
+        let model = self.registry.model(&request.name).map_err(|_| unknown())?;
+        if !request.version.is_empty() && request.version != VERSION {
+            return Err(unknown());
+        }
         Ok(Response::new(ModelReadyResponse {
             ready: model.can_serve() && !self.readiness.is_draining(),
         }))
@@ -786,11 +796,19 @@ fn elements(input: &InferInputTensor, raw: Option<&[u8]>) -> Result<Vec<Vec<u8>>
                 input.name
             ))
         })?,
-        None => input
-            .contents
-            .as_ref()
-            .map(|c| c.bytes_contents.clone())
-            .unwrap_or_default(),
+        None => {
+            let contents = input.contents.as_ref().map_or(&[][..], |c| &c.bytes_contents[..]);
+            // Checked before anything is copied.
+            if contents.len() as u64 != expected {
+                return Err(invalid(format!(
+                    "input `{}` has shape {:?} ({expected} elements) but {} elements",
+                    input.name,
+                    input.shape,
+                    contents.len()
+                )));
+            }
+            contents.to_vec()
+        }
     };
     if values.len() as u64 != expected {
         return Err(invalid(format!(
@@ -879,7 +897,12 @@ impl Tensor {
         let mut leaves = Vec::new();
         for result in results {
             let mut dims = Vec::new();
+            let before = leaves.len();
             collect(result, spec.path, 0, &mut dims, &mut leaves);
+            // Lists of unequal lengths inside one result: not a tensor.
+            if (leaves.len() - before) as i64 != dims.iter().product::<i64>() {
+                return Ok(None);
+            }
             match &shape {
                 None => shape = Some(dims),
                 Some(first) if *first != dims => return Ok(None),
@@ -908,7 +931,7 @@ impl Tensor {
             Datatype::Fp32 => Values::Fp32(
                 leaves
                     .iter()
-                    .map(|l| l.as_f64().map(|v| v as f32).ok_or_else(|| bad(l)))
+                    .map(|l| float(l).ok_or_else(|| bad(l)))
                     .collect::<Result<_, _>>()?,
             ),
             Datatype::Uint32 => Values::Uint32(
@@ -964,6 +987,19 @@ impl Tensor {
     }
 }
 
+/// A float of protobuf JSON, where NaN and the infinities are strings.
+fn float(value: &Json) -> Option<f32> {
+    match value {
+        Json::String(s) => match s.as_str() {
+            "NaN" => Some(f32::NAN),
+            "Infinity" => Some(f32::INFINITY),
+            "-Infinity" => Some(f32::NEG_INFINITY),
+            _ => None,
+        },
+        other => other.as_f64().map(|v| v as f32),
+    }
+}
+
 /// Walks `path` from `value`: every list on the way adds a dimension (its
 /// length, recorded in `dims` the first time that depth is reached), and
 /// the values at the end are pushed to `leaves`.
@@ -996,6 +1032,23 @@ mod tests {
         assert_eq!(split_raw_bytes(&raw), Some(vec![b"abc".to_vec(), vec![]]));
         assert_eq!(split_raw_bytes(&raw[..5]), None, "cut inside an element");
         assert_eq!(split_raw_bytes(&[1, 0]), None, "cut inside a length");
+    }
+
+    #[test]
+    fn lists_of_unequal_lengths_inside_one_result_are_not_a_tensor() {
+        let results = vec![json!({"masks": [
+            {"candidates": [{"token_str": "a", "score": 0.5}, {"token_str": "b", "score": 0.25}]},
+            {"candidates": [{"token_str": "c", "score": 1.0}]},
+        ]})];
+        let spec = output("score", Datatype::Fp32, &["masks", "candidates", "score"], 2);
+        assert!(Tensor::flat(&spec, &results).unwrap().is_none());
+    }
+
+    #[test]
+    fn non_finite_scores_survive_protobuf_json() {
+        let results = vec![json!({"labels": [{"label": "a", "score": "NaN"}, {"label": "b", "score": "-Infinity"}]})];
+        let tensor = Tensor::flat(&LABELS[1], &results).unwrap().unwrap();
+        assert!(matches!(tensor.values, Values::Fp32(v) if v[0].is_nan() && v[1] == f32::NEG_INFINITY));
     }
 
     #[test]
