@@ -73,6 +73,91 @@ pub fn weight_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// What one instance of a model will hold on its device, estimated from
+/// its files before it loads: its weights in the dtype it will compute in,
+/// and the activations of the largest batch it may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InstanceEstimate {
+    pub weights: u64,
+    pub activations: u64,
+    /// Bytes per value of the dtype assumed.
+    pub value_bytes: u64,
+}
+
+impl InstanceEstimate {
+    /// `dir`'s weight files converted from the checkpoint's dtype
+    /// (config.json's `torch_dtype`, float32 if absent) to `dtype` ("" for
+    /// auto, counted as float32, the widest auto picks), plus `max_batch`
+    /// inputs of the model's longest length through one layer: hidden
+    /// states and feed-forward activations (8 x hidden each position) and
+    /// one head's attention scores per head (heads x length each
+    /// position), at most four times the weights: config.json's sizes are
+    /// not yet checked against the checkpoint here, and a config.json that
+    /// no checkpoint matches is for those checks to refuse, naming its
+    /// field, not for an estimate made of its sizes. Models whose
+    /// config.json names no hidden size or length (vision and audio
+    /// families) count their weights only.
+    pub fn of(dir: &Path, dtype: &str, max_batch: usize) -> InstanceEstimate {
+        let config: serde_json::Value =
+            inferd_sdk::files::read_model_file(&dir.join("config.json"), inferd_sdk::files::CONFIG_LIMIT)
+                .ok()
+                .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+                .unwrap_or_default();
+        let bytes_of = |name: &str| match name {
+            "float16" | "bfloat16" => 2,
+            "float64" => 8,
+            _ => 4,
+        };
+        let stored = config
+            .get("torch_dtype")
+            .or_else(|| config.get("dtype"))
+            .and_then(|d| d.as_str())
+            .map_or(4, bytes_of);
+        let value_bytes = bytes_of(dtype);
+        let weights = weight_bytes(dir) / stored * value_bytes;
+        let first = |names: &[&str]| {
+            names
+                .iter()
+                .find_map(|n| config.get(*n).and_then(|v| v.as_u64()))
+                .filter(|&v| v > 0)
+        };
+        let hidden = first(&["hidden_size", "d_model", "n_embd", "dim"]);
+        let length = first(&["max_position_embeddings", "n_positions", "max_source_positions"]).map(|l| l.min(4096));
+        let heads = first(&["num_attention_heads", "n_head", "encoder_attention_heads"]).unwrap_or(1);
+        let activations = match (hidden, length) {
+            (Some(hidden), Some(length)) => (max_batch.max(1) as u64)
+                .saturating_mul(length)
+                .saturating_mul(hidden.min(1 << 20) * 8 + heads.min(1024) * length)
+                .saturating_mul(value_bytes)
+                .min(weights.saturating_mul(4)),
+            _ => 0,
+        };
+        InstanceEstimate {
+            weights,
+            activations,
+            value_bytes,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights.saturating_add(self.activations)
+    }
+
+    /// How the total was reckoned, for messages.
+    pub fn describe(&self, max_batch: usize) -> String {
+        let dtype = if self.value_bytes == 2 { "16-bit" } else { "float32" };
+        if self.activations == 0 {
+            format!("weights {} in {dtype}", format_bytes(self.weights))
+        } else {
+            format!(
+                "weights {} in {dtype} + activations of a batch of {max_batch} {}",
+                format_bytes(self.weights),
+                format_bytes(self.activations)
+            )
+        }
+    }
+}
+
 /// The budget and what each model holds of it, by name.
 pub struct MemoryBudget {
     limit: Option<u64>,
@@ -141,6 +226,40 @@ impl MemoryBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_instance_is_estimated_in_the_dtype_it_will_run_in_with_its_largest_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"torch_dtype": "float16", "hidden_size": 8, "max_position_embeddings": 16, "num_attention_heads": 2}"#,
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("model.safetensors"), vec![0u8; 100_000]).unwrap();
+        // 50000 float16 values, as float32 (auto counts so) and as bfloat16.
+        let auto = InstanceEstimate::of(dir.path(), "", 4);
+        assert_eq!(auto.weights, 200_000);
+        assert_eq!(auto.activations, 4 * 16 * (8 * 8 + 2 * 16) * 4);
+        let half = InstanceEstimate::of(dir.path(), "bfloat16", 4);
+        assert_eq!((half.weights, half.activations), (100_000, auto.activations / 2));
+        assert_eq!(half.total(), 100_000 + auto.activations / 2);
+        assert!(
+            half.describe(4).contains("activations of a batch of 4"),
+            "{}",
+            half.describe(4)
+        );
+        // Sizes no checkpoint this small has: at most four times the weights.
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"hidden_size": 1000000000, "max_position_embeddings": 4096}"#,
+        )
+        .unwrap();
+        assert_eq!(InstanceEstimate::of(dir.path(), "float32", 16).activations, 400_000);
+        // No sizes in config.json: the weights alone.
+        std::fs::write(dir.path().join("config.json"), "{}").unwrap();
+        let plain = InstanceEstimate::of(dir.path(), "float32", 4);
+        assert_eq!((plain.weights, plain.activations), (100_000, 0));
+    }
 
     #[test]
     fn sizes_read_with_their_units_and_nonsense_is_refused() {

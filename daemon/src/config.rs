@@ -49,6 +49,13 @@ pub struct Args {
     /// Default device for model instances: cpu, cuda or cuda:N (default: cpu).
     #[arg(long, env = "INFERD_DEVICE")]
     pub device: Option<String>,
+    /// Default dtype of the models: auto (float32 on the CPU; float16 on
+    /// CUDA for the architectures safe in it, float32 for the others),
+    /// float32, float16 or bfloat16, taken by the models that run in 16
+    /// bits by default (the others load in float32). A model's own `dtype`
+    /// wins.
+    #[arg(long, env = "INFERD_DTYPE")]
+    pub dtype: Option<String>,
     /// Most requests a model instance runs together (default 16).
     #[arg(long, env = "INFERD_MAX_BATCH_SIZE")]
     pub max_batch_size: Option<usize>,
@@ -202,6 +209,10 @@ pub struct ModelConfig {
     /// "dynamic-int8": the linear layers of a text model in int8 (CPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quantize: Option<String>,
+    /// What the model computes in: auto, float32, float16 or bfloat16
+    /// (default: the daemon's --dtype).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dtype: Option<String>,
     /// "lazy": loaded by its first request instead of at start-up, and
     /// evicted when idle (least recently used first) if the memory budget
     /// needs room for another load.
@@ -255,6 +266,8 @@ pub struct Config {
     pub offline: bool,
     pub max_request_bytes: usize,
     pub device: String,
+    /// The models' default dtype ("auto", "float32", ...).
+    pub dtype: String,
     pub intra_op_threads: Option<usize>,
     /// Requests waiting per model before new ones are refused.
     pub queue_size: usize,
@@ -309,6 +322,7 @@ impl Default for Config {
             offline: false,
             max_request_bytes: 16 * 1024 * 1024,
             device: "cpu".into(),
+            dtype: "auto".into(),
             intra_op_threads: None,
             queue_size: 256,
             max_batch_size: 16,
@@ -359,6 +373,10 @@ impl Config {
         if let Some(d) = args.device {
             config.device = d;
         }
+        if let Some(d) = args.dtype {
+            config.dtype = d;
+        }
+        inferd_sdk::dtype_name(&config.dtype).map_err(|e| anyhow::anyhow!("--dtype: {}", e.message))?;
         if let Some(n) = args.max_batch_size {
             config.max_batch_size = n;
         }
@@ -564,6 +582,7 @@ fn parse_model_flag(spec: &str) -> anyhow::Result<ModelConfig> {
         vocoder: None,
         fallback_vocoder: None,
         quantize: None,
+        dtype: None,
         isolation: None,
         load: LoadWhen::Eager,
         also_tasks: vec![],

@@ -1,11 +1,14 @@
 //! The device pool: the CPU and the CUDA devices LibTorch sees, and where
 //! each model instance goes. Placement picks, among the requested devices,
 //! the one with the fewest instances, and among those the one with the most
-//! free memory.
+//! free memory. A load first reserves what its instances will hold on
+//! each device (see [`DevicePool::reserve`]) and is refused when that is
+//! more than the device has free.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use crate::budget::format_bytes;
 use crate::error::{DaemonError, Result};
 use crate::torch;
 
@@ -15,6 +18,27 @@ pub struct DevicePool {
     instances: Mutex<HashMap<String, usize>>,
     /// Free bytes of a device now, when it can be told.
     free_memory: fn(&str) -> Option<u64>,
+    /// Bytes set aside by loads under way, by device: not yet allocated,
+    /// so not yet missing from what the device reports free.
+    reserved: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+/// What a load set aside on its devices; given back when dropped (once the
+/// instances have loaded, the device reports their memory as used).
+pub struct Reservation {
+    bytes: Vec<(String, u64)>,
+    reserved: Arc<Mutex<HashMap<String, u64>>>,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        let mut reserved = self.reserved.lock().expect("reservations lock");
+        for (device, bytes) in &self.bytes {
+            if let Some(held) = reserved.get_mut(device) {
+                *held = held.saturating_sub(*bytes);
+            }
+        }
+    }
 }
 
 impl DevicePool {
@@ -37,6 +61,7 @@ impl DevicePool {
             default,
             instances: Mutex::new(HashMap::new()),
             free_memory,
+            reserved: Arc::new(Mutex::new(HashMap::new())),
         };
         pool.expand(&pool.default)
             .map_err(|e| anyhow::anyhow!("default device: {e}"))?;
@@ -102,6 +127,50 @@ impl DevicePool {
             placed.push(device);
         }
         Ok(placed)
+    }
+
+    /// Sets aside `per_instance` bytes on each of `devices` (as `place`
+    /// chose them, a device once per instance), or refuses the load with
+    /// RESOURCE_EXHAUSTED saying what the device has free: its free memory
+    /// now (cudaMemGetInfo; MemAvailable for the CPU) less what other loads
+    /// under way set aside. `how` says how the need was reckoned.
+    pub fn reserve(&self, devices: &[String], per_instance: u64, model: &str, how: &str) -> Result<Reservation> {
+        let mut need: Vec<(String, u64)> = Vec::new();
+        for device in devices {
+            match need.iter_mut().find(|(d, _)| d == device) {
+                Some((_, bytes)) => *bytes = bytes.saturating_add(per_instance),
+                None => need.push((device.clone(), per_instance)),
+            }
+        }
+        let mut reserved = self.reserved.lock().expect("reservations lock");
+        for (device, bytes) in &need {
+            let Some(free) = (self.free_memory)(device) else {
+                continue;
+            };
+            let free = free.saturating_sub(reserved.get(device).copied().unwrap_or(0));
+            if *bytes > free {
+                let instances = devices.iter().filter(|d| *d == device).count();
+                return Err(DaemonError::ResourceExhausted(format!(
+                    "model `{model}` needs about {} on {device} ({how}{}), but {device} has {} free; unload a model \
+                     there, load this one on another device (LoadModel.devices), in a smaller dtype \
+                     (options.dtype) or with a smaller max_batch_size",
+                    format_bytes(*bytes),
+                    if instances > 1 {
+                        format!(", x {instances} instances")
+                    } else {
+                        String::new()
+                    },
+                    format_bytes(free),
+                )));
+            }
+        }
+        for (device, bytes) in &need {
+            *reserved.entry(device.clone()).or_default() += bytes;
+        }
+        Ok(Reservation {
+            bytes: need,
+            reserved: self.reserved.clone(),
+        })
     }
 
     /// Returns devices placed by `place` once their instances are gone.
@@ -180,6 +249,40 @@ mod tests {
             pool.place(&["cuda:0".into(), "cuda:2".into()], 1).unwrap(),
             vec!["cuda:2"]
         );
+    }
+
+    #[test]
+    fn a_load_that_does_not_fit_its_device_is_refused_saying_what_is_free() {
+        let mut pool = DevicePool::new(2, "cuda").unwrap();
+        pool.free_memory = |d| match d {
+            "cuda:0" => Some(10 << 30),
+            "cuda:1" => Some(3 << 30),
+            _ => None,
+        };
+        let two = ["cuda:0".to_string(), "cuda:0".to_string()];
+        let held = pool.reserve(&two, 4 << 30, "a", "weights").unwrap();
+        // 8 GiB set aside on cuda:0 until a's instances have loaded.
+        let refused = pool
+            .reserve(&["cuda:0".into()], 3 << 30, "b", "weights 3 GiB in float32")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(
+            refused.contains("model `b` needs about 3.0 GiB on cuda:0 (weights 3 GiB in float32)"),
+            "{refused}"
+        );
+        assert!(refused.contains("cuda:0 has 2.0 GiB free"), "{refused}");
+        let refused = pool
+            .reserve(&two, 4 << 30, "c", "weights")
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(refused.contains("x 2 instances"), "{refused}");
+        drop(held);
+        let _b = pool.reserve(&["cuda:0".into()], 3 << 30, "b", "weights").unwrap();
+        assert!(pool.reserve(&["cuda:1".into()], 4 << 30, "d", "weights").is_err());
+        // A device whose free memory cannot be told refuses nothing.
+        let _cpu = pool.reserve(&["cpu".into()], u64::MAX, "e", "weights").unwrap();
     }
 
     #[test]

@@ -153,7 +153,8 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
     );
     tracing::info!(cache = %sources.cache_dir().display(), endpoint = sources.endpoint(), offline = config.offline, "model sources");
     let budget = budget::MemoryBudget::new(config.memory_budget()?);
-    let registry = Arc::new(Registry::new(plugins, devices, sources, config.queue_options(), budget));
+    let registry =
+        Arc::new(Registry::new(plugins, devices, sources, config.queue_options(), budget).with_dtype(&config.dtype));
 
     // The metrics endpoint outlives the gRPC server, to show the drain.
     let (metrics_stop, metrics_stopped) = tokio::sync::oneshot::channel::<()>();
@@ -406,6 +407,7 @@ fn load_configured(registry: &Registry, model: ModelConfig) {
         limits: model.limits,
         vocoder,
         quantize: model.quantize,
+        dtype: model.dtype,
         caller: Caller::Operator,
         also_tasks: model.also_tasks,
         lazy: model.load == LoadWhen::Lazy,

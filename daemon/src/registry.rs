@@ -11,7 +11,7 @@ use std::time::Instant;
 use inferd_proto::v1::{InstanceInfo, ModelInfo, ModelOptions, ModelState};
 use inferd_sdk::proto::{LoadRequest, LoadedModel, TaskRequest, TaskSpec};
 
-use crate::budget::{format_bytes, weight_bytes, MemoryBudget};
+use crate::budget::{format_bytes, weight_bytes, InstanceEstimate, MemoryBudget};
 use crate::devices::DevicePool;
 use crate::error::{DaemonError, Result};
 use crate::metrics::{Metrics, ModelGauges, ModelMetrics, Scraped};
@@ -39,6 +39,9 @@ pub struct LoadSpec {
     /// "dynamic-int8" to run the model's linear layers in int8 (the
     /// plugin refuses what it cannot do).
     pub quantize: Option<String>,
+    /// What the model computes in ("auto", "float32", "float16",
+    /// "bfloat16"); None for the daemon's --dtype.
+    pub dtype: Option<String>,
     /// Whose load it is (a client's sources are held to the load policy).
     pub caller: Caller,
     /// Further tasks the model serves from the same weights (T5 for
@@ -222,6 +225,10 @@ impl Model {
                         "" => "none".into(),
                         q => q.into(),
                     }),
+                    dtype: Some(match queue.loaded.dtype.as_str() {
+                        "" => "float32".into(),
+                        d => d.into(),
+                    }),
                 });
                 info.queue_depth = queue.depth() as u32;
             }
@@ -281,6 +288,8 @@ pub struct Registry {
     /// Marked changed whenever a model comes, goes, or becomes ready or
     /// not (see [`Registry::readiness`]).
     changes: tokio::sync::watch::Sender<()>,
+    /// The dtype of loads that name none (--dtype).
+    default_dtype: String,
 }
 
 impl Registry {
@@ -301,7 +310,15 @@ impl Registry {
             budget,
             admission: Mutex::new(()),
             changes: tokio::sync::watch::Sender::new(()),
+            default_dtype: String::new(),
         }
+    }
+
+    /// Loads that name no dtype ask for `dtype` (--dtype; "auto" lets each
+    /// plugin choose).
+    pub fn with_dtype(mut self, dtype: &str) -> Self {
+        self.default_dtype = dtype.to_string();
+        self
     }
 
     /// Changes of [`Registry::readiness`] mark this receiver changed.
@@ -698,6 +715,10 @@ impl Registry {
             model_name: model.name.clone(),
             limits: spec.limits.clone(),
             quantize: spec.quantize.clone().unwrap_or_default(),
+            dtype: inferd_sdk::dtype_name(spec.dtype.as_deref().unwrap_or(&self.default_dtype))
+                .map_err(|e| DaemonError::InvalidArgument(format!("options.{}", e.message)))?
+                .to_string(),
+            dtype_is_default: spec.dtype.is_none(),
             ..Default::default()
         };
         if !spec.source.is_empty() {
@@ -745,6 +766,22 @@ impl Registry {
             })?;
         let cpu_instances = devices.iter().filter(|d| *d == "cpu").count();
         let options = self.options.with(&spec.options, cpu_instances);
+        // What each instance will hold on its device, set aside there until
+        // the instances have loaded (and the device counts it as used).
+        let estimate = InstanceEstimate::of(Path::new(&request.model_dir), &request.dtype, options.max_batch_size);
+        let vocoder = weight_bytes(Path::new(&request.vocoder_dir));
+        let _room = self
+            .devices
+            .reserve(
+                &devices,
+                estimate.total().saturating_add(vocoder),
+                &model.name,
+                &estimate.describe(options.max_batch_size),
+            )
+            .inspect_err(|_| {
+                self.devices.release(&devices);
+                self.budget.release(&model.name);
+            })?;
         // One task after the other, so that each instance after the first
         // finds the weights the first loaded (and shares them).
         let mut queues = Vec::new();

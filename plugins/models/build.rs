@@ -2,15 +2,17 @@ include!("../../build-support/torch_link.rs");
 
 fn main() {
     link_torch();
-    compile_int8_kernels();
+    compile_cpp_shims();
 }
 
 /// The C++ entry points to LibTorch's quantized linear kernels (see
-/// cpp/int8_linear.cpp) and to a tensor's view base (cpp/views.cpp),
+/// cpp/int8_linear.cpp), to a tensor's view base (cpp/views.cpp) and to
+/// LibTorch's float32 precision settings (cpp/precision.cpp),
 /// compiled against the same LibTorch headers.
-fn compile_int8_kernels() {
+fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/int8_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/views.cpp");
+    println!("cargo:rerun-if-changed=cpp/precision.cpp");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
     cc::Build::new()
@@ -24,5 +26,6 @@ fn compile_int8_kernels() {
         .flag("-DGLOG_USE_GLOG_EXPORT")
         .file("cpp/int8_linear.cpp")
         .file("cpp/views.cpp")
+        .file("cpp/precision.cpp")
         .compile("inferd_int8");
 }

@@ -23,7 +23,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 }
 
 fn panicked(what: &str, payload: Box<dyn std::any::Any + Send>) -> Error {
-    Error::internal(format!("plugin panicked in {what}: {}", panic_message(payload)))
+    Error::failure(format!("plugin panicked in {what}: {}", panic_message(payload)))
 }
 
 pub unsafe extern "C" fn manifest<T: Task>() -> OwnedBytes {
@@ -41,6 +41,31 @@ fn check_quantize(ctx: &LoadContext, loaded: &crate::proto::LoadedModel) -> Resu
     Err(Error::invalid_argument(format!(
         "quantize = {asked:?} is not available for the {} task (its plugin runs models as loaded); leave \
          quantize out for this model",
+        ctx.task
+    )))
+}
+
+/// INVALID_ARGUMENT when a load asked for a dtype the instance does not
+/// report running in ("" reports float32: a task that ignores the option).
+/// The daemon's default is a preference, not asked for.
+fn check_dtype(ctx: &LoadContext, loaded: &crate::proto::LoadedModel) -> Result<(), Error> {
+    let asked = crate::dtype_name(&ctx.dtype)?;
+    let running = if loaded.dtype.is_empty() {
+        "float32"
+    } else {
+        loaded.dtype.as_str()
+    };
+    if asked.is_empty() || asked == running || ctx.dtype_is_default {
+        return Ok(());
+    }
+    let model = if ctx.architecture.is_empty() {
+        String::new()
+    } else {
+        format!(" with {}", ctx.architecture)
+    };
+    Err(Error::invalid_argument(format!(
+        "dtype = {asked:?} is not available for the {} task{model} (it runs in {running}); leave dtype out or ask for \
+         {running}",
         ctx.task
     )))
 }
@@ -78,6 +103,8 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
             architecture: request.architecture,
             limits: request.limits,
             quantize: request.quantize,
+            dtype: request.dtype,
+            dtype_is_default: request.dtype_is_default,
         };
         let mut task = T::load(&ctx)?;
         let (seconds, refused) = warm_up(&mut task, &ctx.task)?;
@@ -86,6 +113,7 @@ pub unsafe extern "C" fn load<T: Task>(request: ByteSlice, instance: *mut *mut c
         loaded.warm_up_refused = refused;
         crate::limit::check_names(&ctx.limits, &loaded.limits)?;
         check_quantize(&ctx, &loaded)?;
+        check_dtype(&ctx, &loaded)?;
         Ok((Box::new(task), loaded))
     }))
     .unwrap_or_else(|payload| Err(panicked("load", payload)));

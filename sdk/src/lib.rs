@@ -77,6 +77,35 @@ pub struct LoadContext {
     /// that honours it says so in `LoadedModel.quantize`; the load of one
     /// that does not is refused.
     pub quantize: String,
+    /// The dtype asked for: "" (the plugin's choice: float32 on the CPU,
+    /// float16 on CUDA where the architecture is safe in it) or a name
+    /// [`dtype_name`] accepts. A task reports the one it runs in in
+    /// `LoadedModel.dtype`; the load of one that does not match is refused.
+    pub dtype: String,
+    /// `dtype` is the daemon's default (--dtype), a preference: where the
+    /// architecture cannot run in it, the model runs in float32.
+    pub dtype_is_default: bool,
+}
+
+/// The dtypes a model may be asked to run in, by their canonical names.
+pub const DTYPES: [&str; 3] = ["float32", "float16", "bfloat16"];
+
+/// The canonical name of a dtype as LoadModel's options.dtype, --dtype or
+/// a config file spell it ("float16", "fp16", "half", "bf16", ...); ""
+/// for "" or "auto" (the plugin's choice). Anything else is INVALID_ARGUMENT.
+pub fn dtype_name(asked: &str) -> Result<&'static str, Error> {
+    Ok(match asked.trim().to_ascii_lowercase().as_str() {
+        "" | "auto" => "",
+        "float32" | "fp32" | "float" => "float32",
+        "float16" | "fp16" | "half" => "float16",
+        "bfloat16" | "bf16" => "bfloat16",
+        other => {
+            return Err(Error::invalid_argument(format!(
+                "dtype {other:?} is not one of auto, {}",
+                DTYPES.join(", ")
+            )))
+        }
+    })
 }
 
 /// An error with the gRPC-like code the daemon will answer with.
@@ -117,6 +146,33 @@ impl Error {
     pub fn resource_exhausted(message: impl Into<String>) -> Self {
         Self::new(Code::ResourceExhausted, message)
     }
+    /// A failure of the model's computation: RESOURCE_EXHAUSTED when its
+    /// device ran out of memory (see [`is_out_of_memory`]), which a smaller
+    /// batch or a later try may avoid; INTERNAL otherwise.
+    pub fn failure(message: impl Into<String>) -> Self {
+        let message = message.into();
+        if is_out_of_memory(&message) {
+            Self::resource_exhausted(format!("the device ran out of memory: {message}"))
+        } else {
+            Self::internal(message)
+        }
+    }
+}
+
+/// Whether an error's text is LibTorch (or CUDA, cuBLAS, cuDNN) saying an
+/// allocation failed: "CUDA out of memory. Tried to allocate ...",
+/// "DefaultCPUAllocator: can't allocate memory" (or "not enough memory"),
+/// "CUDA error: out of memory", CUBLAS_STATUS_ALLOC_FAILED,
+/// CUDNN_STATUS_ALLOC_FAILED.
+pub fn is_out_of_memory(text: &str) -> bool {
+    [
+        "out of memory",
+        "not enough memory",
+        "can't allocate memory",
+        "STATUS_ALLOC_FAILED",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
 }
 
 impl fmt::Display for Error {
@@ -242,4 +298,28 @@ macro_rules! export_plugin {
             &TABLE
         }
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_device_out_of_memory_is_resource_exhausted_and_other_failures_internal() {
+        for text in [
+            "CUDA out of memory. Tried to allocate 20.00 GiB. GPU 0 has a total capacity of 139.8 GiB",
+            "[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory: you tried to \
+             allocate 4503599627370496 bytes. Error code 12 (Cannot allocate memory)",
+            "DefaultCPUAllocator: not enough memory: you tried to allocate 1125899906842624 bytes.",
+            "CUDA error: out of memory",
+            "CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+        ] {
+            let error = Error::failure(text);
+            assert_eq!(error.code, Code::ResourceExhausted, "{text}");
+            assert!(error.message.starts_with("the device ran out of memory: "), "{error}");
+            assert!(error.message.ends_with(text));
+        }
+        let error = Error::failure("mat1 and mat2 shapes cannot be multiplied (2x3 and 4x5)");
+        assert_eq!(error.code, Code::Internal);
+    }
 }

@@ -136,6 +136,8 @@ mod tests {
             architecture: String::new(),
             limits: BTreeMap::new(),
             quantize: String::new(),
+            dtype: String::new(),
+            dtype_is_default: false,
         };
         assert_eq!(limit.for_model(&ctx).unwrap().max, 3);
         ctx.limits.insert("max_test_model_widgets".into(), 11);

@@ -23,6 +23,24 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+# Where and in what dtype transformers runs (tests/benches/gpu.sh sets them).
+DEVICE = os.environ.get("BENCH_DEVICE", "cpu")
+DTYPE = os.environ.get("BENCH_DTYPE", "float32")
+
+
+def on_device(model):
+    """The model in DTYPE on DEVICE, for inference."""
+    import torch
+    return model.to(device=DEVICE, dtype=getattr(torch, DTYPE)).eval()
+
+
+def synchronize():
+    """Waits for the GPU's queued work, so that a timer reads its end."""
+    import torch
+    if DEVICE.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 FIXTURES = os.path.join(ROOT, "target", "fixtures", "models")
 PROMPT = "The quick brown fox jumps over the lazy dog"
@@ -246,13 +264,15 @@ def generate(args):
 
     torch.set_num_threads(args.threads)
     tok = AutoTokenizer.from_pretrained(args.model)
-    model = quantized(AutoModelForCausalLM.from_pretrained(args.model).eval(), args)
-    inputs = tok(PROMPT, return_tensors="pt")
+    model = quantized(on_device(AutoModelForCausalLM.from_pretrained(args.model)), args)
+    inputs = tok(PROMPT, return_tensors="pt").to(DEVICE)
     kwargs = dict(max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, do_sample=False, pad_token_id=999)
     with torch.no_grad():
         model.generate(**inputs, **kwargs)  # warm-up
+        synchronize()
         started = time.perf_counter()
         out = model.generate(**inputs, **kwargs)
+        synchronize()
         one = time.perf_counter() - started
         new = out.shape[1] - inputs["input_ids"].shape[1]
         print(json.dumps({"bench": "generate", "who": "transformers" + args.who_suffix, "calls": 1, "tokens": new,
@@ -264,6 +284,7 @@ def generate(args):
         for _ in range(args.calls):
             out = model.generate(**inputs, **kwargs)
             total += out.shape[1] - inputs["input_ids"].shape[1]
+        synchronize()
         seconds = time.perf_counter() - started
         print(json.dumps({"bench": "generate", "who": "transformers", "calls": args.calls, "tokens": total,
                           "seconds": seconds, "tokens_per_s": total / seconds}))
@@ -287,9 +308,9 @@ def classify(args):
 
     torch.set_num_threads(args.threads)
     texts = [l for l in open(args.payload).read().splitlines() if l.strip()]
-    model = quantized(AutoModelForSequenceClassification.from_pretrained(args.model).eval(), args)
+    model = quantized(on_device(AutoModelForSequenceClassification.from_pretrained(args.model)), args)
     pipe = pipeline("text-classification", model=model, tokenizer=AutoTokenizer.from_pretrained(args.model),
-                    device="cpu")
+                    device=DEVICE)
     pipe(texts[0])
     latencies = []
     started = time.perf_counter()
@@ -325,7 +346,7 @@ def summarize(args):
 
     torch.set_num_threads(args.threads)
     articles = [line for line in open(args.payload).read().splitlines() if line.strip()]
-    pipe = pipeline("summarization", model=args.model, device="cpu")
+    pipe = pipeline("summarization", model=args.model, device=DEVICE, torch_dtype=getattr(torch, DTYPE))
     pipe(articles[0], truncation=True)
     runs = [("one at a time", 1)] + ([("batched", len(articles))] if len(articles) > 1 else [])
     for who, batch_size in runs:

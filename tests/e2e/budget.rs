@@ -99,3 +99,39 @@ async fn start_up_models_load_in_parallel_and_the_first_configured_is_the_defaul
     assert_eq!(default_of("text-classification"), ["a"]);
     assert_eq!(default_of("fill-mask"), ["c"]);
 }
+
+/// Per-device accounting: a model whose weights (plus the activations of
+/// its largest batch) are more than its device has free is refused before
+/// any of it loads, saying how much is free there. The weights here are
+/// one sparse file of 1 TiB, more than any test machine's memory.
+#[tokio::test]
+async fn a_model_larger_than_its_device_has_free_is_refused_before_it_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixture_model("bert-cls")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.file_name().unwrap() != "model.safetensors" {
+            std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    std::fs::File::create(dir.path().join("model.safetensors"))
+        .unwrap()
+        .set_len(1 << 40)
+        .unwrap();
+    let daemon = Daemon::start(&[]).await;
+    let mut models = daemon.models().await;
+    let mut huge = load("huge");
+    huge.source = dir.path().display().to_string();
+    let refused = models.load_model(huge).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    let device = inferd_tests::test_device().unwrap_or_else(|| "cpu".into());
+    for part in [
+        "model `huge` needs about".to_string(),
+        format!("on {device} (weights 1024.0 GiB in float32 + activations of a batch of 16"),
+        format!("but {device} has"),
+        "free".to_string(),
+    ] {
+        assert!(refused.message().contains(&part), "{part:?} in {}", refused.message());
+    }
+    // Nothing was held back: the next load fits.
+    models.load_model(load("small")).await.expect("fits");
+}

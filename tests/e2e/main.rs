@@ -9,6 +9,7 @@ mod classify;
 mod deploy;
 mod depth;
 mod drain;
+mod dtype;
 mod generation;
 mod hostile_configs;
 mod hostile_model_files;

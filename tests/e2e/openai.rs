@@ -10,9 +10,7 @@ use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use inferd_proto::v1::{
-    AudioInput, EmbedRequest, GenerateRequest, LoadModelRequest, ModelOptions, SynthesizeRequest, TranscribeRequest,
-};
+use inferd_proto::v1::{AudioInput, EmbedRequest, GenerateRequest, SynthesizeRequest, TranscribeRequest};
 use inferd_tests::{assert_close_with, fixture_model, fixtures_dir, openai_calls, reference, repo_root, Daemon};
 use serde_json::{json, Value};
 
@@ -268,21 +266,7 @@ async fn openai_transcriptions_equal_transcribes_in_every_response_format() {
 #[tokio::test]
 async fn openai_speech_equals_synthesizes_wav_and_pcm() {
     let daemon = api_daemon(&[], &[]).await;
-    daemon
-        .models()
-        .await
-        .load_model(LoadModelRequest {
-            name: "tts".into(),
-            task: "text-to-speech".into(),
-            source: fixture_model("speecht5-random"),
-            options: Some(ModelOptions {
-                vocoder: Some(fixture_model("hifigan-random")),
-                ..Default::default()
-            }),
-            ..Default::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}\n{}", daemon.log()));
+    crate::tts::load(&daemon, "tts", "text-to-speech", "speecht5-random", None).await;
     let speech = |format: &str, voice: &str| {
         json!({"call": "audio.speech.create", "args": {
         "model": "tts", "input": "Hello there.", "voice": voice, "response_format": format,

@@ -11,7 +11,7 @@
 use inferd_proto::v1::{
     ClassifyImageRequest, ImageInput, LoadModelRequest, ModelOptions, SegmentImageRequest, Segmentation,
 };
-use inferd_tests::{fixture_model, fixtures_dir, reference, Daemon};
+use inferd_tests::{fixture_model, fixtures_dir, reference, score_tolerance, Daemon};
 use serde_json::Value;
 use tonic::Code;
 
@@ -65,7 +65,10 @@ fn compare(got: &Segmentation, case: &Value, what: &str) {
     for (g, w) in got.segments.iter().zip(want) {
         match (g.score, w["score"].as_f64()) {
             (None, None) => {}
-            (Some(got), Some(want)) => assert!((f64::from(got) - want).abs() <= 1e-4, "{what}: score {got} vs {want}"),
+            (Some(got), Some(want)) => assert!(
+                (f64::from(got) - want).abs() <= score_tolerance(1e-4),
+                "{what}: score {got} vs {want}"
+            ),
             other => panic!("{what}: scores {other:?}"),
         }
         let theirs = std::fs::read(fixtures_dir().join(w["mask"].as_str().unwrap())).unwrap();

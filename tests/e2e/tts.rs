@@ -21,7 +21,7 @@ fn read_f32(file: &str) -> Vec<f32> {
 }
 
 /// Loads the fixture SpeechT5 `model` as `name` with the random vocoder.
-async fn load(daemon: &Daemon, name: &str, task: &str, model: &str, max_batch_size: Option<u32>) {
+pub(crate) async fn load(daemon: &Daemon, name: &str, task: &str, model: &str, max_batch_size: Option<u32>) {
     let request = LoadModelRequest {
         name: name.into(),
         task: task.into(),

@@ -73,6 +73,11 @@ pub struct Load {
     /// quantization: faster, slightly less accurate; default: none).
     #[arg(long, value_parser = ["dynamic-int8", "none"])]
     quantize: Option<String>,
+    /// What the model computes in (default: the daemon's --dtype, auto:
+    /// float32 on the CPU, float16 on CUDA where the architecture is safe
+    /// in it).
+    #[arg(long, value_parser = ["auto", "float32", "float16", "bfloat16"])]
+    dtype: Option<String>,
 }
 
 fn parse_limit(arg: &str) -> Result<(String, u64), String> {
@@ -140,6 +145,7 @@ impl Load {
                 vocoder: self.vocoder,
                 isolation: self.isolation,
                 quantize: self.quantize,
+                dtype: self.dtype,
             }),
             also_tasks: self.also_tasks,
         }

@@ -514,6 +514,9 @@ impl Output {
                     if let Some(quantize) = options.quantize.as_deref().filter(|q| *q != "none") {
                         lines.push(format!("  quantize: {quantize}"));
                     }
+                    if let Some(dtype) = options.dtype.as_deref().filter(|d| *d != "float32") {
+                        lines.push(format!("  dtype: {dtype}"));
+                    }
                     if !m.speakers.is_empty() {
                         lines.push(format!("  speakers: {}", m.speakers.join(", ")));
                     }
@@ -598,6 +601,7 @@ fn model_json(m: &ModelInfo) -> Json {
             "max_batch_size": o.max_batch_size, "max_queue_delay_ms": o.max_queue_delay_ms,
             "queue_size": o.queue_size, "intra_op_threads": o.intra_op_threads, "limits": o.limits,
             "vocoder": o.vocoder, "isolation": o.isolation, "quantize": o.quantize,
+            "dtype": o.dtype,
         })),
     })
 }

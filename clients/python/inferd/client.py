@@ -202,7 +202,8 @@ class Client:
         model's work budgets by name (``{"max_sequences": 64}``; the README's
         Limits table lists them), ``isolation`` ("process" or "in-process"),
         ``quantize`` ("dynamic-int8" for a text model's linear layers in int8
-        on the CPU), and for text-to-speech ``vocoder`` (a hub id or local
+        on the CPU), ``dtype`` ("float32", "float16", "bfloat16" or "auto"),
+        and for text-to-speech ``vocoder`` (a hub id or local
         directory; default microsoft/speecht5_hifigan)."""
         request = models_pb2.LoadModelRequest(
             name=name,

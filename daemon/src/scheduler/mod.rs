@@ -288,6 +288,7 @@ impl ModelQueue {
                     loaded.speakers = l.speakers;
                     loaded.limits = l.limits;
                     loaded.quantize = l.quantize;
+                    loaded.dtype = l.dtype;
                     loaded.warm_up_seconds = loaded.warm_up_seconds.max(l.warm_up_seconds);
                     if !l.warm_up_refused.is_empty() {
                         loaded.warm_up_refused = l.warm_up_refused;

@@ -84,6 +84,7 @@ impl Models for ModelsService {
         };
         let vocoder = r.options.as_ref().and_then(|o| o.vocoder.clone());
         let quantize = r.options.as_ref().and_then(|o| o.quantize.clone());
+        let dtype = r.options.as_ref().and_then(|o| o.dtype.clone());
         let spec = LoadSpec {
             name: r.name,
             task: r.task,
@@ -105,6 +106,7 @@ impl Models for ModelsService {
             limits,
             vocoder,
             quantize,
+            dtype,
             caller: Caller::Client,
             also_tasks: r.also_tasks,
             lazy: false,

@@ -21,6 +21,7 @@ fn main() {
         tch::Device::Cpu,
         Head::SequenceClassification,
         Default::default(),
+        Default::default(),
     )
     .expect("load");
     let texts: Vec<String> = std::fs::read_to_string(&args[2])

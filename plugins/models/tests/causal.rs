@@ -47,6 +47,7 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
         &fixtures().join("models").join("gpt2-gen"),
         Device::Cpu,
         Default::default(),
+        Default::default(),
     )
     .unwrap();
     let pad = model.tokenizer.pad_id();

@@ -2,7 +2,7 @@
 //! (tests/fixtures/detr_fixtures.py), before post-processing: the
 //! DetrImageProcessor's pixel values (sizes exact, values within 2e-2 of
 //! the recorded heads, centres and sums), and the class logits and boxes
-//! within 1e-4 (relative where over 1; 3e-4 padded) for one image and for
+//! within 2e-4 (relative where over 1; 3e-4 padded) for one image and for
 //! a batch of three images of different sizes padded together with their
 //! pixel mask, in all three backbone layouts (transformers' ResNet,
 //! timm's, timm's dilated DC5).
@@ -82,8 +82,10 @@ fn detr_outputs_equal_transformers() {
         let out = detector.forward(&values, mask.as_ref());
         let what = format!("{model} on {files:?}");
         // transformers' own logits on the padded batch move by 1.5e-4
-        // between one and two threads (the timm model).
-        let tolerance = if files.len() > 1 { 3e-4 } else { 1e-4 };
+        // between one and two threads (the timm model); on an AMD EPYC a
+        // single image's differ from the references by 1.1e-4 (oneDNN picks
+        // its convolution kernels by CPU and thread count).
+        let tolerance = if files.len() > 1 { 3e-4 } else { 2e-4 };
         assert_all_close(
             &out.logits,
             &floats(&raw["logits"]),

@@ -21,8 +21,13 @@ use tch::{Device, Kind, Tensor};
 /// The fixture model `name` and the token ids of some inputs of its task.
 fn model_and_inputs(name: &str, task: &str) -> (Seq2SeqModel, Vec<Vec<i64>>) {
     let fixtures = common::fixtures();
-    let model = load_seq2seq(&fixtures.join("models").join(name), Device::Cpu, Default::default())
-        .expect("fixture model loads");
+    let model = load_seq2seq(
+        &fixtures.join("models").join(name),
+        Device::Cpu,
+        Default::default(),
+        Default::default(),
+    )
+    .expect("fixture model loads");
     let refs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(fixtures.join("references/seq2seq.json")).unwrap()).unwrap();
     // Every distinct input of the model's cases, short and long.

@@ -15,10 +15,12 @@ pub mod zero_shot;
 use std::path::Path;
 
 use inferd_models::auto::{
-    architectures_for, load_causal_lm, load_seq2seq, load_text_model, CausalModel, Head, Seq2SeqModel, TextModel,
+    architectures_for, half_support, load_causal_lm, load_seq2seq, load_text_model, CausalModel, Head, Seq2SeqModel,
+    TextModel,
 };
 use inferd_models::core::device::parse_device;
 use inferd_models::core::int8::Quantization;
+use inferd_models::core::precision::Precision;
 use inferd_models::core::weights::sharing_weights_of;
 use inferd_sdk::dispatch::{self, ApiRequest, ApiResponse};
 use inferd_sdk::proto::api::{
@@ -174,7 +176,12 @@ const TASKS: &[TaskDef] = &[
         ],
         load: |dir, device, ctx| {
             Ok(Box::new(GenerationTask {
-                model: load_causal_lm(dir, device, Quantization::parse(&ctx.quantize)?)?,
+                model: load_causal_lm(
+                    dir,
+                    device,
+                    Quantization::parse(&ctx.quantize)?,
+                    precision(ctx, device)?,
+                )?,
                 limits: Limits::for_model(ctx)?,
             }))
         },
@@ -246,7 +253,13 @@ impl<R, O> EncoderTask<R, O> {
             limits: Limits::for_model(ctx)?,
         };
         Ok(EncoderTask {
-            model: load_text_model(dir, device, head, Quantization::parse(&ctx.quantize)?)?,
+            model: load_text_model(
+                dir,
+                device,
+                head,
+                Quantization::parse(&ctx.quantize)?,
+                precision(ctx, device)?,
+            )?,
             config,
             handle,
         })
@@ -357,7 +370,12 @@ fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
     ctx: &LoadContext,
     task: &'static text2text::Text2Text<R, O>,
 ) -> Result<Box<dyn Runner>, Error> {
-    let mut model = load_seq2seq(dir, device, Quantization::parse(&ctx.quantize)?)?;
+    let mut model = load_seq2seq(
+        dir,
+        device,
+        Quantization::parse(&ctx.quantize)?,
+        precision(ctx, device)?,
+    )?;
     let input_tokens = Limit::new("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens as u64).for_model(ctx)?;
     model.max_input_tokens = input_tokens.max as usize;
     Ok(Box::new(Text2TextTask {
@@ -397,6 +415,19 @@ pub struct TextTask {
     limits: Vec<Limit>,
     /// Every text model can run its linear layers in int8.
     quantization: Quantization,
+    /// What the model computes in.
+    precision: Precision,
+}
+
+/// The dtype a load asks for, resolved for its architecture and device.
+fn precision(ctx: &LoadContext, device: Device) -> Result<Precision, Error> {
+    Ok(Precision::resolve(
+        &ctx.dtype,
+        device,
+        &ctx.architecture,
+        half_support(&ctx.architecture),
+        ctx.dtype_is_default,
+    )?)
 }
 
 impl Task for TextTask {
@@ -437,6 +468,7 @@ impl Task for TextTask {
             runner: sharing_weights_of(&ctx.model_name, || (def.load)(dir, device, ctx))?,
             limits: Limits::for_model(ctx)?.applying(def.limits),
             quantization: Quantization::parse(&ctx.quantize)?,
+            precision: precision(ctx, device)?,
         })
     }
 
@@ -444,6 +476,7 @@ impl Task for TextTask {
         let mut loaded = self.runner.describe();
         loaded.limits.extend(Limit::report(&self.limits));
         loaded.quantize = self.quantization.name().into();
+        loaded.dtype = self.precision.name().into();
         loaded
     }
 

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16inferd/v1/models.proto\x12\tinferd.v1\"\xc8\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x11\n\tinstances\x18\x06 \x01(\r\x12\x14\n\x0cmake_default\x18\x07 \x01(\x08\x12(\n\x07options\x18\x08 \x01(\x0b\x32\x17.inferd.v1.ModelOptions\x12\x12\n\nalso_tasks\x18\t \x03(\t\"\xa2\x03\n\x0cModelOptions\x12\x1b\n\x0emax_batch_size\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1f\n\x12max_queue_delay_ms\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x17\n\nqueue_size\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10intra_op_threads\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x33\n\x06limits\x18\x05 \x03(\x0b\x32#.inferd.v1.ModelOptions.LimitsEntry\x12\x14\n\x07vocoder\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x16\n\tisolation\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x15\n\x08quantize\x18\x08 \x01(\tH\x06\x88\x01\x01\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x11\n\x0f_max_batch_sizeB\x15\n\x13_max_queue_delay_msB\r\n\x0b_queue_sizeB\x13\n\x11_intra_op_threadsB\n\n\x08_vocoderB\x0c\n\n_isolationB\x0b\n\t_quantize\"\x1e\n\x0cInstanceInfo\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\"\xa0\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0e\n\x06plugin\x18\x06 \x01(\t\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.inferd.v1.ModelState\x12*\n\tinstances\x18\x08 \x03(\x0b\x32\x17.inferd.v1.InstanceInfo\x12\x14\n\x0cmemory_bytes\x18\t \x01(\x04\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\nis_default\x18\x0b \x01(\x08\x12\x0e\n\x06labels\x18\r \x03(\t\x12(\n\x07options\x18\x0e \x01(\x0b\x32\x17.inferd.v1.ModelOptions\x12\x13\n\x0bqueue_depth\x18\x0f \x01(\r\x12\x10\n\x08speakers\x18\x10 \x03(\t\x12\x14\n\x0cload_seconds\x18\x11 \x01(\x01\x12\x17\n\x0fwarm_up_seconds\x18\x12 \x01(\x01\x12\x12\n\nalso_tasks\x18\x13 \x03(\tJ\x04\x08\x0c\x10\r\"\x13\n\x11ListModelsRequest\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.inferd.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x14\n\x12ListPluginsRequest\"l\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12\x15\n\rarchitectures\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x87\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x62i_version\x18\x04 \x01(\r\x12\"\n\x05tasks\x18\x05 \x03(\x0b\x32\x13.inferd.v1.TaskInfo\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.inferd.v1.PluginInfo*\x87\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x14\n\x10MODEL_STATE_IDLE\x10\x04\x32\xed\x02\n\x06Models\x12I\n\nListModels\x12\x1c.inferd.v1.ListModelsRequest\x1a\x1d.inferd.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.inferd.v1.GetModelRequest\x1a\x14.inferd.v1.ModelInfo\x12>\n\tLoadModel\x12\x1b.inferd.v1.LoadModelRequest\x1a\x14.inferd.v1.ModelInfo\x12L\n\x0bUnloadModel\x12\x1d.inferd.v1.UnloadModelRequest\x1a\x1e.inferd.v1.UnloadModelResponse\x12L\n\x0bListPlugins\x12\x1d.inferd.v1.ListPluginsRequest\x1a\x1e.inferd.v1.ListPluginsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16inferd/v1/models.proto\x12\tinferd.v1\"\xc8\x01\n\x10LoadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x0c\n\x04task\x18\x04 \x01(\t\x12\x0f\n\x07\x64\x65vices\x18\x05 \x03(\t\x12\x11\n\tinstances\x18\x06 \x01(\r\x12\x14\n\x0cmake_default\x18\x07 \x01(\x08\x12(\n\x07options\x18\x08 \x01(\x0b\x32\x17.inferd.v1.ModelOptions\x12\x12\n\nalso_tasks\x18\t \x03(\t\"\xc0\x03\n\x0cModelOptions\x12\x1b\n\x0emax_batch_size\x18\x01 \x01(\rH\x00\x88\x01\x01\x12\x1f\n\x12max_queue_delay_ms\x18\x02 \x01(\rH\x01\x88\x01\x01\x12\x17\n\nqueue_size\x18\x03 \x01(\rH\x02\x88\x01\x01\x12\x1d\n\x10intra_op_threads\x18\x04 \x01(\rH\x03\x88\x01\x01\x12\x33\n\x06limits\x18\x05 \x03(\x0b\x32#.inferd.v1.ModelOptions.LimitsEntry\x12\x14\n\x07vocoder\x18\x06 \x01(\tH\x04\x88\x01\x01\x12\x16\n\tisolation\x18\x07 \x01(\tH\x05\x88\x01\x01\x12\x15\n\x08quantize\x18\x08 \x01(\tH\x06\x88\x01\x01\x12\x12\n\x05\x64type\x18\t \x01(\tH\x07\x88\x01\x01\x1a-\n\x0bLimitsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x04:\x02\x38\x01\x42\x11\n\x0f_max_batch_sizeB\x15\n\x13_max_queue_delay_msB\r\n\x0b_queue_sizeB\x13\n\x11_intra_op_threadsB\n\n\x08_vocoderB\x0c\n\n_isolationB\x0b\n\t_quantizeB\x08\n\x06_dtype\"\x1e\n\x0cInstanceInfo\x12\x0e\n\x06\x64\x65vice\x18\x01 \x01(\t\"\xa0\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04task\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x0c\n\x04path\x18\x04 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0e\n\x06plugin\x18\x06 \x01(\t\x12$\n\x05state\x18\x07 \x01(\x0e\x32\x15.inferd.v1.ModelState\x12*\n\tinstances\x18\x08 \x03(\x0b\x32\x17.inferd.v1.InstanceInfo\x12\x14\n\x0cmemory_bytes\x18\t \x01(\x04\x12\r\n\x05\x65rror\x18\n \x01(\t\x12\x12\n\nis_default\x18\x0b \x01(\x08\x12\x0e\n\x06labels\x18\r \x03(\t\x12(\n\x07options\x18\x0e \x01(\x0b\x32\x17.inferd.v1.ModelOptions\x12\x13\n\x0bqueue_depth\x18\x0f \x01(\r\x12\x10\n\x08speakers\x18\x10 \x03(\t\x12\x14\n\x0cload_seconds\x18\x11 \x01(\x01\x12\x17\n\x0fwarm_up_seconds\x18\x12 \x01(\x01\x12\x12\n\nalso_tasks\x18\x13 \x03(\tJ\x04\x08\x0c\x10\r\"\x13\n\x11ListModelsRequest\":\n\x12ListModelsResponse\x12$\n\x06models\x18\x01 \x03(\x0b\x32\x14.inferd.v1.ModelInfo\"\x1f\n\x0fGetModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\"\n\x12UnloadModelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x15\n\x13UnloadModelResponse\"\x14\n\x12ListPluginsRequest\"l\n\x08TaskInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07\x61liases\x18\x02 \x03(\t\x12\x15\n\rdefault_model\x18\x03 \x01(\t\x12\x15\n\rarchitectures\x18\x04 \x03(\t\x12\x13\n\x0b\x64\x65scription\x18\x05 \x01(\t\"\x87\x01\n\nPluginInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x13\n\x0b\x61\x62i_version\x18\x04 \x01(\r\x12\"\n\x05tasks\x18\x05 \x03(\x0b\x32\x13.inferd.v1.TaskInfo\x12\x13\n\x0b\x64\x65scription\x18\x06 \x01(\t\"=\n\x13ListPluginsResponse\x12&\n\x07plugins\x18\x01 \x03(\x0b\x32\x15.inferd.v1.PluginInfo*\x87\x01\n\nModelState\x12\x1b\n\x17MODEL_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13MODEL_STATE_LOADING\x10\x01\x12\x15\n\x11MODEL_STATE_READY\x10\x02\x12\x16\n\x12MODEL_STATE_FAILED\x10\x03\x12\x14\n\x10MODEL_STATE_IDLE\x10\x04\x32\xed\x02\n\x06Models\x12I\n\nListModels\x12\x1c.inferd.v1.ListModelsRequest\x1a\x1d.inferd.v1.ListModelsResponse\x12<\n\x08GetModel\x12\x1a.inferd.v1.GetModelRequest\x1a\x14.inferd.v1.ModelInfo\x12>\n\tLoadModel\x12\x1b.inferd.v1.LoadModelRequest\x1a\x14.inferd.v1.ModelInfo\x12L\n\x0bUnloadModel\x12\x1d.inferd.v1.UnloadModelRequest\x1a\x1e.inferd.v1.UnloadModelResponse\x12L\n\x0bListPlugins\x12\x1d.inferd.v1.ListPluginsRequest\x1a\x1e.inferd.v1.ListPluginsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,36 +33,36 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MODELOPTIONS_LIMITSENTRY']._loaded_options = None
   _globals['_MODELOPTIONS_LIMITSENTRY']._serialized_options = b'8\001'
-  _globals['_MODELSTATE']._serialized_start=1619
-  _globals['_MODELSTATE']._serialized_end=1754
+  _globals['_MODELSTATE']._serialized_start=1649
+  _globals['_MODELSTATE']._serialized_end=1784
   _globals['_LOADMODELREQUEST']._serialized_start=38
   _globals['_LOADMODELREQUEST']._serialized_end=238
   _globals['_MODELOPTIONS']._serialized_start=241
-  _globals['_MODELOPTIONS']._serialized_end=659
-  _globals['_MODELOPTIONS_LIMITSENTRY']._serialized_start=497
-  _globals['_MODELOPTIONS_LIMITSENTRY']._serialized_end=542
-  _globals['_INSTANCEINFO']._serialized_start=661
-  _globals['_INSTANCEINFO']._serialized_end=691
-  _globals['_MODELINFO']._serialized_start=694
-  _globals['_MODELINFO']._serialized_end=1110
-  _globals['_LISTMODELSREQUEST']._serialized_start=1112
-  _globals['_LISTMODELSREQUEST']._serialized_end=1131
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1133
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1191
-  _globals['_GETMODELREQUEST']._serialized_start=1193
-  _globals['_GETMODELREQUEST']._serialized_end=1224
-  _globals['_UNLOADMODELREQUEST']._serialized_start=1226
-  _globals['_UNLOADMODELREQUEST']._serialized_end=1260
-  _globals['_UNLOADMODELRESPONSE']._serialized_start=1262
-  _globals['_UNLOADMODELRESPONSE']._serialized_end=1283
-  _globals['_LISTPLUGINSREQUEST']._serialized_start=1285
-  _globals['_LISTPLUGINSREQUEST']._serialized_end=1305
-  _globals['_TASKINFO']._serialized_start=1307
-  _globals['_TASKINFO']._serialized_end=1415
-  _globals['_PLUGININFO']._serialized_start=1418
-  _globals['_PLUGININFO']._serialized_end=1553
-  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1555
-  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1616
-  _globals['_MODELS']._serialized_start=1757
-  _globals['_MODELS']._serialized_end=2122
+  _globals['_MODELOPTIONS']._serialized_end=689
+  _globals['_MODELOPTIONS_LIMITSENTRY']._serialized_start=517
+  _globals['_MODELOPTIONS_LIMITSENTRY']._serialized_end=562
+  _globals['_INSTANCEINFO']._serialized_start=691
+  _globals['_INSTANCEINFO']._serialized_end=721
+  _globals['_MODELINFO']._serialized_start=724
+  _globals['_MODELINFO']._serialized_end=1140
+  _globals['_LISTMODELSREQUEST']._serialized_start=1142
+  _globals['_LISTMODELSREQUEST']._serialized_end=1161
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1163
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1221
+  _globals['_GETMODELREQUEST']._serialized_start=1223
+  _globals['_GETMODELREQUEST']._serialized_end=1254
+  _globals['_UNLOADMODELREQUEST']._serialized_start=1256
+  _globals['_UNLOADMODELREQUEST']._serialized_end=1290
+  _globals['_UNLOADMODELRESPONSE']._serialized_start=1292
+  _globals['_UNLOADMODELRESPONSE']._serialized_end=1313
+  _globals['_LISTPLUGINSREQUEST']._serialized_start=1315
+  _globals['_LISTPLUGINSREQUEST']._serialized_end=1335
+  _globals['_TASKINFO']._serialized_start=1337
+  _globals['_TASKINFO']._serialized_end=1445
+  _globals['_PLUGININFO']._serialized_start=1448
+  _globals['_PLUGININFO']._serialized_end=1583
+  _globals['_LISTPLUGINSRESPONSE']._serialized_start=1585
+  _globals['_LISTPLUGINSRESPONSE']._serialized_end=1646
+  _globals['_MODELS']._serialized_start=1787
+  _globals['_MODELS']._serialized_end=2152
 # @@protoc_insertion_point(module_scope)

@@ -43,7 +43,7 @@ class LoadModelRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., source: _Optional[str] = ..., revision: _Optional[str] = ..., task: _Optional[str] = ..., devices: _Optional[_Iterable[str]] = ..., instances: _Optional[int] = ..., make_default: _Optional[bool] = ..., options: _Optional[_Union[ModelOptions, _Mapping]] = ..., also_tasks: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ModelOptions(_message.Message):
-    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits", "vocoder", "isolation", "quantize")
+    __slots__ = ("max_batch_size", "max_queue_delay_ms", "queue_size", "intra_op_threads", "limits", "vocoder", "isolation", "quantize", "dtype")
     class LimitsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -59,6 +59,7 @@ class ModelOptions(_message.Message):
     VOCODER_FIELD_NUMBER: _ClassVar[int]
     ISOLATION_FIELD_NUMBER: _ClassVar[int]
     QUANTIZE_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
     max_batch_size: int
     max_queue_delay_ms: int
     queue_size: int
@@ -67,7 +68,8 @@ class ModelOptions(_message.Message):
     vocoder: str
     isolation: str
     quantize: str
-    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., vocoder: _Optional[str] = ..., isolation: _Optional[str] = ..., quantize: _Optional[str] = ...) -> None: ...
+    dtype: str
+    def __init__(self, max_batch_size: _Optional[int] = ..., max_queue_delay_ms: _Optional[int] = ..., queue_size: _Optional[int] = ..., intra_op_threads: _Optional[int] = ..., limits: _Optional[_Mapping[str, int]] = ..., vocoder: _Optional[str] = ..., isolation: _Optional[str] = ..., quantize: _Optional[str] = ..., dtype: _Optional[str] = ...) -> None: ...
 
 class InstanceInfo(_message.Message):
     __slots__ = ("device",)

@@ -13,6 +13,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_STAGES, MAX_WIDTH};
 use crate::core::config::read_json;
+use crate::core::layers::Variables;
 use crate::core::weights::WeightShapes;
 use crate::{ModelError, Result};
 
@@ -167,8 +168,8 @@ struct Conv1d {
 impl Conv1d {
     fn new(p: Path, input: i64, output: i64, kernel: i64, dilation: i64) -> Self {
         Conv1d {
-            weight: p.zeros_no_train("weight", &[output, input, kernel]),
-            bias: p.zeros_no_train("bias", &[output]),
+            weight: p.zeros_var("weight", &[output, input, kernel]),
+            bias: p.zeros_var("bias", &[output]),
             // Keeps the length: (kernel * dilation - dilation) / 2 each side.
             padding: (kernel * dilation - dilation) / 2,
             dilation,
@@ -248,8 +249,8 @@ impl HifiGan {
                     cfg.width(i - 1)
                 };
                 Upsample {
-                    weight: u.zeros_no_train("weight", &[input, cfg.width(i), kernel]),
-                    bias: u.zeros_no_train("bias", &[cfg.width(i)]),
+                    weight: u.zeros_var("weight", &[input, cfg.width(i), kernel]),
+                    bias: u.zeros_var("bias", &[cfg.width(i)]),
                     stride: rate,
                     padding: (kernel - rate) / 2,
                 }
@@ -290,7 +291,7 @@ impl HifiGan {
             conv_post: Conv1d::new(p / "conv_post", last, 1, OUTER_KERNEL, 1),
             normalisation: cfg
                 .normalize_before
-                .then(|| (p.zeros_no_train("mean", &[dim]), p.ones_no_train("scale", &[dim]))),
+                .then(|| (p.zeros_var("mean", &[dim]), p.ones_var("scale", &[dim]))),
             slope: cfg.leaky_relu_slope,
             sampling_rate: cfg.sampling_rate,
         }

@@ -15,7 +15,7 @@ use tch::{Kind, Tensor};
 use crate::audio::ctc::CtcNet;
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear};
+use crate::core::layers::{attention, merge_heads, Activation, FusedLinear, LayerNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::Result;
 
@@ -159,15 +159,15 @@ impl ConvLayer {
         let norm = match (cfg.feat_extract_norm.as_str(), i) {
             ("layer", _) => ConvNorm::Layer(LayerNorm::new(norm_path, out, TORCH_NORM_EPS)),
             (_, 0) => ConvNorm::Group {
-                weight: norm_path.zeros_no_train("weight", &[out]),
-                bias: norm_path.zeros_no_train("bias", &[out]),
+                weight: norm_path.zeros_var("weight", &[out]),
+                bias: norm_path.zeros_var("bias", &[out]),
                 channels: out,
             },
             _ => ConvNorm::None,
         };
         ConvLayer {
-            weight: conv.zeros_no_train("weight", &[out, in_dim, cfg.conv_kernel[i]]),
-            bias: cfg.conv_bias.then(|| conv.zeros_no_train("bias", &[out])),
+            weight: conv.zeros_var("weight", &[out, in_dim, cfg.conv_kernel[i]]),
+            bias: cfg.conv_bias.then(|| conv.zeros_var("bias", &[out])),
             stride: cfg.conv_stride[i],
             norm,
             act: cfg.feat_extract_activation,
@@ -207,9 +207,9 @@ impl PositionalConv {
             cfg.num_conv_pos_embedding_groups,
         );
         PositionalConv {
-            weight_g: conv.zeros_no_train("weight_g", &[1, 1, k]),
-            weight_v: conv.zeros_no_train("weight_v", &[h, h / g, k]),
-            bias: conv.zeros_no_train("bias", &[h]),
+            weight_g: conv.zeros_var("weight_g", &[1, 1, k]),
+            weight_v: conv.zeros_var("weight_v", &[h, h / g, k]),
+            bias: conv.zeros_var("bias", &[h]),
             kernel: k,
             groups: g,
             act: cfg.feat_extract_activation,

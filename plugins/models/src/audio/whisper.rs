@@ -14,7 +14,7 @@ use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Step};
 use crate::core::layers::{
     attention, cross_attention, merge_heads, split_heads, Activation, Embedding, FeedForward, KvCache, LayerNorm,
-    Linear,
+    Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -153,8 +153,8 @@ struct Conv1d {
 impl Conv1d {
     fn new(p: Path, in_channels: i64, out_channels: i64, stride: i64) -> Self {
         Conv1d {
-            weight: p.zeros_no_train("weight", &[out_channels, in_channels, CONV_KERNEL]),
-            bias: p.zeros_no_train("bias", &[out_channels]),
+            weight: p.zeros_var("weight", &[out_channels, in_channels, CONV_KERNEL]),
+            bias: p.zeros_var("bias", &[out_channels]),
             stride,
         }
     }

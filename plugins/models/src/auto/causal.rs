@@ -10,6 +10,7 @@ use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::decoding::CausalLm;
 use crate::core::int8::{build_quantized, Quantization};
+use crate::core::precision::Precision;
 use crate::core::weights::{Checkpoint, LoadedWeights};
 use crate::generation::ModelSettings;
 use crate::text::tokenizer::TextTokenizer;
@@ -31,9 +32,15 @@ pub struct CausalModel {
     pub memory_bytes: u64,
 }
 
-/// Loads a `*LMHeadModel` for text generation, its linear layers quantized
-/// as `quantization` asks (the LM head, tied to the embeddings, stays float).
-pub fn load_causal_lm(dir: &Path, device: Device, quantization: Quantization) -> Result<CausalModel> {
+/// Loads a `*LMHeadModel` for text generation in `precision`, its linear
+/// layers quantized as `quantization` asks (the LM head, tied to the
+/// embeddings, stays float).
+pub fn load_causal_lm(
+    dir: &Path,
+    device: Device,
+    quantization: Quantization,
+    precision: Precision,
+) -> Result<CausalModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Causal(build) = crate::auto::find(&architecture, "text-generation", "for text generation")?.build else {
@@ -42,6 +49,7 @@ pub fn load_causal_lm(dir: &Path, device: Device, quantization: Quantization) ->
         )));
     };
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     quantization.check(device, vs.root().kind())?;
     let checkpoint = Checkpoint::open(dir)?;
     let (built, int8) = build_quantized(quantization, || {

@@ -35,6 +35,7 @@ use crate::audio::speecht5;
 use crate::audio::wav2vec2;
 use crate::audio::whisper as whisper_net;
 use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
+use crate::core::precision::HalfSupport;
 use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
 use crate::vision::backbones::resnet;
@@ -158,6 +159,26 @@ architectures! {
     "Wav2Vec2ForCTC" => &["automatic-speech-recognition"], Build::Ctc(wav2vec2::build);
     "WhisperForConditionalGeneration" => &["automatic-speech-recognition"], Build::Whisper(whisper_net::build);
     "SpeechT5ForTextToSpeech" => &["text-to-speech"], Build::TextToSpeech(speecht5::build);
+}
+
+/// How far `architecture`'s code runs in float16 and bfloat16 (LoadModel's
+/// options.dtype): the text encoders, GPT-2, BART and Marian by default
+/// on CUDA, T5 when asked (its activations overflow float16), the others
+/// in float32 only.
+pub fn half_support(architecture: &str) -> HalfSupport {
+    match architecture {
+        "T5ForConditionalGeneration" => HalfSupport::WhenAsked,
+        a if a.starts_with("Bert")
+            || a.starts_with("DistilBert")
+            || a.starts_with("Roberta")
+            || a.starts_with("Bart")
+            || a == "MarianMTModel"
+            || a == "GPT2LMHeadModel" =>
+        {
+            HalfSupport::Default
+        }
+        _ => HalfSupport::None,
+    }
 }
 
 /// The architectures that serve `task`, in the table's order.

@@ -12,6 +12,7 @@ use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::decoding::Seq2SeqLm;
 use crate::core::int8::{build_quantized, Quantization};
+use crate::core::precision::Precision;
 use crate::core::weights::{Checkpoint, LoadedWeights};
 use crate::generation::{GenerationSettings, ModelSettings};
 use crate::text::sentencepiece::MarianTokenizer;
@@ -115,9 +116,14 @@ impl Seq2SeqModel {
     }
 }
 
-/// Loads the encoder-decoder checkpoint in `dir` on `device`, its linear
-/// layers quantized as `quantization` asks.
-pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> Result<Seq2SeqModel> {
+/// Loads the encoder-decoder checkpoint in `dir` on `device` in
+/// `precision`, its linear layers quantized as `quantization` asks.
+pub fn load_seq2seq(
+    dir: &Path,
+    device: Device,
+    quantization: Quantization,
+    precision: Precision,
+) -> Result<Seq2SeqModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Seq2Seq(build) =
@@ -128,6 +134,7 @@ pub fn load_seq2seq(dir: &Path, device: Device, quantization: Quantization) -> R
         )));
     };
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     quantization.check(device, vs.root().kind())?;
     let checkpoint = Checkpoint::open(dir)?;
     let (built, int8) = build_quantized(quantization, || {

@@ -4,12 +4,13 @@
 
 use std::path::{Path, PathBuf};
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
 use crate::core::int8::{build_quantized, Quantization};
+use crate::core::precision::Precision;
 use crate::core::weights::{Checkpoint, LoadedWeights};
 pub use crate::text::encoder::Head;
 use crate::text::encoder::{EncoderNet, EncoderSpec};
@@ -34,10 +35,11 @@ pub struct TextModel {
 }
 
 impl TextModel {
-    /// The head's output for an encoded batch (see [`Head`] for shapes).
+    /// The head's output for an encoded batch (see [`Head`] for shapes),
+    /// in float32 whatever the model computes in.
     pub fn forward(&self, batch: &EncodedBatch) -> Tensor {
         let _guard = tch::no_grad_guard();
-        self.net.forward(batch)
+        self.net.forward(batch).to_kind(Kind::Float)
     }
 
     /// Masked-LM logits [masks, vocab] at the positions where `input_ids`
@@ -47,13 +49,20 @@ impl TextModel {
         let _guard = tch::no_grad_guard();
         self.net
             .masked_lm_logits(batch, mask_id)
+            .map(|logits| logits.to_kind(Kind::Float))
             .ok_or_else(|| ModelError::Unsupported(format!("{} has no masked-LM head", self.architecture)))
     }
 }
 
-/// Loads the model in `dir` with `head` on `device`, its linear layers
-/// quantized as `quantization` asks.
-pub fn load_text_model(dir: &Path, device: Device, head: Head, quantization: Quantization) -> Result<TextModel> {
+/// Loads the model in `dir` with `head` on `device` in `precision`, its
+/// linear layers quantized as `quantization` asks.
+pub fn load_text_model(
+    dir: &Path,
+    device: Device,
+    head: Head,
+    quantization: Quantization,
+    precision: Precision,
+) -> Result<TextModel> {
     let config_file = config_path(dir)?;
     let common = CommonConfig::from_dir(dir)?;
     let architecture = common.architecture(&config_file)?;
@@ -64,6 +73,7 @@ pub fn load_text_model(dir: &Path, device: Device, head: Head, quantization: Qua
     check_labels(&config_file, labels.len())?;
     let checkpoint = Checkpoint::open(dir)?;
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     quantization.check(device, vs.root().kind())?;
     let (encoder, int8) = build_quantized(quantization, || {
         build_fallibly(|| {

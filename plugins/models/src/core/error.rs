@@ -65,7 +65,8 @@ impl ModelError {
 
 /// How a model error is reported to the client: problems with the model's
 /// files are the operator's to fix (FAILED_PRECONDITION), problems with the
-/// input are the caller's (INVALID_ARGUMENT), the rest are INTERNAL.
+/// input are the caller's (INVALID_ARGUMENT), a device out of memory is
+/// RESOURCE_EXHAUSTED, the rest are INTERNAL.
 impl From<ModelError> for inferd_sdk::Error {
     fn from(e: ModelError) -> Self {
         use inferd_sdk::Code;
@@ -77,7 +78,8 @@ impl From<ModelError> for inferd_sdk::Error {
             | ModelError::WeightShape { .. }
             | ModelError::Unsupported(_) => Code::FailedPrecondition,
             ModelError::InvalidInput(_) | ModelError::Tokenizer(_) => Code::InvalidArgument,
-            ModelError::Io { .. } | ModelError::Torch(_) => Code::Internal,
+            ModelError::Torch(e) => return inferd_sdk::Error::failure(format!("torch: {e}")),
+            ModelError::Io { .. } => Code::Internal,
         };
         // A caller's input error says what is wrong with the input, no more.
         let message = match e {
@@ -85,5 +87,24 @@ impl From<ModelError> for inferd_sdk::Error {
             other => other.to_string(),
         };
         inferd_sdk::Error::new(code, message)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind, Tensor};
+
+    #[test]
+    fn libtorch_running_out_of_memory_is_resource_exhausted() {
+        // 4 PiB: more than any machine can give, refused by the allocator.
+        let error = Tensor::f_empty([1i64 << 50], (Kind::Float, Device::Cpu)).expect_err("refused");
+        let status = inferd_sdk::Error::from(ModelError::from(error));
+        assert_eq!(status.code, inferd_sdk::Code::ResourceExhausted, "{status}");
+        assert!(status.message.contains("DefaultCPUAllocator"), "{status}");
+        let shapes = Tensor::zeros([2, 3], (Kind::Float, Device::Cpu))
+            .f_matmul(&Tensor::zeros([4, 5], (Kind::Float, Device::Cpu)));
+        let status = inferd_sdk::Error::from(ModelError::from(shapes.expect_err("refused")));
+        assert_eq!(status.code, inferd_sdk::Code::Internal, "{status}");
     }
 }

@@ -10,6 +10,27 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::int8::Int8Slot;
 
+/// Creating a model's variables in its var store's dtype (tch's
+/// `zeros_no_train` makes float32 ones whatever the store's kind), so that
+/// a model built for float16 or bfloat16 holds its weights in that type
+/// from the start and the checkpoint loads straight into it.
+pub trait Variables {
+    /// A variable of zeros, without gradients, in the store's dtype.
+    fn zeros_var(&self, name: &str, dims: &[i64]) -> Tensor;
+    /// A variable of ones, without gradients, in the store's dtype.
+    fn ones_var(&self, name: &str, dims: &[i64]) -> Tensor;
+}
+
+impl Variables for Path<'_> {
+    fn zeros_var(&self, name: &str, dims: &[i64]) -> Tensor {
+        self.add(name, Tensor::zeros(dims, (self.kind(), self.device())), false)
+    }
+
+    fn ones_var(&self, name: &str, dims: &[i64]) -> Tensor {
+        self.add(name, Tensor::ones(dims, (self.kind(), self.device())), false)
+    }
+}
+
 /// `torch.nn.Linear`: y = x Wᵀ + b, W of shape [out, in]; in int8 when
 /// the model is built quantized (see `int8.rs`).
 #[derive(Debug)]
@@ -21,8 +42,8 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
-        let weight = p.zeros_no_train("weight", &[out_dim, in_dim]);
-        let bias = p.zeros_no_train("bias", &[out_dim]);
+        let weight = p.zeros_var("weight", &[out_dim, in_dim]);
+        let bias = p.zeros_var("bias", &[out_dim]);
         Linear {
             int8: Int8Slot::claim(&weight, Some(&bias), false),
             weight,
@@ -31,7 +52,7 @@ impl Linear {
     }
 
     pub fn no_bias(p: Path, in_dim: i64, out_dim: i64) -> Self {
-        let weight = p.zeros_no_train("weight", &[out_dim, in_dim]);
+        let weight = p.zeros_var("weight", &[out_dim, in_dim]);
         Linear {
             int8: Int8Slot::claim(&weight, None, false),
             weight,
@@ -126,8 +147,8 @@ pub struct LayerNorm {
 impl LayerNorm {
     pub fn new(p: Path, size: i64, eps: f64) -> Self {
         LayerNorm {
-            weight: p.zeros_no_train("weight", &[size]),
-            bias: p.zeros_no_train("bias", &[size]),
+            weight: p.zeros_var("weight", &[size]),
+            bias: p.zeros_var("bias", &[size]),
             eps,
             size,
         }
@@ -149,8 +170,8 @@ pub struct GroupNorm {
 impl GroupNorm {
     pub fn new(p: Path, groups: i64, channels: i64) -> Self {
         GroupNorm {
-            weight: p.zeros_no_train("weight", &[channels]),
-            bias: p.zeros_no_train("bias", &[channels]),
+            weight: p.zeros_var("weight", &[channels]),
+            bias: p.zeros_var("bias", &[channels]),
             groups,
         }
     }
@@ -187,10 +208,10 @@ pub struct BatchNorm {
 impl BatchNorm {
     pub fn new(p: Path, channels: i64, kind: NormKind) -> Self {
         BatchNorm {
-            weight: p.zeros_no_train("weight", &[channels]),
-            bias: p.zeros_no_train("bias", &[channels]),
-            running_mean: p.zeros_no_train("running_mean", &[channels]),
-            running_var: p.zeros_no_train("running_var", &[channels]),
+            weight: p.zeros_var("weight", &[channels]),
+            bias: p.zeros_var("bias", &[channels]),
+            running_mean: p.zeros_var("running_mean", &[channels]),
+            running_var: p.zeros_var("running_var", &[channels]),
             kind,
         }
     }
@@ -292,11 +313,11 @@ impl Conv2d {
             let stored = Tensor::zeros([output, k, k, per_group], (p.kind(), p.device()));
             p.add("weight", stored.permute([0, 3, 1, 2]), false)
         } else {
-            p.zeros_no_train("weight", &[output, per_group, k, k])
+            p.zeros_var("weight", &[output, per_group, k, k])
         };
         Conv2d {
             weight,
-            bias: spec.bias.then(|| p.zeros_no_train("bias", &[output])),
+            bias: spec.bias.then(|| p.zeros_var("bias", &[output])),
             spec,
         }
     }
@@ -325,8 +346,8 @@ pub struct ConvTranspose2d {
 impl ConvTranspose2d {
     pub fn new(p: Path, input: i64, output: i64, stride: i64) -> Self {
         ConvTranspose2d {
-            weight: p.zeros_no_train("weight", &[input, output, stride, stride]),
-            bias: p.zeros_no_train("bias", &[output]),
+            weight: p.zeros_var("weight", &[input, output, stride, stride]),
+            bias: p.zeros_var("bias", &[output]),
             stride,
         }
     }
@@ -360,7 +381,7 @@ pub struct Embedding {
 impl Embedding {
     pub fn new(p: Path, count: i64, dim: i64) -> Self {
         Embedding {
-            weight: p.zeros_no_train("weight", &[count, dim]),
+            weight: p.zeros_var("weight", &[count, dim]),
         }
     }
 
@@ -476,7 +497,21 @@ pub fn causal_bias(attention_mask: &Tensor, new: i64) -> Tensor {
 /// with LibTorch's fused kernel (transformers' "sdpa" attention): strided
 /// inputs are read in place and the scores are never materialised whole.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
-    Tensor::scaled_dot_product_attention(q, k, v, bias, 0.0, false, None, false)
+    let bias = bias_in(bias, q.kind());
+    Tensor::scaled_dot_product_attention(q, k, v, bias.as_ref(), 0.0, false, None, false)
+}
+
+/// An additive attention bias in `kind` (the queries' dtype): the masks are
+/// built in float32, whose lowest value is -inf in float16; positions at or
+/// below `kind`'s lowest value get that value, as transformers' masks do.
+pub fn bias_in(bias: Option<&Tensor>, kind: Kind) -> Option<Tensor> {
+    bias.map(|b| {
+        if b.kind() == kind {
+            b.shallow_clone()
+        } else {
+            b.clamp_min(masked_value(kind)).to_kind(kind)
+        }
+    })
 }
 
 /// Cross-attention of every hypothesis to the encoder states of its own
@@ -490,7 +525,8 @@ pub fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, padding: Option<&Tens
     let (rows, heads, _, head_dim) = q.size4().expect("4-d queries");
     let items = k.size()[0];
     let q = q.reshape([items, rows / items, heads, head_dim]).transpose(1, 2);
-    let out = Tensor::scaled_dot_product_attention(&q, k, v, padding, 0.0, false, scale, false);
+    let padding = bias_in(padding, q.kind());
+    let out = Tensor::scaled_dot_product_attention(&q, k, v, padding.as_ref(), 0.0, false, scale, false);
     out.transpose(1, 2).contiguous().view([rows, 1, heads * head_dim])
 }
 

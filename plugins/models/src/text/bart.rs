@@ -12,7 +12,7 @@ use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet, Step};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
-    LayerNorm, Linear,
+    LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Head};
@@ -351,7 +351,7 @@ impl Embed {
                 norm: Some(LayerNorm::new(p / "layernorm_embedding", cfg.d_model, LAYER_NORM_EPS)),
             },
             Variant::Marian => Embed {
-                positions: sinusoidal(cfg.max_position_embeddings, cfg.d_model, p.device()),
+                positions: sinusoidal(cfg.max_position_embeddings, cfg.d_model, p.device()).to_kind(p.kind()),
                 offset: 0,
                 norm: None,
             },
@@ -531,7 +531,7 @@ impl BartForConditionalGeneration {
     pub fn new(p: Path, cfg: &Config, variant: Variant) -> Self {
         BartForConditionalGeneration {
             model: BartModel::with_variant(&p / "model", cfg, variant),
-            final_logits_bias: p.zeros_no_train("final_logits_bias", &[1, cfg.vocab_size]),
+            final_logits_bias: p.zeros_var("final_logits_bias", &[1, cfg.vocab_size]),
             device: p.device(),
         }
     }

@@ -11,7 +11,7 @@ use tch::{nn::Path, Tensor};
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::layers::{
-    attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
+    attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear, Variables,
 };
 use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, HiddenStates, Projection};
 use crate::text::tokenizer::EncodedBatch;
@@ -311,7 +311,7 @@ impl MaskedLmHead {
             norm: LayerNorm::new(&t / "LayerNorm", cfg.hidden_size, cfg.layer_norm_eps),
             act: cfg.hidden_act,
             decoder_weight: word_embeddings.shallow_clone(),
-            bias: p.zeros_no_train("bias", &[cfg.vocab_size]),
+            bias: p.zeros_var("bias", &[cfg.vocab_size]),
         }
     }
 

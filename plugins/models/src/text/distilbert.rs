@@ -8,7 +8,7 @@ use tch::{nn::Path, Tensor};
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::layers::{
-    attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear,
+    attention, merge_heads, padding_bias, Activation, Embedding, FusedLinear, LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, HiddenStates, Projection};
@@ -216,7 +216,7 @@ impl MaskedLmHead {
             norm: LayerNorm::new(&p / "vocab_layer_norm", cfg.dim, LAYER_NORM_EPS),
             act: cfg.activation,
             projector_weight: word_embeddings.shallow_clone(),
-            projector_bias: (&p / "vocab_projector").zeros_no_train("bias", &[cfg.vocab_size]),
+            projector_bias: (&p / "vocab_projector").zeros_var("bias", &[cfg.vocab_size]),
         }
     }
 

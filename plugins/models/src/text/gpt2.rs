@@ -12,7 +12,7 @@ use crate::core::config::read_json;
 use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::int8::Int8Slot;
 use crate::core::layers::{
-    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm,
+    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, Variables,
 };
 use crate::core::weights::WeightShapes;
 
@@ -103,8 +103,8 @@ struct Conv1D {
 
 impl Conv1D {
     fn new(p: Path, in_dim: i64, out_dim: i64) -> Self {
-        let weight = p.zeros_no_train("weight", &[in_dim, out_dim]);
-        let bias = p.zeros_no_train("bias", &[out_dim]);
+        let weight = p.zeros_var("weight", &[in_dim, out_dim]);
+        let bias = p.zeros_var("bias", &[out_dim]);
         Conv1D {
             int8: Int8Slot::claim(&weight, Some(&bias), true),
             weight,

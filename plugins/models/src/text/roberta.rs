@@ -6,7 +6,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::ConfigCheck;
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, LayerNorm, Linear};
+use crate::core::layers::{Activation, LayerNorm, Linear, Variables};
 use crate::text::bert::{self, BertModel, Positions};
 use crate::text::encoder::{with_head, Encoder, EncoderNet, EncoderSpec, Projection};
 use crate::text::tokenizer::EncodedBatch;
@@ -55,7 +55,7 @@ impl MaskedLmHead {
             dense: Linear::new(&p / "dense", cfg.hidden_size, cfg.hidden_size),
             norm: LayerNorm::new(&p / "layer_norm", cfg.hidden_size, cfg.layer_norm_eps),
             decoder_weight: word_embeddings.shallow_clone(),
-            bias: p.zeros_no_train("bias", &[cfg.vocab_size]),
+            bias: p.zeros_var("bias", &[cfg.vocab_size]),
         }
     }
 

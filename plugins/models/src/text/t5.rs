@@ -11,7 +11,9 @@ use tch::{nn::Path, Kind, Tensor};
 use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
-use crate::core::layers::{cross_attention, merge_heads, split_heads, Activation, Embedding, Linear};
+use crate::core::layers::{
+    bias_in, cross_attention, merge_heads, split_heads, Activation, Embedding, Linear, Variables,
+};
 use crate::core::weights::WeightShapes;
 
 fn one_hundred_twenty_eight() -> i64 {
@@ -111,14 +113,15 @@ struct RmsNorm {
 impl RmsNorm {
     fn new(p: Path, size: i64, eps: f64) -> Self {
         RmsNorm {
-            weight: p.zeros_no_train("weight", &[size]),
+            weight: p.zeros_var("weight", &[size]),
             eps,
         }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
+        // In float32, then back in the weight's dtype, as T5LayerNorm does.
         let variance = x.to_kind(Kind::Float).square().mean_dim(-1, true, Kind::Float);
-        &self.weight * (x * (variance + self.eps).rsqrt())
+        &self.weight * (x * (variance + self.eps).rsqrt()).to_kind(self.weight.kind())
     }
 }
 
@@ -195,7 +198,8 @@ impl Attention {
     /// softmax(q kᵀ + bias) v, unscaled as T5 is.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, bias: Option<&Tensor>) -> Tensor {
         let q = split_heads(&self.q.forward(x), self.heads);
-        let out = Tensor::scaled_dot_product_attention(&q, k, v, bias, 0.0, false, 1.0, false);
+        let bias = bias_in(bias, q.kind());
+        let out = Tensor::scaled_dot_product_attention(&q, k, v, bias.as_ref(), 0.0, false, 1.0, false);
         self.o.forward(&merge_heads(&out))
     }
 

@@ -8,7 +8,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear};
+use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 
@@ -105,7 +105,7 @@ impl Block {
             norm: LayerNorm::new(&p / "layernorm", dim, INNER_EPS),
             pwconv1: Linear::new(&p / "pwconv1", dim, 4 * dim),
             pwconv2: Linear::new(&p / "pwconv2", 4 * dim, dim),
-            scale: (cfg.layer_scale_init_value > 0.0).then(|| p.zeros_no_train("layer_scale_parameter", &[dim])),
+            scale: (cfg.layer_scale_init_value > 0.0).then(|| p.zeros_var("layer_scale_parameter", &[dim])),
             act: cfg.hidden_act,
         }
     }

@@ -14,7 +14,9 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{upsample2, Activation, BatchNorm, Conv2d, ConvSpec, ConvTranspose2d, Linear, NormKind};
+use crate::core::layers::{
+    upsample2, Activation, BatchNorm, Conv2d, ConvSpec, ConvTranspose2d, Linear, NormKind, Variables,
+};
 use crate::core::weights::WeightShapes;
 use crate::vision::depth::DepthNet;
 use crate::vision::vit;
@@ -209,8 +211,8 @@ impl Backbone {
         let positions = (cfg.image_size / cfg.patch_size).pow(2) + 1;
         let vit = cfg.vit();
         Backbone {
-            cls_token: emb.zeros_no_train("cls_token", &[1, 1, h]),
-            position_embeddings: emb.zeros_no_train("position_embeddings", &[1, positions, h]),
+            cls_token: emb.zeros_var("cls_token", &[1, 1, h]),
+            position_embeddings: emb.zeros_var("position_embeddings", &[1, positions, h]),
             patches: Conv2d::new(
                 &emb / "patch_embeddings" / "projection",
                 cfg.num_channels,

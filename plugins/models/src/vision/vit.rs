@@ -8,7 +8,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear};
+use crate::core::layers::{attention, merge_heads, split_heads, Activation, LayerNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 
@@ -172,10 +172,10 @@ impl VitForImageClassification {
         let proj = &emb / "patch_embeddings" / "projection";
         let h = cfg.hidden_size;
         VitForImageClassification {
-            cls_token: emb.zeros_no_train("cls_token", &[1, 1, h]),
-            position_embeddings: emb.zeros_no_train("position_embeddings", &[1, patches + 1, h]),
-            patch_weight: proj.zeros_no_train("weight", &[h, cfg.num_channels, cfg.patch_size, cfg.patch_size]),
-            patch_bias: proj.zeros_no_train("bias", &[h]),
+            cls_token: emb.zeros_var("cls_token", &[1, 1, h]),
+            position_embeddings: emb.zeros_var("position_embeddings", &[1, patches + 1, h]),
+            patch_weight: proj.zeros_var("weight", &[h, cfg.num_channels, cfg.patch_size, cfg.patch_size]),
+            patch_bias: proj.zeros_var("bias", &[h]),
             patch_size: cfg.patch_size,
             layers: (0..cfg.num_hidden_layers)
                 .map(|i| Layer::new(&vit / "encoder" / "layer" / i, cfg))

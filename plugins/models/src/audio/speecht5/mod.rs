@@ -17,7 +17,7 @@ use crate::core::checks::{ConfigCheck, MAX_LAYERS, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::DecoderState;
 use crate::core::layers::{
-    merge_heads, padding_bias, split_heads, Activation, BatchNorm, KvCache, LayerNorm, Linear, NormKind,
+    merge_heads, padding_bias, split_heads, Activation, BatchNorm, KvCache, LayerNorm, Linear, NormKind, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::{ModelError, Result};
@@ -373,12 +373,12 @@ impl TextEncoder {
             })
             .collect();
         TextEncoder {
-            embed: (&prenet / "embed_tokens").zeros_no_train("weight", &[cfg.vocab_size, d]),
-            alpha: (&prenet / "encode_positions").ones_no_train("alpha", &[]),
+            embed: (&prenet / "embed_tokens").zeros_var("weight", &[cfg.vocab_size, d]),
+            alpha: (&prenet / "encode_positions").ones_var("alpha", &[]),
             positions: sinusoids(&prenet, cfg.max_text_positions, d),
             norm: LayerNorm::new(&wrapped / "layer_norm", d, cfg.layer_norm_eps),
             relative: (&wrapped / "embed_positions" / "pe_k")
-                .zeros_no_train("weight", &[2 * cfg.encoder_max_relative_position, head_dim]),
+                .zeros_var("weight", &[2 * cfg.encoder_max_relative_position, head_dim]),
             max_relative: cfg.encoder_max_relative_position,
             layers,
         }
@@ -425,7 +425,7 @@ impl DecoderPrenet {
                 })
                 .collect(),
             final_layer: Linear::new(p / "final_layer", units, d),
-            alpha: (p / "encode_positions").ones_no_train("alpha", &[]),
+            alpha: (p / "encode_positions").ones_var("alpha", &[]),
             positions: sinusoids(p, cfg.max_speech_positions, d),
             speaker: Linear::new(p / "speaker_embeds_layer", d + cfg.speaker_embedding_dim, d),
             dropout: cfg.speech_decoder_prenet_dropout,
@@ -510,7 +510,7 @@ impl Postnet {
                 let input = if i == 0 { mels } else { units };
                 let output = if i == n - 1 { mels } else { units };
                 (
-                    (&l / "conv").zeros_no_train("weight", &[output, input, kernel]),
+                    (&l / "conv").zeros_var("weight", &[output, input, kernel]),
                     BatchNorm::new(&l / "batch_norm", output, NormKind::Eval),
                 )
             })

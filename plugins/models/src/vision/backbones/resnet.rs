@@ -13,7 +13,7 @@ use tch::{nn::Path, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_SPATIAL, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Activation, BatchNorm, Linear, NormKind};
+use crate::core::layers::{Activation, BatchNorm, Linear, NormKind, Variables};
 use crate::core::weights::WeightShapes;
 use crate::vision::classifier::ImageClassifierNet;
 use crate::{ModelError, Result};
@@ -42,7 +42,7 @@ struct ConvShape {
 impl ConvNorm {
     fn new(conv: Path, norm: Path, s: ConvShape, kind: NormKind) -> Self {
         ConvNorm {
-            weight: conv.zeros_no_train("weight", &[s.output, s.input, s.kernel, s.kernel]),
+            weight: conv.zeros_var("weight", &[s.output, s.input, s.kernel, s.kernel]),
             stride: s.stride,
             dilation: s.dilation,
             norm: BatchNorm::new(norm, s.output, kind),

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use tch::{nn::Path, Device, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_SPATIAL, MAX_WIDTH};
-use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear};
+use crate::core::layers::{Activation, Conv2d, ConvSpec, LayerNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::{ModelError, Result};
 
@@ -224,7 +224,7 @@ impl WindowAttention {
             key: linear("key"),
             value: linear("value"),
             output: Linear::new(&p / "output" / "dense", dim, dim),
-            bias_table: s.zeros_no_train("relative_position_bias_table", &[(2 * window - 1).pow(2), heads]),
+            bias_table: s.zeros_var("relative_position_bias_table", &[(2 * window - 1).pow(2), heads]),
             bias_index: bias_index.shallow_clone(),
             heads,
             window,

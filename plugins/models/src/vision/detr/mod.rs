@@ -18,7 +18,7 @@ use crate::core::checks::{ConfigCheck, MAX_LABELS, MAX_LAYERS, MAX_TABLE, MAX_WI
 use crate::core::config::read_json;
 use crate::core::layers::NormKind;
 use crate::core::layers::{
-    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FeedForward, LayerNorm, Linear,
+    attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FeedForward, LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::resnet::{timm_shape, Layout, ResNet, ResNetConfig, ResNetShape};
@@ -467,8 +467,8 @@ impl DetrForObjectDetection {
             backbone: body,
             backbone_stages: backbone.stages,
             input_projection: (
-                proj.zeros_no_train("weight", &[d, channels, 1, 1]),
-                proj.zeros_no_train("bias", &[d]),
+                proj.zeros_var("weight", &[d, channels, 1, 1]),
+                proj.zeros_var("bias", &[d]),
             ),
             query_position_embeddings: Embedding::new(&m / "query_position_embeddings", cfg.num_queries, d),
             encoder,

@@ -12,7 +12,7 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, Linear};
+use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::vision::detr::{DetrConfig, DetrForObjectDetection};
 use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput};
@@ -221,8 +221,8 @@ pub fn build(
     };
     let attention = AttentionMap {
         q_linear: Linear::new(&attention / "q_linear", d, d),
-        k_weight: (&attention / "k_linear").zeros_no_train("weight", &[d, d]),
-        k_bias: (&attention / "k_linear").zeros_no_train("bias", &[d]),
+        k_weight: (&attention / "k_linear").zeros_var("weight", &[d, d]),
+        k_bias: (&attention / "k_linear").zeros_var("bias", &[d]),
         heads,
     };
     Ok(Box::new(DetrForSegmentation {

@@ -13,7 +13,7 @@
 
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::layers::{Activation, Embedding, LayerNorm, Linear};
+use crate::core::layers::{Activation, Embedding, LayerNorm, Linear, Variables};
 use crate::vision::detr::{sine_position_embedding, DetrAttention};
 use crate::vision::mask2former::pixel_decoder::{PixelDecoderOutput, LEVELS};
 
@@ -34,8 +34,8 @@ struct MultiheadAttention {
 impl MultiheadAttention {
     fn new(p: Path, dim: i64, heads: i64) -> Self {
         MultiheadAttention {
-            in_weight: p.zeros_no_train("in_proj_weight", &[3 * dim, dim]),
-            in_bias: p.zeros_no_train("in_proj_bias", &[3 * dim]),
+            in_weight: p.zeros_var("in_proj_weight", &[3 * dim, dim]),
+            in_bias: p.zeros_var("in_proj_bias", &[3 * dim]),
             out: Linear::new(&p / "out_proj", dim, dim),
             heads,
         }

@@ -11,7 +11,7 @@
 
 use tch::{nn::Path, Kind, Tensor};
 
-use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear};
+use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, LayerNorm, Linear, Variables};
 use crate::vision::detr::sine_position_embedding;
 
 /// The levels the deformable encoder works on, and the points each token
@@ -193,7 +193,7 @@ impl PixelDecoder {
         fpn.reverse();
         PixelDecoder {
             input_projections,
-            level_embed: p.zeros_no_train("level_embed", &[LEVELS as i64, fs]),
+            level_embed: p.zeros_var("level_embed", &[LEVELS as i64, fs]),
             layers,
             fpn,
             mask_projection: Conv2d::new(p / "mask_projection", fs, s.mask_feature_size, ConvSpec::new(1)),
