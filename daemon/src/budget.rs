@@ -85,7 +85,8 @@ pub struct InstanceEstimate {
 }
 
 impl InstanceEstimate {
-    /// `dir`'s weight files converted from the checkpoint's dtype
+    /// The model in `dir`, whose weight files hold `files` bytes (see
+    /// [`weight_bytes`]), converted from the checkpoint's dtype
     /// (config.json's `torch_dtype`, float32 if absent) to `dtype` ("" for
     /// auto, counted as float32, the widest auto picks), plus `max_batch`
     /// inputs of the model's longest length through one layer: hidden
@@ -97,7 +98,7 @@ impl InstanceEstimate {
     /// field, not for an estimate made of its sizes. Models whose
     /// config.json names no hidden size or length (vision and audio
     /// families) count their weights only.
-    pub fn of(dir: &Path, dtype: &str, max_batch: usize) -> InstanceEstimate {
+    pub fn of(dir: &Path, files: u64, dtype: &str, max_batch: usize) -> InstanceEstimate {
         let config: serde_json::Value =
             inferd_sdk::files::read_model_file(&dir.join("config.json"), inferd_sdk::files::CONFIG_LIMIT)
                 .ok()
@@ -114,7 +115,7 @@ impl InstanceEstimate {
             .and_then(|d| d.as_str())
             .map_or(4, bytes_of);
         let value_bytes = bytes_of(dtype);
-        let weights = weight_bytes(dir) / stored * value_bytes;
+        let weights = files / stored * value_bytes;
         let first = |names: &[&str]| {
             names
                 .iter()
@@ -237,10 +238,10 @@ mod tests {
         .unwrap();
         std::fs::write(dir.path().join("model.safetensors"), vec![0u8; 100_000]).unwrap();
         // 50000 float16 values, as float32 (auto counts so) and as bfloat16.
-        let auto = InstanceEstimate::of(dir.path(), "", 4);
+        let auto = InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), "", 4);
         assert_eq!(auto.weights, 200_000);
         assert_eq!(auto.activations, 4 * 16 * (8 * 8 + 2 * 16) * 4);
-        let half = InstanceEstimate::of(dir.path(), "bfloat16", 4);
+        let half = InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), "bfloat16", 4);
         assert_eq!((half.weights, half.activations), (100_000, auto.activations / 2));
         assert_eq!(half.total(), 100_000 + auto.activations / 2);
         assert!(
@@ -254,10 +255,13 @@ mod tests {
             r#"{"hidden_size": 1000000000, "max_position_embeddings": 4096}"#,
         )
         .unwrap();
-        assert_eq!(InstanceEstimate::of(dir.path(), "float32", 16).activations, 400_000);
+        assert_eq!(
+            InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), "float32", 16).activations,
+            400_000
+        );
         // No sizes in config.json: the weights alone.
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
-        let plain = InstanceEstimate::of(dir.path(), "float32", 4);
+        let plain = InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), "float32", 4);
         assert_eq!((plain.weights, plain.activations), (100_000, 0));
     }
 

@@ -757,7 +757,10 @@ impl Registry {
             request.vocoder_dir = dir.display().to_string();
             *model.vocoder.lock().expect("lock") = Some(vocoder);
         }
-        self.reserve_memory(&model.name, &request, spec)?;
+        // The weight files, weighed once for the budget and the devices.
+        let weights = weight_bytes(Path::new(&request.model_dir));
+        let vocoder = weight_bytes(Path::new(&request.vocoder_dir));
+        self.reserve_memory(&model.name, weights + vocoder, &request, spec)?;
         let devices = self
             .devices
             .place(&spec.devices, spec.instances.max(1) as usize)
@@ -768,8 +771,12 @@ impl Registry {
         let options = self.options.with(&spec.options, cpu_instances);
         // What each instance will hold on its device, set aside there until
         // the instances have loaded (and the device counts it as used).
-        let estimate = InstanceEstimate::of(Path::new(&request.model_dir), &request.dtype, options.max_batch_size);
-        let vocoder = weight_bytes(Path::new(&request.vocoder_dir));
+        let estimate = InstanceEstimate::of(
+            Path::new(&request.model_dir),
+            weights,
+            &request.dtype,
+            options.max_batch_size,
+        );
         let _room = self
             .devices
             .reserve(
@@ -808,10 +815,9 @@ impl Registry {
     }
 
     /// Reserves a load's estimated memory in the budget: its weight files
-    /// (and its vocoder's), once per instance, a quarter more with int8
-    /// (the int8 weights are held beside the float ones).
-    fn reserve_memory(&self, name: &str, request: &LoadRequest, spec: &LoadSpec) -> Result<()> {
-        let files = weight_bytes(Path::new(&request.model_dir)) + weight_bytes(Path::new(&request.vocoder_dir));
+    /// and its vocoder's (`files` bytes), once per instance, a quarter more
+    /// with int8 (the int8 weights are held beside the float ones).
+    fn reserve_memory(&self, name: &str, files: u64, request: &LoadRequest, spec: &LoadSpec) -> Result<()> {
         let instances = u64::from(spec.instances.max(1));
         let mut estimate = files * instances;
         if request.quantize == "dynamic-int8" {
