@@ -244,7 +244,16 @@ async fn a_summary_joins_a_running_one_and_is_answered_first() {
         // 2500 decoding steps (T5 has no position table to outgrow).
         let long = summary_of_length("t5", "The long one goes on and on.", 2500);
         let running = tokio::spawn(async move { client.summarize(long).await.unwrap().into_inner() });
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Sent once the long one's batch runs: under load, one sent after a
+        // fixed pause could share its batch from the start.
+        let started = std::time::Instant::now();
+        while metric(&daemon.metrics(), "inferd_batch_size_count{model=\"t5\"}") < 1.0 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the long summary never ran"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         let mut other = daemon.inference().await;
         let short = SummarizeRequest {
             model: "t5".into(),
