@@ -6,13 +6,15 @@ fn main() {
 }
 
 /// The C++ entry points to LibTorch's quantized linear kernels (see
-/// cpp/int8_linear.cpp), to a tensor's view base (cpp/views.cpp) and to
-/// LibTorch's float32 precision settings (cpp/precision.cpp),
-/// compiled against the same LibTorch headers.
+/// cpp/int8_linear.cpp), to a tensor's view base (cpp/views.cpp), to
+/// LibTorch's float32 precision settings (cpp/precision.cpp) and to linear
+/// layers split among threads (cpp/split_linear.cpp), compiled against the
+/// same LibTorch headers.
 fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/int8_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/views.cpp");
     println!("cargo:rerun-if-changed=cpp/precision.cpp");
+    println!("cargo:rerun-if-changed=cpp/split_linear.cpp");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
     cc::Build::new()
@@ -24,8 +26,16 @@ fn compile_cpp_shims() {
         .flag("-std=c++17")
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
+        // at::parallel_for is inline OpenMP: without the flag its pragma is
+        // dropped and the split linear layers run on one thread.
+        .flag("-fopenmp")
         .file("cpp/int8_linear.cpp")
         .file("cpp/views.cpp")
         .file("cpp/precision.cpp")
+        .file("cpp/split_linear.cpp")
         .compile("inferd_int8");
+    // The OpenMP runtime LibTorch itself runs on (the wheel's own
+    // libgomp.so.1 beside libtorch_cpu), so that both share one thread pool
+    // and its thread count.
+    println!("cargo:rustc-link-lib=dylib:+verbatim=libgomp.so.1");
 }

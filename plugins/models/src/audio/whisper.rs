@@ -13,8 +13,8 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Step};
 use crate::core::layers::{
-    attention, cross_attention, merge_heads, split_heads, Activation, Embedding, FeedForward, KvCache, LayerNorm,
-    Linear, Variables,
+    attention, cross_attention, merge_heads, split_heads, vocab_logits, Activation, Embedding, FeedForward, KvCache,
+    LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -471,7 +471,7 @@ impl Seq2SeqLm for WhisperForConditionalGeneration {
     fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let hidden = self.decoder.step(&ids, state).squeeze_dim(1);
-        hidden.linear(self.decoder.embed_tokens.weight(), None::<&Tensor>)
+        vocab_logits(&hidden, self.decoder.embed_tokens.weight())
     }
 
     fn decoder_layers(&self) -> usize {

@@ -88,7 +88,7 @@ impl Quantization {
 }
 
 /// The message a C++ entry point left, taken over and freed.
-fn take_message(message: *mut c_char) -> String {
+pub(crate) fn take_message(message: *mut c_char) -> String {
     if message.is_null() {
         return "unknown error".into();
     }

@@ -15,4 +15,5 @@ pub mod math;
 pub mod precision;
 pub mod random;
 pub mod scores;
+pub mod split_linear;
 pub mod weights;

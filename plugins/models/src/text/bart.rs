@@ -14,6 +14,7 @@ use crate::core::layers::{
     attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
     LayerNorm, Linear, Variables,
 };
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Head};
 use crate::text::tokenizer::EncodedBatch;
@@ -553,7 +554,7 @@ impl Seq2SeqLm for BartForConditionalGeneration {
     fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let hidden = self.model.decode_step(&ids, state).squeeze_dim(1);
-        hidden.linear(self.model.shared.weight(), None::<&Tensor>) + &self.final_logits_bias
+        split_linear::linear(&hidden, self.model.shared.weight(), None, Layout::OutIn) + &self.final_logits_bias
     }
 
     fn cross_keys_values(&self, state: &mut DecoderState) {

@@ -14,6 +14,7 @@ use crate::core::int8::Int8Slot;
 use crate::core::layers::{
     attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, Variables,
 };
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 
 fn default_vocab_size() -> i64 {
@@ -117,13 +118,7 @@ impl Conv1D {
             return packed.forward(x);
         }
         // addmm on the flattened rows, as transformers' Conv1D does.
-        let size = x.size();
-        let (rows, width) = (size[..size.len() - 1].iter().product::<i64>(), size[size.len() - 1]);
-        let mut out_size = size.clone();
-        *out_size.last_mut().expect("non-empty") = self.weight.size()[1];
-        self.bias
-            .addmm(&x.reshape([rows, width]), &self.weight)
-            .view(out_size.as_slice())
+        split_linear::linear(x, &self.weight, Some(&self.bias), Layout::InOut)
     }
 }
 
@@ -225,7 +220,7 @@ impl CausalLm for Gpt2LmHeadModel {
             x = block.forward(&x, &bias, layer_cache);
         }
         let last = self.ln_f.forward(&x.select(1, new - 1));
-        last.linear::<Tensor>(self.wte.weight(), None)
+        split_linear::linear(&last, self.wte.weight(), None, Layout::OutIn)
     }
 
     fn max_positions(&self) -> usize {

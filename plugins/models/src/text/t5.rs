@@ -14,6 +14,7 @@ use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
     bias_in, cross_attention, merge_heads, split_heads, Activation, Embedding, Linear, Variables,
 };
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 
 fn one_hundred_twenty_eight() -> i64 {
@@ -404,7 +405,10 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
         let x = self.decoder_norm.forward(&x).squeeze_dim(1);
         match &self.lm_head {
             Some(head) => head.forward(&x),
-            None => (x * (self.d_model as f64).powf(-0.5)).linear(self.shared.weight(), None::<&Tensor>),
+            None => {
+                let x = x * (self.d_model as f64).powf(-0.5);
+                split_linear::linear(&x, self.shared.weight(), None, Layout::OutIn)
+            }
         }
     }
 
