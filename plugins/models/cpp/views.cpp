@@ -1,5 +1,5 @@
 // What tch does not expose about a tensor's memory: whether it is a view
-// of another tensor, and which. A fused layer registers narrow views of
+// of another tensor, and which; and channels-last copies. A fused layer registers narrow views of
 // one weight as its variables; a model that shares a checkpoint's tensors
 // with another (core/weights.rs, `load_shared`) must point the view's base
 // at the other model's base too, or the layer would compute with its own,
@@ -16,6 +16,19 @@ void* inferd_tensor_view_base(const void* tensor) {
     const auto& t = *static_cast<const at::Tensor*>(tensor);
     if (!t.is_view()) return nullptr;
     return new at::Tensor(t._base());
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+// A copy of the 4-d tensor `tensor` in channels-last memory (NHWC strides,
+// the same shape), as a new at::Tensor for tch to own; null on any error.
+// oneDNN convolves channels-last inputs with channels-last weights without
+// reordering either on every call.
+void* inferd_channels_last(const void* tensor) {
+  try {
+    const auto& t = *static_cast<const at::Tensor*>(tensor);
+    return new at::Tensor(t.contiguous(at::MemoryFormat::ChannelsLast));
   } catch (...) {
     return nullptr;
   }

@@ -84,8 +84,11 @@ fn detr_outputs_equal_transformers() {
         // transformers' own logits on the padded batch move by 1.5e-4
         // between one and two threads (the timm model); on an AMD EPYC a
         // single image's differ from the references by 1.1e-4 (oneDNN picks
-        // its convolution kernels by CPU and thread count).
-        let tolerance = if files.len() > 1 { 3e-4 } else { 2e-4 };
+        // its convolution kernels by CPU and thread count). The backbone
+        // convolves in channels-last memory, which oneDNN sums in another
+        // order: 1.4e-4 for one image, 3.3e-4 on the dilated model's padded
+        // batch of three (the daemon detects images one at a time).
+        let tolerance = if files.len() > 1 { 5e-4 } else { 2e-4 };
         assert_all_close(
             &out.logits,
             &floats(&raw["logits"]),

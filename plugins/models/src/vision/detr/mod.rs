@@ -21,7 +21,7 @@ use crate::core::layers::{
     attention, merge_heads, padding_bias, split_heads, Activation, Embedding, FeedForward, LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
-use crate::vision::backbones::resnet::{timm_shape, Layout, ResNet, ResNetConfig, ResNetShape};
+use crate::vision::backbones::resnet::{timm_shape, Layout, Memory, ResNet, ResNetConfig, ResNetShape};
 use crate::vision::detector::{DetectorNet, QueryOutputs};
 use crate::{ModelError, Result};
 
@@ -425,7 +425,7 @@ pub struct DetrForObjectDetection {
 }
 
 impl DetrForObjectDetection {
-    pub(crate) fn new(p: Path, cfg: &DetrConfig, backbone: BackboneChoice, num_labels: i64) -> Self {
+    pub(crate) fn new(p: Path, cfg: &DetrConfig, backbone: BackboneChoice, num_labels: i64, memory: Memory) -> Self {
         let m = &p / "model";
         let body = ResNet::new(
             &(&m / "backbone" / "conv_encoder" / "model"),
@@ -433,6 +433,7 @@ impl DetrForObjectDetection {
             backbone.layout,
             NormKind::Frozen,
             backbone.act,
+            memory,
         );
         let channels = backbone.shape.stages[backbone.stages - 1].channels;
         let proj = &m / "input_projection";
@@ -644,5 +645,11 @@ pub fn build(
 ) -> Result<Box<dyn DetectorNet>> {
     let cfg: DetrConfig = read_json(config_file)?;
     let backbone = cfg.checked_backbone(config_file, shapes, num_labels)?;
-    Ok(Box::new(DetrForObjectDetection::new(root, &cfg, backbone, num_labels)))
+    Ok(Box::new(DetrForObjectDetection::new(
+        root,
+        &cfg,
+        backbone,
+        num_labels,
+        Memory::ChannelsLast,
+    )))
 }
