@@ -27,7 +27,9 @@ fn compile_cpp_shims() {
         .flag("-D_GLIBCXX_USE_CXX11_ABI=1")
         .flag("-DGLOG_USE_GLOG_EXPORT")
         // at::parallel_for is inline OpenMP: without the flag its pragma is
-        // dropped and the split linear layers run on one thread.
+        // dropped and the split linear layers run on one thread. GCC's flag:
+        // its calls go to libgomp, the runtime linked below (a CXX of clang
+        // would call LLVM's OpenMP runtime instead).
         .flag("-fopenmp")
         .file("cpp/int8_linear.cpp")
         .file("cpp/views.cpp")

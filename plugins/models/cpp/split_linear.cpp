@@ -16,6 +16,16 @@
 #include <cstring>
 #include <vector>
 
+namespace {
+
+char* copy_text(const char* text) {
+  char* out = static_cast<char*>(std::malloc(std::strlen(text) + 1));
+  if (out != nullptr) std::strcpy(out, text);
+  return out;
+}
+
+}  // namespace
+
 extern "C" {
 
 // input [.., in] times `weight` plus `bias` (may be null): weight [out, in]
@@ -37,7 +47,8 @@ at::Tensor* inferd_split_linear(const at::Tensor* input, const at::Tensor* weigh
     const int64_t chunks = (n + chunk - 1) / chunk;
     // Each slice into a tensor of its own: writing into a strided slice of
     // one output would change the output's row stride, and with it MKL's
-    // choice of kernel.
+    // choice of kernel. Inside the parallel region each BLAS call runs on
+    // its own thread alone (MKL takes one thread there).
     std::vector<at::Tensor> parts(chunks);
     at::parallel_for(0, chunks, 1, [&](int64_t begin, int64_t end) {
       for (int64_t c = begin; c < end; ++c) {
@@ -56,9 +67,10 @@ at::Tensor* inferd_split_linear(const at::Tensor* input, const at::Tensor* weigh
     at::Tensor out = chunks == 1 ? parts[0] : at::cat(parts, 1);
     return new at::Tensor(out.view(sizes));
   } catch (const std::exception& e) {
-    const char* text = e.what();
-    *error = static_cast<char*>(std::malloc(std::strlen(text) + 1));
-    if (*error != nullptr) std::strcpy(*error, text);
+    *error = copy_text(e.what());
+    return nullptr;
+  } catch (...) {
+    *error = copy_text("unknown C++ exception");
     return nullptr;
   }
 }

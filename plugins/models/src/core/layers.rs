@@ -49,8 +49,9 @@ extern "C" {
 /// shape and values) on the CPU; other tensors as they are. A network whose
 /// convolution weights and input are channels-last convolves without
 /// oneDNN reordering them on every call (a ResNet-50 DETR: 1.3x faster on
-/// 2 cores, outputs within 1e-6); every layer after a convolution keeps the
-/// layout.
+/// 2 cores); its sums run in another order (DETR's logits move by up to
+/// 1.4e-4 on the random fixtures, see `resnet::Memory`); every layer after a
+/// convolution keeps the layout.
 pub fn channels_last(x: &Tensor) -> Tensor {
     if x.dim() != 4 || x.device() != tch::Device::Cpu {
         return x.shallow_clone();
@@ -106,7 +107,7 @@ impl Linear {
 /// [vocab, d] transposed, [rows, vocab]. One row is split among the threads
 /// (`split_linear`, bit for bit LibTorch's product); several rows on the
 /// CPU are computed the other way round, `weight` times `hidden`ᵀ: MKL's
-/// product of a few rows by a wide transposed matrix is 1.4-4x slower than
+/// product of a few rows by a wide transposed matrix is 2-4x slower than
 /// that (4 rows over Whisper's 51,865 tokens: 17 ms against 4.5 ms on 2
 /// cores). Its sums are the same; their rounding may differ in the last
 /// bits.
@@ -670,7 +671,11 @@ mod tests {
         assert_eq!(nhwc.size(), x.size());
         assert_eq!(nhwc.stride(), vec![105, 1, 21, 3]);
         assert!(nhwc.equal(&x));
-        assert_eq!(channels_last(&x.view([6, 35])).stride(), vec![35, 1], "only 4-d tensors change");
+        assert_eq!(
+            channels_last(&x.view([6, 35])).stride(),
+            vec![35, 1],
+            "only 4-d tensors change"
+        );
 
         let vs = tch::nn::VarStore::new(Device::Cpu);
         let weight = vs.root().conv_weight_var("weight", &[4, 3, 3, 3]);

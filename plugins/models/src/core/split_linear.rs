@@ -80,7 +80,9 @@ fn worth_splitting(x: &Tensor, weight: &Tensor) -> bool {
     if x.device() != Device::Cpu || x.kind() != Kind::Float || weight.kind() != Kind::Float {
         return false;
     }
-    if weight.dim() != 2 || !weight.is_contiguous() || weight.numel() < MIN_WEIGHTS as usize {
+    // A strided input would be copied, and LibTorch's own product of one
+    // takes another route (matmul, then the bias).
+    if !x.is_contiguous() || weight.dim() != 2 || !weight.is_contiguous() || weight.numel() < MIN_WEIGHTS as usize {
         return false;
     }
     let width = x.size().last().copied().unwrap_or(0);
@@ -196,6 +198,8 @@ mod tests {
             &Tensor::zeros([4, 512], (Kind::Double, Device::Cpu)),
             &big
         ));
+        let strided = Tensor::zeros([512, 4], opts).tr();
+        assert!(!worth_splitting(&strided, &big), "strided inputs stay whole");
         tch::set_num_threads(1);
         assert!(!worth_splitting(&Tensor::zeros([4, 512], opts), &big));
         tch::set_num_threads(threads);
