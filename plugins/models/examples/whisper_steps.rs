@@ -1,7 +1,7 @@
 //! Times Whisper without the daemon: the encoder on one 30 s window, and
 //! decoding steps at a few batch sizes (one token per row, as greedy
 //! decoding feeds them): `cargo run --release --example whisper_steps --
-//! MODEL_DIR [THREADS]`.
+//! MODEL_DIR [THREADS [ROWS...]]` (rows 1, 4 and 8 unless given).
 
 use std::path::Path;
 use std::time::Instant;
@@ -13,8 +13,12 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    assert!(args.len() >= 2, "usage: whisper_steps MODEL_DIR [THREADS]");
+    assert!(args.len() >= 2, "usage: whisper_steps MODEL_DIR [THREADS [ROWS...]]");
     let threads: i32 = args.get(2).map_or(2, |s| s.parse().expect("threads"));
+    let mut batch_sizes: Vec<usize> = args.iter().skip(3).map(|s| s.parse().expect("rows")).collect();
+    if batch_sizes.is_empty() {
+        batch_sizes = vec![1, 4, 8];
+    }
     tch::set_num_threads(threads);
     let _guard = tch::no_grad_guard();
     let dir = Path::new(&args[1]);
@@ -28,7 +32,7 @@ fn main() {
     let t = Instant::now();
     let memory = model.encode(&features, None);
     println!("encoder, one window: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
-    for rows in [1usize, 4, 8] {
+    for rows in batch_sizes {
         let memories = memory.repeat([rows as i64, 1, 1]);
         let mut state = DecoderState::new(memories, None, 1, model.decoder_layers());
         let tokens = vec![model.decoder_start_token_id(); rows];

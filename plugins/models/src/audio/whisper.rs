@@ -13,8 +13,8 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Step};
 use crate::core::layers::{
-    attention, cross_attention, merge_heads, split_heads, vocab_logits, Activation, Embedding, FeedForward, KvCache,
-    LayerNorm, Linear, Variables,
+    attention, cross_attention, kept_in_order, merge_heads, split_heads, vocab_logits, Activation, Embedding,
+    FeedForward, KvCache, LayerNorm, Linear, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -208,10 +208,10 @@ impl Attention {
     /// The keys and values of the encoder states `memory` [items, 1500, d],
     /// [items, heads, 1500, head_dim] each.
     fn memory_keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
-        (
+        kept_in_order((
             split_heads(&self.k.forward(memory), self.heads),
             split_heads(&self.v.forward(memory), self.heads),
-        )
+        ))
     }
 
     /// Cross-attention of each hypothesis to its input's encoder states

@@ -508,6 +508,16 @@ pub fn split_heads(x: &Tensor, heads: i64) -> Tensor {
     x.view([b, s, heads, d / heads]).transpose(1, 2)
 }
 
+/// The encoder's keys and values as a decoder keeps them for every step
+/// (`split_heads` of each), each laid out [batch, heads, seq, head_dim] in
+/// memory. Left as views of [batch, seq, heads*head_dim], every step's
+/// attention reads each head in pieces of head_dim values a whole row
+/// apart: eight whisper-base windows' cross-attention took 22 ms a step
+/// against 12 ms in order (and 3 ms against 1.1 for one).
+pub fn kept_in_order((k, v): (Tensor, Tensor)) -> (Tensor, Tensor) {
+    (k.contiguous(), v.contiguous())
+}
+
 /// [batch, heads, seq, head_dim] -> [batch, seq, heads*head_dim]
 pub fn merge_heads(x: &Tensor) -> Tensor {
     let (b, h, s, d) = x.size4().expect("4-d activations");

@@ -185,7 +185,9 @@ impl Arrival {
 /// other beam counts decode beside them, a step each in turn). After a
 /// prefill the caller is asked again before the next step (up to
 /// MAX_PREFILLS_PER_STEP prefills between two steps), so an input that
-/// arrived during another's encoder pass does not also wait for a step.
+/// arrived during another's encoder pass does not also wait for a step;
+/// and once between two steps, when inputs arrive, before they start, so
+/// that those the caller encoded meanwhile start with them.
 /// Inputs that keep their alignment
 /// (`aligned`, with `alignment_heads`) decode in batches of their own,
 /// which nothing joins. Each input gets the sequences it gets alone: its
@@ -214,6 +216,7 @@ pub fn generate_joined(
         on_finish(i, found)
     };
     let mut prefills = 0;
+    let mut asked_again = false;
     loop {
         finished.set(0);
         let mut rows: usize = batches.iter().map(|b| b.state.rows()).sum();
@@ -222,6 +225,14 @@ pub fn generate_joined(
         let count = arrived.len();
         waiting.extend((arrived_so_far..).zip(arrived));
         arrived_so_far += count;
+        // What arrived while these were encoded (Whisper's windows are, in
+        // `arrivals`) starts with them: asked once more before starting,
+        // inputs that come together feed their prompts as one batch, and
+        // no running batch copies its cross-attention keys to take them in.
+        if count > 0 && !asked_again {
+            asked_again = true;
+            continue;
+        }
         let mut admitted = Vec::new();
         while let Some((_, a)) = waiting.front() {
             if rows > 0 && rows + a.beams() > max_rows {
@@ -290,6 +301,7 @@ pub fn generate_joined(
             continue;
         }
         prefills = 0;
+        asked_again = false;
         batches.retain_mut(|batch| batch.step(model, keep_going, on_finish));
     }
 }

@@ -11,8 +11,8 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet, Step};
 use crate::core::layers::{
-    attention, causal_bias, cross_attention, merge_heads, padding_bias, split_heads, Activation, Embedding, KvCache,
-    LayerNorm, Linear, Variables,
+    attention, causal_bias, cross_attention, kept_in_order, merge_heads, padding_bias, split_heads, Activation,
+    Embedding, KvCache, LayerNorm, Linear, Variables,
 };
 use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
@@ -192,10 +192,10 @@ impl Attention {
     /// The keys and values of the encoder states `memory` [items, src, d],
     /// [items, heads, src, head_dim] each.
     fn memory_keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
-        (
+        kept_in_order((
             split_heads(&self.k.forward(memory), self.heads),
             split_heads(&self.v.forward(memory), self.heads),
-        )
+        ))
     }
 
     /// Cross-attention of each hypothesis to its input's encoder states

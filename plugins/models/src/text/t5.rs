@@ -12,7 +12,7 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
-    bias_in, cross_attention, merge_heads, split_heads, Activation, Embedding, Linear, Variables,
+    bias_in, cross_attention, kept_in_order, merge_heads, split_heads, Activation, Embedding, Linear, Variables,
 };
 use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
@@ -398,7 +398,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             let (k, v) = state.self_attn[i].append(k, v);
             x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
             let (cross, cross_norm) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
-            let (k, v) = state.cross_attn[i].get_or_insert_with(|| cross.keys_values(&state.memory));
+            let (k, v) = state.cross_attn[i].get_or_insert_with(|| kept_in_order(cross.keys_values(&state.memory)));
             x = &x + cross.attend_inputs(&cross_norm.forward(&x), k, v, state.memory_padding.as_ref());
             x = block.feed_forward(x);
         }
@@ -415,7 +415,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
     fn cross_keys_values(&self, state: &mut DecoderState) {
         for (block, cached) in self.decoder.iter().zip(&mut state.cross_attn) {
             let (cross, _) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
-            *cached = Some(cross.keys_values(&state.memory));
+            *cached = Some(kept_in_order(cross.keys_values(&state.memory)));
         }
     }
 

@@ -17,7 +17,8 @@ use crate::core::checks::{ConfigCheck, MAX_LAYERS, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::DecoderState;
 use crate::core::layers::{
-    merge_heads, padding_bias, split_heads, Activation, BatchNorm, KvCache, LayerNorm, Linear, NormKind, Variables,
+    kept_in_order, merge_heads, padding_bias, split_heads, Activation, BatchNorm, KvCache, LayerNorm, Linear, NormKind,
+    Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::{ModelError, Result};
@@ -478,7 +479,7 @@ impl DecoderLayer {
             .self_attn_norm
             .forward(&(x + self.self_attn.attend(&q, &k, &v, bias)));
         let q = self.cross_attn.scaled_queries(&x);
-        let (k, v) = cross.get_or_insert_with(|| self.cross_attn.keys_values(memory));
+        let (k, v) = cross.get_or_insert_with(|| kept_in_order(self.cross_attn.keys_values(memory)));
         let x = self
             .cross_attn_norm
             .forward(&(&x + self.cross_attn.attend(&q, k, v, padding)));
