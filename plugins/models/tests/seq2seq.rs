@@ -402,11 +402,13 @@ fn joined_inputs_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
     }
     assert_eq!(*got.rows.last().unwrap(), 0);
     assert_eq!(asked[2], 4);
-    // Asked before it is encoded (iteration 2; arrivals are asked again
-    // before the next step: input 3 at iteration 3, nothing at 4), then
-    // before each step, which it takes with the others from its first:
-    // those of iterations 4, 5 and 6.
-    assert_eq!(got.finished_at[2], 6, "stopped when asked the fourth time");
+    // Asked as it starts, at iteration 2: the first inputs arrived at
+    // iteration 0, were asked about again at 1 (nothing more came) and
+    // started, and arrivals are asked once more after a start, so no step
+    // has run yet. Input 3 starts at iteration 3, at the limit of starts
+    // between two steps. Then input 2 is asked before each step, which it
+    // takes with the others from its first: after iterations 3, 4 and 5.
+    assert_eq!(got.finished_at[2], 5, "stopped when asked the fourth time");
     assert!(
         got.rows.windows(2).any(|w| 0 < w[1] && w[1] < w[0]),
         "some input left while others ran: {:?}",
