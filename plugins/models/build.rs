@@ -15,6 +15,7 @@ fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/views.cpp");
     println!("cargo:rerun-if-changed=cpp/precision.cpp");
     println!("cargo:rerun-if-changed=cpp/split_linear.cpp");
+    println!("cargo:rerun-if-changed=cpp/message.h");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
     cc::Build::new()

@@ -12,8 +12,9 @@
 #include <ATen/core/stack.h>
 #include <c10/util/Exception.h>
 
-#include <cstring>
 #include <string>
+
+#include "message.h"
 
 namespace {
 
@@ -21,12 +22,6 @@ namespace {
 struct Packed {
   c10::IValue params;
 };
-
-char* copy_message(const char* text) {
-  char* out = static_cast<char*>(std::malloc(std::strlen(text) + 1));
-  if (out != nullptr) std::strcpy(out, text);
-  return out;
-}
 
 // Drops LibTorch's warning that quantized tensors are deprecated (printed
 // on the first pack, it would only puzzle an operator reading the log).
@@ -45,7 +40,7 @@ extern "C" {
 
 // Quantizes `weight` ([out, in], float) to int8 with one symmetric scale per
 // output row and packs it with `bias` (may be null). Returns the packed
-// weight, or null with `*error` set (free it with inferd_int8_free_message).
+// weight, or null with `*error` set (free it with inferd_free_message).
 void* inferd_int8_linear_pack(const at::Tensor* weight, const at::Tensor* bias, char** error) {
   try {
     Quiet quiet;
@@ -65,7 +60,7 @@ void* inferd_int8_linear_pack(const at::Tensor* weight, const at::Tensor* bias, 
     prepack.callBoxed(&stack);
     return new Packed{std::move(stack.at(0))};
   } catch (const std::exception& e) {
-    *error = copy_message(e.what());
+    *error = inferd::copy_message(e.what());
     return nullptr;
   }
 }
@@ -85,13 +80,13 @@ at::Tensor* inferd_int8_linear_forward(const at::Tensor* input, const void* pack
     forward.callBoxed(&stack);
     return new at::Tensor(stack.at(0).toTensor());
   } catch (const std::exception& e) {
-    *error = copy_message(e.what());
+    *error = inferd::copy_message(e.what());
     return nullptr;
   }
 }
 
 void inferd_int8_linear_free(void* packed) { delete static_cast<Packed*>(packed); }
 
-void inferd_int8_free_message(char* message) { std::free(message); }
+void inferd_free_message(char* message) { std::free(message); }
 
 }  // extern "C"

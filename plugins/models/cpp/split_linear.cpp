@@ -12,26 +12,16 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
-namespace {
-
-char* copy_text(const char* text) {
-  char* out = static_cast<char*>(std::malloc(std::strlen(text) + 1));
-  if (out != nullptr) std::strcpy(out, text);
-  return out;
-}
-
-}  // namespace
+#include "message.h"
 
 extern "C" {
 
 // input [.., in] times `weight` plus `bias` (may be null): weight [out, in]
 // as nn.Linear holds it, or [in, out] with `in_out` (GPT-2's Conv1D).
 // Returns the output [.., out], or null with `*error` set (free it with
-// inferd_int8_free_message).
+// inferd_free_message).
 at::Tensor* inferd_split_linear(const at::Tensor* input, const at::Tensor* weight, const at::Tensor* bias,
                                 bool in_out, int64_t align, char** error) {
   try {
@@ -67,10 +57,10 @@ at::Tensor* inferd_split_linear(const at::Tensor* input, const at::Tensor* weigh
     at::Tensor out = chunks == 1 ? parts[0] : at::cat(parts, 1);
     return new at::Tensor(out.view(sizes));
   } catch (const std::exception& e) {
-    *error = copy_text(e.what());
+    *error = inferd::copy_message(e.what());
     return nullptr;
   } catch (...) {
-    *error = copy_text("unknown C++ exception");
+    *error = inferd::copy_message("unknown C++ exception");
     return nullptr;
   }
 }

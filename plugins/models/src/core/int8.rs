@@ -32,7 +32,7 @@ extern "C" {
         error: *mut *mut c_char,
     ) -> *mut c_void;
     fn inferd_int8_linear_free(packed: *mut c_void);
-    fn inferd_int8_free_message(message: *mut c_char);
+    fn inferd_free_message(message: *mut c_char);
 }
 
 /// How a model's linear layers compute.
@@ -94,7 +94,7 @@ pub(crate) fn take_message(message: *mut c_char) -> String {
     }
     // SAFETY: the C++ side allocated a NUL-terminated copy for us to free.
     let text = unsafe { CStr::from_ptr(message) }.to_string_lossy().into_owned();
-    unsafe { inferd_int8_free_message(message) };
+    unsafe { inferd_free_message(message) };
     text
 }
 

@@ -217,6 +217,11 @@ impl Attention {
             split_heads(&self.v.forward(memory), self.heads),
         )
     }
+
+    /// The keys and values of the encoder states, kept for every step.
+    fn memory_keys_values(&self, memory: &Tensor) -> (Tensor, Tensor) {
+        kept_in_order(self.keys_values(memory))
+    }
 }
 
 enum FeedForward {
@@ -398,7 +403,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             let (k, v) = state.self_attn[i].append(k, v);
             x = &x + block.self_attn.attend(&normed, &k, &v, Some(&bias));
             let (cross, cross_norm) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
-            let (k, v) = state.cross_attn[i].get_or_insert_with(|| kept_in_order(cross.keys_values(&state.memory)));
+            let (k, v) = state.cross_attn[i].get_or_insert_with(|| cross.memory_keys_values(&state.memory));
             x = &x + cross.attend_inputs(&cross_norm.forward(&x), k, v, state.memory_padding.as_ref());
             x = block.feed_forward(x);
         }
@@ -415,7 +420,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
     fn cross_keys_values(&self, state: &mut DecoderState) {
         for (block, cached) in self.decoder.iter().zip(&mut state.cross_attn) {
             let (cross, _) = block.cross.as_ref().expect("decoder blocks attend to the encoder");
-            *cached = Some(kept_in_order(cross.keys_values(&state.memory)));
+            *cached = Some(cross.memory_keys_values(&state.memory));
         }
     }
 
