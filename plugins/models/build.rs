@@ -15,6 +15,7 @@ fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/views.cpp");
     println!("cargo:rerun-if-changed=cpp/precision.cpp");
     println!("cargo:rerun-if-changed=cpp/split_linear.cpp");
+    println!("cargo:rerun-if-changed=cpp/onednn_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/message.h");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
@@ -36,6 +37,7 @@ fn compile_cpp_shims() {
         .file("cpp/views.cpp")
         .file("cpp/precision.cpp")
         .file("cpp/split_linear.cpp")
+        .file("cpp/onednn_linear.cpp")
         .compile("inferd_int8");
     // The OpenMP runtime LibTorch itself runs on (the wheel's own
     // libgomp.so.1 beside libtorch_cpu), so that both share one thread pool

@@ -85,12 +85,14 @@ fn pixel_values_and_logits_equal_transformers() {
             assert_eq!(classes.size()[1..], shape(&case[family.classes]["shape"]), "{what}");
             assert_eq!(masks.size()[1..], shape(&case[family.masks]["shape"]), "{what}");
             // The timm model's bottleneck ResNet at 400 pixels and more
-            // accumulates rounding further (its worst: 1.3e-4, 2e-4 of the
-            // masks' span); the others stay under 4e-5 and 5e-6.
+            // accumulates rounding further (its worst: 1.3e-4, 3.7e-4 of
+            // the masks' span); the others stay under 4e-5 and 3e-5. Our
+            // linear layers sum in oneDNN's order, not MKL's (see
+            // core::onednn), which the sharpened DETR masks amplify most.
             let (class_tolerance, mask_tolerance) = if model.ends_with("-timm") {
-                (2.5e-4, 4e-4)
+                (2.5e-4, 6e-4)
             } else {
-                (1e-4, 2e-5)
+                (1e-4, 5e-5)
             };
             let off = worst(&flat(&classes), &file(&case[family.classes]));
             assert!(off <= class_tolerance, "{what}: class logits off by {off}");

@@ -13,8 +13,8 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Step};
 use crate::core::layers::{
-    attention, cross_attention, kept_in_order, merge_heads, split_heads, vocab_logits, Activation, Embedding,
-    FeedForward, KvCache, LayerNorm, Linear, Variables,
+    attention, cross_attention, kept_in_order, merge_heads, split_heads, Activation, Embedding, FeedForward, KvCache,
+    LayerNorm, Linear, TiedHead, Variables,
 };
 use crate::core::weights::WeightShapes;
 use crate::Result;
@@ -437,6 +437,7 @@ impl Decoder {
 pub struct WhisperForConditionalGeneration {
     encoder: Encoder,
     decoder: Decoder,
+    head: TiedHead,
     pub config: WhisperConfig,
     device: tch::Device,
 }
@@ -444,12 +445,20 @@ pub struct WhisperForConditionalGeneration {
 impl WhisperForConditionalGeneration {
     pub fn new(p: Path, cfg: &WhisperConfig) -> Self {
         let model = &p / "model";
+        let decoder = Decoder::new(&model / "decoder", cfg);
         WhisperForConditionalGeneration {
             encoder: Encoder::new(&model / "encoder", cfg),
-            decoder: Decoder::new(&model / "decoder", cfg),
+            head: TiedHead::new(decoder.embed_tokens.weight()),
+            decoder,
             config: cfg.clone(),
             device: p.device(),
         }
+    }
+
+    /// The bytes the model holds beyond its variables: its LM head's copy
+    /// of the token embeddings (see `TiedHead`).
+    pub fn extra_bytes(&self) -> u64 {
+        self.head.copy_bytes(self.decoder.embed_tokens.weight())
     }
 
     /// Encoder states [items, max_source_positions, d_model] of log-mel
@@ -471,7 +480,7 @@ impl Seq2SeqLm for WhisperForConditionalGeneration {
     fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let hidden = self.decoder.step(&ids, state).squeeze_dim(1);
-        vocab_logits(&hidden, self.decoder.embed_tokens.weight())
+        self.head.logits(&hidden, self.decoder.embed_tokens.weight())
     }
 
     fn decoder_layers(&self) -> usize {

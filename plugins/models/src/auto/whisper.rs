@@ -100,7 +100,7 @@ pub fn load_whisper(dir: &Path, device: Device) -> Result<WhisperModel> {
         ));
     }
     Ok(WhisperModel {
-        memory_bytes: var_store_bytes(&vs),
+        memory_bytes: var_store_bytes(&vs) + net.extra_bytes(),
         net,
         _vs: vs,
         features,

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::int8::Int8Slot;
+use crate::core::onednn::OnednnWeight;
 use crate::core::split_linear::{self, Layout};
 
 /// Creating a model's variables in its var store's dtype (tch's
@@ -73,6 +74,7 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     int8: Int8Slot,
+    onednn: OnednnWeight,
 }
 
 impl Linear {
@@ -81,6 +83,7 @@ impl Linear {
         let bias = p.zeros_var("bias", &[out_dim]);
         Linear {
             int8: Int8Slot::claim(&weight, Some(&bias), false),
+            onednn: OnednnWeight::owning(&weight, Layout::OutIn, vec![]),
             weight,
             bias: Some(bias),
         }
@@ -90,6 +93,7 @@ impl Linear {
         let weight = p.zeros_var("weight", &[out_dim, in_dim]);
         Linear {
             int8: Int8Slot::claim(&weight, None, false),
+            onednn: OnednnWeight::owning(&weight, Layout::OutIn, vec![]),
             weight,
             bias: None,
         }
@@ -98,25 +102,41 @@ impl Linear {
     pub fn forward(&self, x: &Tensor) -> Tensor {
         match self.int8.packed() {
             Some(packed) => packed.forward(x),
-            None => split_linear::linear(x, &self.weight, self.bias.as_ref(), Layout::OutIn),
+            None => self
+                .onednn
+                .linear(x, &self.weight, self.bias.as_ref())
+                .unwrap_or_else(|| split_linear::linear(x, &self.weight, self.bias.as_ref(), Layout::OutIn)),
         }
     }
 }
 
-/// A decoder's vocabulary logits: `hidden` [rows, d] times `weight`
-/// [vocab, d] transposed, [rows, vocab]. One row is split among the threads
-/// (`split_linear`, bit for bit LibTorch's product); several rows on the
-/// CPU are computed the other way round, `weight` times `hidden`ᵀ: MKL's
-/// product of a few rows by a wide transposed matrix is 2-4x slower than
-/// that (4 rows over Whisper's 51,865 tokens: 17 ms against 4.5 ms on 2
-/// cores). Its sums are the same; their rounding may differ in the last
-/// bits.
-pub fn vocab_logits(hidden: &Tensor, weight: &Tensor) -> Tensor {
-    let rows = hidden.size()[0];
-    if rows > 1 && hidden.dim() == 2 && hidden.device() == tch::Device::Cpu {
-        weight.matmul(&hidden.tr()).tr().contiguous()
-    } else {
-        split_linear::linear(hidden, weight, None, Layout::OutIn)
+/// A decoder's vocabulary logits from the token embeddings' weight
+/// [vocab, d] (transformers ties the two): `hidden` [rows, d] times it
+/// transposed, [rows, vocab], through oneDNN where it can (its own
+/// reordered copy of the weight; the embeddings keep theirs).
+#[derive(Debug)]
+pub struct TiedHead(OnednnWeight);
+
+impl TiedHead {
+    /// The head over `weight`, the embeddings' [vocab, d].
+    pub fn new(weight: &Tensor) -> Self {
+        TiedHead(OnednnWeight::beside(weight, Layout::OutIn))
+    }
+
+    /// The bytes of the head's own copy of `weight` (none where it reads
+    /// the embeddings' through LibTorch).
+    pub fn copy_bytes(&self, weight: &Tensor) -> u64 {
+        match self.0.reorders() {
+            true => (weight.numel() * weight.kind().elt_size_in_bytes()) as u64,
+            false => 0,
+        }
+    }
+
+    /// `hidden` times the embeddings' `weight` transposed.
+    pub fn logits(&self, hidden: &Tensor, weight: &Tensor) -> Tensor {
+        self.0
+            .linear(hidden, weight, None)
+            .unwrap_or_else(|| split_linear::linear(hidden, weight, None, Layout::OutIn))
     }
 }
 
@@ -130,6 +150,7 @@ pub struct FusedLinear {
     bias: Tensor,
     out_dim: i64,
     int8: Int8Slot,
+    onednn: OnednnWeight,
 }
 
 impl FusedLinear {
@@ -139,13 +160,15 @@ impl FusedLinear {
         let n = parts.len() as i64;
         let weight = Tensor::zeros([n * out_dim, in_dim], options);
         let bias = Tensor::zeros([n * out_dim], options);
+        let mut views = Vec::with_capacity(parts.len());
         for (i, p) in parts.iter().enumerate() {
             let rows = i as i64 * out_dim;
-            let _ = p.add("weight", weight.narrow(0, rows, out_dim), false);
+            views.push(p.add("weight", weight.narrow(0, rows, out_dim), false));
             let _ = p.add("bias", bias.narrow(0, rows, out_dim), false);
         }
         FusedLinear {
             int8: Int8Slot::claim(&weight, Some(&bias), false),
+            onednn: OnednnWeight::owning(&weight, Layout::OutIn, views),
             weight,
             bias,
             out_dim,
@@ -178,6 +201,10 @@ impl FusedLinear {
             // One packed product for all parts: the unused ones cost less
             // than quantizing the input once per part.
             return packed.forward(x).narrow(-1, start, len).split(self.out_dim, -1);
+        }
+        // oneDNN computes every part (the weight is reordered whole).
+        if let Some(y) = self.onednn.linear(x, &self.weight, Some(&self.bias)) {
+            return y.narrow(-1, start, len).split(self.out_dim, -1);
         }
         split_linear::linear(
             x,
@@ -590,7 +617,19 @@ pub fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, padding: Option<&Tens
     let items = k.size()[0];
     let q = q.reshape([items, rows / items, heads, head_dim]).transpose(1, 2);
     let padding = bias_in(padding, q.kind());
-    let out = Tensor::scaled_dot_product_attention(&q, k, v, padding.as_ref(), 0.0, false, scale, false);
+    let out = if q.device() == tch::Device::Cpu {
+        // A step's few queries per input: two batched products read the
+        // keys and values once each, faster than the fused kernel's blocks.
+        let scale = scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
+        let scores = q.matmul(&k.transpose(-1, -2)) * scale;
+        let scores = match &padding {
+            Some(p) => scores + p,
+            None => scores,
+        };
+        scores.softmax(-1, q.kind()).matmul(v)
+    } else {
+        Tensor::scaled_dot_product_attention(&q, k, v, padding.as_ref(), 0.0, false, scale, false)
+    };
     out.transpose(1, 2).contiguous().view([rows, 1, heads * head_dim])
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod int8;
 pub mod layers;
 pub mod math;
+pub mod onednn;
 pub mod precision;
 pub mod random;
 pub mod scores;

@@ -348,6 +348,12 @@ thread_local! {
     static SHARING_GROUP: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Whether the model being built or loaded on this thread shares its
+/// weights with others (it runs inside [`sharing_weights_of`]).
+pub fn in_sharing_group() -> bool {
+    SHARING_GROUP.with(|g| g.borrow().is_some())
+}
+
 /// Runs `load` so that the models it loads share their tensors with the
 /// live models loaded in the same `group` from the same files (the text
 /// plugin passes the daemon's model name: the instances of one model, one

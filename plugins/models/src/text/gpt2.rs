@@ -12,8 +12,9 @@ use crate::core::config::read_json;
 use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::int8::Int8Slot;
 use crate::core::layers::{
-    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, Variables,
+    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, TiedHead, Variables,
 };
+use crate::core::onednn::OnednnWeight;
 use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 
@@ -100,6 +101,7 @@ struct Conv1D {
     weight: Tensor,
     bias: Tensor,
     int8: Int8Slot,
+    onednn: OnednnWeight,
 }
 
 impl Conv1D {
@@ -108,6 +110,7 @@ impl Conv1D {
         let bias = p.zeros_var("bias", &[out_dim]);
         Conv1D {
             int8: Int8Slot::claim(&weight, Some(&bias), true),
+            onednn: OnednnWeight::owning(&weight, Layout::InOut, vec![]),
             weight,
             bias,
         }
@@ -116,6 +119,9 @@ impl Conv1D {
     fn forward(&self, x: &Tensor) -> Tensor {
         if let Some(packed) = self.int8.packed() {
             return packed.forward(x);
+        }
+        if let Some(y) = self.onednn.linear(x, &self.weight, Some(&self.bias)) {
+            return y;
         }
         // addmm on the flattened rows, as transformers' Conv1D does.
         split_linear::linear(x, &self.weight, Some(&self.bias), Layout::InOut)
@@ -180,6 +186,8 @@ impl Block {
 /// `GPT2LMHeadModel`.
 pub struct Gpt2LmHeadModel {
     wte: Embedding,
+    /// The LM head, tied to `wte`.
+    head: TiedHead,
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -189,8 +197,10 @@ pub struct Gpt2LmHeadModel {
 impl Gpt2LmHeadModel {
     pub fn new(p: Path, cfg: &Config) -> Self {
         let t = &p / "transformer";
+        let wte = Embedding::new(&t / "wte", cfg.vocab_size, cfg.n_embd);
         Gpt2LmHeadModel {
-            wte: Embedding::new(&t / "wte", cfg.vocab_size, cfg.n_embd),
+            head: TiedHead::new(wte.weight()),
+            wte,
             wpe: Embedding::new(&t / "wpe", cfg.n_positions, cfg.n_embd),
             blocks: (0..cfg.n_layer).map(|i| Block::new(&t / "h" / i, cfg, i)).collect(),
             ln_f: LayerNorm::new(&t / "ln_f", cfg.n_embd, cfg.layer_norm_epsilon),
@@ -220,7 +230,7 @@ impl CausalLm for Gpt2LmHeadModel {
             x = block.forward(&x, &bias, layer_cache);
         }
         let last = self.ln_f.forward(&x.select(1, new - 1));
-        split_linear::linear(&last, self.wte.weight(), None, Layout::OutIn)
+        self.head.logits(&last, self.wte.weight())
     }
 
     fn max_positions(&self) -> usize {
