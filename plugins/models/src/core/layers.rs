@@ -617,9 +617,11 @@ pub fn cross_attention(q: &Tensor, k: &Tensor, v: &Tensor, padding: Option<&Tens
     let items = k.size()[0];
     let q = q.reshape([items, rows / items, heads, head_dim]).transpose(1, 2);
     let padding = bias_in(padding, q.kind());
-    let out = if q.device() == tch::Device::Cpu {
+    let out = if q.device() == tch::Device::Cpu && q.kind() == Kind::Float {
         // A step's few queries per input: two batched products read the
-        // keys and values once each, faster than the fused kernel's blocks.
+        // keys and values once each, faster than the fused kernel's blocks
+        // (float32 only: in 16 bits the fused kernel keeps the scores in
+        // float32).
         let scale = scale.unwrap_or(1.0 / (head_dim as f64).sqrt());
         let scores = q.matmul(&k.transpose(-1, -2)) * scale;
         let scores = match &padding {

@@ -72,17 +72,16 @@ impl Packed {
             .ok_or_else(|| take_message(error))
     }
 
-    fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Tensor {
+    fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor, String> {
         let mut error: *mut c_char = std::ptr::null_mut();
         let bias_ptr = bias.map_or(std::ptr::null(), |b| b.as_ptr().cast());
         // SAFETY: live tensors for the call; a non-null result is a new
         // at::Tensor that tch takes over.
         let raw = unsafe { inferd_onednn_linear(x.as_ptr().cast(), self.raw.as_ptr(), bias_ptr, &mut error) };
         if raw.is_null() {
-            // As tch's own operations do on a LibTorch error.
-            panic!("oneDNN linear layer failed: {}", take_message(error));
+            return Err(take_message(error));
         }
-        unsafe { Tensor::from_ptr(raw.cast()) }
+        Ok(unsafe { Tensor::from_ptr(raw.cast()) })
     }
 }
 
@@ -165,35 +164,60 @@ impl OnednnWeight {
 
     /// x times `weight` plus `bias` through oneDNN, for float32 inputs on
     /// the CPU; None where the caller must compute it with `weight`
-    /// itself (which is then still there).
+    /// itself (which is then still there). The first product reorders the
+    /// weight and, once it has run, lets the float copy go.
     pub fn linear(&self, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Tensor> {
         let slot = &self.0;
-        if !self.reorders() || x.device() != Device::Cpu || x.kind() != Kind::Float {
+        if !self.reorders() {
             return None;
         }
+        if x.device() != Device::Cpu || x.kind() != Kind::Float {
+            // Every input of a float32 CPU model is float32 on the CPU;
+            // once the float weight is gone there is nothing else to use.
+            if let Some(Some(_)) = slot.packed.get() {
+                panic!(
+                    "a float32 CPU linear layer was given {:?} on {:?}: its weight is held for float32 CPU inputs only",
+                    x.kind(),
+                    x.device()
+                );
+            }
+            return None;
+        }
+        let mut first = None;
         let packed = slot.packed.get_or_init(|| {
             let weight = match slot.layout {
                 Layout::OutIn => weight.shallow_clone(),
                 Layout::InOut => weight.transpose(0, 1),
             };
-            match Packed::pack(&weight) {
-                Ok(packed) => {
+            let made = Packed::pack(&weight).and_then(|packed| Ok((packed.forward(x, bias)?, packed)));
+            match made {
+                Ok((y, packed)) => {
+                    // The product ran: the float copy is no longer needed.
                     let mut release = slot.release.lock().unwrap_or_else(|e| e.into_inner());
                     for mut t in release.drain(..) {
                         let _ = t.set_();
                     }
+                    first = Some(y);
                     Some(packed)
                 }
                 Err(message) => {
                     tracing::warn!(
-                        "could not reorder a linear layer's weight for oneDNN ({message}); it stays on LibTorch's \
-                         linear"
+                        "a linear layer could not run through oneDNN ({message}); it stays on LibTorch's linear"
                     );
                     None
                 }
             }
         });
-        packed.as_ref().map(|p| p.forward(x, bias))
+        if first.is_some() {
+            return first;
+        }
+        let packed = packed.as_ref()?;
+        // As tch's own operations do on a LibTorch error.
+        Some(
+            packed
+                .forward(x, bias)
+                .unwrap_or_else(|message| panic!("oneDNN linear layer failed: {message}")),
+        )
     }
 }
 
@@ -225,6 +249,19 @@ mod tests {
             .unwrap();
         assert!(f64::try_from((&y - x.mm(&in_out)).abs().max()).unwrap() < 1e-4);
         assert_eq!(in_out.size(), vec![48, 70]);
+    }
+
+    #[test]
+    fn once_the_float_copy_is_gone_other_inputs_are_refused_by_name() {
+        let weight = Tensor::randn([8, 6], (Kind::Float, Device::Cpu));
+        let slot = OnednnWeight::owning(&weight, Layout::OutIn, vec![]);
+        let x = Tensor::randn([2, 6], (Kind::Float, Device::Cpu));
+        assert!(slot.linear(&x, &weight, None).is_some());
+        assert_eq!(weight.numel(), 0);
+        let double = x.to_kind(Kind::Double);
+        let refused = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| slot.linear(&double, &weight, None)));
+        let message = refused.expect_err("refused").downcast::<String>().expect("a message");
+        assert!(message.contains("float32 CPU inputs only"), "{message}");
     }
 
     #[test]

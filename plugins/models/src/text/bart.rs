@@ -12,9 +12,9 @@ use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet, Step};
 use crate::core::layers::{
     attention, causal_bias, cross_attention, kept_in_order, merge_heads, padding_bias, split_heads, Activation,
-    Embedding, KvCache, LayerNorm, Linear, TiedHead, Variables,
+    Embedding, KvCache, LayerNorm, Linear, Variables,
 };
-
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 use crate::text::encoder::{Encoder, EncoderNet, EncoderSpec, Head};
 use crate::text::tokenizer::EncodedBatch;
@@ -524,18 +524,14 @@ impl BartForSequenceClassification {
 /// (tied) embedding, plus `final_logits_bias`.
 pub struct BartForConditionalGeneration {
     model: BartModel,
-    /// The LM head, tied to the shared embeddings.
-    head: TiedHead,
     final_logits_bias: Tensor,
     device: tch::Device,
 }
 
 impl BartForConditionalGeneration {
     pub fn new(p: Path, cfg: &Config, variant: Variant) -> Self {
-        let model = BartModel::with_variant(&p / "model", cfg, variant);
         BartForConditionalGeneration {
-            head: TiedHead::new(model.shared.weight()),
-            model,
+            model: BartModel::with_variant(&p / "model", cfg, variant),
             final_logits_bias: p.zeros_var("final_logits_bias", &[1, cfg.vocab_size]),
             device: p.device(),
         }
@@ -558,7 +554,7 @@ impl Seq2SeqLm for BartForConditionalGeneration {
     fn step(&self, tokens: &[i64], state: &mut DecoderState) -> Tensor {
         let ids = Tensor::from_slice(tokens).to_device(self.device).unsqueeze(1);
         let hidden = self.model.decode_step(&ids, state).squeeze_dim(1);
-        self.head.logits(&hidden, self.model.shared.weight()) + &self.final_logits_bias
+        split_linear::linear(&hidden, self.model.shared.weight(), None, Layout::OutIn) + &self.final_logits_bias
     }
 
     fn cross_keys_values(&self, state: &mut DecoderState) {

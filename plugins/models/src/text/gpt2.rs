@@ -12,7 +12,7 @@ use crate::core::config::read_json;
 use crate::core::decoding::{CausalLm, CausalNet};
 use crate::core::int8::Int8Slot;
 use crate::core::layers::{
-    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, TiedHead, Variables,
+    attention, causal_bias, merge_heads, split_heads, Activation, Embedding, KvCache, LayerNorm, Variables,
 };
 use crate::core::onednn::OnednnWeight;
 use crate::core::split_linear::{self, Layout};
@@ -186,8 +186,6 @@ impl Block {
 /// `GPT2LMHeadModel`.
 pub struct Gpt2LmHeadModel {
     wte: Embedding,
-    /// The LM head, tied to `wte`.
-    head: TiedHead,
     wpe: Embedding,
     blocks: Vec<Block>,
     ln_f: LayerNorm,
@@ -197,10 +195,8 @@ pub struct Gpt2LmHeadModel {
 impl Gpt2LmHeadModel {
     pub fn new(p: Path, cfg: &Config) -> Self {
         let t = &p / "transformer";
-        let wte = Embedding::new(&t / "wte", cfg.vocab_size, cfg.n_embd);
         Gpt2LmHeadModel {
-            head: TiedHead::new(wte.weight()),
-            wte,
+            wte: Embedding::new(&t / "wte", cfg.vocab_size, cfg.n_embd),
             wpe: Embedding::new(&t / "wpe", cfg.n_positions, cfg.n_embd),
             blocks: (0..cfg.n_layer).map(|i| Block::new(&t / "h" / i, cfg, i)).collect(),
             ln_f: LayerNorm::new(&t / "ln_f", cfg.n_embd, cfg.layer_norm_epsilon),
@@ -230,7 +226,7 @@ impl CausalLm for Gpt2LmHeadModel {
             x = block.forward(&x, &bias, layer_cache);
         }
         let last = self.ln_f.forward(&x.select(1, new - 1));
-        self.head.logits(&last, self.wte.weight())
+        split_linear::linear(&last, self.wte.weight(), None, Layout::OutIn)
     }
 
     fn max_positions(&self) -> usize {

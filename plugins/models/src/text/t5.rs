@@ -12,10 +12,9 @@ use crate::core::checks::{ConfigCheck, MAX_TABLE, MAX_WIDTH};
 use crate::core::config::read_json;
 use crate::core::decoding::{DecoderState, Seq2SeqLm, Seq2SeqNet};
 use crate::core::layers::{
-    bias_in, cross_attention, kept_in_order, merge_heads, split_heads, Activation, Embedding, Linear, TiedHead,
-    Variables,
+    bias_in, cross_attention, kept_in_order, merge_heads, split_heads, Activation, Embedding, Linear, Variables,
 };
-
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights::WeightShapes;
 
 fn one_hundred_twenty_eight() -> i64 {
@@ -316,7 +315,6 @@ pub struct T5ForConditionalGeneration {
     decoder_norm: RmsNorm,
     /// None: tied to `shared`, the states scaled by d_model^-0.5 first.
     lm_head: Option<Linear>,
-    tied_head: TiedHead,
     d_model: i64,
     decoder_start: i64,
     device: tch::Device,
@@ -327,10 +325,8 @@ impl T5ForConditionalGeneration {
         let enc = &p / "encoder";
         let dec = &p / "decoder";
         let decoder_layers = cfg.num_decoder_layers.unwrap_or(cfg.num_layers);
-        let shared = Embedding::new(&p / "shared", cfg.vocab_size, cfg.d_model);
         T5ForConditionalGeneration {
-            tied_head: TiedHead::new(shared.weight()),
-            shared,
+            shared: Embedding::new(&p / "shared", cfg.vocab_size, cfg.d_model),
             encoder: (0..cfg.num_layers)
                 .map(|i| Block::new(&enc / "block" / i, cfg, i == 0, false))
                 .collect(),
@@ -416,7 +412,7 @@ impl Seq2SeqLm for T5ForConditionalGeneration {
             Some(head) => head.forward(&x),
             None => {
                 let x = x * (self.d_model as f64).powf(-0.5);
-                self.tied_head.logits(&x, self.shared.weight())
+                split_linear::linear(&x, self.shared.weight(), None, Layout::OutIn)
             }
         }
     }
