@@ -7,10 +7,11 @@ pub mod text_to_speech;
 pub mod whisper;
 
 use inferd_models::auto::{
-    architectures_for, is_whisper, load_ctc_model, load_text_to_speech, load_whisper, CtcModel, TextToSpeechModel,
-    WhisperModel,
+    architectures_for, is_whisper, load_ctc_model, load_text_to_speech, load_whisper, precision_for, CtcModel,
+    TextToSpeechModel, WhisperModel,
 };
 use inferd_models::core::device::parse_device;
+use inferd_models::core::precision::Precision;
 use inferd_sdk::proto::task_request::Body;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
@@ -40,6 +41,8 @@ pub struct AudioTask {
     /// recognition), or texts per request and the batch budgets (text to
     /// speech).
     limits: Vec<Limit>,
+    /// What the model computes in.
+    precision: Precision,
 }
 
 impl Task for AudioTask {
@@ -73,6 +76,7 @@ impl Task for AudioTask {
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
         let device = parse_device(&ctx.device)?;
+        let precision = precision_for(ctx, device)?;
         let dir = ctx
             .model_dir
             .as_deref()
@@ -82,8 +86,9 @@ impl Task for AudioTask {
                 let seconds = AUDIO_SECONDS.for_model(ctx)?;
                 if !is_whisper(dir)? {
                     return Ok(AudioTask {
-                        model: AudioModel::Ctc(load_ctc_model(dir, device)?),
+                        model: AudioModel::Ctc(load_ctc_model(dir, device, precision)?),
                         limits: vec![seconds],
+                        precision,
                     });
                 }
                 let limits = whisper::Limits {
@@ -92,8 +97,9 @@ impl Task for AudioTask {
                     batch_tokens: BATCH_TOKENS.for_model(ctx)?,
                 };
                 Ok(AudioTask {
-                    model: AudioModel::Whisper(Box::new(load_whisper(dir, device)?), limits),
+                    model: AudioModel::Whisper(Box::new(load_whisper(dir, device, precision)?), limits),
                     limits: vec![limits.seconds, limits.batch_sequences, limits.batch_tokens],
+                    precision,
                 })
             }
             "text-to-speech" => {
@@ -106,8 +112,12 @@ impl Task for AudioTask {
                     batch_tokens: BATCH_TOKENS.for_model(ctx)?,
                 };
                 Ok(AudioTask {
-                    model: AudioModel::TextToSpeech(Box::new(load_text_to_speech(dir, vocoder, device)?), limits),
+                    model: AudioModel::TextToSpeech(
+                        Box::new(load_text_to_speech(dir, vocoder, device, precision)?),
+                        limits,
+                    ),
                     limits: vec![limits.texts, limits.batch_texts, limits.batch_tokens],
+                    precision,
                 })
             }
             other => Err(Error::unimplemented(format!("the audio plugin has no task {other}"))),
@@ -144,6 +154,7 @@ impl Task for AudioTask {
                 AudioModel::TextToSpeech(m, _) => m.speakers.keys().cloned().collect(),
                 _ => vec![],
             },
+            dtype: self.precision.name().into(),
             ..Default::default()
         }
     }

@@ -2,6 +2,7 @@
 //! processing the image, the forward pass, the resize to the image and the
 //! PNG: `cargo run --release --example depth_forward -- MODEL_DIR IMAGE [BATCH] [THREADS]`.
 
+use inferd_models::core::precision::Precision;
 use std::path::Path;
 use std::time::Instant;
 
@@ -33,7 +34,7 @@ fn main() {
     let batch: usize = args.get(3).map_or(1, |s| s.parse().expect("batch"));
     let threads: i32 = args.get(4).map_or(2, |s| s.parse().expect("threads"));
     tch::set_num_threads(threads);
-    let model = load_depth_estimator(Path::new(&args[1]), tch::Device::Cpu).expect("load");
+    let model = load_depth_estimator(Path::new(&args[1]), tch::Device::Cpu, Precision::Float32).expect("load");
     let bytes = std::fs::read(&args[2]).expect("image");
     let image = decode_rgb(&bytes).expect("decode");
     let pixels = model.processor.process(&image).expect("process");

@@ -10,6 +10,7 @@
 mod common;
 
 use inferd_models::auto::load_depth_estimator;
+use inferd_models::core::precision::Precision;
 use inferd_models::vision::depth::resize_depth;
 use inferd_models::vision::image::decode_rgb;
 use serde_json::Value;
@@ -31,7 +32,8 @@ fn image_processors_give_transformers_pixel_values() {
     let mut compared = 0;
     for case in refs["cases"].as_array().unwrap() {
         let model = case["model"].as_str().unwrap();
-        let estimator = load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let estimator =
+            load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let image = decode_rgb(&std::fs::read(fixtures().join(case["image"].as_str().unwrap())).unwrap()).unwrap();
         let pixels = estimator.processor.process(&image).unwrap();
         let want = &case["pixel_values"];
@@ -49,7 +51,8 @@ fn image_processors_give_transformers_pixel_values() {
     // grids), and images too small for GLPN's multiples of 32.
     for error in refs["errors"].as_array().unwrap() {
         let model = error["model"].as_str().unwrap();
-        let estimator = load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let estimator =
+            load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let image = decode_rgb(&std::fs::read(fixtures().join(error["image"].as_str().unwrap())).unwrap()).unwrap();
         let processed = estimator.processor.process(&image);
         let want = &error["preprocess"];
@@ -86,7 +89,8 @@ fn glpn_and_dpt_depth_equals_transformers_on_the_same_pixel_values() {
     let mut compared = 0;
     for case in refs["cases"].as_array().unwrap() {
         let model = case["model"].as_str().unwrap();
-        let estimator = load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let estimator =
+            load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let pixels =
             Tensor::from_slice(&file(&case["pixel_values"])).view(shape(&case["pixel_values"]["shape"]).as_slice());
         let depth = estimator.forward(&pixels);
@@ -103,7 +107,8 @@ fn a_batch_of_two_images_gives_each_ones_depth() {
     let refs = references();
     let batch = &refs["batch"];
     let model = batch["model"].as_str().unwrap();
-    let estimator = load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+    let estimator =
+        load_depth_estimator(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
     let cases: Vec<&Value> = batch["images"]
         .as_array()
         .unwrap()

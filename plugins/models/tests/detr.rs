@@ -10,6 +10,7 @@
 mod common;
 
 use inferd_models::auto::load_object_detector;
+use inferd_models::core::precision::Precision;
 use inferd_models::vision::image::{decode_rgb, Pixels};
 use serde_json::Value;
 use tch::{Device, Kind, Tensor};
@@ -58,7 +59,8 @@ fn detr_outputs_equal_transformers() {
     let mut compared = 0;
     for raw in refs["raw"].as_array().unwrap() {
         let model = raw["model"].as_str().unwrap();
-        let detector = load_object_detector(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let detector =
+            load_object_detector(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let files: Vec<&str> = match &raw["input"] {
             Value::Array(items) => items.iter().map(|i| i.as_str().unwrap()).collect(),
             one => vec![one.as_str().unwrap()],
@@ -109,7 +111,8 @@ fn detr_outputs_equal_transformers() {
 #[test]
 fn detr_pixel_values_equal_the_image_processor() {
     let refs: Value = serde_json::from_slice(&std::fs::read(fixtures().join("references/detr.json")).unwrap()).unwrap();
-    let detector = load_object_detector(&fixtures().join("models/detr-random"), Device::Cpu).unwrap();
+    let detector =
+        load_object_detector(&fixtures().join("models/detr-random"), Device::Cpu, Precision::Float32).unwrap();
     let mut compared = 0;
     for (name, want) in refs["preprocess"].as_object().unwrap() {
         if name == "tiny_5x3.png" {

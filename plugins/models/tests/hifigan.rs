@@ -9,6 +9,7 @@
 mod common;
 
 use inferd_models::auto::load_vocoder;
+use inferd_models::core::precision::Precision;
 use serde_json::Value;
 use tch::{Device, Tensor};
 
@@ -21,7 +22,7 @@ fn hifigan_waveforms_equal_transformers() {
     for case in refs["cases"].as_array().unwrap() {
         let what = case["case"].as_str().unwrap();
         let model = case["model"].as_str().unwrap();
-        let vocoder = load_vocoder(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let vocoder = load_vocoder(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let dir = fixtures().join("references");
         let input = read_f32(&dir.join(case["input"].as_str().unwrap()));
         let input_shape = shape(&case["input_shape"]);
@@ -50,9 +51,13 @@ fn hifigan_waveforms_equal_transformers() {
 
 #[test]
 fn a_model_that_is_not_a_vocoder_is_refused() {
-    let err = load_vocoder(&fixtures().join("models").join("vit-cls"), Device::Cpu)
-        .err()
-        .expect("ViT is no vocoder");
+    let err = load_vocoder(
+        &fixtures().join("models").join("vit-cls"),
+        Device::Cpu,
+        Precision::Float32,
+    )
+    .err()
+    .expect("ViT is no vocoder");
     assert!(
         err.to_string().contains("as a vocoder (supported: SpeechT5HifiGan)"),
         "{err}"

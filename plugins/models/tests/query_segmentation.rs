@@ -11,6 +11,7 @@
 
 mod common;
 
+use inferd_models::core::precision::Precision;
 use std::collections::BTreeSet;
 
 use inferd_models::auto::load_image_segmenter;
@@ -66,7 +67,8 @@ fn pixel_values_and_logits_equal_transformers() {
                 continue;
             }
             let what = format!("{model} {image}");
-            let segmenter = load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+            let segmenter =
+                load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
             assert_eq!(
                 segmenter.subtasks(),
                 [Subtask::Panoptic, Subtask::Instance, Subtask::Semantic]

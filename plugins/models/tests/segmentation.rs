@@ -10,6 +10,7 @@
 mod common;
 
 use inferd_models::auto::load_image_segmenter;
+use inferd_models::core::precision::Precision;
 use inferd_models::vision::image::decode_rgb;
 use inferd_models::vision::segmenter::{semantic_map, SegmenterOutput};
 use serde_json::Value;
@@ -28,7 +29,8 @@ fn segformer_pixel_values_and_logits_equal_transformers() {
     for case in refs["cases"].as_array().unwrap() {
         let model = case["model"].as_str().unwrap();
         let what = format!("{model} {}", case["image"]);
-        let segmenter = load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu).unwrap();
+        let segmenter =
+            load_image_segmenter(&fixtures().join("models").join(model), Device::Cpu, Precision::Float32).unwrap();
         let image = decode_rgb(&std::fs::read(fixtures().join(case["image"].as_str().unwrap())).unwrap()).unwrap();
         let pixels = segmenter.processor.process(&image).unwrap();
         let want_shape = shape(&case["pixel_values"]["shape"]);

@@ -10,6 +10,7 @@
 
 mod common;
 
+use inferd_models::core::precision::Precision;
 use std::path::PathBuf;
 
 use inferd_models::audio::speecht5::generate::{generate_speech_joined, SpeechSettings};
@@ -98,9 +99,9 @@ fn generated_speech_equals_transformers() {
     for case in refs["cases"].as_array().unwrap() {
         let what = case["case"].as_str().unwrap();
         let name = case["model"].as_str().unwrap();
-        let model = models
-            .entry(name.to_string())
-            .or_insert_with(|| load_text_to_speech(&model_dir(name), &vocoder, Device::Cpu).unwrap());
+        let model = models.entry(name.to_string()).or_insert_with(|| {
+            load_text_to_speech(&model_dir(name), &vocoder, Device::Cpu, Precision::Float32).unwrap()
+        });
         // The ids without their padding (speak() pads them again).
         let texts: Vec<Vec<i64>> = case["input_ids"]
             .as_array()
@@ -178,7 +179,7 @@ fn generated_speech_equals_transformers() {
 #[test]
 fn a_cancelled_generation_stops() {
     let vocoder = model_dir("hifigan-random");
-    let model = load_text_to_speech(&model_dir("speecht5-nostop"), &vocoder, Device::Cpu).unwrap();
+    let model = load_text_to_speech(&model_dir("speecht5-nostop"), &vocoder, Device::Cpu, Precision::Float32).unwrap();
     let ids = model.tokenizer.encode("Hello there.", false).unwrap();
     let speaker = model.speakers["alice"].clone();
     let mut steps = 0;
@@ -194,7 +195,7 @@ fn a_cancelled_generation_stops() {
 #[test]
 fn requests_joining_a_running_decode_speak_as_they_do_alone() {
     let vocoder = model_dir("hifigan-random");
-    let model = load_text_to_speech(&model_dir("speecht5-random"), &vocoder, Device::Cpu).unwrap();
+    let model = load_text_to_speech(&model_dir("speecht5-random"), &vocoder, Device::Cpu, Precision::Float32).unwrap();
     let alice = model.speakers["alice"].clone();
     let encode = |text: &str| model.tokenizer.encode(text, false).unwrap();
     let late = SpeechSettings {

@@ -5,6 +5,7 @@
 //! extractor's normalisation of the raw samples matches its input_values.
 
 use inferd_models::auto::load_ctc_model;
+use inferd_models::core::precision::Precision;
 
 mod common;
 use common::{fixtures, read_f32};
@@ -17,7 +18,12 @@ fn logits_and_input_values_match_transformers() {
     let mut compared = 0;
     let mut worst = 0f32;
     for model_name in ["w2v2-base", "w2v2-large-lv"] {
-        let model = load_ctc_model(&root.join("models").join(model_name), tch::Device::Cpu).unwrap();
+        let model = load_ctc_model(
+            &root.join("models").join(model_name),
+            tch::Device::Cpu,
+            Precision::Float32,
+        )
+        .unwrap();
         for case in refs["cases"].as_array().unwrap() {
             let name = case["case"].as_str().unwrap();
             if case["model"] != model_name || !name.ends_with("__plain") || case.get("input_values").is_none() {
@@ -50,7 +56,7 @@ fn normalisation_matches_the_feature_extractor() {
     let root = fixtures();
     let refs: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(root.join("references/asr.json")).unwrap()).unwrap();
-    let large = load_ctc_model(&root.join("models/w2v2-large-lv"), tch::Device::Cpu).unwrap();
+    let large = load_ctc_model(&root.join("models/w2v2-large-lv"), tch::Device::Cpu, Precision::Float32).unwrap();
     assert!(large.features.do_normalize);
     let cases = refs["cases"].as_array().unwrap();
     let mut compared = 0;
@@ -89,7 +95,12 @@ fn logits_from_audio_files_match_transformers() {
         serde_json::from_str(&std::fs::read_to_string(root.join("references/asr.json")).unwrap()).unwrap();
     let mut compared = 0;
     for model_name in ["w2v2-base", "w2v2-large-lv"] {
-        let model = load_ctc_model(&root.join("models").join(model_name), tch::Device::Cpu).unwrap();
+        let model = load_ctc_model(
+            &root.join("models").join(model_name),
+            tch::Device::Cpu,
+            Precision::Float32,
+        )
+        .unwrap();
         for case in refs["cases"].as_array().unwrap() {
             let name = case["case"].as_str().unwrap();
             if case["model"] != model_name || !name.ends_with("__plain") || case.get("logits").is_none() {

@@ -11,6 +11,7 @@
 
 mod common;
 
+use inferd_models::core::precision::Precision;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -90,9 +91,9 @@ fn token_ids_equal_whisper_generate() {
             continue;
         }
         let name = case["model"].as_str().unwrap();
-        let model = models
-            .entry(name.to_string())
-            .or_insert_with(|| load_whisper(&fixtures().join("models").join(name), Device::Cpu).unwrap());
+        let model = models.entry(name.to_string()).or_insert_with(|| {
+            load_whisper(&fixtures().join("models").join(name), Device::Cpu, Precision::Float32).unwrap()
+        });
         let files: Vec<&str> = case["files"]
             .as_array()
             .unwrap()
@@ -213,9 +214,9 @@ fn inputs_joining_a_running_transcription_get_what_they_get_alone() {
             continue;
         }
         let name = case["model"].as_str().unwrap();
-        let model = models
-            .entry(name.to_string())
-            .or_insert_with(|| load_whisper(&fixtures().join("models").join(name), Device::Cpu).unwrap());
+        let model = models.entry(name.to_string()).or_insert_with(|| {
+            load_whisper(&fixtures().join("models").join(name), Device::Cpu, Precision::Float32).unwrap()
+        });
         let files: Vec<(Tensor, i64)> = case["files"]
             .as_array()
             .unwrap()

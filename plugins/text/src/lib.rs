@@ -15,7 +15,7 @@ pub mod zero_shot;
 use std::path::Path;
 
 use inferd_models::auto::{
-    architectures_for, half_support, load_causal_lm, load_seq2seq, load_text_model, CausalModel, Head, Seq2SeqModel,
+    architectures_for, load_causal_lm, load_seq2seq, load_text_model, precision_for, CausalModel, Head, Seq2SeqModel,
     TextModel,
 };
 use inferd_models::core::device::parse_device;
@@ -180,7 +180,7 @@ const TASKS: &[TaskDef] = &[
                     dir,
                     device,
                     Quantization::parse(&ctx.quantize)?,
-                    precision(ctx, device)?,
+                    precision_for(ctx, device)?,
                 )?,
                 limits: Limits::for_model(ctx)?,
             }))
@@ -258,7 +258,7 @@ impl<R, O> EncoderTask<R, O> {
                 device,
                 head,
                 Quantization::parse(&ctx.quantize)?,
-                precision(ctx, device)?,
+                precision_for(ctx, device)?,
             )?,
             config,
             handle,
@@ -374,7 +374,7 @@ fn text2text<R: ApiRequest + 'static, O: ApiResponse + 'static>(
         dir,
         device,
         Quantization::parse(&ctx.quantize)?,
-        precision(ctx, device)?,
+        precision_for(ctx, device)?,
     )?;
     let input_tokens = Limit::new("INFERD_MAX_INPUT_TOKENS", model.max_input_tokens as u64).for_model(ctx)?;
     model.max_input_tokens = input_tokens.max as usize;
@@ -419,17 +419,6 @@ pub struct TextTask {
     precision: Precision,
 }
 
-/// The dtype a load asks for, resolved for its architecture and device.
-fn precision(ctx: &LoadContext, device: Device) -> Result<Precision, Error> {
-    Ok(Precision::resolve(
-        &ctx.dtype,
-        device,
-        &ctx.architecture,
-        half_support(&ctx.architecture),
-        ctx.dtype_is_default,
-    )?)
-}
-
 impl Task for TextTask {
     fn manifest() -> Manifest {
         Manifest {
@@ -468,7 +457,7 @@ impl Task for TextTask {
             runner: sharing_weights_of(&ctx.model_name, || (def.load)(dir, device, ctx))?,
             limits: Limits::for_model(ctx)?.applying(def.limits),
             quantization: Quantization::parse(&ctx.quantize)?,
-            precision: precision(ctx, device)?,
+            precision: precision_for(ctx, device)?,
         })
     }
 

@@ -9,9 +9,10 @@ pub mod object_detection;
 
 use inferd_models::auto::{
     architectures_for, load_depth_estimator, load_image_classifier, load_image_segmenter, load_object_detector,
-    DepthEstimator, ImageClassifier, ImageSegmenter, ObjectDetector,
+    precision_for, DepthEstimator, ImageClassifier, ImageSegmenter, ObjectDetector,
 };
 use inferd_models::core::device::parse_device;
+use inferd_models::core::precision::Precision;
 use inferd_sdk::proto::task_response::Body as Response;
 use inferd_sdk::proto::{LoadedModel, Manifest, TaskRequest, TaskSpec};
 use inferd_sdk::{dispatch, export_plugin, Emitter, Error, Limit, LoadContext, Task};
@@ -37,6 +38,8 @@ pub struct VisionTask {
     model: VisionModel,
     /// Pixels per request (`max_request_pixels`, set at load).
     pixel_limit: Limit,
+    /// What the model computes in.
+    precision: Precision,
 }
 
 impl Task for VisionTask {
@@ -91,20 +94,23 @@ impl Task for VisionTask {
 
     fn load(ctx: &LoadContext) -> Result<Self, Error> {
         let device = parse_device(&ctx.device)?;
+        let precision = precision_for(ctx, device)?;
         let dir = || {
             ctx.model_dir
                 .as_deref()
                 .ok_or_else(|| Error::invalid_argument(format!("{} needs a model source", ctx.task)))
         };
         let model = match ctx.task.as_str() {
-            "image-classification" => VisionModel::Classifier(Box::new(load_image_classifier(dir()?, device)?)),
-            "object-detection" => VisionModel::Detector(Box::new(load_object_detector(dir()?, device)?)),
+            "image-classification" => {
+                VisionModel::Classifier(Box::new(load_image_classifier(dir()?, device, precision)?))
+            }
+            "object-detection" => VisionModel::Detector(Box::new(load_object_detector(dir()?, device, precision)?)),
             "depth-estimation" => VisionModel::Depth {
-                model: Box::new(load_depth_estimator(dir()?, device)?),
+                model: Box::new(load_depth_estimator(dir()?, device, precision)?),
                 processed_limit: depth_estimation::PROCESSED_PIXELS.for_model(ctx)?,
             },
             "image-segmentation" => VisionModel::Segmenter {
-                model: Box::new(load_image_segmenter(dir()?, device)?),
+                model: Box::new(load_image_segmenter(dir()?, device, precision)?),
                 processed_limit: image_segmentation::PROCESSED_PIXELS.for_model(ctx)?,
             },
             other => return Err(Error::unimplemented(format!("the vision plugin has no task {other}"))),
@@ -112,6 +118,7 @@ impl Task for VisionTask {
         Ok(VisionTask {
             pixel_limit: batch::REQUEST_PIXELS.for_model(ctx)?,
             model,
+            precision,
         })
     }
 
@@ -133,6 +140,7 @@ impl Task for VisionTask {
             memory_bytes,
             labels,
             limits: Limit::report(&limits),
+            dtype: self.precision.name().into(),
             ..Default::default()
         }
     }

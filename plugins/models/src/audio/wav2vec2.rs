@@ -224,7 +224,7 @@ impl PositionalConv {
             .square()
             .sum_dim_intlist([0i64, 1].as_slice(), true, Kind::Float)
             .sqrt();
-        let weight = &self.weight_v * (&self.weight_g / norm);
+        let weight = (&self.weight_v * (&self.weight_g / norm)).to_kind(self.weight_v.kind());
         let y = x
             .transpose(1, 2)
             .conv1d(&weight, Some(&self.bias), [1], [self.kernel / 2], [1], self.groups);

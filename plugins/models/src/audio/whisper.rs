@@ -463,9 +463,10 @@ impl WhisperForConditionalGeneration {
 
     /// Encoder states [items, max_source_positions, d_model] of log-mel
     /// features [items, num_mel_bins, 2 * max_source_positions] (what
-    /// `WhisperFeatureExtractor` gives: 30 s, padded with silence).
+    /// `WhisperFeatureExtractor` gives: 30 s, padded with silence), in the
+    /// model's dtype.
     pub fn encode_features(&self, features: &Tensor) -> Tensor {
-        self.encoder.forward(features)
+        self.encoder.forward(&features.to_kind(self.encoder.positions.kind()))
     }
 }
 

@@ -12,6 +12,7 @@ use crate::audio::features::FeatureExtractorConfig;
 use crate::auto::Build;
 use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
+use crate::core::precision::Precision;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::{ModelError, Result};
 
@@ -22,6 +23,8 @@ pub struct CtcModel {
     pub features: FeatureExtractorConfig,
     pub vocab: CtcVocab,
     pub device: Device,
+    /// What it computes in; its logits come back in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
@@ -29,7 +32,10 @@ impl CtcModel {
     /// Logits [frames, vocab] (f32, CPU) of one signal's input_values.
     pub fn logits(&self, input_values: &[f32]) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let x = Tensor::from_slice(input_values).to_device(self.device).unsqueeze(0);
+        let x = Tensor::from_slice(input_values)
+            .to_device(self.device)
+            .to_kind(self.precision.kind())
+            .unsqueeze(0);
         Ok(self
             .net
             .forward(&x)
@@ -56,8 +62,9 @@ fn read_features(dir: &Path) -> Result<FeatureExtractorConfig> {
     Ok(features)
 }
 
-/// Loads the CTC checkpoint (Wav2Vec2ForCTC) in `dir` on `device`.
-pub fn load_ctc_model(dir: &Path, device: Device) -> Result<CtcModel> {
+/// Loads the CTC checkpoint (Wav2Vec2ForCTC) in `dir` on `device` in
+/// `precision`.
+pub fn load_ctc_model(dir: &Path, device: Device, precision: Precision) -> Result<CtcModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Ctc(build) =
@@ -68,6 +75,7 @@ pub fn load_ctc_model(dir: &Path, device: Device) -> Result<CtcModel> {
     let features = read_features(dir)?;
     let vocab = CtcVocab::from_dir(dir)?;
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     let checkpoint = Checkpoint::open(dir)?;
     let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
     checkpoint.load_into(&mut vs)?;
@@ -78,5 +86,6 @@ pub fn load_ctc_model(dir: &Path, device: Device) -> Result<CtcModel> {
         features,
         vocab,
         device,
+        precision,
     })
 }

@@ -2,11 +2,12 @@
 
 use std::path::Path;
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
 
+use crate::core::precision::Precision;
 use crate::core::weights::var_store_bytes;
 use crate::vision::detector::{post_process, DetectorNet, Found, QueryOutputs};
 use crate::vision::image::ImageProcessor;
@@ -19,6 +20,8 @@ pub struct ObjectDetector {
     pub processor: ImageProcessor,
     pub labels: Vec<String>,
     pub device: Device,
+    /// What it computes in; its outputs come back in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
@@ -26,7 +29,13 @@ impl ObjectDetector {
     /// Class logits and boxes for pixel_values [N, 3, H, W] (and their
     /// pixel_mask [N, H, W] when padded).
     pub fn forward(&self, pixel_values: &Tensor, pixel_mask: Option<&Tensor>) -> QueryOutputs {
-        self.net.forward(pixel_values, pixel_mask)
+        let output = self
+            .net
+            .forward(&pixel_values.to_kind(self.precision.kind()), pixel_mask);
+        QueryOutputs {
+            logits: output.logits.to_kind(Kind::Float),
+            boxes: output.boxes.to_kind(Kind::Float),
+        }
     }
 
     /// The objects of the first image of `output` scoring above
@@ -36,14 +45,14 @@ impl ObjectDetector {
     }
 }
 
-pub fn load_object_detector(dir: &Path, device: Device) -> Result<ObjectDetector> {
+pub fn load_object_detector(dir: &Path, device: Device, precision: Precision) -> Result<ObjectDetector> {
     let opened = open(dir, "object-detection", "for object detection", true)?;
     let Build::ObjectDetector(build) = opened.build else {
         return Err(opened.not_a("an object detector"));
     };
     let processor = ImageProcessor::from_dir(dir)?;
     let num_labels = opened.labels.len() as i64;
-    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| {
         build(root, &opened.config_file, shapes, num_labels)
     })?;
     Ok(ObjectDetector {
@@ -53,5 +62,6 @@ pub fn load_object_detector(dir: &Path, device: Device) -> Result<ObjectDetector
         processor,
         labels: opened.labels,
         device,
+        precision,
     })
 }

@@ -3,12 +3,13 @@
 
 use std::path::Path;
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
 
 use crate::core::config::CommonConfig;
+use crate::core::precision::Precision;
 use crate::core::weights::var_store_bytes;
 use crate::vision::classifier::ImageClassifierNet;
 use crate::vision::image::ImageProcessor;
@@ -22,23 +23,27 @@ pub struct ImageClassifier {
     pub config: CommonConfig,
     pub labels: Vec<String>,
     pub device: Device,
+    /// What it computes in; its logits come back in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
 impl ImageClassifier {
     /// Logits [batch, labels] for pixel_values [batch, 3, H, W].
     pub fn forward(&self, pixel_values: &Tensor) -> Tensor {
-        self.net.forward(pixel_values)
+        self.net
+            .forward(&pixel_values.to_kind(self.precision.kind()))
+            .to_kind(Kind::Float)
     }
 }
 
-pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifier> {
+pub fn load_image_classifier(dir: &Path, device: Device, precision: Precision) -> Result<ImageClassifier> {
     let opened = open(dir, "image-classification", "for image classification", true)?;
     let Build::ImageClassifier(build) = opened.build else {
         return Err(opened.not_a("an image classifier"));
     };
     let num_labels = opened.labels.len() as i64;
-    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| {
         build(root, &opened.config_file, shapes, num_labels)
     })?;
     let processor = ImageProcessor::from_dir(dir)?;
@@ -50,5 +55,6 @@ pub fn load_image_classifier(dir: &Path, device: Device) -> Result<ImageClassifi
         config: opened.config,
         labels: opened.labels,
         device,
+        precision,
     })
 }

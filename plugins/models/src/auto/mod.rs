@@ -35,7 +35,7 @@ use crate::audio::speecht5;
 use crate::audio::wav2vec2;
 use crate::audio::whisper as whisper_net;
 use crate::core::decoding::{CausalBuilder, Seq2SeqBuilder};
-use crate::core::precision::HalfSupport;
+use crate::core::precision::{HalfSupport, Precision};
 use crate::text::encoder::EncoderBuilder;
 use crate::text::{bart, bert, distilbert, gpt2, roberta, t5};
 use crate::vision::backbones::resnet;
@@ -45,6 +45,8 @@ use crate::vision::detector::DetectorBuilder;
 use crate::vision::segmenter::SegmenterBuilder;
 use crate::vision::{convnext, detr, dpt, glpn, mask2former, segformer, vit};
 use crate::{ModelError, Result};
+use inferd_sdk::LoadContext;
+use tch::Device;
 
 /// How a model of an architecture is built: the kind of model (which
 /// loader) and the family's builder.
@@ -163,8 +165,9 @@ architectures! {
 
 /// How far `architecture`'s code runs in float16 and bfloat16 (LoadModel's
 /// options.dtype): the text encoders, GPT-2, BART and Marian by default
-/// on CUDA, T5 when asked (its activations overflow float16), the others
-/// in float32 only.
+/// on CUDA; T5 when asked (its activations overflow float16); the vision
+/// and speech families when asked (float32 by default on CUDA too until
+/// they are measured on a GPU).
 pub fn half_support(architecture: &str) -> HalfSupport {
     match architecture {
         "T5ForConditionalGeneration" => HalfSupport::WhenAsked,
@@ -177,8 +180,21 @@ pub fn half_support(architecture: &str) -> HalfSupport {
         {
             HalfSupport::Default
         }
+        a if ARCHITECTURES.iter().any(|known| known.name == a) => HalfSupport::WhenAsked,
         _ => HalfSupport::None,
     }
+}
+
+/// The dtype a load asks for (LoadContext's `dtype`, a preference when it
+/// is the daemon's default), resolved for its architecture on `device`.
+pub fn precision_for(ctx: &LoadContext, device: Device) -> Result<Precision> {
+    Precision::resolve(
+        &ctx.dtype,
+        device,
+        &ctx.architecture,
+        half_support(&ctx.architecture),
+        ctx.dtype_is_default,
+    )
 }
 
 /// The architectures that serve `task`, in the table's order.

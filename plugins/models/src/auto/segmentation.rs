@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::auto::vision::{build_loaded, open};
 use crate::auto::Build;
 
+use crate::core::precision::Precision;
 use crate::core::weights::var_store_bytes;
 use crate::vision::image::ImageProcessor;
 use crate::vision::segmenter::{QueryStyle, SegmenterNet, SegmenterOutput, Subtask};
@@ -20,13 +21,22 @@ pub struct ImageSegmenter {
     pub processor: ImageProcessor,
     pub labels: Vec<String>,
     pub device: Device,
+    /// What it computes in; its outputs come back in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
 impl ImageSegmenter {
     /// The model's output for pixel_values [N, 3, H, W].
     pub fn forward(&self, pixel_values: &Tensor) -> SegmenterOutput {
-        self.net.forward(pixel_values)
+        match self.net.forward(&pixel_values.to_kind(self.precision.kind())) {
+            SegmenterOutput::Semantic(logits) => SegmenterOutput::Semantic(logits.to_kind(Kind::Float)),
+            SegmenterOutput::Queries { classes, masks, style } => SegmenterOutput::Queries {
+                classes: classes.to_kind(Kind::Float),
+                masks: masks.to_kind(Kind::Float),
+                style,
+            },
+        }
     }
 
     /// How its query outputs are post-processed; None for per-pixel logits
@@ -46,14 +56,14 @@ impl ImageSegmenter {
     }
 }
 
-pub fn load_image_segmenter(dir: &Path, device: Device) -> Result<ImageSegmenter> {
+pub fn load_image_segmenter(dir: &Path, device: Device, precision: Precision) -> Result<ImageSegmenter> {
     let opened = open(dir, "image-segmentation", "for image segmentation", true)?;
     let Build::Segmenter(build) = opened.build else {
         return Err(opened.not_a("an image segmenter"));
     };
     let processor = ImageProcessor::from_dir(dir)?;
     let num_labels = opened.labels.len() as i64;
-    let (net, vs) = build_loaded(dir, device, |root, shapes| {
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| {
         build(root, &opened.config_file, shapes, num_labels)
     })?;
     Ok(ImageSegmenter {
@@ -63,5 +73,6 @@ pub fn load_image_segmenter(dir: &Path, device: Device) -> Result<ImageSegmenter
         processor,
         labels: opened.labels,
         device,
+        precision,
     })
 }

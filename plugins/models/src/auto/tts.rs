@@ -13,6 +13,7 @@ use crate::audio::speecht5::SpeechT5ForTextToSpeech;
 use crate::auto::vision::{build_loaded, open};
 use crate::auto::{Build, Vocoder};
 use crate::core::config::read_model_file;
+use crate::core::precision::Precision;
 use crate::core::random::TorchGenerator;
 use crate::core::weights::var_store_bytes;
 use crate::text::speecht5_tokenizer::SpeechT5Tokenizer;
@@ -35,14 +36,19 @@ pub struct TextToSpeechModel {
 }
 
 /// Loads the model in `dir` on `device`, with the vocoder in
-/// `vocoder_dir`.
-pub fn load_text_to_speech(dir: &Path, vocoder_dir: &Path, device: Device) -> Result<TextToSpeechModel> {
+/// `vocoder_dir`, both in `precision`.
+pub fn load_text_to_speech(
+    dir: &Path,
+    vocoder_dir: &Path,
+    device: Device,
+    precision: Precision,
+) -> Result<TextToSpeechModel> {
     let opened = open(dir, "text-to-speech", "for text to speech", false)?;
     let Build::TextToSpeech(build) = opened.build else {
         return Err(opened.not_a("a text-to-speech model"));
     };
     let config_file = opened.config_file;
-    let (net, vs) = build_loaded(dir, device, |root, shapes| build(root, &config_file, shapes))?;
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| build(root, &config_file, shapes))?;
     let tokenizer = SpeechT5Tokenizer::from_dir(dir)?;
     if tokenizer.vocab_size > net.config.vocab_size {
         return Err(ModelError::bad_file(
@@ -53,7 +59,7 @@ pub fn load_text_to_speech(dir: &Path, vocoder_dir: &Path, device: Device) -> Re
             ),
         ));
     }
-    let vocoder = crate::auto::load_vocoder(vocoder_dir, device)?;
+    let vocoder = crate::auto::load_vocoder(vocoder_dir, device, precision)?;
     if vocoder.mel_bins() != net.config.num_mel_bins {
         return Err(ModelError::Unsupported(format!(
             "the vocoder reads {} mel bins, the model makes {}",

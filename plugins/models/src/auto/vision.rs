@@ -11,6 +11,7 @@ use tch::Device;
 use crate::auto::Build;
 use crate::core::checks::{build_fallibly, check_labels};
 use crate::core::config::{config_path, CommonConfig};
+use crate::core::precision::Precision;
 use crate::core::weights::{Checkpoint, WeightShapes};
 use crate::{ModelError, Result};
 
@@ -52,15 +53,18 @@ pub(crate) fn open(dir: &Path, task: &str, what: &str, labelled: bool) -> Result
     })
 }
 
-/// The network `build` makes under a new VarStore on `device`, from the
-/// checkpoint's shapes, with the checkpoint's weights loaded into it.
+/// The network `build` makes under a new VarStore on `device` in
+/// `precision`, from the checkpoint's shapes, with the checkpoint's weights
+/// loaded into it (converted to that dtype).
 pub(crate) fn build_loaded<N>(
     dir: &Path,
     device: Device,
+    precision: Precision,
     build: impl FnOnce(tch::nn::Path, &WeightShapes) -> Result<N>,
 ) -> Result<(N, VarStore)> {
     let checkpoint = Checkpoint::open(dir)?;
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     let net = build_fallibly(|| build(vs.root(), checkpoint.shapes()))?;
     checkpoint.load_into(&mut vs)?;
     Ok((net, vs))

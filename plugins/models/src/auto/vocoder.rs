@@ -3,11 +3,12 @@
 
 use std::path::Path;
 
-use tch::{nn::VarStore, Device, Tensor};
+use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::audio::hifigan::{self, HifiGan};
 use crate::auto::vision::build_loaded;
 use crate::core::config::{config_path, CommonConfig};
+use crate::core::precision::Precision;
 use crate::core::weights::var_store_bytes;
 use crate::{ModelError, Result};
 
@@ -19,13 +20,17 @@ pub struct Vocoder {
     net: HifiGan,
     _vs: VarStore,
     pub device: Device,
+    /// What it computes in; its waveforms come back in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
 impl Vocoder {
     /// The waveforms [B, samples] of log-mel spectrograms [B, frames, mels].
     pub fn forward(&self, spectrogram: &Tensor) -> Tensor {
-        self.net.forward(spectrogram)
+        self.net
+            .forward(&spectrogram.to_kind(self.precision.kind()))
+            .to_kind(Kind::Float)
     }
 
     /// The mel bins of the spectrograms it reads.
@@ -39,7 +44,8 @@ impl Vocoder {
     }
 }
 
-pub fn load_vocoder(dir: &Path, device: Device) -> Result<Vocoder> {
+/// Loads the vocoder in `dir` on `device` in `precision`.
+pub fn load_vocoder(dir: &Path, device: Device, precision: Precision) -> Result<Vocoder> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     if !VOCODERS.contains(&architecture.as_str()) {
@@ -48,11 +54,14 @@ pub fn load_vocoder(dir: &Path, device: Device) -> Result<Vocoder> {
             VOCODERS.join(", ")
         )));
     }
-    let (net, vs) = build_loaded(dir, device, |root, shapes| hifigan::build(root, &config_file, shapes))?;
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| {
+        hifigan::build(root, &config_file, shapes)
+    })?;
     Ok(Vocoder {
         net,
         memory_bytes: var_store_bytes(&vs),
         _vs: vs,
         device,
+        precision,
     })
 }

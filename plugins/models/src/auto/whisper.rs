@@ -13,6 +13,7 @@ use crate::audio::whisper_generate::WhisperGenerationConfig;
 use crate::auto::Build;
 use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
+use crate::core::precision::Precision;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::text::tokenizer::TextTokenizer;
 use crate::{ModelError, Result};
@@ -25,6 +26,8 @@ pub struct WhisperModel {
     pub generation: WhisperGenerationConfig,
     pub tokenizer: TextTokenizer,
     pub device: Device,
+    /// What it computes in; its logits are read in float32.
+    pub precision: Precision,
     pub memory_bytes: u64,
 }
 
@@ -40,8 +43,8 @@ pub fn is_whisper(dir: &Path) -> Result<bool> {
     ))
 }
 
-/// Loads the Whisper checkpoint in `dir` on `device`.
-pub fn load_whisper(dir: &Path, device: Device) -> Result<WhisperModel> {
+/// Loads the Whisper checkpoint in `dir` on `device` in `precision`.
+pub fn load_whisper(dir: &Path, device: Device, precision: Precision) -> Result<WhisperModel> {
     let config_file = config_path(dir)?;
     let architecture = CommonConfig::from_dir(dir)?.architecture(&config_file)?;
     let Build::Whisper(build) =
@@ -61,6 +64,7 @@ pub fn load_whisper(dir: &Path, device: Device) -> Result<WhisperModel> {
         read_json(&config_file)?
     };
     let mut vs = VarStore::new(device);
+    vs.set_kind(precision.kind());
     let checkpoint = Checkpoint::open(dir)?;
     let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
     checkpoint.load_into(&mut vs)?;
@@ -107,5 +111,6 @@ pub fn load_whisper(dir: &Path, device: Device) -> Result<WhisperModel> {
         generation,
         tokenizer,
         device,
+        precision,
     })
 }

@@ -72,7 +72,7 @@ impl Precision {
             _ => Precision::BFloat16,
         };
         if precision != Precision::Float32 && support == HalfSupport::None {
-            return Err(ModelError::Unsupported(format!(
+            return Err(ModelError::InvalidInput(format!(
                 "dtype {}: {architecture} runs in float32 only; leave dtype out or ask for float32",
                 precision.name()
             )));

@@ -45,7 +45,7 @@ impl Default for SpeechSettings {
 /// One text's spectrogram.
 #[derive(Debug)]
 pub struct Speech {
-    /// [frames, num_mel_bins], after the postnet.
+    /// [frames, num_mel_bins], after the postnet, in float32.
     pub spectrogram: Tensor,
     /// The decoding steps it took (frames / reduction_factor).
     pub steps: i64,
@@ -290,7 +290,10 @@ fn step(
         }
         let spectrogram = Tensor::cat(&std::mem::take(&mut spoken.frames[t]), 0);
         spoken.done[t] = Some(Speech {
-            spectrogram: model.refine(&spectrogram.unsqueeze(0)).squeeze_dim(0),
+            spectrogram: model
+                .refine(&spectrogram.unsqueeze(0))
+                .squeeze_dim(0)
+                .to_kind(Kind::Float),
             steps: spoken.steps,
         });
         spoken.remaining -= 1;

@@ -235,7 +235,8 @@ impl SpeechT5Config {
 
 /// `ScaledPositionalEncoding`'s table [max_len, dim] (sin on even
 /// features, cos on odd ones), computed with the same float32 tensor
-/// operations as transformers, so the values are the same.
+/// operations as transformers, so the values are the same; held in the
+/// model's dtype, as transformers' buffer is.
 fn sinusoids(p: &Path, max_len: i64, dim: i64) -> Tensor {
     let options = (Kind::Float, p.device());
     let position = Tensor::arange(max_len, options).unsqueeze(1);
@@ -245,7 +246,7 @@ fn sinusoids(p: &Path, max_len: i64, dim: i64) -> Tensor {
     table.slice(1, 0, dim, 2).copy_(&angles.sin());
     let mut odd = table.slice(1, 1, dim, 2);
     odd.copy_(&angles.cos().narrow(1, 0, odd.size()[1]));
-    table
+    table.to_kind(p.kind())
 }
 
 /// `SpeechT5Attention`: queries scaled by head_dim^-0.5 after their bias,
@@ -579,10 +580,11 @@ impl SpeechT5ForTextToSpeech {
         self.encoder.forward(ids, mask)
     }
 
-    /// `speakers` [B, E] scaled to unit length (`F.normalize`), as [B, 1, E].
+    /// `speakers` [B, E] scaled to unit length (`F.normalize`), as [B, 1, E]
+    /// in the model's dtype.
     pub fn normalise_speakers(&self, speakers: &Tensor) -> Tensor {
         let norm = speakers.norm_scalaropt_dim(2, [1], true).clamp_min(NORMALIZE_EPS);
-        (speakers / norm).unsqueeze(1)
+        (speakers / norm).unsqueeze(1).to_kind(self.prenet.alpha.kind())
     }
 
     /// The decoder's state for texts encoded as `memory` [B, T, d] with

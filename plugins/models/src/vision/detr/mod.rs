@@ -518,7 +518,9 @@ impl DetrForObjectDetection {
             .upsample_nearest2d([fh, fw], None, None)
             .squeeze_dim(0)
             .gt(0.5);
-        let pos = sine_position_embedding(&mask, self.d_model / 2);
+        // Computed in float32, used in the model's dtype (as transformers
+        // casts it to the feature map's).
+        let pos = sine_position_embedding(&mask, self.d_model / 2).to_kind(features.kind());
         let (weight, bias) = &self.input_projection;
         let projected = features.conv2d(weight, Some(bias), [1, 1], [0, 0], [1, 1], 1);
         // [N, d, h, w] -> [N, h*w, d]

@@ -12,7 +12,7 @@ use tch::{nn::Path, Kind, Tensor};
 
 use crate::core::checks::{ConfigCheck, MAX_WIDTH};
 use crate::core::config::read_json;
-use crate::core::layers::{Conv2d, ConvSpec, GroupNorm, Linear, Variables};
+use crate::core::layers::{masked_value, Conv2d, ConvSpec, GroupNorm, Linear, Variables};
 use crate::core::weights::WeightShapes;
 use crate::vision::backbones::resnet::Memory;
 use crate::vision::detr::{DetrConfig, DetrForObjectDetection};
@@ -56,7 +56,7 @@ impl AttentionMap {
             None::<i64>,
         );
         let padding = valid.logical_not().view([n, 1, 1, h, w]);
-        let weights = weights.masked_fill(&padding, f64::from(f32::MIN));
+        let weights = weights.masked_fill(&padding, masked_value(weights.kind()));
         weights
             .flatten(2, -1)
             .softmax(-1, Kind::Float)
