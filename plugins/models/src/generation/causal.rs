@@ -11,7 +11,7 @@ use tch::{Device, Kind, Tensor};
 use crate::core::decoding::CausalLm;
 use crate::core::layers::KvCache;
 use crate::generation::processors::Row;
-use crate::generation::sampling::{choose, Rng};
+use crate::generation::sampling::{choose, Choice, Rng};
 use crate::generation::settings::GenerationParams;
 
 /// Why a sequence ended.
@@ -305,20 +305,31 @@ fn choose_all(
     on_token: &mut dyn FnMut(usize, i64) -> Control,
     on_finish: &mut dyn FnMut(usize, Generated),
 ) -> (Vec<i64>, Vec<usize>) {
-    let logits = logits.to_kind(Kind::Float).to_device(Device::Cpu);
-    let vocab = logits.size()[1] as usize;
-    let flat = Vec::<f32>::try_from(logits.flatten(0, -1)).expect("f32 logits");
+    // The scores stay on the model's device; only the tokens come back.
+    let scores = logits.to_kind(Kind::Float);
+    let chosen = {
+        let mut each: Vec<Option<&mut Sequence>> = rows.iter_mut().map(Some).collect();
+        let mut choices: Vec<Choice> = active
+            .iter()
+            .map(|&r| {
+                let row = each[r].take().expect("each row once");
+                Choice {
+                    row: Row {
+                        sequence: &row.history,
+                        prompt_len: row.width,
+                    },
+                    params: &row.params,
+                    rng: &mut row.rng,
+                }
+            })
+            .collect();
+        choose(&scores, &mut choices)
+    };
     let max_positions = model.max_positions();
     let mut next = Vec::with_capacity(active.len());
     let mut keep = Vec::with_capacity(active.len());
-    for (slot, &r) in active.iter().enumerate() {
+    for (slot, (&r, token)) in active.iter().zip(chosen).enumerate() {
         let row = &mut rows[r];
-        let mut scores = flat[slot * vocab..(slot + 1) * vocab].to_vec();
-        let history = Row {
-            sequence: &row.history,
-            prompt_len: row.width,
-        };
-        let token = choose(&mut scores, history, &row.params, &mut row.rng);
         row.history.push(token);
         row.generated.push(token);
         next.push(token);

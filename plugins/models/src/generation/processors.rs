@@ -1,12 +1,20 @@
 //! transformers' logits processors and warpers, written once for every
-//! generative model, applied to one row's scores in `_get_logits_processor`'s
-//! order: repetition penalty, n-gram blocking, bad words, minimum length,
-//! minimum new tokens, forced BOS, forced EOS; then Whisper's, which its
-//! `generate` adds after those: suppressed tokens at the first step, at
-//! every step, and the timestamp rules; then, when sampling, the warpers:
-//! temperature, top-k, top-p.
+//! generative model, applied to each row of a step's scores in
+//! `_get_logits_processor`'s order: repetition penalty, n-gram blocking,
+//! bad words, minimum length, minimum new tokens, forced BOS, forced EOS;
+//! then Whisper's, which its `generate` adds after those: suppressed tokens
+//! at the first step, at every step, and the timestamp rules; then, when
+//! sampling, the warpers: temperature, top-k, top-p.
+//!
+//! The scores stay where the model computed them (a GPU's memory on CUDA):
+//! what a processor needs of a row's history (the ids to ban or penalise,
+//! a forced id, the timestamp rules' ranges) is worked out on the host from
+//! the token ids, and applied with tensor operations on the scores' own
+//! device; only the chosen tokens (or a beam search's best candidates)
+//! come back.
 
-use crate::core::math::softmax;
+use tch::{Kind, Tensor};
+
 use crate::generation::settings::{GenerationParams, TimestampRules};
 
 /// What the processors know of one row: its whole sequence so far (a
@@ -25,32 +33,43 @@ impl Row<'_> {
     }
 }
 
-/// Applies the logits processors `params` configures to `scores`.
-pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
+const NEG_INF: f64 = f64::NEG_INFINITY;
+
+/// Applies the logits processors `params` configures to `scores`
+/// [rows, vocab] (float32, on any device), row `r` being `rows[r]`'s.
+pub fn process(scores: &Tensor, rows: &[Row], params: &GenerationParams) {
+    for (r, row) in rows.iter().enumerate() {
+        process_row(&scores.get(r as i64), *row, params);
+    }
+}
+
+/// The processors on one row's scores [vocab] (a view: changed in place).
+fn process_row(scores: &Tensor, row: Row, params: &GenerationParams) {
+    let vocab = scores.size()[0];
     let sequence = row.sequence;
     let cur_len = sequence.len();
+    let in_vocab = |id: &i64| (0..vocab).contains(id);
     // RepetitionPenaltyLogitsProcessor
     if params.repetition_penalty != 1.0 {
-        let mut seen = sequence.to_vec();
+        let mut seen: Vec<i64> = sequence.iter().copied().filter(in_vocab).collect();
         seen.sort_unstable();
         seen.dedup();
-        for &t in &seen {
-            if let Some(s) = slot(scores, t) {
-                *s = if *s < 0.0 {
-                    *s * params.repetition_penalty
-                } else {
-                    *s / params.repetition_penalty
-                };
-            }
+        if !seen.is_empty() {
+            let index = Tensor::from_slice(&seen).to_device(scores.device());
+            let penalty = f64::from(params.repetition_penalty);
+            let values = scores.index_select(0, &index);
+            let penalised = (&values * penalty).where_self(&values.lt(0.0), &(&values / penalty));
+            let _ = scores.shallow_clone().index_copy_(0, &index, &penalised);
         }
     }
+    let mut banned = Vec::new();
     // NoRepeatNGramLogitsProcessor
     let n = params.no_repeat_ngram_size;
     if n > 0 && cur_len + 1 >= n {
         let prefix = &sequence[cur_len + 1 - n..];
         for window in sequence.windows(n) {
             if window[..n - 1] == *prefix {
-                ban(scores, window[n - 1]);
+                banned.push(window[n - 1]);
             }
         }
     }
@@ -58,16 +77,15 @@ pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
     for bad in &params.bad_words_ids {
         if let Some((last, prefix)) = bad.split_last() {
             if sequence.ends_with(prefix) {
-                ban(scores, *last);
+                banned.push(*last);
             }
         }
     }
     // MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor
     if cur_len < params.min_length || row.new_tokens() < params.min_new_tokens {
-        for &eos in &params.eos_token_ids {
-            ban(scores, eos);
-        }
+        banned.extend(&params.eos_token_ids);
     }
+    ban(scores, &banned);
     // ForcedBOSTokenLogitsProcessor (at length 1: right after an
     // encoder-decoder's start token), ForcedEOSTokenLogitsProcessor (on
     // the last step).
@@ -77,23 +95,18 @@ pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
         (_, Some(eos)) if cur_len + 1 == max_length => Some(eos),
         _ => None,
     };
-    if let Some(id) = forced
-        .and_then(|id| usize::try_from(id).ok())
-        .filter(|&i| i < scores.len())
-    {
-        scores.fill(f32::NEG_INFINITY);
-        scores[id] = 0.0;
+    if let Some(id) = forced.filter(in_vocab) {
+        let _ = scores.shallow_clone().fill_(NEG_INF);
+        let _ = scores.narrow(0, id, 1).fill_(0.0);
     }
     // SuppressTokensAtBeginLogitsProcessor (begin_index: the prompt's
     // length), SuppressTokensLogitsProcessor, WhisperTimeStampLogitsProcessor.
+    let mut suppressed = Vec::new();
     if row.new_tokens() == 0 {
-        for &t in &params.begin_suppress_tokens {
-            ban(scores, t);
-        }
+        suppressed.extend(&params.begin_suppress_tokens);
     }
-    for &t in &params.suppress_tokens {
-        ban(scores, t);
-    }
+    suppressed.extend(&params.suppress_tokens);
+    ban(scores, &suppressed);
     if let Some(rules) = &params.timestamps {
         timestamp_rules(scores, &row.sequence[row.prompt_len.min(cur_len)..], rules);
     }
@@ -104,22 +117,27 @@ pub fn process(scores: &mut [f32], row: Row, params: &GenerationParams) {
 /// start) after text, never go back, the first token is a timestamp (at most
 /// `max_initial_timestamp_index` steps in), and when the timestamps
 /// together are more likely than any single text token, a timestamp it is.
-fn timestamp_rules(scores: &mut [f32], sampled: &[i64], rules: &TimestampRules) {
-    let vocab = scores.len();
-    let index = |id: i64| (id.max(0) as usize).min(vocab);
+fn timestamp_rules(scores: &Tensor, sampled: &[i64], rules: &TimestampRules) {
+    let vocab = scores.size()[0];
+    let index = |id: i64| id.clamp(0, vocab);
     let begin = index(rules.timestamp_begin);
-    ban(scores, rules.no_timestamps_token_id);
+    let hide = |from: i64, to: i64| {
+        if to > from {
+            let _ = scores.narrow(0, from, to - from).fill_(NEG_INF);
+        }
+    };
+    ban(scores, &[rules.no_timestamps_token_id]);
     let is_timestamp = |t: &i64| *t >= rules.timestamp_begin;
     let last_was_timestamp = sampled.last().is_some_and(is_timestamp);
     let penultimate_was_timestamp = sampled.len() < 2 || is_timestamp(&sampled[sampled.len() - 2]);
     if last_was_timestamp {
         if penultimate_was_timestamp {
             // A pair just closed: text (or EOS) must follow.
-            scores[begin..].fill(f32::NEG_INFINITY);
+            hide(begin, vocab);
         } else {
             // A segment's end: its pair, or EOS (transformers bans the ids
             // below EOS, the text tokens).
-            scores[..index(rules.eos_token_id)].fill(f32::NEG_INFINITY);
+            hide(0, index(rules.eos_token_id));
         }
     }
     if let Some(&newest) = sampled.iter().rev().find(|t| is_timestamp(t)) {
@@ -129,78 +147,77 @@ fn timestamp_rules(scores: &mut [f32], sampled: &[i64], rules: &TimestampRules) 
         } else {
             newest + 1
         };
-        scores[begin..index(first_allowed).max(begin)].fill(f32::NEG_INFINITY);
+        hide(begin, index(first_allowed).max(begin));
     }
     if sampled.is_empty() {
-        scores[..begin].fill(f32::NEG_INFINITY);
+        hide(0, begin);
         if let Some(m) = rules.max_initial_timestamp_index {
-            let last_allowed = index(rules.timestamp_begin + m + 1);
-            scores[last_allowed..].fill(f32::NEG_INFINITY);
+            hide(index(rules.timestamp_begin + m + 1), vocab);
         }
     }
     // log_softmax cancels out of the comparison: the timestamps' summed
-    // probability against the likeliest text token's.
-    let (text, times) = scores.split_at_mut(begin);
-    let best_text = text.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    if log_sum_exp(times) > best_text as f64 {
-        text.fill(f32::NEG_INFINITY);
+    // probability against the likeliest text token's (in float64, on the
+    // device: no value comes back).
+    if begin > 0 && begin < vocab {
+        let text = scores.narrow(0, 0, begin);
+        let times = scores.narrow(0, begin, vocab - begin).to_kind(Kind::Double);
+        let likelier = times.logsumexp([0i64].as_slice(), false).gt_tensor(&text.max().to_kind(Kind::Double));
+        let _ = text.shallow_clone().masked_fill_(&likelier, NEG_INF);
     }
 }
 
-fn log_sum_exp(values: &[f32]) -> f64 {
-    let max = values.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    if max == f64::NEG_INFINITY {
-        return max;
-    }
-    max + values.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln()
-}
-
-/// Applies the sampling warpers: temperature, top-k, top-p (each keeping at
-/// least one token).
-pub fn warp(scores: &mut [f32], params: &GenerationParams) {
+/// Applies the sampling warpers to `scores` [rows, vocab]: temperature,
+/// top-k, top-p (each keeping at least one token).
+pub fn warp(scores: &Tensor, params: &GenerationParams) {
+    let vocab = scores.size()[1];
     if params.temperature != 1.0 {
-        for s in scores.iter_mut() {
-            *s /= params.temperature;
-        }
+        let _ = scores.shallow_clone().divide_scalar_(f64::from(params.temperature));
     }
-    if params.top_k > 0 && params.top_k < scores.len() {
-        let mut sorted: Vec<f32> = scores.to_vec();
-        sorted.sort_by(|a, b| b.total_cmp(a));
-        let kth = sorted[params.top_k - 1];
-        for s in scores.iter_mut() {
-            if *s < kth {
-                *s = f32::NEG_INFINITY;
-            }
-        }
+    if params.top_k > 0 && (params.top_k as i64) < vocab {
+        let k = params.top_k as i64;
+        let (values, _) = scores.topk(k, -1, true, true);
+        let kth = values.narrow(1, k - 1, 1);
+        let _ = scores.shallow_clone().masked_fill_(&scores.lt_tensor(&kth), NEG_INF);
     }
     if params.top_p < 1.0 {
-        let mut order: Vec<usize> = (0..scores.len()).collect();
-        order.sort_by(|&a, &b| scores[a].total_cmp(&scores[b]));
-        let probs = softmax(&order.iter().map(|&i| scores[i]).collect::<Vec<_>>());
-        let mut cumulative = 0.0f32;
-        let last = order.len() - 1;
-        for (rank, &i) in order.iter().enumerate() {
-            cumulative += probs[rank];
-            if cumulative <= 1.0 - params.top_p && rank < last {
-                scores[i] = f32::NEG_INFINITY;
-            }
-        }
+        // Ascending; the tokens whose probabilities up to theirs sum to at
+        // most 1 - top_p go, never the likeliest.
+        let (sorted, order) = scores.sort_stable(true, -1, false);
+        let cumulative = sorted.softmax(-1, Kind::Float).cumsum(-1, Kind::Float);
+        let remove = cumulative.le(1.0 - f64::from(params.top_p));
+        let _ = remove.narrow(1, vocab - 1, 1).fill_(0);
+        let remove = remove.scatter(1, &order, &remove);
+        let _ = scores.shallow_clone().masked_fill_(&remove, NEG_INF);
     }
 }
 
-fn slot(scores: &mut [f32], id: i64) -> Option<&mut f32> {
-    usize::try_from(id).ok().and_then(|i| scores.get_mut(i))
-}
-
-fn ban(scores: &mut [f32], id: i64) {
-    if let Some(s) = slot(scores, id) {
-        *s = f32::NEG_INFINITY;
+/// Sets the scores of the ids in `ids` that are in the vocabulary to -inf.
+fn ban(scores: &Tensor, ids: &[i64]) {
+    let vocab = scores.size()[0];
+    let ids: Vec<i64> = ids.iter().copied().filter(|id| (0..vocab).contains(id)).collect();
+    if !ids.is_empty() {
+        let index = Tensor::from_slice(&ids).to_device(scores.device());
+        let _ = scores.shallow_clone().index_fill_(0, &index, NEG_INF);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `super::process` on one row held in a Vec.
+    fn process(scores: &mut Vec<f32>, row: Row, params: &GenerationParams) {
+        let t = Tensor::from_slice(scores).view([1, -1]);
+        super::process(&t, &[row], params);
+        *scores = Vec::<f32>::try_from(t.view([-1])).unwrap();
+    }
+
+    /// `super::warp` on one row held in a Vec.
+    fn warp(scores: &mut Vec<f32>, params: &GenerationParams) {
+        let t = Tensor::from_slice(scores).view([1, -1]);
+        super::warp(&t, params);
+        *scores = Vec::<f32>::try_from(t.view([-1])).unwrap();
+    }
 
     fn greedy() -> GenerationParams {
         GenerationParams {

@@ -1,9 +1,11 @@
-//! Choosing the next token of a row: greedily (the first of the largest
+//! Choosing the next token of each row: greedily (the first of the largest
 //! scores, torch.argmax's choice) or by sampling from the warped scores
 //! with a seedable RNG of the row's own, so that a seed gives the same
-//! samples whatever other sequences share the batch.
+//! samples whatever other sequences share the batch. The scores stay on
+//! the model's device; each row's uniform draw goes there.
 
-use crate::core::math::{argmax, softmax};
+use tch::{Device, Kind, Tensor};
+
 use crate::generation::processors::{process, warp, Row};
 use crate::generation::settings::GenerationParams;
 
@@ -43,34 +45,57 @@ impl Rng {
     }
 }
 
-/// Draws from softmax(scores).
-pub fn sample(scores: &[f32], rng: &mut Rng) -> usize {
-    let probs = softmax(scores);
-    let u = rng.uniform() as f32;
-    let mut cumulative = 0.0f32;
-    let mut last_possible = 0;
-    for (i, p) in probs.iter().enumerate() {
-        if *p > 0.0 {
-            last_possible = i;
-            cumulative += p;
-            if u < cumulative {
-                return i;
-            }
-        }
-    }
-    last_possible
+/// Draws one token per row of `scores` [rows, vocab] (float32, on any
+/// device) from softmax(row), with `uniforms[r]` (in [0, 1), from the row's
+/// own RNG): the first token whose cumulative probability passes it, or
+/// the last possible token when rounding leaves the sum short. The tokens
+/// [rows] stay on the scores' device.
+pub fn sample(scores: &Tensor, uniforms: &[f32]) -> Tensor {
+    let device = scores.device();
+    let vocab = scores.size()[1];
+    let probs = scores.softmax(-1, Kind::Float);
+    let cumulative = probs.cumsum(-1, Kind::Float);
+    let u = Tensor::from_slice(uniforms).view([-1, 1]).to_device(device);
+    let passed = cumulative.le_tensor(&u).sum_dim_intlist(-1, false, Kind::Int64);
+    let last_possible = (vocab - 1) - probs.gt(0.0).flip([-1]).to_kind(Kind::Int64).argmax(-1, false);
+    passed.minimum(&last_possible)
 }
 
-/// The next token of a row from its raw logits: processors, then the
-/// greedy choice, or the warpers and a draw.
-pub fn choose(scores: &mut [f32], row: Row, params: &GenerationParams, rng: &mut Rng) -> i64 {
-    process(scores, row, params);
-    if params.do_sample {
-        warp(scores, params);
-        sample(scores, rng) as i64
-    } else {
-        argmax(scores) as i64
+/// One row to choose a token for: its history, its settings and its RNG.
+pub struct Choice<'a> {
+    pub row: Row<'a>,
+    pub params: &'a GenerationParams,
+    pub rng: &'a mut Rng,
+}
+
+/// The next token of each row of `scores` [rows, vocab] (float32,
+/// contiguous or not, on the model's device; processed in place), row `r`
+/// being `choices[r]`: its processors, then the greedy choice (the first
+/// of the largest scores, torch.argmax's), or its warpers and a draw. The
+/// scores stay on their device; only the tokens come back.
+pub fn choose(scores: &Tensor, choices: &mut [Choice]) -> Vec<i64> {
+    for (r, choice) in choices.iter().enumerate() {
+        process(&scores.narrow(0, r as i64, 1), &[choice.row], choice.params);
     }
+    let greedy = scores.argmax(-1, false);
+    let tokens = if choices.iter().any(|c| c.params.do_sample) {
+        let mut uniforms = Vec::with_capacity(choices.len());
+        let mut sampling = Vec::with_capacity(choices.len());
+        for (r, choice) in choices.iter_mut().enumerate() {
+            if choice.params.do_sample {
+                warp(&scores.narrow(0, r as i64, 1), choice.params);
+                uniforms.push(choice.rng.uniform() as f32);
+            } else {
+                uniforms.push(0.0);
+            }
+            sampling.push(choice.params.do_sample);
+        }
+        let sampling = Tensor::from_slice(&sampling).to_device(scores.device());
+        sample(scores, &uniforms).where_self(&sampling, &greedy)
+    } else {
+        greedy
+    };
+    Vec::<i64>::try_from(tokens.to_device(Device::Cpu)).expect("int64 tokens")
 }
 
 #[cfg(test)]
@@ -79,20 +104,59 @@ mod tests {
 
     #[test]
     fn sampling_follows_the_distribution_and_the_seed() {
-        let scores = vec![0.0f32, (3.0f32).ln()];
-        let mut rng = Rng::new(7);
         let draws = 20_000;
-        let ones = (0..draws).filter(|_| sample(&scores, &mut rng) == 1).count();
-        let freq = ones as f64 / draws as f64;
+        let scores = Tensor::from_slice(&[0.0f32, (3.0f32).ln()]).view([1, 2]).repeat([draws, 1]);
+        let mut rng = Rng::new(7);
+        let uniforms: Vec<f32> = (0..draws).map(|_| rng.uniform() as f32).collect();
+        let tokens = Vec::<i64>::try_from(sample(&scores, &uniforms)).unwrap();
+        let freq = tokens.iter().filter(|&&t| t == 1).count() as f64 / draws as f64;
         assert!((freq - 0.75).abs() < 0.015, "frequency {freq}");
-        let a: Vec<usize> = {
-            let mut r = Rng::new(42);
-            (0..20).map(|_| sample(&scores, &mut r)).collect()
+        // A uniform past the rounded sum takes the last possible token.
+        let scores = Tensor::from_slice(&[0.0f32, 0.0, f32::NEG_INFINITY]).view([1, 3]);
+        assert_eq!(Vec::<i64>::try_from(sample(&scores, &[1.0])).unwrap(), vec![1]);
+        assert_eq!(Vec::<i64>::try_from(sample(&scores, &[0.25])).unwrap(), vec![0]);
+    }
+
+    #[test]
+    fn rows_choose_greedily_or_draw_with_their_own_seed() {
+        let greedy = GenerationParams {
+            max_new_tokens: 4,
+            ..GenerationParams::default()
         };
-        let b: Vec<usize> = {
-            let mut r = Rng::new(42);
-            (0..20).map(|_| sample(&scores, &mut r)).collect()
+        let sampled = GenerationParams {
+            do_sample: true,
+            top_k: 0,
+            seed: 42,
+            ..greedy.clone()
         };
-        assert_eq!(a, b);
+        let run = |seed: u64| {
+            let scores = Tensor::from_slice(&[0.0f32, 1.0, 0.5, 0.2, 0.1, 0.9]).view([2, 3]);
+            let (mut a, mut b) = (Rng::new(seed), Rng::new(seed));
+            let history = [7i64];
+            let row = Row {
+                sequence: &history,
+                prompt_len: 1,
+            };
+            let mut choices = [
+                Choice {
+                    row,
+                    params: &greedy,
+                    rng: &mut a,
+                },
+                Choice {
+                    row,
+                    params: &sampled,
+                    rng: &mut b,
+                },
+            ];
+            let tokens = choose(&scores, &mut choices);
+            // The greedy row drew nothing.
+            (tokens, a.uniform(), b.uniform())
+        };
+        let (tokens, untouched, drawn) = run(42);
+        assert_eq!(tokens[0], 1);
+        assert_eq!(untouched, Rng::new(42).uniform());
+        assert_ne!(drawn, Rng::new(42).uniform());
+        assert_eq!(run(42).0, tokens, "a seed gives the same draw");
     }
 }

@@ -1,5 +1,5 @@
 //! The searches of `generate`, one per input: greedy or sampled (one
-//! hypothesis, the shared `sampling::choose`) and transformers'
+//! hypothesis, its token chosen by `sampling::choose` with the others') and transformers'
 //! `_beam_search` (num_beams, length_penalty, early_stopping
 //! true/false/"never", num_return_sequences). Each hypothesis starts from
 //! the input's prompt (an encoder-decoder's decoder start token); lengths
@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use crate::core::math::top_k;
 use crate::generation::processors::{process, Row};
-use crate::generation::sampling::{choose, Rng};
+use crate::generation::sampling::{Choice, Rng};
 use crate::generation::settings::{EarlyStopping, GenerationParams};
 
 /// One input's search: greedy or sampled (one hypothesis), or beam search.
@@ -57,9 +57,9 @@ impl Search {
         }
     }
 
-    /// One step, from this input's scores [hypotheses * vocab]: the
-    /// hypothesis each new one continues, or None when the search is over.
-    pub fn advance(&mut self, scores: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+    /// The one hypothesis of a greedy or sampled search as a row to
+    /// choose a token for (None for beam search).
+    pub fn choice(&mut self) -> Option<Choice<'_>> {
         match self {
             Search::Single {
                 params,
@@ -67,18 +67,37 @@ impl Search {
                 sequence,
                 rng,
                 ..
-            } => {
-                let row = Row {
+            } => Some(Choice {
+                row: Row {
                     sequence,
                     prompt_len: *prompt_len,
-                };
-                let next = choose(scores, row, params, rng);
+                },
+                params,
+                rng,
+            }),
+            Search::Beams(_) => None,
+        }
+    }
+
+    /// One step, from this input's scores [hypotheses, vocab] (on the
+    /// model's device; processed in place) or, for a greedy or sampled
+    /// search, the token `sampling::choose` chose from its row of them: the
+    /// hypothesis each new one continues, or None when the search is over.
+    pub fn advance(&mut self, scores: &Tensor, chosen: Option<i64>) -> Option<Vec<usize>> {
+        match self {
+            Search::Single {
+                params,
+                prompt_len,
+                sequence,
+                ..
+            } => {
+                let next = chosen.expect("a token chosen for a single search");
                 sequence.push(next);
                 let over =
                     params.eos_token_ids.contains(&next) || sequence.len() >= *prompt_len + params.max_new_tokens;
                 (!over).then(|| vec![0])
             }
-            Search::Beams(search) => search.advance(scores, vocab),
+            Search::Beams(search) => search.advance(scores),
         }
     }
 
@@ -177,35 +196,48 @@ impl BeamSearch {
         (length as f64).powf(self.params.length_penalty) as f32
     }
 
-    /// One step from the beams' log-probabilities [beams * vocab].
-    fn advance(&mut self, log_probs: &mut [f32], vocab: usize) -> Option<Vec<usize>> {
+    /// One step from the beams' log-probabilities [beams, vocab] (on the
+    /// model's device): processed, renormalised when asked, added to each
+    /// beam's score, and the best `keep` continuations of all beams taken
+    /// there with torch.topk, as transformers does; only those come back.
+    fn advance(&mut self, log_probs: &Tensor) -> Option<Vec<usize>> {
         let params = Arc::clone(&self.params);
         let params = params.as_ref();
         let beams = params.num_beams;
+        let vocab = log_probs.size()[1] as usize;
         let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
-        for (beam, row) in log_probs.chunks_mut(vocab).enumerate() {
-            let history = Row {
-                sequence: &self.running[beam],
+        let histories: Vec<Row> = self
+            .running
+            .iter()
+            .map(|sequence| Row {
+                sequence,
                 prompt_len: self.prompt_len,
-            };
-            process(row, history, params);
-            if params.renormalize {
-                log_softmax(row);
-            }
-            for lp in row.iter_mut() {
-                *lp += self.running_scores[beam];
-            }
-        }
-        let accumulated = log_probs;
+            })
+            .collect();
+        process(log_probs, &histories, params);
+        let log_probs = if params.renormalize {
+            log_probs.log_softmax(-1, Kind::Float)
+        } else {
+            log_probs.shallow_clone()
+        };
+        let running = Tensor::from_slice(&self.running_scores)
+            .view([-1, 1])
+            .to_device(log_probs.device());
+        let accumulated = (log_probs + running).view([-1]);
+        let (best, index) = accumulated.topk((keep as i64).min(accumulated.size()[0]), 0, true, true);
+        let best = Vec::<f32>::try_from(best.to_device(Device::Cpu)).expect("f32 scores");
+        let index = Vec::<i64>::try_from(index.to_device(Device::Cpu)).expect("int64 indices");
         // The best `keep` continuations of all beams.
-        let candidates: Vec<(usize, Vec<i64>, f32, bool)> = top_k(accumulated, keep)
-            .into_iter()
-            .map(|i| {
+        let candidates: Vec<(usize, Vec<i64>, f32, bool)> = index
+            .iter()
+            .zip(best)
+            .map(|(&i, score)| {
+                let i = i as usize;
                 let (beam, token) = (i / vocab, (i % vocab) as i64);
                 let mut tokens = self.running[beam].clone();
                 tokens.push(token);
                 let hits = tokens.len() >= self.max_length || params.eos_token_ids.contains(&token);
-                (beam, tokens, accumulated[i], hits)
+                (beam, tokens, score, hits)
             })
             .collect();
         // The best unfinished ones run on.
@@ -269,8 +301,3 @@ impl BeamSearch {
     }
 }
 
-/// In place, with LibTorch's log_softmax (the kernel transformers uses).
-fn log_softmax(row: &mut [f32]) {
-    let normalized = Tensor::from_slice(row).log_softmax(-1, Kind::Float);
-    row.copy_from_slice(&Vec::<f32>::try_from(normalized).expect("f32 row"));
-}

@@ -14,10 +14,11 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use tch::{Device, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 use crate::core::decoding::{Alignment, DecoderState, Seq2SeqLm};
 use crate::core::layers::padding_bias;
+use crate::generation::sampling::{choose, Choice};
 use crate::generation::search::{Found, Search};
 use crate::generation::settings::{GenerationParams, MAX_BATCH_ROWS};
 
@@ -377,22 +378,24 @@ impl Batch {
             alignment.recording = true;
         }
         // Beam search ranks log-probabilities; greedy, the processed logits.
+        // They stay on the model's device: the greedy and sampled tokens,
+        // or each beam search's best candidates, are all that come back.
         let scores = if beams > 1 {
             logits.log_softmax(-1, Kind::Float)
         } else {
             logits.to_kind(Kind::Float)
         };
-        let vocab = scores.size()[1] as usize;
-        let mut scores = Vec::<f32>::try_from(scores.to_device(Device::Cpu).reshape([-1])).expect("f32 scores");
+        let chosen: Vec<Option<i64>> = if beams > 1 {
+            vec![None; self.searches.len()]
+        } else {
+            let mut choices: Vec<Choice> = self.searches.iter_mut().filter_map(|(_, s)| s.choice()).collect();
+            choose(&scores, &mut choices).into_iter().map(Some).collect()
+        };
         let mut going_on = Vec::with_capacity(self.searches.len());
         let mut rows = Vec::with_capacity(self.searches.len() * beams);
-        for (slot, ((_, search), item_scores)) in self
-            .searches
-            .iter_mut()
-            .zip(scores.chunks_mut(beams * vocab))
-            .enumerate()
-        {
-            let parents = search.advance(item_scores, vocab);
+        for (slot, ((_, search), token)) in self.searches.iter_mut().zip(chosen).enumerate() {
+            let item_scores = scores.narrow(0, (slot * beams) as i64, beams as i64);
+            let parents = search.advance(&item_scores, token);
             if let Some(alignment) = &self.state.alignment {
                 search.keep_alignment(parents.is_none(), &|beam| alignment.row(slot * beams + beam));
             }
