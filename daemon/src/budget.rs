@@ -73,6 +73,44 @@ pub fn weight_bytes(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Values an image model holds per processed input pixel at its widest
+/// layer, at most: a ResNet stem's 64 channels at half the resolution are
+/// 16; ViT's hidden states and feed-forward, 8 x hidden values per 16 x 16
+/// patch, 24 to 32 (hidden 768 to 1024).
+const VALUES_PER_PIXEL: u64 = 32;
+
+/// The pixels of an image processed at about its own size (GLPN's processor
+/// only rounds its sides to a multiple of 32): a 640 x 480 photo.
+const PHOTO_PIXELS: u64 = 640 * 480;
+
+/// The pixels of one image as the preprocessor_config.json in `dir`
+/// processes it (its `size`: a side, height and width, or the shortest and
+/// longest edges); None without an image processor there.
+fn processed_pixels(dir: &Path) -> Option<u64> {
+    let bytes =
+        inferd_sdk::files::read_model_file(&dir.join("preprocessor_config.json"), inferd_sdk::files::CONFIG_LIMIT)
+            .ok()?;
+    let processor: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let side = |v: &serde_json::Value, name: &str| v.get(name).and_then(|n| n.as_u64()).map(|n| n.min(1 << 16));
+    match processor.get("size") {
+        Some(serde_json::Value::Number(n)) => n.as_u64().map(|n| n.min(1 << 16).pow(2)),
+        Some(size @ serde_json::Value::Object(_)) => match (
+            side(size, "height"),
+            side(size, "width"),
+            side(size, "shortest_edge"),
+            side(size, "longest_edge"),
+        ) {
+            (Some(h), Some(w), _, _) => Some(h * w),
+            (_, _, Some(short), Some(long)) => Some(short * long),
+            (_, _, Some(short), None) => Some(short * short),
+            (_, _, None, Some(long)) => Some(long * long),
+            _ => Some(PHOTO_PIXELS),
+        },
+        _ if processor.get("size_divisor").is_some() => Some(PHOTO_PIXELS),
+        _ => None,
+    }
+}
+
 /// What one instance of a model will hold on its device, estimated from
 /// its files before it loads: its weights in the dtype it will compute in,
 /// and the activations of the largest batch it may run.
@@ -95,9 +133,11 @@ impl InstanceEstimate {
     /// position), at most four times the weights: config.json's sizes are
     /// not yet checked against the checkpoint here, and a config.json that
     /// no checkpoint matches is for those checks to refuse, naming its
-    /// field, not for an estimate made of its sizes. Models whose
-    /// config.json names no hidden size or length (vision and audio
-    /// families) count their weights only.
+    /// field, not for an estimate made of its sizes. An image model (whose
+    /// config.json names no length) counts `VALUES_PER_PIXEL` values per
+    /// pixel of `max_batch` images at the size its preprocessor_config.json
+    /// processes them to, at most four times the weights too. Others (a
+    /// CTC speech model) count their weights only.
     pub fn of(dir: &Path, files: u64, dtype: &str, max_batch: usize) -> InstanceEstimate {
         let config: serde_json::Value =
             inferd_sdk::files::read_model_file(&dir.join("config.json"), inferd_sdk::files::CONFIG_LIMIT)
@@ -125,14 +165,19 @@ impl InstanceEstimate {
         let hidden = first(&["hidden_size", "d_model", "n_embd", "dim"]);
         let length = first(&["max_position_embeddings", "n_positions", "max_source_positions"]).map(|l| l.min(4096));
         let heads = first(&["num_attention_heads", "n_head", "encoder_attention_heads"]).unwrap_or(1);
-        let activations = match (hidden, length) {
-            (Some(hidden), Some(length)) => (max_batch.max(1) as u64)
+        let batch = max_batch.max(1) as u64;
+        let activations = match (hidden, length, processed_pixels(dir)) {
+            (Some(hidden), Some(length), _) => batch
                 .saturating_mul(length)
                 .saturating_mul(hidden.min(1 << 20) * 8 + heads.min(1024) * length)
-                .saturating_mul(value_bytes)
-                .min(weights.saturating_mul(4)),
+                .saturating_mul(value_bytes),
+            (_, _, Some(pixels)) => batch
+                .saturating_mul(pixels)
+                .saturating_mul(VALUES_PER_PIXEL)
+                .saturating_mul(value_bytes),
             _ => 0,
-        };
+        }
+        .min(weights.saturating_mul(4));
         InstanceEstimate {
             weights,
             activations,
@@ -263,6 +308,24 @@ mod tests {
         std::fs::write(dir.path().join("config.json"), "{}").unwrap();
         let plain = InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), "float32", 4);
         assert_eq!((plain.weights, plain.activations), (100_000, 0));
+        // An image model: values per processed pixel, as its processor
+        // sizes the images (capped at four times the weights).
+        let image = |size: &str, dtype: &str| {
+            std::fs::write(dir.path().join("preprocessor_config.json"), size).unwrap();
+            InstanceEstimate::of(dir.path(), weight_bytes(dir.path()), dtype, 2).activations
+        };
+        assert_eq!(
+            image(r#"{"size": {"height": 4, "width": 6}}"#, "float32"),
+            2 * 24 * VALUES_PER_PIXEL * 4
+        );
+        assert_eq!(image(r#"{"size": 5}"#, "bfloat16"), 2 * 25 * VALUES_PER_PIXEL * 2);
+        assert_eq!(
+            image(r#"{"size": {"shortest_edge": 3, "longest_edge": 7}}"#, "float32"),
+            2 * 21 * VALUES_PER_PIXEL * 4
+        );
+        assert_eq!(image(r#"{"size_divisor": 32}"#, "float32"), 400_000);
+        // A speech model's feature extractor has no size.
+        assert_eq!(image(r#"{"feature_size": 1, "sampling_rate": 16000}"#, "float32"), 0);
     }
 
     #[test]

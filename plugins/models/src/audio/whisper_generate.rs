@@ -28,6 +28,7 @@ use tch::{Kind, Tensor};
 use crate::audio::whisper::WhisperForConditionalGeneration;
 use crate::audio::whisper_text::{alignment_matrix, language_code, token_timestamps};
 use crate::core::decoding::{DecoderState, Seq2SeqLm};
+use crate::core::device::upload;
 use crate::generation::search::Found;
 use crate::generation::seq2seq::{generate_joined, Arrival, Owned};
 use crate::generation::settings::{GenerationParams, GenerationSettings, TimestampRules, MAX_BATCH_ROWS};
@@ -744,7 +745,7 @@ fn encode(model: &WhisperForConditionalGeneration, windows: &[Tensor]) -> Vec<Te
     let mut states = Vec::with_capacity(windows.len());
     let batch = if model.device().is_cuda() { ENCODE_BATCH } else { 1 };
     for batch in windows.chunks(batch) {
-        let encoded = model.encode_features(&Tensor::stack(batch, 0).to_device(model.device()));
+        let encoded = model.encode_features(&upload(&Tensor::stack(batch, 0), model.device()));
         states.extend((0..batch.len() as i64).map(|k| encoded.narrow(0, k, 1)));
     }
     states

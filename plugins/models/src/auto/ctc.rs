@@ -12,6 +12,7 @@ use crate::audio::features::FeatureExtractorConfig;
 use crate::auto::Build;
 use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
+use crate::core::device::upload;
 use crate::core::precision::Precision;
 use crate::core::weights::{var_store_bytes, Checkpoint};
 use crate::{ModelError, Result};
@@ -32,8 +33,7 @@ impl CtcModel {
     /// Logits [frames, vocab] (f32, CPU) of one signal's input_values.
     pub fn logits(&self, input_values: &[f32]) -> Result<Tensor> {
         let _guard = tch::no_grad_guard();
-        let x = Tensor::from_slice(input_values)
-            .to_device(self.device)
+        let x = upload(&Tensor::from_slice(input_values), self.device)
             .to_kind(self.precision.kind())
             .unsqueeze(0);
         Ok(self

@@ -1,6 +1,7 @@
-//! Device names as the daemon spells them ("cpu", "cuda:0") and their tch form.
+//! Device names as the daemon spells them ("cpu", "cuda:0") and their tch
+//! form, and how inputs reach a GPU.
 
-use tch::Device;
+use tch::{Device, Tensor};
 
 use crate::{ModelError, Result};
 
@@ -33,6 +34,29 @@ pub fn cuda_settings() {
     });
 }
 
+/// Inputs of at least this many bytes reach a GPU from pinned memory.
+pub const PINNED_INPUT_BYTES: usize = 1 << 20;
+
+/// Whether an input of `bytes` on the CPU goes to `device` through pinned
+/// (page-locked) host memory.
+pub fn pins(bytes: usize, device: Device) -> bool {
+    device.is_cuda() && bytes >= PINNED_INPUT_BYTES
+}
+
+/// `host` (an input built on the CPU: pixel values, audio features) on
+/// `device`. A large one bound for a GPU is copied into pinned host memory
+/// first, from which the copy to the device runs as DMA on the current
+/// stream without holding the host thread (LibTorch's caching host
+/// allocator keeps the pinned block until that copy is done); others move
+/// as they are, and on the CPU nothing is copied.
+pub fn upload(host: &Tensor, device: Device) -> Tensor {
+    let bytes = host.numel() * host.kind().elt_size_in_bytes();
+    if host.device() != Device::Cpu || !pins(bytes, device) {
+        return host.to_device(device);
+    }
+    host.pin_memory(device).to_device_(device, host.kind(), true, false)
+}
+
 fn parse_name(name: &str) -> Result<Device> {
     match name.trim() {
         "" | "cpu" => Ok(Device::Cpu),
@@ -48,6 +72,16 @@ fn parse_name(name: &str) -> Result<Device> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn large_inputs_reach_a_gpu_through_pinned_memory_and_stay_put_on_the_cpu() {
+        assert!(pins(PINNED_INPUT_BYTES, Device::Cuda(0)));
+        assert!(!pins(PINNED_INPUT_BYTES - 1, Device::Cuda(0)));
+        assert!(!pins(1 << 30, Device::Cpu));
+        let host = Tensor::arange(1 << 19, (tch::Kind::Float, Device::Cpu));
+        let same = upload(&host, Device::Cpu);
+        assert_eq!(same.data_ptr(), host.data_ptr(), "no copy on the CPU");
+    }
 
     #[test]
     fn parses_device_names() {

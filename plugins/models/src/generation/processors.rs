@@ -161,7 +161,9 @@ fn timestamp_rules(scores: &Tensor, sampled: &[i64], rules: &TimestampRules) {
     if begin > 0 && begin < vocab {
         let text = scores.narrow(0, 0, begin);
         let times = scores.narrow(0, begin, vocab - begin).to_kind(Kind::Double);
-        let likelier = times.logsumexp([0i64].as_slice(), false).gt_tensor(&text.max().to_kind(Kind::Double));
+        let likelier = times
+            .logsumexp([0i64].as_slice(), false)
+            .gt_tensor(&text.max().to_kind(Kind::Double));
         let _ = text.shallow_clone().masked_fill_(&likelier, NEG_INF);
     }
 }

@@ -105,7 +105,9 @@ mod tests {
     #[test]
     fn sampling_follows_the_distribution_and_the_seed() {
         let draws = 20_000;
-        let scores = Tensor::from_slice(&[0.0f32, (3.0f32).ln()]).view([1, 2]).repeat([draws, 1]);
+        let scores = Tensor::from_slice(&[0.0f32, (3.0f32).ln()])
+            .view([1, 2])
+            .repeat([draws, 1]);
         let mut rng = Rng::new(7);
         let uniforms: Vec<f32> = (0..draws).map(|_| rng.uniform() as f32).collect();
         let tokens = Vec::<i64>::try_from(sample(&scores, &uniforms)).unwrap();

@@ -300,4 +300,3 @@ impl BeamSearch {
         (self.improvable && open && can_continue).then_some(parents)
     }
 }
-

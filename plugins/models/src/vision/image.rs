@@ -1043,9 +1043,8 @@ pub fn stack(images: &[&Pixels], device: Device) -> Tensor {
         "images of one size"
     );
     let data: Vec<f32> = images.iter().flat_map(|p| p.values.iter().copied()).collect();
-    Tensor::from_slice(&data)
-        .view([images.len() as i64, 3, height as i64, width as i64])
-        .to_device(device)
+    let host = Tensor::from_slice(&data).view([images.len() as i64, 3, height as i64, width as i64]);
+    crate::core::device::upload(&host, device)
 }
 
 /// transformers' `get_resize_output_image_size(size=s, default_to_square=False)`:
