@@ -137,7 +137,7 @@ impl InstanceEstimate {
     /// config.json names no length) counts `VALUES_PER_PIXEL` values per
     /// pixel of `max_batch` images at the size its preprocessor_config.json
     /// processes them to, at most four times the weights too. Others (a
-    /// CTC speech model) count their weights only.
+    /// CTC speech model, SpeechT5) count their weights only.
     pub fn of(dir: &Path, files: u64, dtype: &str, max_batch: usize) -> InstanceEstimate {
         let config: serde_json::Value =
             inferd_sdk::files::read_model_file(&dir.join("config.json"), inferd_sdk::files::CONFIG_LIMIT)

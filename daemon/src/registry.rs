@@ -771,10 +771,12 @@ impl Registry {
         let options = self.options.with(&spec.options, cpu_instances);
         // What each instance will hold on its device, set aside there until
         // the instances have loaded (and the device counts it as used).
+        // The daemon's --dtype is a preference that a model may not take:
+        // counted as auto (float32), the widest it may run in.
         let estimate = InstanceEstimate::of(
             Path::new(&request.model_dir),
             weights,
-            &request.dtype,
+            if request.dtype_is_default { "" } else { &request.dtype },
             options.max_batch_size,
         );
         let _room = self

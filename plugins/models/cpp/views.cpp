@@ -1,5 +1,6 @@
 // What tch does not expose about a tensor's memory: whether it is a view
-// of another tensor, and which; and channels-last copies. A fused layer registers narrow views of
+// of another tensor, and which; channels-last copies; and pinned copies
+// without the deprecated device argument (tch always passes one). A fused layer registers narrow views of
 // one weight as its variables; a model that shares a checkpoint's tensors
 // with another (core/weights.rs, `load_shared`) must point the view's base
 // at the other model's base too, or the layer would compute with its own,
@@ -29,6 +30,18 @@ void* inferd_channels_last(const void* tensor) {
   try {
     const auto& t = *static_cast<const at::Tensor*>(tensor);
     return new at::Tensor(t.contiguous(at::MemoryFormat::ChannelsLast));
+  } catch (...) {
+    return nullptr;
+  }
+}
+
+// A copy of the CPU tensor `tensor` in pinned (page-locked) host memory,
+// from LibTorch's caching host allocator, as a new at::Tensor for tch to
+// own; null on any error (no CUDA runtime, for one).
+void* inferd_pinned(const void* tensor) {
+  try {
+    const auto& t = *static_cast<const at::Tensor*>(tensor);
+    return new at::Tensor(t.pin_memory());
   } catch (...) {
     return nullptr;
   }

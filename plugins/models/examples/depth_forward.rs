@@ -2,11 +2,11 @@
 //! processing the image, the forward pass, the resize to the image and the
 //! PNG: `cargo run --release --example depth_forward -- MODEL_DIR IMAGE [BATCH] [THREADS]`.
 
-use inferd_models::core::precision::Precision;
 use std::path::Path;
 use std::time::Instant;
 
 use inferd_models::auto::load_depth_estimator;
+use inferd_models::core::precision::Precision;
 use inferd_models::vision::depth::resize_depth;
 use inferd_models::vision::image::{decode_rgb, stack};
 

@@ -11,10 +11,10 @@
 
 mod common;
 
-use inferd_models::core::precision::Precision;
 use std::collections::BTreeSet;
 
 use inferd_models::auto::load_image_segmenter;
+use inferd_models::core::precision::Precision;
 use inferd_models::vision::image::decode_rgb;
 use inferd_models::vision::mask_queries::{instance, panoptic, semantic, QueryMasks, Segments, Thresholds};
 use inferd_models::vision::segmenter::{QueryStyle, SegmenterOutput, Subtask};

@@ -10,11 +10,11 @@
 
 mod common;
 
-use inferd_models::core::precision::Precision;
 use std::path::PathBuf;
 
 use inferd_models::audio::speecht5::generate::{generate_speech_joined, SpeechSettings};
 use inferd_models::auto::load_text_to_speech;
+use inferd_models::core::precision::Precision;
 use inferd_models::core::random::TorchGenerator;
 use inferd_models::text::numbers::normalize_numbers;
 use inferd_models::text::speecht5_tokenizer::SpeechT5Tokenizer;

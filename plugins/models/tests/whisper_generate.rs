@@ -11,7 +11,6 @@
 
 mod common;
 
-use inferd_models::core::precision::Precision;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -19,6 +18,7 @@ use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
 use inferd_models::audio::whisper_generate::{plan, transcribe, transcribe_joined, Audio, AudioInput, WhisperOptions};
 use inferd_models::auto::{load_whisper, WhisperModel};
+use inferd_models::core::precision::Precision;
 use serde_json::Value;
 use tch::{Device, Tensor};
 

@@ -30,6 +30,9 @@ pub use tts::{load_text_to_speech, TextToSpeechModel};
 pub use vocoder::{load_vocoder, Vocoder};
 pub use whisper::{is_whisper, load_whisper, WhisperModel};
 
+use inferd_sdk::LoadContext;
+use tch::Device;
+
 use crate::audio::ctc::CtcBuilder;
 use crate::audio::speecht5;
 use crate::audio::wav2vec2;
@@ -45,8 +48,6 @@ use crate::vision::detector::DetectorBuilder;
 use crate::vision::segmenter::SegmenterBuilder;
 use crate::vision::{convnext, detr, dpt, glpn, mask2former, segformer, vit};
 use crate::{ModelError, Result};
-use inferd_sdk::LoadContext;
-use tch::Device;
 
 /// How a model of an architecture is built: the kind of model (which
 /// loader) and the family's builder.
@@ -180,7 +181,20 @@ pub fn half_support(architecture: &str) -> HalfSupport {
         {
             HalfSupport::Default
         }
-        a if ARCHITECTURES.iter().any(|known| known.name == a) => HalfSupport::WhenAsked,
+        // Each casts its input to its dtype and its outputs to float32
+        // (see the loaders); a new family joins this list once it does.
+        "ViTForImageClassification"
+        | "ConvNextForImageClassification"
+        | "ResNetForImageClassification"
+        | "DetrForObjectDetection"
+        | "DetrForSegmentation"
+        | "GLPNForDepthEstimation"
+        | "DPTForDepthEstimation"
+        | "SegformerForSemanticSegmentation"
+        | "Mask2FormerForUniversalSegmentation"
+        | "Wav2Vec2ForCTC"
+        | "WhisperForConditionalGeneration"
+        | "SpeechT5ForTextToSpeech" => HalfSupport::WhenAsked,
         _ => HalfSupport::None,
     }
 }

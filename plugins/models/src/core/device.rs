@@ -34,27 +34,35 @@ pub fn cuda_settings() {
     });
 }
 
-/// Inputs of at least this many bytes reach a GPU from pinned memory.
-pub const PINNED_INPUT_BYTES: usize = 1 << 20;
-
-/// Whether an input of `bytes` on the CPU goes to `device` through pinned
-/// (page-locked) host memory.
-pub fn pins(bytes: usize, device: Device) -> bool {
-    device.is_cuda() && bytes >= PINNED_INPUT_BYTES
+extern "C" {
+    fn inferd_pinned(tensor: *const std::ffi::c_void) -> *mut std::ffi::c_void;
 }
 
-/// `host` (an input built on the CPU: pixel values, audio features) on
-/// `device`. A large one bound for a GPU is copied into pinned host memory
-/// first, from which the copy to the device runs as DMA on the current
-/// stream without holding the host thread (LibTorch's caching host
-/// allocator keeps the pinned block until that copy is done); others move
-/// as they are, and on the CPU nothing is copied.
+/// A copy of the CPU tensor `host` in pinned (page-locked) host memory;
+/// None where there is none to be had (no CUDA runtime).
+pub fn pinned(host: &Tensor) -> Option<Tensor> {
+    // SAFETY: a live tensor for the call; a non-null result is a new
+    // at::Tensor that tch takes over.
+    let raw = unsafe { inferd_pinned(host.as_ptr().cast()) };
+    // SAFETY: see above.
+    (!raw.is_null()).then(|| unsafe { Tensor::from_ptr(raw.cast()) })
+}
+
+/// `host` (built on the CPU: pixel values, audio features, a step's token
+/// ids or uniform draws) on `device`. Bound for a GPU, it is copied into
+/// pinned host memory first, from which the copy to the device runs on the
+/// current stream without the host waiting for the GPU (LibTorch's caching
+/// host allocator keeps the pinned block until that copy is done; a copy
+/// from ordinary memory would wait for the stream to drain). On the CPU
+/// nothing is copied.
 pub fn upload(host: &Tensor, device: Device) -> Tensor {
-    let bytes = host.numel() * host.kind().elt_size_in_bytes();
-    if host.device() != Device::Cpu || !pins(bytes, device) {
+    if !device.is_cuda() || host.device() != Device::Cpu {
         return host.to_device(device);
     }
-    host.pin_memory(device).to_device_(device, host.kind(), true, false)
+    match pinned(host) {
+        Some(pinned) => pinned.to_device_(device, host.kind(), true, false),
+        None => host.to_device(device),
+    }
 }
 
 fn parse_name(name: &str) -> Result<Device> {
@@ -74,13 +82,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn large_inputs_reach_a_gpu_through_pinned_memory_and_stay_put_on_the_cpu() {
-        assert!(pins(PINNED_INPUT_BYTES, Device::Cuda(0)));
-        assert!(!pins(PINNED_INPUT_BYTES - 1, Device::Cuda(0)));
-        assert!(!pins(1 << 30, Device::Cpu));
+    fn uploads_stay_put_on_the_cpu_and_pin_only_where_cuda_runs() {
         let host = Tensor::arange(1 << 19, (tch::Kind::Float, Device::Cpu));
         let same = upload(&host, Device::Cpu);
         assert_eq!(same.data_ptr(), host.data_ptr(), "no copy on the CPU");
+        match pinned(&host) {
+            Some(copy) => {
+                assert!(tch::Cuda::is_available());
+                assert!(copy.is_pinned(Device::Cuda(0)));
+                assert_eq!(
+                    Vec::<f32>::try_from(&copy).unwrap(),
+                    Vec::<f32>::try_from(&host).unwrap()
+                );
+            }
+            None => assert!(!tch::Cuda::is_available(), "pinning failed with CUDA present"),
+        }
     }
 
     #[test]

@@ -15,6 +15,7 @@
 
 use tch::{Kind, Tensor};
 
+use crate::core::device::upload;
 use crate::generation::settings::{GenerationParams, TimestampRules};
 
 /// What the processors know of one row: its whole sequence so far (a
@@ -35,84 +36,126 @@ impl Row<'_> {
 
 const NEG_INF: f64 = f64::NEG_INFINITY;
 
-/// Applies the logits processors `params` configures to `scores`
-/// [rows, vocab] (float32, on any device), row `r` being `rows[r]`'s.
-pub fn process(scores: &Tensor, rows: &[Row], params: &GenerationParams) {
-    for (r, row) in rows.iter().enumerate() {
-        process_row(&scores.get(r as i64), *row, params);
-    }
-}
-
-/// The processors on one row's scores [vocab] (a view: changed in place).
-fn process_row(scores: &Tensor, row: Row, params: &GenerationParams) {
-    let vocab = scores.size()[0];
-    let sequence = row.sequence;
-    let cur_len = sequence.len();
+/// Applies the logits processors to `scores` [rows, vocab] (float32,
+/// contiguous, on any device), row `r` having the history and settings of
+/// `rows[r]`. Each processor runs on every row at once where it can (one
+/// upload of the (row, id) pairs it bans, one fill); the repetition
+/// penalty and Whisper's timestamp rules, which read a row's scores, run
+/// row by row.
+pub fn process(scores: &Tensor, rows: &[(Row, &GenerationParams)]) {
+    assert!(scores.is_contiguous(), "the scores are filled through a flat view");
+    let vocab = scores.size()[1];
     let in_vocab = |id: &i64| (0..vocab).contains(id);
     // RepetitionPenaltyLogitsProcessor
-    if params.repetition_penalty != 1.0 {
-        let mut seen: Vec<i64> = sequence.iter().copied().filter(in_vocab).collect();
+    for (r, (row, params)) in rows.iter().enumerate() {
+        if params.repetition_penalty == 1.0 {
+            continue;
+        }
+        let mut seen: Vec<i64> = row.sequence.iter().copied().filter(in_vocab).collect();
         seen.sort_unstable();
         seen.dedup();
         if !seen.is_empty() {
-            let index = Tensor::from_slice(&seen).to_device(scores.device());
+            let mut scores = scores.get(r as i64);
+            let index = upload(&Tensor::from_slice(&seen), scores.device());
             let penalty = f64::from(params.repetition_penalty);
             let values = scores.index_select(0, &index);
             let penalised = (&values * penalty).where_self(&values.lt(0.0), &(&values / penalty));
-            let _ = scores.shallow_clone().index_copy_(0, &index, &penalised);
+            let _ = scores.index_copy_(0, &index, &penalised);
         }
     }
     let mut banned = Vec::new();
-    // NoRepeatNGramLogitsProcessor
-    let n = params.no_repeat_ngram_size;
-    if n > 0 && cur_len + 1 >= n {
-        let prefix = &sequence[cur_len + 1 - n..];
-        for window in sequence.windows(n) {
-            if window[..n - 1] == *prefix {
-                banned.push(window[n - 1]);
-            }
-        }
-    }
-    // NoBadWordsLogitsProcessor
-    for bad in &params.bad_words_ids {
-        if let Some((last, prefix)) = bad.split_last() {
-            if sequence.ends_with(prefix) {
-                banned.push(*last);
-            }
-        }
-    }
-    // MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor
-    if cur_len < params.min_length || row.new_tokens() < params.min_new_tokens {
-        banned.extend(&params.eos_token_ids);
-    }
-    ban(scores, &banned);
-    // ForcedBOSTokenLogitsProcessor (at length 1: right after an
-    // encoder-decoder's start token), ForcedEOSTokenLogitsProcessor (on
-    // the last step).
-    let max_length = row.prompt_len + params.max_new_tokens;
-    let forced = match (params.forced_bos_token_id, params.forced_eos_token_id) {
-        (Some(bos), _) if cur_len == 1 => Some(bos),
-        (_, Some(eos)) if cur_len + 1 == max_length => Some(eos),
-        _ => None,
-    };
-    if let Some(id) = forced.filter(in_vocab) {
-        let _ = scores.shallow_clone().fill_(NEG_INF);
-        let _ = scores.narrow(0, id, 1).fill_(0.0);
-    }
-    // SuppressTokensAtBeginLogitsProcessor (begin_index: the prompt's
-    // length), SuppressTokensLogitsProcessor, WhisperTimeStampLogitsProcessor.
+    let mut forced = Vec::new();
     let mut suppressed = Vec::new();
-    if row.new_tokens() == 0 {
-        suppressed.extend(&params.begin_suppress_tokens);
+    for (r, (row, params)) in rows.iter().enumerate() {
+        let sequence = row.sequence;
+        let cur_len = sequence.len();
+        let ban = |list: &mut Vec<(i64, i64)>, id: i64| list.push((r as i64, id));
+        // NoRepeatNGramLogitsProcessor
+        let n = params.no_repeat_ngram_size;
+        if n > 0 && cur_len + 1 >= n {
+            let prefix = &sequence[cur_len + 1 - n..];
+            for window in sequence.windows(n) {
+                if window[..n - 1] == *prefix {
+                    ban(&mut banned, window[n - 1]);
+                }
+            }
+        }
+        // NoBadWordsLogitsProcessor
+        for bad in &params.bad_words_ids {
+            if let Some((last, prefix)) = bad.split_last() {
+                if sequence.ends_with(prefix) {
+                    ban(&mut banned, *last);
+                }
+            }
+        }
+        // MinLengthLogitsProcessor, MinNewTokensLengthLogitsProcessor
+        if cur_len < params.min_length || row.new_tokens() < params.min_new_tokens {
+            for &eos in &params.eos_token_ids {
+                ban(&mut banned, eos);
+            }
+        }
+        // ForcedBOSTokenLogitsProcessor (at length 1: right after an
+        // encoder-decoder's start token), ForcedEOSTokenLogitsProcessor (on
+        // the last step).
+        let max_length = row.prompt_len + params.max_new_tokens;
+        match (params.forced_bos_token_id, params.forced_eos_token_id) {
+            (Some(bos), _) if cur_len == 1 => ban(&mut forced, bos),
+            (_, Some(eos)) if cur_len + 1 == max_length => ban(&mut forced, eos),
+            _ => {}
+        }
+        // SuppressTokensAtBeginLogitsProcessor (begin_index: the prompt's
+        // length), SuppressTokensLogitsProcessor, and the first rule of
+        // WhisperTimeStampLogitsProcessor: never <|notimestamps|>.
+        if row.new_tokens() == 0 {
+            for &t in &params.begin_suppress_tokens {
+                ban(&mut suppressed, t);
+            }
+        }
+        for &t in &params.suppress_tokens {
+            ban(&mut suppressed, t);
+        }
+        if let Some(rules) = &params.timestamps {
+            ban(&mut suppressed, rules.no_timestamps_token_id);
+        }
     }
-    suppressed.extend(&params.suppress_tokens);
-    ban(scores, &suppressed);
-    if let Some(rules) = &params.timestamps {
-        timestamp_rules(scores, &row.sequence[row.prompt_len.min(cur_len)..], rules);
+    fill(scores, &banned, NEG_INF);
+    forced.retain(|(_, id)| in_vocab(id));
+    if !forced.is_empty() {
+        let rows: Vec<i64> = forced.iter().map(|&(r, _)| r).collect();
+        let rows = upload(&Tensor::from_slice(&rows), scores.device());
+        let _ = scores.shallow_clone().index_fill_(0, &rows, NEG_INF);
+        fill(scores, &forced, 0.0);
+    }
+    fill(scores, &suppressed, NEG_INF);
+    for (r, (row, params)) in rows.iter().enumerate() {
+        if let Some(rules) = &params.timestamps {
+            let cur_len = row.sequence.len();
+            timestamp_rules(
+                &scores.get(r as i64),
+                &row.sequence[row.prompt_len.min(cur_len)..],
+                rules,
+            );
+        }
     }
 }
 
-/// WhisperTimeStampLogitsProcessor on one row, whose new tokens are
+/// Sets the scores at the (row, id) pairs `at` of `scores` [rows, vocab]
+/// to `value`, in one operation; ids outside the vocabulary are skipped.
+fn fill(scores: &Tensor, at: &[(i64, i64)], value: f64) {
+    let vocab = scores.size()[1];
+    let flat: Vec<i64> = at
+        .iter()
+        .filter(|(_, id)| (0..vocab).contains(id))
+        .map(|(r, id)| r * vocab + id)
+        .collect();
+    if !flat.is_empty() {
+        let index = upload(&Tensor::from_slice(&flat), scores.device());
+        let _ = scores.view([-1]).index_fill_(0, &index, value);
+    }
+}
+
+/// WhisperTimeStampLogitsProcessor on one row (its scores [vocab], a view
+/// changed in place; <|notimestamps|> already banned), whose new tokens are
 /// `sampled`: timestamps come in pairs (a segment's end and the next one's
 /// start) after text, never go back, the first token is a timestamp (at most
 /// `max_initial_timestamp_index` steps in), and when the timestamps
@@ -126,7 +169,6 @@ fn timestamp_rules(scores: &Tensor, sampled: &[i64], rules: &TimestampRules) {
             let _ = scores.narrow(0, from, to - from).fill_(NEG_INF);
         }
     };
-    ban(scores, &[rules.no_timestamps_token_id]);
     let is_timestamp = |t: &i64| *t >= rules.timestamp_begin;
     let last_was_timestamp = sampled.last().is_some_and(is_timestamp);
     let penultimate_was_timestamp = sampled.len() < 2 || is_timestamp(&sampled[sampled.len() - 2]);
@@ -193,16 +235,6 @@ pub fn warp(scores: &Tensor, params: &GenerationParams) {
     }
 }
 
-/// Sets the scores of the ids in `ids` that are in the vocabulary to -inf.
-fn ban(scores: &Tensor, ids: &[i64]) {
-    let vocab = scores.size()[0];
-    let ids: Vec<i64> = ids.iter().copied().filter(|id| (0..vocab).contains(id)).collect();
-    if !ids.is_empty() {
-        let index = Tensor::from_slice(&ids).to_device(scores.device());
-        let _ = scores.shallow_clone().index_fill_(0, &index, NEG_INF);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,7 +242,7 @@ mod tests {
     /// `super::process` on one row held in a Vec.
     fn process(scores: &mut Vec<f32>, row: Row, params: &GenerationParams) {
         let t = Tensor::from_slice(scores).view([1, -1]);
-        super::process(&t, &[row], params);
+        super::process(&t, &[(row, params)]);
         *scores = Vec::<f32>::try_from(t.view([-1])).unwrap();
     }
 

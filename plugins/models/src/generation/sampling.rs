@@ -6,6 +6,7 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::core::device::upload;
 use crate::generation::processors::{process, warp, Row};
 use crate::generation::settings::GenerationParams;
 
@@ -47,18 +48,21 @@ impl Rng {
 
 /// Draws one token per row of `scores` [rows, vocab] (float32, on any
 /// device) from softmax(row), with `uniforms[r]` (in [0, 1), from the row's
-/// own RNG): the first token whose cumulative probability passes it, or
-/// the last possible token when rounding leaves the sum short. The tokens
-/// [rows] stay on the scores' device.
+/// own RNG): the first possible token whose cumulative probability passes
+/// it, or the last possible token when rounding leaves the sum short (a
+/// GPU's parallel sums need not even grow monotonically: only tokens of
+/// nonzero probability are taken). The tokens [rows] stay on the scores'
+/// device.
 pub fn sample(scores: &Tensor, uniforms: &[f32]) -> Tensor {
-    let device = scores.device();
     let vocab = scores.size()[1];
     let probs = scores.softmax(-1, Kind::Float);
+    let possible = probs.gt(0.0);
     let cumulative = probs.cumsum(-1, Kind::Float);
-    let u = Tensor::from_slice(uniforms).view([-1, 1]).to_device(device);
-    let passed = cumulative.le_tensor(&u).sum_dim_intlist(-1, false, Kind::Int64);
-    let last_possible = (vocab - 1) - probs.gt(0.0).flip([-1]).to_kind(Kind::Int64).argmax(-1, false);
-    passed.minimum(&last_possible)
+    let u = upload(&Tensor::from_slice(uniforms), scores.device()).view([-1, 1]);
+    let hits = cumulative.gt_tensor(&u).logical_and(&possible);
+    let first = hits.to_kind(Kind::Int64).argmax(-1, false);
+    let last_possible = (vocab - 1) - possible.flip([-1]).to_kind(Kind::Int64).argmax(-1, false);
+    first.where_self(&hits.any_dim(-1, false), &last_possible)
 }
 
 /// One row to choose a token for: its history, its settings and its RNG.
@@ -68,15 +72,15 @@ pub struct Choice<'a> {
     pub rng: &'a mut Rng,
 }
 
-/// The next token of each row of `scores` [rows, vocab] (float32,
-/// contiguous or not, on the model's device; processed in place), row `r`
+/// The next token of each row of `scores` [rows, vocab] (float32, on the
+/// model's device; processed in place when contiguous), row `r`
 /// being `choices[r]`: its processors, then the greedy choice (the first
 /// of the largest scores, torch.argmax's), or its warpers and a draw. The
 /// scores stay on their device; only the tokens come back.
 pub fn choose(scores: &Tensor, choices: &mut [Choice]) -> Vec<i64> {
-    for (r, choice) in choices.iter().enumerate() {
-        process(&scores.narrow(0, r as i64, 1), &[choice.row], choice.params);
-    }
+    let scores = scores.contiguous();
+    let rows: Vec<(Row, &GenerationParams)> = choices.iter().map(|c| (c.row, c.params)).collect();
+    process(&scores, &rows);
     let greedy = scores.argmax(-1, false);
     let tokens = if choices.iter().any(|c| c.params.do_sample) {
         let mut uniforms = Vec::with_capacity(choices.len());
@@ -90,8 +94,8 @@ pub fn choose(scores: &Tensor, choices: &mut [Choice]) -> Vec<i64> {
             }
             sampling.push(choice.params.do_sample);
         }
-        let sampling = Tensor::from_slice(&sampling).to_device(scores.device());
-        sample(scores, &uniforms).where_self(&sampling, &greedy)
+        let sampling = upload(&Tensor::from_slice(&sampling), scores.device());
+        sample(&scores, &uniforms).where_self(&sampling, &greedy)
     } else {
         greedy
     };
@@ -113,6 +117,12 @@ mod tests {
         let tokens = Vec::<i64>::try_from(sample(&scores, &uniforms)).unwrap();
         let freq = tokens.iter().filter(|&&t| t == 1).count() as f64 / draws as f64;
         assert!((freq - 0.75).abs() < 0.015, "frequency {freq}");
+        let mut again = Rng::new(7);
+        let repeated: Vec<f32> = (0..draws).map(|_| again.uniform() as f32).collect();
+        assert_eq!(repeated, uniforms, "a seed gives the same draws");
+        // Tokens of no probability are never drawn, whatever the sums.
+        let banned = Tensor::from_slice(&[0.0f32, f32::NEG_INFINITY, 0.0]).view([1, 3]);
+        assert_eq!(Vec::<i64>::try_from(sample(&banned, &[0.5])).unwrap(), vec![2]);
         // A uniform past the rounded sum takes the last possible token.
         let scores = Tensor::from_slice(&[0.0f32, 0.0, f32::NEG_INFINITY]).view([1, 3]);
         assert_eq!(Vec::<i64>::try_from(sample(&scores, &[1.0])).unwrap(), vec![1]);

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use tch::{Device, Kind, Tensor};
 
+use crate::core::device::upload;
 use crate::core::math::top_k;
 use crate::generation::processors::{process, Row};
 use crate::generation::sampling::{Choice, Rng};
@@ -206,33 +207,36 @@ impl BeamSearch {
         let beams = params.num_beams;
         let vocab = log_probs.size()[1] as usize;
         let keep = 2usize.max(1 + params.eos_token_ids.len()) * beams;
-        let histories: Vec<Row> = self
+        let histories: Vec<(Row, &GenerationParams)> = self
             .running
             .iter()
-            .map(|sequence| Row {
-                sequence,
-                prompt_len: self.prompt_len,
+            .map(|sequence| {
+                let row = Row {
+                    sequence,
+                    prompt_len: self.prompt_len,
+                };
+                (row, params)
             })
             .collect();
-        process(log_probs, &histories, params);
+        process(log_probs, &histories);
         let log_probs = if params.renormalize {
             log_probs.log_softmax(-1, Kind::Float)
         } else {
             log_probs.shallow_clone()
         };
-        let running = Tensor::from_slice(&self.running_scores)
-            .view([-1, 1])
-            .to_device(log_probs.device());
+        let running = upload(&Tensor::from_slice(&self.running_scores), log_probs.device()).view([-1, 1]);
         let accumulated = (log_probs + running).view([-1]);
         let (best, index) = accumulated.topk((keep as i64).min(accumulated.size()[0]), 0, true, true);
-        let best = Vec::<f32>::try_from(best.to_device(Device::Cpu)).expect("f32 scores");
-        let index = Vec::<i64>::try_from(index.to_device(Device::Cpu)).expect("int64 indices");
+        // One copy back: the scores and their indices (exact in float64).
+        let found = Tensor::cat(&[best.to_kind(Kind::Double), index.to_kind(Kind::Double)], 0);
+        let found = Vec::<f64>::try_from(found.to_device(Device::Cpu)).expect("f64 candidates");
+        let (best, index) = found.split_at(found.len() / 2);
         // The best `keep` continuations of all beams.
         let candidates: Vec<(usize, Vec<i64>, f32, bool)> = index
             .iter()
             .zip(best)
-            .map(|(&i, score)| {
-                let i = i as usize;
+            .map(|(&i, &score)| {
+                let (i, score) = (i as usize, score as f32);
                 let (beam, token) = (i / vocab, (i % vocab) as i64);
                 let mut tokens = self.running[beam].clone();
                 tokens.push(token);
