@@ -166,18 +166,15 @@ impl InstanceEstimate {
         let length = first(&["max_position_embeddings", "n_positions", "max_source_positions"]).map(|l| l.min(4096));
         let heads = first(&["num_attention_heads", "n_head", "encoder_attention_heads"]).unwrap_or(1);
         let batch = max_batch.max(1) as u64;
-        let activations = match (hidden, length, processed_pixels(dir)) {
-            (Some(hidden), Some(length), _) => batch
-                .saturating_mul(length)
-                .saturating_mul(hidden.min(1 << 20) * 8 + heads.min(1024) * length)
-                .saturating_mul(value_bytes),
-            (_, _, Some(pixels)) => batch
-                .saturating_mul(pixels)
-                .saturating_mul(VALUES_PER_PIXEL)
-                .saturating_mul(value_bytes),
-            _ => 0,
-        }
-        .min(weights.saturating_mul(4));
+        // (preprocessor_config.json is read only for a model without a length)
+        let values = match (hidden, length) {
+            (Some(hidden), Some(length)) => length.saturating_mul(hidden.min(1 << 20) * 8 + heads.min(1024) * length),
+            _ => processed_pixels(dir).map_or(0, |pixels| pixels.saturating_mul(VALUES_PER_PIXEL)),
+        };
+        let activations = batch
+            .saturating_mul(values)
+            .saturating_mul(value_bytes)
+            .min(weights.saturating_mul(4));
         InstanceEstimate {
             weights,
             activations,

@@ -284,13 +284,6 @@ async fn vision_and_speech_models_run_in_half_precision_when_asked() {
                 .clone()
         }
     };
-    let whisper = load(
-        "whisper-float32".into(),
-        "automatic-speech-recognition",
-        "whisper-tiny.en",
-        "float32",
-    )
-    .await;
     let speak = |model: String| {
         let daemon = &daemon;
         async move {
@@ -322,8 +315,20 @@ async fn vision_and_speech_models_run_in_half_precision_when_asked() {
     let speecht5 = load_speaker("speecht5-float32".into(), "float32").await;
     let wave = speak("speecht5-float32".into()).await;
     let loudest = wave.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let vit = load("vit-float32".into(), "image-classification", "vit-cls", "float32").await;
-    let glpn = load("glpn-float32".into(), "depth-estimation", "glpn-random", "float32").await;
+    // (name, task, fixture) of the models loaded in each dtype.
+    let models = [
+        ("whisper", "automatic-speech-recognition", "whisper-tiny.en"),
+        ("vit", "image-classification", "vit-cls"),
+        ("glpn", "depth-estimation", "glpn-random"),
+    ];
+    let mut float_bytes = Vec::new();
+    for (name, task, fixture) in models {
+        float_bytes.push(
+            load(format!("{name}-float32"), task, fixture, "float32")
+                .await
+                .memory_bytes,
+        );
+    }
     let text = transcribe("whisper-float32".into()).await;
     assert!(text.split_whitespace().count() >= 5, "{text:?}");
     let scores = classify("vit-float32".into()).await;
@@ -348,23 +353,12 @@ async fn vision_and_speech_models_run_in_half_precision_when_asked() {
             off > 0.0 && off <= wave_bound,
             "speecht5 {dtype}: waveform off by {off} of its loudest"
         );
-        for (name, float) in [("whisper", &whisper), ("vit", &vit), ("glpn", &glpn)] {
-            let task = match name {
-                "whisper" => "automatic-speech-recognition",
-                "vit" => "image-classification",
-                _ => "depth-estimation",
-            };
-            let fixture = match name {
-                "whisper" => "whisper-tiny.en",
-                "vit" => "vit-cls",
-                _ => "glpn-random",
-            };
+        for ((name, task, fixture), float) in models.into_iter().zip(&float_bytes) {
             let half = load(format!("{name}-{dtype}"), task, fixture, dtype).await;
             assert!(
-                half.memory_bytes * 2 <= float.memory_bytes,
-                "{name} {dtype}: {} bytes against {} in float32",
-                half.memory_bytes,
-                float.memory_bytes
+                half.memory_bytes * 2 <= *float,
+                "{name} {dtype}: {} bytes against {float} in float32",
+                half.memory_bytes
             );
         }
         assert_eq!(transcribe(format!("whisper-{dtype}")).await, text, "whisper {dtype}");

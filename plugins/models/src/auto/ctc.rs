@@ -9,12 +9,12 @@ use tch::{Device, Kind, Tensor};
 use crate::audio::ctc::{CtcNet, CtcVocab};
 use crate::audio::decode::SAMPLE_RATES;
 use crate::audio::features::FeatureExtractorConfig;
+use crate::auto::vision::build_loaded;
 use crate::auto::Build;
-use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::device::upload;
 use crate::core::precision::Precision;
-use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::core::weights::var_store_bytes;
 use crate::{ModelError, Result};
 
 /// A loaded speech-recognition model.
@@ -74,11 +74,7 @@ pub fn load_ctc_model(dir: &Path, device: Device, precision: Precision) -> Resul
     };
     let features = read_features(dir)?;
     let vocab = CtcVocab::from_dir(dir)?;
-    let mut vs = VarStore::new(device);
-    vs.set_kind(precision.kind());
-    let checkpoint = Checkpoint::open(dir)?;
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
-    checkpoint.load_into(&mut vs)?;
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| build(root, &config_file, shapes))?;
     Ok(CtcModel {
         net,
         memory_bytes: var_store_bytes(&vs),

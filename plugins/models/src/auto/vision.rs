@@ -1,7 +1,9 @@
 //! What the image loaders (classification, detection, depth,
 //! segmentation) share: the checkpoint's config, its architecture's
 //! registry entry for the task and its labels; then the network built
-//! from the config, checked against the checkpoint, with its weights.
+//! from the config, checked against the checkpoint, with its weights in
+//! the dtype asked for (`build_loaded`, which the speech, text-to-speech
+//! and vocoder loaders use too).
 
 use std::path::{Path, PathBuf};
 

@@ -10,11 +10,11 @@ use tch::Device;
 use crate::audio::whisper::WhisperForConditionalGeneration;
 use crate::audio::whisper_features::WhisperFeatureExtractor;
 use crate::audio::whisper_generate::WhisperGenerationConfig;
+use crate::auto::vision::build_loaded;
 use crate::auto::Build;
-use crate::core::checks::build_fallibly;
 use crate::core::config::{config_path, is_present, read_json, CommonConfig};
 use crate::core::precision::Precision;
-use crate::core::weights::{var_store_bytes, Checkpoint};
+use crate::core::weights::var_store_bytes;
 use crate::text::tokenizer::TextTokenizer;
 use crate::{ModelError, Result};
 
@@ -63,15 +63,11 @@ pub fn load_whisper(dir: &Path, device: Device, precision: Precision) -> Result<
     } else {
         read_json(&config_file)?
     };
-    let mut vs = VarStore::new(device);
-    vs.set_kind(precision.kind());
-    let checkpoint = Checkpoint::open(dir)?;
-    let net = build_fallibly(|| build(vs.root(), &config_file, checkpoint.shapes()))?;
-    checkpoint.load_into(&mut vs)?;
+    let (net, vs) = build_loaded(dir, device, precision, |root, shapes| build(root, &config_file, shapes))?;
     let pad = generation.settings.pad_token_id.unwrap_or(net.config.pad_token_id);
     let mut tokenizer = TextTokenizer::from_dir(dir, usize::MAX, pad)?;
     tokenizer.disable_truncation()?;
-    let vocab = net.config.vocab_size as i64;
+    let vocab = net.config.vocab_size;
     let in_vocab = |what: &str, id: Option<i64>| match id {
         Some(id) if !(0..vocab).contains(&id) => Err(ModelError::bad_file(
             &generation_file,
