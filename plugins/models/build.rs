@@ -7,15 +7,17 @@ fn main() {
 
 /// The C++ entry points to LibTorch's quantized linear kernels (see
 /// cpp/int8_linear.cpp), to a tensor's view base (cpp/views.cpp), to
-/// LibTorch's float32 precision settings (cpp/precision.cpp) and to linear
-/// layers split among threads (cpp/split_linear.cpp), compiled against the
-/// same LibTorch headers.
+/// LibTorch's float32 precision settings (cpp/precision.cpp), to linear
+/// layers split among threads (cpp/split_linear.cpp), to oneDNN's linear
+/// layers (cpp/onednn_linear.cpp) and to Winograd's 3x3 convolutions
+/// (cpp/winograd.cpp), compiled against the same LibTorch headers.
 fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/int8_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/views.cpp");
     println!("cargo:rerun-if-changed=cpp/precision.cpp");
     println!("cargo:rerun-if-changed=cpp/split_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/onednn_linear.cpp");
+    println!("cargo:rerun-if-changed=cpp/winograd.cpp");
     println!("cargo:rerun-if-changed=cpp/message.h");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
@@ -38,6 +40,7 @@ fn compile_cpp_shims() {
         .file("cpp/precision.cpp")
         .file("cpp/split_linear.cpp")
         .file("cpp/onednn_linear.cpp")
+        .file("cpp/winograd.cpp")
         .compile("inferd_int8");
     // The OpenMP runtime LibTorch itself runs on (the wheel's own
     // libgomp.so.1 beside libtorch_cpu), so that both share one thread pool

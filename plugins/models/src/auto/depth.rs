@@ -47,9 +47,10 @@ pub fn load_depth_estimator(dir: &Path, device: Device, precision: Precision) ->
     let (net, vs) = build_loaded(dir, device, precision, |root, shapes| {
         build(root, &opened.config_file, shapes)
     })?;
+    let prepared = net.prepare();
     Ok(DepthEstimator {
         net,
-        memory_bytes: var_store_bytes(&vs),
+        memory_bytes: var_store_bytes(&vs) + prepared,
         _vs: vs,
         processor,
         device,

@@ -11,6 +11,7 @@ use tch::{nn::Path, Kind, Tensor};
 use crate::core::int8::Int8Slot;
 use crate::core::onednn::OnednnWeight;
 use crate::core::split_linear::{self, Layout};
+use crate::core::winograd::WinogradFilters;
 
 /// Creating a model's variables in its var store's dtype (tch's
 /// `zeros_no_train` makes float32 ones whatever the store's kind), so that
@@ -335,6 +336,10 @@ pub struct ConvSpec {
     /// CPU for the wide dense-prediction convolutions (DPT's head, GLPN's
     /// decoder), without reordering the weight at every call.
     pub channels_last: bool,
+    /// A 3x3 convolution with stride 1 and padding 1 computed by Winograd's
+    /// F(4x4, 3x3) on the CPU in float32 (see `core::winograd`): a quarter
+    /// of the multiplications, for wide feature maps.
+    pub winograd: bool,
 }
 
 impl ConvSpec {
@@ -346,6 +351,7 @@ impl ConvSpec {
             groups: 1,
             bias: true,
             channels_last: false,
+            winograd: false,
         }
     }
 
@@ -376,6 +382,17 @@ impl ConvSpec {
             ..self
         }
     }
+
+    /// Winograd's F(4x4, 3x3) where it applies (a 3x3 kernel, stride 1,
+    /// padding 1, one group; float32 on the CPU); a direct convolution
+    /// otherwise.
+    pub fn winograd(self) -> Self {
+        let applies = self.kernel == 3 && self.stride == 1 && self.padding == 1 && self.groups == 1;
+        ConvSpec {
+            winograd: applies,
+            ..self
+        }
+    }
 }
 
 /// `torch.nn.Conv2d`: weight [out, in / groups, k, k], bias [out].
@@ -384,6 +401,7 @@ pub struct Conv2d {
     weight: Tensor,
     bias: Option<Tensor>,
     spec: ConvSpec,
+    winograd: WinogradFilters,
 }
 
 impl Conv2d {
@@ -400,10 +418,26 @@ impl Conv2d {
             weight,
             bias: spec.bias.then(|| p.zeros_var("bias", &[output])),
             spec,
+            winograd: WinogradFilters::default(),
+        }
+    }
+
+    /// Makes what the convolution computes with beyond its weight (a
+    /// Winograd convolution's filters, where they apply) now rather than at
+    /// its first product; its bytes.
+    pub fn prepare(&self) -> u64 {
+        match self.spec.winograd {
+            true => self.winograd.prepare(&self.weight),
+            false => 0,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        if self.spec.winograd {
+            if let Some(y) = self.winograd.conv3x3(x, &self.weight, self.bias.as_ref()) {
+                return y;
+            }
+        }
         x.conv2d(
             &self.weight,
             self.bias.as_ref(),

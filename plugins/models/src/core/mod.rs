@@ -18,3 +18,4 @@ pub mod random;
 pub mod scores;
 pub mod split_linear;
 pub mod weights;
+pub mod winograd;

@@ -5,13 +5,19 @@
 //! every call and, on AMD processors, runs its AVX2 kernels. A decoding
 //! step (a few rows) spends most of its time in that packing: Whisper's
 //! 51,865-token head over 8 rows takes 15-19 ms through MKL and 5 ms here.
-//! Large products gain too (about 190 against 220 GFLOP/s on two Zen 4
-//! cores). Sums are taken in another order than MKL's, so outputs differ
-//! from transformers' in the last bits (1e-6 relative), as any other
-//! kernel's would.
+//! Large products gain too where oneDNN has AVX-512 kernels (about 190
+//! against 220 GFLOP/s on two Zen 4 cores). Without AVX-512 its AVX2
+//! kernels lose to MKL's from about 256 rows on (10-15% from 512 rows on
+//! two Zen 3 cores: 1024x1024 over 577 rows, ViT-large's tokens, in 6.4
+//! ms against 7.5), so there a layer whose first product has that many
+//! rows (an encoder's) stays on LibTorch's linear; one whose first product
+//! is a decoding step's is reordered. Sums are taken in another order than
+//! MKL's, so outputs differ from transformers' in the last bits (1e-6
+//! relative), as any other kernel's would.
 //!
 //! A layer holds a `OnednnWeight` beside its float weight; the first
-//! product that can use it (float32 on the CPU) reorders the weight, and
+//! product that can use it (float32 on the CPU, and on a processor without
+//! AVX-512 fewer than `LARGE_ROWS` rows) reorders the weight, and
 //! every later one reads that copy; the layer's float copy is then let go
 //! (a head tied to the embeddings keeps it, the embeddings read it). Other
 //! devices and dtypes, and models sharing their weights with others (the
@@ -44,6 +50,23 @@ extern "C" {
 /// for 8 rows serve one to 16 rows at their best and large products as
 /// fast as any other reordering.
 const ROWS_HINT: i64 = 8;
+
+/// Products of this many rows or more run through MKL on processors
+/// without AVX-512 (see the module's note).
+const LARGE_ROWS: i64 = 256;
+
+/// Whether large products are faster through MKL than through oneDNN:
+/// where oneDNN has no AVX-512 kernels.
+fn large_products_through_mkl() -> bool {
+    static AVX2_ONLY: OnceLock<bool> = OnceLock::new();
+    *AVX2_ONLY.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        let avx2_only = !std::arch::is_x86_feature_detected!("avx512f");
+        #[cfg(not(target_arch = "x86_64"))]
+        let avx2_only = false;
+        avx2_only
+    })
+}
 
 /// Whether oneDNN products are on (`INFERD_ONEDNN` unset, or anything but
 /// "0").
@@ -105,6 +128,10 @@ struct Slot {
     /// built, so that no product reads the weight's metadata while the
     /// first one lets it go.
     usable: bool,
+    /// Whether the layer reads decoding steps even when its first product
+    /// is large (a decoder-only model's prompt): it is reordered whatever
+    /// the first product's rows.
+    decoding: bool,
     layout: Layout,
     packed: OnceLock<Option<Packed>>,
     /// The float weight and every view of it that keeps its memory (the
@@ -116,7 +143,7 @@ impl std::fmt::Debug for OnednnWeight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match self.0.packed.get() {
             None => "not made",
-            Some(None) => "unavailable",
+            Some(None) => "on LibTorch's linear",
             Some(Some(_)) => "made",
         };
         write!(f, "OnednnWeight({state})")
@@ -130,15 +157,23 @@ impl OnednnWeight {
     pub fn owning(weight: &Tensor, layout: Layout, views: Vec<Tensor>) -> Self {
         let mut release = vec![weight.shallow_clone()];
         release.extend(views);
-        Self::with(weight, layout, release)
+        Self::with(weight, layout, release, false)
     }
 
-    /// For a weight others read too (tied embeddings): it is kept.
+    /// As `owning`, for a layer of a decoder-only model, reordered even
+    /// where its first product (the prompt's) is large.
+    pub fn decoding(weight: &Tensor, layout: Layout) -> Self {
+        Self::with(weight, layout, vec![weight.shallow_clone()], true)
+    }
+
+    /// For a weight others read too (tied embeddings, whose head reads
+    /// decoding steps): it is kept, and reordered whatever the first
+    /// product's rows.
     pub fn beside(weight: &Tensor, layout: Layout) -> Self {
-        Self::with(weight, layout, Vec::new())
+        Self::with(weight, layout, Vec::new(), true)
     }
 
-    fn with(weight: &Tensor, layout: Layout, release: Vec<Tensor>) -> Self {
+    fn with(weight: &Tensor, layout: Layout, release: Vec<Tensor>, decoding: bool) -> Self {
         // A weight shared with other models (the instances of one model,
         // one per task, see `weights::sharing_weights_of`) stays on
         // LibTorch's linear: each instance would make its own reordered
@@ -150,6 +185,7 @@ impl OnednnWeight {
             && !weights::in_sharing_group();
         OnednnWeight(Arc::new(Slot {
             usable,
+            decoding,
             layout,
             packed: OnceLock::new(),
             release: Mutex::new(release),
@@ -185,6 +221,11 @@ impl OnednnWeight {
         }
         let mut first = None;
         let packed = slot.packed.get_or_init(|| {
+            let rows = x.numel() as i64 / x.size().last().copied().unwrap_or(1).max(1);
+            if !slot.decoding && rows >= LARGE_ROWS && large_products_through_mkl() {
+                tracing::debug!("a linear layer's first product has {rows} rows: it stays on LibTorch's linear (MKL)");
+                return None;
+            }
             let weight = match slot.layout {
                 Layout::OutIn => weight.shallow_clone(),
                 Layout::InOut => weight.transpose(0, 1),
@@ -249,6 +290,29 @@ mod tests {
             .unwrap();
         assert!(f64::try_from((&y - x.mm(&in_out)).abs().max()).unwrap() < 1e-4);
         assert_eq!(in_out.size(), vec![48, 70]);
+    }
+
+    #[test]
+    fn without_avx512_a_layer_whose_first_product_is_large_stays_on_libtorch() {
+        let mkl = large_products_through_mkl();
+        let x = Tensor::randn([2, LARGE_ROWS / 2, 6], (Kind::Float, Device::Cpu));
+        let weight = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
+        let slot = OnednnWeight::owning(&weight, Layout::OutIn, vec![]);
+        assert_eq!(slot.linear(&x, &weight, None).is_none(), mkl);
+        assert_eq!(
+            weight.numel() == 0,
+            !mkl,
+            "the float copy is kept exactly where it is read"
+        );
+        // For good: a small product afterwards stays there too.
+        let small = Tensor::randn([1, 6], (Kind::Float, Device::Cpu));
+        assert_eq!(slot.linear(&small, &weight, None).is_none(), mkl);
+        // A decoding layer is reordered whatever its first product.
+        let weight = Tensor::randn([4, 6], (Kind::Float, Device::Cpu));
+        let slot = OnednnWeight::decoding(&weight, Layout::OutIn);
+        let y = slot.linear(&x, &weight, None).expect("reordered");
+        assert_eq!(y.size(), vec![2, LARGE_ROWS / 2, 4]);
+        assert_eq!(weight.numel(), 0);
     }
 
     #[test]

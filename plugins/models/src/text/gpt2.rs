@@ -110,7 +110,7 @@ impl Conv1D {
         let bias = p.zeros_var("bias", &[out_dim]);
         Conv1D {
             int8: Int8Slot::claim(&weight, Some(&bias), true),
-            onednn: OnednnWeight::owning(&weight, Layout::InOut, vec![]),
+            onednn: OnednnWeight::decoding(&weight, Layout::InOut),
             weight,
             bias,
         }

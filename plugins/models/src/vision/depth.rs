@@ -17,6 +17,12 @@ pub trait DepthNet: Send {
     /// InvalidInput error saying why not): a processor config that gives
     /// sizes the network cannot take is found before the forward pass.
     fn check_input(&self, height: usize, width: usize) -> Result<()>;
+
+    /// Makes what the network computes with beyond its weights (DPT's
+    /// Winograd filters) once the weights are loaded; its bytes.
+    fn prepare(&self) -> u64 {
+        0
+    }
 }
 
 /// Builds a depth model from its config.json, checked against the

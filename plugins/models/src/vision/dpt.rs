@@ -312,9 +312,9 @@ impl ResidualUnit {
     fn new(p: Path, cfg: &Config) -> Self {
         let f = cfg.fusion_hidden_size;
         let spec = if cfg.fusion_bias() {
-            ConvSpec::same(3).channels_last()
+            ConvSpec::same(3).channels_last().winograd()
         } else {
-            ConvSpec::same(3).no_bias().channels_last()
+            ConvSpec::same(3).no_bias().channels_last().winograd()
         };
         let norm = |name: &str| {
             cfg.use_batch_norm_in_fusion_residual
@@ -336,6 +336,10 @@ impl ResidualUnit {
         let y = norm(&self.norm1, self.conv1.forward(&x.relu()));
         let y = norm(&self.norm2, self.conv2.forward(&y.relu()));
         y + x
+    }
+
+    fn prepare(&self) -> u64 {
+        self.conv1.prepare() + self.conv2.prepare()
     }
 }
 
@@ -417,7 +421,7 @@ impl DptForDepthEstimation {
             .iter()
             .enumerate()
             .map(|(k, &n)| {
-                let spec = ConvSpec::same(3).no_bias().channels_last();
+                let spec = ConvSpec::same(3).no_bias().channels_last().winograd();
                 Conv2d::new(&neck / "convs" / k as i64, n, f, spec)
             })
             .collect();
@@ -445,10 +449,10 @@ impl DptForDepthEstimation {
             head_in_index: cfg.head_in_index,
             head_projection: cfg
                 .add_projection
-                .then(|| Conv2d::new(&head / "projection", f, f, ConvSpec::same(3).channels_last())),
+                .then(|| Conv2d::new(&head / "projection", f, f, ConvSpec::same(3).channels_last().winograd())),
             head: [
-                Conv2d::new(&heads / 0, f, f / 2, ConvSpec::same(3).channels_last()),
-                Conv2d::new(&heads / 2, f / 2, 32, ConvSpec::same(3).channels_last()),
+                Conv2d::new(&heads / 0, f, f / 2, ConvSpec::same(3).channels_last().winograd()),
+                Conv2d::new(&heads / 2, f / 2, 32, ConvSpec::same(3).channels_last().winograd()),
                 Conv2d::new(&heads / 4, 32, 1, ConvSpec::new(1).channels_last()),
             ],
         }
@@ -486,6 +490,17 @@ impl DptForDepthEstimation {
 impl DepthNet for DptForDepthEstimation {
     fn forward(&self, pixel_values: &Tensor) -> Tensor {
         DptForDepthEstimation::forward(self, pixel_values)
+    }
+
+    fn prepare(&self) -> u64 {
+        let convs = self.convs.iter().chain(&self.head_projection).chain(&self.head);
+        // The first fusion layer has nothing fused before it: its first
+        // residual unit never runs.
+        let residuals = self.fusion.iter().enumerate().map(|(j, layer)| {
+            let first = if j == 0 { 0 } else { layer.residual1.prepare() };
+            first + layer.residual2.prepare()
+        });
+        convs.map(Conv2d::prepare).sum::<u64>() + residuals.sum::<u64>()
     }
 
     fn check_input(&self, height: usize, width: usize) -> Result<()> {
