@@ -19,6 +19,7 @@ fn compile_cpp_shims() {
     println!("cargo:rerun-if-changed=cpp/onednn_linear.cpp");
     println!("cargo:rerun-if-changed=cpp/winograd.cpp");
     println!("cargo:rerun-if-changed=cpp/message.h");
+    println!("cargo:rerun-if-changed=cpp/onednn_ops.h");
     let torch = std::path::PathBuf::from(std::env::var("LIBTORCH").expect("LIBTORCH is set by .cargo/config.toml"));
     let include = torch.join("include");
     cc::Build::new()

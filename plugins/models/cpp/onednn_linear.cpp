@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "message.h"
+#include "onednn_ops.h"
 
 namespace {
 
@@ -24,17 +25,6 @@ namespace {
 at::Tensor* call(const c10::OperatorHandle& op, std::vector<c10::IValue>& stack) {
   op.callBoxed(&stack);
   return new at::Tensor(stack.at(0).toTensor());
-}
-
-const c10::OperatorHandle& reorder_op() {
-  static const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
-  return op;
-}
-
-const c10::OperatorHandle& linear_op() {
-  static const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  return op;
 }
 
 template <typename F>
@@ -58,7 +48,7 @@ extern "C" {
 at::Tensor* inferd_onednn_pack(const at::Tensor* weight, int64_t rows, char** error) {
   return guarded(error, [&] {
     std::vector<c10::IValue> stack{weight->contiguous(), c10::IValue(rows)};
-    return call(reorder_op(), stack);
+    return call(inferd::reorder_op(), stack);
   });
 }
 
@@ -74,7 +64,7 @@ at::Tensor* inferd_onednn_linear(const at::Tensor* input, const at::Tensor* pack
         c10::IValue(c10::List<std::optional<at::Scalar>>()),
         c10::IValue(),
     };
-    return call(linear_op(), stack);
+    return call(inferd::linear_op(), stack);
   });
 }
 

@@ -4,8 +4,8 @@
 // the output comes from a 6x6 tile of the input with 36 multiplications per
 // input and output channel pair instead of 144, so the wide convolutions of
 // dense-prediction heads (DPT's fusion and head) do a quarter of the
-// multiplications. Tiles are taken a chunk at a time, small enough that a
-// chunk's transformed input and products stay in the processor's cache:
+// multiplications. Tiles are taken a chunk at a time, so that the
+// transformed input and products stay of the order of the L3 cache:
 // the input and output transforms run here, tile by tile across
 // LibTorch's threads, channels innermost, and the 36 products of a chunk
 // (one per tile position) go through oneDNN with each transformed filter
@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "message.h"
+#include "onednn_ops.h"
 
 namespace {
 
@@ -143,19 +144,10 @@ inline void output_tile(const float* const* m, float* os, const float* bs, int64
   }
 }
 
-const c10::OperatorHandle& reorder_op() {
-  static const c10::OperatorHandle op =
-      c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_reorder_linear_weight", "");
-  return op;
-}
-
-const c10::OperatorHandle& linear_op() {
-  static const c10::OperatorHandle op = c10::Dispatcher::singleton().findSchemaOrThrow("mkldnn::_linear_pointwise", "");
-  return op;
-}
-
-// The bytes a chunk's transformed input may take: with its products and
-// the filters, well inside a 32 MiB L3 cache.
+// The bytes a chunk's transformed input may take (its products take about
+// as much again for as many outputs as inputs): of the order of a server
+// processor's L3 cache, large enough that each oneDNN product has
+// hundreds of rows.
 constexpr int64_t kChunkBytes = 32 << 20;
 
 }  // namespace
@@ -190,12 +182,15 @@ InferdWinograd* inferd_winograd_filters(const at::Tensor* weight, char** error) 
     filters->out_channels = w.size(0);
     for (int64_t p = 0; p < 36; ++p) {
       std::vector<c10::IValue> stack{u[p].contiguous(), c10::IValue(inferd_winograd_chunk(w.size(1)))};
-      reorder_op().callBoxed(&stack);
+      inferd::reorder_op().callBoxed(&stack);
       filters->packed.push_back(stack.at(0).toTensor());
     }
     return filters.release();
   } catch (const std::exception& e) {
     *error = inferd::copy_message(e.what());
+    return nullptr;
+  } catch (...) {
+    *error = inferd::copy_message("unknown C++ exception");
     return nullptr;
   }
 }
@@ -233,6 +228,8 @@ at::Tensor* inferd_winograd_conv3x3(const at::Tensor* input, const InferdWinogra
     at::Tensor b;
     const float* bs = nullptr;
     if (bias != nullptr) {
+      TORCH_CHECK(bias->device().is_cpu() && bias->numel() == filters->out_channels, "the bias has ", bias->numel(),
+                  " values on ", bias->device(), ", the convolution ", filters->out_channels, " outputs on the CPU");
       b = bias->to(at::kFloat).contiguous();
       bs = b.data_ptr<float>();
     }
@@ -268,7 +265,7 @@ at::Tensor* inferd_winograd_conv3x3(const at::Tensor* input, const InferdWinogra
             c10::IValue(c10::List<std::optional<at::Scalar>>()),
             c10::IValue(),
         };
-        linear_op().callBoxed(&stack);
+        inferd::linear_op().callBoxed(&stack);
         m[p] = stack.at(0).toTensor().contiguous();
         ms[p] = m[p].data_ptr<float>();
       }
@@ -291,6 +288,9 @@ at::Tensor* inferd_winograd_conv3x3(const at::Tensor* input, const InferdWinogra
     return new at::Tensor(out.permute({0, 3, 1, 2}));
   } catch (const std::exception& e) {
     *error = inferd::copy_message(e.what());
+    return nullptr;
+  } catch (...) {
+    *error = inferd::copy_message("unknown C++ exception");
     return nullptr;
   }
 }

@@ -336,9 +336,7 @@ pub struct ConvSpec {
     /// CPU for the wide dense-prediction convolutions (DPT's head, GLPN's
     /// decoder), without reordering the weight at every call.
     pub channels_last: bool,
-    /// A 3x3 convolution with stride 1 and padding 1 computed by Winograd's
-    /// F(4x4, 3x3) on the CPU in float32 (see `core::winograd`): a quarter
-    /// of the multiplications, for wide feature maps.
+    /// Winograd's F(4x4, 3x3) asked for (see `ConvSpec::winograd`).
     pub winograd: bool,
 }
 
@@ -383,15 +381,17 @@ impl ConvSpec {
         }
     }
 
-    /// Winograd's F(4x4, 3x3) where it applies (a 3x3 kernel, stride 1,
-    /// padding 1, one group; float32 on the CPU); a direct convolution
-    /// otherwise.
+    /// Winograd's F(4x4, 3x3) where it applies (see `uses_winograd`; float32
+    /// on the CPU, `core::winograd`): a quarter of the multiplications, for
+    /// wide feature maps; a direct convolution otherwise.
     pub fn winograd(self) -> Self {
-        let applies = self.kernel == 3 && self.stride == 1 && self.padding == 1 && self.groups == 1;
-        ConvSpec {
-            winograd: applies,
-            ..self
-        }
+        ConvSpec { winograd: true, ..self }
+    }
+
+    /// Whether Winograd's F(4x4, 3x3) was asked for and applies: a 3x3
+    /// kernel, stride 1, padding 1, one group.
+    pub fn uses_winograd(&self) -> bool {
+        self.winograd && self.kernel == 3 && self.stride == 1 && self.padding == 1 && self.groups == 1
     }
 }
 
@@ -426,14 +426,14 @@ impl Conv2d {
     /// Winograd convolution's filters, where they apply) now rather than at
     /// its first product; its bytes.
     pub fn prepare(&self) -> u64 {
-        match self.spec.winograd {
+        match self.spec.uses_winograd() {
             true => self.winograd.prepare(&self.weight),
             false => 0,
         }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        if self.spec.winograd {
+        if self.spec.uses_winograd() {
             if let Some(y) = self.winograd.conv3x3(x, &self.weight, self.bias.as_ref()) {
                 return y;
             }

@@ -10,14 +10,17 @@
 //! kernels lose to MKL's from about 256 rows on (10-15% from 512 rows on
 //! two Zen 3 cores: 1024x1024 over 577 rows, ViT-large's tokens, in 6.4
 //! ms against 7.5), so there a layer whose first product has that many
-//! rows (an encoder's) stays on LibTorch's linear; one whose first product
-//! is a decoding step's is reordered. Sums are taken in another order than
+//! rows (typically an encoder's) stays on LibTorch's linear for good; one
+//! whose first product is small (typically a decoding step's) is
+//! reordered for good. The choice is the first product's: it costs speed
+//! where later products differ, never correctness. Sums are taken in another order than
 //! MKL's, so outputs differ from transformers' in the last bits (1e-6
 //! relative), as any other kernel's would.
 //!
 //! A layer holds a `OnednnWeight` beside its float weight; the first
 //! product that can use it (float32 on the CPU, and on a processor without
-//! AVX-512 fewer than `LARGE_ROWS` rows) reorders the weight, and
+//! AVX-512 fewer than `LARGE_ROWS` rows unless the layer is built for
+//! decoding or beside tied embeddings) reorders the weight, and
 //! every later one reads that copy; the layer's float copy is then let go
 //! (a head tied to the embeddings keeps it, the embeddings read it). Other
 //! devices and dtypes, and models sharing their weights with others (the

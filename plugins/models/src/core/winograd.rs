@@ -100,10 +100,10 @@ impl WinogradFilters {
 
     /// conv2d(x, weight, bias) with stride 1 and padding 1 for float32 `x`
     /// [N, C, H, W] on the CPU; None where the caller must convolve itself
-    /// (another device or dtype, the path turned off, or filters that
-    /// could not be made).
+    /// (another device, dtype or shape, the path turned off, or filters
+    /// that could not be made).
     pub fn conv3x3(&self, x: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Option<Tensor> {
-        if x.device() != Device::Cpu || x.kind() != Kind::Float {
+        if x.device() != Device::Cpu || x.kind() != Kind::Float || x.dim() != 4 {
             return None;
         }
         let filters = self.filters(weight)?;
