@@ -35,32 +35,60 @@ constexpr int64_t kBlock = 16;
 
 // Bᵀ applied to the six values d[0..5] (stride `s` apart) of each lane,
 // written to r[0..5] (stride `rs` apart): the input transform's 1-d step.
-template <int64_t kLanes>
-inline void input_1d(const float* __restrict d, int64_t s, float* __restrict r, int64_t rs) {
-  for (int64_t l = 0; l < kLanes; ++l) {
-    const float d0 = d[l], d1 = d[s + l], d2 = d[2 * s + l], d3 = d[3 * s + l], d4 = d[4 * s + l],
-                d5 = d[5 * s + l];
-    r[l] = 4.f * d0 - 5.f * d2 + d4;
-    r[rs + l] = -4.f * d1 - 4.f * d2 + d3 + d4;
-    r[2 * rs + l] = 4.f * d1 - 4.f * d2 - d3 + d4;
-    r[3 * rs + l] = -2.f * d1 - d2 + 2.f * d3 + d4;
-    r[4 * rs + l] = 2.f * d1 - d2 - 2.f * d3 + d4;
-    r[5 * rs + l] = 4.f * d1 - 5.f * d3 + d5;
+struct InputStep {
+  static constexpr int64_t kOut = 6;
+  template <int64_t kLanes>
+  static void apply(const float* __restrict d, int64_t s, float* __restrict r, int64_t rs) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const float d0 = d[l], d1 = d[s + l], d2 = d[2 * s + l], d3 = d[3 * s + l], d4 = d[4 * s + l],
+                  d5 = d[5 * s + l];
+      r[l] = 4.f * d0 - 5.f * d2 + d4;
+      r[rs + l] = -4.f * d1 - 4.f * d2 + d3 + d4;
+      r[2 * rs + l] = 4.f * d1 - 4.f * d2 - d3 + d4;
+      r[3 * rs + l] = -2.f * d1 - d2 + 2.f * d3 + d4;
+      r[4 * rs + l] = 2.f * d1 - d2 - 2.f * d3 + d4;
+      r[5 * rs + l] = 4.f * d1 - 5.f * d3 + d5;
+    }
   }
-}
+};
 
 // Aᵀ applied to the six values m[0..5] (stride `s` apart) of each lane,
 // written to r[0..3] (stride `rs` apart): the output transform's 1-d step.
-template <int64_t kLanes>
-inline void output_1d(const float* __restrict m, int64_t s, float* __restrict r, int64_t rs) {
-  for (int64_t l = 0; l < kLanes; ++l) {
-    const float m0 = m[l], m1 = m[s + l], m2 = m[2 * s + l], m3 = m[3 * s + l], m4 = m[4 * s + l],
-                m5 = m[5 * s + l];
-    const float a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4;
-    r[l] = m0 + a + c;
-    r[rs + l] = b + 2.f * d;
-    r[2 * rs + l] = a + 4.f * c;
-    r[3 * rs + l] = b + 8.f * d + m5;
+struct OutputStep {
+  static constexpr int64_t kOut = 4;
+  template <int64_t kLanes>
+  static void apply(const float* __restrict m, int64_t s, float* __restrict r, int64_t rs) {
+    for (int64_t l = 0; l < kLanes; ++l) {
+      const float m0 = m[l], m1 = m[s + l], m2 = m[2 * s + l], m3 = m[3 * s + l], m4 = m[4 * s + l],
+                  m5 = m[5 * s + l];
+      const float a = m1 + m2, b = m1 - m2, c = m3 + m4, d = m3 - m4;
+      r[l] = m0 + a + c;
+      r[rs + l] = b + 2.f * d;
+      r[2 * rs + l] = a + 4.f * c;
+      r[3 * rs + l] = b + 8.f * d + m5;
+    }
+  }
+};
+
+// Step's 1-d transform applied to the columns, then the rows, of a 6x6
+// tile `in` (`stride` floats per value), giving a Step::kOut square in
+// `out` by way of `t` (kOut x 6). `out` may be `in`. kLanes is kBlock for
+// a full block of channels, 1 for a partial one (`lanes` of them).
+template <typename Step, int64_t kLanes>
+inline void transform_tile(const float* in, float* t, float* out, int64_t stride, int64_t lanes) {
+  constexpr int64_t kOut = Step::kOut;
+  if (kLanes == kBlock) {
+    for (int64_t j = 0; j < 6; ++j)
+      Step::template apply<kBlock>(in + j * kBlock, 6 * kBlock, t + j * kBlock, 6 * kBlock);
+    for (int64_t i = 0; i < kOut; ++i)
+      Step::template apply<kBlock>(t + i * 6 * kBlock, kBlock, out + i * kOut * kBlock, kBlock);
+  } else {
+    for (int64_t l = 0; l < lanes; ++l) {
+      for (int64_t j = 0; j < 6; ++j)
+        Step::template apply<1>(in + j * stride + l, 6 * stride, t + j * stride + l, 6 * stride);
+      for (int64_t i = 0; i < kOut; ++i)
+        Step::template apply<1>(t + i * 6 * stride + l, stride, out + i * kOut * stride + l, stride);
+    }
   }
 }
 
@@ -97,15 +125,7 @@ inline void input_tile(const float* xs, int64_t h, int64_t w, int64_t channels, 
       }
     }
   }
-  if (kLanes == kBlock) {
-    for (int64_t j = 0; j < 6; ++j) input_1d<kBlock>(d + j * kBlock, 6 * kBlock, t + j * kBlock, 6 * kBlock);
-    for (int64_t i = 0; i < 6; ++i) input_1d<kBlock>(t + i * 6 * kBlock, kBlock, d + i * 6 * kBlock, kBlock);
-  } else {
-    for (int64_t l = 0; l < lanes; ++l) {
-      for (int64_t j = 0; j < 6; ++j) input_1d<1>(d + j * stride + l, 6 * stride, t + j * stride + l, 6 * stride);
-      for (int64_t i = 0; i < 6; ++i) input_1d<1>(t + i * 6 * stride + l, stride, d + i * 6 * stride + l, stride);
-    }
-  }
+  transform_tile<InputStep, kLanes>(d, t, d, stride, lanes);
   for (int64_t p = 0; p < 36; ++p) copy_lanes<kLanes>(d + p * stride, v + p * plane, lanes);
 }
 
@@ -120,15 +140,7 @@ inline void output_tile(const float* const* m, float* os, const float* bs, int64
   alignas(64) float r[16 * kBlock];
   const int64_t stride = kLanes == kBlock ? kBlock : lanes;
   for (int64_t p = 0; p < 36; ++p) copy_lanes<kLanes>(m[p] + c0, s + p * stride, lanes);
-  if (kLanes == kBlock) {
-    for (int64_t j = 0; j < 6; ++j) output_1d<kBlock>(s + j * kBlock, 6 * kBlock, t + j * kBlock, 6 * kBlock);
-    for (int64_t i = 0; i < 4; ++i) output_1d<kBlock>(t + i * 6 * kBlock, kBlock, r + i * 4 * kBlock, kBlock);
-  } else {
-    for (int64_t l = 0; l < lanes; ++l) {
-      for (int64_t j = 0; j < 6; ++j) output_1d<1>(s + j * stride + l, 6 * stride, t + j * stride + l, 6 * stride);
-      for (int64_t i = 0; i < 4; ++i) output_1d<1>(t + i * 6 * stride + l, stride, r + i * 4 * stride + l, stride);
-    }
-  }
+  transform_tile<OutputStep, kLanes>(s, t, r, stride, lanes);
   for (int64_t i = 0; i < 4 && y0 + i < h; ++i) {
     for (int64_t j = 0; j < 4 && x0 + j < w; ++j) {
       float* __restrict dst = os + ((image * h + y0 + i) * w + x0 + j) * out_channels + c0;

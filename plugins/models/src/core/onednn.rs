@@ -13,9 +13,9 @@
 //! rows (typically an encoder's) stays on LibTorch's linear for good; one
 //! whose first product is small (typically a decoding step's) is
 //! reordered for good. The choice is the first product's: it costs speed
-//! where later products differ, never correctness. Sums are taken in another order than
-//! MKL's, so outputs differ from transformers' in the last bits (1e-6
-//! relative), as any other kernel's would.
+//! where later products differ, never correctness. Sums are taken in
+//! another order than MKL's, so outputs differ from transformers' in the
+//! last bits (1e-6 relative), as any other kernel's would.
 //!
 //! A layer holds a `OnednnWeight` beside its float weight; the first
 //! product that can use it (float32 on the CPU, and on a processor without
@@ -35,7 +35,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use tch::{Device, Kind, Tensor};
 
 use crate::core::int8::take_message;
-use crate::core::split_linear::Layout;
+use crate::core::split_linear::{self, Layout};
 use crate::core::weights;
 
 extern "C" {
@@ -224,7 +224,7 @@ impl OnednnWeight {
         }
         let mut first = None;
         let packed = slot.packed.get_or_init(|| {
-            let rows = x.numel() as i64 / x.size().last().copied().unwrap_or(1).max(1);
+            let rows = split_linear::rows(x);
             if !slot.decoding && rows >= LARGE_ROWS && large_products_through_mkl() {
                 tracing::debug!("a linear layer's first product has {rows} rows: it stays on LibTorch's linear (MKL)");
                 return None;

@@ -85,9 +85,18 @@ fn worth_splitting(x: &Tensor, weight: &Tensor) -> bool {
     if !x.is_contiguous() || weight.dim() != 2 || !weight.is_contiguous() || weight.numel() < MIN_WEIGHTS as usize {
         return false;
     }
+    (1..=MAX_ROWS).contains(&rows(x)) && tch::get_num_threads() > 1
+}
+
+/// The rows a linear layer's input `x` [.., in] holds: every position of
+/// every sequence of the batch.
+pub fn rows(x: &Tensor) -> i64 {
     let width = x.size().last().copied().unwrap_or(0);
-    let rows = if width > 0 { x.numel() as i64 / width } else { 0 };
-    (1..=MAX_ROWS).contains(&rows) && tch::get_num_threads() > 1
+    if width > 0 {
+        x.numel() as i64 / width
+    } else {
+        0
+    }
 }
 
 /// Whether slices of `weight` compute as the whole does. Rows of an

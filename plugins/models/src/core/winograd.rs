@@ -6,8 +6,9 @@
 //! `ConvSpec::winograd`; its filters are transformed once, at load
 //! (`Conv2d::prepare`, which DPT's loader calls so that the model's
 //! `memory_bytes` counts them) or else by the first product that can use
-//! them, and kept beside the weight (four times its size). Outputs move by a few units of float32 rounding of the largest
-//! value (about 7e-6 relative, against 1.5e-6 for a direct convolution).
+//! them, and kept beside the weight (four times its size). Outputs move by
+//! a few units of float32 rounding of the largest value (about 7e-6
+//! relative, against 1.5e-6 for a direct convolution).
 //! Other devices, dtypes and shapes take LibTorch's convolution;
 //! `INFERD_WINOGRAD=0` turns the path off.
 
@@ -37,8 +38,8 @@ fn enabled() -> bool {
     *ENABLED.get_or_init(|| std::env::var("INFERD_WINOGRAD").map_or(true, |v| v.trim() != "0"))
 }
 
-/// A 3x3 convolution's transformed filters, made by its first float32
-/// product on the CPU.
+/// A 3x3 convolution's transformed filters, made at load (`prepare`) or
+/// by its first float32 product on the CPU.
 #[derive(Default)]
 pub struct WinogradFilters(OnceLock<Option<Filters>>);
 
