@@ -39,6 +39,15 @@ pub fn test_device() -> Option<String> {
     std::env::var("INFERD_TEST_DEVICE").ok().filter(|d| !d.is_empty())
 }
 
+/// The OpenMP wait policy of the daemons the tests start: the
+/// environment's `OMP_WAIT_POLICY`, else `PASSIVE`.
+fn omp_wait_policy() -> String {
+    std::env::var("OMP_WAIT_POLICY")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "PASSIVE".into())
+}
+
 /// The directory of the test-only plugins (built by scripts/test.sh).
 pub fn test_plugin_dir() -> PathBuf {
     std::env::var_os("INFERD_TEST_PLUGIN_DIR")
@@ -212,6 +221,13 @@ impl Daemon {
             .args(dtype.iter().flat_map(|d| ["--dtype", d.as_str()]))
             .env("NO_COLOR", "1")
             .env("HF_HUB_CACHE", dir.path().join("hf-cache"))
+            // Tests run side by side, each with its own daemon: OpenMP
+            // threads that spin while they wait would take the cores the
+            // other daemons compute on (libgomp throttles its spinning only
+            // within one process), which made the suite twice as slow on
+            // two cores. Here waiting threads sleep, unless the environment
+            // says otherwise.
+            .env("OMP_WAIT_POLICY", omp_wait_policy())
             // Proxies only where a test names them.
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
