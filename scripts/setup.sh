@@ -22,7 +22,8 @@ PY_REQS=(
 )
 STAMP="$VENV/.inferd-setup-v6"
 
-log() { printf '\033[1;34m[setup]\033[0m %s\n' "$*" >&2; }
+# Each line says how long the calling script has run (bash's SECONDS).
+log() { printf '\033[1;34m[setup %dm%02ds]\033[0m %s\n' $((SECONDS / 60)) $((SECONDS % 60)) "$*" >&2; }
 
 if [[ ! -f "$STAMP" ]]; then
   if [[ ! -x "$VENV/bin/python" ]]; then

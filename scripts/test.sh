@@ -18,3 +18,5 @@ cargo test --release "$@"
 
 log "running the Python client's tests against the daemon"
 "$VENV/bin/python" clients/python/tests/test_client.py
+
+log "every test passed"
