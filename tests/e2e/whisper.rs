@@ -157,7 +157,11 @@ async fn transcriptions_segments_and_languages_equal_the_pipeline() {
 
 #[tokio::test]
 async fn requests_whisper_cannot_serve_get_clear_errors() {
-    let daemon = whisper_daemon(&[("INFERD_MAX_AUDIO_SECONDS", "60")]).await;
+    let daemon = whisper_daemon(&[
+        ("INFERD_MAX_AUDIO_SECONDS", "60"),
+        ("INFERD_MAX_REQUEST_AUDIO_SECONDS", "100"),
+    ])
+    .await;
     daemon
         .load("w2v2", "automatic-speech-recognition", &fixture_model("w2v2-base"))
         .await;
@@ -166,6 +170,9 @@ async fn requests_whisper_cannot_serve_get_clear_errors() {
         vec![AudioInput {
             data: audio("speech_16k.wav"),
         }]
+    };
+    let long_60s = || AudioInput {
+        data: audio("speech_long_60s.wav"),
     };
     let cases: Vec<(&str, TranscribeRequest, Code, &str)> = vec![
         (
@@ -321,6 +328,40 @@ async fn requests_whisper_cannot_serve_get_clear_errors() {
             },
             Code::InvalidArgument,
             "limit",
+        ),
+        (
+            "files over the request's seconds together",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: vec![long_60s(), long_60s()],
+                chunk_length_s: Some(30.0),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "the audio of this request (seconds, summed over its files) is 120, over this model's limit of 100 \
+             (max_request_audio_seconds)",
+        ),
+        (
+            "chunks so short that their windows are over the request's seconds",
+            TranscribeRequest {
+                model: "whisper-random-en".into(),
+                inputs: speech(),
+                chunk_length_s: Some(0.05),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "chunks of chunk_length_s 0.05 s, each decoded as a 30 s window",
+        ),
+        (
+            "files over the request's seconds together, on a CTC model",
+            TranscribeRequest {
+                model: "w2v2".into(),
+                inputs: vec![long_60s(), long_60s()],
+                chunk_length_s: Some(10.0),
+                ..Default::default()
+            },
+            Code::ResourceExhausted,
+            "max_request_audio_seconds",
         ),
         (
             "Whisper's options sent to a CTC model",
@@ -590,4 +631,28 @@ async fn a_request_joins_a_running_transcription() {
         joined_before + 1.0,
         "the short request joined:\n{metrics}"
     );
+}
+
+/// pipeline() given a list transcribes each file alone: audio over 30 s is
+/// decoded window after window with timestamp tokens (generate turns them
+/// on), a short file beside it without them, as when it is sent alone.
+#[tokio::test]
+async fn a_short_input_beside_a_long_one_is_transcribed_as_alone() {
+    let daemon = Daemon::start(&[]).await;
+    let model = "whisper-random-multi";
+    daemon
+        .load(model, "automatic-speech-recognition", &fixture_model(model))
+        .await;
+    let mut client = daemon.inference().await;
+    let case = cases("whisper_pipeline.json")
+        .into_iter()
+        .find(|c| c["id"] == "multi_default")
+        .expect("the multi_default case");
+    let both = request(model, &["speech_16k.wav", "speech_long_90s.wav"], &case["kwargs"]);
+    let long_alone = request(model, &["speech_long_90s.wav"], &case["kwargs"]);
+    let both = client.transcribe(both).await.unwrap().into_inner();
+    let long_alone = client.transcribe(long_alone).await.unwrap().into_inner();
+    assert_eq!(both.results.len(), 2);
+    assert_same(&both.results[0], &case["output"][0], "short beside long", false);
+    assert_eq!(both.results[1], long_alone.results[0], "long beside short and alone");
 }

@@ -19,6 +19,10 @@ use inferd_sdk::{dispatch, export_plugin, warm_up, Emitter, Error, Host, Limit, 
 
 /// Longest audio accepted per input, in seconds.
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
+/// Audio one speech recognition request decodes, in seconds summed over
+/// its files (each Whisper chunk counted as the 30 s window it is decoded
+/// as): two files at the per-file limit.
+pub const REQUEST_AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_REQUEST_AUDIO_SECONDS", 7200);
 /// Whisper and SpeechT5: hypotheses (or texts) decoding together on one
 /// instance; requests join a running decode while fewer decode.
 pub const BATCH_SEQUENCES: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);
@@ -29,7 +33,7 @@ pub const BATCH_TOKENS: Limit = Limit::new("INFERD_MAX_BATCH_TOKENS", 65_536);
 /// A loaded model: speech recognition on CTC (Wav2Vec2) or Whisper, or
 /// text to speech.
 enum AudioModel {
-    Ctc(CtcModel),
+    Ctc(CtcModel, speech_recognition::Seconds),
     Whisper(Box<WhisperModel>, whisper::Limits),
     TextToSpeech(Box<TextToSpeechModel>, text_to_speech::Limits),
 }
@@ -83,11 +87,14 @@ impl Task for AudioTask {
             .ok_or_else(|| Error::invalid_argument(format!("{} needs a model source", ctx.task)))?;
         match ctx.task.as_str() {
             "automatic-speech-recognition" => {
-                let seconds = AUDIO_SECONDS.for_model(ctx)?;
+                let seconds = speech_recognition::Seconds {
+                    file: AUDIO_SECONDS.for_model(ctx)?,
+                    request: REQUEST_AUDIO_SECONDS.for_model(ctx)?,
+                };
                 if !is_whisper(dir)? {
                     return Ok(AudioTask {
-                        model: AudioModel::Ctc(load_ctc_model(dir, device, precision)?),
-                        limits: vec![seconds],
+                        model: AudioModel::Ctc(load_ctc_model(dir, device, precision)?, seconds),
+                        limits: vec![seconds.file, seconds.request],
                         precision,
                     });
                 }
@@ -98,7 +105,12 @@ impl Task for AudioTask {
                 };
                 Ok(AudioTask {
                     model: AudioModel::Whisper(Box::new(load_whisper(dir, device, precision)?), limits),
-                    limits: vec![limits.seconds, limits.batch_sequences, limits.batch_tokens],
+                    limits: vec![
+                        limits.seconds.file,
+                        limits.seconds.request,
+                        limits.batch_sequences,
+                        limits.batch_tokens,
+                    ],
                     precision,
                 })
             }
@@ -144,7 +156,7 @@ impl Task for AudioTask {
     fn describe(&self) -> LoadedModel {
         LoadedModel {
             memory_bytes: match &self.model {
-                AudioModel::Ctc(m) => m.memory_bytes,
+                AudioModel::Ctc(m, _) => m.memory_bytes,
                 AudioModel::Whisper(m, _) => m.memory_bytes,
                 AudioModel::TextToSpeech(m, _) => m.memory_bytes,
             },
@@ -164,7 +176,7 @@ impl Task for AudioTask {
     /// models' output. Whisper's inputs (30 s windows, never padded) are
     /// decoded together, as are texts to speak.
     fn run(&mut self, batch: Vec<TaskRequest>, emitter: &mut Emitter) -> Vec<Result<Response, Error>> {
-        if !matches!(self.model, AudioModel::Ctc(_)) {
+        if !matches!(self.model, AudioModel::Ctc(..)) {
             // The batch alone, nothing joining (outside the daemon).
             let given = batch.len();
             let ((), answers) = emitter.as_host(given, |host| self.run_joined(batch, host));
@@ -173,12 +185,11 @@ impl Task for AudioTask {
                 .map(|a| a.unwrap_or_else(|| Err(Error::internal("a request was left unanswered"))))
                 .collect();
         }
-        let max_seconds = self.limits[0].max as f64;
-        let AudioModel::Ctc(model) = &self.model else {
+        let AudioModel::Ctc(model, seconds) = &self.model else {
             unreachable!("Whisper and text to speech run joined")
         };
         dispatch::each("automatic-speech-recognition", batch, emitter, |request| {
-            speech_recognition::transcribe(model, request, max_seconds)
+            speech_recognition::transcribe(model, request, seconds)
         })
     }
 
@@ -196,7 +207,7 @@ impl Task for AudioTask {
                     text_to_speech::synthesize(model, limits, requests, joiner)
                 })
             }
-            AudioModel::Ctc(_) => {
+            AudioModel::Ctc(..) => {
                 let answers = self.run(batch, &mut host.emitter());
                 for (i, answer) in answers.into_iter().enumerate() {
                     host.finish(i, answer);

@@ -5,12 +5,12 @@
 //! cut off before the frames are joined; character or word timestamps.
 
 use inferd_models::audio::ctc::{words, Piece};
-use inferd_models::audio::decode::decode;
+use inferd_models::audio::decode::{decode, Audio};
 use inferd_models::audio::resample::resample;
 use inferd_models::auto::CtcModel;
 use inferd_models::ModelError;
 use inferd_sdk::proto::api::{TranscribeRequest, TranscribeResponse, Transcription, TranscriptionChunk};
-use inferd_sdk::Error;
+use inferd_sdk::{Error, Limit};
 
 /// Longest audio run through the model in one pass: the feature encoder's
 /// activations grow with the length (about 100 MB per 10 s for the base
@@ -28,10 +28,43 @@ enum Timestamps {
     Word,
 }
 
+/// The bounds on a speech recognition request's audio: seconds per file,
+/// and seconds decoded per request.
+#[derive(Debug, Clone, Copy)]
+pub struct Seconds {
+    pub file: Limit,
+    pub request: Limit,
+}
+
+impl Seconds {
+    /// `inputs[i]` decoded, refused past the per-file limit.
+    pub fn decode(&self, i: usize, data: &[u8]) -> Result<Audio, Error> {
+        decode(data, self.file.max as f64).map_err(|e| match e {
+            ModelError::InvalidInput(message) => Error::invalid_argument(format!("inputs[{i}]: {message}")),
+            other => Error::from(other),
+        })
+    }
+
+    /// RESOURCE_EXHAUSTED once the files decoded so far hold more seconds
+    /// than a request may: checked after each file, before the next one is
+    /// decoded.
+    pub fn check_request(&self, seconds: f64) -> Result<(), Error> {
+        self.request.check(
+            seconds.ceil() as u64,
+            "the audio of this request (seconds, summed over its files)",
+        )
+    }
+}
+
+/// The length of `audio` in seconds.
+pub fn seconds_of(audio: &Audio) -> f64 {
+    audio.samples.len() as f64 / audio.sample_rate as f64
+}
+
 pub fn transcribe(
     model: &CtcModel,
     request: &TranscribeRequest,
-    max_seconds: f64,
+    seconds: &Seconds,
 ) -> Result<TranscribeResponse, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
@@ -74,11 +107,11 @@ pub fn transcribe(
     let rate = model.features.sampling_rate;
     let chunking = Chunking::from_request(request, model.net.inputs_to_logits_ratio(), rate)?;
     let mut results = Vec::with_capacity(request.inputs.len());
+    let mut total = 0.0;
     for (i, input) in request.inputs.iter().enumerate() {
-        let audio = decode(&input.data, max_seconds).map_err(|e| match e {
-            ModelError::InvalidInput(message) => Error::invalid_argument(format!("inputs[{i}]: {message}")),
-            other => Error::from(other),
-        })?;
+        let audio = seconds.decode(i, &input.data)?;
+        total += seconds_of(&audio);
+        seconds.check_request(total)?;
         let samples = resample(&audio.samples, audio.sample_rate, rate);
         let min = model.net.min_samples() as usize;
         if samples.len() < min {

@@ -14,7 +14,6 @@
 use std::cell::RefCell;
 use std::sync::Arc;
 
-use inferd_models::audio::decode::decode;
 use inferd_models::audio::resample::resample;
 use inferd_models::audio::whisper_generate::{
     plan, transcribe_joined, AudioInput, Listener, Plan, Transcript, WhisperOptions, TIME_PRECISION,
@@ -25,7 +24,6 @@ use inferd_models::audio::whisper_text::{
 };
 use inferd_models::auto::WhisperModel;
 use inferd_models::generation::GenerationSettings;
-use inferd_models::ModelError;
 use inferd_sdk::dispatch::{Incoming, Joiner};
 use inferd_sdk::proto::api::{
     TranscribeRequest, TranscribeResponse, TranscribeStreamResponse, Transcription, TranscriptionChunk,
@@ -33,12 +31,14 @@ use inferd_sdk::proto::api::{
 use inferd_sdk::{Error, Limit};
 use tch::Tensor;
 
-use crate::speech_recognition::Chunking;
+use crate::speech_recognition::{seconds_of, Chunking, Seconds};
 
-/// One request, checked: its plan, what it wants back, and each input's
+/// One request, checked: what it wants back, and each input's plan and
 /// windows: the whole audio, or with chunk_length_s its chunks.
 struct Planned {
-    plan: Plan,
+    /// Each input's: with timestamp tokens where the audio is decoded
+    /// window after window, as requested otherwise.
+    plans: Vec<Arc<Plan>>,
     timestamps: Timestamps,
     return_language: bool,
     inputs: Vec<Vec<Window>>,
@@ -90,43 +90,72 @@ fn options(request: &TranscribeRequest) -> Result<(WhisperOptions, Timestamps), 
 }
 
 /// Checks a request and computes its inputs' features.
-fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) -> Result<Planned, Error> {
+fn prepare(model: &WhisperModel, request: &TranscribeRequest, seconds: &Seconds) -> Result<Planned, Error> {
     if request.inputs.is_empty() {
         return Err(Error::invalid_argument(
             "`inputs` is empty: send at least one audio file",
         ));
     }
-    let (mut options, timestamps) = options(request)?;
+    let (options, timestamps) = options(request)?;
     let rate = model.features.config.sampling_rate;
     let window = model.features.config.n_samples();
     let mut samples = Vec::with_capacity(request.inputs.len());
+    let mut total = 0.0;
     for (i, input) in request.inputs.iter().enumerate() {
-        let audio = decode(&input.data, max_seconds).map_err(|e| match e {
-            ModelError::InvalidInput(message) => Error::invalid_argument(format!("inputs[{i}]: {message}")),
-            other => Error::from(other),
-        })?;
+        let audio = seconds.decode(i, &input.data)?;
+        total += seconds_of(&audio);
+        seconds.check_request(total)?;
         samples.push(resample(&audio.samples, audio.sample_rate, rate));
     }
     // pipeline()'s chunks (Whisper aligns them to samples), each decoded
     // as 30 s of audio; without chunking, audio over 30 s is decoded
     // window after window, which needs the timestamp tokens (generate turns
-    // them on itself).
+    // them on itself). pipeline() runs each file of a list alone: a short
+    // file beside a long one keeps the requested mode.
     let chunking = Chunking::from_request(request, 1, rate)?;
-    let long = chunking.is_none() && samples.iter().any(|s| s.len() > window);
-    if long {
-        if model.generation.no_timestamps_token_id.is_none() {
+    if let Some(chunking) = &chunking {
+        // Each chunk is decoded as a whole window: short chunks multiply
+        // the work.
+        let chunks: usize = samples.iter().map(|s| chunking.pieces(s.len()).len()).sum();
+        let window_seconds = window as f64 / rate as f64;
+        seconds.request.check(
+            (chunks as f64 * window_seconds).ceil() as u64,
+            &format!(
+                "the audio this request decodes ({chunks} chunks of chunk_length_s {} s, each decoded as a \
+                 {window_seconds} s window, in seconds)",
+                request.chunk_length_s.unwrap_or_default()
+            ),
+        )?;
+    }
+    let windowed = |s: &[f32]| chunking.is_none() && s.len() > window;
+    let plan_with = |timestamps: bool| {
+        let mut options = options.clone();
+        options.timestamps |= timestamps;
+        plan(
+            &model.generation,
+            &options,
+            model.net.config.max_target_positions as usize,
+        )
+        .map(Arc::new)
+    };
+    let requested = plan_with(false)?;
+    let long = match samples.iter().any(|s| windowed(s)) {
+        false => None,
+        true if model.generation.no_timestamps_token_id.is_none() => {
             return Err(Error::invalid_argument(
                 "audio over 30 s needs a model with timestamp tokens, which this one lacks: set chunk_length_s \
                  (e.g. 30)",
-            ));
+            ))
         }
-        options.timestamps = true;
-    }
-    let plan = plan(
-        &model.generation,
-        &options,
-        model.net.config.max_target_positions as usize,
-    )?;
+        true => Some(plan_with(true)?),
+    };
+    let plans = samples
+        .iter()
+        .map(|s| match (&long, windowed(s)) {
+            (Some(long), true) => Arc::clone(long),
+            _ => Arc::clone(&requested),
+        })
+        .collect();
     let mels = model.features.config.feature_size as i64;
     let features = |samples: &[f32], long: bool| {
         let values = if long {
@@ -170,7 +199,7 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
         })
         .collect();
     Ok(Planned {
-        plan,
+        plans,
         timestamps,
         return_language: request.return_language,
         inputs,
@@ -181,7 +210,7 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, max_seconds: f64) 
 /// decodes together.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    pub seconds: Limit,
+    pub seconds: Seconds,
     pub batch_sequences: Limit,
     pub batch_tokens: Limit,
 }
@@ -243,7 +272,7 @@ impl Decode<'_, '_, '_, '_> {
         let mut inputs = Vec::new();
         for Incoming { request, stream } in incoming {
             let r = self.requests.len();
-            let planned = match prepare(self.model, &request, self.limits.seconds.max as f64) {
+            let planned = match prepare(self.model, &request, &self.limits.seconds) {
                 Ok(p) => p,
                 Err(e) => {
                     self.requests.push(None);
@@ -251,12 +280,11 @@ impl Decode<'_, '_, '_, '_> {
                     continue;
                 }
             };
-            let plan = Arc::new(planned.plan.clone());
-            let beams = plan.params.num_beams.max(1);
-            let per_window =
-                (self.model.net.config.max_source_positions as usize + beams * (plan.params.max_new_tokens + 4)) as u64;
             let mut tokens = 0;
-            for (k, windows) in planned.inputs.iter().enumerate() {
+            for (k, (windows, plan)) in planned.inputs.iter().zip(&planned.plans).enumerate() {
+                let beams = plan.params.num_beams.max(1);
+                let per_window = (self.model.net.config.max_source_positions as usize
+                    + beams * (plan.params.max_new_tokens + 4)) as u64;
                 for (c, window) in windows.iter().enumerate() {
                     self.owners.push(Owner {
                         request: r,
@@ -265,7 +293,7 @@ impl Decode<'_, '_, '_, '_> {
                     });
                     inputs.push(AudioInput {
                         features: window.features.shallow_clone(),
-                        plan: Arc::clone(&plan),
+                        plan: Arc::clone(plan),
                         num_frames: window.num_frames,
                     });
                     tokens += per_window;
@@ -320,8 +348,9 @@ impl Decode<'_, '_, '_, '_> {
         let results = p
             .inputs
             .iter()
+            .zip(&p.plans)
             .zip(answering.transcripts)
-            .map(|(windows, transcripts)| {
+            .map(|((windows, plan), transcripts)| {
                 let outputs: Vec<ChunkTokens> = windows
                     .iter()
                     .zip(transcripts)
@@ -330,8 +359,7 @@ impl Decode<'_, '_, '_, '_> {
                         ChunkTokens {
                             tokens: transcript.tokens(),
                             stride: w.stride,
-                            token_timestamps: p
-                                .plan
+                            token_timestamps: plan
                                 .words
                                 .then(|| transcript.token_times().iter().map(|&t| f64::from(t)).collect()),
                         }

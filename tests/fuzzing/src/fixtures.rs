@@ -21,6 +21,7 @@ const BUDGETS: &[(&str, &str)] = &[
     ("INFERD_MAX_QA_WINDOWS", "8"),
     ("INFERD_MAX_REQUEST_PIXELS", "65536"),
     ("INFERD_MAX_AUDIO_SECONDS", "4"),
+    ("INFERD_MAX_REQUEST_AUDIO_SECONDS", "8"),
     ("INFERD_MAX_INPUT_TOKENS", "256"),
     ("INFERD_MAX_SPEECH_TEXTS", "4"),
 ];

@@ -32,11 +32,17 @@ pub struct Audio {
 /// ratio: an absurd rate in a header must not cost gigabytes).
 pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 
+/// The rate up to which `max_seconds` is taken as given: above it, the
+/// limit counts samples at this rate (at 384 kHz a file holds an eighth of
+/// the seconds), so that no rate makes the decoded samples larger than
+/// `max_seconds` of 48 kHz audio.
+pub const FULL_LENGTH_RATE: u32 = 48_000;
+
 /// Decodes WAV (PCM 16/24/32-bit, IEEE float), FLAC, MP3 or OGG/Vorbis bytes and mixes channels down to
 /// mono (float32 mean of the channels). Refuses, with ModelError::InvalidInput and a message a person can
 /// act on: bytes that are not audio in one of these formats; a truncated file (fewer frames than the
-/// container declares); audio with no samples; audio longer than `max_seconds` (decoding stops as soon as
-/// the limit is passed).
+/// container declares); audio with no samples; audio longer than `max_seconds`, or above 48 kHz more
+/// samples than `max_seconds` at 48 kHz (decoding stops as soon as the limit is passed).
 ///
 /// Integer PCM becomes `sample / 2^(bits - 1)` in float32, as numpy's `astype(float32) / 2**(bits-1)`
 /// does; MP3 encoder delay and padding (LAME / Info tag) and Vorbis' end trimming are honoured, so the
@@ -95,7 +101,7 @@ fn read(bytes: &[u8], container: Container, max_seconds: f64) -> Result<Audio> {
         .filter(|&rate| rate > 0)
         .ok_or_else(|| invalid(format!("the {name} file does not give a sample rate")))?;
     check_sample_rate(name, sample_rate)?;
-    let limit_frames = max_seconds * sample_rate as f64;
+    let limit_frames = max_seconds * sample_rate.min(FULL_LENGTH_RATE) as f64;
     let declared = declared_frames(container, &params);
     if let Some(frames) = declared.filter(|&frames| frames as f64 > limit_frames) {
         return Err(too_long(frames, sample_rate, max_seconds));
@@ -220,9 +226,16 @@ fn invalid(message: String) -> ModelError {
 }
 
 fn too_long(frames: u64, sample_rate: u32, max_seconds: f64) -> ModelError {
+    let limit = match sample_rate > FULL_LENGTH_RATE {
+        false => format!("the limit of {max_seconds} s"),
+        true => format!(
+            "the limit of {max_seconds} s at {FULL_LENGTH_RATE} Hz ({:.3} s at {sample_rate} Hz)",
+            max_seconds * FULL_LENGTH_RATE as f64 / sample_rate as f64
+        ),
+    };
     invalid(format!(
-        "the audio is {:.3} s long ({frames} samples at {sample_rate} Hz), more than the limit of {max_seconds} s; \
-         send a shorter clip or split it",
+        "the audio is {:.3} s long ({frames} samples at {sample_rate} Hz), more than {limit}; send a shorter clip \
+         or split it",
         frames as f64 / sample_rate as f64
     ))
 }
@@ -517,6 +530,21 @@ mod tests {
         assert!(long.contains("3.000 s long") && long.contains("limit of 1 s"), "{long}");
         let streamed = message(&wav(1, &frames, Some(u32::MAX)), 1.0);
         assert!(streamed.contains("3.000 s long"), "{streamed}");
+        // Above 48 kHz the limit counts samples at 48 kHz: 3 s at 96 kHz
+        // is over a limit of 2 s, 1 s is within it.
+        let at_96k = |frames: &[i16]| {
+            let mut bytes = wav(1, frames, None);
+            bytes[24..28].copy_from_slice(&96_000u32.to_le_bytes());
+            bytes[28..32].copy_from_slice(&192_000u32.to_le_bytes());
+            bytes
+        };
+        let fast = message(&at_96k(&vec![1000i16; 96_000 * 3]), 2.0);
+        assert!(
+            fast.contains("3.000 s long") && fast.contains("limit of 2 s at 48000 Hz (1.000 s at 96000 Hz)"),
+            "{fast}"
+        );
+        let second = decode(&at_96k(&vec![1000i16; 96_000]), 2.0).unwrap();
+        assert_eq!((second.samples.len(), second.sample_rate), (96_000, 96_000));
         assert!(message(&wav(1, &[], None), 10.0).contains("no audio samples"));
         let mut truncated = wav(1, &frames, None);
         truncated.truncate(44 + 2 * 20000 + 1);
