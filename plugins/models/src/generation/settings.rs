@@ -461,7 +461,11 @@ pub fn resolve_text2text(
             "max_length must leave room for one new token (at least 2: it counts the start token)",
         ));
     }
-    if min_length > max_length {
+    // A min_length the request asks for that it cannot reach is refused;
+    // one from the model's or the task's settings (bart-large-cnn's 56
+    // under a request for 30 new tokens) holds back EOS up to max_length,
+    // where generation stops, as transformers does (it only warns).
+    if min_length > max_length && request.min_length.is_some() {
         return Err(invalid(format!(
             "min_length ({min_length}) is more than max_length ({max_length})"
         )));
@@ -534,6 +538,24 @@ mod tests {
         assert_eq!((p.max_new_tokens, p.num_beams), (100, 2));
         let p = resolve_text2text(&model, Some(&task), &GenerationSettings::default()).unwrap();
         assert_eq!(p.max_new_tokens, 59);
+        // The model's min_length over the length asked for: generation
+        // stops at max_length (transformers warns).
+        let short = GenerationSettings {
+            max_new_tokens: Some(30),
+            ..Default::default()
+        };
+        let p = resolve_text2text(&model, None, &short).unwrap();
+        assert_eq!((p.max_new_tokens, p.min_length), (30, 56));
+        // The same min_length asked for by the request is refused.
+        let impossible = GenerationSettings {
+            min_length: Some(56),
+            ..short
+        };
+        let refused = resolve_text2text(&model, None, &impossible).unwrap_err().to_string();
+        assert!(
+            refused.contains("min_length (56) is more than max_length (31)"),
+            "{refused}"
+        );
         // Without settings of its own, the pipeline's defaults.
         let p = resolve_text2text(&GenerationSettings::default(), None, &GenerationSettings::default()).unwrap();
         assert_eq!((p.max_new_tokens, p.num_beams, p.do_sample), (256, 4, false));
