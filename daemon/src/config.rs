@@ -46,6 +46,11 @@ pub struct Args {
     /// Largest request message accepted, in bytes.
     #[arg(long, env = "INFERD_MAX_REQUEST_BYTES")]
     pub max_request_bytes: Option<usize>,
+    /// Seconds an HTTP API client may take to send a request's body, once
+    /// its headers are in (default 60); a slower upload gets 408 and its
+    /// connection is let go.
+    #[arg(long, env = "INFERD_HTTP_BODY_TIMEOUT_SECONDS", value_name = "SECONDS")]
+    pub http_body_timeout_seconds: Option<u64>,
     /// Default device for model instances: cpu, cuda or cuda:N (default: cpu).
     #[arg(long, env = "INFERD_DEVICE")]
     pub device: Option<String>,
@@ -265,6 +270,8 @@ pub struct Config {
     pub default_plugin_dir: bool,
     pub offline: bool,
     pub max_request_bytes: usize,
+    /// Seconds an HTTP API client may take to send a request's body.
+    pub http_body_timeout_seconds: u64,
     pub device: String,
     /// The models' default dtype ("auto", "float32", ...).
     pub dtype: String,
@@ -321,6 +328,7 @@ impl Default for Config {
             default_plugin_dir: true,
             offline: false,
             max_request_bytes: 16 * 1024 * 1024,
+            http_body_timeout_seconds: 60,
             device: "cpu".into(),
             dtype: "auto".into(),
             intra_op_threads: None,
@@ -369,6 +377,12 @@ impl Config {
         }
         if let Some(n) = args.max_request_bytes {
             config.max_request_bytes = n;
+        }
+        if let Some(n) = args.http_body_timeout_seconds {
+            config.http_body_timeout_seconds = n;
+        }
+        if config.http_body_timeout_seconds == 0 {
+            anyhow::bail!("--http-body-timeout-seconds must be above 0");
         }
         if let Some(d) = args.device {
             config.device = d;

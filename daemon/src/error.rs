@@ -22,6 +22,12 @@ pub enum DaemonError {
     Unimplemented(String),
     #[error("{0}")]
     ResourceExhausted(String),
+    /// RESOURCE_EXHAUSTED for a while: the daemon or a model's queue is
+    /// full. Unlike a request over a work limit, the same request may pass
+    /// later: the status carries gRPC's retry pushback
+    /// (`grpc-retry-pushback-ms`), and HTTP answers 429 with Retry-After.
+    #[error("{0}")]
+    Busy(String),
     #[error("{0}")]
     DeadlineExceeded(String),
     #[error("{0}")]
@@ -44,6 +50,7 @@ impl DaemonError {
             Unavailable(m) => Unavailable(f(m)),
             Unimplemented(m) => Unimplemented(f(m)),
             ResourceExhausted(m) => ResourceExhausted(f(m)),
+            Busy(m) => Busy(f(m)),
             DeadlineExceeded(m) => DeadlineExceeded(f(m)),
             Internal(m) => Internal(f(m)),
             Unauthenticated(m) => Unauthenticated(f(m)),
@@ -195,6 +202,11 @@ impl From<DaemonError> for Status {
             DaemonError::Unavailable(m) => Status::unavailable(m),
             DaemonError::Unimplemented(m) => Status::unimplemented(m),
             DaemonError::ResourceExhausted(m) => Status::resource_exhausted(m),
+            DaemonError::Busy(m) => {
+                let mut metadata = tonic::metadata::MetadataMap::new();
+                metadata.insert(RETRY_PUSHBACK, tonic::metadata::MetadataValue::from(RETRY_AFTER_MS));
+                Status::with_metadata(tonic::Code::ResourceExhausted, m, metadata)
+            }
             DaemonError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             DaemonError::Internal(m) => Status::internal(m),
             DaemonError::Unauthenticated(m) => Status::unauthenticated(m),
@@ -204,6 +216,19 @@ impl From<DaemonError> for Status {
 }
 
 pub type Result<T, E = DaemonError> = std::result::Result<T, E>;
+
+/// The trailer by which a gRPC server tells a retrying client how long to
+/// wait (gRPC's retry design, A6).
+const RETRY_PUSHBACK: &str = "grpc-retry-pushback-ms";
+/// How long a busy daemon asks clients to wait before retrying.
+const RETRY_AFTER_MS: i64 = 1000;
+
+/// Whether `status` says the daemon was busy ([`DaemonError::Busy`]): the
+/// same request may pass if sent again. Other RESOURCE_EXHAUSTED statuses
+/// are requests over a work limit, refused however often they are sent.
+pub fn is_busy(status: &Status) -> bool {
+    status.code() == tonic::Code::ResourceExhausted && status.metadata().contains_key(RETRY_PUSHBACK)
+}
 
 #[cfg(test)]
 mod tests {

@@ -40,7 +40,7 @@ impl IntoResponse for RestError {
 
 impl From<tonic::Status> for RestError {
     fn from(status: tonic::Status) -> Self {
-        RestError(http_status(status.code()), status.message().to_string())
+        RestError(http_status(&status), status.message().to_string())
     }
 }
 

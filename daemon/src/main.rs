@@ -191,6 +191,7 @@ async fn run(config: Config, address_file: Option<PathBuf>) -> anyhow::Result<()
             readiness: readiness.clone(),
             keys: config.keys.clone(),
             max_request_bytes: config.max_request_bytes,
+            body_timeout: std::time::Duration::from_secs(config.http_body_timeout_seconds),
             max_in_flight: config.max_in_flight,
         });
         let mut closed = http_closed.clone();

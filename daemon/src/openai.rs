@@ -37,6 +37,7 @@ use serde_json::{json, Value as Json};
 use tokio_stream::{Stream, StreamExt};
 
 use crate::access::{self, Keys};
+use crate::error::is_busy;
 use crate::metrics::Scraped;
 use crate::readiness::Readiness;
 use crate::registry::Registry;
@@ -49,6 +50,8 @@ pub struct Api {
     pub readiness: Arc<Readiness>,
     pub keys: Keys,
     pub max_request_bytes: usize,
+    /// How long a client may take to send a request's body.
+    pub body_timeout: std::time::Duration,
     pub max_in_flight: usize,
 }
 
@@ -81,6 +84,7 @@ pub fn router(api: Arc<Api>) -> Router {
         })
         .with_state(api.clone())
         .merge(kserve)
+        .layer(axum::middleware::from_fn_with_state(api.body_timeout, body_in_time))
         .layer(axum::middleware::from_fn_with_state(api, check_key))
         .layer(DefaultBodyLimit::max(limit))
 }
@@ -154,10 +158,13 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A gRPC status as the HTTP code the OpenAI API would answer.
-pub fn http_status(code: tonic::Code) -> StatusCode {
+/// A gRPC status as the HTTP code the OpenAI API would answer: 429 (which
+/// clients retry) only where the daemon was busy; a request over a work
+/// limit would be refused again, and is a bad request.
+pub fn http_status(status: &tonic::Status) -> StatusCode {
     use tonic::Code::*;
-    match code {
+    match status.code() {
+        ResourceExhausted if !is_busy(status) => StatusCode::BAD_REQUEST,
         InvalidArgument | FailedPrecondition | OutOfRange => StatusCode::BAD_REQUEST,
         NotFound => StatusCode::NOT_FOUND,
         AlreadyExists | Aborted => StatusCode::CONFLICT,
@@ -174,11 +181,11 @@ pub fn http_status(code: tonic::Code) -> StatusCode {
 
 impl From<tonic::Status> for ApiError {
     fn from(status: tonic::Status) -> Self {
-        let mut error = ApiError::new(http_status(status.code()), status.message());
+        let mut error = ApiError::new(http_status(&status), status.message());
         // inferd.v1's NOT_FOUND is a model that is not loaded.
         error.code = match status.code() {
             tonic::Code::NotFound => Some("model_not_found"),
-            tonic::Code::ResourceExhausted => Some("rate_limit_exceeded"),
+            tonic::Code::ResourceExhausted if is_busy(&status) => Some("rate_limit_exceeded"),
             _ => None,
         };
         error
@@ -199,6 +206,77 @@ async fn check_key(State(api): State<Arc<Api>>, request: Request, next: Next) ->
         }
     }
     next.run(request).await
+}
+
+/// Gives the request's body `timeout` to arrive (from now, once the key is
+/// checked): a client that sends it slowly would hold its connection, one
+/// of `MAX_CONNECTIONS`, for as long as it liked.
+async fn body_in_time(State(timeout): State<std::time::Duration>, request: Request, next: Next) -> Response {
+    let (parts, body) = request.into_parts();
+    let late = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let body = axum::body::Body::new(BodyInTime {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        timeout,
+        late: late.clone(),
+    });
+    let response = next.run(Request::from_parts(parts, body)).await;
+    // The handler's extractor turned the body's error into its own answer.
+    if late.load(std::sync::atomic::Ordering::Relaxed) {
+        return ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request body took more than {} s to arrive (--http-body-timeout-seconds)",
+                timeout.as_secs()
+            ),
+        )
+        .into_response();
+    }
+    response
+}
+
+/// A request body that fails once its deadline passes before its end.
+struct BodyInTime {
+    inner: axum::body::Body,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+    timeout: std::time::Duration,
+    /// Set once the deadline has passed.
+    late: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl http_body::Body for BodyInTime {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        use std::future::Future;
+        use std::task::Poll;
+        let this = &mut *self;
+        if let Poll::Ready(frame) = std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame);
+        }
+        match this.deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                this.late.store(true, std::sync::atomic::Ordering::Relaxed);
+                Poll::Ready(Some(Err(axum::Error::new(format!(
+                    "the request body took more than {} s to arrive",
+                    this.timeout.as_secs()
+                )))))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 async fn ready(State(api): State<Arc<Api>>) -> StatusCode {
@@ -950,15 +1028,22 @@ mod tests {
 
     #[test]
     fn statuses_map_to_the_codes_openai_clients_know() {
-        assert_eq!(http_status(tonic::Code::InvalidArgument), StatusCode::BAD_REQUEST);
-        assert_eq!(http_status(tonic::Code::NotFound), StatusCode::NOT_FOUND);
-        assert_eq!(
-            http_status(tonic::Code::ResourceExhausted),
-            StatusCode::TOO_MANY_REQUESTS
-        );
-        assert_eq!(http_status(tonic::Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(http_status(tonic::Code::Unauthenticated), StatusCode::UNAUTHORIZED);
-        assert_eq!(http_status(tonic::Code::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        let http = |code| http_status(&tonic::Status::new(code, "x"));
+        assert_eq!(http(tonic::Code::InvalidArgument), StatusCode::BAD_REQUEST);
+        assert_eq!(http(tonic::Code::NotFound), StatusCode::NOT_FOUND);
+        assert_eq!(http(tonic::Code::Unavailable), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(http(tonic::Code::Unauthenticated), StatusCode::UNAUTHORIZED);
+        assert_eq!(http(tonic::Code::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        // A busy daemon asks to be tried again; a request over a work limit
+        // is a bad request, which clients do not retry.
+        let busy = tonic::Status::from(crate::error::DaemonError::Busy("queue full".into()));
+        assert_eq!(http_status(&busy), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(ApiError::from(busy).code, Some("rate_limit_exceeded"));
+        let over = tonic::Status::from(crate::error::DaemonError::ResourceExhausted(
+            "over max_sequences".into(),
+        ));
+        assert_eq!(http_status(&over), StatusCode::BAD_REQUEST);
+        assert_eq!(ApiError::from(over).code, None);
     }
 
     #[test]

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use inferd_proto::v1::{AudioInput, EmbedRequest, GenerateRequest, SynthesizeRequest, TranscribeRequest};
-use inferd_tests::{assert_close_with, fixture_model, fixtures_dir, openai_calls, reference, repo_root, Daemon};
+use inferd_tests::{
+    assert_close_with, fixture_model, fixtures_dir, metric, openai_calls, reference, repo_root, Daemon,
+};
 use serde_json::{json, Value};
 
 fn ok(answer: &Value) -> &Value {
@@ -404,6 +406,52 @@ async fn a_full_daemon_answers_429_which_the_client_raises_as_a_rate_limit_error
         &json!([{"call": "completions.create", "args": {"model": "slow", "prompt": "x", "max_tokens": 2}}]),
     );
     assert_eq!(error(&answers[0]), ("RateLimitError".into(), 429));
+}
+
+#[tokio::test]
+async fn a_request_over_a_work_limit_gets_400_which_the_client_does_not_retry() {
+    let daemon = api_daemon(&[("gpt2", "text-generation", fixture_model("gpt2-gen"))], &[]).await;
+    // 300 completions of one prompt: over max_sequences (256) however often
+    // it is sent, so not a 429, which the client would send twice more.
+    let answers = openai_calls(
+        &daemon,
+        "unused",
+        &json!([{"call": "completions.create", "args": {"model": "gpt2", "prompt": "x", "max_tokens": 2, "n": 300}}]),
+    );
+    assert_eq!(error(&answers[0]), ("BadRequestError".into(), 400), "{}", answers[0]);
+    let body = &answers[0]["error"]["body"];
+    assert!(body["message"].as_str().unwrap().contains("max_sequences"), "{body}");
+    assert_eq!(body["type"], "invalid_request_error", "{body}");
+    let (_, metrics) = daemon.http_call("GET", "/metrics", "text/plain", b"");
+    let metrics = String::from_utf8(metrics).unwrap();
+    let refused = metric(
+        &metrics,
+        "inferd_requests_total{model=\"gpt2\",code=\"ResourceExhausted\"}",
+    );
+    assert_eq!(refused, 1.0, "sent once:\n{metrics}");
+}
+
+#[tokio::test]
+async fn a_body_sent_too_slowly_gets_408_and_lets_the_connection_go() {
+    let daemon = api_daemon(&[], &["--http-body-timeout-seconds", "1"]).await;
+    let mut stream = std::net::TcpStream::connect(daemon.http_addr()).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    // The headers, then a few bytes of the 1000 promised, then nothing.
+    stream
+        .write_all(
+            b"POST /v1/embeddings HTTP/1.1\r\nHost: inferd\r\nContent-Type: application/json\r\n\
+              Content-Length: 1000\r\n\r\n{\"input\": ",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let mut response = String::new();
+    stream
+        .read_to_string(&mut response)
+        .expect("the daemon answers and closes the connection");
+    let waited = started.elapsed();
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("--http-body-timeout-seconds"), "{response}");
+    assert!(waited < Duration::from_secs(10), "answered after {waited:?}");
 }
 
 #[tokio::test]

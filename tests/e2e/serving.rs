@@ -346,6 +346,15 @@ async fn the_in_flight_limit_refuses_with_resource_exhausted() {
     let refused = client.run(word_count()).await.expect_err("over the limit");
     assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
     assert!(refused.message().contains("--max-in-flight"), "{}", refused.message());
+    // Busy, not over a limit: the client may try again in a second.
+    assert_eq!(
+        refused
+            .metadata()
+            .get("grpc-retry-pushback-ms")
+            .map(|v| v.to_str().unwrap()),
+        Some("1000"),
+        "{refused:?}"
+    );
     drop(stream);
     queued.await.unwrap().expect("the queued request is answered");
     client.run(word_count()).await.expect("under the limit again");

@@ -19,6 +19,8 @@ use tonic::Code;
 fn assert_over_limit<T: std::fmt::Debug>(result: Result<T, tonic::Status>, variable: &str) -> String {
     let status = result.expect_err("a request over the limit should be refused");
     assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    // Refused however often it is sent: no retry pushback.
+    assert!(status.metadata().get("grpc-retry-pushback-ms").is_none(), "{status:?}");
     assert!(
         status.message().contains(variable),
         "message {:?} should name {variable}",

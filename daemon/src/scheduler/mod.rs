@@ -347,7 +347,7 @@ impl ModelQueue {
             )));
         }
         if waiting.jobs.len() >= self.shared.options.queue_size {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(DaemonError::Busy(format!(
                 "model {} has {} requests waiting, its queue is full; retry later",
                 self.shared.name, self.shared.options.queue_size
             )));

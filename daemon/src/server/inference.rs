@@ -86,7 +86,7 @@ impl InferenceService {
         let before = self.registry.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
         let admitted = Admitted(self.registry.clone());
         if before >= self.max_in_flight {
-            return Err(DaemonError::ResourceExhausted(format!(
+            return Err(DaemonError::Busy(format!(
                 "the daemon is serving {} requests, its limit (--max-in-flight); retry later",
                 self.max_in_flight
             ))
