@@ -14,7 +14,7 @@ use inferd_models::generation::causal::{generate, generate_joined, Control, Fini
 use inferd_models::generation::{resolve_text_generation, GenerationSettings};
 use tch::{Device, Tensor};
 
-use common::fixtures;
+use common::{fixtures, reference};
 
 /// Counts the rows each forward pass computes and its caches hold after.
 struct Counting<'a> {
@@ -76,7 +76,7 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
         };
         let params =
             resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
-        Request { prompt, params }
+        Request::new(prompt, params)
     };
     let counting = Counting {
         inner: model.model.as_ref(),
@@ -142,5 +142,80 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
             &alone[0].tokens[..]
         };
         assert_eq!(got.tokens, want, "sequence {i}");
+    }
+}
+
+/// Requests prefilled together are left padded among themselves, with the
+/// pad token (GPT-2's EOS): the processors that read a row's history (the
+/// repetition penalty, banned n-grams, min_length) must see only the
+/// padding of the row's own request, or a short prompt beside a long one
+/// would have EOS penalised or banned. Each gets the tokens it gets alone.
+#[test]
+fn requests_prefilled_together_see_only_their_own_padding() {
+    let mut model = load_causal_lm(
+        &fixtures().join("models").join("gpt2-gen"),
+        Device::Cpu,
+        Default::default(),
+        Default::default(),
+    )
+    .unwrap();
+    let pad = model.tokenizer.pad_id();
+    // The corpus prompt whose greedy continuation ends with EOS early
+    // (the reference's min_new_tokens case starts with it), and a longer one.
+    let refs = reference("text_generation.json");
+    let eos_prompt = refs["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["params"]["min_new_tokens"].is_number())
+        .expect("the min_new_tokens case")["prompts"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let long = "A prompt much longer than the other one, so that the other is padded on the left by many tokens";
+    let prompts: Vec<Vec<i64>> = [eos_prompt.as_str(), long]
+        .iter()
+        .map(|text| {
+            let ids = model.tokenizer.encode_untruncated(text).unwrap();
+            ids.into_iter().map(i64::from).collect()
+        })
+        .collect();
+    assert!(prompts[1].len() > prompts[0].len() + 8);
+    for settings in [
+        GenerationSettings {
+            repetition_penalty: Some(1.5),
+            ..Default::default()
+        },
+        GenerationSettings {
+            no_repeat_ngram_size: Some(1),
+            ..Default::default()
+        },
+        GenerationSettings {
+            min_length: Some(prompts[0].len() + 3),
+            ..Default::default()
+        },
+    ] {
+        let asked = GenerationSettings {
+            max_new_tokens: Some(12),
+            do_sample: Some(false),
+            ..settings
+        };
+        let request = |prompt: &Vec<i64>| {
+            let params =
+                resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
+            Request::new(prompt.clone(), params)
+        };
+        let together = generate(
+            model.model.as_ref(),
+            prompts.iter().map(request).collect(),
+            pad,
+            |_, _| Control::Continue,
+        );
+        for (k, prompt) in prompts.iter().enumerate() {
+            let alone = generate(model.model.as_ref(), vec![request(prompt)], pad, |_, _| {
+                Control::Continue
+            });
+            assert_eq!(together[k], alone[0], "prompt {k} under {asked:?}");
+        }
     }
 }

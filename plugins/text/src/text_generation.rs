@@ -196,6 +196,9 @@ impl Decode<'_, '_, '_, '_> {
             match self.plan_request(&request, stream) {
                 Ok(plans) => {
                     let window = self.planner.window;
+                    // Its prompts are padded to the longest of them, as
+                    // transformers pads a batch of them.
+                    let width = plans.iter().map(|p| p.prompt.len()).max().unwrap_or(0);
                     let mut count = 0;
                     for (p, planned) in plans.iter().enumerate() {
                         for copy in 0..planned.settings.params.num_return_sequences {
@@ -205,6 +208,7 @@ impl Decode<'_, '_, '_, '_> {
                             sequences.push(causal::Request {
                                 prompt: planned.prompt.iter().map(|&t| t as i64).collect(),
                                 params,
+                                width,
                             });
                             self.slots.push(Slot {
                                 request: r,

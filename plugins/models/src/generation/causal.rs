@@ -47,6 +47,21 @@ pub enum Control {
 pub struct Request {
     pub prompt: Vec<i64>,
     pub params: GenerationParams,
+    /// The left-padded width the logits processors see the prompt at: the
+    /// longest prompt of its own request (`prompt.len()` or more), as
+    /// transformers pads a batch of that request's prompts. The prefill
+    /// pads it among whatever arrives with it, which a repetition penalty,
+    /// a banned n-gram or min_length must not see: each request gets the
+    /// tokens it gets alone.
+    pub width: usize,
+}
+
+impl Request {
+    /// A request of one prompt.
+    pub fn new(prompt: Vec<i64>, params: GenerationParams) -> Self {
+        let width = prompt.len();
+        Request { prompt, params, width }
+    }
 }
 
 /// A generated continuation (prompt not included; the EOS token included
@@ -63,6 +78,9 @@ struct Sequence {
     /// The prompt's length with its group's left padding: where the
     /// generated tokens start in `history`.
     width: usize,
+    /// The prompt's length with its own request's left padding: how much
+    /// of `history`'s padding the logits processors see.
+    request_width: usize,
     prompt_len: usize,
     generated: Vec<i64>,
     params: GenerationParams,
@@ -119,6 +137,7 @@ pub fn generate_joined(
             rows.extend(arrived.into_iter().map(|r| Sequence {
                 history: r.prompt.clone(),
                 width: r.prompt.len(),
+                request_width: r.width.max(r.prompt.len()),
                 prompt_len: r.prompt.len(),
                 generated: vec![],
                 rng: Rng::new(r.params.seed),
@@ -315,8 +334,8 @@ fn choose_all(
                 let row = each[r].take().expect("each row once");
                 Choice {
                     row: Row {
-                        sequence: &row.history,
-                        prompt_len: row.width,
+                        sequence: &row.history[row.width.saturating_sub(row.request_width)..],
+                        prompt_len: row.request_width.min(row.width),
                     },
                     params: &row.params,
                     rng: &mut row.rng,
