@@ -727,6 +727,8 @@ async fn transcribe(
         ));
     }
     let model = api.registry.model(&form.model)?;
+    // A lazy model knows its architecture once loaded.
+    api.registry.loaded(&model).await?;
     let whisper = model.architecture().starts_with("Whisper");
     if translate && !whisper {
         return Err(ApiError::bad(
@@ -858,6 +860,8 @@ async fn speech(State(api): State<Arc<Api>>, body: BodyBytes) -> Result<Response
     if body.speed.is_some_and(|s| s != 1.0) {
         return Err(ApiError::bad("speed", "only speed 1.0 is supported"));
     }
+    // A lazy model knows its speakers once loaded.
+    api.registry.loaded(&api.registry.model(&body.model)?).await?;
     let info = api.registry.info(&body.model)?;
     let voice = match &body.voice {
         None => String::new(),

@@ -600,6 +600,41 @@ impl Registry {
         }
     }
 
+    /// Waits until a lazy model is loaded, loading it if it is idle, as its
+    /// first request would: for callers that need what only a loaded model
+    /// knows (its architecture, its speakers) before building a request. A
+    /// model loaded at start-up returns at once, loaded or not (its
+    /// requests are refused with UNAVAILABLE while it loads).
+    pub async fn loaded(self: &Arc<Self>, model: &Arc<Model>) -> Result<()> {
+        if model.lazy.is_none() {
+            return Ok(());
+        }
+        let mut waited = false;
+        loop {
+            let changed = model.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let state = model.state.read().expect("model state lock");
+                match &*state {
+                    State::Ready(_) => return Ok(()),
+                    State::Unloaded => return Err(DaemonError::model_unloaded(&model.name)),
+                    State::Failed(e) if waited => {
+                        let error = model.lazy_error.lock().expect("lock").clone();
+                        return Err(error.unwrap_or_else(|| DaemonError::FailedPrecondition(e.clone())));
+                    }
+                    State::Loading => {}
+                    State::Idle | State::Failed(_) => {
+                        drop(state);
+                        self.load_on_demand(model);
+                    }
+                }
+            }
+            waited = true;
+            changed.await;
+        }
+    }
+
     /// Starts loading a lazy model that is idle (or whose last load
     /// failed), unless another request has started it already.
     fn load_on_demand(self: &Arc<Self>, model: &Arc<Model>) {

@@ -265,6 +265,54 @@ async fn openai_transcriptions_equal_transcribes_in_every_response_format() {
     assert_eq!(ok(&answers[6])["text"], translated.text.as_str());
 }
 
+/// A `load = "lazy"` model knows its architecture only once loaded: the
+/// first translation or subtitles it is asked for load it first, instead
+/// of judging it as not Whisper.
+#[tokio::test]
+async fn a_lazy_whisper_model_translates_and_gives_segments_on_its_first_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("inferd.toml");
+    let table = |name: &str| {
+        format!(
+            "[[models]]\nname = \"{name}\"\ntask = \"automatic-speech-recognition\"\nsource = \"{}\"\n\
+             load = \"lazy\"\n",
+            fixture_model("whisper-random-multi")
+        )
+    };
+    std::fs::write(&config, table("multi") + &table("subtitles")).unwrap();
+    let daemon = Daemon::start(&["--config", config.to_str().unwrap(), "--http-listen", "127.0.0.1:0"]).await;
+    let speech = audio("speech_16k.wav");
+    let answers = openai_calls(
+        &daemon,
+        "unused",
+        &json!([
+            {"call": "audio.translations.create", "args": {"model": "multi", "file": speech}},
+            {"call": "audio.transcriptions.create",
+             "args": {"model": "subtitles", "file": speech, "response_format": "verbose_json"}},
+        ]),
+    );
+    let data = std::fs::read(&speech).unwrap();
+    let v1 = daemon.inference().await;
+    let transcribe = |model: &str, task: &str, timestamps: &str| {
+        let request = TranscribeRequest {
+            model: model.into(),
+            inputs: vec![AudioInput { data: data.clone() }],
+            task: task.into(),
+            return_timestamps: timestamps.into(),
+            ..Default::default()
+        };
+        let mut v1 = v1.clone();
+        async move { v1.transcribe(request).await.unwrap().into_inner().results.remove(0) }
+    };
+    let translated = transcribe("multi", "translate", "").await;
+    assert_eq!(ok(&answers[0])["text"], translated.text.as_str());
+    // Whisper's segments (its timestamps), not a CTC model's words.
+    let segments = transcribe("subtitles", "", "true").await;
+    let got = ok(&answers[1])["segments"].as_array().unwrap().clone();
+    assert_eq!(got.len(), segments.chunks.len(), "{got:?}");
+    assert_eq!(got[0]["text"], segments.chunks[0].text.as_str());
+}
+
 #[tokio::test]
 async fn openai_speech_equals_synthesizes_wav_and_pcm() {
     let daemon = api_daemon(&[], &[]).await;
