@@ -279,18 +279,37 @@ pub struct Joiner<'h, 'a, R, O> {
     task: &'h str,
     /// The host's index of each of the handler's requests.
     positions: Vec<usize>,
+    /// Requests given back by [`Joiner::hold`], taken again before any
+    /// that arrived later.
+    held: std::collections::VecDeque<Incoming<R>>,
     _types: std::marker::PhantomData<(R, O)>,
 }
 
 impl<R: ApiRequest, O: ApiResponse> Joiner<'_, '_, R, O> {
-    /// Up to `max` requests that arrived meanwhile, numbered on from the
-    /// handler's earlier ones.
+    /// Gives the batch's requests (all of them, in the order given) back,
+    /// to be taken again by [`Joiner::take`] and [`Joiner::take_within`]
+    /// before any that arrived later: a handler that starts its decode with
+    /// `take_within` starts it within the model's budgets, however many
+    /// requests the batch brought; the others wait their turn as arrivals
+    /// do.
+    pub fn hold(&mut self, batch: Vec<Incoming<R>>) {
+        debug_assert!(self.held.is_empty(), "the batch is held once, before anything is taken");
+        self.held.extend(batch);
+    }
+
+    /// Up to `max` requests that arrived meanwhile (those held first),
+    /// numbered on from the handler's earlier ones.
     pub fn take(&mut self, max: usize) -> Vec<Incoming<R>> {
-        let (taken, positions, others) = sort_out::<R>(self.host.take(max));
+        let mut taken: Vec<Incoming<R>> = self.held.drain(..max.min(self.held.len())).collect();
+        if taken.len() == max || !self.held.is_empty() {
+            return taken;
+        }
+        let (arrived, positions, others) = sort_out::<R>(self.host.take(max - taken.len()));
         self.positions.extend(positions);
         for index in others {
             self.host.finish(index, Err(wrong_rpc::<R>(self.task)));
         }
+        taken.extend(arrived);
         taken
     }
 
@@ -364,6 +383,7 @@ pub fn joined<R: ApiRequest, O: ApiResponse>(
         host,
         task,
         positions,
+        held: Default::default(),
         _types: std::marker::PhantomData,
     };
     handler(accepted, &mut joiner);
@@ -650,5 +670,49 @@ mod tests {
             "{unanswered:?}"
         );
         assert!(matches!(answers[4], Some(Ok(task_response::Body::Classify(_)))));
+    }
+
+    #[test]
+    fn a_held_batch_is_taken_within_the_budgets_before_later_arrivals() {
+        let classify = |top_k| {
+            request(
+                task_request::Body::Classify(ClassifyRequest {
+                    top_k: Some(top_k),
+                    ..Default::default()
+                }),
+                false,
+            )
+        };
+        let batch = vec![classify(1), classify(2), classify(3)];
+        let arrivals = vec![classify(4)];
+        let sequences = Limit::new("INFERD_TEST_SEQUENCES", 2);
+        let tokens = Limit::new("INFERD_TEST_TOKENS", 100);
+        let ((), answers) = Host::detached(batch.len(), arrivals, |host| {
+            joined(
+                "text-classification",
+                batch,
+                host,
+                |requests: Vec<Incoming<ClassifyRequest>>, joiner: &mut Joiner<ClassifyRequest, ClassifyResponse>| {
+                    joiner.hold(requests);
+                    let top_k = |r: Option<Incoming<ClassifyRequest>>| r.map(|r| r.request.top_k.unwrap());
+                    // One sequence each: two start, the third waits for room.
+                    assert_eq!(top_k(joiner.take_within(0, 0, &sequences, &tokens)), Some(1));
+                    assert_eq!(top_k(joiner.take_within(1, 0, &sequences, &tokens)), Some(2));
+                    assert_eq!(top_k(joiner.take_within(2, 0, &sequences, &tokens)), None);
+                    assert_eq!(top_k(joiner.take_within(0, 100, &sequences, &tokens)), None);
+                    // Room again: the batch's third, then the later arrival.
+                    assert_eq!(top_k(joiner.take_within(1, 0, &sequences, &tokens)), Some(3));
+                    assert_eq!(top_k(joiner.take_within(1, 0, &sequences, &tokens)), Some(4));
+                    assert_eq!(joiner.len(), 4);
+                    for i in 0..4 {
+                        joiner.finish(i, Ok(ClassifyResponse::default()));
+                    }
+                },
+            )
+        });
+        assert_eq!(answers.len(), 4);
+        assert!(answers
+            .iter()
+            .all(|a| matches!(a, Some(Ok(task_response::Body::Classify(_))))));
     }
 }

@@ -315,7 +315,12 @@ pub fn synthesize(
         &mut |_| {
             let mut decode = decode.borrow_mut();
             match first.take() {
-                Some(requests) => decode.admit(requests),
+                // The batch starts within the budgets; the rest of it
+                // joins as room frees, before later arrivals.
+                Some(requests) => {
+                    decode.joiner.hold(requests);
+                    decode.arrivals()
+                }
                 None => decode.arrivals(),
             }
         },

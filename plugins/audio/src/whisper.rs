@@ -442,7 +442,12 @@ pub fn transcribe(
         &mut |rows| {
             let mut decode = decode.borrow_mut();
             match first.take() {
-                Some(requests) => decode.admit(requests),
+                // The batch starts within the budgets; the rest of it
+                // joins as room frees, before later arrivals.
+                Some(requests) => {
+                    decode.joiner.hold(requests);
+                    decode.arrivals(rows)
+                }
                 None => decode.arrivals(rows),
             }
         },

@@ -382,7 +382,12 @@ pub fn generate(
         &mut |running| {
             let mut decode = decode.borrow_mut();
             match first.take() {
-                Some(requests) => decode.admit(requests),
+                // The batch starts within the budgets; the rest of it
+                // joins as room frees, before later arrivals.
+                Some(requests) => {
+                    decode.joiner.hold(requests);
+                    decode.arrivals(running)
+                }
                 None => decode.arrivals(running),
             }
         },
