@@ -382,6 +382,11 @@ async fn embeddings(State(api): State<Arc<Api>>, body: BodyBytes) -> Result<axum
             ))
         }
     };
+    // The upper bound is the model's width, known from the answer; zero
+    // is refused before the model runs.
+    if body.dimensions == Some(0) {
+        return Err(ApiError::bad("dimensions", "dimensions must be at least 1"));
+    }
     let request = EmbedRequest {
         model: body.model.clone(),
         inputs: body.input.texts("input")?,

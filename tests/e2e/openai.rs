@@ -395,6 +395,8 @@ async fn openai_errors_reach_the_client_as_the_right_exception_class() {
             {"call": "audio.transcriptions.create", "args": {"model": "emb", "file": speech,
                                                              "response_format": "xml"}},
             {"call": "audio.transcriptions.create", "args": {"model": "nope", "file": speech}},
+            // Refused before the model is looked up, let alone run.
+            {"call": "embeddings.create", "args": {"model": "nope", "input": "x", "dimensions": 0}},
         ]),
     );
     let expect = [
@@ -407,6 +409,7 @@ async fn openai_errors_reach_the_client_as_the_right_exception_class() {
         ("BadRequestError", 400, "max_new_tokens 5000"),
         ("BadRequestError", 400, "response_format"),
         ("NotFoundError", 404, "nope"),
+        ("BadRequestError", 400, "dimensions must be at least 1"),
     ];
     for (i, (class, status, says)) in expect.iter().enumerate() {
         assert_eq!(

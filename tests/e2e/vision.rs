@@ -138,6 +138,16 @@ async fn bad_images_are_refused_clearly() {
         "not an image",
     );
     expect(client.classify_image(classify(vec![])).await, "empty");
+    // An unknown function_to_apply is refused before any image is decoded.
+    expect(
+        client
+            .classify_image(ClassifyImageRequest {
+                function_to_apply: "bogus".into(),
+                ..classify(b"certainly not an image".to_vec())
+            })
+            .await,
+        "function_to_apply `bogus`",
+    );
     let jpeg = std::fs::read_dir(fixtures_dir().join("images"))
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))

@@ -22,7 +22,20 @@ pub fn classify(
     requests: &[ClassifyImageRequest],
     wanted: &mut dyn FnMut(usize) -> bool,
 ) -> Vec<Result<ClassifyImageResponse, Error>> {
-    let inputs: Vec<&[ImageInput]> = requests.iter().map(|r| r.inputs.as_slice()).collect();
+    // A request with an unknown function_to_apply is refused before its
+    // images are decoded and run.
+    let functions: Vec<Result<Option<ScoreFunction>, Error>> = requests
+        .iter()
+        .map(|r| ScoreFunction::parse(&r.function_to_apply).map_err(Error::from))
+        .collect();
+    let inputs: Vec<&[ImageInput]> = requests
+        .iter()
+        .zip(&functions)
+        .map(|(r, function)| match function {
+            Ok(_) => r.inputs.as_slice(),
+            Err(_) => &[],
+        })
+        .collect();
     let forward = |pixels: &tch::Tensor| model.forward(pixels);
     let images = ImageModel {
         processor: &model.processor,
@@ -36,11 +49,12 @@ pub fn classify(
     requests
         .iter()
         .zip(outputs)
-        .map(|(request, outputs)| {
-            let outputs = outputs?;
+        .zip(functions)
+        .map(|((request, outputs), function)| {
             let num_labels = model.labels.len();
-            let function = ScoreFunction::parse(&request.function_to_apply)?
+            let function = function?
                 .unwrap_or_else(|| ScoreFunction::default_for_images(model.config.problem_type.as_deref(), num_labels));
+            let outputs = outputs?;
             let top_k = match request.top_k {
                 None => DEFAULT_TOP_K.min(num_labels),
                 Some(0) => num_labels,
