@@ -565,7 +565,35 @@ impl Registry {
         if model.lazy.is_none() {
             return model.submit(task, request, partial, deadline);
         }
+        self.when_loaded(model, deadline, |served| {
+            served.submit(task, request, partial, deadline)
+        })
+        .await
+    }
+
+    /// Waits until a lazy model is loaded, loading it if it is idle, as its
+    /// first request would: for callers that need what only a loaded model
+    /// knows (its architecture, its speakers) before building a request. A
+    /// model loaded at start-up returns at once, loaded or not (its
+    /// requests are refused with UNAVAILABLE while it loads).
+    pub async fn loaded(self: &Arc<Self>, model: &Arc<Model>) -> Result<()> {
+        if model.lazy.is_none() {
+            return Ok(());
+        }
+        self.when_loaded(model, None, |_| Ok(())).await
+    }
+
+    /// `then` on the served queues of a lazy model once it is loaded
+    /// (while its state says so), loading it if it is idle or its last load
+    /// failed; the load's error if the load this waited for failed.
+    async fn when_loaded<T>(
+        self: &Arc<Self>,
+        model: &Arc<Model>,
+        deadline: Option<Instant>,
+        then: impl FnOnce(&Served) -> Result<T>,
+    ) -> Result<T> {
         let mut waited = false;
+        let mut then = Some(then);
         loop {
             let changed = model.changed.notified();
             tokio::pin!(changed);
@@ -573,7 +601,7 @@ impl Registry {
             {
                 let state = model.state.read().expect("model state lock");
                 match &*state {
-                    State::Ready(served) => return served.submit(task, request, partial, deadline),
+                    State::Ready(served) => return then.take().expect("called once")(served),
                     State::Unloaded => return Err(DaemonError::model_unloaded(&model.name)),
                     State::Failed(e) if waited => {
                         let error = model.lazy_error.lock().expect("lock").clone();
@@ -597,41 +625,6 @@ impl Registry {
                 })?,
                 None => changed.await,
             }
-        }
-    }
-
-    /// Waits until a lazy model is loaded, loading it if it is idle, as its
-    /// first request would: for callers that need what only a loaded model
-    /// knows (its architecture, its speakers) before building a request. A
-    /// model loaded at start-up returns at once, loaded or not (its
-    /// requests are refused with UNAVAILABLE while it loads).
-    pub async fn loaded(self: &Arc<Self>, model: &Arc<Model>) -> Result<()> {
-        if model.lazy.is_none() {
-            return Ok(());
-        }
-        let mut waited = false;
-        loop {
-            let changed = model.changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-            {
-                let state = model.state.read().expect("model state lock");
-                match &*state {
-                    State::Ready(_) => return Ok(()),
-                    State::Unloaded => return Err(DaemonError::model_unloaded(&model.name)),
-                    State::Failed(e) if waited => {
-                        let error = model.lazy_error.lock().expect("lock").clone();
-                        return Err(error.unwrap_or_else(|| DaemonError::FailedPrecondition(e.clone())));
-                    }
-                    State::Loading => {}
-                    State::Idle | State::Failed(_) => {
-                        drop(state);
-                        self.load_on_demand(model);
-                    }
-                }
-            }
-            waited = true;
-            changed.await;
         }
     }
 

@@ -612,17 +612,19 @@ mod tests {
         assert_eq!(answers[1].as_ref().unwrap_err().code, crate::Code::FailedPrecondition);
     }
 
+    /// A Classify request with `top_k`, which tells requests apart.
+    fn classify(top_k: Option<u32>) -> TaskRequest {
+        request(
+            task_request::Body::Classify(ClassifyRequest {
+                top_k,
+                ..Default::default()
+            }),
+            false,
+        )
+    }
+
     #[test]
     fn a_joined_handler_takes_arrivals_and_every_request_ends_once() {
-        let classify = |top_k| {
-            request(
-                task_request::Body::Classify(ClassifyRequest {
-                    top_k,
-                    ..Default::default()
-                }),
-                false,
-            )
-        };
         let batch = vec![
             classify(Some(1)),
             request(task_request::Body::Run(RunRequest::default()), false),
@@ -674,17 +676,8 @@ mod tests {
 
     #[test]
     fn a_held_batch_is_taken_within_the_budgets_before_later_arrivals() {
-        let classify = |top_k| {
-            request(
-                task_request::Body::Classify(ClassifyRequest {
-                    top_k: Some(top_k),
-                    ..Default::default()
-                }),
-                false,
-            )
-        };
-        let batch = vec![classify(1), classify(2), classify(3)];
-        let arrivals = vec![classify(4)];
+        let batch = vec![classify(Some(1)), classify(Some(2)), classify(Some(3))];
+        let arrivals = vec![classify(Some(4))];
         let sequences = Limit::new("INFERD_TEST_SEQUENCES", 2);
         let tokens = Limit::new("INFERD_TEST_TOKENS", 100);
         let ((), answers) = Host::detached(batch.len(), arrivals, |host| {

@@ -7,7 +7,7 @@ mod common;
 
 use std::cell::RefCell;
 
-use inferd_models::auto::load_causal_lm;
+use inferd_models::auto::{load_causal_lm, CausalModel};
 use inferd_models::core::decoding::CausalLm;
 use inferd_models::core::layers::KvCache;
 use inferd_models::generation::causal::{generate, generate_joined, Control, FinishReason, Request};
@@ -41,15 +41,20 @@ impl CausalLm for Counting<'_> {
     }
 }
 
-#[test]
-fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
-    let mut model = load_causal_lm(
+/// The GPT-2 fixture, in float32 on the CPU.
+fn gpt2() -> CausalModel {
+    load_causal_lm(
         &fixtures().join("models").join("gpt2-gen"),
         Device::Cpu,
         Default::default(),
         Default::default(),
     )
-    .unwrap();
+    .unwrap()
+}
+
+#[test]
+fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
+    let mut model = gpt2();
     let pad = model.tokenizer.pad_id();
     // (arrives at iteration, prompt, new tokens); the third is stopped after
     // its fourth token.
@@ -152,13 +157,7 @@ fn sequences_leave_the_decode_as_soon_as_they_end_or_are_stopped() {
 /// would have EOS penalised or banned. Each gets the tokens it gets alone.
 #[test]
 fn requests_prefilled_together_see_only_their_own_padding() {
-    let mut model = load_causal_lm(
-        &fixtures().join("models").join("gpt2-gen"),
-        Device::Cpu,
-        Default::default(),
-        Default::default(),
-    )
-    .unwrap();
+    let mut model = gpt2();
     let pad = model.tokenizer.pad_id();
     // The corpus prompt whose greedy continuation ends with EOS early
     // (the reference's min_new_tokens case starts with it), and a longer one.
