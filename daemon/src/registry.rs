@@ -577,6 +577,8 @@ impl Registry {
     /// model loaded at start-up returns at once, loaded or not (its
     /// requests are refused with UNAVAILABLE while it loads).
     pub async fn loaded(self: &Arc<Self>, model: &Arc<Model>) -> Result<()> {
+        // Used now: the load this waits for is not evicted first.
+        *model.last_used.lock().expect("lock") = Instant::now();
         if model.lazy.is_none() {
             return Ok(());
         }

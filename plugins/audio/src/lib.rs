@@ -21,8 +21,10 @@ use inferd_sdk::{dispatch, export_plugin, warm_up, Emitter, Error, Host, Limit, 
 pub const AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_AUDIO_SECONDS", 3600);
 /// Audio one speech recognition request decodes, in seconds summed over
 /// its files (each Whisper chunk counted as the 30 s window it is decoded
-/// as): two files at the per-file limit.
-pub const REQUEST_AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_REQUEST_AUDIO_SECONDS", 7200);
+/// as): five times the per-file limit, room for an hour in 10 s chunks
+/// (540 windows, 16,200 s) or two hours in pipeline()'s 30 s ones (360
+/// windows, 10,800 s).
+pub const REQUEST_AUDIO_SECONDS: Limit = Limit::new("INFERD_MAX_REQUEST_AUDIO_SECONDS", 18_000);
 /// Whisper and SpeechT5: hypotheses (or texts) decoding together on one
 /// instance; requests join a running decode while fewer decode.
 pub const BATCH_SEQUENCES: Limit = Limit::new("INFERD_MAX_BATCH_SEQUENCES", 64);

@@ -218,3 +218,40 @@ fn requests_prefilled_together_see_only_their_own_padding() {
         }
     }
 }
+
+/// Sequences that all end in their prefill leave nothing running, yet more
+/// may wait their turn (the rest of a batch held back by the budgets): the
+/// decode asks for arrivals again before it returns.
+#[test]
+fn arrivals_are_asked_again_after_a_prefill_that_ends_everything() {
+    let mut model = gpt2();
+    let pad = model.tokenizer.pad_id();
+    let prompt: Vec<i64> = model
+        .tokenizer
+        .encode_untruncated("Once upon a time")
+        .unwrap()
+        .into_iter()
+        .map(i64::from)
+        .collect();
+    let request = |tokens: usize| {
+        let asked = GenerationSettings {
+            max_new_tokens: Some(tokens),
+            do_sample: Some(false),
+            ..Default::default()
+        };
+        let params =
+            resolve_text_generation(&model.settings, &asked, prompt.len(), 1024, model.eos_token_id, 0).unwrap();
+        Request::new(prompt.clone(), params)
+    };
+    // One token (done in its prefill), then one of three tokens.
+    let mut waiting = vec![vec![request(3)], vec![request(1)]];
+    let mut finished = vec![];
+    generate_joined(
+        model.model.as_ref(),
+        pad,
+        &mut |_| waiting.pop().unwrap_or_default(),
+        &mut |_, _| Control::Continue,
+        &mut |i, generated| finished.push((i, generated.tokens.len())),
+    );
+    assert_eq!(finished, [(0, 1), (1, 3)]);
+}

@@ -132,7 +132,8 @@ pub fn generate_joined(
     let mut running: Option<Decoding> = None;
     loop {
         let arrived = arrivals(running.as_ref().map_or(0, |r| r.active.len()));
-        if !arrived.is_empty() {
+        let any_arrived = !arrived.is_empty();
+        if any_arrived {
             let first = rows.len();
             rows.extend(arrived.into_iter().map(|r| Sequence {
                 history: r.prompt.clone(),
@@ -151,6 +152,11 @@ pub fn generate_joined(
             };
         }
         let Some(mut decoding) = running.take() else {
+            // Arrivals that all ended in their prefill: others may wait
+            // their turn (the rest of a held batch), so ask again.
+            if any_arrived {
+                continue;
+            }
             return;
         };
         let logits = model.forward_last(

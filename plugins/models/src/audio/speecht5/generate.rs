@@ -108,7 +108,9 @@ pub fn generate_speech_joined(
     let mut running: Option<Decoding> = None;
     loop {
         let rows = running.as_ref().map_or(0, |d| d.rows.len());
-        for request in arrivals(rows) {
+        let arrived = arrivals(rows);
+        let any_arrived = !arrived.is_empty();
+        for request in arrived {
             let i = requests.len();
             let (fresh, spoken) = Decoding::start(model, i, request);
             requests.push(spoken);
@@ -122,6 +124,11 @@ pub fn generate_speech_joined(
             };
         }
         if running.is_none() {
+            // Arrivals that all ended in their first step: others may wait
+            // their turn (the rest of a held batch), so ask again.
+            if any_arrived {
+                continue;
+            }
             return;
         }
         step(model, &mut running, &mut requests, keep_going, on_finish);
