@@ -37,28 +37,22 @@ pub struct Seconds {
 }
 
 impl Seconds {
-    /// `inputs[i]` decoded, refused past the per-file limit.
-    pub fn decode(&self, i: usize, data: &[u8]) -> Result<Audio, Error> {
-        decode(data, self.file.max as f64).map_err(|e| match e {
+    /// `inputs[i]` decoded, refused past the per-file limit, its seconds
+    /// added to `total` (the request's files decoded so far): refused with
+    /// RESOURCE_EXHAUSTED once they hold more than a request may, before
+    /// the next file is decoded.
+    pub fn decode(&self, i: usize, data: &[u8], total: &mut f64) -> Result<Audio, Error> {
+        let audio = decode(data, self.file.max as f64).map_err(|e| match e {
             ModelError::InvalidInput(message) => Error::invalid_argument(format!("inputs[{i}]: {message}")),
             other => Error::from(other),
-        })
-    }
-
-    /// RESOURCE_EXHAUSTED once the files decoded so far hold more seconds
-    /// than a request may: checked after each file, before the next one is
-    /// decoded.
-    pub fn check_request(&self, seconds: f64) -> Result<(), Error> {
+        })?;
+        *total += audio.samples.len() as f64 / audio.sample_rate as f64;
         self.request.check(
-            seconds.ceil() as u64,
+            total.ceil() as u64,
             "the audio of this request (seconds, summed over its files)",
-        )
+        )?;
+        Ok(audio)
     }
-}
-
-/// The length of `audio` in seconds.
-pub fn seconds_of(audio: &Audio) -> f64 {
-    audio.samples.len() as f64 / audio.sample_rate as f64
 }
 
 pub fn transcribe(
@@ -109,9 +103,7 @@ pub fn transcribe(
     let mut results = Vec::with_capacity(request.inputs.len());
     let mut total = 0.0;
     for (i, input) in request.inputs.iter().enumerate() {
-        let audio = seconds.decode(i, &input.data)?;
-        total += seconds_of(&audio);
-        seconds.check_request(total)?;
+        let audio = seconds.decode(i, &input.data, &mut total)?;
         let samples = resample(&audio.samples, audio.sample_rate, rate);
         let min = model.net.min_samples() as usize;
         if samples.len() < min {

@@ -300,6 +300,9 @@ pub fn synthesize(
     requests: Vec<Incoming<SynthesizeRequest>>,
     joiner: &mut Joiner<SynthesizeRequest, SynthesizeResponse>,
 ) {
+    // The batch starts within the budgets; the rest of it joins as room
+    // frees, before later arrivals.
+    joiner.hold(requests);
     let decode = RefCell::new(Decode {
         model,
         limits: *limits,
@@ -309,21 +312,9 @@ pub fn synthesize(
         running_texts: 0,
         running_tokens: 0,
     });
-    let mut first = Some(requests);
     generate_speech_joined(
         &model.net,
-        &mut |_| {
-            let mut decode = decode.borrow_mut();
-            match first.take() {
-                // The batch starts within the budgets; the rest of it
-                // joins as room frees, before later arrivals.
-                Some(requests) => {
-                    decode.joiner.hold(requests);
-                    decode.arrivals()
-                }
-                None => decode.arrivals(),
-            }
-        },
+        &mut |_| decode.borrow_mut().arrivals(),
         &mut |i| decode.borrow_mut().wanted(i),
         &mut |i, speech| decode.borrow_mut().on_finish(i, speech),
     );

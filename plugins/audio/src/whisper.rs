@@ -31,7 +31,7 @@ use inferd_sdk::proto::api::{
 use inferd_sdk::{Error, Limit};
 use tch::Tensor;
 
-use crate::speech_recognition::{seconds_of, Chunking, Seconds};
+use crate::speech_recognition::{Chunking, Seconds};
 
 /// One request, checked: what it wants back, and each input's plan and
 /// windows: the whole audio, or with chunk_length_s its chunks.
@@ -102,9 +102,7 @@ fn prepare(model: &WhisperModel, request: &TranscribeRequest, seconds: &Seconds)
     let mut samples = Vec::with_capacity(request.inputs.len());
     let mut total = 0.0;
     for (i, input) in request.inputs.iter().enumerate() {
-        let audio = seconds.decode(i, &input.data)?;
-        total += seconds_of(&audio);
-        seconds.check_request(total)?;
+        let audio = seconds.decode(i, &input.data, &mut total)?;
         samples.push(resample(&audio.samples, audio.sample_rate, rate));
     }
     // pipeline()'s chunks (Whisper aligns them to samples), each decoded
@@ -426,6 +424,9 @@ pub fn transcribe(
     requests: Vec<Incoming<TranscribeRequest>>,
     joiner: &mut Joiner<TranscribeRequest, TranscribeResponse>,
 ) {
+    // The batch starts within the budgets; the rest of it joins as room
+    // frees, before later arrivals.
+    joiner.hold(requests);
     let decode = RefCell::new(Decode {
         model,
         limits: *limits,
@@ -434,23 +435,11 @@ pub fn transcribe(
         owners: vec![],
         running_tokens: 0,
     });
-    let mut first = Some(requests);
     transcribe_joined(
         &model.net,
         &model.generation,
         limits.batch_sequences.max as usize,
-        &mut |rows| {
-            let mut decode = decode.borrow_mut();
-            match first.take() {
-                // The batch starts within the budgets; the rest of it
-                // joins as room frees, before later arrivals.
-                Some(requests) => {
-                    decode.joiner.hold(requests);
-                    decode.arrivals(rows)
-                }
-                None => decode.arrivals(rows),
-            }
-        },
+        &mut |rows| decode.borrow_mut().arrivals(rows),
         &mut Progress(&decode),
         &mut |i, transcript| decode.borrow_mut().done(i, transcript),
     );

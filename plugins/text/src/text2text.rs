@@ -300,6 +300,9 @@ pub fn generate<R: ApiRequest, O: ApiResponse>(
     requests: Vec<Incoming<R>>,
     joiner: &mut Joiner<R, O>,
 ) {
+    // The batch starts within the budgets; the rest of it joins as room
+    // frees, before later arrivals.
+    joiner.hold(requests);
     let decode = RefCell::new(Decode {
         model,
         task,
@@ -309,23 +312,11 @@ pub fn generate<R: ApiRequest, O: ApiResponse>(
         owners: vec![],
         running_tokens: 0,
     });
-    let mut first = Some(requests);
     generate_joined(
         model.net.as_ref(),
         limits.batch_sequences.max as usize,
         None,
-        &mut |rows| {
-            let mut decode = decode.borrow_mut();
-            match first.take() {
-                // The batch starts within the budgets; the rest of it
-                // joins as room frees, before later arrivals.
-                Some(requests) => {
-                    decode.joiner.hold(requests);
-                    decode.arrivals(rows)
-                }
-                None => decode.arrivals(rows),
-            }
-        },
+        &mut |rows| decode.borrow_mut().arrivals(rows),
         &mut |i| decode.borrow_mut().wanted(i),
         &mut |i, found| decode.borrow_mut().on_finish(i, found),
     );

@@ -362,6 +362,9 @@ pub fn generate(
     } = model;
     let net = net.as_ref();
     let pad = tokenizer.pad_id();
+    // The batch starts within the budgets; the rest of it joins as room
+    // frees, before later arrivals.
+    joiner.hold(requests);
     let decode = RefCell::new(Decode {
         planner: Planner {
             tokenizer,
@@ -375,22 +378,10 @@ pub fn generate(
         slots: vec![],
         running_tokens: 0,
     });
-    let mut first = Some(requests);
     causal::generate_joined(
         net,
         pad,
-        &mut |running| {
-            let mut decode = decode.borrow_mut();
-            match first.take() {
-                // The batch starts within the budgets; the rest of it
-                // joins as room frees, before later arrivals.
-                Some(requests) => {
-                    decode.joiner.hold(requests);
-                    decode.arrivals(running)
-                }
-                None => decode.arrivals(running),
-            }
-        },
+        &mut |running| decode.borrow_mut().arrivals(running),
         &mut |i, token| decode.borrow_mut().on_token(i, token),
         &mut |i, out| decode.borrow_mut().on_finish(i, out),
     );
